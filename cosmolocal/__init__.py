@@ -1,0 +1,1 @@
+"""The `cosmolocal` command line: a thin layer over protocol, solver, nodes, planner and scenarios."""

@@ -1,0 +1,1 @@
+"""The lab agent: lab file, join the mesh, accept jobs, schedule machines, execute, report."""

@@ -1,0 +1,1 @@
+"""The planner service: ledger, replanning loop, mesh endpoints, HTTP API and event stream."""

@@ -1,0 +1,182 @@
+"""One record type per message kind of the mesh protocol (see SPEC.md).
+
+The envelope (`Envelope`) carries version, kind, sender, sequence and epoch; the body is one of the
+records below, chosen by kind. `BODY_TYPES` is the single table the codec dispatches on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pydantic import Field
+
+from protocol.model import Design, Identifier, Lab, Location, Name, Priority, Record, UtcDatetime
+
+PROTOCOL_VERSION = 1
+
+
+class Body(Record):
+    """Base of every message body."""
+
+
+# --- lab -> planner (DEALER -> ROUTER) ---------------------------------------------------------
+
+
+class Hello(Body):
+    """A lab introduces itself: its full description (an OKW-style facility record)."""
+
+    lab: Lab
+    #: Where the lab's agent stands after a restart: machine backlog in nominal minutes.
+    backlog_minutes: dict[Identifier, float] = Field(default_factory=dict)
+
+
+class Capacity(Body):
+    """The lab's machines' queued work, in nominal minutes not yet done; sent on change."""
+
+    backlog_minutes: dict[Identifier, float]
+
+
+class Stock(Body):
+    """The lab's free stock per material (reserved amounts already taken off); sent on change."""
+
+    stock: dict[Name, float]
+
+
+class Heartbeat(Body):
+    """Liveness, both ways. Empty on purpose: any message proves liveness, this one when idle."""
+
+
+class Accept(Body):
+    """The lab takes an assignment and will execute it."""
+
+    assignment_id: Identifier
+    eta: UtcDatetime | None = None
+
+
+class Refuse(Body):
+    """The lab declines an assignment; its units go back to demand."""
+
+    assignment_id: Identifier
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class Progress(Body):
+    """Units of an assignment finished so far."""
+
+    assignment_id: Identifier
+    units_done: int = Field(ge=0)
+    eta: UtcDatetime | None = None
+
+
+class Done(Body):
+    """Every unit of an assignment is made."""
+
+    assignment_id: Identifier
+    units_done: int = Field(ge=0)
+
+
+class Failed(Body):
+    """An assignment stopped before the end; units not done go back to demand."""
+
+    assignment_id: Identifier
+    units_done: int = Field(ge=0)
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class Bye(Body):
+    """The lab leaves the mesh on purpose."""
+
+    reason: str = ""
+
+
+# --- planner -> lab (ROUTER -> DEALER) ---------------------------------------------------------
+
+
+class DemandTrace(Record):
+    """Unmet demand at a delivery place: what the field shows every lab."""
+
+    order_id: Identifier
+    design: Identifier
+    location: Location
+    unmet: int = Field(ge=0)
+    priority: Priority
+
+
+class CapacityTrace(Record):
+    """A lab's free capacity, as the field shows it."""
+
+    lab_id: Identifier
+    location: Location
+    free_minutes_per_day: float = Field(ge=0.0)
+    live: bool = True
+
+
+class Field_(Body):
+    """The stigmergic field: demand and capacity traces (a whole snapshot, versioned by seq)."""
+
+    demand: list[DemandTrace] = Field(default_factory=list)
+    capacity: list[CapacityTrace] = Field(default_factory=list)
+
+
+class Welcome(Body):
+    """The planner admits a lab: its epoch, heartbeat period and the field to start from."""
+
+    epoch: int = Field(ge=0)
+    heartbeat_ms: int = Field(gt=0)
+    field_endpoint: str
+    field_seq: int = Field(ge=0)
+    field: Field_
+
+
+class Assign(Body):
+    """A job for the lab: make `quantity` units of `design` for an order. Idempotent by id."""
+
+    assignment_id: Identifier
+    order_id: Identifier
+    design: Design
+    quantity: int = Field(gt=0)
+    due_at: UtcDatetime
+    delivery: Location
+    priority: Priority
+
+
+class Error(Body):
+    """The planner tells a lab that one of its messages was rejected, and why."""
+
+    reason: str
+    ref_seq: int | None = None
+
+
+BODY_TYPES: dict[str, type[Body]] = {
+    "HELLO": Hello,
+    "CAPACITY": Capacity,
+    "STOCK": Stock,
+    "HEARTBEAT": Heartbeat,
+    "ACCEPT": Accept,
+    "REFUSE": Refuse,
+    "PROGRESS": Progress,
+    "DONE": Done,
+    "FAILED": Failed,
+    "BYE": Bye,
+    "WELCOME": Welcome,
+    "ASSIGN": Assign,
+    "ERROR": Error,
+    "FIELD": Field_,
+}
+KIND_OF: dict[type[Body], str] = {body_type: kind for kind, body_type in BODY_TYPES.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """A whole message: who sent it, its kind and sequence number, and its body."""
+
+    sender: str
+    seq: int
+    body: Body
+    epoch: int = 0
+    version: int = field(default=PROTOCOL_VERSION)
+
+    @property
+    def kind(self) -> str:
+        """The message kind, derived from the body's type."""
+        return KIND_OF[type(self.body)]
