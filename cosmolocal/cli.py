@@ -1,0 +1,99 @@
+"""The `cosmolocal` command: planner, node, demo. Each command is a thin call into a package."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cosmolocal.logs import setup_logging
+from cosmolocal.node_commands import node_app
+
+app = typer.Typer(
+    name="cosmolocal",
+    help="Cosmolocal: design global, manufacture local. Plans open-design production across a mesh of labs.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+)
+planner_app = typer.Typer(
+    name="planner", help="Run the planner service (HTTP API + mesh endpoints).", no_args_is_help=True
+)
+app.add_typer(planner_app)
+app.add_typer(node_app)
+
+
+def _host_port(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise typer.BadParameter(f"{value!r}: expected HOST:PORT, for example 127.0.0.1:8080")
+    return host or "127.0.0.1", int(port)
+
+
+@planner_app.command("serve")
+def planner_serve(
+    http: Annotated[str, typer.Option(help="HOST:PORT of the HTTP API.")] = "127.0.0.1:8080",
+    mesh: Annotated[
+        str, typer.Option(help="ZeroMQ endpoint the ROUTER binds for labs.")
+    ] = "tcp://127.0.0.1:5570",
+    field: Annotated[
+        str | None, typer.Option(help="ZeroMQ endpoint of the field PUB socket [default: mesh port + 1].")
+    ] = None,
+    db: Annotated[Path, typer.Option(help="SQLite ledger file (created if missing).")] = Path(
+        "var/planner.db"
+    ),
+    heartbeat_ms: Annotated[int, typer.Option(min=50, help="Heartbeat interval, both ways.")] = 1000,
+    liveness: Annotated[int, typer.Option(min=2, help="Missed heartbeats before a lab is lost.")] = 3,
+    solve_seconds: Annotated[float, typer.Option(min=0.1, help="Time limit of one solve.")] = 2.0,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+) -> None:
+    """Serve the planner: orders over HTTP, labs over ZeroMQ, plans from CP-SAT, ledger in SQLite.
+
+    Example:
+
+      [bold]cosmolocal planner serve --http 127.0.0.1:8080 --db var/planner.db[/]
+    """
+    from planner.app import PlannerSettings
+    from planner.serve import serve
+
+    setup_logging(log_level, "planner")
+    host, port = _host_port(http)
+    settings = PlannerSettings(
+        db_path=db,
+        mesh_endpoint=mesh,
+        field_endpoint=field,
+        heartbeat_ms=heartbeat_ms,
+        liveness=liveness,
+        solve_time_limit_s=solve_seconds,
+    )
+    serve(settings, host=host, port=port, log_level=log_level)
+
+
+@app.command("demo")
+def demo(
+    labs: Annotated[int, typer.Option(min=2, max=30, help="Lab processes to start.")] = 8,
+    speed: Annotated[
+        float, typer.Option(min=1.0, help="How many times faster than real time labs work.")
+    ] = 6000.0,
+    timeout: Annotated[float, typer.Option(min=5.0, help="Give up after this many seconds.")] = 60.0,
+    keep: Annotated[
+        bool, typer.Option("--keep", help="Leave the mesh running and print the API URL.")
+    ] = False,
+    workdir: Annotated[
+        Path | None,
+        typer.Option(help="Where lab files, logs and the ledger go [default: a temporary folder]."),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the lab and order mix.")] = 7,
+) -> None:
+    """Start a planner and labs at French cities as real processes, order, and watch it all get made.
+
+    Exits 0 when every order is done, 1 otherwise.
+    """
+    from scenarios.demo import DemoOptions, run_demo
+
+    setup_logging("warning")
+    ok = run_demo(
+        DemoOptions(labs=labs, speed=speed, timeout_s=timeout, keep=keep, workdir=workdir, seed=seed)
+    )
+    raise typer.Exit(0 if ok else 1)

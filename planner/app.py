@@ -1,0 +1,244 @@
+"""The planner's HTTP API (FastAPI), built by a factory; the lifespan starts the mesh and the loop.
+
+Nothing happens at import time: `create_app(settings)` returns an app whose lifespan opens the
+ledger, binds the ZeroMQ endpoints and starts the replanning loop, and undoes all of it on exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import zmq.asyncio
+from fastapi import FastAPI, Header, HTTPException, Request, Response, status
+from fastapi.responses import JSONResponse
+from fastapi.sse import EventSourceResponse, ServerSentEvent
+from fastapi_offline import FastAPIOffline
+
+from planner.core import OrderRejected, PlannerCore
+from planner.events import EventBus
+from planner.mesh import MeshServer
+from planner.replan import Replanner
+from planner.store import Ledger
+from protocol import transport
+from protocol.model import OrderRequest, utcnow
+from protocol.okh import catalogue
+from solver.problem import SolveParams
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PlannerSettings:
+    """Everything a planner process needs to know; given, never read from the environment here."""
+
+    db_path: Path
+    mesh_endpoint: str = "tcp://127.0.0.1:5570"
+    field_endpoint: str | None = None
+    heartbeat_ms: int = 1000
+    liveness: int = 3
+    solve_time_limit_s: float = 2.0
+    solve_workers: int = 2
+    k_nearest: int = 8
+
+
+@dataclass
+class Planner:
+    """The running planner: what the routes reach through `request.app.state.planner`."""
+
+    settings: PlannerSettings
+    core: PlannerCore
+    mesh: MeshServer
+    replanner: Replanner
+    epoch: int
+    started: float
+
+
+def create_app(settings: PlannerSettings, clock: Callable[[], datetime] = utcnow) -> FastAPI:
+    """Build the planner's app; the lifespan owns the ledger, sockets and background tasks."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        ledger = Ledger(settings.db_path)
+        epoch = ledger.next_epoch()
+        core = PlannerCore(ledger=ledger, designs=catalogue(), clock=clock, bus=EventBus())
+        core.load()
+        ctx = zmq.asyncio.Context()
+        field_endpoint = settings.field_endpoint or transport.field_endpoint_for(settings.mesh_endpoint)
+        mesh = MeshServer(
+            core,
+            ctx,
+            settings.mesh_endpoint,
+            field_endpoint,
+            epoch,
+            heartbeat_ms=settings.heartbeat_ms,
+            liveness=settings.liveness,
+        )
+        params = SolveParams(
+            time_limit_s=settings.solve_time_limit_s,
+            workers=settings.solve_workers,
+            k_nearest=settings.k_nearest,
+        )
+        replanner = Replanner(core, mesh.send_assignments, params)
+
+        def on_change(reason: str) -> None:
+            replanner.request(reason)
+            mesh.field_changed()
+
+        core.on_change = on_change
+        app.state.planner = Planner(settings, core, mesh, replanner, epoch, time.monotonic())
+        stop = asyncio.Event()
+        tasks = [asyncio.create_task(mesh.run(stop)), asyncio.create_task(replanner.run(stop))]
+        if core.has_unplanned_demand():
+            replanner.request("restart")
+        log.info(
+            "planner epoch %d: mesh %s, field %s, ledger %s",
+            epoch,
+            settings.mesh_endpoint,
+            field_endpoint,
+            settings.db_path,
+        )
+        try:
+            yield
+        finally:
+            stop.set()
+            core.bus.close()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            mesh.close()
+            ctx.term()
+            ledger.close()
+            log.info("planner stopped")
+
+    app = FastAPIOffline(
+        title="Cosmolocal planner",
+        version="0.1.0",
+        description="Orders in, plans out: allocates open-design production to the nearest capable labs.",
+        lifespan=lifespan,
+    )
+    _routes(app, clock)
+    return app
+
+
+def _planner(request: Request) -> Planner:
+    return request.app.state.planner
+
+
+def _routes(app: FastAPI, clock: Callable[[], datetime]) -> None:
+    @app.post("/orders", status_code=status.HTTP_201_CREATED, tags=["orders"], response_model=None)
+    async def post_order(
+        order: OrderRequest, request: Request, response: Response
+    ) -> dict[str, Any] | JSONResponse:
+        """Place an order. Durable before the answer; the answer carries the order id and status URL."""
+        planner = _planner(request)
+        try:
+            accepted = planner.core.submit_order(order)
+        except OrderRejected as exc:
+            return JSONResponse(
+                status_code=422,
+                content={"detail": [{"loc": ["body", exc.field], "msg": exc.reason, "type": "value_error"}]},
+            )
+        response.headers["Location"] = f"/orders/{accepted.id}"
+        return planner.core.order_view(accepted.id) or {}
+
+    @app.get("/orders", tags=["orders"])
+    async def list_orders(request: Request) -> list[dict[str, Any]]:
+        """Every order with its state and units made."""
+        core = _planner(request).core
+        return [
+            o.model_dump(mode="json") | {"units_made": core.units_made(o.id)} for o in core.orders.values()
+        ]
+
+    @app.get("/orders/{order_id}", tags=["orders"])
+    async def get_order(order_id: str, request: Request) -> dict[str, Any]:
+        """One order: allocations per lab with their cost terms, progress, state, shortage if any."""
+        view = _planner(request).core.order_view(order_id)
+        if view is None:
+            raise HTTPException(404, f"no order {order_id!r}")
+        return view
+
+    @app.get("/labs", tags=["labs"])
+    async def list_labs(request: Request) -> list[dict[str, Any]]:
+        """Every lab that joined, live or lost, with its machines, stock and jobs."""
+        core = _planner(request).core
+        return [core.lab_json(v) for v in core.labs.values()]
+
+    @app.get("/labs/{lab_id}", tags=["labs"])
+    async def get_lab(lab_id: str, request: Request) -> dict[str, Any]:
+        """One lab."""
+        core = _planner(request).core
+        view = core.labs.get(lab_id)
+        if view is None:
+            raise HTTPException(404, f"no lab {lab_id!r}")
+        return core.lab_json(view)
+
+    @app.get("/designs", tags=["designs"])
+    async def list_designs(request: Request) -> list[dict[str, Any]]:
+        """The open designs this planner can allocate, with licence, source and per-unit steps."""
+        return [d.model_dump(mode="json") for d in _planner(request).core.designs.values()]
+
+    @app.get("/plan", tags=["plan"])
+    async def get_plan(request: Request) -> dict[str, Any]:
+        """The current plan: last solve's statistics and every standing allocation."""
+        core = _planner(request).core
+        summary = core.plan_summary(core.plan) if core.plan else {"version": 0, "status": "EMPTY"}
+        return summary | {"allocations": core.current_allocations()}
+
+    @app.get("/health", tags=["operations"])
+    async def health(request: Request) -> dict[str, Any]:
+        """Liveness and counters: labs live, orders, solves, frames rejected."""
+        planner = _planner(request)
+        core, stats = planner.core, planner.mesh.stats
+        return {
+            "status": "ok",
+            "epoch": planner.epoch,
+            "uptime_s": round(time.monotonic() - planner.started, 3),
+            "labs_live": sum(1 for v in core.labs.values() if v.live),
+            "labs_known": len(core.labs),
+            "orders": len(core.orders),
+            "orders_done": sum(1 for o in core.orders.values() if o.state == "done"),
+            "plan_version": core.plan.version if core.plan else 0,
+            "solves": planner.replanner.solves,
+            "solving": planner.replanner.solving,
+            "plans_rejected": core.plans_rejected,
+            "frames_received": stats.frames_received,
+            "frames_rejected": stats.frames_rejected,
+            "assigns_sent": stats.assigns_sent,
+            "event_listeners": core.bus.listeners,
+        }
+
+    @app.get("/events", response_class=EventSourceResponse, tags=["events"])
+    async def events(
+        request: Request, last_event_id: str | None = Header(default=None)
+    ) -> AsyncIterator[ServerSentEvent]:
+        """Server-sent events of order, plan, job and lab changes; resumes after `Last-Event-ID`."""
+        core = _planner(request).core
+        queue = core.bus.subscribe()
+        try:
+            after = int(last_event_id) if last_event_id and last_event_id.isdigit() else None
+            if after is not None:
+                for stored in core.ledger.events_after(after, limit=10_000):
+                    yield ServerSentEvent(data=stored.data, event=stored.kind, id=str(stored.seq))
+                    after = stored.seq
+            while True:
+                try:
+                    event = await asyncio.wait_for(queue.get(), timeout=15.0)
+                except TimeoutError:
+                    yield ServerSentEvent(comment="keep-alive")
+                    continue
+                if event is None:
+                    return
+                if after is not None and event.seq <= after:
+                    continue
+                yield ServerSentEvent(data=event.data, event=event.kind, id=str(event.seq))
+        finally:
+            core.bus.unsubscribe(queue)

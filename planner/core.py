@@ -1,0 +1,513 @@
+"""The planner's state and rules: orders, labs, assignments, and how each message changes them.
+
+The core owns no socket and no server: the mesh and the HTTP API call its methods from the one
+event loop, so state changes are sequential and need no locks. Each change is written to the
+ledger (event + projection, one transaction) before it is visible, then published to listeners.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from planner.events import Event, EventBus
+from planner.store import AssignmentRow, Ledger
+from protocol.messages import CapacityTrace, DemandTrace, Field_
+from protocol.model import Design, Lab, Order, OrderRequest, Plan
+from solver.geo import haversine_km
+from solver.problem import Demand, LabState, Problem
+
+log = logging.getLogger(__name__)
+
+#: Assignment states whose units are still expected from the lab.
+ACTIVE_STATES = frozenset({"assigned", "accepted", "running"})
+#: States from which an assignment never moves again.
+FINAL_STATES = frozenset({"done", "failed", "refused"})
+
+
+class OrderRejected(ValueError):
+    """An order request that cannot be accepted: `field` names the offending field."""
+
+    def __init__(self, field_name: str, reason: str) -> None:
+        super().__init__(f"{field_name}: {reason}")
+        self.field = field_name
+        self.reason = reason
+
+
+class UnknownAssignment(LookupError):
+    """A lab spoke of an assignment that is not its own or does not exist."""
+
+
+@dataclass
+class LabView:
+    """What the planner knows of a lab: its description and its last reported state."""
+
+    lab: Lab
+    live: bool
+    backlog: dict[str, float]
+    stock: dict[str, float]
+    last_seen: datetime
+    joined_at: datetime
+
+    def minutes_per_day(self) -> float:
+        """Nominal machine-minutes the lab offers per day, all machines together."""
+        return sum(m.minutes_per_day() for m in self.lab.machines)
+
+
+@dataclass
+class PlannerCore:
+    """State and rules of the planner (see module docstring)."""
+
+    ledger: Ledger
+    designs: dict[str, Design]
+    clock: Callable[[], datetime]
+    bus: EventBus = field(default_factory=EventBus)
+    on_change: Callable[[str], None] = lambda reason: None
+    orders: dict[str, Order] = field(default_factory=dict)
+    labs: dict[str, LabView] = field(default_factory=dict)
+    assignments: dict[str, AssignmentRow] = field(default_factory=dict)
+    plan: Plan | None = None
+    plans_committed: int = 0
+    plans_rejected: int = 0
+    _assignments_per_order: Counter[str] = field(default_factory=Counter)
+
+    # --- boot ---------------------------------------------------------------------------------
+
+    def load(self) -> None:
+        """Rebuild the in-memory state from the ledger (labs start as not live until they say HELLO)."""
+        now = self.clock()
+        self.orders = {o.id: o for o in self.ledger.load_orders()}
+        self.labs = {
+            lab.id: LabView(lab, False, backlog, stock, now, now)
+            for lab, _, backlog, stock in self.ledger.load_labs()
+        }
+        self.assignments = {a.id: a for a in self.ledger.load_assignments()}
+        self._assignments_per_order = Counter(a.order_id for a in self.assignments.values())
+        self.plan = self.ledger.load_latest_plan()
+
+    # --- events -------------------------------------------------------------------------------
+
+    def _emit(self, db: Any, stream: str, kind: str, data: dict[str, Any]) -> Event:
+        seq = Ledger.append(db, self.clock(), stream, kind, data)
+        return Event(seq, kind, data)
+
+    def _publish(self, *events: Event) -> None:
+        for event in events:
+            self.bus.publish(event)
+
+    # --- orders -------------------------------------------------------------------------------
+
+    def submit_order(self, request: OrderRequest) -> Order:
+        """Accept an order: checked, written durably, announced, and a re-plan requested."""
+        design = self.designs.get(request.design)
+        if design is None:
+            known = ", ".join(sorted(self.designs))
+            raise OrderRejected("design", f"unknown design {request.design!r}; known designs: {known}")
+        now = self.clock()
+        if request.due_at <= now:
+            raise OrderRejected("due_at", f"due date {request.due_at.isoformat()} is not in the future")
+        order = Order(
+            id=f"o-{secrets.token_hex(8)}",
+            design=request.design,
+            quantity=request.quantity,
+            due_at=request.due_at,
+            delivery=request.delivery,
+            priority=request.priority,
+            created_at=now,
+            state="open",
+        )
+        with self.ledger.transaction() as db:
+            Ledger.put_order(db, order)
+            event = self._emit(db, f"order-{order.id}", "order.created", self._order_json(order))
+        self.orders[order.id] = order
+        self._publish(event)
+        log.info(
+            "order %s: %d x %s, %s, due %s",
+            order.id,
+            order.quantity,
+            order.design,
+            order.priority,
+            order.due_at.isoformat(),
+        )
+        self.on_change("order")
+        return order
+
+    def units_made(self, order_id: str) -> int:
+        """Units of an order reported made, across every lab."""
+        return sum(a.units_done for a in self.assignments.values() if a.order_id == order_id)
+
+    def units_committed(self, order_id: str) -> int:
+        """Units made or still expected from a lab: what no re-plan may hand out again."""
+        total = 0
+        for a in self.assignments.values():
+            if a.order_id == order_id:
+                total += a.quantity if a.state in ACTIVE_STATES or a.state == "done" else a.units_done
+        return total
+
+    def _order_state(self, order: Order) -> str:
+        made = self.units_made(order.id)
+        if made >= order.quantity:
+            return "done"
+        mine = [a for a in self.assignments.values() if a.order_id == order.id]
+        if made > 0 or any(a.state in {"accepted", "running"} for a in mine):
+            return "in_progress"
+        if any(a.state == "assigned" for a in mine):
+            return "planned"
+        return "open"
+
+    def _refresh_order(self, db: Any, order_id: str) -> Event | None:
+        order = self.orders.get(order_id)
+        if order is None:
+            return None
+        state = self._order_state(order)
+        if state == order.state:
+            return None
+        order = order.model_copy(update={"state": state})
+        self.orders[order_id] = order
+        Ledger.put_order(db, order)
+        if state == "done":
+            log.info("order %s done: %d units made", order.id, self.units_made(order.id))
+        return self._emit(
+            db,
+            f"order-{order.id}",
+            "order.state",
+            {"order_id": order.id, "state": state, "units_made": self.units_made(order.id)},
+        )
+
+    def _order_json(self, order: Order) -> dict[str, Any]:
+        return order.model_dump(mode="json")
+
+    def order_view(self, order_id: str) -> dict[str, Any] | None:
+        """An order as its requester follows it: allocations per lab, progress, why those labs."""
+        order = self.orders.get(order_id)
+        if order is None:
+            return None
+        allocations = []
+        for a in self.assignments.values():
+            if a.order_id != order_id:
+                continue
+            lab = self.labs.get(a.lab_id)
+            allocations.append(
+                a.to_json()
+                | {
+                    "lab_name": lab.lab.name if lab else a.lab_id,
+                    "lab_place": lab.lab.location.place if lab else None,
+                }
+            )
+        shortage = None
+        if self.plan is not None:
+            for s in self.plan.shortages:
+                if s.order_id == order_id and order.state != "done":
+                    shortage = s.model_dump()
+        return {
+            **self._order_json(order),
+            "units_made": self.units_made(order_id),
+            "units_planned": self.units_committed(order_id),
+            "allocations": allocations,
+            "shortage": shortage,
+        }
+
+    # --- labs ---------------------------------------------------------------------------------
+
+    def lab_hello(self, lab: Lab, backlog: dict[str, float]) -> None:
+        """A lab joined (or re-joined): record its description and mark it live."""
+        now = self.clock()
+        view = LabView(lab, True, dict(backlog), dict(lab.stock), now, now)
+        known = lab.id in self.labs
+        self.labs[lab.id] = view
+        with self.ledger.transaction() as db:
+            Ledger.put_lab(db, lab, True, view.backlog, view.stock, now)
+            event = self._emit(
+                db, f"lab-{lab.id}", "lab.joined", {"lab_id": lab.id, "name": lab.name, "rejoined": known}
+            )
+        self._publish(event)
+        log.info(
+            "lab %s (%s) %s with %d machines",
+            lab.id,
+            lab.name,
+            "re-joined" if known else "joined",
+            len(lab.machines),
+        )
+        self.on_change("lab joined")
+
+    def lab_seen(self, lab_id: str) -> None:
+        """Any message from a lab proves it alive."""
+        view = self.labs.get(lab_id)
+        if view is not None:
+            view.last_seen = self.clock()
+
+    def lab_capacity(self, lab_id: str, backlog: dict[str, float]) -> None:
+        """The lab's machine backlog changed."""
+        view = self.labs[lab_id]
+        view.backlog = dict(backlog)
+        self._save_lab(view)
+        self.on_change("capacity")
+
+    def lab_stock(self, lab_id: str, stock: dict[str, float]) -> None:
+        """The lab's free stock changed."""
+        view = self.labs[lab_id]
+        view.stock = dict(stock)
+        self._save_lab(view)
+        self.on_change("stock")
+
+    def _save_lab(self, view: LabView) -> None:
+        with self.ledger.transaction() as db:
+            Ledger.put_lab(db, view.lab, view.live, view.backlog, view.stock, view.last_seen)
+
+    def lab_lost(self, lab_id: str, reason: str) -> None:
+        """A lab went silent or left: its unfinished units return to demand."""
+        view = self.labs.get(lab_id)
+        if view is None or not view.live:
+            return
+        view.live = False
+        now = self.clock()
+        events = []
+        with self.ledger.transaction() as db:
+            Ledger.put_lab(db, view.lab, False, view.backlog, view.stock, view.last_seen)
+            events.append(self._emit(db, f"lab-{lab_id}", "lab.lost", {"lab_id": lab_id, "reason": reason}))
+            for a in self.assignments.values():
+                if a.lab_id == lab_id and a.state in ACTIVE_STATES:
+                    events.append(self._change_job(db, a, "failed", now, reason=f"lab lost: {reason}"))
+                    if (e := self._refresh_order(db, a.order_id)) is not None:
+                        events.append(e)
+        self._publish(*events)
+        log.warning("lab %s lost (%s); its unfinished work returns to demand", lab_id, reason)
+        self.on_change("lab lost")
+
+    # --- jobs ---------------------------------------------------------------------------------
+
+    def _job(self, lab_id: str, assignment_id: str) -> AssignmentRow:
+        a = self.assignments.get(assignment_id)
+        if a is None or a.lab_id != lab_id:
+            raise UnknownAssignment(f"assignment {assignment_id!r} is not assigned to lab {lab_id!r}")
+        return a
+
+    def _change_job(self, db: Any, a: AssignmentRow, state: str, now: datetime, **changes: Any) -> Event:
+        a.state = state
+        for name, value in changes.items():
+            setattr(a, name, value)
+        a.updated_at = now.isoformat()
+        Ledger.put_assignment(db, a)
+        return self._emit(db, f"order-{a.order_id}", f"job.{state}", a.to_json())
+
+    def job_update(
+        self,
+        lab_id: str,
+        assignment_id: str,
+        state: str,
+        units_done: int | None = None,
+        reason: str | None = None,
+        eta: datetime | None = None,
+    ) -> None:
+        """A lab reports on a job: accepted, refused, running (progress), done or failed."""
+        a = self._job(lab_id, assignment_id)
+        if a.state in FINAL_STATES:
+            log.debug("assignment %s already %s; ignoring %s", a.id, a.state, state)
+            return
+        if units_done is not None and not 0 <= units_done <= a.quantity:
+            raise UnknownAssignment(f"assignment {a.id}: units_done {units_done} outside 0..{a.quantity}")
+        if state == "running" and a.state == "running" and units_done == a.units_done:
+            return
+        changes: dict[str, Any] = {}
+        if units_done is not None:
+            changes["units_done"] = max(a.units_done, units_done)
+        if reason is not None:
+            changes["reason"] = reason
+        if eta is not None:
+            changes["eta"] = eta.isoformat()
+        now = self.clock()
+        with self.ledger.transaction() as db:
+            events = [self._change_job(db, a, state, now, **changes)]
+            if (e := self._refresh_order(db, a.order_id)) is not None:
+                events.append(e)
+        self._publish(*events)
+        if state in {"refused", "failed"}:
+            log.warning(
+                "lab %s %s %s (%d units of order %s): %s", lab_id, state, a.id, a.quantity, a.order_id, reason
+            )
+            self.on_change(f"job {state}")
+
+    # --- planning -----------------------------------------------------------------------------
+
+    def problem(self) -> Problem:
+        """The allocation problem for everything not yet committed, from the labs' latest reports."""
+        demands = []
+        for order in self.orders.values():
+            if order.state in {"done", "cancelled"}:
+                continue
+            remaining = order.quantity - self.units_committed(order.id)
+            if remaining > 0:
+                demands.append(Demand(order=order, quantity=remaining))
+        labs = [self._lab_state(view) for view in self.labs.values()]
+        return Problem(now=self.clock(), designs=self.designs, labs=labs, demands=demands)
+
+    def _lab_state(self, view: LabView) -> LabState:
+        """A lab as the solver sees it: its report, minus what was assigned but not yet acknowledged."""
+        backlog = dict(view.backlog)
+        stock = dict(view.stock)
+        for a in self.assignments.values():
+            if a.lab_id != view.lab.id or a.state != "assigned":
+                continue
+            design = self.designs[self.orders[a.order_id].design]
+            for material, amount in design.materials_per_unit().items():
+                stock[material] = max(0.0, stock.get(material, 0.0) - amount * a.quantity)
+            for step in design.steps:
+                eligible = [m.id for m in view.lab.machines if step.can_run_on(m)]
+                for machine_id in eligible:
+                    backlog[machine_id] = backlog.get(machine_id, 0.0) + step.minutes * a.quantity / len(
+                        eligible
+                    )
+        return LabState(lab=view.lab, backlog_minutes=backlog, stock=stock, live=view.live)
+
+    def has_unplanned_demand(self) -> bool:
+        """True when some order still has units no lab is making."""
+        return any(
+            o.state not in {"done", "cancelled"} and self.units_committed(o.id) < o.quantity
+            for o in self.orders.values()
+        )
+
+    def _new_assignment_id(self, order_id: str) -> str:
+        self._assignments_per_order[order_id] += 1
+        return f"{order_id}-a{self._assignments_per_order[order_id]}"
+
+    def commit_plan(self, plan: Plan) -> list[AssignmentRow]:
+        """Record a validated plan and turn its allocations into assignments to send."""
+        now = self.clock()
+        version = (self.plan.version if self.plan else 0) + 1
+        plan = plan.model_copy(update={"version": version})
+        new: list[AssignmentRow] = []
+        events = []
+        with self.ledger.transaction() as db:
+            Ledger.put_plan(db, plan, now)
+            for allocation in plan.allocations:
+                view = self.labs.get(allocation.lab_id)
+                order = self.orders.get(allocation.order_id)
+                if view is None or not view.live or order is None:
+                    continue  # the lab was lost while solving; the next re-plan covers these units
+                row = AssignmentRow(
+                    id=self._new_assignment_id(order.id),
+                    order_id=allocation.order_id,
+                    lab_id=allocation.lab_id,
+                    quantity=allocation.quantity,
+                    state="assigned",
+                    units_done=0,
+                    plan_version=version,
+                    cost=allocation.cost,
+                    reason=None,
+                    eta=None,
+                    updated_at=now.isoformat(),
+                )
+                self.assignments[row.id] = row
+                Ledger.put_assignment(db, row)
+                events.append(self._emit(db, f"order-{row.order_id}", "job.assigned", row.to_json()))
+                new.append(row)
+                if (e := self._refresh_order(db, row.order_id)) is not None:
+                    events.append(e)
+            events.append(self._emit(db, "plan", "plan.committed", self.plan_summary(plan)))
+        self.plan = plan
+        self.plans_committed += 1
+        self._publish(*events)
+        log.info(
+            "plan v%d: %d allocations, %d shortages, objective %.1f, bound %.1f, %s in %.2f s",
+            version,
+            len(plan.allocations),
+            len(plan.shortages),
+            plan.objective,
+            plan.bound,
+            plan.status,
+            plan.solve_seconds,
+        )
+        return new
+
+    def reject_plan(self, plan: Plan, violations: list[str]) -> None:
+        """A plan that failed the validator is never used; the failure is recorded for the operator."""
+        self.plans_rejected += 1
+        with self.ledger.transaction() as db:
+            event = self._emit(db, "plan", "plan.rejected", {"violations": violations[:50]})
+        self._publish(event)
+        log.error(
+            "plan rejected by the validator (%d violations): %s", len(violations), "; ".join(violations[:5])
+        )
+
+    @staticmethod
+    def plan_summary(plan: Plan) -> dict[str, Any]:
+        """A plan's statistics, without its allocation lines."""
+        return {
+            "version": plan.version,
+            "objective": plan.objective,
+            "bound": plan.bound,
+            "gap": plan.gap,
+            "status": plan.status,
+            "solve_seconds": plan.solve_seconds,
+            "allocations": len(plan.allocations),
+            "shortages": [s.model_dump() for s in plan.shortages],
+        }
+
+    # --- views --------------------------------------------------------------------------------
+
+    def field(self, max_traces: int = 500) -> Field_:
+        """The stigmergic field as labs see it: unmet demand and free capacity traces.
+
+        Demand traces are capped at the `max_traces` strongest (unmet units x urgency) so that a
+        snapshot always fits in one frame.
+        """
+        urgency = {"routine": 1, "urgent": 10, "emergency": 100}
+        demand = [
+            DemandTrace(
+                order_id=o.id,
+                design=o.design,
+                location=o.delivery,
+                unmet=max(0, o.quantity - self.units_made(o.id)),
+                priority=o.priority,
+            )
+            for o in self.orders.values()
+            if o.state not in {"done", "cancelled"}
+        ]
+        demand.sort(key=lambda t: t.unmet * urgency[t.priority], reverse=True)
+        demand = demand[:max_traces]
+        capacity = [
+            CapacityTrace(
+                lab_id=v.lab.id,
+                location=v.lab.location,
+                live=v.live,
+                free_minutes_per_day=max(0.0, v.minutes_per_day() - sum(v.backlog.values())),
+            )
+            for v in self.labs.values()
+        ]
+        return Field_(demand=demand, capacity=capacity)
+
+    def lab_json(self, view: LabView) -> dict[str, Any]:
+        """A lab as the API shows it."""
+        jobs = [a.to_json() for a in self.assignments.values() if a.lab_id == view.lab.id]
+        return {
+            **view.lab.model_dump(mode="json", exclude={"public_key"}),
+            "live": view.live,
+            "last_seen": view.last_seen.isoformat(),
+            "backlog_minutes": view.backlog,
+            "free_stock": view.stock,
+            "jobs": jobs,
+        }
+
+    def current_allocations(self) -> list[dict[str, Any]]:
+        """Every allocation still standing (assigned, accepted, running or done), with km to delivery."""
+        rows = []
+        for a in self.assignments.values():
+            if a.state in {"refused"}:
+                continue
+            rows.append(a.to_json())
+        return rows
+
+    def km_travelled(self) -> float:
+        """Unit-kilometres of delivered units (each made unit shipped lab -> delivery place)."""
+        total = 0.0
+        for a in self.assignments.values():
+            view = self.labs.get(a.lab_id)
+            order = self.orders.get(a.order_id)
+            if view and order and a.units_done:
+                total += a.units_done * haversine_km(view.lab.location, order.delivery)
+        return total

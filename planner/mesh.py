@@ -1,0 +1,289 @@
+"""The planner's side of the mesh: the ROUTER conversation with each lab and the PUB field.
+
+One asyncio task owns each socket. Every frame from the network goes through the codec; a bad
+frame is counted, logged once per peer, answered with ERROR when the peer is addressable, and
+dropped. Liveness is judged here (heartbeats both ways); the rules live in `PlannerCore`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import zmq
+import zmq.asyncio
+
+from planner.core import PlannerCore, UnknownAssignment
+from planner.store import AssignmentRow
+from protocol import transport
+from protocol.codec import decode, encode
+from protocol.errors import ProtocolError
+from protocol.messages import (
+    Accept,
+    Assign,
+    Body,
+    Bye,
+    Capacity,
+    Done,
+    Envelope,
+    Error,
+    Failed,
+    Heartbeat,
+    Hello,
+    Progress,
+    Refuse,
+    Stock,
+    Welcome,
+)
+
+log = logging.getLogger(__name__)
+PLANNER_ID = "planner"
+
+
+@dataclass
+class MeshStats:
+    """Counters an operator reads on /health."""
+
+    frames_received: int = 0
+    frames_rejected: int = 0
+    rejected_by_peer: Counter[str] = field(default_factory=Counter)
+    sends_failed: int = 0
+    assigns_sent: int = 0
+    field_updates: int = 0
+
+
+class MeshServer:
+    """ROUTER + PUB endpoints of the planner (see module docstring)."""
+
+    def __init__(
+        self,
+        core: PlannerCore,
+        ctx: zmq.asyncio.Context,
+        mesh_endpoint: str,
+        field_endpoint: str,
+        epoch: int,
+        heartbeat_ms: int = 1000,
+        liveness: int = 3,
+        resend_after_s: float = 2.0,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.core = core
+        self.epoch = epoch
+        self.heartbeat_ms = heartbeat_ms
+        self.liveness = liveness
+        self.resend_after_s = resend_after_s
+        self.monotonic = monotonic
+        self.stats = MeshStats()
+        self.router = transport.bind_router(ctx, mesh_endpoint)
+        self.pub = transport.bind_pub(ctx, field_endpoint)
+        self.field_endpoint = transport.connectable(field_endpoint)
+        self._seq_to: Counter[str] = Counter()
+        self._field_seq = 0
+        self._field_dirty = asyncio.Event()
+        self._last_heard: dict[str, float] = {}
+        self._welcomed: set[str] = set()
+        self._last_sent_assign: dict[str, float] = {}
+        self._last_error_to: dict[str, float] = {}
+
+    def close(self) -> None:
+        """Close both sockets (the context is closed by its owner)."""
+        self.router.close(linger=0)
+        self.pub.close(linger=0)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Serve until `stop` is set."""
+        tasks = [
+            asyncio.create_task(self._receive(), name="mesh-receive"),
+            asyncio.create_task(self._heartbeat(), name="mesh-heartbeat"),
+            asyncio.create_task(self._publish_field(), name="mesh-field"),
+        ]
+        try:
+            await stop.wait()
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    # --- sending ------------------------------------------------------------------------------
+
+    def send(self, lab_id: str, body: Body) -> bool:
+        """Send one message to a lab; False (and counted) when the lab is not connected."""
+        self._seq_to[lab_id] += 1
+        frame = encode(Envelope(sender=PLANNER_ID, seq=self._seq_to[lab_id], body=body, epoch=self.epoch))
+        try:
+            self.router.send_multipart([lab_id.encode(), frame], flags=zmq.NOBLOCK)
+        except zmq.ZMQError as exc:
+            self.stats.sends_failed += 1
+            log.debug("cannot send %s to lab %s: %s", type(body).__name__, lab_id, exc)
+            return False
+        return True
+
+    def send_assignments(self, rows: list[AssignmentRow]) -> None:
+        """Send ASSIGN for each new assignment; unacknowledged ones are re-sent by the heartbeat task."""
+        for row in rows:
+            self._send_assign(row)
+
+    def _send_assign(self, row: AssignmentRow) -> None:
+        order = self.core.orders[row.order_id]
+        body = Assign(
+            assignment_id=row.id,
+            order_id=row.order_id,
+            design=self.core.designs[order.design],
+            quantity=row.quantity,
+            due_at=order.due_at,
+            delivery=order.delivery,
+            priority=order.priority,
+        )
+        self._last_sent_assign[row.id] = self.monotonic()
+        if self.send(row.lab_id, body):
+            self.stats.assigns_sent += 1
+
+    def field_changed(self) -> None:
+        """Ask for the field to be re-published (coalesced)."""
+        self._field_dirty.set()
+
+    # --- receiving ----------------------------------------------------------------------------
+
+    async def _receive(self) -> None:
+        while True:
+            frames = await self.router.recv_multipart(copy=True)
+            self.stats.frames_received += 1
+            if len(frames) != 2:
+                self._reject(
+                    frames[0].decode(errors="replace") if frames else "?",
+                    None,
+                    f"expected [identity, payload], got {len(frames)} frames",
+                )
+                continue
+            identity = frames[0].decode(errors="replace")
+            try:
+                message = decode(frames[1])
+            except ProtocolError as exc:
+                self._reject(identity, None, str(exc))
+                continue
+            try:
+                self._handle(identity, message)
+            except (ProtocolError, UnknownAssignment) as exc:
+                self._reject(identity, message.seq, str(exc))
+            except Exception:  # a bug in a handler must not stop the mesh
+                log.exception("error handling %s from %s", message.kind, identity)
+
+    def _reject(self, peer: str, seq: int | None, reason: str) -> None:
+        self.stats.frames_rejected += 1
+        self.stats.rejected_by_peer[peer] += 1
+        if self.stats.rejected_by_peer[peer] == 1:
+            log.warning(
+                "rejected a frame from %s: %s (further rejections from this peer are only counted)",
+                peer,
+                reason,
+            )
+        now = self.monotonic()
+        if now - self._last_error_to.get(peer, -1e9) >= 1.0:
+            self._last_error_to[peer] = now
+            self.send(peer, Error(reason=reason[:500], ref_seq=seq))
+
+    def _handle(self, identity: str, message: Envelope) -> None:
+        if message.sender != identity:
+            raise ProtocolError(
+                f"sender {message.sender!r} does not match the connection's lab id {identity!r}"
+            )
+        body = message.body
+        self._last_heard[identity] = self.monotonic()
+        if isinstance(body, Hello):
+            self._hello(identity, body)
+            return
+        if identity not in self._welcomed:
+            raise ProtocolError(f"{message.kind} before HELLO: say HELLO first")
+        self.core.lab_seen(identity)
+        match body:
+            case Heartbeat():
+                pass
+            case Capacity(backlog_minutes=backlog):
+                self.core.lab_capacity(identity, backlog)
+                self.field_changed()
+            case Stock(stock=stock):
+                self.core.lab_stock(identity, stock)
+            case Accept(assignment_id=aid, eta=eta):
+                self.core.job_update(identity, aid, "accepted", eta=eta)
+            case Refuse(assignment_id=aid, reason=reason):
+                self.core.job_update(identity, aid, "refused", reason=reason)
+                self.field_changed()
+            case Progress(assignment_id=aid, units_done=units, eta=eta):
+                self.core.job_update(identity, aid, "running", units_done=units, eta=eta)
+            case Done(assignment_id=aid, units_done=units):
+                self.core.job_update(identity, aid, "done", units_done=units)
+                self.field_changed()
+            case Failed(assignment_id=aid, units_done=units, reason=reason):
+                self.core.job_update(identity, aid, "failed", units_done=units, reason=reason)
+                self.field_changed()
+            case Bye(reason=reason):
+                self._welcomed.discard(identity)
+                self.core.lab_lost(identity, f"left: {reason or 'no reason given'}")
+                self.field_changed()
+            case _:
+                raise ProtocolError(f"{message.kind} is not a message a lab may send")
+
+    def _hello(self, identity: str, hello: Hello) -> None:
+        if hello.lab.id != identity:
+            raise ProtocolError(f"HELLO for lab {hello.lab.id!r} on the connection of {identity!r}")
+        self.core.lab_hello(hello.lab, hello.backlog_minutes)
+        self._welcomed.add(identity)
+        self.send(
+            identity,
+            Welcome(
+                epoch=self.epoch,
+                heartbeat_ms=self.heartbeat_ms,
+                field_endpoint=self.field_endpoint,
+                field_seq=self._field_seq,
+                field=self.core.field(),
+            ),
+        )
+        # Work assigned before a reconnect is offered again; the lab answers duplicates idempotently.
+        for row in self.core.assignments.values():
+            if row.lab_id == identity and row.state == "assigned":
+                self._send_assign(row)
+        self.field_changed()
+
+    # --- periodic -----------------------------------------------------------------------------
+
+    async def _heartbeat(self) -> None:
+        interval = self.heartbeat_ms / 1000.0
+        while True:
+            await asyncio.sleep(interval)
+            now = self.monotonic()
+            for lab_id in list(self._welcomed):
+                silent = now - self._last_heard.get(lab_id, now)
+                if silent > self.liveness * interval:
+                    self._welcomed.discard(lab_id)
+                    self.core.lab_lost(lab_id, f"silent for {silent:.1f} s")
+                    self.field_changed()
+                    continue
+                self.send(lab_id, Heartbeat())
+            for row in list(self.core.assignments.values()):
+                if row.state != "assigned" or row.lab_id not in self._welcomed:
+                    continue
+                if now - self._last_sent_assign.get(row.id, 0.0) >= self.resend_after_s:
+                    log.info("re-sending unacknowledged %s to lab %s", row.id, row.lab_id)
+                    self._send_assign(row)
+
+    async def _publish_field(self) -> None:
+        while True:
+            await self._field_dirty.wait()
+            self._field_dirty.clear()
+            self._field_seq += 1
+            frame = encode(
+                Envelope(sender=PLANNER_ID, seq=self._field_seq, body=self.core.field(), epoch=self.epoch)
+            )
+            try:
+                self.pub.send_multipart([transport.FIELD_TOPIC, frame], flags=zmq.NOBLOCK)
+                self.stats.field_updates += 1
+            except zmq.ZMQError as exc:
+                log.debug("field update not published: %s", exc)
+            await asyncio.sleep(0.25)  # at most four field updates a second

@@ -1,0 +1,94 @@
+"""The replanning loop: wakes on change, solves off the event loop, validates, commits, assigns.
+
+Only this loop creates assignments, one solve at a time, so remaining demand can only grow while
+a solve runs: a committed plan never hands out units twice. A plan the validator rejects is never
+committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+
+from planner.core import PlannerCore
+from planner.store import AssignmentRow
+from solver import check, solve
+from solver.problem import SolveParams
+
+log = logging.getLogger(__name__)
+
+
+class Replanner:
+    """Coalesces change notifications into solves (see module docstring)."""
+
+    def __init__(
+        self,
+        core: PlannerCore,
+        send_assignments: Callable[[list[AssignmentRow]], None],
+        params: SolveParams,
+        debounce_s: float = 0.05,
+        min_interval_s: float = 0.5,
+    ) -> None:
+        self.core = core
+        self.send_assignments = send_assignments
+        self.params = params
+        self.debounce_s = debounce_s
+        self.min_interval_s = min_interval_s
+        self.solves = 0
+        self.solving = False
+        self.last_solve_seconds = 0.0
+        self._wake = asyncio.Event()
+        self._reasons: set[str] = set()
+
+    def request(self, reason: str) -> None:
+        """Something changed; a solve will follow soon if there is unplanned demand."""
+        self._reasons.add(reason)
+        self._wake.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Solve whenever woken, until `stop` is set."""
+        last_start = -1e9
+        while not stop.is_set():
+            waiter = asyncio.create_task(self._wake.wait())
+            stopper = asyncio.create_task(stop.wait())
+            await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            for task in (waiter, stopper):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            if stop.is_set():
+                return
+            pause = max(self.debounce_s, last_start + self.min_interval_s - time.monotonic())
+            await asyncio.sleep(pause)
+            self._wake.clear()
+            reasons, self._reasons = self._reasons, set()
+            if not self.core.has_unplanned_demand():
+                continue
+            last_start = time.monotonic()
+            try:
+                await self._solve_once(sorted(reasons))
+            except Exception:  # a failed solve is logged; the next change tries again
+                log.exception("re-plan failed")
+
+    async def _solve_once(self, reasons: list[str]) -> None:
+        problem = self.core.problem()
+        if not problem.demands:
+            return
+        log.info("re-planning %d open demands (%s)", len(problem.demands), ", ".join(reasons) or "start")
+        self.solving = True
+        started = time.perf_counter()
+        try:
+            plan = await asyncio.to_thread(solve, problem, self.params)
+            violations = await asyncio.to_thread(check, problem, plan)
+        finally:
+            self.solving = False
+        self.solves += 1
+        self.last_solve_seconds = time.perf_counter() - started
+        if violations:
+            self.core.reject_plan(plan, violations)
+            return
+        rows = self.core.commit_plan(plan)
+        self.send_assignments(rows)

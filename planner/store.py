@@ -1,0 +1,277 @@
+"""The planner's ledger: an SQLite file, append-only events plus projections, durable on commit.
+
+Every change is one transaction that appends an event and updates the projection it concerns, so
+the tables never disagree with the event log. `journal_mode=WAL` with `synchronous=FULL` makes a
+committed transaction survive power loss: an order is on disk before the API answers `201`.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from protocol.model import CostTerms, Lab, Order, Plan
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    seq     INTEGER PRIMARY KEY AUTOINCREMENT,
+    at      TEXT NOT NULL,
+    stream  TEXT NOT NULL,
+    kind    TEXT NOT NULL,
+    data    TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS orders (
+    id          TEXT PRIMARY KEY,
+    record      TEXT NOT NULL,
+    state       TEXT NOT NULL,
+    created_at  TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS labs (
+    id          TEXT PRIMARY KEY,
+    record      TEXT NOT NULL,
+    live        INTEGER NOT NULL,
+    backlog     TEXT NOT NULL,
+    stock       TEXT NOT NULL,
+    last_seen   TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS assignments (
+    id            TEXT PRIMARY KEY,
+    order_id      TEXT NOT NULL REFERENCES orders(id),
+    lab_id        TEXT NOT NULL,
+    quantity      INTEGER NOT NULL,
+    state         TEXT NOT NULL,
+    units_done    INTEGER NOT NULL DEFAULT 0,
+    plan_version  INTEGER NOT NULL,
+    cost          TEXT NOT NULL,
+    reason        TEXT,
+    eta           TEXT,
+    updated_at    TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS assignments_by_order ON assignments(order_id);
+CREATE TABLE IF NOT EXISTS plans (
+    version     INTEGER PRIMARY KEY,
+    created_at  TEXT NOT NULL,
+    record      TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (
+    key    TEXT PRIMARY KEY,
+    value  TEXT NOT NULL
+);
+"""
+
+
+@dataclass
+class AssignmentRow:
+    """An allocation as a job at its lab: how many units, in which state, how far along."""
+
+    id: str
+    order_id: str
+    lab_id: str
+    quantity: int
+    state: str
+    units_done: int
+    plan_version: int
+    cost: CostTerms
+    reason: str | None
+    eta: str | None
+    updated_at: str
+
+    def to_json(self) -> dict[str, Any]:
+        """The row as the HTTP API and the event stream show it."""
+        return {
+            "id": self.id,
+            "order_id": self.order_id,
+            "lab_id": self.lab_id,
+            "quantity": self.quantity,
+            "state": self.state,
+            "units_done": self.units_done,
+            "plan_version": self.plan_version,
+            "cost": self.cost.model_dump(),
+            "reason": self.reason,
+            "eta": self.eta,
+            "updated_at": self.updated_at,
+        }
+
+
+@dataclass
+class StoredEvent:
+    """One entry of the append-only log."""
+
+    seq: int
+    at: str
+    stream: str
+    kind: str
+    data: dict[str, Any]
+
+
+class Ledger:
+    """One SQLite file; a single writer (the planner's event loop), opened with durable settings."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        """Checkpoint and close the file."""
+        self._db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """All-or-nothing: the event and its projection change commit together."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    # --- events -----------------------------------------------------------------------------
+
+    @staticmethod
+    def append(db: sqlite3.Connection, at: datetime, stream: str, kind: str, data: dict[str, Any]) -> int:
+        """Append one event inside an open transaction; returns its global sequence number."""
+        cursor = db.execute(
+            "INSERT INTO events (at, stream, kind, data) VALUES (?, ?, ?, ?)",
+            (at.isoformat(), stream, kind, json.dumps(data, separators=(",", ":"))),
+        )
+        return int(cursor.lastrowid or 0)
+
+    def events_after(self, seq: int, limit: int = 1000) -> list[StoredEvent]:
+        """Events with a sequence number above `seq`, oldest first (for stream replay)."""
+        rows = self._db.execute(
+            "SELECT seq, at, stream, kind, data FROM events WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit)
+        ).fetchall()
+        return [StoredEvent(r[0], r[1], r[2], r[3], json.loads(r[4])) for r in rows]
+
+    def last_event_seq(self) -> int:
+        """The highest sequence number written so far (0 for a new ledger)."""
+        row = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()
+        return int(row[0])
+
+    # --- meta -------------------------------------------------------------------------------
+
+    def next_epoch(self) -> int:
+        """Increment and return the boot epoch, durably."""
+        with self.transaction() as db:
+            row = db.execute("SELECT value FROM meta WHERE key = 'epoch'").fetchone()
+            epoch = int(row[0]) + 1 if row else 1
+            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('epoch', ?)", (str(epoch),))
+        return epoch
+
+    # --- projections: writes (inside a transaction) -----------------------------------------
+
+    @staticmethod
+    def put_order(db: sqlite3.Connection, order: Order) -> None:
+        """Insert or update an order's projection."""
+        db.execute(
+            "INSERT INTO orders (id, record, state, created_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(id) DO UPDATE SET record = excluded.record, state = excluded.state",
+            (order.id, order.model_dump_json(), order.state, order.created_at.isoformat()),
+        )
+
+    @staticmethod
+    def put_lab(
+        db: sqlite3.Connection,
+        lab: Lab,
+        live: bool,
+        backlog: dict[str, float],
+        stock: dict[str, float],
+        last_seen: datetime,
+    ) -> None:
+        """Insert or update a lab's projection."""
+        db.execute(
+            "INSERT INTO labs (id, record, live, backlog, stock, last_seen) VALUES (?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT(id) DO UPDATE SET record = excluded.record, live = excluded.live, "
+            "backlog = excluded.backlog, stock = excluded.stock, last_seen = excluded.last_seen",
+            (
+                lab.id,
+                lab.model_dump_json(),
+                int(live),
+                json.dumps(backlog),
+                json.dumps(stock),
+                last_seen.isoformat(),
+            ),
+        )
+
+    @staticmethod
+    def put_assignment(db: sqlite3.Connection, row: AssignmentRow) -> None:
+        """Insert or update an assignment's projection."""
+        db.execute(
+            "INSERT INTO assignments (id, order_id, lab_id, quantity, state, units_done, plan_version, cost, "
+            "reason, eta, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT(id) DO UPDATE SET state = excluded.state, units_done = excluded.units_done, "
+            "reason = excluded.reason, eta = excluded.eta, updated_at = excluded.updated_at",
+            (
+                row.id,
+                row.order_id,
+                row.lab_id,
+                row.quantity,
+                row.state,
+                row.units_done,
+                row.plan_version,
+                row.cost.model_dump_json(),
+                row.reason,
+                row.eta,
+                row.updated_at,
+            ),
+        )
+
+    @staticmethod
+    def put_plan(db: sqlite3.Connection, plan: Plan, at: datetime) -> None:
+        """Record a solved plan (the allocations it added and its statistics)."""
+        db.execute(
+            "INSERT OR REPLACE INTO plans (version, created_at, record) VALUES (?, ?, ?)",
+            (plan.version, at.isoformat(), plan.model_dump_json()),
+        )
+
+    # --- projections: reads (used at boot to rebuild the in-memory state) ------------------
+
+    def load_orders(self) -> list[Order]:
+        """Every order, oldest first."""
+        rows = self._db.execute("SELECT record FROM orders ORDER BY created_at, id").fetchall()
+        return [Order.model_validate_json(r[0]) for r in rows]
+
+    def load_labs(self) -> list[tuple[Lab, bool, dict[str, float], dict[str, float]]]:
+        """Every lab ever seen, with its last known backlog and stock."""
+        rows = self._db.execute("SELECT record, live, backlog, stock FROM labs ORDER BY id").fetchall()
+        return [(Lab.model_validate_json(r[0]), bool(r[1]), json.loads(r[2]), json.loads(r[3])) for r in rows]
+
+    def load_assignments(self) -> list[AssignmentRow]:
+        """Every assignment, in creation order."""
+        rows = self._db.execute(
+            "SELECT id, order_id, lab_id, quantity, state, units_done, plan_version, cost, reason, eta, "
+            "updated_at FROM assignments ORDER BY rowid"
+        ).fetchall()
+        return [
+            AssignmentRow(
+                r[0],
+                r[1],
+                r[2],
+                r[3],
+                r[4],
+                r[5],
+                r[6],
+                CostTerms.model_validate_json(r[7]),
+                r[8],
+                r[9],
+                r[10],
+            )
+            for r in rows
+        ]
+
+    def load_latest_plan(self) -> Plan | None:
+        """The most recent solved plan, if any."""
+        row = self._db.execute("SELECT record FROM plans ORDER BY version DESC LIMIT 1").fetchone()
+        return Plan.model_validate_json(row[0]) if row else None

@@ -1,0 +1,424 @@
+"""The demo mesh: a planner and labs at French cities as real processes, hospital orders, live progress.
+
+Everything is real: each lab is its own `cosmolocal node join` process speaking ZeroMQ to a
+`cosmolocal planner serve` process, orders go through the HTTP API, the plan comes from CP-SAT and
+the ledger is an SQLite file in the work folder. Only the labs' clock runs faster than real time.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import tomli_w
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from protocol.model import Lab, Location, Machine
+from scenarios.geography import City, largest_cities
+from solver.geo import haversine_km
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    """How big, how fast, how long, and where the demo runs."""
+
+    labs: int = 8
+    speed: float = 6000.0
+    timeout_s: float = 60.0
+    keep: bool = False
+    workdir: Path | None = None
+    seed: int = 7
+
+
+@dataclass
+class Mesh:
+    """The processes of a running local mesh and where to reach them."""
+
+    workdir: Path
+    api: str
+    mesh_endpoint: str
+    planner: subprocess.Popen[bytes]
+    nodes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def stop(self) -> None:
+        """SIGTERM everything (labs first, so they say BYE), then SIGKILL what did not stop."""
+        for process in [*self.nodes, self.planner]:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 5.0
+        for process in [*self.nodes, self.planner]:
+            try:
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def free_port_pair() -> int:
+    """A TCP port p on 127.0.0.1 such that p and p + 1 are both free now (mesh and field)."""
+    for _ in range(100):
+        with socket.socket() as first:
+            first.bind(("127.0.0.1", 0))
+            port = first.getsockname()[1]
+            with socket.socket() as second:
+                try:
+                    second.bind(("127.0.0.1", port + 1))
+                except OSError:
+                    continue
+                return port
+    raise RuntimeError("no free pair of ports on 127.0.0.1")
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def demo_labs(count: int, seed: int) -> list[Lab]:
+    """Labs at the `count` largest French cities, with a seeded mix of machines and stock."""
+    rng = random.Random(seed)
+    labs = []
+    for index, city in enumerate(largest_cities("FR", count)):
+        machines = [
+            Machine(
+                id=f"printer-{n}",
+                processes=["fdm"],
+                speed=1.0,
+                hours_per_day=12,
+                tags={"bed_mm": 250 if n > 1 or index % 4 else 180},
+            )
+            for n in range(1, rng.randint(3, 6) + 1)
+        ]
+        if index % 5 != 4:
+            machines.append(Machine(id="laser-1", processes=["laser"], hours_per_day=8))
+        machines.append(Machine(id="bench-1", processes=["assembly"], speed=2.0, hours_per_day=10))
+        stock = {
+            "petg": round(rng.uniform(2.0, 5.0), 2),
+            "pla": round(rng.uniform(0.5, 1.5), 2),
+            "pet_sheet_0_5": round(rng.uniform(3.0, 8.0), 1),
+            "elastic": round(rng.uniform(20.0, 60.0), 0),
+        }
+        if index in (1, 3):
+            machines.append(
+                Machine(id="sla-1", processes=["sla"], hours_per_day=16, tags={"medical_grade": True})
+            )
+            stock["resin"] = round(rng.uniform(0.5, 1.0), 2)
+        labs.append(
+            Lab(
+                id=f"fablab-{city.slug}",
+                name=f"Fablab {city.name}",
+                location=city.location,
+                machines=machines,
+                stock=stock,
+            )
+        )
+    return labs
+
+
+def demo_orders(lab_count: int, seed: int, now: datetime) -> list[dict[str, Any]]:
+    """Hospital orders delivered to other French cities: shields, splints and one emergency valve."""
+    rng = random.Random(seed + 1)
+    hospitals: list[City] = largest_cities("FR", 6, skip=lab_count)
+    orders = []
+    for index, city in enumerate(hospitals[:4]):
+        orders.append(
+            {
+                "design": "face-shield",
+                "quantity": rng.randint(40, 70),
+                "priority": "urgent" if index % 2 else "routine",
+                "due_in_h": rng.randint(60, 96),
+                "city": city,
+            }
+        )
+    for city in hospitals[4:6]:
+        orders.append(
+            {
+                "design": "finger-splint",
+                "quantity": rng.randint(20, 40),
+                "priority": "routine",
+                "due_in_h": 72,
+                "city": city,
+            }
+        )
+    orders.append(
+        {
+            "design": "charlotte-valve",
+            "quantity": 12,
+            "priority": "emergency",
+            "due_in_h": 24,
+            "city": hospitals[0],
+        }
+    )
+    return [
+        {
+            "design": o["design"],
+            "quantity": o["quantity"],
+            "priority": o["priority"],
+            "due_at": (now + timedelta(hours=o["due_in_h"])).isoformat(),
+            "delivery": o["city"].location.model_dump(),
+        }
+        for o in orders
+    ]
+
+
+def write_lab_file(lab: Lab, path: Path) -> None:
+    """The lab file a node operator would write with `cosmolocal node init`."""
+    path.write_bytes(tomli_w.dumps(lab.model_dump(mode="json", exclude_none=True)).encode())
+
+
+def _cli() -> list[str]:
+    return [sys.executable, "-m", "cosmolocal"]
+
+
+def start_mesh(labs: list[Lab], workdir: Path, speed: float, heartbeat_ms: int = 1000) -> Mesh:
+    """Start a planner and one node process per lab; return once the API answers."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    http_port, mesh_port = free_port(), free_port_pair()
+    mesh_endpoint = f"tcp://127.0.0.1:{mesh_port}"
+    api = f"http://127.0.0.1:{http_port}"
+    env = os.environ | {"PYTHONUNBUFFERED": "1"}
+    planner = subprocess.Popen(
+        [
+            *_cli(),
+            "planner",
+            "serve",
+            "--http",
+            f"127.0.0.1:{http_port}",
+            "--mesh",
+            mesh_endpoint,
+            "--db",
+            str(workdir / "planner.db"),
+            "--heartbeat-ms",
+            str(heartbeat_ms),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=(workdir / "planner.log").open("wb"),
+        env=env,
+    )
+    mesh = Mesh(workdir=workdir, api=api, mesh_endpoint=mesh_endpoint, planner=planner)
+    try:
+        wait_for(
+            lambda: _get(api, "/health") is not None,
+            30.0,
+            "the planner's API to answer",
+            processes=[planner],
+            workdir=workdir,
+        )
+        for lab in labs:
+            lab_file = workdir / f"{lab.id}.toml"
+            write_lab_file(lab, lab_file)
+            mesh.nodes.append(
+                subprocess.Popen(
+                    [
+                        *_cli(),
+                        "node",
+                        "join",
+                        str(lab_file),
+                        "--planner",
+                        mesh_endpoint,
+                        "--speed",
+                        str(speed),
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=(workdir / f"{lab.id}.log").open("wb"),
+                    env=env,
+                )
+            )
+        wait_for(
+            lambda: (_get(api, "/health") or {}).get("labs_live") == len(labs),
+            60.0,
+            f"{len(labs)} labs to join",
+            processes=[planner, *mesh.nodes],
+            workdir=workdir,
+        )
+    except BaseException:
+        mesh.stop()
+        raise
+    return mesh
+
+
+def _get(api: str, path: str) -> Any:
+    try:
+        response = httpx.get(api + path, timeout=2.0)
+    except httpx.HTTPError:
+        return None
+    return response.json() if response.status_code == 200 else None
+
+
+def wait_for(
+    condition: Any, timeout_s: float, what: str, processes: list[subprocess.Popen[bytes]], workdir: Path
+) -> None:
+    """Poll `condition` until true; fail with the log folder named if a process died or time ran out."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        dead = [p for p in processes if p.poll() is not None]
+        if dead:
+            raise RuntimeError(
+                f"a process exited (code {dead[0].returncode}) while waiting for {what}; "
+                f"see the logs in {workdir}"
+            )
+        time.sleep(0.1)
+    raise TimeoutError(f"timed out after {timeout_s:.0f} s waiting for {what}; see the logs in {workdir}")
+
+
+def run_demo(options: DemoOptions, console: Console | None = None) -> bool:
+    """Run the demo end to end; True when every order was made in time."""
+    console = console or Console()
+    started = time.monotonic()
+    temp = None if options.workdir else tempfile.TemporaryDirectory(prefix="cosmolocal-demo-")
+    workdir = options.workdir or Path(temp.name)  # type: ignore[union-attr]
+    labs = demo_labs(options.labs, options.seed)
+    console.print(
+        f"[bold]Cosmolocal demo[/]: a planner and {len(labs)} labs at French cities, as real processes "
+        f"(labs work {options.speed:g}x faster than real time). Logs: {workdir}"
+    )
+    mesh = None
+    try:
+        with console.status("starting the planner and the labs..."):
+            mesh = start_mesh(labs, workdir, options.speed)
+        console.print(
+            f"planner at {mesh.api} (mesh {mesh.mesh_endpoint}); labs joined: "
+            + ", ".join(lab.location.place or lab.id for lab in labs)
+        )
+        orders = demo_orders(len(labs), options.seed, datetime.now(UTC))
+        placed = []
+        with httpx.Client(base_url=mesh.api, timeout=10.0) as client:
+            for request in orders:
+                response = client.post("/orders", json=request)
+                if response.status_code != 201:
+                    console.print(f"[red]order refused[/]: {response.status_code} {response.text}")
+                    return False
+                placed.append(response.json())
+            done = _follow(client, placed, console, started + options.timeout_s)
+            _summary(client, placed, labs, console, time.monotonic() - started)
+        if not done:
+            console.print(
+                f"[red]not every order was made within {options.timeout_s:.0f} s[/]; logs in {workdir}"
+            )
+        if options.keep:
+            console.print(
+                f"[bold]mesh left running[/]: API {mesh.api} (docs {mesh.api}/docs). Ctrl-C stops it."
+            )
+            try:
+                while mesh.planner.poll() is None:
+                    time.sleep(0.5)
+            except KeyboardInterrupt:
+                pass
+        return done
+    finally:
+        if mesh is not None:
+            mesh.stop()
+        if temp is not None:
+            temp.cleanup()
+
+
+def _follow(client: httpx.Client, placed: list[dict[str, Any]], console: Console, deadline: float) -> bool:
+    """Live progress bars, one per order, until every order is done or the deadline passes."""
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[state]}"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console, transient=False) as progress:
+        tasks = {
+            o["id"]: progress.add_task(
+                f"{o['quantity']:>3} x {o['design']:<16} -> {o['delivery']['place']:<12} {o['priority']:<9}",
+                total=o["quantity"],
+                state=o["state"],
+            )
+            for o in placed
+        }
+        while time.monotonic() < deadline:
+            states = []
+            for order_id, task in tasks.items():
+                view = client.get(f"/orders/{order_id}").json()
+                labs = sorted(
+                    {
+                        a["lab_id"].removeprefix("fablab-")
+                        for a in view["allocations"]
+                        if a["state"] != "refused"
+                    }
+                )
+                progress.update(
+                    task, completed=view["units_made"], state=f"{view['state']:<11} {', '.join(labs)}"
+                )
+                states.append(view["state"])
+            if all(s == "done" for s in states):
+                return True
+            time.sleep(0.25)
+    return False
+
+
+def _summary(
+    client: httpx.Client, placed: list[dict[str, Any]], labs: list[Lab], console: Console, seconds: float
+) -> None:
+    """The closing table: what was made where, how far it travelled, how good the plan was."""
+    where = {lab.id: lab.location for lab in labs}
+    table = Table(title="Orders")
+    for column in ("order", "design", "priority", "made / ordered", "labs", "unit-km", "state"):
+        table.add_column(column, justify="right" if column in {"made / ordered", "unit-km"} else "left")
+    ordered = made = done = 0
+    unit_km = 0.0
+    used: set[str] = set()
+    for o in placed:
+        view = client.get(f"/orders/{o['id']}").json()
+        delivery = Location.model_validate(view["delivery"])
+        order_km = sum(
+            a["units_done"] * haversine_km(where[a["lab_id"]], delivery)
+            for a in view["allocations"]
+            if a["lab_id"] in where
+        )
+        lab_ids = sorted({a["lab_id"] for a in view["allocations"] if a["units_done"]})
+        used.update(lab_ids)
+        ordered += view["quantity"]
+        made += view["units_made"]
+        done += view["state"] == "done"
+        unit_km += order_km
+        table.add_row(
+            view["id"][:10],
+            view["design"],
+            view["priority"],
+            f"{view['units_made']} / {view['quantity']}",
+            ", ".join(x.removeprefix("fablab-") for x in lab_ids),
+            f"{order_km:,.0f}",
+            view["state"],
+        )
+    console.print(table)
+    plan = client.get("/plan").json()
+    health = client.get("/health").json()
+    totals = Table(title="Summary", show_header=False)
+    totals.add_column("what")
+    totals.add_column("value", justify="right")
+    totals.add_row("orders done", f"{done} / {len(placed)}")
+    totals.add_row("units made / ordered", f"{made} / {ordered}")
+    totals.add_row("fill rate", f"{made / ordered:.1%}" if ordered else "-")
+    totals.add_row("labs used", f"{len(used)} of {len(labs)}")
+    totals.add_row("transport (unit-km)", f"{unit_km:,.0f}")
+    totals.add_row("mean km per unit", f"{unit_km / made:,.0f}" if made else "-")
+    totals.add_row("plans solved", str(health["solves"]))
+    totals.add_row(
+        "last plan objective / bound",
+        f"{plan.get('objective', 0):,.1f} / {plan.get('bound', 0):,.1f} ({plan.get('status')})",
+    )
+    totals.add_row("frames rejected", str(health["frames_rejected"]))
+    totals.add_row("wall time", f"{seconds:.1f} s")
+    console.print(totals)

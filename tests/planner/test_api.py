@@ -1,0 +1,81 @@
+"""The HTTP API: orders are durable before 201, bad input gets 422 naming the field, nothing else changes."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from planner.app import PlannerSettings
+
+
+def _order(**changes: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "design": "face-shield",
+        "quantity": 20,
+        "due_at": (datetime.now(UTC) + timedelta(days=3)).isoformat(),
+        "delivery": {"lat": 45.76, "lon": 4.84, "place": "Lyon"},
+        "priority": "urgent",
+    }
+    body.update(changes)
+    return body
+
+
+def test_order_is_on_disk_before_201(client: TestClient, settings: PlannerSettings) -> None:
+    response = client.post("/orders", json=_order())
+    assert response.status_code == 201
+    order = response.json()
+    assert response.headers["location"] == f"/orders/{order['id']}"
+    assert order["state"] == "open" and order["quantity"] == 20 and order["units_made"] == 0
+    with sqlite3.connect(settings.db_path) as raw:  # a second connection sees the committed row
+        rows = raw.execute("SELECT id, state FROM orders").fetchall()
+    assert rows == [(order["id"], "open")]
+    assert client.get(f"/orders/{order['id']}").json()["id"] == order["id"]
+    assert [o["id"] for o in client.get("/orders").json()] == [order["id"]]
+
+
+@pytest.mark.parametrize(
+    ("changes", "field", "words"),
+    [
+        ({"design": "warp-drive"}, "design", "unknown design"),
+        ({"quantity": 0}, "quantity", "greater than 0"),
+        ({"quantity": -3}, "quantity", "greater than 0"),
+        ({"due_at": (datetime.now(UTC) - timedelta(hours=1)).isoformat()}, "due_at", "not in the future"),
+        ({"due_at": "2030-01-01T00:00:00"}, "due_at", "time zone"),
+        ({"delivery": {"lat": 91, "lon": 0}}, "lat", "less than or equal to 90"),
+        ({"delivery": {"lat": 0, "lon": -181}}, "lon", "greater than or equal to -180"),
+        ({"priority": "whenever"}, "priority", "routine"),
+        ({"patient_name": "J. Doe"}, "patient_name", "Extra inputs"),
+    ],
+)
+def test_bad_order_is_422_naming_the_field_and_changes_nothing(
+    client: TestClient, changes: dict[str, Any], field: str, words: str
+) -> None:
+    kept = client.post("/orders", json=_order()).json()["id"]
+    response = client.post("/orders", json=_order(**changes))
+    assert response.status_code == 422
+    problems = response.json()["detail"]
+    assert any(p["loc"][-1] == field and words in p["msg"] for p in problems), problems
+    assert [o["id"] for o in client.get("/orders").json()] == [kept]
+
+
+def test_reads(client: TestClient) -> None:
+    designs = {d["id"]: d for d in client.get("/designs").json()}
+    assert {"face-shield", "charlotte-valve", "finger-splint"} <= set(designs)
+    assert all(d["licence"] and d["source"] and d["steps"] for d in designs.values())
+    assert client.get("/labs").json() == []
+    assert client.get("/labs/nowhere").status_code == 404
+    assert client.get("/orders/o-missing").status_code == 404
+    assert client.get("/plan").json()["version"] == 0
+    health = client.get("/health").json()
+    assert health["status"] == "ok" and health["epoch"] == 1
+
+
+def test_api_docs_need_no_cdn(client: TestClient) -> None:
+    page = client.get("/docs")
+    assert page.status_code == 200
+    assert "cdn" not in page.text.lower()
+    assert client.get("/openapi.json").json()["paths"]["/orders"]["post"]

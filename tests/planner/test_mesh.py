@@ -1,0 +1,90 @@
+"""The planner's mesh endpoint against a raw DEALER: garbage is counted and dropped, HELLO still works."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+
+import msgpack
+import pytest
+import zmq
+from fastapi.testclient import TestClient
+
+from planner.app import PlannerSettings
+from protocol import transport
+from protocol.codec import MAX_FRAME_BYTES, decode, encode
+from protocol.messages import Envelope, Heartbeat, Hello, Welcome
+from protocol.model import Lab, Location, Machine
+
+
+@pytest.fixture
+def dealer(settings: PlannerSettings) -> Iterator[zmq.Socket]:
+    ctx = zmq.Context()
+    sock = transport.connect_dealer(ctx, settings.mesh_endpoint, "lab-test")
+    yield sock
+    sock.close(linger=0)
+    ctx.term()
+
+
+def _recv(sock: zmq.Socket, timeout_ms: int = 5000) -> Envelope:
+    assert sock.poll(timeout_ms), "no answer from the planner"
+    return decode(sock.recv())
+
+
+def _recv_kind(sock: zmq.Socket, kind: str, timeout_s: float = 5.0) -> Envelope:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        message = _recv(sock, int((deadline - time.monotonic()) * 1000) + 1)
+        if message.kind == kind:
+            return message
+    raise AssertionError(f"no {kind} within {timeout_s} s")
+
+
+LAB = Lab(id="lab-test", name="Test lab", location=Location(lat=48.1, lon=-1.7, place="Rennes"),
+          machines=[Machine(id="p1", processes=["fdm"], tags={"bed_mm": 250})], stock={"pla": 1.0})
+
+
+def test_garbage_is_counted_answered_and_the_mesh_keeps_serving(client: TestClient, dealer: zmq.Socket) -> None:
+    garbage = [
+        b"",
+        os.urandom(64),
+        msgpack.packb([1, 2, 3]),
+        msgpack.packb({"v": 99, "kind": "HELLO", "sender": "lab-test", "seq": 1, "epoch": 0, "body": {}}),
+        msgpack.packb({"v": 1, "kind": "LAUNCH", "sender": "lab-test", "seq": 1, "epoch": 0, "body": {}}),
+        msgpack.packb({"v": 1, "kind": "STOCK", "sender": "lab-test", "seq": 1, "epoch": 0,
+                       "body": {"stock": {"pla": "lots"}}}),
+        b"\x00" * (MAX_FRAME_BYTES + 1),
+    ]
+    for frame in garbage:
+        dealer.send(frame)
+    first_error = _recv_kind(dealer, "ERROR")
+    assert first_error.body.reason  # the lab can read why
+    deadline = time.monotonic() + 5
+    while client.get("/health").json()["frames_rejected"] < len(garbage) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert client.get("/health").json()["frames_rejected"] == len(garbage)
+    # Messages before HELLO are refused too, then a proper HELLO is welcomed.
+    dealer.send(encode(Envelope(sender="lab-test", seq=1, body=Heartbeat())))
+    dealer.send(encode(Envelope(sender="lab-test", seq=2, body=Hello(lab=LAB))))
+    welcome = _recv_kind(dealer, "WELCOME")
+    assert isinstance(welcome.body, Welcome) and welcome.body.epoch == 1
+    assert client.get("/labs/lab-test").json()["live"] is True
+
+
+def test_impersonation_on_a_connection_is_refused(client: TestClient, dealer: zmq.Socket) -> None:
+    other = LAB.model_copy(update={"id": "someone-else"})
+    dealer.send(encode(Envelope(sender="lab-test", seq=1, body=Hello(lab=other))))
+    error = _recv_kind(dealer, "ERROR")
+    assert "someone-else" in error.body.reason
+    assert client.get("/labs").json() == []
+
+
+def test_silent_lab_is_lost(client: TestClient, dealer: zmq.Socket, settings: PlannerSettings) -> None:
+    dealer.send(encode(Envelope(sender="lab-test", seq=1, body=Hello(lab=LAB))))
+    _recv_kind(dealer, "WELCOME")
+    assert client.get("/labs/lab-test").json()["live"] is True
+    deadline = time.monotonic() + settings.heartbeat_ms / 1000 * (settings.liveness + 3)
+    while client.get("/labs/lab-test").json()["live"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert client.get("/labs/lab-test").json()["live"] is False

@@ -1,0 +1,57 @@
+"""The ledger is durable (WAL + synchronous=FULL) and its projections survive a reopen."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from planner.store import Ledger
+from protocol.model import Location, Order
+
+
+def _order(now: datetime) -> Order:
+    return Order(id="o-1", design="face-shield", quantity=5, due_at=now + timedelta(days=2),
+                 delivery=Location(lat=48.85, lon=2.35, place="Paris"), priority="urgent", created_at=now)
+
+
+def test_ledger_is_opened_with_durable_settings(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "l.db")
+    assert ledger._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert ledger._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    ledger.close()
+
+
+def test_order_and_event_survive_reopen(tmp_path: Path) -> None:
+    now = datetime(2026, 5, 1, tzinfo=UTC)
+    ledger = Ledger(tmp_path / "l.db")
+    with ledger.transaction() as db:
+        Ledger.put_order(db, _order(now))
+        seq = Ledger.append(db, now, "order-o-1", "order.created", {"id": "o-1"})
+    ledger.close()
+    reopened = Ledger(tmp_path / "l.db")
+    assert [o.id for o in reopened.load_orders()] == ["o-1"]
+    assert reopened.load_orders()[0].priority == "urgent"
+    events = reopened.events_after(0)
+    assert [(e.seq, e.kind, e.data) for e in events] == [(seq, "order.created", {"id": "o-1"})]
+    assert reopened.events_after(seq) == []
+
+
+def test_failed_transaction_leaves_nothing(tmp_path: Path) -> None:
+    now = datetime(2026, 5, 1, tzinfo=UTC)
+    ledger = Ledger(tmp_path / "l.db")
+    try:
+        with ledger.transaction() as db:
+            Ledger.put_order(db, _order(now))
+            raise RuntimeError("boom")
+    except RuntimeError:
+        pass
+    assert ledger.load_orders() == []
+    assert ledger.last_event_seq() == 0
+
+
+def test_epoch_increases_per_boot(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "l.db")
+    assert ledger.next_epoch() == 1
+    assert ledger.next_epoch() == 2
+    ledger.close()
+    assert Ledger(tmp_path / "l.db").next_epoch() == 3
