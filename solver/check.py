@@ -1,0 +1,194 @@
+"""An independent validator: does a plan respect every demand, capability, stock and machine hour?
+
+It recomputes everything from the records and shares no code with the allocator except the
+definition of the planning horizon, so a defect in the model shows up here instead of in a lab.
+Machine capacity is judged with a max-flow per lab (work of each allocated step -> machines able to
+run it -> free minutes of each machine), which is exact when machines offer several processes.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import networkx as nx
+
+from protocol.model import Allocation, Design, Lab, Plan
+from solver.problem import Demand, LabState, Problem, SolveParams, horizon_days
+
+#: Relative tolerance on stock and machine minutes (floats in, floats compared).
+TOLERANCE = 1e-6
+
+
+def check(problem: Problem, plan: Plan, params: SolveParams = SolveParams()) -> list[str]:
+    """Every way `plan` breaks `problem`, one readable line each; an empty list means the plan is valid.
+
+    `params` must be those the plan was solved with: they set the horizon machine time is counted in.
+    """
+    demands = {d.order.id: d for d in problem.demands}
+    labs = {s.lab.id: s for s in problem.labs}
+    violations: list[str] = []
+    valid: list[Allocation] = []
+    for a in plan.allocations:
+        problems = _allocation_problems(a, problem, demands, labs)
+        violations += problems
+        if not problems:
+            valid.append(a)
+    violations += _quantity_problems(problem, plan)
+    violations += _stock_problems(problem, valid)
+    violations += _capacity_problems(problem, valid, horizon_days(problem, params))
+    if plan.bound > plan.objective + TOLERANCE * max(1.0, abs(plan.objective)):
+        violations.append(f"plan bound {plan.bound} exceeds its objective {plan.objective}")
+    return violations
+
+
+def _allocation_problems(
+    a: Allocation, problem: Problem, demands: dict[str, Demand], labs: dict[str, LabState]
+) -> list[str]:
+    """What is wrong with one allocation alone: unknown order or lab, lost lab, bad quantity, incapability."""
+    where = f"allocation of {a.quantity!r} units of order {a.order_id!r} at lab {a.lab_id!r}"
+    found = []
+    if a.order_id not in demands:
+        found.append(f"{where}: order {a.order_id!r} is not among the demands")
+    state = labs.get(a.lab_id)
+    if state is None:
+        found.append(f"{where}: lab {a.lab_id!r} is not known")
+    elif not state.live:
+        found.append(f"{where}: lab {a.lab_id!r} is lost (not live)")
+    if not isinstance(a.quantity, int) or isinstance(a.quantity, bool) or a.quantity <= 0:
+        found.append(f"{where}: quantity must be a positive whole number")
+    if found:
+        return found
+    design_id = demands[a.order_id].order.design
+    design = problem.designs.get(design_id)
+    if design is None:
+        return [f"{where}: design {design_id!r} is not known"]
+    for i, step in enumerate(design.steps):
+        if not any(step.can_run_on(m) for m in state.lab.machines):
+            found.append(
+                f"{where}: lab cannot make design {design_id!r}: no machine can run step {i + 1} "
+                f"({step.process}, requires {step.requires or 'nothing'})"
+            )
+    return found
+
+
+def _quantity_problems(problem: Problem, plan: Plan) -> list[str]:
+    """Per order: allocated units within the demand, and allocated + short exactly the demand."""
+    allocated: dict[str, int] = defaultdict(int)
+    short: dict[str, int] = defaultdict(int)
+    found = []
+    for a in plan.allocations:
+        allocated[a.order_id] += a.quantity
+    demands = {d.order.id: d.quantity for d in problem.demands}
+    for s in plan.shortages:
+        if s.order_id not in demands:
+            found.append(
+                f"shortage of {s.quantity} units of order {s.order_id!r}: order is not among the demands"
+            )
+        if not isinstance(s.quantity, int) or s.quantity <= 0:
+            found.append(
+                f"shortage of order {s.order_id!r}: quantity {s.quantity!r} must be a positive whole number"
+            )
+        short[s.order_id] += s.quantity
+    for order_id, wanted in demands.items():
+        if allocated[order_id] > wanted:
+            found.append(
+                f"order {order_id!r}: {allocated[order_id]} units allocated but only {wanted} demanded"
+            )
+        if allocated[order_id] + short[order_id] != wanted:
+            found.append(
+                f"order {order_id!r}: {allocated[order_id]} allocated + {short[order_id]} short "
+                f"= {allocated[order_id] + short[order_id]}, but {wanted} demanded"
+            )
+    return found
+
+
+def _designs_by_order(problem: Problem) -> dict[str, Design]:
+    """Order id -> its design, for the demands whose design is known."""
+    return {
+        d.order.id: problem.designs[d.order.design]
+        for d in problem.demands
+        if d.order.design in problem.designs
+    }
+
+
+def _stock_problems(problem: Problem, allocations: list[Allocation]) -> list[str]:
+    """Per lab and material: units allocated there times material per unit within the free stock."""
+    need: dict[tuple[str, str], float] = defaultdict(float)
+    orders: dict[tuple[str, str], set[str]] = defaultdict(set)
+    designs = _designs_by_order(problem)
+    for a in allocations:
+        for step in designs[a.order_id].steps:
+            for material, amount in step.materials.items():
+                need[a.lab_id, material] += amount * a.quantity
+                orders[a.lab_id, material].add(a.order_id)
+    labs = {s.lab.id: s for s in problem.labs}
+    found = []
+    for (lab_id, material), amount in sorted(need.items()):
+        have = labs[lab_id].stock.get(material, 0.0)
+        if amount > have * (1 + TOLERANCE) + 1e-12:
+            found.append(
+                f"lab {lab_id!r}: material {material!r} over stock: {amount:.6g} needed "
+                f"(orders {', '.join(sorted(orders[lab_id, material]))}) but {have:.6g} free"
+            )
+    return found
+
+
+def _capacity_problems(problem: Problem, allocations: list[Allocation], days: float) -> list[str]:
+    """Per lab: can the allocated work be placed on machines able to run it, within their free minutes?"""
+    by_lab: dict[str, list[Allocation]] = defaultdict(list)
+    for a in allocations:
+        by_lab[a.lab_id].append(a)
+    labs = {s.lab.id: s for s in problem.labs}
+    designs = _designs_by_order(problem)
+    found = []
+    for lab_id, lab_allocations in sorted(by_lab.items()):
+        message = _lab_capacity_problem(designs, labs[lab_id], lab_allocations, days)
+        if message:
+            found.append(message)
+    return found
+
+
+def _free_minutes(state: LabState, days: float) -> dict[str, float]:
+    """Machine id -> minutes of nominal work it can still do in `days` (hours x speed, less backlog)."""
+    return {
+        m.id: max(0.0, m.hours_per_day * 60.0 * m.speed * days - state.backlog_minutes.get(m.id, 0.0))
+        for m in state.lab.machines
+    }
+
+
+def _lab_capacity_problem(
+    designs: dict[str, Design], state: LabState, allocations: list[Allocation], days: float
+) -> str | None:
+    """Max-flow work -> eligible machines -> free minutes; a message when not all work can flow."""
+    lab: Lab = state.lab
+    free = _free_minutes(state, days)
+    graph = nx.DiGraph()
+    need = 0.0
+    need_by_process: dict[str, float] = defaultdict(float)
+    machines_by_process: dict[str, set[str]] = defaultdict(set)
+    for k, a in enumerate(allocations):
+        for i, step in enumerate(designs[a.order_id].steps):
+            minutes = step.minutes * a.quantity
+            node = ("work", k, i)
+            graph.add_edge("source", node, capacity=minutes)
+            for machine in lab.machines:
+                if step.can_run_on(machine):
+                    graph.add_edge(node, ("machine", machine.id))  # no capacity attribute: unbounded
+                    machines_by_process[step.process].add(machine.id)
+            need += minutes
+            need_by_process[step.process] += minutes
+    for machine in lab.machines:
+        graph.add_edge(("machine", machine.id), "sink", capacity=free[machine.id])
+    placed = nx.maximum_flow_value(graph, "source", "sink", flow_func=nx.algorithms.flow.edmonds_karp)
+    if placed >= need * (1 - TOLERANCE) - 1e-9:
+        return None
+    detail = "; ".join(
+        f"{process}: {minutes:.1f} min needed, {sum(free[m] for m in machines_by_process[process]):.1f} "
+        f"free on {', '.join(sorted(machines_by_process[process]))}"
+        for process, minutes in sorted(need_by_process.items())
+    )
+    orders = ", ".join(sorted({a.order_id for a in allocations}))
+    return (
+        f"lab {lab.id!r}: machine capacity exceeded within {days:.2f} days: {need:.1f} minutes of work "
+        f"(orders {orders}) but at most {placed:.1f} fit on the machines ({detail})"
+    )

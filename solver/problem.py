@@ -1,0 +1,118 @@
+"""What the solver is given: labs with their free capacity and stock, designs, demands, parameters.
+
+Plain frozen records built by the caller (the planner, a scenario, a test). They hold no clock and
+no connection: `now` is data. The planning horizon, which the allocator and the validator must agree
+on, is defined once here, as is a machine's free time within it for the allocator (the validator
+recomputes free time on its own).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from protocol.model import PRIORITIES, Design, Lab, Order
+
+
+@dataclass(frozen=True)
+class LabState:
+    """A lab as the solver sees it: its description, the work already committed, its free stock."""
+
+    lab: Lab  # description: machines, location (lab.stock is NOT used; see stock)
+    backlog_minutes: dict[str, float]  # machine id -> nominal minutes of work already committed there
+    stock: dict[str, float]  # free stock per material (reservations already taken off)
+    live: bool = True  # lost labs get no allocations
+
+
+@dataclass(frozen=True)
+class Demand:
+    """Units of an order still to allocate; may be fewer than the order asked for."""
+
+    order: Order  # protocol.model.Order
+    quantity: int  # units still to allocate (> 0); may be less than order.quantity
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.quantity, int) or not 0 < self.quantity <= self.order.quantity:
+            raise ValueError(
+                f"demand for order {self.order.id!r}: quantity must be a whole number in "
+                f"1..{self.order.quantity} (the order's quantity), got {self.quantity!r}"
+            )
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One allocation problem: labs, designs and demands at a given instant."""
+
+    now: datetime  # UTC; the solver never reads the clock
+    designs: dict[str, Design]
+    labs: list[LabState]
+    demands: list[Demand]
+
+    def __post_init__(self) -> None:
+        if self.now.tzinfo is None:
+            raise ValueError("problem.now must carry a time zone (UTC)")
+        _require_unique("lab", [s.lab.id for s in self.labs])
+        _require_unique("order", [d.order.id for d in self.demands])
+
+
+def _default_shortage_penalty() -> dict[str, float]:
+    return {"routine": 100_000.0, "urgent": 1_000_000.0, "emergency": 10_000_000.0}
+
+
+@dataclass(frozen=True)
+class SolveParams:
+    """How to solve: time and threads, candidate breadth, and the weights of the objective."""
+
+    time_limit_s: float = 5.0
+    workers: int = 2
+    k_nearest: int = 8  # candidate labs per order (nearest capable)
+    km_weight: float = 1.0  # cost per unit-km
+    setup_cost: float = 50.0  # per used (order, lab) edge: avoids shattering orders
+    shortage_penalty: dict[str, float] = field(default_factory=_default_shortage_penalty)  # per unit
+    max_horizon_days: float = 60.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.time_limit_s <= 0:
+            raise ValueError(f"time_limit_s must be positive, got {self.time_limit_s}")
+        if self.workers < 1:
+            raise ValueError(f"workers must be at least 1, got {self.workers}")
+        if self.k_nearest < 1:
+            raise ValueError(f"k_nearest must be at least 1, got {self.k_nearest}")
+        if self.km_weight < 0 or self.setup_cost < 0:
+            raise ValueError("km_weight and setup_cost cannot be negative")
+        if self.max_horizon_days <= 0:
+            raise ValueError(f"max_horizon_days must be positive, got {self.max_horizon_days}")
+        missing = [p for p in PRIORITIES if p not in self.shortage_penalty]
+        if missing:
+            raise ValueError(
+                f"shortage_penalty needs a value for every priority; missing: {', '.join(missing)}"
+            )
+        negative = [p for p, v in self.shortage_penalty.items() if v < 0]
+        if negative:
+            raise ValueError(f"shortage_penalty cannot be negative; see: {', '.join(negative)}")
+
+
+def horizon_days(problem: Problem, params: SolveParams) -> float:
+    """Days of machine time the plan may use: until the latest due date, at least 1, at most the cap."""
+    if problem.demands:
+        latest = max(d.order.due_at for d in problem.demands)
+        days_to_latest = (latest - problem.now).total_seconds() / 86_400.0
+    else:
+        days_to_latest = 0.0
+    return min(params.max_horizon_days, max(1.0, days_to_latest))
+
+
+def free_minutes(state: LabState, days: float) -> dict[str, float]:
+    """Machine id -> nominal minutes still free within `days`: working time less the backlog."""
+    return {
+        m.id: max(0.0, m.minutes_per_day() * days - state.backlog_minutes.get(m.id, 0.0))
+        for m in state.lab.machines
+    }
+
+
+def _require_unique(kind: str, ids: list[str]) -> None:
+    repeated = sorted(i for i, n in Counter(ids).items() if n > 1)
+    if repeated:
+        raise ValueError(f"each {kind} may appear once in a problem; repeated: {', '.join(repeated)}")

@@ -1,0 +1,100 @@
+"""Small builders for solver tests: machines, labs, orders and problems with the catalogue's designs."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from protocol.model import Lab, Location, Machine, Order, Plan
+from protocol.okh import catalogue
+from solver.problem import Demand, LabState, Problem, SolveParams
+
+NOW = datetime(2026, 5, 4, 8, 0, tzinfo=UTC)
+#: Fast, deterministic settings for tests.
+FAST = SolveParams(time_limit_s=2.0, workers=1)
+#: Plenty of every material the catalogue's designs use.
+PLENTY = {"petg": 100.0, "pla": 100.0, "resin": 100.0, "pet_sheet_0_5": 1000.0, "elastic": 1000.0}
+
+# A few places around Barcelona (lat, lon).
+CENTRE = (41.3874, 2.1686)
+NEAR = (41.40, 2.17)  # about 1.5 km from the centre
+MIDDLE = (41.55, 2.10)  # about 19 km
+FAR = (41.98, 2.82)  # about 85 km (Girona)
+
+
+def machine(id: str, *processes: str, speed: float = 1.0, hours: float = 8.0, **tags: object) -> Machine:
+    """A machine offering `processes`, with tags given as keywords (bed_mm=250, medical_grade=True)."""
+    return Machine(id=id, processes=list(processes), speed=speed, hours_per_day=hours, tags=tags)
+
+
+def printer(id: str = "printer", bed_mm: int = 250, **kw: object) -> Machine:
+    """An FDM printer with a bed of `bed_mm`."""
+    return machine(id, "fdm", bed_mm=bed_mm, **kw)
+
+
+def full_machines() -> list[Machine]:
+    """One machine per process the catalogue needs: FDM (250 mm bed), laser, SLA (medical), bench."""
+    return [
+        printer(),
+        machine("laser", "laser"),
+        machine("sla", "sla", medical_grade=True),
+        machine("bench", "assembly"),
+    ]
+
+
+def lab(
+    id: str,
+    at: tuple[float, float],
+    machines: list[Machine] | None = None,
+    *,
+    stock: dict[str, float] | None = None,
+    backlog: dict[str, float] | None = None,
+    live: bool = True,
+) -> LabState:
+    """A lab at `at` (lat, lon); by default fully equipped and well stocked."""
+    return LabState(
+        lab=Lab(
+            id=id,
+            name=id.title(),
+            location=Location(lat=at[0], lon=at[1]),
+            machines=machines if machines is not None else full_machines(),
+        ),
+        backlog_minutes=dict(backlog or {}),
+        stock=dict(PLENTY if stock is None else stock),
+        live=live,
+    )
+
+
+def order(
+    id: str,
+    design: str,
+    quantity: int,
+    at: tuple[float, float] = CENTRE,
+    *,
+    days: float = 10.0,
+    priority: str = "routine",
+) -> Order:
+    """An order delivered at `at`, due `days` after NOW."""
+    return Order(
+        id=id,
+        design=design,
+        quantity=quantity,
+        due_at=NOW + timedelta(days=days),
+        delivery=Location(lat=at[0], lon=at[1]),
+        priority=priority,
+        created_at=NOW,
+    )
+
+
+def problem(labs: list[LabState], orders: list[Order]) -> Problem:
+    """A problem at NOW with the whole catalogue and one demand per order for its full quantity."""
+    return Problem(
+        now=NOW,
+        designs=dict(catalogue()),
+        labs=labs,
+        demands=[Demand(order=o, quantity=o.quantity) for o in orders],
+    )
+
+
+def units_by_lab(plan: Plan, order_id: str) -> dict[str, int]:
+    """Lab id -> units of `order_id` in the plan."""
+    return {a.lab_id: a.quantity for a in plan.allocations if a.order_id == order_id}
