@@ -1,0 +1,178 @@
+"""`cosmolocal node ...`: describe a lab once (`init`), then join a planner's mesh with it (`join`)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from nodes.agent import run_agent
+from nodes.config import LabFileError, LabOptionError, lab_from_options, load_lab, write_lab
+from protocol.model import Lab
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+MACHINE_HELP = (
+    "A machine as ID:PROCESSES[:SPEED[:HOURS[:TAG=VAL,...]]]; processes joined by '+'. "
+    "Repeat for each machine. Examples: prusa-1:fdm:1.0:10:bed_mm=250  trotec:laser:1.5:8  bench:assembly"
+)
+
+node_app = typer.Typer(
+    name="node",
+    help="Run a lab of the mesh: describe it once with [bold]init[/], then [bold]join[/] a planner.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+)
+out = Console()
+err = Console(stderr=True)
+
+
+def _fail(message: str, code: int = 2) -> NoReturn:
+    """Print an error the operator can act on, without a traceback, and exit."""
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _interactive() -> bool:
+    """True when a person can answer prompts (stdin is a terminal)."""
+    return sys.stdin.isatty()
+
+
+def _show_lab(lab: Lab, path: Path) -> None:
+    """Print the lab as written: who, where, machines and stock."""
+    where = lab.location.place or f"{lab.location.lat:.4f}, {lab.location.lon:.4f}"
+    out.print(f"[bold green]wrote[/] {path}: lab [bold]{lab.id}[/] ({lab.name}) at {where}", highlight=False)
+    machines = Table("machine", "processes", "speed", "hours/day", "tags", title="machines")
+    for m in lab.machines:
+        tags = ", ".join(f"{k}={v}" for k, v in sorted(m.tags.items())) or "-"
+        machines.add_row(m.id, "+".join(m.processes), f"{m.speed:g}", f"{m.hours_per_day:g}", tags)
+    out.print(machines)
+    if lab.stock:
+        stock = Table("material", "amount", title="stock")
+        for material, amount in sorted(lab.stock.items()):
+            stock.add_row(material, f"{amount:g}")
+        out.print(stock)
+    else:
+        out.print("stock: none yet (add lines under \\[stock] in the file, e.g. petg = 5.0)")
+    out.print(f"next: [bold]cosmolocal node join {path} --planner tcp://HOST:5570[/]", highlight=False)
+
+
+@node_app.command("init")
+def init(
+    path: Annotated[Path, typer.Argument(help="Where to write the lab file.")] = Path("lab.toml"),
+    id: Annotated[
+        str | None, typer.Option("--id", help="Lab id: lower-case letters, digits, - _ . (e.g. fablab-lyon).")
+    ] = None,
+    name: Annotated[str | None, typer.Option(help="Display name, e.g. 'Fablab Lyon'.")] = None,
+    lat: Annotated[float | None, typer.Option(help="Latitude in degrees (-90 to 90).")] = None,
+    lon: Annotated[float | None, typer.Option(help="Longitude in degrees (-180 to 180).")] = None,
+    place: Annotated[str | None, typer.Option(help="City or site name, e.g. Lyon.")] = None,
+    machine: Annotated[list[str] | None, typer.Option("--machine", "-m", help=MACHINE_HELP)] = None,
+    stock: Annotated[
+        list[str] | None,
+        typer.Option("--stock", "-s", help="Free stock as MATERIAL=AMOUNT in the material's unit; repeat."),
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace the file if it exists.")] = False,
+) -> None:
+    """Write a lab file describing this lab: where it is, its machines and its stock.
+
+    Missing id, name, coordinates or machine are asked for when run in a terminal.
+
+    Examples:
+
+      cosmolocal node init --id fablab-lyon --name "Fablab Lyon" --lat 45.75 --lon 4.85 -m prusa-1:fdm
+
+      cosmolocal node init lab.toml -m prusa-1:fdm:1.0:10:bed_mm=250 -m trotec:laser:1.5:8 -s petg=5
+      (in a terminal, asks for the id, name and coordinates not given)
+    """
+    if path.exists() and not force:
+        _fail(f"{path}: already exists; choose another path or add --force to replace it")
+    machines = list(machine or [])
+    missing = [
+        label
+        for label, value in (("--id", id), ("--name", name), ("--lat", lat), ("--lon", lon))
+        if value is None
+    ]
+    if not machines:
+        missing.append("--machine")
+    if missing and not _interactive():
+        _fail(f"missing {', '.join(missing)} (no terminal to ask on); see `cosmolocal node init --help`")
+    if id is None:
+        id = typer.prompt("Lab id (lower-case, e.g. fablab-lyon)")
+    if name is None:
+        name = typer.prompt("Lab name")
+    if lat is None:
+        lat = typer.prompt("Latitude (degrees)", type=float)
+    if lon is None:
+        lon = typer.prompt("Longitude (degrees)", type=float)
+    if not machines:
+        machines.append(typer.prompt("Machine as ID:PROCESSES[:SPEED[:HOURS[:TAG=VAL,...]]]"))
+    try:
+        lab = lab_from_options(id, name, lat, lon, place, machines, list(stock or []))
+        write_lab(lab, path, overwrite=force)
+    except (LabOptionError, LabFileError) as exc:
+        _fail(str(exc))
+    _show_lab(lab, path)
+
+
+@node_app.command("join")
+def join(
+    lab_file: Annotated[Path, typer.Argument(metavar="LAB.toml", help="The lab file (see `node init`).")],
+    planner: Annotated[
+        str, typer.Option(help="The planner's mesh endpoint, e.g. tcp://127.0.0.1:5570.")
+    ] = "tcp://127.0.0.1:5570",
+    speed: Annotated[
+        float, typer.Option(help="Simulated execution runs this many times faster than real time.")
+    ] = 1.0,
+    fail_rate: Annotated[
+        float, typer.Option(help="Probability that an accepted job fails part-way (simulation).")
+    ] = 0.0,
+    seed: Annotated[int | None, typer.Option(help="Seed of the simulated failures.")] = None,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+) -> None:
+    """Join a planner's mesh with a lab file: say HELLO, take jobs, run them, report progress.
+
+    Runs until Ctrl-C or SIGTERM, then says BYE and exits with code 0.
+
+    Example:
+
+      [bold]cosmolocal node join lab.toml --planner tcp://127.0.0.1:5570 --speed 60[/]
+    """
+    if log_level.lower() not in LOG_LEVELS:
+        _fail(f"--log-level {log_level!r}: choose one of {', '.join(LOG_LEVELS)}")
+    if not speed > 0:
+        _fail(f"--speed {speed}: must be greater than 0")
+    if not 0.0 <= fail_rate <= 1.0:
+        _fail(f"--fail-rate {fail_rate}: must be between 0 and 1")
+    if not planner.startswith(("tcp://", "ipc://", "inproc://")):
+        _fail(f"--planner {planner!r}: expected a ZeroMQ endpoint such as tcp://127.0.0.1:5570")
+    try:
+        lab = load_lab(lab_file)
+    except LabFileError as exc:
+        _fail(str(exc))
+    logging.basicConfig(
+        level=log_level.upper(),
+        stream=sys.stderr,
+        format=f"%(asctime)s {lab.id} %(levelname)s %(name)s: %(message)s",
+        force=True,
+    )
+    asyncio.run(_join(lab, planner, speed, fail_rate, seed))
+
+
+async def _join(lab: Lab, planner: str, speed: float, fail_rate: float, seed: int | None) -> None:
+    """Run the agent until SIGINT or SIGTERM asks it to stop (it then says BYE)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await run_agent(lab, planner, speed, stop, fail_rate=fail_rate, seed=seed)
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)

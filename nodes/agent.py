@@ -1,0 +1,493 @@
+"""The lab agent: joins a planner's mesh, takes assignments, runs them, and reports (SPEC.md).
+
+One asyncio task runs one loop that owns both sockets: the DEALER (identity = lab id) for the
+conversation with the planner and, once welcomed, the SUB for the field. The loop waits on both with
+a poller (never busy-looping: it wakes on a frame or every `tick_seconds`), then runs its timers:
+
+- until WELCOME: HELLO again with backoff (0.5 s doubling to 30 s), logging each retry; a HELLO the
+  socket could not take yet (no connection) goes out as soon as the connection is up;
+- once welcomed: HEARTBEAT when nothing else was sent for a heartbeat interval; after 3 intervals
+  without a frame from the planner (or when it answers from another epoch), drop the connection and
+  say HELLO again (resynchronise);
+- every tick: advance the simulated execution, send PROGRESS/DONE/FAILED and STOCK as they happen,
+  and CAPACITY when the machine backlog changed (at most twice a second).
+
+Every frame goes through `protocol.codec.decode`; a malformed one is counted per peer, the first of
+each peer is logged, and it is dropped. Nothing a peer sends can stop the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+import zmq
+import zmq.asyncio
+
+from nodes.executor import Executor, SimClock
+from nodes.workshop import JobStatus, Workshop
+from protocol import transport
+from protocol.codec import decode, encode
+from protocol.errors import ProtocolError
+from protocol.messages import (
+    Accept,
+    Assign,
+    Body,
+    Bye,
+    Capacity,
+    Done,
+    Envelope,
+    Error,
+    Failed,
+    Field_,
+    Heartbeat,
+    Hello,
+    Progress,
+    Stock,
+    Welcome,
+)
+from protocol.model import Lab, utcnow
+
+log = logging.getLogger(__name__)
+
+#: Frames read from one socket before timers get a turn (keeps timers alive under a flood).
+_DRAIN_LIMIT = 500
+#: Heartbeat interval assumed before the planner says otherwise, in seconds.
+DEFAULT_HEARTBEAT_SECONDS = 1.0
+#: Intervals without a frame after which the planner counts as gone.
+LIVENESS_INTERVALS = 3
+#: A machine's backlog must move by this many nominal minutes to be worth a CAPACITY.
+CAPACITY_STEP_MINUTES = 1.0
+
+
+@dataclass(slots=True)
+class AgentCounters:
+    """What the agent has seen and done, for logs, tests and the operator."""
+
+    frames_rejected: int = 0
+    frames_rejected_by_peer: dict[str, int] = field(default_factory=dict)
+    assignments_received: int = 0
+    duplicates: int = 0
+    hellos_sent: int = 0
+    hello_retries: int = 0
+    welcomes: int = 0
+    resyncs: int = 0
+    fields_applied: int = 0
+    messages_sent: int = 0
+    messages_unsent: int = 0
+
+
+class LabAgent:
+    """A lab's presence in the mesh (see the module docstring). Create it, then `await run(stop)`.
+
+    `speed` runs the simulated execution that many times faster than the wall clock. `clock` (a
+    `SimClock`) and `monotonic` (the timer clock) are injectable for tests; `fail_rate` is the
+    probability that an accepted job fails part-way (failure injection for scenarios), drawn from
+    a `random.Random(seed)`.
+    """
+
+    def __init__(
+        self,
+        lab: Lab,
+        planner_endpoint: str,
+        *,
+        speed: float = 1.0,
+        context: zmq.asyncio.Context | None = None,
+        clock: SimClock | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+        fail_rate: float = 0.0,
+        seed: int | None = None,
+        tick_seconds: float = 0.1,
+        hello_backoff: tuple[float, float] = (0.5, 30.0),
+        capacity_interval: float = 0.5,
+    ) -> None:
+        self.lab = lab
+        self.planner_endpoint = planner_endpoint
+        self.clock = clock or SimClock(utcnow(), speed)
+        self.workshop = Workshop(lab, Executor(lab.machines, self.clock), fail_rate, random.Random(seed))
+        self.counters = AgentCounters()
+        self.tick_seconds = tick_seconds
+        self.capacity_interval = capacity_interval
+        self._backoff_initial, self._backoff_max = hello_backoff
+        self._monotonic = monotonic
+        self._context = context
+        self._own_context = context is None
+        self._dealer: zmq.asyncio.Socket | None = None
+        self._sub: zmq.asyncio.Socket | None = None
+        self._seq = 0
+        # conversation state
+        self.welcomed = False
+        self.epoch = 0
+        self.heartbeat_seconds = DEFAULT_HEARTBEAT_SECONDS
+        self.field: Field_ | None = None
+        self.field_seq = 0
+        self.field_endpoint: str | None = None
+        self._hello_unsent = False
+        self._hello_round = 1
+        self._backoff = self._backoff_initial
+        self._next_hello = 0.0
+        self._last_sent = 0.0
+        self._last_heard = 0.0
+        self._next_tick = 0.0
+        self._capacity_sent: dict[str, float] | None = None
+        self._capacity_at = float("-inf")
+        self._capacity_dirty = True
+        self._logged_peers: set[str] = set()
+
+    # --- state for tests and operators ---------------------------------------------------------
+
+    @property
+    def jobs(self) -> dict[str, JobStatus]:
+        """Every assignment received, by id, with its state and units done."""
+        return self.workshop.jobs
+
+    @property
+    def stock(self) -> dict[str, float]:
+        """Free stock per material (reserved amounts already taken off)."""
+        return dict(self.workshop.stock)
+
+    @property
+    def hello_attempts(self) -> int:
+        """HELLO messages handed to the socket so far."""
+        return self.counters.hellos_sent
+
+    # --- the loop ------------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        """Join the mesh and serve until `stop` is set; then say BYE and close the sockets."""
+        stop = stop or asyncio.Event()
+        if self._context is None:
+            self._context = zmq.asyncio.Context()
+        log.info(
+            "lab %s (%d machines) joining planner at %s",
+            self.lab.id,
+            len(self.lab.machines),
+            self.planner_endpoint,
+        )
+        try:
+            self._open_dealer()
+            await self._send_hello()
+            while not stop.is_set():
+                await self._wait_and_read()
+                await self._run_timers()
+            said_bye = await self._send(Bye(reason="lab agent stopped"))
+            how = "BYE sent to" if said_bye else "no BYE: no connection to"
+            log.info("lab %s left the mesh (%s %s)", self.lab.id, how, self.planner_endpoint)
+        finally:
+            self._close_sockets()
+            if self._own_context and self._context is not None:
+                self._context.destroy(linger=transport.LINGER_MS)
+                self._context = None
+
+    async def _wait_and_read(self) -> None:
+        """Wait (at most one tick) for frames on either socket and handle every frame that is ready."""
+        dealer = self._dealer
+        assert dealer is not None
+        poller = zmq.asyncio.Poller()
+        poller.register(dealer, zmq.POLLIN | (zmq.POLLOUT if self._hello_unsent else 0))
+        if self._sub is not None:
+            poller.register(self._sub, zmq.POLLIN)
+        timeout_ms = max(1, int(self.tick_seconds * 1000))
+        events = dict(await poller.poll(timeout_ms))
+        dealer_events = events.get(dealer, 0)
+        if dealer_events & zmq.POLLOUT and self._hello_unsent:
+            await self._send_hello()
+        if dealer_events & zmq.POLLIN:
+            await self._drain(dealer, self.planner_endpoint, self._on_planner_frames)
+        sub = self._sub
+        if sub is not None and not sub.closed and events.get(sub, 0) & zmq.POLLIN:
+            await self._drain(sub, self.field_endpoint or "field", self._on_field_frames)
+
+    async def _drain(
+        self, sock: zmq.asyncio.Socket, peer: str, handle: Callable[[list[bytes], str], Awaitable[None]]
+    ) -> None:
+        for _ in range(_DRAIN_LIMIT):
+            if sock.closed:  # a handler replaced it (resync): the new socket is read next turn
+                return
+            try:
+                frames = await sock.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            try:
+                await handle(frames, peer)
+            except Exception:  # a bug here must not take the lab off the mesh
+                log.exception("internal error while handling a frame from %s; frame dropped", peer)
+
+    async def _run_timers(self) -> None:
+        now = self._monotonic()
+        if not self.welcomed:
+            if now >= self._next_hello:
+                self._backoff = min(self._backoff * 2, self._backoff_max)
+                self.counters.hello_retries += 1
+                self._hello_round += 1
+                log.warning(
+                    "planner at %s %s; HELLO again (attempt %d), next retry in %.1f s",
+                    self.planner_endpoint,
+                    "not reachable yet" if self._hello_unsent else "not answering",
+                    self._hello_round,
+                    self._backoff,
+                )
+                await self._send_hello()
+        else:
+            silent = now - self._last_heard
+            if silent > LIVENESS_INTERVALS * self.heartbeat_seconds:
+                log.warning(
+                    "planner at %s silent for %.1f s (%d heartbeat intervals); reconnecting and "
+                    "saying HELLO again",
+                    self.planner_endpoint,
+                    silent,
+                    LIVENESS_INTERVALS,
+                )
+                await self._resync()
+            elif now - self._last_sent >= self.heartbeat_seconds:
+                await self._send(Heartbeat())
+        if now >= self._next_tick:
+            self._next_tick = now + self.tick_seconds
+            await self._tick(now)
+
+    async def _tick(self, now: float) -> None:
+        """Advance the simulated execution and report what changed."""
+        sim_now = self.clock.now()
+        for body in self.workshop.advance(sim_now):
+            await self._send_job_message(body)
+        if not self.welcomed:
+            return
+        backlog = self.workshop.backlog_minutes(sim_now)
+        if now - self._capacity_at < self.capacity_interval:
+            return
+        changed = self._capacity_dirty or _backlog_moved(self._capacity_sent, backlog)
+        if changed and await self._send(Capacity(backlog_minutes=backlog)):
+            self._capacity_sent, self._capacity_at, self._capacity_dirty = backlog, now, False
+
+    # --- frames from the planner ---------------------------------------------------------------
+
+    async def _on_planner_frames(self, frames: list[bytes], peer: str) -> None:
+        if len(frames) != 1:
+            self._reject(peer, f"expected 1 frame from the DEALER, got {len(frames)}")
+            return
+        try:
+            message = decode(frames[0])
+        except ProtocolError as exc:
+            self._reject(peer, str(exc))
+            return
+        body = message.body
+        if not isinstance(body, Welcome | Assign | Heartbeat | Error):
+            self._reject(peer, f"unexpected kind {message.kind} from the planner")
+            return
+        self._last_heard = self._monotonic()
+        if isinstance(body, Welcome):
+            await self._on_welcome(message, body)
+            return
+        if self.welcomed and message.epoch != self.epoch:
+            log.warning(
+                "planner at %s now speaks from epoch %d (welcomed in epoch %d): it restarted; "
+                "saying HELLO again",
+                self.planner_endpoint,
+                message.epoch,
+                self.epoch,
+            )
+            await self._resync()
+            if not isinstance(body, Assign):
+                return
+        if isinstance(body, Assign):
+            await self._on_assign(body)
+        elif isinstance(body, Error):
+            log.warning("planner rejected our message %s: %s", body.ref_seq, body.reason)
+            if self.welcomed and body.code == "not_welcomed":
+                log.warning("planner at %s forgot this lab; saying HELLO again", self.planner_endpoint)
+                await self._resync()
+
+    async def _on_welcome(self, message: Envelope, welcome: Welcome) -> None:
+        new_epoch = message.epoch != self.epoch or welcome.epoch != self.epoch
+        self.counters.welcomes += 1
+        self.welcomed = True
+        self._hello_unsent = False
+        self._backoff = self._backoff_initial
+        self.epoch = welcome.epoch
+        self.heartbeat_seconds = welcome.heartbeat_ms / 1000.0
+        if new_epoch or welcome.field_seq >= self.field_seq or self.field is None:
+            self.field, self.field_seq = welcome.field, welcome.field_seq
+        log.info(
+            "welcomed by planner at %s (epoch %d, heartbeat %d ms); field at seq %d from %s",
+            self.planner_endpoint,
+            welcome.epoch,
+            welcome.heartbeat_ms,
+            welcome.field_seq,
+            welcome.field_endpoint,
+        )
+        self._connect_field(welcome.field_endpoint)
+        await self._send(self.workshop.stock_message())
+        self._capacity_dirty = True
+        self._capacity_at = float("-inf")
+        for body in self.workshop.resync_messages():
+            await self._send_job_message(body)
+
+    async def _on_assign(self, assign: Assign) -> None:
+        self.counters.assignments_received += 1
+        reply = self.workshop.receive(assign, self.clock.now())
+        if reply.duplicate:
+            self.counters.duplicates += 1
+            log.info("ASSIGN %s is a duplicate; answering as before", assign.assignment_id)
+        for body in reply.messages:
+            if isinstance(body, Accept) and not reply.duplicate:
+                # The new backlog goes before ACCEPT, so the planner never counts the job as free time.
+                backlog = self.workshop.backlog_minutes(self.clock.now())
+                if await self._send(Capacity(backlog_minutes=backlog)):
+                    self._capacity_sent, self._capacity_at = backlog, self._monotonic()
+            await self._send_job_message(body)
+        self._capacity_dirty = True
+
+    async def _on_field_frames(self, frames: list[bytes], peer: str) -> None:
+        if len(frames) != 2 or frames[0] != transport.FIELD_TOPIC:
+            self._reject(peer, f"expected [b'field', payload] from the PUB, got {len(frames)} frame(s)")
+            return
+        try:
+            message = decode(frames[1])
+        except ProtocolError as exc:
+            self._reject(peer, str(exc))
+            return
+        if not isinstance(message.body, Field_):
+            self._reject(peer, f"unexpected kind {message.kind} on the field")
+            return
+        if message.seq > self.field_seq:
+            self.field, self.field_seq = message.body, message.seq
+            self.counters.fields_applied += 1
+
+    def _reject(self, peer: str, reason: str) -> None:
+        """Count a malformed frame (per peer and in total); log the first of each peer."""
+        self.counters.frames_rejected += 1
+        by_peer = self.counters.frames_rejected_by_peer
+        by_peer[peer] = by_peer.get(peer, 0) + 1
+        if peer not in self._logged_peers:
+            self._logged_peers.add(peer)
+            log.warning("dropped a malformed frame from %s: %s (further ones are only counted)", peer, reason)
+
+    # --- sending -------------------------------------------------------------------------------
+
+    async def _send_hello(self) -> None:
+        lab = self.lab.model_copy(update={"stock": dict(self.workshop.stock)})
+        backlog = self.workshop.backlog_minutes(self.clock.now())
+        sent = await self._send(Hello(lab=lab, backlog_minutes=backlog), count_unsent=False)
+        self._hello_unsent = not sent
+        if sent:
+            self.counters.hellos_sent += 1
+        self._next_hello = self._monotonic() + self._backoff
+
+    async def _send_job_message(self, body: Body) -> None:
+        """Send a job message; while not welcomed, PROGRESS/DONE/FAILED/STOCK wait for the resync.
+
+        ACCEPT and REFUSE always go out: they answer an ASSIGN the planner has just sent.
+        """
+        if not self.welcomed and isinstance(body, Progress | Done | Failed | Stock):
+            return
+        sent = await self._send(body)
+        if sent and self.welcomed and isinstance(body, Done | Failed):
+            self.workshop.mark_reported(body.assignment_id)
+
+    async def _send(self, body: Body, count_unsent: bool = True) -> bool:
+        """Hand one message to the DEALER without waiting; False when no connection can take it."""
+        if self._dealer is None:
+            return False
+        seq = self._seq + 1  # numbers count messages that left, so the planner sees no gap
+        try:
+            frame = encode(Envelope(sender=self.lab.id, seq=seq, epoch=self.epoch, body=body))
+        except ProtocolError as exc:
+            log.error("cannot send %s to %s: %s", type(body).__name__, self.planner_endpoint, exc)
+            return False
+        try:
+            await self._dealer.send(frame, zmq.DONTWAIT)
+        except zmq.Again:
+            if count_unsent:
+                self.counters.messages_unsent += 1
+                log.debug("no connection to %s; %s not sent", self.planner_endpoint, type(body).__name__)
+            return False
+        self._seq = seq
+        self.counters.messages_sent += 1
+        self._last_sent = self._monotonic()
+        return True
+
+    # --- sockets -------------------------------------------------------------------------------
+
+    def _open_dealer(self) -> None:
+        assert self._context is not None
+        self._dealer = transport.connect_dealer(self._context, self.planner_endpoint, self.lab.id)
+
+    def _connect_field(self, endpoint: str) -> None:
+        """Subscribe to the field at `endpoint` (kept when unchanged); a bad endpoint is logged only."""
+        endpoint = _reachable(endpoint, self.planner_endpoint)
+        if self._sub is not None and endpoint == self.field_endpoint:
+            return
+        if self._sub is not None:
+            self._sub.close(linger=0)
+            self._sub = None
+        assert self._context is not None
+        try:
+            self._sub = transport.connect_sub(self._context, endpoint)
+        except zmq.ZMQError as exc:
+            log.error("cannot subscribe to the field at %s: %s; going on without its updates", endpoint, exc)
+            return
+        self.field_endpoint = endpoint
+
+    async def _resync(self) -> None:
+        """Drop the conversation and start again with HELLO (the planner may have restarted)."""
+        self.counters.resyncs += 1
+        self.welcomed = False
+        self._backoff = self._backoff_initial
+        self._hello_round = 1
+        if self._dealer is not None:
+            self._dealer.close(linger=0)
+        self._open_dealer()
+        await self._send_hello()
+
+    def _close_sockets(self) -> None:
+        for sock in (self._sub, self._dealer):
+            if sock is not None:
+                sock.close()
+        self._sub = self._dealer = None
+
+
+def _backlog_moved(before: dict[str, float] | None, after: dict[str, float]) -> bool:
+    """True when a machine's backlog moved enough to tell the planner (or emptied, or appeared)."""
+    if before is None or before.keys() != after.keys():
+        return True
+    for machine, minutes in after.items():
+        old = before[machine]
+        if abs(minutes - old) >= CAPACITY_STEP_MINUTES or (minutes == 0) != (old == 0):
+            return True
+    return False
+
+
+def _reachable(endpoint: str, planner_endpoint: str) -> str:
+    """A field endpoint given in bind form (tcp://*:P, tcp://0.0.0.0:P) points at the planner's host."""
+    try:
+        parts = urlsplit(endpoint)
+        if parts.scheme == "tcp" and parts.hostname in {"*", "0.0.0.0"} and parts.port is not None:
+            host = urlsplit(planner_endpoint).hostname or "127.0.0.1"
+            return f"tcp://{host}:{parts.port}"
+    except ValueError:  # not a URL libzmq would take either; connecting will say so
+        pass
+    return endpoint
+
+
+async def run_agent(
+    lab: Lab,
+    planner_endpoint: str,
+    speed: float = 1.0,
+    stop: asyncio.Event | None = None,
+    *,
+    fail_rate: float = 0.0,
+    seed: int | None = None,
+    context: zmq.asyncio.Context | None = None,
+) -> LabAgent:
+    """Run a lab agent for `lab` against the planner at `planner_endpoint` until `stop` is set.
+
+    Returns the agent (its counters, jobs and stock) after it said BYE and closed its sockets.
+    """
+    agent = LabAgent(lab, planner_endpoint, speed=speed, fail_rate=fail_rate, seed=seed, context=context)
+    await agent.run(stop)
+    return agent

@@ -1,0 +1,291 @@
+"""The lab's job book: decides on assignments, reserves stock, and turns execution into messages.
+
+`Workshop` is the part of the lab agent that needs no socket: given an ASSIGN it answers ACCEPT or
+REFUSE (idempotently by assignment id), reserves the stock an accepted job needs, schedules it on the
+`Executor`, and, as simulated time passes, produces the PROGRESS, DONE and FAILED bodies to send.
+The agent (`nodes.agent`) only moves these bodies over the wire.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from nodes.executor import Executor
+from protocol.messages import Accept, Assign, Body, Done, Failed, Progress, Refuse, Stock
+from protocol.model import JobState, Lab
+from protocol.okh import materials
+from solver.schedule import Job, unrunnable_step
+
+log = logging.getLogger(__name__)
+
+#: Units, and unit steps, beyond which one assignment is refused rather than scheduled: a guard
+#: against absurd input (scheduling 50,000 operations takes a few tenths of a second).
+MAX_UNITS_PER_JOB = 10_000
+MAX_OPERATIONS_PER_JOB = 50_000
+#: Stock arithmetic tolerance, in the material's unit.
+_EPSILON = 1e-9
+_REASON_LIMIT = 500
+
+
+@dataclass(slots=True)
+class JobStatus:
+    """One assignment as this lab sees it: the request, the lab's answer, and how far it got."""
+
+    assignment_id: str
+    order_id: str
+    design_id: str
+    quantity: int
+    due_at: datetime
+    priority: str
+    state: JobState
+    units_done: int = 0
+    eta: datetime | None = None
+    reason: str | None = None
+    #: material -> amount reserved for this job (taken off the free stock on accept).
+    reserved: dict[str, float] = field(default_factory=dict)
+    #: With failure injection: the job fails once this many units are done.
+    fail_after_units: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """What to send for one ASSIGN, and whether it was a duplicate."""
+
+    messages: list[Body]
+    duplicate: bool
+
+
+def _unit_of(material: str) -> str:
+    known = materials().get(material)
+    return f" {known.unit}" if known else ""
+
+
+def _clip(reason: str) -> str:
+    return reason if len(reason) <= _REASON_LIMIT else reason[: _REASON_LIMIT - 3] + "..."
+
+
+class Workshop:
+    """A lab's free stock and jobs, and the rules for taking work (see the module docstring)."""
+
+    def __init__(
+        self, lab: Lab, executor: Executor, fail_rate: float = 0.0, rng: random.Random | None = None
+    ) -> None:
+        if not 0.0 <= fail_rate <= 1.0:
+            raise ValueError(f"fail_rate must be between 0 and 1, got {fail_rate}")
+        self.lab = lab
+        self.executor = executor
+        self.fail_rate = fail_rate
+        self.rng = rng or random.Random()
+        #: material -> free amount (reserved amounts already taken off).
+        self.stock: dict[str, float] = dict(lab.stock)
+        self.jobs: dict[str, JobStatus] = {}
+        self._answers: dict[str, Accept | Refuse] = {}
+        self._requests: dict[str, Assign] = {}
+        #: Progress already reported per job: (units done, eta).
+        self._reported: dict[str, tuple[int, datetime | None]] = {}
+        #: Jobs that ended but whose DONE/FAILED the planner may not have received yet.
+        self._unreported_ends: set[str] = set()
+
+    # --- assignments ---------------------------------------------------------------------------
+
+    def receive(self, assign: Assign, now: datetime) -> Reply:
+        """Answer an ASSIGN: STOCK then ACCEPT, or REFUSE; a duplicate gets the first answer again.
+
+        A duplicate of a job that has already ended also gets its DONE or FAILED again, so a planner
+        that lost it learns the outcome. A job is never scheduled twice.
+        """
+        first = self._answers.get(assign.assignment_id)
+        if first is not None:
+            if assign != self._requests[assign.assignment_id]:
+                log.warning(
+                    "ASSIGN %s repeated with different content; keeping the first one and its answer",
+                    assign.assignment_id,
+                )
+            messages: list[Body] = [first]
+            end = self.end_message(assign.assignment_id)
+            if end is not None:
+                messages.append(end)
+            return Reply(messages, duplicate=True)
+
+        self._requests[assign.assignment_id] = assign
+        job = JobStatus(
+            assignment_id=assign.assignment_id,
+            order_id=assign.order_id,
+            design_id=assign.design.id,
+            quantity=assign.quantity,
+            due_at=assign.due_at,
+            priority=assign.priority,
+            state="assigned",
+        )
+        self.jobs[assign.assignment_id] = job
+        reason = self._refusal_reason(assign)
+        eta: datetime | None = None
+        if reason is None:
+            try:
+                eta = self.executor.add(
+                    Job(assign.assignment_id, assign.design, assign.quantity, assign.due_at, assign.priority),
+                    at=now,
+                )
+            except ValueError as exc:
+                reason = str(exc)
+        if reason is not None or eta is None:
+            job.state, job.reason = "refused", _clip(reason or "cannot schedule")
+            answer: Accept | Refuse = Refuse(assignment_id=assign.assignment_id, reason=job.reason)
+            self._answers[assign.assignment_id] = answer
+            log.info("refused %s (order %s): %s", assign.assignment_id, assign.order_id, job.reason)
+            return Reply([answer], duplicate=False)
+
+        need = self._needs(assign)
+        for material, amount in need.items():
+            self.stock[material] = max(0.0, round(self.stock.get(material, 0.0) - amount, 9))
+        job.reserved = need
+        job.state, job.eta = "accepted", eta
+        if self.fail_rate and self.rng.random() < self.fail_rate:
+            job.fail_after_units = self.rng.randrange(assign.quantity)
+        answer = Accept(assignment_id=assign.assignment_id, eta=eta)
+        self._answers[assign.assignment_id] = answer
+        self._reported[assign.assignment_id] = (0, eta)
+        late = " (after its due date)" if eta > assign.due_at else ""
+        log.info(
+            "accepted %s: %d × %s for order %s, due %s, ETA %s%s",
+            assign.assignment_id,
+            assign.quantity,
+            assign.design.id,
+            assign.order_id,
+            assign.due_at.isoformat(),
+            eta.isoformat(),
+            late,
+        )
+        # STOCK first: the planner must see the reservation before it stops counting the assignment.
+        return Reply([self.stock_message(), answer], duplicate=False)
+
+    def _needs(self, assign: Assign) -> dict[str, float]:
+        return {m: a * assign.quantity for m, a in sorted(assign.design.materials_per_unit().items())}
+
+    def _refusal_reason(self, assign: Assign) -> str | None:
+        if assign.quantity > MAX_UNITS_PER_JOB:
+            return f"quantity {assign.quantity} exceeds what this lab schedules at once ({MAX_UNITS_PER_JOB})"
+        operations = assign.quantity * len(assign.design.steps)
+        if operations > MAX_OPERATIONS_PER_JOB:
+            return (
+                f"{assign.quantity} units x {len(assign.design.steps)} steps = {operations} operations "
+                f"exceeds what this lab schedules at once ({MAX_OPERATIONS_PER_JOB})"
+            )
+        problem = unrunnable_step(assign.design, self.lab.machines)
+        if problem is not None:
+            return problem
+        short = []
+        for material, amount in self._needs(assign).items():
+            free = self.stock.get(material, 0.0)
+            if amount > free + _EPSILON:
+                unit = _unit_of(material)
+                short.append(f"{material} needs {amount:.3f}{unit}, {free:.3f} free")
+        if short:
+            return "not enough stock: " + "; ".join(short)
+        return None
+
+    # --- execution -----------------------------------------------------------------------------
+
+    def advance(self, now: datetime) -> list[Body]:
+        """Bring every job to simulated instant `now`; return the PROGRESS/DONE/FAILED/STOCK to send.
+
+        PROGRESS goes out when a job's units done or its ETA changed (another job can move it);
+        DONE when every unit is made; FAILED when failure injection stops a job (its unused stock
+        goes back to the free stock, hence a STOCK).
+        """
+        messages: list[Body] = []
+        stock_changed = False
+        for job in self.jobs.values():
+            if job.state not in ("accepted", "running"):
+                continue
+            fail_at = self._fail_at(job)
+            if fail_at is not None and fail_at <= now:
+                messages.append(self._fail(job, fail_at))
+                stock_changed = True
+                continue
+            units = self.executor.units_done(job.assignment_id, now)
+            job.units_done = units
+            job.eta = self.executor.eta(job.assignment_id)
+            if units >= job.quantity:
+                job.state = "done"
+                self._unreported_ends.add(job.assignment_id)
+                messages.append(Done(assignment_id=job.assignment_id, units_done=units))
+                log.info("done %s: %d × %s made", job.assignment_id, units, job.design_id)
+                continue
+            started = self.executor.started_at(job.assignment_id)
+            if started is not None and started < now:
+                job.state = "running"
+            if (units, job.eta) != self._reported.get(job.assignment_id):
+                self._reported[job.assignment_id] = (units, job.eta)
+                messages.append(Progress(assignment_id=job.assignment_id, units_done=units, eta=job.eta))
+        if stock_changed:
+            messages.append(self.stock_message())
+        return messages
+
+    def _fail_at(self, job: JobStatus) -> datetime | None:
+        """With failure injection: the instant the job stops (when its fail_after_units-th unit ends)."""
+        if job.fail_after_units is None:
+            return None
+        if job.fail_after_units == 0:
+            return self.executor.started_at(job.assignment_id)
+        return self.executor.unit_ends(job.assignment_id)[job.fail_after_units - 1]
+
+    def _fail(self, job: JobStatus, at: datetime) -> Failed:
+        done, started = self.executor.stop(job.assignment_id, at)
+        unused = job.quantity - started
+        per_unit = self._requests[job.assignment_id].design.materials_per_unit()
+        for material, amount in per_unit.items():
+            back = amount * unused
+            self.stock[material] = round(self.stock.get(material, 0.0) + back, 9)
+            job.reserved[material] = max(0.0, round(job.reserved.get(material, 0.0) - back, 9))
+        job.state, job.units_done, job.eta = "failed", done, None
+        job.reason = (
+            f"simulated failure (fail_rate {self.fail_rate:g}): machine stopped after "
+            f"{done} of {job.quantity} units"
+        )
+        self._unreported_ends.add(job.assignment_id)
+        log.warning("failed %s: %s", job.assignment_id, job.reason)
+        return Failed(assignment_id=job.assignment_id, units_done=done, reason=job.reason)
+
+    # --- state for messages --------------------------------------------------------------------
+
+    def stock_message(self) -> Stock:
+        """The free stock, as a STOCK body."""
+        return Stock(stock={m: round(a, 9) for m, a in sorted(self.stock.items())})
+
+    def backlog_minutes(self, now: datetime) -> dict[str, float]:
+        """Per machine, nominal minutes of scheduled work not finished at `now` (rounded to 0.01)."""
+        return {m: round(v, 2) for m, v in self.executor.backlog_minutes(now).items()}
+
+    def end_message(self, assignment_id: str) -> Done | Failed | None:
+        """The DONE or FAILED body of an ended job; None while it runs (or when it was refused)."""
+        job = self.jobs.get(assignment_id)
+        if job is None:
+            return None
+        if job.state == "done":
+            return Done(assignment_id=assignment_id, units_done=job.units_done)
+        if job.state == "failed":
+            reason = job.reason or "failed"
+            return Failed(assignment_id=assignment_id, units_done=job.units_done, reason=reason)
+        return None
+
+    def mark_reported(self, assignment_id: str) -> None:
+        """The job's DONE/FAILED went out to a planner that had welcomed the lab."""
+        self._unreported_ends.discard(assignment_id)
+
+    def resync_messages(self) -> list[Body]:
+        """After a (new) WELCOME: the latest PROGRESS of unfinished jobs and the ends not yet reported."""
+        messages: list[Body] = []
+        for job in self.jobs.values():
+            if job.state in ("accepted", "running"):
+                messages.append(
+                    Progress(assignment_id=job.assignment_id, units_done=job.units_done, eta=job.eta)
+                )
+            elif job.assignment_id in self._unreported_ends:
+                end = self.end_message(job.assignment_id)
+                if end is not None:
+                    messages.append(end)
+        return messages

@@ -1,0 +1,100 @@
+"""Simulated execution driven by a hand-moved monotonic clock (nodes.executor)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from nodes.executor import Executor, SimClock
+from solver.schedule import Job
+from tests.nodes.samples import T0, lab, part
+
+
+class FakeMonotonic:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.t = 100.0
+
+    def __call__(self) -> float:
+        return self.t
+
+    def advance(self, seconds: float) -> None:
+        self.t += seconds
+
+
+def test_sim_clock_runs_speed_times_faster() -> None:
+    mono = FakeMonotonic()
+    clock = SimClock(T0, speed=60.0, monotonic=mono)
+    assert clock.now() == T0
+    mono.advance(2.0)
+    assert clock.now() == T0 + timedelta(minutes=2)
+    assert clock.wall_seconds_until(T0 + timedelta(minutes=5)) == pytest.approx(3.0)
+    assert clock.wall_seconds_until(T0) == 0.0
+    with pytest.raises(ValueError, match="time zone"):
+        SimClock(T0.replace(tzinfo=None))
+    with pytest.raises(ValueError, match="positive"):
+        SimClock(T0, speed=0)
+
+
+def executor(speed: float = 60.0) -> tuple[Executor, FakeMonotonic]:
+    mono = FakeMonotonic()
+    return Executor(lab().machines, SimClock(T0, speed, mono)), mono
+
+
+def test_units_done_eta_and_backlog_follow_the_clock() -> None:
+    ex, mono = executor()
+    eta = ex.add(Job("j", part(), 2, T0 + timedelta(hours=1)))
+    # one printer: unit 0 printed 0-10, assembled 10-12; unit 1 printed 10-20, assembled 20-22
+    assert eta == T0 + timedelta(minutes=22)
+    assert ex.units_done("j") == 0
+    assert ex.backlog_minutes() == {"prusa-1": 20.0, "bench": 4.0}
+    mono.advance(5.0)  # 5 simulated minutes
+    assert ex.backlog_minutes() == {"prusa-1": pytest.approx(15.0), "bench": 4.0}
+    assert ex.units_started("j") == 1
+    mono.advance(7.0)  # minute 12
+    assert ex.units_done("j") == 1
+    mono.advance(10.0)  # minute 22
+    assert ex.units_done("j") == 2
+    assert ex.backlog_minutes() == {"prusa-1": 0.0, "bench": 0.0}
+    assert ex.eta("j") == eta
+
+
+def test_new_work_goes_after_started_units_and_urgent_work_overtakes_waiting_units() -> None:
+    ex, mono = executor()
+    ex.add(Job("routine", part(), 3, T0 + timedelta(hours=5), "routine"))
+    mono.advance(1.0)  # minute 1: unit 0 of routine is printing
+    ex.add(Job("emergency", part(), 1, T0 + timedelta(hours=1), "emergency"))
+    ops = ex.operations()
+    printer = [(op.job_id, op.unit) for op in ops if op.machine_id == "prusa-1"]
+    assert printer == [("routine", 0), ("emergency", 0), ("routine", 1), ("routine", 2)]
+    first = ex.operations("routine")[0]
+    assert (first.start, first.end) == (T0, T0 + timedelta(minutes=10))  # started: unchanged
+    assert ex.eta("emergency") == T0 + timedelta(minutes=22)
+    assert ex.eta("routine") == T0 + timedelta(minutes=42)
+    with pytest.raises(ValueError, match="already scheduled"):
+        ex.add(Job("routine", part(), 1, T0))
+
+
+def test_a_job_that_cannot_run_changes_nothing() -> None:
+    ex, _ = executor()
+    ex.add(Job("ok", part(), 1, T0))
+    before = ex.operations()
+    with pytest.raises(ValueError, match="bed_mm=500"):
+        ex.add(Job("too-big", part(fdm_bed_mm=500), 1, T0))
+    assert ex.operations() == before
+
+
+def test_stop_drops_unfinished_units() -> None:
+    ex, mono = executor()
+    ex.add(Job("j", part(), 3, T0 + timedelta(hours=1)))
+    mono.advance(15.0)  # unit 0 done at 12, unit 1 printing since 10
+    assert ex.stop("j") == (1, 2)
+    assert ex.is_stopped("j")
+    assert ex.units_done("j") == 1
+    assert ex.backlog_minutes() == {"prusa-1": 0.0, "bench": 0.0}
+    eta = ex.add(Job("next", part(), 1, T0 + timedelta(hours=1)))
+    assert eta == T0 + timedelta(minutes=15 + 12)  # the printer is free again at once
+    with pytest.raises(KeyError, match="unknown job"):
+        ex.units_done("nope")

@@ -1,0 +1,100 @@
+"""Accepting, refusing and reporting jobs without sockets (nodes.workshop)."""
+
+from __future__ import annotations
+
+import random
+from datetime import timedelta
+
+import pytest
+
+from nodes.executor import Executor, SimClock
+from nodes.workshop import MAX_OPERATIONS_PER_JOB, MAX_UNITS_PER_JOB, Workshop
+from protocol.messages import Accept, Done, Failed, Progress, Refuse, Stock
+from tests.nodes.samples import T0, assign, lab, part
+
+
+def workshop(stock: dict[str, float] | None = None, fail_rate: float = 0.0) -> Workshop:
+    the_lab = lab(stock)
+    clock = SimClock(T0, 1.0, monotonic=lambda: 0.0)
+    return Workshop(the_lab, Executor(the_lab.machines, clock), fail_rate, random.Random(1))
+
+
+def test_accept_reserves_stock_and_reports_progress_then_done() -> None:
+    shop = workshop({"petg": 1.0})
+    reply = shop.receive(assign(quantity=3), T0)
+    stock, accept = reply.messages  # the reservation is reported before the ACCEPT
+    assert isinstance(accept, Accept) and accept.eta == T0 + timedelta(minutes=32)
+    assert isinstance(stock, Stock) and stock.stock == {"petg": pytest.approx(0.7)}
+    assert shop.stock["petg"] == pytest.approx(0.7)
+    assert shop.jobs["a-1"].state == "accepted"
+
+    assert shop.advance(T0 + timedelta(minutes=5)) == []  # nothing new: no message
+    assert shop.jobs["a-1"].state == "running"
+    (progress,) = shop.advance(T0 + timedelta(minutes=12))
+    assert isinstance(progress, Progress) and progress.units_done == 1 and progress.eta == accept.eta
+    (done,) = shop.advance(T0 + timedelta(minutes=40))
+    assert done == Done(assignment_id="a-1", units_done=3)
+    assert shop.jobs["a-1"].state == "done"
+    assert shop.advance(T0 + timedelta(minutes=50)) == []
+    assert shop.backlog_minutes(T0 + timedelta(minutes=50)) == {"prusa-1": 0.0, "bench": 0.0}
+
+
+def test_refusals_say_why() -> None:
+    shop = workshop({"petg": 1.0})
+    (refuse,) = shop.receive(assign("a-1", quantity=33), T0).messages
+    assert refuse == Refuse(assignment_id="a-1", reason="not enough stock: petg needs 3.300 kg, 1.000 free")
+    assert shop.stock == {"petg": 1.0}
+    (refuse,) = shop.receive(assign("a-2", design=part(fdm_bed_mm=300)), T0).messages
+    assert isinstance(refuse, Refuse) and "bed_mm=300" in refuse.reason
+    (refuse,) = shop.receive(assign("a-3", quantity=MAX_UNITS_PER_JOB + 1), T0).messages
+    assert isinstance(refuse, Refuse) and "exceeds" in refuse.reason
+    ten_steps = part().model_copy(update={"steps": part().steps * 5})
+    too_many = assign("a-5", quantity=MAX_OPERATIONS_PER_JOB // 10 + 1, design=ten_steps)
+    (refuse,) = shop.receive(too_many, T0).messages
+    assert isinstance(refuse, Refuse) and "operations exceeds" in refuse.reason
+    empty = workshop({})
+    (refuse,) = empty.receive(assign("a-4", quantity=2), T0).messages
+    assert isinstance(refuse, Refuse) and refuse.reason == "not enough stock: petg needs 0.200 kg, 0.000 free"
+    assert {j.state for j in shop.jobs.values()} == {"refused"}
+
+
+def test_duplicates_get_the_first_answer_and_run_once() -> None:
+    shop = workshop({"petg": 1.0})
+    first = shop.receive(assign(quantity=2), T0)
+    again = shop.receive(assign(quantity=2), T0)
+    assert again.duplicate and again.messages == first.messages[-1:]
+    assert shop.stock["petg"] == pytest.approx(0.8)  # reserved once
+    assert len(shop.executor.operations("a-1")) == 4
+    shop.advance(T0 + timedelta(hours=1))
+    after_end = shop.receive(assign(quantity=2), T0 + timedelta(hours=1))
+    assert after_end.messages == [first.messages[-1], Done(assignment_id="a-1", units_done=2)]
+    refused = shop.receive(assign("r", quantity=100), T0)
+    assert shop.receive(assign("r", quantity=100), T0).messages == refused.messages
+
+
+def test_failure_injection_fails_the_job_and_returns_unused_stock() -> None:
+    shop = workshop({"petg": 1.0}, fail_rate=1.0)
+    shop.receive(assign(quantity=5), T0)
+    fail_after = shop.jobs["a-1"].fail_after_units
+    assert fail_after is not None and 0 <= fail_after < 5
+    messages = shop.advance(T0 + timedelta(hours=2))
+    failed, stock = messages[-2:]
+    assert isinstance(failed, Failed) and failed.units_done == fail_after
+    assert "simulated failure" in failed.reason
+    assert isinstance(stock, Stock)
+    assert shop.jobs["a-1"].state == "failed"
+    assert shop.stock["petg"] == pytest.approx(1.0 - 0.1 * fail_after)
+    assert shop.resync_messages() == [failed]
+    shop.mark_reported("a-1")
+    assert shop.resync_messages() == []
+
+
+def test_resync_lists_running_jobs() -> None:
+    shop = workshop()
+    shop.receive(assign(quantity=2), T0)
+    shop.advance(T0 + timedelta(minutes=13))
+    assert shop.resync_messages() == [
+        Progress(assignment_id="a-1", units_done=1, eta=T0 + timedelta(minutes=22))
+    ]
+    with pytest.raises(ValueError, match="fail_rate"):
+        workshop(fail_rate=2.0)
