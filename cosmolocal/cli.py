@@ -75,7 +75,7 @@ def demo(
     labs: Annotated[int, typer.Option(min=2, max=30, help="Lab processes to start.")] = 8,
     speed: Annotated[
         float, typer.Option(min=1.0, help="How many times faster than real time labs work.")
-    ] = 6000.0,
+    ] = 10_000.0,
     timeout: Annotated[float, typer.Option(min=5.0, help="Give up after this many seconds.")] = 60.0,
     keep: Annotated[
         bool, typer.Option("--keep", help="Leave the mesh running and print the API URL.")

@@ -210,6 +210,7 @@ def _routes(app: FastAPI, clock: Callable[[], datetime]) -> None:
             "solves": planner.replanner.solves,
             "solving": planner.replanner.solving,
             "plans_rejected": core.plans_rejected,
+            "solve_failures": planner.replanner.failures,
             "frames_received": stats.frames_received,
             "frames_rejected": stats.frames_rejected,
             "assigns_sent": stats.assigns_sent,

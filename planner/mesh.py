@@ -32,6 +32,7 @@ from protocol.messages import (
     Done,
     Envelope,
     Error,
+    ErrorCode,
     Failed,
     Heartbeat,
     Hello,
@@ -43,6 +44,10 @@ from protocol.messages import (
 
 log = logging.getLogger(__name__)
 PLANNER_ID = "planner"
+
+
+class NotWelcomed(ProtocolError):
+    """A lab spoke before HELLO (or after the planner lost it): it must say HELLO again."""
 
 
 @dataclass
@@ -160,22 +165,25 @@ class MeshServer:
                     frames[0].decode(errors="replace") if frames else "?",
                     None,
                     f"expected [identity, payload], got {len(frames)} frames",
+                    "malformed",
                 )
                 continue
             identity = frames[0].decode(errors="replace")
             try:
                 message = decode(frames[1])
             except ProtocolError as exc:
-                self._reject(identity, None, str(exc))
+                self._reject(identity, None, str(exc), "malformed")
                 continue
             try:
                 self._handle(identity, message)
+            except NotWelcomed as exc:
+                self._reject(identity, message.seq, str(exc), "not_welcomed")
             except (ProtocolError, UnknownAssignment) as exc:
-                self._reject(identity, message.seq, str(exc))
+                self._reject(identity, message.seq, str(exc), "invalid")
             except Exception:  # a bug in a handler must not stop the mesh
                 log.exception("error handling %s from %s", message.kind, identity)
 
-    def _reject(self, peer: str, seq: int | None, reason: str) -> None:
+    def _reject(self, peer: str, seq: int | None, reason: str, code: ErrorCode) -> None:
         self.stats.frames_rejected += 1
         self.stats.rejected_by_peer[peer] += 1
         if self.stats.rejected_by_peer[peer] == 1:
@@ -187,7 +195,7 @@ class MeshServer:
         now = self.monotonic()
         if now - self._last_error_to.get(peer, -1e9) >= 1.0:
             self._last_error_to[peer] = now
-            self.send(peer, Error(reason=reason[:500], ref_seq=seq))
+            self.send(peer, Error(reason=reason[:500], code=code, ref_seq=seq))
 
     def _handle(self, identity: str, message: Envelope) -> None:
         if message.sender != identity:
@@ -200,7 +208,7 @@ class MeshServer:
             self._hello(identity, body)
             return
         if identity not in self._welcomed:
-            raise ProtocolError(f"{message.kind} before HELLO: say HELLO first")
+            raise NotWelcomed(f"{message.kind} before HELLO: say HELLO first")
         self.core.lab_seen(identity)
         match body:
             case Heartbeat():

@@ -15,7 +15,8 @@ from collections.abc import Callable
 
 from planner.core import PlannerCore
 from planner.store import AssignmentRow
-from solver import check, solve
+from solver.allocate import solve
+from solver.check import check
 from solver.problem import SolveParams
 
 log = logging.getLogger(__name__)
@@ -31,12 +32,15 @@ class Replanner:
         params: SolveParams,
         debounce_s: float = 0.05,
         min_interval_s: float = 0.5,
+        retry_after_s: float = 2.0,
     ) -> None:
         self.core = core
         self.send_assignments = send_assignments
         self.params = params
         self.debounce_s = debounce_s
         self.min_interval_s = min_interval_s
+        self.retry_after_s = retry_after_s
+        self.failures = 0
         self.solves = 0
         self.solving = False
         self.last_solve_seconds = 0.0
@@ -70,8 +74,10 @@ class Replanner:
             last_start = time.monotonic()
             try:
                 await self._solve_once(sorted(reasons))
-            except Exception:  # a failed solve is logged; the next change tries again
-                log.exception("re-plan failed")
+            except Exception:  # a failed solve is logged and tried again, never left to stall orders
+                self.failures += 1
+                log.exception("re-plan failed; trying again in %.1f s", self.retry_after_s)
+                asyncio.get_running_loop().call_later(self.retry_after_s, self.request, "retry after failure")
 
     async def _solve_once(self, reasons: list[str]) -> None:
         problem = self.core.problem()
@@ -82,7 +88,7 @@ class Replanner:
         started = time.perf_counter()
         try:
             plan = await asyncio.to_thread(solve, problem, self.params)
-            violations = await asyncio.to_thread(check, problem, plan)
+            violations = await asyncio.to_thread(check, problem, plan, self.params)
         finally:
             self.solving = False
         self.solves += 1

@@ -7,6 +7,7 @@ records below, chosen by kind. `BODY_TYPES` is the single table the codec dispat
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 from pydantic import Field
 
@@ -140,10 +141,19 @@ class Assign(Body):
     priority: Priority
 
 
+ErrorCode = Literal["malformed", "not_welcomed", "invalid"]
+
+
 class Error(Body):
-    """The planner tells a lab that one of its messages was rejected, and why."""
+    """The planner tells a lab that one of its messages was rejected, and why.
+
+    `code` is for programs: `malformed` (the frame failed the codec), `not_welcomed` (say HELLO
+    first: the planner lost or forgot this lab), `invalid` (well-formed but not acceptable, such as
+    an unknown assignment or another lab's id). `reason` is for people.
+    """
 
     reason: str
+    code: ErrorCode = "malformed"
     ref_seq: int | None = None
 
 

@@ -36,7 +36,7 @@ class DemoOptions:
     """How big, how fast, how long, and where the demo runs."""
 
     labs: int = 8
-    speed: float = 6000.0
+    speed: float = 10_000.0
     timeout_s: float = 60.0
     keep: bool = False
     workdir: Path | None = None

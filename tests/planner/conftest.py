@@ -15,8 +15,12 @@ from scenarios.demo import free_port_pair
 @pytest.fixture
 def settings(tmp_path: Path) -> PlannerSettings:
     """Settings with a fresh ledger file and free loopback ports."""
-    return PlannerSettings(db_path=tmp_path / "planner.db", mesh_endpoint=f"tcp://127.0.0.1:{free_port_pair()}",
-                           heartbeat_ms=200, solve_time_limit_s=1.0)
+    return PlannerSettings(
+        db_path=tmp_path / "planner.db",
+        mesh_endpoint=f"tcp://127.0.0.1:{free_port_pair()}",
+        heartbeat_ms=200,
+        solve_time_limit_s=1.0,
+    )
 
 
 @pytest.fixture

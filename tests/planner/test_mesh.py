@@ -41,25 +41,38 @@ def _recv_kind(sock: zmq.Socket, kind: str, timeout_s: float = 5.0) -> Envelope:
     raise AssertionError(f"no {kind} within {timeout_s} s")
 
 
-LAB = Lab(id="lab-test", name="Test lab", location=Location(lat=48.1, lon=-1.7, place="Rennes"),
-          machines=[Machine(id="p1", processes=["fdm"], tags={"bed_mm": 250})], stock={"pla": 1.0})
+LAB = Lab(
+    id="lab-test",
+    name="Test lab",
+    location=Location(lat=48.1, lon=-1.7, place="Rennes"),
+    machines=[Machine(id="p1", processes=["fdm"], tags={"bed_mm": 250})],
+    stock={"pla": 1.0},
+)
 
 
-def test_garbage_is_counted_answered_and_the_mesh_keeps_serving(client: TestClient, dealer: zmq.Socket) -> None:
+def test_garbage_is_counted_answered_and_mesh_keeps_serving(client: TestClient, dealer: zmq.Socket) -> None:
     garbage = [
         b"",
         os.urandom(64),
         msgpack.packb([1, 2, 3]),
         msgpack.packb({"v": 99, "kind": "HELLO", "sender": "lab-test", "seq": 1, "epoch": 0, "body": {}}),
         msgpack.packb({"v": 1, "kind": "LAUNCH", "sender": "lab-test", "seq": 1, "epoch": 0, "body": {}}),
-        msgpack.packb({"v": 1, "kind": "STOCK", "sender": "lab-test", "seq": 1, "epoch": 0,
-                       "body": {"stock": {"pla": "lots"}}}),
+        msgpack.packb(
+            {
+                "v": 1,
+                "kind": "STOCK",
+                "sender": "lab-test",
+                "seq": 1,
+                "epoch": 0,
+                "body": {"stock": {"pla": "lots"}},
+            }
+        ),
         b"\x00" * (MAX_FRAME_BYTES + 1),
     ]
     for frame in garbage:
         dealer.send(frame)
     first_error = _recv_kind(dealer, "ERROR")
-    assert first_error.body.reason  # the lab can read why
+    assert first_error.body.reason and first_error.body.code == "malformed"  # the lab can read why
     deadline = time.monotonic() + 5
     while client.get("/health").json()["frames_rejected"] < len(garbage) and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -76,7 +89,7 @@ def test_impersonation_on_a_connection_is_refused(client: TestClient, dealer: zm
     other = LAB.model_copy(update={"id": "someone-else"})
     dealer.send(encode(Envelope(sender="lab-test", seq=1, body=Hello(lab=other))))
     error = _recv_kind(dealer, "ERROR")
-    assert "someone-else" in error.body.reason
+    assert "someone-else" in error.body.reason and error.body.code == "invalid"
     assert client.get("/labs").json() == []
 
 

@@ -10,8 +10,15 @@ from protocol.model import Location, Order
 
 
 def _order(now: datetime) -> Order:
-    return Order(id="o-1", design="face-shield", quantity=5, due_at=now + timedelta(days=2),
-                 delivery=Location(lat=48.85, lon=2.35, place="Paris"), priority="urgent", created_at=now)
+    return Order(
+        id="o-1",
+        design="face-shield",
+        quantity=5,
+        due_at=now + timedelta(days=2),
+        delivery=Location(lat=48.85, lon=2.35, place="Paris"),
+        priority="urgent",
+        created_at=now,
+    )
 
 
 def test_ledger_is_opened_with_durable_settings(tmp_path: Path) -> None:
