@@ -21,6 +21,10 @@ from solver.problem import SolveParams
 
 log = logging.getLogger(__name__)
 
+#: Changes that arrive all the time (labs reporting progress): rate-limited. Anything else (a new
+#: order, a refusal, a failure, a lost lab) is planned after the debounce alone.
+ROUTINE_REASONS = frozenset({"capacity", "stock", "lab joined"})
+
 
 class Replanner:
     """Coalesces change notifications into solves (see module docstring)."""
@@ -65,7 +69,9 @@ class Replanner:
                     await task
             if stop.is_set():
                 return
-            pause = max(self.debounce_s, last_start + self.min_interval_s - time.monotonic())
+            pause = self.debounce_s
+            if self._reasons <= ROUTINE_REASONS:  # only reports: keep solves at least min_interval_s apart
+                pause = max(pause, last_start + self.min_interval_s - time.monotonic())
             await asyncio.sleep(pause)
             self._wake.clear()
             reasons, self._reasons = self._reasons, set()
