@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 from planner.core import PlannerCore
 from planner.store import AssignmentRow
+from protocol.model import Plan
 from solver.allocate import solve
 from solver.check import check
 from solver.problem import SolveParams
@@ -23,7 +24,7 @@ log = logging.getLogger(__name__)
 
 #: Changes that arrive all the time (labs reporting progress): rate-limited. Anything else (a new
 #: order, a refusal, a failure, a lost lab) is planned after the debounce alone.
-ROUTINE_REASONS = frozenset({"capacity", "stock", "lab joined"})
+ROUTINE_REASONS = frozenset({"capacity", "stock"})
 
 
 class Replanner:
@@ -35,7 +36,7 @@ class Replanner:
         send_assignments: Callable[[list[AssignmentRow]], None],
         params: SolveParams,
         debounce_s: float = 0.05,
-        min_interval_s: float = 0.5,
+        min_interval_s: float = 2.0,
         retry_after_s: float = 2.0,
     ) -> None:
         self.core = core
@@ -85,6 +86,14 @@ class Replanner:
                 log.exception("re-plan failed; trying again in %.1f s", self.retry_after_s)
                 asyncio.get_running_loop().call_later(self.retry_after_s, self.request, "retry after failure")
 
+    def _same_shortages(self, plan: Plan) -> bool:
+        current = self.core.plan
+        if current is None:
+            return False
+        return {(s.order_id, s.quantity) for s in plan.shortages} == {
+            (s.order_id, s.quantity) for s in current.shortages
+        }
+
     async def _solve_once(self, reasons: list[str]) -> None:
         problem = self.core.problem()
         if not problem.demands:
@@ -101,6 +110,9 @@ class Replanner:
         self.last_solve_seconds = time.perf_counter() - started
         if violations:
             self.core.reject_plan(plan, violations)
+            return
+        if not plan.allocations and self._same_shortages(plan):
+            log.debug("re-plan changed nothing (same shortages); no new plan version")
             return
         rows = self.core.commit_plan(plan)
         self.send_assignments(rows)

@@ -197,6 +197,20 @@ def test_orders_are_planned_executed_and_streamed(mesh: Mesh) -> None:
     assert done_orders == {o["id"] for o in placed}
 
 
+def test_event_stream_resumes_after_last_event_id(mesh: Mesh) -> None:
+    """A browser that reconnects with Last-Event-ID gets what it missed, in order, then live events."""
+    received: list[int] = []
+    with httpx.stream(
+        "GET", mesh.api + "/events", headers={"Last-Event-ID": "2"}, timeout=httpx.Timeout(5.0, read=10.0)
+    ) as response:
+        for line in response.iter_lines():
+            if line.startswith("id:"):
+                received.append(int(line.split(":", 1)[1]))
+            if len(received) == 5:
+                break
+    assert received == [3, 4, 5, 6, 7]
+
+
 def test_bad_order_keeps_the_mesh_serving(mesh: Mesh) -> None:
     with httpx.Client(base_url=mesh.api, timeout=10) as client:
         before = len(client.get("/orders").json())

@@ -176,3 +176,34 @@ def test_failed_replan_is_retried(core: PlannerCore) -> None:
 
     asyncio.run(scenario())
     assert len(calls) >= 2 and len(sent) == 1
+
+
+def test_a_standing_shortage_is_reported_once_not_re_planned_forever(core: PlannerCore) -> None:
+    async def scenario() -> None:
+        replanner = Replanner(
+            core,
+            lambda rows: None,
+            SolveParams(time_limit_s=1, workers=1),
+            debounce_s=0.01,
+            min_interval_s=0.01,
+        )
+        stop = asyncio.Event()
+        task = asyncio.create_task(replanner.run(stop))
+        order = core.submit_order(_request(3, design="charlotte-valve"))  # lab-a has no SLA printer
+        replanner.request("order")
+        for _ in range(200):
+            if core.plan is not None:
+                break
+            await asyncio.sleep(0.02)
+        for _ in range(5):
+            replanner.request("capacity")
+            await asyncio.sleep(0.05)
+        stop.set()
+        await task
+        assert replanner.solves >= 2
+        assert core.plan is not None and core.plan.version == 1
+        view = core.order_view(order.id)
+        assert view is not None and view["shortage"]["quantity"] == 3
+        assert view["shortage"]["reason"].startswith("no capable lab")
+
+    asyncio.run(scenario())
