@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -74,7 +73,8 @@ class PlannerCore:
     plan: Plan | None = None
     plans_committed: int = 0
     plans_rejected: int = 0
-    _assignments_per_order: Counter[str] = field(default_factory=Counter)
+    _by_order: dict[str, list[AssignmentRow]] = field(default_factory=dict)
+    _by_lab: dict[str, list[AssignmentRow]] = field(default_factory=dict)
 
     # --- boot ---------------------------------------------------------------------------------
 
@@ -86,8 +86,11 @@ class PlannerCore:
             lab.id: LabView(lab, False, backlog, stock, now, now)
             for lab, _, backlog, stock in self.ledger.load_labs()
         }
-        self.assignments = {a.id: a for a in self.ledger.load_assignments()}
-        self._assignments_per_order = Counter(a.order_id for a in self.assignments.values())
+        self.assignments = {}
+        self._by_order.clear()
+        self._by_lab.clear()
+        for row in self.ledger.load_assignments():
+            self._index(row)
         self.plan = self.ledger.load_latest_plan()
 
     # --- events -------------------------------------------------------------------------------
@@ -139,21 +142,20 @@ class PlannerCore:
 
     def units_made(self, order_id: str) -> int:
         """Units of an order reported made, across every lab."""
-        return sum(a.units_done for a in self.assignments.values() if a.order_id == order_id)
+        return sum(a.units_done for a in self._by_order.get(order_id, ()))
 
     def units_committed(self, order_id: str) -> int:
         """Units made or still expected from a lab: what no re-plan may hand out again."""
         total = 0
-        for a in self.assignments.values():
-            if a.order_id == order_id:
-                total += a.quantity if a.state in ACTIVE_STATES or a.state == "done" else a.units_done
+        for a in self._by_order.get(order_id, ()):
+            total += a.quantity if a.state in ACTIVE_STATES or a.state == "done" else a.units_done
         return total
 
     def _order_state(self, order: Order) -> str:
         made = self.units_made(order.id)
         if made >= order.quantity:
             return "done"
-        mine = [a for a in self.assignments.values() if a.order_id == order.id]
+        mine = self._by_order.get(order.id, [])
         if made > 0 or any(a.state in {"accepted", "running"} for a in mine):
             return "in_progress"
         if any(a.state == "assigned" for a in mine):
@@ -188,9 +190,7 @@ class PlannerCore:
         if order is None:
             return None
         allocations = []
-        for a in self.assignments.values():
-            if a.order_id != order_id:
-                continue
+        for a in self._by_order.get(order_id, ()):
             lab = self.labs.get(a.lab_id)
             allocations.append(
                 a.to_json()
@@ -270,8 +270,8 @@ class PlannerCore:
         with self.ledger.transaction() as db:
             Ledger.put_lab(db, view.lab, False, view.backlog, view.stock, view.last_seen)
             events.append(self._emit(db, f"lab-{lab_id}", "lab.lost", {"lab_id": lab_id, "reason": reason}))
-            for a in self.assignments.values():
-                if a.lab_id == lab_id and a.state in ACTIVE_STATES:
+            for a in self._by_lab.get(lab_id, ()):
+                if a.state in ACTIVE_STATES:
                     events.append(self._change_job(db, a, "failed", now, reason=f"lab lost: {reason}"))
                     if (e := self._refresh_order(db, a.order_id)) is not None:
                         events.append(e)
@@ -350,8 +350,8 @@ class PlannerCore:
         """A lab as the solver sees it: its report, minus what was assigned but not yet acknowledged."""
         backlog = dict(view.backlog)
         stock = dict(view.stock)
-        for a in self.assignments.values():
-            if a.lab_id != view.lab.id or a.state != "assigned":
+        for a in self._by_lab.get(view.lab.id, ()):
+            if a.state != "assigned":
                 continue
             design = self.designs[self.orders[a.order_id].design]
             for material, amount in design.materials_per_unit().items():
@@ -371,9 +371,13 @@ class PlannerCore:
             for o in self.orders.values()
         )
 
+    def _index(self, row: AssignmentRow) -> None:
+        self.assignments[row.id] = row
+        self._by_order.setdefault(row.order_id, []).append(row)
+        self._by_lab.setdefault(row.lab_id, []).append(row)
+
     def _new_assignment_id(self, order_id: str) -> str:
-        self._assignments_per_order[order_id] += 1
-        return f"{order_id}-a{self._assignments_per_order[order_id]}"
+        return f"{order_id}-a{len(self._by_order.get(order_id, ())) + 1}"
 
     def commit_plan(self, plan: Plan) -> list[AssignmentRow]:
         """Record a validated plan and turn its allocations into assignments to send."""
@@ -402,7 +406,7 @@ class PlannerCore:
                     eta=None,
                     updated_at=now.isoformat(),
                 )
-                self.assignments[row.id] = row
+                self._index(row)
                 Ledger.put_assignment(db, row)
                 events.append(self._emit(db, f"order-{row.order_id}", "job.assigned", row.to_json()))
                 new.append(row)
@@ -483,7 +487,7 @@ class PlannerCore:
 
     def lab_json(self, view: LabView) -> dict[str, Any]:
         """A lab as the API shows it."""
-        jobs = [a.to_json() for a in self.assignments.values() if a.lab_id == view.lab.id]
+        jobs = [a.to_json() for a in self._by_lab.get(view.lab.id, ())]
         return {
             **view.lab.model_dump(mode="json", exclude={"public_key"}),
             "live": view.live,
