@@ -188,10 +188,10 @@ def _routes(app: FastAPI, clock: Callable[[], datetime]) -> None:
 
     @app.get("/plan", tags=["plan"])
     async def get_plan(request: Request) -> dict[str, Any]:
-        """The current plan: last solve's statistics and every standing allocation."""
+        """The current plan: last solve's statistics, totals over every plan, every standing allocation."""
         core = _planner(request).core
         summary = core.plan_summary(core.plan) if core.plan else {"version": 0, "status": "EMPTY"}
-        return summary | {"allocations": core.current_allocations()}
+        return summary | {"totals": core.ledger.plan_totals(), "allocations": core.current_allocations()}
 
     @app.get("/health", tags=["operations"])
     async def health(request: Request) -> dict[str, Any]:

@@ -271,6 +271,21 @@ class Ledger:
             for r in rows
         ]
 
+    def plan_totals(self) -> dict[str, float | int | bool]:
+        """Sums over every committed plan: each plan places only units not placed before, so the
+        sums are what the standing allocations cost and the bounds proved for each step."""
+        row = self._db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(json_extract(record, '$.objective')), 0), "
+            "COALESCE(SUM(json_extract(record, '$.bound')), 0), "
+            "COALESCE(MIN(json_extract(record, '$.status') = 'OPTIMAL'), 1) FROM plans"
+        ).fetchone()
+        return {
+            "plans": int(row[0]),
+            "objective": float(row[1]),
+            "bound": float(row[2]),
+            "all_optimal": bool(row[3]),
+        }
+
     def load_latest_plan(self) -> Plan | None:
         """The most recent solved plan, if any."""
         row = self._db.execute("SELECT record FROM plans ORDER BY version DESC LIMIT 1").fetchone()

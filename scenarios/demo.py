@@ -414,10 +414,12 @@ def _summary(
     totals.add_row("labs used", f"{len(used)} of {len(labs)}")
     totals.add_row("transport (unit-km)", f"{unit_km:,.0f}")
     totals.add_row("mean km per unit", f"{unit_km / made:,.0f}" if made else "-")
-    totals.add_row("plans solved", str(health["solves"]))
+    totals.add_row("solves run", str(health["solves"]))
+    sums = plan["totals"]
+    quality = "all optimal" if sums["all_optimal"] else "not all optimal"
     totals.add_row(
-        "last plan objective / bound",
-        f"{plan.get('objective', 0):,.1f} / {plan.get('bound', 0):,.1f} ({plan.get('status')})",
+        f"plan objective / bound ({sums['plans']} plan{'s' if sums['plans'] != 1 else ''})",
+        f"{sums['objective']:,.1f} / {sums['bound']:,.1f} ({quality})",
     )
     totals.add_row("frames rejected", str(health["frames_rejected"]))
     totals.add_row("wall time", f"{seconds:.1f} s")

@@ -167,6 +167,10 @@ def test_orders_are_planned_executed_and_streamed(mesh: Mesh) -> None:
             )
     assert all(lab["live"] for lab in labs_after.values())
     assert plan["version"] >= 1 and plan["objective"] >= plan["bound"] - 1e-6
+    assert (
+        plan["totals"]["plans"] == plan["version"]
+        and plan["totals"]["objective"] >= plan["totals"]["bound"] - 1e-6
+    )
     assert health["plans_rejected"] == 0 and health["frames_rejected"] == 0
 
     # The stream told the story as it happened.

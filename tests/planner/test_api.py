@@ -70,6 +70,12 @@ def test_reads(client: TestClient) -> None:
     assert client.get("/labs/nowhere").status_code == 404
     assert client.get("/orders/o-missing").status_code == 404
     assert client.get("/plan").json()["version"] == 0
+    assert client.get("/plan").json()["totals"] == {
+        "plans": 0,
+        "objective": 0.0,
+        "bound": 0.0,
+        "all_optimal": True,
+    }
     health = client.get("/health").json()
     assert health["status"] == "ok" and health["epoch"] == 1
 
