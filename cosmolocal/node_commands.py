@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import signal
 import sys
 from pathlib import Path
@@ -13,11 +12,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from cosmolocal.logs import LEVELS, setup_logging
 from nodes.agent import run_agent
 from nodes.config import LabFileError, LabOptionError, lab_from_options, load_lab, write_lab
 from protocol.model import Lab
 
-LOG_LEVELS = ("debug", "info", "warning", "error")
 MACHINE_HELP = (
     "A machine as ID:PROCESSES[:SPEED[:HOURS[:TAG=VAL,...]]]; processes joined by '+'. "
     "Repeat for each machine. Examples: prusa-1:fdm:1.0:10:bed_mm=250  trotec:laser:1.5:8  bench:assembly"
@@ -144,8 +143,8 @@ def join(
 
       [bold]cosmolocal node join lab.toml --planner tcp://127.0.0.1:5570 --speed 60[/]
     """
-    if log_level.lower() not in LOG_LEVELS:
-        _fail(f"--log-level {log_level!r}: choose one of {', '.join(LOG_LEVELS)}")
+    if log_level.lower() not in LEVELS:
+        _fail(f"--log-level {log_level!r}: choose one of {', '.join(LEVELS)}")
     if not speed > 0:
         _fail(f"--speed {speed}: must be greater than 0")
     if not 0.0 <= fail_rate <= 1.0:
@@ -156,12 +155,7 @@ def join(
         lab = load_lab(lab_file)
     except LabFileError as exc:
         _fail(str(exc))
-    logging.basicConfig(
-        level=log_level.upper(),
-        stream=sys.stderr,
-        format=f"%(asctime)s {lab.id} %(levelname)s %(name)s: %(message)s",
-        force=True,
-    )
+    setup_logging(log_level, lab.id)
     asyncio.run(_join(lab, planner, speed, fail_rate, seed))
 
 

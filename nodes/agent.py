@@ -270,15 +270,10 @@ class LabAgent:
         if len(frames) != 1:
             self._reject(peer, f"expected 1 frame from the DEALER, got {len(frames)}")
             return
-        try:
-            message = decode(frames[0])
-        except ProtocolError as exc:
-            self._reject(peer, str(exc))
+        message = self._decode(peer, frames[0], (Welcome, Assign, Heartbeat, Error), "from the planner")
+        if message is None:
             return
         body = message.body
-        if not isinstance(body, Welcome | Assign | Heartbeat | Error):
-            self._reject(peer, f"unexpected kind {message.kind} from the planner")
-            return
         self._last_heard = self._monotonic()
         if isinstance(body, Welcome):
             await self._on_welcome(message, body)
@@ -346,17 +341,24 @@ class LabAgent:
         if len(frames) != 2 or frames[0] != transport.FIELD_TOPIC:
             self._reject(peer, f"expected [b'field', payload] from the PUB, got {len(frames)} frame(s)")
             return
-        try:
-            message = decode(frames[1])
-        except ProtocolError as exc:
-            self._reject(peer, str(exc))
-            return
-        if not isinstance(message.body, Field_):
-            self._reject(peer, f"unexpected kind {message.kind} on the field")
+        message = self._decode(peer, frames[1], (Field_,), "on the field")
+        if message is None:
             return
         if message.seq > self.field_seq:
             self.field, self.field_seq = message.body, message.seq
             self.counters.fields_applied += 1
+
+    def _decode(self, peer: str, frame: bytes, kinds: tuple[type[Body], ...], where: str) -> Envelope | None:
+        """The message in `frame` if it is valid and of an expected kind; else counted, dropped, None."""
+        try:
+            message = decode(frame)
+        except ProtocolError as exc:
+            self._reject(peer, str(exc))
+            return None
+        if not isinstance(message.body, kinds):
+            self._reject(peer, f"unexpected kind {message.kind} {where}")
+            return None
+        return message
 
     def _reject(self, peer: str, reason: str) -> None:
         """Count a malformed frame (per peer and in total); log the first of each peer."""

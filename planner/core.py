@@ -51,7 +51,6 @@ class LabView:
     backlog: dict[str, float]
     stock: dict[str, float]
     last_seen: datetime
-    joined_at: datetime
 
     def minutes_per_day(self) -> float:
         """Nominal machine-minutes the lab offers per day, all machines together."""
@@ -83,7 +82,7 @@ class PlannerCore:
         now = self.clock()
         self.orders = {o.id: o for o in self.ledger.load_orders()}
         self.labs = {
-            lab.id: LabView(lab, False, backlog, stock, now, now)
+            lab.id: LabView(lab, False, backlog, stock, now)
             for lab, _, backlog, stock in self.ledger.load_labs()
         }
         self.assignments = {}
@@ -217,7 +216,7 @@ class PlannerCore:
     def lab_hello(self, lab: Lab, backlog: dict[str, float]) -> None:
         """A lab joined (or re-joined): record its description and mark it live."""
         now = self.clock()
-        view = LabView(lab, True, dict(backlog), dict(lab.stock), now, now)
+        view = LabView(lab, True, dict(backlog), dict(lab.stock), now)
         known = lab.id in self.labs
         self.labs[lab.id] = view
         with self.ledger.transaction() as db:
@@ -370,6 +369,10 @@ class PlannerCore:
             o.state not in {"done", "cancelled"} and self.units_committed(o.id) < o.quantity
             for o in self.orders.values()
         )
+
+    def awaiting_answer(self, lab_id: str) -> list[AssignmentRow]:
+        """Assignments sent to a lab that it has neither accepted nor refused yet."""
+        return [a for a in self._by_lab.get(lab_id, ()) if a.state == "assigned"]
 
     def _index(self, row: AssignmentRow) -> None:
         self.assignments[row.id] = row

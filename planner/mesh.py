@@ -254,9 +254,8 @@ class MeshServer:
             ),
         )
         # Work assigned before a reconnect is offered again; the lab answers duplicates idempotently.
-        for row in self.core.assignments.values():
-            if row.lab_id == identity and row.state == "assigned":
-                self._send_assign(row)
+        for row in self.core.awaiting_answer(identity):
+            self._send_assign(row)
         self.field_changed()
 
     # --- periodic -----------------------------------------------------------------------------
@@ -274,12 +273,11 @@ class MeshServer:
                     self.field_changed()
                     continue
                 self.send(lab_id, Heartbeat())
-            for row in list(self.core.assignments.values()):
-                if row.state != "assigned" or row.lab_id not in self._welcomed:
-                    continue
-                if now - self._last_sent_assign.get(row.id, 0.0) >= self.resend_after_s:
-                    log.info("re-sending unacknowledged %s to lab %s", row.id, row.lab_id)
-                    self._send_assign(row)
+            for lab_id in list(self._welcomed):
+                for row in self.core.awaiting_answer(lab_id):
+                    if now - self._last_sent_assign.get(row.id, 0.0) >= self.resend_after_s:
+                        log.info("re-sending unacknowledged %s to lab %s", row.id, lab_id)
+                        self._send_assign(row)
 
     async def _publish_field(self) -> None:
         while True:
