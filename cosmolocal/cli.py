@@ -1,4 +1,4 @@
-"""The `cosmolocal` command: planner, node, demo. Each command is a thin call into a package."""
+"""The `cosmolocal` command: planner, node, demo, bench. Each command is a thin call into a package."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from cosmolocal.bench_commands import bench_app
 from cosmolocal.logs import setup_logging
 from cosmolocal.node_commands import node_app
 
@@ -22,6 +23,7 @@ planner_app = typer.Typer(
 )
 app.add_typer(planner_app)
 app.add_typer(node_app)
+app.add_typer(bench_app)
 
 
 def _host_port(value: str) -> tuple[str, int]:
