@@ -14,3 +14,7 @@ bench_app = typer.Typer(
     help="Solve standard benchmark instances (GAP, flexible job-shop) and synthetic ones at scale.",
     no_args_is_help=True,
 )
+
+from cosmolocal.bench_gap import gap  # noqa: E402
+
+bench_app.command("gap")(gap)

@@ -120,6 +120,7 @@ class PlannerCore:
             due_at=request.due_at,
             delivery=request.delivery,
             priority=request.priority,
+            accepts_licences=request.accepts_licences,
             created_at=now,
             state="open",
         )

@@ -165,6 +165,12 @@ class OrderRequest(Record):
     due_at: UtcDatetime
     delivery: Location
     priority: Priority = "routine"
+    accepts_licences: list[str] = Field(
+        default_factory=list,
+        max_length=50,
+        description="licences the requester accepts (SPDX ids or names as the catalogue spells them); "
+        "empty accepts any",
+    )
 
 
 ORDER_STATES: tuple[str, ...] = ("open", "planned", "in_progress", "done", "cancelled")
@@ -180,6 +186,7 @@ class Order(Record):
     due_at: UtcDatetime
     delivery: Location
     priority: Priority = "routine"
+    accepts_licences: list[str] = Field(default_factory=list, max_length=50)
     created_at: UtcDatetime
     state: OrderState = "open"
 
@@ -201,6 +208,7 @@ class Allocation(Record):
     lab_id: Identifier
     quantity: int = Field(gt=0)
     cost: CostTerms
+    late_units: int = Field(default=0, ge=0, description="units planned to finish after the due date")
 
 
 class Shortage(Record):

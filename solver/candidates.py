@@ -34,6 +34,8 @@ class Candidates:
 
     edges: tuple[tuple[Candidate, ...], ...]
     capable_labs: tuple[int, ...]  # per demand: live labs that can run every step, before capacity/stock
+    #: per demand: the licence gate's verdict, None when the requester accepts the design's licence.
+    licence_gate: tuple[str | None, ...] = ()
 
 
 def can_make_one_unit(state: LabState, design: Design, free: dict[str, float]) -> bool:
@@ -46,8 +48,24 @@ def can_make_one_unit(state: LabState, design: Design, free: dict[str, float]) -
     )
 
 
-def find_candidates(problem: Problem, k: int, days: float) -> Candidates:
-    """The k nearest qualifying labs for every demand (ties broken by lab order, so deterministic)."""
+def licence_gate(problem: Problem, demand_index: int) -> str | None:
+    """Why the requester's licence policy rules the design out, or None when it does not."""
+    order = problem.demands[demand_index].order
+    design = problem.designs.get(order.design)
+    if design is None or not order.accepts_licences or design.licence in order.accepts_licences:
+        return None
+    return (
+        f"licence gate: design {design.id!r} is under {design.licence!r}, which the requester does not "
+        f"accept (accepts: {', '.join(order.accepts_licences)})"
+    )
+
+
+def find_candidates(problem: Problem, k: int, days: float, by_trail: int = 0) -> Candidates:
+    """The k nearest qualifying labs for every demand, plus the `by_trail` strongest-trail ones.
+
+    Ties are broken by lab order, so the result is deterministic. A demand whose requester does not
+    accept the design's licence gets no candidate.
+    """
     if not problem.demands:
         return Candidates(edges=(), capable_labs=())
     design_ids = sorted({d.order.design for d in problem.demands})
@@ -72,10 +90,36 @@ def find_candidates(problem: Problem, k: int, days: float) -> Candidates:
         )
     else:
         km = np.zeros((len(problem.demands), 0))
+    gates = tuple(licence_gate(problem, i) for i in range(len(problem.demands)))
     masked = np.where(useful[row], km, np.inf)
-    nearest = np.argsort(masked, axis=1, kind="stable")[:, :k]
-    edges = tuple(
-        tuple(Candidate(lab=int(j), km=float(km[i, j])) for j in nearest[i] if np.isfinite(masked[i, j]))
-        for i in range(len(problem.demands))
+    masked[[i for i, gate in enumerate(gates) if gate is not None], :] = np.inf
+    if k < masked.shape[1]:
+        part = np.argpartition(masked, k, axis=1)[:, :k]
+        order = np.take_along_axis(masked, part, axis=1)
+        nearest = np.take_along_axis(part, np.lexsort((part, order), axis=1), axis=1)
+    else:
+        nearest = np.argsort(masked, axis=1, kind="stable")
+    edges = []
+    strong = _strong_trails(problem) if by_trail else {}
+    for i, demand in enumerate(problem.demands):
+        chosen = [int(j) for j in nearest[i] if np.isfinite(masked[i, j])]
+        extra = [
+            j for j in strong.get(demand.order.design, []) if np.isfinite(masked[i, j]) and j not in chosen
+        ]
+        chosen += extra[:by_trail]
+        edges.append(tuple(Candidate(lab=j, km=float(km[i, j])) for j in chosen))
+    return Candidates(
+        edges=tuple(edges),
+        capable_labs=tuple(int(n) for n in capable[row].sum(axis=1)),
+        licence_gate=gates,
     )
-    return Candidates(edges=edges, capable_labs=tuple(int(n) for n in capable[row].sum(axis=1)))
+
+
+def _strong_trails(problem: Problem) -> dict[str, list[int]]:
+    """Per design: indices of labs whose trail is above neutral, strongest first."""
+    index = {s.lab.id: j for j, s in enumerate(problem.labs)}
+    strong: dict[str, list[tuple[float, int]]] = {}
+    for (design_id, lab_id), tau in problem.trails.items():
+        if tau > 1.0 and lab_id in index:
+            strong.setdefault(design_id, []).append((-tau, index[lab_id]))
+    return {design_id: [j for _, j in sorted(pairs)] for design_id, pairs in strong.items()}

@@ -3,7 +3,9 @@
 It recomputes everything from the records and shares no code with the allocator except the
 definition of the planning horizon, so a defect in the model shows up here instead of in a lab.
 Machine capacity is judged with a max-flow per lab (work of each allocated step -> machines able to
-run it -> free minutes of each machine), which is exact when machines offer several processes.
+run it -> free minutes of each machine), which is exact when machines offer several processes. It is
+judged at every due date: the units planned on time for orders due by then must fit the minutes
+free by then, and every unit, late ones included, must fit the minutes free within the horizon.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from collections import defaultdict
 import networkx as nx
 
 from protocol.model import Allocation, Design, Lab, Plan
-from solver.problem import Demand, LabState, Problem, SolveParams, horizon_days
+from solver.problem import Demand, LabState, Problem, SolveParams, days_until, horizon_days
 
 #: Relative tolerance on stock and machine minutes (floats in, floats compared).
 TOLERANCE = 1e-6
@@ -56,6 +58,19 @@ def _allocation_problems(
         found.append(f"{where}: lab {a.lab_id!r} is lost (not live)")
     if not isinstance(a.quantity, int) or isinstance(a.quantity, bool) or a.quantity <= 0:
         found.append(f"{where}: quantity must be a positive whole number")
+    elif not 0 <= a.late_units <= a.quantity:
+        found.append(f"{where}: late units {a.late_units} must lie within 0..{a.quantity}")
+    elif a.order_id in demands and a.late_units < a.quantity:
+        due = days_until(problem, demands[a.order_id].order.due_at)
+        if due <= 0:
+            found.append(
+                f"{where}: {a.quantity - a.late_units} units planned on time, but the order is past due"
+            )
+    order = demands.get(a.order_id)
+    if order is not None and order.order.accepts_licences and order.order.design in problem.designs:
+        licence = problem.designs[order.order.design].licence
+        if licence not in order.order.accepts_licences:
+            found.append(f"{where}: the requester does not accept the design's licence {licence!r}")
     if found:
         return found
     design_id = demands[a.order_id].order.design
@@ -134,15 +149,29 @@ def _stock_problems(problem: Problem, allocations: list[Allocation]) -> list[str
 
 
 def _capacity_problems(problem: Problem, allocations: list[Allocation], days: float) -> list[str]:
-    """Per lab: can the allocated work be placed on machines able to run it, within their free minutes?"""
+    """Per lab and due date: can the work due by then run on eligible machines in the minutes free by then?"""
     by_lab: dict[str, list[Allocation]] = defaultdict(list)
     for a in allocations:
         by_lab[a.lab_id].append(a)
     labs = {s.lab.id: s for s in problem.labs}
     designs = _designs_by_order(problem)
+    due = {d.order.id: days_until(problem, d.order.due_at) for d in problem.demands}
     found = []
     for lab_id, lab_allocations in sorted(by_lab.items()):
-        message = _lab_capacity_problem(designs, labs[lab_id], lab_allocations, days)
+        checkpoints = sorted(
+            {min(days, due[a.order_id]) for a in lab_allocations if a.late_units < a.quantity}
+        )
+        for when in [t for t in checkpoints if t < days]:
+            on_time = [
+                (a.order_id, a.quantity - a.late_units)
+                for a in lab_allocations
+                if a.late_units < a.quantity and due[a.order_id] <= when + 1e-9
+            ]
+            message = _lab_capacity_problem(designs, labs[lab_id], on_time, when)
+            if message:
+                found.append(message)
+        everything = [(a.order_id, a.quantity) for a in lab_allocations]
+        message = _lab_capacity_problem(designs, labs[lab_id], everything, days)
         if message:
             found.append(message)
     return found
@@ -157,7 +186,7 @@ def _free_minutes(state: LabState, days: float) -> dict[str, float]:
 
 
 def _lab_capacity_problem(
-    designs: dict[str, Design], state: LabState, allocations: list[Allocation], days: float
+    designs: dict[str, Design], state: LabState, allocations: list[tuple[str, int]], days: float
 ) -> str | None:
     """Max-flow work -> eligible machines -> free minutes; a message when not all work can flow."""
     lab: Lab = state.lab
@@ -166,9 +195,9 @@ def _lab_capacity_problem(
     need = 0.0
     need_by_process: dict[str, float] = defaultdict(float)
     machines_by_process: dict[str, set[str]] = defaultdict(set)
-    for k, a in enumerate(allocations):
-        for i, step in enumerate(designs[a.order_id].steps):
-            minutes = step.minutes * a.quantity
+    for k, (order_id, quantity) in enumerate(allocations):
+        for i, step in enumerate(designs[order_id].steps):
+            minutes = step.minutes * quantity
             node = ("work", k, i)
             graph.add_edge("source", node, capacity=minutes)
             for machine in lab.machines:
@@ -187,7 +216,7 @@ def _lab_capacity_problem(
         f"free on {', '.join(sorted(machines_by_process[process]))}"
         for process, minutes in sorted(need_by_process.items())
     )
-    orders = ", ".join(sorted({a.order_id for a in allocations}))
+    orders = ", ".join(sorted({order_id for order_id, _ in allocations}))
     return (
         f"lab {lab.id!r}: machine capacity exceeded within {days:.2f} days: {need:.1f} minutes of work "
         f"(orders {orders}) but at most {placed:.1f} fit on the machines ({detail})"

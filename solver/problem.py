@@ -48,6 +48,8 @@ class Problem:
     designs: dict[str, Design]
     labs: list[LabState]
     demands: list[Demand]
+    #: Trail strength per (design id, lab id); missing pairs are neutral (see solver.trails).
+    trails: dict[tuple[str, str], float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.now.tzinfo is None:
@@ -60,6 +62,10 @@ def _default_shortage_penalty() -> dict[str, float]:
     return {"routine": 100_000.0, "urgent": 1_000_000.0, "emergency": 10_000_000.0}
 
 
+def _default_lateness_penalty() -> dict[str, float]:
+    return {"routine": 500.0, "urgent": 5_000.0, "emergency": 50_000.0}
+
+
 @dataclass(frozen=True)
 class SolveParams:
     """How to solve: time and threads, candidate breadth, and the weights of the objective."""
@@ -70,7 +76,17 @@ class SolveParams:
     km_weight: float = 1.0  # cost per unit-km
     setup_cost: float = 50.0  # per used (order, lab) edge: avoids shattering orders
     shortage_penalty: dict[str, float] = field(default_factory=_default_shortage_penalty)  # per unit
+    #: Per unit planned to finish after its due date (well below the shortage penalty: late beats never).
+    lateness_penalty: dict[str, float] = field(default_factory=_default_lateness_penalty)
+    #: Days after the latest due date in which late units may still be planned.
+    late_window_days: float = 7.0
     max_horizon_days: float = 60.0
+    #: Most due-date buckets per lab; due dates between bucket edges count at the earlier edge.
+    due_buckets: int = 6
+    #: Largest trail discount per unit, in km-equivalents (a strong trail is worth this much distance).
+    trail_discount_km: float = 25.0
+    #: Extra candidates per demand: the strongest-trail capable labs beyond the k nearest.
+    trail_candidates: int = 2
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -84,6 +100,15 @@ class SolveParams:
             raise ValueError("km_weight and setup_cost cannot be negative")
         if self.max_horizon_days <= 0:
             raise ValueError(f"max_horizon_days must be positive, got {self.max_horizon_days}")
+        if self.due_buckets < 1 or self.trail_candidates < 0 or self.trail_discount_km < 0:
+            raise ValueError("due_buckets must be at least 1; trail_candidates and trail_discount_km >= 0")
+        if self.late_window_days < 0:
+            raise ValueError(f"late_window_days cannot be negative, got {self.late_window_days}")
+        missing = [p for p in PRIORITIES if p not in self.lateness_penalty]
+        if missing:
+            raise ValueError(
+                f"lateness_penalty needs a value for every priority; missing: {', '.join(missing)}"
+            )
         missing = [p for p in PRIORITIES if p not in self.shortage_penalty]
         if missing:
             raise ValueError(
@@ -95,13 +120,41 @@ class SolveParams:
 
 
 def horizon_days(problem: Problem, params: SolveParams) -> float:
-    """Days of machine time the plan may use: until the latest due date, at least 1, at most the cap."""
+    """Days of machine time the plan may use: the latest due date plus the late window, capped."""
     if problem.demands:
         latest = max(d.order.due_at for d in problem.demands)
         days_to_latest = (latest - problem.now).total_seconds() / 86_400.0
     else:
         days_to_latest = 0.0
-    return min(params.max_horizon_days, max(1.0, days_to_latest))
+    return min(params.max_horizon_days, max(1.0, days_to_latest) + params.late_window_days)
+
+
+def days_until(problem: Problem, instant: datetime) -> float:
+    """Days from the problem's `now` to `instant` (negative when it is past)."""
+    return (instant - problem.now).total_seconds() / 86_400.0
+
+
+def bucket_edges(due_days: list[float], horizon: float, buckets: int) -> list[float]:
+    """The due-date bucket edges of one lab (days from now, ascending, ending at the horizon).
+
+    At most `buckets` edges before the horizon, taken from the due dates themselves (evenly spaced
+    among them), so a due date between two edges counts at the earlier one: capacity is never
+    over-promised.
+    """
+    inside = sorted({round(d, 6) for d in due_days if 0 < d < horizon})
+    if len(inside) > buckets:
+        step = len(inside) / buckets
+        inside = sorted({inside[int(i * step)] for i in range(buckets)})
+    return [*inside, horizon]
+
+
+def bucket_of(due: float, edges: list[float]) -> int | None:
+    """Index of the last edge at or before `due`; None when the due date is before the first edge."""
+    index = None
+    for i, edge in enumerate(edges):
+        if edge <= due + 1e-9:
+            index = i
+    return index
 
 
 def free_minutes(state: LabState, days: float) -> dict[str, float]:

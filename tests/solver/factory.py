@@ -10,7 +10,8 @@ from solver.problem import Demand, LabState, Problem, SolveParams
 
 NOW = datetime(2026, 5, 4, 8, 0, tzinfo=UTC)
 #: Fast, deterministic settings for tests.
-FAST = SolveParams(time_limit_s=2.0, workers=1)
+#: Quick solves with no late window: units that cannot be made by the due date are short.
+FAST = SolveParams(time_limit_s=2.0, workers=1, late_window_days=0.0)
 #: Plenty of every material the catalogue's designs use.
 PLENTY = {"petg": 100.0, "pla": 100.0, "resin": 100.0, "pet_sheet_0_5": 1000.0, "elastic": 1000.0}
 

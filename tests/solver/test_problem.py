@@ -12,15 +12,17 @@ def test_horizon_runs_to_latest_due_date() -> None:
     p = problem(
         [lab("a", NEAR)], [order("o1", "finger-splint", 1, days=3), order("o2", "finger-splint", 1, days=7.5)]
     )
-    assert horizon_days(p, SolveParams()) == pytest.approx(7.5)
+    assert horizon_days(p, SolveParams(late_window_days=0)) == pytest.approx(7.5)
+    assert horizon_days(p, SolveParams(late_window_days=2)) == pytest.approx(9.5)
 
 
 def test_horizon_is_at_least_one_day_and_at_most_the_cap() -> None:
     soon = problem([lab("a", NEAR)], [order("o1", "finger-splint", 1, days=-2)])
     late = problem([lab("a", NEAR)], [order("o1", "finger-splint", 1, days=400)])
-    assert horizon_days(soon, SolveParams()) == 1.0
+    assert horizon_days(soon, SolveParams(late_window_days=0)) == 1.0
     assert horizon_days(late, SolveParams(max_horizon_days=60)) == 60.0
-    assert horizon_days(problem([lab("a", NEAR)], []), SolveParams()) == 1.0
+    assert horizon_days(problem([lab("a", NEAR)], []), SolveParams(late_window_days=0)) == 1.0
+    assert horizon_days(soon, SolveParams(late_window_days=7)) == 8.0
 
 
 def test_free_minutes_counts_speed_and_backlog() -> None:

@@ -1,0 +1,117 @@
+"""`cosmolocal bench gap`: published GAP instances through the allocation core, beside plain CP-SAT."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+#: Published optima of the instances in ../shared/benchmarks/gap (see its README).
+KNOWN_OPTIMA: dict[str, float] = {
+    "gap12#1": 1451,
+    "gap12#2": 1449,
+    "gap12#3": 1433,
+    "gap12#4": 1447,
+    "gap12#5": 1446,
+    "d05100": 6353,
+    "e05100": 12681,
+}
+
+
+def gap_pct(objective: float | None, reference: float | None, sense: str) -> float | None:
+    """How far `objective` is from `reference`, in percent, worse counted positive."""
+    if objective is None or reference is None or reference == 0:
+        return None
+    worse = objective - reference if sense == "min" else reference - objective
+    return round(100.0 * worse / abs(reference), 4)
+
+
+def gap(
+    file: Annotated[Path, typer.Argument(help="OR-Library gapN.txt (several instances) or a Yagiura file.")],
+    best_known: Annotated[
+        float | None, typer.Option(help="Best-known objective (single-instance files) [default: table].")
+    ] = None,
+    time_limit: Annotated[float, typer.Option(min=0.1, help="Seconds per instance, per solver.")] = 10.0,
+    workers: Annotated[int, typer.Option(min=1, help="CP-SAT workers (both solvers).")] = 2,
+    seed: Annotated[int, typer.Option(help="Random seed of both solvers.")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per instance per line.")] = False,
+) -> None:
+    """Solve each GAP instance with the allocation core and with plain CP-SAT, side by side.
+
+    Prints objective, bound, gap to best-known, seconds and feasibility (recomputed from the file).
+    Example: [bold]cosmolocal bench gap ../shared/benchmarks/gap/d05100 --time-limit 10[/]
+    """
+    from solver.gap import GapFormatError, evaluate, read_gap_file, solve_textbook, solve_with_core
+
+    console = Console(stderr=True)
+    try:
+        instances = read_gap_file(file)
+    except GapFormatError as error:
+        console.print(f"[red]error:[/] {error}")
+        raise typer.Exit(2) from None
+    if best_known is not None and len(instances) != 1:
+        console.print(
+            f"[red]error:[/] --best-known needs a single-instance file; {file} holds {len(instances)}"
+        )
+        raise typer.Exit(2)
+    table = Table(
+        title=f"GAP {file.name}: allocation core vs plain CP-SAT, {time_limit:g} s, {workers} workers"
+    )
+    for column in (
+        "instance",
+        "sense",
+        "core",
+        "bound",
+        "best known",
+        "gap %",
+        "s",
+        "feasible",
+        "plain CP-SAT",
+        "plain gap %",
+    ):
+        table.add_column(column, justify="right")
+    for instance in instances:
+        reference = best_known if best_known is not None else KNOWN_OPTIMA.get(instance.name)
+        if not as_json:
+            console.print(f"solving {instance.name} ({instance.agents} x {instance.jobs}) ...")
+        core = solve_with_core(instance, time_limit, workers, seed)
+        plain = solve_textbook(instance, time_limit, workers, seed)
+        problems = evaluate(instance, core.agent_of)[1] if core.agent_of is not None else ["no solution"]
+        row = {
+            "instance": instance.name,
+            "objective": core.objective,
+            "bound": core.bound,
+            "best_known": reference,
+            "gap_pct": gap_pct(core.objective, reference, instance.sense),
+            "seconds": round(core.seconds, 3),
+            "feasible": not problems,
+            "baseline_objective": plain.objective,
+            "baseline_gap_pct": gap_pct(plain.objective, reference, instance.sense),
+            "sense": instance.sense,
+            "status": core.status,
+        }
+        if as_json:
+            print(json.dumps(row), flush=True)
+            continue
+        table.add_row(
+            instance.name,
+            instance.sense,
+            _num(core.objective),
+            _num(core.bound),
+            _num(reference),
+            _num(row["gap_pct"]),
+            f"{core.seconds:.2f}",
+            "yes" if not problems else "NO: " + "; ".join(problems[:2]),
+            _num(plain.objective),
+            _num(row["baseline_gap_pct"]),
+        )
+    if not as_json:
+        Console().print(table)
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:g}"

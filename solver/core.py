@@ -1,0 +1,686 @@
+"""The allocation core: a general sparse model of items, options and shared resources, and its solver.
+
+Every allocation question Cosmolocal asks is an instance of one formulation:
+
+- *items* want a whole number of units (an order's quantity; a GAP job wants exactly one);
+- *options* place units of one item (an order at a lab, on time or late; a job at an agent): each has
+  a cost per unit and a use per unit of named *resources* or *pools*;
+- a *resource* has a capacity (free machine-minutes of a lab before a due date, a material's stock,
+  a GAP agent's capacity); a *pool* is work any of several resources may do (a step that runs on any
+  of a lab's eligible machines): pools that share resources get flow variables, so capacity is exact;
+- options sharing a *setup* key pay its setup cost once when any of them is used (no shattering an
+  order into tiny lots);
+- units of an item that no option places are *short*, at the item's shortage cost; an item with no
+  shortage cost must be placed whole.
+
+The generalised assignment problem is this core with quantity 1, one resource per agent and no
+shortage (`solver.gap` maps it so), which is how the core is measured against published optima.
+
+Solving: the linear relaxation (GLOP) gives a lower bound and, rounded and greedily repaired, a first
+solution; a MIP phase (HiGHS through MathOpt) improves it on models small enough to profit; CP-SAT,
+hinted on every variable with the best solution so far, improves it further and tightens the bound.
+Every candidate solution is checked exactly against the integer rows before it is kept.
+
+Numbers are scaled to integers conservatively: uses rounded up, capacities rounded down, cost
+weights rounded down, so whatever the integer model accepts fits the real figures and its bound stays
+a true lower bound of the real objective.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+import time
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import networkx as nx
+from ortools.linear_solver import pywraplp
+from ortools.math_opt.python import mathopt
+from ortools.sat.python import cp_model
+
+#: Largest objective magnitude (scaled) we let CP-SAT handle; well inside int64.
+_OBJECTIVE_LIMIT = 2**53
+#: Absorbs float noise such as 0.033 * 1e6 = 33000.000000000004 before rounding.
+_EPS = 1e-6
+
+
+# -- the problem ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """Something that wants `quantity` units placed; `shortage_cost` per unit left out (None: must place)."""
+
+    quantity: int
+    shortage_cost: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    """A way to place units of `item`: cost per unit, use per unit of resources or pools, setup key."""
+
+    item: int
+    unit_cost: float
+    uses: Mapping[str, float]
+    setup: str | None = None
+    max_units: int | None = None
+
+
+@dataclass(frozen=True)
+class CoreProblem:
+    """Items, options, resource capacities, pools over resources, setup costs and integer scales.
+
+    `scale[name]` turns amounts of a resource into integers (10 for tenths of a minute); a pool takes
+    the scale of its resources, which must agree. A name used by an option and found neither in
+    `pools` nor in `capacity` is a resource of capacity 0.
+    """
+
+    items: Sequence[Item]
+    options: Sequence[Option]
+    capacity: Mapping[str, float]
+    pools: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    setup_cost: Mapping[str, float] = field(default_factory=dict)
+    scale: Mapping[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for i, item in enumerate(self.items):
+            if item.quantity < 0:
+                raise ValueError(f"item {i}: quantity must not be negative, got {item.quantity}")
+        for o, option in enumerate(self.options):
+            if not 0 <= option.item < len(self.items):
+                raise ValueError(f"option {o}: item {option.item} does not exist")
+            if any(amount < 0 for amount in option.uses.values()):
+                raise ValueError(f"option {o}: uses must not be negative")
+        for pool, resources in self.pools.items():
+            if not resources:
+                raise ValueError(f"pool {pool!r} has no resource")
+            scales = {self.scale.get(r, 1) for r in resources}
+            if len(scales) > 1:
+                raise ValueError(f"pool {pool!r}: its resources have different scales {sorted(scales)}")
+
+
+@dataclass(frozen=True, slots=True)
+class CoreParams:
+    """Time, threads, seed, the MIP phase's share of the time, and a warm start (units per option)."""
+
+    time_limit_s: float = 5.0
+    workers: int = 2
+    seed: int = 0
+    mip_share: float = 0.5
+    #: Largest model (variables) given to the MIP phase; beyond it CP-SAT alone follows the LP.
+    mip_max_variables: int = 20_000
+    #: Share of the time after the MIP phase spent re-solving neighbourhoods of a few resources.
+    lns_share: float = 0.5
+    warm_start: Sequence[int] | None = None
+
+
+@dataclass(frozen=True)
+class CoreResult:
+    """Units per option, units short per item, objective and lower bound (real units), how it ended."""
+
+    units: list[int]
+    short: list[int]
+    objective: float
+    bound: float
+    status: str  # OPTIMAL, FEASIBLE, or INFEASIBLE when items that must be placed cannot be
+    seconds: float
+    phases: dict[str, float] = field(default_factory=dict)  # phase -> objective it reached
+
+    @property
+    def gap(self) -> float:
+        """Relative gap between objective and bound (0 when proven optimal)."""
+        if self.status == "OPTIMAL" or self.objective == self.bound:
+            return 0.0
+        return max(0.0, (self.objective - self.bound) / max(abs(self.objective), 1e-9))
+
+
+def round_up(value: float, scale: int) -> int:
+    """`value × scale` rounded up to an integer (never below 0), float noise absorbed."""
+    return max(0, math.ceil(value * scale - _EPS))
+
+
+def round_down(value: float, scale: int) -> int:
+    """`value × scale` rounded down to an integer (never below 0), float noise absorbed."""
+    return max(0, math.floor(value * scale + _EPS))
+
+
+# -- a linear model written once, solved by CP-SAT and HiGHS and relaxed by GLOP -----------------
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """lo <= sum coefs[i] * var[i] <= hi (a missing side is unbounded)."""
+
+    coefs: dict[int, int]
+    lo: int | None
+    hi: int | None
+
+
+@dataclass
+class LinearModel:
+    """Integer variables with bounds, linear rows and a linear objective, independent of any solver."""
+
+    lb: list[int] = field(default_factory=list)
+    ub: list[int] = field(default_factory=list)
+    rows: list[Row] = field(default_factory=list)
+    cost: dict[int, int] = field(default_factory=dict)
+
+    def new_var(self, lb: int, ub: int) -> int:
+        """A new integer variable in [lb, ub]; returns its index."""
+        self.lb.append(lb)
+        self.ub.append(max(lb, ub))
+        return len(self.lb) - 1
+
+    def tighten(self, var: int, ub: int) -> None:
+        """Lower an upper bound to a value every feasible solution respects: a tighter relaxation."""
+        self.ub[var] = max(self.lb[var], min(self.ub[var], ub))
+
+    def add(self, coefs: dict[int, int], lo: int | None = None, hi: int | None = None) -> None:
+        """Add the row lo <= sum coefs[i] * var[i] <= hi."""
+        self.rows.append(Row(dict(coefs), lo, hi))
+
+    def feasible(self, values: Sequence[int]) -> bool:
+        """Exact integer check of bounds and rows."""
+        if any(not lo <= v <= hi for v, lo, hi in zip(values, self.lb, self.ub, strict=True)):
+            return False
+        for row in self.rows:
+            total = sum(c * values[i] for i, c in row.coefs.items())
+            if (row.lo is not None and total < row.lo) or (row.hi is not None and total > row.hi):
+                return False
+        return True
+
+    def value(self, values: Sequence[int]) -> int:
+        """The scaled objective of a solution."""
+        return sum(c * values[i] for i, c in self.cost.items())
+
+    def cp_sat(self, hint: Sequence[int] | None) -> tuple[cp_model.CpModel, list[cp_model.IntVar]]:
+        """The CP-SAT model of these rows and objective, every variable hinted when a hint is given."""
+        model = cp_model.CpModel()
+        variables = [model.new_int_var(lo, hi, "") for lo, hi in zip(self.lb, self.ub, strict=True)]
+        for row in self.rows:
+            ids = list(row.coefs)
+            expr = cp_model.LinearExpr.weighted_sum([variables[i] for i in ids], [row.coefs[i] for i in ids])
+            lo = cp_model.INT_MIN if row.lo is None else row.lo
+            hi = cp_model.INT_MAX if row.hi is None else row.hi
+            model.add_linear_constraint(expr, lo, hi)
+        ids = list(self.cost)
+        model.minimize(
+            cp_model.LinearExpr.weighted_sum([variables[i] for i in ids], [self.cost[i] for i in ids])
+        )
+        if hint is not None:
+            for var, value in zip(variables, hint, strict=True):
+                model.add_hint(var, value)
+        return model, variables
+
+    def relaxation(self, time_limit_s: float) -> tuple[list[float] | None, float | None, float]:
+        """Values and objective of the linear relaxation (None when GLOP gives none), and its seconds."""
+        lp = pywraplp.Solver.CreateSolver("GLOP")
+        lp.SetTimeLimit(max(1, int(time_limit_s * 1000)))
+        variables = [lp.NumVar(lo, hi, "") for lo, hi in zip(self.lb, self.ub, strict=True)]
+        for row in self.rows:
+            lo = -lp.infinity() if row.lo is None else row.lo
+            hi = lp.infinity() if row.hi is None else row.hi
+            constraint = lp.Constraint(lo, hi)
+            for i, c in row.coefs.items():
+                constraint.SetCoefficient(variables[i], c)
+        objective = lp.Objective()
+        for i, c in self.cost.items():
+            objective.SetCoefficient(variables[i], c)
+        objective.SetMinimization()
+        status = lp.Solve()
+        seconds = lp.wall_time() / 1000.0
+        if status != pywraplp.Solver.OPTIMAL:
+            return None, None, seconds
+        return [v.solution_value() for v in variables], objective.Value(), seconds
+
+    def mip(self, time_limit_s: float) -> tuple[list[int] | None, float | None]:
+        """HiGHS's best integer solution within the time (None if none) and its dual bound (scaled)."""
+        model = mathopt.Model()
+        variables = [
+            model.add_integer_variable(lb=lo, ub=hi) for lo, hi in zip(self.lb, self.ub, strict=True)
+        ]
+        for row in self.rows:
+            expr = mathopt.fast_sum(c * variables[i] for i, c in row.coefs.items())
+            model.add_linear_constraint(
+                lb=-math.inf if row.lo is None else row.lo,
+                ub=math.inf if row.hi is None else row.hi,
+                expr=expr,
+            )
+        model.minimize(mathopt.fast_sum(c * variables[i] for i, c in self.cost.items()))
+        params = mathopt.SolveParameters(time_limit=_dt.timedelta(seconds=max(0.05, time_limit_s)))
+        try:
+            result = mathopt.solve(model, mathopt.SolverType.HIGHS, params=params)
+        except Exception:
+            return None, None
+        bound = result.termination.objective_bounds.dual_bound
+        bound = bound if math.isfinite(bound) else None
+        if not result.has_primal_feasible_solution():
+            return None, bound
+        values = [round(v) for v in result.variable_values(variables)]
+        return values, bound
+
+
+# -- the core model ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _FlowBlock:
+    """Pools sharing resources: each pool's work is routed to its resources by y variables."""
+
+    work: dict[str, dict[int, int]]  # pool -> option variable -> scaled use per unit
+    y: dict[tuple[str, str], int]  # (pool, resource) -> y variable
+    cap: dict[str, int]  # resource -> scaled capacity
+    pools: dict[str, frozenset[str]]
+    direct: dict[str, dict[int, int]]  # resource -> option variable -> scaled use per unit, outside pools
+
+
+class CoreModel:
+    """The integer model of one `CoreProblem`: x per option, setups, shortage, capacity, flows."""
+
+    def __init__(self, problem: CoreProblem) -> None:
+        self.problem = problem
+        self.lin = LinearModel()
+        self.flows: list[_FlowBlock] = []
+        quantity = [item.quantity for item in problem.items]
+        self.x = [
+            self.lin.new_var(
+                0, min(quantity[o.item], o.max_units if o.max_units is not None else quantity[o.item])
+            )
+            for o in problem.options
+        ]
+        self.short: list[int | None] = [
+            self.lin.new_var(0, item.quantity) if item.shortage_cost is not None else None
+            for item in problem.items
+        ]
+        self._add_items()
+        self._add_resources()
+        self._add_setups()
+        self._set_objective()
+
+    def _scale_of(self, name: str) -> int:
+        pool = self.problem.pools.get(name)
+        return self.problem.scale.get(next(iter(pool)) if pool else name, 1)
+
+    def _add_items(self) -> None:
+        rows: list[dict[int, int]] = [{} for _ in self.problem.items]
+        for o, option in enumerate(self.problem.options):
+            rows[option.item][self.x[o]] = 1
+        for i, (row, item) in enumerate(zip(rows, self.problem.items, strict=True)):
+            short = self.short[i]
+            if short is not None:
+                row[short] = 1
+            self.lin.add(row, lo=item.quantity, hi=item.quantity)
+
+    def _add_resources(self) -> None:
+        """Direct uses become one row per resource; pools sharing resources are routed by flows."""
+        cap = {r: round_down(v, self.problem.scale.get(r, 1)) for r, v in self.problem.capacity.items()}
+        direct: dict[str, dict[int, int]] = defaultdict(dict)
+        pooled: dict[str, dict[int, int]] = defaultdict(dict)
+        for o, option in enumerate(self.problem.options):
+            for name, amount in option.uses.items():
+                per_unit = round_up(amount, self._scale_of(name))
+                if per_unit <= 0:
+                    continue
+                target = pooled if name in self.problem.pools else direct
+                target[name][self.x[o]] = target[name].get(self.x[o], 0) + per_unit
+        # A pool whose resources no other pool and no direct use touch is one row over their sum.
+        for component in _components({p: self.problem.pools[p] for p in pooled}, direct):
+            if len(component) == 1 and component[0] in pooled:
+                pool = component[0]
+                limit = sum(cap.get(r, 0) for r in self.problem.pools[pool])
+                self._limit(pooled[pool], limit)
+            elif len(component) == 1:
+                self._limit(direct[component[0]], cap.get(component[0], 0))
+            else:
+                self._add_flow(component, pooled, direct, cap)
+
+    def _limit(self, per_x: dict[int, int], limit: int) -> None:
+        self.lin.add(per_x, hi=limit)
+        for x, use in per_x.items():
+            self.lin.tighten(x, limit // use)
+
+    def _add_flow(
+        self,
+        component: list[str],
+        pooled: dict[str, dict[int, int]],
+        direct: dict[str, dict[int, int]],
+        cap: dict[str, int],
+    ) -> None:
+        """Pools sharing resources: route each pool's work to its resources, within each capacity."""
+        y: dict[tuple[str, str], int] = {}
+        into: dict[str, dict[int, int]] = defaultdict(dict)
+        pools = {name: self.problem.pools[name] for name in component if name in pooled}
+        for name in component:
+            if name in pooled:
+                row = {x: -use for x, use in pooled[name].items()}
+                for r in sorted(pools[name]):
+                    y[name, r] = self.lin.new_var(0, cap.get(r, 0))
+                    row[y[name, r]] = 1
+                    into[r][y[name, r]] = 1
+                self.lin.add(row, lo=0, hi=0)
+                limit = sum(cap.get(r, 0) for r in pools[name])
+                for x, use in pooled[name].items():
+                    self.lin.tighten(x, limit // use)
+            else:  # a resource used directly as well as through pools
+                for x, use in direct[name].items():
+                    into[name][x] = into[name].get(x, 0) + use
+                    self.lin.tighten(x, cap.get(name, 0) // use)
+        for r, row in sorted(into.items()):
+            self.lin.add(row, hi=cap.get(r, 0))
+        self.flows.append(
+            _FlowBlock(
+                work={p: pooled[p] for p in pools},
+                y=y,
+                cap={r: cap.get(r, 0) for r in into},
+                pools=pools,
+                direct={name: direct[name] for name in component if name not in pooled},
+            )
+        )
+
+    def _add_setups(self) -> None:
+        """used[k] = 1 when any option with setup key k places units; built after bounds are tight."""
+        by_key: dict[str, list[int]] = defaultdict(list)
+        for o, option in enumerate(self.problem.options):
+            if option.setup is not None and self.problem.setup_cost.get(option.setup, 0.0) > 0:
+                by_key[option.setup].append(o)
+        self.used: dict[str, int] = {}
+        for key, options in by_key.items():
+            used = self.lin.new_var(0, 1)
+            self.used[key] = used
+            for o in options:
+                self.lin.add({self.x[o]: 1, used: -self.lin.ub[self.x[o]]}, hi=0)
+            self.lin.add({**{self.x[o]: 1 for o in options}, used: -1}, lo=0)
+
+    def _set_objective(self) -> None:
+        """Unit costs + setups + shortage, each weight scaled to an integer and rounded down."""
+        quantity = [item.quantity for item in self.problem.items]
+        largest = sum(abs(o.unit_cost) * quantity[o.item] for o in self.problem.options)
+        largest += sum(abs(self.problem.setup_cost.get(k, 0.0)) for k in self.used)
+        largest += sum((i.shortage_cost or 0.0) * i.quantity for i in self.problem.items)
+        self.objective_scale = next((s for s in (1000, 100, 10) if largest * s <= _OBJECTIVE_LIMIT), 1)
+        s = self.objective_scale
+        for o, option in enumerate(self.problem.options):
+            if option.unit_cost:
+                self.lin.cost[self.x[o]] = math.floor(option.unit_cost * s)
+        for key, used in self.used.items():
+            self.lin.cost[used] = math.floor(self.problem.setup_cost[key] * s)
+        for short, item in zip(self.short, self.problem.items, strict=True):
+            if short is not None and item.shortage_cost:
+                self.lin.cost[short] = math.floor(item.shortage_cost * s)
+
+    # -- solutions -------------------------------------------------------------------------------
+
+    def complete(self, units: Sequence[int]) -> list[int] | None:
+        """All variables for these units per option (setups, shortage, flows), if that is feasible."""
+        values = [0] * len(self.lin.lb)
+        placed = [0] * len(self.problem.items)
+        for o, option in enumerate(self.problem.options):
+            values[self.x[o]] = units[o]
+            placed[option.item] += units[o]
+        for i, item in enumerate(self.problem.items):
+            short = self.short[i]
+            if short is not None:
+                values[short] = item.quantity - placed[i]
+            elif placed[i] != item.quantity:
+                return None
+        for _key, used in self.used.items():
+            values[used] = 0
+        for o, option in enumerate(self.problem.options):
+            if units[o] > 0 and option.setup in self.used:
+                values[self.used[option.setup]] = 1
+        for block in self.flows:
+            routed = _integral_flow(block, values)
+            if routed is None:
+                return None
+            for y, amount in routed.items():
+                values[y] = amount
+        return values if self.lin.feasible(values) else None
+
+    def repair(self, units: list[int]) -> list[int] | None:
+        """Place the units still missing, cheapest option with room first; None when it cannot."""
+        used_amount: dict[str, float] = defaultdict(float)
+        for o, option in enumerate(self.problem.options):
+            for name, amount in option.uses.items():
+                used_amount[name] += amount * units[o]
+        missing = [item.quantity for item in self.problem.items]
+        for o, option in enumerate(self.problem.options):
+            missing[option.item] -= units[o]
+        room = self._room(used_amount)
+        order = sorted(range(len(self.problem.options)), key=lambda o: self.problem.options[o].unit_cost)
+        for o in order:
+            option = self.problem.options[o]
+            if missing[option.item] <= 0:
+                continue
+            fit = min(
+                (
+                    math.floor(room(name) / amount + _EPS)
+                    for name, amount in option.uses.items()
+                    if amount > 0
+                ),
+                default=missing[option.item],
+            )
+            take = max(0, min(missing[option.item], fit, self.lin.ub[self.x[o]] - units[o]))
+            if take:
+                units[o] += take
+                missing[option.item] -= take
+                for name, amount in option.uses.items():
+                    used_amount[name] += amount * take
+        return self.complete(units)
+
+    def _room(self, used_amount: dict[str, float]) -> Callable[[str], float]:
+        """Remaining room of a resource or pool, pools counted against their resources jointly."""
+        pool_of: dict[str, list[str]] = defaultdict(list)
+        for pool, resources in self.problem.pools.items():
+            for r in resources:
+                pool_of[r].append(pool)
+
+        def room(name: str) -> float:
+            if name in self.problem.pools:
+                resources = self.problem.pools[name]
+                total = sum(self.problem.capacity.get(r, 0.0) for r in resources)
+                sharing = {p for r in resources for p in pool_of[r]} | {r for r in resources}
+                return max(0.0, total - sum(used_amount.get(p, 0.0) for p in sharing)) * 0.999
+            return max(0.0, self.problem.capacity.get(name, 0.0) - used_amount.get(name, 0.0)) * 0.999
+
+        return room
+
+    def result(self, values: Sequence[int], bound_scaled: float, status: str, seconds: float) -> CoreResult:
+        """Read units and shortage from a full solution and price it in real (unscaled) units."""
+        units = [int(values[x]) for x in self.x]
+        short = [int(values[s]) if s is not None else 0 for s in self.short]
+        objective = self.true_objective(units, short)
+        bound = min(bound_scaled / self.objective_scale, objective)
+        return CoreResult(units, short, objective, bound, status, seconds)
+
+    def true_objective(self, units: Sequence[int], short: Sequence[int]) -> float:
+        """The objective in real units: unit costs, setups paid once per key, shortage."""
+        total = sum(o.unit_cost * units[i] for i, o in enumerate(self.problem.options))
+        keys = {o.setup for i, o in enumerate(self.problem.options) if units[i] > 0 and o.setup is not None}
+        total += sum(self.problem.setup_cost.get(k, 0.0) for k in keys)
+        total += sum(
+            (item.shortage_cost or 0.0) * s for item, s in zip(self.problem.items, short, strict=True)
+        )
+        return total
+
+
+def solve_core(problem: CoreProblem, params: CoreParams = CoreParams()) -> CoreResult:
+    """Solve the core problem: relaxation, rounding and repair, MIP phase, then hinted CP-SAT.
+
+    Returns the best verified solution with the best proven bound. When some item that must be placed
+    cannot be, the status is INFEASIBLE and units are all zero.
+    """
+    started = time.perf_counter()
+    model = CoreModel(problem)
+    lin = model.lin
+    deadline = started + params.time_limit_s
+    phases: dict[str, float] = {}
+    best: list[int] | None = None
+    bound = -math.inf
+
+    def keep(values: list[int] | None, phase: str) -> None:
+        nonlocal best
+        if values is None or not lin.feasible(values):
+            return
+        phases[phase] = model.true_objective(
+            [values[x] for x in model.x], [values[s] if s is not None else 0 for s in model.short]
+        )
+        if best is None or lin.value(values) < lin.value(best):
+            best = values
+
+    if params.warm_start is not None:
+        keep(model.complete(list(params.warm_start)), "warm start")
+
+    relaxed, lp_value, _ = lin.relaxation(max(0.05, params.time_limit_s * 0.25))
+    if lp_value is not None:
+        bound = max(bound, lp_value)
+        for tolerance in (1e-6, 0.0):
+            units = [max(0, math.floor(relaxed[x] + tolerance)) for x in model.x]
+            keep(model.repair(units), "relaxation rounded")
+    if best is None:
+        keep(model.repair([0] * len(model.x)), "greedy")
+
+    remaining = deadline - time.perf_counter()
+    if len(lin.lb) <= params.mip_max_variables and params.mip_share > 0 and remaining > 0.2:
+        values, mip_bound = lin.mip(remaining * params.mip_share)
+        keep(values, "mip")
+        if mip_bound is not None:
+            bound = max(bound, mip_bound)
+
+    status = "FEASIBLE"
+    remaining = deadline - time.perf_counter()
+    proven = best is not None and math.isfinite(bound) and lin.value(best) <= math.ceil(bound - 1e-6)
+    if not proven and best is not None and params.lns_share > 0 and remaining > 0.5:
+        keep(
+            _neighbourhood_search(model, best, time.perf_counter() + remaining * params.lns_share, params),
+            "lns",
+        )
+        remaining = deadline - time.perf_counter()
+    if not proven:
+        cp, variables = lin.cp_sat(best)
+        solver = cp_model.CpSolver()
+        solver.parameters.max_time_in_seconds = max(0.05, remaining)
+        solver.parameters.num_workers = params.workers
+        solver.parameters.random_seed = params.seed
+        outcome = solver.solve(cp)
+        if outcome in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+            keep([int(solver.value(v)) for v in variables], "cp-sat")
+            bound = max(bound, solver.best_objective_bound)
+            if outcome == cp_model.OPTIMAL:
+                status = "OPTIMAL"
+        elif outcome == cp_model.INFEASIBLE:
+            status = "INFEASIBLE"
+        else:
+            bound = max(bound, solver.best_objective_bound) if best is not None else bound
+    seconds = time.perf_counter() - started
+    if best is None:
+        empty = [0] * len(model.x)
+        short = [item.quantity for item in problem.items]
+        return CoreResult(
+            empty, short, math.inf, bound / model.objective_scale, "INFEASIBLE", seconds, phases
+        )
+    if status != "OPTIMAL" and math.isfinite(bound) and lin.value(best) <= math.ceil(bound - 1e-6):
+        status = "OPTIMAL"
+    result = model.result(best, bound if math.isfinite(bound) else -math.inf, status, seconds)
+    result.phases.update(phases)
+    return result
+
+
+def _neighbourhood_search(
+    model: CoreModel, start: list[int], deadline: float, params: CoreParams
+) -> list[int]:
+    """Re-solve small neighbourhoods with CP-SAT, everything outside them fixed, keeping improvements.
+
+    A neighbourhood is a few resources (or pools) chosen at random, weighted by how much the best
+    solution so far pays for the items using them; its items may move among their options inside it.
+    """
+    import random
+
+    rng = random.Random(params.seed)
+    lin = model.lin
+    best = list(start)
+    names = sorted({name for option in model.problem.options for name in option.uses})
+    if len(names) < 2:
+        return best
+    options_of: dict[str, list[int]] = defaultdict(list)
+    for o, option in enumerate(model.problem.options):
+        for name in option.uses:
+            options_of[name].append(o)
+    cp, variables = lin.cp_sat(None)
+    size = min(len(names), 3)
+    while time.perf_counter() < deadline - 0.05:
+        chosen = set(rng.sample(names, size))
+        free_items = {
+            model.problem.options[o].item for name in chosen for o in options_of[name] if best[model.x[o]]
+        }
+        free = {
+            o
+            for o, option in enumerate(model.problem.options)
+            if option.item in free_items and set(option.uses) <= chosen
+        }
+        sub = cp.clone()
+        fixed = set()
+        for o, option in enumerate(model.problem.options):
+            if o not in free:
+                fixed.add(model.x[o])
+        for var in fixed:
+            sub.add(sub.get_int_var_from_proto_index(var) == best[var])
+        sub.clear_hints()
+        for var, value in enumerate(best):
+            sub.add_hint(sub.get_int_var_from_proto_index(var), value)
+        solver = cp_model.CpSolver()
+        solver.parameters.max_time_in_seconds = max(0.05, min(1.0, deadline - time.perf_counter()))
+        solver.parameters.num_workers = 1
+        solver.parameters.random_seed = rng.randrange(1 << 30)
+        outcome = solver.solve(sub)
+        if outcome in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+            values = [int(solver.value(sub.get_int_var_from_proto_index(v))) for v in range(len(variables))]
+            if lin.value(values) < lin.value(best) and lin.feasible(values):
+                best = values
+    return best
+
+
+def _components(pools: dict[str, frozenset[str]], direct: Mapping[str, object]) -> list[list[str]]:
+    """Group pools and directly used resources that share resources (transitively), deterministically."""
+    names = sorted(pools) + sorted(r for r in direct if r not in pools)
+    parent = {n: n for n in names}
+
+    def root(n: str) -> str:
+        while parent[n] != n:
+            parent[n] = parent[parent[n]]
+            n = parent[n]
+        return n
+
+    owner: dict[str, str] = {}
+    for name in names:
+        for r in pools.get(name, frozenset({name})):
+            if r in owner:
+                parent[root(name)] = root(owner[r])
+            else:
+                owner[r] = name
+    groups: dict[str, list[str]] = defaultdict(list)
+    for name in names:
+        groups[root(name)].append(name)
+    return sorted(groups.values())
+
+
+def _integral_flow(block: _FlowBlock, values: list[int]) -> dict[int, int] | None:
+    """Whole amounts y per (pool, resource) carrying each pool's work within capacities, or None."""
+    graph = nx.DiGraph()
+    total = 0
+    for pool, per_x in block.work.items():
+        amount = sum(c * values[x] for x, c in per_x.items())
+        total += amount
+        graph.add_edge("source", ("pool", pool), capacity=amount)
+        for r in block.pools[pool]:
+            graph.add_edge(("pool", pool), ("resource", r))
+    for r, cap in block.cap.items():
+        direct_use = sum(c * values[x] for x, c in block.direct.get(r, {}).items())
+        if direct_use > cap:
+            return None
+        graph.add_edge(("resource", r), "sink", capacity=cap - direct_use)
+    placed, flow = nx.maximum_flow(graph, "source", "sink")
+    if placed < total:
+        return None
+    return {y: int(flow[("pool", pool)][("resource", r)]) for (pool, r), y in block.y.items()}

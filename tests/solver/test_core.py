@@ -1,0 +1,83 @@
+"""The allocation core on small problems whose optimum is known by enumeration."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from solver.core import CoreParams, CoreProblem, Item, Option, solve_core
+
+QUICK = CoreParams(time_limit_s=2.0, workers=1)
+
+
+def test_must_place_items_that_cannot_fit_are_infeasible() -> None:
+    problem = CoreProblem(
+        items=[Item(1), Item(1)],
+        options=[Option(0, 1.0, {"r": 2}), Option(1, 1.0, {"r": 2})],
+        capacity={"r": 3},
+    )
+    result = solve_core(problem, QUICK)
+    assert result.status == "INFEASIBLE"
+
+
+def test_shortage_is_taken_only_when_cheaper_than_placing() -> None:
+    problem = CoreProblem(
+        items=[Item(3, shortage_cost=10.0)],
+        options=[Option(0, 4.0, {"r": 1}), Option(0, 12.0, {"s": 1})],
+        capacity={"r": 2, "s": 5},
+    )
+    result = solve_core(problem, QUICK)
+    assert result.units == [2, 0] and result.short == [1]
+    assert result.objective == pytest.approx(18.0)
+    assert result.status == "OPTIMAL"
+
+
+def test_setup_is_paid_once_per_key() -> None:
+    problem = CoreProblem(
+        items=[Item(4)],
+        options=[Option(0, 1.0, {}, setup="a"), Option(0, 1.0, {}, setup="a"), Option(0, 0.5, {}, setup="b")],
+        capacity={},
+        setup_cost={"a": 0.0, "b": 10.0},
+    )
+    result = solve_core(problem, QUICK)
+    assert result.objective == pytest.approx(4.0)
+    assert result.units[2] == 0
+
+
+def test_pools_sharing_a_resource_are_exact() -> None:
+    # Work of pool A may run on r1 or r2, of pool B only on r2: 6 of A and 4 of B fit 5 + 5 exactly;
+    # a per-pool sum (A: 10, B: 5) would also accept 6 of A and 5 of B, which does not fit.
+    problem = CoreProblem(
+        items=[Item(6, shortage_cost=100.0), Item(5, shortage_cost=100.0)],
+        options=[Option(0, 1.0, {"A": 1}), Option(1, 1.0, {"B": 1})],
+        capacity={"r1": 5, "r2": 5},
+        pools={"A": frozenset({"r1", "r2"}), "B": frozenset({"r2"})},
+    )
+    result = solve_core(problem, QUICK)
+    assert sum(result.short) == 1
+    assert result.units[0] + result.units[1] == 10
+
+
+def test_small_assignment_matches_enumeration() -> None:
+    cost = [[4, 7, 3, 6], [5, 2, 8, 4], [6, 5, 4, 3]]
+    use = [[3, 2, 4, 1], [2, 3, 2, 3], [4, 1, 3, 2]]
+    cap = [5, 5, 4]
+    options = [Option(j, cost[i][j], {f"a{i}": use[i][j]}) for j in range(4) for i in range(3)]
+    problem = CoreProblem([Item(1) for _ in range(4)], options, {f"a{i}": cap[i] for i in range(3)})
+    best = min(
+        sum(cost[a][j] for j, a in enumerate(agents))
+        for agents in itertools.product(range(3), repeat=4)
+        if all(sum(use[i][j] for j, a in enumerate(agents) if a == i) <= cap[i] for i in range(3))
+    )
+    result = solve_core(problem, QUICK)
+    assert result.objective == best
+    assert result.status == "OPTIMAL"
+    assert result.bound <= result.objective
+
+
+def test_a_warm_start_is_kept_when_nothing_beats_it() -> None:
+    problem = CoreProblem([Item(2)], [Option(0, 1.0, {"r": 1}), Option(0, 1.0, {"s": 1})], {"r": 2, "s": 2})
+    result = solve_core(problem, CoreParams(time_limit_s=1.0, workers=1, warm_start=[2, 0]))
+    assert result.objective == 2.0
+    assert result.phases["warm start"] == 2.0

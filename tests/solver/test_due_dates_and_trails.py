@@ -1,0 +1,112 @@
+"""Due dates, lateness, the licence gate and trails in the allocation, each checked by the validator."""
+
+from __future__ import annotations
+
+import pytest
+
+from protocol.model import Plan
+from solver.allocate import solve
+from solver.check import check
+from solver.problem import Problem, SolveParams
+from tests.solver.factory import FAR, NEAR, lab, machine, order, printer, problem, units_by_lab
+
+#: A late window of 5 days: units that miss their due date may still be planned, at a price.
+LATE_OK = SolveParams(time_limit_s=2.0, workers=1, late_window_days=5.0)
+
+
+def shield_lab(id: str, at: tuple[float, float], hours: float = 8.0) -> object:
+    """A lab whose printer makes 4 face shields a day (480 min / 120 min)."""
+    return lab(id, at, [printer(hours=hours), machine("laser", "laser"), machine("bench", "assembly")])
+
+
+def solved(p: Problem, params: SolveParams) -> Plan:
+    plan = solve(p, params)
+    assert check(p, plan, params) == []
+    assert plan.bound <= plan.objective + 1e-6
+    return plan
+
+
+def late_units(plan: Plan, order_id: str) -> int:
+    return sum(a.late_units for a in plan.allocations if a.order_id == order_id)
+
+
+def test_units_beyond_the_due_date_are_planned_late_not_dropped() -> None:
+    plan = solved(problem([shield_lab("only", NEAR)], [order("o1", "face-shield", 6, days=1)]), LATE_OK)
+    assert units_by_lab(plan, "o1") == {"only": 6}
+    assert late_units(plan, "o1") == 2
+    [a] = plan.allocations
+    assert a.cost.lateness == pytest.approx(LATE_OK.lateness_penalty["routine"] * 2)
+    assert plan.shortages == []
+
+
+def test_a_farther_lab_on_time_beats_a_near_lab_late() -> None:
+    labs = [shield_lab("near", NEAR), shield_lab("far", FAR)]
+    plan = solved(problem(labs, [order("o1", "face-shield", 8, days=1)]), LATE_OK)
+    assert units_by_lab(plan, "o1") == {"near": 4, "far": 4}
+    assert late_units(plan, "o1") == 0
+
+
+def test_an_early_order_gets_the_capacity_before_its_due_date() -> None:
+    # One lab, 4 shields a day. The early order (due in 1 day) needs 4 by tomorrow; the later one
+    # (due in 3 days) fits after it. Without buckets both would compete for the same 3 days.
+    orders = [order("late-due", "face-shield", 8, days=3), order("early-due", "face-shield", 4, days=1)]
+    plan = solved(problem([shield_lab("only", NEAR)], orders), LATE_OK)
+    assert units_by_lab(plan, "early-due") == {"only": 4}
+    assert late_units(plan, "early-due") == 0
+    assert late_units(plan, "late-due") == 0
+
+
+def test_check_rejects_on_time_units_that_do_not_fit_before_their_due_date() -> None:
+    p = problem([shield_lab("only", NEAR)], [order("o1", "face-shield", 6, days=1)])
+    plan = solved(p, LATE_OK)
+    [a] = plan.allocations
+    cheating = plan.model_copy(update={"allocations": [a.model_copy(update={"late_units": 0})]})
+    assert any("capacity exceeded within 1.00 days" in v for v in check(p, cheating, LATE_OK))
+
+
+def test_licence_gate_leaves_the_order_short_with_the_reason() -> None:
+    gated = order("o1", "finger-splint", 3).model_copy(update={"accepts_licences": ["CERN-OHL-S-2.0"]})
+    plan = solved(problem([lab("a", NEAR)], [gated]), LATE_OK)
+    assert plan.allocations == []
+    [s] = plan.shortages
+    assert s.reason.startswith("licence gate") and "CC-BY-4.0" in s.reason
+
+
+def test_accepted_licence_passes_the_gate() -> None:
+    ok = order("o1", "finger-splint", 3).model_copy(update={"accepts_licences": ["CC-BY-4.0"]})
+    plan = solved(problem([lab("a", NEAR)], [ok]), LATE_OK)
+    assert units_by_lab(plan, "o1") == {"a": 3}
+
+
+def test_a_strong_trail_can_win_against_a_little_distance_and_shows_in_the_cost() -> None:
+    labs = [lab("near", NEAR), lab("middle", (41.42, 2.17))]  # about 1.5 and 3.7 km from the centre
+    base = problem(labs, [order("o1", "finger-splint", 5)])
+    assert units_by_lab(solved(base, LATE_OK), "o1") == {"near": 5}
+    trailed = Problem(
+        base.now, base.designs, base.labs, base.demands, trails={("finger-splint", "middle"): 5.0}
+    )
+    plan = solved(trailed, LATE_OK)
+    assert units_by_lab(plan, "o1") == {"middle": 5}
+    [a] = plan.allocations
+    assert a.cost.trail == pytest.approx(-LATE_OK.trail_discount_km * 5)
+
+
+def test_strong_trails_add_candidates_beyond_the_nearest() -> None:
+    labs = [lab("near", NEAR), lab("far", FAR)]
+    trails = {("finger-splint", "far"): 5.0}
+    base = problem(labs, [order("o1", "finger-splint", 2)])
+    p = Problem(base.now, base.designs, base.labs, base.demands, trails=trails)
+    params = SolveParams(
+        time_limit_s=2.0, workers=1, k_nearest=1, trail_candidates=1, trail_discount_km=500.0
+    )
+    assert units_by_lab(solved(p, params), "o1") == {"far": 2}
+    no_trail_candidates = SolveParams(time_limit_s=2.0, workers=1, k_nearest=1, trail_candidates=0)
+    assert units_by_lab(solved(p, no_trail_candidates), "o1") == {"near": 2}
+
+
+def test_warm_start_from_the_previous_plan_gives_the_same_plan() -> None:
+    p = problem([shield_lab("a", NEAR), shield_lab("b", FAR)], [order("o1", "face-shield", 6, days=2)])
+    first = solved(p, LATE_OK)
+    second = solve(p, LATE_OK, warm_start=first)
+    assert check(p, second, LATE_OK) == []
+    assert second.objective == pytest.approx(first.objective)

@@ -1,0 +1,61 @@
+"""GAP files, their mapping onto the core, and the textbook baseline."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import pytest
+
+from solver.gap import GapFormatError, evaluate, parse_gap, read_gap_file, solve_textbook, solve_with_core
+
+SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "benchmarks" / "gap"
+#: 2 agents, 3 jobs; costs, uses, capacities (Yagiura layout).
+TINY = "2 3\n 4 2 5\n 3 6 1\n 2 2 3\n 3 1 2\n 5 4\n"
+
+
+def brute_force(instance) -> float:
+    best = None
+    for agents in itertools.product(range(instance.agents), repeat=instance.jobs):
+        value, problems = evaluate(instance, list(agents))
+        if not problems and (best is None or value < best):
+            best = value
+    return best
+
+
+def test_yagiura_text_is_one_minimisation_instance() -> None:
+    [instance] = parse_gap(TINY, "tiny")
+    assert (instance.agents, instance.jobs, instance.sense) == (2, 3, "min")
+    assert instance.capacity == [5, 4]
+
+
+def test_orlibrary_text_holds_several_maximisation_instances() -> None:
+    text = "2\n" + TINY + TINY
+    instances = parse_gap(text, "two")
+    assert [i.name for i in instances] == ["two#1", "two#2"]
+    assert all(i.sense == "max" for i in instances)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [("2 3\n4 x 5", "'x' is not an integer"), ("2 3\n1 2 3", "needs 11 numbers"), ("", "too short")],
+)
+def test_bad_files_say_why(text: str, message: str) -> None:
+    with pytest.raises(GapFormatError, match=message):
+        parse_gap(text, "bad")
+
+
+def test_core_and_textbook_find_the_enumerated_optimum() -> None:
+    [instance] = parse_gap(TINY, "tiny")
+    optimum = brute_force(instance)
+    for solution in (solve_with_core(instance, 2.0, 1), solve_textbook(instance, 2.0, 1)):
+        assert solution.objective == optimum
+        assert evaluate(instance, solution.agent_of) == (optimum, [])
+
+
+@pytest.mark.skipif(not (SHARED / "gap12.txt").exists(), reason="shared benchmark instances not present")
+def test_gap12_first_instance_is_solved_to_its_published_optimum() -> None:
+    instance = read_gap_file(SHARED / "gap12.txt")[0]
+    solution = solve_with_core(instance, 5.0, 2)
+    assert solution.objective == 1451
+    assert evaluate(instance, solution.agent_of) == (1451, [])
