@@ -18,3 +18,7 @@ bench_app = typer.Typer(
 from cosmolocal.bench_gap import gap  # noqa: E402
 
 bench_app.command("gap")(gap)
+
+from cosmolocal.bench_scale import scale  # noqa: E402
+
+bench_app.command("scale")(scale)

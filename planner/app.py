@@ -49,6 +49,12 @@ class PlannerSettings:
     solve_workers: int = 2
     k_nearest: int = 8
 
+    def solve_params(self) -> SolveParams:
+        """The solver parameters these settings give."""
+        return SolveParams(
+            time_limit_s=self.solve_time_limit_s, workers=self.solve_workers, k_nearest=self.k_nearest
+        )
+
 
 @dataclass
 class Planner:
@@ -82,11 +88,7 @@ def create_app(settings: PlannerSettings, clock: Callable[[], datetime] = utcnow
             heartbeat_ms=settings.heartbeat_ms,
             liveness=settings.liveness,
         )
-        params = SolveParams(
-            time_limit_s=settings.solve_time_limit_s,
-            workers=settings.solve_workers,
-            k_nearest=settings.k_nearest,
-        )
+        params = settings.solve_params()
         replanner = Replanner(core, mesh.send_assignments, params)
 
         def on_change(reason: str) -> None:
@@ -166,6 +168,15 @@ def _routes(app: FastAPI, clock: Callable[[], datetime]) -> None:
             raise HTTPException(404, f"no order {order_id!r}")
         return view
 
+    @app.get("/orders/{order_id}/explanation", tags=["orders"])
+    async def get_order_explanation(order_id: str, request: Request) -> list[dict[str, Any]]:
+        """Why each lab was chosen (its cost terms), and why the nearest others were not, with what
+        would change that ("with 4.0 more fdm-hours before the due date, it could take 8 units")."""
+        planner = _planner(request)
+        if order_id not in planner.core.orders:
+            raise HTTPException(404, f"no order {order_id!r}")
+        return planner.core.explanation(order_id, planner.settings.solve_params())
+
     @app.get("/labs", tags=["labs"])
     async def list_labs(request: Request) -> list[dict[str, Any]]:
         """Every lab that joined, live or lost, with its machines, stock and jobs."""
@@ -180,6 +191,17 @@ def _routes(app: FastAPI, clock: Callable[[], datetime]) -> None:
         if view is None:
             raise HTTPException(404, f"no lab {lab_id!r}")
         return core.lab_json(view)
+
+    @app.get("/labs/{lab_id}/trails", tags=["labs"])
+    async def get_lab_trails(lab_id: str, request: Request) -> dict[str, Any]:
+        """A lab's trails per design: strength, the discount it earns in the plan, and its history.
+
+        Trails are about a lab's record with a design, visible to everyone, and they fade with time.
+        """
+        planner = _planner(request)
+        if lab_id not in planner.core.labs:
+            raise HTTPException(404, f"no lab {lab_id!r}")
+        return planner.core.trails_view(lab_id, planner.settings.solve_params())
 
     @app.get("/designs", tags=["designs"])
     async def list_designs(request: Request) -> list[dict[str, Any]]:

@@ -17,9 +17,11 @@ from typing import Any
 from planner.events import Event, EventBus
 from planner.store import AssignmentRow, Ledger
 from protocol.messages import CapacityTrace, DemandTrace, Field_
-from protocol.model import Design, Lab, Order, OrderRequest, Plan
+from protocol.model import Allocation, Design, Lab, Order, OrderRequest, Plan
+from solver.explain import explain_order
 from solver.geo import haversine_km
-from solver.problem import Demand, LabState, Problem
+from solver.problem import Demand, LabState, Problem, SolveParams
+from solver.trails import DEFAULT_RULES, TrailRules
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +72,9 @@ class PlannerCore:
     labs: dict[str, LabView] = field(default_factory=dict)
     assignments: dict[str, AssignmentRow] = field(default_factory=dict)
     plan: Plan | None = None
+    #: Trail strength per (design, lab id); see solver.trails. Visible through the API with history.
+    trails: dict[tuple[str, str], float] = field(default_factory=dict)
+    trail_rules: TrailRules = DEFAULT_RULES
     plans_committed: int = 0
     plans_rejected: int = 0
     _by_order: dict[str, list[AssignmentRow]] = field(default_factory=dict)
@@ -91,6 +96,7 @@ class PlannerCore:
         for row in self.ledger.load_assignments():
             self._index(row)
         self.plan = self.ledger.load_latest_plan()
+        self.trails = self.ledger.load_trails()
 
     # --- events -------------------------------------------------------------------------------
 
@@ -325,12 +331,103 @@ class PlannerCore:
             events = [self._change_job(db, a, state, now, **changes)]
             if (e := self._refresh_order(db, a.order_id)) is not None:
                 events.append(e)
+            if state in {"done", "refused", "failed"}:
+                events += self._mark_trail(db, a, state, now)
         self._publish(*events)
         if state in {"refused", "failed"}:
             log.warning(
                 "lab %s %s %s (%d units of order %s): %s", lab_id, state, a.id, a.quantity, a.order_id, reason
             )
             self.on_change(f"job {state}")
+
+    # --- trails -------------------------------------------------------------------------------
+
+    def _mark_trail(self, db: Any, a: AssignmentRow, state: str, now: datetime) -> list[Event]:
+        """Reinforce the (design, lab) trail on an on-time delivery, weaken it on a refusal or failure."""
+        order = self.orders[a.order_id]
+        key = (order.design, a.lab_id)
+        before = self.trails.get(key, self.trail_rules.neutral)
+        if state == "done":
+            on_time = now <= order.due_at
+            after = self.trail_rules.delivered_on_time(before) if on_time else before
+            cause = "delivered on time" if on_time else "delivered after the due date (no reinforcement)"
+        else:
+            after = self.trail_rules.let_down(before)
+            cause = f"{state}: {a.reason or 'no reason given'}"
+        return [self._set_trail(db, key, before, after, cause, now)]
+
+    def _set_trail(
+        self, db: Any, key: tuple[str, str], before: float, after: float, cause: str, now: datetime
+    ) -> Event:
+        self.trails[key] = after
+        Ledger.put_trail(db, key[0], key[1], after, now)
+        data = {"design": key[0], "lab_id": key[1], "before": before, "tau": after, "cause": cause}
+        return self._emit(db, f"trail-{key[1]}", "trail.changed", data)
+
+    def evaporate_trails(self) -> None:
+        """One round of evaporation: every trail fades toward neutral (called once per committed plan)."""
+        now = self.clock()
+        changed = []
+        with self.ledger.transaction() as db:
+            for key, tau in sorted(self.trails.items()):
+                after = self.trail_rules.evaporate(tau)
+                if abs(after - tau) > 1e-9:
+                    self.trails[key] = after
+                    Ledger.put_trail(db, key[0], key[1], after, now)
+                    changed.append(key)
+        if changed:
+            log.debug("trails evaporated: %d", len(changed))
+
+    def trails_view(self, lab_id: str, params: SolveParams = SolveParams()) -> dict[str, Any]:
+        """A lab's trails, what each is worth in the plan, and their recorded history."""
+        rules = self.trail_rules
+        trails = [
+            {
+                "design": design,
+                "tau": round(tau, 4),
+                "strength": round(rules.strength(tau), 4),
+                "discount_km_per_unit": round(params.trail_discount_km * rules.strength(tau), 3),
+            }
+            for (design, lab), tau in sorted(self.trails.items())
+            if lab == lab_id
+        ]
+        history = [
+            {"seq": e.seq, "at": e.at, **e.data} for e in self.ledger.events_of(f"trail-{lab_id}", limit=200)
+        ]
+        return {
+            "lab_id": lab_id,
+            "rules": {
+                "neutral": rules.neutral,
+                "minimum": rules.minimum,
+                "maximum": rules.maximum,
+                "evaporation_per_plan": rules.evaporation,
+                "reinforce_on_time": rules.reinforce,
+                "weaken_factor": rules.weaken,
+            },
+            "trails": trails,
+            "history": history,
+        }
+
+    def explanation(self, order_id: str, params: SolveParams = SolveParams()) -> list[dict[str, Any]]:
+        """Why the order's labs were chosen and why its nearest other labs were not (see solver.explain)."""
+        order = self.orders[order_id]
+        allocations = [
+            Allocation(order_id=order_id, lab_id=a.lab_id, quantity=a.quantity, cost=a.cost)
+            for a in self._by_order.get(order_id, ())
+            if a.state in ACTIVE_STATES or a.state == "done"
+        ]
+        labs = [self._lab_state(view) for view in self.labs.values()]
+        problem = Problem(
+            now=self.clock(),
+            designs=self.designs,
+            labs=labs,
+            demands=[Demand(order=order, quantity=order.quantity)],
+            trails=dict(self.trails),
+        )
+        plan = Plan(
+            version=0, allocations=allocations, objective=0.0, bound=0.0, status="FEASIBLE", solve_seconds=0
+        )
+        return [v.to_json() for v in explain_order(problem, plan, order_id, params)]
 
     # --- planning -----------------------------------------------------------------------------
 
@@ -344,7 +441,9 @@ class PlannerCore:
             if remaining > 0:
                 demands.append(Demand(order=order, quantity=remaining))
         labs = [self._lab_state(view) for view in self.labs.values()]
-        return Problem(now=self.clock(), designs=self.designs, labs=labs, demands=demands)
+        return Problem(
+            now=self.clock(), designs=self.designs, labs=labs, demands=demands, trails=dict(self.trails)
+        )
 
     def _lab_state(self, view: LabView) -> LabState:
         """A lab as the solver sees it: its report, minus what was assigned but not yet acknowledged."""
@@ -420,6 +519,7 @@ class PlannerCore:
         self.plan = plan
         self.plans_committed += 1
         self._publish(*events)
+        self.evaporate_trails()
         log.info(
             "plan v%d: %d allocations, %d shortages, objective %.1f, bound %.1f, %s in %.2f s",
             version,

@@ -59,6 +59,14 @@ CREATE TABLE IF NOT EXISTS plans (
     created_at  TEXT NOT NULL,
     record      TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS trails (
+    design      TEXT NOT NULL,
+    lab_id      TEXT NOT NULL,
+    tau         REAL NOT NULL,
+    updated_at  TEXT NOT NULL,
+    PRIMARY KEY (design, lab_id)
+);
+CREATE INDEX IF NOT EXISTS events_by_stream ON events(stream, seq);
 CREATE TABLE IF NOT EXISTS meta (
     key    TEXT PRIMARY KEY,
     value  TEXT NOT NULL
@@ -155,6 +163,14 @@ class Ledger:
         ).fetchall()
         return [StoredEvent(r[0], r[1], r[2], r[3], json.loads(r[4])) for r in rows]
 
+    def events_of(self, stream: str, limit: int = 200) -> list[StoredEvent]:
+        """The latest events of one stream (such as a lab's trail history), oldest first."""
+        rows = self._db.execute(
+            "SELECT seq, at, stream, kind, data FROM events WHERE stream = ? ORDER BY seq DESC LIMIT ?",
+            (stream, limit),
+        ).fetchall()
+        return [StoredEvent(r[0], r[1], r[2], r[3], json.loads(r[4])) for r in reversed(rows)]
+
     def last_event_seq(self) -> int:
         """The highest sequence number written so far (0 for a new ledger)."""
         row = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()
@@ -236,7 +252,21 @@ class Ledger:
             (plan.version, at.isoformat(), plan.model_dump_json()),
         )
 
+    @staticmethod
+    def put_trail(db: sqlite3.Connection, design: str, lab_id: str, tau: float, at: datetime) -> None:
+        """Insert or update one trail's strength."""
+        db.execute(
+            "INSERT INTO trails (design, lab_id, tau, updated_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(design, lab_id) DO UPDATE SET tau = excluded.tau, updated_at = excluded.updated_at",
+            (design, lab_id, tau, at.isoformat()),
+        )
+
     # --- projections: reads (used at boot to rebuild the in-memory state) ------------------
+
+    def load_trails(self) -> dict[tuple[str, str], float]:
+        """Every trail's strength by (design, lab id)."""
+        rows = self._db.execute("SELECT design, lab_id, tau FROM trails").fetchall()
+        return {(r[0], r[1]): float(r[2]) for r in rows}
 
     def load_orders(self) -> list[Order]:
         """Every order, oldest first."""

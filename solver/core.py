@@ -620,10 +620,7 @@ def _neighbourhood_search(
             if option.item in free_items and set(option.uses) <= chosen
         }
         sub = cp.clone()
-        fixed = set()
-        for o, option in enumerate(model.problem.options):
-            if o not in free:
-                fixed.add(model.x[o])
+        fixed = {model.x[o] for o in range(len(model.problem.options)) if o not in free}
         for var in fixed:
             sub.add(sub.get_int_var_from_proto_index(var) == best[var])
         sub.clear_hints()

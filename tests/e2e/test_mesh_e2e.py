@@ -126,6 +126,19 @@ def test_orders_are_planned_executed_and_streamed(mesh: Mesh) -> None:
         labs_after = {lab["id"]: lab for lab in client.get("/labs").json()}
         plan = client.get("/plan").json()
         health = client.get("/health").json()
+        # Each order explains its labs, and each lab that delivered on time carries a visible trail.
+        for view in views:
+            verdicts = client.get(f"/orders/{view['id']}/explanation").json()
+            chosen = {v["lab_id"] for v in verdicts if v["chosen"]}
+            assert chosen == {a["lab_id"] for a in view["allocations"] if a["state"] == "done"}
+            assert all(v["why"] for v in verdicts)
+        delivered = {
+            (v["design"], a["lab_id"]) for v in views for a in v["allocations"] if a["state"] == "done"
+        }
+        for design, lab_id in delivered:
+            trails = client.get(f"/labs/{lab_id}/trails").json()
+            assert design in {t["design"] for t in trails["trails"]}
+            assert any(h["cause"] == "delivered on time" for h in trails["history"])
 
     # What was actually made passes the independent validator against the labs' starting state.
     orders = [Order.model_validate({k: v[k] for k in Order.model_fields}) for v in views]

@@ -69,6 +69,8 @@ def test_reads(client: TestClient) -> None:
     assert client.get("/labs").json() == []
     assert client.get("/labs/nowhere").status_code == 404
     assert client.get("/orders/o-missing").status_code == 404
+    assert client.get("/orders/o-missing/explanation").status_code == 404
+    assert client.get("/labs/nowhere/trails").status_code == 404
     assert client.get("/plan").json()["version"] == 0
     assert client.get("/plan").json()["totals"] == {
         "plans": 0,

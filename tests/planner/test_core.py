@@ -84,7 +84,8 @@ def test_order_goes_from_open_to_done(core: PlannerCore) -> None:
     core.job_update("lab-a", row.id, "done", units_done=10)
     assert core.orders[order.id].state == "done"
     kinds = [e.kind for e in core.ledger.events_after(0)]
-    assert kinds[-1] == "order.state" and "job.done" in kinds and "plan.committed" in kinds
+    assert kinds[-2:] == ["order.state", "trail.changed"]
+    assert "job.done" in kinds and "plan.committed" in kinds
 
 
 def test_refusal_and_failure_return_units_to_demand(core: PlannerCore) -> None:
@@ -207,3 +208,50 @@ def test_a_standing_shortage_is_reported_once_not_re_planned_forever(core: Plann
         assert view["shortage"]["reason"].startswith("no capable lab")
 
     asyncio.run(scenario())
+
+
+def test_trails_grow_on_time_weaken_on_refusal_fade_and_come_back_from_the_ledger(
+    core: PlannerCore, tmp_path: Path
+) -> None:
+    rules = core.trail_rules
+    order = core.submit_order(_request(10))
+    [row] = core.commit_plan(_plan(order.id, 10))
+    core.job_update("lab-a", row.id, "accepted")
+    core.job_update("lab-a", row.id, "done", units_done=10)
+    key = ("finger-splint", "lab-a")
+    assert core.trails[key] == pytest.approx(rules.neutral + rules.reinforce)
+    assert core.problem().trails[key] == core.trails[key]
+
+    second = core.submit_order(_request(5))
+    [refused] = core.commit_plan(_plan(second.id, 5))  # a committed plan is one evaporation round
+    after_round = rules.evaporate(rules.neutral + rules.reinforce)
+    assert core.trails[key] == pytest.approx(after_round)
+    core.job_update("lab-a", refused.id, "refused", reason="printer broken")
+    assert core.trails[key] == pytest.approx(rules.let_down(after_round))
+
+    view = core.trails_view("lab-a")
+    assert [t["design"] for t in view["trails"]] == ["finger-splint"]
+    causes = [h["cause"] for h in view["history"]]
+    assert causes == ["delivered on time", "refused: printer broken"]
+
+    again = PlannerCore(ledger=Ledger(tmp_path / "c.db"), designs=catalogue(), clock=lambda: NOW)
+    again.load()
+    assert again.trails[key] == pytest.approx(core.trails[key])
+
+
+def test_explanation_names_the_chosen_lab_and_why_another_was_not(core: PlannerCore) -> None:
+    far_lab = LAB.model_copy(
+        update={
+            "id": "lab-b",
+            "name": "Lab B",
+            "location": Location(lat=46.0, lon=5.0),
+            "machines": [Machine(id="laser", processes=["laser"])],
+        }
+    )
+    core.lab_hello(far_lab, {})
+    order = core.submit_order(_request(4))
+    core.commit_plan(_plan(order.id, 4))
+    verdicts = {v["lab_id"]: v for v in core.explanation(order.id)}
+    assert verdicts["lab-a"]["chosen"] and verdicts["lab-a"]["units"] == 4
+    assert not verdicts["lab-b"]["chosen"]
+    assert verdicts["lab-b"]["why"].startswith("no capability")

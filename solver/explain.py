@@ -1,0 +1,168 @@
+"""Why this lab, and why not the others: the explanation of an order's allocation, in plain lines.
+
+For the labs an order was given to, the cost terms (distance, transport, setup, lateness, trail). For
+the nearest labs it was not given to, the first reason that rules each out, in the order a person
+would check them (lost, licence, capability, stock, capacity before the due date, distance), and
+when something concrete would change it, what: "with 4.0 more fdm-hours before 2026-03-06, lab B
+could take 2 more units". Recomputed from the problem's records alone, like the validator.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from protocol.model import Allocation, Design, Plan
+from solver.capability import step_groups
+from solver.geo import haversine_km
+from solver.problem import LabState, Problem, SolveParams, days_until, free_minutes, horizon_days
+from solver.schedule import unrunnable_step
+
+
+@dataclass(frozen=True)
+class LabVerdict:
+    """One lab's part in an order's allocation: chosen with its terms, or not, and why."""
+
+    lab_id: str
+    lab_name: str
+    km: float
+    chosen: bool
+    units: int
+    why: str
+    what_would_change: str | None = None
+    cost: dict[str, float] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The verdict as JSON-ready data."""
+        return asdict(self)
+
+
+def explain_order(
+    problem: Problem, plan: Plan, order_id: str, params: SolveParams = SolveParams(), nearest: int = 5
+) -> list[LabVerdict]:
+    """The chosen labs of `order_id` in `plan`, then its `nearest` other labs with why not.
+
+    The order must be among the problem's demands (ValueError otherwise).
+    """
+    demand = next((d for d in problem.demands if d.order.id == order_id), None)
+    if demand is None:
+        raise ValueError(f"order {order_id!r} is not among the problem's demands")
+    order = demand.order
+    design = problem.designs.get(order.design)
+    chosen = {a.lab_id: a for a in plan.allocations if a.order_id == order_id}
+    by_distance = sorted(problem.labs, key=lambda s: (haversine_km(s.lab.location, order.delivery), s.lab.id))
+    verdicts = []
+    for state in by_distance:
+        if state.lab.id in chosen:
+            verdicts.append(_chosen(state, chosen[state.lab.id], order.delivery))
+    farthest_chosen = max((a.cost.km for a in chosen.values()), default=None)
+    missing = demand.quantity - sum(a.quantity for a in chosen.values())
+    late = sum(a.late_units for a in chosen.values())
+    others = [s for s in by_distance if s.lab.id not in chosen][:nearest]
+    horizon = horizon_days(problem, params)
+    due_days = days_until(problem, order.due_at)
+    for state in others:
+        km = haversine_km(state.lab.location, order.delivery)
+        # Units it could win: those short or late, and those made farther away.
+        wanted = missing + late + sum(a.quantity for a in chosen.values() if a.cost.km > km)
+        why, change = _why_not(state, design, order, km, farthest_chosen, wanted, due_days, horizon)
+        verdicts.append(LabVerdict(state.lab.id, state.lab.name, round(km, 1), False, 0, why, change))
+    return verdicts
+
+
+def _chosen(state: LabState, allocation: Allocation, delivery: object) -> LabVerdict:
+    c = allocation.cost
+    terms = f"{c.km:.1f} km; transport {c.transport:.1f}, setup {c.setup:.1f}"
+    if c.lateness:
+        terms += f", lateness {c.lateness:.1f} ({allocation.late_units} units after the due date)"
+    if c.trail:
+        terms += f", trail discount {c.trail:.1f}"
+    return LabVerdict(
+        state.lab.id,
+        state.lab.name,
+        round(c.km, 1),
+        True,
+        allocation.quantity,
+        f"chosen for {allocation.quantity} units: {terms}",
+        None,
+        c.model_dump(),
+    )
+
+
+def _why_not(
+    state: LabState,
+    design: Design | None,
+    order: object,
+    km: float,
+    farthest_chosen: float | None,
+    wanted: int,
+    due_days: float,
+    horizon: float,
+) -> tuple[str, str | None]:
+    """The first reason that rules a lab out, and what would change it."""
+    if not state.live:
+        return "lost: the lab has not been heard from", "it reconnects"
+    if design is None:
+        return f"design {order.design!r} is unknown", None  # type: ignore[attr-defined]
+    accepts = order.accepts_licences  # type: ignore[attr-defined]
+    if accepts and design.licence not in accepts:
+        return f"licence gate: the requester does not accept {design.licence!r}", None
+    missing_step = unrunnable_step(design, state.lab.machines)
+    if missing_step is not None:
+        return f"no capability: {missing_step}", None
+    for material, per_unit in sorted(design.materials_per_unit().items()):
+        have = state.stock.get(material, 0.0)
+        if have + 1e-9 < per_unit:
+            more = per_unit * max(1, wanted) - have
+            return (
+                f"no stock: {material} needs {per_unit:.3f} per unit, {have:.3f} free",
+                f"with {more:.3f} more {material}, it could take {max(1, wanted)} units",
+            )
+    room_by_due, bottleneck = _room(state, design, max(0.0, due_days))
+    if room_by_due < 1:
+        process, need, free = bottleneck
+        units = max(1, wanted)
+        hours = max(0.0, (need * units - free) / 60.0)
+        room_late = _room(state, design, horizon)[0]
+        suffix = f"; it could make {room_late} after the due date" if room_late >= 1 else ""
+        return (
+            f"no capacity before the due date: {process} needs {need:.0f} min per unit, {free:.0f} free"
+            + suffix,
+            f"with {hours:.1f} more {process}-hours before the due date, it could take {units} units",
+        )
+    if farthest_chosen is not None and km > farthest_chosen:
+        return (
+            f"capable, with room for {room_by_due} units by the due date, but farther: {km:.1f} km "
+            f"against {farthest_chosen:.1f} km for the farthest lab chosen",
+            None,
+        )
+    if wanted > 0:
+        return (
+            f"capable, with room for {room_by_due} units by the due date, but left out of the "
+            "candidates or the plan by cost: closer labs' capacity is used first",
+            None,
+        )
+    return f"capable, with room for {room_by_due} units, but the chosen labs are closer or cheaper", None
+
+
+def _room(state: LabState, design: Design, days: float) -> tuple[int, tuple[str, float, float]]:
+    """Units the lab could make within `days` (steps sharing machines counted jointly, approximately),
+    and the tightest step: (process, minutes per unit, minutes free)."""
+    free = free_minutes(state, days)
+    need: dict[frozenset[str], float] = {}
+    process_of: dict[frozenset[str], str] = {}
+    for step, group in zip(design.steps, step_groups(state.lab, design), strict=True):
+        need[group] = need.get(group, 0.0) + step.minutes
+        process_of.setdefault(group, step.process)
+    room = math.inf
+    tightest = ("", 0.0, 0.0)
+    for group, minutes in need.items():
+        available = sum(free[m] for m in group)
+        units = math.floor(available / minutes + 1e-9) if minutes > 0 else math.inf
+        if units < room:
+            room, tightest = units, (process_of[group], minutes, available)
+    for material, per_unit in design.materials_per_unit().items():
+        if per_unit > 0:
+            room = min(room, math.floor(state.stock.get(material, 0.0) / per_unit + 1e-9))
+    return (int(room) if math.isfinite(room) else 0), tightest
