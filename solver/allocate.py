@@ -38,6 +38,7 @@ from solver.problem import (
     free_minutes,
     horizon_days,
 )
+from solver.regions import LABS_PER_REGION, solve_regions
 from solver.trails import DEFAULT_RULES, TrailRules
 
 #: Work is counted in tenths of a nominal minute.
@@ -61,6 +62,21 @@ def solve(
     `Plan` whose objective and bound are in cost units (those of `CostTerms`), with status OPTIMAL or
     FEASIBLE, or EMPTY when there is nothing to plan.
     """
+    if not problem.demands:
+        return Plan(version=version, objective=0.0, bound=0.0, status="EMPTY", solve_seconds=0.0)
+    if len(problem.demands) > params.decompose_above and len(problem.labs) > LABS_PER_REGION:
+        return solve_regions(problem, params, version)
+    return solve_small(problem, params, version, warm_start, rules)
+
+
+def solve_small(
+    problem: Problem,
+    params: SolveParams = SolveParams(),
+    version: int = 0,
+    warm_start: Plan | None = None,
+    rules: TrailRules = DEFAULT_RULES,
+) -> Plan:
+    """Solve the problem as one model (see `solve`, which calls this below the decomposition size)."""
     if not problem.demands:
         return Plan(version=version, objective=0.0, bound=0.0, status="EMPTY", solve_seconds=0.0)
     started = time.perf_counter()

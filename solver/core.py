@@ -216,24 +216,31 @@ class LinearModel:
 
     def relaxation(self, time_limit_s: float) -> tuple[list[float] | None, float | None, float]:
         """Values and objective of the linear relaxation (None when GLOP gives none), and its seconds."""
+        # Integer scaling leaves coefficients from 1 to 1e10; GLOP needs them near 1 or it gives up
+        # (ABNORMAL). Each row is divided by its largest coefficient and the objective by its own:
+        # the same polytope and optimum, well conditioned. The value is scaled back on return.
         lp = pywraplp.Solver.CreateSolver("GLOP")
         lp.SetTimeLimit(max(1, int(time_limit_s * 1000)))
         variables = [lp.NumVar(lo, hi, "") for lo, hi in zip(self.lb, self.ub, strict=True)]
         for row in self.rows:
-            lo = -lp.infinity() if row.lo is None else row.lo
-            hi = lp.infinity() if row.hi is None else row.hi
+            norm = max((abs(c) for c in row.coefs.values()), default=1) or 1
+            lo = -lp.infinity() if row.lo is None else row.lo / norm
+            hi = lp.infinity() if row.hi is None else row.hi / norm
             constraint = lp.Constraint(lo, hi)
             for i, c in row.coefs.items():
-                constraint.SetCoefficient(variables[i], c)
+                constraint.SetCoefficient(variables[i], c / norm)
+        cost_norm = max((abs(c) for c in self.cost.values()), default=1) or 1
         objective = lp.Objective()
         for i, c in self.cost.items():
-            objective.SetCoefficient(variables[i], c)
+            objective.SetCoefficient(variables[i], c / cost_norm)
         objective.SetMinimization()
         status = lp.Solve()
         seconds = lp.wall_time() / 1000.0
         if status != pywraplp.Solver.OPTIMAL:
             return None, None, seconds
-        return [v.solution_value() for v in variables], objective.Value(), seconds
+        # GLOP's optimum is exact up to its tolerances; shave a hair off so the bound stays a bound.
+        value = objective.Value() * cost_norm
+        return [v.solution_value() for v in variables], value - 1e-7 * abs(value) - 1e-6, seconds
 
     def mip(self, time_limit_s: float) -> tuple[list[int] | None, float | None]:
         """HiGHS's best integer solution within the time (None if none) and its dual bound (scaled)."""
