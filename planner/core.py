@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 
 #: Assignment states whose units are still expected from the lab.
 ACTIVE_STATES = frozenset({"assigned", "accepted", "running"})
+#: The change reason of a new emergency order: it takes the fast path (solver.emergency).
+EMERGENCY_ORDER = "emergency order"
 #: States from which an assignment never moves again.
 FINAL_STATES = frozenset({"done", "failed", "refused"})
 
@@ -143,7 +145,7 @@ class PlannerCore:
             order.priority,
             order.due_at.isoformat(),
         )
-        self.on_change("order")
+        self.on_change(EMERGENCY_ORDER if order.priority == "emergency" else "order")
         return order
 
     def units_made(self, order_id: str) -> int:

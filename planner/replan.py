@@ -13,12 +13,13 @@ import logging
 import time
 from collections.abc import Callable
 
-from planner.core import PlannerCore
+from planner.core import EMERGENCY_ORDER, PlannerCore
 from planner.store import AssignmentRow
 from protocol.model import Plan
 from solver.allocate import solve
 from solver.check import check
-from solver.problem import SolveParams
+from solver.emergency import insert_urgent
+from solver.problem import Problem, SolveParams
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,7 @@ class Replanner:
         debounce_s: float = 0.05,
         min_interval_s: float = 2.0,
         retry_after_s: float = 2.0,
+        emergency_budget_s: float = 0.15,
     ) -> None:
         self.core = core
         self.send_assignments = send_assignments
@@ -45,6 +47,8 @@ class Replanner:
         self.debounce_s = debounce_s
         self.min_interval_s = min_interval_s
         self.retry_after_s = retry_after_s
+        self.emergency_budget_s = emergency_budget_s
+        self.emergency_inserts = 0
         self.failures = 0
         self.solves = 0
         self.solving = False
@@ -70,7 +74,7 @@ class Replanner:
                     await task
             if stop.is_set():
                 return
-            pause = self.debounce_s
+            pause = 0.0 if EMERGENCY_ORDER in self._reasons else self.debounce_s
             if self._reasons <= ROUTINE_REASONS:  # only reports: keep solves at least min_interval_s apart
                 pause = max(pause, last_start + self.min_interval_s - time.monotonic())
             await asyncio.sleep(pause)
@@ -80,6 +84,8 @@ class Replanner:
                 continue
             last_start = time.monotonic()
             try:
+                if EMERGENCY_ORDER in reasons:
+                    await self._insert_emergencies()
                 await self._solve_once(sorted(reasons))
             except Exception:  # a failed solve is logged and tried again, never left to stall orders
                 self.failures += 1
@@ -93,6 +99,27 @@ class Replanner:
         return {(s.order_id, s.quantity) for s in plan.shortages} == {
             (s.order_id, s.quantity) for s in current.shortages
         }
+
+    async def _insert_emergencies(self) -> None:
+        """Place open emergency demands first, on their own neighbourhoods, within the latency budget."""
+        problem = self.core.problem()
+        urgent = {d.order.id for d in problem.demands if d.order.priority == "emergency"}
+        if not urgent:
+            return
+        plan = await asyncio.to_thread(insert_urgent, problem, urgent, self.params, self.emergency_budget_s)
+        focus = Problem(
+            problem.now, problem.designs, problem.labs, [d for d in problem.demands if d.order.id in urgent]
+        )
+        violations = await asyncio.to_thread(check, focus, plan, self.params)
+        if violations:
+            self.core.reject_plan(plan, violations)
+            return
+        if plan.allocations:
+            self.emergency_inserts += 1
+            log.info(
+                "emergency fast path: %d allocations in %.3f s", len(plan.allocations), plan.solve_seconds
+            )
+            self.send_assignments(self.core.commit_plan(plan))
 
     async def _solve_once(self, reasons: list[str]) -> None:
         problem = self.core.problem()

@@ -1,0 +1,119 @@
+"""Allocation core benchmarks: published GAP optima, the emergency fast path, a synthetic instance.
+
+Each benchmark checks its answer (validator, published optimum) and records its figures in the
+benchmark's extra_info; `make bench` prints the timings. The targets of the solver issue:
+gap12 optimal in under 1 s an instance; GAP types D and E within 0.5 % of the best known in 10 s
+with 2 workers, beside plain CP-SAT with the same budget; emergency insertion into a loaded
+1,000-lab problem within 200 ms at the 95th percentile.
+
+Run: make bench   (or .venv/bin/pytest benchmarks/test_allocation_bench.py --benchmark-enable)
+The 10,000 x 2,000 instance is run by `cosmolocal bench scale --orders 10000 --labs 2000`.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import replace
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from scenarios.scale import synthetic_problem
+from solver.allocate import solve
+from solver.check import check
+from solver.emergency import insert_urgent
+from solver.gap import evaluate, read_gap_file, solve_textbook, solve_with_core
+from solver.problem import Demand, Problem, SolveParams
+
+GAP = Path(__file__).resolve().parents[1].parent / "shared" / "benchmarks" / "gap"
+BEST = {"d05100": 6353, "e05100": 12681}
+GAP12 = [1451, 1449, 1433, 1447, 1446]
+needs_instances = pytest.mark.skipif(not GAP.exists(), reason="shared benchmark instances not present")
+
+
+@needs_instances
+@pytest.mark.parametrize("index", range(5))
+def test_gap12_is_solved_to_the_published_optimum(benchmark, index: int) -> None:
+    instance = read_gap_file(GAP / "gap12.txt")[index]
+    solution = benchmark.pedantic(solve_with_core, args=(instance, 10.0, 2), rounds=1, iterations=1)
+    assert evaluate(instance, solution.agent_of) == (GAP12[index], [])
+    assert solution.status == "OPTIMAL"
+    benchmark.extra_info.update(objective=solution.objective, seconds=solution.seconds)
+
+
+@needs_instances
+@pytest.mark.parametrize("name", sorted(BEST))
+def test_gap_types_d_and_e_within_half_a_percent_beside_plain_cp_sat(benchmark, name: str) -> None:
+    [instance] = read_gap_file(GAP / name)
+    core = benchmark.pedantic(solve_with_core, args=(instance, 10.0, 2), rounds=1, iterations=1)
+    plain = solve_textbook(instance, 10.0, 2)
+    assert evaluate(instance, core.agent_of)[1] == []
+    gap = 100.0 * (core.objective - BEST[name]) / BEST[name]
+    plain_gap = 100.0 * (plain.objective - BEST[name]) / BEST[name]
+    benchmark.extra_info.update(
+        objective=core.objective, gap_pct=gap, plain=plain.objective, plain_gap_pct=plain_gap
+    )
+    assert gap <= 0.5
+
+
+def loaded_problem(labs: int = 1000, seed: int = 3) -> Problem:
+    """1,000 labs with 3 to 12 days of work already queued on every machine, and open routine demand."""
+    problem = synthetic_problem(300, labs, seed)
+    rng = random.Random(seed)
+    loaded = [
+        replace(s, backlog_minutes={m.id: m.minutes_per_day() * rng.uniform(3, 12) for m in s.lab.machines})
+        for s in problem.labs
+    ]
+    return Problem(problem.now, problem.designs, loaded, problem.demands)
+
+
+def test_emergency_insertion_into_a_loaded_thousand_lab_problem(benchmark) -> None:
+    base = loaded_problem()
+    params = SolveParams()
+    rng = random.Random(1)
+    cases = []
+    for i, demand in enumerate(base.demands[:40]):
+        order = demand.order.model_copy(
+            update={
+                "id": f"emergency{i}",
+                "priority": "emergency",
+                "design": rng.choice(["charlotte-valve", "face-shield"]),
+                "quantity": rng.randint(2, 12),
+                "due_at": base.now + timedelta(days=2),
+            }
+        )
+        cases.append(
+            Problem(base.now, base.designs, base.labs, [*base.demands, Demand(order, order.quantity)])
+        )
+    seconds = []
+
+    def insert_all() -> None:
+        for problem in cases:
+            started = time.perf_counter()
+            plan = insert_urgent(problem, {problem.demands[-1].order.id}, params)
+            seconds.append(time.perf_counter() - started)
+            focus = Problem(problem.now, problem.designs, problem.labs, problem.demands[-1:])
+            assert check(focus, plan, params) == []
+            assert plan.allocations, "an emergency order near capable labs gets placed"
+
+    benchmark.pedantic(insert_all, rounds=1, iterations=1)
+    seconds.sort()
+    p95 = seconds[int(0.95 * len(seconds)) - 1]
+    benchmark.extra_info.update(p95_ms=1000 * p95, median_ms=1000 * seconds[len(seconds) // 2])
+    assert p95 <= 0.2
+
+
+def test_synthetic_thousand_orders_two_hundred_labs(benchmark) -> None:
+    problem = synthetic_problem(1000, 200, 1)
+    params = SolveParams(time_limit_s=10.0, workers=2)
+    plan = benchmark.pedantic(solve, args=(problem, params), rounds=1, iterations=1)
+    assert check(problem, plan, params) == []
+    benchmark.extra_info.update(
+        objective=plan.objective,
+        bound=plan.bound,
+        gap_pct=100 * plan.gap,
+        short=sum(s.quantity for s in plan.shortages),
+        late=sum(a.late_units for a in plan.allocations),
+    )
