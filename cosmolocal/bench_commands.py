@@ -22,3 +22,7 @@ bench_app.command("gap")(gap)
 from cosmolocal.bench_scale import scale  # noqa: E402
 
 bench_app.command("scale")(scale)
+
+from cosmolocal.bench_fjsp import fjsp  # noqa: E402
+
+bench_app.command("fjsp")(fjsp)

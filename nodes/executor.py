@@ -7,7 +7,10 @@ will end, and how much work each machine still has queued.
 
 When a job is added, units not yet started are scheduled again together with the new job (so an
 emergency job goes before routine units still waiting); units already started keep their machine and
-times. Everything here is deterministic given the clock.
+times. The schedule is `solver.schedule.schedule_cp`: the dispatching rule, improved by CP-SAT within a
+small time budget (`cp_time_limit_s`) when some job would be late, and never worse than the rule; with
+`cp_time_limit_s=0` the dispatching rule alone is used. Given the clock, everything here is
+deterministic except which of several equally good CP-SAT schedules is kept when CP-SAT runs out of time.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from protocol.model import Machine
-from solver.schedule import Job, Operation, schedule
+from solver.schedule import CP_MAX_OPERATIONS, Job, Operation, schedule, schedule_cp
 
 
 class SimClock:
@@ -63,11 +66,24 @@ class _JobRecord:
 class Executor:
     """Runs accepted jobs on the lab's machines in simulated time (see the module docstring)."""
 
-    def __init__(self, machines: list[Machine], clock: SimClock) -> None:
+    def __init__(
+        self,
+        machines: list[Machine],
+        clock: SimClock,
+        *,
+        cp_time_limit_s: float = 0.1,
+        cp_max_operations: int = CP_MAX_OPERATIONS,
+    ) -> None:
         if not machines:
             raise ValueError("an executor needs at least one machine")
+        if cp_time_limit_s < 0:
+            raise ValueError(f"cp_time_limit_s must not be negative, got {cp_time_limit_s}")
         self.machines = list(machines)
         self.clock = clock
+        #: CP-SAT's budget per added job, in wall seconds (0: the dispatching rule only).
+        self.cp_time_limit_s = cp_time_limit_s
+        #: Above this many operations to (re)schedule, the dispatching rule alone is used.
+        self.cp_max_operations = cp_max_operations
         self._jobs: dict[str, _JobRecord] = {}
 
     # --- changing the work ---------------------------------------------------------------------
@@ -101,7 +117,17 @@ class Executor:
             if job_id in pending
         ]
         batch.append(job)
-        result = schedule(self.machines, batch, now, busy_until)  # raises before any change
+        if self.cp_time_limit_s > 0:  # either raises before any change
+            result = schedule_cp(
+                self.machines,
+                batch,
+                now,
+                busy_until,
+                time_limit_s=self.cp_time_limit_s,
+                max_operations=self.cp_max_operations,
+            )
+        else:
+            result = schedule(self.machines, batch, now, busy_until)
         new_units: dict[str, dict[int, list[Operation]]] = {}
         for op in result.operations:
             unit = pending[op.job_id][op.unit] if op.job_id in pending else op.unit

@@ -556,18 +556,15 @@ def solve_core(problem: CoreProblem, params: CoreParams = CoreParams()) -> CoreR
             bound = max(bound, mip_bound)
 
     status = "FEASIBLE"
-    remaining = deadline - time.perf_counter()
     proven = best is not None and math.isfinite(bound) and lin.value(best) <= math.ceil(bound - 1e-6)
-    if not proven and best is not None and params.lns_share > 0 and remaining > 0.5:
-        keep(
-            _neighbourhood_search(model, best, time.perf_counter() + remaining * params.lns_share, params),
-            "lns",
-        )
-        remaining = deadline - time.perf_counter()
     if not proven:
+        # CP-SAT first, on the whole model: small models end here, proven optimal. What is left of
+        # the time, if it did not prove the optimum, goes to re-solving neighbourhoods.
+        remaining = deadline - time.perf_counter()
+        lns = best is not None and params.lns_share > 0 and remaining > 1.0
         cp, variables = lin.cp_sat(best)
         solver = cp_model.CpSolver()
-        solver.parameters.max_time_in_seconds = max(0.05, remaining)
+        solver.parameters.max_time_in_seconds = max(0.05, remaining * (1 - params.lns_share if lns else 1))
         solver.parameters.num_workers = params.workers
         solver.parameters.random_seed = params.seed
         outcome = solver.solve(cp)
@@ -578,8 +575,10 @@ def solve_core(problem: CoreProblem, params: CoreParams = CoreParams()) -> CoreR
                 status = "OPTIMAL"
         elif outcome == cp_model.INFEASIBLE:
             status = "INFEASIBLE"
-        else:
-            bound = max(bound, solver.best_objective_bound) if best is not None else bound
+        elif best is not None:
+            bound = max(bound, solver.best_objective_bound)
+        if status == "FEASIBLE" and best is not None and deadline - time.perf_counter() > 0.3:
+            keep(_neighbourhood_search(model, best, deadline, params), "lns")
     seconds = time.perf_counter() - started
     if best is None:
         empty = [0] * len(model.x)

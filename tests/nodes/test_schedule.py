@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from protocol.model import Machine
-from solver.schedule import Job, schedule, unrunnable_step
+from protocol.model import Design, Machine, Step
+from solver.schedule import PRIORITY_WEIGHT, Job, Schedule, schedule, schedule_cp, unrunnable_step
 from tests.nodes.samples import T0, part
 
 
@@ -119,3 +119,103 @@ def test_schedules_are_feasible(quantities: list[int], speeds: list[float]) -> N
             assert op.start >= ops[(job_id, unit, 0)].end  # steps of a unit run in order
     for job in jobs:
         assert result.job_ends[job.id] == max(result.unit_ends[job.id])
+
+
+# --- schedule_cp: the CP-SAT lab schedule ---------------------------------------------------------------
+
+
+def one_step(design_id: str, minutes: float) -> Design:
+    return Design(
+        id=design_id,
+        name=design_id,
+        licence="CC0-1.0",
+        source="https://example.org/" + design_id,
+        steps=[Step(process="fdm", minutes=minutes)],
+    )
+
+
+def weighted_tardiness(jobs: list[Job], result: Schedule) -> float:
+    return sum(PRIORITY_WEIGHT[j.priority] * result.tardiness_minutes[j.id] for j in jobs)
+
+
+def test_cp_beats_the_due_date_rule_when_the_rule_is_late() -> None:
+    printer = [Machine(id="p", processes=["fdm"])]
+    jobs = [  # earliest due date first makes all three late (150 min); short jobs first: only x (70)
+        Job("x", one_step("long", 100), 1, T0 + timedelta(minutes=50)),
+        Job("y", one_step("short-a", 10), 1, T0 + timedelta(minutes=60)),
+        Job("z", one_step("short-b", 10), 1, T0 + timedelta(minutes=70)),
+    ]
+    rule = schedule(printer, jobs, T0)
+    assert rule.total_tardiness_minutes == pytest.approx(150.0)
+    cp = schedule_cp(printer, jobs, T0, time_limit_s=5.0)
+    assert cp.total_tardiness_minutes == pytest.approx(70.0)
+    assert [op.job_id for op in sorted(cp.operations, key=lambda op: op.start)][-1] == "x"
+    fallback = schedule_cp(printer, jobs, T0, time_limit_s=5.0, max_operations=2)
+    assert fallback == rule  # too big for CP-SAT: the dispatch rule as is
+
+
+def test_cp_puts_the_emergency_first() -> None:
+    printer = [Machine(id="p", processes=["fdm"], speed=2.0)]
+    jobs = [
+        Job("routine", one_step("r", 60), 2, T0 + timedelta(minutes=30), "routine"),
+        Job("emergency", one_step("e", 60), 1, T0 + timedelta(minutes=30), "emergency"),
+    ]
+    cp = schedule_cp(printer, jobs, T0, time_limit_s=5.0)
+    assert cp.tardiness_minutes["emergency"] == 0.0
+    first = min(cp.operations, key=lambda op: op.start)
+    assert first.job_id == "emergency" and first.end == T0 + timedelta(minutes=30)  # speed 2: 60 -> 30
+
+
+def test_cp_respects_calendars_and_busy_machines() -> None:
+    lab_machines = machines()
+    closed = {"fast": [(T0 + timedelta(minutes=3), T0 + timedelta(hours=3))]}
+    busy = {"slow": T0 + timedelta(minutes=20)}
+    jobs = [Job("j", part(), 2, T0 + timedelta(minutes=5))]
+    cp = schedule_cp(lab_machines, jobs, T0, busy, calendars=closed, time_limit_s=5.0)
+    for op in cp.operations:
+        if op.machine_id == "fast":
+            assert op.end <= T0 + timedelta(minutes=3) or op.start >= T0 + timedelta(hours=3)
+        if op.machine_id == "slow":
+            assert op.start >= T0 + timedelta(minutes=20)
+    assert len(cp.operations) == 4
+    with pytest.raises(ValueError, match="unknown machine"):
+        schedule_cp(lab_machines, jobs, T0, calendars={"nope": []})
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    quantities=st.lists(st.integers(1, 4), min_size=1, max_size=4),
+    dues=st.lists(st.integers(0, 90), min_size=4, max_size=4),
+    priorities=st.lists(st.sampled_from(["routine", "urgent", "emergency"]), min_size=4, max_size=4),
+    speeds=st.lists(st.sampled_from([0.5, 1.0, 1.5, 3.0]), min_size=1, max_size=3),
+)
+def test_cp_is_never_worse_than_the_rule_and_always_feasible(
+    quantities: list[int], dues: list[int], priorities: list[str], speeds: list[float]
+) -> None:
+    lab_machines = [
+        Machine(id=f"p{i}", processes=["fdm"], speed=s, tags={"bed_mm": 250}) for i, s in enumerate(speeds)
+    ]
+    lab_machines.append(Machine(id="bench", processes=["assembly"]))
+    jobs = [
+        Job(f"j{i}", part(minutes=7.0), q, T0 + timedelta(minutes=dues[i]), priorities[i])  # type: ignore[arg-type]
+        for i, q in enumerate(quantities)
+    ]
+    rule = schedule(lab_machines, jobs, T0)
+    cp = schedule_cp(lab_machines, jobs, T0, time_limit_s=0.2)
+    assert weighted_tardiness(jobs, cp) <= weighted_tardiness(jobs, rule) + 1e-6
+    speed = {m.id: m.speed for m in lab_machines}
+    spans: dict[str, list[tuple]] = {}
+    for op in cp.operations:
+        assert op.start >= T0
+        wall = (op.end - op.start).total_seconds() / 60
+        assert wall == pytest.approx(op.nominal_minutes / speed[op.machine_id])
+        spans.setdefault(op.machine_id, []).append((op.start, op.end))
+    for machine_spans in spans.values():
+        machine_spans.sort()
+        for (_, end), (start, _) in itertools.pairwise(machine_spans):
+            assert start >= end
+    ops = {(op.job_id, op.unit, op.step): op for op in cp.operations}
+    assert len(ops) == 2 * sum(quantities)
+    for (job_id, unit, step), op in ops.items():
+        if step == 1:
+            assert op.start >= ops[(job_id, unit, 0)].end
