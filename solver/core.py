@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 import networkx as nx
 from ortools.linear_solver import pywraplp
 from ortools.math_opt.python import mathopt
+from ortools.math_opt.solvers import highs_pb2
 from ortools.sat.python import cp_model
 
 #: Largest objective magnitude (scaled) we let CP-SAT handle; well inside int64.
@@ -256,7 +257,10 @@ class LinearModel:
                 expr=expr,
             )
         model.minimize(mathopt.fast_sum(c * variables[i] for i, c in self.cost.items()))
-        params = mathopt.SolveParameters(time_limit=_dt.timedelta(seconds=max(0.05, time_limit_s)))
+        params = mathopt.SolveParameters(
+            time_limit=_dt.timedelta(seconds=max(0.05, time_limit_s)),
+            highs=highs_pb2.HighsOptionsProto(bool_options={"output_flag": False, "log_to_console": False}),
+        )
         try:
             result = mathopt.solve(model, mathopt.SolverType.HIGHS, params=params)
         except Exception:
