@@ -8,8 +8,10 @@ from typing import Annotated
 import typer
 
 from cosmolocal.bench_commands import bench_app
+from cosmolocal.labs_commands import labs_app
 from cosmolocal.logs import setup_logging
 from cosmolocal.node_commands import node_app
+from cosmolocal.scenario_commands import scenario_app
 
 app = typer.Typer(
     name="cosmolocal",
@@ -24,6 +26,8 @@ planner_app = typer.Typer(
 app.add_typer(planner_app)
 app.add_typer(node_app)
 app.add_typer(bench_app)
+app.add_typer(scenario_app)
+app.add_typer(labs_app)
 
 
 def _host_port(value: str) -> tuple[str, int]:

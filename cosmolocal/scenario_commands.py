@@ -1,0 +1,189 @@
+"""`cosmolocal scenario ...`: list the built-in scenarios, run one (or a file) against the baselines."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tomllib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from scenarios.spec import ScenarioError, builtin_scenarios, find_scenario, load_scenario
+
+scenario_app = typer.Typer(
+    name="scenario",
+    help="Replay real situations (built-in or from a TOML file) and compare Cosmolocal with baselines.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+)
+out = Console()
+err = Console(stderr=True)
+
+#: Rows of the metrics table: key, label, format.
+ROWS: tuple[tuple[str, str, str], ...] = (
+    ("units_demanded", "units demanded", "{:,}"),
+    ("units_delivered", "units delivered", "{:,}"),
+    ("fill_rate", "fill rate", "{:.1%}"),
+    ("on_time_rate", "on time (of demanded)", "{:.1%}"),
+    ("units_late", "units late", "{:,}"),
+    ("units_missing", "units missing", "{:,}"),
+    ("lead_time_mean_h", "lead time mean (h)", "{:,.1f}"),
+    ("lead_time_p95_h", "lead time p95 (h)", "{:,.1f}"),
+    ("transport_unit_km", "transport (unit-km)", "{:,.0f}"),
+    ("km_per_unit", "km per unit", "{:,.1f}"),
+    ("co2_kg", "transport CO2e (kg)", "{:,.1f}"),
+    ("labs_used", "labs used", "{}"),
+    ("load_gini", "load spread (Gini)", "{:.3f}"),
+    ("utilisation", "machine utilisation", "{:.1%}"),
+    ("plan_gap", "plan gap to bound", "{:.4%}"),
+    ("solve_seconds", "allocation time (s)", "{:.2f}"),
+)
+
+
+@contextmanager
+def _stdout_to_stderr(active: bool) -> Iterator[None]:
+    """Send anything written to file descriptor 1 (native solver libraries too) to stderr meanwhile.
+
+    With --json, standard output must hold only the JSON lines a script reads.
+    """
+    if not active:
+        yield
+        return
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def _fail(message: str, code: int = 2) -> NoReturn:
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def format_value(value: object, pattern: str) -> str:
+    """A metric for the table; '-' when there is none."""
+    if value is None:
+        return "-"
+    try:
+        return pattern.format(value)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+@scenario_app.command("list")
+def list_scenarios() -> None:
+    """The built-in scenarios, with their titles."""
+    table = Table("name", "title", "days", title="built-in scenarios")
+    for name, path in builtin_scenarios().items():
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        table.add_row(name, raw.get("title", ""), f"{raw.get('days', '')}")
+    out.print(table)
+
+
+@scenario_app.command("run")
+def run(
+    scenario: Annotated[str, typer.Argument(help="A built-in scenario name or a scenario TOML file.")],
+    seed: Annotated[
+        int | None, typer.Option(help="Seed of every random choice [default: the file's].")
+    ] = None,
+    report: Annotated[
+        Path | None, typer.Option(help="Write a self-contained HTML report (opens offline) to this file.")
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the metrics per policy, one JSON object per line.")
+    ] = False,
+    policy: Annotated[
+        list[str] | None, typer.Option(help="Run only this policy (repeatable) [default: the file's list].")
+    ] = None,
+    live: Annotated[
+        bool,
+        typer.Option("--live", help="Run over real processes and the real mesh instead of simulated time."),
+    ] = False,
+    speed: Annotated[
+        float, typer.Option(min=1.0, help="--live: how many times faster than real time.")
+    ] = 20_000.0,
+) -> None:
+    """Replay a scenario under Cosmolocal and the baselines, side by side; print the metrics.
+
+    Examples:
+
+      [bold]cosmolocal scenario run visor-surge-fr --report visors.html[/]
+      [bold]cosmolocal scenario run my-city.toml --seed 3 --json[/]
+
+    Exits 2 on a bad scenario file, naming the file, the field and the reason.
+    """
+    try:
+        loaded = load_scenario(find_scenario(scenario), seed)
+    except ScenarioError as exc:
+        _fail(str(exc))
+    if live:
+        from scenarios.live import run_live
+
+        try:
+            with _stdout_to_stderr(as_json):
+                metrics = run_live(loaded, speed=speed, console=err if as_json else out)
+        except ScenarioError as exc:
+            _fail(str(exc))
+        _print(metrics, as_json, loaded.scenario.title)
+        return
+    from scenarios.run import run_scenario
+
+    try:
+        rounds_done: dict[str, int] = {}
+        with Progress(
+            TextColumn("{task.description:<16}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("rounds"),
+            TimeElapsedColumn(),
+            console=err,
+            transient=as_json,
+        ) as progress:
+            tasks: dict[str, int] = {}
+
+            def advance(name: str, done: int, total: int) -> None:
+                if name not in tasks:
+                    tasks[name] = progress.add_task(name, total=total)
+                rounds_done[name] = done
+                progress.update(tasks[name], completed=done)
+
+            with _stdout_to_stderr(as_json):
+                result = run_scenario(loaded, policy, progress=advance)
+    except ScenarioError as exc:
+        _fail(str(exc))
+    _print(result.metrics, as_json, loaded.scenario.title)
+    if not as_json:
+        out.print(f"[dim]{result.metrics[0]['co2_source']}[/]", highlight=False)
+        out.print(f"replayed in {result.wall_seconds:.1f} s", highlight=False)
+    if report is not None:
+        from scenarios.report import write_report
+
+        try:
+            write_report(result, report)
+        except OSError as exc:
+            _fail(f"{report}: cannot write the report: {exc.strerror or exc}")
+        (err if as_json else out).print(f"[bold green]report[/] written to {report}", highlight=False)
+
+
+def _print(metrics: list[dict[str, object]], as_json: bool, title: str) -> None:
+    if as_json:
+        for line in metrics:
+            print(json.dumps(line, sort_keys=True))
+        return
+    table = Table("metric", *[str(m["policy"]) for m in metrics], title=title)
+    for key, label, pattern in ROWS:
+        table.add_row(label, *[format_value(m.get(key), pattern) for m in metrics])
+    out.print(table)

@@ -1,0 +1,142 @@
+"""The measures a scenario reports per policy: service, lead time, transport, CO2, labs, solve time.
+
+Honest by construction: every policy is measured by the same code on the same orders, and units not
+delivered count against the fill rate (they are never dropped from the denominator). Lead times are
+per unit, from the order being placed to its delivery, over delivered units only (missing units are
+reported as such). Transport is great-circle distance lab -> delivery point (road distance is longer,
+for every policy alike). CO2 is tonne-km times one stated factor, with a unit's mass from its
+design's materials.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import timedelta
+from typing import Any
+
+from protocol.model import Design
+from scenarios.sim import PolicyRun
+
+#: kg CO2e per tonne-km of road freight, and where it comes from.
+CO2_KG_PER_TONNE_KM = 0.70978
+CO2_SOURCE = (
+    "Defra/DECC 2012 GHG Conversion Factors for Company Reporting, Annex 7 (freight), Table 7e: "
+    "diesel rigid HGV >3.5-7.5 t at UK average load, all scopes, 0.70978 kg CO2e per tonne.km; "
+    "unit mass from the design's materials"
+)
+#: kg per unit of each material (kg materials weigh their amount; sheet and elastic by area and length).
+MATERIAL_KG: dict[str, float] = {
+    "petg": 1.0,
+    "pla": 1.0,
+    "resin": 1.0,
+    "pet_sheet_0_5": 0.69,  # 0.5 mm x 1.38 g/cm3
+    "elastic": 0.01,  # 20 mm elastic band, about 10 g per metre
+}
+
+
+def unit_kg(design: Design) -> float:
+    """Mass of one unit from its materials (materials of unknown mass count as nothing)."""
+    return sum(MATERIAL_KG.get(m, 0.0) * amount for m, amount in design.materials_per_unit().items())
+
+
+def weighted_percentile(values: list[tuple[float, int]], q: float) -> float:
+    """The q-quantile (0..1) of values each repeated `weight` times; nan when there are none."""
+    total = sum(w for _, w in values)
+    if total <= 0:
+        return math.nan
+    target = q * total
+    seen = 0
+    for value, weight in sorted(values):
+        seen += weight
+        if seen >= target - 1e-9:
+            return value
+    return sorted(values)[-1][0]
+
+
+def gini(values: list[float]) -> float:
+    """Gini coefficient of a list of non-negative numbers: 0 = all equal, near 1 = one takes all."""
+    values = sorted(v for v in values if v >= 0)
+    n = len(values)
+    total = sum(values)
+    if n == 0 or total <= 0:
+        return 0.0
+    cumulative = sum((i + 1) * v for i, v in enumerate(values))
+    return (2.0 * cumulative) / (n * total) - (n + 1.0) / n
+
+
+def _round(value: float, digits: int = 3) -> float | None:
+    return None if value is None or math.isnan(value) else round(value, digits)
+
+
+def policy_metrics(run: PolicyRun) -> dict[str, Any]:
+    """The metrics of one policy's replay, as one flat JSON-ready object."""
+    world = run.world
+    scenario = world.loaded.scenario
+    designs = world.loaded.designs
+    orders = {o.id: o for o in world.orders}
+    demanded = sum(o.quantity for o in world.orders)
+    delivered = on_time = 0
+    unit_km = tonne_km = 0.0
+    leads: list[tuple[float, int]] = []
+    for d in run.deliveries:
+        order = orders[d.order_id]
+        delivered += d.units
+        on_time += d.units if d.delivered_at <= order.due_at else 0
+        unit_km += d.units * d.km
+        tonne_km += d.units * unit_kg(designs[order.design]) / 1000.0 * d.km
+        leads.append(((d.delivered_at - order.created_at) / timedelta(hours=1), d.units))
+    mean_lead = sum(v * w for v, w in leads) / delivered if delivered else math.nan
+    stats = run.stats
+    gap = (stats.objective - stats.bound) / stats.objective if stats.objective > 0 else 0.0
+    used = [lab.minutes_used for lab in run.labs]
+    offered = sum(lab.minutes_offered for lab in run.labs)
+    return {
+        "scenario": scenario.name,
+        "seed": scenario.seed,
+        "policy": run.policy,
+        "orders": len(world.orders),
+        "units_demanded": demanded,
+        "units_delivered": delivered,
+        "fill_rate": _round(delivered / demanded if demanded else 0.0, 4),
+        "units_on_time": on_time,
+        "units_late": delivered - on_time,
+        "units_missing": demanded - delivered,
+        "on_time_rate": _round(on_time / demanded if demanded else 0.0, 4),
+        "lead_time_mean_h": _round(mean_lead, 2),
+        "lead_time_p95_h": _round(weighted_percentile(leads, 0.95), 2),
+        "transport_unit_km": round(unit_km, 1),
+        "km_per_unit": _round(unit_km / delivered if delivered else math.nan, 2),
+        "transport_tonne_km": round(tonne_km, 3),
+        "co2_kg": round(tonne_km * CO2_KG_PER_TONNE_KM, 3),
+        "co2_factor_kg_per_tonne_km": CO2_KG_PER_TONNE_KM,
+        "co2_source": CO2_SOURCE,
+        "labs_available": len(run.labs),
+        "labs_used": sum(1 for lab in run.labs if lab.units_made > 0),
+        "load_gini": round(gini(used), 4),
+        "utilisation": _round(sum(used) / offered if offered else 0.0, 4),
+        "plans": stats.plans,
+        "plan_objective": round(stats.objective, 3),
+        "plan_bound": round(stats.bound, 3),
+        "plan_gap": round(max(0.0, gap), 6),
+        "plans_optimal": stats.optimal,
+        "solve_seconds": round(run.solve_seconds, 3),
+    }
+
+
+#: Keys that measure the machine, not the scenario: left out when comparing two runs.
+WALL_TIME_KEYS = frozenset({"solve_seconds"})
+
+
+def series(run: PolicyRun, step_hours: float = 24.0) -> list[tuple[float, int, int]]:
+    """(day, units demanded so far, units delivered so far) every `step_hours` over the replay."""
+    world = run.world
+    points = []
+    steps = math.ceil(world.loaded.scenario.days * 24.0 / step_hours)
+    created = sorted((o.created_at, o.quantity) for o in world.orders)
+    arrived = sorted((d.delivered_at, d.units) for d in run.deliveries)
+    for k in range(steps + 1):
+        t = world.start + timedelta(hours=k * step_hours)
+        demanded = sum(q for when, q in created if when <= t)
+        delivered = sum(u for when, u in arrived if when <= t)
+        points.append((k * step_hours / 24.0, demanded, delivered))
+    return points

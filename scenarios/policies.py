@@ -1,0 +1,198 @@
+"""Allocation policies compared in a scenario: Cosmolocal's solver and three baselines.
+
+All four see the same labs, the same open demand and the same capacity and stock rules (machine
+minutes per day less the work already queued, free stock) and the same execution; only the choice
+of where units go differs. The solver plans within its own horizon (due-date buckets and a late
+window, `solver.problem.horizon_days`); a baseline counts a lab's room until the order's due date
+(at least one day), so it places work where it can still be made in time.
+
+- `cosmolocal`: builds a `solver.problem.Problem` from the replay's state, calls `solver.allocate.solve`
+  and checks the plan with `solver.check.check`; a violation stops the replay (it is a bug).
+- `nearest-greedy`: orders first come first served; each goes to the nearest capable lab with room,
+  then the next nearest, until placed or no lab has room.
+- `board`: a first-come job board, as on commercial platforms: labs, in a random (seeded) order each
+  round, take the oldest posted job they can make, as much of it as they have room for; distance
+  plays no part.
+- `central-factory`: one site with every lab's machines (see `scenarios.world.central_world`),
+  orders first come first served.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from datetime import datetime
+
+from protocol.model import Design, Order
+from scenarios.sim import LabSim, PlanStats, SimulationError, fit_units
+from solver.allocate import solve
+from solver.check import check
+from solver.geo import haversine_km
+from solver.problem import Demand, Problem, SolveParams
+
+POLICIES: tuple[str, ...] = ("cosmolocal", "central-factory", "nearest-greedy", "board")
+
+
+def _days_to_due(now: datetime, order: Order) -> float:
+    """Days of machine time a baseline may count on for an order: until its due date, at least one day."""
+    return max(1.0, (order.due_at - now).total_seconds() / 86_400.0)
+
+
+class _Room:
+    """Free machine minutes and stock of each live lab, consumed as a baseline places units.
+
+    A lab has room for an order when the units fit in its free machine minutes until the order's
+    due date (at least one day, as the solver's horizon) less the work already queued there, and in
+    its free stock: baselines place work where it can be made in time, or within a day when late.
+    """
+
+    def __init__(self, labs: list[LabSim], designs: dict[str, Design]) -> None:
+        self.labs: dict[str, tuple[LabSim, dict[str, float], dict[str, float], dict[str, float]]] = {}
+        for lab in labs:
+            state = lab.state(designs)
+            if state.live:
+                per_day = {m.id: m.minutes_per_day() for m in state.lab.machines}
+                used = {m: state.backlog_minutes.get(m, 0.0) for m in per_day}
+                self.labs[lab.lab.id] = (lab, per_day, used, dict(state.stock))
+
+    def take(self, lab_id: str, design: Design, most: int, days: float) -> int:
+        """Place up to `most` units at a lab within `days`; returns how many fitted (and takes their room)."""
+        lab, per_day, used, stock = self.labs[lab_id]
+        free = {m: max(0.0, per_day[m] * days - used[m]) for m in per_day}
+        units, left = fit_units(free, lab.groups(design), design, stock, most)
+        if units:
+            for m in per_day:
+                used[m] += free[m] - left[m]
+            for material, amount in design.materials_per_unit().items():
+                stock[material] = stock.get(material, 0.0) - amount * units
+        return units
+
+
+class Cosmolocal:
+    """The planner's solver: CP-SAT allocation on the candidate graph, checked before use."""
+
+    name = "cosmolocal"
+
+    def __init__(self, params: SolveParams, stats: PlanStats) -> None:
+        self.params = params
+        self.stats = stats
+
+    def allocate(
+        self, now: datetime, labs: list[LabSim], demand: list[tuple[Order, int]], designs: dict[str, Design]
+    ) -> list[tuple[str, str, int]]:
+        """Solve the round's problem and return the plan's allocations."""
+        problem = Problem(
+            now=now,
+            designs=designs,
+            labs=[lab.state(designs) for lab in labs if lab.present],
+            demands=[Demand(order, units) for order, units in demand],
+        )
+        started = time.perf_counter()
+        plan = solve(problem, self.params, self.stats.plans + 1)
+        self.stats.solve_seconds += time.perf_counter() - started
+        violations = check(problem, plan, self.params)
+        if violations:
+            raise SimulationError(
+                f"plan {plan.version} at {now.isoformat()} breaks its problem: " + "; ".join(violations[:5])
+            )
+        self.stats.plans += 1
+        self.stats.objective += plan.objective
+        self.stats.bound += plan.bound
+        self.stats.optimal += plan.status == "OPTIMAL"
+        self.stats.shortages += sum(s.quantity for s in plan.shortages)
+        return [(a.order_id, a.lab_id, a.quantity) for a in plan.allocations]
+
+
+class NearestGreedy:
+    """Each order, first come first served, to the nearest capable labs with room."""
+
+    name = "nearest-greedy"
+
+    def __init__(self, params: SolveParams, stats: PlanStats, name: str = "nearest-greedy") -> None:
+        self.params = params
+        self.stats = stats
+        self.name = name
+
+    def allocate(
+        self, now: datetime, labs: list[LabSim], demand: list[tuple[Order, int]], designs: dict[str, Design]
+    ) -> list[tuple[str, str, int]]:
+        """Place each order in turn at the nearest labs that still have room."""
+        started = time.perf_counter()
+        room = _Room(labs, designs)
+        where = {lab.lab.id: lab.lab.location for lab in labs}
+        capable = {
+            design_id: [i for i in room.labs if all(room.labs[i][0].groups(design))]
+            for design_id, design in designs.items()
+        }
+        lines = []
+        for order, units in sorted(demand, key=lambda d: (d[0].created_at, d[0].id)):
+            design = designs[order.design]
+            for lab_id in sorted(
+                capable[order.design], key=lambda i: (haversine_km(where[i], order.delivery), i)
+            ):
+                if units <= 0:
+                    break
+                placed = room.take(lab_id, design, units, _days_to_due(now, order))
+                if placed:
+                    lines.append((order.id, lab_id, placed))
+                    units -= placed
+        self.stats.solve_seconds += time.perf_counter() - started
+        return lines
+
+
+class Board:
+    """A first-come job board: labs in random order take the oldest job they can make."""
+
+    name = "board"
+
+    def __init__(self, params: SolveParams, stats: PlanStats, seed: int) -> None:
+        self.params = params
+        self.stats = stats
+        self.rng = random.Random(seed)
+
+    def allocate(
+        self, now: datetime, labs: list[LabSim], demand: list[tuple[Order, int]], designs: dict[str, Design]
+    ) -> list[tuple[str, str, int]]:
+        """Labs take turns picking the oldest open job they can make until nobody can take more."""
+        started = time.perf_counter()
+        room = _Room(labs, designs)
+        posted = [[order, units] for order, units in sorted(demand, key=lambda d: (d[0].created_at, d[0].id))]
+        order_of_labs = sorted(room.labs)
+        self.rng.shuffle(order_of_labs)
+        lines = []
+        full: set[str] = set()
+        while True:
+            took = False
+            for lab_id in order_of_labs:
+                if lab_id in full:
+                    continue
+                for job in posted:
+                    order, units = job
+                    if units <= 0:
+                        continue
+                    placed = room.take(lab_id, designs[order.design], units, _days_to_due(now, order))
+                    if placed:
+                        lines.append((order.id, lab_id, placed))
+                        job[1] = units - placed
+                        took = True
+                        break
+                else:
+                    full.add(lab_id)
+            if not took:
+                break
+        self.stats.solve_seconds += time.perf_counter() - started
+        return lines
+
+
+def make_policy(name: str, params: SolveParams, seed: int) -> tuple[object, PlanStats]:
+    """A fresh policy by name, with its statistics record."""
+    stats = PlanStats()
+    if name == "cosmolocal":
+        return Cosmolocal(params, stats), stats
+    if name == "nearest-greedy":
+        return NearestGreedy(params, stats), stats
+    if name == "central-factory":
+        return NearestGreedy(params, stats, name="central-factory"), stats
+    if name == "board":
+        return Board(params, stats, seed), stats
+    raise ValueError(f"unknown policy {name!r}; known: {', '.join(POLICIES)}")

@@ -1,0 +1,428 @@
+"""Simulated time: a discrete-event replay of a world under one allocation policy, without sockets.
+
+The replay advances in planning rounds of `round_hours`. Each round, in this order:
+
+1. disruptions that start or end by now are applied (a lost lab's unfinished units return to demand,
+   as the planner does when a lab goes silent; jobs a lab can no longer make or supply are released);
+2. supply arrives (each lab's `restock_per_day`, less any cut supply);
+3. the policy allocates the open demand (ordered units not yet made or queued at a lab) to labs; the
+   rules are the planner's: committed units are never re-planned, lost labs get nothing;
+4. every live lab works through its queue, earliest due date first, for the round's machine minutes.
+
+Lab execution is a simple model consistent with `Machine.minutes_per_day()`: each machine offers
+`minutes_per_day * round_hours / 24` nominal minutes per round; a unit needs each design step's
+minutes on a machine eligible for that step (`solver.capability.step_groups`) and its materials from
+stock. Units are whole: a unit is done within the round or not started. A unit finishes at the time
+its lab's busiest step group reaches it, and is delivered after one hour of handling plus the road
+distance at the scenario's `transport_kmh`. No wall clock is read except to time solves.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from protocol.model import PRIORITIES, Design, Lab, Order
+from scenarios.world import World, WorldEvent
+from solver.capability import step_groups
+from solver.geo import haversine_km
+from solver.problem import LabState
+
+#: Hours of handling before a finished unit leaves its lab.
+HANDLING_HOURS = 1.0
+
+
+class SimulationError(RuntimeError):
+    """The replay found a defect (a plan that breaks its own problem): a bug, never a result."""
+
+
+@dataclass
+class Job:
+    """Units of one order queued at a lab."""
+
+    order: Order
+    units: int
+    seq: int
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """Units of an order made at a lab and delivered."""
+
+    order_id: str
+    lab_id: str
+    units: int
+    made_at: datetime
+    delivered_at: datetime
+    km: float
+
+
+@dataclass
+class LabSim:
+    """A lab during the replay: presence, machines down, stock, supply and its job queue."""
+
+    lab: Lab
+    restock: dict[str, float]
+    present: bool = True
+    lost: bool = False
+    down: set[str] = field(default_factory=set)
+    cut: dict[str, float | None] = field(default_factory=dict)  # material -> supply lost per day (None: all)
+    stock: dict[str, float] = field(default_factory=dict)
+    queue: list[Job] = field(default_factory=list)
+    minutes_used: float = 0.0
+    minutes_offered: float = 0.0
+    units_made: int = 0
+    _groups: dict[tuple[str, frozenset[str]], tuple[frozenset[str], ...]] = field(default_factory=dict)
+
+    def groups(self, design: Design) -> tuple[frozenset[str], ...]:
+        """Eligible working machines per step of a design (`solver.capability.step_groups`), cached."""
+        key = (design.id, frozenset(self.down))
+        if key not in self._groups:
+            active = self.active_lab()
+            self._groups[key] = (
+                step_groups(active, design) if active else tuple(frozenset() for _ in design.steps)
+            )
+        return self._groups[key]
+
+    @property
+    def live(self) -> bool:
+        """Present and not lost: it can receive and do work."""
+        return self.present and not self.lost
+
+    def active_lab(self) -> Lab | None:
+        """The lab with only its working machines; None when every machine is down."""
+        machines = [m for m in self.lab.machines if m.id not in self.down]
+        if not machines:
+            return None
+        if len(machines) == len(self.lab.machines):
+            return self.lab
+        return self.lab.model_copy(update={"machines": machines})
+
+    def reserved(self, designs: dict[str, Design]) -> dict[str, float]:
+        """Material -> amount the queued units will consume."""
+        total: dict[str, float] = {}
+        for job in self.queue:
+            for material, amount in designs[job.order.design].materials_per_unit().items():
+                total[material] = total.get(material, 0.0) + amount * job.units
+        return total
+
+    def free_stock(self, designs: dict[str, Design]) -> dict[str, float]:
+        """Stock not yet promised to queued units."""
+        reserved = self.reserved(designs)
+        materials = set(self.stock) | set(reserved)
+        return {m: max(0.0, self.stock.get(m, 0.0) - reserved.get(m, 0.0)) for m in sorted(materials)}
+
+    def backlog_minutes(self, designs: dict[str, Design]) -> dict[str, float]:
+        """Machine id -> nominal minutes of queued work, each step spread over its eligible machines."""
+        active = self.active_lab()
+        backlog: dict[str, float] = {}
+        if active is None:
+            return backlog
+        per_day = {m.id: m.minutes_per_day() for m in active.machines}
+        for job in self.queue:
+            design = designs[job.order.design]
+            for step, group in zip(design.steps, self.groups(design), strict=True):
+                total = sum(per_day[m] for m in group)
+                for m in group:
+                    backlog[m] = backlog.get(m, 0.0) + step.minutes * job.units * per_day[m] / total
+        return backlog
+
+    def state(self, designs: dict[str, Design]) -> LabState:
+        """The lab as the solver sees it: working machines, backlog, free stock, live or not."""
+        active = self.active_lab()
+        return LabState(
+            lab=active or self.lab,
+            backlog_minutes=self.backlog_minutes(designs),
+            stock=self.free_stock(designs),
+            live=self.live and active is not None,
+        )
+
+
+def fit_units(
+    budgets: dict[str, float],
+    groups: tuple[frozenset[str], ...],
+    design: Design,
+    stock: dict[str, float],
+    most: int,
+) -> tuple[int, dict[str, float]]:
+    """How many whole units (at most `most`) fit these machine minutes and stock; the budgets they leave.
+
+    `groups` are the machines eligible for each step. When steps share either all or none of their
+    machines (the usual case), each group's minutes are pooled, as the solver pools them, and the work
+    is drawn from its machines in proportion to what each has left. Otherwise each step takes minutes
+    from the eligible machines with the most left, and the count is found by bisection.
+    """
+    if most <= 0 or not all(groups):
+        return 0, budgets
+    for material, amount in design.materials_per_unit().items():
+        if amount > 0:
+            most = min(most, math.floor(stock.get(material, 0.0) / amount + 1e-9))
+    if most <= 0:
+        return 0, budgets
+    distinct = list(dict.fromkeys(groups))
+    if all(a == b or not (a & b) for a in distinct for b in distinct):
+        need = dict.fromkeys(distinct, 0.0)
+        for step, group in zip(design.steps, groups, strict=True):
+            need[group] += step.minutes
+        free = {g: sum(budgets.get(m, 0.0) for m in g) for g in distinct}
+        for g in distinct:
+            most = min(most, math.floor(free[g] / need[g] + 1e-9))
+        if most <= 0:
+            return 0, budgets
+        left = dict(budgets)
+        for g in distinct:
+            share = min(1.0, need[g] * most / free[g])
+            for m in g:
+                left[m] = left.get(m, 0.0) * (1.0 - share)
+        return most, left
+
+    def take(k: int) -> dict[str, float] | None:
+        left = dict(budgets)
+        for step, group in zip(design.steps, groups, strict=True):
+            need = step.minutes * k
+            for m in sorted(group, key=lambda g: (-left.get(g, 0.0), g)):
+                use = min(need, left.get(m, 0.0))
+                left[m] = left.get(m, 0.0) - use
+                need -= use
+                if need <= 1e-9:
+                    break
+            if need > 1e-6:
+                return None
+        return left
+
+    low, high, best = 0, most, budgets
+    while low < high:
+        mid = (low + high + 1) // 2
+        left = take(mid)
+        if left is None:
+            high = mid - 1
+        else:
+            low, best = mid, left
+    return low, (best if low else budgets)
+
+
+class Policy(Protocol):
+    """An allocation policy: given the open demand and the labs, which units go where this round."""
+
+    name: str
+
+    def allocate(
+        self, now: datetime, labs: list[LabSim], demand: list[tuple[Order, int]], designs: dict[str, Design]
+    ) -> list[tuple[str, str, int]]:
+        """(order id, lab id, units) to queue; must respect each lab's free capacity and stock."""
+        ...
+
+
+@dataclass
+class PlanStats:
+    """What the solver-backed policy reports about its plans (zero for the baselines)."""
+
+    plans: int = 0
+    objective: float = 0.0
+    bound: float = 0.0
+    optimal: int = 0
+    solve_seconds: float = 0.0
+    shortages: int = 0
+
+
+@dataclass
+class PolicyRun:
+    """Everything one policy did in one replay."""
+
+    policy: str
+    world: World
+    labs: list[LabSim]
+    deliveries: list[Delivery]
+    allocations: list[tuple[datetime, str, str, int]]
+    solve_seconds: float
+    stats: PlanStats
+
+
+def _rank(order: Order) -> tuple[datetime, int, str]:
+    return (order.due_at, -PRIORITIES.index(order.priority), order.id)
+
+
+class Simulation:
+    """The replay of one world under one policy (see module docstring)."""
+
+    def __init__(self, world: World, policy: Policy, stats: PlanStats | None = None) -> None:
+        self.world = world
+        self.policy = policy
+        self.stats = stats or PlanStats()
+        self.designs = world.loaded.designs
+        self.labs = [
+            LabSim(lab=lab, restock=dict(world.restock.get(lab.id, {})), stock=dict(lab.stock))
+            for lab in world.labs
+        ]
+        self.by_id = {s.lab.id: s for s in self.labs}
+        for event in world.events:
+            if event.kind == "lab_joins":
+                self.by_id[event.lab_id].present = False
+        self.made: dict[str, int] = {}
+        self.deliveries: list[Delivery] = []
+        self.allocations: list[tuple[datetime, str, str, int]] = []
+        self.seq = 0
+        self.solve_seconds = 0.0
+        self._started: set[int] = set()
+        self._ended: set[int] = set()
+
+    # -- disruptions -------------------------------------------------------------------------------
+
+    def _apply_events(self, now: datetime) -> None:
+        for index, event in enumerate(self.world.events):
+            if index not in self._started and event.start <= now:
+                self._started.add(index)
+                self._start(event)
+            if index not in self._ended and event.end is not None and event.end <= now:
+                self._ended.add(index)
+                self._end(event)
+        for lab in self.labs:
+            self._release_unmakeable(lab)
+
+    def _start(self, event: WorldEvent) -> None:
+        lab = self.by_id[event.lab_id]
+        if event.kind == "lab_lost":
+            lab.lost = True
+            lab.queue.clear()  # unfinished units return to demand
+        elif event.kind == "lab_joins":
+            lab.present = True
+        elif event.kind == "machine_down":
+            lab.down |= set(event.machine_ids)
+        elif event.kind == "stock_out" and event.material:
+            have = lab.stock.get(event.material, 0.0)
+            lab.stock[event.material] = 0.0 if event.drop is None else max(0.0, have - event.drop)
+            lab.cut[event.material] = event.restock_cut
+
+    def _end(self, event: WorldEvent) -> None:
+        lab = self.by_id[event.lab_id]
+        if event.kind == "lab_lost":
+            lab.lost = False
+        elif event.kind == "machine_down":
+            lab.down -= set(event.machine_ids)
+        elif event.kind == "stock_out" and event.material:
+            lab.cut.pop(event.material, None)
+
+    def _release_unmakeable(self, lab: LabSim) -> None:
+        """Drop queued units the lab cannot make (machines down) or supply (stock gone): back to demand."""
+        active = lab.active_lab()
+        stock = dict(lab.stock)
+        kept = []
+        for job in sorted(lab.queue, key=lambda j: _rank(j.order)):
+            design = self.designs[job.order.design]
+            if active is None or not all(lab.groups(design)):
+                continue
+            units = job.units
+            for material, amount in design.materials_per_unit().items():
+                if amount > 0:
+                    units = min(units, math.floor(stock.get(material, 0.0) / amount + 1e-9))
+            for material, amount in design.materials_per_unit().items():
+                stock[material] = stock.get(material, 0.0) - amount * units
+            if units > 0:
+                job.units = units
+                kept.append(job)
+        lab.queue = kept
+
+    # -- a round ---------------------------------------------------------------------------------
+
+    def _restock(self, days: float) -> None:
+        for lab in self.labs:
+            for material, per_day in lab.restock.items():
+                cut = lab.cut.get(material, 0.0) if material in lab.cut else 0.0
+                lost = per_day if material in lab.cut and cut is None else (cut or 0.0)
+                lab.stock[material] = lab.stock.get(material, 0.0) + max(0.0, per_day - lost) * days
+
+    def open_demand(self, now: datetime) -> list[tuple[Order, int]]:
+        """Orders placed by now with units neither made nor queued, first come first."""
+        queued: dict[str, int] = {}
+        for lab in self.labs:
+            for job in lab.queue:
+                queued[job.order.id] = queued.get(job.order.id, 0) + job.units
+        demand = []
+        for order in self.world.orders:
+            if order.created_at > now:
+                break
+            left = order.quantity - self.made.get(order.id, 0) - queued.get(order.id, 0)
+            if left > 0:
+                demand.append((order, left))
+        return demand
+
+    def _commit(self, now: datetime, lines: list[tuple[str, str, int]]) -> None:
+        orders = {o.id: o for o in self.world.orders}
+        for order_id, lab_id, units in lines:
+            if units <= 0:
+                continue
+            lab = self.by_id[lab_id]
+            if not lab.live:
+                raise SimulationError(
+                    f"policy {self.policy.name} allocated to lab {lab_id}, which is not live"
+                )
+            self.seq += 1
+            lab.queue.append(Job(orders[order_id], units, self.seq))
+            self.allocations.append((now, order_id, lab_id, units))
+
+    def _execute(self, now: datetime, hours: float) -> None:
+        kmh = self.world.loaded.scenario.transport_kmh
+        for lab in self.labs:
+            active = lab.active_lab()
+            if not lab.live or active is None:
+                continue
+            budgets = {m.id: m.minutes_per_day() * hours / 24.0 for m in active.machines}
+            full = dict(budgets)
+            offered = sum(budgets.values())
+            lab.minutes_offered += offered
+            if offered <= 0:
+                continue
+            kept = []
+            for job in sorted(lab.queue, key=lambda j: (_rank(j.order), j.seq)):
+                design = self.designs[job.order.design]
+                groups = lab.groups(design)
+                units, left = fit_units(budgets, groups, design, lab.stock, job.units)
+                if units > 0:
+                    used_share = max(
+                        sum(full[m] - left[m] for m in g) / max(1e-9, sum(full[m] for m in g)) for g in groups
+                    )
+                    lab.minutes_used += sum(budgets.values()) - sum(left.values())
+                    budgets = left
+                    for material, amount in design.materials_per_unit().items():
+                        lab.stock[material] = max(0.0, lab.stock.get(material, 0.0) - amount * units)
+                    made_at = now + timedelta(hours=hours * min(1.0, max(0.0, used_share)))
+                    km = haversine_km(lab.lab.location, job.order.delivery)
+                    delivered_at = made_at + timedelta(hours=HANDLING_HOURS + km / kmh)
+                    self.deliveries.append(
+                        Delivery(job.order.id, lab.lab.id, units, made_at, delivered_at, km)
+                    )
+                    self.made[job.order.id] = self.made.get(job.order.id, 0) + units
+                    lab.units_made += units
+                    job.units -= units
+                if job.units > 0:
+                    kept.append(job)
+            lab.queue = kept
+
+    def run(self, on_round: Callable[[int, int], None] | None = None) -> PolicyRun:
+        """Replay every round; `on_round(done, total)` is told after each one (for a progress bar)."""
+        scenario = self.world.loaded.scenario
+        hours = scenario.round_hours
+        rounds = max(1, math.ceil(scenario.days * 24.0 / hours - 1e-9))
+        for r in range(rounds):
+            now = self.world.start + timedelta(hours=r * hours)
+            self._apply_events(now)
+            self._restock(hours / 24.0)
+            demand = self.open_demand(now)
+            if demand:
+                lines = self.policy.allocate(now, self.labs, demand, self.designs)
+                self._commit(now, lines)
+            self._execute(now, hours)
+            if on_round is not None:
+                on_round(r + 1, rounds)
+        return PolicyRun(
+            policy=self.policy.name,
+            world=self.world,
+            labs=self.labs,
+            deliveries=self.deliveries,
+            allocations=self.allocations,
+            solve_seconds=self.stats.solve_seconds,
+            stats=self.stats,
+        )

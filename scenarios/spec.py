@@ -1,0 +1,328 @@
+"""The scenario file: a TOML description of a real situation to replay (labs, designs, demand, disruptions).
+
+A scenario names where its labs are (generated at real cities from GeoNames, or read from an Open
+Know-Where / fablabs.io file), which open designs are made, the demand over time (single orders, or
+rates in units per day until a date, spread over delivery points such as hospitals), the disruptions
+(labs lost, labs joining, stock running out, machines down) and the seed of every random choice.
+
+Shape (every field is documented on the models below)::
+
+    name = "visor-surge-fr"
+    title = "..."
+    seed = 7
+    start = 2020-03-23T00:00:00Z
+    days = 28
+    round_hours = 24
+    sources = ["where the figures come from", ...]
+
+    [labs]
+    source = "cities"            # or "okw" with file = "PATH" (and optionally machines_file = "CSV")
+    country = "FR"
+    count = 40
+    [[labs.machines]]            # machine mix; count = [min, max] per lab, share = labs that have it
+    id = "printer"
+    processes = ["fdm"]
+    count = [6, 18]
+    hours_per_day = 10
+    tags = { bed_mm = 250 }
+    [labs.stock]                 # initial stock per lab, [min, max] drawn with the seed
+    petg = [2.0, 5.0]
+    [labs.restock_per_day]       # material reaching each lab per day (the supply chain)
+    petg = 2.0
+
+    [[demand]]
+    design = "face-shield"
+    kind = "rate"                # one order per point every `every_days`, `units_per_day` in total
+    units_per_day = 3600
+    until_day = 28
+    due_days = 3
+    priority = "urgent"
+    at = { source = "cities", country = "FR", count = 30 }
+
+    [[disruptions]]
+    kind = "lab_lost"            # lab_lost, lab_joins, stock_out, machine_down
+    day = 6
+    until_day = 10
+    count = 3
+
+Every error names the file, the field and the reason (`ScenarioError`), so the file can be fixed
+without reading code.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from datetime import datetime
+from functools import cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from protocol.errors import ProtocolError, describe_validation_error
+from protocol.model import Design, Identifier, Name, Priority, TagValue
+from protocol.okh import catalogue, load_okh
+
+BUILTIN_DIR = Path(__file__).with_name("builtin")
+
+
+class ScenarioError(ValueError):
+    """A scenario file that cannot be read or does not describe a scenario; names file, field, reason."""
+
+
+def _utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError("must carry a time zone, for example 2020-03-23T00:00:00Z")
+    return value
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+Range = tuple[float, float]
+CountRange = tuple[int, int]
+
+
+class MachineTemplate(_Model):
+    """A kind of machine the generated labs have: how many per lab and in what share of labs."""
+
+    id: Identifier = Field(description="machine id prefix; machines are numbered id-1, id-2, ...")
+    processes: list[Name] = Field(min_length=1)
+    count: int | CountRange = Field(default=1, description="machines per lab, or [min, max] drawn per lab")
+    speed: float = Field(default=1.0, gt=0.0, le=100.0)
+    hours_per_day: float = Field(default=8.0, gt=0.0, le=24.0)
+    tags: dict[Name, TagValue] = Field(default_factory=dict)
+    share: float = Field(default=1.0, ge=0.0, le=1.0, description="share of labs that have this machine")
+
+    @model_validator(mode="after")
+    def _count_range(self) -> MachineTemplate:
+        low, high = (self.count, self.count) if isinstance(self.count, int) else self.count
+        if low < 0 or high < low or high > 200:
+            raise ValueError(
+                f"count must be a number or [min, max] with 0 <= min <= max <= 200, got {self.count}"
+            )
+        return self
+
+
+class Point(_Model):
+    """One delivery point given by coordinates."""
+
+    place: str = Field(min_length=1, max_length=200)
+    lat: float = Field(ge=-90.0, le=90.0)
+    lon: float = Field(ge=-180.0, le=180.0)
+    weight: float = Field(default=1.0, gt=0.0, description="share of a rate this point receives")
+
+
+class LabsSpec(_Model):
+    """Where the labs are and what they have."""
+
+    source: Literal["cities", "okw", "list"] = Field(
+        default="cities",
+        description="cities: at the largest cities (GeoNames); okw: from an OKW file; list: at `sites`",
+    )
+    country: str | None = Field(default=None, pattern=r"^[A-Z]{2}$", description="ISO 3166 alpha-2 code")
+    count: int = Field(default=10, ge=1, le=3000, description="labs to place (okw: at most this many)")
+    skip: int = Field(default=0, ge=0, description="cities passed over before the first lab")
+    min_separation_km: float = Field(default=40.0, ge=0.0)
+    file: str | None = Field(
+        default=None, description="okw: OKW / fablabs.io JSON file (relative to this file)"
+    )
+    machines_file: str | None = Field(default=None, description="okw: fablabs.io geomachines CSV to join")
+    sites: list[Point] = Field(default_factory=list, description="list: named places of the labs")
+    machines: list[MachineTemplate] = Field(default_factory=list)
+    stock: dict[Name, float | Range] = Field(default_factory=dict)
+    restock_per_day: dict[Name, float] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> LabsSpec:
+        if self.source == "okw" and not self.file:
+            raise ValueError("source = 'okw' needs file = 'PATH' (an OKW or fablabs.io JSON file)")
+        if self.source == "cities" and not self.country:
+            raise ValueError("source = 'cities' needs country = 'XX'")
+        if self.source == "list" and not self.sites:
+            raise ValueError("source = 'list' needs sites = [{ place, lat, lon }, ...]")
+        if self.source != "okw" and not self.machines:
+            raise ValueError(f"labs from {self.source} need at least one [[labs.machines]] template")
+        for material, value in self.stock.items():
+            low, high = (value, value) if isinstance(value, int | float) else value
+            if low < 0 or high < low:
+                raise ValueError(f"stock.{material}: need 0 <= min <= max, got {value}")
+        return self
+
+
+class PointsSpec(_Model):
+    """Delivery points: the largest cities of a country (weighted by population) or a list."""
+
+    source: Literal["cities", "list"] = "cities"
+    country: str = Field(default="FR", pattern=r"^[A-Z]{2}$")
+    count: int = Field(default=1, ge=1, le=500)
+    skip: int = Field(default=0, ge=0)
+    min_separation_km: float = Field(default=40.0, ge=0.0)
+    points: list[Point] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _has_points(self) -> PointsSpec:
+        if self.source == "list" and not self.points:
+            raise ValueError("source = 'list' needs points = [{ place, lat, lon }, ...]")
+        return self
+
+
+class DemandSpec(_Model):
+    """Demand for one design: single orders at a day, or a rate in units per day until a day."""
+
+    design: Identifier
+    kind: Literal["rate", "order"] = "rate"
+    at: PointsSpec
+    priority: Priority = "routine"
+    due_days: float = Field(gt=0.0, le=60.0, description="an order is due this many days after it is placed")
+    units_per_day: float | None = Field(default=None, gt=0.0, description="rate: units per day, all points")
+    from_day: float = Field(default=0.0, ge=0.0)
+    until_day: float | None = Field(default=None, gt=0.0)
+    ramp_days: float = Field(default=0.0, ge=0.0, description="rate: days to grow linearly to full rate")
+    every_days: float = Field(default=1.0, gt=0.0, description="rate: one order per point this often")
+    jitter: float = Field(default=0.3, ge=0.0, le=1.0, description="rate: +/- share of random variation")
+    quantity: int | None = Field(default=None, gt=0, le=1_000_000, description="order: units per point")
+    day: float = Field(default=0.0, ge=0.0, description="order: when it is placed")
+
+    @model_validator(mode="after")
+    def _kind_fields(self) -> DemandSpec:
+        if self.kind == "rate" and self.units_per_day is None:
+            raise ValueError("kind = 'rate' needs units_per_day")
+        if self.kind == "order" and self.quantity is None:
+            raise ValueError("kind = 'order' needs quantity")
+        if self.until_day is not None and self.until_day <= self.from_day:
+            raise ValueError(f"until_day ({self.until_day}) must come after from_day ({self.from_day})")
+        return self
+
+
+class Disruption(_Model):
+    """Something going wrong (or a lab arriving) at a given day, for some labs, perhaps until a day."""
+
+    kind: Literal["lab_lost", "lab_joins", "stock_out", "machine_down"]
+    day: float = Field(ge=0.0)
+    until_day: float | None = Field(
+        default=None, description="when it ends (lab_lost, stock_out, machine_down)"
+    )
+    labs: list[Identifier] = Field(default_factory=list, description="lab ids; or use count")
+    count: int = Field(default=0, ge=0, description="number of labs picked with the seed")
+    material: Name | None = Field(default=None, description="stock_out: which material")
+    process: Name | None = Field(default=None, description="machine_down: one machine offering this process")
+
+    @model_validator(mode="after")
+    def _fields(self) -> Disruption:
+        if not self.labs and self.count == 0:
+            raise ValueError("name the labs (labs = [...]) or how many to pick (count = N)")
+        if self.kind == "stock_out" and not self.material:
+            raise ValueError("stock_out needs material")
+        if self.kind == "machine_down" and not self.process:
+            raise ValueError("machine_down needs process")
+        if self.until_day is not None and self.until_day <= self.day:
+            raise ValueError(f"until_day ({self.until_day}) must come after day ({self.day})")
+        return self
+
+
+class CentralSpec(_Model):
+    """Where the central-factory baseline stands (default: the first lab, at the largest city)."""
+
+    place: str | None = None
+    lat: float | None = Field(default=None, ge=-90.0, le=90.0)
+    lon: float | None = Field(default=None, ge=-180.0, le=180.0)
+
+
+class Scenario(_Model):
+    """A scenario to replay: its labs, designs, demand over time, disruptions and seed."""
+
+    name: Identifier
+    title: str = Field(min_length=1, max_length=200)
+    description: str = ""
+    sources: list[str] = Field(default_factory=list, description="public sources of the figures")
+    seed: int = 0
+    start: Annotated[datetime, AfterValidator(_utc)]
+    days: float = Field(gt=0.0, le=365.0)
+    round_hours: float = Field(default=24.0, gt=0.0, le=168.0, description="time between planning rounds")
+    solve_seconds: float = Field(default=1.0, gt=0.0, le=60.0, description="time limit of one solve")
+    k_nearest: int = Field(default=8, ge=1, le=100)
+    transport_kmh: float = Field(default=60.0, gt=0.0, description="door-to-door road speed")
+    designs: list[str] = Field(default_factory=list, description="extra OKH manifests (relative paths)")
+    labs: LabsSpec
+    demand: list[DemandSpec] = Field(min_length=1)
+    disruptions: list[Disruption] = Field(default_factory=list)
+    central: CentralSpec = CentralSpec()
+    policies: list[Literal["cosmolocal", "central-factory", "nearest-greedy", "board"]] = Field(
+        default_factory=lambda: ["cosmolocal", "central-factory", "nearest-greedy", "board"]
+    )
+
+
+class LoadedScenario(BaseModel):
+    """A validated scenario with where it came from and the designs it may use."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    scenario: Scenario
+    path: Path
+    designs: dict[str, Design]
+
+    def resolve(self, relative: str) -> Path:
+        """A path named in the scenario: relative to the scenario file first, then to the working folder."""
+        candidate = Path(relative).expanduser()
+        if candidate.is_absolute():
+            return candidate
+        beside = (self.path.parent / candidate).resolve()
+        return beside if beside.exists() else candidate.resolve()
+
+
+def load_scenario(path: Path, seed: int | None = None) -> LoadedScenario:
+    """Read and validate a scenario file; `seed` replaces the file's seed. Raises `ScenarioError`."""
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ScenarioError(f"{path}: no such scenario file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ScenarioError(f"{path}: cannot read the scenario file: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ScenarioError(f"{path}: not valid TOML: {exc}") from None
+    if seed is not None:
+        raw["seed"] = seed
+    try:
+        scenario = Scenario.model_validate(raw)
+    except ValidationError as exc:
+        raise ScenarioError(f"{path}: {describe_validation_error(exc)}") from None
+    loaded = LoadedScenario(scenario=scenario, path=path, designs=dict(catalogue()))
+    designs = dict(catalogue())
+    for index, relative in enumerate(scenario.designs):
+        try:
+            design = load_okh(loaded.resolve(relative))
+        except ProtocolError as exc:
+            raise ScenarioError(f"{path}: designs.{index}: {exc}") from None
+        designs[design.id] = design
+    for index, demand in enumerate(scenario.demand):
+        if demand.design not in designs:
+            known = ", ".join(sorted(designs))
+            raise ScenarioError(
+                f"{path}: demand.{index}.design: unknown design {demand.design!r}; known designs: {known}"
+            )
+    for field_name in ("file", "machines_file"):
+        relative = getattr(scenario.labs, field_name)
+        if relative and not loaded.resolve(relative).exists():
+            raise ScenarioError(f"{path}: labs.{field_name}: no such file {relative!r}")
+    return LoadedScenario(scenario=scenario, path=path, designs=designs)
+
+
+@cache
+def builtin_scenarios() -> dict[str, Path]:
+    """The scenarios that ship with Cosmolocal, by name."""
+    return {p.stem: p for p in sorted(BUILTIN_DIR.glob("*.toml"))}
+
+
+def find_scenario(name_or_file: str) -> Path:
+    """A built-in scenario by name, or a scenario file by path. Raises `ScenarioError` if neither."""
+    builtin = builtin_scenarios()
+    if name_or_file in builtin:
+        return builtin[name_or_file]
+    path = Path(name_or_file)
+    if path.exists():
+        return path
+    raise ScenarioError(
+        f"{name_or_file}: neither a built-in scenario ({', '.join(builtin)}) nor an existing file"
+    )

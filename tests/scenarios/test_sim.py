@@ -1,0 +1,153 @@
+"""Simulated replays: same seed, same metrics; fair baselines; disruptions bite; plans are checked."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import scenarios.policies as policies
+from protocol.model import Lab, Machine
+from protocol.okh import catalogue
+from scenarios.metrics import WALL_TIME_KEYS, gini, weighted_percentile
+from scenarios.run import run_scenario
+from scenarios.sim import SimulationError, fit_units
+from scenarios.spec import load_scenario
+from scenarios.world import build_world, central_world
+from tests.scenarios.conftest import write_scenario
+
+
+def _comparable(metrics: list[dict]) -> list[dict]:
+    return [{k: v for k, v in m.items() if k not in WALL_TIME_KEYS} for m in metrics]
+
+
+def test_every_policy_runs_and_the_metrics_add_up(tiny: Path) -> None:
+    result = run_scenario(load_scenario(tiny))
+    by = result.by_policy()
+    assert set(by) == {"cosmolocal", "central-factory", "nearest-greedy", "board"}
+    for m in by.values():
+        assert m["units_demanded"] == sum(o.quantity for o in result.world.orders)
+        assert m["units_delivered"] + m["units_missing"] == m["units_demanded"]
+        assert m["units_on_time"] + m["units_late"] == m["units_delivered"]
+        assert 0.0 <= m["fill_rate"] <= 1.0
+        assert m["co2_kg"] == pytest.approx(
+            m["transport_tonne_km"] * m["co2_factor_kg_per_tonne_km"], abs=1e-3
+        )
+        assert "Defra" in m["co2_source"]
+    assert by["central-factory"]["labs_used"] == 1
+    assert by["cosmolocal"]["plans"] >= 1
+    assert by["cosmolocal"]["plan_bound"] <= by["cosmolocal"]["plan_objective"] + 1e-6
+    # plenty of capacity near both hospitals: everything is made
+    assert by["cosmolocal"]["fill_rate"] == 1.0
+
+
+def test_same_seed_same_metrics_other_seed_other_metrics(tiny: Path) -> None:
+    first = run_scenario(load_scenario(tiny, seed=4))
+    again = run_scenario(load_scenario(tiny, seed=4))
+    other = run_scenario(load_scenario(tiny, seed=5))
+    assert _comparable(first.metrics) == _comparable(again.metrics)
+    assert _comparable(first.metrics) != _comparable(other.metrics)
+
+
+def test_cosmolocal_ships_shorter_than_the_board_and_the_factory(tiny: Path) -> None:
+    by = run_scenario(load_scenario(tiny)).by_policy()
+    assert by["cosmolocal"]["transport_unit_km"] < by["board"]["transport_unit_km"]
+    assert by["cosmolocal"]["km_per_unit"] <= by["central-factory"]["km_per_unit"] + 1e-9
+
+
+def test_a_lost_lab_makes_nothing_while_lost_and_its_work_moves(tmp_path: Path) -> None:
+    path = write_scenario(
+        tmp_path, '\n[[disruptions]]\nkind = "lab_lost"\nday = 0\nuntil_day = 3\nlabs = ["north-lab"]\n'
+    )
+    result = run_scenario(load_scenario(path), ["cosmolocal", "nearest-greedy"])
+    for run in result.runs.values():
+        made_north = [d for d in run.deliveries if d.lab_id == "north-lab"]
+        assert all((d.made_at - result.world.start).total_seconds() >= 3 * 86_400 for d in made_north)
+        assert sum(d.units for d in run.deliveries if d.lab_id == "south-lab") > 0
+
+
+def test_stock_out_stops_production_until_supply_returns(tmp_path: Path) -> None:
+    lost = "\n".join(
+        f'[[disruptions]]\nkind = "stock_out"\nmaterial = "pla"\nday = 0\nlabs = ["{lab}"]\n'
+        for lab in ("north-lab", "south-lab", "far-lab")
+    )
+    path = write_scenario(tmp_path, "\n" + lost)
+    by = run_scenario(load_scenario(path), ["cosmolocal", "nearest-greedy"]).by_policy()
+    assert by["cosmolocal"]["units_delivered"] == 0
+    assert by["nearest-greedy"]["units_delivered"] == 0
+
+
+def test_central_factory_has_the_same_capacity_stock_and_supply(tiny: Path) -> None:
+    world = build_world(load_scenario(tiny))
+    factory = central_world(world)
+    (site,) = factory.labs
+    minutes = sum(m.minutes_per_day() for lab in world.labs for m in lab.machines)
+    assert sum(m.minutes_per_day() for m in site.machines) == pytest.approx(minutes)
+    assert site.stock["pla"] == pytest.approx(sum(lab.stock["pla"] for lab in world.labs))
+    assert factory.restock[site.id]["pla"] == pytest.approx(1.5)
+    assert factory.orders == world.orders
+
+
+def test_a_plan_that_breaks_its_problem_stops_the_replay(tiny: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(policies, "check", lambda problem, plan, params: ["lab x: capacity exceeded"])
+    with pytest.raises(SimulationError, match="capacity exceeded"):
+        run_scenario(load_scenario(tiny), ["cosmolocal"])
+
+
+def test_fit_units_respects_minutes_and_stock() -> None:
+    lab = Lab(
+        id="lab",
+        name="Lab",
+        location={"lat": 45.0, "lon": 5.0},
+        machines=[
+            Machine(id="p1", processes=["fdm"], tags={"bed_mm": 250}),
+            Machine(id="p2", processes=["fdm"], tags={"bed_mm": 250}),
+            Machine(id="bench", processes=["assembly"]),
+        ],
+    )
+    splint = catalogue()["finger-splint"]  # 25 min fdm, 3 min assembly, 6 g PLA
+    from solver.capability import step_groups
+
+    groups = step_groups(lab, splint)
+    budgets = {"p1": 100.0, "p2": 60.0, "bench": 300.0}
+    units, left = fit_units(budgets, groups, splint, {"pla": 1.0}, 100)
+    assert units == 6  # 160 fdm minutes / 25
+    assert left["p1"] + left["p2"] == pytest.approx(10.0)
+    assert left["bench"] == pytest.approx(282.0)
+    units, _ = fit_units(budgets, groups, splint, {"pla": 0.02}, 100)
+    assert units == 3  # 20 g of PLA / 6 g
+
+
+def test_weighted_percentile_and_gini() -> None:
+    assert weighted_percentile([(1.0, 1), (10.0, 99)], 0.95) == 10.0
+    assert weighted_percentile([(1.0, 99), (10.0, 1)], 0.95) == 1.0
+    assert gini([5.0, 5.0, 5.0]) == pytest.approx(0.0)
+    assert gini([0.0, 0.0, 9.0]) == pytest.approx(2 / 3)
+
+
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
+
+
+@pytest.mark.skipif(
+    not (SHARED / "iopa_okw_fablabs_io_facilities_2024-10.json").exists(), reason="no shared data"
+)
+def test_replay_with_real_french_fablabs_from_okw(tmp_path: Path) -> None:
+    labs = f"""
+[labs]
+source = "okw"
+file = "{SHARED / "iopa_okw_fablabs_io_facilities_2024-10.json"}"
+machines_file = "{SHARED / "iopa_fablabs_io_geomachines_2023-06.csv"}"
+country = "FR"
+count = 40
+"""
+    text = write_scenario(tmp_path).read_text(encoding="utf-8")
+    head, rest = text.split("[labs]", 1)
+    machines = rest[rest.index("[[labs.machines]]") :]
+    path = tmp_path / "okw.toml"
+    path.write_text(head + labs + "\n" + machines, encoding="utf-8")
+    result = run_scenario(load_scenario(path), ["cosmolocal", "nearest-greedy"])
+    assert len(result.world.labs) == 40
+    assert sum(lab.location.lat > 41 for lab in result.world.labs) >= 30  # mostly metropolitan France
+    assert result.world.notes and "iopa" in result.world.notes[0]
+    by = result.by_policy()
+    assert by["cosmolocal"]["units_delivered"] > 0

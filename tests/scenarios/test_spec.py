@@ -1,0 +1,120 @@
+"""Scenario files: the built-in ones load; bad ones fail naming the file, the field and the reason."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from scenarios.spec import ScenarioError, builtin_scenarios, find_scenario, load_scenario
+from scenarios.world import build_world
+from tests.scenarios.conftest import TINY, write_scenario
+
+BUILTIN = ("visor-surge-fr", "valve-lombardy", "fab-city-barcelona", "churn")
+
+
+@pytest.mark.parametrize("name", BUILTIN)
+def test_builtin_scenarios_load_and_cite_sources(name: str) -> None:
+    loaded = load_scenario(find_scenario(name))
+    assert loaded.scenario.name == name
+    assert loaded.scenario.sources, "every built-in scenario names its sources"
+    world = build_world(loaded)
+    assert world.labs and world.orders
+
+
+def test_builtin_list_is_complete() -> None:
+    assert set(BUILTIN) <= set(builtin_scenarios())
+
+
+def test_visor_surge_is_calibrated_on_the_public_figures() -> None:
+    world = build_world(load_scenario(find_scenario("visor-surge-fr")))
+    ordered = sum(o.quantity for o in world.orders)
+    assert 80_000 <= ordered <= 120_000  # about 100,000 visors in about four weeks
+    printers = sum(1 for lab in world.labs for m in lab.machines if "fdm" in m.processes)
+    headband = world.loaded.designs["face-shield"].steps[0]
+    per_printer_day = 10 * 60 / headband.minutes
+    assert 4 <= per_printer_day <= 6  # 300 a day from 60 printers
+    assert headband.materials["petg"] == pytest.approx(0.033)
+    assert 28 * printers * per_printer_day >= 80_000
+
+
+def test_unknown_field_names_file_and_field(tmp_path: Path) -> None:
+    path = write_scenario(tmp_path, "\nbogus = 3\n")
+    with pytest.raises(ScenarioError) as caught:
+        load_scenario(path)
+    assert str(path) in str(caught.value)
+    assert "bogus" in str(caught.value)
+
+
+def test_wrong_type_names_nested_field(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(TINY.replace("hours_per_day = 10", 'hours_per_day = "lots"'), encoding="utf-8")
+    with pytest.raises(ScenarioError, match=r"labs\.machines\.0\.hours_per_day"):
+        load_scenario(path)
+
+
+def test_unknown_design_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(TINY.replace('design = "finger-splint"', 'design = "teapot"'), encoding="utf-8")
+    with pytest.raises(ScenarioError, match=r"demand\.0\.design: unknown design 'teapot'"):
+        load_scenario(path)
+
+
+def test_not_toml_and_missing_file(tmp_path: Path) -> None:
+    path = tmp_path / "broken.toml"
+    path.write_text("name = [", encoding="utf-8")
+    with pytest.raises(ScenarioError, match="not valid TOML"):
+        load_scenario(path)
+    with pytest.raises(ScenarioError, match="neither a built-in scenario"):
+        find_scenario(str(tmp_path / "missing.toml"))
+
+
+def test_rate_without_units_per_day_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(TINY.replace("units_per_day = 40\n", ""), encoding="utf-8")
+    with pytest.raises(ScenarioError, match=r"demand\.0.*units_per_day"):
+        load_scenario(path)
+
+
+def test_disruption_of_unknown_lab_is_named(tmp_path: Path) -> None:
+    path = write_scenario(tmp_path, '\n[[disruptions]]\nkind = "lab_lost"\nday = 1\nlabs = ["nowhere"]\n')
+    with pytest.raises(ScenarioError, match=r"disruptions\.0\.labs: unknown lab ids nowhere"):
+        build_world(load_scenario(path))
+
+
+def test_seed_changes_the_world_and_same_seed_repeats_it(tiny: Path) -> None:
+    first = build_world(load_scenario(tiny, seed=1))
+    again = build_world(load_scenario(tiny, seed=1))
+    other = build_world(load_scenario(tiny, seed=2))
+    assert [o.model_dump() for o in first.orders] == [o.model_dump() for o in again.orders]
+    assert first.labs == again.labs
+    assert [o.quantity for o in first.orders] != [o.quantity for o in other.orders]
+
+
+def test_extra_design_from_an_okh_manifest(tmp_path: Path) -> None:
+    (tmp_path / "hook.toml").write_text(
+        """
+okhv = "OKH-LOSHv1.0"
+name = "Door hook"
+version = "2.1"
+license = { spdx = "CC-BY-4.0" }
+repo = "https://example.org/door-hook"
+function = "A printed door hook"
+[[steps]]
+process = "fdm"
+minutes = 30
+materials = { pla = 0.01 }
+""",
+        encoding="utf-8",
+    )
+    path = tmp_path / "hooks.toml"
+    path.write_text(
+        TINY.replace('design = "finger-splint"', 'design = "door-hook"').replace(
+            "[labs]", 'designs = ["hook.toml"]\n\n[labs]'
+        ),
+        encoding="utf-8",
+    )
+    loaded = load_scenario(path)
+    hook = loaded.designs["door-hook"]
+    assert hook.licence == "CC-BY-4.0" and hook.source == "https://example.org/door-hook"
+    assert hook.minutes_per_unit() == 30
