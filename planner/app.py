@@ -98,7 +98,11 @@ def create_app(settings: PlannerSettings, clock: Callable[[], datetime] = utcnow
         core.on_change = on_change
         app.state.planner = Planner(settings, core, mesh, replanner, epoch, time.monotonic())
         stop = asyncio.Event()
-        tasks = [asyncio.create_task(mesh.run(stop)), asyncio.create_task(replanner.run(stop))]
+        tasks = [
+            asyncio.create_task(mesh.run(stop)),
+            asyncio.create_task(replanner.run(stop)),
+            asyncio.create_task(_watch_leases(core, stop)),
+        ]
         if core.has_unplanned_demand():
             replanner.request("restart")
         log.info(
@@ -129,6 +133,15 @@ def create_app(settings: PlannerSettings, clock: Callable[[], datetime] = utcnow
     )
     _routes(app, clock)
     return app
+
+
+async def _watch_leases(core: PlannerCore, stop: asyncio.Event, every_s: float = 1.0) -> None:
+    """Once a second, end the leases no lab renewed (their units go back to demand)."""
+    while not stop.is_set():
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=every_s)
+        if not stop.is_set():
+            core.expire_leases()
 
 
 def _planner(request: Request) -> Planner:
@@ -233,6 +246,8 @@ def _routes(app: FastAPI, clock: Callable[[], datetime]) -> None:
             "solving": planner.replanner.solving,
             "plans_rejected": core.plans_rejected,
             "solve_failures": planner.replanner.failures,
+            "emergency_inserts": planner.replanner.emergency_inserts,
+            "leases_expired": core.leases_expired,
             "frames_received": stats.frames_received,
             "frames_rejected": stats.frames_rejected,
             "assigns_sent": stats.assigns_sent,

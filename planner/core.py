@@ -11,7 +11,7 @@ import logging
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from planner.events import Event, EventBus
@@ -77,6 +77,13 @@ class PlannerCore:
     #: Trail strength per (design, lab id); see solver.trails. Visible through the API with history.
     trails: dict[tuple[str, str], float] = field(default_factory=dict)
     trail_rules: TrailRules = DEFAULT_RULES
+    #: Seconds a lab has to answer an ASSIGN before the lease lapses (an operator may decide by hand).
+    answer_window_s: float = 900.0
+    #: Slack after a job's reported ETA before its lease lapses: this share of the time left, at least
+    #: `lease_grace_min_s`.
+    lease_grace_share: float = 0.25
+    lease_grace_min_s: float = 600.0
+    leases_expired: int = 0
     plans_committed: int = 0
     plans_rejected: int = 0
     _by_order: dict[str, list[AssignmentRow]] = field(default_factory=dict)
@@ -329,6 +336,8 @@ class PlannerCore:
         if eta is not None:
             changes["eta"] = eta.isoformat()
         now = self.clock()
+        if state in ACTIVE_STATES:
+            changes["lease_until"] = self._renewed_lease(now, eta).isoformat()
         with self.ledger.transaction() as db:
             events = [self._change_job(db, a, state, now, **changes)]
             if (e := self._refresh_order(db, a.order_id)) is not None:
@@ -341,6 +350,51 @@ class PlannerCore:
                 "lab %s %s %s (%d units of order %s): %s", lab_id, state, a.id, a.quantity, a.order_id, reason
             )
             self.on_change(f"job {state}")
+
+    # --- leases -------------------------------------------------------------------------------
+
+    def _renewed_lease(self, now: datetime, eta: datetime | None) -> datetime:
+        """A lease renewed by news of a job: until its ETA plus slack, or the answer window from now."""
+        if eta is None or eta <= now:
+            return now + timedelta(seconds=max(self.answer_window_s, self.lease_grace_min_s))
+        slack = max(self.lease_grace_min_s, self.lease_grace_share * (eta - now).total_seconds())
+        return eta + timedelta(seconds=slack)
+
+    def expire_leases(self) -> list[str]:
+        """End the leases nobody renewed: their unfinished units return to demand, their trails weaken.
+
+        A lease lapses when a lab neither answers an ASSIGN within the answer window nor finishes (or
+        reports a later ETA) by its last ETA plus slack. Returns the ids of the assignments ended.
+        """
+        now = self.clock()
+        lapsed = [
+            a
+            for a in self.assignments.values()
+            if a.state in ACTIVE_STATES
+            and a.lease_until is not None
+            and datetime.fromisoformat(a.lease_until) < now
+        ]
+        if not lapsed:
+            return []
+        events = []
+        with self.ledger.transaction() as db:
+            for a in lapsed:
+                reason = f"lease expired at {a.lease_until}: no answer or progress from the lab"
+                events.append(self._change_job(db, a, "failed", now, reason=reason))
+                events += self._mark_trail(db, a, "failed", now)
+                if (e := self._refresh_order(db, a.order_id)) is not None:
+                    events.append(e)
+        self._publish(*events)
+        self.leases_expired += len(lapsed)
+        for a in lapsed:
+            log.warning(
+                "lease of %s at lab %s expired: %d units return to demand",
+                a.id,
+                a.lab_id,
+                a.quantity - a.units_done,
+            )
+        self.on_change("lease expired")
+        return [a.id for a in lapsed]
 
     # --- trails -------------------------------------------------------------------------------
 
@@ -510,6 +564,7 @@ class PlannerCore:
                     reason=None,
                     eta=None,
                     updated_at=now.isoformat(),
+                    lease_until=(now + timedelta(seconds=self.answer_window_s)).isoformat(),
                 )
                 self._index(row)
                 Ledger.put_assignment(db, row)

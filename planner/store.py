@@ -51,7 +51,8 @@ CREATE TABLE IF NOT EXISTS assignments (
     cost          TEXT NOT NULL,
     reason        TEXT,
     eta           TEXT,
-    updated_at    TEXT NOT NULL
+    updated_at    TEXT NOT NULL,
+    lease_until   TEXT
 );
 CREATE INDEX IF NOT EXISTS assignments_by_order ON assignments(order_id);
 CREATE TABLE IF NOT EXISTS plans (
@@ -89,6 +90,8 @@ class AssignmentRow:
     reason: str | None
     eta: str | None
     updated_at: str
+    #: When the lease ends unless the lab renews it (ISO UTC); see PlannerCore.expire_leases.
+    lease_until: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The row as the HTTP API and the event stream show it."""
@@ -104,6 +107,7 @@ class AssignmentRow:
             "reason": self.reason,
             "eta": self.eta,
             "updated_at": self.updated_at,
+            "lease_until": self.lease_until,
         }
 
 
@@ -129,6 +133,9 @@ class Ledger:
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.executescript(SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(assignments)")}
+        if "lease_until" not in columns:  # a ledger written before leases existed
+            self._db.execute("ALTER TABLE assignments ADD COLUMN lease_until TEXT")
 
     def close(self) -> None:
         """Checkpoint and close the file."""
@@ -226,9 +233,10 @@ class Ledger:
         """Insert or update an assignment's projection."""
         db.execute(
             "INSERT INTO assignments (id, order_id, lab_id, quantity, state, units_done, plan_version, cost, "
-            "reason, eta, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "reason, eta, updated_at, lease_until) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT(id) DO UPDATE SET state = excluded.state, units_done = excluded.units_done, "
-            "reason = excluded.reason, eta = excluded.eta, updated_at = excluded.updated_at",
+            "reason = excluded.reason, eta = excluded.eta, updated_at = excluded.updated_at, "
+            "lease_until = excluded.lease_until",
             (
                 row.id,
                 row.order_id,
@@ -241,6 +249,7 @@ class Ledger:
                 row.reason,
                 row.eta,
                 row.updated_at,
+                row.lease_until,
             ),
         )
 
@@ -282,7 +291,7 @@ class Ledger:
         """Every assignment, in creation order."""
         rows = self._db.execute(
             "SELECT id, order_id, lab_id, quantity, state, units_done, plan_version, cost, reason, eta, "
-            "updated_at FROM assignments ORDER BY rowid"
+            "updated_at, lease_until FROM assignments ORDER BY rowid"
         ).fetchall()
         return [
             AssignmentRow(
@@ -297,6 +306,7 @@ class Ledger:
                 r[8],
                 r[9],
                 r[10],
+                r[11],
             )
             for r in rows
         ]

@@ -278,3 +278,24 @@ def test_an_emergency_order_takes_the_fast_path_before_the_full_re_plan(core: Pl
     assert replanner.emergency_inserts == 1
     [row] = sent
     assert row.quantity == 2 and row.lab_id == "lab-a"
+
+
+def test_an_unrenewed_lease_returns_its_units_and_weakens_the_trail(tmp_path: Path) -> None:
+    now = [NOW]
+    core = PlannerCore(ledger=Ledger(tmp_path / "l.db"), designs=catalogue(), clock=lambda: now[0])
+    core.lab_hello(LAB, {})
+    order = core.submit_order(_request(10))
+    [row] = core.commit_plan(_plan(order.id, 10))
+    assert core.expire_leases() == []
+    eta = NOW + timedelta(hours=2)
+    core.job_update("lab-a", row.id, "running", units_done=4, eta=eta)  # renewed until the ETA + slack
+    now[0] = NOW + timedelta(hours=2, minutes=5)
+    assert core.expire_leases() == []
+    now[0] = NOW + timedelta(hours=3)
+    assert core.expire_leases() == [row.id]
+    assert core.assignments[row.id].state == "failed"
+    assert "lease expired" in core.assignments[row.id].reason
+    assert [d.quantity for d in core.problem().demands] == [6]  # the 4 made stay made
+    assert core.trails[("finger-splint", "lab-a")] < core.trail_rules.neutral
+    reloaded = Ledger(tmp_path / "l.db").load_assignments()
+    assert reloaded[0].lease_until == core.assignments[row.id].lease_until
