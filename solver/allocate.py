@@ -111,7 +111,7 @@ class AllocationMapping:
         self.rules = rules
         self.days = horizon_days(problem, params)
         self.candidates: Candidates = find_candidates(
-            problem, params.k_nearest, self.days, params.trail_candidates
+            problem, params.k_nearest, self.days, params.trail_candidates, params.room_candidates
         )
         self.due = [days_until(problem, d.order.due_at) for d in problem.demands]
         self.edge_options: list[EdgeOption] = []

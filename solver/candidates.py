@@ -10,6 +10,7 @@ and keeps the k places for labs that can actually help.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -60,17 +61,37 @@ def licence_gate(problem: Problem, demand_index: int) -> str | None:
     )
 
 
-def find_candidates(problem: Problem, k: int, days: float, by_trail: int = 0) -> Candidates:
-    """The k nearest qualifying labs for every demand, plus the `by_trail` strongest-trail ones.
+def units_alone(state: LabState, design: Design, free: dict[str, float]) -> int:
+    """Units of `design` the lab could make with these free minutes if it made nothing else."""
+    need: dict[frozenset[str], float] = {}
+    for step, group in zip(design.steps, step_groups(state.lab, design), strict=True):
+        need[group] = need.get(group, 0.0) + step.minutes
+    units = math.inf
+    for group, minutes in need.items():
+        if minutes > 0:
+            units = min(units, math.floor(sum(free[m] for m in group) / minutes + 1e-9))
+    for material, per_unit in design.materials_per_unit().items():
+        if per_unit > 0:
+            units = min(units, math.floor(state.stock.get(material, 0.0) / per_unit + 1e-9))
+    return int(units) if math.isfinite(units) else 0
 
-    Ties are broken by lab order, so the result is deterministic. A demand whose requester does not
-    accept the design's licence gets no candidate.
+
+def find_candidates(
+    problem: Problem, k: int, days: float, by_trail: int = 0, by_room: int = 0, reach: int = 4
+) -> Candidates:
+    """The k nearest qualifying labs for every demand, plus the `by_trail` strongest-trail ones and
+    the `by_room` labs with the most room for the design among the `reach` × k nearest.
+
+    The labs with room let a concentrated surge reach capacity beyond its nearest labs while the
+    model stays small. Ties are broken by lab order, so the result is deterministic. A demand whose
+    requester does not accept the design's licence gets no candidate.
     """
     if not problem.demands:
         return Candidates(edges=(), capable_labs=())
     design_ids = sorted({d.order.design for d in problem.demands})
     capable = np.zeros((len(design_ids), len(problem.labs)), dtype=bool)
     useful = np.zeros_like(capable)
+    room = np.zeros(capable.shape, dtype=np.int64)
     free = [free_minutes(state, days) for state in problem.labs]
     for i, design_id in enumerate(design_ids):
         design = problem.designs.get(design_id)
@@ -79,6 +100,8 @@ def find_candidates(problem: Problem, k: int, days: float, by_trail: int = 0) ->
         for j, state in enumerate(problem.labs):
             capable[i, j] = can_make(state, design)
             useful[i, j] = capable[i, j] and can_make_one_unit(state, design, free[j])
+            if by_room and useful[i, j]:
+                room[i, j] = units_alone(state, design, free[j])
 
     row = np.array([design_ids.index(d.order.design) for d in problem.demands])
     if problem.labs:
@@ -93,12 +116,8 @@ def find_candidates(problem: Problem, k: int, days: float, by_trail: int = 0) ->
     gates = tuple(licence_gate(problem, i) for i in range(len(problem.demands)))
     masked = np.where(useful[row], km, np.inf)
     masked[[i for i, gate in enumerate(gates) if gate is not None], :] = np.inf
-    if k < masked.shape[1]:
-        part = np.argpartition(masked, k, axis=1)[:, :k]
-        order = np.take_along_axis(masked, part, axis=1)
-        nearest = np.take_along_axis(part, np.lexsort((part, order), axis=1), axis=1)
-    else:
-        nearest = np.argsort(masked, axis=1, kind="stable")
+    nearest = _nearest(masked, k)
+    wide = _nearest(masked, k * reach) if by_room else nearest
     edges = []
     strong = _strong_trails(problem) if by_trail else {}
     for i, demand in enumerate(problem.demands):
@@ -107,6 +126,13 @@ def find_candidates(problem: Problem, k: int, days: float, by_trail: int = 0) ->
             j for j in strong.get(demand.order.design, []) if np.isfinite(masked[i, j]) and j not in chosen
         ]
         chosen += extra[:by_trail]
+        if by_room:
+            design_row = row[i]
+            spacious = sorted(
+                (int(j) for j in wide[i] if np.isfinite(masked[i, j]) and int(j) not in chosen),
+                key=lambda j: (-room[design_row, j], masked[i, j]),
+            )
+            chosen += spacious[:by_room]
         edges.append(tuple(Candidate(lab=j, km=float(km[i, j])) for j in chosen))
     return Candidates(
         edges=tuple(edges),
@@ -123,3 +149,12 @@ def _strong_trails(problem: Problem) -> dict[str, list[int]]:
         if tau > 1.0 and lab_id in index:
             strong.setdefault(design_id, []).append((-tau, index[lab_id]))
     return {design_id: [j for _, j in sorted(pairs)] for design_id, pairs in strong.items()}
+
+
+def _nearest(masked: np.ndarray, k: int) -> np.ndarray:
+    """Per row, the column indices of the k smallest values, nearest first (ties by index)."""
+    if k < masked.shape[1]:
+        part = np.argpartition(masked, k, axis=1)[:, :k]
+        order = np.take_along_axis(masked, part, axis=1)
+        return np.take_along_axis(part, np.lexsort((part, order), axis=1), axis=1)
+    return np.argsort(masked, axis=1, kind="stable")

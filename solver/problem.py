@@ -87,6 +87,8 @@ class SolveParams:
     trail_discount_km: float = 25.0
     #: Extra candidates per demand: the strongest-trail capable labs beyond the k nearest.
     trail_candidates: int = 2
+    #: Extra candidates per demand: the labs with the most room for its design among the 4k nearest.
+    room_candidates: int = 3
     #: Above this many demands, a problem is solved region by region (see solver.regions).
     decompose_above: int = 1500
     seed: int = 0

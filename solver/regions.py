@@ -7,13 +7,16 @@ One model over 10,000 orders and 2,000 labs is too big to build and solve in sec
   by `solver.allocate` (candidates inside the region). Regions are independent, so they are solved
   in parallel worker processes. A demand near a border keeps only its region's labs: a restriction,
   so the combined plan stays feasible (and the validator checks it whole).
-- *Bound.* A valid lower bound of the whole problem on its candidate graph, from a relaxation solved
+- *Bound.* A lower bound of the whole problem on a wide candidate graph (the 8k nearest capable labs
+  of each demand, which holds the candidates of every region and of the repair but in rare cases at
+  a region's far edge), from a relaxation solved
   exactly by min-cost flow (OR-Tools `SimpleMinCostFlow`), one flow per design: each lab may make
   as many units of a design as it could if it made nothing else (so designs stop competing for
   machines), due dates are dropped (lateness costs >= 0), a setup is spread over the units its
   edge could carry (as in the linear relaxation), and shortage costs its penalty. Every plan costs
   at least that, so the reported gap is a true upper bound on how far the plan is from optimal.
-- *Repair across borders.* Units a region leaves short are offered to the labs no region used.
+- *Repair across borders.* Units a region leaves short are offered to every lab on the capacity the
+  regions left (`solver.residual`).
 
 This path is honest but not yet good: with little time per region, a region's fallback can leave
 units short that one model would place, and the flow bound ignores lateness and competition between
@@ -31,14 +34,16 @@ from concurrent.futures import ProcessPoolExecutor
 import numpy as np
 from ortools.graph.python import min_cost_flow
 
-from protocol.model import Plan
-from solver.candidates import find_candidates
-from solver.capability import step_groups
+from protocol.model import Allocation, CostTerms, Plan
+from solver.candidates import find_candidates, units_alone
 from solver.problem import Demand, LabState, Problem, SolveParams, free_minutes, horizon_days
+from solver.residual import residual_labs
 from solver.trails import DEFAULT_RULES
 
 #: Labs per region, about; a region of this size solves in a second or two.
 LABS_PER_REGION = 120
+#: The bound's candidates: this many times k nearest capable labs per demand.
+BOUND_REACH = 8
 #: Flow costs are integers: cost units are counted in thousandths, rounded down (a bound stays a bound).
 _COST_SCALE = 1000
 
@@ -86,7 +91,9 @@ def split(problem: Problem, params: SolveParams) -> list[Problem]:
 def flow_bound(problem: Problem, params: SolveParams) -> float:
     """A lower bound of every plan's objective: the min-cost-flow relaxation (see the module docstring)."""
     days = horizon_days(problem, params)
-    candidates = find_candidates(problem, params.k_nearest, days, params.trail_candidates)
+    # Wider than any model's candidates (k nearest, the roomiest of the 4k nearest, trails), so the
+    # bound holds for every plan whose labs lie among each demand's BOUND_REACH × k nearest.
+    candidates = find_candidates(problem, params.k_nearest * BOUND_REACH, days, params.trail_candidates)
     free = [free_minutes(state, days) for state in problem.labs]
     total = 0.0
     by_design: dict[str, list[int]] = defaultdict(list)
@@ -110,7 +117,7 @@ def flow_bound(problem: Problem, params: SolveParams) -> float:
                 continue
             for c in candidates.edges[d]:
                 if c.lab not in capacity_of:
-                    capacity_of[c.lab] = _units_alone(problem.labs[c.lab], design, free[c.lab])
+                    capacity_of[c.lab] = units_alone(problem.labs[c.lab], design, free[c.lab])
                 tau = problem.trails.get((design_id, problem.labs[c.lab].lab.id))
                 discount = 0.0 if tau is None else params.trail_discount_km * DEFAULT_RULES.strength(tau)
                 # The setup amortised over the units an edge may carry, as the linear relaxation does.
@@ -132,21 +139,6 @@ def flow_bound(problem: Problem, params: SolveParams) -> float:
             raise RuntimeError(f"flow relaxation of design {design_id!r} ended {status}: a defect")
         total += flow.optimal_cost() / _COST_SCALE
     return total
-
-
-def _units_alone(state: LabState, design: object, free: dict[str, float]) -> int:
-    """Units of `design` the lab could make within the horizon if it made nothing else."""
-    need: dict[frozenset[str], float] = defaultdict(float)
-    for step, group in zip(design.steps, step_groups(state.lab, design), strict=True):  # type: ignore[attr-defined]
-        need[group] += step.minutes
-    units = math.inf
-    for group, minutes in need.items():
-        if minutes > 0:
-            units = min(units, math.floor(sum(free[m] for m in group) / minutes + 1e-9))
-    for material, per_unit in design.materials_per_unit().items():  # type: ignore[attr-defined]
-        if per_unit > 0:
-            units = min(units, math.floor(state.stock.get(material, 0.0) / per_unit + 1e-9))
-    return int(units) if math.isfinite(units) else 0
 
 
 def solve_regions(problem: Problem, params: SolveParams, version: int = 0) -> Plan:
@@ -190,22 +182,44 @@ def solve_regions(problem: Problem, params: SolveParams, version: int = 0) -> Pl
 def _repair_across_borders(
     problem: Problem, params: SolveParams, allocations: list, shortages: list, seconds: float
 ) -> tuple[list, list]:
-    """Offer what the regions left short to the labs no region used, whatever their region.
+    """Offer what the regions left short to every lab, whatever its region, on what capacity is left.
 
-    Labs already given work are left out, so the repair cannot overload them: the merged plan stays
-    feasible by construction (and the validator checks it whole).
+    The regions' work is put in front of each lab's backlog (`solver.residual`), so the repair cannot
+    overload a lab: the merged plan stays feasible (and the validator checks it whole).
     """
     from solver.allocate import solve_small
 
-    used = {a.lab_id for a in allocations}
-    labs = [s for s in problem.labs if s.lab.id not in used]
+    labs = residual_labs(problem, allocations)
     orders = {d.order.id: d.order for d in problem.demands}
     demands = [Demand(order=orders[s.order_id], quantity=s.quantity) for s in shortages]
     repair = solve_small(
         Problem(problem.now, problem.designs, labs, demands, problem.trails),
         SolveParams(**{**params.__dict__, "time_limit_s": max(0.3, seconds)}),
     )
-    return allocations + list(repair.allocations), list(repair.shortages)
+    merged = {(a.order_id, a.lab_id): a for a in allocations}
+    for a in repair.allocations:
+        old = merged.get((a.order_id, a.lab_id))
+        merged[a.order_id, a.lab_id] = a if old is None else _combine(old, a)
+    return list(merged.values()), list(repair.shortages)
+
+
+def _combine(first: Allocation, second: Allocation) -> Allocation:
+    """Two allocations of one order at one lab as one line (one setup)."""
+    a, b = first.cost, second.cost
+    cost = CostTerms(
+        km=a.km,
+        transport=a.transport + b.transport,
+        setup=a.setup,
+        lateness=a.lateness + b.lateness,
+        trail=a.trail + b.trail,
+    )
+    return Allocation(
+        order_id=first.order_id,
+        lab_id=first.lab_id,
+        quantity=first.quantity + second.quantity,
+        late_units=first.late_units + second.late_units,
+        cost=cost,
+    )
 
 
 def _objective(problem: Problem, params: SolveParams, allocations: list, shortages: list) -> float:
