@@ -17,8 +17,9 @@ The generalised assignment problem is this core with quantity 1, one resource pe
 shortage (`solver.gap` maps it so), which is how the core is measured against published optima.
 
 Solving: the linear relaxation (GLOP) gives a lower bound and, rounded and greedily repaired, a first
-solution; a MIP phase (HiGHS through MathOpt) improves it on models small enough to profit; CP-SAT,
-hinted on every variable with the best solution so far, improves it further and tightens the bound.
+solution; then a portfolio runs CP-SAT, hinted on every variable with the best solution so far, and
+beside it (on models small enough to profit) HiGHS through MathOpt, each stopping the other once it
+proves the optimum; time left without a proof goes to re-solving small neighbourhoods.
 Every candidate solution is checked exactly against the integer rows before it is kept.
 
 Numbers are scaled to integers conservatively: uses rounded up, capacities rounded down, cost
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
@@ -40,6 +42,7 @@ from ortools.linear_solver import pywraplp
 from ortools.math_opt.python import mathopt
 from ortools.math_opt.solvers import highs_pb2
 from ortools.sat.python import cp_model
+from ortools.util.python.solve_interrupter import SolveInterrupter
 
 #: Largest objective magnitude (scaled) we let CP-SAT handle; well inside int64.
 _OBJECTIVE_LIMIT = 2**53
@@ -109,11 +112,12 @@ class CoreParams:
     time_limit_s: float = 5.0
     workers: int = 2
     seed: int = 0
-    mip_share: float = 0.5
+    #: 0 turns the MIP solver (HiGHS, beside CP-SAT) off.
+    mip_share: float = 1.0
     #: Largest model (variables) given to the MIP phase; beyond it CP-SAT alone follows the LP.
     mip_max_variables: int = 20_000
-    #: Share of the time after the MIP phase spent re-solving neighbourhoods of a few resources.
-    lns_share: float = 0.5
+    #: Share of the time kept for re-solving neighbourhoods of a few resources after the portfolio.
+    lns_share: float = 0.2
     warm_start: Sequence[int] | None = None
 
 
@@ -243,8 +247,11 @@ class LinearModel:
         value = objective.Value() * cost_norm
         return [v.solution_value() for v in variables], value - 1e-7 * abs(value) - 1e-6, seconds
 
-    def mip(self, time_limit_s: float) -> tuple[list[int] | None, float | None]:
-        """HiGHS's best integer solution within the time (None if none) and its dual bound (scaled)."""
+    def mip(
+        self, time_limit_s: float, interrupter: SolveInterrupter | None = None
+    ) -> tuple[list[int] | None, float | None, bool]:
+        """HiGHS's best integer solution within the time (None if none), its dual bound (scaled), and
+        whether it proved optimality. `interrupter` stops it early."""
         model = mathopt.Model()
         variables = [
             model.add_integer_variable(lb=lo, ub=hi) for lo, hi in zip(self.lb, self.ub, strict=True)
@@ -262,15 +269,16 @@ class LinearModel:
             highs=highs_pb2.HighsOptionsProto(bool_options={"output_flag": False, "log_to_console": False}),
         )
         try:
-            result = mathopt.solve(model, mathopt.SolverType.HIGHS, params=params)
-        except Exception:
-            return None, None
+            result = mathopt.solve(model, mathopt.SolverType.HIGHS, params=params, interrupter=interrupter)
+        except Exception:  # HiGHS is one solver of a portfolio; CP-SAT still runs
+            return None, None, False
         bound = result.termination.objective_bounds.dual_bound
         bound = bound if math.isfinite(bound) else None
+        optimal = result.termination.reason == mathopt.TerminationReason.OPTIMAL
         if not result.has_primal_feasible_solution():
-            return None, bound
+            return None, bound, False
         values = [round(v) for v in result.variable_values(variables)]
-        return values, bound
+        return values, bound, optimal
 
 
 # -- the core model ------------------------------------------------------------------------------
@@ -552,26 +560,42 @@ def solve_core(problem: CoreProblem, params: CoreParams = CoreParams()) -> CoreR
     if best is None:
         keep(model.repair([0] * len(model.x)), "greedy")
 
-    remaining = deadline - time.perf_counter()
-    if len(lin.lb) <= params.mip_max_variables and params.mip_share > 0 and remaining > 0.2:
-        values, mip_bound = lin.mip(remaining * params.mip_share)
-        keep(values, "mip")
-        if mip_bound is not None:
-            bound = max(bound, mip_bound)
-
     status = "FEASIBLE"
     proven = best is not None and math.isfinite(bound) and lin.value(best) <= math.ceil(bound - 1e-6)
     if not proven:
-        # CP-SAT first, on the whole model: small models end here, proven optimal. What is left of
-        # the time, if it did not prove the optimum, goes to re-solving neighbourhoods.
+        # A portfolio on the whole model: CP-SAT, hinted with the best solution so far, and HiGHS
+        # beside it in a thread (both release the GIL), each stopping the other once it proves the
+        # optimum. Small models end here. What is left of the time goes to re-solving neighbourhoods.
         remaining = deadline - time.perf_counter()
         lns = best is not None and params.lns_share > 0 and remaining > 1.0
+        budget = max(0.05, remaining * (1 - params.lns_share if lns else 1))
+        use_mip = len(lin.lb) <= params.mip_max_variables and params.mip_share > 0 and budget > 0.2
         cp, variables = lin.cp_sat(best)
         solver = cp_model.CpSolver()
-        solver.parameters.max_time_in_seconds = max(0.05, remaining * (1 - params.lns_share if lns else 1))
-        solver.parameters.num_workers = params.workers
+        solver.parameters.max_time_in_seconds = budget
+        solver.parameters.num_workers = max(1, params.workers - 1) if use_mip else params.workers
         solver.parameters.random_seed = params.seed
+        interrupter = SolveInterrupter()
+        mip_result: list[tuple[list[int] | None, float | None, bool]] = []
+
+        def run_mip() -> None:
+            mip_result.append(lin.mip(budget, interrupter))
+            if mip_result[0][2]:
+                solver.stop_search()
+
+        helper = threading.Thread(target=run_mip, daemon=True) if use_mip else None
+        if helper is not None:
+            helper.start()
         outcome = solver.solve(cp)
+        if outcome in (cp_model.OPTIMAL, cp_model.INFEASIBLE):
+            interrupter.interrupt()
+        if helper is not None:
+            helper.join()
+        if mip_result:
+            values, mip_bound, _ = mip_result[0]
+            keep(values, "mip")
+            if mip_bound is not None:
+                bound = max(bound, mip_bound)
         if outcome in (cp_model.OPTIMAL, cp_model.FEASIBLE):
             keep([int(solver.value(v)) for v in variables], "cp-sat")
             bound = max(bound, solver.best_objective_bound)
@@ -579,9 +603,10 @@ def solve_core(problem: CoreProblem, params: CoreParams = CoreParams()) -> CoreR
                 status = "OPTIMAL"
         elif outcome == cp_model.INFEASIBLE:
             status = "INFEASIBLE"
-        elif best is not None:
+        elif best is not None and not mip_result:
             bound = max(bound, solver.best_objective_bound)
-        if status == "FEASIBLE" and best is not None and deadline - time.perf_counter() > 0.3:
+        proven = best is not None and math.isfinite(bound) and lin.value(best) <= math.ceil(bound - 1e-6)
+        if status == "FEASIBLE" and not proven and best is not None and deadline - time.perf_counter() > 0.3:
             keep(_neighbourhood_search(model, best, deadline, params), "lns")
     seconds = time.perf_counter() - started
     if best is None:
