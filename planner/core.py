@@ -497,8 +497,19 @@ class PlannerCore:
             if remaining > 0:
                 demands.append(Demand(order=order, quantity=remaining))
         labs = [self._lab_state(view) for view in self.labs.values()]
+        refused = frozenset(
+            (a.order_id, a.lab_id)
+            for d in demands
+            for a in self._by_order.get(d.order.id, ())
+            if a.state == "refused"
+        )
         return Problem(
-            now=self.clock(), designs=self.designs, labs=labs, demands=demands, trails=dict(self.trails)
+            now=self.clock(),
+            designs=self.designs,
+            labs=labs,
+            demands=demands,
+            trails=dict(self.trails),
+            excluded=refused,
         )
 
     def _lab_state(self, view: LabView) -> LabState:

@@ -116,6 +116,12 @@ def find_candidates(
     gates = tuple(licence_gate(problem, i) for i in range(len(problem.demands)))
     masked = np.where(useful[row], km, np.inf)
     masked[[i for i, gate in enumerate(gates) if gate is not None], :] = np.inf
+    if problem.excluded:
+        lab_index = {s.lab.id: j for j, s in enumerate(problem.labs)}
+        demand_index = {d.order.id: i for i, d in enumerate(problem.demands)}
+        for order_id, lab_id in problem.excluded:
+            if order_id in demand_index and lab_id in lab_index:
+                masked[demand_index[order_id], lab_index[lab_id]] = np.inf
     nearest = _nearest(masked, k)
     wide = _nearest(masked, k * reach) if by_room else nearest
     edges = []

@@ -66,6 +66,8 @@ def _allocation_problems(
             found.append(
                 f"{where}: {a.quantity - a.late_units} units planned on time, but the order is past due"
             )
+    if (a.order_id, a.lab_id) in problem.excluded:
+        found.append(f"{where}: the lab refused this order's work before")
     order = demands.get(a.order_id)
     if order is not None and order.order.accepts_licences and order.order.design in problem.designs:
         licence = problem.designs[order.order.design].licence

@@ -50,6 +50,8 @@ class Problem:
     demands: list[Demand]
     #: Trail strength per (design id, lab id); missing pairs are neutral (see solver.trails).
     trails: dict[tuple[str, str], float] = field(default_factory=dict)
+    #: (order id, lab id) pairs never to plan: the lab refused that order's work before.
+    excluded: frozenset[tuple[str, str]] = frozenset()
 
     def __post_init__(self) -> None:
         if self.now.tzinfo is None:

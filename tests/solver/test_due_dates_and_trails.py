@@ -110,3 +110,10 @@ def test_warm_start_from_the_previous_plan_gives_the_same_plan() -> None:
     second = solve(p, LATE_OK, warm_start=first)
     assert check(p, second, LATE_OK) == []
     assert second.objective == pytest.approx(first.objective)
+
+
+def test_a_lab_that_refused_an_order_is_not_offered_it_again() -> None:
+    base = problem([lab("near", NEAR), lab("far", FAR)], [order("o1", "finger-splint", 3)])
+    assert units_by_lab(solved(base, LATE_OK), "o1") == {"near": 3}
+    refused = Problem(base.now, base.designs, base.labs, base.demands, excluded=frozenset({("o1", "near")}))
+    assert units_by_lab(solved(refused, LATE_OK), "o1") == {"far": 3}
