@@ -76,6 +76,40 @@ def planner_serve(
     serve(settings, host=host, port=port, log_level=log_level)
 
 
+token_app = typer.Typer(name="token", help="Access tokens for the planner's web pages.", no_args_is_help=True)
+planner_app.add_typer(token_app)
+
+
+@token_app.command("create")
+def planner_token_create(
+    role: Annotated[str, typer.Option(help="operator (decides on one lab's jobs) or requester.")],
+    lab: Annotated[str | None, typer.Option(help="The lab an operator token is for.")] = None,
+    label: Annotated[str, typer.Option(help="A note to recognise the token by, e.g. 'night shift'.")] = "",
+    db: Annotated[Path, typer.Option(help="The planner's SQLite ledger file.")] = Path("var/planner.db"),
+) -> None:
+    """Create an access token and print it once (only its SHA-256 hash is stored).
+
+    Example:
+
+      [bold]cosmolocal planner token create --role operator --lab fablab-lyon --db var/planner.db[/]
+
+    The lab's operator then opens http://PLANNER/lab/fablab-lyon?token=THE_TOKEN
+    """
+    from planner.auth import TokenError, TokenStore
+
+    store = TokenStore(db)
+    try:
+        token = store.create(role, lab, label)
+    except TokenError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    finally:
+        store.close()
+    typer.echo(token)
+    where = f" for lab {lab}" if lab else ""
+    typer.echo(f"{role} token{where} created; it is shown only this once.", err=True)
+
+
 @app.command("demo")
 def demo(
     labs: Annotated[int, typer.Option(min=2, max=30, help="Lab processes to start.")] = 8,

@@ -133,11 +133,21 @@ def join(
         float, typer.Option(help="Probability that an accepted job fails part-way (simulation).")
     ] = 0.0,
     seed: Annotated[int | None, typer.Option(help="Seed of the simulated failures.")] = None,
+    manual: Annotated[
+        bool,
+        typer.Option(
+            "--manual",
+            help="Hold each job as offered until the lab's operator accepts or refuses it on the "
+            "planner's lab page (needs an operator token: `cosmolocal planner token create`).",
+        ),
+    ] = False,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
 ) -> None:
     """Join a planner's mesh with a lab file: say HELLO, take jobs, run them, report progress.
 
-    Runs until Ctrl-C or SIGTERM, then says BYE and exits with code 0.
+    Jobs are accepted or refused automatically (by machines and stock), or with --manual by the
+    lab's operator on the planner's web page. Runs until Ctrl-C or SIGTERM, then says BYE and exits
+    with code 0.
 
     Example:
 
@@ -156,17 +166,19 @@ def join(
     except LabFileError as exc:
         _fail(str(exc))
     setup_logging(log_level, lab.id)
-    asyncio.run(_join(lab, planner, speed, fail_rate, seed))
+    asyncio.run(_join(lab, planner, speed, fail_rate, seed, manual))
 
 
-async def _join(lab: Lab, planner: str, speed: float, fail_rate: float, seed: int | None) -> None:
+async def _join(
+    lab: Lab, planner: str, speed: float, fail_rate: float, seed: int | None, manual: bool = False
+) -> None:
     """Run the agent until SIGINT or SIGTERM asks it to stop (it then says BYE)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     try:
-        await run_agent(lab, planner, speed, stop, fail_rate=fail_rate, seed=seed)
+        await run_agent(lab, planner, speed, stop, fail_rate=fail_rate, seed=seed, manual=manual)
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)

@@ -12,6 +12,9 @@ a poller (never busy-looping: it wakes on a frame or every `tick_seconds`), then
 - every tick: advance the simulated execution, send PROGRESS/DONE/FAILED and STOCK as they happen,
   and CAPACITY when the machine backlog changed (at most twice a second).
 
+In manual mode (`manual=True`, `cosmolocal node join --manual`) a new ASSIGN is held as offered until
+the operator's decision comes back from the planner as a DECIDE (SPEC.md section 7).
+
 Every frame goes through `protocol.codec.decode`; a malformed one is counted per peer, the first of
 each peer is logged, and it is dropped. Nothing a peer sends can stop the loop.
 """
@@ -30,7 +33,7 @@ import zmq
 import zmq.asyncio
 
 from nodes.executor import Executor, SimClock
-from nodes.workshop import JobStatus, Workshop
+from nodes.workshop import JobStatus, Reply, Workshop
 from protocol import transport
 from protocol.codec import decode, encode
 from protocol.errors import ProtocolError
@@ -40,6 +43,7 @@ from protocol.messages import (
     Body,
     Bye,
     Capacity,
+    Decide,
     Done,
     Envelope,
     Error,
@@ -88,7 +92,7 @@ class LabAgent:
     `speed` runs the simulated execution that many times faster than the wall clock. `clock` (a
     `SimClock`) and `monotonic` (the timer clock) are injectable for tests; `fail_rate` is the
     probability that an accepted job fails part-way (failure injection for scenarios), drawn from
-    a `random.Random(seed)`.
+    a `random.Random(seed)`. With `manual`, jobs wait for the operator's DECIDE (see `Workshop`).
     """
 
     def __init__(
@@ -105,11 +109,14 @@ class LabAgent:
         tick_seconds: float = 0.1,
         hello_backoff: tuple[float, float] = (0.5, 30.0),
         capacity_interval: float = 0.5,
+        manual: bool = False,
     ) -> None:
         self.lab = lab
         self.planner_endpoint = planner_endpoint
         self.clock = clock or SimClock(utcnow(), speed)
-        self.workshop = Workshop(lab, Executor(lab.machines, self.clock), fail_rate, random.Random(seed))
+        self.workshop = Workshop(
+            lab, Executor(lab.machines, self.clock), fail_rate, random.Random(seed), manual=manual
+        )
         self.counters = AgentCounters()
         self.tick_seconds = tick_seconds
         self.capacity_interval = capacity_interval
@@ -164,10 +171,11 @@ class LabAgent:
         if self._context is None:
             self._context = zmq.asyncio.Context()
         log.info(
-            "lab %s (%d machines) joining planner at %s",
+            "lab %s (%d machines) joining planner at %s%s",
             self.lab.id,
             len(self.lab.machines),
             self.planner_endpoint,
+            " in manual mode: jobs wait for the operator's decision" if self.workshop.manual else "",
         )
         try:
             self._open_dealer()
@@ -270,7 +278,9 @@ class LabAgent:
         if len(frames) != 1:
             self._reject(peer, f"expected 1 frame from the DEALER, got {len(frames)}")
             return
-        message = self._decode(peer, frames[0], (Welcome, Assign, Heartbeat, Error), "from the planner")
+        message = self._decode(
+            peer, frames[0], (Welcome, Assign, Decide, Heartbeat, Error), "from the planner"
+        )
         if message is None:
             return
         body = message.body
@@ -287,10 +297,12 @@ class LabAgent:
                 self.epoch,
             )
             await self._resync()
-            if not isinstance(body, Assign):
+            if not isinstance(body, Assign | Decide):
                 return
         if isinstance(body, Assign):
             await self._on_assign(body)
+        elif isinstance(body, Decide):
+            await self._on_decide(body)
         elif isinstance(body, Error):
             log.warning("planner rejected our message %s: %s", body.ref_seq, body.reason)
             if self.welcomed and body.code == "not_welcomed":
@@ -328,6 +340,14 @@ class LabAgent:
         if reply.duplicate:
             self.counters.duplicates += 1
             log.info("ASSIGN %s is a duplicate; answering as before", assign.assignment_id)
+        await self._send_reply(reply)
+
+    async def _on_decide(self, decision: Decide) -> None:
+        """The operator's decision on an offered job, forwarded by the planner."""
+        await self._send_reply(self.workshop.decide(decision, self.clock.now()))
+
+    async def _send_reply(self, reply: Reply) -> None:
+        """Send the answer to an ASSIGN or DECIDE; a new ACCEPT goes after the CAPACITY it implies."""
         for body in reply.messages:
             if isinstance(body, Accept) and not reply.duplicate:
                 # The new backlog goes before ACCEPT, so the planner never counts the job as free time.
@@ -485,11 +505,15 @@ async def run_agent(
     fail_rate: float = 0.0,
     seed: int | None = None,
     context: zmq.asyncio.Context | None = None,
+    manual: bool = False,
 ) -> LabAgent:
     """Run a lab agent for `lab` against the planner at `planner_endpoint` until `stop` is set.
 
+    With `manual`, jobs wait for the operator's decision (DECIDE) instead of an automatic answer.
     Returns the agent (its counters, jobs and stock) after it said BYE and closed its sockets.
     """
-    agent = LabAgent(lab, planner_endpoint, speed=speed, fail_rate=fail_rate, seed=seed, context=context)
+    agent = LabAgent(
+        lab, planner_endpoint, speed=speed, fail_rate=fail_rate, seed=seed, context=context, manual=manual
+    )
     await agent.run(stop)
     return agent

@@ -4,6 +4,10 @@
 REFUSE (idempotently by assignment id), reserves the stock an accepted job needs, schedules it on the
 `Executor`, and, as simulated time passes, produces the PROGRESS, DONE and FAILED bodies to send.
 The agent (`nodes.agent`) only moves these bodies over the wire.
+
+In manual mode (`manual=True`) a new ASSIGN is held as offered, unanswered, until the operator's
+decision arrives as a DECIDE (`decide`): accept runs the usual accept path, refuse sends REFUSE with
+the operator's reason (SPEC.md section 7).
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from nodes.executor import Executor
-from protocol.messages import Accept, Assign, Body, Done, Failed, Progress, Refuse, Stock
+from protocol.messages import Accept, Assign, Body, Decide, Done, Failed, Progress, Refuse, Stock
 from protocol.model import JobState, Lab
 from protocol.okh import materials
 from solver.schedule import Job, unrunnable_step
@@ -28,6 +32,8 @@ MAX_OPERATIONS_PER_JOB = 50_000
 #: Stock arithmetic tolerance, in the material's unit.
 _EPSILON = 1e-9
 _REASON_LIMIT = 500
+#: The refusal reason sent when the operator refuses without giving one.
+OPERATOR_REFUSED = "refused by the lab's operator"
 
 
 @dataclass(slots=True)
@@ -71,7 +77,12 @@ class Workshop:
     """A lab's free stock and jobs, and the rules for taking work (see the module docstring)."""
 
     def __init__(
-        self, lab: Lab, executor: Executor, fail_rate: float = 0.0, rng: random.Random | None = None
+        self,
+        lab: Lab,
+        executor: Executor,
+        fail_rate: float = 0.0,
+        rng: random.Random | None = None,
+        manual: bool = False,
     ) -> None:
         if not 0.0 <= fail_rate <= 1.0:
             raise ValueError(f"fail_rate must be between 0 and 1, got {fail_rate}")
@@ -79,6 +90,10 @@ class Workshop:
         self.executor = executor
         self.fail_rate = fail_rate
         self.rng = rng or random.Random()
+        #: Manual mode: new assignments wait for the operator's DECIDE instead of an automatic answer.
+        self.manual = manual
+        #: Assignments held as offered (manual mode), waiting for the operator's decision.
+        self.offered: set[str] = set()
         #: material -> free amount (reserved amounts already taken off).
         self.stock: dict[str, float] = dict(lab.stock)
         self.jobs: dict[str, JobStatus] = {}
@@ -97,6 +112,13 @@ class Workshop:
         A duplicate of a job that has already ended also gets its DONE or FAILED again, so a planner
         that lost it learns the outcome. A job is never scheduled twice.
         """
+        if assign.assignment_id in self.offered:
+            if assign != self._requests[assign.assignment_id]:
+                log.warning(
+                    "ASSIGN %s repeated with different content; keeping the first one on offer",
+                    assign.assignment_id,
+                )
+            return Reply([], duplicate=True)
         first = self._answers.get(assign.assignment_id)
         if first is not None:
             if assign != self._requests[assign.assignment_id]:
@@ -121,6 +143,50 @@ class Workshop:
             state="assigned",
         )
         self.jobs[assign.assignment_id] = job
+        if self.manual:
+            self.offered.add(assign.assignment_id)
+            log.info(
+                "offered %s: %d × %s for order %s, due %s; waiting for the operator's decision",
+                assign.assignment_id,
+                assign.quantity,
+                assign.design.id,
+                assign.order_id,
+                assign.due_at.isoformat(),
+            )
+            return Reply([], duplicate=False)
+        return self._answer(assign, job, now)
+
+    def decide(self, decision: Decide, now: datetime) -> Reply:
+        """Apply the operator's decision on an offered assignment (manual mode).
+
+        Accept runs the usual accept path (it may still refuse, e.g. for stock, with that reason);
+        refuse answers REFUSE with the operator's reason. A decision on an assignment already
+        answered repeats the first answer (`duplicate`); on one never received it answers nothing.
+        """
+        aid = decision.assignment_id
+        if aid not in self.offered:
+            first = self._answers.get(aid)
+            if first is None:
+                log.warning("DECIDE for %s, an assignment this lab never received; ignored", aid)
+                return Reply([], duplicate=True)
+            messages: list[Body] = [first]
+            end = self.end_message(aid)
+            if end is not None:
+                messages.append(end)
+            return Reply(messages, duplicate=True)
+        self.offered.discard(aid)
+        assign, job = self._requests[aid], self.jobs[aid]
+        if decision.accept:
+            log.info("operator accepted %s", aid)
+            return self._answer(assign, job, now)
+        job.state, job.reason = "refused", _clip(decision.reason.strip() or OPERATOR_REFUSED)
+        answer = Refuse(assignment_id=aid, reason=job.reason)
+        self._answers[aid] = answer
+        log.info("operator refused %s (order %s): %s", aid, assign.order_id, job.reason)
+        return Reply([answer], duplicate=False)
+
+    def _answer(self, assign: Assign, job: JobStatus, now: datetime) -> Reply:
+        """Decide on a new assignment by the lab's rules: STOCK then ACCEPT, or REFUSE with the reason."""
         reason = self._refusal_reason(assign)
         eta: datetime | None = None
         if reason is None:

@@ -28,6 +28,7 @@ from planner.events import EventBus
 from planner.mesh import MeshServer
 from planner.replan import Replanner
 from planner.store import Ledger
+from planner.web_routes import router as web_router
 from protocol import transport
 from protocol.model import OrderRequest, utcnow
 from protocol.okh import catalogue
@@ -132,6 +133,7 @@ def create_app(settings: PlannerSettings, clock: Callable[[], datetime] = utcnow
         lifespan=lifespan,
     )
     _routes(app, clock)
+    app.include_router(web_router)  # the web pages and the operator's job decisions
     return app
 
 

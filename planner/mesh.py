@@ -29,6 +29,7 @@ from protocol.messages import (
     Body,
     Bye,
     Capacity,
+    Decide,
     Done,
     Envelope,
     Error,
@@ -134,6 +135,15 @@ class MeshServer:
         """Send ASSIGN for each new assignment; unacknowledged ones are re-sent by the heartbeat task."""
         for row in rows:
             self._send_assign(row)
+
+    def send_decision(self, lab_id: str, assignment_id: str, accept: bool, reason: str) -> bool:
+        """Forward a lab operator's decision on an offered assignment as DECIDE (SPEC.md section 7).
+
+        False when the lab is not welcomed or not connected: the operator may decide again later.
+        """
+        if lab_id not in self._welcomed:
+            return False
+        return self.send(lab_id, Decide(assignment_id=assignment_id, accept=accept, reason=reason))
 
     def _send_assign(self, row: AssignmentRow) -> None:
         order = self.core.orders[row.order_id]

@@ -141,6 +141,19 @@ class Assign(Body):
     priority: Priority
 
 
+class Decide(Body):
+    """A lab operator's decision on an assignment the lab holds as offered (manual mode).
+
+    The planner forwards it from the operator's page. `accept` true: the lab runs its usual accept
+    path (which may still refuse, for stock, with its own reason); false: the lab sends REFUSE with
+    `reason`. For an assignment already answered, the lab repeats its first answer.
+    """
+
+    assignment_id: Identifier
+    accept: bool
+    reason: str = Field(default="", max_length=500)
+
+
 ErrorCode = Literal["malformed", "not_welcomed", "invalid"]
 
 
@@ -170,6 +183,7 @@ BODY_TYPES: dict[str, type[Body]] = {
     "BYE": Bye,
     "WELCOME": Welcome,
     "ASSIGN": Assign,
+    "DECIDE": Decide,
     "ERROR": Error,
     "FIELD": Field_,
 }

@@ -1,0 +1,58 @@
+/* The network page: plan figures, transport and CO2e, fill rate over time; live. */
+"use strict";
+
+(function () {
+  var drawn = false;
+
+  function load() {
+    return Cosmo.api("/network/stats").then(function (s) {
+      Cosmo.showError(document.getElementById("network-error"), "");
+      var plan = s.plan, totals = s.totals;
+      Cosmo.facts(document.getElementById("plan"), [
+        ["Plan version", String(plan.version)],
+        ["Status", plan.status],
+        ["Objective (last solve)", Cosmo.num(plan.objective)],
+        ["Lower bound (last solve)", Cosmo.num(plan.bound)],
+        ["Gap (last solve)", Cosmo.pct(plan.gap)],
+        ["Solve time", plan.solve_seconds === undefined ? "–" : Cosmo.num(plan.solve_seconds, 2) + " s"],
+        ["Objective, all plans", Cosmo.num(totals.objective)],
+        ["Lower bound, all plans", Cosmo.num(totals.bound)],
+        ["Plans committed", String(totals.plans)],
+        ["Labs live", s.labs_live + " of " + s.labs_known],
+        ["Orders done", s.orders_done + " of " + s.orders],
+      ]);
+      var t = s.transport;
+      Cosmo.facts(document.getElementById("transport"), [
+        ["Units made × km", Cosmo.num(t.made_unit_km) + " unit-km"],
+        ["Made, tonne-km", Cosmo.num(t.made_tonne_km, 3)],
+        ["Made, CO2e", Cosmo.num(t.made_co2_kg, 2) + " kg"],
+        ["Whole plan, units × km", Cosmo.num(t.planned_unit_km) + " unit-km"],
+        ["Whole plan, CO2e", Cosmo.num(t.planned_co2_kg, 2) + " kg"],
+      ]);
+      document.getElementById("co2-source").textContent = "CO2e factor: " + t.co2_factor_kg_per_tonne_km +
+        " kg per tonne-km. Source: " + t.co2_source + ".";
+      Cosmo.facts(document.getElementById("fill"), [
+        ["Fill rate now", Cosmo.pct(s.fill_rate)],
+        ["Units made", s.units_made + " of " + s.units_ordered + " ordered"],
+      ]);
+      var points = s.fill_rate_over_time.filter(function (p) { return p.fill_rate !== null; });
+      var trace = {type: "scatter", mode: "lines", line: {shape: "hv", color: "#1d6b32", width: 2},
+        x: points.map(function (p) { return p.at; }), y: points.map(function (p) { return p.fill_rate; }),
+        hovertemplate: "%{y:.1%} at %{x}<extra></extra>"};
+      var layout = {margin: {l: 50, r: 10, t: 10, b: 40}, yaxis: {range: [0, 1.02], tickformat: ".0%"},
+        xaxis: {type: "date"}};
+      var node = document.getElementById("fill-chart");
+      if (drawn) Plotly.react(node, [trace], layout, Cosmo.PLOT_CONFIG);
+      else Plotly.newPlot(node, [trace], layout, Cosmo.PLOT_CONFIG);
+      drawn = true;
+    }, function (error) {
+      Cosmo.showError(document.getElementById("network-error"), "Cannot load the figures: " + error.message);
+    });
+  }
+
+  var refresh = Cosmo.debounce(load, 500);
+  load();
+  Cosmo.live(function (kind) {
+    if (kind === "stream.open" || kind === "plan.committed" || kind.indexOf("job.") === 0 || kind === "order.created") refresh();
+  });
+})();

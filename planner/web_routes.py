@@ -1,0 +1,270 @@
+"""The planner's web pages and the operator's job-decision API (an APIRouter mounted by `planner.app`).
+
+Pages (HTML, server-rendered; their scripts read the JSON API and follow `/events` live):
+
+- `/` the map of the mesh; `/order` the order form; `/order/{id}` an order's status (its address is
+  the capability: no login); `/lab/{id}?token=...` a lab's operator page; `/network` plan figures.
+
+API added here: `GET /labs/{id}/jobs` (the lab's jobs and the planner's view of its schedule) and
+`POST /labs/{id}/jobs/{assignment_id}/decision`, both for the lab's operator token only
+(`Authorization: Bearer ...`), and the public `GET /network/stats`. Static files come from
+`planner/web/static/`, plotly.js from the installed `plotly` package: nothing from a CDN.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+from functools import cache
+from typing import Any
+
+from fastapi import APIRouter, Header, HTTPException, Request, status
+from fastapi.responses import HTMLResponse, Response
+from pydantic import BaseModel, Field
+
+from planner.auth import Grant, TokenStore, bearer
+from planner.web import views
+from planner.web.pages import STATIC, design_options, render
+
+log = logging.getLogger(__name__)
+router = APIRouter()
+
+#: Static files the pages may load, with their media types (nothing else under static/ is served).
+STATIC_TYPES = {
+    "app.css": "text/css; charset=utf-8",
+    "common.js": "text/javascript; charset=utf-8",
+    "map.js": "text/javascript; charset=utf-8",
+    "order-form.js": "text/javascript; charset=utf-8",
+    "order-status.js": "text/javascript; charset=utf-8",
+    "lab.js": "text/javascript; charset=utf-8",
+    "network.js": "text/javascript; charset=utf-8",
+    "world_110m.json": "application/json",
+}
+PLOTLY = "plotly.min.js"
+
+
+class Decision(BaseModel):
+    """A lab operator's answer to a job offered to the lab."""
+
+    accept: bool
+    reason: str = Field(default="", max_length=500, description="why the lab refuses (required to refuse)")
+
+
+def _planner(request: Request) -> Any:
+    return request.app.state.planner
+
+
+def _tokens(request: Request) -> TokenStore:
+    """The token store on the planner's ledger file, opened on first use."""
+    store = getattr(request.app.state, "tokens", None)
+    if store is None:
+        store = TokenStore(_planner(request).settings.db_path)
+        request.app.state.tokens = store
+    return store
+
+
+def _operator(request: Request, lab_id: str, authorization: str | None) -> Grant:
+    """The grant of the request's bearer token, which must be an operator token for `lab_id`."""
+    token = bearer(authorization)
+    challenge = {"WWW-Authenticate": "Bearer"}
+    if token is None:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            f"lab {lab_id}'s operator token is needed: send it as 'Authorization: Bearer TOKEN' "
+            "(or open /lab/LAB_ID?token=TOKEN); the planner's administrator creates one with "
+            "`cosmolocal planner token create --role operator --lab LAB_ID`",
+            headers=challenge,
+        )
+    grant = _tokens(request).check(token)
+    if grant is None:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "this token is not known to the planner (mistyped, or revoked): ask for a new one",
+            headers=challenge,
+        )
+    if not grant.may_operate(lab_id):
+        what = (
+            f"an operator token for lab {grant.lab_id}" if grant.role == "operator" else "a requester token"
+        )
+        raise HTTPException(status.HTTP_403_FORBIDDEN, f"this is {what}, not for lab {lab_id}")
+    if lab_id not in _planner(request).core.labs:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no lab {lab_id!r} has joined this planner")
+    return grant
+
+
+# --- API ------------------------------------------------------------------------------------
+
+
+@router.get("/labs/{lab_id}/jobs", tags=["labs"])
+async def get_lab_jobs(
+    lab_id: str, request: Request, authorization: str | None = Header(default=None)
+) -> dict[str, Any]:
+    """The lab's jobs for its operator (newest first; `awaiting_decision` marks jobs to answer) and
+    the planner's view of the lab's machine schedule. Needs the lab's operator token."""
+    _operator(request, lab_id, authorization)
+    core = _planner(request).core
+    return {"lab_id": lab_id, "jobs": views.lab_jobs(core, lab_id), "schedule": views.schedule(core, lab_id)}
+
+
+@router.post(
+    "/labs/{lab_id}/jobs/{assignment_id}/decision",
+    tags=["labs"],
+    status_code=status.HTTP_202_ACCEPTED,
+    responses={401: {}, 403: {}, 404: {}, 409: {}, 422: {}, 503: {}},
+)
+async def post_job_decision(
+    lab_id: str,
+    assignment_id: str,
+    decision: Decision,
+    request: Request,
+    authorization: str | None = Header(default=None),
+) -> dict[str, Any]:
+    """Accept or refuse a job offered to the lab (a lab running `node join --manual` waits for this).
+
+    The planner forwards the decision to the lab as DECIDE; the lab's answer (ACCEPT or REFUSE) then
+    arrives over the mesh and shows on `/events`. A refused job's units go back to demand and are
+    planned again. 409 when the job is no longer awaiting an answer or the lab is not connected.
+    """
+    _operator(request, lab_id, authorization)
+    planner = _planner(request)
+    job = planner.core.assignments.get(assignment_id)
+    if job is None or job.lab_id != lab_id:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"lab {lab_id} has no job {assignment_id!r}")
+    if job.state != "assigned":
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            f"job {assignment_id} is already {job.state}: only a job awaiting the lab's answer can be "
+            "accepted or refused",
+        )
+    reason = decision.reason.strip()
+    if not decision.accept and not reason:
+        raise HTTPException(
+            422,
+            [
+                {
+                    "loc": ["body", "reason"],
+                    "msg": "say why the lab refuses: the planner and the requester read it",
+                    "type": "value_error",
+                }
+            ],
+        )
+    if not planner.core.labs[lab_id].live:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT, f"lab {lab_id} is not connected: start its node, then decide again"
+        )
+    if not planner.mesh.send_decision(lab_id, assignment_id, decision.accept, reason):
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE, f"lab {lab_id} cannot be reached right now: try again"
+        )
+    log.info(
+        "operator of %s %s %s%s",
+        lab_id,
+        "accepted" if decision.accept else "refused",
+        assignment_id,
+        f": {reason}" if reason else "",
+    )
+    return {"assignment_id": assignment_id, "accept": decision.accept, "reason": reason, "sent": True}
+
+
+@router.get("/network/stats", tags=["plan"])
+async def get_network_stats(request: Request) -> dict[str, Any]:
+    """Plan figures (version, objective, bound, gap), transport km and CO2e with the factor's
+    source, and the fill rate over time."""
+    return views.network(_planner(request).core)
+
+
+# --- static files ---------------------------------------------------------------------------
+
+
+@cache
+def _plotly_js() -> bytes:
+    from plotly.offline import get_plotlyjs
+
+    return get_plotlyjs().encode("utf-8")
+
+
+@router.get("/static/{name}", include_in_schema=False)
+async def static_file(name: str) -> Response:
+    """One of the pages' static files, or plotly.js from the installed plotly package."""
+    headers = {"Cache-Control": "public, max-age=3600"}
+    if name == PLOTLY:
+        return Response(_plotly_js(), media_type="text/javascript; charset=utf-8", headers=headers)
+    media_type = STATIC_TYPES.get(name)
+    if media_type is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no static file {name!r}")
+    return Response((STATIC / name).read_bytes(), media_type=media_type, headers=headers)
+
+
+# --- pages ----------------------------------------------------------------------------------
+
+
+def _page(text: str, code: int = 200) -> HTMLResponse:
+    return HTMLResponse(text, status_code=code, headers={"Cache-Control": "no-store"})
+
+
+@router.get("/", response_class=HTMLResponse, include_in_schema=False)
+async def map_page() -> HTMLResponse:
+    """The map of the mesh: labs, delivery points, the current plan's flows."""
+    return _page(render("map", "Map", "/", (PLOTLY, "map.js")))
+
+
+@router.get("/order", response_class=HTMLResponse, include_in_schema=False)
+async def order_form_page(request: Request) -> HTMLResponse:
+    """The order form: design picker (licence, needs), quantity, due date, place, priority."""
+    options, details = design_options(_planner(request).core.designs)
+    return _page(
+        render(
+            "order_form",
+            "Order",
+            "/order",
+            ("order-form.js",),
+            design_options=options,
+            design_details=details,
+        )
+    )
+
+
+@router.get("/order/{order_id}", response_class=HTMLResponse, include_in_schema=False)
+async def order_status_page(order_id: str, request: Request) -> HTMLResponse:
+    """An order's live status; its address is the capability to follow it."""
+    if order_id not in _planner(request).core.orders:
+        message = f"There is no order {html.escape(order_id)} here. Check the address you were given."
+        return _page(render("not_found", "Not found", "", message=message), 404)
+    escaped = html.escape(order_id)
+    return _page(
+        render(
+            "order_status",
+            f"Order {order_id}",
+            "",
+            ("order-status.js",),
+            order_id=escaped,
+            order_id_attr=escaped,
+        )
+    )
+
+
+@router.get("/lab/{lab_id}", response_class=HTMLResponse, include_in_schema=False)
+async def lab_page(lab_id: str, request: Request) -> HTMLResponse:
+    """A lab's operator page (its script sends the `?token=` as a bearer header to the API)."""
+    view = _planner(request).core.labs.get(lab_id)
+    if view is None:
+        message = f"No lab {html.escape(lab_id)} has joined this planner yet. Start its node, then reload."
+        return _page(render("not_found", "Not found", "", message=message), 404)
+    escaped = html.escape(lab_id)
+    return _page(
+        render(
+            "lab",
+            f"Lab {view.lab.name}",
+            "",
+            (PLOTLY, "lab.js"),
+            lab_id=escaped,
+            lab_id_attr=escaped,
+            lab_name=html.escape(view.lab.name),
+        )
+    )
+
+
+@router.get("/network", response_class=HTMLResponse, include_in_schema=False)
+async def network_page() -> HTMLResponse:
+    """Plan version, objective, bound and gap; transport and CO2e; fill rate over time."""
+    return _page(render("network", "Network", "/network", (PLOTLY, "network.js")))
