@@ -467,8 +467,15 @@ class PlannerCore:
     def explanation(self, order_id: str, params: SolveParams = SolveParams()) -> list[dict[str, Any]]:
         """Why the order's labs were chosen and why its nearest other labs were not (see solver.explain)."""
         order = self.orders[order_id]
+        per_late_unit = params.lateness_penalty[order.priority]
         allocations = [
-            Allocation(order_id=order_id, lab_id=a.lab_id, quantity=a.quantity, cost=a.cost)
+            Allocation(
+                order_id=order_id,
+                lab_id=a.lab_id,
+                quantity=a.quantity,
+                cost=a.cost,
+                late_units=min(a.quantity, round(a.cost.lateness / per_late_unit)) if per_late_unit else 0,
+            )
             for a in self._by_order.get(order_id, ())
             if a.state in ACTIVE_STATES or a.state == "done"
         ]

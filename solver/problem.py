@@ -8,6 +8,7 @@ recomputes free time on its own).
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -147,7 +148,8 @@ def bucket_edges(due_days: list[float], horizon: float, buckets: int) -> list[fl
     among them), so a due date between two edges counts at the earlier one: capacity is never
     over-promised.
     """
-    inside = sorted({round(d, 6) for d in due_days if 0 < d < horizon})
+    # Rounded down (to a tenth of a second), never up: an edge must not fall after its own due date.
+    inside = sorted({math.floor(d * 1e6) / 1e6 for d in due_days if 0 < d < horizon})
     if len(inside) > buckets:
         step = len(inside) / buckets
         inside = sorted({inside[int(i * step)] for i in range(buckets)})

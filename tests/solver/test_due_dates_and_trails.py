@@ -117,3 +117,10 @@ def test_a_lab_that_refused_an_order_is_not_offered_it_again() -> None:
     assert units_by_lab(solved(base, LATE_OK), "o1") == {"near": 3}
     refused = Problem(base.now, base.designs, base.labs, base.demands, excluded=frozenset({("o1", "near")}))
     assert units_by_lab(solved(refused, LATE_OK), "o1") == {"far": 3}
+
+
+@pytest.mark.parametrize("days", [1.0, 2.9612345678, 0.3333333333, 6.123456789])
+def test_units_that_fit_before_an_uneven_due_date_are_planned_on_time(days: float) -> None:
+    plan = solved(problem([lab("a", NEAR)], [order("o1", "finger-splint", 2, days=days)]), LATE_OK)
+    assert units_by_lab(plan, "o1") == {"a": 2}
+    assert late_units(plan, "o1") == 0
