@@ -247,6 +247,16 @@ def test_order_through_the_form_see_it_on_the_map_and_follow_it_to_done(page: An
     page.wait_for_selector("#fill-chart .scatterlayer path.js-line", state="attached")
     _shot(page, "04-network")
 
+    # On a phone (360 px wide) the form and the order page fit the width: no sideways scrolling.
+    page.set_viewport_size({"width": 360, "height": 740})
+    for path, name in (("/order", "09-phone-order-form"), (f"/order/{order_id}", "10-phone-order-status")):
+        page.goto(mesh.api + path)
+        page.wait_for_selector("main")
+        overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 1, f"{path} is {overflow} px wider than a phone screen"
+        _shot(page, name)
+    page.set_viewport_size({"width": 1100, "height": 900})
+
     # The lab that made it sees the job on its machine schedule (the planner's view of it).
     page.goto(f"{mesh.api}/lab/fablab-lyon?token={mesh.lyon_token}")
     page.wait_for_selector("#gantt .barlayer .point path", state="attached", timeout=10_000)
