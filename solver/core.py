@@ -627,37 +627,45 @@ def _neighbourhood_search(
 ) -> list[int]:
     """Re-solve small neighbourhoods with CP-SAT, everything outside them fixed, keeping improvements.
 
-    A neighbourhood is a few resources (or pools) chosen at random, weighted by how much the best
-    solution so far pays for the items using them; its items may move among their options inside it.
+    Half of the neighbourhoods follow the strongest unmet demand: an item drawn in proportion to what
+    the best solution so far pays for it beyond its cheapest option (units short, late, far), with
+    the resources its options use. The other half are a few resources drawn at random. Every item
+    that uses a chosen resource, or could, may move among its options inside the neighbourhood.
     """
     import random
 
     rng = random.Random(params.seed)
     lin = model.lin
+    problem = model.problem
     best = list(start)
-    names = sorted({name for option in model.problem.options for name in option.uses})
+    names = sorted({name for option in problem.options for name in option.uses})
     if len(names) < 2:
         return best
     options_of: dict[str, list[int]] = defaultdict(list)
-    for o, option in enumerate(model.problem.options):
+    options_of_item: dict[int, list[int]] = defaultdict(list)
+    for o, option in enumerate(problem.options):
+        options_of_item[option.item].append(o)
         for name in option.uses:
             options_of[name].append(o)
+    cheapest = {i: min(problem.options[o].unit_cost for o in opts) for i, opts in options_of_item.items()}
     cp, variables = lin.cp_sat(None)
     size = min(len(names), 3)
     while time.perf_counter() < deadline - 0.05:
-        chosen = set(rng.sample(names, size))
-        free_items = {
-            model.problem.options[o].item for name in chosen for o in options_of[name] if best[model.x[o]]
-        }
-        free = {
-            o
-            for o, option in enumerate(model.problem.options)
-            if option.item in free_items and set(option.uses) <= chosen
-        }
+        pressure = _pressure(model, best, cheapest)
+        if pressure and rng.random() < 0.5:
+            items, weights = zip(*pressure.items(), strict=True)
+            seed = rng.choices(items, weights=weights)[0]
+            chosen = {name for o in options_of_item[seed] for name in problem.options[o].uses}
+        else:
+            chosen = set(rng.sample(names, size))
+        free_items = {problem.options[o].item for name in chosen for o in options_of[name]}
+        free = {o for i in free_items for o in options_of_item[i] if set(problem.options[o].uses) <= chosen}
+        if not free:
+            continue
         sub = cp.clone()
-        fixed = {model.x[o] for o in range(len(model.problem.options)) if o not in free}
-        for var in fixed:
-            sub.add(sub.get_int_var_from_proto_index(var) == best[var])
+        for o in range(len(problem.options)):
+            if o not in free:
+                sub.add(sub.get_int_var_from_proto_index(model.x[o]) == best[model.x[o]])
         sub.clear_hints()
         for var, value in enumerate(best):
             sub.add_hint(sub.get_int_var_from_proto_index(var), value)
@@ -671,6 +679,20 @@ def _neighbourhood_search(
             if lin.value(values) < lin.value(best) and lin.feasible(values):
                 best = values
     return best
+
+
+def _pressure(model: CoreModel, values: list[int], cheapest: dict[int, float]) -> dict[int, float]:
+    """Per item, what the solution pays beyond placing every unit on its cheapest option (> 0 only)."""
+    paid: dict[int, float] = defaultdict(float)
+    for o, option in enumerate(model.problem.options):
+        units = values[model.x[o]]
+        if units:
+            paid[option.item] += units * (option.unit_cost - cheapest.get(option.item, option.unit_cost))
+    for i, short in enumerate(model.short):
+        if short is not None and values[short]:
+            item = model.problem.items[i]
+            paid[i] += values[short] * ((item.shortage_cost or 0.0) - cheapest.get(i, 0.0))
+    return {i: cost for i, cost in paid.items() if cost > 1e-9}
 
 
 def _components(pools: dict[str, frozenset[str]], direct: Mapping[str, object]) -> list[list[str]]:
