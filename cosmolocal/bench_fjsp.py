@@ -10,25 +10,17 @@ from __future__ import annotations
 import json as json_module
 import time
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from cosmolocal.console import err, fail, out
 from solver.brandimarte import parse_brandimarte
 from solver.jobshop import check_schedule, solve
 
 #: Best-known (proven optimal) makespans of Brandimarte's instances, by file stem.
 BEST_KNOWN: dict[str, float] = {"mk01": 40, "mk02": 26, "mk03": 204, "mk04": 60, "mk05": 172}
-
-_out = Console()
-_err = Console(stderr=True)
-
-
-def _fail(message: str) -> NoReturn:
-    _err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(2)
 
 
 def fjsp(
@@ -47,15 +39,15 @@ def fjsp(
 ) -> None:
     """Solve a flexible job-shop instance (minimum makespan) and compare it with the best-known value."""
     if not time_limit > 0:
-        _fail(f"--time-limit must be positive, got {time_limit}")
+        fail(f"--time-limit must be positive, got {time_limit}")
     if workers < 1:
-        _fail(f"--workers must be at least 1, got {workers}")
+        fail(f"--workers must be at least 1, got {workers}")
     try:
         instance = parse_brandimarte(file)
     except OSError as exc:
-        _fail(f"cannot read {file}: {exc.strerror or exc}")
+        fail(f"cannot read {file}: {exc.strerror or exc}")
     except ValueError as exc:
-        _fail(f"{file}: {exc}")
+        fail(f"{file}: {exc}")
     known = best_known if best_known is not None else BEST_KNOWN.get(file.stem.lower())
     began = time.perf_counter()
     result = solve(instance, "makespan", time_limit_s=time_limit, workers=workers)
@@ -93,8 +85,8 @@ def fjsp(
             f"{seconds:.2f}",
             "yes" if not problems else "[bold red]NO[/]",
         )
-        _out.print(table)
+        out.print(table)
         for problem in problems:
-            _err.print(f"[red]invalid schedule:[/] {problem}", highlight=False)
+            err.print(f"[red]invalid schedule:[/] {problem}", highlight=False)
     if problems:
         raise typer.Exit(1)

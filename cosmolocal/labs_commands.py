@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import httpx
 import tomli_w
 import typer
-from rich.console import Console
 
+from cosmolocal.console import fail, out
 from nodes.config import LabFileError, load_lab, write_lab
 from protocol.errors import ProtocolError
 from protocol.model import Lab
@@ -23,13 +23,6 @@ labs_app = typer.Typer(
     no_args_is_help=True,
     rich_markup_mode="rich",
 )
-out = Console()
-err = Console(stderr=True)
-
-
-def _fail(message: str, code: int = 2) -> NoReturn:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
 
 
 @labs_app.command("import")
@@ -60,7 +53,7 @@ def import_labs(
     try:
         result = load_facilities(file, machines, country)
     except ProtocolError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     labs = result.labs[:limit] if limit else result.labs
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -68,7 +61,7 @@ def import_labs(
             try:
                 write_lab(lab, out_dir / f"{lab.id}.toml", overwrite=force)
             except LabFileError as exc:
-                _fail(str(exc))
+                fail(str(exc))
     if scenario_block is not None:
         records = [lab_to_okw(lab) for lab in labs]
         scenario_block.write_text(json.dumps(records, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
@@ -101,7 +94,7 @@ def _from_planner(url: str) -> list[dict[str, Any]]:
         response.raise_for_status()
         listed = response.json()
     except (httpx.HTTPError, ValueError) as exc:
-        _fail(f"{url}: cannot read the labs from the planner: {exc}")
+        fail(f"{url}: cannot read the labs from the planner: {exc}")
     records = []
     fields = set(Lab.model_fields)
     for item in listed if isinstance(listed, list) else []:
@@ -135,13 +128,13 @@ def export_labs(
       [bold]cosmolocal labs export --planner http://127.0.0.1:8080[/]
     """
     if not lab_files and not planner:
-        _fail("name lab files or --planner URL")
+        fail("name lab files or --planner URL")
     records: list[dict[str, Any]] = []
     for path in lab_files or []:
         try:
             records.append(lab_to_okw(load_lab(path)))
         except LabFileError as exc:
-            _fail(str(exc))
+            fail(str(exc))
     if planner:
         records += _from_planner(planner)
     text = json.dumps(records, indent=2, ensure_ascii=False)

@@ -6,12 +6,12 @@ import asyncio
 import signal
 import sys
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from cosmolocal.console import fail, out
 from cosmolocal.logs import LEVELS, setup_logging
 from nodes.agent import run_agent
 from nodes.config import LabFileError, LabOptionError, lab_from_options, load_lab, write_lab
@@ -28,14 +28,6 @@ node_app = typer.Typer(
     no_args_is_help=True,
     rich_markup_mode="rich",
 )
-out = Console()
-err = Console(stderr=True)
-
-
-def _fail(message: str, code: int = 2) -> NoReturn:
-    """Print an error the operator can act on, without a traceback, and exit."""
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
 
 
 def _interactive() -> bool:
@@ -91,7 +83,7 @@ def init(
       (in a terminal, asks for the id, name and coordinates not given)
     """
     if path.exists() and not force:
-        _fail(f"{path}: already exists; choose another path or add --force to replace it")
+        fail(f"{path}: already exists; choose another path or add --force to replace it")
     machines = list(machine or [])
     missing = [
         label
@@ -101,7 +93,7 @@ def init(
     if not machines:
         missing.append("--machine")
     if missing and not _interactive():
-        _fail(f"missing {', '.join(missing)} (no terminal to ask on); see `cosmolocal node init --help`")
+        fail(f"missing {', '.join(missing)} (no terminal to ask on); see `cosmolocal node init --help`")
     if id is None:
         id = typer.prompt("Lab id (lower-case, e.g. fablab-lyon)")
     if name is None:
@@ -116,7 +108,7 @@ def init(
         lab = lab_from_options(id, name, lat, lon, place, machines, list(stock or []))
         write_lab(lab, path, overwrite=force)
     except (LabOptionError, LabFileError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     _show_lab(lab, path)
 
 
@@ -154,17 +146,17 @@ def join(
       [bold]cosmolocal node join lab.toml --planner tcp://127.0.0.1:5570 --speed 60[/]
     """
     if log_level.lower() not in LEVELS:
-        _fail(f"--log-level {log_level!r}: choose one of {', '.join(LEVELS)}")
+        fail(f"--log-level {log_level!r}: choose one of {', '.join(LEVELS)}")
     if not speed > 0:
-        _fail(f"--speed {speed}: must be greater than 0")
+        fail(f"--speed {speed}: must be greater than 0")
     if not 0.0 <= fail_rate <= 1.0:
-        _fail(f"--fail-rate {fail_rate}: must be between 0 and 1")
+        fail(f"--fail-rate {fail_rate}: must be between 0 and 1")
     if not planner.startswith(("tcp://", "ipc://", "inproc://")):
-        _fail(f"--planner {planner!r}: expected a ZeroMQ endpoint such as tcp://127.0.0.1:5570")
+        fail(f"--planner {planner!r}: expected a ZeroMQ endpoint such as tcp://127.0.0.1:5570")
     try:
         lab = load_lab(lab_file)
     except LabFileError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     setup_logging(log_level, lab.id)
     asyncio.run(_join(lab, planner, speed, fail_rate, seed, manual))
 

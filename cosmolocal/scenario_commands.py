@@ -9,13 +9,13 @@ import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from cosmolocal.console import err, fail, out
 from scenarios.spec import ScenarioError, builtin_scenarios, find_scenario, load_scenario
 
 scenario_app = typer.Typer(
@@ -24,8 +24,6 @@ scenario_app = typer.Typer(
     no_args_is_help=True,
     rich_markup_mode="rich",
 )
-out = Console()
-err = Console(stderr=True)
 
 #: Rows of the metrics table: key, label, format.
 ROWS: tuple[tuple[str, str, str], ...] = (
@@ -66,11 +64,6 @@ def _stdout_to_stderr(active: bool) -> Iterator[None]:
         sys.stdout.flush()
         os.dup2(saved, 1)
         os.close(saved)
-
-
-def _fail(message: str, code: int = 2) -> NoReturn:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
 
 
 def format_value(value: object, pattern: str) -> str:
@@ -128,7 +121,7 @@ def run(
     try:
         loaded = load_scenario(find_scenario(scenario), seed)
     except ScenarioError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     if live:
         from scenarios.live import run_live
 
@@ -136,7 +129,7 @@ def run(
             with _stdout_to_stderr(as_json):
                 metrics = run_live(loaded, speed=speed, console=err if as_json else out)
         except ScenarioError as exc:
-            _fail(str(exc))
+            fail(str(exc))
         _print(metrics, as_json, loaded.scenario.title)
         return
     from scenarios.run import run_scenario
@@ -163,7 +156,7 @@ def run(
             with _stdout_to_stderr(as_json):
                 result = run_scenario(loaded, policy, progress=advance)
     except ScenarioError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     _print(result.metrics, as_json, loaded.scenario.title)
     if not as_json:
         out.print(f"[dim]{result.metrics[0]['co2_source']}[/]", highlight=False)
@@ -174,7 +167,7 @@ def run(
         try:
             write_report(result, report)
         except OSError as exc:
-            _fail(f"{report}: cannot write the report: {exc.strerror or exc}")
+            fail(f"{report}: cannot write the report: {exc.strerror or exc}")
         (err if as_json else out).print(f"[bold green]report[/] written to {report}", highlight=False)
 
 

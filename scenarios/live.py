@@ -25,9 +25,9 @@ from typing import Any
 import httpx
 from rich.console import Console
 
+from protocol.footprint import CO2_KG_PER_TONNE_KM, CO2_SOURCE, unit_kg
 from protocol.model import Location
 from scenarios.demo import Mesh, start_mesh, write_lab_file
-from scenarios.metrics import CO2_KG_PER_TONNE_KM, CO2_SOURCE, unit_kg
 from scenarios.spec import LoadedScenario
 from scenarios.world import World, build_world
 from solver.geo import haversine_km

@@ -19,7 +19,8 @@ import plotly.graph_objects as go
 import plotly.io as pio
 from plotly.offline import get_plotlyjs
 
-from scenarios.metrics import CO2_SOURCE, series
+from protocol.footprint import CO2_SOURCE
+from scenarios.metrics import series
 from scenarios.run import ScenarioResult
 
 ASSETS = Path(__file__).with_name("assets")

@@ -12,25 +12,9 @@ from datetime import datetime
 from typing import Any
 
 from planner.core import ACTIVE_STATES, PlannerCore
-from protocol.model import Design
+from protocol.footprint import CO2_KG_PER_TONNE_KM, CO2_SOURCE, unit_kg
 from solver.geo import haversine_km
 
-#: kg CO2e per tonne-km of road freight, and where it comes from (the same factor and source as the
-#: scenario reports use, so that their figures compare).
-CO2_KG_PER_TONNE_KM = 0.70978
-CO2_SOURCE = (
-    "Defra/DECC 2012 GHG Conversion Factors for Company Reporting, Annex 7 (freight), Table 7e: "
-    "diesel rigid HGV >3.5-7.5 t at UK average load, all scopes, 0.70978 kg CO2e per tonne.km; "
-    "unit mass from the design's materials; great-circle km from lab to delivery point"
-)
-#: kg per unit of each material (kg materials weigh their amount; sheet and elastic by area and length).
-MATERIAL_KG: dict[str, float] = {
-    "petg": 1.0,
-    "pla": 1.0,
-    "resin": 1.0,
-    "pet_sheet_0_5": 0.69,  # 0.5 mm x 1.38 g/cm3
-    "elastic": 0.01,  # 20 mm elastic band, about 10 g per metre
-}
 #: Events read to draw the fill rate over time (the most recent ones when the log is longer).
 FILL_EVENTS_LIMIT = 20_000
 SCHEDULE_NOTE = (
@@ -38,11 +22,6 @@ SCHEDULE_NOTE = (
     "accepted it (planner clock) to the lab's latest finish estimate (the lab's clock, which runs "
     "faster in a simulation), on every machine of the lab able to run one of its steps."
 )
-
-
-def unit_kg(design: Design) -> float:
-    """Mass of one unit from its materials (materials of unknown mass count as nothing)."""
-    return sum(MATERIAL_KG.get(m, 0.0) * amount for m, amount in design.materials_per_unit().items())
 
 
 def _job_times(core: PlannerCore, order_id: str) -> dict[str, dict[str, str]]:
