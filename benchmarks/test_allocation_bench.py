@@ -16,7 +16,6 @@ import random
 import time
 from dataclasses import replace
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 
@@ -26,8 +25,9 @@ from solver.check import check
 from solver.emergency import insert_urgent
 from solver.gap import evaluate, read_gap_file, solve_textbook, solve_with_core
 from solver.problem import Demand, Problem, SolveParams
+from tests.shared import SHARED
 
-GAP = Path(__file__).resolve().parents[1].parent / "shared" / "benchmarks" / "gap"
+GAP = SHARED / "benchmarks" / "gap"
 BEST = {"d05100": 6353, "e05100": 12681}
 GAP12 = [1451, 1449, 1433, 1447, 1446]
 needs_instances = pytest.mark.skipif(not GAP.exists(), reason="shared benchmark instances not present")

@@ -10,15 +10,14 @@ Run: make bench   (or .venv/bin/pytest benchmarks -k fjsp --benchmark-enable)
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from pytest_benchmark.fixture import BenchmarkFixture
 
 from solver.brandimarte import parse_brandimarte
 from solver.jobshop import Result, check_schedule, solve
+from tests.shared import SHARED
 
-FOLDER = Path("/work/shared/benchmarks/fjsp")
+FOLDER = SHARED / "benchmarks" / "fjsp"
 BEST_KNOWN = {"mk01": 40, "mk02": 26, "mk03": 204, "mk04": 60, "mk05": 172}
 
 

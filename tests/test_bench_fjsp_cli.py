@@ -9,8 +9,9 @@ import pytest
 from typer.testing import CliRunner
 
 from cosmolocal.cli import app
+from tests.shared import SHARED
 
-MK01 = Path("/work/shared/benchmarks/fjsp/mk01.txt")
+MK01 = SHARED / "benchmarks" / "fjsp" / "mk01.txt"
 KEYS = {"instance", "objective", "bound", "best_known", "gap_pct", "seconds", "feasible"}
 runner = CliRunner()
 

@@ -17,8 +17,9 @@ from protocol.okw import (
     process_of,
     read_geomachines,
 )
+from tests.shared import SHARED
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+DATA = SHARED / "data"
 FACILITIES = DATA / "iopa_okw_fablabs_io_facilities_2024-10.json"
 MACHINES = DATA / "iopa_fablabs_io_geomachines_2023-06.csv"
 

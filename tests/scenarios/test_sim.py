@@ -15,6 +15,7 @@ from scenarios.sim import SimulationError, fit_units
 from scenarios.spec import load_scenario
 from scenarios.world import build_world, central_world
 from tests.scenarios.conftest import write_scenario
+from tests.shared import SHARED
 
 
 def _comparable(metrics: list[dict]) -> list[dict]:
@@ -125,18 +126,18 @@ def test_weighted_percentile_and_gini() -> None:
     assert gini([0.0, 0.0, 9.0]) == pytest.approx(2 / 3)
 
 
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
+SHARED_DATA = SHARED / "data"
 
 
 @pytest.mark.skipif(
-    not (SHARED / "iopa_okw_fablabs_io_facilities_2024-10.json").exists(), reason="no shared data"
+    not (SHARED_DATA / "iopa_okw_fablabs_io_facilities_2024-10.json").exists(), reason="no shared data"
 )
 def test_replay_with_real_french_fablabs_from_okw(tmp_path: Path) -> None:
     labs = f"""
 [labs]
 source = "okw"
-file = "{SHARED / "iopa_okw_fablabs_io_facilities_2024-10.json"}"
-machines_file = "{SHARED / "iopa_fablabs_io_geomachines_2023-06.csv"}"
+file = "{SHARED_DATA / "iopa_okw_fablabs_io_facilities_2024-10.json"}"
+machines_file = "{SHARED_DATA / "iopa_fablabs_io_geomachines_2023-06.csv"}"
 country = "FR"
 count = 40
 """

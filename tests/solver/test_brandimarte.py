@@ -8,8 +8,9 @@ import pytest
 
 from solver.brandimarte import parse_brandimarte
 from solver.jobshop import check_schedule, solve
+from tests.shared import SHARED
 
-SHARED = Path("/work/shared/benchmarks/fjsp")
+FJSP_FOLDER = SHARED / "benchmarks" / "fjsp"
 
 # 2 jobs, 3 machines numbered from 0. Job 1: op (m0 3 | m2 5), op (m1 2). Job 2: op (m1 4 | m2 4).
 ZERO_BASED = "2 3\n2 2 0 3 2 5 1 1 2\n1 2 1 4 2 4\n"
@@ -74,7 +75,7 @@ def test_a_missing_file_is_an_os_error(tmp_path: Path) -> None:
         parse_brandimarte(tmp_path / "missing.txt")
 
 
-@pytest.mark.skipif(not SHARED.is_dir(), reason="shared benchmark folder absent")
+@pytest.mark.skipif(not FJSP_FOLDER.is_dir(), reason="shared benchmark folder absent")
 @pytest.mark.parametrize(
     ("name", "jobs", "machines", "operations"),
     [
@@ -88,7 +89,7 @@ def test_a_missing_file_is_an_os_error(tmp_path: Path) -> None:
 def test_the_shared_instances_have_their_published_sizes(
     name: str, jobs: int, machines: int, operations: int
 ) -> None:
-    instance = parse_brandimarte(SHARED / f"{name}.txt")
+    instance = parse_brandimarte(FJSP_FOLDER / f"{name}.txt")
     assert (len(instance.jobs), instance.num_machines, instance.num_operations) == (
         jobs,
         machines,

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import itertools
-from pathlib import Path
 
 import pytest
 
 from solver.gap import GapFormatError, evaluate, parse_gap, read_gap_file, solve_textbook, solve_with_core
+from tests.shared import SHARED
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "benchmarks" / "gap"
+GAP_FOLDER = SHARED / "benchmarks" / "gap"
 #: 2 agents, 3 jobs; costs, uses, capacities (Yagiura layout).
 TINY = "2 3\n 4 2 5\n 3 6 1\n 2 2 3\n 3 1 2\n 5 4\n"
 
@@ -53,9 +53,9 @@ def test_core_and_textbook_find_the_enumerated_optimum() -> None:
         assert evaluate(instance, solution.agent_of) == (optimum, [])
 
 
-@pytest.mark.skipif(not (SHARED / "gap12.txt").exists(), reason="shared benchmark instances not present")
+@pytest.mark.skipif(not (GAP_FOLDER / "gap12.txt").exists(), reason="shared benchmark instances not present")
 def test_gap12_first_instance_is_solved_to_its_published_optimum() -> None:
-    instance = read_gap_file(SHARED / "gap12.txt")[0]
+    instance = read_gap_file(GAP_FOLDER / "gap12.txt")[0]
     solution = solve_with_core(instance, 5.0, 2)
     assert solution.objective == 1451
     assert evaluate(instance, solution.agent_of) == (1451, [])
