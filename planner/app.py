@@ -49,6 +49,8 @@ class PlannerSettings:
     solve_time_limit_s: float = 2.0
     solve_workers: int = 2
     k_nearest: int = 8
+    #: Largest HTTP request body accepted (an order is well under 2 KiB).
+    max_request_bytes: int = 64 * 1024
 
     def solve_params(self) -> SolveParams:
         """The solver parameters these settings give."""
@@ -67,6 +69,7 @@ class Planner:
     replanner: Replanner
     epoch: int
     started: float
+    requests_too_large: int = 0
 
 
 def create_app(settings: PlannerSettings, clock: Callable[[], datetime] = utcnow) -> FastAPI:
@@ -132,9 +135,29 @@ def create_app(settings: PlannerSettings, clock: Callable[[], datetime] = utcnow
         description="Orders in, plans out: allocates open-design production to the nearest capable labs.",
         lifespan=lifespan,
     )
+    _limit_request_size(app, settings.max_request_bytes)
     _routes(app, clock)
     app.include_router(web_router)  # the web pages and the operator's job decisions
     return app
+
+
+def _limit_request_size(app: FastAPI, max_bytes: int) -> None:
+    """Refuse request bodies over `max_bytes` with a readable 413, before they are read; counted."""
+
+    @app.middleware("http")
+    async def limit(request: Request, call_next: Callable[[Request], Any]) -> Any:
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+            planner = getattr(request.app.state, "planner", None)
+            if planner is not None:
+                planner.requests_too_large += 1
+            return JSONResponse(
+                status_code=413,
+                content={
+                    "detail": f"request body of {declared} bytes exceeds the limit of {max_bytes} bytes"
+                },
+            )
+        return await call_next(request)
 
 
 async def _watch_leases(core: PlannerCore, stop: asyncio.Event, every_s: float = 1.0) -> None:
@@ -153,18 +176,29 @@ def _planner(request: Request) -> Planner:
 def _routes(app: FastAPI, clock: Callable[[], datetime]) -> None:
     @app.post("/orders", status_code=status.HTTP_201_CREATED, tags=["orders"], response_model=None)
     async def post_order(
-        order: OrderRequest, request: Request, response: Response
+        order: OrderRequest,
+        request: Request,
+        response: Response,
+        idempotency_key: str | None = Header(default=None),
     ) -> dict[str, Any] | JSONResponse:
-        """Place an order. Durable before the answer; the answer carries the order id and status URL."""
+        """Place an order. Durable before the answer; the answer carries the order id and status URL.
+
+        With an `Idempotency-Key` header, a retried request gives back the order the first one made
+        (status 200, header `Idempotent-Replayed: true`) instead of ordering twice.
+        """
         planner = _planner(request)
         try:
-            accepted = planner.core.submit_order(order)
+            accepted, replayed = planner.core.place_order(order, idempotency_key)
         except OrderRejected as exc:
+            where = "header" if exc.field == "Idempotency-Key" else "body"
             return JSONResponse(
                 status_code=422,
-                content={"detail": [{"loc": ["body", exc.field], "msg": exc.reason, "type": "value_error"}]},
+                content={"detail": [{"loc": [where, exc.field], "msg": exc.reason, "type": "value_error"}]},
             )
         response.headers["Location"] = f"/orders/{accepted.id}"
+        if replayed:
+            response.status_code = status.HTTP_200_OK
+            response.headers["Idempotent-Replayed"] = "true"
         return planner.core.order_view(accepted.id) or {}
 
     @app.get("/orders", tags=["orders"])
@@ -252,6 +286,8 @@ def _routes(app: FastAPI, clock: Callable[[], datetime]) -> None:
             "leases_expired": core.leases_expired,
             "frames_received": stats.frames_received,
             "frames_rejected": stats.frames_rejected,
+            "frames_rate_limited": stats.frames_rate_limited,
+            "requests_too_large": planner.requests_too_large,
             "assigns_sent": stats.assigns_sent,
             "event_listeners": core.bus.listeners,
         }

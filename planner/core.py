@@ -7,6 +7,7 @@ ledger (event + projection, one transaction) before it is visible, then publishe
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import secrets
 from collections.abc import Callable
@@ -119,7 +120,25 @@ class PlannerCore:
 
     # --- orders -------------------------------------------------------------------------------
 
-    def submit_order(self, request: OrderRequest) -> Order:
+    def place_order(self, request: OrderRequest, idempotency_key: str | None = None) -> tuple[Order, bool]:
+        """Accept an order at most once per Idempotency-Key: (the order, whether it was placed before).
+
+        A key seen before with the same request gives back the order it created; with a different
+        request it is refused (field `Idempotency-Key`), so a retried POST never orders twice.
+        """
+        if idempotency_key is None:
+            return self.submit_order(request), False
+        if not 1 <= len(idempotency_key) <= 200:
+            raise OrderRejected("Idempotency-Key", "must hold 1 to 200 characters")
+        fingerprint = hashlib.sha256(request.model_dump_json().encode()).hexdigest()
+        found = self.ledger.find_idempotency(idempotency_key)
+        if found is not None:
+            if found[0] != fingerprint:
+                raise OrderRejected("Idempotency-Key", "was used before for a different order")
+            return self.orders[found[1]], True
+        return self.submit_order(request, (idempotency_key, fingerprint)), False
+
+    def submit_order(self, request: OrderRequest, idempotency: tuple[str, str] | None = None) -> Order:
         """Accept an order: checked, written durably, announced, and a re-plan requested."""
         design = self.designs.get(request.design)
         if design is None:
@@ -141,6 +160,8 @@ class PlannerCore:
         )
         with self.ledger.transaction() as db:
             Ledger.put_order(db, order)
+            if idempotency is not None:
+                Ledger.put_idempotency(db, idempotency[0], idempotency[1], order.id, now)
             event = self._emit(db, f"order-{order.id}", "order.created", self._order_json(order))
         self.orders[order.id] = order
         self._publish(event)

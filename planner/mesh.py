@@ -57,6 +57,8 @@ class MeshStats:
 
     frames_received: int = 0
     frames_rejected: int = 0
+    #: Frames dropped because their lab sent faster than its rate limit (also counted as rejected).
+    frames_rate_limited: int = 0
     rejected_by_peer: Counter[str] = field(default_factory=Counter)
     sends_failed: int = 0
     assigns_sent: int = 0
@@ -77,8 +79,14 @@ class MeshServer:
         liveness: int = 3,
         resend_after_s: float = 2.0,
         monotonic: Callable[[], float] = time.monotonic,
+        rate_per_s: float = 100.0,
+        burst: int = 200,
     ) -> None:
         self.core = core
+        self.rate_per_s = rate_per_s
+        self.burst = burst
+        #: Per peer: (tokens left, when counted): a bucket of `burst` tokens refilled at `rate_per_s`.
+        self._bucket: dict[str, tuple[float, float]] = {}
         self.epoch = epoch
         self.heartbeat_ms = heartbeat_ms
         self.liveness = liveness
@@ -179,6 +187,12 @@ class MeshServer:
                 )
                 continue
             identity = frames[0].decode(errors="replace")
+            if not self._within_rate(identity):
+                self.stats.frames_rate_limited += 1
+                self._reject(
+                    identity, None, f"more than {self.rate_per_s:g} messages a second", "rate_limited"
+                )
+                continue
             try:
                 message = decode(frames[1])
             except ProtocolError as exc:
@@ -192,6 +206,17 @@ class MeshServer:
                 self._reject(identity, message.seq, str(exc), "invalid")
             except Exception:  # a bug in a handler must not stop the mesh
                 log.exception("error handling %s from %s", message.kind, identity)
+
+    def _within_rate(self, peer: str) -> bool:
+        """Take one token from the peer's bucket; False when it is empty (the frame is dropped)."""
+        now = self.monotonic()
+        tokens, then = self._bucket.get(peer, (float(self.burst), now))
+        tokens = min(float(self.burst), tokens + (now - then) * self.rate_per_s)
+        if tokens < 1.0:
+            self._bucket[peer] = (tokens, now)
+            return False
+        self._bucket[peer] = (tokens - 1.0, now)
+        return True
 
     def _reject(self, peer: str, seq: int | None, reason: str, code: ErrorCode) -> None:
         self.stats.frames_rejected += 1

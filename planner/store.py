@@ -68,6 +68,12 @@ CREATE TABLE IF NOT EXISTS trails (
     PRIMARY KEY (design, lab_id)
 );
 CREATE INDEX IF NOT EXISTS events_by_stream ON events(stream, seq);
+CREATE TABLE IF NOT EXISTS idempotency (
+    key          TEXT PRIMARY KEY,
+    fingerprint  TEXT NOT NULL,
+    order_id     TEXT NOT NULL REFERENCES orders(id),
+    created_at   TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS meta (
     key    TEXT PRIMARY KEY,
     value  TEXT NOT NULL
@@ -270,7 +276,24 @@ class Ledger:
             (design, lab_id, tau, at.isoformat()),
         )
 
+    @staticmethod
+    def put_idempotency(
+        db: sqlite3.Connection, key: str, fingerprint: str, order_id: str, at: datetime
+    ) -> None:
+        """Remember which order an Idempotency-Key created, in the order's own transaction."""
+        db.execute(
+            "INSERT INTO idempotency (key, fingerprint, order_id, created_at) VALUES (?, ?, ?, ?)",
+            (key, fingerprint, order_id, at.isoformat()),
+        )
+
     # --- projections: reads (used at boot to rebuild the in-memory state) ------------------
+
+    def find_idempotency(self, key: str) -> tuple[str, str] | None:
+        """(fingerprint, order id) of the order an Idempotency-Key created, if any."""
+        row = self._db.execute(
+            "SELECT fingerprint, order_id FROM idempotency WHERE key = ?", (key,)
+        ).fetchone()
+        return (row[0], row[1]) if row else None
 
     def load_trails(self) -> dict[tuple[str, str], float]:
         """Every trail's strength by (design, lab id)."""

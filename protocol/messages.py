@@ -154,7 +154,7 @@ class Decide(Body):
     reason: str = Field(default="", max_length=500)
 
 
-ErrorCode = Literal["malformed", "not_welcomed", "invalid"]
+ErrorCode = Literal["malformed", "not_welcomed", "invalid", "rate_limited"]
 
 
 class Error(Body):
@@ -162,7 +162,8 @@ class Error(Body):
 
     `code` is for programs: `malformed` (the frame failed the codec), `not_welcomed` (say HELLO
     first: the planner lost or forgot this lab), `invalid` (well-formed but not acceptable, such as
-    an unknown assignment or another lab's id). `reason` is for people.
+    an unknown assignment or another lab's id), `rate_limited` (the lab sends faster than the
+    planner's per-lab limit; the message was dropped). `reason` is for people.
     """
 
     reason: str

@@ -87,3 +87,29 @@ def test_api_docs_need_no_cdn(client: TestClient) -> None:
     assert page.status_code == 200
     assert "cdn" not in page.text.lower()
     assert client.get("/openapi.json").json()["paths"]["/orders"]["post"]
+
+
+def test_a_retried_post_with_the_same_idempotency_key_orders_once(client: TestClient) -> None:
+    body = _order()
+    first = client.post("/orders", json=body, headers={"Idempotency-Key": "ward-7-2026-11-23-a"})
+    assert first.status_code == 201
+    again = client.post("/orders", json=body, headers={"Idempotency-Key": "ward-7-2026-11-23-a"})
+    assert again.status_code == 200 and again.headers["idempotent-replayed"] == "true"
+    assert again.json()["id"] == first.json()["id"]
+    assert len(client.get("/orders").json()) == 1
+    other = client.post(
+        "/orders", json=_order(quantity=5), headers={"Idempotency-Key": "ward-7-2026-11-23-a"}
+    )
+    assert other.status_code == 422
+    [problem] = other.json()["detail"]
+    assert problem["loc"] == ["header", "Idempotency-Key"] and "different order" in problem["msg"]
+    assert len(client.get("/orders").json()) == 1
+    assert client.post("/orders", json=_order()).status_code == 201  # no key: a new order each time
+
+
+def test_an_oversized_request_is_413_and_counted(client: TestClient) -> None:
+    body = b'{"design": "face-shield", "pad": "' + b"x" * 70_000 + b'"}'
+    response = client.post("/orders", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 413 and "exceeds the limit" in response.json()["detail"]
+    assert client.get("/health").json()["requests_too_large"] == 1
+    assert client.get("/orders").json() == []

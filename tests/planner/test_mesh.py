@@ -101,3 +101,30 @@ def test_silent_lab_is_lost(client: TestClient, dealer: zmq.Socket, settings: Pl
     while client.get("/labs/lab-test").json()["live"] and time.monotonic() < deadline:
         time.sleep(0.05)
     assert client.get("/labs/lab-test").json()["live"] is False
+
+
+def test_a_flood_of_garbage_is_rate_limited_counted_and_the_planner_keeps_answering(
+    client: TestClient, dealer: zmq.Socket
+) -> None:
+    flood = 10_000
+    for i in range(flood):
+        dealer.send(os.urandom(16 + i % 48))
+    slowest = 0.0
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        started = time.monotonic()
+        health = client.get("/health").json()
+        slowest = max(slowest, time.monotonic() - started)
+        if health["frames_rejected"] >= flood:
+            break
+        time.sleep(0.05)
+    assert health["frames_rejected"] == flood, "every frame is counted, none crashes the planner"
+    assert health["frames_rate_limited"] > 0, "a lab sending thousands a second is held back"
+    assert slowest < 1.0, f"/health took {slowest:.2f} s during the flood"
+    codes = set()
+    while dealer.poll(200):
+        codes.add(decode(dealer.recv()).body.code)
+    assert codes <= {"malformed", "rate_limited"} and codes, codes
+    time.sleep(2.5)  # the bucket refills; the lab is served again
+    dealer.send(encode(Envelope(sender="lab-test", seq=1, body=Hello(lab=LAB))))
+    assert isinstance(_recv_kind(dealer, "WELCOME").body, Welcome)
