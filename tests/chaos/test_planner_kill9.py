@@ -140,20 +140,10 @@ def test_a_lab_killed_mid_job_is_lost_and_its_unfinished_units_are_made_elsewher
             for a in v["allocations"]
         )
 
-    victim = (
-        next(lab.id for lab in LABS if running_at(lab.id))
-        if any(running_at(lab.id) for lab in LABS)
-        else None
+    wait_for(
+        lambda: any(running_at(lab.id) for lab in LABS), 30.0, "a job to run", [mesh.planner], mesh.workdir
     )
-    if victim is None:
-        wait_for(
-            lambda: any(running_at(lab.id) for lab in LABS),
-            30.0,
-            "a job to run",
-            [mesh.planner],
-            mesh.workdir,
-        )
-        victim = next(lab.id for lab in LABS if running_at(lab.id))
+    victim = next(lab.id for lab in LABS if running_at(lab.id))
     index = [lab.id for lab in LABS].index(victim)
     mesh.nodes[index].send_signal(signal.SIGKILL)
     mesh.nodes[index].wait()
