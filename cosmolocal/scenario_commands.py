@@ -25,26 +25,6 @@ scenario_app = typer.Typer(
     rich_markup_mode="rich",
 )
 
-#: Rows of the metrics table: key, label, format.
-ROWS: tuple[tuple[str, str, str], ...] = (
-    ("units_demanded", "units demanded", "{:,}"),
-    ("units_delivered", "units delivered", "{:,}"),
-    ("fill_rate", "fill rate", "{:.1%}"),
-    ("on_time_rate", "on time (of demanded)", "{:.1%}"),
-    ("units_late", "units late", "{:,}"),
-    ("units_missing", "units missing", "{:,}"),
-    ("lead_time_mean_h", "lead time mean (h)", "{:,.1f}"),
-    ("lead_time_p95_h", "lead time p95 (h)", "{:,.1f}"),
-    ("transport_unit_km", "transport (unit-km)", "{:,.0f}"),
-    ("km_per_unit", "km per unit", "{:,.1f}"),
-    ("co2_kg", "transport CO2e (kg)", "{:,.1f}"),
-    ("labs_used", "labs used", "{}"),
-    ("load_gini", "load spread (Gini)", "{:.3f}"),
-    ("utilisation", "machine utilisation", "{:.1%}"),
-    ("plan_gap", "plan gap to bound", "{:.4%}"),
-    ("solve_seconds", "allocation time (s)", "{:.2f}"),
-)
-
 
 @contextmanager
 def _stdout_to_stderr(active: bool) -> Iterator[None]:
@@ -177,6 +157,8 @@ def _print(metrics: list[dict[str, object]], as_json: bool, title: str) -> None:
             print(json.dumps(line, sort_keys=True))
         return
     table = Table("metric", *[str(m["policy"]) for m in metrics], title=title)
-    for key, label, pattern in ROWS:
+    from scenarios.report import METRIC_ROWS
+
+    for key, label, pattern in METRIC_ROWS:
         table.add_row(label, *[format_value(m.get(key), pattern) for m in metrics])
     out.print(table)
