@@ -34,7 +34,7 @@ from concurrent.futures import ProcessPoolExecutor
 import numpy as np
 from ortools.graph.python import min_cost_flow
 
-from protocol.model import Allocation, CostTerms, Plan
+from protocol.model import Allocation, CostTerms, Plan, Shortage
 from solver.candidates import find_candidates, units_alone
 from solver.problem import Demand, LabState, Problem, SolveParams, free_minutes, horizon_days
 from solver.residual import residual_labs
@@ -180,8 +180,12 @@ def solve_regions(problem: Problem, params: SolveParams, version: int = 0) -> Pl
 
 
 def _repair_across_borders(
-    problem: Problem, params: SolveParams, allocations: list, shortages: list, seconds: float
-) -> tuple[list, list]:
+    problem: Problem,
+    params: SolveParams,
+    allocations: list[Allocation],
+    shortages: list[Shortage],
+    seconds: float,
+) -> tuple[list[Allocation], list[Shortage]]:
     """Offer what the regions left short to every lab, whatever its region, on what capacity is left.
 
     The regions' work is put in front of each lab's backlog (`solver.residual`), so the repair cannot
@@ -222,7 +226,9 @@ def _combine(first: Allocation, second: Allocation) -> Allocation:
     )
 
 
-def _objective(problem: Problem, params: SolveParams, allocations: list, shortages: list) -> float:
+def _objective(
+    problem: Problem, params: SolveParams, allocations: list[Allocation], shortages: list[Shortage]
+) -> float:
     """The plan's objective from its lines: transport, setup, lateness, trail; shortage penalties."""
     priority = {d.order.id: d.order.priority for d in problem.demands}
     total = sum(a.cost.transport + a.cost.setup + a.cost.lateness + a.cost.trail for a in allocations)
