@@ -13,7 +13,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from protocol.model import Allocation, Design, Plan
+from protocol.model import Allocation, Design, Order, Plan
 from solver.capability import step_groups
 from solver.geo import haversine_km
 from solver.problem import LabState, Problem, SolveParams, days_until, free_minutes, horizon_days
@@ -93,7 +93,7 @@ def _chosen(state: LabState, allocation: Allocation, delivery: object) -> LabVer
 def _why_not(
     state: LabState,
     design: Design | None,
-    order: object,
+    order: Order,
     km: float,
     farthest_chosen: float | None,
     wanted: int,
@@ -104,8 +104,8 @@ def _why_not(
     if not state.live:
         return "lost: the lab has not been heard from", "it reconnects"
     if design is None:
-        return f"design {order.design!r} is unknown", None  # type: ignore[attr-defined]
-    accepts = order.accepts_licences  # type: ignore[attr-defined]
+        return f"design {order.design!r} is unknown", None
+    accepts = order.accepts_licences
     if accepts and design.licence not in accepts:
         return f"licence gate: the requester does not accept {design.licence!r}", None
     missing_step = unrunnable_step(design, state.lab.machines)
@@ -126,10 +126,11 @@ def _why_not(
         hours = max(0.0, (need * units - free) / 60.0)
         room_late = _room(state, design, horizon)[0]
         suffix = f"; it could make {room_late} after the due date" if room_late >= 1 else ""
+        due = order.due_at.strftime("%a %d %b %H:%M UTC")
         return (
             f"no capacity before the due date: {process} needs {need:.0f} min per unit, {free:.0f} free"
             + suffix,
-            f"with {hours:.1f} more {process}-hours before the due date, it could take {units} units",
+            f"with {hours:.1f} more {process}-hours before {due}, it could take {units} units",
         )
     if farthest_chosen is not None and km > farthest_chosen:
         return (

@@ -40,7 +40,11 @@ def test_full_lab_says_how_many_hours_before_the_due_date_would_do() -> None:
     busy = lab("near", NEAR, backlog={"printer": 480.0})
     v = verdicts([busy, lab("middle", MIDDLE)], [order("o1", "face-shield", 2, days=1)])
     assert v["near"].why.startswith("no capacity before the due date: fdm needs 120 min per unit, 0 free")
-    assert v["near"].what_would_change == "with 4.0 more fdm-hours before the due date, it could take 2 units"
+    # NOW is Monday 4 May 2026 08:00 UTC; due in one day.
+    assert (
+        v["near"].what_would_change
+        == "with 4.0 more fdm-hours before Tue 05 May 08:00 UTC, it could take 2 units"
+    )
 
 
 def test_lost_lab_is_named_as_lost() -> None:
