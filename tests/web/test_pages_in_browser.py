@@ -284,8 +284,12 @@ def test_the_operator_refuses_a_job_and_it_moves_to_another_lab(page: Any, mesh:
     # Refusing needs a reason; the error sits next to the reason field.
     lab_page.click(f"article[data-assignment='{assignment}'] button.refuse")
     lab_page.wait_for_selector(f"#reason-{assignment}-error:not([hidden])")
-    lab_page.fill(f"#reason-{assignment}", "laser under repair until Monday")
-    lab_page.click(f"article[data-assignment='{assignment}'] button.refuse")
+    # The operator's decision works from the keyboard: type the reason, Tab to Refuse, press Enter.
+    lab_page.focus(f"#reason-{assignment}")
+    lab_page.keyboard.type("laser under repair until Monday")
+    lab_page.keyboard.press("Tab")
+    assert lab_page.evaluate("document.activeElement.classList.contains('refuse')")
+    lab_page.keyboard.press("Enter")
     lab_page.wait_for_selector(
         f"#jobs tr[data-assignment='{assignment}'][data-state='refused']", timeout=10_000
     )
