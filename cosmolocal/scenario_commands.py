@@ -46,16 +46,6 @@ def _stdout_to_stderr(active: bool) -> Iterator[None]:
         os.close(saved)
 
 
-def format_value(value: object, pattern: str) -> str:
-    """A metric for the table; '-' when there is none."""
-    if value is None:
-        return "-"
-    try:
-        return pattern.format(value)
-    except (TypeError, ValueError):
-        return str(value)
-
-
 @scenario_app.command("list")
 def list_scenarios() -> None:
     """The built-in scenarios, with their titles."""
@@ -157,8 +147,8 @@ def _print(metrics: list[dict[str, object]], as_json: bool, title: str) -> None:
             print(json.dumps(line, sort_keys=True))
         return
     table = Table("metric", *[str(m["policy"]) for m in metrics], title=title)
-    from scenarios.report import METRIC_ROWS
+    from scenarios.report import METRIC_ROWS, format_metric
 
     for key, label, pattern in METRIC_ROWS:
-        table.add_row(label, *[format_value(m.get(key), pattern) for m in metrics])
+        table.add_row(label, *[format_metric(m.get(key), pattern) for m in metrics])
     out.print(table)

@@ -62,7 +62,8 @@ def world_topojson() -> str:
     return WORLD_TOPOJSON.read_text(encoding="utf-8")
 
 
-def _fmt(value: Any, pattern: str) -> str:
+def format_metric(value: Any, pattern: str) -> str:
+    """A metric for a table, by its row's pattern; '-' when there is none."""
     if value is None:
         return "-"
     try:
@@ -250,7 +251,7 @@ def _metrics_table(result: ScenarioResult) -> str:
     head = "".join(f"<th>{html.escape(str(m['policy']))}</th>" for m in metrics)
     rows = []
     for key, label, pattern in METRIC_ROWS:
-        cells = "".join(f"<td>{html.escape(_fmt(m.get(key), pattern))}</td>" for m in metrics)
+        cells = "".join(f"<td>{html.escape(format_metric(m.get(key), pattern))}</td>" for m in metrics)
         rows.append(f"<tr><th scope='row'>{html.escape(label)}</th>{cells}</tr>")
     return (
         f"<table class='metrics'><thead><tr><th>metric</th>{head}</tr></thead>"

@@ -13,17 +13,7 @@ import pytest
 from scenarios.report import TOPOJSON_NAME, write_report
 from scenarios.run import run_scenario
 from scenarios.spec import load_scenario
-
-CHROMIUM = Path("/usr/bin/chromium")
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+from tests.browser import CHROMIUM, FLAGS
 
 
 @pytest.fixture(scope="module")

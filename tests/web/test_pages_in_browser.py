@@ -23,18 +23,9 @@ import pytest
 
 from protocol.model import Lab, Location, Machine
 from scenarios.demo import free_port, free_port_pair, wait_for, write_lab_file
+from tests.browser import CHROMIUM, FLAGS
 
 pytestmark = pytest.mark.e2e
-CHROMIUM = Path("/usr/bin/chromium")
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
 SPEED = 6000.0
 MANUAL = "fablab-grenoble"
