@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -185,8 +186,19 @@ def _cli() -> list[str]:
     return [sys.executable, "-m", "cosmolocal"]
 
 
-def start_mesh(labs: list[Lab], workdir: Path, speed: float, heartbeat_ms: int = 1000) -> Mesh:
-    """Start a planner and one node process per lab; return once the API answers."""
+def start_mesh(
+    labs: list[Lab],
+    workdir: Path,
+    speed: float,
+    heartbeat_ms: int = 1000,
+    planner_args: Sequence[str] = (),
+    node_args: Mapping[str, Sequence[str]] | None = None,
+) -> Mesh:
+    """Start a planner and one node process per lab; return once the API answers and all labs joined.
+
+    `planner_args` are added to `planner serve`; `node_args` maps a lab id to options added to its
+    `node join` (such as `--manual`).
+    """
     workdir.mkdir(parents=True, exist_ok=True)
     http_port, mesh_port = free_port(), free_port_pair()
     mesh_endpoint = f"tcp://127.0.0.1:{mesh_port}"
@@ -205,6 +217,7 @@ def start_mesh(labs: list[Lab], workdir: Path, speed: float, heartbeat_ms: int =
             str(workdir / "planner.db"),
             "--heartbeat-ms",
             str(heartbeat_ms),
+            *planner_args,
         ],
         stdout=subprocess.DEVNULL,
         stderr=(workdir / "planner.log").open("wb"),
@@ -233,6 +246,7 @@ def start_mesh(labs: list[Lab], workdir: Path, speed: float, heartbeat_ms: int =
                         mesh_endpoint,
                         "--speed",
                         str(speed),
+                        *(node_args or {}).get(lab.id, ()),
                     ],
                     stdout=subprocess.DEVNULL,
                     stderr=(workdir / f"{lab.id}.log").open("wb"),

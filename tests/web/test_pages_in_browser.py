@@ -9,7 +9,6 @@ Screenshots are written to test-artifacts/screenshots/ for a person to look at.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import tempfile
@@ -22,7 +21,7 @@ import httpx
 import pytest
 
 from protocol.model import Lab, Location, Machine
-from scenarios.demo import free_port, free_port_pair, wait_for, write_lab_file
+from scenarios.demo import Mesh, start_mesh
 from tests.browser import CHROMIUM, FLAGS
 
 pytestmark = pytest.mark.e2e
@@ -55,91 +54,49 @@ LABS = [
 
 @dataclass
 class Running:
-    """The processes of the test mesh and how to reach them."""
+    """The running mesh and the operator tokens the tests use."""
 
-    api: str
-    workdir: Path
-    processes: list[subprocess.Popen[bytes]]
+    mesh: Mesh
     operator_token: str
-    lyon_token: str = ""
+    lyon_token: str
 
-    def stop(self) -> None:
-        """SIGTERM the labs then the planner; SIGKILL what does not stop."""
-        for process in self.processes[1:] + self.processes[:1]:
-            if process.poll() is None:
-                process.terminate()
-        for process in self.processes:
-            try:
-                process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+    @property
+    def api(self) -> str:
+        """The planner's HTTP address."""
+        return self.mesh.api
 
 
-def _cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "cosmolocal", *args]
+TOKEN_CREATE = [sys.executable, "-m", "cosmolocal", "planner", "token", "create", "--role", "operator"]
+
+
+def _token(db: Path, lab_id: str) -> str:
+    created = subprocess.run(
+        [*TOKEN_CREATE, "--lab", lab_id, "--db", str(db)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return created.stdout.strip()
 
 
 @pytest.fixture(scope="module")
 def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     workdir = tmp_path_factory.mktemp("web-mesh")
-    http_port, mesh_port = free_port(), free_port_pair()
-    endpoint, api = f"tcp://127.0.0.1:{mesh_port}", f"http://127.0.0.1:{http_port}"
-    env = os.environ | {"PYTHONUNBUFFERED": "1"}
-    db = workdir / "planner.db"
-    planner = subprocess.Popen(
-        _cli(
-            *("planner", "serve", "--http", f"127.0.0.1:{http_port}", "--mesh", endpoint, "--db", str(db)),
-            *("--heartbeat-ms", "500", "--solve-seconds", "2"),
-        ),
-        stdout=subprocess.DEVNULL,
-        stderr=(workdir / "planner.log").open("wb"),
-        env=env,
+    started = start_mesh(
+        LABS,
+        workdir,
+        SPEED,
+        heartbeat_ms=500,
+        planner_args=["--solve-seconds", "2"],
+        node_args={MANUAL: ["--manual"]},
     )
-    running = Running(api, workdir, [planner], "")
     try:
-        wait_for(lambda: _get(api, "/health") is not None, 30, "the planner", [planner], workdir)
-        created = subprocess.run(
-            _cli("planner", "token", "create", "--role", "operator", "--lab", MANUAL, "--db", str(db)),
-            capture_output=True,
-            text=True,
-            env=env,
-            check=True,
-        )
-        running.operator_token = created.stdout.strip()
-        running.lyon_token = subprocess.run(
-            _cli("planner", "token", "create", "--role", "operator", "--lab", "fablab-lyon", "--db", str(db)),
-            capture_output=True,
-            text=True,
-            env=env,
-            check=True,
-        ).stdout.strip()
-        for lab in LABS:
-            path = workdir / f"{lab.id}.toml"
-            write_lab_file(lab, path)
-            manual = ["--manual"] if lab.id == MANUAL else []
-            running.processes.append(
-                subprocess.Popen(
-                    _cli("node", "join", str(path), "--planner", endpoint, "--speed", str(SPEED), *manual),
-                    stdout=subprocess.DEVNULL,
-                    stderr=(workdir / f"{lab.id}.log").open("wb"),
-                    env=env,
-                )
-            )
-        wait_for(
-            lambda: (_get(api, "/health") or {}).get("labs_live") == len(LABS),
-            30,
-            "the labs to join",
-            running.processes,
-            workdir,
-        )
-    except BaseException:
-        running.stop()
-        raise
-    yield running
-    running.stop()
-    for log in sorted(workdir.glob("*.log")):  # shown by pytest when a test failed
-        print(f"--- {log.name}\n{log.read_text(errors='replace')[-3000:]}")
+        db = workdir / "planner.db"
+        yield Running(started, _token(db, MANUAL), _token(db, "fablab-lyon"))
+    finally:
+        started.stop()
+        for log in sorted(workdir.glob("*.log")):  # shown by pytest when a test failed
+            print(f"--- {log.name}\n{log.read_text(errors='replace')[-3000:]}")
 
 
 def _get(api: str, path: str) -> Any:
