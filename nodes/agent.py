@@ -65,6 +65,11 @@ _DRAIN_LIMIT = 500
 DEFAULT_HEARTBEAT_SECONDS = 1.0
 #: Intervals without a frame after which the planner counts as gone.
 LIVENESS_INTERVALS = 3
+#: Intervals without a frame after which the lab holds its work (before the planner, at
+#: LIVENESS_INTERVALS, gives it up): units made while cut off could be planned again elsewhere.
+HOLD_INTERVALS = 2
+#: A pause of the agent's loop longer than this (process suspended, laptop asleep) is not worked.
+STALL_SECONDS = 1.0
 #: A machine's backlog must move by this many nominal minutes to be worth a CAPACITY.
 CAPACITY_STEP_MINUTES = 1.0
 
@@ -81,6 +86,9 @@ class AgentCounters:
     hello_retries: int = 0
     welcomes: int = 0
     resyncs: int = 0
+    holds: int = 0
+    stalls: int = 0
+    withdrawn: int = 0
     fields_applied: int = 0
     messages_sent: int = 0
     messages_unsent: int = 0
@@ -145,6 +153,9 @@ class LabAgent:
         self._capacity_at = float("-inf")
         self._capacity_dirty = True
         self._logged_peers: set[str] = set()
+        #: Envelope seq of the latest ASSIGN of each job: a HEARTBEAT older than it cannot withdraw it.
+        self._assign_seq: dict[str, int] = {}
+        self._awake_at = monotonic()
 
     # --- state for tests and operators ---------------------------------------------------------
 
@@ -180,6 +191,7 @@ class LabAgent:
         try:
             self._open_dealer()
             await self._send_hello()
+            self._awake_at = self._monotonic()
             while not stop.is_set():
                 await self._wait_and_read()
                 await self._run_timers()
@@ -202,6 +214,7 @@ class LabAgent:
             poller.register(self._sub, zmq.POLLIN)
         timeout_ms = max(1, int(self.tick_seconds * 1000))
         events = dict(await poller.poll(timeout_ms))
+        self._notice_stall()
         dealer_events = events.get(dealer, 0)
         if dealer_events & zmq.POLLOUT and self._hello_unsent:
             await self._send_hello()
@@ -226,7 +239,19 @@ class LabAgent:
             except Exception:  # a bug here must not take the lab off the mesh
                 log.exception("internal error while handling a frame from %s; frame dropped", peer)
 
+    def _notice_stall(self) -> None:
+        """A loop pause far beyond a tick means the process was suspended: that time was not worked."""
+        now = self._monotonic()
+        gap = now - self._awake_at
+        self._awake_at = now
+        limit = max(STALL_SECONDS, HOLD_INTERVALS * self.heartbeat_seconds)
+        if gap > limit:
+            self.counters.stalls += 1
+            self.clock.skip(gap)
+            log.warning("lab agent was suspended for %.1f s; no work is counted for that time", gap)
+
     async def _run_timers(self) -> None:
+        self._notice_stall()
         now = self._monotonic()
         if not self.welcomed:
             if now >= self._next_hello:
@@ -252,6 +277,14 @@ class LabAgent:
                     LIVENESS_INTERVALS,
                 )
                 await self._resync()
+            elif silent > HOLD_INTERVALS * self.heartbeat_seconds and not self.clock.held:
+                self.counters.holds += 1
+                self.clock.hold()
+                log.warning(
+                    "no word from the planner for %.1f s; holding work until it answers, so that "
+                    "nothing is made twice if it hands this lab's jobs to others",
+                    silent,
+                )
             elif now - self._last_sent >= self.heartbeat_seconds:
                 await self._send(Heartbeat())
         if now >= self._next_tick:
@@ -300,7 +333,11 @@ class LabAgent:
             if not isinstance(body, Assign | Decide):
                 return
         if isinstance(body, Assign):
+            self._assign_seq[body.assignment_id] = message.seq
             await self._on_assign(body)
+        elif isinstance(body, Heartbeat):
+            if self.welcomed and body.active is not None:
+                await self._reconcile(body.active, message.seq)
         elif isinstance(body, Decide):
             await self._on_decide(body)
         elif isinstance(body, Error):
@@ -317,6 +354,8 @@ class LabAgent:
         self._backoff = self._backoff_initial
         self.epoch = welcome.epoch
         self.heartbeat_seconds = welcome.heartbeat_ms / 1000.0
+        if new_epoch:  # sequence numbers restart with the planner
+            self._assign_seq = dict.fromkeys(self._assign_seq, 0)
         if new_epoch or welcome.field_seq >= self.field_seq or self.field is None:
             self.field, self.field_seq = welcome.field, welcome.field_seq
         log.info(
@@ -333,6 +372,20 @@ class LabAgent:
         self._capacity_at = float("-inf")
         for body in self.workshop.resync_messages():
             await self._send_job_message(body)
+        if welcome.active is not None:
+            await self._reconcile(welcome.active, message.seq)
+        self.clock.release()
+
+    async def _reconcile(self, active: list[str], seq: int) -> None:
+        """Stop the jobs the planner withdrew and repeat ends it missed; then work may go on."""
+        judgeable = lambda aid: self._assign_seq.get(aid, 0) < seq  # noqa: E731
+        for body in self.workshop.reconcile(set(active), judgeable, self.clock.now()):
+            if isinstance(body, Failed | Done) and body.assignment_id not in active:
+                self.counters.withdrawn += 1
+            await self._send_job_message(body)
+        if self.clock.held:
+            log.info("the planner answers again; work goes on")
+            self.clock.release()
 
     async def _on_assign(self, assign: Assign) -> None:
         self.counters.assignments_received += 1

@@ -43,10 +43,33 @@ class SimClock:
         self.speed = speed
         self._monotonic = monotonic
         self._origin = monotonic()
+        self._held_at: float | None = None
 
     def now(self) -> datetime:
         """The current simulated instant (UTC)."""
-        return self.start + timedelta(seconds=(self._monotonic() - self._origin) * self.speed)
+        at = self._monotonic() if self._held_at is None else self._held_at
+        return self.start + timedelta(seconds=(at - self._origin) * self.speed)
+
+    @property
+    def held(self) -> bool:
+        """True while simulated time stands still (see `hold`)."""
+        return self._held_at is not None
+
+    def hold(self) -> None:
+        """Stop simulated time: a lab cut off from its planner holds its work until it hears again."""
+        if self._held_at is None:
+            self._held_at = self._monotonic()
+
+    def release(self) -> None:
+        """Let simulated time run again from where it was held (the held span is not worked)."""
+        if self._held_at is not None:
+            self._origin += self._monotonic() - self._held_at
+            self._held_at = None
+
+    def skip(self, wall_seconds: float) -> None:
+        """Take `wall_seconds` out of simulated time: the process was suspended and worked nothing."""
+        if wall_seconds > 0 and self._held_at is None:
+            self._origin += wall_seconds
 
     def wall_seconds_until(self, instant: datetime) -> float:
         """Wall seconds until the simulated `instant` (0 when it is already past)."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -315,6 +316,64 @@ class Workshop:
         self._unreported_ends.add(job.assignment_id)
         log.warning("failed %s: %s", job.assignment_id, job.reason)
         return Failed(assignment_id=job.assignment_id, units_done=done, reason=job.reason)
+
+    # --- the planner's view of this lab's work --------------------------------------------------
+
+    def reconcile(self, active: set[str], judgeable: Callable[[str], bool], now: datetime) -> list[Body]:
+        """Bring the lab's jobs in line with the work the planner still counts on (SPEC.md section 5).
+
+        A job under way (or on offer) that is missing from `active` was withdrawn by the planner (the
+        lab was lost, its lease lapsed, or the order was covered): it stops now, its unused stock goes
+        back, and FAILED reports the units actually made so none is made again elsewhere. Only jobs
+        for which `judgeable(assignment_id)` holds are withdrawn (the list must be newer than their
+        ASSIGN). An ended job still in `active` gets its DONE, FAILED or REFUSE again: the first was
+        lost on the way.
+        """
+        messages: list[Body] = []
+        stock_changed = False
+        for job in list(self.jobs.values()):
+            aid = job.assignment_id
+            if aid in active:
+                if job.state in ("done", "failed"):
+                    end = self.end_message(aid)
+                    if end is not None:
+                        messages.append(end)
+                elif job.state == "refused" and aid in self._answers:
+                    messages.append(self._answers[aid])
+                continue
+            if job.state not in ("assigned", "accepted", "running") or not judgeable(aid):
+                continue
+            messages.append(self._withdraw(job, now))
+            stock_changed = True
+        if stock_changed:
+            messages.append(self.stock_message())
+        return messages
+
+    def _withdraw(self, job: JobStatus, now: datetime) -> Done | Failed:
+        """Stop a job the planner no longer counts on; the units made so far stand."""
+        aid = job.assignment_id
+        self.offered.discard(aid)
+        if job.state == "assigned":  # on offer, never started
+            job.state, job.reason = "failed", "withdrawn by the planner before the operator decided"
+            self._unreported_ends.add(aid)
+            log.warning("offer %s withdrawn by the planner", aid)
+            return Failed(assignment_id=aid, units_done=0, reason=job.reason)
+        done = self.executor.units_done(aid, now)
+        if done >= job.quantity:
+            job.state, job.units_done, job.eta = "done", done, None
+            self._unreported_ends.add(aid)
+            return Done(assignment_id=aid, units_done=done)
+        done, started = self.executor.stop(aid, now)
+        per_unit = self._requests[aid].design.materials_per_unit()
+        for material, amount in per_unit.items():
+            back = amount * (job.quantity - started)
+            self.stock[material] = round(self.stock.get(material, 0.0) + back, 9)
+            job.reserved[material] = max(0.0, round(job.reserved.get(material, 0.0) - back, 9))
+        job.state, job.units_done, job.eta = "failed", done, None
+        job.reason = f"withdrawn by the planner after {done} of {job.quantity} units"
+        self._unreported_ends.add(aid)
+        log.warning("stopped %s: %s", aid, job.reason)
+        return Failed(assignment_id=aid, units_done=done, reason=job.reason)
 
     # --- state for messages --------------------------------------------------------------------
 

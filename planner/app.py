@@ -100,6 +100,7 @@ def create_app(settings: PlannerSettings, clock: Callable[[], datetime] = utcnow
             mesh.field_changed()
 
         core.on_change = on_change
+        core.on_withdrawn = mesh.push_active
         app.state.planner = Planner(settings, core, mesh, replanner, epoch, time.monotonic())
         stop = asyncio.Event()
         tasks = [
@@ -284,6 +285,10 @@ def _routes(app: FastAPI, clock: Callable[[], datetime]) -> None:
             "solve_failures": planner.replanner.failures,
             "emergency_inserts": planner.replanner.emergency_inserts,
             "leases_expired": core.leases_expired,
+            "labs_lost": core.labs_lost,
+            "units_reported_late": core.units_reported_late,
+            "assignments_withdrawn": core.assignments_withdrawn,
+            "units_surplus": core.units_surplus(),
             "frames_received": stats.frames_received,
             "frames_rejected": stats.frames_rejected,
             "frames_rate_limited": stats.frames_rate_limited,

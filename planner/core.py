@@ -32,6 +32,9 @@ ACTIVE_STATES = frozenset({"assigned", "accepted", "running"})
 EMERGENCY_ORDER = "emergency order"
 #: States from which an assignment never moves again.
 FINAL_STATES = frozenset({"done", "failed", "refused"})
+#: How the reason of an assignment the planner ended (not the lab) begins: the lab may not know yet,
+#: so units it reports later still count (see `PlannerCore._units_reported_late`).
+ENDED_BY_PLANNER = ("lab lost: ", "lease expired ", "withdrawn: ")
 
 
 class OrderRejected(ValueError):
@@ -71,6 +74,8 @@ class PlannerCore:
     clock: Callable[[], datetime]
     bus: EventBus = field(default_factory=EventBus)
     on_change: Callable[[str], None] = lambda reason: None
+    #: Called with a lab id when some of its work was withdrawn, so the lab hears of it at once.
+    on_withdrawn: Callable[[str], None] = lambda lab_id: None
     orders: dict[str, Order] = field(default_factory=dict)
     labs: dict[str, LabView] = field(default_factory=dict)
     assignments: dict[str, AssignmentRow] = field(default_factory=dict)
@@ -85,6 +90,11 @@ class PlannerCore:
     lease_grace_share: float = 0.25
     lease_grace_min_s: float = 600.0
     leases_expired: int = 0
+    labs_lost: int = 0
+    #: Units a lab reported made after the planner had ended their assignment (it was cut off).
+    units_reported_late: int = 0
+    #: Assignments ended because units reported late already covered their order.
+    assignments_withdrawn: int = 0
     plans_committed: int = 0
     plans_rejected: int = 0
     _by_order: dict[str, list[AssignmentRow]] = field(default_factory=dict)
@@ -301,6 +311,7 @@ class PlannerCore:
         if view is None or not view.live:
             return
         view.live = False
+        self.labs_lost += 1
         now = self.clock()
         events = []
         with self.ledger.transaction() as db:
@@ -342,11 +353,19 @@ class PlannerCore:
     ) -> None:
         """A lab reports on a job: accepted, refused, running (progress), done or failed."""
         a = self._job(lab_id, assignment_id)
-        if a.state in FINAL_STATES:
-            log.debug("assignment %s already %s; ignoring %s", a.id, a.state, state)
-            return
         if units_done is not None and not 0 <= units_done <= a.quantity:
             raise UnknownAssignment(f"assignment {a.id}: units_done {units_done} outside 0..{a.quantity}")
+        if a.state in FINAL_STATES:
+            if (
+                a.state == "failed"
+                and (a.reason or "").startswith(ENDED_BY_PLANNER)
+                and units_done is not None
+                and units_done > a.units_done
+            ):
+                self._units_reported_late(a, units_done)
+            else:
+                log.debug("assignment %s already %s; ignoring %s", a.id, a.state, state)
+            return
         if state == "running" and a.state == "running" and units_done == a.units_done:
             return
         changes: dict[str, Any] = {}
@@ -371,6 +390,53 @@ class PlannerCore:
                 "lab %s %s %s (%d units of order %s): %s", lab_id, state, a.id, a.quantity, a.order_id, reason
             )
             self.on_change(f"job {state}")
+
+    def _units_reported_late(self, a: AssignmentRow, units_done: int) -> None:
+        """Count units a lab made before it heard that its assignment was ended; trim any excess.
+
+        A lab cut off from the planner (lost, lease lapsed) may have made units it could not report.
+        They are real, so they count for the order. If the re-plan already gave them to another lab,
+        the newest work of that order not yet made is withdrawn, so that no unit is made twice.
+        """
+        now = self.clock()
+        late = units_done - a.units_done
+        a.units_done = units_done
+        a.updated_at = now.isoformat()
+        withdrawn: list[AssignmentRow] = []
+        with self.ledger.transaction() as db:
+            Ledger.put_assignment(db, a)
+            events = [self._emit(db, f"order-{a.order_id}", "job.late_units", {**a.to_json(), "late": late})]
+            order = self.orders[a.order_id]
+            surplus = self.units_committed(order.id) - order.quantity
+            others = [b for b in self._by_order.get(order.id, ()) if b.state in ACTIVE_STATES]
+            # Withdraw work not yet started first, then the work with the most units still to make.
+            others.sort(key=lambda b: (b.state != "assigned", -(b.quantity - b.units_done)))
+            for b in others:
+                if surplus <= 0:
+                    break
+                surplus -= b.quantity - b.units_done
+                reason = f"withdrawn: {late} units of order {order.id} were reported late by lab {a.lab_id}"
+                events.append(self._change_job(db, b, "failed", now, reason=reason))
+                withdrawn.append(b)
+            if (e := self._refresh_order(db, a.order_id)) is not None:
+                events.append(e)
+        self._publish(*events)
+        self.units_reported_late += late
+        self.assignments_withdrawn += len(withdrawn)
+        log.warning("lab %s reported %d more units of %s after it was ended", a.lab_id, late, a.id)
+        for b in withdrawn:
+            log.warning("withdrew %s from lab %s: %s", b.id, b.lab_id, b.reason)
+            self.on_withdrawn(b.lab_id)
+        if withdrawn:
+            self.on_change("work withdrawn")
+
+    def active_assignments(self, lab_id: str) -> list[str]:
+        """Ids of the lab's assignments whose units the planner still expects (HEARTBEAT `active`)."""
+        return [a.id for a in self._by_lab.get(lab_id, ()) if a.state in ACTIVE_STATES]
+
+    def units_surplus(self) -> int:
+        """Units made beyond their order's quantity, over all orders (0 unless work was made twice)."""
+        return sum(max(0, self.units_made(o) - self.orders[o].quantity) for o in self._by_order)
 
     # --- leases -------------------------------------------------------------------------------
 
@@ -414,6 +480,8 @@ class PlannerCore:
                 a.lab_id,
                 a.quantity - a.units_done,
             )
+        for lab_id in sorted({a.lab_id for a in lapsed}):
+            self.on_withdrawn(lab_id)
         self.on_change("lease expired")
         return [a.id for a in lapsed]
 

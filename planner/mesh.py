@@ -168,6 +168,11 @@ class MeshServer:
         if self.send(row.lab_id, body):
             self.stats.assigns_sent += 1
 
+    def push_active(self, lab_id: str) -> None:
+        """Tell a lab at once which of its work still stands (some was withdrawn); see HEARTBEAT."""
+        if lab_id in self._welcomed:
+            self.send(lab_id, Heartbeat(active=self.core.active_assignments(lab_id)))
+
     def field_changed(self) -> None:
         """Ask for the field to be re-published (coalesced)."""
         self._field_dirty.set()
@@ -286,6 +291,7 @@ class MeshServer:
                 field_endpoint=self.field_endpoint,
                 field_seq=self._field_seq,
                 field=self.core.field(),
+                active=self.core.active_assignments(identity),
             ),
         )
         # Work assigned before a reconnect is offered again; the lab answers duplicates idempotently.
@@ -307,7 +313,7 @@ class MeshServer:
                     self.core.lab_lost(lab_id, f"silent for {silent:.1f} s")
                     self.field_changed()
                     continue
-                self.send(lab_id, Heartbeat())
+                self.send(lab_id, Heartbeat(active=self.core.active_assignments(lab_id)))
             for lab_id in list(self._welcomed):
                 for row in self.core.awaiting_answer(lab_id):
                     if now - self._last_sent_assign.get(row.id, 0.0) >= self.resend_after_s:

@@ -44,7 +44,16 @@ class Stock(Body):
 
 
 class Heartbeat(Body):
-    """Liveness, both ways. Empty on purpose: any message proves liveness, this one when idle."""
+    """Liveness, both ways; from the planner it also names the lab's work it still counts on.
+
+    `active` (planner to lab only) lists the assignments the planner holds this lab to. A job the
+    lab runs that is missing from a newer heartbeat was withdrawn (the lab was lost, its lease
+    lapsed, or the order was covered): the lab stops it and reports what it made. A job the lab has
+    ended but that is still listed gets its DONE or FAILED again (the first may have been lost).
+    None means "no judgement" (a lab's own heartbeat).
+    """
+
+    active: list[Identifier] | None = None
 
 
 class Accept(Body):
@@ -127,6 +136,8 @@ class Welcome(Body):
     field_endpoint: str
     field_seq: int = Field(ge=0)
     field: Field_
+    #: The lab's assignments the planner still counts on, as in HEARTBEAT.
+    active: list[Identifier] | None = None
 
 
 class Assign(Body):

@@ -98,3 +98,19 @@ def test_stop_drops_unfinished_units() -> None:
     assert eta == T0 + timedelta(minutes=15 + 12)  # the printer is free again at once
     with pytest.raises(KeyError, match="unknown job"):
         ex.units_done("nope")
+
+
+def test_sim_clock_holds_and_skips_time_that_was_not_worked() -> None:
+    wall = [0.0]
+    clock = SimClock(T0, 60.0, monotonic=lambda: wall[0])
+    wall[0] = 1.0
+    assert clock.now() == T0 + timedelta(minutes=1)
+    clock.hold()
+    wall[0] = 5.0
+    assert clock.held and clock.now() == T0 + timedelta(minutes=1)
+    clock.release()
+    wall[0] = 6.0
+    assert not clock.held and clock.now() == T0 + timedelta(minutes=2)
+    clock.skip(3.0)  # a suspended process: three wall seconds not worked
+    wall[0] = 10.0
+    assert clock.now() == T0 + timedelta(minutes=3)

@@ -98,3 +98,33 @@ def test_resync_lists_running_jobs() -> None:
     ]
     with pytest.raises(ValueError, match="fail_rate"):
         workshop(fail_rate=2.0)
+
+
+def test_withdrawn_job_stops_returns_its_stock_and_reports_the_units_made() -> None:
+    shop = workshop({"petg": 1.0})
+    shop.receive(assign("a-1", quantity=3), T0)
+    shop.receive(assign("a-2", quantity=1), T0)
+    at = T0 + timedelta(minutes=12)  # one unit of a-1 made, the second under way
+    messages = shop.reconcile({"a-2"}, lambda aid: True, at)
+    failed, stock = messages
+    assert isinstance(failed, Failed) and failed.assignment_id == "a-1" and failed.units_done == 1
+    assert "withdrawn by the planner" in failed.reason
+    # a-1's third unit never started: its 0.1 kg comes back; the second was under way and is spent.
+    assert isinstance(stock, Stock) and stock.stock["petg"] == pytest.approx(1.0 - 0.3 - 0.1 + 0.1)
+    assert shop.jobs["a-1"].state == "failed" and shop.jobs["a-2"].state in {"accepted", "running"}
+    # Listed again while ended: the end is repeated (the first FAILED may have been lost).
+    assert shop.reconcile({"a-1", "a-2"}, lambda aid: True, at) == [failed]
+
+
+def test_a_list_older_than_the_assign_withdraws_nothing() -> None:
+    shop = workshop({"petg": 1.0})
+    shop.receive(assign("a-1", quantity=3), T0)
+    assert shop.reconcile(set(), lambda aid: False, T0 + timedelta(minutes=1)) == []
+    assert shop.jobs["a-1"].state == "accepted"
+
+
+def test_a_job_finished_before_the_withdrawal_reports_done() -> None:
+    shop = workshop({"petg": 1.0})
+    shop.receive(assign("a-1", quantity=1), T0)
+    (done, _stock) = shop.reconcile(set(), lambda aid: True, T0 + timedelta(hours=2))
+    assert done == Done(assignment_id="a-1", units_done=1)

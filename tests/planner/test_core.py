@@ -299,3 +299,33 @@ def test_an_unrenewed_lease_returns_its_units_and_weakens_the_trail(tmp_path: Pa
     assert core.trails[("finger-splint", "lab-a")] < core.trail_rules.neutral
     reloaded = Ledger(tmp_path / "l.db").load_assignments()
     assert reloaded[0].lease_until == core.assignments[row.id].lease_until
+
+
+def test_units_a_lost_lab_made_count_and_excess_work_is_withdrawn(core: PlannerCore) -> None:
+    lab_b = LAB.model_copy(update={"id": "lab-b", "name": "Lab B"})
+    core.lab_hello(lab_b, {})
+    withdrawn_from: list[str] = []
+    core.on_withdrawn = withdrawn_from.append
+    order = core.submit_order(_request(10))
+    [first] = core.commit_plan(_plan(order.id, 10))
+    core.job_update("lab-a", first.id, "running", units_done=6)
+    core.lab_lost("lab-a", "silent for 3.1 s")
+    [replacement] = core.commit_plan(_plan(order.id, 4, lab_id="lab-b"))
+    assert core.active_assignments("lab-b") == [replacement.id] and core.active_assignments("lab-a") == []
+    core.lab_hello(LAB, {})  # lab-a comes back: it had made 8, not 6
+    core.job_update("lab-a", first.id, "failed", units_done=8, reason="withdrawn by the planner")
+    assert core.units_made(order.id) == 8 and core.units_reported_late == 2
+    assert replacement.state == "failed" and replacement.reason.startswith("withdrawn: ")
+    assert withdrawn_from == ["lab-b"] and core.assignments_withdrawn == 1
+    assert [d.quantity for d in core.problem().demands] == [2]  # only what is still missing
+    assert core.units_surplus() == 0
+    kinds = [e.kind for e in core.ledger.events_after(0)]
+    assert "job.late_units" in kinds
+
+
+def test_a_labs_own_failure_is_final(core: PlannerCore) -> None:
+    order = core.submit_order(_request(10))
+    [row] = core.commit_plan(_plan(order.id, 10))
+    core.job_update("lab-a", row.id, "failed", units_done=3, reason="nozzle clogged")
+    core.job_update("lab-a", row.id, "running", units_done=5)
+    assert core.units_made(order.id) == 3 and core.units_reported_late == 0
