@@ -15,6 +15,7 @@ from cosmolocal.console import fail, out
 from cosmolocal.logs import LEVELS, setup_logging
 from nodes.agent import run_agent
 from nodes.config import LabFileError, LabOptionError, lab_from_options, load_lab, write_lab
+from nodes.journal import Journal, JournalError
 from protocol.model import Lab
 
 MACHINE_HELP = (
@@ -133,6 +134,16 @@ def join(
             "planner's lab page (needs an operator token: `cosmolocal planner token create`).",
         ),
     ] = False,
+    journal: Annotated[
+        Path | None,
+        typer.Option(
+            help="The lab's journal: what it accepted and made, so a restart forgets nothing "
+            "[default: beside the lab file, LAB.journal.json].",
+        ),
+    ] = None,
+    no_journal: Annotated[
+        bool, typer.Option("--no-journal", help="Keep no journal (a restart forgets every job).")
+    ] = False,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
 ) -> None:
     """Join a planner's mesh with a lab file: say HELLO, take jobs, run them, report progress.
@@ -157,12 +168,28 @@ def join(
         lab = load_lab(lab_file)
     except LabFileError as exc:
         fail(str(exc))
+    book = None
+    if not no_journal:
+        book = Journal(journal or lab_file.with_name(f"{lab_file.stem}.journal.json"), lab.id)
+        try:
+            book.load()
+        except JournalError as exc:
+            fail(f"{exc} (move it away, or start with --no-journal)")
     setup_logging(log_level, lab.id)
-    asyncio.run(_join(lab, planner, speed, fail_rate, seed, manual))
+    try:
+        asyncio.run(_join(lab, planner, speed, fail_rate, seed, manual, book))
+    except JournalError as exc:
+        fail(f"{exc} (move it away, or start with --no-journal)")
 
 
 async def _join(
-    lab: Lab, planner: str, speed: float, fail_rate: float, seed: int | None, manual: bool = False
+    lab: Lab,
+    planner: str,
+    speed: float,
+    fail_rate: float,
+    seed: int | None,
+    manual: bool = False,
+    journal: Journal | None = None,
 ) -> None:
     """Run the agent until SIGINT or SIGTERM asks it to stop (it then says BYE)."""
     stop = asyncio.Event()
@@ -170,7 +197,9 @@ async def _join(
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     try:
-        await run_agent(lab, planner, speed, stop, fail_rate=fail_rate, seed=seed, manual=manual)
+        await run_agent(
+            lab, planner, speed, stop, fail_rate=fail_rate, seed=seed, manual=manual, journal=journal
+        )
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)

@@ -33,6 +33,7 @@ import zmq
 import zmq.asyncio
 
 from nodes.executor import Executor, SimClock
+from nodes.journal import Journal, JournalError
 from nodes.workshop import JobStatus, Reply, Workshop
 from protocol import transport
 from protocol.codec import decode, encode
@@ -118,6 +119,7 @@ class LabAgent:
         hello_backoff: tuple[float, float] = (0.5, 30.0),
         capacity_interval: float = 0.5,
         manual: bool = False,
+        journal: Journal | None = None,
     ) -> None:
         self.lab = lab
         self.planner_endpoint = planner_endpoint
@@ -126,6 +128,8 @@ class LabAgent:
             lab, Executor(lab.machines, self.clock), fail_rate, random.Random(seed), manual=manual
         )
         self.counters = AgentCounters()
+        self.journal = journal
+        self._journal_dirty = False
         self.tick_seconds = tick_seconds
         self.capacity_interval = capacity_interval
         self._backoff_initial, self._backoff_max = hello_backoff
@@ -188,6 +192,7 @@ class LabAgent:
             self.planner_endpoint,
             " in manual mode: jobs wait for the operator's decision" if self.workshop.manual else "",
         )
+        self._resume_from_journal()
         try:
             self._open_dealer()
             await self._send_hello()
@@ -203,6 +208,37 @@ class LabAgent:
             if self._own_context and self._context is not None:
                 self._context.destroy(linger=transport.LINGER_MS)
                 self._context = None
+
+    def _resume_from_journal(self) -> None:
+        """Take up the jobs and stock of the journal a previous run of this lab left, if any."""
+        if self.journal is None:
+            return
+        saved = self.journal.load()
+        if saved is None:
+            log.info("no journal at %s yet: starting with the lab file's stock", self.journal.path)
+            return
+        try:
+            self.workshop.from_journal(saved, self.clock.now())
+        except (KeyError, TypeError, ValueError) as exc:
+            raise JournalError(f"{self.journal.path}: cannot resume from it: {exc}") from None
+        under_way = sum(1 for j in self.workshop.jobs.values() if j.state in ("accepted", "running"))
+        log.info(
+            "resumed from journal %s: %d jobs known, %d under way, free stock %s",
+            self.journal.path,
+            len(self.workshop.jobs),
+            under_way,
+            self.workshop.stock_message().stock,
+        )
+
+    def _remember(self) -> None:
+        """Write the journal before anything that depends on it goes out (a failed write is logged)."""
+        if self.journal is None:
+            return
+        try:
+            self.journal.save(self.workshop.to_journal())
+            self._journal_dirty = False
+        except OSError as exc:
+            log.error("cannot write the journal %s: %s", self.journal.path, exc)
 
     async def _wait_and_read(self) -> None:
         """Wait (at most one tick) for frames on either socket and handle every frame that is ready."""
@@ -294,7 +330,10 @@ class LabAgent:
     async def _tick(self, now: float) -> None:
         """Advance the simulated execution and report what changed."""
         sim_now = self.clock.now()
-        for body in self.workshop.advance(sim_now):
+        changes = self.workshop.advance(sim_now)
+        if changes or self._journal_dirty:
+            self._remember()
+        for body in changes:
             await self._send_job_message(body)
         if not self.welcomed:
             return
@@ -379,7 +418,10 @@ class LabAgent:
     async def _reconcile(self, active: list[str], seq: int) -> None:
         """Stop the jobs the planner withdrew and repeat ends it missed; then work may go on."""
         judgeable = lambda aid: self._assign_seq.get(aid, 0) < seq  # noqa: E731
-        for body in self.workshop.reconcile(set(active), judgeable, self.clock.now()):
+        changes = self.workshop.reconcile(set(active), judgeable, self.clock.now())
+        if changes:
+            self._remember()
+        for body in changes:
             if isinstance(body, Failed | Done) and body.assignment_id not in active:
                 self.counters.withdrawn += 1
             await self._send_job_message(body)
@@ -401,6 +443,8 @@ class LabAgent:
 
     async def _send_reply(self, reply: Reply) -> None:
         """Send the answer to an ASSIGN or DECIDE; a new ACCEPT goes after the CAPACITY it implies."""
+        if not reply.duplicate:
+            self._remember()
         for body in reply.messages:
             if isinstance(body, Accept) and not reply.duplicate:
                 # The new backlog goes before ACCEPT, so the planner never counts the job as free time.
@@ -463,6 +507,7 @@ class LabAgent:
         sent = await self._send(body)
         if sent and self.welcomed and isinstance(body, Done | Failed):
             self.workshop.mark_reported(body.assignment_id)
+            self._journal_dirty = True
 
     async def _send(self, body: Body, count_unsent: bool = True) -> bool:
         """Hand one message to the DEALER without waiting; False when no connection can take it."""
@@ -559,6 +604,7 @@ async def run_agent(
     seed: int | None = None,
     context: zmq.asyncio.Context | None = None,
     manual: bool = False,
+    journal: Journal | None = None,
 ) -> LabAgent:
     """Run a lab agent for `lab` against the planner at `planner_endpoint` until `stop` is set.
 
@@ -566,7 +612,14 @@ async def run_agent(
     Returns the agent (its counters, jobs and stock) after it said BYE and closed its sockets.
     """
     agent = LabAgent(
-        lab, planner_endpoint, speed=speed, fail_rate=fail_rate, seed=seed, context=context, manual=manual
+        lab,
+        planner_endpoint,
+        speed=speed,
+        fail_rate=fail_rate,
+        seed=seed,
+        context=context,
+        manual=manual,
+        journal=journal,
     )
     await agent.run(stop)
     return agent

@@ -17,6 +17,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from nodes.executor import Executor
 from protocol.messages import Accept, Assign, Body, Decide, Done, Failed, Progress, Refuse, Stock
@@ -55,6 +56,8 @@ class JobStatus:
     reserved: dict[str, float] = field(default_factory=dict)
     #: With failure injection: the job fails once this many units are done.
     fail_after_units: int | None = None
+    #: Units made before the agent restarted (from its journal); the executor runs only the rest.
+    units_before: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,7 +276,7 @@ class Workshop:
                 messages.append(self._fail(job, fail_at))
                 stock_changed = True
                 continue
-            units = self.executor.units_done(job.assignment_id, now)
+            units = job.units_before + self.executor.units_done(job.assignment_id, now)
             job.units_done = units
             job.eta = self.executor.eta(job.assignment_id)
             if units >= job.quantity:
@@ -301,7 +304,7 @@ class Workshop:
         return self.executor.unit_ends(job.assignment_id)[job.fail_after_units - 1]
 
     def _fail(self, job: JobStatus, at: datetime) -> Failed:
-        done, started = self.executor.stop(job.assignment_id, at)
+        done, started = (job.units_before + n for n in self.executor.stop(job.assignment_id, at))
         unused = job.quantity - started
         per_unit = self._requests[job.assignment_id].design.materials_per_unit()
         for material, amount in per_unit.items():
@@ -358,12 +361,12 @@ class Workshop:
             self._unreported_ends.add(aid)
             log.warning("offer %s withdrawn by the planner", aid)
             return Failed(assignment_id=aid, units_done=0, reason=job.reason)
-        done = self.executor.units_done(aid, now)
+        done = job.units_before + self.executor.units_done(aid, now)
         if done >= job.quantity:
             job.state, job.units_done, job.eta = "done", done, None
             self._unreported_ends.add(aid)
             return Done(assignment_id=aid, units_done=done)
-        done, started = self.executor.stop(aid, now)
+        done, started = (job.units_before + n for n in self.executor.stop(aid, now))
         per_unit = self._requests[aid].design.materials_per_unit()
         for material, amount in per_unit.items():
             back = amount * (job.quantity - started)
@@ -374,6 +377,71 @@ class Workshop:
         self._unreported_ends.add(aid)
         log.warning("stopped %s: %s", aid, job.reason)
         return Failed(assignment_id=aid, units_done=done, reason=job.reason)
+
+    # --- the journal: what a restarted agent must remember --------------------------------------
+
+    def to_journal(self) -> dict[str, Any]:
+        """Everything needed to pick up after a restart: free stock, every job, its answer and end."""
+        jobs = []
+        for job in self.jobs.values():
+            aid = job.assignment_id
+            answer = self._answers.get(aid)
+            jobs.append(
+                {
+                    "assign": self._requests[aid].model_dump(mode="json"),
+                    "state": job.state,
+                    "units_done": job.units_done,
+                    "reason": job.reason,
+                    "reserved": job.reserved,
+                    "offered": aid in self.offered,
+                    "answer": None
+                    if answer is None
+                    else {"accept": isinstance(answer, Accept)} | answer.model_dump(mode="json"),
+                    "end_unreported": aid in self._unreported_ends,
+                }
+            )
+        return {"stock": dict(self.stock), "jobs": jobs}
+
+    def from_journal(self, saved: dict[str, Any], now: datetime) -> None:
+        """Take up the state of `to_journal` after a restart; jobs under way resume from `now`.
+
+        Units made before the restart stand; a unit that was under way is started again. Raises
+        ValueError (or a pydantic ValidationError) when the journal is not one this lab wrote.
+        """
+        self.stock = {str(m): float(a) for m, a in saved["stock"].items()}
+        for entry in saved["jobs"]:
+            assign = Assign.model_validate(entry["assign"])
+            aid = assign.assignment_id
+            job = JobStatus(
+                assignment_id=aid,
+                order_id=assign.order_id,
+                design_id=assign.design.id,
+                quantity=assign.quantity,
+                due_at=assign.due_at,
+                priority=assign.priority,
+                state=entry["state"],
+                units_done=int(entry["units_done"]),
+                reason=entry["reason"],
+                reserved={str(m): float(a) for m, a in entry["reserved"].items()},
+            )
+            self._requests[aid], self.jobs[aid] = assign, job
+            answer = entry["answer"]
+            if answer is not None:
+                fields = {k: v for k, v in answer.items() if k != "accept"}
+                self._answers[aid] = (Accept if answer["accept"] else Refuse).model_validate(fields)
+            if entry["offered"]:
+                self.offered.add(aid)
+            if entry["end_unreported"]:
+                self._unreported_ends.add(aid)
+            if job.state in ("accepted", "running") and job.units_done >= job.quantity:
+                job.state = "done"
+                self._unreported_ends.add(aid)
+            elif job.state in ("accepted", "running"):
+                job.units_before = job.units_done
+                left = job.quantity - job.units_done
+                rest = Job(aid, assign.design, left, assign.due_at, assign.priority)
+                job.eta = self.executor.add(rest, at=now)
+                self._reported[aid] = (job.units_done, job.eta)
 
     # --- state for messages --------------------------------------------------------------------
 

@@ -128,3 +128,36 @@ def test_a_job_finished_before_the_withdrawal_reports_done() -> None:
     shop.receive(assign("a-1", quantity=1), T0)
     (done, _stock) = shop.reconcile(set(), lambda aid: True, T0 + timedelta(hours=2))
     assert done == Done(assignment_id="a-1", units_done=1)
+
+
+def test_a_restarted_workshop_resumes_from_its_journal(tmp_path) -> None:
+    from nodes.journal import Journal
+
+    shop = workshop({"petg": 1.0})
+    shop.receive(assign("a-1", quantity=3), T0)
+    shop.receive(assign("a-2", quantity=1), T0)
+    shop.advance(T0 + timedelta(minutes=12))  # a-1: one unit made
+    journal = Journal(tmp_path / "lab.journal.json", shop.lab.id)
+    journal.save(shop.to_journal())
+
+    again = workshop({"petg": 1.0})  # the lab file's stock; the journal's wins
+    again.from_journal(journal.load(), T0 + timedelta(minutes=20))
+    assert again.stock == pytest.approx(shop.stock)
+    assert again.jobs["a-1"].units_done == 1 and again.jobs["a-1"].state == "running"
+    # A duplicate ASSIGN after the restart gets the first answer, and the job is not scheduled twice.
+    reply = again.receive(assign("a-1", quantity=3), T0 + timedelta(minutes=20))
+    assert reply.duplicate and isinstance(reply.messages[0], Accept)
+    later = again.advance(T0 + timedelta(hours=3))
+    done = [m for m in later if isinstance(m, Done)]
+    assert {(d.assignment_id, d.units_done) for d in done} == {("a-1", 3), ("a-2", 1)}
+
+
+def test_a_journal_of_another_lab_is_refused(tmp_path) -> None:
+    from nodes.journal import Journal, JournalError
+
+    Journal(tmp_path / "j.json", "lab-x").save({"stock": {}, "jobs": []})
+    with pytest.raises(JournalError, match="journal of lab 'lab-x'"):
+        Journal(tmp_path / "j.json", "lab-y").load()
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(JournalError, match="invalid JSON"):
+        Journal(tmp_path / "bad.json", "lab-y").load()
