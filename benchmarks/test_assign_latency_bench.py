@@ -55,6 +55,7 @@ def planner(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str
             str(workdir / "p.db"),
             "--log-level",
             "warning",
+            "--insecure",  # the benchmark speaks to the mesh as a raw DEALER
         ],
         stderr=(workdir / "planner.log").open("wb"),
     )

@@ -52,9 +52,27 @@ def planner_serve(
     heartbeat_ms: Annotated[int, typer.Option(min=50, help="Heartbeat interval, both ways.")] = 1000,
     liveness: Annotated[int, typer.Option(min=2, help="Missed heartbeats before a lab is lost.")] = 3,
     solve_seconds: Annotated[float, typer.Option(min=0.1, help="Time limit of one solve.")] = 2.0,
+    keys: Annotated[
+        Path | None,
+        typer.Option(
+            help="The planner's CurveZMQ key pair and admitted labs (created if missing) "
+            "[default: a keys folder beside --db]."
+        ),
+    ] = None,
+    insecure: Annotated[
+        bool,
+        typer.Option(
+            "--insecure",
+            help="No CurveZMQ: any process that reaches the mesh port can join as any lab. "
+            "For local experiments only.",
+        ),
+    ] = False,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
 ) -> None:
     """Serve the planner: orders over HTTP, labs over ZeroMQ, plans from CP-SAT, ledger in SQLite.
+
+    The mesh is secured with CurveZMQ: only labs admitted with `cosmolocal planner admit` may
+    join, and labs need the planner's public key (KEYS/planner.key) to connect.
 
     Example:
 
@@ -72,8 +90,71 @@ def planner_serve(
         heartbeat_ms=heartbeat_ms,
         liveness=liveness,
         solve_time_limit_s=solve_seconds,
+        keys_dir=None if insecure else (keys or _keys_beside(db)),
     )
+    if insecure:
+        typer.secho(
+            "WARNING: --insecure: the mesh has no encryption and no admission; anyone who reaches "
+            f"{mesh} can join as any lab. Use it for local experiments only.",
+            err=True,
+            fg="red",
+            bold=True,
+        )
     serve(settings, host=host, port=port, log_level=log_level)
+
+
+def _keys_beside(db: Path) -> Path:
+    """The default keys folder: `keys` beside the ledger file."""
+    return db.parent / "keys"
+
+
+@planner_app.command("admit")
+def planner_admit(
+    key_file: Annotated[Path, typer.Argument(metavar="LAB.key", help="The lab's public key file.")],
+    lab: Annotated[
+        str | None, typer.Option(help="The lab id [default: the one written in the key file].")
+    ] = None,
+    keys: Annotated[Path | None, typer.Option(help="The planner's keys folder.")] = None,
+    db: Annotated[Path, typer.Option(help="The planner's ledger; its keys folder is beside it.")] = Path(
+        "var/planner.db"
+    ),
+) -> None:
+    """Admit a lab to the mesh by its public key (`cosmolocal node init` wrote LAB.key).
+
+    A running planner takes it at the lab's next connection. Admitting a lab again replaces its key.
+
+    Example:
+
+      [bold]cosmolocal planner admit fablab-lyon.key --db var/planner.db[/]
+    """
+    from planner.admission import AdmissionError, Admissions
+    from protocol.security import KeyFileError
+
+    folder = (keys or _keys_beside(db)) / "admitted"
+    try:
+        lab_id = Admissions(folder).admit(key_file, lab)
+    except (AdmissionError, KeyFileError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"admitted lab {lab_id} ({folder / (lab_id + '.key')})")
+
+
+@planner_app.command("revoke")
+def planner_revoke(
+    lab: Annotated[str, typer.Argument(help="The lab id whose key is no longer admitted.")],
+    keys: Annotated[Path | None, typer.Option(help="The planner's keys folder.")] = None,
+    db: Annotated[Path, typer.Option(help="The planner's ledger; its keys folder is beside it.")] = Path(
+        "var/planner.db"
+    ),
+) -> None:
+    """Stop admitting a lab: its next connection is refused (a live connection stays until it drops)."""
+    from planner.admission import Admissions
+
+    folder = (keys or _keys_beside(db)) / "admitted"
+    if not Admissions(folder).revoke(lab):
+        typer.echo(f"error: lab {lab!r} is not admitted in {folder}", err=True)
+        raise typer.Exit(2)
+    typer.echo(f"revoked lab {lab}")
 
 
 token_app = typer.Typer(name="token", help="Access tokens for the planner's web pages.", no_args_is_help=True)

@@ -17,6 +17,7 @@ from nodes.agent import run_agent
 from nodes.config import LabFileError, LabOptionError, lab_from_options, load_lab, write_lab
 from nodes.journal import Journal, JournalError
 from protocol.model import Lab
+from protocol.security import ClientKeys, KeyFileError, create_keypair, load_keypair, load_public
 
 MACHINE_HELP = (
     "A machine as ID:PROCESSES[:SPEED[:HOURS[:TAG=VAL,...]]]; processes joined by '+'. "
@@ -52,7 +53,24 @@ def _show_lab(lab: Lab, path: Path) -> None:
         out.print(stock)
     else:
         out.print("stock: none yet (add lines under \\[stock] in the file, e.g. petg = 5.0)")
-    out.print(f"next: [bold]cosmolocal node join {path} --planner tcp://HOST:5570[/]", highlight=False)
+    public = path.with_suffix(".key")
+    out.print(
+        f"key pair: {public} (public: send it to the planner's operator, who runs "
+        f"[bold]cosmolocal planner admit {public.name}[/]) and {public.name}_secret (keep it here)",
+        highlight=False,
+    )
+    out.print(
+        f"next: [bold]cosmolocal node join {path} --planner tcp://HOST:5570 --planner-key planner.key[/]",
+        highlight=False,
+    )
+
+
+def _make_keys(lab: Lab, path: Path, overwrite: bool) -> None:
+    """Write the lab's CurveZMQ key pair beside its lab file, naming the lab in the certificate."""
+    try:
+        create_keypair(path.parent, path.stem, {"lab-id": lab.id}, overwrite=overwrite)
+    except KeyFileError as exc:
+        fail(str(exc))
 
 
 @node_app.command("init")
@@ -110,7 +128,27 @@ def init(
         write_lab(lab, path, overwrite=force)
     except (LabOptionError, LabFileError) as exc:
         fail(str(exc))
+    _make_keys(lab, path, overwrite=force)
     _show_lab(lab, path)
+
+
+@node_app.command("keys")
+def keys(
+    lab_file: Annotated[Path, typer.Argument(metavar="LAB.toml", help="The lab file.")],
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing key pair.")] = False,
+) -> None:
+    """Create the lab's CurveZMQ key pair beside its lab file (LAB.key and LAB.key_secret).
+
+    `node init` does this already; use it for a lab file written by hand or to replace a lost key
+    (the planner's operator then admits the new LAB.key).
+    """
+    try:
+        lab = load_lab(lab_file)
+    except LabFileError as exc:
+        fail(str(exc))
+    _make_keys(lab, lab_file, overwrite=force)
+    public = lab_file.with_suffix(".key")
+    out.print(f"wrote {public} and {public.name}_secret for lab {lab.id}", highlight=False)
 
 
 @node_app.command("join")
@@ -134,6 +172,21 @@ def join(
             "planner's lab page (needs an operator token: `cosmolocal planner token create`).",
         ),
     ] = False,
+    planner_key: Annotated[
+        str | None,
+        typer.Option(
+            help="The planner's public key: its planner.key file or the 40 characters in it "
+            "(the planner logs both at start)."
+        ),
+    ] = None,
+    key: Annotated[
+        Path | None,
+        typer.Option(help="This lab's secret key file [default: beside the lab file, LAB.key_secret]."),
+    ] = None,
+    insecure: Annotated[
+        bool,
+        typer.Option("--insecure", help="No CurveZMQ (only against a planner started with --insecure)."),
+    ] = False,
     journal: Annotated[
         Path | None,
         typer.Option(
@@ -154,7 +207,7 @@ def join(
 
     Example:
 
-      [bold]cosmolocal node join lab.toml --planner tcp://127.0.0.1:5570 --speed 60[/]
+      [bold]cosmolocal node join lab.toml --planner tcp://127.0.0.1:5570 --planner-key var/keys/planner.key[/]
     """
     if log_level.lower() not in LEVELS:
         fail(f"--log-level {log_level!r}: choose one of {', '.join(LEVELS)}")
@@ -168,6 +221,27 @@ def join(
         lab = load_lab(lab_file)
     except LabFileError as exc:
         fail(str(exc))
+    curve = None
+    if insecure:
+        typer.secho(
+            "WARNING: --insecure: this lab's traffic is neither encrypted nor authenticated.",
+            err=True,
+            fg="red",
+            bold=True,
+        )
+    else:
+        if planner_key is None:
+            fail(
+                "--planner-key missing: give the planner's planner.key file (or its 40-character "
+                "key), or --insecure against a planner started with --insecure"
+            )
+        try:
+            curve = ClientKeys(
+                own=load_keypair(key or lab_file.with_suffix(".key_secret")),
+                server_public=load_public(planner_key),
+            )
+        except KeyFileError as exc:
+            fail(f"{exc} (create the lab's keys with `cosmolocal node keys {lab_file}`)")
     book = None
     if not no_journal:
         book = Journal(journal or lab_file.with_name(f"{lab_file.stem}.journal.json"), lab.id)
@@ -177,7 +251,7 @@ def join(
             fail(f"{exc} (move it away, or start with --no-journal)")
     setup_logging(log_level, lab.id)
     try:
-        asyncio.run(_join(lab, planner, speed, fail_rate, seed, manual, book))
+        asyncio.run(_join(lab, planner, speed, fail_rate, seed, manual, book, curve))
     except JournalError as exc:
         fail(f"{exc} (move it away, or start with --no-journal)")
 
@@ -190,6 +264,7 @@ async def _join(
     seed: int | None,
     manual: bool = False,
     journal: Journal | None = None,
+    curve: ClientKeys | None = None,
 ) -> None:
     """Run the agent until SIGINT or SIGTERM asks it to stop (it then says BYE)."""
     stop = asyncio.Event()
@@ -198,7 +273,15 @@ async def _join(
         loop.add_signal_handler(signum, stop.set)
     try:
         await run_agent(
-            lab, planner, speed, stop, fail_rate=fail_rate, seed=seed, manual=manual, journal=journal
+            lab,
+            planner,
+            speed,
+            stop,
+            fail_rate=fail_rate,
+            seed=seed,
+            manual=manual,
+            journal=journal,
+            curve=curve,
         )
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):

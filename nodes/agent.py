@@ -31,6 +31,7 @@ from urllib.parse import urlsplit
 
 import zmq
 import zmq.asyncio
+from zmq.utils.monitor import parse_monitor_message
 
 from nodes.executor import Executor, SimClock
 from nodes.journal import Journal, JournalError
@@ -57,6 +58,7 @@ from protocol.messages import (
     Welcome,
 )
 from protocol.model import Lab, utcnow
+from protocol.security import HANDSHAKE_FAILURES, ClientKeys
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +86,7 @@ class AgentCounters:
     assignments_received: int = 0
     duplicates: int = 0
     hellos_sent: int = 0
+    handshakes_failed: int = 0
     hello_retries: int = 0
     welcomes: int = 0
     resyncs: int = 0
@@ -120,6 +123,7 @@ class LabAgent:
         capacity_interval: float = 0.5,
         manual: bool = False,
         journal: Journal | None = None,
+        curve: ClientKeys | None = None,
     ) -> None:
         self.lab = lab
         self.planner_endpoint = planner_endpoint
@@ -129,6 +133,8 @@ class LabAgent:
         )
         self.counters = AgentCounters()
         self.journal = journal
+        self.curve = curve
+        self._monitor: zmq.asyncio.Socket | None = None
         self._journal_dirty = False
         self.tick_seconds = tick_seconds
         self.capacity_interval = capacity_interval
@@ -248,6 +254,8 @@ class LabAgent:
         poller.register(dealer, zmq.POLLIN | (zmq.POLLOUT if self._hello_unsent else 0))
         if self._sub is not None:
             poller.register(self._sub, zmq.POLLIN)
+        if self._monitor is not None:
+            poller.register(self._monitor, zmq.POLLIN)
         timeout_ms = max(1, int(self.tick_seconds * 1000))
         events = dict(await poller.poll(timeout_ms))
         self._notice_stall()
@@ -256,6 +264,9 @@ class LabAgent:
             await self._send_hello()
         if dealer_events & zmq.POLLIN:
             await self._drain(dealer, self.planner_endpoint, self._on_planner_frames)
+        monitor = self._monitor
+        if monitor is not None and not monitor.closed and events.get(monitor, 0) & zmq.POLLIN:
+            self._on_handshake_failed(parse_monitor_message(await monitor.recv_multipart()))
         sub = self._sub
         if sub is not None and not sub.closed and events.get(sub, 0) & zmq.POLLIN:
             await self._drain(sub, self.field_endpoint or "field", self._on_field_frames)
@@ -535,7 +546,32 @@ class LabAgent:
 
     def _open_dealer(self) -> None:
         assert self._context is not None
-        self._dealer = transport.connect_dealer(self._context, self.planner_endpoint, self.lab.id)
+        self._dealer = transport.connect_dealer(self._context, self.planner_endpoint, self.lab.id, self.curve)
+        if self.curve is not None:
+            self._monitor = self._dealer.get_monitor_socket(HANDSHAKE_FAILURES)
+
+    def _close_dealer(self) -> None:
+        if self._dealer is None:
+            return
+        if self._monitor is not None:
+            self._dealer.disable_monitor()
+            self._monitor.close(linger=0)
+            self._monitor = None
+        self._dealer.close(linger=0)
+        self._dealer = None
+
+    def _on_handshake_failed(self, event: dict) -> None:
+        """The planner refused this lab's CurveZMQ handshake: say why and what to do, once in a while."""
+        self.counters.handshakes_failed += 1
+        if self.counters.handshakes_failed in (1, 10, 100) or self.counters.handshakes_failed % 1000 == 0:
+            log.error(
+                "the planner at %s refused this lab's connection (%d times so far): its key is not "
+                "admitted for lab %s, or --planner-key is not the planner's key. Send the lab's .key "
+                "file to the planner's operator: `cosmolocal planner admit LAB.key`",
+                self.planner_endpoint,
+                self.counters.handshakes_failed,
+                self.lab.id,
+            )
 
     def _connect_field(self, endpoint: str) -> None:
         """Subscribe to the field at `endpoint` (kept when unchanged); a bad endpoint is logged only."""
@@ -547,7 +583,7 @@ class LabAgent:
             self._sub = None
         assert self._context is not None
         try:
-            self._sub = transport.connect_sub(self._context, endpoint)
+            self._sub = transport.connect_sub(self._context, endpoint, curve=self.curve)
         except zmq.ZMQError as exc:
             log.error("cannot subscribe to the field at %s: %s; going on without its updates", endpoint, exc)
             return
@@ -559,16 +595,21 @@ class LabAgent:
         self.welcomed = False
         self._backoff = self._backoff_initial
         self._hello_round = 1
-        if self._dealer is not None:
-            self._dealer.close(linger=0)
+        self._close_dealer()
         self._open_dealer()
         await self._send_hello()
 
     def _close_sockets(self) -> None:
-        for sock in (self._sub, self._dealer):
-            if sock is not None:
-                sock.close()
-        self._sub = self._dealer = None
+        if self._sub is not None:
+            self._sub.close()
+            self._sub = None
+        if self._monitor is not None and self._dealer is not None:
+            self._dealer.disable_monitor()
+            self._monitor.close(linger=0)
+            self._monitor = None
+        if self._dealer is not None:
+            self._dealer.close()
+            self._dealer = None
 
 
 def _backlog_moved(before: dict[str, float] | None, after: dict[str, float]) -> bool:
@@ -605,6 +646,7 @@ async def run_agent(
     context: zmq.asyncio.Context | None = None,
     manual: bool = False,
     journal: Journal | None = None,
+    curve: ClientKeys | None = None,
 ) -> LabAgent:
     """Run a lab agent for `lab` against the planner at `planner_endpoint` until `stop` is set.
 
@@ -620,6 +662,7 @@ async def run_agent(
         context=context,
         manual=manual,
         journal=journal,
+        curve=curve,
     )
     await agent.run(stop)
     return agent

@@ -23,6 +23,7 @@ from fastapi.responses import JSONResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from fastapi_offline import FastAPIOffline
 
+from planner.admission import Admissions, ZapHandler, planner_keys
 from planner.core import OrderRejected, PlannerCore
 from planner.events import EventBus
 from planner.mesh import MeshServer
@@ -32,6 +33,7 @@ from planner.web_routes import router as web_router
 from protocol import transport
 from protocol.model import OrderRequest, utcnow
 from protocol.okh import catalogue
+from protocol.security import KeyPair
 from solver.problem import SolveParams
 
 log = logging.getLogger(__name__)
@@ -51,6 +53,8 @@ class PlannerSettings:
     k_nearest: int = 8
     #: Largest HTTP request body accepted (an order is well under 2 KiB).
     max_request_bytes: int = 64 * 1024
+    #: The planner's key pair and admitted labs (planner.admission); None runs an insecure mesh.
+    keys_dir: Path | None = None
 
     def solve_params(self) -> SolveParams:
         """The solver parameters these settings give."""
@@ -69,7 +73,34 @@ class Planner:
     replanner: Replanner
     epoch: int
     started: float
+    zap: ZapHandler | None = None
     requests_too_large: int = 0
+
+
+def _secure(ctx: zmq.asyncio.Context, settings: PlannerSettings) -> tuple[ZapHandler | None, KeyPair | None]:
+    """Start the ZAP handler and load the planner's keys; (None, None) for an insecure mesh."""
+    if settings.keys_dir is None:
+        log.warning(
+            "INSECURE MESH: no CurveZMQ. Anyone who can reach %s can join as any lab and read the "
+            "field. Use this for local experiments only.",
+            settings.mesh_endpoint,
+        )
+        return None, None
+    keys, created = planner_keys(settings.keys_dir)
+    admissions = Admissions(settings.keys_dir / "admitted")
+    zap = ZapHandler(ctx, admissions)
+    zap.start()
+    public_file = settings.keys_dir / "planner.key"
+    log.info(
+        "mesh secured with CurveZMQ: planner key %s%s (labs join with --planner-key %s); "
+        "%d labs admitted in %s",
+        keys.public.decode(),
+        " (new)" if created else "",
+        public_file,
+        len(admissions.admitted()),
+        admissions.folder,
+    )
+    return zap, keys
 
 
 def create_app(settings: PlannerSettings, clock: Callable[[], datetime] = utcnow) -> FastAPI:
@@ -83,6 +114,7 @@ def create_app(settings: PlannerSettings, clock: Callable[[], datetime] = utcnow
         core.load()
         ctx = zmq.asyncio.Context()
         field_endpoint = settings.field_endpoint or transport.field_endpoint_for(settings.mesh_endpoint)
+        zap, keys = _secure(ctx, settings)
         mesh = MeshServer(
             core,
             ctx,
@@ -91,6 +123,7 @@ def create_app(settings: PlannerSettings, clock: Callable[[], datetime] = utcnow
             epoch,
             heartbeat_ms=settings.heartbeat_ms,
             liveness=settings.liveness,
+            curve=keys,
         )
         params = settings.solve_params()
         replanner = Replanner(core, mesh.send_assignments, params)
@@ -101,7 +134,7 @@ def create_app(settings: PlannerSettings, clock: Callable[[], datetime] = utcnow
 
         core.on_change = on_change
         core.on_withdrawn = mesh.push_active
-        app.state.planner = Planner(settings, core, mesh, replanner, epoch, time.monotonic())
+        app.state.planner = Planner(settings, core, mesh, replanner, epoch, time.monotonic(), zap)
         stop = asyncio.Event()
         tasks = [
             asyncio.create_task(mesh.run(stop)),
@@ -126,6 +159,8 @@ def create_app(settings: PlannerSettings, clock: Callable[[], datetime] = utcnow
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             mesh.close()
+            if zap is not None:
+                await zap.stop()
             ctx.term()
             ledger.close()
             log.info("planner stopped")
@@ -292,6 +327,10 @@ def _routes(app: FastAPI, clock: Callable[[], datetime]) -> None:
             "frames_received": stats.frames_received,
             "frames_rejected": stats.frames_rejected,
             "frames_rate_limited": stats.frames_rate_limited,
+            "mesh_secure": planner.zap is not None,
+            "handshakes_failed": stats.handshakes_failed,
+            "keys_refused": planner.zap.stats.unknown_keys if planner.zap else 0,
+            "impersonations_refused": stats.impersonations,
             "requests_too_large": planner.requests_too_large,
             "assigns_sent": stats.assigns_sent,
             "event_listeners": core.bus.listeners,

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import zmq
 import zmq.asyncio
+from zmq.utils.monitor import parse_monitor_message
 
 from planner.core import PlannerCore, UnknownAssignment
 from planner.store import AssignmentRow
@@ -42,6 +43,7 @@ from protocol.messages import (
     Stock,
     Welcome,
 )
+from protocol.security import HANDSHAKE_FAILURES, KeyPair
 
 log = logging.getLogger(__name__)
 PLANNER_ID = "planner"
@@ -63,6 +65,10 @@ class MeshStats:
     sends_failed: int = 0
     assigns_sent: int = 0
     field_updates: int = 0
+    #: Connections whose CurveZMQ handshake failed (no CURVE, wrong server key, refused by ZAP).
+    handshakes_failed: int = 0
+    #: Messages from an admitted key that claimed to be another lab (refused, logged).
+    impersonations: int = 0
 
 
 class MeshServer:
@@ -81,6 +87,7 @@ class MeshServer:
         monotonic: Callable[[], float] = time.monotonic,
         rate_per_s: float = 100.0,
         burst: int = 200,
+        curve: KeyPair | None = None,
     ) -> None:
         self.core = core
         self.rate_per_s = rate_per_s
@@ -93,8 +100,12 @@ class MeshServer:
         self.resend_after_s = resend_after_s
         self.monotonic = monotonic
         self.stats = MeshStats()
-        self.router = transport.bind_router(ctx, mesh_endpoint)
-        self.pub = transport.bind_pub(ctx, field_endpoint)
+        self.router = transport.bind_router(ctx, mesh_endpoint, curve)
+        self.pub = transport.bind_pub(ctx, field_endpoint, curve)
+        self._monitor = self.router.get_monitor_socket(HANDSHAKE_FAILURES) if curve is not None else None
+        self.secure = curve is not None
+        #: Lab id -> routing id of its latest connection (secure mesh: the ROUTER chooses routing ids).
+        self._route: dict[str, bytes] = {}
         self.field_endpoint = transport.connectable(field_endpoint)
         self._seq_to: Counter[str] = Counter()
         self._field_seq = 0
@@ -106,6 +117,9 @@ class MeshServer:
 
     def close(self) -> None:
         """Close both sockets (the context is closed by its owner)."""
+        if self._monitor is not None:
+            self.router.disable_monitor()
+            self._monitor.close(linger=0)
         self.router.close(linger=0)
         self.pub.close(linger=0)
 
@@ -116,6 +130,8 @@ class MeshServer:
             asyncio.create_task(self._heartbeat(), name="mesh-heartbeat"),
             asyncio.create_task(self._publish_field(), name="mesh-field"),
         ]
+        if self._monitor is not None:
+            tasks.append(asyncio.create_task(self._watch_handshakes(self._monitor), name="mesh-monitor"))
         try:
             await stop.wait()
         finally:
@@ -132,7 +148,8 @@ class MeshServer:
         self._seq_to[lab_id] += 1
         frame = encode(Envelope(sender=PLANNER_ID, seq=self._seq_to[lab_id], body=body, epoch=self.epoch))
         try:
-            self.router.send_multipart([lab_id.encode(), frame], flags=zmq.NOBLOCK)
+            route = self._route.get(lab_id, lab_id.encode())
+            self.router.send_multipart([route, frame], flags=zmq.NOBLOCK)
         except zmq.ZMQError as exc:
             self.stats.sends_failed += 1
             log.debug("cannot send %s to lab %s: %s", type(body).__name__, lab_id, exc)
@@ -179,19 +196,25 @@ class MeshServer:
 
     # --- receiving ----------------------------------------------------------------------------
 
+    def _peer_of(self, frames: list[zmq.Frame]) -> str:
+        """Who sent `frames`: the lab its key was admitted for (secure), else its routing id."""
+        if self.secure:
+            lab_id = frames[-1].get("User-Id")
+            self._route[lab_id] = frames[0].bytes
+            return lab_id
+        return frames[0].bytes.decode(errors="replace")
+
     async def _receive(self) -> None:
         while True:
-            frames = await self.router.recv_multipart(copy=True)
+            parts = await self.router.recv_multipart(copy=False)
             self.stats.frames_received += 1
-            if len(frames) != 2:
+            identity = self._peer_of(parts)
+            if len(parts) != 2:
                 self._reject(
-                    frames[0].decode(errors="replace") if frames else "?",
-                    None,
-                    f"expected [identity, payload], got {len(frames)} frames",
-                    "malformed",
+                    identity, None, f"expected [identity, payload], got {len(parts)} frames", "malformed"
                 )
                 continue
-            identity = frames[0].decode(errors="replace")
+            frames = [part.bytes for part in parts]
             if not self._within_rate(identity):
                 self.stats.frames_rate_limited += 1
                 self._reject(
@@ -239,6 +262,7 @@ class MeshServer:
 
     def _handle(self, identity: str, message: Envelope) -> None:
         if message.sender != identity:
+            self._impersonation(identity, message.sender)
             raise ProtocolError(
                 f"sender {message.sender!r} does not match the connection's lab id {identity!r}"
             )
@@ -278,8 +302,17 @@ class MeshServer:
             case _:
                 raise ProtocolError(f"{message.kind} is not a message a lab may send")
 
+    def _impersonation(self, lab_id: str, claimed: str) -> None:
+        """Count (and log, the first time per lab) a message claiming to come from another lab."""
+        self.stats.impersonations += 1
+        self.stats.rejected_by_peer[f"impersonation:{lab_id}"] += 1
+        if self.stats.rejected_by_peer[f"impersonation:{lab_id}"] == 1:
+            how = "the key of lab" if self.secure else "the connection of lab"
+            log.warning("refused: %s %r claims to be lab %r (counted from now on)", how, lab_id, claimed)
+
     def _hello(self, identity: str, hello: Hello) -> None:
         if hello.lab.id != identity:
+            self._impersonation(identity, hello.lab.id)
             raise ProtocolError(f"HELLO for lab {hello.lab.id!r} on the connection of {identity!r}")
         self.core.lab_hello(hello.lab, hello.backlog_minutes)
         self._welcomed.add(identity)
@@ -298,6 +331,19 @@ class MeshServer:
         for row in self.core.awaiting_answer(identity):
             self._send_assign(row)
         self.field_changed()
+
+    async def _watch_handshakes(self, monitor: zmq.asyncio.Socket) -> None:
+        """Count failed CurveZMQ handshakes (libzmq reports them only on the socket monitor)."""
+        while True:
+            event = parse_monitor_message(await monitor.recv_multipart())
+            self.stats.handshakes_failed += 1
+            if self.stats.handshakes_failed == 1:
+                log.warning(
+                    "a connection from %s failed its CurveZMQ handshake (event %s); further failures "
+                    "are only counted on /health",
+                    event.get("endpoint", b"?").decode(errors="replace"),
+                    event.get("event"),
+                )
 
     # --- periodic -----------------------------------------------------------------------------
 

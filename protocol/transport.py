@@ -11,11 +11,15 @@ from urllib.parse import urlsplit
 import zmq
 
 from protocol.codec import MAX_FRAME_BYTES
+from protocol.security import ClientKeys, KeyPair, make_client, make_server
 
 #: libzmq disconnects a peer whose frame exceeds this; the codec's smaller limit is the one counted.
 HARD_FRAME_LIMIT = 4 * MAX_FRAME_BYTES
 LINGER_MS = 200
 FIELD_TOPIC = b"field"
+#: ZAP domains: the planner's authenticator judges a lab's conversation and its field subscription.
+MESH_DOMAIN = "mesh"
+FIELD_DOMAIN = "field"
 
 
 def _common(sock: zmq.Socket) -> zmq.Socket:
@@ -24,9 +28,15 @@ def _common(sock: zmq.Socket) -> zmq.Socket:
     return sock
 
 
-def bind_router(ctx: zmq.Context, endpoint: str) -> zmq.Socket:
-    """The planner's conversation socket: addresses labs by identity; unroutable sends raise."""
+def bind_router(ctx: zmq.Context, endpoint: str, curve: KeyPair | None = None) -> zmq.Socket:
+    """The planner's conversation socket: addresses labs by identity; unroutable sends raise.
+
+    With `curve` (the planner's key pair) it is a CurveZMQ server: every connection is encrypted
+    and judged by the ZAP handler before any frame arrives.
+    """
     sock = _common(ctx.socket(zmq.ROUTER))
+    if curve is not None:
+        make_server(sock, curve, MESH_DOMAIN)
     sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
     sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
     sock.setsockopt(zmq.SNDHWM, 10_000)
@@ -35,10 +45,20 @@ def bind_router(ctx: zmq.Context, endpoint: str) -> zmq.Socket:
     return sock
 
 
-def connect_dealer(ctx: zmq.Context, endpoint: str, identity: str) -> zmq.Socket:
-    """A lab's conversation socket, identified by its lab id; libzmq reconnects with backoff."""
+def connect_dealer(
+    ctx: zmq.Context, endpoint: str, identity: str, curve: ClientKeys | None = None
+) -> zmq.Socket:
+    """A lab's conversation socket; libzmq reconnects with backoff.
+
+    Without `curve` the lab id is the socket's routing id. With `curve` the planner knows the lab by
+    its admitted key instead (ZAP User-Id), and the routing id is left to the planner's ROUTER, so
+    no peer can take over another lab's route by claiming its id.
+    """
     sock = _common(ctx.socket(zmq.DEALER))
-    sock.setsockopt(zmq.IDENTITY, identity.encode())
+    if curve is not None:
+        make_client(sock, curve)
+    else:
+        sock.setsockopt(zmq.IDENTITY, identity.encode())
     sock.setsockopt(zmq.RECONNECT_IVL, 100)
     sock.setsockopt(zmq.RECONNECT_IVL_MAX, 5_000)
     sock.setsockopt(zmq.IMMEDIATE, 1)
@@ -46,17 +66,23 @@ def connect_dealer(ctx: zmq.Context, endpoint: str, identity: str) -> zmq.Socket
     return sock
 
 
-def bind_pub(ctx: zmq.Context, endpoint: str) -> zmq.Socket:
-    """The planner's field broadcast."""
+def bind_pub(ctx: zmq.Context, endpoint: str, curve: KeyPair | None = None) -> zmq.Socket:
+    """The planner's field broadcast (readable by admitted labs only when `curve` is given)."""
     sock = _common(ctx.socket(zmq.PUB))
+    if curve is not None:
+        make_server(sock, curve, FIELD_DOMAIN)
     sock.setsockopt(zmq.SNDHWM, 1_000)
     sock.bind(endpoint)
     return sock
 
 
-def connect_sub(ctx: zmq.Context, endpoint: str, topic: bytes = FIELD_TOPIC) -> zmq.Socket:
+def connect_sub(
+    ctx: zmq.Context, endpoint: str, topic: bytes = FIELD_TOPIC, curve: ClientKeys | None = None
+) -> zmq.Socket:
     """A lab's subscription to the field."""
     sock = _common(ctx.socket(zmq.SUB))
+    if curve is not None:
+        make_client(sock, curve)
     sock.setsockopt(zmq.SUBSCRIBE, topic)
     sock.setsockopt(zmq.RECONNECT_IVL, 100)
     sock.setsockopt(zmq.RECONNECT_IVL_MAX, 5_000)

@@ -27,7 +27,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from planner.admission import Admissions, planner_keys
 from protocol.model import Lab, Location, Machine
+from protocol.security import create_keypair
 from scenarios.geography import City, largest_cities
 from solver.geo import haversine_km
 
@@ -53,6 +55,52 @@ class Mesh:
     mesh_endpoint: str
     planner: subprocess.Popen[bytes]
     nodes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    #: The command lines that started the planner and each lab (by lab id), to start them again.
+    planner_argv: list[str] = field(default_factory=list)
+    node_argv: dict[str, list[str]] = field(default_factory=dict)
+    #: The planner's keys folder (None for an insecure mesh).
+    keys_dir: Path | None = None
+    #: Where labs connect (the planner's mesh endpoint, or a proxy in front of it).
+    lab_endpoint: str = ""
+    speed: float = 1.0
+
+    def add_lab(self, lab: Lab, extra_args: Sequence[str] = ()) -> subprocess.Popen[bytes]:
+        """Write the lab's file (and key pair, admitted), start its `node join` process, keep its line."""
+        lab_file = self.workdir / f"{lab.id}.toml"
+        write_lab_file(lab, lab_file)
+        if self.keys_dir is not None:
+            public = create_keypair(self.workdir, lab.id, {"lab-id": lab.id}, overwrite=True)
+            Admissions(self.keys_dir / "admitted").admit(public)
+            lab_security = ["--planner-key", str(self.keys_dir / "planner.key")]
+        else:
+            lab_security = ["--insecure"]
+        argv = [
+            *_cli(),
+            "node",
+            "join",
+            str(lab_file),
+            "--planner",
+            self.lab_endpoint or self.mesh_endpoint,
+            "--speed",
+            str(self.speed),
+            *lab_security,
+            *extra_args,
+        ]
+        self.node_argv[lab.id] = argv
+        process = _spawn(argv, self.workdir / f"{lab.id}.log")
+        self.nodes.append(process)
+        return process
+
+    def restart_planner(self) -> subprocess.Popen[bytes]:
+        """Start the planner again with the same command line (same ledger, ports and keys)."""
+        self.planner = _spawn(self.planner_argv, self.workdir / "planner.log")
+        return self.planner
+
+    def restart_node(self, lab_id: str) -> subprocess.Popen[bytes]:
+        """Start a lab's process again with the same command line (same lab file, keys and journal)."""
+        index = list(self.node_argv).index(lab_id)
+        self.nodes[index] = _spawn(self.node_argv[lab_id], self.workdir / f"{lab_id}.log")
+        return self.nodes[index]
 
     def stop(self) -> None:
         """SIGTERM everything (labs first, so they say BYE), then SIGKILL what did not stop."""
@@ -186,6 +234,12 @@ def _cli() -> list[str]:
     return [sys.executable, "-m", "cosmolocal"]
 
 
+def _spawn(argv: list[str], log_file: Path) -> subprocess.Popen[bytes]:
+    """Start one mesh process, its log appended to `log_file`."""
+    env = os.environ | {"PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=log_file.open("ab"), env=env)
+
+
 def start_mesh(
     labs: list[Lab],
     workdir: Path,
@@ -193,37 +247,52 @@ def start_mesh(
     heartbeat_ms: int = 1000,
     planner_args: Sequence[str] = (),
     node_args: Mapping[str, Sequence[str]] | None = None,
+    secure: bool = True,
+    mesh_port: int | None = None,
 ) -> Mesh:
     """Start a planner and one node process per lab; return once the API answers and all labs joined.
 
-    `planner_args` are added to `planner serve`; `node_args` maps a lab id to options added to its
-    `node join` (such as `--manual`).
+    With `secure` (the default) the mesh runs CurveZMQ: the planner's key pair and each lab's are
+    created in the work folder and every lab is admitted, as operators would with `node init` and
+    `planner admit`. `planner_args` are added to `planner serve`; `node_args` maps a lab id to
+    options added to its `node join` (such as `--manual`). `mesh_port` lets labs connect elsewhere
+    than the planner's port (e.g. through a proxy that the caller starts).
     """
     workdir.mkdir(parents=True, exist_ok=True)
-    http_port, mesh_port = free_port(), free_port_pair()
-    mesh_endpoint = f"tcp://127.0.0.1:{mesh_port}"
+    http_port, planner_port = free_port(), free_port_pair()
+    planner_endpoint = f"tcp://127.0.0.1:{planner_port}"
+    mesh_endpoint = f"tcp://127.0.0.1:{mesh_port or planner_port}"
     api = f"http://127.0.0.1:{http_port}"
-    env = os.environ | {"PYTHONUNBUFFERED": "1"}
-    planner = subprocess.Popen(
-        [
-            *_cli(),
-            "planner",
-            "serve",
-            "--http",
-            f"127.0.0.1:{http_port}",
-            "--mesh",
-            mesh_endpoint,
-            "--db",
-            str(workdir / "planner.db"),
-            "--heartbeat-ms",
-            str(heartbeat_ms),
-            *planner_args,
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=(workdir / "planner.log").open("wb"),
-        env=env,
+    keys_dir = workdir / "keys" if secure else None
+    security_args = ["--keys", str(keys_dir)] if keys_dir else ["--insecure"]
+    if keys_dir is not None:
+        planner_keys(keys_dir)
+    planner_argv = [
+        *_cli(),
+        "planner",
+        "serve",
+        "--http",
+        f"127.0.0.1:{http_port}",
+        "--mesh",
+        planner_endpoint,
+        "--db",
+        str(workdir / "planner.db"),
+        "--heartbeat-ms",
+        str(heartbeat_ms),
+        *security_args,
+        *planner_args,
+    ]
+    mesh = Mesh(
+        workdir=workdir,
+        api=api,
+        mesh_endpoint=planner_endpoint,
+        planner=_spawn(planner_argv, workdir / "planner.log"),
+        planner_argv=planner_argv,
+        keys_dir=keys_dir,
+        lab_endpoint=mesh_endpoint,
+        speed=speed,
     )
-    mesh = Mesh(workdir=workdir, api=api, mesh_endpoint=mesh_endpoint, planner=planner)
+    planner = mesh.planner
     try:
         wait_for(
             lambda: _get(api, "/health") is not None,
@@ -233,26 +302,7 @@ def start_mesh(
             workdir=workdir,
         )
         for lab in labs:
-            lab_file = workdir / f"{lab.id}.toml"
-            write_lab_file(lab, lab_file)
-            mesh.nodes.append(
-                subprocess.Popen(
-                    [
-                        *_cli(),
-                        "node",
-                        "join",
-                        str(lab_file),
-                        "--planner",
-                        mesh_endpoint,
-                        "--speed",
-                        str(speed),
-                        *(node_args or {}).get(lab.id, ()),
-                    ],
-                    stdout=subprocess.DEVNULL,
-                    stderr=(workdir / f"{lab.id}.log").open("wb"),
-                    env=env,
-                )
-            )
+            mesh.add_lab(lab, (node_args or {}).get(lab.id, ()))
         wait_for(
             lambda: (_get(api, "/health") or {}).get("labs_live") == len(labs),
             60.0,

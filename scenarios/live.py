@@ -12,10 +12,8 @@ replay. Metrics come from the planner's API: fill rate, units per lab, transport
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -27,31 +25,10 @@ from rich.console import Console
 
 from protocol.footprint import CO2_KG_PER_TONNE_KM, CO2_SOURCE, unit_kg
 from protocol.model import Location
-from scenarios.demo import Mesh, start_mesh, write_lab_file
+from scenarios.demo import Mesh, start_mesh
 from scenarios.spec import LoadedScenario
 from scenarios.world import World, build_world
 from solver.geo import haversine_km
-
-
-def _join(mesh: Mesh, lab_id: str, speed: float) -> subprocess.Popen[bytes]:
-    """Start (again) the node process of one lab, as `start_mesh` does."""
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "cosmolocal",
-            "node",
-            "join",
-            str(mesh.workdir / f"{lab_id}.toml"),
-            "--planner",
-            mesh.mesh_endpoint,
-            "--speed",
-            str(speed),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=(mesh.workdir / f"{lab_id}.rejoin.log").open("ab"),
-        env=os.environ | {"PYTHONUNBUFFERED": "1"},
-    )
 
 
 def run_live(
@@ -84,9 +61,6 @@ def run_live(
         processes: dict[str, subprocess.Popen[bytes]] = {
             lab.id: process for lab, process in zip(started_labs, mesh.nodes, strict=True)
         }
-        for lab in world.labs:
-            if lab.id in late_joiners:
-                write_lab_file(lab, workdir / f"{lab.id}.toml")
         try:
             placed = _replay(mesh, world, speed, actions, processes, console)
             deadline = time.monotonic() + grace_s
@@ -151,6 +125,7 @@ def _replay(
     console: Console,
 ) -> list[str]:
     """Post the orders and apply lab arrivals and losses at their compressed times."""
+    labs_by_id = {lab.id: lab for lab in world.labs}
     timeline: list[tuple[float, int, str, Any]] = [
         ((o.created_at - world.start).total_seconds() / speed, 1, "order", o) for o in world.orders
     ]
@@ -181,5 +156,6 @@ def _replay(
                 processes[item].send_signal(signal.SIGTERM)
                 processes[item].wait(timeout=10)
             elif kind == "start" and (item not in processes or processes[item].poll() is not None):
-                processes[item] = _join(mesh, item, speed)
+                known = item in mesh.node_argv
+                processes[item] = mesh.restart_node(item) if known else mesh.add_lab(labs_by_id[item])
     return placed

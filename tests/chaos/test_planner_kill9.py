@@ -9,7 +9,6 @@ they made meanwhile. Then every order must finish with exactly its quantity made
 from __future__ import annotations
 
 import signal
-import subprocess
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -82,11 +81,7 @@ def test_planner_killed_mid_work_comes_back_and_nothing_is_lost_or_made_twice(me
     mesh.planner.send_signal(signal.SIGKILL)
     mesh.planner.wait()
     time.sleep(0.5)  # the labs keep working and notice the silence
-    mesh.planner = subprocess.Popen(
-        mesh.planner.args,
-        stdout=subprocess.DEVNULL,
-        stderr=(mesh.workdir / "planner-restarted.log").open("wb"),
-    )
+    mesh.restart_planner()
     wait_for(
         lambda: _health(api).get("labs_live") == len(LABS),
         30.0,
