@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from cosmolocal.bench_commands import bench_app
+from cosmolocal.chaos_commands import chaos
 from cosmolocal.labs_commands import labs_app
 from cosmolocal.logs import setup_logging
 from cosmolocal.node_commands import node_app
@@ -28,6 +29,7 @@ app.add_typer(node_app)
 app.add_typer(bench_app)
 app.add_typer(scenario_app)
 app.add_typer(labs_app)
+app.command("chaos")(chaos)
 
 
 def _host_port(value: str) -> tuple[str, int]:

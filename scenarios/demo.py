@@ -249,6 +249,7 @@ def start_mesh(
     node_args: Mapping[str, Sequence[str]] | None = None,
     secure: bool = True,
     mesh_port: int | None = None,
+    planner_port: int | None = None,
 ) -> Mesh:
     """Start a planner and one node process per lab; return once the API answers and all labs joined.
 
@@ -256,10 +257,10 @@ def start_mesh(
     created in the work folder and every lab is admitted, as operators would with `node init` and
     `planner admit`. `planner_args` are added to `planner serve`; `node_args` maps a lab id to
     options added to its `node join` (such as `--manual`). `mesh_port` lets labs connect elsewhere
-    than the planner's port (e.g. through a proxy that the caller starts).
+    than the planner's port (e.g. through a proxy that the caller starts on `planner_port`).
     """
     workdir.mkdir(parents=True, exist_ok=True)
-    http_port, planner_port = free_port(), free_port_pair()
+    http_port, planner_port = free_port(), planner_port or free_port_pair()
     planner_endpoint = f"tcp://127.0.0.1:{planner_port}"
     mesh_endpoint = f"tcp://127.0.0.1:{mesh_port or planner_port}"
     api = f"http://127.0.0.1:{http_port}"

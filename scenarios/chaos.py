@@ -1,0 +1,435 @@
+"""Fault injection on a real local mesh: a seeded schedule of crashes, pauses, floods and lies.
+
+`run_chaos` starts a planner and labs as real processes (`scenarios.demo.start_mesh`), places
+orders over HTTP with idempotency keys, and while the work runs injects faults:
+
+- `lab_kill`: kill -9 of a lab mid-job, restarted a moment later (it resumes from its journal);
+- `lab_pause`: SIGSTOP of a lab for longer than the liveness window, then SIGCONT;
+- `planner_kill`: kill -9 of the planner, restarted on the same ledger and ports;
+- `garbage`: 10,000 malformed and oversized frames from a rogue socket;
+- `impostor`: a connection claiming to be one of the labs;
+- `stranger` (secure mesh only): a connection with a key nobody admitted;
+- `duplicate_posts`: a burst of POSTs repeating orders' Idempotency-Keys.
+
+On an insecure mesh every lab also talks through a lossy proxy (`scenarios.proxy`) that drops,
+duplicates and reorders a share of the frames (5 % each by default). When the orders are done (or
+time is up) the invariants of `scenarios.invariants` are checked from the recorded history.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import signal
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import zmq
+
+from planner.admission import Admissions
+from protocol import transport
+from protocol.codec import encode
+from protocol.messages import Envelope, Hello
+from protocol.model import Lab
+from protocol.security import ClientKeys, create_keypair, load_keypair, load_public
+from scenarios import invariants
+from scenarios.demo import Mesh, demo_labs, free_port, free_port_pair, start_mesh, wait_for
+from scenarios.geography import largest_cities
+from scenarios.proxy import LossyProxy
+
+FAULT_KINDS = ("lab_kill", "lab_pause", "planner_kill", "garbage", "impostor", "duplicate_posts")
+SECURE_ONLY = ("stranger",)
+GARBAGE_FRAMES = 10_000
+
+
+@dataclass(frozen=True)
+class ChaosOptions:
+    """The size of the mesh, the faults and how fast the labs work."""
+
+    labs: int = 4
+    orders: int = 6
+    seed: int = 1
+    #: Faults to inject; at least one of each kind is always included when there is room.
+    faults: int = 7
+    secure: bool = False
+    #: Share of frames the proxy drops, and again duplicates, and again reorders (insecure mesh).
+    loss: float = 0.05
+    speed: float = 1_500.0
+    heartbeat_ms: int = 300
+    timeout_s: float = 150.0
+    workdir: Path | None = None
+
+
+@dataclass
+class ChaosReport:
+    """What was injected, what happened, and whether every invariant held."""
+
+    options: ChaosOptions
+    verdicts: list[invariants.Verdict]
+    faults: list[dict[str, Any]]
+    counts: dict[str, Any]
+    wall_s: float
+
+    @property
+    def ok(self) -> bool:
+        """True when every invariant held."""
+        return all(v.ok for v in self.verdicts)
+
+    def to_json(self) -> dict[str, Any]:
+        """One JSON object: options, invariants, faults and counts."""
+        return {
+            "labs": self.options.labs,
+            "orders": self.options.orders,
+            "seed": self.options.seed,
+            "secure": self.options.secure,
+            "ok": self.ok,
+            "invariants": [{"name": v.name, "ok": v.ok, "detail": v.detail} for v in self.verdicts],
+            "faults": self.faults,
+            "counts": self.counts,
+            "wall_s": round(self.wall_s, 1),
+        }
+
+
+@dataclass
+class _Probe:
+    """Probes /health every 200 ms; records latency, and whether the planner was meant to be up."""
+
+    api: str
+    started: float
+    planner_up: threading.Event = field(default_factory=threading.Event)
+    samples: list[tuple[float, float | None, bool]] = field(default_factory=list)
+    last: dict[int, dict[str, Any]] = field(default_factory=dict)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def run(self) -> None:
+        with httpx.Client(timeout=3.0) as client:
+            while not self.stop.is_set():
+                began = time.monotonic()
+                try:
+                    health = client.get(self.api + "/health").json()
+                    latency: float | None = time.monotonic() - began
+                    self.last[health["epoch"]] = health
+                    self.planner_up.set()  # up again after a restart once it answers
+                except (httpx.HTTPError, ValueError):
+                    latency = None
+                self.samples.append((began - self.started, latency, self.planner_up.is_set()))
+                self.stop.wait(0.2)
+
+
+def _orders(count: int, lab_count: int, seed: int, now: datetime) -> list[dict[str, Any]]:
+    """Seeded hospital orders at French cities without a lab (small enough to finish in a minute)."""
+    rng = random.Random(seed)
+    cities = largest_cities("FR", 8, skip=lab_count)
+    kinds = [("face-shield", 6, 14), ("finger-splint", 4, 10), ("charlotte-valve", 2, 4)]
+    orders = []
+    for i in range(count):
+        design, low, high = kinds[i % len(kinds)]
+        city = cities[rng.randrange(len(cities))]
+        orders.append(
+            {
+                "design": design,
+                "quantity": rng.randint(low, high),
+                "priority": "emergency" if design == "charlotte-valve" else rng.choice(["routine", "urgent"]),
+                "due_at": (now + timedelta(hours=rng.randint(48, 96))).isoformat(),
+                "delivery": city.location.model_dump(),
+            }
+        )
+    return orders
+
+
+def _schedule(options: ChaosOptions, rng: random.Random) -> list[str]:
+    kinds = list(FAULT_KINDS) + (list(SECURE_ONLY) if options.secure else [])
+    chosen = kinds[: options.faults]
+    while len(chosen) < options.faults:
+        chosen.append(rng.choice(kinds))
+    rng.shuffle(chosen)
+    return chosen
+
+
+def run_chaos(options: ChaosOptions, say: Callable[[str], None] = lambda line: None) -> ChaosReport:
+    """Run a seeded fault schedule over a real local mesh and check the invariants (module docstring)."""
+    began = time.monotonic()
+    temp = None if options.workdir else tempfile.TemporaryDirectory(prefix="cosmolocal-chaos-")
+    workdir = options.workdir or Path(temp.name)  # type: ignore[union-attr]
+    rng = random.Random(options.seed)
+    labs = demo_labs(options.labs, seed=options.seed)
+    proxy = None
+    planner_port = free_port_pair()
+    lab_port = None
+    if not options.secure:
+        lab_port = free_port()
+        proxy = LossyProxy(
+            f"tcp://127.0.0.1:{lab_port}",
+            f"tcp://127.0.0.1:{planner_port}",
+            rate=options.loss,
+            seed=options.seed,
+        )
+        proxy.start_and_wait()
+    say(f"starting a planner and {len(labs)} labs in {workdir}")
+    mesh = start_mesh(
+        labs,
+        workdir,
+        options.speed,
+        heartbeat_ms=options.heartbeat_ms,
+        secure=options.secure,
+        mesh_port=lab_port,
+        planner_port=planner_port,
+    )
+    probe = _Probe(mesh.api, began)
+    probe.planner_up.set()
+    prober = threading.Thread(target=probe.run, daemon=True)
+    prober.start()
+    faults: list[dict[str, Any]] = []
+    accepted: dict[str, str] = {}
+    try:
+        started = datetime.now(UTC)
+        bodies = {
+            f"chaos-{options.seed}-{i}": body
+            for i, body in enumerate(_orders(options.orders, len(labs), options.seed, started))
+        }
+        for key, body in bodies.items():
+            accepted[key] = _post(mesh.api, key, body)
+        say(f"placed {len(accepted)} orders; injecting {options.faults} faults")
+        for kind in _schedule(options, rng):
+            time.sleep(rng.uniform(0.5, 2.0))
+            fault = _inject(kind, mesh, labs, rng, options, bodies, accepted, probe)
+            faults.append(fault)
+            say(f"  {fault['at_s']:6.1f} s  {kind}: {fault['detail']}")
+        _wait_until_done(mesh, set(accepted.values()), began + options.timeout_s)
+        time.sleep(3 * options.heartbeat_ms / 1000)  # let the last reports and journals settle
+        views = {o: httpx.get(f"{mesh.api}/orders/{o}", timeout=5).json() for o in accepted.values()}
+        history = invariants.read_ledger(workdir / "planner.db")
+        journals = invariants.read_journals(workdir)
+        probe.stop.set()
+        prober.join(5)
+        verdicts = [
+            invariants.no_order_lost(set(accepted.values()), views),
+            invariants.no_double_execution(history, journals, views),
+            invariants.within_capacity_and_stock(labs, views, journals, started),
+            invariants.labs_agree(journals, views),
+            invariants.health_responsive(probe.samples),
+            _duplicates_answered(faults),
+        ]
+        counts = _counts(history, probe, proxy, faults, views)
+    finally:
+        probe.stop.set()
+        mesh.stop()
+        if proxy is not None:
+            proxy.stop()
+        if temp is not None:
+            temp.cleanup()
+    return ChaosReport(options, verdicts, faults, counts, time.monotonic() - began)
+
+
+def _post(api: str, key: str, body: dict[str, Any], timeout_s: float = 60.0) -> str:
+    """POST an order with its Idempotency-Key, retrying while the planner is down; its id."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            answer = httpx.post(f"{api}/orders", json=body, headers={"Idempotency-Key": key}, timeout=5)
+            if answer.status_code in (200, 201):
+                return str(answer.json()["id"])
+            raise RuntimeError(f"order {key} refused: {answer.status_code} {answer.text}")
+        except httpx.HTTPError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def _inject(
+    kind: str,
+    mesh: Mesh,
+    labs: list[Lab],
+    rng: random.Random,
+    options: ChaosOptions,
+    bodies: dict[str, dict[str, Any]],
+    accepted: dict[str, str],
+    probe: _Probe,
+) -> dict[str, Any]:
+    at = time.monotonic() - probe.started
+    liveness_s = 3 * options.heartbeat_ms / 1000
+    if kind == "lab_kill":
+        lab = rng.choice(labs).id
+        process = mesh.nodes[list(mesh.node_argv).index(lab)]
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        down = rng.uniform(0.5, 2.5)
+        time.sleep(down)
+        mesh.restart_node(lab)
+        return {"kind": kind, "at_s": round(at, 1), "detail": f"{lab} killed, restarted after {down:.1f} s"}
+    if kind == "lab_pause":
+        lab = rng.choice(labs).id
+        process = mesh.nodes[list(mesh.node_argv).index(lab)]
+        pause = rng.uniform(liveness_s + 0.5, liveness_s + 2.5)
+        process.send_signal(signal.SIGSTOP)
+        time.sleep(pause)
+        process.send_signal(signal.SIGCONT)
+        return {"kind": kind, "at_s": round(at, 1), "detail": f"{lab} stopped for {pause:.1f} s"}
+    if kind == "planner_kill":
+        probe.planner_up.clear()
+        mesh.planner.send_signal(signal.SIGKILL)
+        mesh.planner.wait()
+        time.sleep(0.5)
+        mesh.restart_planner()
+        wait_for(
+            lambda: probe.planner_up.is_set(),
+            30.0,
+            "the planner to answer again",
+            [mesh.planner],
+            mesh.workdir,
+        )
+        return {"kind": kind, "at_s": round(at, 1), "detail": "planner killed and restarted on its ledger"}
+    if kind == "garbage":
+        sent = _garbage(mesh, rng)
+        return {"kind": kind, "at_s": round(at, 1), "detail": f"{sent} malformed or oversized frames sent"}
+    if kind == "impostor":
+        answer = _impostor(mesh, rng.choice(labs))
+        return {"kind": kind, "at_s": round(at, 1), "detail": answer}
+    if kind == "stranger":
+        answer = _stranger(mesh, rng.choice(labs))
+        return {"kind": kind, "at_s": round(at, 1), "detail": answer}
+    if kind == "duplicate_posts":
+        keys = rng.sample(sorted(bodies), k=min(3, len(bodies)))
+        burst = [k for k in keys for _ in range(8)]
+        with ThreadPoolExecutor(8) as pool:
+            ids = list(pool.map(lambda k: _post(mesh.api, k, bodies[k]), burst))
+        same = all(ids[i] == accepted[k] for i, k in enumerate(burst))
+        return {
+            "kind": kind,
+            "at_s": round(at, 1),
+            "detail": f"{len(burst)} repeated POSTs of {len(keys)} orders",
+            "same_orders": same,
+        }
+    raise ValueError(f"unknown fault {kind!r}")
+
+
+def _rogue(mesh: Mesh, identity: str) -> tuple[zmq.Context, zmq.Socket]:
+    """A socket straight to the planner: admitted under its own name on a secure mesh."""
+    ctx = zmq.Context()
+    curve = None
+    if mesh.keys_dir is not None:
+        public = create_keypair(mesh.workdir / "rogue", identity, {"lab-id": identity}, overwrite=True)
+        Admissions(mesh.keys_dir / "admitted").admit(public)
+        curve = ClientKeys(
+            own=load_keypair(public.with_suffix(".key_secret")),
+            server_public=load_public(mesh.keys_dir / "planner.key"),
+        )
+    return ctx, transport.connect_dealer(ctx, mesh.mesh_endpoint, identity, curve)
+
+
+def _garbage(mesh: Mesh, rng: random.Random) -> int:
+    ctx, sock = _rogue(mesh, "chaos-garbage")
+    sent = 0
+    try:
+        time.sleep(0.3)  # the connection (and its handshake) is up
+        for i in range(GARBAGE_FRAMES):
+            size = 300 * 1024 if i % 100 == 0 else rng.randint(1, 256)
+            try:
+                sock.send(os.urandom(size), zmq.NOBLOCK)
+                sent += 1
+            except zmq.Again:
+                time.sleep(0.01)
+    finally:
+        sock.close(linger=500)
+        ctx.term()
+    return sent
+
+
+def _impostor(mesh: Mesh, victim: Lab) -> str:
+    ctx, sock = _rogue(mesh, "chaos-impostor")
+    try:
+        time.sleep(0.3)
+        sock.send(encode(Envelope(sender=victim.id, seq=1, body=Hello(lab=victim))))
+        answered = sock.poll(3000)
+        reply = sock.recv() if answered else b""
+    finally:
+        sock.close(linger=0)
+        ctx.term()
+    return f"claimed to be {victim.id}: " + ("refused with ERROR" if b"ERROR" in reply else "no answer")
+
+
+def _stranger(mesh: Mesh, victim: Lab) -> str:
+    assert mesh.keys_dir is not None
+    ctx = zmq.Context()
+    public = create_keypair(mesh.workdir / "stranger", victim.id, {"lab-id": victim.id}, overwrite=True)
+    curve = ClientKeys(
+        own=load_keypair(public.with_suffix(".key_secret")),
+        server_public=load_public(mesh.keys_dir / "planner.key"),
+    )
+    sock = transport.connect_dealer(ctx, mesh.mesh_endpoint, victim.id, curve)
+    try:
+        with contextlib.suppress(zmq.Again):
+            sock.send(encode(Envelope(sender=victim.id, seq=1, body=Hello(lab=victim))), zmq.NOBLOCK)
+        answered = sock.poll(2000)
+    finally:
+        sock.close(linger=0)
+        ctx.term()
+    return f"unadmitted key claiming {victim.id}: " + (
+        "answered (!)" if answered else "refused at the handshake"
+    )
+
+
+def _wait_until_done(mesh: Mesh, order_ids: set[str], deadline: float) -> None:
+    while time.monotonic() < deadline:
+        try:
+            states = {httpx.get(f"{mesh.api}/orders/{o}", timeout=3).json()["state"] for o in order_ids}
+        except httpx.HTTPError:
+            states = set()
+        if states == {"done"}:
+            return
+        time.sleep(0.5)
+
+
+def _duplicates_answered(faults: list[dict[str, Any]]) -> invariants.Verdict:
+    bursts = [f for f in faults if f["kind"] == "duplicate_posts"]
+    ok = all(f["same_orders"] for f in bursts)
+    posts = sum(int(f["detail"].split()[0]) for f in bursts)
+    return invariants.Verdict(
+        "repeated POSTs give back the same order", ok, f"{posts} repeated POSTs in {len(bursts)} bursts"
+    )
+
+
+def _counts(
+    history: list[invariants.HistoryEvent],
+    probe: _Probe,
+    proxy: LossyProxy | None,
+    faults: list[dict[str, Any]],
+    views: dict[str, dict[str, Any]],
+) -> dict[str, Any]:
+    per_epoch = probe.last.values()
+    replans = invariants.replan_seconds_after_loss(history)
+    counts: dict[str, Any] = {
+        "faults": {kind: sum(1 for f in faults if f["kind"] == kind) for kind in {f["kind"] for f in faults}},
+        "orders": len(views),
+        "orders_done": sum(1 for v in views.values() if v["state"] == "done"),
+        "units_ordered": sum(v["quantity"] for v in views.values()),
+        "units_made": sum(v["units_made"] for v in views.values()),
+        "plans": sum(1 for e in history if e.kind == "plan.committed"),
+        "labs_lost": sum(1 for e in history if e.kind == "lab.lost"),
+        "planner_epochs": len(probe.last),
+        "frames_rejected": sum(h["frames_rejected"] for h in per_epoch),
+        "frames_rate_limited": sum(h["frames_rate_limited"] for h in per_epoch),
+        "impersonations_refused": sum(h["impersonations_refused"] for h in per_epoch),
+        "keys_refused": sum(h["keys_refused"] for h in per_epoch),
+        "units_reported_late": sum(h["units_reported_late"] for h in per_epoch),
+        "assignments_withdrawn": sum(h["assignments_withdrawn"] for h in per_epoch),
+        "replan_after_lost_lab_s": [round(s, 2) for s in replans],
+        "health_probes": len(probe.samples),
+    }
+    if proxy is not None:
+        counts["link"] = {
+            "relayed": proxy.stats.total("relayed"),
+            "dropped": proxy.stats.total("dropped"),
+            "duplicated": proxy.stats.total("duplicated"),
+            "reordered": proxy.stats.total("reordered"),
+        }
+    return counts
