@@ -69,12 +69,22 @@ def planner_serve(
             "For local experiments only.",
         ),
     ] = False,
+    open_http: Annotated[
+        bool,
+        typer.Option(
+            "--open-http",
+            help="Take orders and show the order list, plan and event stream without a requester "
+            "token. For local experiments only.",
+        ),
+    ] = False,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
 ) -> None:
     """Serve the planner: orders over HTTP, labs over ZeroMQ, plans from CP-SAT, ledger in SQLite.
 
     The mesh is secured with CurveZMQ: only labs admitted with `cosmolocal planner admit` may
-    join, and labs need the planner's public key (KEYS/planner.key) to connect.
+    join, and labs need the planner's public key (KEYS/planner.key) to connect. Orders need a
+    requester token (`cosmolocal planner token create --role requester`); anyone may follow an
+    order at its own address and see the public map.
 
     Example:
 
@@ -93,11 +103,20 @@ def planner_serve(
         liveness=liveness,
         solve_time_limit_s=solve_seconds,
         keys_dir=None if insecure else (keys or _keys_beside(db)),
+        require_tokens=not open_http,
     )
     if insecure:
         typer.secho(
             "WARNING: --insecure: the mesh has no encryption and no admission; anyone who reaches "
             f"{mesh} can join as any lab. Use it for local experiments only.",
+            err=True,
+            fg="red",
+            bold=True,
+        )
+    if open_http:
+        typer.secho(
+            "WARNING: --open-http: anyone who reaches the HTTP API can place orders and read every "
+            "order and event. Use it for local experiments only.",
             err=True,
             fg="red",
             bold=True,

@@ -18,12 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import zmq.asyncio
-from fastapi import FastAPI, Header, HTTPException, Request, Response, status
+from fastapi import Depends, FastAPI, Header, HTTPException, Request, Response, status
 from fastapi.responses import JSONResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from fastapi_offline import FastAPIOffline
 
+from planner.access import grant_of, may_follow_events, need_requester, public_lab
 from planner.admission import Admissions, ZapHandler, planner_keys
+from planner.auth import Grant
 from planner.core import OrderRejected, PlannerCore
 from planner.events import EventBus
 from planner.mesh import MeshServer
@@ -55,6 +57,9 @@ class PlannerSettings:
     max_request_bytes: int = 64 * 1024
     #: The planner's key pair and admitted labs (planner.admission); None runs an insecure mesh.
     keys_dir: Path | None = None
+    #: Ask for requester or operator tokens to order, list orders, read the plan and every event
+    #: (planner.access); False leaves all but the operator's routes open.
+    require_tokens: bool = False
 
     def solve_params(self) -> SolveParams:
         """The solver parameters these settings give."""
@@ -209,6 +214,46 @@ def _planner(request: Request) -> Planner:
     return request.app.state.planner
 
 
+def _known_order(order_id: str, request: Request) -> str:
+    """Dependency: 404 before a stream starts when there is no such order."""
+    if order_id not in _planner(request).core.orders:
+        raise HTTPException(404, f"no order {order_id!r}")
+    return order_id
+
+
+async def _stream(
+    core: PlannerCore,
+    last_event_id: str | None,
+    select: Callable[[str, dict[str, Any]], dict[str, Any] | None],
+) -> AsyncIterator[ServerSentEvent]:
+    """Ledger events as server-sent events, resumed after `last_event_id`, then live.
+
+    `select(kind, data)` gives the data to send for an event, or None to leave it out.
+    """
+    queue = core.bus.subscribe()
+    try:
+        after = int(last_event_id) if last_event_id and last_event_id.isdigit() else None
+        if after is not None:
+            for stored in core.ledger.events_after(after, limit=10_000):
+                after = stored.seq
+                if (data := select(stored.kind, stored.data)) is not None:
+                    yield ServerSentEvent(data=data, event=stored.kind, id=str(stored.seq))
+        while True:
+            try:
+                event = await asyncio.wait_for(queue.get(), timeout=15.0)
+            except TimeoutError:
+                yield ServerSentEvent(comment="keep-alive")
+                continue
+            if event is None:
+                return
+            if after is not None and event.seq <= after:
+                continue
+            if (data := select(event.kind, event.data)) is not None:
+                yield ServerSentEvent(data=data, event=event.kind, id=str(event.seq))
+    finally:
+        core.bus.unsubscribe(queue)
+
+
 def _routes(app: FastAPI, clock: Callable[[], datetime]) -> None:
     @app.post("/orders", status_code=status.HTTP_201_CREATED, tags=["orders"], response_model=None)
     async def post_order(
@@ -216,12 +261,15 @@ def _routes(app: FastAPI, clock: Callable[[], datetime]) -> None:
         request: Request,
         response: Response,
         idempotency_key: str | None = Header(default=None),
+        authorization: str | None = Header(default=None),
     ) -> dict[str, Any] | JSONResponse:
         """Place an order. Durable before the answer; the answer carries the order id and status URL.
 
         With an `Idempotency-Key` header, a retried request gives back the order the first one made
-        (status 200, header `Idempotent-Replayed: true`) instead of ordering twice.
+        (status 200, header `Idempotent-Replayed: true`) instead of ordering twice. Needs a requester
+        token when the planner asks for tokens.
         """
+        need_requester(request, authorization, "to place an order")
         planner = _planner(request)
         try:
             accepted, replayed = planner.core.place_order(order, idempotency_key)
@@ -238,8 +286,11 @@ def _routes(app: FastAPI, clock: Callable[[], datetime]) -> None:
         return planner.core.order_view(accepted.id) or {}
 
     @app.get("/orders", tags=["orders"])
-    async def list_orders(request: Request) -> list[dict[str, Any]]:
-        """Every order with its state and units made."""
+    async def list_orders(
+        request: Request, authorization: str | None = Header(default=None)
+    ) -> list[dict[str, Any]]:
+        """Every order with its state and units made (a requester token when the planner asks)."""
+        need_requester(request, authorization, "to list the orders")
         core = _planner(request).core
         return [
             o.model_dump(mode="json") | {"units_made": core.units_made(o.id)} for o in core.orders.values()
@@ -263,19 +314,24 @@ def _routes(app: FastAPI, clock: Callable[[], datetime]) -> None:
         return planner.core.explanation(order_id, planner.settings.solve_params())
 
     @app.get("/labs", tags=["labs"])
-    async def list_labs(request: Request) -> list[dict[str, Any]]:
-        """Every lab that joined, live or lost, with its machines, stock and jobs."""
+    async def list_labs(
+        request: Request, authorization: str | None = Header(default=None)
+    ) -> list[dict[str, Any]]:
+        """Every lab that joined, live or lost, with its machines and stock; its jobs for token holders."""
         core = _planner(request).core
-        return [core.lab_json(v) for v in core.labs.values()]
+        grant = grant_of(request, authorization)
+        return [public_lab(core.lab_json(v), request, grant) for v in core.labs.values()]
 
     @app.get("/labs/{lab_id}", tags=["labs"])
-    async def get_lab(lab_id: str, request: Request) -> dict[str, Any]:
-        """One lab."""
+    async def get_lab(
+        lab_id: str, request: Request, authorization: str | None = Header(default=None)
+    ) -> dict[str, Any]:
+        """One lab (its jobs for token holders, as in /labs)."""
         core = _planner(request).core
         view = core.labs.get(lab_id)
         if view is None:
             raise HTTPException(404, f"no lab {lab_id!r}")
-        return core.lab_json(view)
+        return public_lab(core.lab_json(view), request, grant_of(request, authorization))
 
     @app.get("/labs/{lab_id}/trails", tags=["labs"])
     async def get_lab_trails(lab_id: str, request: Request) -> dict[str, Any]:
@@ -294,8 +350,10 @@ def _routes(app: FastAPI, clock: Callable[[], datetime]) -> None:
         return [d.model_dump(mode="json") for d in _planner(request).core.designs.values()]
 
     @app.get("/plan", tags=["plan"])
-    async def get_plan(request: Request) -> dict[str, Any]:
-        """The current plan: last solve's statistics, totals over every plan, every standing allocation."""
+    async def get_plan(request: Request, authorization: str | None = Header(default=None)) -> dict[str, Any]:
+        """The current plan: last solve's statistics, totals over every plan, every standing allocation
+        (a requester token when the planner asks: allocations name orders)."""
+        need_requester(request, authorization, "to read the plan (it names every order)")
         core = _planner(request).core
         summary = core.plan_summary(core.plan) if core.plan else {"version": 0, "status": "EMPTY"}
         return summary | {"totals": core.ledger.plan_totals(), "allocations": core.current_allocations()}
@@ -338,27 +396,39 @@ def _routes(app: FastAPI, clock: Callable[[], datetime]) -> None:
 
     @app.get("/events", response_class=EventSourceResponse, tags=["events"])
     async def events(
+        request: Request,
+        last_event_id: str | None = Header(default=None),
+        _grant: Grant | None = Depends(may_follow_events),
+    ) -> AsyncIterator[ServerSentEvent]:
+        """Server-sent events of order, plan, job and lab changes; resumes after `Last-Event-ID`.
+
+        A requester or operator token when the planner asks (a browser's EventSource sends no
+        headers, hence also `?token=`).
+        """
+        async for event in _stream(_planner(request).core, last_event_id, lambda kind, data: data):
+            yield event
+
+    @app.get("/orders/{order_id}/events", response_class=EventSourceResponse, tags=["events"])
+    async def order_events(
+        order_id: str,
+        request: Request,
+        last_event_id: str | None = Header(default=None),
+        _known: str = Depends(_known_order),
+    ) -> AsyncIterator[ServerSentEvent]:
+        """One order's events (its state and its jobs), as /events; readable by whoever has its id."""
+
+        def mine(kind: str, data: dict[str, Any]) -> dict[str, Any] | None:
+            if kind == "plan.committed":
+                return {}  # a new plan may change the order's shortage: worth a look, nothing more
+            return data if data.get("order_id", data.get("id")) == order_id else None
+
+        async for event in _stream(_planner(request).core, last_event_id, mine):
+            yield event
+
+    @app.get("/network/events", response_class=EventSourceResponse, tags=["events"])
+    async def network_events(
         request: Request, last_event_id: str | None = Header(default=None)
     ) -> AsyncIterator[ServerSentEvent]:
-        """Server-sent events of order, plan, job and lab changes; resumes after `Last-Event-ID`."""
-        core = _planner(request).core
-        queue = core.bus.subscribe()
-        try:
-            after = int(last_event_id) if last_event_id and last_event_id.isdigit() else None
-            if after is not None:
-                for stored in core.ledger.events_after(after, limit=10_000):
-                    yield ServerSentEvent(data=stored.data, event=stored.kind, id=str(stored.seq))
-                    after = stored.seq
-            while True:
-                try:
-                    event = await asyncio.wait_for(queue.get(), timeout=15.0)
-                except TimeoutError:
-                    yield ServerSentEvent(comment="keep-alive")
-                    continue
-                if event is None:
-                    return
-                if after is not None and event.seq <= after:
-                    continue
-                yield ServerSentEvent(data=event.data, event=event.kind, id=str(event.seq))
-        finally:
-            core.bus.unsubscribe(queue)
+        """That something changed, and what kind of change, without its content: for public pages."""
+        async for event in _stream(_planner(request).core, last_event_id, lambda kind, data: {}):
+            yield event

@@ -762,6 +762,9 @@ class PlannerCore:
             "last_seen": view.last_seen.isoformat(),
             "backlog_minutes": view.backlog,
             "free_stock": view.stock,
+            "jobs_running": sum(
+                1 for a in self._by_lab.get(view.lab.id, ()) if a.state in {"accepted", "running"}
+            ),
             "jobs": jobs,
         }
 

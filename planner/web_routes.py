@@ -22,7 +22,8 @@ from fastapi import APIRouter, Header, HTTPException, Request, status
 from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, Field
 
-from planner.auth import Grant, TokenStore, bearer
+from planner.access import need_operator
+from planner.auth import Grant
 from planner.web import views
 from planner.web.pages import STATIC, design_options, render
 
@@ -54,39 +55,9 @@ def _planner(request: Request) -> Any:
     return request.app.state.planner
 
 
-def _tokens(request: Request) -> TokenStore:
-    """The token store on the planner's ledger file, opened on first use."""
-    store = getattr(request.app.state, "tokens", None)
-    if store is None:
-        store = TokenStore(_planner(request).settings.db_path)
-        request.app.state.tokens = store
-    return store
-
-
 def _operator(request: Request, lab_id: str, authorization: str | None) -> Grant:
-    """The grant of the request's bearer token, which must be an operator token for `lab_id`."""
-    token = bearer(authorization)
-    challenge = {"WWW-Authenticate": "Bearer"}
-    if token is None:
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
-            f"lab {lab_id}'s operator token is needed: send it as 'Authorization: Bearer TOKEN' "
-            "(or open /lab/LAB_ID?token=TOKEN); the planner's administrator creates one with "
-            "`cosmolocal planner token create --role operator --lab LAB_ID`",
-            headers=challenge,
-        )
-    grant = _tokens(request).check(token)
-    if grant is None:
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
-            "this token is not known to the planner (mistyped, or revoked): ask for a new one",
-            headers=challenge,
-        )
-    if not grant.may_operate(lab_id):
-        what = (
-            f"an operator token for lab {grant.lab_id}" if grant.role == "operator" else "a requester token"
-        )
-        raise HTTPException(status.HTTP_403_FORBIDDEN, f"this is {what}, not for lab {lab_id}")
+    """The grant of an operator token for `lab_id` (401/403 otherwise); 404 for an unknown lab."""
+    grant = need_operator(request, lab_id, authorization)
     if lab_id not in _planner(request).core.labs:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no lab {lab_id!r} has joined this planner")
     return grant
@@ -171,6 +142,13 @@ async def get_network_stats(request: Request) -> dict[str, Any]:
     """Plan figures (version, objective, bound, gap), transport km and CO2e with the factor's
     source, and the fill rate over time."""
     return views.network(_planner(request).core)
+
+
+@router.get("/network/map", tags=["plan"])
+async def get_network_map(request: Request) -> dict[str, Any]:
+    """The public map's data: delivery places (units wanted and made) and the plan's flows from
+    labs to places, without order ids (an order is followed by its id)."""
+    return views.public_map(_planner(request).core)
 
 
 # --- static files ---------------------------------------------------------------------------

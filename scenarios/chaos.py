@@ -197,7 +197,7 @@ def run_chaos(options: ChaosOptions, say: Callable[[str], None] = lambda line: N
             for i, body in enumerate(_orders(options.orders, len(labs), options.seed, started))
         }
         for key, body in bodies.items():
-            accepted[key] = _post(mesh.api, key, body)
+            accepted[key] = _post(mesh, key, body)
         say(f"placed {len(accepted)} orders; injecting {options.faults} faults")
         for kind in _schedule(options, rng):
             time.sleep(rng.uniform(0.5, 2.0))
@@ -230,12 +230,13 @@ def run_chaos(options: ChaosOptions, say: Callable[[str], None] = lambda line: N
     return ChaosReport(options, verdicts, faults, counts, time.monotonic() - began)
 
 
-def _post(api: str, key: str, body: dict[str, Any], timeout_s: float = 60.0) -> str:
+def _post(mesh: Mesh, key: str, body: dict[str, Any], timeout_s: float = 60.0) -> str:
     """POST an order with its Idempotency-Key, retrying while the planner is down; its id."""
     deadline = time.monotonic() + timeout_s
     while True:
         try:
-            answer = httpx.post(f"{api}/orders", json=body, headers={"Idempotency-Key": key}, timeout=5)
+            headers = {"Idempotency-Key": key} | mesh.headers
+            answer = httpx.post(f"{mesh.api}/orders", json=body, headers=headers, timeout=5)
             if answer.status_code in (200, 201):
                 return str(answer.json()["id"])
             raise RuntimeError(f"order {key} refused: {answer.status_code} {answer.text}")
@@ -301,7 +302,7 @@ def _inject(
         keys = rng.sample(sorted(bodies), k=min(3, len(bodies)))
         burst = [k for k in keys for _ in range(8)]
         with ThreadPoolExecutor(8) as pool:
-            ids = list(pool.map(lambda k: _post(mesh.api, k, bodies[k]), burst))
+            ids = list(pool.map(lambda k: _post(mesh, k, bodies[k]), burst))
         same = all(ids[i] == accepted[k] for i, k in enumerate(burst))
         return {
             "kind": kind,

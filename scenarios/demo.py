@@ -28,6 +28,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from planner.admission import Admissions, planner_keys
+from planner.auth import TokenStore
 from protocol.model import Lab, Location, Machine
 from protocol.security import create_keypair
 from scenarios.geography import City, largest_cities
@@ -63,6 +64,13 @@ class Mesh:
     #: Where labs connect (the planner's mesh endpoint, or a proxy in front of it).
     lab_endpoint: str = ""
     speed: float = 1.0
+    #: A requester token of this planner (orders, the order list, the plan and /events need one).
+    token: str = ""
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """HTTP headers that carry the requester token."""
+        return {"Authorization": f"Bearer {self.token}"}
 
     def add_lab(self, lab: Lab, extra_args: Sequence[str] = ()) -> subprocess.Popen[bytes]:
         """Write the lab's file (and key pair, admitted), start its `node join` process, keep its line."""
@@ -268,6 +276,11 @@ def start_mesh(
     security_args = ["--keys", str(keys_dir)] if keys_dir else ["--insecure"]
     if keys_dir is not None:
         planner_keys(keys_dir)
+    tokens = TokenStore(workdir / "planner.db")
+    try:
+        token = tokens.create("requester", label="local mesh")
+    finally:
+        tokens.close()
     planner_argv = [
         *_cli(),
         "planner",
@@ -292,6 +305,7 @@ def start_mesh(
         keys_dir=keys_dir,
         lab_endpoint=mesh_endpoint,
         speed=speed,
+        token=token,
     )
     planner = mesh.planner
     try:
@@ -359,12 +373,12 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> bool:
         with console.status("starting the planner and the labs..."):
             mesh = start_mesh(labs, workdir, options.speed)
         console.print(
-            f"planner at {mesh.api} (mesh {mesh.mesh_endpoint}); labs joined: "
-            + ", ".join(lab.location.place or lab.id for lab in labs)
+            f"planner at {mesh.api} (mesh {mesh.mesh_endpoint}, CurveZMQ, {len(labs)} labs admitted by "
+            "key); labs joined: " + ", ".join(lab.location.place or lab.id for lab in labs)
         )
         orders = demo_orders(len(labs), options.seed, datetime.now(UTC))
         placed = []
-        with httpx.Client(base_url=mesh.api, timeout=10.0) as client:
+        with httpx.Client(base_url=mesh.api, timeout=10.0, headers=mesh.headers) as client:
             for request in orders:
                 response = client.post("/orders", json=request)
                 if response.status_code != 201:
@@ -379,7 +393,8 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> bool:
             )
         if options.keep:
             console.print(
-                f"[bold]mesh left running[/]: API {mesh.api} (docs {mesh.api}/docs). Ctrl-C stops it."
+                f"[bold]mesh left running[/]: map {mesh.api}/, order form {mesh.api}/order (requester "
+                f"token: {mesh.token}), API docs {mesh.api}/docs. Ctrl-C stops it."
             )
             try:
                 while mesh.planner.poll() is None:

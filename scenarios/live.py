@@ -64,7 +64,7 @@ def run_live(
         try:
             placed = _replay(mesh, world, speed, actions, processes, console)
             deadline = time.monotonic() + grace_s
-            with httpx.Client(base_url=mesh.api, timeout=10.0) as client:
+            with httpx.Client(base_url=mesh.api, timeout=10.0, headers=mesh.headers) as client:
                 while time.monotonic() < deadline:
                     views = [client.get(f"/orders/{order_id}").json() for order_id in placed]
                     if all(v["state"] == "done" for v in views):
@@ -133,7 +133,7 @@ def _replay(
     timeline.sort(key=lambda item: (item[0], item[1]))
     started = time.monotonic()
     placed = []
-    with httpx.Client(base_url=mesh.api, timeout=10.0) as client:
+    with httpx.Client(base_url=mesh.api, timeout=10.0, headers=mesh.headers) as client:
         for at, _, kind, item in timeline:
             wait = started + at - time.monotonic()
             if wait > 0:

@@ -173,3 +173,43 @@ def network(core: PlannerCore) -> dict[str, Any]:
         "transport": transport(core),
         "fill_rate_over_time": fill_rate_series(core),
     }
+
+
+def public_map(core: PlannerCore) -> dict[str, Any]:
+    """What anyone may see on the map: delivery places and the plan's flows, without order ids.
+
+    Orders are followed by their id (a capability), so the public map groups them by place: how
+    many units are wanted there and made so far, and how many units flow from each lab to it.
+    """
+    places: dict[tuple[float, float], dict[str, Any]] = {}
+    flows: dict[tuple[str, float, float], int] = {}
+    for order in core.orders.values():
+        at = (round(order.delivery.lat, 4), round(order.delivery.lon, 4))
+        place = places.setdefault(
+            at,
+            {"lat": at[0], "lon": at[1], "place": order.delivery.place, "orders": 0, "units": 0, "made": 0},
+        )
+        place["orders"] += 1
+        place["units"] += order.quantity
+        place["made"] += core.units_made(order.id)
+        place["open"] = place.get("open", False) or order.state != "done"
+    for a in core.assignments.values():
+        order = core.orders.get(a.order_id)
+        if order is None or (a.state not in ACTIVE_STATES and not a.units_done):
+            continue
+        key = (a.lab_id, round(order.delivery.lat, 4), round(order.delivery.lon, 4))
+        flows[key] = flows.get(key, 0) + (a.quantity if a.state in ACTIVE_STATES | {"done"} else a.units_done)
+    lab_at = {lab_id: view.lab.location for lab_id, view in core.labs.items()}
+    return {
+        "deliveries": list(places.values()),
+        "flows": [
+            {
+                "lab_id": lab_id,
+                "from": {"lat": lab_at[lab_id].lat, "lon": lab_at[lab_id].lon},
+                "to": {"lat": lat, "lon": lon},
+                "units": units,
+            }
+            for (lab_id, lat, lon), units in sorted(flows.items())
+            if lab_id in lab_at
+        ],
+    }

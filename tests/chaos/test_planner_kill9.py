@@ -68,7 +68,9 @@ def test_planner_killed_mid_work_comes_back_and_nothing_is_lost_or_made_twice(me
     orders = _orders()
     placed = {}
     for key, body in orders:
-        answer = httpx.post(f"{api}/orders", json=body, headers={"Idempotency-Key": key}, timeout=5)
+        answer = httpx.post(
+            f"{api}/orders", json=body, headers={"Idempotency-Key": key} | mesh.headers, timeout=5
+        )
         assert answer.status_code == 201
         placed[key] = answer.json()["id"]
     epoch = httpx.get(f"{api}/health", timeout=5).json()["epoch"]
@@ -93,9 +95,11 @@ def test_planner_killed_mid_work_comes_back_and_nothing_is_lost_or_made_twice(me
 
     # The hospital retries every POST: each gives back the order it already placed.
     for key, body in orders:
-        again = httpx.post(f"{api}/orders", json=body, headers={"Idempotency-Key": key}, timeout=5)
+        again = httpx.post(
+            f"{api}/orders", json=body, headers={"Idempotency-Key": key} | mesh.headers, timeout=5
+        )
         assert again.status_code == 200 and again.json()["id"] == placed[key]
-    assert len(httpx.get(f"{api}/orders", timeout=5).json()) == len(orders)
+    assert len(httpx.get(f"{api}/orders", timeout=5, headers=mesh.headers).json()) == len(orders)
 
     def all_done() -> bool:
         return all(
@@ -122,7 +126,9 @@ def test_a_lab_killed_mid_job_is_lost_and_its_unfinished_units_are_made_elsewher
     api = mesh.api
     placed = []
     for key, body in _orders():
-        answer = httpx.post(f"{api}/orders", json=body, headers={"Idempotency-Key": key}, timeout=5)
+        answer = httpx.post(
+            f"{api}/orders", json=body, headers={"Idempotency-Key": key} | mesh.headers, timeout=5
+        )
         placed.append((answer.json()["id"], body["quantity"]))
 
     def running_at(lab_id: str) -> bool:

@@ -40,15 +40,17 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
 class EventListener(threading.Thread):
     """Reads the planner's SSE stream into a list, as a browser's EventSource would."""
 
-    def __init__(self, api: str) -> None:
+    def __init__(self, api: str, headers: dict[str, str]) -> None:
         super().__init__(daemon=True)
         self.api = api
+        self.headers = headers
         self.events: list[dict[str, Any]] = []
         self.connected = threading.Event()
         self.stop = threading.Event()
 
     def run(self) -> None:
-        with httpx.stream("GET", self.api + "/events", timeout=httpx.Timeout(5.0, read=30.0)) as response:
+        timeout = httpx.Timeout(5.0, read=30.0)
+        with httpx.stream("GET", self.api + "/events", headers=self.headers, timeout=timeout) as response:
             assert response.headers["content-type"].startswith("text/event-stream")
             self.connected.set()
             event: dict[str, Any] = {}
@@ -67,7 +69,7 @@ class EventListener(threading.Thread):
 
 
 def test_orders_are_planned_executed_and_streamed(mesh: Mesh) -> None:
-    listener = EventListener(mesh.api)
+    listener = EventListener(mesh.api, mesh.headers)
     listener.start()
     assert listener.connected.wait(10)
     started = datetime.now(UTC)
@@ -95,7 +97,7 @@ def test_orders_are_planned_executed_and_streamed(mesh: Mesh) -> None:
         },
     ]
     placed = []
-    with httpx.Client(base_url=mesh.api, timeout=10) as client:
+    with httpx.Client(base_url=mesh.api, timeout=10, headers=mesh.headers) as client:
         for r in requests:
             lat, lon, place = r["at"]
             body = {
@@ -218,7 +220,10 @@ def test_event_stream_resumes_after_last_event_id(mesh: Mesh) -> None:
     """A browser that reconnects with Last-Event-ID gets what it missed, in order, then live events."""
     received: list[int] = []
     with httpx.stream(
-        "GET", mesh.api + "/events", headers={"Last-Event-ID": "2"}, timeout=httpx.Timeout(5.0, read=10.0)
+        "GET",
+        mesh.api + "/events",
+        headers={"Last-Event-ID": "2"} | mesh.headers,
+        timeout=httpx.Timeout(5.0, read=10.0),
     ) as response:
         for line in response.iter_lines():
             if line.startswith("id:"):
@@ -229,7 +234,7 @@ def test_event_stream_resumes_after_last_event_id(mesh: Mesh) -> None:
 
 
 def test_bad_order_keeps_the_mesh_serving(mesh: Mesh) -> None:
-    with httpx.Client(base_url=mesh.api, timeout=10) as client:
+    with httpx.Client(base_url=mesh.api, timeout=10, headers=mesh.headers) as client:
         before = len(client.get("/orders").json())
         answer = client.post(
             "/orders",

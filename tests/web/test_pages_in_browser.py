@@ -165,6 +165,11 @@ def test_order_through_the_form_see_it_on_the_map_and_follow_it_to_done(page: An
     _shot(page, "01-order-form-error")
 
     page.fill("#quantity", "12")
+    page.click("#submit")  # this planner takes orders with a requester token only
+    page.wait_for_selector("#token-error:not([hidden])")
+    assert page.get_attribute("#token", "aria-invalid") == "true"
+    assert "requester token" in page.inner_text("#token-error")
+    page.fill("#token", mesh.mesh.token)
     page.focus("#submit")
     page.keyboard.press("Enter")  # the form works from the keyboard
     page.wait_for_url("**/order/o-*", timeout=10_000)
@@ -188,6 +193,9 @@ def test_order_through_the_form_see_it_on_the_map_and_follow_it_to_done(page: An
     points = page.eval_on_selector_all("#map .scattergeo .point", "els => els.length")
     assert points >= len(LABS) + 1  # labs and the delivery point
     _shot(page, "03-map")
+
+    page.goto(mesh.api + "/order")  # the browser remembers the requester token
+    assert page.input_value("#token") == mesh.mesh.token
 
     page.goto(mesh.api + "/network")
     page.wait_for_selector("#plan dd")
@@ -215,6 +223,7 @@ def test_order_through_the_form_see_it_on_the_map_and_follow_it_to_done(page: An
 def test_the_operator_refuses_a_job_and_it_moves_to_another_lab(page: Any, mesh: Running) -> None:
     page.goto(mesh.api + "/order")
     _fill_order(page, "face-shield", "8", "Grenoble hospital", "45.18", "5.73")
+    page.fill("#token", mesh.mesh.token)
     page.click("#submit")
     page.wait_for_url("**/order/o-*", timeout=10_000)
     order_url = page.url

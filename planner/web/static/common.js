@@ -35,10 +35,27 @@ var Cosmo = (function () {
     this.detail = detail;
   }
 
-  /** Call the JSON API; resolves with the decoded body, rejects with an ApiError. */
+  var TOKEN_KEY = "cosmolocal-requester-token";
+
+  /** The requester token this browser remembers ("" when none). */
+  function requesterToken() {
+    try { return window.localStorage.getItem(TOKEN_KEY) || ""; } catch (e) { return ""; }
+  }
+
+  /** Remember (or, with "", forget) the requester token. */
+  function rememberToken(token) {
+    try {
+      if (token) window.localStorage.setItem(TOKEN_KEY, token);
+      else window.localStorage.removeItem(TOKEN_KEY);
+    } catch (e) { /* storage disabled: the token is asked for again next time */ }
+  }
+
+  /** Call the JSON API; resolves with the decoded body, rejects with an ApiError.
+      The remembered requester token goes with every call that does not carry its own. */
   function api(path, options) {
     options = options || {};
     var headers = Object.assign({"Accept": "application/json"}, options.headers || {});
+    if (!headers.Authorization && requesterToken()) headers.Authorization = "Bearer " + requesterToken();
     if (options.body !== undefined) headers["Content-Type"] = "application/json";
     return fetch(path, {
       method: options.method || "GET",
@@ -65,11 +82,12 @@ var Cosmo = (function () {
     "job.running", "job.done", "job.failed", "plan.committed", "plan.rejected", "lab.joined",
     "lab.lost", "trail.changed"];
 
-  /** Follow /events (server-sent events); `handle(kind, data)` is called for each event.
-      The browser resumes after the last event id by itself when the connection drops. */
-  function live(handle) {
+  /** Follow a server-sent event stream (`path`: /network/events, /orders/ID/events...);
+      `handle(kind, data)` is called for each event. The browser resumes after the last event id
+      by itself when the connection drops. */
+  function live(handle, path) {
     var state = document.getElementById("live-state");
-    var source = new EventSource("/events");
+    var source = new EventSource(path || "/network/events");
     var count = 0;
     function say(text, cls) {
       if (!state) return;
@@ -152,5 +170,6 @@ var Cosmo = (function () {
 
   return {el: el, fillTable: fillTable, api: api, live: live, debounce: debounce, when: when, num: num,
     pct: pct, stateWord: stateWord, progress: progress, showError: showError, facts: facts,
-    PLOT_CONFIG: PLOT_CONFIG, ApiError: ApiError};
+    PLOT_CONFIG: PLOT_CONFIG, ApiError: ApiError, requesterToken: requesterToken,
+    rememberToken: rememberToken};
 })();

@@ -153,5 +153,5 @@
   load();
   Cosmo.live(function (kind, data) {
     if (data.lab_id === labId || kind === "plan.committed" || kind === "stream.open") refresh();
-  });
+  }, "/events?token=" + encodeURIComponent(token));
 })();

@@ -6,11 +6,19 @@
   var mapNode = document.getElementById("map");
   var drawn = false;
 
+  /** The orders, for a requester (remembered token) or an open planner; null when not allowed. */
+  function ordersIfAllowed() {
+    return Cosmo.api("/orders").then(null, function (error) {
+      if (error.status === 401 || error.status === 403) return null;
+      throw error;
+    });
+  }
+
   function load() {
-    return Promise.all([Cosmo.api("/labs"), Cosmo.api("/orders"), Cosmo.api("/plan")]).then(function (r) {
+    return Promise.all([Cosmo.api("/labs"), Cosmo.api("/network/map"), ordersIfAllowed()]).then(function (r) {
       Cosmo.showError(document.getElementById("map-error"), "");
-      draw(r[0], r[1], r[2]);
-      tables(r[0], r[1]);
+      draw(r[0], r[1], r[2] || []);
+      tables(r[0], r[2]);
     }, function (error) {
       Cosmo.showError(document.getElementById("map-error"), "Cannot load the mesh: " + error.message);
     });
@@ -22,16 +30,11 @@
     return minutes / 60;
   }
 
-  function draw(labs, orders, plan) {
-    var byLab = {}, byOrder = {};
-    labs.forEach(function (l) { byLab[l.id] = l; });
-    orders.forEach(function (o) { byOrder[o.id] = o; });
+  function draw(labs, map, orders) {
     var flowLat = [], flowLon = [];
-    (plan.allocations || []).forEach(function (a) {
-      var lab = byLab[a.lab_id], order = byOrder[a.order_id];
-      if (!lab || !order || a.state === "refused" || a.state === "failed") return;
-      flowLat.push(lab.location.lat, order.delivery.lat, null);
-      flowLon.push(lab.location.lon, order.delivery.lon, null);
+    map.flows.forEach(function (f) {
+      flowLat.push(f.from.lat, f.to.lat, null);
+      flowLon.push(f.from.lon, f.to.lon, null);
     });
     var traces = [{
       type: "scattergeo", mode: "lines", name: "flows of the plan", lat: flowLat, lon: flowLon,
@@ -53,16 +56,15 @@
           line: {color: "#ffffff", width: 1}},
       });
     });
-    [["open orders", false, "#b34700"], ["done orders", true, "#0b4f8a"]].forEach(function (kind) {
-      var chosen = orders.filter(function (o) { return (o.state === "done") === kind[1]; });
+    [["places still waiting", true, "#b34700"], ["places served", false, "#0b4f8a"]].forEach(function (kind) {
+      var chosen = map.deliveries.filter(function (d) { return Boolean(d.open) === kind[1]; });
       traces.push({
         type: "scattergeo", mode: "markers", name: kind[0],
-        lat: chosen.map(function (o) { return o.delivery.lat; }),
-        lon: chosen.map(function (o) { return o.delivery.lon; }),
-        customdata: chosen.map(function (o) { return o.id; }),
-        text: chosen.map(function (o) {
-          return (o.delivery.place || "delivery point") + "<br>" + o.quantity + " × " + o.design +
-            "<br>" + o.units_made + " made, " + Cosmo.stateWord(o.state);
+        lat: chosen.map(function (d) { return d.lat; }),
+        lon: chosen.map(function (d) { return d.lon; }),
+        text: chosen.map(function (d) {
+          return (d.place || "delivery point") + "<br>" + d.orders + " order" + (d.orders > 1 ? "s" : "") +
+            ", " + d.made + " of " + d.units + " units made";
         }),
         hoverinfo: "text",
         marker: {symbol: "diamond", color: kind[2], size: 11, line: {color: "#ffffff", width: 1}},
@@ -77,7 +79,7 @@
     // Frame the points with a margin of at least a few degrees, so country outlines show around them.
     var lats = [], lons = [];
     labs.forEach(function (l) { lats.push(l.location.lat); lons.push(l.location.lon); });
-    orders.forEach(function (o) { lats.push(o.delivery.lat); lons.push(o.delivery.lon); });
+    map.deliveries.forEach(function (d) { lats.push(d.lat); lons.push(d.lon); });
     layout.geo.fitbounds = false;
     if (lats.length) {
       var span = function (values, least, lo, hi) {
@@ -97,13 +99,15 @@
 
   function tables(labs, orders) {
     Cosmo.fillTable(document.getElementById("labs-table"), labs.map(function (l) {
-      var running = l.jobs.filter(function (j) { return j.state === "accepted" || j.state === "running"; }).length;
+      var running = l.jobs_running;
       return el("tr", {"data-lab": l.id},
         el("td", {}, l.name), el("td", {}, l.location.place || (l.location.lat + ", " + l.location.lon)),
         el("td", {}, l.live ? "live" : "lost"), el("td", {}, String(l.machines.length)),
         el("td", {}, Cosmo.num(queuedHours(l))), el("td", {}, String(running)));
     }));
-    Cosmo.fillTable(document.getElementById("orders-table"), orders.slice().reverse().map(function (o) {
+    var note = document.getElementById("orders-note");
+    note.hidden = orders !== null;
+    Cosmo.fillTable(document.getElementById("orders-table"), (orders || []).slice().reverse().map(function (o) {
       return el("tr", {"data-order": o.id},
         el("td", {}, el("a", {href: "/order/" + encodeURIComponent(o.id)}, o.id)),
         el("td", {}, o.design), el("td", {}, o.units_made + " / " + o.quantity),
@@ -114,5 +118,5 @@
 
   var refresh = Cosmo.debounce(load, 400);
   load();
-  Cosmo.live(function () { refresh(); });
+  Cosmo.live(function () { refresh(); }, "/network/events");
 })();

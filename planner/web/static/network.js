@@ -54,5 +54,5 @@
   load();
   Cosmo.live(function (kind) {
     if (kind === "stream.open" || kind === "plan.committed" || kind.indexOf("job.") === 0 || kind === "order.created") refresh();
-  });
+  }, "/network/events");
 })();

@@ -5,7 +5,8 @@
 (function () {
   var form = document.getElementById("order-form");
   var design = document.getElementById("design");
-  var FIELDS = ["design", "quantity", "due_at", "priority", "place", "lat", "lon"];
+  var FIELDS = ["design", "quantity", "due_at", "priority", "place", "lat", "lon", "token"];
+  document.getElementById("token").value = Cosmo.requesterToken();
 
   function showDesign() {
     document.querySelectorAll(".design-detail").forEach(function (node) {
@@ -63,15 +64,19 @@
     clearErrors();
     var button = document.getElementById("submit");
     var status = document.getElementById("form-status");
+    var first = null, general = [];
     button.disabled = true;
     status.textContent = "Placing the order…";
-    Cosmo.api("/orders", {method: "POST", body: body()}).then(function (order) {
+    var token = document.getElementById("token").value.trim();
+    var options = {method: "POST", body: body()};
+    if (token) options.headers = {Authorization: "Bearer " + token};
+    Cosmo.api("/orders", options).then(function (order) {
+      if (token) Cosmo.rememberToken(token);
       status.textContent = "Order " + order.id + " placed. Opening its status page.";
       window.location.assign("/order/" + encodeURIComponent(order.id));
     }, function (error) {
       button.disabled = false;
       status.textContent = "";
-      var first = null, general = [];
       if (Array.isArray(error.detail)) {
         error.detail.forEach(function (d) {
           var name = fieldOf(d.loc);
@@ -83,6 +88,15 @@
           message.hidden = false;
           if (!first) first = input;
         });
+      } else if (error.status === 401) {
+        var tokenInput = document.getElementById("token");
+        var tokenError = document.getElementById("token-error");
+        tokenInput.setAttribute("aria-invalid", "true");
+        tokenError.textContent = token ? "This token is not accepted: " + error.message
+          : "This planner takes orders with a requester token: ask its operator for one.";
+        tokenError.hidden = false;
+        first = tokenInput;
+        general.push(tokenError.textContent);
       } else {
         general.push(error.message);
       }

@@ -69,5 +69,5 @@
   load();
   Cosmo.live(function (kind, data) {
     if (data.order_id === orderId || data.id === orderId || kind === "plan.committed" || kind === "stream.open") refresh();
-  });
+  }, path + "/events");
 })();
