@@ -47,6 +47,8 @@ from protocol.security import HANDSHAKE_FAILURES, KeyPair
 
 log = logging.getLogger(__name__)
 PLANNER_ID = "planner"
+#: The longest wait between two sendings of an unanswered ASSIGN (the wait doubles from 2 s).
+RESEND_MAX_S = 30.0
 
 
 class NotWelcomed(ProtocolError):
@@ -101,6 +103,9 @@ class MeshServer:
         self.monotonic = monotonic
         self.stats = MeshStats()
         self.router = transport.bind_router(ctx, mesh_endpoint, curve)
+        #: The same socket, used synchronously for sends: an unroutable send (a lab gone) raises at
+        #: once instead of failing in a future nobody awaits.
+        self._router_out = zmq.Socket.shadow(self.router.underlying)
         self.pub = transport.bind_pub(ctx, field_endpoint, curve)
         self._monitor = self.router.get_monitor_socket(HANDSHAKE_FAILURES) if curve is not None else None
         self.secure = curve is not None
@@ -113,6 +118,8 @@ class MeshServer:
         self._last_heard: dict[str, float] = {}
         self._welcomed: set[str] = set()
         self._last_sent_assign: dict[str, float] = {}
+        #: Per unanswered assignment: seconds to wait before sending it again (doubles up to a cap).
+        self._resend_wait: dict[str, float] = {}
         self._last_error_to: dict[str, float] = {}
 
     def close(self) -> None:
@@ -149,7 +156,7 @@ class MeshServer:
         frame = encode(Envelope(sender=PLANNER_ID, seq=self._seq_to[lab_id], body=body, epoch=self.epoch))
         try:
             route = self._route.get(lab_id, lab_id.encode())
-            self.router.send_multipart([route, frame], flags=zmq.NOBLOCK)
+            self._router_out.send_multipart([route, frame], flags=zmq.NOBLOCK)
         except zmq.ZMQError as exc:
             self.stats.sends_failed += 1
             log.debug("cannot send %s to lab %s: %s", type(body).__name__, lab_id, exc)
@@ -329,6 +336,7 @@ class MeshServer:
         )
         # Work assigned before a reconnect is offered again; the lab answers duplicates idempotently.
         for row in self.core.awaiting_answer(identity):
+            self._resend_wait.pop(row.id, None)
             self._send_assign(row)
         self.field_changed()
 
@@ -360,11 +368,16 @@ class MeshServer:
                     self.field_changed()
                     continue
                 self.send(lab_id, Heartbeat(active=self.core.active_assignments(lab_id)))
+            awaiting: set[str] = set()
             for lab_id in list(self._welcomed):
                 for row in self.core.awaiting_answer(lab_id):
-                    if now - self._last_sent_assign.get(row.id, 0.0) >= self.resend_after_s:
+                    awaiting.add(row.id)
+                    wait = self._resend_wait.get(row.id, self.resend_after_s)
+                    if now - self._last_sent_assign.get(row.id, 0.0) >= wait:
+                        self._resend_wait[row.id] = min(2 * wait, RESEND_MAX_S)
                         log.info("re-sending unacknowledged %s to lab %s", row.id, lab_id)
                         self._send_assign(row)
+            self._resend_wait = {k: v for k, v in self._resend_wait.items() if k in awaiting}
 
     async def _publish_field(self) -> None:
         while True:
