@@ -77,6 +77,11 @@ def may_follow_events(
     return need_requester(request, authorization, "to follow every event", token)
 
 
+def may_order(request: Request, authorization: str | None = Header(default=None)) -> Grant | None:
+    """Dependency of POST /orders: a stranger learns nothing, not even what a valid order looks like."""
+    return need_requester(request, authorization, "to place an order")
+
+
 def need_operator(request: Request, lab_id: str, authorization: str | None) -> Grant:
     """The grant of the request's bearer token, which must be an operator token for `lab_id`."""
     token = bearer(authorization)

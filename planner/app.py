@@ -23,7 +23,7 @@ from fastapi.responses import JSONResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from fastapi_offline import FastAPIOffline
 
-from planner.access import grant_of, may_follow_events, need_requester, public_lab
+from planner.access import grant_of, may_follow_events, may_order, need_requester, public_lab
 from planner.admission import Admissions, ZapHandler, planner_keys
 from planner.auth import Grant
 from planner.core import OrderRejected, PlannerCore
@@ -261,7 +261,7 @@ def _routes(app: FastAPI, clock: Callable[[], datetime]) -> None:
         request: Request,
         response: Response,
         idempotency_key: str | None = Header(default=None),
-        authorization: str | None = Header(default=None),
+        _grant: Grant | None = Depends(may_order),
     ) -> dict[str, Any] | JSONResponse:
         """Place an order. Durable before the answer; the answer carries the order id and status URL.
 
@@ -269,7 +269,6 @@ def _routes(app: FastAPI, clock: Callable[[], datetime]) -> None:
         (status 200, header `Idempotent-Replayed: true`) instead of ordering twice. Needs a requester
         token when the planner asks for tokens.
         """
-        need_requester(request, authorization, "to place an order")
         planner = _planner(request)
         try:
             accepted, replayed = planner.core.place_order(order, idempotency_key)

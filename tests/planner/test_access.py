@@ -55,6 +55,7 @@ def test_ordering_and_reading_everything_need_a_token(closed: tuple[TestClient, 
     assert refused.status_code == 401 and "requester token" in refused.json()["detail"]
     assert refused.headers["WWW-Authenticate"] == "Bearer"
     assert client.post("/orders", json=_order(), headers=_bearer("not-a-token")).status_code == 401
+    assert client.post("/orders", json={}).status_code == 401  # no hint of the order's shape either
     assert client.get("/orders").json() == {
         "detail": refused.json()["detail"].replace("place an order", "list the orders")
     }

@@ -155,21 +155,22 @@ def _fill_order(page: Any, design: str, quantity: str, place: str, lat: str, lon
 
 def test_order_through_the_form_see_it_on_the_map_and_follow_it_to_done(page: Any, mesh: Running) -> None:
     page.goto(mesh.api + "/order")
-    # A mistake is shown next to its field, and the field says so to assistive technology.
     _fill_order(page, "finger-splint", "0", "Lyon hospital", "45.76", "4.84")
-    page.keyboard.press("Tab")
-    page.click("#submit")
-    page.wait_for_selector("#quantity-error:not([hidden])")
-    assert page.get_attribute("#quantity", "aria-invalid") == "true"
-    assert "greater than 0" in page.inner_text("#quantity-error")
-    _shot(page, "01-order-form-error")
-
-    page.fill("#quantity", "12")
     page.click("#submit")  # this planner takes orders with a requester token only
     page.wait_for_selector("#token-error:not([hidden])")
     assert page.get_attribute("#token", "aria-invalid") == "true"
     assert "requester token" in page.inner_text("#token-error")
+    # A mistake is shown next to its field, and the field says so to assistive technology.
     page.fill("#token", mesh.mesh.token)
+    page.keyboard.press("Tab")
+    page.click("#submit")
+    page.wait_for_selector("#quantity-error:not([hidden])")
+    assert page.get_attribute("#quantity", "aria-invalid") == "true"
+    assert page.get_attribute("#token", "aria-invalid") is None
+    assert "greater than 0" in page.inner_text("#quantity-error")
+    _shot(page, "01-order-form-error")
+
+    page.fill("#quantity", "12")
     page.focus("#submit")
     page.keyboard.press("Enter")  # the form works from the keyboard
     page.wait_for_url("**/order/o-*", timeout=10_000)
