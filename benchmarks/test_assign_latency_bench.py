@@ -56,6 +56,7 @@ def planner(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str
             "--log-level",
             "warning",
             "--insecure",  # the benchmark speaks to the mesh as a raw DEALER
+            "--open-http",  # and posts orders without a token
         ],
         stderr=(workdir / "planner.log").open("wb"),
     )
