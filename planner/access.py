@@ -59,7 +59,12 @@ def need_requester(
             "planner's administrator creates one with `cosmolocal planner token create --role requester`",
             headers=CHALLENGE,
         )
-    grant = tokens(request).check(given)
+    return _known(request, given)
+
+
+def _known(request: Request, token: str) -> Grant:
+    """The grant of a token the planner knows; 401 for one mistyped or revoked."""
+    grant = tokens(request).check(token)
     if grant is None:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
@@ -93,13 +98,7 @@ def need_operator(request: Request, lab_id: str, authorization: str | None) -> G
             "`cosmolocal planner token create --role operator --lab LAB_ID`",
             headers=CHALLENGE,
         )
-    grant = tokens(request).check(token)
-    if grant is None:
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
-            "this token is not known to the planner (mistyped, or revoked): ask for a new one",
-            headers=CHALLENGE,
-        )
+    grant = _known(request, token)
     if not grant.may_operate(lab_id):
         what = (
             f"an operator token for lab {grant.lab_id}" if grant.role == "operator" else "a requester token"

@@ -143,6 +143,23 @@ def within_capacity_and_stock(
     for lab_id, order_id, _, units, _ in _journal_jobs(journals).values():
         if units and order_id in views:
             made_at[(order_id, lab_id)] += units
+    violations = check_made(labs, orders, made_at, started)
+    detail = f"{sum(made_at.values())} units at {len({lab for _, lab in made_at})} labs checked"
+    return Verdict(
+        "capacity and stock never exceeded",
+        not violations,
+        detail + ("; " + "; ".join(violations[:5]) if violations else ""),
+    )
+
+
+def check_made(
+    labs: list[Lab], orders: list[Order], made_at: dict[tuple[str, str], int], started: datetime
+) -> list[str]:
+    """The validator's verdict on units made per (order, lab), against the labs' starting state.
+
+    Demand is taken as what was made: whether that matches the orders is `no_double_execution`'s
+    business; this checks capability, machine hours by due date, and stock.
+    """
     made: dict[str, int] = defaultdict(int)
     for (order_id, _), units in made_at.items():
         made[order_id] += units
@@ -150,7 +167,6 @@ def within_capacity_and_stock(
         now=started,
         designs=catalogue(),
         labs=[LabState(lab=lab, backlog_minutes={}, stock=dict(lab.stock)) for lab in labs],
-        # Demand is what was made: quantities are the business of `no_double_execution`.
         demands=[Demand(order=o, quantity=made[o.id]) for o in orders if made.get(o.id)],
     )
     executed = Plan(
@@ -164,13 +180,7 @@ def within_capacity_and_stock(
             for (o, lab), q in sorted(made_at.items())
         ],
     )
-    violations = check(problem, executed)
-    detail = f"{sum(made_at.values())} units at {len({lab for _, lab in made_at})} labs checked"
-    return Verdict(
-        "capacity and stock never exceeded",
-        not violations,
-        detail + ("; " + "; ".join(violations[:5]) if violations else ""),
-    )
+    return check(problem, executed)
 
 
 def labs_agree(journals: dict[str, dict[str, Any]], views: dict[str, dict[str, Any]]) -> Verdict:
