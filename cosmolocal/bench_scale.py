@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import resource
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -22,6 +23,10 @@ def scale(
     seed: Annotated[int, typer.Option(help="Seed of the instance.")] = 1,
     time_limit: Annotated[float, typer.Option(min=0.1, help="Seconds for the solver.")] = 30.0,
     workers: Annotated[int, typer.Option(min=1, help="CP-SAT workers.")] = 2,
+    decompose_above: Annotated[
+        int | None,
+        typer.Option(min=0, help="Demands above which the whole-problem relaxation path is taken."),
+    ] = None,
     dump: Annotated[
         Path | None,
         typer.Option(help="Folder to write problem.json and plan.json into (schema in the docs)."),
@@ -46,6 +51,8 @@ def scale(
         raise typer.Exit(2) from None
     generated = time.perf_counter()
     params = SolveParams(time_limit_s=time_limit, workers=workers, seed=seed)
+    if decompose_above is not None:
+        params = replace(params, decompose_above=decompose_above)
     with console.status(f"solving {orders} orders x {labs} labs ...", spinner="dots"):
         plan = solve(problem, params)
     solved = time.perf_counter()
@@ -60,6 +67,7 @@ def scale(
         "seconds": round(solved - generated, 3),
         "feasible": not violations,
         "status": plan.status,
+        "path": "relaxation" if len(problem.demands) > params.decompose_above else "one model",
         "units": sum(d.quantity for d in problem.demands),
         "units_short": sum(s.quantity for s in plan.shortages),
         "units_late": sum(a.late_units for a in plan.allocations),

@@ -15,7 +15,8 @@ The mapping (see `solver.core` for the general formulation):
 
 Buckets are per lab, taken from the due dates of its candidate demands (at most `due_buckets`); a due
 date between two bucket edges counts at the earlier edge, so capacity by a due date is never
-over-promised. Large problems are solved region by region (`solver.regions`).
+over-promised. Large problems are solved through the linear relaxation of the whole problem
+(`solver.large`).
 """
 
 from __future__ import annotations
@@ -25,9 +26,10 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from protocol.model import Allocation, CostTerms, Plan, Shortage
-from solver.candidates import Candidates, find_candidates
+from solver.candidates import Candidates, find_candidates, shortage_reason
 from solver.capability import step_groups
 from solver.core import CoreParams, CoreProblem, CoreResult, Item, Option, solve_core
+from solver.large import solve_large
 from solver.problem import (
     LabState,
     Problem,
@@ -38,15 +40,12 @@ from solver.problem import (
     free_minutes,
     horizon_days,
 )
-from solver.regions import LABS_PER_REGION, solve_regions
 from solver.trails import DEFAULT_RULES, TrailRules
 
 #: Work is counted in tenths of a nominal minute.
 MINUTE_SCALE = 10
 #: Materials are counted in millionths of their unit (micro-kg, micro-m2, ...).
 AMOUNT_SCALE = 1_000_000
-
-NO_CAPABLE_LAB = "no capable lab"
 
 
 def solve(
@@ -60,12 +59,13 @@ def solve(
 
     `warm_start` (a plan for the same demands, such as the previous one) is tried first. Returns a
     `Plan` whose objective and bound are in cost units (those of `CostTerms`), with status OPTIMAL or
-    FEASIBLE, or EMPTY when there is nothing to plan.
+    FEASIBLE, or EMPTY when there is nothing to plan. Above `params.decompose_above` demands the
+    whole problem goes through its linear relaxation (`solver.large`), which takes no warm start.
     """
     if not problem.demands:
         return Plan(version=version, objective=0.0, bound=0.0, status="EMPTY", solve_seconds=0.0)
-    if len(problem.demands) > params.decompose_above and len(problem.labs) > LABS_PER_REGION:
-        return solve_regions(problem, params, version)
+    if len(problem.demands) > params.decompose_above:
+        return solve_large(problem, params, version, rules)
     return solve_small(problem, params, version, warm_start, rules)
 
 
@@ -232,16 +232,7 @@ class AllocationMapping:
 
     def reason(self, d: int) -> str:
         """Why units of demand `d` are short, in a line a requester can read."""
-        design = self.problem.demands[d].order.design
-        if design not in self.problem.designs:
-            return f"{NO_CAPABLE_LAB}: design {design!r} is unknown to the solver"
-        if self.candidates.licence_gate and self.candidates.licence_gate[d]:
-            return str(self.candidates.licence_gate[d])
-        if self.candidates.capable_labs[d] == 0:
-            return NO_CAPABLE_LAB
-        n = len(self.candidates.edges[d])
-        where = "any capable lab" if n == 0 else f"the {n} nearest capable lab{'s' if n != 1 else ''}"
-        return f"not enough capacity or stock before the due date (or within the late window) at {where}"
+        return shortage_reason(self.problem, self.candidates, d)
 
 
 def _machine(lab: int, machine_id: str, bucket: int) -> str:

@@ -10,20 +10,26 @@ and keeps the k places for labs that can actually help.
 
 from __future__ import annotations
 
+import itertools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from functools import cached_property
+from typing import NamedTuple
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 from protocol.model import Design
-from solver.capability import can_make, step_groups
-from solver.geo import distances_km
+from solver.capability import step_groups
+from solver.geo import EARTH_RADIUS_KM, distances_km
 from solver.problem import LabState, Problem, free_minutes
 
 
-@dataclass(frozen=True)
-class Candidate:
-    """One edge of the candidate graph: a lab (index into problem.labs) and its distance to delivery."""
+class Candidate(NamedTuple):
+    """One edge of the candidate graph: a lab (index into problem.labs) and its distance to delivery.
+
+    A named tuple rather than a dataclass: a large problem has a hundred thousand of them.
+    """
 
     lab: int
     km: float
@@ -31,12 +37,51 @@ class Candidate:
 
 @dataclass(frozen=True)
 class Candidates:
-    """Per demand (same order as problem.demands): its candidate labs, nearest first, and why none."""
+    """Per demand (same order as problem.demands): its candidate labs, nearest first, and why none.
 
-    edges: tuple[tuple[Candidate, ...], ...]
+    Edges are held as flat arrays, demand after demand (a large problem has a few hundred thousand);
+    `edges` gives them as tuples of `Candidate`, built on first use.
+    """
+
+    edge_lab: np.ndarray  # lab index of every edge
+    edge_km: np.ndarray  # its great-circle km
+    edge_start: np.ndarray  # per demand, the index of its first edge; one more entry at the end
     capable_labs: tuple[int, ...]  # per demand: live labs that can run every step, before capacity/stock
     #: per demand: the licence gate's verdict, None when the requester accepts the design's licence.
     licence_gate: tuple[str | None, ...] = ()
+    #: per demand: km to the nearest qualifying lab that is not a candidate (inf when none is left);
+    #: every lab off the candidates is at least this far, which lets a bound cover them all.
+    beyond: tuple[float, ...] = ()
+    #: per demand: row of its design in `useful`; per (design, lab): the lab qualifies (see above).
+    design_row: np.ndarray | None = field(default=None, repr=False, compare=False)
+    useful: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+    @cached_property
+    def edges(self) -> tuple[tuple[Candidate, ...], ...]:
+        """Per demand, its candidates as (lab, km) tuples, nearest first (then trails, room, near)."""
+        labs, kms = self.edge_lab.tolist(), self.edge_km.tolist()
+        bounds = self.edge_start.tolist()
+        return tuple(
+            tuple(Candidate(lab=j, km=d) for j, d in zip(labs[a:b], kms[a:b], strict=True))
+            for a, b in itertools.pairwise(bounds)
+        )
+
+
+NO_CAPABLE_LAB = "no capable lab"
+
+
+def shortage_reason(problem: Problem, candidates: Candidates, d: int) -> str:
+    """Why units of demand `d` are short, in a line a requester can read."""
+    design = problem.demands[d].order.design
+    if design not in problem.designs:
+        return f"{NO_CAPABLE_LAB}: design {design!r} is unknown to the solver"
+    if candidates.licence_gate and candidates.licence_gate[d]:
+        return str(candidates.licence_gate[d])
+    if candidates.capable_labs[d] == 0:
+        return NO_CAPABLE_LAB
+    n = int(candidates.edge_start[d + 1] - candidates.edge_start[d])
+    where = "any capable lab" if n == 0 else f"the {n} nearest capable lab{'s' if n != 1 else ''}"
+    return f"not enough capacity or stock before the due date (or within the late window) at {where}"
 
 
 def can_make_one_unit(state: LabState, design: Design, free: dict[str, float]) -> bool:
@@ -77,74 +122,222 @@ def units_alone(state: LabState, design: Design, free: dict[str, float]) -> int:
 
 
 def find_candidates(
-    problem: Problem, k: int, days: float, by_trail: int = 0, by_room: int = 0, reach: int = 4
+    problem: Problem,
+    k: int,
+    days: float,
+    by_trail: int = 0,
+    by_room: int = 0,
+    reach: int = 4,
+    within_km: float = 0.0,
+    most: int = 0,
 ) -> Candidates:
     """The k nearest qualifying labs for every demand, plus the `by_trail` strongest-trail ones and
-    the `by_room` labs with the most room for the design among the `reach` × k nearest.
+    the `by_room` labs with the most room for the design among the `reach` × k nearest, and then
+    every other qualifying lab within `within_km`, up to `most` candidates in all.
 
     The labs with room let a concentrated surge reach capacity beyond its nearest labs while the
     model stays small. Ties are broken by lab order, so the result is deterministic. A demand whose
-    requester does not accept the design's licence gets no candidate.
+    requester does not accept the design's licence gets no candidate. Demands are ranked in blocks
+    of `_BLOCK` rows of the distance matrix, so memory stays flat at 10,000 orders x 2,000 labs.
     """
     if not problem.demands:
-        return Candidates(edges=(), capable_labs=())
-    design_ids = sorted({d.order.design for d in problem.demands})
-    capable = np.zeros((len(design_ids), len(problem.labs)), dtype=bool)
-    useful = np.zeros_like(capable)
-    room = np.zeros(capable.shape, dtype=np.int64)
-    free = [free_minutes(state, days) for state in problem.labs]
-    for i, design_id in enumerate(design_ids):
-        design = problem.designs.get(design_id)
-        if design is None:
-            continue
-        for j, state in enumerate(problem.labs):
-            capable[i, j] = can_make(state, design)
-            useful[i, j] = capable[i, j] and can_make_one_unit(state, design, free[j])
-            if by_room and useful[i, j]:
-                room[i, j] = units_alone(state, design, free[j])
-
-    row = np.array([design_ids.index(d.order.design) for d in problem.demands])
-    if problem.labs:
-        km = distances_km(
-            [d.order.delivery.lat for d in problem.demands],
-            [d.order.delivery.lon for d in problem.demands],
-            [s.lab.location.lat for s in problem.labs],
-            [s.lab.location.lon for s in problem.labs],
+        empty = np.zeros(0, dtype=np.int64)
+        return Candidates(
+            edge_lab=empty, edge_km=np.zeros(0), edge_start=np.zeros(1, dtype=np.int64), capable_labs=()
         )
-    else:
-        km = np.zeros((len(problem.demands), 0))
+    design_ids = sorted({d.order.design for d in problem.demands})
+    capable, useful, room = _lab_table(problem, design_ids, days, by_room > 0)
+    row = np.array([design_ids.index(d.order.design) for d in problem.demands], dtype=np.int64)
     gates = tuple(licence_gate(problem, i) for i in range(len(problem.demands)))
-    masked = np.where(useful[row], km, np.inf)
-    masked[[i for i, gate in enumerate(gates) if gate is not None], :] = np.inf
+    blocked = np.array([gate is not None for gate in gates], dtype=bool)
+    excluded: dict[int, list[int]] = {}
     if problem.excluded:
         lab_index = {s.lab.id: j for j, s in enumerate(problem.labs)}
         demand_index = {d.order.id: i for i, d in enumerate(problem.demands)}
         for order_id, lab_id in problem.excluded:
             if order_id in demand_index and lab_id in lab_index:
-                masked[demand_index[order_id], lab_index[lab_id]] = np.inf
-    nearest = _nearest(masked, k)
-    wide = _nearest(masked, k * reach) if by_room else nearest
-    edges = []
+                excluded.setdefault(demand_index[order_id], []).append(lab_index[lab_id])
     strong = _strong_trails(problem) if by_trail else {}
-    for i, demand in enumerate(problem.demands):
-        chosen = [int(j) for j in nearest[i] if np.isfinite(masked[i, j])]
-        extra = [
-            j for j in strong.get(demand.order.design, []) if np.isfinite(masked[i, j]) and j not in chosen
-        ]
-        chosen += extra[:by_trail]
-        if by_room:
-            design_row = row[i]
-            spacious = sorted(
-                (int(j) for j in wide[i] if np.isfinite(masked[i, j]) and int(j) not in chosen),
-                key=lambda j: (-room[design_row, j], masked[i, j]),
-            )
-            chosen += spacious[:by_room]
-        edges.append(tuple(Candidate(lab=j, km=float(km[i, j])) for j in chosen))
+    width = min(len(problem.labs), max(k * reach if by_room else k, k + by_room + by_trail, most) + 1)
+    # Within `within_km` means a haversine term of at most sin²(within_km / 2R).
+    near_term = math.sin(min(math.pi / 2, within_km / (2 * EARTH_RADIUS_KM))) ** 2
+    edges: list[list[int]] = []
+    beyond: list[float] = []
+    lat = np.array([d.order.delivery.lat for d in problem.demands])
+    lon = np.array([d.order.delivery.lon for d in problem.demands])
+    lab_lat = np.array([s.lab.location.lat for s in problem.labs])
+    lab_lon = np.array([s.lab.location.lon for s in problem.labs])
+    for start in range(0, len(problem.demands), _BLOCK):
+        rows = slice(start, min(start + _BLOCK, len(problem.demands)))
+        masked = _haversine_terms(lat[rows], lon[rows], lab_lat, lab_lon)
+        masked[~useful[row[rows]]] = np.inf
+        masked[blocked[rows]] = np.inf
+        for i, labs in excluded.items():
+            if rows.start <= i < rows.stop:
+                masked[i - rows.start, labs] = np.inf
+        wide = _nearest(masked, width) if width else np.zeros((masked.shape[0], 0), dtype=np.int64)
+        finite = np.isfinite(np.take_along_axis(masked, wide, axis=1))
+        for r in range(masked.shape[0]):
+            i = rows.start + r
+            ranked = wide[r][finite[r]].tolist()
+            chosen = ranked[:k]
+            taken = set(chosen)
+            if strong:
+                extra = [
+                    j
+                    for j in strong.get(problem.demands[i].order.design, [])
+                    if np.isfinite(masked[r, j]) and j not in taken
+                ]
+                chosen += extra[:by_trail]
+                taken.update(extra[:by_trail])
+            if by_room:
+                pool = [j for j in ranked[: k * reach] if j not in taken]
+                pool.sort(key=lambda j, d=row[i]: -room[d, j])  # stable: nearest first among equals
+                chosen += pool[:by_room]
+                taken.update(pool[:by_room])
+            rest = [j for j in ranked if j not in taken]
+            if within_km > 0 and len(chosen) < most:
+                close = [j for j in rest if masked[r, j] <= near_term][: most - len(chosen)]
+                chosen += close
+                taken.update(close)
+                rest = (
+                    rest[len(close) :] if close == rest[: len(close)] else [j for j in rest if j not in taken]
+                )
+            edges.append(chosen)
+            beyond.append(rest[0] if rest else -1)
+    edge_km, far = _edge_km(problem, edges, beyond)
     return Candidates(
-        edges=tuple(edges),
+        edge_lab=np.array([j for e in edges for j in e], dtype=np.int64),
+        edge_km=edge_km,
+        edge_start=np.r_[0, np.cumsum([len(e) for e in edges])].astype(np.int64),
         capable_labs=tuple(int(n) for n in capable[row].sum(axis=1)),
         licence_gate=gates,
+        beyond=tuple(far),
+        design_row=row,
+        useful=useful,
     )
+
+
+def merge_candidates(base: Candidates, more: Candidates, demands: np.ndarray) -> Candidates:
+    """`base` with the listed demands' candidates extended by `more` (found for those demands alone).
+
+    A widened demand keeps its edges first, in their order, then gains those of `more` it lacked;
+    its `beyond` becomes that of `more`, whose candidates reach further.
+    """
+    extra = {int(d): i for i, d in enumerate(demands.tolist())}
+    labs: list[np.ndarray] = []
+    kms: list[np.ndarray] = []
+    sizes: list[int] = []
+    beyond = list(base.beyond)
+    for d in range(len(base.edge_start) - 1):
+        own = slice(base.edge_start[d], base.edge_start[d + 1])
+        lab, km = base.edge_lab[own], base.edge_km[own]
+        if d in extra:
+            i = extra[d]
+            theirs = slice(more.edge_start[i], more.edge_start[i + 1])
+            new = ~np.isin(more.edge_lab[theirs], lab)
+            lab = np.concatenate([lab, more.edge_lab[theirs][new]])
+            km = np.concatenate([km, more.edge_km[theirs][new]])
+            beyond[d] = more.beyond[i]
+        labs.append(lab)
+        kms.append(km)
+        sizes.append(len(lab))
+    return replace(
+        base,
+        edge_lab=np.concatenate(labs).astype(np.int64) if labs else base.edge_lab,
+        edge_km=np.concatenate(kms) if kms else base.edge_km,
+        edge_start=np.r_[0, np.cumsum(sizes)].astype(np.int64),
+        beyond=tuple(beyond),
+    )
+
+
+def cheapest_beyond(
+    problem: Problem, candidates: Candidates, demands: np.ndarray, lab_cost: np.ndarray, km_weight: float
+) -> np.ndarray:
+    """Per listed demand: the least km × km_weight + lab_cost[design, lab] over the labs that qualify
+    for it but are not its candidates (inf when there is none).
+
+    `lab_cost` is a cost per unit per (design row, lab), such as a price of the lab's capacity.
+    """
+    if candidates.useful is None or candidates.design_row is None or not len(demands):
+        return np.full(len(demands), np.inf)
+    rows = candidates.design_row[demands]
+    lat = [problem.demands[d].order.delivery.lat for d in demands.tolist()]
+    lon = [problem.demands[d].order.delivery.lon for d in demands.tolist()]
+    km = distances_km(
+        lat, lon, [s.lab.location.lat for s in problem.labs], [s.lab.location.lon for s in problem.labs]
+    )
+    cost = km * km_weight + lab_cost[rows]
+    cost[~candidates.useful[rows]] = np.inf
+    index = {s.lab.id: j for j, s in enumerate(problem.labs)}
+    for r, d in enumerate(demands.tolist()):
+        cost[r, candidates.edge_lab[candidates.edge_start[d] : candidates.edge_start[d + 1]]] = np.inf
+        order_id = problem.demands[d].order.id
+        if candidates.licence_gate and candidates.licence_gate[d]:
+            cost[r, :] = np.inf
+        for o, lab_id in problem.excluded:
+            if o == order_id and lab_id in index:
+                cost[r, index[lab_id]] = np.inf
+    return cost.min(axis=1, initial=np.inf)
+
+
+#: Demands per block of the distance matrix (2,048 x 2,000 floats: 32 MB).
+_BLOCK = 2048
+
+
+def _lab_table(
+    problem: Problem, design_ids: list[str], days: float, with_room: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per (design, lab): capable, useful (could make one unit alone), units it could make alone."""
+    capable = np.zeros((len(design_ids), len(problem.labs)), dtype=bool)
+    useful = np.zeros_like(capable)
+    room = np.zeros(capable.shape, dtype=np.int64)
+    for j, state in enumerate(problem.labs):
+        if not state.live:
+            continue
+        free = free_minutes(state, days)
+        for i, design_id in enumerate(design_ids):
+            design = problem.designs.get(design_id)
+            if design is None:
+                continue
+            groups = step_groups(state.lab, design)
+            if not all(groups):
+                continue
+            capable[i, j] = True
+            useful[i, j] = _one_unit(state, design, groups, free)
+            if with_room and useful[i, j]:
+                room[i, j] = units_alone(state, design, free)
+    return capable, useful, room
+
+
+def _one_unit(
+    state: LabState, design: Design, groups: tuple[frozenset[str], ...], free: dict[str, float]
+) -> bool:
+    """`can_make_one_unit` with the step groups already known."""
+    for step, group in zip(design.steps, groups, strict=True):
+        if sum(free[m] for m in group) < step.minutes:
+            return False
+    return all(
+        state.stock.get(material, 0.0) >= amount for material, amount in design.materials_per_unit().items()
+    )
+
+
+def _edge_km(problem: Problem, edges: list[list[int]], beyond: list[int]) -> tuple[np.ndarray, list[float]]:
+    """Great-circle km of every chosen edge (flat), and of each demand's nearest lab beyond (inf if none)."""
+    demand = np.repeat(np.arange(len(edges)), [len(e) for e in edges])
+    lab = np.array([j for e in edges for j in e], dtype=np.int64)
+    has_beyond = np.array([j >= 0 for j in beyond], dtype=bool)
+    demand = np.concatenate([demand, np.flatnonzero(has_beyond)]).astype(np.int64)
+    lab = np.concatenate([lab, np.array(beyond, dtype=np.int64)[has_beyond]])
+    lat = np.array([d.order.delivery.lat for d in problem.demands])[demand]
+    lon = np.array([d.order.delivery.lon for d in problem.demands])[demand]
+    lab_lat = np.array([s.lab.location.lat for s in problem.labs])[lab] if len(lab) else np.zeros(0)
+    lab_lon = np.array([s.lab.location.lon for s in problem.labs])[lab] if len(lab) else np.zeros(0)
+    km = _pairwise_km(lat, lon, lab_lat, lab_lon)
+    n_edges = len(km) - int(has_beyond.sum())
+    far = np.full(len(edges), np.inf)
+    far[has_beyond] = km[n_edges:]
+    return km[:n_edges], far.tolist()
 
 
 def _strong_trails(problem: Problem) -> dict[str, list[int]]:
@@ -164,3 +357,44 @@ def _nearest(masked: np.ndarray, k: int) -> np.ndarray:
         order = np.take_along_axis(masked, part, axis=1)
         return np.take_along_axis(part, np.lexsort((part, order), axis=1), axis=1)
     return np.argsort(masked, axis=1, kind="stable")
+
+
+def _haversine_terms(
+    lats1: ArrayLike, lons1: ArrayLike, lats2: ArrayLike, lons2: ArrayLike
+) -> NDArray[np.float64]:
+    """Matrix of the haversine term h (distance = 2 R asin √h), which ranks pairs as distance does.
+
+    Cheaper than `distances_km` on large matrices: the half-angle differences come from outer
+    products of sines and cosines computed once per point, and no arcsine is taken. Rank with it,
+    then measure the chosen pairs with `_pairwise_km`.
+    """
+    lat1 = np.radians(np.asarray(lats1, dtype=np.float64)) / 2
+    lon1 = np.radians(np.asarray(lons1, dtype=np.float64)) / 2
+    lat2 = np.radians(np.asarray(lats2, dtype=np.float64)) / 2
+    lon2 = np.radians(np.asarray(lons2, dtype=np.float64)) / 2
+    # sin(b - a) = sin b cos a - cos b sin a, per pair from per-point values.
+    d_lat = np.outer(np.cos(lat1), np.sin(lat2)) - np.outer(np.sin(lat1), np.cos(lat2))
+    d_lon = np.outer(np.cos(lon1), np.sin(lon2)) - np.outer(np.sin(lon1), np.cos(lon2))
+    cos_lat1, cos_lat2 = np.cos(2 * lat1), np.cos(2 * lat2)
+    d_lat *= d_lat
+    d_lon *= d_lon
+    d_lon *= cos_lat1[:, None]
+    d_lon *= cos_lat2[None, :]
+    d_lat += d_lon
+    return d_lat
+
+
+def _pairwise_km(
+    lats1: ArrayLike, lons1: ArrayLike, lats2: ArrayLike, lons2: ArrayLike
+) -> NDArray[np.float64]:
+    """Great-circle km between point i of the first arrays and point i of the second (same shape)."""
+    lat1, lon1 = (
+        np.radians(np.asarray(lats1, dtype=np.float64)),
+        np.radians(np.asarray(lons1, dtype=np.float64)),
+    )
+    lat2, lon2 = (
+        np.radians(np.asarray(lats2, dtype=np.float64)),
+        np.radians(np.asarray(lons2, dtype=np.float64)),
+    )
+    h = np.sin((lat2 - lat1) / 2) ** 2 + np.cos(lat1) * np.cos(lat2) * np.sin((lon2 - lon1) / 2) ** 2
+    return 2 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(np.minimum(1.0, h)))

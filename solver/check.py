@@ -3,9 +3,11 @@
 It recomputes everything from the records and shares no code with the allocator except the
 definition of the planning horizon, so a defect in the model shows up here instead of in a lab.
 Machine capacity is judged with a max-flow per lab (work of each allocated step -> machines able to
-run it -> free minutes of each machine), which is exact when machines offer several processes. It is
-judged at every due date: the units planned on time for orders due by then must fit the minutes
-free by then, and every unit, late ones included, must fit the minutes free within the horizon.
+run it -> free minutes of each machine), which is exact when machines offer several processes; its
+value comes from Hall's condition over every set of the lab's machines (a few hundred sets, at once
+in numpy), or from networkx's max-flow for labs with very many machines. It is judged at every due
+date: the units planned on time for orders due by then must fit the minutes free by then, and every
+unit, late ones included, must fit the minutes free within the horizon.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 import networkx as nx
+import numpy as np
 
 from protocol.model import Allocation, Design, Lab, Plan
 from solver.problem import Demand, LabState, Problem, SolveParams, days_until, horizon_days
@@ -163,20 +166,88 @@ def _capacity_problems(problem: Problem, allocations: list[Allocation], days: fl
         checkpoints = sorted(
             {min(days, due[a.order_id]) for a in lab_allocations if a.late_units < a.quantity}
         )
+        cases: list[tuple[float, list[tuple[str, int]]]] = []
         for when in [t for t in checkpoints if t < days]:
             on_time = [
                 (a.order_id, a.quantity - a.late_units)
                 for a in lab_allocations
                 if a.late_units < a.quantity and due[a.order_id] <= when + 1e-9
             ]
-            message = _lab_capacity_problem(designs, labs[lab_id], on_time, when)
+            cases.append((when, on_time))
+        cases.append((days, [(a.order_id, a.quantity) for a in lab_allocations]))
+        placed = _placeable(designs, labs[lab_id], cases)
+        for (when, work), most in zip(cases, placed, strict=True):
+            message = _lab_capacity_problem(designs, labs[lab_id], work, when, most)
             if message:
                 found.append(message)
-        everything = [(a.order_id, a.quantity) for a in lab_allocations]
-        message = _lab_capacity_problem(designs, labs[lab_id], everything, days)
-        if message:
-            found.append(message)
     return found
+
+
+#: Labs with more eligible machines than this are judged by max-flow instead of Hall's condition.
+HALL_MAX_MACHINES = 12
+
+
+def _placeable(
+    designs: dict[str, Design], state: LabState, cases: list[tuple[float, list[tuple[str, int]]]]
+) -> list[float]:
+    """Per case (days, work as (order, units)): the most minutes of that work the machines can take.
+
+    That is the max-flow of work -> eligible machines -> free minutes, computed through Hall's
+    condition (König, Gale): the flow is the total work less the largest excess, over all sets S of
+    machines, of the work only S can run over the minutes free on S. With a handful of machines,
+    every set is enumerated at once in numpy; beyond HALL_MAX_MACHINES, max-flow proper is run.
+    """
+    lab = state.lab
+    eligible: dict[tuple[str, int], int] = {}
+    machines = [m.id for m in lab.machines]
+    for order_id in {order_id for _, work in cases for order_id, _ in work}:
+        for i, step in enumerate(designs[order_id].steps):
+            bits = 0
+            for b, machine in enumerate(lab.machines):
+                if step.can_run_on(machine):
+                    bits |= 1 << b
+            eligible[order_id, i] = bits
+    used = sorted({b for bits in eligible.values() for b in range(len(machines)) if bits >> b & 1})
+    if len(used) > HALL_MAX_MACHINES:
+        return [_max_flow(designs, state, work, days) for days, work in cases]
+    # Re-index the machines that matter (the others can only add free minutes to a set).
+    compact = {b: k for k, b in enumerate(used)}
+    masks = sorted({sum(1 << compact[b] for b in used if bits >> b & 1) for bits in eligible.values()})
+    if not masks:
+        return [0.0] * len(cases)
+    subsets = np.arange(1 << len(used))
+    within = np.array([(subsets & mask) == mask for mask in masks], dtype=np.float64)  # masks x sets
+    member = np.array([(subsets >> k) & 1 for k in range(len(used))], dtype=np.float64)  # machines x sets
+    column = {mask: c for c, mask in enumerate(masks)}
+    need = np.zeros((len(cases), len(masks)))
+    free = np.zeros((len(cases), len(used)))
+    for row, (days, work) in enumerate(cases):
+        minutes = _free_minutes(state, days)
+        free[row] = [minutes[machines[b]] for b in used]
+        for order_id, quantity in work:
+            for i, step in enumerate(designs[order_id].steps):
+                bits = eligible[order_id, i]
+                mask = sum(1 << compact[b] for b in used if bits >> b & 1)
+                need[row, column[mask]] += step.minutes * quantity
+    excess = need @ within - free @ member
+    return (need.sum(axis=1) - np.maximum(0.0, excess.max(axis=1))).tolist()
+
+
+def _max_flow(designs: dict[str, Design], state: LabState, work: list[tuple[str, int]], days: float) -> float:
+    """Max-flow of work -> eligible machines -> free minutes (networkx), for labs with many machines."""
+    free = _free_minutes(state, days)
+    graph = nx.DiGraph()
+    graph.add_node("source")
+    for k, (order_id, quantity) in enumerate(work):
+        for i, step in enumerate(designs[order_id].steps):
+            node = ("work", k, i)
+            graph.add_edge("source", node, capacity=step.minutes * quantity)
+            for machine in state.lab.machines:
+                if step.can_run_on(machine):
+                    graph.add_edge(node, ("machine", machine.id))  # no capacity attribute: unbounded
+    for machine in state.lab.machines:
+        graph.add_edge(("machine", machine.id), "sink", capacity=free[machine.id])
+    return float(nx.maximum_flow_value(graph, "source", "sink", flow_func=nx.algorithms.flow.edmonds_karp))
 
 
 def _free_minutes(state: LabState, days: float) -> dict[str, float]:
@@ -188,29 +259,26 @@ def _free_minutes(state: LabState, days: float) -> dict[str, float]:
 
 
 def _lab_capacity_problem(
-    designs: dict[str, Design], state: LabState, allocations: list[tuple[str, int]], days: float
+    designs: dict[str, Design],
+    state: LabState,
+    allocations: list[tuple[str, int]],
+    days: float,
+    placed: float,
 ) -> str | None:
-    """Max-flow work -> eligible machines -> free minutes; a message when not all work can flow."""
+    """A message when not all the work (`placed` minutes of it can run) fits within `days`."""
     lab: Lab = state.lab
     free = _free_minutes(state, days)
-    graph = nx.DiGraph()
     need = 0.0
     need_by_process: dict[str, float] = defaultdict(float)
     machines_by_process: dict[str, set[str]] = defaultdict(set)
-    for k, (order_id, quantity) in enumerate(allocations):
-        for i, step in enumerate(designs[order_id].steps):
+    for order_id, quantity in allocations:
+        for step in designs[order_id].steps:
             minutes = step.minutes * quantity
-            node = ("work", k, i)
-            graph.add_edge("source", node, capacity=minutes)
             for machine in lab.machines:
                 if step.can_run_on(machine):
-                    graph.add_edge(node, ("machine", machine.id))  # no capacity attribute: unbounded
                     machines_by_process[step.process].add(machine.id)
             need += minutes
             need_by_process[step.process] += minutes
-    for machine in lab.machines:
-        graph.add_edge(("machine", machine.id), "sink", capacity=free[machine.id])
-    placed = nx.maximum_flow_value(graph, "source", "sink", flow_func=nx.algorithms.flow.edmonds_karp)
     if placed >= need * (1 - TOLERANCE) - 1e-9:
         return None
     detail = "; ".join(

@@ -92,7 +92,7 @@ class SolveParams:
     trail_candidates: int = 2
     #: Extra candidates per demand: the labs with the most room for its design among the 4k nearest.
     room_candidates: int = 3
-    #: Above this many demands, a problem is solved region by region (see solver.regions).
+    #: Above this many demands, a problem is solved through its linear relaxation (see solver.large).
     decompose_above: int = 1500
     seed: int = 0
 

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from solver.candidates import find_candidates
+import math
+
+import numpy as np
+import pytest
+
+from solver.candidates import find_candidates, merge_candidates
 from tests.solver.factory import FAR, MIDDLE, NEAR, lab, machine, order, printer, problem
 
 
@@ -37,3 +42,26 @@ def test_unknown_design_has_no_candidates() -> None:
     p = problem([lab("near", NEAR)], [order("o1", "no-such-design", 5)])
     assert lab_ids(p) == [[]]
     assert find_candidates(p, 8, 10.0).capable_labs == (0,)
+
+
+def test_labs_within_reach_join_and_the_next_one_is_beyond() -> None:
+    p = problem([lab("far", FAR), lab("near", NEAR), lab("middle", MIDDLE)], [order("o1", "face-shield", 5)])
+    found = find_candidates(p, 1, 10.0)
+    assert [p.labs[c.lab].lab.id for c in found.edges[0]] == ["near"]
+    assert found.beyond[0] == pytest.approx(found.edges[0][0].km + 18.0, abs=3.0)  # middle: about 19 km
+    wider = find_candidates(p, 1, 10.0, within_km=30.0, most=5)
+    assert [p.labs[c.lab].lab.id for c in wider.edges[0]] == ["near", "middle"]
+    assert wider.beyond[0] > 80.0  # far, about 85 km
+    everything = find_candidates(p, 3, 10.0)
+    assert everything.beyond == (math.inf,)
+
+
+def test_merged_candidates_extend_only_the_listed_demands() -> None:
+    labs = [lab("far", FAR), lab("near", NEAR), lab("middle", MIDDLE)]
+    p = problem(labs, [order("o1", "face-shield", 5), order("o2", "face-shield", 5)])
+    base = find_candidates(p, 1, 10.0)
+    more = find_candidates(problem(labs, [order("o2", "face-shield", 5)]), 3, 10.0)
+    merged = merge_candidates(base, more, np.array([1]))
+    assert [len(e) for e in merged.edges] == [1, 3]
+    assert merged.edges[1][0] == base.edges[1][0]
+    assert merged.beyond == (base.beyond[0], math.inf)

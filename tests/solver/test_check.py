@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
 from protocol.model import Allocation, CostTerms, Plan, Shortage
-from solver.check import check
+from protocol.okh import catalogue
+from solver.check import _max_flow, _placeable, check
 from tests.solver.factory import FAR, FAST, NEAR, lab, machine, order, printer, problem
+from tests.solver.test_property import DESIGNS, SETTINGS, machines
 
 
 def plan(*allocations: tuple[str, str, int], shortages: tuple[tuple[str, int], ...] = ()) -> Plan:
@@ -134,3 +140,22 @@ def test_non_positive_quantity_is_caught() -> None:
 def test_shortage_of_unknown_order_is_caught() -> None:
     found = check(ONE_DAY, plan(("o1", "near", 4), ("o1", "far", 4), shortages=(("ghost", 2),)), FAST)
     assert found == ["shortage of 2 units of order 'ghost': order is not among the demands"]
+
+
+@SETTINGS
+@given(
+    ms=machines(),
+    work=st.lists(st.tuples(st.sampled_from(DESIGNS), st.integers(1, 40)), min_size=1, max_size=6),
+    days=st.floats(0.1, 20.0),
+    backlog=st.integers(0, 3000),
+)
+def test_hall_condition_gives_the_max_flow(ms: list, work: list, days: float, backlog: int) -> None:
+    # The validator's capacity figure (Hall's condition over every set of machines) is the max-flow
+    # of work -> eligible machines -> free minutes, machines sharing processes or not.
+    state = lab("l", NEAR, ms, backlog={ms[0].id: float(backlog)})
+    designs = dict(catalogue())
+    orders = {f"o{i}": designs[design] for i, (design, _) in enumerate(work)}
+    cases = [(days, [(f"o{i}", units) for i, (_, units) in enumerate(work)])]
+    [hall] = _placeable(orders, state, cases)
+    flow = _max_flow(orders, state, cases[0][1], days)
+    assert hall == pytest.approx(flow, rel=1e-9, abs=1e-6)

@@ -1,0 +1,96 @@
+"""A certified lower bound of a large problem: the Lagrangian dual function at given prices.
+
+Price machine time and stock (any prices ≥ 0 will do; the linear relaxation's dual values are good
+ones) and take them out of the constraints: what is left splits into one small problem per demand,
+solved exactly, whose sum less the priced capacity is a lower bound of every plan's objective
+(weak duality). Per demand, every plan either leaves a unit short (its penalty) or makes it at a
+lab, paying km × km_weight, less the trail discount, plus the lateness when late, plus the price of
+the machine time and stock it uses; a used (order, lab) pair pays its setup once. Without
+capacities the cheapest choice is all units short or all at the single cheapest lab, so each
+demand's minimum is found exactly, in closed form.
+
+The bound covers every plan, not only plans on the candidate edges: a lab that is not a candidate
+of a demand is at least `Candidates.beyond` km away and its price is counted as 0, which can only
+lower the bound. Machine time is counted on the checkpoints of `solver.network`, which are the
+validator's own, and capacities are taken a hair larger than they are, so that float rounding
+cannot lift the bound above the optimum.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+
+from solver.network import Network
+
+#: Per listed demand, the least cost per unit at a lab off its candidates, given the price per unit
+#: of every option (a lower bound of the price at labs off the network will do).
+Beyond = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+def lagrangian_bound(
+    network: Network,
+    point_multiplier: np.ndarray,
+    stock_multiplier: np.ndarray,
+    beyond_cost: np.ndarray,
+    beyond: Beyond | None = None,
+) -> float:
+    """The Lagrangian lower bound at these multipliers (see the module docstring).
+
+    `point_multiplier` prices each checkpoint's cumulative row (the work due by then ≤ the free
+    minutes by then), `stock_multiplier` each stock row; negative values count as 0. `beyond_cost`
+    is, per demand, a lower bound of the cost per unit at a lab off its candidates (inf when there is
+    none); where it decides a demand's minimum, `beyond` (when given) recomputes it with the labs'
+    prices, which can only raise it.
+    """
+    multiplier = np.maximum(0.0, point_multiplier)
+    # A minute counted at a checkpoint enters its cumulative row and those of every later checkpoint
+    # of its chain; prices are shaved by 1e-12 so that the rounding of their sums cannot raise them.
+    price = suffix_sums(network, multiplier) * (1 - 1e-12)
+    stock = np.maximum(0.0, stock_multiplier)
+    option_price = np.bincount(
+        network.work_option,
+        weights=network.work_amount * price[network.work_point],
+        minlength=network.options,
+    )
+    option_price += np.bincount(
+        network.stock_option,
+        weights=network.stock_amount * stock[network.stock_row],
+        minlength=network.options,
+    )
+    quantity = network.quantity.astype(np.float64)
+    best = quantity * network.shortage
+    option_value = quantity[network.demand] * (network.cost + option_price) + network.setup
+    np.minimum.at(best, network.demand, option_value)
+    far = quantity * beyond_cost + network.setup
+    if beyond is not None:
+        decided = np.flatnonzero(far < best)
+        far[decided] = quantity[decided] * np.maximum(beyond_cost[decided], beyond(decided, option_price))
+        far[decided] += network.setup
+    best = np.minimum(best, far)
+    held = np.concatenate(
+        [multiplier * network.point_bound_capacity, stock * network.stock_capacity * (1 + 1e-6)]
+    )
+    total = math.fsum(best.tolist()) - math.fsum(held.tolist())
+    # fsum adds exactly; each term carries the rounding of a few operations, allowed for here.
+    return total - 1e-9 * (math.fsum(np.abs(best).tolist()) + math.fsum(held.tolist())) - 1e-6
+
+
+def suffix_sums(network: Network, multiplier: np.ndarray) -> np.ndarray:
+    """Per checkpoint, the sum of the multipliers of it and the later checkpoints of its chain.
+
+    Summed from each chain's end (one vector step per depth), so every sum is a chain's own: no
+    difference of large running totals, whose rounding could exceed a small price.
+    """
+    total = multiplier.astype(np.float64).copy()
+    # Depth: checkpoints after this one in its chain (chains are contiguous, each ends at a -1).
+    last = np.flatnonzero(network.point_next < 0)
+    depth = np.repeat(last, np.diff(np.r_[-1, last])) - np.arange(len(network.point_next))
+    order = np.argsort(depth, kind="stable")
+    bounds = np.searchsorted(depth[order], np.arange(int(depth.max(initial=0)) + 2))
+    for d in range(1, len(bounds) - 1):
+        at = order[bounds[d] : bounds[d + 1]]
+        total[at] += total[at + 1]
+    return total

@@ -1,0 +1,247 @@
+"""Large problems solved as one: the linear relaxation of the whole network, rounded, and bounded.
+
+Above `SolveParams.decompose_above` demands, one CP-SAT model is too big to build and solve in
+seconds, and splitting by region starves the regions whose demand exceeds their labs. Instead:
+
+1. *Candidates.* Every demand gets its `WIDE` × k nearest qualifying labs (plus trails, room, and
+   every lab within `NEAR_KM`), as numpy arrays (`solver.network`), with exact machine rows at
+   every due date.
+2. *Relaxation.* The LP of the whole network is solved by row and column generation
+   (`solver.relaxation`): it starts from the k nearest labs and the chains' horizons and takes in
+   the rows it violates and the options it prices as worth it. This is where the demands of a
+   crowded city reach labs further away; where the LP would still pay more for a unit than the
+   nearest lab off a demand's candidates costs, that demand's candidates are widened and the LP
+   solved again.
+3. *Rounding.* The LP's units are rounded down, trimmed to the rows, and the rest placed greedily
+   on the cheapest options with room (`solver.rounding`): a valid plan on the validator's rows.
+4. *Bound.* The Lagrangian bound at the LP's dual prices (`solver.bound`) covers every plan, on
+   any lab, so the reported gap is a true upper bound on the distance to the optimum.
+
+Time: each step is measured against the caller's time limit; the LP gets what the others leave.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+
+import numpy as np
+
+from protocol.model import Allocation, CostTerms, Plan, Shortage
+from solver.bound import Beyond, lagrangian_bound
+from solver.candidates import (
+    Candidates,
+    cheapest_beyond,
+    find_candidates,
+    merge_candidates,
+    shortage_reason,
+)
+from solver.network import Network, build_network, trail_discount
+from solver.problem import Problem, SolveParams, horizon_days
+from solver.relaxation import relax
+from solver.rounding import round_units
+from solver.trails import DEFAULT_RULES, TrailRules
+
+#: Candidate labs per demand in the network, as a multiple of k_nearest (the LP starts on k of them).
+WIDE = 3
+#: Every qualifying lab this close is a candidate too (up to MOST in all): where labs are dense,
+#: a crowded city's demand can then spread over its whole neighbourhood.
+NEAR_KM = 50.0
+MOST = 96
+#: Share of the time limit the LP may use; the rounding, the bound and the plan take the rest. The
+#: first LP stops by FIRST_LP_SHARE, leaving time to widen the candidates of crowded demands.
+LP_SHARE = 0.75
+FIRST_LP_SHARE = 0.6
+#: Widened candidates: this many times more nearest labs and km (and half as many times MOST).
+FURTHER = 4
+
+
+def solve_large(
+    problem: Problem, params: SolveParams, version: int = 0, rules: TrailRules = DEFAULT_RULES
+) -> Plan:
+    """Solve a large problem through its linear relaxation (see the module docstring)."""
+    started = time.perf_counter()
+    days = horizon_days(problem, params)
+    wide = params.k_nearest * WIDE
+    candidates = _candidates(problem, params, days, range(len(problem.demands)), wide, NEAR_KM, MOST)
+    network = build_network(problem, params, candidates, days, rules)
+    # The LP starts on the k nearest labs and the extras (trails, room, near), on time where possible.
+    active = ((network.rank < params.k_nearest) | (network.rank >= wide)) & _first_variant(network)
+    deadline = started + params.time_limit_s * LP_SHARE
+    relaxation = relax(network, active, started + params.time_limit_s * FIRST_LP_SHARE)
+    beyond = _beyond_cost(problem, params, candidates, rules)
+    starved = np.flatnonzero(relaxation.demand_price > beyond + network.setup / network.quantity + 1e-6)
+    if len(starved) and time.perf_counter() < deadline:
+        # Some demands pay more at the margin than the nearest lab off their candidates would cost:
+        # their candidates are too few (a crowded place). Widen theirs and solve again.
+        more = _candidates(
+            problem, params, days, starved, wide * FURTHER, NEAR_KM * FURTHER, MOST * FURTHER // 2
+        )
+        widened = merge_candidates(candidates, more, starved)
+        wider = build_network(problem, params, widened, days, rules)
+        active = ((wider.rank < params.k_nearest) | (wider.rank >= wide)) & _first_variant(wider)
+        again = relax(wider, active, deadline)
+        if not math.isnan(again.value):  # else keep the first LP: the second found no solution in time
+            candidates, network, relaxation = widened, wider, again
+            beyond = _beyond_cost(problem, params, candidates, rules)
+    units = round_units(network, relaxation.units, network.shortage)
+    bound = lagrangian_bound(
+        network,
+        relaxation.point_multiplier,
+        relaxation.stock_multiplier,
+        beyond,
+        _priced_beyond(problem, params, candidates, network, rules),
+    )
+    return _plan(problem, params, network, candidates, units, bound, version, time.perf_counter() - started)
+
+
+def _candidates(
+    problem: Problem,
+    params: SolveParams,
+    days: float,
+    demands: Sequence[int] | np.ndarray,
+    count: int,
+    within_km: float,
+    most: int,
+) -> Candidates:
+    """Candidates of the listed demands: `count` nearest, trails, room, and the labs within reach."""
+    part = problem
+    if len(demands) != len(problem.demands):
+        part = Problem(
+            problem.now,
+            problem.designs,
+            problem.labs,
+            [problem.demands[int(d)] for d in demands],
+            problem.trails,
+            problem.excluded,
+        )
+    return find_candidates(
+        part,
+        count,
+        days,
+        params.trail_candidates,
+        params.room_candidates,
+        reach=max(1, 4 // WIDE),
+        within_km=within_km,
+        most=most,
+    )
+
+
+def _first_variant(network: Network) -> np.ndarray:
+    """Per option: True for the on-time option of an edge, and for the late one when it is alone."""
+    has_on_time_twin = np.zeros(network.options, dtype=bool)
+    same_edge = (network.demand[1:] == network.demand[:-1]) & (network.lab[1:] == network.lab[:-1])
+    has_on_time_twin[1:] = same_edge & ~network.late[:-1]
+    return ~(network.late & has_on_time_twin)
+
+
+def _beyond_cost(
+    problem: Problem, params: SolveParams, candidates: Candidates, rules: TrailRules
+) -> np.ndarray:
+    """Per demand, a lower bound of the cost per unit at any lab off its candidates (inf if none)."""
+    strongest: dict[str, float] = {}
+    for (design_id, _), tau in problem.trails.items():
+        strongest[design_id] = max(strongest.get(design_id, 0.0), rules.strength(tau))
+    discount = np.array(
+        [
+            params.trail_discount_km * params.km_weight * strongest.get(d.order.design, 0.0)
+            for d in problem.demands
+        ]
+    )
+    return np.array(candidates.beyond) * params.km_weight - discount
+
+
+def _priced_beyond(
+    problem: Problem, params: SolveParams, candidates: Candidates, network: Network, rules: TrailRules
+) -> Beyond:
+    """Per listed demand, the least cost per unit off its candidates with the labs' capacity priced.
+
+    A lab's price for a design is the least price of that design's options there (the late ones,
+    counted at the horizon, are the cheapest), or 0 where the network has none: never above what a
+    unit made there would pay, less the lab's trail discount.
+    """
+    design_row = candidates.design_row
+    assert design_row is not None
+
+    discount = np.zeros((int(design_row.max(initial=0)) + 1, len(problem.labs)))
+    if problem.trails:
+        design_ids = sorted({d.order.design for d in problem.demands})
+        lab_index = {s.lab.id: j for j, s in enumerate(problem.labs)}
+        for design_id, lab_id in problem.trails:
+            if design_id in design_ids and lab_id in lab_index:
+                j = lab_index[lab_id]
+                discount[design_ids.index(design_id), j] = trail_discount(
+                    problem, params, rules, design_id, j
+                )
+
+    def cost(demands: np.ndarray, option_price: np.ndarray) -> np.ndarray:
+        table = np.full(discount.shape, np.inf)
+        np.minimum.at(table, (design_row[network.demand], network.lab), option_price)
+        table[~np.isfinite(table)] = 0.0
+        return cheapest_beyond(problem, candidates, demands, table - discount, params.km_weight)
+
+    return cost
+
+
+def _plan(
+    problem: Problem,
+    params: SolveParams,
+    network: Network,
+    candidates: Candidates,
+    units: np.ndarray,
+    bound: float,
+    version: int,
+    seconds: float,
+) -> Plan:
+    """The plan of whole units per option: one allocation per used (order, lab), shortages, objective."""
+    n = network
+    used = np.flatnonzero(units > 0)
+    allocations = []
+    objective = 0.0
+    pairs: dict[tuple[int, int], list[int]] = {}
+    for o in used.tolist():
+        entry = pairs.setdefault((int(n.demand[o]), int(n.lab[o])), [0, 0, o])
+        entry[1 if n.late[o] else 0] += int(units[o])
+    for (d, lab), (on_time, late, o) in sorted(pairs.items()):
+        demand = problem.demands[d]
+        quantity = on_time + late
+        km, discount = float(n.km[o]), float(n.discount[o])
+        cost = CostTerms(
+            km=km,
+            transport=km * params.km_weight * quantity,
+            setup=params.setup_cost,
+            lateness=params.lateness_penalty[demand.order.priority] * late,
+            trail=-discount * quantity,
+        )
+        objective += cost.transport + cost.setup + cost.lateness + cost.trail
+        allocations.append(
+            Allocation(
+                order_id=demand.order.id,
+                lab_id=problem.labs[lab].lab.id,
+                quantity=quantity,
+                cost=cost,
+                late_units=late,
+            )
+        )
+    placed = np.bincount(n.demand, weights=units, minlength=len(n.quantity)).astype(np.int64)
+    shortages = []
+    for d in np.flatnonzero(placed < n.quantity).tolist():
+        short = int(n.quantity[d] - placed[d])
+        objective += params.shortage_penalty[problem.demands[d].order.priority] * short
+        shortages.append(
+            Shortage(
+                order_id=problem.demands[d].order.id,
+                quantity=short,
+                reason=shortage_reason(problem, candidates, d),
+            )
+        )
+    return Plan(
+        version=version,
+        allocations=allocations,
+        shortages=shortages,
+        objective=objective,
+        bound=min(bound, objective),
+        status="OPTIMAL" if bound >= objective - 1e-9 * max(1.0, abs(objective)) else "FEASIBLE",
+        solve_seconds=seconds,
+    )

@@ -1,0 +1,329 @@
+"""A large allocation problem as flat arrays: options, machine-time checkpoints and stock rows.
+
+The global path for large problems (`solver.large`) works on numpy arrays instead of one Python
+object per variable, so that 10,000 orders over 2,000 labs build in about a second. The formulation
+is the allocation model of `solver.allocate`, written without its approximations:
+
+- an *option* places units of one demand at one candidate lab, on time or late, at a cost per unit
+  (km × km_weight, less the trail discount, plus the lateness penalty when late);
+- machine time is judged per lab on *machine sets*: every union of the lab's step groups (the
+  machines eligible for a step) whose groups overlap. A set's work is that of every step whose group
+  lies inside it. By Hall's theorem, work fits the machines (the validator's max-flow) exactly when
+  every such set holds its work, so these rows are exact, not a relaxation nor a restriction;
+- each machine set is a *chain* of checkpoints, one per distinct due date of its on-time options and
+  one at the horizon: the on-time work due by a checkpoint, plus all earlier work, must fit the free
+  minutes by then; late units count at the horizon. These are exactly the validator's checks;
+- stock is one row per lab and material.
+
+A lab whose groups would give too many unions (more than `MAX_SETS`) keeps its groups and their
+full union only: then its rows are necessary but may not be sufficient, so they serve the
+relaxation and the bound, and its options are marked not `exact`: a plan does not use them.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+
+from solver.candidates import Candidates
+from solver.capability import step_groups
+from solver.problem import Problem, SolveParams, days_until
+from solver.trails import DEFAULT_RULES, TrailRules
+
+#: Most machine sets per lab before the rows fall back to groups and their union (see `exact`).
+MAX_SETS = 64
+
+
+@dataclass(frozen=True)
+class Network:
+    """Options, work and stock entries, checkpoints (see the module docstring); arrays per kind.
+
+    Checkpoints of one chain are contiguous and in ascending time; `point_next` is the index of the
+    following checkpoint of the same chain, or -1 for its last.
+    """
+
+    days: float  # the horizon
+    quantity: np.ndarray  # per demand: units wanted
+    shortage: np.ndarray  # per demand: penalty per unit short
+    setup: float  # per used (demand, lab) pair
+    # per option
+    demand: np.ndarray
+    lab: np.ndarray
+    late: np.ndarray
+    rank: np.ndarray  # place of the option's lab among the demand's candidates (0: nearest)
+    km: np.ndarray
+    discount: np.ndarray  # trail discount per unit (>= 0)
+    cost: np.ndarray  # per unit: km × km_weight − discount (+ lateness penalty when late)
+    # work entries, grouped by option: option, checkpoint, minutes per unit
+    work_option: np.ndarray
+    work_point: np.ndarray
+    work_amount: np.ndarray
+    # checkpoints: chain, days from now, free minutes of the chain's machine set by then
+    point_chain: np.ndarray
+    point_time: np.ndarray
+    point_capacity: np.ndarray
+    point_bound_capacity: np.ndarray  # an upper estimate of point_capacity, for the bound
+    point_next: np.ndarray
+    # stock entries, grouped by option: option, stock row, amount per unit; capacity per stock row
+    stock_option: np.ndarray
+    stock_row: np.ndarray
+    stock_amount: np.ndarray
+    stock_capacity: np.ndarray
+    exact: np.ndarray  # per option: its lab's machine sets are complete (Hall), so its rows are exact
+
+    @property
+    def options(self) -> int:
+        """Number of options."""
+        return len(self.demand)
+
+
+@dataclass(frozen=True)
+class _Combo:
+    """One design at one lab: work per machine set of the lab, material per stock row, per unit."""
+
+    chains: list[int]
+    minutes: list[float]
+    stock_rows: list[int]
+    amounts: list[float]
+
+
+def build_network(
+    problem: Problem,
+    params: SolveParams,
+    candidates: Candidates,
+    days: float,
+    rules: TrailRules = DEFAULT_RULES,
+) -> Network:
+    """The arrays of `problem` on its candidate edges (see the module docstring)."""
+    demands = problem.demands
+    quantity = np.array([d.quantity for d in demands], dtype=np.int64)
+    shortage = np.array([params.shortage_penalty[d.order.priority] for d in demands])
+    lateness = np.array([params.lateness_penalty[d.order.priority] for d in demands])
+    due = np.array([days_until(problem, d.order.due_at) for d in demands])
+    design_ids = sorted({d.order.design for d in demands})
+    design_of = np.array([design_ids.index(d.order.design) for d in demands], dtype=np.int64)
+
+    counts = np.diff(candidates.edge_start)
+    edge_demand = np.repeat(np.arange(len(demands), dtype=np.int64), counts)
+    edge_lab = candidates.edge_lab
+    edge_km = candidates.edge_km
+    edge_discount = _discounts(problem, params, rules, design_ids, design_of[edge_demand], edge_lab)
+
+    on_time = due[edge_demand] > 0
+    late = due[edge_demand] < days
+    pick = np.concatenate([np.flatnonzero(on_time), np.flatnonzero(late)])
+    is_late = np.concatenate([np.zeros(on_time.sum(), bool), np.ones(late.sum(), bool)])
+    order = np.lexsort((is_late, pick))
+    pick, is_late = pick[order], is_late[order]
+    o_demand, o_lab = edge_demand[pick], edge_lab[pick]
+    o_km, o_discount = edge_km[pick], edge_discount[pick]
+    edge_rank = np.arange(len(edge_demand)) - np.repeat(np.cumsum(counts) - counts, counts)
+    cost = o_km * params.km_weight - o_discount + np.where(is_late, lateness[o_demand], 0.0)
+    o_time = np.where(is_late, days, np.minimum(due[o_demand], days))
+
+    combos, combo_of, chain_lab, chain_machines, stock_lab, stock_material, exact = _combos(
+        problem, design_ids, design_of[o_demand], o_lab
+    )
+    # Work entries: each option takes its combo's (chain, minutes) list.
+    per_combo = np.array([len(c.chains) for c in combos], dtype=np.int64)
+    combo_chain = np.array([ch for c in combos for ch in c.chains], dtype=np.int64)
+    combo_minutes = np.array([m for c in combos for m in c.minutes], dtype=np.float64)
+    work_option, entry = _expand(combo_of, per_combo)
+    work_chain = combo_chain[entry]
+    work_amount = combo_minutes[entry]
+    # Checkpoints: distinct (chain, time) pairs, plus the horizon of every chain.
+    n_work = len(work_chain)
+    all_chain = np.concatenate([work_chain, np.arange(len(chain_lab), dtype=np.int64)])
+    all_time = np.concatenate([o_time[work_option], np.full(len(chain_lab), days)])
+    keys = np.lexsort((all_time, all_chain))
+    sorted_chain, sorted_time = all_chain[keys], all_time[keys]
+    new = np.ones(len(keys), dtype=bool)
+    new[1:] = (sorted_chain[1:] != sorted_chain[:-1]) | (sorted_time[1:] != sorted_time[:-1])
+    point_of_sorted = np.cumsum(new) - 1
+    point_of = np.empty(len(keys), dtype=np.int64)
+    point_of[keys] = point_of_sorted
+    work_point = point_of[:n_work]
+    point_chain, point_time = sorted_chain[new], sorted_time[new]
+    point_next = np.arange(1, len(point_chain) + 1, dtype=np.int64)
+    last = np.ones(len(point_chain), dtype=bool)
+    last[:-1] = point_chain[1:] != point_chain[:-1]
+    point_next[last] = -1
+    point_capacity = _capacities(problem, chain_lab, chain_machines, point_chain, point_time)
+    # The bound's capacities are a hair larger: the validator accepts work within its tolerance.
+    point_bound_capacity = (1 + 1e-6) * point_capacity + 1e-6
+
+    per_combo_stock = np.array([len(c.stock_rows) for c in combos], dtype=np.int64)
+    combo_stock = np.array([s for c in combos for s in c.stock_rows], dtype=np.int64)
+    combo_amount = np.array([a for c in combos for a in c.amounts], dtype=np.float64)
+    stock_option, s_entry = _expand(combo_of, per_combo_stock)
+    stock_capacity = np.array(
+        [problem.labs[j].stock.get(m, 0.0) for j, m in zip(stock_lab, stock_material, strict=True)]
+    )
+    return Network(
+        days=days,
+        quantity=quantity,
+        shortage=shortage,
+        setup=params.setup_cost,
+        demand=o_demand,
+        lab=o_lab,
+        late=is_late,
+        rank=edge_rank[pick],
+        km=o_km,
+        discount=o_discount,
+        cost=cost,
+        work_option=work_option,
+        work_point=work_point,
+        work_amount=work_amount,
+        point_chain=point_chain,
+        point_time=point_time,
+        point_capacity=point_capacity,
+        point_bound_capacity=point_bound_capacity,
+        point_next=point_next,
+        stock_option=stock_option,
+        stock_row=combo_stock[s_entry],
+        stock_amount=combo_amount[s_entry],
+        stock_capacity=stock_capacity,
+        exact=np.isin(o_lab, sorted(exact)),
+    )
+
+
+def trail_discount(problem: Problem, params: SolveParams, rules: TrailRules, design: str, lab: int) -> float:
+    """Discount per unit of `design` made at lab index `lab`, from its trail (0 without one)."""
+    tau = problem.trails.get((design, problem.labs[lab].lab.id))
+    if tau is None:
+        return 0.0
+    return params.trail_discount_km * params.km_weight * rules.strength(tau)
+
+
+def _discounts(
+    problem: Problem,
+    params: SolveParams,
+    rules: TrailRules,
+    design_ids: list[str],
+    design: np.ndarray,
+    lab: np.ndarray,
+) -> np.ndarray:
+    """Trail discount per edge; zeros without trails (the common case at scale)."""
+    if not problem.trails:
+        return np.zeros(len(lab))
+    table = np.zeros((len(design_ids), len(problem.labs)))
+    index = {s.lab.id: j for j, s in enumerate(problem.labs)}
+    for design_id, lab_id in problem.trails:
+        if design_id in design_ids and lab_id in index:
+            i, j = design_ids.index(design_id), index[lab_id]
+            table[i, j] = trail_discount(problem, params, rules, design_id, j)
+    return table[design, lab]
+
+
+def _expand(combo_of: np.ndarray, per_combo: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For options with combos `combo_of`, (option, combo entry index) of every entry, by option."""
+    starts = np.concatenate([[0], np.cumsum(per_combo)[:-1]]).astype(np.int64)
+    reps = per_combo[combo_of]
+    option = np.repeat(np.arange(len(combo_of), dtype=np.int64), reps)
+    offsets = np.arange(reps.sum(), dtype=np.int64) - np.repeat(np.cumsum(reps) - reps, reps)
+    return option, starts[combo_of][option] + offsets
+
+
+def _combos(
+    problem: Problem, design_ids: list[str], option_design: np.ndarray, option_lab: np.ndarray
+) -> tuple[list[_Combo], np.ndarray, list[int], list[list[int]], list[int], list[str], set[int]]:
+    """Machine sets (chains) and stock rows of every lab in use, and each (design, lab) combo's uses.
+
+    Returns the combos, the combo of each option, each chain's lab and machine indices, each stock
+    row's lab and material, and the labs whose machine sets are complete.
+    """
+    pairs, combo_of = np.unique(np.stack([option_design, option_lab]), axis=1, return_inverse=True)
+    # Only demands of known designs have options, so every pair below has its design.
+    designs = {i: problem.designs[d] for i, d in enumerate(design_ids) if d in problem.designs}
+    by_lab: dict[int, list[int]] = {}
+    for i, j in pairs.T.tolist():
+        by_lab.setdefault(j, []).append(i)
+    chain_lab: list[int] = []
+    chain_machines: list[list[int]] = []
+    stock_lab: list[int] = []
+    stock_material: list[str] = []
+    combo_at: dict[tuple[int, int], _Combo] = {}
+    exact: set[int] = set()
+    for j, design_indices in sorted(by_lab.items()):
+        lab = problem.labs[j].lab
+        ids = [m.id for m in lab.machines]
+        needs: dict[int, dict[frozenset[int], float]] = {}
+        for i in design_indices:
+            need: dict[frozenset[int], float] = {}
+            for step, group in zip(designs[i].steps, step_groups(lab, designs[i]), strict=True):
+                key = frozenset(ids.index(m) for m in group)
+                need[key] = need.get(key, 0.0) + step.minutes
+            needs[i] = need
+        sets, complete = machine_sets({g for need in needs.values() for g in need})
+        if complete:
+            exact.add(j)
+        first = len(chain_lab)
+        for s in sets:
+            chain_lab.append(j)
+            chain_machines.append(sorted(s))
+        stock_index: dict[str, int] = {}
+        for i in design_indices:
+            chains, minutes = [], []
+            for c, s in enumerate(sets):
+                amount = sum(m for g, m in needs[i].items() if g <= s)
+                if amount > 0:
+                    chains.append(first + c)
+                    minutes.append(amount)
+            rows, amounts = [], []
+            for material, amount in sorted(designs[i].materials_per_unit().items()):
+                if amount <= 0:
+                    continue
+                if material not in stock_index:
+                    stock_index[material] = len(stock_lab)
+                    stock_lab.append(j)
+                    stock_material.append(material)
+                rows.append(stock_index[material])
+                amounts.append(amount)
+            combo_at[i, j] = _Combo(chains, minutes, rows, amounts)
+    combos = [combo_at[i, j] for i, j in pairs.T.tolist()]
+    return combos, combo_of.ravel(), chain_lab, chain_machines, stock_lab, stock_material, exact
+
+
+def machine_sets(groups: set[frozenset[int]]) -> tuple[list[frozenset[int]], bool]:
+    """The unions of overlapping groups (each group included), sorted; and whether that is complete.
+
+    Hall's condition needs every union of groups, but a union of groups that share no machine is
+    the sum of its parts' rows, so only connected unions are kept. Past `MAX_SETS` the groups and
+    their full union are returned instead, with False.
+    """
+    groups = {g for g in groups if g}
+    sets = set(groups)
+    frontier = set(groups)
+    while frontier:
+        grown = {s | g for s in frontier for g in groups if s & g and not g <= s}
+        frontier = grown - sets
+        sets |= frontier
+        if len(sets) > MAX_SETS:
+            union = frozenset().union(*groups)
+            return sorted({*groups, union}, key=sorted), False
+    return sorted(sets, key=sorted), True
+
+
+def _capacities(
+    problem: Problem,
+    chain_lab: list[int],
+    chain_machines: list[list[int]],
+    point_chain: np.ndarray,
+    point_time: np.ndarray,
+) -> np.ndarray:
+    """Free minutes of each checkpoint's machine set by its time (per machine: rate × days − backlog)."""
+    capacity = np.zeros(len(point_chain))
+    if not len(point_chain):
+        return capacity
+    bounds = np.flatnonzero(np.r_[True, point_chain[1:] != point_chain[:-1], True])
+    for start, end in itertools.pairwise(bounds):
+        c = int(point_chain[start])
+        state = problem.labs[chain_lab[c]]
+        machines = [state.lab.machines[m] for m in chain_machines[c]]
+        rate = np.array([m.minutes_per_day() for m in machines])
+        backlog = np.array([state.backlog_minutes.get(m.id, 0.0) for m in machines])
+        times = point_time[start:end]
+        capacity[start:end] = np.maximum(0.0, rate[None, :] * times[:, None] - backlog[None, :]).sum(axis=1)
+    return capacity

@@ -1,0 +1,293 @@
+"""The linear relaxation of a whole large problem (`solver.network`), by row and column generation.
+
+Variables: units per option (0..quantity) and units short per demand. Rows: per demand, placed +
+short = quantity; per stock row, material used ≤ stock; and *cumulative rows*, one per checkpoint
+taken in: the work of the options counted at or before it in its chain ≤ its free minutes. A setup
+is spread over the demand's units, as in any linear relaxation of a fixed charge.
+
+All the network's cumulative rows would be some 300,000 rows at 10,000 orders, most of them slack.
+So the LP starts with one row per chain (its horizon) and the nearest options of each demand, and
+grows: rows that the solution violates are added (cuts), and options whose reduced cost is negative
+at the current prices are added (columns), then GLOP resumes from its previous basis (dual simplex,
+no presolve, which keeps the basis). When neither is found, the solution is optimal for the LP of
+every row and option of the network.
+
+The solution guides the rounding (`solver.rounding`); the dual values price machine time and stock
+for the Lagrangian bound (`solver.bound`). Its own objective is never reported as a bound: an LP
+solver's optimum is exact only up to its tolerances, and the network's options are not all labs.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from ortools.linear_solver import linear_solver_pb2, pywraplp
+
+from solver.bound import suffix_sums
+from solver.network import Network
+
+#: GLOP: dual simplex (resumes after added rows), without presolve (which would drop the basis).
+GLOP_PARAMETERS = "use_dual_simplex: true, use_preprocessing: false"
+#: Relative violation of a cumulative row that makes it a cut.
+CUT_TOLERANCE = 1e-6
+#: Most columns added per demand and round.
+COLUMNS_PER_DEMAND = 4
+
+
+@dataclass(frozen=True)
+class Relaxation:
+    """Units per option (fractional; 0 off the LP), multipliers per checkpoint and per stock row (≥ 0)."""
+
+    units: np.ndarray
+    point_multiplier: np.ndarray
+    stock_multiplier: np.ndarray
+    demand_price: np.ndarray  # per demand: what one more unit would cost (its row's dual value)
+    value: float  # the LP's objective, for reports only (not a certified bound)
+    rounds: int  # solves made
+    rows: int  # cumulative rows taken in
+    columns: int  # options taken in
+    complete: bool  # no cut and no column was left: the LP of the whole network is solved
+
+
+class LinearRelaxation:
+    """The growing LP of one network (see the module docstring)."""
+
+    def __init__(self, network: Network, active: np.ndarray) -> None:
+        self.network = network
+        n = network
+        # Work entries in checkpoint order: a cumulative row takes a contiguous run of them.
+        self.by_point = np.argsort(n.work_point, kind="stable")
+        self.entry_end = np.searchsorted(n.work_point[self.by_point], np.arange(len(n.point_chain)), "right")
+        first = np.r_[True, n.point_chain[1:] != n.point_chain[:-1]]
+        self.chain_first = np.maximum.accumulate(np.where(first, np.arange(len(first)), 0))
+        self.entry_start = np.searchsorted(n.work_point[self.by_point], self.chain_first, "left")
+        self.option_work = np.searchsorted(n.work_option, np.arange(n.options + 1))
+        self.option_stock = np.searchsorted(n.stock_option, np.arange(n.options + 1))
+        self.variable = np.full(n.options, -1, dtype=np.int64)
+        self.cut_points: list[int] = []
+        self.cuts_of_chain: dict[int, list[tuple[int, pywraplp.Constraint]]] = {}
+        self.solver = pywraplp.Solver.CreateSolver("GLOP")
+        self._load(np.flatnonzero(active))
+        self.solver.SetSolverSpecificParametersAsString(GLOP_PARAMETERS)
+
+    def _load(self, options: np.ndarray) -> None:
+        """The first model: short per demand, the given options, demand and stock rows, horizon rows."""
+        n = self.network
+        model = linear_solver_pb2.MPModelProto()
+        n_dem = len(n.quantity)
+        self.variable[options] = n_dem + np.arange(len(options))
+        lower = np.zeros(n_dem + len(options))
+        upper = np.concatenate([n.quantity, n.quantity[n.demand[options]]]).astype(np.float64)
+        cost = np.concatenate([n.shortage, self._unit_cost(options)])
+        for lo, hi, c in zip(lower.tolist(), upper.tolist(), cost.tolist(), strict=True):
+            model.variable.add(lower_bound=lo, upper_bound=hi, objective_coefficient=c)
+        # Demand rows.
+        var = np.concatenate([np.arange(n_dem), self.variable[options]])
+        row = np.concatenate([np.arange(n_dem), n.demand[options]])
+        self._add_rows(model, row, var, np.ones(len(var)), n.quantity, n.quantity)
+        # Stock rows.
+        chosen = np.zeros(n.options, dtype=bool)
+        chosen[options] = True
+        s = np.flatnonzero(chosen[n.stock_option])
+        self._add_rows(
+            model,
+            n.stock_row[s],
+            self.variable[n.stock_option[s]],
+            n.stock_amount[s],
+            np.full(len(n.stock_capacity), -np.inf),
+            n.stock_capacity,
+        )
+        self.first_cut_row = len(model.constraint)
+        # Horizon rows: every chain's whole work within its free minutes by the horizon.
+        last = np.flatnonzero(n.point_next < 0)
+        chain_of_point = np.searchsorted(last, np.arange(len(n.point_chain)))
+        w = np.flatnonzero(chosen[n.work_option])
+        self._add_rows(
+            model,
+            chain_of_point[n.work_point[w]],
+            self.variable[n.work_option[w]],
+            n.work_amount[w],
+            np.full(len(last), -np.inf),
+            n.point_capacity[last],
+        )
+        self.solver.LoadModelFromProto(model)
+        constraints = self.solver.constraints()
+        self.demand_rows = constraints[:n_dem]
+        self.stock_rows = constraints[n_dem : self.first_cut_row]
+        self.variables = self.solver.variables()
+        for c, p in enumerate(last.tolist()):
+            self._remember_cut(p, constraints[self.first_cut_row + c])
+
+    def _unit_cost(self, options: np.ndarray) -> np.ndarray:
+        n = self.network
+        return n.cost[options] + n.setup / n.quantity[n.demand[options]]
+
+    @staticmethod
+    def _add_rows(
+        model: linear_solver_pb2.MPModelProto,
+        row: np.ndarray,
+        var: np.ndarray,
+        coef: np.ndarray,
+        lo: np.ndarray,
+        hi: np.ndarray,
+    ) -> None:
+        order = np.argsort(row, kind="stable")
+        bounds = np.searchsorted(row[order], np.arange(len(lo) + 1)).tolist()
+        variables, coefficients = var[order].tolist(), coef[order].tolist()
+        for r, (a, b) in enumerate(itertools.pairwise(bounds)):
+            constraint = model.constraint.add(lower_bound=float(lo[r]), upper_bound=float(hi[r]))
+            constraint.var_index.extend(variables[a:b])
+            constraint.coefficient.extend(coefficients[a:b])
+
+    def add_cuts(self, points: np.ndarray) -> None:
+        """Take in the cumulative rows of these checkpoints."""
+        n = self.network
+        for p in points.tolist():
+            entries = self.by_point[self.entry_start[p] : self.entry_end[p]]
+            var = self.variable[n.work_option[entries]]
+            keep = var >= 0
+            row = self.solver.Constraint(-self.solver.infinity(), float(n.point_capacity[p]))
+            # An option has one entry per chain, so each variable appears once in the row.
+            for v, a in zip(var[keep].tolist(), n.work_amount[entries][keep].tolist(), strict=True):
+                row.SetCoefficient(self.variables[v], a)
+            self._remember_cut(p, row)
+
+    def _remember_cut(self, point: int, row: pywraplp.Constraint) -> None:
+        self.cut_points.append(point)
+        self.cuts_of_chain.setdefault(int(self.network.point_chain[point]), []).append((point, row))
+
+    def add_columns(self, options: np.ndarray) -> None:
+        """Take in these options, with their entries in the rows already there."""
+        n = self.network
+        objective = self.solver.Objective()
+        costs = self._unit_cost(options).tolist()
+        for o, cost in zip(options.tolist(), costs, strict=True):
+            d = int(n.demand[o])
+            x = self.solver.NumVar(0.0, float(n.quantity[d]), "")
+            self.variables.append(x)
+            self.variable[o] = len(self.variables) - 1
+            objective.SetCoefficient(x, cost)
+            self.demand_rows[d].SetCoefficient(x, 1.0)
+            for e in range(self.option_stock[o], self.option_stock[o + 1]):
+                self.stock_rows[int(n.stock_row[e])].SetCoefficient(x, float(n.stock_amount[e]))
+            for e in range(self.option_work[o], self.option_work[o + 1]):
+                p = int(n.work_point[e])
+                for cut_point, row in self.cuts_of_chain.get(int(n.point_chain[p]), ()):
+                    if cut_point >= p:
+                        row.SetCoefficient(x, row.GetCoefficient(x) + float(n.work_amount[e]))
+
+    def solve(self, deadline: float) -> tuple[bool, float, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Solve within the deadline: (optimal, value, units per option, demand, cut and stock duals).
+
+        Duals come in the solver's convention: ≤ rows that bind have values ≤ 0.
+        """
+        self.solver.SetTimeLimit(max(1, int(1000 * (deadline - time.perf_counter()))))
+        status = self.solver.Solve()
+        response = linear_solver_pb2.MPSolutionResponse()
+        self.solver.FillSolutionResponseProto(response)
+        n = self.network
+        n_dem = len(n.quantity)
+        if status != pywraplp.Solver.OPTIMAL or not response.variable_value:
+            empty = np.zeros(0)
+            return False, float("nan"), np.zeros(n.options), empty, empty, empty
+        values = np.asarray(response.variable_value)
+        duals = np.asarray(response.dual_value)
+        units = np.zeros(n.options)
+        placed = self.variable >= 0
+        units[placed] = values[self.variable[placed]]
+        return (
+            True,
+            response.objective_value,
+            units,
+            duals[:n_dem],
+            duals[self.first_cut_row :],
+            duals[n_dem : self.first_cut_row],
+        )
+
+    def violated(self, units: np.ndarray) -> np.ndarray:
+        """Checkpoints whose row `units` violate: per chain, the first, the last and the worst of them."""
+        n = self.network
+        work = np.bincount(
+            n.work_point, weights=n.work_amount * units[n.work_option], minlength=len(n.point_chain)
+        )
+        running = np.cumsum(work)
+        cumulative = running - np.where(self.chain_first > 0, running[self.chain_first - 1], 0.0)
+        excess = cumulative - n.point_capacity * (1 + CUT_TOLERANCE) - 1e-6
+        taken = np.zeros(len(n.point_chain), dtype=bool)
+        taken[self.cut_points] = True
+        excess[taken] = -np.inf
+        over = np.flatnonzero(excess > 0)
+        if not len(over):
+            return over
+        chain = n.point_chain[over]
+        first = np.r_[True, chain[1:] != chain[:-1]]
+        last = np.r_[chain[1:] != chain[:-1], True]
+        order = np.lexsort((-excess[over], chain))
+        worst = order[np.r_[True, chain[order][1:] != chain[order][:-1]]]
+        return np.unique(np.concatenate([over[first], over[last], over[worst]]))
+
+    def negative_columns(
+        self, demand_dual: np.ndarray, point_multiplier: np.ndarray, stock_multiplier: np.ndarray
+    ) -> np.ndarray:
+        """Options off the LP whose reduced cost is negative, at most COLUMNS_PER_DEMAND per demand."""
+        n = self.network
+        out = np.flatnonzero(self.variable < 0)
+        if not len(out):
+            return out
+        price = suffix_sums(n, point_multiplier)
+        reduced = self._unit_cost(np.arange(n.options)) - demand_dual[n.demand]
+        reduced += np.bincount(
+            n.work_option, weights=n.work_amount * price[n.work_point], minlength=n.options
+        )
+        reduced += np.bincount(
+            n.stock_option, weights=n.stock_amount * stock_multiplier[n.stock_row], minlength=n.options
+        )
+        out = out[reduced[out] < -1e-6 * (1 + np.abs(demand_dual[n.demand[out]]))]
+        order = np.lexsort((reduced[out], n.demand[out]))
+        out = out[order]
+        rank = np.arange(len(out)) - np.searchsorted(n.demand[out], n.demand[out], "left")
+        return np.sort(out[rank < COLUMNS_PER_DEMAND])
+
+
+def relax(network: Network, active: np.ndarray, deadline: float, max_rounds: int = 40) -> Relaxation:
+    """Solve the LP of `network` by row and column generation, starting from the `active` options."""
+    n = network
+    units = np.zeros(n.options)
+    point_multiplier = np.zeros(len(n.point_chain))
+    stock_multiplier = np.zeros(len(n.stock_capacity))
+    if not n.options:  # nothing can be placed: every unit is short, and that is optimal
+        value = float(n.quantity @ n.shortage)
+        return Relaxation(units, point_multiplier, stock_multiplier, n.shortage.copy(), value, 0, 0, 0, True)
+    lp = LinearRelaxation(network, active)
+    rounds, complete, value = 0, False, float("nan")
+    demand_price = n.shortage.copy()
+    while rounds < max_rounds and time.perf_counter() < deadline:
+        optimal, value_now, units_now, demand_dual, cut_dual, stock_dual = lp.solve(deadline)
+        rounds += 1
+        if not optimal:
+            break
+        units, value, demand_price = units_now, value_now, demand_dual
+        point_multiplier = np.zeros(len(n.point_chain))
+        np.add.at(point_multiplier, np.array(lp.cut_points, dtype=np.int64), np.maximum(0.0, -cut_dual))
+        stock_multiplier = np.maximum(0.0, -stock_dual)
+        cuts = lp.violated(units)
+        columns = lp.negative_columns(demand_dual, point_multiplier, stock_multiplier)
+        if not len(cuts) and not len(columns):
+            complete = True
+            break
+        lp.add_cuts(cuts)
+        lp.add_columns(columns)
+    return Relaxation(
+        units=units,
+        point_multiplier=point_multiplier,
+        stock_multiplier=stock_multiplier,
+        demand_price=demand_price,
+        value=value,
+        rounds=rounds,
+        rows=len(lp.cut_points),
+        columns=int((lp.variable >= 0).sum()),
+        complete=complete,
+    )

@@ -1,0 +1,231 @@
+"""From the linear relaxation's fractional units to whole units that fit every row of the network.
+
+Four steps, each keeping every cumulative row (work due by a checkpoint ≤ free minutes by then)
+and every stock row:
+
+1. *Round down* each option's units (a hair of tolerance absorbs the LP's float noise); options at
+   a lab whose rows are not exact (`Network.exact`) get none.
+2. *Trim* what still exceeds a row (an LP stopped before its last cut leaves some excess): units are
+   taken off the dearest options counted in that row until it holds.
+3. *Fill*: the units still missing are placed greedily, most urgent demand first, each on its
+   cheapest option with room (a pair already used costs no new setup), among all of the network's
+   options, not only those the LP took in.
+4. *Merge*: the relaxation spreads a setup over the units, so it splits orders freely; a split
+   order pays a setup per lab. Each order split over labs is tried whole at each of its labs (and
+   at its other candidates), on time where there is room and late otherwise, and moved when that
+   costs less.
+
+Room is computed exactly on the network's rows: an option's work entry at checkpoint p fits when it
+fits every checkpoint of its chain from p on (their free minutes less the work already counted).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from solver.network import Network
+
+#: Units within this of a whole number count as that number when rounding down.
+ROUND_TOLERANCE = 1e-6
+#: Capacities are used up to this share, so that the validator's float sums never find an excess.
+CAPACITY_SHARE = 1 - 1e-9
+
+
+class Rows:
+    """Cumulative work per checkpoint and material used per stock row, for whole units per option."""
+
+    def __init__(self, network: Network) -> None:
+        n = network
+        self.network = n
+        self.capacity = n.point_capacity * CAPACITY_SHARE
+        self.stock_capacity = n.stock_capacity * CAPACITY_SHARE
+        last = np.flatnonzero(n.point_next < 0)
+        self.chain_last = np.repeat(last, np.diff(np.r_[-1, last]))
+        self.chain_first = np.repeat(np.r_[0, last[:-1] + 1], np.diff(np.r_[-1, last]))
+        self.work_start = np.searchsorted(n.work_option, np.arange(n.options + 1))
+        self.stock_start = np.searchsorted(n.stock_option, np.arange(n.options + 1))
+        self.cumulative = np.zeros(len(n.point_chain))
+        self.stock_used = np.zeros(len(n.stock_capacity))
+
+    def load(self, units: np.ndarray) -> None:
+        """Set the rows' use from whole units per option."""
+        n = self.network
+        work = np.bincount(
+            n.work_point, weights=n.work_amount * units[n.work_option], minlength=len(n.point_chain)
+        )
+        for first, last in zip(
+            np.unique(self.chain_first).tolist(), np.unique(self.chain_last).tolist(), strict=True
+        ):
+            self.cumulative[first : last + 1] = np.cumsum(work[first : last + 1])
+        self.stock_used = np.bincount(
+            n.stock_row, weights=n.stock_amount * units[n.stock_option], minlength=len(n.stock_capacity)
+        )
+
+    def room(self, option: int) -> int:
+        """Whole units of `option` that still fit every row it counts in."""
+        n = self.network
+        fit = math.inf
+        for e in range(self.work_start[option], self.work_start[option + 1]):
+            p = int(n.work_point[e])
+            slack = float(
+                np.min(
+                    self.capacity[p : self.chain_last[p] + 1] - self.cumulative[p : self.chain_last[p] + 1]
+                )
+            )
+            fit = min(fit, math.floor(max(0.0, slack) / n.work_amount[e]))
+            if fit <= 0:
+                return 0
+        for e in range(self.stock_start[option], self.stock_start[option + 1]):
+            s = int(n.stock_row[e])
+            slack = float(self.stock_capacity[s] - self.stock_used[s])
+            fit = min(fit, math.floor(max(0.0, slack) / n.stock_amount[e]))
+        return 0 if fit <= 0 else int(min(fit, 1 << 40))
+
+    def add(self, option: int, units: int) -> None:
+        """Count `units` more (or fewer, when negative) of `option`."""
+        n = self.network
+        for e in range(self.work_start[option], self.work_start[option + 1]):
+            p = int(n.work_point[e])
+            self.cumulative[p : self.chain_last[p] + 1] += n.work_amount[e] * units
+        for e in range(self.stock_start[option], self.stock_start[option + 1]):
+            self.stock_used[int(n.stock_row[e])] += n.stock_amount[e] * units
+
+    def excess_points(self) -> np.ndarray:
+        """Checkpoints whose cumulative work exceeds their free minutes."""
+        return np.flatnonzero(self.cumulative > self.capacity)
+
+    def excess_stock(self) -> np.ndarray:
+        """Stock rows used beyond the stock."""
+        return np.flatnonzero(self.stock_used > self.stock_capacity)
+
+
+def round_units(network: Network, fractional: np.ndarray, urgency: np.ndarray) -> np.ndarray:
+    """Whole units per option that fit every row (see the module docstring).
+
+    `urgency` orders the demands for the fill (larger first): the shortage penalty per unit.
+    """
+    n = network
+    units = np.floor(np.maximum(0.0, fractional) + ROUND_TOLERANCE).astype(np.int64)
+    if not n.options:
+        return units
+    units[~n.exact] = 0
+    placed = np.bincount(n.demand, weights=units, minlength=len(n.quantity)).astype(np.int64)
+    over = np.flatnonzero(placed > n.quantity)
+    for d in over.tolist():  # float noise cannot round a demand past its quantity, but be sure
+        for o in np.flatnonzero(n.demand == d)[::-1].tolist():
+            take = min(int(units[o]), int(placed[d] - n.quantity[d]))
+            units[o] -= take
+            placed[d] -= take
+    rows = Rows(n)
+    rows.load(units)
+    _trim(rows, units)
+    _fill(rows, units, urgency)
+    _merge(rows, units)
+    return units
+
+
+def _trim(rows: Rows, units: np.ndarray) -> None:
+    """Take units off the dearest options of every row in excess until none is."""
+    n = rows.network
+    while True:
+        points = rows.excess_points()
+        stock = rows.excess_stock()
+        if not len(points) and not len(stock):
+            return
+        if len(points):
+            p = int(points[0])
+            entries = np.flatnonzero((n.work_point >= rows.chain_first[p]) & (n.work_point <= p))
+            excess = rows.cumulative[p] - rows.capacity[p]
+            options, amounts = n.work_option[entries], n.work_amount[entries]
+        else:
+            s = int(stock[0])
+            entries = np.flatnonzero(n.stock_row == s)
+            excess = rows.stock_used[s] - rows.stock_capacity[s]
+            options, amounts = n.stock_option[entries], n.stock_amount[entries]
+        keep = units[options] > 0
+        options, amounts = options[keep], amounts[keep]
+        k = int(np.argmax(n.cost[options]))
+        o = int(options[k])
+        take = max(1, min(int(units[o]), math.ceil(excess / amounts[k])))
+        rows.add(o, -take)
+        units[o] -= take
+
+
+def _fill(rows: Rows, units: np.ndarray, urgency: np.ndarray) -> None:
+    """Place the missing units greedily: most urgent demand first, cheapest option with room first."""
+    n = rows.network
+    placed = np.bincount(n.demand, weights=units, minlength=len(n.quantity)).astype(np.int64)
+    missing = n.quantity - placed
+    starts = np.searchsorted(n.demand, np.arange(len(n.quantity) + 1))
+    used_lab: dict[tuple[int, int], bool] = {}
+    for o in np.flatnonzero(units > 0).tolist():
+        used_lab[int(n.demand[o]), int(n.lab[o])] = True
+    for d in sorted(np.flatnonzero(missing > 0).tolist(), key=lambda d: (-urgency[d], d)):
+        left = int(missing[d])
+        options = np.arange(starts[d], starts[d + 1])
+        options = options[n.exact[options]]
+        # Cheapest per unit first, a pair already used being spared its setup.
+        new_pair = np.array([(d, int(n.lab[o])) not in used_lab for o in options.tolist()], dtype=bool)
+        effective = n.cost[options] + np.where(new_pair, n.setup / max(1, left), 0.0)
+        for o in options[np.argsort(effective, kind="stable")].tolist():
+            if left <= 0:
+                break
+            take = min(left, rows.room(o))
+            if take > 0:
+                rows.add(o, take)
+                units[o] += take
+                left -= take
+                used_lab[d, int(n.lab[o])] = True
+
+
+def _merge(rows: Rows, units: np.ndarray) -> None:
+    """Move each order split over several labs to the one lab where it costs least, if cheaper."""
+    n = rows.network
+    starts = np.searchsorted(n.demand, np.arange(len(n.quantity) + 1))
+    used = units > 0
+    pairs = np.bincount(n.demand[used], minlength=len(n.quantity))
+    # Two options of one pair (on time, late) count once: count distinct labs.
+    split = [
+        d
+        for d in np.flatnonzero(pairs > 1).tolist()
+        if len(set(n.lab[starts[d] : starts[d + 1]][used[starts[d] : starts[d + 1]]].tolist())) > 1
+    ]
+    for d in split:
+        options = np.arange(starts[d], starts[d + 1])
+        held = {o: int(units[o]) for o in options.tolist() if units[o] > 0}
+        total = sum(held.values())
+        before = sum(n.cost[o] * u for o, u in held.items()) + n.setup * len({int(n.lab[o]) for o in held})
+        for o, u in held.items():
+            rows.add(o, -u)
+            units[o] = 0
+        best: tuple[float, dict[int, int]] = (before, held)
+        # A lab cannot do better than all units at its cheapest option: try labs by that, and stop
+        # once it is no cheaper than the best so far.
+        floor_of: dict[int, float] = {}
+        for o in options[n.exact[options]].tolist():
+            lab = int(n.lab[o])
+            floor_of[lab] = min(floor_of.get(lab, math.inf), total * n.cost[o] + n.setup)
+        for lab in sorted(floor_of, key=lambda j: (floor_of[j], j)):
+            if floor_of[lab] >= best[0] - 1e-9:
+                break
+            at = [o for o in options.tolist() if n.lab[o] == lab]
+            at.sort(key=lambda o: n.cost[o])  # on time before late
+            placed: dict[int, int] = {}
+            left = total
+            for o in at:
+                take = min(left, rows.room(o))
+                if take > 0:
+                    rows.add(o, take)
+                    placed[o] = take
+                    left -= take
+            if left == 0:
+                cost = sum(n.cost[o] * u for o, u in placed.items()) + n.setup
+                if cost < best[0] - 1e-9:
+                    best = (cost, placed)
+            for o, u in placed.items():
+                rows.add(o, -u)
+        for o, u in best[1].items():
+            rows.add(o, u)
+            units[o] = u

@@ -1,0 +1,146 @@
+"""The large path (solver.large): valid plans, and a bound that no valid plan beats."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from protocol.model import Design, Step
+from scenarios.scale import synthetic_problem
+from solver.allocate import solve
+from solver.bound import lagrangian_bound
+from solver.candidates import find_candidates
+from solver.check import check
+from solver.network import build_network, machine_sets
+from solver.problem import Demand, Problem, SolveParams, horizon_days
+from tests.solver.factory import CENTRE, FAR, MIDDLE, NEAR, lab, machine, order, printer, problem
+from tests.solver.test_property import SETTINGS, problems
+
+#: Every problem takes the large path.
+LARGE = SolveParams(time_limit_s=5.0, workers=1, decompose_above=0)
+#: The same problem as one CP-SAT model.
+SMALL = replace(LARGE, decompose_above=1_000_000)
+
+
+def solved(p: Problem, params: SolveParams = LARGE):
+    plan = solve(p, params)
+    assert check(p, plan, params) == []
+    assert plan.status in ("OPTIMAL", "FEASIBLE")
+    assert plan.bound <= plan.objective
+    return plan
+
+
+@SETTINGS
+@given(p=problems(), k=st.integers(1, 6))
+def test_large_path_plans_pass_check_and_bound_the_small_path(p: Problem, k: int) -> None:
+    # Random labs with machines sharing processes, backlogs, scarce stock, lost labs, past-due
+    # orders: the plan is valid, and each path's bound is below the other path's valid plan.
+    large, small = replace(LARGE, k_nearest=k), replace(SMALL, k_nearest=k)
+    plan = solved(p, large)
+    other = solve(p, small)
+    assert check(p, other, small) == []
+    tolerance = 1e-6 * max(1.0, abs(other.objective))
+    assert plan.bound <= other.objective + tolerance
+    assert other.bound <= plan.objective + tolerance
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_synthetic_instance_is_planned_whole_within_a_small_gap(seed: int) -> None:
+    p = synthetic_problem(600, 120, seed)
+    plan = solved(p, replace(LARGE, time_limit_s=20.0, workers=2))
+    small = solve(p, replace(SMALL, time_limit_s=10.0, workers=2))
+    assert plan.bound <= small.objective
+    assert plan.gap <= 0.02
+    assert plan.objective <= 1.02 * small.objective
+
+
+def test_a_crowded_city_reaches_labs_beyond_its_nearest() -> None:
+    # Ten labs near the centre can make 4 shields a day each; 60 orders of 10 need more than the
+    # nearest ones have, so part goes further away instead of being reported short.
+    shield = [printer(), machine("laser", "laser"), machine("bench", "assembly")]
+    labs = [lab(f"near{i}", (NEAR[0] + 0.01 * i, NEAR[1]), shield) for i in range(10)]
+    labs += [lab(f"far{i}", (FAR[0] + 0.01 * i, FAR[1]), shield) for i in range(10)]
+    orders = [order(f"o{i}", "face-shield", 10, CENTRE, days=8.0) for i in range(60)]
+    plan = solved(problem(labs, orders), replace(LARGE, k_nearest=2, late_window_days=0.0))
+    assert plan.shortages == []
+    assert {a.lab_id for a in plan.allocations if a.lab_id.startswith("far")}
+
+
+def test_time_too_short_for_the_relaxation_still_gives_a_valid_plan() -> None:
+    p = synthetic_problem(300, 60, 3)
+    plan = solved(p, replace(LARGE, time_limit_s=0.01))
+    assert sum(a.quantity for a in plan.allocations) > 0
+
+
+def test_bound_counts_labs_off_the_candidates_at_their_distance() -> None:
+    # With one candidate (near: room for 2 units), the other 8 units can only go further away; the
+    # bound must not price them as short, but at least at the next lab's distance.
+    small_lab = lab(
+        "near", NEAR, [printer(hours=4.0), machine("laser", "laser"), machine("bench", "assembly")]
+    )
+    p = problem(
+        [small_lab, lab("middle", MIDDLE), lab("far", FAR)], [order("o1", "face-shield", 10, days=1.0)]
+    )
+    params = replace(LARGE, late_window_days=0.0)
+    days = horizon_days(p, params)
+    candidates = find_candidates(p, 1, days)
+    network = build_network(p, params, candidates, days)
+    beyond = np.array(candidates.beyond) * params.km_weight
+    bound = lagrangian_bound(
+        network, np.zeros(len(network.point_chain)), np.zeros(len(network.stock_capacity)), beyond
+    )
+    best = solve(p, replace(SMALL, k_nearest=3))
+    assert check(p, best, params) == []
+    assert bound <= best.objective
+    assert bound >= 10 * candidates.edges[0][0].km  # every unit travels at least to the nearest lab
+    assert bound < params.shortage_penalty["routine"]  # far labs exist: nothing need be short
+
+
+def test_machine_sets_are_the_connected_unions_of_groups() -> None:
+    a, b, c = frozenset({0}), frozenset({0, 1}), frozenset({2})
+    sets, complete = machine_sets({a, b, c})
+    assert complete and sets == sorted([a, b, c], key=sorted)  # nested and disjoint: no new union
+    x, y = frozenset({0, 1}), frozenset({1, 2})
+    sets, complete = machine_sets({x, y})
+    assert complete and frozenset({0, 1, 2}) in sets  # overlapping: their union is a set of its own
+
+
+def test_machine_sets_fall_back_to_groups_and_their_union_when_too_many() -> None:
+    groups = {frozenset({i, i + 1}) for i in range(20)}
+    sets, complete = machine_sets(groups)
+    assert not complete
+    assert set(sets) == groups | {frozenset(range(21))}
+
+
+def test_a_lab_whose_machine_rows_are_not_exact_is_left_out_of_the_plan() -> None:
+    # Twelve steps, each on a different pair of neighbouring machines: too many unions of groups
+    # for exact rows at "chain", so its options serve the bound only; "whole" makes everything.
+    steps = [Step(process="p", minutes=10.0, requires={f"t{j}": True}) for j in range(12)]
+    design = Design(id="chain-part", name="chain part", licence="CC0-1.0", source="test", steps=steps)
+    paired = [machine(f"m{i}", "p", **{f"t{j}": True for j in (i - 1, i) if 0 <= j < 12}) for i in range(13)]
+    whole = [machine("all", "p", hours=24.0, **{f"t{j}": True for j in range(12)})]
+    p = problem([lab("chain", NEAR, paired), lab("whole", FAR, whole)], [])
+    orders = [order(f"o{i}", "chain-part", 3, CENTRE, days=5.0) for i in range(3)]
+    p = replace(p, designs={**p.designs, design.id: design}, demands=[Demand(o, o.quantity) for o in orders])
+    plan = solved(p)
+    assert plan.allocations and {a.lab_id for a in plan.allocations} == {"whole"}
+    assert plan.shortages == []
+
+
+def test_unknown_designs_and_refused_licences_are_short_with_their_reason() -> None:
+    p = problem(
+        [lab("near", NEAR), lab("far", FAR)],
+        [order("o1", "no-such-design", 4), order("o2", "face-shield", 4), order("o3", "finger-splint", 2)],
+    )
+    gated = p.demands[1].order.model_copy(update={"accepts_licences": ["CC-BY-4.0"]})
+    p = replace(p, demands=[p.demands[0], Demand(gated, 4), p.demands[2]])
+    plan = solved(p)
+    reasons = {s.order_id: s.reason for s in plan.shortages}
+    assert set(reasons) == {"o1", "o2"}
+    assert "unknown" in reasons["o1"] and "licence" in reasons["o2"]
+    assert [a.order_id for a in plan.allocations] == ["o3"]
+    assert plan.bound >= 8 * LARGE.shortage_penalty["routine"] - 1.0  # those units cannot be made
