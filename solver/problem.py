@@ -93,7 +93,10 @@ class SolveParams:
     #: Extra candidates per demand: the labs with the most room for its design among the 4k nearest.
     room_candidates: int = 3
     #: Above this many demands, a problem is solved through its linear relaxation (see solver.large).
-    decompose_above: int = 1500
+    #: From a few hundred demands on, that path finds cheaper plans than the one CP-SAT model, in a
+    #: fraction of the time, and its bound is valid for every plan (300 x 100: 1.099 M in 0.13 s
+    #: against 1.140 M in 10 s; 1000 x 200: 2.53 M in 0.7 s against 2.75 M in 10 s).
+    decompose_above: int = 250
     seed: int = 0
 
     def __post_init__(self) -> None:
