@@ -56,7 +56,7 @@ def chaos(
 
       [bold]cosmolocal chaos --labs 4 --orders 6 --seed 1 --json[/]
     """
-    from scenarios.chaos import ChaosOptions, run_chaos
+    from scenarios.chaos import ChaosError, ChaosOptions, run_chaos
 
     if not 0.0 <= loss < 1 / 3:
         fail(f"--loss {loss}: must be at least 0 and below 0.33")
@@ -71,9 +71,14 @@ def chaos(
         timeout_s=timeout,
         workdir=workdir,
     )
-    report = run_chaos(
-        options, say=(lambda line: None) if as_json else (lambda line: err.print(line, highlight=False))
-    )
+    try:
+        report = run_chaos(
+            options, say=(lambda line: None) if as_json else (lambda line: err.print(line, highlight=False))
+        )
+    except ChaosError as exc:
+        if as_json:
+            typer.echo(json.dumps({"ok": False, "error": str(exc)}))
+        fail(str(exc), code=1)
     if as_json:
         typer.echo(json.dumps(report.to_json()))
     else:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import shutil
 import signal
 import tempfile
 import threading
@@ -157,9 +158,26 @@ def _schedule(options: ChaosOptions, rng: random.Random) -> list[str]:
 
 def run_chaos(options: ChaosOptions, say: Callable[[str], None] = lambda line: None) -> ChaosReport:
     """Run a seeded fault schedule over a real local mesh and check the invariants (module docstring)."""
+    workdir = options.workdir or Path(tempfile.mkdtemp(prefix="cosmolocal-chaos-"))
+    try:
+        report = _run(options, workdir, say)
+    except Exception as exc:
+        raise ChaosError(
+            f"the chaos run stopped: {exc}; its logs, journals and ledger are in {workdir}"
+        ) from exc
+    if options.workdir is None and report.ok:
+        shutil.rmtree(workdir, ignore_errors=True)
+    elif not report.ok:
+        say(f"an invariant failed: the logs, journals and ledger are kept in {workdir}")
+    return report
+
+
+class ChaosError(RuntimeError):
+    """A chaos run could not be carried out (not an invariant failing: the run itself broke)."""
+
+
+def _run(options: ChaosOptions, workdir: Path, say: Callable[[str], None] = lambda line: None) -> ChaosReport:
     began = time.monotonic()
-    temp = None if options.workdir else tempfile.TemporaryDirectory(prefix="cosmolocal-chaos-")
-    workdir = options.workdir or Path(temp.name)  # type: ignore[union-attr]
     rng = random.Random(options.seed)
     labs = demo_labs(options.labs, seed=options.seed)
     proxy = None
@@ -225,8 +243,6 @@ def run_chaos(options: ChaosOptions, say: Callable[[str], None] = lambda line: N
         mesh.stop()
         if proxy is not None:
             proxy.stop()
-        if temp is not None:
-            temp.cleanup()
     return ChaosReport(options, verdicts, faults, counts, time.monotonic() - began)
 
 
