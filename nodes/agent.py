@@ -550,14 +550,15 @@ class LabAgent:
         if self.curve is not None:
             self._monitor = self._dealer.get_monitor_socket(HANDSHAKE_FAILURES)
 
-    def _close_dealer(self) -> None:
+    def _close_dealer(self, linger: int | None = 0) -> None:
+        """Close the DEALER and its monitor; `linger` None lets queued messages (a BYE) go first."""
         if self._dealer is None:
             return
         if self._monitor is not None:
             self._dealer.disable_monitor()
             self._monitor.close(linger=0)
             self._monitor = None
-        self._dealer.close(linger=0)
+        self._dealer.close(linger=linger)
         self._dealer = None
 
     def _on_handshake_failed(self, event: dict) -> None:
@@ -603,13 +604,7 @@ class LabAgent:
         if self._sub is not None:
             self._sub.close()
             self._sub = None
-        if self._monitor is not None and self._dealer is not None:
-            self._dealer.disable_monitor()
-            self._monitor.close(linger=0)
-            self._monitor = None
-        if self._dealer is not None:
-            self._dealer.close()
-            self._dealer = None
+        self._close_dealer(linger=None)
 
 
 def _backlog_moved(before: dict[str, float] | None, after: dict[str, float]) -> bool:

@@ -332,15 +332,20 @@ def _inject(
 def _rogue(mesh: Mesh, identity: str) -> tuple[zmq.Context, zmq.Socket]:
     """A socket straight to the planner: admitted under its own name on a secure mesh."""
     ctx = zmq.Context()
-    curve = None
-    if mesh.keys_dir is not None:
-        public = create_keypair(mesh.workdir / "rogue", identity, {"lab-id": identity}, overwrite=True)
-        Admissions(mesh.keys_dir / "admitted").admit(public)
-        curve = ClientKeys(
-            own=load_keypair(public.with_suffix(".key_secret")),
-            server_public=load_public(mesh.keys_dir / "planner.key"),
-        )
+    curve = _new_keys(mesh, "rogue", identity, admit=True) if mesh.keys_dir is not None else None
     return ctx, transport.connect_dealer(ctx, mesh.mesh_endpoint, identity, curve)
+
+
+def _new_keys(mesh: Mesh, folder: str, lab_id: str, admit: bool) -> ClientKeys:
+    """A fresh key pair for `lab_id` (admitted or not) and the planner's key, to connect with."""
+    assert mesh.keys_dir is not None
+    public = create_keypair(mesh.workdir / folder, lab_id, {"lab-id": lab_id}, overwrite=True)
+    if admit:
+        Admissions(mesh.keys_dir / "admitted").admit(public)
+    return ClientKeys(
+        own=load_keypair(public.with_suffix(".key_secret")),
+        server_public=load_public(mesh.keys_dir / "planner.key"),
+    )
 
 
 def _garbage(mesh: Mesh, rng: random.Random) -> int:
@@ -375,13 +380,8 @@ def _impostor(mesh: Mesh, victim: Lab) -> str:
 
 
 def _stranger(mesh: Mesh, victim: Lab) -> str:
-    assert mesh.keys_dir is not None
     ctx = zmq.Context()
-    public = create_keypair(mesh.workdir / "stranger", victim.id, {"lab-id": victim.id}, overwrite=True)
-    curve = ClientKeys(
-        own=load_keypair(public.with_suffix(".key_secret")),
-        server_public=load_public(mesh.keys_dir / "planner.key"),
-    )
+    curve = _new_keys(mesh, "stranger", victim.id, admit=False)
     sock = transport.connect_dealer(ctx, mesh.mesh_endpoint, victim.id, curve)
     try:
         with contextlib.suppress(zmq.Again):
