@@ -1,9 +1,9 @@
 """Flexible job-shop: Brandimarte mk01-mk05 solved by the lab scheduler (solver.jobshop), 10 s, 2 workers.
 
 Each schedule is checked by the independent validator and its makespan compared with the best-known
-(proven optimal) value. The target is a gap of at most 2 %; mk02 (27 against 26, 3.8 %) and at times
-mk05 miss it, so the assertion here is a regression guard at 5 % and the gap of every instance is
-recorded in the benchmark's extra_info for the notes.
+(proven optimal) value. The target is a gap of at most 2 %, asserted for every instance but mk02: there
+one makespan unit is 3.8 %, and about one run in thirteen ends at 27 instead of 26, so mk02 is held to
+a 5 % regression guard and its gap is recorded in the benchmark's extra_info like every other.
 
 Run: make bench   (or .venv/bin/pytest benchmarks -k fjsp --benchmark-enable)
 """
@@ -36,4 +36,5 @@ def test_brandimarte(benchmark: BenchmarkFixture, name: str) -> None:
     assert check_schedule(instance, result) == []
     assert result.bound <= best <= result.objective
     benchmark.extra_info.update(meets_2pct_target=gap <= 2.0)
-    assert gap <= 5.0, f"{name}: makespan {result.objective}, best known {best} ({gap:.1f} % above)"
+    allowed = 5.0 if name == "mk02" else 2.0
+    assert gap <= allowed, f"{name}: makespan {result.objective}, best known {best} ({gap:.1f} % above)"

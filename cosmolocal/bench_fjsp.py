@@ -1,8 +1,9 @@
 """`cosmolocal bench fjsp FILE`: a flexible job-shop instance (Brandimarte format), lab scheduler.
 
-The same CP-SAT model that sequences a lab's jobs (solver.jobshop) minimises the makespan of a standard
-instance; the schedule is checked by the independent validator and the makespan compared with the
-best-known value from the literature, so the gap is measured against a number nobody here chose.
+The solver that sequences a lab's jobs (solver.jobshop: CP-SAT, with a tabu search beside it for the
+makespan) minimises the makespan of a standard instance; the schedule is checked by the independent
+validator and the makespan compared with the best-known value from the literature, so the gap is
+measured against a number nobody here chose.
 """
 
 from __future__ import annotations
@@ -31,8 +32,10 @@ def fjsp(
             "--best-known", help="Best-known makespan (default: known values of mk01-mk05 by name)."
         ),
     ] = None,
-    time_limit: Annotated[float, typer.Option("--time-limit", help="CP-SAT time limit in seconds.")] = 10.0,
-    workers: Annotated[int, typer.Option("--workers", help="CP-SAT workers (threads).")] = 2,
+    time_limit: Annotated[float, typer.Option("--time-limit", help="Time limit in seconds.")] = 10.0,
+    workers: Annotated[
+        int, typer.Option("--workers", help="Threads: one for the tabu search, the rest for CP-SAT.")
+    ] = 2,
     json: Annotated[
         bool, typer.Option("--json", help="One JSON object per instance on its own line.")
     ] = False,

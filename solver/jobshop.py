@@ -32,15 +32,22 @@ import bisect
 import itertools
 import math
 import random
+import threading
+import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Literal
 
+import numpy as np
 from ortools.sat.python import cp_model
+
+from solver import tabu
 
 Objective = Literal["makespan", "weighted_tardiness"]
 OBJECTIVES: tuple[str, ...] = ("makespan", "weighted_tardiness")
+#: The share of the time kept for the last CP-SAT run on the whole model (the bound, often a proof).
+FINAL_SHARE = 0.15
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +107,7 @@ class Result:
 
     `status` is OPTIMAL or FEASIBLE (CP-SAT), or DISPATCH when the dispatching-rule schedule was kept
     (CP-SAT not run, or it found nothing better in its time). `bound` is a proven lower bound on the
-    objective; `seconds` is CP-SAT's wall time (0 when it did not run).
+    objective; `seconds` is the solver's wall time (0 when it did not run).
     """
 
     #: Per job, per operation, in the instance's order.
@@ -317,12 +324,33 @@ def dispatch(instance: Instance, objective: Objective = "makespan") -> Result:
 
 
 def _trivial_bound(instance: Instance, objective: Objective) -> int:
-    """A cheap lower bound: the longest job (release plus shortest processing times), or 0 tardiness."""
+    """A cheap lower bound on the makespan (0 for weighted tardiness): the larger of two arguments.
+
+    The longest job: its release plus its shortest processing times. And the load of machine sets:
+    the operations that can run only on machines of a set S need at least the sum of their shortest
+    times divided by |S|, whatever the schedule. Every set is tried up to 12 machines (4,096 sets);
+    beyond that, the operations' own eligible sets and the whole shop.
+    """
     if objective != "makespan":
         return 0
-    return max(
+    longest_job = max(
         job.release + sum(min(op.alternatives.values()) for op in job.operations) for job in instance.jobs
     )
+    operations = [op for job in instance.jobs for op in job.operations]
+    masks = np.array([sum(1 << m for m in op.alternatives) for op in operations], dtype=np.int64)
+    shortest = np.array([min(op.alternatives.values()) for op in operations], dtype=np.int64)
+    full = (1 << instance.num_machines) - 1
+    if instance.num_machines <= 12:
+        machine_sets: Sequence[int] = range(1, full + 1)
+    else:
+        machine_sets = sorted({int(mask) for mask in masks} | {full})
+    load = 0
+    for machine_set in machine_sets:
+        inside = (masks & ~machine_set) == 0
+        if inside.any():
+            load = max(load, -(-int(shortest[inside].sum()) // machine_set.bit_count()))
+    # Calendars only add to this bound; blocked time is not counted, so it stays a lower bound.
+    return max(longest_job, load)
 
 
 def _result(
@@ -471,10 +499,18 @@ def _build(
 
 
 def _run(
-    built: _CpModel, instance: Instance, time_limit_s: float, workers: int, seed: int
+    built: _CpModel,
+    instance: Instance,
+    time_limit_s: float,
+    workers: int,
+    seed: int,
+    solver: cp_model.CpSolver | None = None,
 ) -> tuple[int, float, float, list[list[ScheduledOperation]] | None]:
-    """Solve a built model: (CP-SAT status, raw objective bound, wall seconds, schedule or None)."""
-    solver = cp_model.CpSolver()
+    """Solve a built model: (CP-SAT status, raw objective bound, wall seconds, schedule or None).
+
+    Pass `solver` to keep a handle that can stop the search from another thread.
+    """
+    solver = solver if solver is not None else cp_model.CpSolver()
     solver.parameters.max_time_in_seconds = time_limit_s
     solver.parameters.num_workers = workers
     solver.parameters.random_seed = seed
@@ -524,6 +560,59 @@ def _neighbourhood(
     return chosen
 
 
+def _tabu_beside_cp_sat(
+    instance: Instance,
+    current: list[list[ScheduledOperation]],
+    seconds: float,
+    workers: int,
+    seed: int,
+    bound: int,
+) -> tuple[list[list[ScheduledOperation]], float, int]:
+    """The better of a tabu search and CP-SAT run side by side for `seconds`, from `current`.
+
+    The tabu search holds one thread (Python); CP-SAT gets the other `workers - 1` (none when
+    `workers` is 1), and it releases the interpreter while it searches. Whichever proves the optimum
+    first stops the other. Returns (best schedule, wall seconds, CP-SAT's proven bound or `bound`).
+    """
+    started = time.perf_counter()
+    proven = threading.Event()
+    found: list[tuple[int, float, list[list[ScheduledOperation]] | None]] = []  # CP-SAT's outcome
+    solver: cp_model.CpSolver | None = None
+    helper: threading.Thread | None = None
+    if workers >= 2:
+        horizon = max(job_ops[-1].end for job_ops in current)
+        built = _build(instance, "makespan", horizon, _merged_blocks(instance), current)
+        solver = cp_model.CpSolver()
+
+        def cp_sat() -> None:
+            assert solver is not None
+            code, raw, _, ops = _run(built, instance, seconds, workers - 1, seed + 7, solver)
+            found.append((code, raw, ops))
+            if code == cp_model.OPTIMAL:
+                proven.set()
+
+        helper = threading.Thread(target=cp_sat, name="cp-sat-beside-tabu", daemon=True)
+        helper.start()
+    searched = tabu.search(instance, current, seconds=seconds, seed=seed, target=bound, stop=proven.is_set)
+    while helper is not None and helper.is_alive():
+        assert solver is not None
+        solver.stop_search()  # the tabu search is done: out of time, or at the proven bound
+        helper.join(0.05)
+    best = [
+        [ScheduledOperation(j, o, machine, start, end) for o, (machine, start, end) in enumerate(job_ops)]
+        for j, job_ops in enumerate(searched.operations)
+    ]
+    cp_bound = bound
+    for code, raw, ops in found:
+        if ops is None:
+            continue
+        if _lns_key(ops, "makespan", instance) < _lns_key(best, "makespan", instance):
+            best = ops
+        proof = code == cp_model.OPTIMAL
+        cp_bound = _score(instance, "makespan", best)[0] if proof else math.ceil(raw - 1e-6)
+    return best, time.perf_counter() - started, max(bound, cp_bound)
+
+
 def _lns_key(
     ops: list[list[ScheduledOperation]], objective: Objective, instance: Instance
 ) -> tuple[int, int, int]:
@@ -544,13 +633,17 @@ def solve(
     """Solve `instance` with CP-SAT within about `time_limit_s`, warm-started from a dispatching rule.
 
     Three phases. (1) CP-SAT on the whole model for a tenth of the time: small instances end here,
-    proven optimal. (2) Large-neighbourhood search for `lns_share` of the time: a time window, a few
-    jobs or a few machines are freed, every other operation keeps its machine and its order there,
-    and CP-SAT (one worker per neighbourhood, `workers` neighbourhoods at once) re-solves that smaller
-    model from the current schedule, keeping the result when no worse (ties broken by the sum of job
-    ends, so the search moves along the makespan's plateaus). It brings a poor dispatch schedule near
-    the optimum in a second or two. (3) CP-SAT on the whole model again, from the best schedule, for
-    the rest of the time: it may still improve it and gives the bound.
+    proven optimal. (2a) For the makespan without calendars, until the last `FINAL_SHARE` of the
+    time: the tabu search of solver.tabu on one thread and CP-SAT on the whole model on the other
+    `workers - 1`, side by side; on flexible instances of a few dozen operations CP-SAT stalls on the
+    makespan's plateaus where the tabu search goes on. (2b) Otherwise, large-neighbourhood search for
+    `lns_share` of the time: a time window, a few jobs or a few machines are freed, every other
+    operation keeps its machine and its order there, and CP-SAT (one worker per neighbourhood,
+    `workers` neighbourhoods at once) re-solves that smaller model from the current schedule, keeping
+    the result when no worse (ties broken by the sum of job ends, so the search moves along the
+    makespan's plateaus). (3) CP-SAT on the whole model again, from the best schedule, for the rest of
+    the time: it may still improve it and gives the bound, itself never below the machine-load bound.
+    `lns_share` 0 skips phases 2 and 3.
 
     `start_from` replaces the dispatch schedule as the starting point (a complete, valid schedule of
     this instance). The result is never worse than the starting point (status DISPATCH when nothing
@@ -581,7 +674,7 @@ def solve(
     first_share = min(0.1, 1.0 - lns_share) if lns_share > 0 else 1.0
     built = _build(instance, objective, horizon, blocks, current)
     code, raw, seconds, solved = _run(built, instance, time_limit_s * first_share, workers, seed)
-    bound = start.bound
+    bound = _trivial_bound(instance, objective)
     if solved is not None:
         bound = max(bound, bound_of(raw, built.scale))
     improved = False
@@ -592,12 +685,31 @@ def solve(
         value = _score(instance, objective, current)[0]
         return _result(instance, objective, current, status=status, bound=value, seconds=seconds)
 
-    # Phase 2: large-neighbourhood search, `workers` neighbourhoods at a time, one CP-SAT worker each.
+    if objective == "makespan" and not any(blocks) and lns_share > 0:
+        # Phase 2, makespan without calendars: tabu search here, CP-SAT on the whole model beside it.
+        portfolio_end = time_limit_s * (1.0 - FINAL_SHARE)
+        if portfolio_end - seconds > 0.05:
+            candidate, spent, cp_bound = _tabu_beside_cp_sat(
+                instance, current, portfolio_end - seconds, workers, seed, bound
+            )
+            seconds += spent
+            bound = max(bound, cp_bound)
+            if _lns_key(candidate, objective, instance) < _lns_key(current, objective, instance):
+                improved = improved or (
+                    _score(instance, objective, candidate) < _score(instance, objective, current)
+                )
+                current = candidate
+        lns_share = 0.0 if _score(instance, objective, current)[0] <= bound else lns_share
+        lns_end = seconds  # no CP-SAT neighbourhood search after the tabu search
+    else:
+        lns_end = time_limit_s * (first_share + lns_share)
+
+    # Phase 2, otherwise: large-neighbourhood search, `workers` neighbourhoods at a time, one CP-SAT
+    # worker each.
     rng = random.Random(seed)
     n = instance.num_operations
     size = max(min(n, 8), int(0.3 * n))
     step_limit = max(0.05, min(0.25, time_limit_s / 40))
-    lns_end = time_limit_s * (first_share + lns_share)
     with ThreadPoolExecutor(max_workers=workers) as pool:
         while lns_share > 0 and lns_end - seconds > 0.02:
             if objective == "makespan" and _score(instance, objective, current)[0] <= bound:

@@ -220,3 +220,18 @@ def test_earliest_fit_skips_blocks() -> None:
     assert earliest_fit(blocks, 3, 2) == 4
     assert earliest_fit(blocks, 9, 5) == 9
     assert earliest_fit(blocks, 3, 0) == 3
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_the_cheap_bound_never_exceeds_the_optimum(seed: int) -> None:
+    instance = random_instance(random.Random(seed), calendars=seed % 2 == 1)
+    assert dispatch(instance).bound <= brute_force(instance, "makespan")
+
+
+def test_the_machine_load_bound_counts_operations_that_only_some_machines_can_do() -> None:
+    # Three 4-long operations only machines 0 and 1 can do: 12 units of work on 2 machines take at least 6.
+    shared = FjJob((FjOperation({0: 4, 1: 4}),))
+    instance = Instance((shared, shared, shared, FjJob((FjOperation({2: 1}),))), 3)
+    assert dispatch(instance).bound == 6
+    result = solve(instance, time_limit_s=5.0, workers=1)
+    assert result.objective == 8 and result.bound == 8  # and the optimum, 8, is proven

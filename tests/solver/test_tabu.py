@@ -1,0 +1,99 @@
+"""The flexible job shop's tabu search (solver.tabu): valid, never worse, optimal on small instances."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from solver import tabu
+from solver.jobshop import (
+    FjJob,
+    FjOperation,
+    Instance,
+    Result,
+    ScheduledOperation,
+    check_schedule,
+    dispatch,
+    solve,
+)
+from tests.solver.test_jobshop import brute_force, random_instance
+
+
+def as_result(instance: Instance, found: tabu.TabuResult) -> Result:
+    """The tabu search's schedule as a jobshop Result, so that the independent validator can judge it."""
+    ops = tuple(
+        tuple(ScheduledOperation(j, o, m, s, e) for o, (m, s, e) in enumerate(job_ops))
+        for j, job_ops in enumerate(found.operations)
+    )
+    makespan = max(job_ops[-1].end for job_ops in ops)
+    tardiness = sum(
+        job.weight * max(0, ops[j][-1].end - job.due)
+        for j, job in enumerate(instance.jobs)
+        if job.due is not None
+    )
+    return Result(ops, "makespan", makespan, 0, "TABU", 0.0, makespan, tardiness)
+
+
+def flexible_instance(rng: random.Random, jobs: int = 6, machines: int = 4) -> Instance:
+    """A random flexible job shop with releases: 2-4 operations per job, 1-3 machines per operation."""
+    built = []
+    for _ in range(jobs):
+        ops = []
+        for _ in range(rng.randint(2, 4)):
+            eligible = rng.sample(range(machines), rng.randint(1, min(3, machines)))
+            ops.append(FjOperation({m: rng.randint(1, 9) for m in eligible}))
+        built.append(FjJob(tuple(ops), release=rng.randint(0, 5)))
+    return Instance(tuple(built), machines)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_every_schedule_it_returns_is_valid_and_no_worse_than_its_start(seed: int) -> None:
+    instance = flexible_instance(random.Random(seed))
+    start = dispatch(instance)
+    found = tabu.search(instance, start.operations, seconds=60, seed=seed, max_iterations=400)
+    result = as_result(instance, found)
+    assert check_schedule(instance, result) == []
+    assert found.makespan == result.makespan <= start.makespan
+    assert found.iterations <= 400
+
+
+@pytest.mark.parametrize("seed", range(0, 16, 2))  # even seeds: instances without calendars
+def test_small_instances_reach_the_brute_force_optimum(seed: int) -> None:
+    instance = random_instance(random.Random(seed))
+    optimum = brute_force(instance, "makespan")
+    found = tabu.search(instance, dispatch(instance).operations, seconds=60, seed=seed, max_iterations=3000)
+    assert check_schedule(instance, as_result(instance, found)) == []
+    assert found.makespan == optimum
+
+
+def test_it_stops_at_the_target_and_when_asked() -> None:
+    instance = flexible_instance(random.Random(5), jobs=8)
+    start = dispatch(instance)
+    at_start = tabu.search(instance, start.operations, seconds=60, target=start.makespan)
+    assert at_start.iterations == 0 and at_start.makespan == start.makespan
+    asked = tabu.search(instance, start.operations, seconds=60, stop=lambda: True)
+    assert asked.iterations == 0
+
+
+def test_the_same_seed_and_iterations_give_the_same_schedule() -> None:
+    instance = flexible_instance(random.Random(9), jobs=8)
+    start = dispatch(instance).operations
+    first = tabu.search(instance, start, seconds=60, seed=3, max_iterations=300)
+    second = tabu.search(instance, start, seconds=60, seed=3, max_iterations=300)
+    assert first == second
+
+
+def test_calendars_are_refused() -> None:
+    instance = Instance((FjJob((FjOperation({0: 3}),)),), 1, {0: [(2, 10)]})
+    with pytest.raises(ValueError, match="calendars"):
+        tabu.search(instance, dispatch(instance).operations, seconds=1)
+
+
+def test_solve_uses_it_and_stays_valid_with_one_or_two_workers() -> None:
+    instance = flexible_instance(random.Random(21), jobs=10, machines=5)
+    start = dispatch(instance)
+    for workers in (1, 2):
+        result = solve(instance, time_limit_s=1.0, workers=workers, seed=1)
+        assert check_schedule(instance, result) == []
+        assert result.bound <= result.objective <= start.objective
