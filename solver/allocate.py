@@ -60,12 +60,13 @@ def solve(
     `warm_start` (a plan for the same demands, such as the previous one) is tried first. Returns a
     `Plan` whose objective and bound are in cost units (those of `CostTerms`), with status OPTIMAL or
     FEASIBLE, or EMPTY when there is nothing to plan. Above `params.decompose_above` demands the
-    whole problem goes through its linear relaxation (`solver.large`), which takes no warm start.
+    whole problem goes through its linear relaxation (`solver.large`), and the warm start, fitted to
+    today's capacity, is kept when the relaxation's plan costs more.
     """
     if not problem.demands:
         return Plan(version=version, objective=0.0, bound=0.0, status="EMPTY", solve_seconds=0.0)
     if len(problem.demands) > params.decompose_above:
-        return solve_large(problem, params, version, rules)
+        return solve_large(problem, params, version, rules, warm_start)
     return solve_small(problem, params, version, warm_start, rules)
 
 

@@ -58,9 +58,18 @@ FURTHER = 4
 
 
 def solve_large(
-    problem: Problem, params: SolveParams, version: int = 0, rules: TrailRules = DEFAULT_RULES
+    problem: Problem,
+    params: SolveParams,
+    version: int = 0,
+    rules: TrailRules = DEFAULT_RULES,
+    warm_start: Plan | None = None,
 ) -> Plan:
-    """Solve a large problem through its linear relaxation (see the module docstring)."""
+    """Solve a large problem through its linear relaxation (see the module docstring).
+
+    `warm_start` (a plan for the same demands, such as the previous one) is fitted to today's rows
+    the way the LP's units are, and whichever of the two plans costs less is kept: a re-plan is never
+    worse than the plan in hand, trimmed where capacity or stock has gone.
+    """
     started = time.perf_counter()
     days = horizon_days(problem, params)
     wide = params.k_nearest * WIDE
@@ -86,6 +95,10 @@ def solve_large(
             candidates, network, relaxation = widened, wider, again
             beyond = _beyond_cost(problem, params, candidates, rules)
     units = round_units(network, relaxation.units, network.shortage)
+    if warm_start is not None:
+        kept = round_units(network, _units_of(problem, network, warm_start), network.shortage)
+        if _objective(network, kept) < _objective(network, units):
+            units = kept
     bound = lagrangian_bound(
         network,
         relaxation.point_multiplier,
@@ -94,6 +107,42 @@ def solve_large(
         _priced_beyond(problem, params, candidates, network, rules),
     )
     return _plan(problem, params, network, candidates, units, bound, version, time.perf_counter() - started)
+
+
+def _units_of(problem: Problem, network: Network, plan: Plan) -> np.ndarray:
+    """Units per option of `plan`, on time and late apart; allocations off the network are dropped."""
+    units = np.zeros(network.options, dtype=np.float64)
+    if not network.options:
+        return units
+    demand_of = {d.order.id: i for i, d in enumerate(problem.demands)}
+    lab_of = {state.lab.id: j for j, state in enumerate(problem.labs)}
+    labs = len(problem.labs)
+    key = (network.demand.astype(np.int64) * labs + network.lab.astype(np.int64)) * 2 + network.late
+    order = np.argsort(key, kind="stable")
+    ordered = key[order]
+    for allocation in plan.allocations:
+        d = demand_of.get(allocation.order_id)
+        lab = lab_of.get(allocation.lab_id)
+        if d is None or lab is None:
+            continue
+        for late, quantity in ((1, allocation.late_units), (0, allocation.quantity - allocation.late_units)):
+            if quantity <= 0:
+                continue
+            wanted = (d * labs + lab) * 2 + late
+            at = int(np.searchsorted(ordered, wanted))
+            if at < len(ordered) and ordered[at] == wanted:
+                units[order[at]] += quantity
+    return units
+
+
+def _objective(network: Network, units: np.ndarray) -> float:
+    """What whole units per option cost: per unit, setups of the used (demand, lab) pairs, shortage."""
+    used = units > 0
+    labs = int(network.lab.max()) + 1 if network.options else 1
+    pairs = np.unique(network.demand[used].astype(np.int64) * labs + network.lab[used])
+    placed = np.bincount(network.demand, weights=units, minlength=len(network.quantity))
+    short = np.maximum(0.0, network.quantity - placed)
+    return float(units @ network.cost + network.setup * len(pairs) + short @ network.shortage)
 
 
 def _candidates(

@@ -144,3 +144,38 @@ def test_unknown_designs_and_refused_licences_are_short_with_their_reason() -> N
     assert "unknown" in reasons["o1"] and "licence" in reasons["o2"]
     assert [a.order_id for a in plan.allocations] == ["o3"]
     assert plan.bound >= 8 * LARGE.shortage_penalty["routine"] - 1.0  # those units cannot be made
+
+
+def test_a_warm_start_is_never_beaten_by_a_worse_replan() -> None:
+    # The same problem again, with no time for the relaxation: the plan in hand is kept, not lost.
+    p = synthetic_problem(300, 60, 5)
+    first = solved(p, replace(LARGE, workers=2))
+    rushed = replace(LARGE, time_limit_s=0.01)
+    cold = solved(p, rushed)
+    warm = solve(p, rushed, warm_start=first)
+    assert check(p, warm, rushed) == []
+    assert warm.objective <= first.objective + 1e-6 * first.objective
+    assert cold.objective > first.objective  # else this test would show nothing
+
+
+def test_a_warm_start_is_trimmed_to_a_lab_that_is_gone() -> None:
+    p = synthetic_problem(300, 60, 6)
+    first = solved(p)
+    busiest = max(
+        {a.lab_id for a in first.allocations},
+        key=lambda lab_id: sum(a.quantity for a in first.allocations if a.lab_id == lab_id),
+    )
+    fewer = replace(p, labs=[state for state in p.labs if state.lab.id != busiest])
+    again = solve(fewer, LARGE, warm_start=first)
+    assert check(fewer, again, LARGE) == []
+    assert busiest not in {a.lab_id for a in again.allocations}
+
+
+@SETTINGS
+@given(p=problems(), k=st.integers(1, 6))
+def test_the_large_path_warm_started_from_the_small_paths_plan_is_no_worse(p: Problem, k: int) -> None:
+    large, small = replace(LARGE, k_nearest=k, time_limit_s=0.01), replace(SMALL, k_nearest=k)
+    other = solve(p, small)
+    plan = solve(p, large, warm_start=other)
+    assert check(p, plan, large) == []
+    assert plan.objective <= other.objective + 1e-6 * max(1.0, abs(other.objective))
