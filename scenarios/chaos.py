@@ -26,7 +26,7 @@ import signal
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -224,7 +224,7 @@ def _run(options: ChaosOptions, workdir: Path, say: Callable[[str], None] = lamb
             say(f"  {fault['at_s']:6.1f} s  {kind}: {fault['detail']}")
         _wait_until_done(mesh, set(accepted.values()), began + options.timeout_s)
         time.sleep(3 * options.heartbeat_ms / 1000)  # let the last reports and journals settle
-        views = {o: httpx.get(f"{mesh.api}/orders/{o}", timeout=5).json() for o in accepted.values()}
+        views = _final_views(mesh, accepted.values())
         history = invariants.read_ledger(workdir / "planner.db")
         journals = invariants.read_journals(workdir)
         probe.stop.set()
@@ -398,12 +398,32 @@ def _stranger(mesh: Mesh, victim: Lab) -> str:
 def _wait_until_done(mesh: Mesh, order_ids: set[str], deadline: float) -> None:
     while time.monotonic() < deadline:
         try:
-            states = {httpx.get(f"{mesh.api}/orders/{o}", timeout=3).json()["state"] for o in order_ids}
-        except httpx.HTTPError:
+            states = {_order_view(mesh, o, timeout_s=3.0)["state"] for o in order_ids}
+        except (httpx.HTTPError, ValueError, KeyError):  # down, restarting, or not answering yet
             states = set()
         if states == {"done"}:
             return
         time.sleep(0.5)
+
+
+def _order_view(mesh: Mesh, order_id: str, timeout_s: float = 5.0) -> dict[str, Any]:
+    """The planner's public view of an order; raises httpx.HTTPStatusError on an error status."""
+    response = httpx.get(f"{mesh.api}/orders/{order_id}", timeout=timeout_s)
+    response.raise_for_status()
+    view: dict[str, Any] = response.json()
+    return view
+
+
+def _final_views(mesh: Mesh, order_ids: Iterable[str], timeout_s: float = 30.0) -> dict[str, dict[str, Any]]:
+    """Every order's view at the end of the run, asking again while the planner is slow to answer."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return {o: _order_view(mesh, o) for o in order_ids}
+        except (httpx.HTTPError, ValueError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
 
 
 def _duplicates_answered(faults: list[dict[str, Any]]) -> invariants.Verdict:

@@ -17,6 +17,7 @@ def test_chaos_over_a_lossy_link_keeps_every_invariant(tmp_path: Path) -> None:
     )
     assert run.stdout.strip(), run.stderr[-3000:]
     report = json.loads(run.stdout.strip().splitlines()[-1])
+    assert "invariants" in report, f"the run broke: {report.get('error')}\n{run.stderr[-3000:]}"
     failed = [v for v in report["invariants"] if not v["ok"]]
     assert run.returncode == 0 and report["ok"] and not failed, failed
     assert {f["kind"] for f in report["faults"]} >= set(FAULT_KINDS)
