@@ -121,6 +121,7 @@ def _timing(shop: _Shop, sequences: Sequence[Sequence[int]], duration: Sequence[
         v = order[i]
         i += 1
         end = head[v] + duration[v]
+        # The two successors are written out, not looped over: this is the search's innermost loop.
         s = job_succ[v]
         if s >= 0:
             if head[s] < end:
