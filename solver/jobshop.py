@@ -699,9 +699,10 @@ def solve(
                     _score(instance, objective, candidate) < _score(instance, objective, current)
                 )
                 current = candidate
-        lns_share = 0.0 if _score(instance, objective, current)[0] <= bound else lns_share
+        proven = _score(instance, objective, current)[0] <= bound
         lns_end = seconds  # no CP-SAT neighbourhood search after the tabu search
     else:
+        proven = False
         lns_end = time_limit_s * (first_share + lns_share)
 
     # Phase 2, otherwise: large-neighbourhood search, `workers` neighbourhoods at a time, one CP-SAT
@@ -759,7 +760,7 @@ def solve(
                 size = max(min(n, 5), int(size * 0.85))
 
     # Phase 3: the whole model again from the best schedule: a better bound, often a proof.
-    if time_limit_s - seconds > 0.02 and lns_share > 0:
+    if time_limit_s - seconds > 0.02 and lns_share > 0 and not proven:
         if objective == "makespan":
             horizon = max(job_ops[-1].end for job_ops in current)
         built = _build(instance, objective, horizon, blocks, current)
