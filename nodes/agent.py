@@ -258,7 +258,9 @@ class LabAgent:
             poller.register(self._monitor, zmq.POLLIN)
         timeout_ms = max(1, int(self.tick_seconds * 1000))
         events = dict(await poller.poll(timeout_ms))
-        self._notice_stall()
+        if self._notice_stall():
+            await self._recover_from_stall()
+            return  # what was queued while suspended goes with the old connection
         dealer_events = events.get(dealer, 0)
         if dealer_events & zmq.POLLOUT and self._hello_unsent:
             await self._send_hello()
@@ -286,8 +288,11 @@ class LabAgent:
             except Exception:  # a bug here must not take the lab off the mesh
                 log.exception("internal error while handling a frame from %s; frame dropped", peer)
 
-    def _notice_stall(self) -> None:
-        """A loop pause far beyond a tick means the process was suspended: that time was not worked."""
+    def _notice_stall(self) -> bool:
+        """A loop pause far beyond a tick means the process was suspended: that time was not worked.
+
+        Returns True when it was (see `_recover_from_stall`).
+        """
         now = self._monotonic()
         gap = now - self._awake_at
         self._awake_at = now
@@ -296,9 +301,27 @@ class LabAgent:
             self.counters.stalls += 1
             self.clock.skip(gap)
             log.warning("lab agent was suspended for %.1f s; no work is counted for that time", gap)
+            return True
+        return False
+
+    async def _recover_from_stall(self) -> None:
+        """Hold the work and say HELLO again: only the planner's answer may let it go on.
+
+        While the process was suspended the planner may have given this lab up and handed its jobs to
+        others; the frames queued meanwhile are stale, and reading them would make the silence look
+        short. The old connection goes with them; the WELCOME that answers the new HELLO lists the jobs
+        the planner still counts on, and the others are stopped before any more of them is made.
+        """
+        if not self.clock.held:
+            self.counters.holds += 1
+            self.clock.hold()
+        if self.welcomed:
+            log.warning("holding work and saying HELLO again after the suspension: what is still ours?")
+            await self._resync()
 
     async def _run_timers(self) -> None:
-        self._notice_stall()
+        if self._notice_stall():
+            await self._recover_from_stall()
         now = self._monotonic()
         if not self.welcomed:
             if now >= self._next_hello:

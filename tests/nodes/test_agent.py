@@ -290,6 +290,37 @@ def test_hello_again_when_the_planner_falls_silent_or_restarts(caplog: pytest.Lo
     assert "silent for" in text and "epoch 8" in text and "forgot this lab" in text
 
 
+def test_after_a_suspension_the_lab_holds_until_a_new_welcome(caplog: pytest.LogCaptureFixture) -> None:
+    # A planner heartbeat queued while the process is suspended must not count as news: the planner
+    # may have given the lab up meanwhile. The lab holds, says HELLO again, and works on only once
+    # that HELLO is answered.
+    caplog.set_level(logging.WARNING, logger="nodes.agent")
+
+    async def scenario(ctx: zmq.asyncio.Context) -> None:
+        the_lab = lab({"petg": 5.0})
+        planner = FakePlanner(ctx, heartbeat_ms=200)
+        async with planner, agent_running(the_lab, planner.endpoint) as agent:
+            await until(lambda: agent.welcomed, "WELCOME")
+            await planner.send(the_lab.id, assign("a-1", quantity=20))
+            await planner.wait_for("PROGRESS", of("a-1"))
+            planner.auto_welcome = False
+            hellos = len(planner.messages("HELLO"))
+            await planner.send(the_lab.id, Heartbeat(active=["a-1"]))  # read only after the pause
+            time.sleep(1.5)  # the whole event loop stops, as in a suspended process
+            await planner.wait_for("HELLO", count=hellos + 1, timeout=3)
+            made = agent.jobs["a-1"].units_done
+            await asyncio.sleep(0.6)  # three heartbeat intervals without an answer
+            assert agent.counters.stalls == 1 and agent.clock.held
+            assert agent.jobs["a-1"].units_done == made < 20
+            identity = [i for i, m in planner.received if m.kind == "HELLO"][-1]
+            await planner.welcome(identity)
+            await until(lambda: agent.jobs["a-1"].units_done > made, "work to go on after WELCOME")
+
+    run(scenario)
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    assert "suspended for" in text and "saying HELLO again after the suspension" in text
+
+
 def test_failure_injection_reports_failed() -> None:
     async def scenario(ctx: zmq.asyncio.Context) -> None:
         the_lab = lab({"petg": 5.0})
