@@ -167,7 +167,12 @@ def check_made(
         now=started,
         designs=catalogue(),
         labs=[LabState(lab=lab, backlog_minutes={}, stock=dict(lab.stock)) for lab in labs],
-        demands=[Demand(order=o, quantity=made[o.id]) for o in orders if made.get(o.id)],
+        # More made than ordered is no_double_execution's verdict; here it is checked like the rest.
+        demands=[
+            Demand(order=o.model_copy(update={"quantity": max(o.quantity, made[o.id])}), quantity=made[o.id])
+            for o in orders
+            if made.get(o.id)
+        ],
     )
     executed = Plan(
         version=1,

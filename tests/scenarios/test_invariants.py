@@ -105,3 +105,10 @@ def test_health_and_replan_times() -> None:
         HistoryEvent(3, NOW + timedelta(seconds=0.5), "plan.committed", {}),
     ]
     assert replan_seconds_after_loss(events) == [0.5]
+
+
+def test_more_made_than_ordered_is_judged_not_a_crash() -> None:
+    # 12 units made for an order of 10: double execution's verdict; capacity is still checked.
+    views = {"o1": _view("o1", 10, "done", [_allocation("o1-a1", 10, 8, "failed")])}
+    journals = {LAB.id: _journal(("o1-a1", 10, 10, "done"), ("o1-a2", 2, 2, "done"))}
+    assert within_capacity_and_stock([LAB], views, journals, NOW).ok
