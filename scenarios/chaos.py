@@ -31,7 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import zmq
@@ -50,6 +50,8 @@ from scenarios.proxy import LossyProxy
 FAULT_KINDS = ("lab_kill", "lab_pause", "planner_kill", "garbage", "impostor", "duplicate_posts")
 SECURE_ONLY = ("stranger",)
 GARBAGE_FRAMES = 10_000
+#: What a retried call returns.
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -248,18 +250,32 @@ def _run(options: ChaosOptions, workdir: Path, say: Callable[[str], None] = lamb
 
 def _post(mesh: Mesh, key: str, body: dict[str, Any], timeout_s: float = 60.0) -> str:
     """POST an order with its Idempotency-Key, retrying while the planner is down; its id."""
+
+    def post() -> str:
+        headers = {"Idempotency-Key": key} | mesh.headers
+        answer = httpx.post(f"{mesh.api}/orders", json=body, headers=headers, timeout=5)
+        if answer.status_code in (200, 201):
+            return str(answer.json()["id"])
+        raise RuntimeError(f"order {key} refused: {answer.status_code} {answer.text}")
+
+    return _retrying(post, timeout_s, (httpx.HTTPError,), pause_s=0.2)
+
+
+def _retrying(
+    call: Callable[[], T],
+    timeout_s: float,
+    errors: tuple[type[Exception], ...],
+    pause_s: float = 0.5,
+) -> T:
+    """`call()`, asked again after `errors` (the planner down or restarting) until `timeout_s` is out."""
     deadline = time.monotonic() + timeout_s
     while True:
         try:
-            headers = {"Idempotency-Key": key} | mesh.headers
-            answer = httpx.post(f"{mesh.api}/orders", json=body, headers=headers, timeout=5)
-            if answer.status_code in (200, 201):
-                return str(answer.json()["id"])
-            raise RuntimeError(f"order {key} refused: {answer.status_code} {answer.text}")
-        except httpx.HTTPError:
+            return call()
+        except errors:
             if time.monotonic() > deadline:
                 raise
-            time.sleep(0.2)
+            time.sleep(pause_s)
 
 
 def _inject(
@@ -416,14 +432,8 @@ def _order_view(mesh: Mesh, order_id: str, timeout_s: float = 5.0) -> dict[str, 
 
 def _final_views(mesh: Mesh, order_ids: Iterable[str], timeout_s: float = 30.0) -> dict[str, dict[str, Any]]:
     """Every order's view at the end of the run, asking again while the planner is slow to answer."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            return {o: _order_view(mesh, o) for o in order_ids}
-        except (httpx.HTTPError, ValueError):
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
+    ids = list(order_ids)
+    return _retrying(lambda: {o: _order_view(mesh, o) for o in ids}, timeout_s, (httpx.HTTPError, ValueError))
 
 
 def _duplicates_answered(faults: list[dict[str, Any]]) -> invariants.Verdict:

@@ -562,6 +562,7 @@ def _neighbourhood(
 
 def _tabu_beside_cp_sat(
     instance: Instance,
+    blocks: list[list[tuple[int, int]]],
     current: list[list[ScheduledOperation]],
     seconds: float,
     workers: int,
@@ -581,7 +582,7 @@ def _tabu_beside_cp_sat(
     helper: threading.Thread | None = None
     if workers >= 2:
         horizon = max(job_ops[-1].end for job_ops in current)
-        built = _build(instance, "makespan", horizon, _merged_blocks(instance), current)
+        built = _build(instance, "makespan", horizon, blocks, current)
         solver = cp_model.CpSolver()
 
         def cp_sat() -> None:
@@ -690,7 +691,7 @@ def solve(
         portfolio_end = time_limit_s * (1.0 - FINAL_SHARE)
         if portfolio_end - seconds > 0.05:
             candidate, spent, cp_bound = _tabu_beside_cp_sat(
-                instance, current, portfolio_end - seconds, workers, seed, bound
+                instance, blocks, current, portfolio_end - seconds, workers, seed, bound
             )
             seconds += spent
             bound = max(bound, cp_bound)
