@@ -73,6 +73,10 @@ LIVENESS_INTERVALS = 3
 HOLD_INTERVALS = 2
 #: A pause of the agent's loop longer than this (process suspended, laptop asleep) is not worked.
 STALL_SECONDS = 1.0
+#: Heartbeat intervals before an unacknowledged DONE/FAILED is sent again (the wait then doubles).
+END_REPEAT_INTERVALS = 3
+#: The longest wait between two sendings of an unacknowledged DONE/FAILED, in seconds.
+END_REPEAT_MAX_SECONDS = 60.0
 #: A machine's backlog must move by this many nominal minutes to be worth a CAPACITY.
 CAPACITY_STEP_MINUTES = 1.0
 
@@ -127,7 +131,8 @@ class LabAgent:
     ) -> None:
         self.lab = lab
         self.planner_endpoint = planner_endpoint
-        self.clock = clock or SimClock(utcnow(), speed)
+        self.clock = clock or SimClock(utcnow(), speed, monotonic)
+        self.clock.stall_seconds = _stall_limit(DEFAULT_HEARTBEAT_SECONDS)
         self.workshop = Workshop(
             lab, Executor(lab.machines, self.clock), fail_rate, random.Random(seed), manual=manual
         )
@@ -165,7 +170,8 @@ class LabAgent:
         self._logged_peers: set[str] = set()
         #: Envelope seq of the latest ASSIGN of each job: a HEARTBEAT older than it cannot withdraw it.
         self._assign_seq: dict[str, int] = {}
-        self._awake_at = monotonic()
+        #: Per unacknowledged DONE/FAILED: (when to send it again, the wait after that).
+        self._end_repeat: dict[str, tuple[float, float]] = {}
 
     # --- state for tests and operators ---------------------------------------------------------
 
@@ -202,7 +208,8 @@ class LabAgent:
         try:
             self._open_dealer()
             await self._send_hello()
-            self._awake_at = self._monotonic()
+            self.clock.notice_stall()  # start-up is not a suspension
+            self.clock.release()
             while not stop.is_set():
                 await self._wait_and_read()
                 await self._run_timers()
@@ -289,20 +296,17 @@ class LabAgent:
                 log.exception("internal error while handling a frame from %s; frame dropped", peer)
 
     def _notice_stall(self) -> bool:
-        """A loop pause far beyond a tick means the process was suspended: that time was not worked.
+        """True when the process was suspended since the last look (the clock holds itself then).
 
-        Returns True when it was (see `_recover_from_stall`).
+        The clock finds the stall whoever reads it first, so that time is never worked; here the
+        agent learns of it and recovers (see `_recover_from_stall`).
         """
-        now = self._monotonic()
-        gap = now - self._awake_at
-        self._awake_at = now
-        limit = max(STALL_SECONDS, HOLD_INTERVALS * self.heartbeat_seconds)
-        if gap > limit:
-            self.counters.stalls += 1
-            self.clock.skip(gap)
-            log.warning("lab agent was suspended for %.1f s; no work is counted for that time", gap)
-            return True
-        return False
+        gap = self.clock.notice_stall()
+        if gap is None:
+            return False
+        self.counters.stalls += 1
+        log.warning("lab agent was suspended for %.1f s; no work is counted for that time", gap)
+        return True
 
     async def _recover_from_stall(self) -> None:
         """Hold the work and say HELLO again: only the planner's answer may let it go on.
@@ -312,9 +316,8 @@ class LabAgent:
         short. The old connection goes with them; the WELCOME that answers the new HELLO lists the jobs
         the planner still counts on, and the others are stopped before any more of them is made.
         """
-        if not self.clock.held:
-            self.counters.holds += 1
-            self.clock.hold()
+        self.counters.holds += 1
+        self.clock.hold()
         if self.welcomed:
             log.warning("holding work and saying HELLO again after the suspension: what is still ours?")
             await self._resync()
@@ -357,6 +360,7 @@ class LabAgent:
                 )
             elif now - self._last_sent >= self.heartbeat_seconds:
                 await self._send(Heartbeat())
+            await self._repeat_unacknowledged_ends(now)
         if now >= self._next_tick:
             self._next_tick = now + self.tick_seconds
             await self._tick(now)
@@ -409,6 +413,8 @@ class LabAgent:
             self._assign_seq[body.assignment_id] = message.seq
             await self._on_assign(body)
         elif isinstance(body, Heartbeat):
+            if body.ended:
+                self._on_ends_acknowledged(body.ended)
             if self.welcomed and body.active is not None:
                 await self._reconcile(body.active, message.seq)
         elif isinstance(body, Decide):
@@ -427,6 +433,7 @@ class LabAgent:
         self._backoff = self._backoff_initial
         self.epoch = welcome.epoch
         self.heartbeat_seconds = welcome.heartbeat_ms / 1000.0
+        self.clock.stall_seconds = _stall_limit(self.heartbeat_seconds)
         if new_epoch:  # sequence numbers restart with the planner
             self._assign_seq = dict.fromkeys(self._assign_seq, 0)
         if new_epoch or welcome.field_seq >= self.field_seq or self.field is None:
@@ -462,6 +469,21 @@ class LabAgent:
         if self.clock.held:
             log.info("the planner answers again; work goes on")
             self.clock.release()
+
+    def _on_ends_acknowledged(self, ended: list[str]) -> None:
+        """The planner has these DONE/FAILED in its ledger: stop repeating them."""
+        for aid in ended:
+            self._end_repeat.pop(aid, None)
+            if self.workshop.acknowledge_end(aid):
+                self._journal_dirty = True
+
+    async def _repeat_unacknowledged_ends(self, now: float) -> None:
+        """Send again each DONE/FAILED the planner has not acknowledged within its wait."""
+        for end in self.workshop.unacknowledged_ends():
+            due = self._end_repeat.get(end.assignment_id)
+            if due is not None and now >= due[0]:
+                log.info("no acknowledgement of the end of %s yet; sending it again", end.assignment_id)
+                await self._send_job_message(end)
 
     async def _on_assign(self, assign: Assign) -> None:
         self.counters.assignments_received += 1
@@ -539,9 +561,10 @@ class LabAgent:
         if not self.welcomed and isinstance(body, Progress | Done | Failed | Stock):
             return
         sent = await self._send(body)
-        if sent and self.welcomed and isinstance(body, Done | Failed):
-            self.workshop.mark_reported(body.assignment_id)
-            self._journal_dirty = True
+        if sent and isinstance(body, Done | Failed):
+            _, wait = self._end_repeat.get(body.assignment_id, (0.0, 0.0))
+            wait = min(END_REPEAT_MAX_SECONDS, max(END_REPEAT_INTERVALS * self.heartbeat_seconds, 2 * wait))
+            self._end_repeat[body.assignment_id] = (self._monotonic() + wait, wait)
 
     async def _send(self, body: Body, count_unsent: bool = True) -> bool:
         """Hand one message to the DEALER without waiting; False when no connection can take it."""
@@ -628,6 +651,11 @@ class LabAgent:
             self._sub.close()
             self._sub = None
         self._close_dealer(linger=None)
+
+
+def _stall_limit(heartbeat_seconds: float) -> float:
+    """The loop pause, in wall seconds, beyond which the process counts as suspended."""
+    return max(STALL_SECONDS, HOLD_INTERVALS * heartbeat_seconds)
 
 
 def _backlog_moved(before: dict[str, float] | None, after: dict[str, float]) -> bool:

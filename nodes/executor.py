@@ -30,25 +30,60 @@ class SimClock:
 
     `speed` 60 makes one wall second a simulated minute. `monotonic` is injectable so tests can move
     time by hand instead of sleeping.
+
+    With `stall_seconds`, a jump of the monotonic clock longer than that between two readings (the
+    process was suspended, the machine slept) is never worked: the clock takes the jump out and
+    holds itself at once, whoever reads it first, so no unit can be made in that time before the
+    owner notices (`notice_stall`) and decides when work may go on (`release`).
     """
 
     def __init__(
-        self, start: datetime, speed: float = 1.0, monotonic: Callable[[], float] = time.monotonic
+        self,
+        start: datetime,
+        speed: float = 1.0,
+        monotonic: Callable[[], float] = time.monotonic,
+        stall_seconds: float | None = None,
     ) -> None:
         if start.tzinfo is None:
             raise ValueError("SimClock start must carry a time zone (UTC)")
         if not speed > 0:
             raise ValueError(f"SimClock speed must be positive, got {speed}")
+        if stall_seconds is not None and not stall_seconds > 0:
+            raise ValueError(f"SimClock stall_seconds must be positive, got {stall_seconds}")
         self.start = start
         self.speed = speed
+        #: A gap between readings longer than this is a stall (None: every gap is worked).
+        self.stall_seconds = stall_seconds
         self._monotonic = monotonic
         self._origin = monotonic()
+        self._last_read = self._origin
         self._held_at: float | None = None
+        self._stall_unseen: float | None = None
+
+    def _read(self) -> float:
+        """The monotonic instant that counts now; a stall since the last reading is taken out."""
+        at = self._monotonic()
+        gap = at - self._last_read
+        self._last_read = at
+        if self.stall_seconds is not None and gap > self.stall_seconds:
+            self._stall_unseen = gap + (self._stall_unseen or 0.0)
+            if self._held_at is None:
+                self._origin += gap
+                self._held_at = at
+        return at if self._held_at is None else self._held_at
 
     def now(self) -> datetime:
         """The current simulated instant (UTC)."""
-        at = self._monotonic() if self._held_at is None else self._held_at
-        return self.start + timedelta(seconds=(at - self._origin) * self.speed)
+        return self.start + timedelta(seconds=(self._read() - self._origin) * self.speed)
+
+    def notice_stall(self) -> float | None:
+        """Read the clock; the wall seconds of stalls found since the last call, or None if none.
+
+        After a stall the clock is held: the caller releases it when work may go on.
+        """
+        self._read()
+        gap, self._stall_unseen = self._stall_unseen, None
+        return gap
 
     @property
     def held(self) -> bool:
@@ -58,18 +93,15 @@ class SimClock:
     def hold(self) -> None:
         """Stop simulated time: a lab cut off from its planner holds its work until it hears again."""
         if self._held_at is None:
-            self._held_at = self._monotonic()
+            self._held_at = self._read()
 
     def release(self) -> None:
         """Let simulated time run again from where it was held (the held span is not worked)."""
         if self._held_at is not None:
-            self._origin += self._monotonic() - self._held_at
+            at = self._monotonic()
+            self._last_read = at
+            self._origin += at - self._held_at
             self._held_at = None
-
-    def skip(self, wall_seconds: float) -> None:
-        """Take `wall_seconds` out of simulated time: the process was suspended and worked nothing."""
-        if wall_seconds > 0 and self._held_at is None:
-            self._origin += wall_seconds
 
     def wall_seconds_until(self, instant: datetime) -> float:
         """Wall seconds until the simulated `instant` (0 when it is already past)."""

@@ -105,8 +105,8 @@ class Workshop:
         self._requests: dict[str, Assign] = {}
         #: Progress already reported per job: (units done, eta).
         self._reported: dict[str, tuple[int, datetime | None]] = {}
-        #: Jobs that ended but whose DONE/FAILED the planner may not have received yet.
-        self._unreported_ends: set[str] = set()
+        #: Jobs that ended but whose DONE/FAILED the planner has not acknowledged yet (HEARTBEAT `ended`).
+        self._unacknowledged_ends: set[str] = set()
 
     # --- assignments ---------------------------------------------------------------------------
 
@@ -281,7 +281,7 @@ class Workshop:
             job.eta = self.executor.eta(job.assignment_id)
             if units >= job.quantity:
                 job.state = "done"
-                self._unreported_ends.add(job.assignment_id)
+                self._unacknowledged_ends.add(job.assignment_id)
                 messages.append(Done(assignment_id=job.assignment_id, units_done=units))
                 log.info("done %s: %d × %s made", job.assignment_id, units, job.design_id)
                 continue
@@ -316,7 +316,7 @@ class Workshop:
             f"simulated failure (fail_rate {self.fail_rate:g}): machine stopped after "
             f"{done} of {job.quantity} units"
         )
-        self._unreported_ends.add(job.assignment_id)
+        self._unacknowledged_ends.add(job.assignment_id)
         log.warning("failed %s: %s", job.assignment_id, job.reason)
         return Failed(assignment_id=job.assignment_id, units_done=done, reason=job.reason)
 
@@ -358,13 +358,13 @@ class Workshop:
         self.offered.discard(aid)
         if job.state == "assigned":  # on offer, never started
             job.state, job.reason = "failed", "withdrawn by the planner before the operator decided"
-            self._unreported_ends.add(aid)
+            self._unacknowledged_ends.add(aid)
             log.warning("offer %s withdrawn by the planner", aid)
             return Failed(assignment_id=aid, units_done=0, reason=job.reason)
         done = job.units_before + self.executor.units_done(aid, now)
         if done >= job.quantity:
             job.state, job.units_done, job.eta = "done", done, None
-            self._unreported_ends.add(aid)
+            self._unacknowledged_ends.add(aid)
             return Done(assignment_id=aid, units_done=done)
         done, started = (job.units_before + n for n in self.executor.stop(aid, now))
         per_unit = self._requests[aid].design.materials_per_unit()
@@ -374,7 +374,7 @@ class Workshop:
             job.reserved[material] = max(0.0, round(job.reserved.get(material, 0.0) - back, 9))
         job.state, job.units_done, job.eta = "failed", done, None
         job.reason = f"withdrawn by the planner after {done} of {job.quantity} units"
-        self._unreported_ends.add(aid)
+        self._unacknowledged_ends.add(aid)
         log.warning("stopped %s: %s", aid, job.reason)
         return Failed(assignment_id=aid, units_done=done, reason=job.reason)
 
@@ -397,7 +397,8 @@ class Workshop:
                     "answer": None
                     if answer is None
                     else {"accept": isinstance(answer, Accept)} | answer.model_dump(mode="json"),
-                    "end_unreported": aid in self._unreported_ends,
+                    # (the key keeps its first name, so journals written before acknowledgements load)
+                    "end_unreported": aid in self._unacknowledged_ends,
                 }
             )
         return {"stock": dict(self.stock), "jobs": jobs}
@@ -432,10 +433,10 @@ class Workshop:
             if entry["offered"]:
                 self.offered.add(aid)
             if entry["end_unreported"]:
-                self._unreported_ends.add(aid)
+                self._unacknowledged_ends.add(aid)
             if job.state in ("accepted", "running") and job.units_done >= job.quantity:
                 job.state = "done"
-                self._unreported_ends.add(aid)
+                self._unacknowledged_ends.add(aid)
             elif job.state in ("accepted", "running"):
                 job.units_before = job.units_done
                 left = job.quantity - job.units_done
@@ -465,19 +466,27 @@ class Workshop:
             return Failed(assignment_id=assignment_id, units_done=job.units_done, reason=reason)
         return None
 
-    def mark_reported(self, assignment_id: str) -> None:
-        """The job's DONE/FAILED went out to a planner that had welcomed the lab."""
-        self._unreported_ends.discard(assignment_id)
+    def acknowledge_end(self, assignment_id: str) -> bool:
+        """The planner has the job's DONE/FAILED in its ledger; True if that was news."""
+        if assignment_id not in self._unacknowledged_ends:
+            return False
+        self._unacknowledged_ends.discard(assignment_id)
+        return True
+
+    def unacknowledged_ends(self) -> list[Done | Failed]:
+        """The DONE/FAILED of every ended job the planner has not acknowledged yet."""
+        ends = (self.end_message(aid) for aid in sorted(self._unacknowledged_ends))
+        return [end for end in ends if end is not None]
 
     def resync_messages(self) -> list[Body]:
-        """After a (new) WELCOME: the latest PROGRESS of unfinished jobs and the ends not yet reported."""
+        """After a (new) WELCOME: the latest PROGRESS of unfinished jobs and the ends not acknowledged."""
         messages: list[Body] = []
         for job in self.jobs.values():
             if job.state in ("accepted", "running"):
                 messages.append(
                     Progress(assignment_id=job.assignment_id, units_done=job.units_done, eta=job.eta)
                 )
-            elif job.assignment_id in self._unreported_ends:
+            elif job.assignment_id in self._unacknowledged_ends:
                 end = self.end_message(job.assignment_id)
                 if end is not None:
                     messages.append(end)

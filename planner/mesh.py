@@ -121,6 +121,8 @@ class MeshServer:
         #: Per unanswered assignment: seconds to wait before sending it again (doubles up to a cap).
         self._resend_wait: dict[str, float] = {}
         self._last_error_to: dict[str, float] = {}
+        #: Per lab: assignments whose DONE/FAILED is recorded, to acknowledge in the next HEARTBEAT.
+        self._ends_to_acknowledge: dict[str, list[str]] = {}
 
     def close(self) -> None:
         """Close both sockets (the context is closed by its owner)."""
@@ -297,17 +299,32 @@ class MeshServer:
             case Progress(assignment_id=aid, units_done=units, eta=eta):
                 self.core.job_update(identity, aid, "running", units_done=units, eta=eta)
             case Done(assignment_id=aid, units_done=units):
-                self.core.job_update(identity, aid, "done", units_done=units)
-                self.field_changed()
+                self._record_end(identity, aid, "done", units, None)
             case Failed(assignment_id=aid, units_done=units, reason=reason):
-                self.core.job_update(identity, aid, "failed", units_done=units, reason=reason)
-                self.field_changed()
+                self._record_end(identity, aid, "failed", units, reason)
             case Bye(reason=reason):
                 self._welcomed.discard(identity)
                 self.core.lab_lost(identity, f"left: {reason or 'no reason given'}")
                 self.field_changed()
             case _:
                 raise ProtocolError(f"{message.kind} is not a message a lab may send")
+
+    def _record_end(
+        self, lab_id: str, assignment_id: str, state: str, units: int, reason: str | None
+    ) -> None:
+        """Record a DONE or FAILED and acknowledge it in the next HEARTBEAT (SPEC.md section 5).
+
+        An end naming an assignment that is not this lab's is acknowledged too (and answered with
+        ERROR): repeating it could never change that.
+        """
+        acknowledge = self._ends_to_acknowledge.setdefault(lab_id, [])
+        try:
+            self.core.job_update(lab_id, assignment_id, state, units_done=units, reason=reason)
+        except UnknownAssignment:
+            acknowledge.append(assignment_id)
+            raise
+        acknowledge.append(assignment_id)
+        self.field_changed()
 
     def _impersonation(self, lab_id: str, claimed: str) -> None:
         """Count (and log, the first time per lab) a message claiming to come from another lab."""
@@ -364,10 +381,14 @@ class MeshServer:
                 silent = now - self._last_heard.get(lab_id, now)
                 if silent > self.liveness * interval:
                     self._welcomed.discard(lab_id)
+                    self._ends_to_acknowledge.pop(lab_id, None)  # it repeats them after its next HELLO
                     self.core.lab_lost(lab_id, f"silent for {silent:.1f} s")
                     self.field_changed()
                     continue
-                self.send(lab_id, Heartbeat(active=self.core.active_assignments(lab_id)))
+                ended = self._ends_to_acknowledge.pop(lab_id, None)
+                heartbeat = Heartbeat(active=self.core.active_assignments(lab_id), ended=ended)
+                if not self.send(lab_id, heartbeat) and ended:
+                    self._ends_to_acknowledge.setdefault(lab_id, []).extend(ended)
             awaiting: set[str] = set()
             for lab_id in list(self._welcomed):
                 for row in self.core.awaiting_answer(lab_id):

@@ -51,9 +51,14 @@ class Heartbeat(Body):
     lapsed, or the order was covered): the lab stops it and reports what it made. A job the lab has
     ended but that is still listed gets its DONE or FAILED again (the first may have been lost).
     None means "no judgement" (a lab's own heartbeat).
+
+    `ended` (planner to lab only) acknowledges the DONE and FAILED the planner recorded since its
+    last heartbeat to this lab: the lab repeats an end until it is acknowledged, because a planner
+    that had already ended the job itself would otherwise never learn the units made last.
     """
 
     active: list[Identifier] | None = None
+    ended: list[Identifier] | None = None
 
 
 class Accept(Body):

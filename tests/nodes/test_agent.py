@@ -321,6 +321,29 @@ def test_after_a_suspension_the_lab_holds_until_a_new_welcome(caplog: pytest.Log
     assert "suspended for" in text and "saying HELLO again after the suspension" in text
 
 
+def test_an_end_is_repeated_until_the_planner_acknowledges_it() -> None:
+    # The planner may have ended the job itself (lab lost) and lost the lab's DONE on the way: with
+    # no acknowledgement the lab sends it again, waiting longer each time, and stops once told.
+    async def scenario(ctx: zmq.asyncio.Context) -> None:
+        the_lab = lab({"petg": 5.0})
+        planner = FakePlanner(ctx, heartbeat_ms=100)
+        async with planner, agent_running(the_lab, planner.endpoint) as agent:
+            await until(lambda: agent.welcomed, "WELCOME")
+            await planner.send(the_lab.id, assign("a-1", quantity=2))
+            first = await planner.wait_for("DONE", of("a-1"))
+            again = await planner.wait_for("DONE", of("a-1"), count=2, timeout=3)
+            third = await planner.wait_for("DONE", of("a-1"), count=3, timeout=3)
+            assert first.body == again.body == third.body == Done(assignment_id="a-1", units_done=2)
+            assert third.seq > again.seq > first.seq
+            await planner.send(the_lab.id, Heartbeat(active=[], ended=["a-1"]))
+            await until(lambda: not agent.workshop.unacknowledged_ends(), "the acknowledgement")
+            sent = len(planner.messages("DONE", of("a-1")))
+            await asyncio.sleep(1.5)  # more than the next wait (1.2 s)
+            assert len(planner.messages("DONE", of("a-1"))) == sent
+
+    run(scenario)
+
+
 def test_failure_injection_reports_failed() -> None:
     async def scenario(ctx: zmq.asyncio.Context) -> None:
         the_lab = lab({"petg": 5.0})

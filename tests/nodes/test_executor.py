@@ -100,7 +100,7 @@ def test_stop_drops_unfinished_units() -> None:
         ex.units_done("nope")
 
 
-def test_sim_clock_holds_and_skips_time_that_was_not_worked() -> None:
+def test_sim_clock_holds_time_that_was_not_worked() -> None:
     wall = [0.0]
     clock = SimClock(T0, 60.0, monotonic=lambda: wall[0])
     wall[0] = 1.0
@@ -111,6 +111,27 @@ def test_sim_clock_holds_and_skips_time_that_was_not_worked() -> None:
     clock.release()
     wall[0] = 6.0
     assert not clock.held and clock.now() == T0 + timedelta(minutes=2)
-    clock.skip(3.0)  # a suspended process: three wall seconds not worked
+    wall[0] = 60.0  # without stall_seconds every gap is worked
+    assert clock.notice_stall() is None and clock.now() == T0 + timedelta(minutes=56)
+
+
+def test_sim_clock_takes_a_stall_out_and_holds_whoever_reads_it_first() -> None:
+    wall = [0.0]
+    clock = SimClock(T0, 60.0, monotonic=lambda: wall[0], stall_seconds=1.0)
+    for step in range(1, 5):  # readings 0.5 s apart are work
+        wall[0] = step * 0.5
+        assert clock.now() == T0 + timedelta(seconds=30 * step)
+    wall[0] = 9.0  # suspended 7 s: the first reading (here: now) finds it
+    assert clock.now() == T0 + timedelta(minutes=2) and clock.held
+    wall[0] = 9.5
+    assert clock.now() == T0 + timedelta(minutes=2)
+    assert clock.notice_stall() == pytest.approx(7.0)
+    assert clock.notice_stall() is None  # reported once
+    clock.release()
     wall[0] = 10.0
-    assert clock.now() == T0 + timedelta(minutes=3)
+    assert not clock.held and clock.now() == T0 + timedelta(minutes=2, seconds=30)
+    clock.hold()
+    wall[0] = 20.0  # a stall while held is still reported, and the clock stays held
+    assert clock.notice_stall() == pytest.approx(10.0) and clock.held
+    with pytest.raises(ValueError, match="stall_seconds"):
+        SimClock(T0, stall_seconds=0)

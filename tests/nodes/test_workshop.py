@@ -84,9 +84,9 @@ def test_failure_injection_fails_the_job_and_returns_unused_stock() -> None:
     assert isinstance(stock, Stock)
     assert shop.jobs["a-1"].state == "failed"
     assert shop.stock["petg"] == pytest.approx(1.0 - 0.1 * fail_after)
-    assert shop.resync_messages() == [failed]
-    shop.mark_reported("a-1")
-    assert shop.resync_messages() == []
+    assert shop.resync_messages() == [failed] and shop.unacknowledged_ends() == [failed]
+    assert shop.acknowledge_end("a-1") and not shop.acknowledge_end("a-1")
+    assert shop.resync_messages() == [] and shop.unacknowledged_ends() == []
 
 
 def test_resync_lists_running_jobs() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import msgpack
 import pytest
@@ -14,7 +15,7 @@ from fastapi.testclient import TestClient
 from planner.app import PlannerSettings
 from protocol import transport
 from protocol.codec import MAX_FRAME_BYTES, decode, encode
-from protocol.messages import Envelope, Heartbeat, Hello, Welcome
+from protocol.messages import Accept, Assign, Body, Done, Envelope, Heartbeat, Hello, Welcome
 from protocol.model import Lab, Location, Machine
 
 
@@ -128,3 +129,42 @@ def test_a_flood_of_garbage_is_rate_limited_counted_and_the_planner_keeps_answer
     time.sleep(2.5)  # the bucket refills; the lab is served again
     dealer.send(encode(Envelope(sender="lab-test", seq=1, body=Hello(lab=LAB))))
     assert isinstance(_recv_kind(dealer, "WELCOME").body, Welcome)
+
+
+def test_every_end_is_acknowledged_in_the_next_heartbeat(client: TestClient, dealer: zmq.Socket) -> None:
+    # A lab repeats DONE/FAILED until acknowledged (SPEC.md section 5), even for an assignment the
+    # planner does not know, where repeating could never help.
+    splint_lab = LAB.model_copy(
+        update={
+            "machines": [Machine(id="p1", processes=["fdm"]), Machine(id="bench", processes=["assembly"])],
+            "stock": {"pla": 1.0},
+        }
+    )
+    seq = iter(range(1, 100))
+
+    def say(body: Body) -> None:
+        dealer.send(encode(Envelope(sender="lab-test", seq=next(seq), epoch=1, body=body)))
+
+    say(Hello(lab=splint_lab))
+    _recv_kind(dealer, "WELCOME")
+    order = {
+        "design": "finger-splint",
+        "quantity": 2,
+        "due_at": (datetime.now(UTC) + timedelta(days=3)).isoformat(),
+        "delivery": {"lat": 48.1, "lon": -1.7, "place": "Rennes"},
+    }
+    assert client.post("/orders", json=order).status_code == 201
+    assign = _recv_kind(dealer, "ASSIGN", timeout_s=15).body
+    assert isinstance(assign, Assign)
+    say(Accept(assignment_id=assign.assignment_id))
+    say(Done(assignment_id=assign.assignment_id, units_done=2))
+    say(Done(assignment_id="a-never-given", units_done=1))
+    assert _recv_kind(dealer, "ERROR").body.code == "invalid"
+    acknowledged: set[str] = set()
+    deadline = time.monotonic() + 5
+    while acknowledged != {assign.assignment_id, "a-never-given"} and time.monotonic() < deadline:
+        heartbeat = _recv_kind(dealer, "HEARTBEAT").body
+        acknowledged |= set(heartbeat.ended or ())
+        say(Heartbeat())
+    assert acknowledged == {assign.assignment_id, "a-never-given"}
+    assert client.get("/orders").json()[0]["units_made"] == 2
