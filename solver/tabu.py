@@ -254,7 +254,7 @@ def search(
         if not candidates:
             break  # nothing can move: one machine per operation and no order to change
         candidates.sort()
-        chosen: tuple[tuple[int, int], int, int, int, _Timing, list[list[int]], list[int]] | None = None
+        chosen: tuple[tuple[int, int, int], int, int, int, _Timing, list[list[int]], list[int]] | None = None
         tried = 0
         for _, _, v, k, position in candidates:
             if tried >= EXACT_PER_ITERATION and (chosen is not None or tried >= 4 * EXACT_PER_ITERATION):
@@ -280,8 +280,10 @@ def search(
             if forbidden and trial_timing.makespan >= best[0]:
                 continue  # forbidden, and not better than the best schedule (which would lift it)
             th, tt, tm = trial_timing.head, trial_timing.tail, trial_timing.makespan
-            # On a plateau, prefer fewer critical operations: fewer to move before the makespan drops.
-            score = (tm, sum(1 for x in range(n) if th[x] + trial_duration[x] + tt[x] == tm))
+            # On a plateau, prefer a faster machine for v (less work in all, more room for the rest),
+            # then fewer critical operations (fewer to move before the makespan drops).
+            critical_after = sum(1 for x in range(n) if th[x] + trial_duration[x] + tt[x] == tm)
+            score = (tm, trial_duration[v] - duration[v], critical_after)
             if chosen is None or score < chosen[0]:
                 chosen = (score, v, k, before, trial_timing, trial, trial_duration)
         if chosen is None:
