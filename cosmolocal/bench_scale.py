@@ -62,6 +62,7 @@ def scale(
         "instance": f"scale-{orders}x{labs}-s{seed}",
         "objective": plan.objective,
         "bound": plan.bound,
+        "bound_scope": plan.bound_scope,
         "best_known": None,
         "gap_pct": round(100.0 * plan.gap, 4),
         "seconds": round(solved - generated, 3),

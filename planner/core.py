@@ -713,6 +713,7 @@ class PlannerCore:
             "version": plan.version,
             "objective": plan.objective,
             "bound": plan.bound,
+            "bound_scope": plan.bound_scope,
             "gap": plan.gap,
             "status": plan.status,
             "solve_seconds": plan.solve_seconds,

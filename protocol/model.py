@@ -227,7 +227,18 @@ class Plan(Record):
     shortages: list[Shortage] = Field(default_factory=list)
     objective: float
     bound: float
-    status: str = Field(description="OPTIMAL, FEASIBLE, or EMPTY when there was nothing to plan")
+    bound_scope: Literal["candidates", "all"] = Field(
+        default="candidates",
+        description=(
+            "what `bound` covers: 'all', no plan on any labs costs less; 'candidates', no plan on the "
+            "demands' candidate labs (nearest capable, trails, room) does, and a lab further away "
+            "could in principle do better"
+        ),
+    )
+    status: str = Field(
+        description="OPTIMAL (the objective meets the bound, in its scope), FEASIBLE, or EMPTY when there "
+        "was nothing to plan"
+    )
     solve_seconds: float = Field(ge=0.0)
 
     @property

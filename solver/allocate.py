@@ -64,7 +64,9 @@ def solve(
     today's capacity, is kept when the relaxation's plan costs more.
     """
     if not problem.demands:
-        return Plan(version=version, objective=0.0, bound=0.0, status="EMPTY", solve_seconds=0.0)
+        return Plan(
+            version=version, objective=0.0, bound=0.0, bound_scope="all", status="EMPTY", solve_seconds=0.0
+        )
     if len(problem.demands) > params.decompose_above:
         return solve_large(problem, params, version, rules, warm_start)
     return solve_small(problem, params, version, warm_start, rules)
@@ -79,7 +81,9 @@ def solve_small(
 ) -> Plan:
     """Solve the problem as one model (see `solve`, which calls this below the decomposition size)."""
     if not problem.demands:
-        return Plan(version=version, objective=0.0, bound=0.0, status="EMPTY", solve_seconds=0.0)
+        return Plan(
+            version=version, objective=0.0, bound=0.0, bound_scope="all", status="EMPTY", solve_seconds=0.0
+        )
     started = time.perf_counter()
     mapping = AllocationMapping(problem, params, rules)
     warm = mapping.units_of(warm_start) if warm_start is not None else None

@@ -291,6 +291,7 @@ def _plan(
         shortages=shortages,
         objective=objective,
         bound=min(bound, objective),
+        bound_scope="all",  # the Lagrangian bound prices the labs off the candidates too
         status="OPTIMAL" if bound >= objective - 1e-9 * max(1.0, abs(objective)) else "FEASIBLE",
         solve_seconds=seconds,
     )

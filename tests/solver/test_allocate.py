@@ -44,14 +44,14 @@ def test_empty_problem_gives_empty_plan() -> None:
     assert plan.status == "EMPTY"
     assert plan.version == 7
     assert plan.allocations == [] and plan.shortages == []
-    assert plan.objective == plan.bound == 0.0
+    assert plan.objective == plan.bound == 0.0 and plan.bound_scope == "all"
 
 
 def test_nearest_capable_lab_gets_the_order() -> None:
     p = problem([lab("far", FAR), lab("near", NEAR), lab("middle", MIDDLE)], [order("o1", "face-shield", 10)])
     plan = solved(p)
     assert units_by_lab(plan, "o1") == {"near": 10}
-    assert plan.status == "OPTIMAL"
+    assert plan.status == "OPTIMAL" and plan.bound_scope == "candidates"
     [a] = plan.allocations
     assert a.cost.km == pytest.approx(1.41, abs=0.05)
     assert a.cost.transport == pytest.approx(a.cost.km * 10)

@@ -43,6 +43,9 @@ def test_large_path_plans_pass_check_and_bound_the_small_path(p: Problem, k: int
     plan = solved(p, large)
     other = solve(p, small)
     assert check(p, other, small) == []
+    # The large path's bound holds for every plan; the one model's only for its candidates.
+    assert plan.bound_scope == "all"
+    assert other.bound_scope == ("all" if other.status == "EMPTY" else "candidates")
     tolerance = 1e-6 * max(1.0, abs(other.objective))
     assert plan.bound <= other.objective + tolerance
     assert other.bound <= plan.objective + tolerance
