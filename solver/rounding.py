@@ -29,8 +29,9 @@ from solver.network import Network
 
 #: Units within this of a whole number count as that number when rounding down.
 ROUND_TOLERANCE = 1e-6
-#: Capacities are used up to this share, so that the validator's float sums never find an excess.
-CAPACITY_SHARE = 1 - 1e-9
+#: Capacities are used up to this share: a unit that fits exactly still fits after float sums, and
+#: the validator (relative tolerance 1e-6, as the bound's capacities) never finds an excess.
+CAPACITY_SHARE = 1 + 1e-9
 
 
 class Rows:

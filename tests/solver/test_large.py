@@ -43,9 +43,7 @@ def test_large_path_plans_pass_check_and_bound_the_small_path(p: Problem, k: int
     plan = solved(p, large)
     other = solve(p, small)
     assert check(p, other, small) == []
-    # The large path's bound holds for every plan; the one model's only for its candidates.
-    assert plan.bound_scope == "all"
-    assert other.bound_scope == ("all" if other.status == "EMPTY" else "candidates")
+    assert plan.bound_scope == "all"  # the Lagrangian bound holds for every plan, on any lab
     tolerance = 1e-6 * max(1.0, abs(other.objective))
     assert plan.bound <= other.objective + tolerance
     assert other.bound <= plan.objective + tolerance
@@ -182,3 +180,14 @@ def test_the_large_path_warm_started_from_the_small_paths_plan_is_no_worse(p: Pr
     plan = solve(p, large, warm_start=other)
     assert check(p, plan, large) == []
     assert plan.objective <= other.objective + 1e-6 * max(1.0, abs(other.objective))
+
+
+def test_a_unit_that_exactly_fills_a_machine_by_its_due_date_is_planned_on_time() -> None:
+    # 30 nominal minutes a day for 2 days, and a 60-minute print: it fits, exactly, on both paths.
+    sla = machine("sla", "sla", speed=0.5, hours=1.0, medical_grade=True)
+    bench = machine("bench", "assembly", speed=0.5, hours=1.0)
+    p = problem([lab("only", NEAR, [sla, bench])], [order("o1", "charlotte-valve", 1, days=2.0)])
+    for params in (LARGE, SMALL):
+        plan = solve(p, params)
+        assert check(p, plan, params) == []
+        assert [(a.quantity, a.late_units) for a in plan.allocations] == [(1, 0)], params.decompose_above
