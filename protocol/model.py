@@ -227,12 +227,12 @@ class Plan(Record):
     shortages: list[Shortage] = Field(default_factory=list)
     objective: float
     bound: float
-    bound_scope: Literal["candidates", "all"] = Field(
-        default="candidates",
+    bound_scope: Literal["model", "all"] = Field(
+        default="model",
         description=(
-            "what `bound` covers: 'all', no plan on any labs costs less; 'candidates', no plan on the "
-            "demands' candidate labs (nearest capable, trails, room) does, and a lab further away "
-            "could in principle do better"
+            "what `bound` covers: 'all', no valid plan on any labs costs less; 'model', no plan of the "
+            "model as the solver posed it does (each order's candidate labs, due dates grouped per "
+            "lab), and a plan outside it could in principle cost less"
         ),
     )
     status: str = Field(

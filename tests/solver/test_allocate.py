@@ -51,7 +51,7 @@ def test_nearest_capable_lab_gets_the_order() -> None:
     p = problem([lab("far", FAR), lab("near", NEAR), lab("middle", MIDDLE)], [order("o1", "face-shield", 10)])
     plan = solved(p)
     assert units_by_lab(plan, "o1") == {"near": 10}
-    assert plan.status == "OPTIMAL" and plan.bound_scope == "candidates"
+    assert plan.status == "OPTIMAL" and plan.bound_scope == "model"
     [a] = plan.allocations
     assert a.cost.km == pytest.approx(1.41, abs=0.05)
     assert a.cost.transport == pytest.approx(a.cost.km * 10)

@@ -13,8 +13,8 @@
         ["Status", plan.status],
         ["Objective (last solve)", Cosmo.num(plan.objective)],
         ["Lower bound (last solve)", Cosmo.num(plan.bound)],
-        ["Bound covers", plan.bound_scope === "all" ? "every lab" :
-          plan.bound_scope === "candidates" ? "each order's candidate labs" : "–"],
+        ["Bound covers", plan.bound_scope === "all" ? "every valid plan" :
+          plan.bound_scope === "model" ? "the model as posed (candidate labs, grouped due dates)" : "–"],
         ["Gap (last solve)", Cosmo.pct(plan.gap)],
         ["Solve time", plan.solve_seconds === undefined ? "–" : Cosmo.num(plan.solve_seconds, 2) + " s"],
         ["Objective, all plans", Cosmo.num(totals.objective)],
