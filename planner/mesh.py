@@ -49,6 +49,8 @@ log = logging.getLogger(__name__)
 PLANNER_ID = "planner"
 #: The longest wait between two sendings of an unanswered ASSIGN (the wait doubles from 2 s).
 RESEND_MAX_S = 30.0
+#: The longest the receive loop reads frames before letting the HTTP API and timers have a turn.
+RECEIVE_TURN_S = 0.01
 
 
 class NotWelcomed(ProtocolError):
@@ -214,7 +216,13 @@ class MeshServer:
         return frames[0].bytes.decode(errors="replace")
 
     async def _receive(self) -> None:
+        turn_began = time.monotonic()
         while True:
+            if time.monotonic() - turn_began > RECEIVE_TURN_S:
+                # A receive with frames queued returns without yielding: under a flood (or every lab
+                # reconnecting at once) this loop would keep the event loop, and /health, waiting.
+                await asyncio.sleep(0)
+                turn_began = time.monotonic()
             parts = await self.router.recv_multipart(copy=False)
             self.stats.frames_received += 1
             identity = self._peer_of(parts)
