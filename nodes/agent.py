@@ -478,11 +478,15 @@ class LabAgent:
                 self._journal_dirty = True
 
     async def _repeat_unacknowledged_ends(self, now: float) -> None:
-        """Send again each DONE/FAILED the planner has not acknowledged within its wait."""
-        for end in self.workshop.unacknowledged_ends():
-            due = self._end_repeat.get(end.assignment_id)
-            if due is not None and now >= due[0]:
-                log.info("no acknowledgement of the end of %s yet; sending it again", end.assignment_id)
+        """Send again each DONE/FAILED the planner has not acknowledged within its wait.
+
+        Runs every turn of the loop: only the ends whose wait is over are looked up.
+        """
+        due = [aid for aid, (at, _) in self._end_repeat.items() if now >= at]
+        for aid in due:
+            end = self.workshop.end_message(aid)
+            if end is not None:
+                log.info("no acknowledgement of the end of %s yet; sending it again", aid)
                 await self._send_job_message(end)
 
     async def _on_assign(self, assign: Assign) -> None:
@@ -561,7 +565,9 @@ class LabAgent:
         if not self.welcomed and isinstance(body, Progress | Done | Failed | Stock):
             return
         sent = await self._send(body)
-        if sent and isinstance(body, Done | Failed):
+        if not sent or not isinstance(body, Done | Failed):
+            return
+        if self.workshop.awaits_acknowledgement(body.assignment_id):
             _, wait = self._end_repeat.get(body.assignment_id, (0.0, 0.0))
             wait = min(END_REPEAT_MAX_SECONDS, max(END_REPEAT_INTERVALS * self.heartbeat_seconds, 2 * wait))
             self._end_repeat[body.assignment_id] = (self._monotonic() + wait, wait)

@@ -473,6 +473,10 @@ class Workshop:
         self._unacknowledged_ends.discard(assignment_id)
         return True
 
+    def awaits_acknowledgement(self, assignment_id: str) -> bool:
+        """True while the job's DONE/FAILED has not been acknowledged by the planner."""
+        return assignment_id in self._unacknowledged_ends
+
     def unacknowledged_ends(self) -> list[Done | Failed]:
         """The DONE/FAILED of every ended job the planner has not acknowledged yet."""
         ends = (self.end_message(aid) for aid in sorted(self._unacknowledged_ends))

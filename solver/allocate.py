@@ -64,9 +64,7 @@ def solve(
     today's capacity, is kept when the relaxation's plan costs more.
     """
     if not problem.demands:
-        return Plan(
-            version=version, objective=0.0, bound=0.0, bound_scope="all", status="EMPTY", solve_seconds=0.0
-        )
+        return _empty_plan(version)
     if len(problem.demands) > params.decompose_above:
         return solve_large(problem, params, version, rules, warm_start)
     return solve_small(problem, params, version, warm_start, rules)
@@ -81,9 +79,7 @@ def solve_small(
 ) -> Plan:
     """Solve the problem as one model (see `solve`, which calls this below the decomposition size)."""
     if not problem.demands:
-        return Plan(
-            version=version, objective=0.0, bound=0.0, bound_scope="all", status="EMPTY", solve_seconds=0.0
-        )
+        return _empty_plan(version)
     started = time.perf_counter()
     mapping = AllocationMapping(problem, params, rules)
     warm = mapping.units_of(warm_start) if warm_start is not None else None
@@ -94,6 +90,13 @@ def solve_small(
         CoreParams(time_limit_s=left, workers=params.workers, seed=params.seed, warm_start=warm),
     )
     return mapping.plan(result, version, time.perf_counter() - started)
+
+
+def _empty_plan(version: int) -> Plan:
+    """The plan of a problem with nothing to plan: nothing allocated, and no plan can cost less."""
+    return Plan(
+        version=version, objective=0.0, bound=0.0, bound_scope="all", status="EMPTY", solve_seconds=0.0
+    )
 
 
 @dataclass(frozen=True, slots=True)
