@@ -23,6 +23,7 @@ performance counter, and a seed.
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import random
 import time
@@ -90,18 +91,55 @@ class _Shop:
 
 
 class _Timing:
-    """Heads (earliest starts), tails (longest path after the end) and makespan of one schedule."""
+    """Heads (earliest starts), makespan and, computed when first read, tails of one schedule.
 
-    __slots__ = ("head", "makespan", "tail")
+    Tails (the longest path after each operation's end) are read for the schedule the search moves
+    to, and for the few trial moves whose makespan ties the best trial so far; most trials are
+    decided by their makespan alone, so the backward pass is left until asked for.
+    """
 
-    def __init__(self, head: list[int], tail: list[int], makespan: int) -> None:
+    __slots__ = ("_duration", "_job_succ", "_machine_succ", "_order", "_tail", "head", "makespan")
+
+    def __init__(
+        self,
+        head: list[int],
+        makespan: int,
+        order: list[int],
+        job_succ: list[int],
+        machine_succ: list[int],
+        duration: Sequence[int],
+    ) -> None:
         self.head = head
-        self.tail = tail
         self.makespan = makespan
+        self._order = order
+        self._job_succ = job_succ
+        self._machine_succ = machine_succ
+        self._duration = duration
+        self._tail: list[int] | None = None
+
+    @property
+    def tail(self) -> list[int]:
+        """Per operation, the longest path from its end to the end of the schedule."""
+        if self._tail is None:
+            duration = self._duration
+            job_succ = self._job_succ
+            machine_succ = self._machine_succ
+            tail = [0] * len(self.head)
+            for v in reversed(self._order):
+                t = 0
+                s = job_succ[v]
+                if s >= 0:
+                    t = tail[s] + duration[s]
+                s = machine_succ[v]
+                if s >= 0 and tail[s] + duration[s] > t:
+                    t = tail[s] + duration[s]
+                tail[v] = t
+            self._tail = tail
+        return self._tail
 
 
 def _timing(shop: _Shop, sequences: Sequence[Sequence[int]], duration: Sequence[int]) -> _Timing | None:
-    """Heads, tails and makespan of the schedule, or None when its machine orders close a cycle."""
+    """The timing of the schedule, or None when its machine orders close a cycle."""
     n = shop.size
     machine_succ = [-1] * n
     indegree = [0] * n
@@ -116,11 +154,14 @@ def _timing(shop: _Shop, sequences: Sequence[Sequence[int]], duration: Sequence[
             indegree[b] += 1
     head = list(shop.release)
     order = [v for v in range(n) if indegree[v] == 0]
+    makespan = 0
     i = 0
     while i < len(order):
         v = order[i]
         i += 1
         end = head[v] + duration[v]
+        if end > makespan:
+            makespan = end
         # The two successors are written out, not looped over: this is the search's innermost loop.
         s = job_succ[v]
         if s >= 0:
@@ -138,20 +179,7 @@ def _timing(shop: _Shop, sequences: Sequence[Sequence[int]], duration: Sequence[
                 order.append(s)
     if len(order) < n:
         return None
-    tail = [0] * n
-    makespan = 0
-    for v in reversed(order):
-        t = 0
-        s = job_succ[v]
-        if s >= 0:
-            t = tail[s] + duration[s]
-        s = machine_succ[v]
-        if s >= 0 and tail[s] + duration[s] > t:
-            t = tail[s] + duration[s]
-        tail[v] = t
-        if head[v] + duration[v] > makespan:
-            makespan = head[v] + duration[v]
-    return _Timing(head, tail, makespan)
+    return _Timing(head, makespan, order, job_succ, machine_succ, duration)
 
 
 def _schedule(
@@ -221,6 +249,16 @@ def search(
         iteration += 1
         head, tail, makespan = timing.head, timing.tail, timing.makespan
         critical = [v for v in range(n) if head[v] + duration[v] + tail[v] == makespan]
+        # Per machine, in sequence order: heads, ends, and tails from the start. Heads and ends never
+        # decrease along a machine and tails never increase, so the insertions that surely close a
+        # cycle are a prefix and a suffix of each sequence, found by bisection.
+        heads_on = [[head[u] for u in s] for s in sequences]
+        ends_on = [[head[u] + duration[u] for u in s] for s in sequences]
+        tails_on = [[tail[u] + duration[u] for u in s] for s in sequences]
+        at = [0] * n
+        for s in sequences:
+            for i, u in enumerate(s):
+                at[u] = i
         # (longest path through v after the move, as estimated; tie; v; machine; position)
         candidates: list[tuple[int, float, int, int, int]] = []
         for v in critical:
@@ -229,27 +267,37 @@ def search(
             js = job_succ[v]
             ready = head[jp] + duration[jp] if jp >= 0 else release[v]
             after = tail[js] + duration[js] if js >= 0 else 0
-            jp_head = head[jp] if jp >= 0 else -1
-            js_end = head[js] + duration[js] if js >= 0 else makespan + 1
             for k, p in shop.times[v].items():
-                sequence = [u for u in sequences[k] if u != v] if k == here else sequences[k]
-                original = sequences[k].index(v) if k == here else -1
-                for position in range(len(sequence) + 1):
+                heads_k, ends_k, tails_k = heads_on[k], ends_on[k], tails_on[k]
+                original = -1
+                if k == here:  # v's own machine, without v
+                    original = at[v]
+                    heads_k = heads_k[:original] + heads_k[original + 1 :]
+                    ends_k = ends_k[:original] + ends_k[original + 1 :]
+                    tails_k = tails_k[:original] + tails_k[original + 1 :]
+                length = len(ends_k)
+                # Skip what surely closes a cycle: v before an operation that ends before its job
+                # predecessor starts (or before the predecessor itself), or after one that starts once
+                # its job successor has ended (or after the successor itself).
+                first = 0
+                if jp >= 0:
+                    first = bisect.bisect_right(ends_k, head[jp])
+                    if machine[jp] == k:
+                        first = max(first, at[jp] - (0 <= original < at[jp]) + 1)
+                last = length
+                if js >= 0:
+                    last = bisect.bisect_left(heads_k, head[js] + duration[js])
+                    if machine[js] == k:
+                        last = min(last, at[js] - (0 <= original < at[js]))
+                for position in range(first, last + 1):
                     if position == original:
                         continue
-                    u = sequence[position - 1] if position > 0 else -1
-                    w = sequence[position] if position < len(sequence) else -1
-                    # Skip what surely closes a cycle: w before v's job predecessor, u after its successor.
-                    if w >= 0 and jp >= 0 and (w == jp or head[w] + duration[w] <= jp_head):
-                        continue
-                    if u >= 0 and js >= 0 and (u == js or head[u] >= js_end):
-                        continue
                     begin = ready
-                    if u >= 0 and head[u] + duration[u] > begin:
-                        begin = head[u] + duration[u]
+                    if position > 0 and ends_k[position - 1] > begin:
+                        begin = ends_k[position - 1]
                     rest = after
-                    if w >= 0 and tail[w] + duration[w] > rest:
-                        rest = tail[w] + duration[w]
+                    if position < length and tails_k[position] > rest:
+                        rest = tails_k[position]
                     candidates.append((begin + p + rest, rng.random(), v, k, position))
         if not candidates:
             break  # nothing can move: one machine per operation and no order to change
@@ -279,11 +327,15 @@ def search(
             forbidden = tabu.get((v, k, u), 0) > iteration or tabu.get((v, k, -2), 0) > iteration
             if forbidden and trial_timing.makespan >= best[0]:
                 continue  # forbidden, and not better than the best schedule (which would lift it)
-            th, tt, tm = trial_timing.head, trial_timing.tail, trial_timing.makespan
+            tm = trial_timing.makespan
             # On a plateau, prefer a faster machine for v (less work in all, more room for the rest),
             # then fewer critical operations (fewer to move before the makespan drops).
+            slower = trial_duration[v] - duration[v]
+            if chosen is not None and (tm, slower) > chosen[0][:2]:
+                continue  # worse whatever its critical operations: no need for its tails
+            th, tt = trial_timing.head, trial_timing.tail
             critical_after = sum(1 for x in range(n) if th[x] + trial_duration[x] + tt[x] == tm)
-            score = (tm, trial_duration[v] - duration[v], critical_after)
+            score = (tm, slower, critical_after)
             if chosen is None or score < chosen[0]:
                 chosen = (score, v, k, before, trial_timing, trial, trial_duration)
         if chosen is None:
@@ -296,10 +348,12 @@ def search(
         tabu[(v, old, before)] = until  # v may not go back where it was...
         if k != old:
             tabu[(v, old, -2)] = until  # ...nor onto its old machine at all, for a while
-        if timing.makespan < best[0]:
+        if timing.makespan <= best[0]:
+            # A tie replaces the best schedule too, without resetting the patience: the search goes
+            # back to where it last stood on the best plateau, not to where it first reached it.
+            since_best = 0 if timing.makespan < best[0] else since_best + 1
             best = (timing.makespan, list(machine), list(duration), [list(s) for s in sequences])
             best_timing = timing
-            since_best = 0
         else:
             since_best += 1
         if since_best >= PATIENCE:
