@@ -68,7 +68,7 @@ def scale(
         "seconds": round(solved - generated, 3),
         "feasible": not violations,
         "status": plan.status,
-        "path": "relaxation" if len(problem.demands) > params.decompose_above else "one model",
+        "path": "relaxation" if len(problem.demands) > params.decompose_above else "relaxation + model",
         "units": sum(d.quantity for d in problem.demands),
         "units_short": sum(s.quantity for s in plan.shortages),
         "units_late": sum(a.late_units for a in plan.allocations),

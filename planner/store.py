@@ -334,19 +334,22 @@ class Ledger:
             for r in rows
         ]
 
-    def plan_totals(self) -> dict[str, float | int | bool]:
+    def plan_totals(self) -> dict[str, float | int | bool | str]:
         """Sums over every committed plan: each plan places only units not placed before, so the
-        sums are what the standing allocations cost and the bounds proved for each step."""
+        sums are what the standing allocations cost and the bounds proved for each step. The summed
+        bound covers every valid plan ("all") only when each plan's did; else "model"."""
         row = self._db.execute(
             "SELECT COUNT(*), COALESCE(SUM(json_extract(record, '$.objective')), 0), "
             "COALESCE(SUM(json_extract(record, '$.bound')), 0), "
-            "COALESCE(MIN(json_extract(record, '$.status') = 'OPTIMAL'), 1) FROM plans"
+            "COALESCE(MIN(json_extract(record, '$.status') = 'OPTIMAL'), 1), "
+            "COALESCE(MIN(COALESCE(json_extract(record, '$.bound_scope'), 'model') = 'all'), 1) FROM plans"
         ).fetchone()
         return {
             "plans": int(row[0]),
             "objective": float(row[1]),
             "bound": float(row[2]),
             "all_optimal": bool(row[3]),
+            "bound_scope": "all" if row[4] else "model",
         }
 
     def load_latest_plan(self) -> Plan | None:

@@ -232,7 +232,7 @@ class Plan(Record):
         description=(
             "what `bound` covers: 'all', no valid plan on any labs costs less; 'model', no plan of the "
             "model as the solver posed it does (each order's candidate labs, due dates grouped per "
-            "lab), and a plan outside it could in principle cost less"
+            "lab), and a plan outside it could cost less; only the emergency fast path reports that"
         ),
     )
     status: str = Field(

@@ -497,7 +497,7 @@ def _summary(
     totals.add_row("solves run", str(health["solves"]))
     sums = plan["totals"]
     quality = "all optimal" if sums["all_optimal"] else "not all optimal"
-    if plan.get("bound_scope") == "model":
+    if sums.get("bound_scope") == "model":
         quality += " in the model as posed"  # candidate labs, grouped due dates (docs/scale-dump.md)
     totals.add_row(
         f"plan objective / bound ({sums['plans']} plan{'s' if sums['plans'] != 1 else ''})",

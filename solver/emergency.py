@@ -34,4 +34,4 @@ def insert_urgent(problem: Problem, order_ids: set[str], params: SolveParams, bu
     neighbourhood = Problem(
         problem.now, problem.designs, [problem.labs[j] for j in nearby], demands, problem.trails
     )
-    return solve_small(neighbourhood, replace(params, time_limit_s=budget_s, workers=1))
+    return solve_small(neighbourhood, replace(params, time_limit_s=budget_s, workers=1), certify=False)

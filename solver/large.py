@@ -53,6 +53,10 @@ MOST = 96
 #: first LP stops by FIRST_LP_SHARE, leaving time to widen the candidates of crowded demands.
 LP_SHARE = 0.75
 FIRST_LP_SHARE = 0.6
+#: A bound this close to the objective, relative to it, proves the plan optimal: the bound is
+#: computed in floating point and shaved so that rounding cannot lift it (solver.bound), and
+#: distances differ in their last digits between the network's arrays and the plan's terms.
+PROOF_TOLERANCE = 1e-6
 #: Widened candidates: this many times more nearest labs and km (and half as many times MOST).
 FURTHER = 4
 
@@ -107,6 +111,11 @@ def solve_large(
         _priced_beyond(problem, params, candidates, network, rules),
     )
     return _plan(problem, params, network, candidates, units, bound, version, time.perf_counter() - started)
+
+
+def meets(bound: float, objective: float) -> bool:
+    """True when `bound` proves `objective` optimal, within PROOF_TOLERANCE."""
+    return bound >= objective - PROOF_TOLERANCE * max(1.0, abs(objective))
 
 
 def _units_of(problem: Problem, network: Network, plan: Plan) -> np.ndarray:
@@ -292,6 +301,6 @@ def _plan(
         objective=objective,
         bound=min(bound, objective),
         bound_scope="all",  # the Lagrangian bound prices the labs off the candidates too
-        status="OPTIMAL" if bound >= objective - 1e-9 * max(1.0, abs(objective)) else "FEASIBLE",
+        status="OPTIMAL" if meets(bound, objective) else "FEASIBLE",
         solve_seconds=seconds,
     )

@@ -77,6 +77,7 @@ def test_reads(client: TestClient) -> None:
         "objective": 0.0,
         "bound": 0.0,
         "all_optimal": True,
+        "bound_scope": "all",
     }
     health = client.get("/health").json()
     assert health["status"] == "ok" and health["epoch"] == 1

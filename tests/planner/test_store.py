@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from planner.store import Ledger
-from protocol.model import Location, Order
+from protocol.model import Location, Order, Plan
 
 
 def _order(now: datetime) -> Order:
@@ -62,3 +62,33 @@ def test_epoch_increases_per_boot(tmp_path: Path) -> None:
     assert ledger.next_epoch() == 2
     ledger.close()
     assert Ledger(tmp_path / "l.db").next_epoch() == 3
+
+
+def test_plan_totals_say_the_summed_bound_covers_every_plan_only_when_each_did(tmp_path: Path) -> None:
+    now = datetime(2026, 5, 1, tzinfo=UTC)
+    ledger = Ledger(tmp_path / "l.db")
+    with ledger.transaction() as db:
+        Ledger.put_plan(
+            db,
+            Plan(
+                version=1, objective=10.0, bound=9.0, bound_scope="all", status="FEASIBLE", solve_seconds=0.1
+            ),
+            now,
+        )
+    assert ledger.plan_totals() == {
+        "plans": 1,
+        "objective": 10.0,
+        "bound": 9.0,
+        "all_optimal": False,
+        "bound_scope": "all",
+    }
+    with ledger.transaction() as db:  # an emergency insertion: its bound covers its own model only
+        Ledger.put_plan(
+            db,
+            Plan(
+                version=2, objective=5.0, bound=5.0, bound_scope="model", status="OPTIMAL", solve_seconds=0.01
+            ),
+            now,
+        )
+    totals = ledger.plan_totals()
+    assert totals["bound"] == 14.0 and totals["bound_scope"] == "model"

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
 import pytest
 
 from protocol.model import Plan
-from solver.allocate import solve
+from solver.allocate import CERTIFY_SHARE, solve, solve_small
 from solver.check import check
+from solver.large import solve_large
 from solver.problem import Problem, SolveParams
 from tests.solver.factory import (
     CENTRE,
@@ -51,7 +53,7 @@ def test_nearest_capable_lab_gets_the_order() -> None:
     p = problem([lab("far", FAR), lab("near", NEAR), lab("middle", MIDDLE)], [order("o1", "face-shield", 10)])
     plan = solved(p)
     assert units_by_lab(plan, "o1") == {"near": 10}
-    assert plan.status == "OPTIMAL" and plan.bound_scope == "model"
+    assert plan.status == "OPTIMAL" and plan.bound_scope == "all"
     [a] = plan.allocations
     assert a.cost.km == pytest.approx(1.41, abs=0.05)
     assert a.cost.transport == pytest.approx(a.cost.km * 10)
@@ -277,3 +279,18 @@ def test_tiny_time_limit_still_gives_a_valid_plan() -> None:
     assert sum(a.quantity for a in plan.allocations) + sum(s.quantity for s in plan.shortages) == sum(
         d.quantity for d in p.demands
     )
+
+
+@pytest.mark.parametrize("seed", [3, 5])
+def test_one_model_plans_carry_a_bound_no_valid_plan_beats(seed: int) -> None:
+    # The model groups due dates per lab, so its own bound can exceed a valid plan found the other
+    # way; the reported bound is the large path's, below both plans, and the cheaper plan is kept.
+    p = medium_problem(40, 120, seed=seed)
+    params = SolveParams(time_limit_s=3.0, workers=2, late_window_days=0.0)
+    plan = solved(p, params)
+    model_only = solve_small(p, params, certify=False)
+    relaxation_only = solve_large(p, replace(params, time_limit_s=CERTIFY_SHARE * params.time_limit_s))
+    assert plan.bound_scope == "all" and model_only.bound_scope == "model"
+    assert check(p, model_only, params) == [] and check(p, relaxation_only, params) == []
+    assert plan.bound <= min(model_only.objective, relaxation_only.objective) + 1e-6 * plan.objective
+    assert plan.objective <= relaxation_only.objective + 1e-6 * plan.objective
