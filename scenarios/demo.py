@@ -496,9 +496,11 @@ def _summary(
     totals.add_row("mean km per unit", f"{unit_km / made:,.0f}" if made else "-")
     totals.add_row("solves run", str(health["solves"]))
     sums = plan["totals"]
-    quality = "all optimal" if sums["all_optimal"] else "not all optimal"
+    gap = (sums["objective"] - sums["bound"]) / sums["objective"] if sums["objective"] > 0 else 0.0
+    quality = "all proven optimal" if sums["all_optimal"] else f"gap {gap:.2%}"
     if sums.get("bound_scope") == "model":
-        quality += " in the model as posed"  # candidate labs, grouped due dates (docs/scale-dump.md)
+        # An emergency insertion's bound covers its own model only (docs/scale-dump.md).
+        quality += "; emergency bounds: their model only"
     totals.add_row(
         f"plan objective / bound ({sums['plans']} plan{'s' if sums['plans'] != 1 else ''})",
         f"{sums['objective']:,.1f} / {sums['bound']:,.1f} ({quality})",
