@@ -1,9 +1,10 @@
 """Flexible job-shop: Brandimarte mk01-mk05 solved by the lab scheduler (solver.jobshop), 10 s, 2 workers.
 
 Each schedule is checked by the independent validator and its makespan compared with the best-known
-(proven optimal) value. The target is a gap of at most 2 %, asserted for every instance. On mk02 one
-makespan unit is 3.8 %, so the target there means the optimum, 26: 40 of 40 measured runs (seeds 0-39)
-reached it. Every gap is recorded in extra_info.
+(proven optimal) value. `make bench` asserts the target, a gap of at most 2 %, for every instance.
+On mk02 one makespan unit is 3.8 %, so the target there means the optimum, 26: 40 of 40 measured
+runs (seeds 0-39) reached it. `make test` holds mk02 to a 5 % regression guard only, in case a
+slower machine gives the search fewer iterations. Every gap is recorded in extra_info.
 
 Run: make bench   (or .venv/bin/pytest benchmarks -k fjsp --benchmark-enable)
 """
@@ -36,4 +37,8 @@ def test_brandimarte(benchmark: BenchmarkFixture, name: str) -> None:
     assert check_schedule(instance, result) == []
     assert result.bound <= best <= result.objective
     benchmark.extra_info.update(meets_2pct_target=gap <= 2.0)
-    assert gap <= 2.0, f"{name}: makespan {result.objective}, best known {best} ({gap:.1f} % above)"
+    # Under `make test` (benchmarks disabled) this runs beside nothing but may run on a slower,
+    # shared machine: mk02 there is held to a regression guard (27 is 3.8 %); `make bench` asserts
+    # the target itself.
+    allowed = 5.0 if benchmark.disabled and name == "mk02" else 2.0
+    assert gap <= allowed, f"{name}: makespan {result.objective}, best known {best} ({gap:.1f} % above)"
