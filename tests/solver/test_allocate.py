@@ -294,3 +294,15 @@ def test_one_model_plans_carry_a_bound_no_valid_plan_beats(seed: int) -> None:
     assert check(p, model_only, params) == [] and check(p, relaxation_only, params) == []
     assert plan.bound <= min(model_only.objective, relaxation_only.objective) + 1e-6 * plan.objective
     assert plan.objective <= relaxation_only.objective + 1e-6 * plan.objective
+
+
+def test_an_order_bigger_than_its_nearest_labs_reaches_further_labs_below_the_decomposition_size() -> None:
+    # 131 emergency face shields against 20 small labs: the one model sees each order's nearest labs
+    # only and leaves 70 short; the large path, run first, widens the starved order's candidates.
+    p = medium_problem(20, 5, seed=1)
+    params = SolveParams(time_limit_s=2.0, workers=2, late_window_days=0.0)
+    plan = solved(p, params)
+    model_only = solve_small(p, params, certify=False)
+    short = {s.order_id: s.quantity for s in plan.shortages}
+    assert {s.order_id: s.quantity for s in model_only.shortages}["o0"] == 70
+    assert short["o0"] < 70 and plan.objective < model_only.objective
