@@ -13,7 +13,13 @@ is the allocation model of `solver.allocate`, written without its approximations
 - each machine set is a *chain* of checkpoints, one per distinct due date of its on-time options and
   one at the horizon: the on-time work due by a checkpoint, plus all earlier work, must fit the free
   minutes by then; late units count at the horizon. These are exactly the validator's checks;
-- stock is one row per lab and material.
+- stock is one row per lab and material;
+- units are whole, so a row's capacity is rounded down to a multiple of its *granule*, the greatest
+  common divisor of the minutes (or material) per unit of every design the lab could make there:
+  what is left over can never be used. Where designs share a machine set at different minutes per
+  unit (a shield's 120 printer minutes beside a splint's 25), each also gets a chain of its own
+  work alone on the same machines, counted in its whole units; likewise for stock. These rows cut
+  no plan, and they take out of the relaxation and the bound the fractions of units no lab can make.
 
 A lab whose groups would give too many unions (more than `MAX_SETS`) keeps its groups and their
 full union only: then its rows are necessary but may not be sufficient, so they serve the
@@ -23,6 +29,7 @@ relaxation and the bound, and its options are marked not `exact`: a plan does no
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,6 +41,10 @@ from solver.trails import DEFAULT_RULES, TrailRules
 
 #: Most machine sets per lab before the rows fall back to groups and their union (see `exact`).
 MAX_SETS = 64
+#: Minutes per unit are compared on a grid of a thousandth of a minute, materials per unit on one
+#: of a millionth of their unit (see `granule`).
+MINUTE_GRID = 1000
+AMOUNT_GRID = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -80,6 +91,30 @@ class Network:
 
 
 @dataclass(frozen=True)
+class _Chains:
+    """Per machine set (chain): its lab, its machine indices, and the granule of its work."""
+
+    lab: list[int]
+    machines: list[list[int]]
+    granule: list[float]
+
+
+@dataclass(frozen=True)
+class _Stock:
+    """Per stock row: its lab, its material, and the granule of its use."""
+
+    lab: list[int]
+    material: list[str]
+    granule: list[float]
+
+    def add(self, lab: int, material: str, amounts: list[float]) -> None:
+        """A row of `material` at `lab`, used by designs at these amounts per unit."""
+        self.lab.append(lab)
+        self.material.append(material)
+        self.granule.append(granule(amounts, AMOUNT_GRID))
+
+
+@dataclass(frozen=True)
 class _Combo:
     """One design at one lab: work per machine set of the lab, material per stock row, per unit."""
 
@@ -123,9 +158,8 @@ def build_network(
     cost = o_km * params.km_weight - o_discount + np.where(is_late, lateness[o_demand], 0.0)
     o_time = np.where(is_late, days, np.minimum(due[o_demand], days))
 
-    combos, combo_of, chain_lab, chain_machines, stock_lab, stock_material, exact = _combos(
-        problem, design_ids, design_of[o_demand], o_lab
-    )
+    combos, combo_of, chains, stock, exact = _combos(problem, design_ids, design_of[o_demand], o_lab)
+    chain_lab, chain_machines = chains.lab, chains.machines
     # Work entries: each option takes its combo's (chain, minutes) list.
     per_combo = np.array([len(c.chains) for c in combos], dtype=np.int64)
     combo_chain = np.array([ch for c in combos for ch in c.chains], dtype=np.int64)
@@ -153,14 +187,26 @@ def build_network(
     point_capacity = _capacities(problem, chain_lab, chain_machines, point_chain, point_time)
     # The bound's capacities are a hair larger: the validator accepts work within its tolerance.
     point_bound_capacity = (1 + 1e-6) * point_capacity + 1e-6
+    # Work comes in whole units: capacity short of the next multiple of the granule is never used, by
+    # any valid plan. Taking it out tightens the relaxation and the bound without cutting a plan.
+    step = np.array(chains.granule, dtype=np.float64)[point_chain]
+    usable = np.where(
+        step > 0, step * np.floor(point_bound_capacity / np.where(step > 0, step, 1) + 1e-9), np.inf
+    )
+    point_bound_capacity = np.minimum(point_bound_capacity, usable)
+    point_capacity = np.minimum(point_capacity, point_bound_capacity)
 
     per_combo_stock = np.array([len(c.stock_rows) for c in combos], dtype=np.int64)
     combo_stock = np.array([s for c in combos for s in c.stock_rows], dtype=np.int64)
     combo_amount = np.array([a for c in combos for a in c.amounts], dtype=np.float64)
     stock_option, s_entry = _expand(combo_of, per_combo_stock)
-    stock_capacity = np.array(
-        [problem.labs[j].stock.get(m, 0.0) for j, m in zip(stock_lab, stock_material, strict=True)]
+    have = np.array(
+        [problem.labs[j].stock.get(m, 0.0) for j, m in zip(stock.lab, stock.material, strict=True)]
     )
+    # Stock, too, goes in whole units (the validator's tolerance allowed for, as for machine time).
+    unit = np.array(stock.granule, dtype=np.float64)
+    units = np.floor((have * (1 + 1e-6) + 1e-12) / np.where(unit > 0, unit, 1.0) + 1e-9)
+    stock_capacity = np.where(unit > 0, np.minimum(have, unit * units), have)
     return Network(
         days=days,
         quantity=quantity,
@@ -228,11 +274,11 @@ def _expand(combo_of: np.ndarray, per_combo: np.ndarray) -> tuple[np.ndarray, np
 
 def _combos(
     problem: Problem, design_ids: list[str], option_design: np.ndarray, option_lab: np.ndarray
-) -> tuple[list[_Combo], np.ndarray, list[int], list[list[int]], list[int], list[str], set[int]]:
+) -> tuple[list[_Combo], np.ndarray, _Chains, _Stock, set[int]]:
     """Machine sets (chains) and stock rows of every lab in use, and each (design, lab) combo's uses.
 
-    Returns the combos, the combo of each option, each chain's lab and machine indices, each stock
-    row's lab and material, and the labs whose machine sets are complete.
+    Returns the combos, the combo of each option, the chains, the stock rows, and the labs whose
+    machine sets are complete.
     """
     pairs, combo_of = np.unique(np.stack([option_design, option_lab]), axis=1, return_inverse=True)
     # Only demands of known designs have options, so every pair below has its design.
@@ -242,27 +288,36 @@ def _combos(
         by_lab.setdefault(j, []).append(i)
     chain_lab: list[int] = []
     chain_machines: list[list[int]] = []
-    stock_lab: list[int] = []
-    stock_material: list[str] = []
+    chain_granule: list[float] = []
+    stock = _Stock([], [], [])
+    materials = {i: design.materials_per_unit() for i, design in designs.items()}
     combo_at: dict[tuple[int, int], _Combo] = {}
     exact: set[int] = set()
     for j, design_indices in sorted(by_lab.items()):
         lab = problem.labs[j].lab
         ids = [m.id for m in lab.machines]
+        # Every design this lab can make, not only those of the demands it is a candidate of: any
+        # valid plan may place any of them here, and the granules below must hold for all of them.
         needs: dict[int, dict[frozenset[int], float]] = {}
-        for i in design_indices:
+        for i, design in designs.items():
+            groups = step_groups(lab, design)
+            if i not in design_indices and not all(groups):
+                continue  # cannot be made here
             need: dict[frozenset[int], float] = {}
-            for step, group in zip(designs[i].steps, step_groups(lab, designs[i]), strict=True):
+            for step, group in zip(design.steps, groups, strict=True):
                 key = frozenset(ids.index(m) for m in group)
                 need[key] = need.get(key, 0.0) + step.minutes
             needs[i] = need
-        sets, complete = machine_sets({g for need in needs.values() for g in need})
+        sets, complete = machine_sets({g for i in design_indices for g in needs[i]})
         if complete:
             exact.add(j)
         first = len(chain_lab)
         for s in sets:
             chain_lab.append(j)
             chain_machines.append(sorted(s))
+            chain_granule.append(
+                granule([sum(m for g, m in need.items() if g <= s) for need in needs.values()])
+            )
         stock_index: dict[str, int] = {}
         for i in design_indices:
             chains, minutes = [], []
@@ -271,19 +326,52 @@ def _combos(
                 if amount > 0:
                     chains.append(first + c)
                     minutes.append(amount)
+                    if 0 < chain_granule[first + c] < amount and granule([amount]) > 0:
+                        # Other designs share the set at other minutes per unit, so its granule is
+                        # finer than this design's: a chain of this design's work alone on the same
+                        # machines, counted in whole units of it (never more units than fit).
+                        chains.append(len(chain_lab))
+                        minutes.append(amount)
+                        chain_lab.append(j)
+                        chain_machines.append(sorted(s))
+                        chain_granule.append(amount)
             rows, amounts = [], []
-            for material, amount in sorted(designs[i].materials_per_unit().items()):
+            for material, amount in sorted(materials[i].items()):
                 if amount <= 0:
                     continue
                 if material not in stock_index:
-                    stock_index[material] = len(stock_lab)
-                    stock_lab.append(j)
-                    stock_material.append(material)
-                rows.append(stock_index[material])
+                    stock_index[material] = len(stock.lab)
+                    stock.add(j, material, [materials[k].get(material, 0.0) for k in needs])
+                row = stock_index[material]
+                rows.append(row)
                 amounts.append(amount)
+                if 0 < stock.granule[row] < amount and granule([amount], AMOUNT_GRID) > 0:
+                    # As for machine sets: this design's use of the material alone, in whole units.
+                    rows.append(len(stock.lab))
+                    amounts.append(amount)
+                    stock.add(j, material, [amount])
             combo_at[i, j] = _Combo(chains, minutes, rows, amounts)
     combos = [combo_at[i, j] for i, j in pairs.T.tolist()]
-    return combos, combo_of.ravel(), chain_lab, chain_machines, stock_lab, stock_material, exact
+    chains = _Chains(chain_lab, chain_machines, chain_granule)
+    return combos, combo_of.ravel(), chains, stock, exact
+
+
+def granule(amounts: list[float], grid: int = MINUTE_GRID) -> float:
+    """The largest step every sum of whole units of these amounts moves by (their greatest common
+    divisor, on a grid of 1/`grid`), or 0 when there is none (amounts off the grid, or all zero).
+
+    Work on a machine set is whole units times minutes per unit, so it is a multiple of the granule
+    of its designs' minutes there: free minutes short of the next multiple can never be used. The
+    same holds for a material's stock.
+    """
+    whole = 0
+    for amount in amounts:
+        scaled = amount * grid
+        nearest = round(scaled)
+        if abs(scaled - nearest) > 1e-6 * max(1.0, scaled):
+            return 0.0
+        whole = math.gcd(whole, nearest)
+    return whole / grid
 
 
 def machine_sets(groups: set[frozenset[int]]) -> tuple[list[frozenset[int]], bool]:
