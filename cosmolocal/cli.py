@@ -168,7 +168,8 @@ def planner_revoke(
         "var/planner.db"
     ),
 ) -> None:
-    """Stop admitting a lab: its next connection is refused (a live connection stays until it drops)."""
+    """Stop admitting a lab: a running planner ignores its live connection within a second and counts
+    the lab lost, and its next connection is refused."""
     from planner.admission import Admissions
 
     folder = (keys or _keys_beside(db)) / "admitted"

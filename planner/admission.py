@@ -8,9 +8,12 @@ The planner keeps its CurveZMQ key pair and an allow-list folder under one keys 
 libzmq asks the ZAP handler (RFC 27, on `inproc://zeromq.zap.01`) about every CURVE handshake:
 - the key must be admitted (on the mesh's ROUTER and the field's PUB alike); an unknown key's
   handshake fails and nothing of it reaches the mesh;
-- an admitted key's connection carries its lab id as ZAP User-Id on every frame. The mesh knows
-  the lab by that, never by what the frames claim: a known key claiming another lab's id is refused
-  and logged there (`planner.mesh`).
+- an admitted key's connection carries its lab id as ZAP User-Id on every frame, and the key
+  itself as the `X-Key` property. The mesh knows the lab by that, never by what the frames claim: a
+  known key claiming another lab's id is refused and logged there (`planner.mesh`);
+- the mesh checks every frame's key against the folder (re-read at most every `RECHECK_S`), so a
+  revoked key (`cosmolocal planner revoke`, or a lab admitted again with a new key) is cut off on its
+  live connection too, not only at its next handshake.
 """
 
 from __future__ import annotations
@@ -19,7 +22,9 @@ import asyncio
 import contextlib
 import logging
 import re
+import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +37,10 @@ log = logging.getLogger(__name__)
 
 ZAP_ENDPOINT = "inproc://zeromq.zap.01"
 PLANNER_KEY_NAME = "planner"
+#: The connection property (ZAP metadata) that carries the key a connection was admitted with.
+KEY_PROPERTY = "X-Key"
+#: Seconds between two reads of the admitted folder for the mesh's per-frame check.
+RECHECK_S = 0.5
 _LAB_ID = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 
 
@@ -52,10 +61,12 @@ def planner_keys(keys_dir: Path) -> tuple[security.KeyPair, bool]:
 class Admissions:
     """The allow-list folder: `LAB_ID.key` per admitted lab (see the module docstring)."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, monotonic: Callable[[], float] = time.monotonic) -> None:
         self.folder = folder
+        self.monotonic = monotonic
         self._by_key: dict[bytes, str] = {}
         self._seen: dict[str, float] = {}
+        self._read_at = -float("inf")
 
     def admit(self, cert_file: Path, lab_id: str | None = None) -> str:
         """Admit the lab whose public certificate is `cert_file`; return its lab id.
@@ -92,7 +103,15 @@ class Admissions:
         self._refresh()
         return self._by_key.get(public)
 
+    def holds(self, lab_id: str, public: bytes) -> bool:
+        """True while `public` is still the admitted key of `lab_id` (for every frame: the folder is
+        looked at no more often than every RECHECK_S)."""
+        if self.monotonic() - self._read_at >= RECHECK_S:
+            self._refresh()
+        return self._by_key.get(public) == lab_id
+
     def _refresh(self) -> None:
+        self._read_at = self.monotonic()
         try:
             seen = {p.name: p.stat().st_mtime for p in self.folder.glob("*.key")}
         except OSError:
@@ -172,8 +191,8 @@ class ZapHandler:
         version, request_id, _domain, address, _identity, mechanism = request[:6]
         credentials = request[6:]
 
-        def answer(code: bytes, text: str, user: str = "") -> list[bytes]:
-            return [*envelope, version, request_id, code, text.encode(), user.encode(), b""]
+        def answer(code: bytes, text: str, user: str = "", metadata: bytes = b"") -> list[bytes]:
+            return [*envelope, version, request_id, code, text.encode(), user.encode(), metadata]
 
         if mechanism != b"CURVE" or not credentials:
             return answer(b"400", "CURVE required")
@@ -191,9 +210,18 @@ class ZapHandler:
                 )
             return answer(b"400", "key not admitted")
         self.stats.accepted += 1
-        return answer(b"200", "OK", lab)
+        return answer(b"200", "OK", lab, zap_metadata({KEY_PROPERTY: key}))
 
     def _first_refusal(self, key: bytes) -> bool:
         """Count a refusal of `key`; True for its first (logged; later ones are only counted)."""
         self.stats.refused_by_key[key.decode()] += 1
         return self.stats.refused_by_key[key.decode()] == 1
+
+
+def zap_metadata(properties: dict[str, bytes]) -> bytes:
+    """ZAP reply metadata (RFC 27: ZMTP properties): each name's length, name, value's length, value."""
+    out = bytearray()
+    for name, value in properties.items():
+        encoded = name.encode()
+        out += bytes([len(encoded)]) + encoded + len(value).to_bytes(4, "big") + value
+    return bytes(out)

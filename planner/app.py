@@ -129,6 +129,7 @@ def create_app(settings: PlannerSettings, clock: Callable[[], datetime] = utcnow
             heartbeat_ms=settings.heartbeat_ms,
             liveness=settings.liveness,
             curve=keys,
+            admissions=zap.admissions if zap is not None else None,
         )
         params = settings.solve_params()
         replanner = Replanner(core, mesh.send_assignments, params)
@@ -388,6 +389,7 @@ def _routes(app: FastAPI, clock: Callable[[], datetime]) -> None:
             "handshakes_failed": stats.handshakes_failed,
             "keys_refused": planner.zap.stats.unknown_keys if planner.zap else 0,
             "impersonations_refused": stats.impersonations,
+            "frames_revoked": stats.frames_revoked,
             "requests_too_large": planner.requests_too_large,
             "assigns_sent": stats.assigns_sent,
             "event_listeners": core.bus.listeners,

@@ -19,6 +19,7 @@ import zmq
 import zmq.asyncio
 from zmq.utils.monitor import parse_monitor_message
 
+from planner.admission import KEY_PROPERTY, Admissions
 from planner.core import PlannerCore, UnknownAssignment
 from planner.store import AssignmentRow
 from protocol import transport
@@ -73,6 +74,8 @@ class MeshStats:
     handshakes_failed: int = 0
     #: Messages from an admitted key that claimed to be another lab (refused, logged).
     impersonations: int = 0
+    #: Frames from a live connection whose key is no longer admitted (dropped; its lab is lost).
+    frames_revoked: int = 0
 
 
 class MeshServer:
@@ -92,8 +95,11 @@ class MeshServer:
         rate_per_s: float = 100.0,
         burst: int = 200,
         curve: KeyPair | None = None,
+        admissions: Admissions | None = None,
     ) -> None:
         self.core = core
+        #: The admitted keys, checked on every frame of a secure mesh (planner.admission).
+        self.admissions = admissions
         self.rate_per_s = rate_per_s
         self.burst = burst
         #: Per peer: (tokens left, when counted): a bucket of `burst` tokens refilled at `rate_per_s`.
@@ -207,13 +213,36 @@ class MeshServer:
 
     # --- receiving ----------------------------------------------------------------------------
 
-    def _peer_of(self, frames: list[zmq.Frame]) -> str:
-        """Who sent `frames`: the lab its key was admitted for (secure), else its routing id."""
+    def _peer_of(self, frames: list[zmq.Frame]) -> str | None:
+        """Who sent `frames`: the lab its key was admitted for (secure), else its routing id; None
+        when that key is no longer admitted (the frames are dropped, see `_revoked`)."""
         if self.secure:
             lab_id = frames[-1].get("User-Id")
+            if self.admissions is not None:
+                try:
+                    key = frames[-1].get(KEY_PROPERTY).encode()
+                except zmq.ZMQError:  # not set by our ZAP handler: nothing to vouch for this frame
+                    key = b""
+                if not self.admissions.holds(lab_id, key):
+                    self._revoked(lab_id, frames[0].bytes)
+                    return None
             self._route[lab_id] = frames[0].bytes
             return lab_id
         return frames[0].bytes.decode(errors="replace")
+
+    def _revoked(self, lab_id: str, routing_id: bytes) -> None:
+        """A frame on a connection whose key was revoked (or replaced): drop it, and when that
+        connection is the lab's live one, the lab is lost (its work goes back to demand)."""
+        self.stats.frames_revoked += 1
+        if self._route.get(lab_id) != routing_id:
+            return  # an old connection of a lab that has joined again with its new key
+        del self._route[lab_id]
+        log.warning("lab %s: its key is no longer admitted; its connection is ignored from now on", lab_id)
+        if lab_id in self._welcomed:
+            self._welcomed.discard(lab_id)
+            self._ends_to_acknowledge.pop(lab_id, None)
+            self.core.lab_lost(lab_id, "its key was revoked")
+            self.field_changed()
 
     async def _receive(self) -> None:
         turn_began = time.monotonic()
@@ -226,6 +255,8 @@ class MeshServer:
             parts = await self.router.recv_multipart(copy=False)
             self.stats.frames_received += 1
             identity = self._peer_of(parts)
+            if identity is None:
+                continue
             if len(parts) != 2:
                 self._reject(
                     identity, None, f"expected [identity, payload], got {len(parts)} frames", "malformed"

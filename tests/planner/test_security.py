@@ -20,7 +20,7 @@ from planner.admission import Admissions, planner_keys
 from planner.app import PlannerSettings, create_app
 from protocol import transport
 from protocol.codec import decode, encode
-from protocol.messages import Envelope, Hello
+from protocol.messages import Envelope, Heartbeat, Hello
 from protocol.security import ClientKeys, KeyPair, create_keypair, load_keypair, load_public, metadata
 from tests.planner.test_mesh import LAB
 
@@ -191,3 +191,76 @@ def test_admit_and_node_keys_from_the_command_line(tmp_path: Path) -> None:
     assert missing_key.exit_code == 2 and "--planner-key missing" in missing_key.output
     revoked = runner.invoke(cli, ["planner", "revoke", "fablab-lyon", "--keys", str(keys)])
     assert revoked.exit_code == 0 and not (keys / "admitted" / "fablab-lyon.key").exists()
+
+
+def test_a_revoked_key_is_cut_off_on_its_live_connection(
+    secure: tuple[TestClient, PlannerSettings], keys_dir: Path, tmp_path: Path
+) -> None:
+    client, settings = secure
+    ctx = zmq.Context()
+    own = _client_keys(_lab_keys(tmp_path, LAB.id, keys_dir), keys_dir)
+    live = _dealer(ctx, settings.mesh_endpoint, LAB.id, own)
+    live.send(encode(Envelope(sender=LAB.id, seq=1, body=Hello(lab=LAB))))
+    assert live.poll(5000) and decode(live.recv()).kind == "WELCOME"
+    assert client.get("/labs/lab-test").json()["live"] is True
+
+    result = CliRunner().invoke(cli, ["planner", "revoke", LAB.id, "--keys", str(keys_dir)])
+    assert result.exit_code == 0
+    # The connection stays open (ZeroMQ cannot close one peer of a ROUTER), but what comes on it is
+    # dropped, and the lab is lost at once: not after its silence, nor at its next handshake.
+    deadline = time.monotonic() + 5
+    seq = 2
+    while client.get("/labs/lab-test").json()["live"] and time.monotonic() < deadline:
+        live.send(encode(Envelope(sender=LAB.id, seq=seq, body=Heartbeat())))
+        seq += 1
+        time.sleep(0.1)
+    health = client.get("/health").json()
+    assert client.get("/labs/lab-test").json()["live"] is False
+    assert health["frames_revoked"] >= 1 and health["labs_live"] == 0
+    # Nothing more reaches the revoked connection, and a new one is refused at the handshake.
+    while live.poll(200):
+        assert decode(live.recv()).kind == "HEARTBEAT"  # at most what was in flight
+    live.send(encode(Envelope(sender=LAB.id, seq=seq, body=Hello(lab=LAB))))
+    assert not live.poll(1500)
+    again = _dealer(ctx, settings.mesh_endpoint, LAB.id, own)
+    assert _health_until(client, "keys_refused", 1)["keys_refused"] >= 1
+    for sock in (live, again):
+        sock.close(linger=0)
+    ctx.term()
+
+
+def test_a_lab_admitted_again_with_a_new_key_leaves_its_old_connection_behind(
+    secure: tuple[TestClient, PlannerSettings], keys_dir: Path, tmp_path: Path
+) -> None:
+    client, settings = secure
+    ctx = zmq.Context()
+    old = _dealer(
+        ctx, settings.mesh_endpoint, LAB.id, _client_keys(_lab_keys(tmp_path, LAB.id, keys_dir), keys_dir)
+    )
+    old.send(encode(Envelope(sender=LAB.id, seq=1, body=Hello(lab=LAB))))
+    assert old.poll(5000) and decode(old.recv()).kind == "WELCOME"
+    # A new laptop: the lab makes a new key pair and the planner admits it in place of the old one.
+    new_keys = create_keypair(tmp_path / "new", LAB.id, {"lab-id": LAB.id})
+    Admissions(keys_dir / "admitted").admit(new_keys)
+    time.sleep(0.6)  # the mesh reads the folder again within RECHECK_S
+    new = _dealer(
+        ctx,
+        settings.mesh_endpoint,
+        LAB.id,
+        _client_keys(load_keypair(new_keys.with_suffix(".key_secret")), keys_dir),
+    )
+    new.send(encode(Envelope(sender=LAB.id, seq=1, body=Hello(lab=LAB))))
+    assert new.poll(5000) and decode(new.recv()).kind == "WELCOME"
+    old.send(encode(Envelope(sender=LAB.id, seq=2, body=Heartbeat())))
+    assert _health_until(client, "frames_revoked", 1)["frames_revoked"] >= 1
+    # The old connection's frame did not take the lab away from its new one.
+    assert client.get("/labs/lab-test").json()["live"] is True
+    deadline = time.monotonic() + 5
+    kinds = set()
+    while "HEARTBEAT" not in kinds and time.monotonic() < deadline:
+        if new.poll(200):
+            kinds.add(decode(new.recv()).kind)
+    assert "HEARTBEAT" in kinds
+    for sock in (old, new):
+        sock.close(linger=0)
+    ctx.term()
