@@ -7,6 +7,8 @@ the labs' starting capacity and stock; stock must be consumed exactly; the SSE s
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 import time
 from collections import defaultdict
@@ -238,3 +240,30 @@ def test_logs_say_what_happened(mesh: Mesh) -> None:
     assert "joined" in planner_log and "plan v1" in planner_log
     assert all((mesh.workdir / f"{lab.id}.log").exists() for lab in LABS)
     assert isinstance(mesh.workdir, Path)
+
+
+def test_labs_export_reads_a_running_planner(mesh: Mesh, tmp_path: Path) -> None:
+    # The command line, as an operator runs it, against the planner process: OKW records of the
+    # labs it knows, with their live state, free stock and backlog in the extension block.
+    out = tmp_path / "labs.okw.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "cosmolocal", "labs", "export", "--planner", mesh.api, "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    records = {r["id"]: r for r in json.loads(out.read_text(encoding="utf-8"))}
+    assert set(records) == {lab.id for lab in LABS}
+    for lab in LABS:
+        extension = records[lab.id]["x-cosmolocal"]
+        assert records[lab.id]["name"] == lab.name
+        assert extension["live"] is True and records[lab.id]["facility-status"] == "Active"
+        assert set(extension["stock"]) <= set(lab.stock) and isinstance(extension["backlog_minutes"], dict)
+    unreachable = subprocess.run(
+        [sys.executable, "-m", "cosmolocal", "labs", "export", "--planner", "http://127.0.0.1:9"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert unreachable.returncode == 2 and "cannot read the labs from the planner" in unreachable.stderr
