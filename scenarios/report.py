@@ -302,7 +302,8 @@ table.metrics th[scope=row], table.metrics thead th:first-child {{ text-align: l
 <h1>{html.escape(scenario.title)}</h1>
 <p>{html.escape(scenario.description.strip())}</p>
 <p class="muted">Scenario <code>{html.escape(scenario.name)}</code>, seed {scenario.seed},
-{scenario.days:g} days from {scenario.start.date().isoformat()}, planning every {scenario.round_hours:g} h;
+{scenario.days:g} days from {scenario.start.date().isoformat()}, planning every {scenario.round_hours:g} h
+(Cosmolocal may plan units up to {scenario.late_window_days:g} days after their due date);
 {len(result.world.labs)} labs, {len(result.world.orders)} orders. Replayed in simulated time.</p>
 <h2>Metrics per policy</h2>
 {_metrics_table(result)}

@@ -38,10 +38,15 @@ class ScenarioResult:
 
 
 def solve_params(loaded: LoadedScenario) -> SolveParams:
-    """Solver settings of a replay: the scenario's time limit and breadth, one worker, seeded."""
+    """Solver settings of a replay: the scenario's time limit, breadth and late window, one worker,
+    seeded."""
     scenario = loaded.scenario
     return SolveParams(
-        time_limit_s=scenario.solve_seconds, workers=1, k_nearest=scenario.k_nearest, seed=scenario.seed
+        time_limit_s=scenario.solve_seconds,
+        workers=1,
+        k_nearest=scenario.k_nearest,
+        late_window_days=scenario.late_window_days,
+        seed=scenario.seed,
     )
 
 

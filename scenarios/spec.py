@@ -13,6 +13,7 @@ Shape (every field is documented on the models below)::
     start = 2020-03-23T00:00:00Z
     days = 28
     round_hours = 24
+    late_window_days = 7         # Cosmolocal may plan units up to this many days late (the planner's default)
     sources = ["where the figures come from", ...]
 
     [labs]
@@ -62,6 +63,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from protocol.errors import ProtocolError, describe_validation_error
 from protocol.model import Design, Identifier, Name, Priority, TagValue
 from protocol.okh import catalogue, load_okh
+from solver.problem import SolveParams
 
 BUILTIN_DIR = Path(__file__).with_name("builtin")
 
@@ -243,6 +245,13 @@ class Scenario(_Model):
     round_hours: float = Field(default=24.0, gt=0.0, le=168.0, description="time between planning rounds")
     solve_seconds: float = Field(default=1.0, gt=0.0, le=60.0, description="time limit of one solve")
     k_nearest: int = Field(default=8, ge=1, le=100)
+    late_window_days: float = Field(
+        default=SolveParams().late_window_days,
+        ge=0.0,
+        le=60.0,
+        description="days after an order's due date in which Cosmolocal may still plan its units, as "
+        "the planner does (its default); units beyond it are left for a later round",
+    )
     transport_kmh: float = Field(default=60.0, gt=0.0, description="door-to-door road speed")
     designs: list[str] = Field(default_factory=list, description="extra OKH manifests (relative paths)")
     labs: LabsSpec

@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from scenarios.run import solve_params
 from scenarios.spec import ScenarioError, builtin_scenarios, find_scenario, load_scenario
 from scenarios.world import build_world
+from solver.problem import SolveParams
 from tests.scenarios.conftest import TINY, write_scenario
 
 BUILTIN = ("visor-surge-fr", "valve-lombardy", "fab-city-barcelona", "churn")
@@ -118,3 +120,20 @@ materials = { pla = 0.01 }
     hook = loaded.designs["door-hook"]
     assert hook.licence == "CC-BY-4.0" and hook.source == "https://example.org/door-hook"
     assert hook.minutes_per_unit() == 30
+
+
+def test_the_late_window_is_the_planners_unless_the_file_sets_it(tmp_path: Path) -> None:
+    assert (
+        solve_params(load_scenario(write_scenario(tmp_path))).late_window_days
+        == SolveParams().late_window_days
+    )
+    path = tmp_path / "tight.toml"
+    path.write_text(
+        TINY.replace("solve_seconds = 2.0", "solve_seconds = 2.0\nlate_window_days = 0"), encoding="utf-8"
+    )
+    assert solve_params(load_scenario(path)).late_window_days == 0.0
+    path.write_text(
+        TINY.replace("solve_seconds = 2.0", "solve_seconds = 2.0\nlate_window_days = -1"), encoding="utf-8"
+    )
+    with pytest.raises(ScenarioError, match="late_window_days"):
+        load_scenario(path)
