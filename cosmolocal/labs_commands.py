@@ -31,6 +31,13 @@ def import_labs(
     machines: Annotated[
         Path | None, typer.Option(help="fablabs.io geomachines CSV to join by lab slug.")
     ] = None,
+    printers: Annotated[
+        Path | None,
+        typer.Option(
+            help="OKW machines catalogue of 3D printers (CSV: Model, Technology, Brand, Build Size): joined "
+            "printers get their model's technology and bed instead of an assumed 200 mm FDM bed."
+        ),
+    ] = None,
     country: Annotated[str | None, typer.Option(help="Keep only labs of this country (ISO alpha-2).")] = None,
     out_dir: Annotated[
         Path | None, typer.Option("--out-dir", help="Write one lab TOML file per lab into this folder.")
@@ -49,9 +56,13 @@ def import_labs(
     Example:
 
       [bold]cosmolocal labs import facilities.json --machines geomachines.csv --country FR --out-dir labs/[/]
+
+      [bold]cosmolocal labs import facilities.json --machines geomachines.csv --printers 3d_printers.csv[/]
     """
+    if printers is not None and machines is None:
+        fail("--printers gives the beds of joined printers: name the machines to join with --machines")
     try:
-        result = load_facilities(file, machines, country)
+        result = load_facilities(file, machines, country, printers)
     except ProtocolError as exc:
         fail(str(exc))
     labs = result.labs[:limit] if limit else result.labs
@@ -77,6 +88,7 @@ def import_labs(
         f"read {len(labs)} labs ({result.shape or 'no records'}); machines: {summary or 'none'}; "
         f"{result.without_machines} labs list no machine (assembly bench only); "
         f"{result.skipped_no_location} records without coordinates skipped"
+        + (f"; {result.printers_from_catalog} printers with their model's bed" if printers else "")
         + (f"; {len(result.skipped_invalid)} invalid records skipped" if result.skipped_invalid else ""),
         highlight=False,
     )

@@ -11,10 +11,13 @@ Read (auto-detected per record):
 - a fablabs.io `labs.json` export (`slug`, `latitude`, `longitude`, `capabilities`).
 
 Machine kinds map to our processes (`three_d_printer` -> `fdm`, `laser` -> `laser`, ...). Listed
-machines carry no working hours, speeds or bed sizes: imported machines get 8 hours a day, speed 1
-and, for desktop FDM printers, an assumed 200 mm bed (tagged `bed_assumed = true`). Every lab also
-gets one assembly bench (manual work happens anywhere). Records without coordinates are skipped and
-counted. Pure functions over data: no network, no sockets.
+machines carry no working hours, speeds or bed sizes: imported machines get 8 hours a day and speed
+1. A joined printer whose model is in an OKW machines catalogue (the IoPA `3d_printers.csv`: model,
+technology, build size) gets that model's technology (FDM, or SLA/DLP as `sla`) and its bed (the
+smaller side of its build area, `bed_mm`); any other FDM printer gets an assumed 200 mm bed (tagged
+`bed_assumed = true`). Every lab also gets one assembly bench (manual work happens anywhere).
+Records without coordinates are skipped and counted. Pure functions over data: no network, no
+sockets.
 """
 
 from __future__ import annotations
@@ -80,7 +83,22 @@ class ImportResult:
     skipped_no_location: int = 0
     skipped_invalid: list[str] = field(default_factory=list)
     without_machines: int = 0  # labs whose record lists no machine (they only have the bench)
+    printers_from_catalog: int = 0  # printers of the kept labs whose model the catalogue knew
     shape: str = ""
+
+
+@dataclass(frozen=True)
+class PrinterModel:
+    """What a machines catalogue says of a printer model: our process and its bed (mm)."""
+
+    process: str
+    bed_mm: int
+
+
+#: A listed machine: (process, brand, model name as listed).
+Listed = tuple[str, str, str]
+#: Normalised model name -> what the catalogue says of it.
+PrinterCatalog = dict[str, PrinterModel]
 
 
 def slugify(text: str) -> str:
@@ -118,8 +136,16 @@ def process_of(text: str) -> str | None:
     return None
 
 
-def machine_for(process: str, number: int, brand: str = "") -> Machine:
-    """An imported machine: 8 h a day, nominal speed, assumed bed for FDM printers."""
+def machine_for(process: str, number: int, brand: str = "", model: PrinterModel | None = None) -> Machine:
+    """An imported machine: 8 h a day, nominal speed; a printer's technology and bed from its
+    catalogue `model` when known, else an assumed bed for FDM printers."""
+    if process == "fdm" and model is not None:
+        return Machine(
+            id=f"{model.process}-{number}",
+            processes=[model.process],
+            hours_per_day=DEFAULT_HOURS,
+            tags={"bed_mm": model.bed_mm},
+        )
     if process == "fdm" and brand.lower() == "formlabs":
         process = "sla"
     tags: dict[str, bool | int | float | str] = {}
@@ -128,12 +154,27 @@ def machine_for(process: str, number: int, brand: str = "") -> Machine:
     return Machine(id=f"{process}-{number}", processes=[process], hours_per_day=DEFAULT_HOURS, tags=tags)
 
 
-def _machines(processes: list[tuple[str, str]]) -> list[Machine]:
-    """Numbered machines for (process, brand) pairs, plus the assembly bench every lab has."""
+def model_key(text: str) -> str:
+    """A printer model's name for matching: ASCII lower-case letters and digits only."""
+    plain = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode().lower()
+    return re.sub(r"[^a-z0-9]+", "", plain)
+
+
+def catalog_model(catalog: PrinterCatalog, brand: str, name: str) -> PrinterModel | None:
+    """The catalogue's entry for a listed printer, by its name or by brand and name; None if unknown."""
+    for key in (model_key(name), model_key(f"{brand} {name}")):
+        if key and key in catalog:
+            return catalog[key]
+    return None
+
+
+def _machines(listed: list[Listed], catalog: PrinterCatalog | None = None) -> list[Machine]:
+    """Numbered machines for listed (process, brand, model) machines, plus the assembly bench."""
     counts: dict[str, int] = defaultdict(int)
     machines = []
-    for process, brand in processes:
-        machine = machine_for(process, 0, brand)
+    for process, brand, name in listed:
+        model = catalog_model(catalog, brand, name) if catalog and process == "fdm" else None
+        machine = machine_for(process, 0, brand, model)
         kind = machine.processes[0]
         counts[kind] += 1
         machines.append(machine.model_copy(update={"id": f"{kind}-{counts[kind]}"}))
@@ -141,15 +182,39 @@ def _machines(processes: list[tuple[str, str]]) -> list[Machine]:
     return machines
 
 
-def read_geomachines(text: str) -> dict[str, list[tuple[str, str]]]:
-    """fablabs.io geomachines CSV -> lab slug -> [(process, brand)] for the machine classes we know."""
-    by_slug: dict[str, list[tuple[str, str]]] = defaultdict(list)
+def read_geomachines(text: str) -> dict[str, list[Listed]]:
+    """fablabs.io geomachines CSV -> lab slug -> [(process, brand, model)] for the classes we know."""
+    by_slug: dict[str, list[Listed]] = defaultdict(list)
     for row in csv.DictReader(io.StringIO(text.lstrip("\ufeff"))):
         process = FABLABS_CLASSES.get((row.get("class_1") or "").strip())
         slug = (row.get("slug") or "").strip()
         if process and slug:
-            by_slug[slug].append((process, (row.get("brand") or "").strip()))
+            by_slug[slug].append((process, (row.get("brand") or "").strip(), (row.get("name") or "").strip()))
     return dict(by_slug)
+
+
+def read_printer_catalog(text: str) -> PrinterCatalog:
+    """An OKW machines catalogue of 3D printers (columns Model, Technology, Brand, Build Size) ->
+    normalised model name (and brand + model) -> process and bed. Models of another technology, or
+    without a readable build size, are left out."""
+    catalog: PrinterCatalog = {}
+    for row in csv.DictReader(io.StringIO(text.lstrip("\ufeff"))):
+        technology = (row.get("Technology") or "").lower()
+        if any(word in technology for word in ("sla", "dlp", "stereolith", "resin")):
+            process = "sla"
+        elif any(word in technology for word in ("fdm", "fff", "fused")):
+            process = "fdm"
+        else:
+            continue
+        sides = [float(x) for x in re.findall(r"\d+(?:\.\d+)?", row.get("Build Size") or "")[:2]]
+        if len(sides) < 2 or min(sides) <= 0:
+            continue
+        model = PrinterModel(process, int(min(sides)))
+        name, brand = (row.get("Model") or "").strip(), (row.get("Brand") or "").strip()
+        for key in (model_key(name), model_key(f"{brand} {name}")):
+            if key:
+                catalog.setdefault(key, model)
+    return catalog
 
 
 def _shape(record: dict[str, Any]) -> str:
@@ -160,7 +225,9 @@ def _shape(record: dict[str, Any]) -> str:
     return "okw"
 
 
-def _iopa(record: dict[str, Any], machines: dict[str, list[tuple[str, str]]]) -> tuple[dict[str, Any], bool]:
+def _iopa(
+    record: dict[str, Any], machines: dict[str, list[Listed]], catalog: PrinterCatalog | None
+) -> tuple[dict[str, Any], bool]:
     facility = record["facility"]
     geo = record.get("geocoding") or {}
     region = record.get("region") or {}
@@ -173,16 +240,16 @@ def _iopa(record: dict[str, Any], machines: dict[str, list[tuple[str, str]]]) ->
         "lon": _float(geo.get("longitude")),
         "place": region.get("city_town"),
         "country": region.get("country"),
-        "machines": _machines(listed),
+        "machines": _machines(listed, catalog),
     }, bool(listed)
 
 
 def _fablabs_io(
-    record: dict[str, Any], machines: dict[str, list[tuple[str, str]]]
+    record: dict[str, Any], machines: dict[str, list[Listed]], catalog: PrinterCatalog | None
 ) -> tuple[dict[str, Any], bool]:
     slug = str(record.get("slug") or record.get("name") or "")
     listed = machines.get(slug) or [
-        (FABLABS_CLASSES[c], "") for c in record.get("capabilities") or [] if c in FABLABS_CLASSES
+        (FABLABS_CLASSES[c], "", "") for c in record.get("capabilities") or [] if c in FABLABS_CLASSES
     ]
     return {
         "slug": slug,
@@ -191,11 +258,11 @@ def _fablabs_io(
         "lon": _float(record.get("longitude")),
         "place": (record.get("city") or "").strip() or None,
         "country": (record.get("country_code") or "").upper() or None,
-        "machines": _machines(listed),
+        "machines": _machines(listed, catalog),
     }, bool(listed)
 
 
-def _okw(record: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+def _okw(record: dict[str, Any], catalog: PrinterCatalog | None) -> tuple[dict[str, Any], bool]:
     location = _get(record, "location") or {}
     lat, lon = _float(_get(location, "latitude", "lat")), _float(_get(location, "longitude", "lon"))
     gps = _get(location, "gps-coordinates", "gps")
@@ -210,7 +277,7 @@ def _okw(record: dict[str, Any]) -> tuple[dict[str, Any], bool]:
         machines = [Machine.model_validate(m) for m in extension["machines"]]
         listed = True
     else:
-        pairs: list[tuple[str, str]] = []
+        pairs: list[Listed] = []
         for item in _get(record, "equipment") or []:
             text = (
                 item
@@ -223,15 +290,15 @@ def _okw(record: dict[str, Any]) -> tuple[dict[str, Any], bool]:
             process = process_of(text)
             quantity = int(_float(_get(item, "quantity")) or 1) if isinstance(item, dict) else 1
             if process and process != "assembly":
-                pairs += [(process, str(_get(item, "make", "manufacturer") or ""))] * max(
-                    1, min(quantity, 50)
-                )
+                make = str(_get(item, "make", "manufacturer") or "")
+                model = str(_get(item, "model") or "") if isinstance(item, dict) else ""
+                pairs += [(process, make, model)] * max(1, min(quantity, 50))
         if not pairs:
             for text in _get(record, "manufacturing-processes") or []:
                 process = process_of(str(text))
                 if process and process != "assembly":
-                    pairs.append((process, ""))
-        machines = _machines(pairs)
+                    pairs.append((process, "", ""))
+        machines = _machines(pairs, catalog)
         listed = bool(pairs)
     stock = extension.get("stock", {}) if isinstance(extension, dict) else {}
     return {
@@ -248,10 +315,14 @@ def _okw(record: dict[str, Any]) -> tuple[dict[str, Any], bool]:
 
 def parse_facilities(
     data: Any,
-    machines: dict[str, list[tuple[str, str]]] | None = None,
+    machines: dict[str, list[Listed]] | None = None,
     country: str | None = None,
+    catalog: PrinterCatalog | None = None,
 ) -> ImportResult:
-    """Labs from parsed JSON (a list of records, or an object holding one); `country` filters (alpha-2)."""
+    """Labs from parsed JSON (a list of records, or an object holding one); `country` filters (alpha-2).
+
+    `machines` (from `read_geomachines`) are joined by slug; `catalog` (from `read_printer_catalog`)
+    gives joined printers their model's technology and bed."""
     records = data
     if isinstance(data, dict):
         records = next((v for v in data.values() if isinstance(v, list)), [data])
@@ -269,11 +340,11 @@ def parse_facilities(
         shapes.add(shape)
         try:
             if shape == "iopa":
-                fields, listed = _iopa(record, machines)
+                fields, listed = _iopa(record, machines, catalog)
             elif shape == "fablabs.io":
-                fields, listed = _fablabs_io(record, machines)
+                fields, listed = _fablabs_io(record, machines, catalog)
             else:
-                fields, listed = _okw(record)
+                fields, listed = _okw(record, catalog)
         except (ValidationError, TypeError, ValueError) as exc:
             result.skipped_invalid.append(f"record {index}: {exc}")
             continue
@@ -303,14 +374,21 @@ def parse_facilities(
         used.add(lab_id)
         result.labs.append(lab)
         result.without_machines += not listed
+        result.printers_from_catalog += sum(
+            1 for m in lab.machines if "bed_mm" in m.tags and "bed_assumed" not in m.tags
+        )
     result.shape = "+".join(sorted(shapes))
     return result
 
 
 def load_facilities(
-    path: Path, machines_path: Path | None = None, country: str | None = None
+    path: Path,
+    machines_path: Path | None = None,
+    country: str | None = None,
+    printers_path: Path | None = None,
 ) -> ImportResult:
-    """Read an OKW / fablabs.io JSON file (and a geomachines CSV to join); raises `ProtocolError`."""
+    """Read an OKW / fablabs.io JSON file, with a geomachines CSV to join and a printer catalogue CSV
+    for the joined printers; raises `ProtocolError` naming the file."""
     try:
         data = json.loads(path.read_text(encoding="utf-8-sig"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -321,8 +399,16 @@ def load_facilities(
             machines = read_geomachines(machines_path.read_text(encoding="utf-8-sig"))
         except (OSError, UnicodeDecodeError, csv.Error) as exc:
             raise ProtocolError(f"{machines_path}: cannot read the machines CSV: {exc}") from None
+    catalog = None
+    if printers_path is not None:
+        try:
+            catalog = read_printer_catalog(printers_path.read_text(encoding="utf-8-sig"))
+        except (OSError, UnicodeDecodeError, csv.Error) as exc:
+            raise ProtocolError(f"{printers_path}: cannot read the printer catalogue: {exc}") from None
+        if not catalog:
+            raise ProtocolError(f"{printers_path}: no printer model with a technology and a build size")
     try:
-        return parse_facilities(data, machines, country)
+        return parse_facilities(data, machines, country, catalog)
     except ProtocolError as exc:
         raise ProtocolError(f"{path}: {exc}") from None
 

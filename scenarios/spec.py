@@ -17,7 +17,7 @@ Shape (every field is documented on the models below)::
     sources = ["where the figures come from", ...]
 
     [labs]
-    source = "cities"            # or "okw" with file = "PATH" (and optionally machines_file = "CSV")
+    source = "cities"            # or "okw" with file = "PATH" (optionally machines_file, printers_file)
     country = "FR"
     count = 40
     [[labs.machines]]            # machine mix; count = [min, max] per lab, share = labs that have it
@@ -131,6 +131,9 @@ class LabsSpec(_Model):
         default=None, description="okw: OKW / fablabs.io JSON file (relative to this file)"
     )
     machines_file: str | None = Field(default=None, description="okw: fablabs.io geomachines CSV to join")
+    printers_file: str | None = Field(
+        default=None, description="okw: OKW 3D-printer catalogue CSV giving joined printers their bed"
+    )
     sites: list[Point] = Field(default_factory=list, description="list: named places of the labs")
     machines: list[MachineTemplate] = Field(default_factory=list)
     stock: dict[Name, float | Range] = Field(default_factory=dict)
@@ -311,7 +314,7 @@ def load_scenario(path: Path, seed: int | None = None) -> LoadedScenario:
             raise ScenarioError(
                 f"{path}: demand.{index}.design: unknown design {demand.design!r}; known designs: {known}"
             )
-    for field_name in ("file", "machines_file"):
+    for field_name in ("file", "machines_file", "printers_file"):
         relative = getattr(scenario.labs, field_name)
         if relative and not loaded.resolve(relative).exists():
             raise ScenarioError(f"{path}: labs.{field_name}: no such file {relative!r}")

@@ -116,6 +116,7 @@ def _labs(loaded: LoadedScenario, rng: random.Random, notes: list[str]) -> list[
                 loaded.resolve(spec.file or ""),
                 loaded.resolve(spec.machines_file) if spec.machines_file else None,
                 spec.country,
+                loaded.resolve(spec.printers_file) if spec.printers_file else None,
             )
         except ProtocolError as exc:
             raise ScenarioError(f"{where}.file: {exc}") from None

@@ -11,11 +11,13 @@ from protocol.errors import ProtocolError
 from protocol.model import Lab, Location, Machine
 from protocol.okw import (
     EXTENSION,
+    PrinterModel,
     lab_to_okw,
     load_facilities,
     parse_facilities,
     process_of,
     read_geomachines,
+    read_printer_catalog,
 )
 from tests.shared import SHARED
 
@@ -132,3 +134,49 @@ def test_real_fablabs_io_data_french_labs_with_machines() -> None:
     assert sum(len(lab.machines) - 1 for lab in with_machines) > 150
     everywhere = load_facilities(FACILITIES)
     assert len(everywhere.labs) + everywhere.skipped_no_location == 2237
+
+
+PRINTERS = (
+    "\ufeffModel,Technology,Materials,Brand,Build Size\n"
+    'Ultimaker 2,FDM (Fused Deposition Modeling),"PLA, ABS",Ultimaker,223 x 223 x 205 mm\n'
+    "Form 2,SLA (Stereolithography),Resin,Formlabs,145 x 145 x 175 mm\n"
+    "Mystery,Powder bed fusion,Nylon,Acme,300 x 300 x 300 mm\n"
+    "No size,FDM,PLA,Acme,\n"
+)
+
+
+def test_joined_printers_take_their_models_bed_and_technology_from_the_catalogue() -> None:
+    catalog = read_printer_catalog(PRINTERS)
+    assert set(catalog.values()) == {PrinterModel("fdm", 223), PrinterModel("sla", 145)}
+    result = parse_facilities([IOPA_RECORD], read_geomachines(GEOMACHINES), catalog=catalog)
+    (lab,) = result.labs
+    machines = {m.id: m for m in lab.machines}
+    assert machines["fdm-1"].tags == {"bed_mm": 223}  # ultimaker 2, no longer an assumed bed
+    assert machines["sla-1"].processes == ["sla"] and machines["sla-1"].tags == {"bed_mm": 145}
+    assert result.printers_from_catalog == 2
+    unknown = GEOMACHINES.replace("ultimaker 2,ultimaker", "homebrew 9,nobody")
+    (lab,) = parse_facilities([IOPA_RECORD], read_geomachines(unknown), catalog=catalog).labs
+    assert {m.id: m.tags for m in lab.machines}["fdm-1"] == {"bed_mm": 200, "bed_assumed": True}
+
+
+def test_a_catalogue_without_usable_models_is_refused_naming_it(tmp_path: Path) -> None:
+    empty = tmp_path / "printers.csv"
+    empty.write_text("Model,Technology,Materials,Brand,Build Size\n", encoding="utf-8")
+    source = tmp_path / "labs.json"
+    source.write_text(json.dumps([IOPA_RECORD]), encoding="utf-8")
+    machines = tmp_path / "machines.csv"
+    machines.write_text(GEOMACHINES, encoding="utf-8")
+    with pytest.raises(ProtocolError, match=r"printers\.csv: no printer model"):
+        load_facilities(source, machines, printers_path=empty)
+
+
+@pytest.mark.skipif(not FACILITIES.exists(), reason="shared fablab data not present beside the repository")
+def test_real_printer_catalogue_gives_about_half_the_listed_printers_their_bed() -> None:
+    result = load_facilities(
+        FACILITIES, MACHINES, printers_path=DATA / "iopa_okw_machines_catalog_3d_printers.csv"
+    )
+    printers = [m for lab in result.labs for m in lab.machines if m.processes[0] in ("fdm", "sla")]
+    known = [m for m in printers if "bed_mm" in m.tags and "bed_assumed" not in m.tags]
+    assert result.printers_from_catalog == len(known)
+    assert 0.4 <= len(known) / len(printers) <= 0.65  # 458 of 887 listed printers match a model
+    assert all(50 <= m.tags["bed_mm"] <= 2000 for m in known)
