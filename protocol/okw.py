@@ -28,9 +28,10 @@ import json
 import re
 import unicodedata
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
@@ -95,6 +96,7 @@ class PrinterModel:
     bed_mm: int
 
 
+_Read = TypeVar("_Read")
 #: A listed machine: (process, brand, model name as listed).
 Listed = tuple[str, str, str]
 #: Normalised model name -> what the catalogue says of it.
@@ -393,24 +395,24 @@ def load_facilities(
         data = json.loads(path.read_text(encoding="utf-8-sig"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ProtocolError(f"{path}: cannot read facility records: {exc}") from None
-    machines = None
-    if machines_path is not None:
-        try:
-            machines = read_geomachines(machines_path.read_text(encoding="utf-8-sig"))
-        except (OSError, UnicodeDecodeError, csv.Error) as exc:
-            raise ProtocolError(f"{machines_path}: cannot read the machines CSV: {exc}") from None
-    catalog = None
-    if printers_path is not None:
-        try:
-            catalog = read_printer_catalog(printers_path.read_text(encoding="utf-8-sig"))
-        except (OSError, UnicodeDecodeError, csv.Error) as exc:
-            raise ProtocolError(f"{printers_path}: cannot read the printer catalogue: {exc}") from None
-        if not catalog:
-            raise ProtocolError(f"{printers_path}: no printer model with a technology and a build size")
+    machines = _read_csv(machines_path, "the machines CSV", read_geomachines)
+    catalog = _read_csv(printers_path, "the printer catalogue", read_printer_catalog)
+    if printers_path is not None and not catalog:
+        raise ProtocolError(f"{printers_path}: no printer model with a technology and a build size")
     try:
         return parse_facilities(data, machines, country, catalog)
     except ProtocolError as exc:
         raise ProtocolError(f"{path}: {exc}") from None
+
+
+def _read_csv(path: Path | None, what: str, read: Callable[[str], _Read]) -> _Read | None:
+    """`read` of the CSV file at `path` (None without one); raises `ProtocolError` naming it."""
+    if path is None:
+        return None
+    try:
+        return read(path.read_text(encoding="utf-8-sig"))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise ProtocolError(f"{path}: cannot read {what}: {exc}") from None
 
 
 def lab_to_okw(
