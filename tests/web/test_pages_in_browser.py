@@ -201,6 +201,8 @@ def test_order_through_the_form_see_it_on_the_map_and_follow_it_to_done(page: An
     page.goto(mesh.api + "/network")
     page.wait_for_selector("#plan dd")
     assert "Defra" in page.inner_text("#co2-source")
+    facts = page.inner_text("#plan")  # what the bounds hold for, the last solve's and all plans'
+    assert "Bound covers, all plans" in facts and "every valid plan, on any lab" in facts
     page.wait_for_selector("#fill-chart .scatterlayer path.js-line", state="attached")
     _shot(page, "04-network")
 

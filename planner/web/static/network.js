@@ -4,6 +4,13 @@
 (function () {
   var drawn = false;
 
+  /* What a plan's lower bound holds for: every valid plan, or (an emergency insertion's) its own model. */
+  function scope(value) {
+    if (value === "all") return "every valid plan, on any lab";
+    if (value === "model") return "only the plans of the solver's model (emergency insertions: nearby labs)";
+    return "–";
+  }
+
   function load() {
     return Cosmo.api("/network/stats").then(function (s) {
       Cosmo.showError(document.getElementById("network-error"), "");
@@ -13,12 +20,12 @@
         ["Status", plan.status],
         ["Objective (last solve)", Cosmo.num(plan.objective)],
         ["Lower bound (last solve)", Cosmo.num(plan.bound)],
-        ["Bound covers", plan.bound_scope === "all" ? "every valid plan" :
-          plan.bound_scope === "model" ? "the model as posed (candidate labs, grouped due dates)" : "–"],
+        ["Bound covers", scope(plan.bound_scope)],
         ["Gap (last solve)", Cosmo.pct(plan.gap)],
         ["Solve time", plan.solve_seconds === undefined ? "–" : Cosmo.num(plan.solve_seconds, 2) + " s"],
         ["Objective, all plans", Cosmo.num(totals.objective)],
         ["Lower bound, all plans", Cosmo.num(totals.bound)],
+        ["Bound covers, all plans", scope(totals.bound_scope)],
         ["Plans committed", String(totals.plans)],
         ["Labs live", s.labs_live + " of " + s.labs_known],
         ["Orders done", s.orders_done + " of " + s.orders],
