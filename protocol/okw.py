@@ -103,11 +103,15 @@ Listed = tuple[str, str, str]
 PrinterCatalog = dict[str, PrinterModel]
 
 
+def _words(text: str) -> list[str]:
+    """The ASCII lower-case words (letters and digits) of a name."""
+    plain = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode().lower()
+    return re.sub(r"[^a-z0-9]+", " ", plain).split()
+
+
 def slugify(text: str) -> str:
     """A lab id from a name or slug: ASCII, lower case, words joined by '-', at most 60 characters."""
-    plain = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode().lower()
-    words = re.sub(r"[^a-z0-9]+", " ", plain).split()
-    return "-".join(words)[:60].strip("-") or "lab"
+    return "-".join(_words(text))[:60].strip("-") or "lab"
 
 
 def _get(record: dict[str, Any], *keys: str) -> Any:
@@ -158,8 +162,7 @@ def machine_for(process: str, number: int, brand: str = "", model: PrinterModel 
 
 def model_key(text: str) -> str:
     """A printer model's name for matching: ASCII lower-case letters and digits only."""
-    plain = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode().lower()
-    return re.sub(r"[^a-z0-9]+", "", plain)
+    return "".join(_words(text))
 
 
 def catalog_model(catalog: PrinterCatalog, brand: str, name: str) -> PrinterModel | None:
@@ -170,18 +173,21 @@ def catalog_model(catalog: PrinterCatalog, brand: str, name: str) -> PrinterMode
     return None
 
 
-def _machines(listed: list[Listed], catalog: PrinterCatalog | None = None) -> list[Machine]:
-    """Numbered machines for listed (process, brand, model) machines, plus the assembly bench."""
+def _machines(listed: list[Listed], catalog: PrinterCatalog | None = None) -> dict[str, Any]:
+    """The `machines` of a lab's fields: numbered machines for listed (process, brand, model)
+    machines plus the assembly bench; and `from_catalog`, how many printers the catalogue knew."""
     counts: dict[str, int] = defaultdict(int)
     machines = []
+    known = 0
     for process, brand, name in listed:
         model = catalog_model(catalog, brand, name) if catalog and process == "fdm" else None
+        known += model is not None
         machine = machine_for(process, 0, brand, model)
         kind = machine.processes[0]
         counts[kind] += 1
         machines.append(machine.model_copy(update={"id": f"{kind}-{counts[kind]}"}))
     machines.append(Machine(id="bench-1", processes=["assembly"], hours_per_day=DEFAULT_HOURS))
-    return machines
+    return {"machines": machines, "from_catalog": known}
 
 
 def read_geomachines(text: str) -> dict[str, list[Listed]]:
@@ -242,7 +248,7 @@ def _iopa(
         "lon": _float(geo.get("longitude")),
         "place": region.get("city_town"),
         "country": region.get("country"),
-        "machines": _machines(listed, catalog),
+        **_machines(listed, catalog),
     }, bool(listed)
 
 
@@ -260,7 +266,7 @@ def _fablabs_io(
         "lon": _float(record.get("longitude")),
         "place": (record.get("city") or "").strip() or None,
         "country": (record.get("country_code") or "").upper() or None,
-        "machines": _machines(listed, catalog),
+        **_machines(listed, catalog),
     }, bool(listed)
 
 
@@ -277,6 +283,7 @@ def _okw(record: dict[str, Any], catalog: PrinterCatalog | None) -> tuple[dict[s
     extension = record.get(EXTENSION)
     if isinstance(extension, dict) and extension.get("machines"):
         machines = [Machine.model_validate(m) for m in extension["machines"]]
+        from_catalog = 0  # our own export: the machines as they were
         listed = True
     else:
         pairs: list[Listed] = []
@@ -300,7 +307,8 @@ def _okw(record: dict[str, Any], catalog: PrinterCatalog | None) -> tuple[dict[s
                 process = process_of(str(text))
                 if process and process != "assembly":
                     pairs.append((process, "", ""))
-        machines = _machines(pairs, catalog)
+        made = _machines(pairs, catalog)
+        machines, from_catalog = made["machines"], made["from_catalog"]
         listed = bool(pairs)
     stock = extension.get("stock", {}) if isinstance(extension, dict) else {}
     return {
@@ -311,6 +319,7 @@ def _okw(record: dict[str, Any], catalog: PrinterCatalog | None) -> tuple[dict[s
         "place": _get(address, "locality", "city", "city_town") or _get(location, "city"),
         "country": _get(address, "country", "country-code"),
         "machines": machines,
+        "from_catalog": from_catalog,
         "stock": stock,
     }, listed
 
@@ -376,9 +385,7 @@ def parse_facilities(
         used.add(lab_id)
         result.labs.append(lab)
         result.without_machines += not listed
-        result.printers_from_catalog += sum(
-            1 for m in lab.machines if "bed_mm" in m.tags and "bed_assumed" not in m.tags
-        )
+        result.printers_from_catalog += fields.get("from_catalog", 0)
     result.shape = "+".join(sorted(shapes))
     return result
 
