@@ -9,6 +9,10 @@ a poller (never busy-looping: it wakes on a frame or every `tick_seconds`), then
 - once welcomed: HEARTBEAT when nothing else was sent for a heartbeat interval; after 3 intervals
   without a frame from the planner (or when it answers from another epoch), drop the connection and
   say HELLO again (resynchronise);
+- work only under a lease: until 2 heartbeat intervals after sending the latest message the planner
+  says it read (`heard` in WELCOME and HEARTBEAT). The planner gives a lab up 3 intervals after it
+  last read from it, so the lab has stopped before its jobs can be handed to others. Nothing is
+  worked before the first WELCOME;
 - every tick: advance the simulated execution, send PROGRESS/DONE/FAILED and STOCK as they happen,
   and CAPACITY when the machine backlog changed (at most twice a second).
 
@@ -22,6 +26,7 @@ each peer is logged, and it is dropped. Nothing a peer sends can stop the loop.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import random
 import time
@@ -68,9 +73,12 @@ _DRAIN_LIMIT = 500
 DEFAULT_HEARTBEAT_SECONDS = 1.0
 #: Intervals without a frame after which the planner counts as gone.
 LIVENESS_INTERVALS = 3
-#: Intervals without a frame after which the lab holds its work (before the planner, at
-#: LIVENESS_INTERVALS, gives it up): units made while cut off could be planned again elsewhere.
+#: Intervals after sending the latest message the planner read, after which the lab holds its work
+#: (before the planner, at LIVENESS_INTERVALS after reading it, gives the lab up): units made while
+#: cut off could be planned again elsewhere.
 HOLD_INTERVALS = 2
+#: Send times kept to look up the planner's `heard` (older ones than it echoes are dropped anyway).
+_SENT_TIMES_KEPT = 4096
 #: A pause of the agent's loop longer than this (process suspended, laptop asleep) is not worked.
 STALL_SECONDS = 1.0
 #: Heartbeat intervals before an unacknowledged DONE/FAILED is sent again (the wait then doubles).
@@ -106,7 +114,8 @@ class LabAgent:
     """A lab's presence in the mesh (see the module docstring). Create it, then `await run(stop)`.
 
     `speed` runs the simulated execution that many times faster than the wall clock. `clock` (a
-    `SimClock`) and `monotonic` (the timer clock) are injectable for tests; `fail_rate` is the
+    `SimClock`, reading the same monotonic clock) and `monotonic` (the timer clock) are injectable
+    for tests; `fail_rate` is the
     probability that an accepted job fails part-way (failure injection for scenarios), drawn from
     a `random.Random(seed)`. With `manual`, jobs wait for the operator's DECIDE (see `Workshop`).
     """
@@ -172,6 +181,11 @@ class LabAgent:
         self._assign_seq: dict[str, int] = {}
         #: Per unacknowledged DONE/FAILED: (when to send it again, the wait after that).
         self._end_repeat: dict[str, tuple[float, float]] = {}
+        #: (envelope seq, monotonic send time) of messages sent, oldest first: the lease's origin.
+        self._sent_at: collections.deque[tuple[int, float]] = collections.deque(maxlen=_SENT_TIMES_KEPT)
+        #: Monotonic instant until which work may go on (the planner's latest word on this lab).
+        self._lease_until = float("-inf")
+        self._lapse_logged = False
 
     # --- state for tests and operators ---------------------------------------------------------
 
@@ -210,6 +224,7 @@ class LabAgent:
             await self._send_hello()
             self.clock.notice_stall()  # start-up is not a suspension
             self.clock.release()
+            self.clock.lease(self._lease_until)  # nothing is worked before the planner's WELCOME
             while not stop.is_set():
                 await self._wait_and_read()
                 await self._run_timers()
@@ -350,16 +365,16 @@ class LabAgent:
                     LIVENESS_INTERVALS,
                 )
                 await self._resync()
-            elif silent > HOLD_INTERVALS * self.heartbeat_seconds and not self.clock.held:
-                self.counters.holds += 1
-                self.clock.hold()
-                log.warning(
-                    "no word from the planner for %.1f s; holding work until it answers, so that "
-                    "nothing is made twice if it hands this lab's jobs to others",
-                    silent,
-                )
             elif now - self._last_sent >= self.heartbeat_seconds:
                 await self._send(Heartbeat())
+            if now >= self._lease_until and not self._lapse_logged:
+                self._lapse_logged = True
+                self.counters.holds += 1
+                log.warning(
+                    "the planner has not said it heard this lab for %.1f s; holding work until it "
+                    "does, so that nothing is made twice if it hands this lab's jobs to others",
+                    now - self._lease_until + HOLD_INTERVALS * self.heartbeat_seconds,
+                )
             await self._repeat_unacknowledged_ends(now)
         if now >= self._next_tick:
             self._next_tick = now + self.tick_seconds
@@ -417,6 +432,8 @@ class LabAgent:
                 self._on_ends_acknowledged(body.ended)
             if self.welcomed and body.active is not None:
                 await self._reconcile(body.active, message.seq)
+            if self.welcomed:
+                self._renew_lease(body.heard)
         elif isinstance(body, Decide):
             await self._on_decide(body)
         elif isinstance(body, Error):
@@ -455,6 +472,32 @@ class LabAgent:
         if welcome.active is not None:
             await self._reconcile(welcome.active, message.seq)
         self.clock.release()
+        self._renew_lease(welcome.heard)
+
+    def _renew_lease(self, heard: int | None) -> None:
+        """Work may go on until HOLD_INTERVALS after sending message `heard`, which the planner read.
+
+        The planner gives this lab up no sooner than LIVENESS_INTERVALS after reading it, so the
+        lease ends first, however long the frames took either way. An echo older than one already
+        used, or of a message this process never sent, renews nothing. A planner that echoes
+        nothing (`heard` None) is taken at its word from the moment it arrives.
+        """
+        if heard is None:
+            sent = self._monotonic()
+        else:
+            while self._sent_at and self._sent_at[0][0] < heard:
+                self._sent_at.popleft()
+            if not self._sent_at or self._sent_at[0][0] != heard:
+                return
+            sent = self._sent_at[0][1]
+        until = sent + HOLD_INTERVALS * self.heartbeat_seconds
+        if until <= self._lease_until:
+            return
+        self._lease_until = until
+        self.clock.lease(until)
+        if self._lapse_logged and until > self._monotonic():
+            self._lapse_logged = False
+            log.info("the planner hears this lab again; work goes on")
 
     async def _reconcile(self, active: list[str], seq: int) -> None:
         """Stop the jobs the planner withdrew and repeat ends it missed; then work may go on."""
@@ -592,6 +635,7 @@ class LabAgent:
         self._seq = seq
         self.counters.messages_sent += 1
         self._last_sent = self._monotonic()
+        self._sent_at.append((seq, self._last_sent))
         return True
 
     # --- sockets -------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """A simulated executor: the lab's machines working through their schedule in simulated time.
 
-`SimClock` maps a monotonic clock to simulated UTC time (`start + elapsed × speed`), so a scenario can
+`SimClock` maps a monotonic clock to simulated UTC time (`start + worked × speed`), so a scenario can
 run a day of work in minutes and tests can drive time by hand. `Executor` keeps the schedule of every
 accepted job and answers, at any simulated instant, how many units of a job are made, when the job
 will end, and how much work each machine still has queued.
@@ -26,15 +26,19 @@ from solver.schedule import CP_MAX_OPERATIONS, Job, Operation, schedule, schedul
 
 
 class SimClock:
-    """Simulated time: `start + (monotonic() - monotonic at creation) × speed`.
+    """Simulated time: `start + worked wall seconds × speed`.
 
     `speed` 60 makes one wall second a simulated minute. `monotonic` is injectable so tests can move
-    time by hand instead of sleeping.
+    time by hand instead of sleeping. Wall time counts as worked unless one of these stops it:
 
-    With `stall_seconds`, a jump of the monotonic clock longer than that between two readings (the
-    process was suspended, the machine slept) is never worked: the clock takes the jump out and
-    holds itself at once, whoever reads it first, so no unit can be made in that time before the
-    owner notices (`notice_stall`) and decides when work may go on (`release`).
+    - `hold` (until `release`): the owner stops work, e.g. to wait for the planner's word.
+    - A lease (`lease`): no time after the lease's monotonic deadline is worked until a new lease
+      is given. The deadline is enforced by the clock itself, at the instant it passes, however late
+      the owner's loop looks; so a lab never works past what its planner vouched for.
+    - A stall: with `stall_seconds`, a jump of the monotonic clock longer than that between two
+      readings (the process was suspended, the machine slept) is never worked: the clock takes the
+      jump out and holds itself at once, whoever reads it first, so no unit can be made in that time
+      before the owner notices (`notice_stall`) and decides when work may go on (`release`).
     """
 
     def __init__(
@@ -55,26 +59,38 @@ class SimClock:
         #: A gap between readings longer than this is a stall (None: every gap is worked).
         self.stall_seconds = stall_seconds
         self._monotonic = monotonic
-        self._origin = monotonic()
-        self._last_read = self._origin
-        self._held_at: float | None = None
+        #: Wall seconds worked up to the monotonic instant `_counted_to`.
+        self._worked = 0.0
+        self._counted_to = monotonic()
+        self._last_read = self._counted_to
+        self._held = False
+        #: Monotonic instant after which nothing is worked (None: no lease limits the work).
+        self._lease_until: float | None = None
         self._stall_unseen: float | None = None
 
-    def _read(self) -> float:
-        """The monotonic instant that counts now; a stall since the last reading is taken out."""
+    def _count(self, at: float) -> None:
+        """Add the wall time worked since the last count, up to `at`."""
+        if not self._held:
+            end = at if self._lease_until is None else min(at, self._lease_until)
+            self._worked += max(0.0, end - self._counted_to)
+        self._counted_to = max(self._counted_to, at)
+
+    def _read(self) -> None:
+        """Count the work up to now; a stall since the last reading is taken out and holds the clock."""
         at = self._monotonic()
         gap = at - self._last_read
-        self._last_read = at
         if self.stall_seconds is not None and gap > self.stall_seconds:
             self._stall_unseen = gap + (self._stall_unseen or 0.0)
-            if self._held_at is None:
-                self._origin += gap
-                self._held_at = at
-        return at if self._held_at is None else self._held_at
+            self._count(self._last_read)
+            self._counted_to = at  # the gap is not worked
+            self._held = True
+        self._last_read = at
+        self._count(at)
 
     def now(self) -> datetime:
         """The current simulated instant (UTC)."""
-        return self.start + timedelta(seconds=(self._read() - self._origin) * self.speed)
+        self._read()
+        return self.start + timedelta(seconds=self._worked * self.speed)
 
     def notice_stall(self) -> float | None:
         """Read the clock; the wall seconds of stalls found since the last call, or None if none.
@@ -87,21 +103,42 @@ class SimClock:
 
     @property
     def held(self) -> bool:
-        """True while simulated time stands still (see `hold`)."""
-        return self._held_at is not None
+        """True while the clock is held (see `hold`; a stall holds it too)."""
+        return self._held
+
+    @property
+    def lapsed(self) -> bool:
+        """True once the lease's deadline has passed (and until a new lease is given)."""
+        return self._lease_until is not None and self._monotonic() >= self._lease_until
+
+    @property
+    def working(self) -> bool:
+        """True while wall time counts as worked: neither held nor past the lease."""
+        return not self._held and not self.lapsed
 
     def hold(self) -> None:
-        """Stop simulated time: a lab cut off from its planner holds its work until it hears again."""
-        if self._held_at is None:
-            self._held_at = self._read()
+        """Stop simulated time until `release`: e.g. a lab waiting for its planner's word."""
+        self._read()
+        self._held = True
 
     def release(self) -> None:
-        """Let simulated time run again from where it was held (the held span is not worked)."""
-        if self._held_at is not None:
+        """Let simulated time run again from where it was held (the held span is not worked).
+
+        A lapsed lease still stops it until `lease` gives a new one.
+        """
+        if self._held:
             at = self._monotonic()
-            self._last_read = at
-            self._origin += at - self._held_at
-            self._held_at = None
+            self._last_read = self._counted_to = max(self._counted_to, at)
+            self._held = False
+
+    def lease(self, until: float | None) -> None:
+        """Let wall time be worked up to the monotonic instant `until` (None: without limit).
+
+        Time between a lapsed lease and the new one is not worked. Setting a deadline that is
+        already past stops the work at once.
+        """
+        self._read()
+        self._lease_until = until
 
     def wall_seconds_until(self, instant: datetime) -> float:
         """Wall seconds until the simulated `instant` (0 when it is already past)."""

@@ -145,7 +145,7 @@ def create_app(settings: PlannerSettings, clock: Callable[[], datetime] = utcnow
         tasks = [
             asyncio.create_task(mesh.run(stop)),
             asyncio.create_task(replanner.run(stop)),
-            asyncio.create_task(_watch_leases(core, stop)),
+            asyncio.create_task(_watch_leases(core, stop, settings.liveness * settings.heartbeat_ms / 1000)),
         ]
         if core.has_unplanned_demand():
             replanner.request("restart")
@@ -202,11 +202,19 @@ def _limit_request_size(app: FastAPI, max_bytes: int) -> None:
         return await call_next(request)
 
 
-async def _watch_leases(core: PlannerCore, stop: asyncio.Event, every_s: float = 1.0) -> None:
-    """Once a second, end the leases no lab renewed (their units go back to demand)."""
+async def _watch_leases(
+    core: PlannerCore, stop: asyncio.Event, first_after_s: float, every_s: float = 1.0
+) -> None:
+    """Once a second, end the leases no lab renewed (their units go back to demand).
+
+    The first look waits `first_after_s` (the labs' liveness window): a planner that restarts on
+    its ledger gives the labs time to join again and report what they made while it was down, and
+    a lab still working on its last word from the old planner stops within that window.
+    """
+    waits = [first_after_s]
     while not stop.is_set():
         with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=every_s)
+            await asyncio.wait_for(stop.wait(), timeout=waits.pop() if waits else every_s)
         if not stop.is_set():
             core.expire_leases()
 

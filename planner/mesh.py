@@ -124,6 +124,8 @@ class MeshServer:
         self._field_seq = 0
         self._field_dirty = asyncio.Event()
         self._last_heard: dict[str, float] = {}
+        #: Per lab: the envelope seq of the latest message read from it (its work lease, see HEARTBEAT).
+        self._heard_seq: dict[str, int] = {}
         self._welcomed: set[str] = set()
         self._last_sent_assign: dict[str, float] = {}
         #: Per unanswered assignment: seconds to wait before sending it again (doubles up to a cap).
@@ -202,10 +204,20 @@ class MeshServer:
         if self.send(row.lab_id, body):
             self.stats.assigns_sent += 1
 
+    def _send_heartbeat(self, lab_id: str) -> None:
+        """HEARTBEAT to a lab: its work that still stands, the ends recorded, the latest seq read."""
+        ended = self._ends_to_acknowledge.pop(lab_id, None)
+        heartbeat = Heartbeat(
+            active=self.core.active_assignments(lab_id), ended=ended, heard=self._heard_seq.get(lab_id)
+        )
+        if not self.send(lab_id, heartbeat) and ended:
+            self._ends_to_acknowledge.setdefault(lab_id, []).extend(ended)
+
     def push_active(self, lab_id: str) -> None:
         """Tell a lab at once which of its work still stands (some was withdrawn); see HEARTBEAT."""
         if lab_id in self._welcomed:
-            self.send(lab_id, Heartbeat(active=self.core.active_assignments(lab_id)))
+            active = self.core.active_assignments(lab_id)
+            self.send(lab_id, Heartbeat(active=active, heard=self._heard_seq.get(lab_id)))
 
     def field_changed(self) -> None:
         """Ask for the field to be re-published (coalesced)."""
@@ -316,6 +328,7 @@ class MeshServer:
             )
         body = message.body
         self._last_heard[identity] = self.monotonic()
+        self._heard_seq[identity] = message.seq
         if isinstance(body, Hello):
             self._hello(identity, body)
             return
@@ -324,7 +337,8 @@ class MeshServer:
         self.core.lab_seen(identity)
         match body:
             case Heartbeat():
-                pass
+                # Answered at once: `heard` renews the lab's work lease a round trip after it asked.
+                self._send_heartbeat(identity)
             case Capacity(backlog_minutes=backlog):
                 self.core.lab_capacity(identity, backlog)
                 self.field_changed()
@@ -388,6 +402,7 @@ class MeshServer:
                 field_seq=self._field_seq,
                 field=self.core.field(),
                 active=self.core.active_assignments(identity),
+                heard=self._heard_seq.get(identity),
             ),
         )
         # Work assigned before a reconnect is offered again; the lab answers duplicates idempotently.
@@ -424,10 +439,7 @@ class MeshServer:
                     self.core.lab_lost(lab_id, f"silent for {silent:.1f} s")
                     self.field_changed()
                     continue
-                ended = self._ends_to_acknowledge.pop(lab_id, None)
-                heartbeat = Heartbeat(active=self.core.active_assignments(lab_id), ended=ended)
-                if not self.send(lab_id, heartbeat) and ended:
-                    self._ends_to_acknowledge.setdefault(lab_id, []).extend(ended)
+                self._send_heartbeat(lab_id)
             awaiting: set[str] = set()
             for lab_id in list(self._welcomed):
                 for row in self.core.awaiting_answer(lab_id):

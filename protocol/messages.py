@@ -55,10 +55,17 @@ class Heartbeat(Body):
     `ended` (planner to lab only) acknowledges the DONE and FAILED the planner recorded since its
     last heartbeat to this lab: the lab repeats an end until it is acknowledged, because a planner
     that had already ended the job itself would otherwise never learn the units made last.
+
+    `heard` (planner to lab only) is the envelope `seq` of the latest message the planner read from
+    this lab. It is the lab's work lease: the lab works until 2 heartbeat intervals after it *sent*
+    that message, and the planner gives the lab up no sooner than 3 intervals after it *read* it, so
+    a lab never works on what the planner may already have handed to others, however the link
+    delays or drops frames in either direction.
     """
 
     active: list[Identifier] | None = None
     ended: list[Identifier] | None = None
+    heard: int | None = Field(default=None, ge=0)
 
 
 class Accept(Body):
@@ -143,6 +150,8 @@ class Welcome(Body):
     field: Field_
     #: The lab's assignments the planner still counts on, as in HEARTBEAT.
     active: list[Identifier] | None = None
+    #: The envelope `seq` of the HELLO answered: the lab's first work lease, as in HEARTBEAT.
+    heard: int | None = Field(default=None, ge=0)
 
 
 class Assign(Body):

@@ -109,6 +109,8 @@ class _Probe:
     api: str
     started: float
     planner_up: threading.Event = field(default_factory=threading.Event)
+    #: Answers from an older epoch (in flight when the planner was killed) do not count as "up".
+    min_epoch: int = 0
     samples: list[tuple[float, float | None, bool]] = field(default_factory=list)
     last: dict[int, dict[str, Any]] = field(default_factory=dict)
     stop: threading.Event = field(default_factory=threading.Event)
@@ -121,7 +123,8 @@ class _Probe:
                     health = client.get(self.api + "/health").json()
                     latency: float | None = time.monotonic() - began
                     self.last[health["epoch"]] = health
-                    self.planner_up.set()  # up again after a restart once it answers
+                    if health["epoch"] >= self.min_epoch:
+                        self.planner_up.set()  # up again after a restart once the new one answers
                 except (httpx.HTTPError, ValueError):
                     latency = None
                 self.samples.append((began - self.started, latency, self.planner_up.is_set()))
@@ -308,6 +311,7 @@ def _inject(
         process.send_signal(signal.SIGCONT)
         return {"kind": kind, "at_s": round(at, 1), "detail": f"{lab} stopped for {pause:.1f} s"}
     if kind == "planner_kill":
+        probe.min_epoch = max(probe.last, default=0) + 1
         probe.planner_up.clear()
         mesh.planner.send_signal(signal.SIGKILL)
         mesh.planner.wait()

@@ -1,7 +1,9 @@
 """A minimal planner for agent tests: a real ROUTER and PUB on 127.0.0.1, driven by the test.
 
-It answers HELLO with WELCOME (unless told not to), heartbeats every welcomed lab, records every
-message it receives, and lets the test send bodies or raw bytes to a lab.
+It answers HELLO with WELCOME (unless told not to), heartbeats every welcomed lab and answers its
+heartbeats, naming the latest message read (`heard`, the lab's work lease) like the real planner,
+records every message it receives, and lets the test send bodies or raw bytes to a lab. With `deaf`
+it goes on heartbeating but reads nothing new: as if the lab's frames were lost on the way.
 """
 
 from __future__ import annotations
@@ -50,6 +52,9 @@ class FakePlanner:
         self.field_seq = field_seq
         self.auto_welcome = auto_welcome
         self.heartbeats_on = True
+        self.deaf = False
+        self.heartbeats_sent = 0
+        self._heard: dict[bytes, int] = {}
         self.received: list[tuple[bytes, Envelope]] = []
         self.bad_frames = 0
         self._seq = 0
@@ -95,6 +100,7 @@ class FakePlanner:
             field_endpoint=self.field_endpoint,
             field_seq=self.field_seq,
             field=Field_(),
+            heard=self._heard.get(identity),
         )
         await self.router.send_multipart([identity, self.envelope(body)])
         self._welcomed.add(identity)
@@ -148,10 +154,15 @@ class FakePlanner:
             except ProtocolError:
                 self.bad_frames += 1
                 continue
+            if self.deaf:
+                continue
             self.received.append((identity, message))
+            self._heard[identity] = message.seq
             self._arrived.set()
             if isinstance(message.body, Hello) and self.auto_welcome:
                 await self.welcome(identity)
+            elif isinstance(message.body, Heartbeat) and self.heartbeats_on and identity in self._welcomed:
+                await self._heartbeat(identity)
 
     async def _beat(self) -> None:
         while True:
@@ -159,5 +170,10 @@ class FakePlanner:
             if not self.heartbeats_on:
                 continue
             for identity in list(self._welcomed):
-                with contextlib.suppress(zmq.ZMQError):
-                    await self.router.send_multipart([identity, self.envelope(Heartbeat())])
+                await self._heartbeat(identity)
+
+    async def _heartbeat(self, identity: bytes) -> None:
+        with contextlib.suppress(zmq.ZMQError):
+            body = Heartbeat(heard=self._heard.get(identity))
+            await self.router.send_multipart([identity, self.envelope(body)])
+            self.heartbeats_sent += 1

@@ -8,6 +8,7 @@ import logging
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import msgpack
@@ -16,6 +17,7 @@ import zmq
 import zmq.asyncio
 
 from nodes.agent import LabAgent, _reachable, run_agent
+from nodes.journal import Journal
 from protocol.codec import MAX_FRAME_BYTES, encode
 from protocol.messages import (
     Accept,
@@ -288,6 +290,61 @@ def test_hello_again_when_the_planner_falls_silent_or_restarts(caplog: pytest.Lo
     run(scenario)
     text = "\n".join(r.getMessage() for r in caplog.records)
     assert "silent for" in text and "epoch 8" in text and "forgot this lab" in text
+
+
+def test_a_lab_the_planner_no_longer_hears_stops_though_it_still_hears_the_planner(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The lab's frames are lost on the way while the planner's arrive: the planner gives the lab up
+    # 3 intervals after it last read from it and hands its jobs to others. Hearing heartbeats is not
+    # enough to go on: the lab stops 2 intervals after sending the last message the planner read.
+    caplog.set_level(logging.INFO, logger="nodes.agent")
+
+    async def scenario(ctx: zmq.asyncio.Context) -> None:
+        the_lab = lab({"petg": 5.0})
+        planner = FakePlanner(ctx, heartbeat_ms=200)
+        async with planner, agent_running(the_lab, planner.endpoint) as agent:
+            await until(lambda: agent.welcomed, "WELCOME")
+            await planner.send(the_lab.id, assign("a-1", quantity=40))
+            await planner.wait_for("PROGRESS", of("a-1"))
+            planner.deaf = True
+            await asyncio.sleep(0.6)  # past the lease: 2 intervals after the last message read
+            made = agent.jobs["a-1"].units_done
+            beats = planner.heartbeats_sent
+            await asyncio.sleep(0.6)
+            assert planner.heartbeats_sent > beats and agent.welcomed  # the lab heard the planner
+            assert agent.clock.lapsed and agent.jobs["a-1"].units_done == made < 40
+            planner.deaf = False
+            await until(lambda: agent.jobs["a-1"].units_done > made, "work to go on once heard again")
+            assert agent.counters.holds >= 1
+
+    run(scenario)
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    assert "holding work until it does" in text and "hears this lab again" in text
+
+
+def test_nothing_is_worked_before_the_first_welcome(tmp_path: Path) -> None:
+    # A lab that restarts from its journal resumes its jobs only once the planner welcomes it: while
+    # it was down the planner may have given those jobs to others.
+    async def scenario(ctx: zmq.asyncio.Context) -> None:
+        the_lab = lab({"petg": 5.0})
+        journal = Journal(tmp_path / "lab.journal.json", the_lab.id)
+        planner = FakePlanner(ctx, heartbeat_ms=200)
+        async with planner:
+            async with agent_running(the_lab, planner.endpoint, journal=journal) as agent:
+                await until(lambda: agent.welcomed, "WELCOME")
+                await planner.send(the_lab.id, assign("a-1", quantity=40))
+                await planner.wait_for("PROGRESS", of("a-1"))
+            planner.auto_welcome = False
+            async with agent_running(the_lab, planner.endpoint, journal=journal) as again:
+                await planner.wait_for("HELLO", count=2)
+                resumed = again.jobs["a-1"].units_done
+                await asyncio.sleep(0.5)
+                assert again.jobs["a-1"].units_done == resumed and again.clock.lapsed
+                await planner.welcome([i for i, m in planner.received if m.kind == "HELLO"][-1])
+                await until(lambda: again.jobs["a-1"].units_done > resumed, "work after WELCOME")
+
+    run(scenario)
 
 
 def test_after_a_suspension_the_lab_holds_until_a_new_welcome(caplog: pytest.LogCaptureFixture) -> None:

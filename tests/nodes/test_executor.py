@@ -135,3 +135,27 @@ def test_sim_clock_takes_a_stall_out_and_holds_whoever_reads_it_first() -> None:
     assert clock.notice_stall() == pytest.approx(10.0) and clock.held
     with pytest.raises(ValueError, match="stall_seconds"):
         SimClock(T0, stall_seconds=0)
+
+
+def test_sim_clock_works_only_within_its_lease_however_late_it_is_read() -> None:
+    wall = [0.0]
+    clock = SimClock(T0, 60.0, monotonic=lambda: wall[0])
+    clock.lease(2.0)
+    wall[0] = 1.0
+    assert clock.working and clock.now() == T0 + timedelta(minutes=1)
+    wall[0] = 5.0  # read long after the deadline: only up to it was worked
+    assert clock.lapsed and not clock.working and clock.now() == T0 + timedelta(minutes=2)
+    clock.lease(8.0)  # a new lease: the lapsed span is not worked
+    wall[0] = 6.0
+    assert clock.working and clock.now() == T0 + timedelta(minutes=3)
+    clock.lease(9.0)  # extended before it lapsed: no gap
+    wall[0] = 8.5
+    assert clock.now() == T0 + timedelta(minutes=5, seconds=30)
+    clock.hold()  # a hold within the lease stops the work too, and a release does not end the lease
+    wall[0] = 8.75
+    clock.release()
+    wall[0] = 20.0
+    assert clock.now() == T0 + timedelta(minutes=5, seconds=45) and clock.lapsed
+    clock.lease(None)
+    wall[0] = 21.0
+    assert clock.now() == T0 + timedelta(minutes=6, seconds=45)

@@ -171,3 +171,22 @@ def test_every_end_is_acknowledged_in_the_next_heartbeat(client: TestClient, dea
         say(Heartbeat())
     assert acknowledged == {assign.assignment_id, "a-never-given"}
     assert client.get("/orders").json()[0]["units_made"] == 2
+
+
+def test_the_planner_says_which_message_it_read_last_which_is_the_labs_work_lease(
+    client: TestClient, dealer: zmq.Socket
+) -> None:
+    # SPEC.md section 5: WELCOME names the HELLO it answers, and every lab HEARTBEAT is answered at
+    # once with the seq of the latest message read, so a lab knows what the planner vouches for.
+    def say(seq: int, body: Body) -> None:
+        dealer.send(encode(Envelope(sender="lab-test", seq=seq, epoch=1, body=body)))
+
+    say(5, Hello(lab=LAB))
+    welcome = _recv_kind(dealer, "WELCOME").body
+    assert isinstance(welcome, Welcome) and welcome.heard == 5
+    for seq in (6, 9, 12):  # seqs may skip: messages lost on the way
+        say(seq, Heartbeat())
+        answer = _recv_kind(dealer, "HEARTBEAT")
+        while answer.body.heard != seq:  # a periodic heartbeat sent before ours was read
+            assert answer.body.heard is not None and answer.body.heard < seq
+            answer = _recv_kind(dealer, "HEARTBEAT")
