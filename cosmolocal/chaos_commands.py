@@ -46,7 +46,8 @@ def chaos(
 
     Starts a planner and labs as processes, places orders, and injects a seeded schedule of faults:
     kill -9 of labs and of the planner, SIGSTOP/SIGCONT of labs, 10,000 garbage frames, an impostor,
-    repeated POSTs, and a lossy link that drops, duplicates and reorders frames. Then checks, from
+    repeated POSTs, and a lossy link that drops, duplicates and reorders frames and, for a while,
+    loses all of one lab's frames to the planner (but not the planner's to it). Then checks, from
     the planner's ledger and the labs' journals: no accepted order lost, no unit made twice, capacity
     and stock kept, labs agreeing with the planner, /health answering within 1 s throughout.
 

@@ -9,6 +9,9 @@ orders over HTTP with idempotency keys, and while the work runs injects faults:
 - `garbage`: 10,000 malformed and oversized frames from a rogue socket;
 - `impostor`: a connection claiming to be one of the labs;
 - `stranger` (secure mesh only): a connection with a key nobody admitted;
+- `one_way` (insecure mesh only, through the proxy): a lab's frames to the planner are all lost for
+  longer than the liveness window while the planner's still reach it, so the planner gives up a lab
+  that still hears it;
 - `duplicate_posts`: a burst of POSTs repeating orders' Idempotency-Keys.
 
 On an insecure mesh every lab also talks through a lossy proxy (`scenarios.proxy`) that drops,
@@ -49,6 +52,7 @@ from scenarios.proxy import LossyProxy
 
 FAULT_KINDS = ("lab_kill", "lab_pause", "planner_kill", "garbage", "impostor", "duplicate_posts")
 SECURE_ONLY = ("stranger",)
+INSECURE_ONLY = ("one_way",)
 GARBAGE_FRAMES = 10_000
 #: What a retried call returns.
 T = TypeVar("T")
@@ -153,7 +157,7 @@ def _orders(count: int, lab_count: int, seed: int, now: datetime) -> list[dict[s
 
 
 def _schedule(options: ChaosOptions, rng: random.Random) -> list[str]:
-    kinds = list(FAULT_KINDS) + (list(SECURE_ONLY) if options.secure else [])
+    kinds = list(FAULT_KINDS) + list(SECURE_ONLY if options.secure else INSECURE_ONLY)
     chosen = kinds[: options.faults]
     while len(chosen) < options.faults:
         chosen.append(rng.choice(kinds))
@@ -224,7 +228,7 @@ def _run(options: ChaosOptions, workdir: Path, say: Callable[[str], None] = lamb
         say(f"placed {len(accepted)} orders; injecting {options.faults} faults")
         for kind in _schedule(options, rng):
             time.sleep(rng.uniform(0.5, 2.0))
-            fault = _inject(kind, mesh, labs, rng, options, bodies, accepted, probe)
+            fault = _inject(kind, mesh, labs, rng, options, bodies, accepted, probe, proxy)
             faults.append(fault)
             say(f"  {fault['at_s']:6.1f} s  {kind}: {fault['detail']}")
         _wait_until_done(mesh, set(accepted.values()), began + options.timeout_s)
@@ -290,6 +294,7 @@ def _inject(
     bodies: dict[str, dict[str, Any]],
     accepted: dict[str, str],
     probe: _Probe,
+    proxy: LossyProxy | None,
 ) -> dict[str, Any]:
     at = time.monotonic() - probe.started
     liveness_s = 3 * options.heartbeat_ms / 1000
@@ -310,6 +315,15 @@ def _inject(
         time.sleep(pause)
         process.send_signal(signal.SIGCONT)
         return {"kind": kind, "at_s": round(at, 1), "detail": f"{lab} stopped for {pause:.1f} s"}
+    if kind == "one_way":
+        if proxy is None:
+            raise ValueError("a one-way cut needs the lossy proxy (insecure mesh)")
+        lab = rng.choice(labs).id
+        cut = rng.uniform(liveness_s + 0.5, liveness_s + 2.5)
+        proxy.cut(lab, "up", cut)
+        time.sleep(cut)
+        detail = f"{lab}'s frames to the planner lost for {cut:.1f} s (the planner's still reach it)"
+        return {"kind": kind, "at_s": round(at, 1), "detail": detail}
     if kind == "planner_kill":
         probe.min_epoch = max(probe.last, default=0) + 1
         probe.planner_up.clear()
@@ -482,5 +496,6 @@ def _counts(
             "dropped": proxy.stats.total("dropped"),
             "duplicated": proxy.stats.total("duplicated"),
             "reordered": proxy.stats.total("reordered"),
+            "cut": proxy.stats.total("cut"),
         }
     return counts

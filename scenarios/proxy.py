@@ -33,10 +33,12 @@ class LinkStats:
     dropped: dict[str, int] = field(default_factory=lambda: {"up": 0, "down": 0})
     duplicated: dict[str, int] = field(default_factory=lambda: {"up": 0, "down": 0})
     reordered: dict[str, int] = field(default_factory=lambda: {"up": 0, "down": 0})
+    #: Frames dropped by a one-way cut (`LossyProxy.cut`), not by chance.
+    cut: dict[str, int] = field(default_factory=lambda: {"up": 0, "down": 0})
     unsent: int = 0
 
     def total(self, what: str) -> int:
-        """Both directions of one counter (relayed, dropped, duplicated or reordered)."""
+        """Both directions of one counter (relayed, dropped, duplicated, reordered or cut)."""
         counts: dict[str, int] = getattr(self, what)
         return sum(counts.values())
 
@@ -63,12 +65,23 @@ class LossyProxy(threading.Thread):
         self._rng = random.Random(seed)
         self._halt = threading.Event()
         self._ready = threading.Event()
+        #: (lab id, direction) -> monotonic instant until which all its frames are dropped.
+        self._cuts: dict[tuple[bytes, str], float] = {}
 
     def start_and_wait(self) -> None:
         """Start relaying; return once the proxy's socket is bound."""
         self.start()
         if not self._ready.wait(10):
             raise RuntimeError(f"the proxy could not bind {self.listen}")
+
+    def cut(self, lab_id: str, direction: str, seconds: float) -> None:
+        """Drop every frame of `lab_id` going `direction` ("up": to the planner) for `seconds`.
+
+        A one-way partition: the other direction still passes (with the usual faults).
+        """
+        if direction not in ("up", "down"):
+            raise ValueError(f"direction must be 'up' or 'down', got {direction!r}")
+        self._cuts[(lab_id.encode(), direction)] = time.monotonic() + seconds
 
     def stop(self) -> None:
         """Stop relaying and close the sockets."""
@@ -125,6 +138,9 @@ class LossyProxy(threading.Thread):
         """Apply the link's faults to one frame, then send what is left (and anything it releases)."""
         draw = self._rng.random()
         key = (lab, direction)
+        if self._cuts.get(key, 0.0) > time.monotonic():
+            self.stats.cut[direction] += 1
+            return
         if draw < self.rate:
             self.stats.dropped[direction] += 1
             return
