@@ -6,13 +6,14 @@ a poller (never busy-looping: it wakes on a frame or every `tick_seconds`), then
 
 - until WELCOME: HELLO again with backoff (0.5 s doubling to 30 s), logging each retry; a HELLO the
   socket could not take yet (no connection) goes out as soon as the connection is up;
-- once welcomed: HEARTBEAT when nothing else was sent for a heartbeat interval; after 3 intervals
+- once welcomed: HEARTBEAT every heartbeat interval, after WELCOME and after taking a job; after 3 intervals
   without a frame from the planner (or when it answers from another epoch), drop the connection and
   say HELLO again (resynchronise);
-- work only under a lease: until 2 heartbeat intervals after sending the latest message the planner
-  says it read (`heard` in WELCOME and HEARTBEAT). The planner gives a lab up 3 intervals after it
-  last read from it, so the lab has stopped before its jobs can be handed to others. Nothing is
-  worked before the first WELCOME;
+- work only under a lease: until 2 heartbeat intervals after sending the latest HEARTBEAT the
+  planner says it read (`heard`), and no further than that heartbeat's `promise` of units per job.
+  The planner gives a lab up 3 intervals after it last read from it, so the lab has stopped before
+  its jobs can be handed to others, and the planner knows what it may have made. Nothing is worked
+  before the first lease;
 - every tick: advance the simulated execution, send PROGRESS/DONE/FAILED and STOCK as they happen,
   and CAPACITY when the machine backlog changed (at most twice a second).
 
@@ -32,6 +33,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from urllib.parse import urlsplit
 
 import zmq
@@ -77,8 +79,10 @@ LIVENESS_INTERVALS = 3
 #: (before the planner, at LIVENESS_INTERVALS after reading it, gives the lab up): units made while
 #: cut off could be planned again elsewhere.
 HOLD_INTERVALS = 2
-#: Send times kept to look up the planner's `heard` (older ones than it echoes are dropped anyway).
+#: Heartbeats kept to look up the planner's `heard` (older ones than it echoes are dropped anyway).
 _SENT_TIMES_KEPT = 4096
+#: A unit the lease does not cover is stopped this much before it would be finished.
+_JUST_BEFORE = timedelta(microseconds=1)
 #: A pause of the agent's loop longer than this (process suspended, laptop asleep) is not worked.
 STALL_SECONDS = 1.0
 #: Heartbeat intervals before an unacknowledged DONE/FAILED is sent again (the wait then doubles).
@@ -181,10 +185,15 @@ class LabAgent:
         self._assign_seq: dict[str, int] = {}
         #: Per unacknowledged DONE/FAILED: (when to send it again, the wait after that).
         self._end_repeat: dict[str, tuple[float, float]] = {}
-        #: (envelope seq, monotonic send time) of messages sent, oldest first: the lease's origin.
-        self._sent_at: collections.deque[tuple[int, float]] = collections.deque(maxlen=_SENT_TIMES_KEPT)
+        #: (envelope seq, monotonic send time, promise) of the HEARTBEATs sent, oldest first.
+        self._sent_at: collections.deque[tuple[int, float, dict[str, int]]] = collections.deque(
+            maxlen=_SENT_TIMES_KEPT
+        )
+        self._last_heartbeat = float("-inf")
         #: Monotonic instant until which work may go on (the planner's latest word on this lab).
         self._lease_until = float("-inf")
+        #: Units per job the lease allows (the promise of the heartbeat that earned it).
+        self._lease_promise: dict[str, int] = {}
         self._lapse_logged = False
 
     # --- state for tests and operators ---------------------------------------------------------
@@ -365,9 +374,9 @@ class LabAgent:
                     LIVENESS_INTERVALS,
                 )
                 await self._resync()
-            elif now - self._last_sent >= self.heartbeat_seconds:
-                await self._send(Heartbeat())
-            if now >= self._lease_until and not self._lapse_logged:
+            elif now - self._last_heartbeat >= self.heartbeat_seconds:
+                await self._send_heartbeat()
+            if self._lease_until > float("-inf") and now >= self._lease_until and not self._lapse_logged:
                 self._lapse_logged = True
                 self.counters.holds += 1
                 log.warning(
@@ -472,32 +481,46 @@ class LabAgent:
         if welcome.active is not None:
             await self._reconcile(welcome.active, message.seq)
         self.clock.release()
-        self._renew_lease(welcome.heard)
+        await self._send_heartbeat()  # its answer is the first lease of this conversation
+
+    async def _send_heartbeat(self) -> None:
+        """HEARTBEAT with the promise of the lease it may earn: units per job by the lease's end."""
+        span = HOLD_INTERVALS * self.heartbeat_seconds
+        promise = self.workshop.promise(self.clock.now() + timedelta(seconds=span * self.clock.speed))
+        seq = self._seq + 1
+        if await self._send(Heartbeat(promise=promise or None)):
+            self._sent_at.append((seq, self._last_sent, promise))
+            self._last_heartbeat = self._last_sent
 
     def _renew_lease(self, heard: int | None) -> None:
-        """Work may go on until HOLD_INTERVALS after sending message `heard`, which the planner read.
+        """Work may go on until HOLD_INTERVALS after sending HEARTBEAT `heard`, which the planner read,
+        and up to the units it promised.
 
         The planner gives this lab up no sooner than LIVENESS_INTERVALS after reading it, so the
         lease ends first, however long the frames took either way. An echo older than one already
-        used, or of a message this process never sent, renews nothing. A planner that echoes
-        nothing (`heard` None) is taken at its word from the moment it arrives.
+        used, or of a heartbeat this process never sent, renews nothing.
         """
         if heard is None:
-            sent = self._monotonic()
-        else:
-            while self._sent_at and self._sent_at[0][0] < heard:
-                self._sent_at.popleft()
-            if not self._sent_at or self._sent_at[0][0] != heard:
-                return
-            sent = self._sent_at[0][1]
+            return
+        while self._sent_at and self._sent_at[0][0] < heard:
+            self._sent_at.popleft()
+        if not self._sent_at or self._sent_at[0][0] != heard:
+            return
+        _, sent, promise = self._sent_at[0]
         until = sent + HOLD_INTERVALS * self.heartbeat_seconds
         if until <= self._lease_until:
             return
-        self._lease_until = until
-        self.clock.lease(until)
+        self._lease_until, self._lease_promise = until, promise
+        self._apply_lease()
         if self._lapse_logged and until > self._monotonic():
             self._lapse_logged = False
             log.info("the planner hears this lab again; work goes on")
+
+    def _apply_lease(self) -> None:
+        """Give the clock the lease: its deadline, and the first instant a unit beyond its promise
+        would be finished on the current schedule (asked again whenever the schedule changes)."""
+        beyond = self.workshop.first_unpromised_end(self._lease_promise)
+        self.clock.lease(self._lease_until, None if beyond is None else beyond - _JUST_BEFORE)
 
     async def _reconcile(self, active: list[str], seq: int) -> None:
         """Stop the jobs the planner withdrew and repeat ends it missed; then work may go on."""
@@ -545,9 +568,14 @@ class LabAgent:
         await self._send_reply(self.workshop.decide(decision, self.clock.now()))
 
     async def _send_reply(self, reply: Reply) -> None:
-        """Send the answer to an ASSIGN or DECIDE; a new ACCEPT goes after the CAPACITY it implies."""
+        """Send the answer to an ASSIGN or DECIDE; a new ACCEPT goes after the CAPACITY it implies.
+
+        A job taken changes the schedule: the lease's limit is set again, and a HEARTBEAT follows
+        so that the new job is promised (and can be worked) a round trip later.
+        """
         if not reply.duplicate:
             self._remember()
+            self._apply_lease()
         for body in reply.messages:
             if isinstance(body, Accept) and not reply.duplicate:
                 # The new backlog goes before ACCEPT, so the planner never counts the job as free time.
@@ -556,6 +584,8 @@ class LabAgent:
                     self._capacity_sent, self._capacity_at = backlog, self._monotonic()
             await self._send_job_message(body)
         self._capacity_dirty = True
+        if any(isinstance(body, Accept) for body in reply.messages) and not reply.duplicate and self.welcomed:
+            await self._send_heartbeat()
 
     async def _on_field_frames(self, frames: list[bytes], peer: str) -> None:
         if len(frames) != 2 or frames[0] != transport.FIELD_TOPIC:
@@ -635,7 +665,6 @@ class LabAgent:
         self._seq = seq
         self.counters.messages_sent += 1
         self._last_sent = self._monotonic()
-        self._sent_at.append((seq, self._last_sent))
         return True
 
     # --- sockets -------------------------------------------------------------------------------

@@ -32,9 +32,10 @@ class SimClock:
     time by hand instead of sleeping. Wall time counts as worked unless one of these stops it:
 
     - `hold` (until `release`): the owner stops work, e.g. to wait for the planner's word.
-    - A lease (`lease`): no time after the lease's monotonic deadline is worked until a new lease
-      is given. The deadline is enforced by the clock itself, at the instant it passes, however late
-      the owner's loop looks; so a lab never works past what its planner vouched for.
+    - A lease (`lease`): no time after the lease's monotonic deadline is worked, and simulated time
+      does not pass its simulated limit, until a new lease is given. Both are enforced by the clock
+      itself, at the instant they pass, however late the owner's loop looks; so a lab never works
+      past what its planner vouched for.
     - A stall: with `stall_seconds`, a jump of the monotonic clock longer than that between two
       readings (the process was suspended, the machine slept) is never worked: the clock takes the
       jump out and holds itself at once, whoever reads it first, so no unit can be made in that time
@@ -66,6 +67,8 @@ class SimClock:
         self._held = False
         #: Monotonic instant after which nothing is worked (None: no lease limits the work).
         self._lease_until: float | None = None
+        #: Wall seconds worked beyond which simulated time stands still (None: no limit).
+        self._worked_limit: float | None = None
         self._stall_unseen: float | None = None
 
     def _count(self, at: float) -> None:
@@ -73,6 +76,8 @@ class SimClock:
         if not self._held:
             end = at if self._lease_until is None else min(at, self._lease_until)
             self._worked += max(0.0, end - self._counted_to)
+            if self._worked_limit is not None:
+                self._worked = min(self._worked, max(self._worked_limit, 0.0))
         self._counted_to = max(self._counted_to, at)
 
     def _read(self) -> None:
@@ -108,8 +113,13 @@ class SimClock:
 
     @property
     def lapsed(self) -> bool:
-        """True once the lease's deadline has passed (and until a new lease is given)."""
-        return self._lease_until is not None and self._monotonic() >= self._lease_until
+        """True once the lease's deadline or its simulated limit has passed (until a new lease)."""
+        if self._lease_until is not None and self._monotonic() >= self._lease_until:
+            return True
+        if self._worked_limit is not None:
+            self._read()
+            return self._worked >= self._worked_limit
+        return False
 
     @property
     def working(self) -> bool:
@@ -131,14 +141,20 @@ class SimClock:
             self._last_read = self._counted_to = max(self._counted_to, at)
             self._held = False
 
-    def lease(self, until: float | None) -> None:
-        """Let wall time be worked up to the monotonic instant `until` (None: without limit).
+    def lease(self, until: float | None, sim_until: datetime | None = None) -> None:
+        """Let wall time be worked up to the monotonic instant `until` (None: without limit), and
+        simulated time run up to `sim_until` at most (None: without limit).
 
-        Time between a lapsed lease and the new one is not worked. Setting a deadline that is
-        already past stops the work at once.
+        Time between a lapsed lease and the new one is not worked. A deadline that is already past
+        stops the work at once; simulated time never goes back.
         """
         self._read()
         self._lease_until = until
+        if sim_until is None:
+            self._worked_limit = None
+        else:
+            limit = (sim_until - self.start).total_seconds() / self.speed
+            self._worked_limit = max(limit, self._worked)
 
     def wall_seconds_until(self, instant: datetime) -> float:
         """Wall seconds until the simulated `instant` (0 when it is already past)."""

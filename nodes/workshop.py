@@ -295,6 +295,34 @@ class Workshop:
             messages.append(self.stock_message())
         return messages
 
+    def promise(self, until: datetime) -> dict[str, int]:
+        """Per job under way: the units made by simulated instant `until` on the current schedule.
+
+        What a HEARTBEAT promises (SPEC.md section 5): the lab makes no more before the planner
+        has heard a newer promise (see `first_unpromised_end`).
+        """
+        return {
+            aid: min(job.quantity, job.units_before + self.executor.units_done(aid, until))
+            for aid, job in self.jobs.items()
+            if job.state in ("accepted", "running")
+        }
+
+    def first_unpromised_end(self, promise: dict[str, int]) -> datetime | None:
+        """The earliest simulated instant a unit beyond `promise` would be finished (None: never).
+
+        A job missing from `promise` (taken after it was made) has promised the units it had then.
+        The schedule may have changed since the promise, so this is asked again after each change.
+        """
+        earliest: datetime | None = None
+        for aid, job in self.jobs.items():
+            if job.state not in ("accepted", "running"):
+                continue
+            ends = self.executor.unit_ends(aid)
+            beyond = promise.get(aid, job.units_before) - job.units_before
+            if 0 <= beyond < len(ends) and (earliest is None or ends[beyond] < earliest):
+                earliest = ends[beyond]
+        return earliest
+
     def _fail_at(self, job: JobStatus) -> datetime | None:
         """With failure injection: the instant the job stops (when its fail_after_units-th unit ends)."""
         if job.fail_after_units is None:

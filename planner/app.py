@@ -39,6 +39,9 @@ from protocol.security import KeyPair
 from solver.problem import SolveParams
 
 log = logging.getLogger(__name__)
+#: Liveness windows that the units a lost lab may have made wait for it to come back and report,
+#: before they are planned again (PlannerCore.doubt_s): 30 s with the default 1 s heartbeat.
+DOUBT_WINDOWS = 10
 
 
 @dataclass(frozen=True)
@@ -139,6 +142,7 @@ def create_app(settings: PlannerSettings, clock: Callable[[], datetime] = utcnow
             mesh.field_changed()
 
         core.on_change = on_change
+        core.doubt_s = DOUBT_WINDOWS * settings.liveness * settings.heartbeat_ms / 1000
         core.on_withdrawn = mesh.push_active
         app.state.planner = Planner(settings, core, mesh, replanner, epoch, time.monotonic(), zap)
         stop = asyncio.Event()
@@ -205,7 +209,8 @@ def _limit_request_size(app: FastAPI, max_bytes: int) -> None:
 async def _watch_leases(
     core: PlannerCore, stop: asyncio.Event, first_after_s: float, every_s: float = 1.0
 ) -> None:
-    """Once a second, end the leases no lab renewed (their units go back to demand).
+    """Once a second, end the leases no lab renewed and release the units held in doubt too long
+    (their units go back to demand).
 
     The first look waits `first_after_s` (the labs' liveness window): a planner that restarts on
     its ledger gives the labs time to join again and report what they made while it was down, and
@@ -217,6 +222,7 @@ async def _watch_leases(
             await asyncio.wait_for(stop.wait(), timeout=waits.pop() if waits else every_s)
         if not stop.is_set():
             core.expire_leases()
+            core.release_doubts()
 
 
 def _planner(request: Request) -> Planner:
@@ -389,6 +395,8 @@ def _routes(app: FastAPI, clock: Callable[[], datetime]) -> None:
             "labs_lost": core.labs_lost,
             "units_reported_late": core.units_reported_late,
             "assignments_withdrawn": core.assignments_withdrawn,
+            "units_in_doubt": core.units_in_doubt(),
+            "units_held_in_doubt": core.units_held_in_doubt,
             "units_surplus": core.units_surplus(),
             "frames_received": stats.frames_received,
             "frames_rejected": stats.frames_rejected,

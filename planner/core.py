@@ -95,10 +95,20 @@ class PlannerCore:
     units_reported_late: int = 0
     #: Assignments ended because units reported late already covered their order.
     assignments_withdrawn: int = 0
+    #: Seconds the units a lost lab may have made stay out of re-plans while it may come back to
+    #: report them (see `lab_lost`); then they are planned again. The planner app sets it from the
+    #: heartbeat (planner.app.DOUBT_WINDOWS liveness windows).
+    doubt_s: float = 30.0
+    #: Units held out of re-plans because a lost lab may have made them, over the planner's life.
+    units_held_in_doubt: int = 0
     plans_committed: int = 0
     plans_rejected: int = 0
     _by_order: dict[str, list[AssignmentRow]] = field(default_factory=dict)
     _by_lab: dict[str, list[AssignmentRow]] = field(default_factory=dict)
+    #: Per assignment: the most units its lab said may be made by the end of a work lease (HEARTBEAT).
+    _promised: dict[str, int] = field(default_factory=dict)
+    #: Per assignment of a lost lab: (units it may have made beyond those reported, until when held).
+    _in_doubt: dict[str, tuple[int, datetime]] = field(default_factory=dict)
 
     # --- boot ---------------------------------------------------------------------------------
 
@@ -191,11 +201,17 @@ class PlannerCore:
         return sum(a.units_done for a in self._by_order.get(order_id, ()))
 
     def units_committed(self, order_id: str) -> int:
-        """Units made or still expected from a lab: what no re-plan may hand out again."""
+        """Units made or still expected from a lab, or that a lost lab may have made: what no re-plan
+        may hand out again."""
         total = 0
         for a in self._by_order.get(order_id, ()):
             total += a.quantity if a.state in ACTIVE_STATES or a.state == "done" else a.units_done
+            total += self._in_doubt.get(a.id, (0, None))[0]
         return total
+
+    def units_in_doubt(self) -> int:
+        """Units held out of re-plans right now because a lost lab may have made them."""
+        return sum(units for units, _ in self._in_doubt.values())
 
     def _order_state(self, order: Order) -> str:
         made = self.units_made(order.id)
@@ -305,8 +321,22 @@ class PlannerCore:
         with self.ledger.transaction() as db:
             Ledger.put_lab(db, view.lab, view.live, view.backlog, view.stock, view.last_seen)
 
-    def lab_lost(self, lab_id: str, reason: str) -> None:
-        """A lab went silent or left: its unfinished units return to demand."""
+    def lab_promised(self, lab_id: str, promise: dict[str, int]) -> None:
+        """A lab's HEARTBEAT: per job, the most units it may have made when its work lease ends."""
+        for aid, units in promise.items():
+            a = self.assignments.get(aid)
+            if a is not None and a.lab_id == lab_id and a.state in ACTIVE_STATES:
+                self._promised[aid] = min(a.quantity, max(units, self._promised.get(aid, 0)))
+
+    def lab_lost(self, lab_id: str, reason: str, said_bye: bool = False) -> None:
+        """A lab went silent or left: its unfinished units return to demand.
+
+        All but the units it may have made and not reported: its last HEARTBEAT read said how many
+        each job may reach before its work lease ends (and the lab stops there, SPEC.md section 5).
+        Those stay out of re-plans until the lab comes back and says what it made, or `doubt_s`
+        passes, so that a lab only cut off does not see its last units made again elsewhere. A lab
+        that `said_bye` reported everything before its BYE: nothing of it is in doubt.
+        """
         view = self.labs.get(lab_id)
         if view is None or not view.live:
             return
@@ -319,6 +349,17 @@ class PlannerCore:
             events.append(self._emit(db, f"lab-{lab_id}", "lab.lost", {"lab_id": lab_id, "reason": reason}))
             for a in self._by_lab.get(lab_id, ()):
                 if a.state in ACTIVE_STATES:
+                    promised = self._promised.pop(a.id, a.units_done) if not said_bye else a.units_done
+                    doubt = min(max(0, promised - a.units_done), a.quantity - a.units_done)
+                    if doubt:
+                        self._in_doubt[a.id] = (doubt, now + timedelta(seconds=self.doubt_s))
+                        self.units_held_in_doubt += doubt
+                        log.info(
+                            "%d units of %s may have been made by lab %s: held until it reports",
+                            doubt,
+                            a.id,
+                            lab_id,
+                        )
                     events.append(self._change_job(db, a, "failed", now, reason=f"lab lost: {reason}"))
                     if (e := self._refresh_order(db, a.order_id)) is not None:
                         events.append(e)
@@ -339,6 +380,8 @@ class PlannerCore:
         for name, value in changes.items():
             setattr(a, name, value)
         a.updated_at = now.isoformat()
+        if state in FINAL_STATES:
+            self._promised.pop(a.id, None)
         Ledger.put_assignment(db, a)
         return self._emit(db, f"order-{a.order_id}", f"job.{state}", a.to_json())
 
@@ -356,6 +399,8 @@ class PlannerCore:
         if units_done is not None and not 0 <= units_done <= a.quantity:
             raise UnknownAssignment(f"assignment {a.id}: units_done {units_done} outside 0..{a.quantity}")
         if a.state in FINAL_STATES:
+            # A lost lab's end settles the units held in doubt for it: it stopped for good then.
+            doubt = self._in_doubt.pop(a.id, None) if state in {"done", "failed"} else None
             if (
                 a.state == "failed"
                 and (a.reason or "").startswith(ENDED_BY_PLANNER)
@@ -365,6 +410,11 @@ class PlannerCore:
                 self._units_reported_late(a, units_done)
             else:
                 log.debug("assignment %s already %s; ignoring %s", a.id, a.state, state)
+            if doubt is not None:
+                log.info(
+                    "lab %s settled the units in doubt of %s: %d made in all", lab_id, a.id, a.units_done
+                )
+                self.on_change("units in doubt settled")
             return
         if state == "running" and a.state == "running" and units_done == a.units_done:
             return
@@ -446,6 +496,23 @@ class PlannerCore:
             return now + timedelta(seconds=max(self.answer_window_s, self.lease_grace_min_s))
         slack = max(self.lease_grace_min_s, self.lease_grace_share * (eta - now).total_seconds())
         return eta + timedelta(seconds=slack)
+
+    def release_doubts(self) -> list[str]:
+        """Plan again the units held in doubt whose lab did not come back in time; their ids."""
+        now = self.clock()
+        due = [aid for aid, (_, until) in self._in_doubt.items() if until <= now]
+        for aid in due:
+            units, _ = self._in_doubt.pop(aid)
+            a = self.assignments[aid]
+            log.warning(
+                "lab %s did not say what it made of %s: its %d units in doubt are planned again",
+                a.lab_id,
+                aid,
+                units,
+            )
+        if due:
+            self.on_change("units in doubt released")
+        return due
 
     def expire_leases(self) -> list[str]:
         """End the leases nobody renewed: their unfinished units return to demand, their trails weaken.

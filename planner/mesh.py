@@ -124,7 +124,7 @@ class MeshServer:
         self._field_seq = 0
         self._field_dirty = asyncio.Event()
         self._last_heard: dict[str, float] = {}
-        #: Per lab: the envelope seq of the latest message read from it (its work lease, see HEARTBEAT).
+        #: Per lab: the envelope seq of the latest HEARTBEAT read from it (its work lease, see HEARTBEAT).
         self._heard_seq: dict[str, int] = {}
         self._welcomed: set[str] = set()
         self._last_sent_assign: dict[str, float] = {}
@@ -328,7 +328,6 @@ class MeshServer:
             )
         body = message.body
         self._last_heard[identity] = self.monotonic()
-        self._heard_seq[identity] = message.seq
         if isinstance(body, Hello):
             self._hello(identity, body)
             return
@@ -336,8 +335,11 @@ class MeshServer:
             raise NotWelcomed(f"{message.kind} before HELLO: say HELLO first")
         self.core.lab_seen(identity)
         match body:
-            case Heartbeat():
+            case Heartbeat(promise=promise):
                 # Answered at once: `heard` renews the lab's work lease a round trip after it asked.
+                self._heard_seq[identity] = message.seq
+                if promise:
+                    self.core.lab_promised(identity, promise)
                 self._send_heartbeat(identity)
             case Capacity(backlog_minutes=backlog):
                 self.core.lab_capacity(identity, backlog)
@@ -357,7 +359,7 @@ class MeshServer:
                 self._record_end(identity, aid, "failed", units, reason)
             case Bye(reason=reason):
                 self._welcomed.discard(identity)
-                self.core.lab_lost(identity, f"left: {reason or 'no reason given'}")
+                self.core.lab_lost(identity, f"left: {reason or 'no reason given'}", said_bye=True)
                 self.field_changed()
             case _:
                 raise ProtocolError(f"{message.kind} is not a message a lab may send")
@@ -392,6 +394,7 @@ class MeshServer:
             self._impersonation(identity, hello.lab.id)
             raise ProtocolError(f"HELLO for lab {hello.lab.id!r} on the connection of {identity!r}")
         self.core.lab_hello(hello.lab, hello.backlog_minutes)
+        self._heard_seq.pop(identity, None)  # a new conversation: its seqs may start again from 1
         self._welcomed.add(identity)
         self.send(
             identity,
@@ -402,7 +405,6 @@ class MeshServer:
                 field_seq=self._field_seq,
                 field=self.core.field(),
                 active=self.core.active_assignments(identity),
-                heard=self._heard_seq.get(identity),
             ),
         )
         # Work assigned before a reconnect is offered again; the lab answers duplicates idempotently.

@@ -7,7 +7,7 @@ records below, chosen by kind. `BODY_TYPES` is the single table the codec dispat
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
@@ -56,16 +56,21 @@ class Heartbeat(Body):
     last heartbeat to this lab: the lab repeats an end until it is acknowledged, because a planner
     that had already ended the job itself would otherwise never learn the units made last.
 
-    `heard` (planner to lab only) is the envelope `seq` of the latest message the planner read from
-    this lab. It is the lab's work lease: the lab works until 2 heartbeat intervals after it *sent*
-    that message, and the planner gives the lab up no sooner than 3 intervals after it *read* it, so
-    a lab never works on what the planner may already have handed to others, however the link
+    `heard` (planner to lab only) is the envelope `seq` of the latest lab HEARTBEAT the planner
+    read. It is the lab's work lease: the lab works until 2 heartbeat intervals after it *sent*
+    that heartbeat, and the planner gives the lab up no sooner than 3 intervals after it *read* it,
+    so a lab never works on what the planner may already have handed to others, however the link
     delays or drops frames in either direction.
+
+    `promise` (lab to planner only): per job under way, the most units it will have made when the
+    lease this heartbeat earns ends; the lab stops before making more until a newer one is heard.
+    If the planner loses the lab, it holds those units out of re-plans until the lab reports.
     """
 
     active: list[Identifier] | None = None
     ended: list[Identifier] | None = None
     heard: int | None = Field(default=None, ge=0)
+    promise: dict[Identifier, Annotated[int, Field(ge=0)]] | None = None
 
 
 class Accept(Body):
@@ -150,8 +155,6 @@ class Welcome(Body):
     field: Field_
     #: The lab's assignments the planner still counts on, as in HEARTBEAT.
     active: list[Identifier] | None = None
-    #: The envelope `seq` of the HELLO answered: the lab's first work lease, as in HEARTBEAT.
-    heard: int | None = Field(default=None, ge=0)
 
 
 class Assign(Body):

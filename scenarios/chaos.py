@@ -387,13 +387,17 @@ def _garbage(mesh: Mesh, rng: random.Random) -> int:
     sent = 0
     try:
         time.sleep(0.3)  # the connection (and its handshake) is up
+        deadline = time.monotonic() + 30.0
         for i in range(GARBAGE_FRAMES):
             size = 300 * 1024 if i % 100 == 0 else rng.randint(1, 256)
-            try:
-                sock.send(os.urandom(size), zmq.NOBLOCK)
-                sent += 1
-            except zmq.Again:
-                time.sleep(0.01)
+            frame = os.urandom(size)
+            while time.monotonic() < deadline:
+                try:
+                    sock.send(frame, zmq.NOBLOCK)
+                    sent += 1
+                    break
+                except zmq.Again:  # the planner's queue is full: the same frame again, a moment later
+                    time.sleep(0.01)
     finally:
         sock.close(linger=500)
         ctx.term()
@@ -487,6 +491,7 @@ def _counts(
         "keys_refused": sum(h["keys_refused"] for h in per_epoch),
         "units_reported_late": sum(h["units_reported_late"] for h in per_epoch),
         "assignments_withdrawn": sum(h["assignments_withdrawn"] for h in per_epoch),
+        "units_held_in_doubt": sum(h.get("units_held_in_doubt", 0) for h in per_epoch),
         "replan_after_lost_lab_s": [round(s, 2) for s in replans],
         "health_probes": len(probe.samples),
     }

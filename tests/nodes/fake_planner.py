@@ -1,7 +1,7 @@
 """A minimal planner for agent tests: a real ROUTER and PUB on 127.0.0.1, driven by the test.
 
 It answers HELLO with WELCOME (unless told not to), heartbeats every welcomed lab and answers its
-heartbeats, naming the latest message read (`heard`, the lab's work lease) like the real planner,
+heartbeats, naming the latest heartbeat read (`heard`, the lab's work lease) like the real planner,
 records every message it receives, and lets the test send bodies or raw bytes to a lab. With `deaf`
 it goes on heartbeating but reads nothing new: as if the lab's frames were lost on the way.
 """
@@ -100,7 +100,6 @@ class FakePlanner:
             field_endpoint=self.field_endpoint,
             field_seq=self.field_seq,
             field=Field_(),
-            heard=self._heard.get(identity),
         )
         await self.router.send_multipart([identity, self.envelope(body)])
         self._welcomed.add(identity)
@@ -157,12 +156,15 @@ class FakePlanner:
             if self.deaf:
                 continue
             self.received.append((identity, message))
-            self._heard[identity] = message.seq
             self._arrived.set()
-            if isinstance(message.body, Hello) and self.auto_welcome:
-                await self.welcome(identity)
-            elif isinstance(message.body, Heartbeat) and self.heartbeats_on and identity in self._welcomed:
-                await self._heartbeat(identity)
+            if isinstance(message.body, Hello):
+                self._heard.pop(identity, None)
+                if self.auto_welcome:
+                    await self.welcome(identity)
+            elif isinstance(message.body, Heartbeat):
+                self._heard[identity] = message.seq
+                if self.heartbeats_on and identity in self._welcomed:
+                    await self._heartbeat(identity)
 
     async def _beat(self) -> None:
         while True:

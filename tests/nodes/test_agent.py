@@ -323,6 +323,27 @@ def test_a_lab_the_planner_no_longer_hears_stops_though_it_still_hears_the_plann
     assert "holding work until it does" in text and "hears this lab again" in text
 
 
+def test_a_job_taken_after_the_last_heartbeat_read_is_not_worked_until_one_promises_it() -> None:
+    # The planner, if it lost the lab now, would hold out of re-plans only the units the lab's last
+    # heartbeat it read promised; a job taken since then must not get a unit made before then.
+    async def scenario(ctx: zmq.asyncio.Context) -> None:
+        the_lab = lab({"petg": 5.0})
+        planner = FakePlanner(ctx, heartbeat_ms=200)
+        async with planner, agent_running(the_lab, planner.endpoint) as agent:
+            await until(lambda: agent.welcomed and not agent.clock.lapsed, "WELCOME and a lease")
+            planner.deaf = True
+            await planner.send(the_lab.id, assign("a-1", quantity=10))
+            await until(lambda: "a-1" in agent.jobs, "the ASSIGN")
+            await asyncio.sleep(0.8)  # the lease ran out meanwhile; a unit takes 0.2 s
+            assert agent.jobs["a-1"].units_done == 0
+            planner.deaf = False
+            await until(lambda: agent.jobs["a-1"].units_done > 0, "work once a heartbeat promises it")
+            promised = [m.body.promise for m in planner.messages("HEARTBEAT") if m.body.promise]
+            assert any("a-1" in p for p in promised)
+
+    run(scenario)
+
+
 def test_nothing_is_worked_before_the_first_welcome(tmp_path: Path) -> None:
     # A lab that restarts from its journal resumes its jobs only once the planner welcomes it: while
     # it was down the planner may have given those jobs to others.

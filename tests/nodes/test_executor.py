@@ -159,3 +159,16 @@ def test_sim_clock_works_only_within_its_lease_however_late_it_is_read() -> None
     clock.lease(None)
     wall[0] = 21.0
     assert clock.now() == T0 + timedelta(minutes=6, seconds=45)
+
+
+def test_sim_clock_stands_still_at_the_simulated_limit_of_its_lease() -> None:
+    wall = [0.0]
+    clock = SimClock(T0, 60.0, monotonic=lambda: wall[0])
+    clock.lease(10.0, sim_until=T0 + timedelta(minutes=2))
+    wall[0] = 5.0
+    assert clock.now() == T0 + timedelta(minutes=2) and clock.lapsed
+    clock.lease(10.0, sim_until=T0 + timedelta(minutes=4))  # a new promise: time runs on from there
+    wall[0] = 6.0
+    assert clock.now() == T0 + timedelta(minutes=3) and not clock.lapsed
+    clock.lease(10.0, sim_until=T0)  # a limit in the past never takes time back
+    assert clock.now() == T0 + timedelta(minutes=3) and clock.lapsed

@@ -161,3 +161,14 @@ def test_a_journal_of_another_lab_is_refused(tmp_path) -> None:
     (tmp_path / "bad.json").write_text("{not json")
     with pytest.raises(JournalError, match="invalid JSON"):
         Journal(tmp_path / "bad.json", "lab-y").load()
+
+
+def test_a_promise_counts_the_units_by_an_instant_and_finds_the_first_unit_beyond_it() -> None:
+    shop = workshop({"petg": 1.0})
+    shop.receive(assign(quantity=3), T0)
+    ends = shop.executor.unit_ends("a-1")
+    assert shop.promise(T0) == {"a-1": 0}
+    assert shop.promise(ends[0]) == {"a-1": 1} and shop.promise(ends[-1] + timedelta(hours=1)) == {"a-1": 3}
+    assert shop.first_unpromised_end({"a-1": 1}) == ends[1]
+    assert shop.first_unpromised_end({}) == ends[0]  # a job taken after the promise: none of it
+    assert shop.first_unpromised_end({"a-1": 3}) is None

@@ -329,3 +329,42 @@ def test_a_labs_own_failure_is_final(core: PlannerCore) -> None:
     core.job_update("lab-a", row.id, "failed", units_done=3, reason="nozzle clogged")
     core.job_update("lab-a", row.id, "running", units_done=5)
     assert core.units_made(order.id) == 3 and core.units_reported_late == 0
+
+
+def test_units_a_lost_lab_may_have_made_are_held_until_it_says_or_time_is_up(tmp_path: Path) -> None:
+    # The lab's last HEARTBEAT read promised at most 8 units by the end of its lease: of the 4 units
+    # not reported, 2 may exist. Those stay out of re-plans until the lab reports, or `doubt_s`.
+    now = [NOW]
+    core = PlannerCore(ledger=Ledger(tmp_path / "d.db"), designs=catalogue(), clock=lambda: now[0])
+    core.lab_hello(LAB, {})
+    changes: list[str] = []
+    core.on_change = changes.append
+    order = core.submit_order(_request(10))
+    [first] = core.commit_plan(_plan(order.id, 10))
+    core.job_update("lab-a", first.id, "running", units_done=6)
+    core.lab_promised("lab-a", {first.id: 7})
+    core.lab_promised("lab-a", {first.id: 8, "a-of-another-lab": 3})
+    core.lab_lost("lab-a", "silent for 3.1 s")
+    assert core.units_in_doubt() == 2 and core.units_held_in_doubt == 2
+    assert [d.quantity for d in core.problem().demands] == [2]  # 10 - 6 made - 2 in doubt
+    core.lab_hello(LAB, {})  # it comes back: it had made 7
+    core.job_update("lab-a", first.id, "failed", units_done=7, reason="withdrawn by the planner")
+    assert core.units_in_doubt() == 0 and core.units_made(order.id) == 7
+    assert [d.quantity for d in core.problem().demands] == [3] and "units in doubt settled" in changes
+
+    second = core.submit_order(_request(4))
+    [row] = core.commit_plan(_plan(second.id, 4))
+    core.lab_promised("lab-a", {row.id: 1})
+    core.lab_lost("lab-a", "silent for 3.1 s")
+    assert core.units_in_doubt() == 1 and core.release_doubts() == []
+    now[0] = NOW + timedelta(seconds=core.doubt_s)  # it never came back
+    assert core.release_doubts() == [row.id] and core.units_in_doubt() == 0
+    assert "units in doubt released" in changes
+    assert sorted(d.quantity for d in core.problem().demands) == [3, 4]
+
+    core.lab_hello(LAB, {})
+    third = core.submit_order(_request(5))
+    [row] = core.commit_plan(_plan(third.id, 5))
+    core.lab_promised("lab-a", {row.id: 2})
+    core.lab_lost("lab-a", "left: lab agent stopped", said_bye=True)  # it reported all before BYE
+    assert core.units_in_doubt() == 0

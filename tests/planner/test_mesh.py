@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from planner.app import PlannerSettings
 from protocol import transport
 from protocol.codec import MAX_FRAME_BYTES, decode, encode
-from protocol.messages import Accept, Assign, Body, Done, Envelope, Heartbeat, Hello, Welcome
+from protocol.messages import Accept, Assign, Body, Done, Envelope, Heartbeat, Hello, Stock, Welcome
 from protocol.model import Lab, Location, Machine
 
 
@@ -173,20 +173,27 @@ def test_every_end_is_acknowledged_in_the_next_heartbeat(client: TestClient, dea
     assert client.get("/orders").json()[0]["units_made"] == 2
 
 
-def test_the_planner_says_which_message_it_read_last_which_is_the_labs_work_lease(
+def test_the_planner_answers_each_heartbeat_with_the_latest_one_it_read(
     client: TestClient, dealer: zmq.Socket
 ) -> None:
-    # SPEC.md section 5: WELCOME names the HELLO it answers, and every lab HEARTBEAT is answered at
-    # once with the seq of the latest message read, so a lab knows what the planner vouches for.
+    # SPEC.md section 5: `heard` is the lab's work lease; only a lab HEARTBEAT earns one, and the
+    # planner answers each at once.
     def say(seq: int, body: Body) -> None:
         dealer.send(encode(Envelope(sender="lab-test", seq=seq, epoch=1, body=body)))
 
+    def answer_to(seq: int) -> Heartbeat:
+        while True:
+            heartbeat = _recv_kind(dealer, "HEARTBEAT").body
+            assert isinstance(heartbeat, Heartbeat)
+            if heartbeat.heard == seq:
+                return heartbeat
+            assert heartbeat.heard is None or heartbeat.heard < seq  # a periodic one, sent before
+
     say(5, Hello(lab=LAB))
-    welcome = _recv_kind(dealer, "WELCOME").body
-    assert isinstance(welcome, Welcome) and welcome.heard == 5
+    assert isinstance(_recv_kind(dealer, "WELCOME").body, Welcome)
     for seq in (6, 9, 12):  # seqs may skip: messages lost on the way
         say(seq, Heartbeat())
-        answer = _recv_kind(dealer, "HEARTBEAT")
-        while answer.body.heard != seq:  # a periodic heartbeat sent before ours was read
-            assert answer.body.heard is not None and answer.body.heard < seq
-            answer = _recv_kind(dealer, "HEARTBEAT")
+        answer_to(seq)
+    say(13, Stock(stock={"pla": 1.0}))  # not a heartbeat: earns no lease
+    periodic = _recv_kind(dealer, "HEARTBEAT").body
+    assert isinstance(periodic, Heartbeat) and periodic.heard == 12
