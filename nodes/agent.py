@@ -75,7 +75,7 @@ _DRAIN_LIMIT = 500
 DEFAULT_HEARTBEAT_SECONDS = 1.0
 #: Intervals without a frame after which the planner counts as gone.
 LIVENESS_INTERVALS = 3
-#: Intervals after sending the latest message the planner read, after which the lab holds its work
+#: Intervals after sending the latest HEARTBEAT the planner read, after which the lab holds its work
 #: (before the planner, at LIVENESS_INTERVALS after reading it, gives the lab up): units made while
 #: cut off could be planned again elsewhere.
 HOLD_INTERVALS = 2
@@ -118,10 +118,10 @@ class LabAgent:
     """A lab's presence in the mesh (see the module docstring). Create it, then `await run(stop)`.
 
     `speed` runs the simulated execution that many times faster than the wall clock. `clock` (a
-    `SimClock`, reading the same monotonic clock) and `monotonic` (the timer clock) are injectable
-    for tests; `fail_rate` is the
-    probability that an accepted job fails part-way (failure injection for scenarios), drawn from
-    a `random.Random(seed)`. With `manual`, jobs wait for the operator's DECIDE (see `Workshop`).
+    `SimClock` reading the same monotonic clock) and `monotonic` (the timer clock) are injectable
+    for tests; `fail_rate` is the probability that an accepted job fails part-way (failure
+    injection for scenarios), drawn from a `random.Random(seed)`. With `manual`, jobs wait for the
+    operator's DECIDE (see `Workshop`).
     """
 
     def __init__(
@@ -233,7 +233,7 @@ class LabAgent:
             await self._send_hello()
             self.clock.notice_stall()  # start-up is not a suspension
             self.clock.release()
-            self.clock.lease(self._lease_until)  # nothing is worked before the planner's WELCOME
+            self.clock.lease(self._lease_until)  # nothing is worked before the planner's first lease
             while not stop.is_set():
                 await self._wait_and_read()
                 await self._run_timers()

@@ -121,11 +121,6 @@ class SimClock:
             return self._worked >= self._worked_limit
         return False
 
-    @property
-    def working(self) -> bool:
-        """True while wall time counts as worked: neither held nor past the lease."""
-        return not self._held and not self.lapsed
-
     def hold(self) -> None:
         """Stop simulated time until `release`: e.g. a lab waiting for its planner's word."""
         self._read()

@@ -142,14 +142,15 @@ def create_app(settings: PlannerSettings, clock: Callable[[], datetime] = utcnow
             mesh.field_changed()
 
         core.on_change = on_change
-        core.doubt_s = DOUBT_WINDOWS * settings.liveness * settings.heartbeat_ms / 1000
+        liveness_s = settings.liveness * settings.heartbeat_ms / 1000
+        core.doubt_s = DOUBT_WINDOWS * liveness_s
         core.on_withdrawn = mesh.push_active
         app.state.planner = Planner(settings, core, mesh, replanner, epoch, time.monotonic(), zap)
         stop = asyncio.Event()
         tasks = [
             asyncio.create_task(mesh.run(stop)),
             asyncio.create_task(replanner.run(stop)),
-            asyncio.create_task(_watch_leases(core, stop, settings.liveness * settings.heartbeat_ms / 1000)),
+            asyncio.create_task(_watch_leases(core, stop, liveness_s)),
         ]
         if core.has_unplanned_demand():
             replanner.request("restart")

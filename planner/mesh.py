@@ -216,8 +216,7 @@ class MeshServer:
     def push_active(self, lab_id: str) -> None:
         """Tell a lab at once which of its work still stands (some was withdrawn); see HEARTBEAT."""
         if lab_id in self._welcomed:
-            active = self.core.active_assignments(lab_id)
-            self.send(lab_id, Heartbeat(active=active, heard=self._heard_seq.get(lab_id)))
+            self._send_heartbeat(lab_id)
 
     def field_changed(self) -> None:
         """Ask for the field to be re-published (coalesced)."""

@@ -142,12 +142,12 @@ def test_sim_clock_works_only_within_its_lease_however_late_it_is_read() -> None
     clock = SimClock(T0, 60.0, monotonic=lambda: wall[0])
     clock.lease(2.0)
     wall[0] = 1.0
-    assert clock.working and clock.now() == T0 + timedelta(minutes=1)
+    assert not clock.lapsed and clock.now() == T0 + timedelta(minutes=1)
     wall[0] = 5.0  # read long after the deadline: only up to it was worked
-    assert clock.lapsed and not clock.working and clock.now() == T0 + timedelta(minutes=2)
+    assert clock.lapsed and clock.now() == T0 + timedelta(minutes=2)
     clock.lease(8.0)  # a new lease: the lapsed span is not worked
     wall[0] = 6.0
-    assert clock.working and clock.now() == T0 + timedelta(minutes=3)
+    assert not clock.lapsed and clock.now() == T0 + timedelta(minutes=3)
     clock.lease(9.0)  # extended before it lapsed: no gap
     wall[0] = 8.5
     assert clock.now() == T0 + timedelta(minutes=5, seconds=30)
