@@ -422,6 +422,8 @@ class LabAgent:
         if isinstance(body, Welcome):
             await self._on_welcome(message, body)
             return
+        if not self.welcomed:
+            self._hello_soon()
         if self.welcomed and message.epoch != self.epoch:
             log.warning(
                 "planner at %s now speaks from epoch %d (welcomed in epoch %d): it restarted; "
@@ -450,6 +452,14 @@ class LabAgent:
             if self.welcomed and body.code == "not_welcomed":
                 log.warning("planner at %s forgot this lab; saying HELLO again", self.planner_endpoint)
                 await self._resync()
+
+    def _hello_soon(self) -> None:
+        """The planner speaks to this lab before any WELCOME: it is up, and its WELCOME was lost on
+        the way. HELLO again at the first backoff step, not after a long one: meanwhile the planner
+        may hand this lab work, and soon gives it up for sending no heartbeat."""
+        if self._backoff > self._backoff_initial:
+            self._backoff = self._backoff_initial
+            self._next_hello = min(self._next_hello, self._monotonic() + self._backoff_initial)
 
     async def _on_welcome(self, message: Envelope, welcome: Welcome) -> None:
         new_epoch = message.epoch != self.epoch or welcome.epoch != self.epoch

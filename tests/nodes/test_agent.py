@@ -344,6 +344,23 @@ def test_a_job_taken_after_the_last_heartbeat_read_is_not_worked_until_one_promi
     run(scenario)
 
 
+def test_a_lab_the_planner_speaks_to_before_any_welcome_says_hello_again_soon() -> None:
+    # The WELCOME was lost but the planner is up (here, its heartbeat arrives): waiting out a long
+    # HELLO backoff would leave the lab unwelcomed, and soon given up, for nothing.
+    async def scenario(ctx: zmq.asyncio.Context) -> None:
+        the_lab = lab({"petg": 5.0})
+        planner = FakePlanner(ctx, heartbeat_ms=200, auto_welcome=False)
+        async with planner, agent_running(the_lab, planner.endpoint, hello_backoff=(0.2, 30.0)) as agent:
+            await planner.wait_for("HELLO", count=5, timeout=8)  # retries 0.2, 0.4, 0.8, 1.6 s apart
+            hellos = len(planner.messages("HELLO"))
+            asked = time.monotonic()
+            await planner.send(the_lab.id, Heartbeat())
+            await planner.wait_for("HELLO", count=hellos + 1, timeout=3)
+            assert time.monotonic() - asked < 1.5 and not agent.welcomed  # the next retry was 3.2 s away
+
+    run(scenario)
+
+
 def test_nothing_is_worked_before_the_first_welcome(tmp_path: Path) -> None:
     # A lab that restarts from its journal resumes its jobs only once the planner welcomes it: while
     # it was down the planner may have given those jobs to others.
