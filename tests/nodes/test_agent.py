@@ -308,7 +308,8 @@ def test_a_lab_the_planner_no_longer_hears_stops_though_it_still_hears_the_plann
             await planner.send(the_lab.id, assign("a-1", quantity=40))
             await planner.wait_for("PROGRESS", of("a-1"))
             planner.deaf = True
-            await asyncio.sleep(0.6)  # past the lease: 2 intervals after the last message read
+            await until(lambda: agent.clock.lapsed, "the lease to run out", timeout=3)
+            await asyncio.sleep(0.3)  # a few ticks: the units made before it are all counted
             made = agent.jobs["a-1"].units_done
             beats = planner.heartbeats_sent
             await asyncio.sleep(0.6)
