@@ -276,7 +276,7 @@ class Workshop:
                 messages.append(self._fail(job, fail_at))
                 stock_changed = True
                 continue
-            units = job.units_before + self.executor.units_done(job.assignment_id, now)
+            units = self._units_by(job, now)
             job.units_done = units
             job.eta = self.executor.eta(job.assignment_id)
             if units >= job.quantity:
@@ -302,10 +302,14 @@ class Workshop:
         has heard a newer promise (see `first_unpromised_end`).
         """
         return {
-            aid: min(job.quantity, job.units_before + self.executor.units_done(aid, until))
+            aid: min(job.quantity, self._units_by(job, until))
             for aid, job in self.jobs.items()
             if job.state in ("accepted", "running")
         }
+
+    def _units_by(self, job: JobStatus, at: datetime) -> int:
+        """Units of a job under way made by simulated instant `at`, counting those before a restart."""
+        return job.units_before + self.executor.units_done(job.assignment_id, at)
 
     def first_unpromised_end(self, promise: dict[str, int]) -> datetime | None:
         """The earliest simulated instant a unit beyond `promise` would be finished (None: never).
@@ -389,7 +393,7 @@ class Workshop:
             self._unacknowledged_ends.add(aid)
             log.warning("offer %s withdrawn by the planner", aid)
             return Failed(assignment_id=aid, units_done=0, reason=job.reason)
-        done = job.units_before + self.executor.units_done(aid, now)
+        done = self._units_by(job, now)
         if done >= job.quantity:
             job.state, job.units_done, job.eta = "done", done, None
             self._unacknowledged_ends.add(aid)
