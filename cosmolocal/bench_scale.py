@@ -123,6 +123,10 @@ def write_dump(folder: Path, problem: object, plan: object, params: object) -> N
             "setup_cost": params.setup_cost,
             "shortage_penalty": params.shortage_penalty,
             "lateness_penalty": params.lateness_penalty,
+            "time_weight": params.time_weight,
+            "transport_kmh": params.transport_kmh,
+            "handling_hours": params.handling_hours,
+            "time_checkpoints_days": list(params.time_checkpoints_days),
         },
     }
     (folder / "problem.json").write_text(json.dumps(document, indent=1))

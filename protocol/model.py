@@ -199,6 +199,14 @@ class CostTerms(Record):
     setup: float = Field(default=0.0, ge=0.0)
     lateness: float = Field(default=0.0, ge=0.0)
     trail: float = Field(default=0.0, description="discount from the design x lab trail (<= 0)")
+    time: float = Field(
+        default=0.0, ge=0.0, description="days until the units are planned to arrive, weighted by priority"
+    )
+
+    @property
+    def total(self) -> float:
+        """The allocation's share of the plan's objective."""
+        return self.transport + self.setup + self.lateness + self.trail + self.time
 
 
 class Allocation(Record):
@@ -208,7 +216,16 @@ class Allocation(Record):
     lab_id: Identifier
     quantity: int = Field(gt=0)
     cost: CostTerms
-    late_units: int = Field(default=0, ge=0, description="units planned to finish after the due date")
+    late_units: int = Field(default=0, ge=0, description="units planned to arrive after the due date")
+    early_units: int = Field(
+        default=0,
+        ge=0,
+        description="units planned to be made by the plan's first time checkpoint (a day by default): the "
+        "work to start now; the rest may still move at the next re-plan",
+    )
+    arrive_by: UtcDatetime | None = Field(
+        default=None, description="when the last of these units is planned to reach the delivery point"
+    )
 
 
 class Shortage(Record):

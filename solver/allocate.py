@@ -25,11 +25,12 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, replace
 
-from protocol.model import Allocation, CostTerms, Plan, Shortage
+from protocol.model import Plan, Shortage
 from solver.candidates import Candidates, find_candidates, shortage_reason
 from solver.capability import step_groups
 from solver.core import CoreParams, CoreProblem, CoreResult, Item, Option, solve_core
 from solver.large import meets, solve_large
+from solver.lines import LineUnits, allocation_line, split_units
 from solver.problem import (
     LabState,
     Problem,
@@ -39,6 +40,7 @@ from solver.problem import (
     days_until,
     free_minutes,
     horizon_days,
+    transit,
 )
 from solver.trails import DEFAULT_RULES, TrailRules
 
@@ -131,13 +133,49 @@ def _empty_plan(version: int) -> Plan:
 
 @dataclass(frozen=True, slots=True)
 class EdgeOption:
-    """What a core option stands for: demand, lab, distance, whether its units are late."""
+    """What a core option stands for: demand, lab, distance, whether its units are late, and when
+    they arrive at the latest (days from now)."""
 
     demand: int
     lab: int
     km: float
     late: bool
     discount: float  # trail discount per unit (>= 0)
+    arrival: float = 0.0  # days from now: the finish checkpoint plus transport
+    loosest: bool = True  # the last checkpoint of its kind (on time or late): where a warm start goes
+    finish: float = 0.0  # days from now: the checkpoint its units are made by
+
+
+def lab_checkpoints(
+    arrival_dues: list[float], days: float, buckets: int, grid: tuple[float, ...]
+) -> list[float]:
+    """One lab's finish checkpoints (days from now, ascending, ending at the horizon): its due-date
+    buckets (`bucket_edges`, on the dates units must be made by to arrive in time) and the time grid."""
+    edges = bucket_edges(arrival_dues, days, buckets)
+    return sorted({*edges, *(t for t in grid if t < days - 1e-9)})
+
+
+def finish_options(
+    edges_days: list[float], due: float, grid: tuple[float, ...]
+) -> list[tuple[int, bool, bool]]:
+    """The checkpoints a unit due (made) by `due` may be planned to finish by: (index, late, loosest).
+
+    On time: the grid points before `due` and the last checkpoint at or before it. Late: the grid
+    points after it and the horizon. Each is a cumulative capacity row, so a unit finishing by an
+    earlier checkpoint uses the machines of every later one too.
+    """
+    last = len(edges_days) - 1
+    first = bucket_of(due, edges_days) if due > 0 else None
+    on_time = [] if first is None else sorted({first, *(b for b in range(first) if edges_days[b] in grid)})
+    late_from = 0 if first is None else first + 1
+    late = (
+        sorted({last, *(b for b in range(late_from, last) if edges_days[b] in grid)})
+        if late_from <= last
+        else []
+    )
+    if first == last:
+        late = []
+    return [(b, False, b == on_time[-1]) for b in on_time] + [(b, True, b == late[-1]) for b in late]
 
 
 class AllocationMapping:
@@ -163,7 +201,10 @@ class AllocationMapping:
                 by_lab[c.lab].append((d, c.km))
         for lab_index, edges in sorted(by_lab.items()):
             state = problem.labs[lab_index]
-            edges_days = bucket_edges([self.due[d] for d, _ in edges], self.days, params.due_buckets)
+            arrival = {d: (self.due[d] - transit(params, km), transit(params, km)) for d, km in edges}
+            edges_days = lab_checkpoints(
+                [arrival[d][0] for d, _ in edges], self.days, params.due_buckets, params.time_checkpoints_days
+            )
             for b, edge_day in enumerate(edges_days):
                 for machine_id, minutes in free_minutes(state, edge_day).items():
                     name = _machine(lab_index, machine_id, b)
@@ -178,27 +219,26 @@ class AllocationMapping:
                 discount = self._discount(design.id, state)
                 unit_cost = km * params.km_weight - discount
                 priority = problem.demands[d].order.priority
-                first = bucket_of(self.due[d], edges_days)
+                due, travel = arrival[d]
                 setup = f"{d}@{lab_index}"
-                last = len(edges_days) - 1
-                variants = []
-                if first is not None and self.due[d] > 0:
-                    variants.append((False, range(first, last + 1), unit_cost))
-                if first is None or first < last:
-                    variants.append(
-                        (True, range(last, last + 1), unit_cost + params.lateness_penalty[priority])
-                    )
-                for late, buckets, cost in variants:
+                for b, late, loosest in finish_options(edges_days, due, params.time_checkpoints_days):
+                    cost = unit_cost + params.time_weight[priority] * (edges_days[b] + travel)
+                    if late:
+                        cost += params.lateness_penalty[priority]
                     uses: dict[str, float] = defaultdict(float)
                     for step, group in zip(design.steps, groups, strict=True):
-                        for b in buckets:
-                            pool = _pool(lab_index, group, b)
-                            pools[pool] = frozenset(_machine(lab_index, m, b) for m in group)
+                        for bucket in range(b, len(edges_days)):
+                            pool = _pool(lab_index, group, bucket)
+                            pools[pool] = frozenset(_machine(lab_index, m, bucket) for m in group)
                             uses[pool] += step.minutes
                     for material, amount in design.materials_per_unit().items():
                         uses[_stock(lab_index, material)] += amount
                     options.append(Option(item=d, unit_cost=cost, uses=dict(uses), setup=setup))
-                    self.edge_options.append(EdgeOption(d, lab_index, km, late, discount))
+                    self.edge_options.append(
+                        EdgeOption(
+                            d, lab_index, km, late, discount, edges_days[b] + travel, loosest, edges_days[b]
+                        )
+                    )
         items = [Item(d.quantity, params.shortage_penalty[d.order.priority]) for d in problem.demands]
         setups = {o.setup: params.setup_cost for o in options if o.setup is not None}
         self.core = CoreProblem(items, options, capacity, pools, setups, scale)
@@ -211,47 +251,44 @@ class AllocationMapping:
 
     def units_of(self, plan: Plan) -> list[int]:
         """Units per core option for a plan of the same demands (allocations off the candidates dropped)."""
-        wanted: dict[tuple[str, str, bool], int] = defaultdict(int)
+        wanted: dict[tuple[str, str, bool], list[int]] = defaultdict(lambda: [0, 0])
         for a in plan.allocations:
-            wanted[a.order_id, a.lab_id, True] += a.late_units
-            wanted[a.order_id, a.lab_id, False] += a.quantity - a.late_units
-        units = []
-        for e in self.edge_options:
+            for late, early, rest in split_units(a):
+                wanted[a.order_id, a.lab_id, late][0] += early
+                wanted[a.order_id, a.lab_id, late][1] += rest
+        first = min(self.params.time_checkpoints_days, default=-1.0)
+        units = [0] * len(self.edge_options)
+        loosest: dict[tuple[str, str, bool], int] = {}
+        for i, e in enumerate(self.edge_options):
             key = (self.problem.demands[e.demand].order.id, self.problem.labs[e.lab].lab.id, e.late)
-            units.append(wanted.pop(key, 0))
+            if key not in wanted:
+                continue
+            if e.loosest:
+                loosest[key] = i
+                units[i] += wanted[key][1]
+            if e.finish <= first + 1e-9 and wanted[key][0]:
+                units[i] += wanted[key][0]
+                wanted[key][0] = 0
+        for key, (early, _) in wanted.items():
+            if early and key in loosest:  # no first-checkpoint option there: the loosest takes them
+                units[loosest[key]] += early
         return units
 
     def plan(self, result: CoreResult, version: int, seconds: float) -> Plan:
         """The plan of a core result: one allocation per used (order, lab), its cost terms, shortages."""
-        per_edge: dict[tuple[int, int], list[int]] = {}
+        per_edge: dict[tuple[int, int], LineUnits] = {}
         for e, units in zip(self.edge_options, result.units, strict=True):
             if units > 0:
-                entry = per_edge.setdefault((e.demand, e.lab), [0, 0])
-                entry[1 if e.late else 0] += units
+                line = per_edge.setdefault((e.demand, e.lab), LineUnits())
+                line.add(int(units), e.late, e.finish, e.arrival, self.params)
         discounts = {(e.demand, e.lab): (e.km, e.discount) for e in self.edge_options}
         allocations = []
         objective = 0.0
-        for (d, lab), (on_time, late) in sorted(per_edge.items()):
+        for (d, lab), line in sorted(per_edge.items()):
             km, discount = discounts[d, lab]
-            demand = self.problem.demands[d]
-            quantity = on_time + late
-            cost = CostTerms(
-                km=km,
-                transport=km * self.params.km_weight * quantity,
-                setup=self.params.setup_cost,
-                lateness=self.params.lateness_penalty[demand.order.priority] * late,
-                trail=-discount * quantity,
-            )
-            objective += cost.transport + cost.setup + cost.lateness + cost.trail
-            allocations.append(
-                Allocation(
-                    order_id=demand.order.id,
-                    lab_id=self.problem.labs[lab].lab.id,
-                    quantity=quantity,
-                    cost=cost,
-                    late_units=late,
-                )
-            )
+            allocation = allocation_line(self.problem, self.params, d, lab, km, discount, line)
+            objective += allocation.cost.total
+            allocations.append(allocation)
         shortages = []
         for d, demand in enumerate(self.problem.demands):
             short = result.short[d]

@@ -28,7 +28,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from protocol.model import Allocation, CostTerms, Plan, Shortage
+from protocol.model import Plan, Shortage
 from solver.bound import Beyond, lagrangian_bound
 from solver.candidates import (
     Candidates,
@@ -37,6 +37,7 @@ from solver.candidates import (
     merge_candidates,
     shortage_reason,
 )
+from solver.lines import LineUnits, allocation_line, split_units
 from solver.network import Network, build_network, trail_discount
 from solver.problem import Problem, SolveParams, horizon_days
 from solver.relaxation import relax
@@ -119,7 +120,12 @@ def meets(bound: float, objective: float) -> bool:
 
 
 def _units_of(problem: Problem, network: Network, plan: Plan) -> np.ndarray:
-    """Units per option of `plan`, on time and late apart; allocations off the network are dropped."""
+    """Units per option of `plan`; allocations off the network are dropped.
+
+    Each allocation's units go where the plan put them as far as its lines say: its early units
+    (`Allocation.early_units`) on the first time checkpoint, the rest on the loosest checkpoint of
+    their kind, on time or late (`solver.lines.split_units`).
+    """
     units = np.zeros(network.options, dtype=np.float64)
     if not network.options:
         return units
@@ -127,20 +133,23 @@ def _units_of(problem: Problem, network: Network, plan: Plan) -> np.ndarray:
     lab_of = {state.lab.id: j for j, state in enumerate(problem.labs)}
     labs = len(problem.labs)
     key = (network.demand.astype(np.int64) * labs + network.lab.astype(np.int64)) * 2 + network.late
-    order = np.argsort(key, kind="stable")
+    order = np.argsort(key, kind="stable")  # within a key, the loosest checkpoint first
     ordered = key[order]
+    first = min(network.grid, default=math.inf)
     for allocation in plan.allocations:
         d = demand_of.get(allocation.order_id)
         lab = lab_of.get(allocation.lab_id)
         if d is None or lab is None:
             continue
-        for late, quantity in ((1, allocation.late_units), (0, allocation.quantity - allocation.late_units)):
-            if quantity <= 0:
-                continue
+        for late, early, rest in split_units(allocation):
             wanted = (d * labs + lab) * 2 + late
             at = int(np.searchsorted(ordered, wanted))
-            if at < len(ordered) and ordered[at] == wanted:
-                units[order[at]] += quantity
+            end = int(np.searchsorted(ordered, wanted, side="right"))
+            if at == end:
+                continue
+            units[order[at]] += rest
+            tightest = order[end - 1]
+            units[tightest if network.finish[tightest] <= first + 1e-9 else order[at]] += early
     return units
 
 
@@ -187,11 +196,10 @@ def _candidates(
 
 
 def _first_variant(network: Network) -> np.ndarray:
-    """Per option: True for the on-time option of an edge, and for the late one when it is alone."""
-    has_on_time_twin = np.zeros(network.options, dtype=bool)
-    same_edge = (network.demand[1:] == network.demand[:-1]) & (network.lab[1:] == network.lab[:-1])
-    has_on_time_twin[1:] = same_edge & ~network.late[:-1]
-    return ~(network.late & has_on_time_twin)
+    """Per option: True for the first option of its edge: the loosest on time, else the loosest late."""
+    first = np.ones(network.options, dtype=bool)
+    first[1:] = (network.demand[1:] != network.demand[:-1]) | (network.lab[1:] != network.lab[:-1])
+    return first
 
 
 def _beyond_cost(
@@ -257,31 +265,15 @@ def _plan(
     used = np.flatnonzero(units > 0)
     allocations = []
     objective = 0.0
-    pairs: dict[tuple[int, int], list[int]] = {}
+    pairs: dict[tuple[int, int], tuple[int, LineUnits]] = {}
     for o in used.tolist():
-        entry = pairs.setdefault((int(n.demand[o]), int(n.lab[o])), [0, 0, o])
-        entry[1 if n.late[o] else 0] += int(units[o])
-    for (d, lab), (on_time, late, o) in sorted(pairs.items()):
-        demand = problem.demands[d]
-        quantity = on_time + late
+        _, line = pairs.setdefault((int(n.demand[o]), int(n.lab[o])), (o, LineUnits()))
+        line.add(int(units[o]), bool(n.late[o]), float(n.finish[o]), float(n.arrival[o]), params)
+    for (d, lab), (o, line) in sorted(pairs.items()):
         km, discount = float(n.km[o]), float(n.discount[o])
-        cost = CostTerms(
-            km=km,
-            transport=km * params.km_weight * quantity,
-            setup=params.setup_cost,
-            lateness=params.lateness_penalty[demand.order.priority] * late,
-            trail=-discount * quantity,
-        )
-        objective += cost.transport + cost.setup + cost.lateness + cost.trail
-        allocations.append(
-            Allocation(
-                order_id=demand.order.id,
-                lab_id=problem.labs[lab].lab.id,
-                quantity=quantity,
-                cost=cost,
-                late_units=late,
-            )
-        )
+        allocation = allocation_line(problem, params, d, lab, km, discount, line)
+        objective += allocation.cost.total
+        allocations.append(allocation)
     placed = np.bincount(n.demand, weights=units, minlength=len(n.quantity)).astype(np.int64)
     shortages = []
     for d in np.flatnonzero(placed < n.quantity).tolist():

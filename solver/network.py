@@ -4,8 +4,11 @@ The global path for large problems (`solver.large`) works on numpy arrays instea
 object per variable, so that 10,000 orders over 2,000 labs build in about a second. The formulation
 is the allocation model of `solver.allocate`, written without its approximations:
 
-- an *option* places units of one demand at one candidate lab, on time or late, at a cost per unit
-  (km × km_weight, less the trail discount, plus the lateness penalty when late);
+- an *option* places units of one demand at one candidate lab, finishing by one checkpoint: the
+  date they must be made by to arrive on time, a time checkpoint (`SolveParams.time_checkpoints_days`)
+  or the horizon; it is late when its units would arrive after the due date. Its cost per unit is
+  km × km_weight, less the trail discount, plus the time weight × days until arrival, plus the
+  lateness penalty when late (`solver.objective`);
 - machine time is judged per lab on *machine sets*: every union of the lab's step groups (the
   machines eligible for a step) whose groups overlap. A set's work is that of every step whose group
   lies inside it. By Hall's theorem, work fits the machines (the validator's max-flow) exactly when
@@ -66,7 +69,10 @@ class Network:
     rank: np.ndarray  # place of the option's lab among the demand's candidates (0: nearest)
     km: np.ndarray
     discount: np.ndarray  # trail discount per unit (>= 0)
-    cost: np.ndarray  # per unit: km × km_weight − discount (+ lateness penalty when late)
+    cost: np.ndarray  # per unit: km × km_weight − discount + time weight × arrival (+ lateness when late)
+    arrival: np.ndarray  # days from now by which its units arrive: finish checkpoint plus transport
+    finish: np.ndarray  # days from now by which its units are made: its checkpoint
+    grid: tuple[float, ...]  # the time checkpoints the options were built on
     # work entries, grouped by option: option, checkpoint, minutes per unit
     work_option: np.ndarray
     work_point: np.ndarray
@@ -146,17 +152,38 @@ def build_network(
     edge_km = candidates.edge_km
     edge_discount = _discounts(problem, params, rules, design_ids, design_of[edge_demand], edge_lab)
 
-    on_time = due[edge_demand] > 0
-    late = due[edge_demand] < days
-    pick = np.concatenate([np.flatnonzero(on_time), np.flatnonzero(late)])
-    is_late = np.concatenate([np.zeros(on_time.sum(), bool), np.ones(late.sum(), bool)])
-    order = np.lexsort((is_late, pick))
-    pick, is_late = pick[order], is_late[order]
+    # Options per edge: units finishing by a checkpoint. On time (arriving by the due date): by the
+    # date they must be made to arrive in time, and by each time checkpoint before it. Late: by each
+    # time checkpoint after it, and by the horizon. Within an edge, on-time options come first and the
+    # loosest of each kind first: that one is where a warm start's units go.
+    travel = (params.handling_hours + edge_km / params.transport_kmh) / 24.0
+    made_by = due[edge_demand] - travel
+    kinds: list[tuple[np.ndarray, np.ndarray, bool]] = [
+        (np.flatnonzero(made_by > 0), np.minimum(made_by, days), False),
+        (np.flatnonzero(made_by < days), np.full(len(made_by), days), True),
+    ]
+    for point in params.time_checkpoints_days:
+        if point < days:
+            before = np.flatnonzero((made_by > point) & (made_by > 0))
+            after = np.flatnonzero(made_by < point)
+            kinds.append((before, np.full(len(made_by), point), False))
+            kinds.append((after, np.full(len(made_by), point), True))
+    pick = np.concatenate([edges for edges, _, _ in kinds])
+    o_time = np.concatenate([times[edges] for edges, times, _ in kinds])
+    is_late = np.concatenate([np.full(len(edges), late) for edges, _, late in kinds])
+    order = np.lexsort((-o_time, is_late, pick))
+    pick, is_late, o_time = pick[order], is_late[order], o_time[order]
     o_demand, o_lab = edge_demand[pick], edge_lab[pick]
     o_km, o_discount = edge_km[pick], edge_discount[pick]
     edge_rank = np.arange(len(edge_demand)) - np.repeat(np.cumsum(counts) - counts, counts)
-    cost = o_km * params.km_weight - o_discount + np.where(is_late, lateness[o_demand], 0.0)
-    o_time = np.where(is_late, days, np.minimum(due[o_demand], days))
+    arrival = o_time + travel[pick]
+    priority_weight = np.array([params.time_weight[d.order.priority] for d in demands])
+    cost = (
+        o_km * params.km_weight
+        - o_discount
+        + np.where(is_late, lateness[o_demand], 0.0)
+        + priority_weight[o_demand] * arrival
+    )
 
     combos, combo_of, chains, stock, exact = _combos(problem, design_ids, design_of[o_demand], o_lab)
     chain_lab, chain_machines = chains.lab, chains.machines
@@ -219,6 +246,9 @@ def build_network(
         km=o_km,
         discount=o_discount,
         cost=cost,
+        arrival=arrival,
+        finish=o_time,
+        grid=tuple(params.time_checkpoints_days),
         work_option=work_option,
         work_point=work_point,
         work_amount=work_amount,

@@ -14,6 +14,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from protocol.model import PRIORITIES, Design, Lab, Order
+from solver.objective import (
+    DEFAULT_OBJECTIVE,
+    HANDLING_HOURS,
+    LATENESS_PENALTY,
+    SHORTAGE_PENALTY,
+    TRANSPORT_KMH,
+    objective_weights,
+    transit_days,
+)
 
 
 @dataclass(frozen=True)
@@ -62,16 +71,23 @@ class Problem:
 
 
 def _default_shortage_penalty() -> dict[str, float]:
-    return {"routine": 100_000.0, "urgent": 1_000_000.0, "emergency": 10_000_000.0}
+    return dict(SHORTAGE_PENALTY)
 
 
 def _default_lateness_penalty() -> dict[str, float]:
-    return {"routine": 500.0, "urgent": 5_000.0, "emergency": 50_000.0}
+    return dict(LATENESS_PENALTY)
+
+
+def _default_time_weight() -> dict[str, float]:
+    return objective_weights(DEFAULT_OBJECTIVE)
 
 
 @dataclass(frozen=True)
 class SolveParams:
-    """How to solve: time and threads, candidate breadth, and the weights of the objective."""
+    """How to solve: time and threads, candidate breadth, and the weights of the objective.
+
+    The weights and what they mean are documented in one place, `solver.objective`.
+    """
 
     time_limit_s: float = 5.0
     workers: int = 2
@@ -81,6 +97,17 @@ class SolveParams:
     shortage_penalty: dict[str, float] = field(default_factory=_default_shortage_penalty)  # per unit
     #: Per unit planned to finish after its due date (well below the shortage penalty: late beats never).
     lateness_penalty: dict[str, float] = field(default_factory=_default_lateness_penalty)
+    #: Per unit per day until its planned arrival, by priority (`solver.objective`).
+    time_weight: dict[str, float] = field(default_factory=_default_time_weight)
+    #: Turn a distance into days of transport: a unit is on time when it *arrives* by its due date.
+    transport_kmh: float = TRANSPORT_KMH
+    handling_hours: float = HANDLING_HOURS
+    #: Days from now at which the time term also checkpoints a unit's finish (besides due dates and
+    #: the horizon): capacity free within a day is told apart from capacity free later. The first is
+    #: also the commit window: only the work planned to be made by it is sent to labs now
+    #: (`solver.lines.work_to_start`). Finer grids (1, 2, 4) did no better in the built-in scenarios
+    #: and make the relaxation larger.
+    time_checkpoints_days: tuple[float, ...] = (1.0,)
     #: Days after the latest due date in which late units may still be planned.
     late_window_days: float = 7.0
     max_horizon_days: float = 60.0
@@ -124,6 +151,15 @@ class SolveParams:
             raise ValueError(
                 f"shortage_penalty needs a value for every priority; missing: {', '.join(missing)}"
             )
+        missing = [p for p in PRIORITIES if p not in self.time_weight]
+        if missing:
+            raise ValueError(f"time_weight needs a value for every priority; missing: {', '.join(missing)}")
+        if any(v < 0 for v in self.time_weight.values()):
+            raise ValueError("time_weight cannot be negative")
+        if self.transport_kmh <= 0 or self.handling_hours < 0:
+            raise ValueError("transport_kmh must be positive and handling_hours cannot be negative")
+        if any(t <= 0 for t in self.time_checkpoints_days):
+            raise ValueError("time_checkpoints_days must all be positive")
         negative = [p for p, v in self.shortage_penalty.items() if v < 0]
         if negative:
             raise ValueError(f"shortage_penalty cannot be negative; see: {', '.join(negative)}")
@@ -137,6 +173,11 @@ def horizon_days(problem: Problem, params: SolveParams) -> float:
     else:
         days_to_latest = 0.0
     return min(params.max_horizon_days, max(1.0, days_to_latest) + params.late_window_days)
+
+
+def transit(params: SolveParams, km: float) -> float:
+    """Days a unit made at `km` from its delivery point takes to arrive (handling and road)."""
+    return transit_days(km, params.transport_kmh, params.handling_hours)
 
 
 def days_until(problem: Problem, instant: datetime) -> float:

@@ -16,6 +16,7 @@ from tests.solver.factory import (
     CENTRE,
     FAR,
     FAST,
+    KM_ONLY,
     MIDDLE,
     NEAR,
     lab,
@@ -51,7 +52,7 @@ def test_empty_problem_gives_empty_plan() -> None:
 
 def test_nearest_capable_lab_gets_the_order() -> None:
     p = problem([lab("far", FAR), lab("near", NEAR), lab("middle", MIDDLE)], [order("o1", "face-shield", 10)])
-    plan = solved(p)
+    plan = solved(p, KM_ONLY)
     assert units_by_lab(plan, "o1") == {"near": 10}
     assert plan.status == "OPTIMAL" and plan.bound_scope == "all"
     [a] = plan.allocations
@@ -87,7 +88,7 @@ def test_no_capable_lab_is_a_shortage_with_reason() -> None:
 def test_capacity_forces_a_split_across_labs_nearest_first() -> None:
     labs = [one_day_face_shield_lab(n, at) for n, at in (("far", FAR), ("near", NEAR), ("middle", MIDDLE))]
     p = problem(labs, [order("o1", "face-shield", 10, days=1)])
-    plan = solved(p)
+    plan = solved(p, KM_ONLY)
     assert units_by_lab(plan, "o1") == {"near": 4, "middle": 4, "far": 2}
     assert plan.shortages == []
 
@@ -207,11 +208,12 @@ def test_unknown_design_is_reported_short() -> None:
 
 
 def test_setup_cost_keeps_an_order_in_one_lab() -> None:
-    # Two labs 1 km apart: splitting saves nothing on transport but pays a second setup.
+    # Two labs 1 km apart: splitting saves nothing on transport but pays a second setup. (With a
+    # time weight, the 20th splint would rightly go to the second lab: made 9 days sooner.)
     p = problem(
         [lab("a", CENTRE), lab("b", (CENTRE[0] + 0.009, CENTRE[1]))], [order("o1", "finger-splint", 20)]
     )
-    plan = solved(p)
+    plan = solved(p, KM_ONLY)
     assert len(plan.allocations) == 1
 
 

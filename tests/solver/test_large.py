@@ -17,7 +17,7 @@ from solver.candidates import find_candidates
 from solver.check import check
 from solver.network import build_network, machine_sets
 from solver.problem import Demand, Problem, SolveParams, horizon_days
-from tests.solver.factory import CENTRE, FAR, MIDDLE, NEAR, lab, machine, order, printer, problem
+from tests.solver.factory import CENTRE, FAR, INSTANT, MIDDLE, NEAR, lab, machine, order, printer, problem
 from tests.solver.test_property import SETTINGS, problems
 
 #: Every problem takes the large path.
@@ -95,8 +95,9 @@ def test_bound_counts_labs_off_the_candidates_at_their_distance() -> None:
     bound = lagrangian_bound(
         network, np.zeros(len(network.point_chain)), np.zeros(len(network.stock_capacity)), beyond
     )
-    best = solve(p, replace(SMALL, k_nearest=3))
-    assert check(p, best, params) == []
+    best_params = replace(SMALL, k_nearest=3)
+    best = solve(p, best_params)
+    assert check(p, best, best_params) == []
     assert bound <= best.objective
     assert bound >= 10 * candidates.edges[0][0].km  # every unit travels at least to the nearest lab
     assert bound < params.shortage_penalty["routine"]  # far labs exist: nothing need be short
@@ -188,7 +189,7 @@ def test_a_unit_that_exactly_fills_a_machine_by_its_due_date_is_planned_on_time(
     sla = machine("sla", "sla", speed=0.5, hours=1.0, medical_grade=True)
     bench = machine("bench", "assembly", speed=0.5, hours=1.0)
     p = problem([lab("only", NEAR, [sla, bench])], [order("o1", "charlotte-valve", 1, days=2.0)])
-    for params in (LARGE, SMALL):
+    for params in (replace(LARGE, **INSTANT), replace(SMALL, **INSTANT)):
         plan = solve(p, params)
         assert check(p, plan, params) == []
         assert [(a.quantity, a.late_units) for a in plan.allocations] == [(1, 0)], params.decompose_above

@@ -71,12 +71,15 @@ def test_every_plan_passes_check(p: Problem, k: int) -> None:
     assert plan.status in ("OPTIMAL", "FEASIBLE")
     assert plan.bound <= plan.objective
     penalties = sum(params.shortage_penalty[_priority(p, s.order_id)] * s.quantity for s in plan.shortages)
-    costs = sum(a.cost.transport + a.cost.setup + a.cost.lateness + a.cost.trail for a in plan.allocations)
+    costs = sum(a.cost.total for a in plan.allocations)
     assert abs(plan.objective - (costs + penalties)) <= 1e-6 * max(1.0, plan.objective)
     for a in plan.allocations:
         assert a.cost.transport <= params.km_weight * a.cost.km * a.quantity + 1e-9
         priority = _priority(p, a.order_id)
         assert a.cost.lateness == pytest.approx(params.lateness_penalty[priority] * a.late_units)
+        assert a.arrive_by is not None and a.arrive_by > p.now and 0 <= a.early_units <= a.quantity
+        days = (a.arrive_by - p.now).total_seconds() / 86_400
+        assert 0 < a.cost.time <= params.time_weight[priority] * a.quantity * days * (1 + 1e-9)
 
 
 @SETTINGS

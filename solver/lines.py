@@ -1,0 +1,103 @@
+"""A plan line: units of one order at one lab, with the cost terms that explain it.
+
+Both ways of solving (one model, `solver.allocate`; the whole network's relaxation, `solver.large`)
+write their plans through this one function, so a plan's terms mean the same whichever path made it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from protocol.model import Allocation, CostTerms
+from solver.problem import Problem, SolveParams
+
+
+@dataclass
+class LineUnits:
+    """The units of one (demand, lab) pair as the options that hold them add up."""
+
+    on_time: int = 0
+    late: int = 0
+    early: int = 0  # made by the first time checkpoint: the work to start now
+    unit_days: float = 0.0  # sum over units of the days until each is planned to arrive
+    arrival: float = 0.0  # the latest of them
+
+    def add(self, units: int, late: bool, finish: float, arrival: float, params: SolveParams) -> None:
+        """Count `units` finishing by `finish` and arriving by `arrival` (days from now)."""
+        if late:
+            self.late += units
+        else:
+            self.on_time += units
+        first = min(params.time_checkpoints_days, default=0.0)
+        if finish <= first + 1e-9:
+            self.early += units
+        self.unit_days += units * arrival
+        self.arrival = max(self.arrival, arrival)
+
+
+def allocation_line(
+    problem: Problem, params: SolveParams, d: int, lab: int, km: float, discount: float, units: LineUnits
+) -> Allocation:
+    """One plan line: units of demand `d` at lab index `lab`, with its cost terms and planned arrival."""
+    order = problem.demands[d].order
+    quantity = units.on_time + units.late
+    cost = CostTerms(
+        km=km,
+        transport=km * params.km_weight * quantity,
+        setup=params.setup_cost,
+        lateness=params.lateness_penalty[order.priority] * units.late,
+        trail=-discount * quantity,
+        time=params.time_weight[order.priority] * units.unit_days,
+    )
+    return Allocation(
+        order_id=order.id,
+        lab_id=problem.labs[lab].lab.id,
+        quantity=quantity,
+        cost=cost,
+        late_units=units.late,
+        early_units=units.early,
+        arrive_by=problem.now + timedelta(days=units.arrival),
+    )
+
+
+def split_units(allocation: Allocation) -> list[tuple[bool, int, int]]:
+    """(late, early units, other units) of an allocation, on time and late apart.
+
+    Early units are made by the first time checkpoint. Late units are early only when the due date
+    falls before it, and then every on-time unit is early too: so early units are on time first.
+    """
+    on_time = allocation.quantity - allocation.late_units
+    early_on_time = min(allocation.early_units, on_time)
+    early_late = allocation.early_units - early_on_time
+    return [
+        (False, early_on_time, on_time - early_on_time),
+        (True, early_late, allocation.late_units - early_late),
+    ]
+
+
+def work_to_start(allocation: Allocation) -> Allocation | None:
+    """The part of an allocation to send to its lab now: the units planned to be made by the first
+    time checkpoint. None when there are none.
+
+    A plan covers the whole horizon, but only the work to start now is committed; the rest stays
+    planned and is planned again at the next round, with what the labs have done by then. Work does
+    not sit in a lab's queue for days while another lab idles, and late work planned days ahead
+    does not tie up the nearest labs (a rolling horizon). The units kept are counted late only as far
+    as the plan's on-time units cannot cover them.
+    """
+    if allocation.early_units <= 0:
+        return None
+    on_time = allocation.quantity - allocation.late_units
+    return allocation.model_copy(
+        update={
+            "quantity": allocation.early_units,
+            "late_units": max(0, allocation.early_units - on_time),
+            "cost": allocation.cost.model_copy(
+                update={
+                    name: getattr(allocation.cost, name) * allocation.early_units / allocation.quantity
+                    for name in ("transport", "lateness", "trail", "time")
+                }
+            ),
+        }
+    )

@@ -1,0 +1,70 @@
+"""The objective's weights, in one place: what a kilometre, a day and a late or missing unit cost.
+
+Every allocation's cost is a sum of terms in one currency, the *cost unit* (one unit carried one
+kilometre costs `km_weight`, 1 by default):
+
+- **transport**: km × `km_weight` per unit (great-circle distance lab -> delivery);
+- **time**: `time_weight[priority]` per unit per day from now until the unit is planned to arrive
+  (the checkpoint by which it is made, plus handling and the road at `transport_kmh`). This is what
+  makes a lab that is free today worth more than a nearer one that is booked for four days: capacity
+  that idles today is lost for good, and a hospital counts what arrives and when;
+- **lateness**: `lateness_penalty[priority]` per unit planned to arrive after its due date (the time
+  term keeps growing with every day it is late);
+- **setup**: `setup_cost` per (order, lab) pair used, so orders are not shattered;
+- **shortage**: `shortage_penalty[priority]` per unit no lab can make within the horizon;
+- **trail**: a discount of at most `trail_discount_km` km-equivalents per unit (see `solver.trails`).
+
+Three named weightings trade kilometres against days (`--objective` on the command line, `objective`
+in scenario files and in the planner's settings):
+
+| name | a day sooner is worth (routine / urgent / emergency) | use |
+|---|---|---|
+| `on-time` | 100 / 300 / 1,000 km | a surge: what arrives and when comes first |
+| `balanced` (default) | 25 / 75 / 250 km | everyday planning |
+| `km` | 0.25 / 0.75 / 2.5 km | the shortest trips; sooner only breaks ties, due dates still count |
+
+The `km` weighting keeps a hundredth of the time weight: among equally near labs, the one that can
+start sooner wins, and work planned for later is not left waiting (a plan sends labs only the work to
+start now, `solver.lines.work_to_start`). `time_weights(scale)` gives the weighting between and
+beyond those, for a sweep of the trade.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+Objective = Literal["on-time", "balanced", "km"]
+
+#: The named weightings, as the scale of the balanced time weights they apply.
+OBJECTIVES: dict[str, float] = {"on-time": 4.0, "balanced": 1.0, "km": 0.01}
+DEFAULT_OBJECTIVE: Objective = "balanced"
+
+#: Balanced: what one day sooner is worth per unit, in km-equivalents, by priority.
+BALANCED_TIME_WEIGHT: dict[str, float] = {"routine": 25.0, "urgent": 75.0, "emergency": 250.0}
+#: Per unit planned to arrive after its due date (well below the shortage penalty: late beats never).
+LATENESS_PENALTY: dict[str, float] = {"routine": 500.0, "urgent": 5_000.0, "emergency": 50_000.0}
+#: Per unit no lab can make within the horizon.
+SHORTAGE_PENALTY: dict[str, float] = {"routine": 100_000.0, "urgent": 1_000_000.0, "emergency": 10_000_000.0}
+#: Road speed (door to door) and handling before a made unit leaves its lab: together they turn a
+#: distance into the days a unit spends between its lab and its delivery point.
+TRANSPORT_KMH = 60.0
+HANDLING_HOURS = 1.0
+
+
+def time_weights(scale: float) -> dict[str, float]:
+    """The balanced time weights times `scale` (0: distance only; 1: balanced; 4: on-time)."""
+    if scale < 0:
+        raise ValueError(f"the time weight scale cannot be negative, got {scale}")
+    return {priority: weight * scale for priority, weight in BALANCED_TIME_WEIGHT.items()}
+
+
+def objective_weights(name: str) -> dict[str, float]:
+    """The time weights of a named weighting; a clear error naming the known ones otherwise."""
+    if name not in OBJECTIVES:
+        raise ValueError(f"unknown objective {name!r}; known: {', '.join(OBJECTIVES)}")
+    return time_weights(OBJECTIVES[name])
+
+
+def transit_days(km: float, kmh: float = TRANSPORT_KMH, handling_hours: float = HANDLING_HOURS) -> float:
+    """Days between a unit being made and its arrival: handling, then the road at `kmh`."""
+    return (handling_hours + km / kmh) / 24.0

@@ -1,0 +1,112 @@
+"""The objective's time term and arrivals: what a day sooner is worth, and on time meaning *arrived*.
+
+Every plan is checked by the independent validator; each situation is solved by both paths (one
+model, and the whole network's relaxation) so that they agree on what the weights mean.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import timedelta
+
+import pytest
+
+from protocol.model import Plan
+from solver.allocate import solve
+from solver.check import check
+from solver.objective import OBJECTIVES, objective_weights, time_weights, transit_days
+from solver.problem import Problem, SolveParams
+from tests.solver.factory import (
+    CENTRE,
+    FAR,
+    INSTANT,
+    NEAR,
+    NOW,
+    lab,
+    machine,
+    order,
+    printer,
+    problem,
+    units_by_lab,
+)
+
+SMALL = SolveParams(time_limit_s=2.0, workers=1, late_window_days=5.0)
+LARGE = replace(SMALL, decompose_above=0)
+PATHS = pytest.mark.parametrize("params", [SMALL, LARGE], ids=["one-model", "relaxation"])
+
+
+def shield_lab(id: str, at: tuple[float, float], backlog_minutes: float = 0.0) -> object:
+    """A lab whose printer makes 4 face shields a day (480 min / 120 min), maybe already booked."""
+    machines = [printer(), machine("laser", "laser"), machine("bench", "assembly")]
+    return lab(id, at, machines, backlog={"printer": backlog_minutes})
+
+
+def solved(p: Problem, params: SolveParams) -> Plan:
+    plan = solve(p, params)
+    assert check(p, plan, params) == []
+    assert plan.bound <= plan.objective + 1e-6 * max(1.0, plan.objective)
+    return plan
+
+
+@PATHS
+def test_a_lab_free_today_beats_a_nearer_one_booked_for_days(params: SolveParams) -> None:
+    # near: 1.5 km, booked for 3 days; far: 85 km, free. Four shields due in 6 days fit at either.
+    labs = [shield_lab("near", NEAR, backlog_minutes=3 * 480), shield_lab("far", FAR)]
+    p = problem(labs, [order("o1", "face-shield", 4, days=6, priority="urgent")])
+    balanced = solved(p, params)
+    assert units_by_lab(balanced, "o1") == {"far": 4}  # 3 days sooner are worth far more than 83 km
+    km_only = solved(p, replace(params, time_weight=time_weights(0.0)))
+    assert units_by_lab(km_only, "o1") == {"near": 4}  # distance only: the nearest lab with room
+
+
+@PATHS
+def test_on_time_means_arrived_by_the_due_date_not_made_by_it(params: SolveParams) -> None:
+    # One day of printing for 4 shields due in exactly 1 day, 85 km away: the 4th is made at the due
+    # date itself, and an hour of handling and 85 km of road (2.4 h in all) make it arrive late.
+    p = problem([shield_lab("far", FAR)], [order("o1", "face-shield", 4, days=1)])
+    plan = solved(p, params)
+    [allocation] = plan.allocations
+    assert allocation.quantity == 4 and allocation.late_units == 1  # the 4th would arrive 2.4 h late
+    instant = solved(p, replace(params, **INSTANT))
+    assert instant.allocations[0].late_units == 0  # made by the due date counts when delivery is instant
+
+
+@PATHS
+def test_the_time_term_is_in_the_terms_and_the_objective(params: SolveParams) -> None:
+    p = problem([shield_lab("near", NEAR), shield_lab("far", FAR)], [order("o1", "face-shield", 6, days=3)])
+    plan = solved(p, params)
+    assert plan.shortages == []
+    total = sum(a.cost.total for a in plan.allocations)
+    assert plan.objective == pytest.approx(total, rel=1e-9)
+    for a in plan.allocations:
+        assert a.cost.time > 0
+        assert a.arrive_by is not None and NOW < a.arrive_by <= NOW + timedelta(days=3)
+        assert 0 <= a.early_units <= a.quantity
+    # 4 shields a day at each lab: at least some are made by the first day's checkpoint.
+    assert sum(a.early_units for a in plan.allocations) >= 1
+
+
+def test_a_unit_a_lab_makes_later_is_worth_less_the_longer_it_waits() -> None:
+    # One lab, 8 shields due in 5 days; only 4 a day. With a time weight, the plan says when they
+    # arrive: the last no sooner than the second day.
+    p = problem([shield_lab("only", CENTRE)], [order("o1", "face-shield", 8, days=5)])
+    plan = solved(p, SMALL)
+    [a] = plan.allocations
+    assert a.arrive_by is not None and a.arrive_by >= NOW + timedelta(days=2)
+    assert a.early_units == 4
+
+
+def test_named_objectives_scale_one_set_of_weights() -> None:
+    balanced = objective_weights("balanced")
+    assert objective_weights("km") == {p: w * 0.01 for p, w in balanced.items()}
+    assert objective_weights("on-time") == {p: w * OBJECTIVES["on-time"] for p, w in balanced.items()}
+    assert balanced["routine"] < balanced["urgent"] < balanced["emergency"]
+    with pytest.raises(ValueError, match="unknown objective 'fastest'; known: on-time, balanced, km"):
+        objective_weights("fastest")
+    with pytest.raises(ValueError, match="time_weight needs a value for every priority"):
+        SolveParams(time_weight={"routine": 1.0})
+
+
+def test_transit_days_count_handling_and_the_road() -> None:
+    assert transit_days(0.0) == pytest.approx(1 / 24)
+    assert transit_days(120.0, kmh=60.0, handling_hours=0.0) == pytest.approx(2 / 24)
