@@ -13,6 +13,7 @@ from cosmolocal.labs_commands import labs_app
 from cosmolocal.logs import setup_logging
 from cosmolocal.node_commands import node_app
 from cosmolocal.scenario_commands import scenario_app
+from solver.objective import DEFAULT_OBJECTIVE, Objective
 
 app = typer.Typer(
     name="cosmolocal",
@@ -54,6 +55,13 @@ def planner_serve(
     heartbeat_ms: Annotated[int, typer.Option(min=50, help="Heartbeat interval, both ways.")] = 1000,
     liveness: Annotated[int, typer.Option(min=2, help="Missed heartbeats before a lab is lost.")] = 3,
     solve_seconds: Annotated[float, typer.Option(min=0.1, help="Time limit of one solve.")] = 2.0,
+    objective: Annotated[
+        Objective,
+        typer.Option(
+            help="What plans weigh: on-time (a day sooner is worth 100-1,000 km per unit), balanced "
+            "(25-250 km) or km (distance only; due dates still count). See solver/objective.py."
+        ),
+    ] = DEFAULT_OBJECTIVE,
     keys: Annotated[
         Path | None,
         typer.Option(
@@ -102,6 +110,7 @@ def planner_serve(
         heartbeat_ms=heartbeat_ms,
         liveness=liveness,
         solve_time_limit_s=solve_seconds,
+        objective=objective,
         keys_dir=None if insecure else (keys or _keys_beside(db)),
         require_tokens=not open_http,
     )

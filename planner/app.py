@@ -36,6 +36,7 @@ from protocol import transport
 from protocol.model import OrderRequest, utcnow
 from protocol.okh import catalogue
 from protocol.security import KeyPair
+from solver.objective import DEFAULT_OBJECTIVE, objective_weights
 from solver.problem import SolveParams
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,8 @@ class PlannerSettings:
     solve_time_limit_s: float = 2.0
     solve_workers: int = 2
     k_nearest: int = 8
+    #: What plans weigh (solver.objective): on-time, balanced or km.
+    objective: str = DEFAULT_OBJECTIVE
     #: Largest HTTP request body accepted (an order is well under 2 KiB).
     max_request_bytes: int = 64 * 1024
     #: The planner's key pair and admitted labs (planner.admission); None runs an insecure mesh.
@@ -67,7 +70,10 @@ class PlannerSettings:
     def solve_params(self) -> SolveParams:
         """The solver parameters these settings give."""
         return SolveParams(
-            time_limit_s=self.solve_time_limit_s, workers=self.solve_workers, k_nearest=self.k_nearest
+            time_limit_s=self.solve_time_limit_s,
+            workers=self.solve_workers,
+            k_nearest=self.k_nearest,
+            time_weight=objective_weights(self.objective),
         )
 
 

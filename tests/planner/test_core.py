@@ -57,6 +57,7 @@ def _plan(order_id: str, quantity: int, lab_id: str = "lab-a") -> Plan:
                 lab_id=lab_id,
                 quantity=quantity,
                 cost=CostTerms(km=60, transport=600 * quantity),
+                early_units=quantity,  # all of it to start now
             )
         ],
     )
