@@ -17,6 +17,7 @@ from rich.table import Table
 
 from cosmolocal.console import err, fail, out
 from scenarios.spec import ScenarioError, builtin_scenarios, find_scenario, load_scenario
+from solver.objective import Objective
 
 scenario_app = typer.Typer(
     name="scenario",
@@ -78,6 +79,22 @@ def run(
     speed: Annotated[
         float, typer.Option(min=1.0, help="--live: how many times faster than real time.")
     ] = 20_000.0,
+    trade: Annotated[
+        bool,
+        typer.Option(
+            "--trade",
+            help="Also replay Cosmolocal under 5 weightings of a day against a km (in parallel) and "
+            "chart km per unit against the on-time share in the report; with --json, one line each.",
+        ),
+    ] = False,
+    objective: Annotated[
+        Objective | None,
+        typer.Option(
+            help="What Cosmolocal weighs: on-time (a day sooner is worth 100-1,000 km), balanced "
+            "(25-250 km) or km (distance only; due dates still count) [default: the file's, else "
+            "balanced]."
+        ),
+    ] = None,
 ) -> None:
     """Replay a scenario under Cosmolocal and the baselines, side by side; print the metrics.
 
@@ -92,6 +109,10 @@ def run(
         loaded = load_scenario(find_scenario(scenario), seed)
     except ScenarioError as exc:
         fail(str(exc))
+    if objective is not None:
+        loaded = loaded.model_copy(
+            update={"scenario": loaded.scenario.model_copy(update={"objective": objective})}
+        )
     if live:
         from scenarios.live import run_live
 
@@ -125,9 +146,31 @@ def run(
 
             with _stdout_to_stderr(as_json):
                 result = run_scenario(loaded, policy, progress=advance)
+        if trade:
+            from scenarios.trade import trade_off
+
+            with err.status("replaying Cosmolocal under 5 weightings of time against km..."):
+                result.trade = trade_off(loaded)
     except ScenarioError as exc:
         fail(str(exc))
     _print(result.metrics, as_json, loaded.scenario.title)
+    if trade and as_json:
+        for row in result.trade:
+            line = {"scenario": loaded.scenario.name, "policy": "cosmolocal-trade", **row}
+            print(json.dumps(line, sort_keys=True))
+    elif trade:
+        table = Table(
+            "time weight ×", "fill", "on time", "km per unit", "lead time (h)", title="km against days"
+        )
+        for row in result.trade:
+            table.add_row(
+                f"{row['time_weight_scale']:g}",
+                f"{row['fill_rate']:.1%}",
+                f"{row['on_time_rate']:.1%}",
+                f"{row['km_per_unit']:,.1f}",
+                f"{row['lead_time_mean_h']:,.1f}",
+            )
+        out.print(table)
     if not as_json:
         out.print(f"[dim]{result.metrics[0]['co2_source']}[/]", highlight=False)
         out.print(f"replayed in {result.wall_seconds:.1f} s", highlight=False)

@@ -3,9 +3,12 @@
 Honest by construction: every policy is measured by the same code on the same orders, and units not
 delivered count against the fill rate (they are never dropped from the denominator). Lead times are
 per unit, from the order being placed to its delivery, over delivered units only (missing units are
-reported as such). Transport is great-circle distance lab -> delivery point (road distance is longer,
-for every policy alike). CO2 is tonne-km times one stated factor, with a unit's mass from its
-design's materials.
+reported as such). Plan against reality: of the units a policy placed to arrive by their due date
+(the solver's on-time units; every unit a baseline places, since it places work where it fits by the
+due date), those that arrived late, and how many of those arrived after the plan's own date for them
+(the lab made them later than planned). Transport is great-circle distance lab -> delivery point
+(road distance is longer, for every policy alike). CO2 is tonne-km times one stated factor, with a
+unit's mass from its design's materials.
 """
 
 from __future__ import annotations
@@ -55,12 +58,18 @@ def policy_metrics(run: PolicyRun) -> dict[str, Any]:
     orders = {o.id: o for o in world.orders}
     demanded = sum(o.quantity for o in world.orders)
     delivered = on_time = 0
+    promised = slipped = slipped_after_plan = 0
     unit_km = tonne_km = 0.0
     leads: list[tuple[float, int]] = []
     for d in run.deliveries:
         order = orders[d.order_id]
         delivered += d.units
         on_time += d.units if d.delivered_at <= order.due_at else 0
+        promised += d.planned_on_time
+        if d.delivered_at > order.due_at:
+            slipped += d.planned_on_time
+            if d.arrive_by is not None and d.delivered_at > d.arrive_by:
+                slipped_after_plan += d.planned_on_time
         unit_km += d.units * d.km
         tonne_km += d.units * unit_kg(designs[order.design]) / 1000.0 * d.km
         leads.append(((d.delivered_at - order.created_at) / timedelta(hours=1), d.units))
@@ -81,6 +90,10 @@ def policy_metrics(run: PolicyRun) -> dict[str, Any]:
         "units_late": delivered - on_time,
         "units_missing": demanded - delivered,
         "on_time_rate": _round(on_time / demanded if demanded else 0.0, 4),
+        "units_planned_on_time": promised,
+        "units_planned_on_time_arrived_late": slipped,
+        "plan_slip_rate": _round(slipped / delivered if delivered else 0.0, 4),
+        "units_slipped_after_planned_arrival": slipped_after_plan,
         "lead_time_mean_h": _round(mean_lead, 2),
         "lead_time_p95_h": _round(weighted_percentile(leads, 0.95), 2),
         "transport_unit_km": round(unit_km, 1),

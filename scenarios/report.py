@@ -40,6 +40,8 @@ METRIC_ROWS: tuple[tuple[str, str, str], ...] = (
     ("on_time_rate", "delivered on time (share of demand)", "{:.1%}"),
     ("units_late", "units delivered late", "{:,}"),
     ("units_missing", "units not delivered", "{:,}"),
+    ("units_planned_on_time_arrived_late", "planned on time, arrived late", "{:,}"),
+    ("plan_slip_rate", "planned on time, arrived late (share of delivered)", "{:.1%}"),
     ("lead_time_mean_h", "lead time, mean (h)", "{:,.1f}"),
     ("lead_time_p95_h", "lead time, 95th percentile (h)", "{:,.1f}"),
     ("transport_unit_km", "transport (unit-km)", "{:,.0f}"),
@@ -225,6 +227,43 @@ def timeline_figure(result: ScenarioResult) -> go.Figure:
     return figure
 
 
+def trade_figure(result: ScenarioResult) -> go.Figure:
+    """Km per unit against the on-time share: Cosmolocal under each weighting, the baselines as points."""
+    figure = go.Figure()
+    rows = sorted(result.trade, key=lambda r: r["time_weight_scale"])
+    figure.add_trace(
+        go.Scatter(
+            x=[r["km_per_unit"] for r in rows],
+            y=[r["on_time_rate"] for r in rows],
+            mode="lines+markers+text",
+            text=[f"time ×{r['time_weight_scale']:g}" for r in rows],
+            textposition="top center",
+            marker={"color": COLOURS["cosmolocal"], "size": 9},
+            name="Cosmolocal, by weighting of a day against a km",
+        )
+    )
+    for m in result.metrics:
+        if m["policy"] == "cosmolocal":
+            continue
+        figure.add_trace(
+            go.Scatter(
+                x=[m["km_per_unit"]],
+                y=[m["on_time_rate"]],
+                mode="markers",
+                marker={"color": COLOURS.get(m["policy"], "#555"), "size": 12, "symbol": "diamond"},
+                name=m["policy"],
+            )
+        )
+    figure.update_layout(
+        xaxis_title="km per unit delivered",
+        yaxis_title="delivered on time (share of demand)",
+        yaxis_tickformat=".0%",
+        height=420,
+        margin={"l": 60, "r": 20, "t": 20, "b": 50},
+    )
+    return figure
+
+
 def load_figure(result: ScenarioResult) -> go.Figure:
     """Units made per lab, per networked policy: how the work spreads."""
     figure = go.Figure()
@@ -259,6 +298,13 @@ def _metrics_table(result: ScenarioResult) -> str:
     )
 
 
+TRADE_SECTION = """<h2>Kilometres against days</h2>
+<p class="muted">Cosmolocal replayed with the time weights scaled (×1 is the balanced objective, ×4
+on-time, ×0.01 distance first): what each km saved costs in units on time. The other policies are
+the points.</p>
+<div id="trade"></div>"""
+
+
 def render_report(result: ScenarioResult) -> str:
     """The whole report as one HTML string (plotly.js and the outlines inlined)."""
     scenario = result.world.loaded.scenario
@@ -267,6 +313,8 @@ def render_report(result: ScenarioResult) -> str:
         "timeline": timeline_figure(result),
         "load": load_figure(result),
     }
+    if result.trade:
+        figures["trade"] = trade_figure(result)
     calls = "\n".join(
         f"Plotly.newPlot('{key}', FIG_{key}.data, FIG_{key}.layout, CONFIG);" for key in figures
     )
@@ -318,6 +366,7 @@ The central factory has the same machines, stock and supply as all labs together
 <div id="timeline"></div>
 <h2>Load per lab</h2>
 <div id="load"></div>
+{TRADE_SECTION if result.trade else ""}
 <h2>Sources</h2>
 <ul>{sources}</ul>
 {f"<ul class='muted'>{notes}</ul>" if notes else ""}

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from scenarios.metrics import policy_metrics
@@ -18,6 +18,7 @@ from scenarios.policies import POLICIES, make_policy
 from scenarios.sim import PolicyRun, Simulation
 from scenarios.spec import LoadedScenario, ScenarioError
 from scenarios.world import World, build_world, central_world
+from solver.objective import objective_weights
 from solver.problem import SolveParams
 
 Progress = Callable[[str, int, int], None]
@@ -31,6 +32,8 @@ class ScenarioResult:
     runs: dict[str, PolicyRun]
     metrics: list[dict[str, Any]]
     wall_seconds: float
+    #: Cosmolocal's metrics under other weightings of time against km (`scenarios.trade`), if asked.
+    trade: list[dict[str, Any]] = field(default_factory=list)
 
     def by_policy(self) -> dict[str, dict[str, Any]]:
         """Metrics keyed by policy name."""
@@ -38,22 +41,30 @@ class ScenarioResult:
 
 
 def solve_params(loaded: LoadedScenario) -> SolveParams:
-    """Solver settings of a replay: the scenario's time limit, breadth and late window, one worker,
-    seeded."""
+    """Solver settings of a replay: the scenario's time limit, breadth, late window, objective and
+    road speed (the replay's own, so the plan's arrivals are the replay's), one worker, seeded."""
     scenario = loaded.scenario
     return SolveParams(
         time_limit_s=scenario.solve_seconds,
         workers=1,
         k_nearest=scenario.k_nearest,
         late_window_days=scenario.late_window_days,
+        time_weight=objective_weights(scenario.objective),
+        transport_kmh=scenario.transport_kmh,
         seed=scenario.seed,
     )
 
 
 def run_scenario(
-    loaded: LoadedScenario, policies: list[str] | None = None, progress: Progress | None = None
+    loaded: LoadedScenario,
+    policies: list[str] | None = None,
+    progress: Progress | None = None,
+    params: SolveParams | None = None,
 ) -> ScenarioResult:
-    """Replay the scenario under each policy; `progress(policy, round, rounds)` follows it."""
+    """Replay the scenario under each policy; `progress(policy, round, rounds)` follows it.
+
+    `params` replaces the solver settings the scenario file gives (`solve_params`), for sweeps.
+    """
     started = time.perf_counter()
     names = policies or list(loaded.scenario.policies)
     unknown = [n for n in names if n not in POLICIES]
@@ -61,7 +72,7 @@ def run_scenario(
         raise ScenarioError(f"unknown policies {', '.join(unknown)}; known: {', '.join(POLICIES)}")
     world = build_world(loaded)
     factory = central_world(world) if "central-factory" in names else None
-    params = solve_params(loaded)
+    params = params or solve_params(loaded)
     runs: dict[str, PolicyRun] = {}
     for name in names:
         policy, stats = make_policy(name, params, loaded.scenario.seed)

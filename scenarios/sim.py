@@ -23,29 +23,48 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from protocol.model import PRIORITIES, Design, Lab, Order
 from scenarios.world import World, WorldEvent
 from solver.capability import step_groups
 from solver.geo import haversine_km
+from solver.objective import HANDLING_HOURS as SOLVER_HANDLING_HOURS
 from solver.problem import LabState
 
-#: Hours of handling before a finished unit leaves its lab.
-HANDLING_HOURS = 1.0
+#: Hours of handling before a finished unit leaves its lab: the solver's own figure, so that what
+#: the plan counts as on time and what the replay measures agree.
+HANDLING_HOURS = SOLVER_HANDLING_HOURS
 
 
 class SimulationError(RuntimeError):
     """The replay found a defect (a plan that breaks its own problem): a bug, never a result."""
 
 
+class Line(NamedTuple):
+    """One line a policy allocates: units of an order at a lab, and what the plan promised of them.
+
+    Baselines promise nothing beyond placing work where it fits by the due date (`late_units` 0,
+    `arrive_by` None); the solver says how many of its units it planned late and when the last of
+    them should arrive.
+    """
+
+    order_id: str
+    lab_id: str
+    units: int
+    late_units: int = 0
+    arrive_by: datetime | None = None
+
+
 @dataclass
 class Job:
-    """Units of one order queued at a lab."""
+    """Units of one order queued at a lab, with the units of them the plan counted on time."""
 
     order: Order
     units: int
     seq: int
+    on_time_left: int = 0
+    arrive_by: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -58,6 +77,8 @@ class Delivery:
     made_at: datetime
     delivered_at: datetime
     km: float
+    planned_on_time: int = 0  # units of these the plan counted on time
+    arrive_by: datetime | None = None  # when the plan said they would arrive at the latest
 
 
 @dataclass
@@ -211,8 +232,8 @@ class Policy(Protocol):
 
     def allocate(
         self, now: datetime, labs: list[LabSim], demand: list[tuple[Order, int]], designs: dict[str, Design]
-    ) -> list[tuple[str, str, int]]:
-        """(order id, lab id, units) to queue; must respect each lab's free capacity and stock."""
+    ) -> list[tuple[str, str, int]] | list[Line]:
+        """(order id, lab id, units) to queue, or `Line`s; must respect each lab's free capacity and stock."""
         ...
 
 
@@ -349,9 +370,10 @@ class Simulation:
                 demand.append((order, left))
         return demand
 
-    def _commit(self, now: datetime, lines: list[tuple[str, str, int]]) -> None:
+    def _commit(self, now: datetime, lines: list[tuple[str, str, int]] | list[Line]) -> None:
         orders = {o.id: o for o in self.world.orders}
-        for order_id, lab_id, units in lines:
+        for line in lines:
+            order_id, lab_id, units, late_units, arrive_by = Line(*line)
             if units <= 0:
                 continue
             lab = self.by_id[lab_id]
@@ -360,7 +382,7 @@ class Simulation:
                     f"policy {self.policy.name} allocated to lab {lab_id}, which is not live"
                 )
             self.seq += 1
-            lab.queue.append(Job(orders[order_id], units, self.seq))
+            lab.queue.append(Job(orders[order_id], units, self.seq, units - late_units, arrive_by))
             self.allocations.append((now, order_id, lab_id, units))
 
     def _execute(self, now: datetime, hours: float) -> None:
@@ -391,8 +413,19 @@ class Simulation:
                     made_at = now + timedelta(hours=hours * min(1.0, max(0.0, used_share)))
                     km = haversine_km(lab.lab.location, job.order.delivery)
                     delivered_at = made_at + timedelta(hours=HANDLING_HOURS + km / kmh)
+                    promised = min(units, job.on_time_left)
+                    job.on_time_left -= promised
                     self.deliveries.append(
-                        Delivery(job.order.id, lab.lab.id, units, made_at, delivered_at, km)
+                        Delivery(
+                            job.order.id,
+                            lab.lab.id,
+                            units,
+                            made_at,
+                            delivered_at,
+                            km,
+                            promised,
+                            job.arrive_by,
+                        )
                     )
                     self.made[job.order.id] = self.made.get(job.order.id, 0) + units
                     lab.units_made += units

@@ -14,6 +14,7 @@ Shape (every field is documented on the models below)::
     days = 28
     round_hours = 24
     late_window_days = 7         # Cosmolocal may plan units up to this many days late (the planner's default)
+    objective = "balanced"       # on-time, balanced or km: what a day sooner is worth in km
     sources = ["where the figures come from", ...]
 
     [labs]
@@ -63,6 +64,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from protocol.errors import ProtocolError, describe_validation_error
 from protocol.model import Design, Identifier, Name, Priority, TagValue
 from protocol.okh import catalogue, load_okh
+from solver.objective import DEFAULT_OBJECTIVE, Objective
 from solver.problem import SolveParams
 
 BUILTIN_DIR = Path(__file__).with_name("builtin")
@@ -256,6 +258,11 @@ class Scenario(_Model):
         "the planner does (its default); units beyond it are left for a later round",
     )
     transport_kmh: float = Field(default=60.0, gt=0.0, description="door-to-door road speed")
+    objective: Objective = Field(
+        default=DEFAULT_OBJECTIVE,
+        description="how Cosmolocal weighs a day sooner against a km shorter: on-time, balanced or km "
+        "(solver.objective)",
+    )
     designs: list[str] = Field(default_factory=list, description="extra OKH manifests (relative paths)")
     labs: LabsSpec
     demand: list[DemandSpec] = Field(min_length=1)

@@ -13,6 +13,7 @@ import pytest
 from scenarios.report import TOPOJSON_NAME, write_report
 from scenarios.run import run_scenario
 from scenarios.spec import load_scenario
+from scenarios.trade import TRADE_KEYS, TRADE_SCALES, trade_off
 from tests.browser import CHROMIUM, FLAGS
 
 
@@ -21,7 +22,9 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("report")
     from tests.scenarios.conftest import write_scenario
 
-    result = run_scenario(load_scenario(write_scenario(folder)))
+    loaded = load_scenario(write_scenario(folder))
+    result = run_scenario(loaded)
+    result.trade = trade_off(loaded)
     path = folder / "tiny.html"
     write_report(result, path)
     return path
@@ -29,7 +32,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_report_is_self_contained(report: Path) -> None:
     text = report.read_text(encoding="utf-8")
-    assert text.count("Plotly.newPlot") == 3
+    assert text.count("Plotly.newPlot") == 4  # map, timeline, load, km against days
     assert f'"{TOPOJSON_NAME}"' in text and '"countries"' in text
     assert not re.search(r"<script[^>]+src=", text), "no external script"
     assert not re.search(r"<link[^>]+href=\"https?:", text), "no external stylesheet"
@@ -37,6 +40,21 @@ def test_report_is_self_contained(report: Path) -> None:
     for policy in ("cosmolocal", "central-factory", "nearest-greedy", "board"):
         assert policy in text
     assert "lower bound" in text and "Defra" in text
+    assert "Kilometres against days" in text and "time \\u00d716" in text  # plotly escapes the ×
+
+
+def test_the_trade_off_replays_every_weighting(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.scenarios.conftest import write_scenario
+
+    loaded = load_scenario(write_scenario(tmp_path))
+    with ThreadPoolExecutor(max_workers=2) as executor:  # any Executor will do: the seam is the point
+        rows = trade_off(loaded, (0.01, 16.0), executor)
+    assert [r["time_weight_scale"] for r in rows] == [0.01, 16.0]
+    assert all(set(TRADE_KEYS) <= set(r) for r in rows)
+    assert rows[0]["km_per_unit"] <= rows[1]["km_per_unit"] + 1e-9
+    assert len(TRADE_SCALES) >= 5
 
 
 def _chromium_available() -> bool:

@@ -10,7 +10,7 @@ import scenarios.policies as policies
 from protocol.model import Lab, Machine
 from protocol.okh import catalogue
 from scenarios.metrics import WALL_TIME_KEYS, gini, weighted_percentile
-from scenarios.run import run_scenario
+from scenarios.run import run_scenario, solve_params
 from scenarios.sim import SimulationError, fit_units
 from scenarios.spec import load_scenario
 from scenarios.world import build_world, central_world
@@ -152,3 +152,30 @@ count = 40
     assert result.world.notes and "iopa" in result.world.notes[0]
     by = result.by_policy()
     assert by["cosmolocal"]["units_delivered"] > 0
+
+
+def test_each_unit_is_followed_from_plan_to_arrival(tiny: Path) -> None:
+    by = run_scenario(load_scenario(tiny)).by_policy()
+    cosmolocal = by["cosmolocal"]
+    # Light demand: every unit is planned on time and arrives when planned.
+    assert cosmolocal["units_planned_on_time"] == cosmolocal["units_delivered"] > 0
+    assert cosmolocal["units_planned_on_time_arrived_late"] == 0 and cosmolocal["plan_slip_rate"] == 0.0
+    for m in by.values():
+        assert 0 <= m["units_planned_on_time_arrived_late"] <= m["units_planned_on_time"]
+        assert m["units_slipped_after_planned_arrival"] <= m["units_planned_on_time_arrived_late"]
+        assert m["units_planned_on_time_arrived_late"] <= m["units_late"]
+
+
+def test_the_objective_setting_trades_km_for_time(tiny: Path) -> None:
+    loaded = load_scenario(tiny)
+    runs, params = {}, {}
+    for objective in ("km", "on-time"):
+        chosen = loaded.model_copy(
+            update={"scenario": loaded.scenario.model_copy(update={"objective": objective})}
+        )
+        params[objective] = solve_params(chosen)
+        runs[objective] = run_scenario(chosen, ["cosmolocal"]).by_policy()["cosmolocal"]
+    assert params["km"].time_weight["urgent"] < params["on-time"].time_weight["urgent"]
+    assert params["km"].transport_kmh == loaded.scenario.transport_kmh
+    assert runs["km"]["km_per_unit"] <= runs["on-time"]["km_per_unit"] + 1e-9
+    assert runs["km"]["lead_time_mean_h"] >= runs["on-time"]["lead_time_mean_h"] - 1e-9
