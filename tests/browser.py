@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 
-def _chromium() -> Path:
+def find_chromium() -> Path:
     """$COSMOLOCAL_CHROMIUM, else `chromium` (Debian's package) or `chromium-browser` on the PATH.
 
     When none is found, a path that does not exist, so that the browser tests skip with a reason.
@@ -18,7 +18,7 @@ def _chromium() -> Path:
     return Path(found) if found else Path("chromium-not-found")
 
 
-CHROMIUM = _chromium()
+CHROMIUM = find_chromium()
 #: Headless, sandbox off (tests run as root), and nothing that calls out to the network.
 FLAGS = [
     "--headless",
