@@ -57,7 +57,7 @@ def chaos(
 
       [bold]cosmolocal chaos --labs 4 --orders 6 --seed 1 --json[/]
     """
-    from scenarios.chaos import ChaosError, ChaosOptions, run_chaos
+    from scenarios.faults.chaos import ChaosError, ChaosOptions, run_chaos
 
     if not 0.0 <= loss < 1 / 3:
         fail(f"--loss {loss}: must be at least 0 and below 0.33")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from scenarios.chaos import FAULT_KINDS, INSECURE_ONLY, ChaosOptions, run_chaos
+from scenarios.faults.chaos import FAULT_KINDS, INSECURE_ONLY, ChaosOptions, run_chaos
 
 
 def test_chaos_over_a_lossy_link_keeps_every_invariant(tmp_path: Path) -> None:

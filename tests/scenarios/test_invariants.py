@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from scenarios.demo import demo_labs
-from scenarios.invariants import (
+from scenarios.faults.invariants import (
     HistoryEvent,
     health_responsive,
     labs_agree,

@@ -14,9 +14,9 @@ orders over HTTP with idempotency keys, and while the work runs injects faults:
   that still hears it;
 - `duplicate_posts`: a burst of POSTs repeating orders' Idempotency-Keys.
 
-On an insecure mesh every lab also talks through a lossy proxy (`scenarios.proxy`) that drops,
+On an insecure mesh every lab also talks through a lossy proxy (`scenarios.faults.proxy`) that drops,
 duplicates and reorders a share of the frames (5 % each by default). When the orders are done (or
-time is up) the invariants of `scenarios.invariants` are checked from the recorded history.
+time is up) the invariants of `scenarios.faults.invariants` are checked from the recorded history.
 """
 
 from __future__ import annotations
@@ -45,10 +45,10 @@ from protocol.codec import encode
 from protocol.messages import Envelope, Hello
 from protocol.model import Lab
 from protocol.security import ClientKeys, create_keypair, load_keypair, load_public
-from scenarios import invariants
 from scenarios.demo import Mesh, demo_labs, free_port, free_port_pair, start_mesh, wait_for
+from scenarios.faults import invariants
+from scenarios.faults.proxy import LossyProxy
 from scenarios.geography import largest_cities
-from scenarios.proxy import LossyProxy
 
 FAULT_KINDS = ("lab_kill", "lab_pause", "planner_kill", "garbage", "impostor", "duplicate_posts")
 SECURE_ONLY = ("stranger",)
