@@ -696,7 +696,7 @@ class PlannerCore:
         """
         backlog = dict(view.backlog)
         stock = dict(view.stock)
-        held: dict[str, float] = {}
+        units_held: dict[str, int] = {}  # design id -> units made or expected
         for a in self._by_lab.get(view.lab.id, ()):
             design = self.designs[self.orders[a.order_id].design]
             if a.state == "assigned":
@@ -706,7 +706,10 @@ class PlannerCore:
             units = a.quantity if a.state in ACTIVE_STATES else a.units_done
             units += self._in_doubt.get(a.id, (0, None))[0]
             if units:
-                held = add(held, spread(view.lab, design, units, held))
+                units_held[design.id] = units_held.get(design.id, 0) + units
+        held: dict[str, float] = {}
+        for design_id, units in sorted(units_held.items()):  # one levelling per design, not per job
+            held = add(held, spread(view.lab, self.designs[design_id], units, held))
         since = self._hours_from.get(view.lab.id)
         if since is not None:
             days = max(0.0, (now - since).total_seconds() / 86_400.0)
