@@ -271,7 +271,9 @@ def _run(options: ChaosOptions, workdir: Path, say: Callable[[str], None] = lamb
         verdicts = [
             invariants.no_order_lost(set(accepted.values()), views),
             invariants.no_double_execution(history, journals, views),
-            invariants.within_capacity_and_stock(labs, views, journals, started),
+            invariants.within_capacity_and_stock(
+                labs, views, journals, started, invariants.read_late_units(workdir / "planner.db")
+            ),
             invariants.labs_agree(journals, views),
             invariants.health_responsive(probe.samples),
             _duplicates_answered(faults),
