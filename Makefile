@@ -24,7 +24,7 @@ lint: $(STAMP)
 
 # Chromium for the report's browser test (Debian package; Playwright never downloads a browser here).
 browser:
-	@test -x /usr/bin/chromium || (apt-get update -qq && apt-get install -y -qq chromium) \
+	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium) \
 		|| echo "chromium could not be installed: the report's browser test will be skipped"
 
 test: lint browser

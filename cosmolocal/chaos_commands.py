@@ -14,7 +14,7 @@ from cosmolocal.console import err, fail, out
 
 def chaos(
     labs: Annotated[int, typer.Option(min=2, max=12, help="Lab processes to start.")] = 4,
-    orders: Annotated[int, typer.Option(min=1, max=60, help="Orders to place.")] = 6,
+    orders: Annotated[int, typer.Option(min=1, max=80, help="Orders to place.")] = 6,
     seed: Annotated[int, typer.Option(help="Seed of the labs, orders, fault schedule and link.")] = 1,
     faults: Annotated[
         int, typer.Option(min=1, max=40, help="Faults to inject (each kind at least once when room).")
@@ -57,7 +57,7 @@ def chaos(
 
       [bold]cosmolocal chaos --labs 4 --orders 6 --seed 1 --json[/]
     """
-    from scenarios.chaos import ChaosError, ChaosOptions, run_chaos
+    from scenarios.faults.chaos import ChaosError, ChaosOptions, run_chaos
 
     if not 0.0 <= loss < 1 / 3:
         fail(f"--loss {loss}: must be at least 0 and below 0.33")

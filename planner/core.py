@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from planner.events import Event, EventBus
+from planner.hours import add, spread
 from planner.store import AssignmentRow, Ledger
 from protocol.messages import CapacityTrace, DemandTrace, Field_
 from protocol.model import Allocation, Design, Lab, Order, OrderRequest, Plan
@@ -113,6 +114,8 @@ class PlannerCore:
     _promised: dict[str, int] = field(default_factory=dict)
     #: Per assignment of a lost lab: (units it may have made beyond those reported, until when held).
     _in_doubt: dict[str, tuple[int, datetime]] = field(default_factory=dict)
+    #: Per lab: when the planner first gave it work, the start of its hours account (`_lab_state`).
+    _hours_from: dict[str, datetime] = field(default_factory=dict)
 
     # --- boot ---------------------------------------------------------------------------------
 
@@ -131,6 +134,7 @@ class PlannerCore:
             self._index(row)
         self.plan = self.ledger.load_latest_plan()
         self.trails = self.ledger.load_trails()
+        self._hours_from = self.ledger.first_work_at()
 
     # --- events -------------------------------------------------------------------------------
 
@@ -639,9 +643,10 @@ class PlannerCore:
             for a in self._by_order.get(order_id, ())
             if a.state in ACTIVE_STATES or a.state == "done"
         ]
-        labs = [self._lab_state(view) for view in self.labs.values()]
+        now = self.clock()
+        labs = [self._lab_state(view, now) for view in self.labs.values()]
         problem = Problem(
-            now=self.clock(),
+            now=now,
             designs=self.designs,
             labs=labs,
             demands=[Demand(order=order, quantity=order.quantity)],
@@ -663,7 +668,8 @@ class PlannerCore:
             remaining = order.quantity - self.units_committed(order.id)
             if remaining > 0:
                 demands.append(Demand(order=order, quantity=remaining))
-        labs = [self._lab_state(view) for view in self.labs.values()]
+        now = self.clock()
+        labs = [self._lab_state(view, now) for view in self.labs.values()]
         refused = frozenset(
             (a.order_id, a.lab_id)
             for d in demands
@@ -671,7 +677,7 @@ class PlannerCore:
             if a.state == "refused"
         )
         return Problem(
-            now=self.clock(),
+            now=now,
             designs=self.designs,
             labs=labs,
             demands=demands,
@@ -679,22 +685,42 @@ class PlannerCore:
             excluded=refused,
         )
 
-    def _lab_state(self, view: LabView) -> LabState:
-        """A lab as the solver sees it: its report, minus what was assigned but not yet acknowledged."""
+    def _lab_state(self, view: LabView, now: datetime) -> LabState:
+        """A lab as the solver sees it: its report, and the work the planner holds it to.
+
+        Two accounts, and the solver gets the stricter per machine:
+
+        - The lab's report: the backlog it last sent, plus the work assigned but not yet acknowledged
+          (the lab's CAPACITY after its ACCEPT will include it).
+        - The lab's hours since the planner first gave it work (`_hours_from`): every unit it made or
+          is still expected to make, less the hours that have passed. Work a lab finished leaves its
+          backlog, but the hours it took are spent: a lab that works faster than the hours it
+          declared (or whose clock runs ahead of the planner's, as simulated labs do) must not be
+          handed those hours again, or it is asked for more than it offers by a due date.
+        """
         backlog = dict(view.backlog)
         stock = dict(view.stock)
+        units_held: dict[str, int] = {}  # design id -> units made or expected
         for a in self._by_lab.get(view.lab.id, ()):
-            if a.state != "assigned":
-                continue
             design = self.designs[self.orders[a.order_id].design]
-            for material, amount in design.materials_per_unit().items():
-                stock[material] = max(0.0, stock.get(material, 0.0) - amount * a.quantity)
-            for step in design.steps:
-                eligible = [m.id for m in view.lab.machines if step.can_run_on(m)]
-                for machine_id in eligible:
-                    backlog[machine_id] = backlog.get(machine_id, 0.0) + step.minutes * a.quantity / len(
-                        eligible
-                    )
+            if a.state == "assigned":
+                for material, amount in design.materials_per_unit().items():
+                    stock[material] = max(0.0, stock.get(material, 0.0) - amount * a.quantity)
+                backlog = add(backlog, spread(view.lab, design, a.quantity, backlog))
+            units = a.quantity if a.state in ACTIVE_STATES else a.units_done
+            units += self._in_doubt.get(a.id, (0, None))[0]
+            if units:
+                units_held[design.id] = units_held.get(design.id, 0) + units
+        held: dict[str, float] = {}
+        for design_id, units in sorted(units_held.items()):  # one levelling per design, not per job
+            held = add(held, spread(view.lab, self.designs[design_id], units, held))
+        since = self._hours_from.get(view.lab.id)
+        if since is not None:
+            days = max(0.0, (now - since).total_seconds() / 86_400.0)
+            for m in view.lab.machines:
+                owed = held.get(m.id, 0.0) - m.minutes_per_day() * days
+                if owed > backlog.get(m.id, 0.0):
+                    backlog[m.id] = owed
         return LabState(lab=view.lab, backlog_minutes=backlog, stock=stock, live=view.live)
 
     def has_unplanned_demand(self) -> bool:
@@ -748,6 +774,7 @@ class PlannerCore:
                     lease_until=(now + timedelta(seconds=self.answer_window_s)).isoformat(),
                 )
                 self._index(row)
+                self._hours_from.setdefault(row.lab_id, now)
                 Ledger.put_assignment(db, row)
                 events.append(self._emit(db, f"order-{row.order_id}", "job.assigned", row.to_json()))
                 new.append(row)

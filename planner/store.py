@@ -352,6 +352,14 @@ class Ledger:
             "bound_scope": "all" if row[4] else "model",
         }
 
+    def first_work_at(self) -> dict[str, datetime]:
+        """Lab id -> when the first plan that gave it work was committed."""
+        rows = self._db.execute(
+            "SELECT a.lab_id, MIN(p.created_at) FROM assignments a "
+            "JOIN plans p ON p.version = a.plan_version GROUP BY a.lab_id"
+        ).fetchall()
+        return {r[0]: datetime.fromisoformat(r[1]) for r in rows}
+
     def load_latest_plan(self) -> Plan | None:
         """The most recent solved plan, if any."""
         row = self._db.execute("SELECT record FROM plans ORDER BY version DESC LIMIT 1").fetchone()

@@ -1,8 +1,9 @@
 """Where the team's shared folder is (public benchmark instances, real fablab data), if anywhere.
 
 Tests and benchmarks read it in place and never copy it into the project (the data's licence does not
-allow republishing). It is looked for in $COSMOLOCAL_SHARED, beside the repository, then at
-/work/shared; tests that need it skip with a reason when it is absent.
+allow republishing). It is looked for in $COSMOLOCAL_SHARED, then beside the repository (a folder
+`shared` next to the project's folder); tests that need it skip with a reason when it is absent. No
+machine's own path is written here: set COSMOLOCAL_SHARED when the folder lives anywhere else.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ def shared_folder() -> Path:
     candidates = [
         *([Path(os.environ["COSMOLOCAL_SHARED"])] if os.environ.get("COSMOLOCAL_SHARED") else []),
         Path(__file__).resolve().parents[2] / "shared",
-        Path("/work/shared"),
     ]
     return next((c for c in candidates if c.is_dir()), candidates[0])
 

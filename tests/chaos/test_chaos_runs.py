@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
-from scenarios.chaos import FAULT_KINDS, INSECURE_ONLY, ChaosOptions, run_chaos
+import pytest
+
+from scenarios.faults.chaos import FAULT_KINDS, INSECURE_ONLY, ChaosOptions, run_chaos
 
 
 def test_chaos_over_a_lossy_link_keeps_every_invariant(tmp_path: Path) -> None:
@@ -37,3 +40,19 @@ def test_chaos_on_a_secure_mesh_refuses_strangers_and_keeps_every_invariant(tmp_
     assert "stranger" in kinds and "impostor" in kinds
     assert report.counts["keys_refused"] >= 1 and report.counts["impersonations_refused"] >= 1
     assert report.counts["orders_done"] == 6
+
+
+@pytest.mark.timeout(400)
+def test_chaos_at_eight_labs_and_forty_orders_keeps_every_labs_hours(tmp_path: Path) -> None:
+    """Issue 16, item 6: at this size the planner once gave a lab more work by a due date than its
+    hours allow (seed 9001: fablab-paris, 7,791 minutes within 3.79 days where 7,371 fit), handing out
+    again the hours of work the lab had finished faster than declared. Labs run at 3,000x here so the
+    run stays short; the faster the labs, the more hours such a planner would hand out twice."""
+    options = ChaosOptions(labs=8, orders=40, seed=9001, secure=True, speed=3_000.0, timeout_s=240)
+    report = run_chaos(replace(options, workdir=tmp_path))
+    # /health within 1 s is held by the two runs above; with 8 labs, the planner and this test on two
+    # cores shared with other work, a probe can wait past 1 s while nothing is wrong (seen at a load
+    # average of 25). Every other invariant must hold.
+    failed = [v for v in report.verdicts if not v.ok and not v.name.startswith("/health")]
+    assert not failed, failed
+    assert report.counts["orders_done"] == 40 and report.counts["planner_epochs"] == 2

@@ -23,7 +23,7 @@ import pytest
 from protocol.model import Order
 from protocol.okh import catalogue
 from scenarios.demo import Mesh, demo_labs, start_mesh
-from scenarios.invariants import check_made
+from scenarios.faults.invariants import check_made
 
 pytestmark = pytest.mark.e2e
 LABS = demo_labs(3, seed=11)

@@ -13,6 +13,7 @@ from planner.replan import Replanner
 from planner.store import Ledger
 from protocol.model import Allocation, CostTerms, Lab, Location, Machine, OrderRequest, Plan
 from protocol.okh import catalogue
+from solver.check import check
 from solver.problem import SolveParams
 
 NOW = datetime(2026, 5, 1, 8, tzinfo=UTC)
@@ -129,6 +130,37 @@ def test_assigned_but_unanswered_work_is_not_counted_as_free(core: PlannerCore) 
     [state] = core.problem().labs
     assert state.stock["pla"] == pytest.approx(1.0 - 10 * 0.006)
     assert sum(state.backlog_minutes.values()) == pytest.approx(10 * 28)
+
+
+def test_hours_a_lab_spent_fast_are_not_handed_out_again(tmp_path: Path) -> None:
+    """A lab that finishes its work sooner than its hours allow (a simulated lab whose clock runs ahead
+    of the planner's) leaves an empty backlog, but the hours that work took are spent: until they
+    have passed on the planner's clock, another order must not get them too (issue 16, item 6)."""
+    now = [NOW]
+    core = PlannerCore(ledger=Ledger(tmp_path / "c.db"), designs=catalogue(), clock=lambda: now[0])
+    core.lab_hello(LAB, {})  # one machine, 8 h a day: 960 minutes by the due date in 2 days
+    first = core.submit_order(_request(10))  # 10 finger splints: 280 minutes
+    [row] = core.commit_plan(_plan(first.id, 10))
+    core.job_update("lab-a", row.id, "accepted")
+    core.job_update("lab-a", row.id, "done", units_done=10)
+    core.lab_capacity("lab-a", {"p1": 0.0})  # done, and nothing queued, a moment later
+    [state] = core.problem().labs
+    assert state.backlog_minutes["p1"] == pytest.approx(280)
+    second = core.submit_order(_request(25))  # 700 minutes: 280 + 700 > 960
+    too_much = check(core.problem(), _plan(second.id, 25))
+    assert any("machine capacity exceeded" in v for v in too_much), too_much
+    fits = check(core.problem(), _plan(second.id, 24))  # 280 + 672 fits (the 25th unit is short)
+    assert not any("capacity" in v for v in fits), fits
+    # The same account after a planner restart, from the ledger.
+    again = PlannerCore(ledger=Ledger(tmp_path / "c.db"), designs=catalogue(), clock=lambda: now[0])
+    again.load()
+    again.lab_hello(LAB, {})
+    assert again.problem().labs[0].backlog_minutes["p1"] == pytest.approx(280)
+    # Once the hours have passed on the planner's clock, the lab's own report counts alone.
+    now[0] = NOW + timedelta(hours=12)  # half a day: 240 of the 280 minutes' hours have passed
+    assert core.problem().labs[0].backlog_minutes["p1"] == pytest.approx(40)
+    now[0] = NOW + timedelta(days=1)
+    assert core.problem().labs[0].backlog_minutes["p1"] == pytest.approx(0.0)
 
 
 def test_state_comes_back_from_the_ledger(core: PlannerCore, tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from scenarios.demo import demo_labs
-from scenarios.invariants import (
+from scenarios.faults.invariants import (
     HistoryEvent,
     health_responsive,
     labs_agree,
@@ -112,3 +112,19 @@ def test_more_made_than_ordered_is_judged_not_a_crash() -> None:
     views = {"o1": _view("o1", 10, "done", [_allocation("o1-a1", 10, 8, "failed")])}
     journals = {LAB.id: _journal(("o1-a1", 10, 10, "done"), ("o1-a2", 2, 2, "done"))}
     assert within_capacity_and_stock([LAB], views, journals, NOW).ok
+
+
+def test_units_a_plan_placed_late_are_held_to_the_horizon_like_the_validator_does() -> None:
+    fdm_per_day = sum(m.minutes_per_day() for m in LAB.machines if "fdm" in m.processes)
+    due_in_days = 0.25
+    units = int(fdm_per_day * due_in_days / 25) + 10  # 25 fdm minutes a splint: more than fit by then
+    assert units * 0.006 < LAB.stock["pla"]  # the stock is not what binds
+    allocation = _allocation("o1-a1", units, units, "done") | {"plan_version": 3}
+    views = {"o1": _view("o1", units, "done", [allocation])}
+    views["o1"]["due_at"] = (NOW + timedelta(days=due_in_days)).isoformat()
+    journals = {LAB.id: _journal(("o1-a1", units, units, "done"))}
+    on_time = within_capacity_and_stock([LAB], views, journals, NOW)
+    assert not on_time.ok and "machine capacity exceeded" in on_time.detail
+    late = {(3, "o1", LAB.id): 10}  # the plan said 10 of them would be late
+    assert within_capacity_and_stock([LAB], views, journals, NOW, late).ok
+    assert not within_capacity_and_stock([LAB], views, journals, NOW, {(2, "o1", LAB.id): 10}).ok

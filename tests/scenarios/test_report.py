@@ -14,7 +14,7 @@ from scenarios.report import TOPOJSON_NAME, write_report
 from scenarios.run import run_scenario
 from scenarios.spec import load_scenario
 from scenarios.trade import TRADE_KEYS, TRADE_SCALES, trade_off
-from tests.browser import CHROMIUM, FLAGS
+from tests.browser import CHROMIUM, FLAGS, find_chromium
 
 
 @pytest.fixture(scope="module")
@@ -57,22 +57,24 @@ def test_the_trade_off_replays_every_weighting(tmp_path: Path) -> None:
     assert len(TRADE_SCALES) >= 5
 
 
-def _chromium_available() -> bool:
+def _chromium_available() -> Path | None:
     if CHROMIUM.exists():
-        return True
+        return CHROMIUM
     if shutil.which("apt-get"):
         subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], capture_output=True, timeout=600)
-    return CHROMIUM.exists()
+    found = find_chromium()  # looked for again: it was just installed
+    return found if found.exists() else None
 
 
 def test_report_map_draws_offline_in_a_real_browser(report: Path, tmp_path: Path) -> None:
-    if not _chromium_available():
+    chromium = _chromium_available()
+    if chromium is None:
         pytest.skip("chromium is not installed and could not be installed with apt-get (make browser)")
     playwright = pytest.importorskip("playwright.sync_api")
     requests: list[str] = []
     with playwright.sync_playwright() as p:
         context = p.chromium.launch_persistent_context(
-            tempfile.mkdtemp(prefix="chromium-"), executable_path=str(CHROMIUM), args=FLAGS, headless=True
+            tempfile.mkdtemp(prefix="chromium-"), executable_path=str(chromium), args=FLAGS, headless=True
         )
         try:
             page = context.new_page()

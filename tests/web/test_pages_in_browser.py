@@ -110,7 +110,7 @@ def _get(api: str, path: str) -> Any:
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     if not CHROMIUM.exists():
-        pytest.skip("chromium is not installed at /usr/bin/chromium (run `make browser`)")
+        pytest.skip("chromium is not on the PATH nor in $COSMOLOCAL_CHROMIUM (run `make browser`)")
     playwright = pytest.importorskip("playwright.sync_api")
     with playwright.sync_playwright() as p:
         try:

@@ -53,6 +53,23 @@ def read_ledger(path: Path) -> list[HistoryEvent]:
     return [HistoryEvent(r[0], datetime.fromisoformat(r[1]), r[2], json.loads(r[3])) for r in rows]
 
 
+def read_late_units(path: Path) -> dict[tuple[int, str, str], int]:
+    """(plan version, order id, lab id) -> units that plan placed after the order's due date.
+
+    A plan may place units late when no lab can make them in time (late beats never); the validator
+    then holds those units to the planning horizon only, and so does `within_capacity_and_stock`.
+    """
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+        rows = db.execute("SELECT record FROM plans").fetchall()
+    late = {}
+    for (record,) in rows:
+        plan = Plan.model_validate_json(record)
+        for a in plan.allocations:
+            if a.late_units:
+                late[plan.version, a.order_id, a.lab_id] = a.late_units
+    return late
+
+
 def read_journals(folder: Path) -> dict[str, dict[str, Any]]:
     """Lab id -> the journal state each lab left in `folder` (`LAB.journal.json`)."""
     journals = {}
@@ -135,16 +152,30 @@ def no_double_execution(
 
 
 def within_capacity_and_stock(
-    labs: list[Lab], views: dict[str, dict[str, Any]], journals: dict[str, dict[str, Any]], started: datetime
+    labs: list[Lab],
+    views: dict[str, dict[str, Any]],
+    journals: dict[str, dict[str, Any]],
+    started: datetime,
+    late: dict[tuple[int, str, str], int] | None = None,
 ) -> Verdict:
-    """What the labs made fits their starting machine hours and stock (the independent validator)."""
+    """What the labs made fits their starting machine hours and stock (the independent validator).
+
+    Units are held to their order's due date, except those a plan placed late (`late`, from
+    `read_late_units`): as in the validator, those need only fit the planning horizon.
+    """
     orders = [Order.model_validate({k: v[k] for k in Order.model_fields}) for v in views.values()]
+    versions = {a["id"]: a.get("plan_version", -1) for v in views.values() for a in v["allocations"]}
     made_at: dict[tuple[str, str], int] = defaultdict(int)
-    for lab_id, order_id, _, units, _ in _journal_jobs(journals).values():
+    late_at: dict[tuple[str, str], int] = defaultdict(int)
+    for aid, (lab_id, order_id, quantity, units, _) in _journal_jobs(journals).items():
         if units and order_id in views:
             made_at[(order_id, lab_id)] += units
-    violations = check_made(labs, orders, made_at, started)
+            planned_late = (late or {}).get((versions.get(aid, -1), order_id, lab_id), 0)
+            late_at[(order_id, lab_id)] += max(0, units - (quantity - planned_late))
+    violations = check_made(labs, orders, made_at, started, late_at)
     detail = f"{sum(made_at.values())} units at {len({lab for _, lab in made_at})} labs checked"
+    if any(late_at.values()):
+        detail += f" ({sum(late_at.values())} of them planned late)"
     return Verdict(
         "capacity and stock never exceeded",
         not violations,
@@ -153,12 +184,17 @@ def within_capacity_and_stock(
 
 
 def check_made(
-    labs: list[Lab], orders: list[Order], made_at: dict[tuple[str, str], int], started: datetime
+    labs: list[Lab],
+    orders: list[Order],
+    made_at: dict[tuple[str, str], int],
+    started: datetime,
+    late_at: dict[tuple[str, str], int] | None = None,
 ) -> list[str]:
     """The validator's verdict on units made per (order, lab), against the labs' starting state.
 
     Demand is taken as what was made: whether that matches the orders is `no_double_execution`'s
-    business; this checks capability, machine hours by due date, and stock.
+    business; this checks capability, machine hours by due date, and stock. `late_at` gives, per
+    (order, lab), how many of the units made were planned late (held to the horizon only).
     """
     made: dict[str, int] = defaultdict(int)
     for (order_id, _), units in made_at.items():
@@ -181,7 +217,13 @@ def check_made(
         status="FEASIBLE",
         solve_seconds=0,
         allocations=[
-            Allocation(order_id=o, lab_id=lab, quantity=q, cost=CostTerms(km=0, transport=0))
+            Allocation(
+                order_id=o,
+                lab_id=lab,
+                quantity=q,
+                cost=CostTerms(km=0, transport=0),
+                late_units=min(q, (late_at or {}).get((o, lab), 0)),
+            )
             for (o, lab), q in sorted(made_at.items())
         ],
     )

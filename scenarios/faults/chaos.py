@@ -14,9 +14,9 @@ orders over HTTP with idempotency keys, and while the work runs injects faults:
   that still hears it;
 - `duplicate_posts`: a burst of POSTs repeating orders' Idempotency-Keys.
 
-On an insecure mesh every lab also talks through a lossy proxy (`scenarios.proxy`) that drops,
+On an insecure mesh every lab also talks through a lossy proxy (`scenarios.faults.proxy`) that drops,
 duplicates and reorders a share of the frames (5 % each by default). When the orders are done (or
-time is up) the invariants of `scenarios.invariants` are checked from the recorded history.
+time is up) the invariants of `scenarios.faults.invariants` are checked from the recorded history.
 """
 
 from __future__ import annotations
@@ -43,12 +43,13 @@ from planner.admission import Admissions
 from protocol import transport
 from protocol.codec import encode
 from protocol.messages import Envelope, Hello
-from protocol.model import Lab
+from protocol.model import Design, Lab
+from protocol.okh import catalogue
 from protocol.security import ClientKeys, create_keypair, load_keypair, load_public
-from scenarios import invariants
 from scenarios.demo import Mesh, demo_labs, free_port, free_port_pair, start_mesh, wait_for
+from scenarios.faults import invariants
+from scenarios.faults.proxy import LossyProxy
 from scenarios.geography import largest_cities
-from scenarios.proxy import LossyProxy
 
 FAULT_KINDS = ("lab_kill", "lab_pause", "planner_kill", "garbage", "impostor", "duplicate_posts")
 SECURE_ONLY = ("stranger",)
@@ -135,25 +136,54 @@ class _Probe:
                 self.stop.wait(0.2)
 
 
-def _orders(count: int, lab_count: int, seed: int, now: datetime) -> list[dict[str, Any]]:
-    """Seeded hospital orders at French cities without a lab (small enough to finish in a minute)."""
+#: Most of the mesh's stock for a design that the orders may need: the stock sits in separate labs, so
+#: not all of it can serve every order. Beyond it, orders go to another design: a fault run is about
+#: faults, and an order no lab has the stock for would be reported short, not made.
+STOCK_SHARE = 0.75
+
+
+def _orders(count: int, labs: list[Lab], seed: int, now: datetime) -> list[dict[str, Any]]:
+    """Seeded hospital orders at French cities without a lab, that the labs' stock can make (small
+    enough to finish in a minute or two)."""
     rng = random.Random(seed)
-    cities = largest_cities("FR", 8, skip=lab_count)
+    cities = largest_cities("FR", 8, skip=len(labs))
     kinds = [("face-shield", 6, 14), ("finger-splint", 4, 10), ("charlotte-valve", 2, 4)]
+    designs = catalogue()
+    room = {design: STOCK_SHARE * _units_in_stock(labs, designs[design]) for design, _, _ in kinds}
     orders = []
     for i in range(count):
         design, low, high = kinds[i % len(kinds)]
         city = cities[rng.randrange(len(cities))]
+        quantity = rng.randint(low, high)
+        priority = "emergency" if design == "charlotte-valve" else rng.choice(["routine", "urgent"])
+        due_at = now + timedelta(hours=rng.randint(48, 96))
+        if room[design] < quantity:  # out of stock for this design: the next one that has it
+            for other, other_low, other_high in kinds[i % len(kinds) + 1 :] + kinds[: i % len(kinds)]:
+                if room[other] >= max(other_low, min(quantity, other_high)):
+                    design, quantity = other, max(other_low, min(quantity, other_high))
+                    break
+        room[design] -= quantity
         orders.append(
             {
                 "design": design,
-                "quantity": rng.randint(low, high),
-                "priority": "emergency" if design == "charlotte-valve" else rng.choice(["routine", "urgent"]),
-                "due_at": (now + timedelta(hours=rng.randint(48, 96))).isoformat(),
+                "quantity": quantity,
+                "priority": priority,
+                "due_at": due_at.isoformat(),
                 "delivery": city.location.model_dump(),
             }
         )
     return orders
+
+
+def _units_in_stock(labs: list[Lab], design: Design) -> int:
+    """Units of `design` the labs able to make it could make from their starting stock, all together."""
+    per_unit = design.materials_per_unit()
+    total = 0
+    for lab in labs:
+        if any(not any(step.can_run_on(m) for m in lab.machines) for step in design.steps):
+            continue
+        total += min((int(lab.stock.get(m, 0.0) / amount) for m, amount in per_unit.items()), default=0)
+    return total
 
 
 def _schedule(options: ChaosOptions, rng: random.Random) -> list[str]:
@@ -221,7 +251,7 @@ def _run(options: ChaosOptions, workdir: Path, say: Callable[[str], None] = lamb
         started = datetime.now(UTC)
         bodies = {
             f"chaos-{options.seed}-{i}": body
-            for i, body in enumerate(_orders(options.orders, len(labs), options.seed, started))
+            for i, body in enumerate(_orders(options.orders, labs, options.seed, started))
         }
         for key, body in bodies.items():
             accepted[key] = _post(mesh, key, body)
@@ -241,7 +271,9 @@ def _run(options: ChaosOptions, workdir: Path, say: Callable[[str], None] = lamb
         verdicts = [
             invariants.no_order_lost(set(accepted.values()), views),
             invariants.no_double_execution(history, journals, views),
-            invariants.within_capacity_and_stock(labs, views, journals, started),
+            invariants.within_capacity_and_stock(
+                labs, views, journals, started, invariants.read_late_units(workdir / "planner.db")
+            ),
             invariants.labs_agree(journals, views),
             invariants.health_responsive(probe.samples),
             _duplicates_answered(faults),
