@@ -98,6 +98,13 @@ class MoonrakerServer(PrinterServer):
             )
 
     async def start(self, name: str) -> None:
+        # Klipper starts a new file even over a paused print (and the paused one is then recorded as
+        # completed): refuse here, as OctoPrint does, whenever the printer is not ready.
+        status = await self.status()
+        if status.state != "ready":
+            raise PrinterBusy(
+                f"machine {self.link.machine_id}: Moonraker cannot start {name} now (printer {status.state})"
+            )
         response = await self._call("POST", "/printer/print/start", params={"filename": name})
         if response.status_code != 200:
             raise PrinterBusy(
@@ -108,6 +115,16 @@ class MoonrakerServer(PrinterServer):
         await self._call("POST", "/printer/print/cancel")
 
     async def outcome(self, name: str) -> tuple[str, str] | None:
+        # Klipper's own word on its current job first: a print shorter than Moonraker's sampling may
+        # never reach the history (it saw no `printing` state), but print_stats keeps how it ended.
+        current = await self._call("GET", "/printer/objects/query?print_stats")
+        if current.status_code == 200:
+            stats = current.json()["result"]["status"].get("print_stats") or {}
+            if stats.get("filename") == name and stats.get("state") == "complete":
+                return ("success", "")
+            if stats.get("filename") == name and stats.get("state") in ("cancelled", "error"):
+                why = stats.get("message") or stats.get("state")
+                return ("failed", f"Klipper reports the print {stats.get('state')}: {why}")
         response = await self._call("GET", "/server/history/list", params={"limit": 100, "order": "desc"})
         if response.status_code != 200:
             return None
