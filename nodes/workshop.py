@@ -281,7 +281,7 @@ class Workshop:
                 messages.append(self._fail(job, now, failure))
                 stock_changed = True
                 continue
-            units = self._units_by(job, now)
+            units = self.executor.units_done(job.assignment_id, now)
             job.units_done = units
             job.eta = self.executor.eta(job.assignment_id)
             if units >= job.quantity:
@@ -405,7 +405,7 @@ class Workshop:
             self._unacknowledged_ends.add(aid)
             log.warning("offer %s withdrawn by the planner", aid)
             return Failed(assignment_id=aid, units_done=0, reason=job.reason)
-        done = self._units_by(job, now)
+        done = self.executor.units_done(aid, now)
         if done >= job.quantity:
             job.state, job.units_done, job.eta = "done", done, None
             self._unacknowledged_ends.add(aid)
