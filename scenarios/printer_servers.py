@@ -350,8 +350,7 @@ def printer_lab(lab: Lab, server: OctoPrint, folder: Path) -> tuple[Lab, dict[st
 
     Returns the lab and the mapping its lab file holds (printer fields and [[prints]] included)."""
     others = [m for m in lab.machines if "fdm" not in m.processes]
-    # The Virtual Printer runs a print in about a second: as fast as the model allows (100x nominal).
-    printer = Machine(id="printer-1", processes=["fdm"], speed=100.0, hours_per_day=24, tags={"bed_mm": 250})
+    printer = Machine(id="printer-1", processes=["fdm"], speed=1.0, hours_per_day=12, tags={"bed_mm": 250})
     lab = lab.model_copy(update={"machines": [printer, *others]})
     data = lab_to_toml(lab)
     data["machines"][0].update(
