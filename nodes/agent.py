@@ -66,6 +66,7 @@ from protocol.messages import (
     Progress,
     Stock,
     Welcome,
+    WorkReport,
 )
 from protocol.model import Lab, utcnow
 from protocol.security import HANDSHAKE_FAILURES, ClientKeys
@@ -440,7 +441,7 @@ class LabAgent:
             self._reject(peer, f"expected 1 frame from the DEALER, got {len(frames)}")
             return
         message = self._decode(
-            peer, frames[0], (Welcome, Assign, Decide, Heartbeat, Error), "from the planner"
+            peer, frames[0], (Welcome, Assign, Decide, WorkReport, Heartbeat, Error), "from the planner"
         )
         if message is None:
             return
@@ -474,11 +475,27 @@ class LabAgent:
                 self._renew_lease(body.heard)
         elif isinstance(body, Decide):
             await self._on_decide(body)
+        elif isinstance(body, WorkReport):
+            self._on_work_report(body, message)
         elif isinstance(body, Error):
             log.warning("planner rejected our message %s: %s", body.ref_seq, body.reason)
             if self.welcomed and body.code == "not_welcomed":
                 log.warning("planner at %s forgot this lab; saying HELLO again", self.planner_endpoint)
                 await self._resync()
+
+    def _on_work_report(self, body: WorkReport, message: Envelope) -> None:
+        """The operator's report of work done by hand, from the lab page: counted as `node report`'s.
+
+        Its id is the planner's epoch and sequence number, so a frame received twice counts once.
+        The next tick sends what it implies and writes the journal first."""
+        report_id = f"planner-{message.epoch}-{message.seq}"
+        try:
+            entry = Report(body.assignment_id, body.made, body.failed, body.reason, report_id)
+            self.workshop.report(entry, self.clock.now())
+        except (KeyError, ValueError) as exc:
+            log.error("report from the lab page for %s not applied: %s", body.assignment_id, exc)
+            return
+        self._journal_dirty = True
 
     def _hello_soon(self) -> None:
         """The planner speaks to this lab before any WELCOME: it is up, and its WELCOME was lost on
