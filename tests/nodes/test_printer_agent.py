@@ -66,3 +66,42 @@ def test_plates_become_progress_and_a_failed_print_becomes_failed(tmp_path: Path
             assert len(server.started) == 3  # nothing more started on a printer in error
 
     run(scenario)
+
+
+def test_a_restarted_agent_finds_its_print_through_its_journal(tmp_path: Path) -> None:
+    from nodes.journal import Journal
+
+    gcode = tmp_path / "part-x2.gcode"
+    gcode.write_bytes(b"G28\nG1 X10 Y10\n")
+    server = FakePrinterServer(seconds_per_print=1.0)
+    link = PrinterLink("prusa-1", "octoprint", "http://127.0.0.1:9", None)
+    journal = Journal(tmp_path / "lab.journal.json", LAB.id)
+
+    def printers(clock):  # type: ignore[no-untyped-def]
+        return PrinterExecutor(
+            LAB.machines,
+            clock,
+            {"prusa-1": link},
+            [PrintFile("test-part", 0, gcode, 2)],
+            poll_seconds=0.05,
+            servers={"prusa-1": server},
+        )
+
+    async def scenario(ctx: zmq.asyncio.Context) -> None:
+        async with FakePlanner(ctx, heartbeat_ms=200) as planner:
+            async with agent_running(
+                LAB, planner.endpoint, speed=1.0, executor=printers, journal=journal
+            ) as agent:
+                await until(lambda: agent.welcomed, "WELCOME")
+                await planner.send(LAB.id, assign("a-1", quantity=2))
+                await until(lambda: len(server.started) == 1, "the plate to start", timeout=10)
+            saved = journal.load()
+            assert (
+                saved is not None and saved["jobs"][0]["execution"]["plates"][0]["name"] == server.started[0]
+            )
+            async with agent_running(LAB, planner.endpoint, speed=1.0, executor=printers, journal=journal):
+                done = await planner.wait_for("DONE", of("a-1"), timeout=10)
+                assert done.body.units_done == 2
+        assert len(server.started) == 1  # found again, not printed twice
+
+    run(scenario)
