@@ -104,13 +104,6 @@ def test_join_explains_printers_and_stops_on_missing_files(tmp_path: Path) -> No
     assert "machine prusa-1: no API key file" in result.output and "no G-code file" in result.output
 
 
-@pytest.fixture
-def octoprint(tmp_path: Path) -> OctoPrint:
-    server = OctoPrint(tmp_path / "octoprint").start()
-    yield server  # type: ignore[misc]
-    server.stop()
-
-
 def test_join_stops_on_a_refused_key_and_names_the_machine(tmp_path: Path, octoprint: OctoPrint) -> None:
     (tmp_path / "gcode").mkdir()
     (tmp_path / "gcode" / "headband-x4.gcode").write_text("G28\n")

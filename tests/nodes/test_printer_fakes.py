@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from nodes.moonraker import MoonrakerServer
 from nodes.octoprint import OctoPrintServer
@@ -79,13 +77,6 @@ LONG_KLIPPER = b"G28\nG1 X10 Y10 F3000\nPAUSE\nG1 X50 Y50\n"
 def test_the_fake_answers_the_script() -> None:
     assert asyncio.run(script(FakePrinterServer(), LONG_OCTOPRINT)) == EXPECTED
     assert asyncio.run(script(FakePrinterServer(), LONG_KLIPPER)) == EXPECTED
-
-
-@pytest.fixture
-def octoprint(tmp_path: Path) -> Iterator[OctoPrint]:
-    server = OctoPrint(tmp_path).start()
-    yield server
-    server.stop()
 
 
 def test_octoprint_answers_as_the_fake(octoprint: OctoPrint) -> None:

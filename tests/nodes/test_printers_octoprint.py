@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,21 +26,6 @@ from tests.nodes.printer_servers import OctoPrint, plate_gcode
 T0 = datetime(2026, 5, 1, 8, 0, tzinfo=UTC)
 SHIELD = catalogue()["face-shield"]
 PRINTER = Machine(id="prusa-1", processes=["fdm"], tags={"bed_mm": 250})
-
-
-@pytest.fixture(scope="module")
-def octoprint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OctoPrint]:
-    server = OctoPrint(tmp_path_factory.mktemp("octoprint")).start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(autouse=True)
-def ready(octoprint: OctoPrint) -> None:
-    """Each test starts with the Virtual Printer connected and idle."""
-    if octoprint.state() != "Operational":
-        octoprint.api("POST", "/api/job", json={"command": "cancel"})
-        octoprint.reconnect()
 
 
 #: The executors of the running test: `until` stands for their agent's journal (always written at once).
