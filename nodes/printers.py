@@ -608,7 +608,8 @@ class PrinterExecutor(Executor):
 
     def _eta(self, record: _PrintJob) -> datetime:
         """Now plus the longest print under way (the server's estimate) plus the plates left, shared
-        among the printers that can print them (nominal minutes)."""
+        among the printers that can print them (nominal minutes); to the whole minute, so that an
+        estimate that moves by seconds at each poll is not a new PROGRESS each time."""
         now = self._now()
         under_way = 0.0
         for plate in record.plates:
@@ -627,7 +628,8 @@ class PrinterExecutor(Executor):
             queued = max(
                 queued, left * print_file.units * record.job.design.steps[step].minutes * 60.0 / speed
             )
-        return now + timedelta(seconds=under_way + queued)
+        eta = now + timedelta(seconds=under_way + queued)
+        return eta.replace(second=0, microsecond=0) + timedelta(minutes=1)
 
     def _set_problem(self, printer: _Printer, problem: str | None) -> None:
         if problem != printer.problem:
