@@ -237,15 +237,27 @@ def demo(
         typer.Option(help="Where lab files, logs and the ledger go [default: a temporary folder]."),
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the lab and order mix.")] = 7,
+    printers: Annotated[
+        str | None,
+        typer.Option(
+            help="octoprint: the first lab prints on a real OctoPrint Virtual Printer (make printers)."
+        ),
+    ] = None,
 ) -> None:
     """Start a planner and labs at French cities as real processes, order, and watch it all get made.
 
     Exits 0 when every order is done, 1 otherwise.
     """
     from scenarios.demo import DemoOptions, run_demo
+    from scenarios.printer_servers import PrinterServerMissing
 
+    if printers not in (None, "octoprint"):
+        raise typer.BadParameter("the demo drives octoprint only", param_hint="--printers")
     setup_logging("warning")
-    ok = run_demo(
-        DemoOptions(labs=labs, speed=speed, timeout_s=timeout, keep=keep, workdir=workdir, seed=seed)
-    )
+    options = DemoOptions(labs, speed, timeout, keep, workdir, seed, printers)
+    try:
+        ok = run_demo(options)
+    except PrinterServerMissing as exc:
+        typer.secho(str(exc), err=True, fg="red")
+        raise typer.Exit(2) from None
     raise typer.Exit(0 if ok else 1)

@@ -1,10 +1,12 @@
-"""`cosmolocal node ...`: describe a lab once (`init`), then join a planner's mesh with it (`join`)."""
+"""`cosmolocal node ...`: describe a lab once (`init`), join a planner's mesh with it (`join`), and
+report work done by hand (`report`)."""
 
 from __future__ import annotations
 
 import asyncio
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -14,15 +16,58 @@ from rich.table import Table
 from cosmolocal.console import fail, out
 from cosmolocal.logs import LEVELS, setup_logging
 from nodes.agent import run_agent
-from nodes.config import LabFileError, LabOptionError, lab_from_options, load_lab, write_lab
+from nodes.clock import SimClock
+from nodes.config import (
+    LabFileError,
+    LabOptionError,
+    LabSetup,
+    check_lab_setup,
+    lab_from_options,
+    load_lab,
+    load_lab_setup,
+    write_lab,
+)
+from nodes.executor import Executor
 from nodes.journal import Journal, JournalError
+from nodes.manual import ManualExecutor, Report, ReportInbox
+from nodes.printers import PrinterError, PrinterExecutor, PrinterUnreachable, connect
 from protocol.model import Lab
+from protocol.okh import catalogue
 from protocol.security import ClientKeys, KeyFileError, create_keypair, load_keypair, load_public
 
 MACHINE_HELP = (
     "A machine as ID:PROCESSES[:SPEED[:HOURS[:TAG=VAL,...]]]; processes joined by '+'. "
     "Repeat for each machine. Examples: prusa-1:fdm:1.0:10:bed_mm=250  trotec:laser:1.5:8  bench:assembly"
 )
+
+PRINTERS_HELP = """\
+[bold]Printers.[/] A lab whose printers run OctoPrint or Moonraker lets the agent
+print its jobs. In the lab file, give each such machine its driver, its
+server's address and a file holding its API key (never the key itself), and
+name, for each design step it prints, the lab's own sliced G-code file and
+the units one print of it makes:
+
+  \\[\\[machines]]
+  id = "prusa-1"
+  processes = \\["fdm"]
+  tags = { bed_mm = 250 }
+  driver = "octoprint"             # or "moonraker"
+  url = "http://192.168.1.20"
+  api_key_file = "prusa-1.apikey"  # OctoPrint: Settings > Application Keys
+
+  \\[\\[prints]]
+  design = "face-shield"
+  step = 1                         # the design's steps count from 1
+  gcode = "gcode/headband-x4.gcode"
+  units = 4                        # a plate of 4 headbands
+
+A unit counts only when its print ends in success; a failed or cancelled
+print fails the job. Steps with no G-code file (cutting, assembly) are the
+lab's hand work. A missing file or a refused key stops `join` with what to
+do; a server that does not answer counts as down until it does.
+Without printer servers, join with --by-hand and report the units made with
+`cosmolocal node report`.
+"""
 
 node_app = typer.Typer(
     name="node",
@@ -60,6 +105,13 @@ def _show_lab(lab: Lab, path: Path) -> None:
         highlight=False,
     )
     out.print(
+        "printers: to let the agent print on OctoPrint or Moonraker, add driver, url and api_key_file "
+        "to a machine and a \\[\\[prints]] entry per printed design step (G-code file and units per "
+        "print); without a printer server, join with --by-hand and report units with "
+        "`cosmolocal node report`. Details and an example: `cosmolocal node join --help`",
+        highlight=False,
+    )
+    out.print(
         f"next: [bold]cosmolocal node join {path} --planner tcp://HOST:5570 --planner-key planner.key[/]",
         highlight=False,
     )
@@ -92,7 +144,9 @@ def init(
 ) -> None:
     """Write a lab file describing this lab: where it is, its machines and its stock.
 
-    Missing id, name, coordinates or machine are asked for when run in a terminal.
+    Missing id, name, coordinates or machine are asked for when run in a terminal. Printers driven
+    through OctoPrint or Moonraker, and the lab's G-code files, are added to the file afterwards
+    (see `cosmolocal node join --help`).
 
     Examples:
 
@@ -151,7 +205,7 @@ def keys(
     out.print(f"wrote {public} and {public.name}_secret for lab {lab.id}", highlight=False)
 
 
-@node_app.command("join")
+@node_app.command("join", epilog=PRINTERS_HELP)
 def join(
     lab_file: Annotated[Path, typer.Argument(metavar="LAB.toml", help="The lab file (see `node init`).")],
     planner: Annotated[
@@ -197,9 +251,20 @@ def join(
     no_journal: Annotated[
         bool, typer.Option("--no-journal", help="Keep no journal (a restart forgets every job).")
     ] = False,
+    by_hand: Annotated[
+        bool,
+        typer.Option(
+            "--by-hand",
+            help="No printer server: units count when the operator reports them with "
+            "`cosmolocal node report` (instead of simulated execution).",
+        ),
+    ] = False,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
 ) -> None:
     """Join a planner's mesh with a lab file: say HELLO, take jobs, run them, report progress.
+
+    Jobs run on the lab's printers when the lab file names their servers (below), by hand with
+    --by-hand, and otherwise in simulated time (--speed).
 
     Jobs are accepted or refused automatically (by machines and stock), or with --manual by the
     lab's operator on the planner's web page. Runs until Ctrl-C or SIGTERM, then says BYE and exits
@@ -218,9 +283,18 @@ def join(
     if not planner.startswith(("tcp://", "ipc://", "inproc://")):
         fail(f"--planner {planner!r}: expected a ZeroMQ endpoint such as tcp://127.0.0.1:5570")
     try:
-        lab = load_lab(lab_file)
+        setup = load_lab_setup(lab_file)
     except LabFileError as exc:
         fail(str(exc))
+    lab = setup.lab
+    if setup.links:
+        if by_hand:
+            fail("--by-hand: this lab file names printer servers; the agent prints its jobs (drop --by-hand)")
+        if speed != 1.0 or fail_rate:
+            fail("--speed and --fail-rate are for simulated labs: a lab with printers works in real time")
+        _check_printers(setup)
+    elif by_hand and (speed != 1.0 or fail_rate):
+        fail("--speed and --fail-rate are for simulated labs: work by hand runs in real time")
     curve = None
     if insecure:
         typer.secho(
@@ -250,8 +324,9 @@ def join(
         except JournalError as exc:
             fail(f"{exc} (move it away, or start with --no-journal)")
     setup_logging(log_level, lab.id)
+    executor, reports = _execution(setup, lab_file, by_hand)
     try:
-        asyncio.run(_join(lab, planner, speed, fail_rate, seed, manual, book, curve))
+        asyncio.run(_join(lab, planner, speed, fail_rate, seed, manual, book, curve, executor, reports))
     except JournalError as exc:
         fail(f"{exc} (move it away, or start with --no-journal)")
 
@@ -265,6 +340,8 @@ async def _join(
     manual: bool = False,
     journal: Journal | None = None,
     curve: ClientKeys | None = None,
+    executor: Callable[[SimClock], Executor] | None = None,
+    reports: ReportInbox | None = None,
 ) -> None:
     """Run the agent until SIGINT or SIGTERM asks it to stop (it then says BYE)."""
     stop = asyncio.Event()
@@ -282,7 +359,115 @@ async def _join(
             manual=manual,
             journal=journal,
             curve=curve,
+            executor=executor,
+            reports=reports,
         )
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
+
+
+def _inbox(lab_file: Path) -> ReportInbox:
+    """Where `node report` leaves the operator's reports for the lab's agent: LAB.reports/ beside it."""
+    return ReportInbox(lab_file.with_name(f"{lab_file.stem}.reports"))
+
+
+def _execution(
+    setup: LabSetup, lab_file: Path, by_hand: bool
+) -> tuple[Callable[[SimClock], Executor] | None, ReportInbox | None]:
+    """What runs the lab's jobs: its printers, the operator's reports, or (None) simulated time."""
+    if setup.links:
+        lab = setup.lab
+        return (lambda clock: PrinterExecutor(lab.machines, clock, setup.links, setup.prints)), None
+    if by_hand:
+        machines = setup.lab.machines
+        return (lambda clock: ManualExecutor(machines, clock)), _inbox(lab_file)
+    return None, None
+
+
+def _check_printers(setup: LabSetup) -> None:
+    """Fail on what would stop the printers (files missing, a key refused); warn on a server down."""
+    problems = check_lab_setup(setup, catalogue())
+    if problems:
+        fail("the lab's printers cannot work:\n  " + "\n  ".join(problems))
+
+    async def probe() -> list[tuple[str, PrinterError]]:
+        found = []
+        for link in setup.links.values():
+            try:
+                server = connect(link, timeout_s=3.0)
+            except PrinterError as exc:
+                found.append((link.machine_id, exc))
+                continue
+            try:
+                await server.status()
+            except PrinterError as exc:
+                found.append((link.machine_id, exc))
+            finally:
+                await server.close()
+        return found
+
+    for machine_id, exc in asyncio.run(probe()):
+        if not isinstance(exc, PrinterUnreachable):
+            fail(str(exc))
+        typer.secho(
+            f"WARNING: {exc}. Machine {machine_id} counts as down until its server answers.",
+            err=True,
+            fg="yellow",
+        )
+
+
+@node_app.command("report")
+def report(
+    lab_file: Annotated[Path, typer.Argument(metavar="LAB.toml", help="The lab file of the running lab.")],
+    assignment: Annotated[str, typer.Argument(help="The job's assignment id (on the lab page, in the log).")],
+    made: Annotated[int, typer.Option(help="Units finished and good since the last report.")] = 0,
+    failed: Annotated[
+        int, typer.Option(help="Units that failed: the job ends as FAILED, the units made so far stand.")
+    ] = 0,
+    reason: Annotated[str, typer.Option(help="Why the units failed (required with --failed).")] = "",
+    journal: Annotated[
+        Path | None,
+        typer.Option(help="The lab's journal [default: beside the lab file, LAB.journal.json]."),
+    ] = None,
+) -> None:
+    """Report work done by hand to the lab's running agent (started with `node join --by-hand`).
+
+    The agent counts the units, writes its journal, and tells the planner (PROGRESS, DONE or FAILED).
+
+    Examples:
+
+      cosmolocal node report lab.toml o-12-a1 --made 4
+
+      cosmolocal node report lab.toml o-12-a1 --failed 2 --reason "visor cracked on cutting"
+    """
+    try:
+        lab = load_lab(lab_file)
+        entry = Report(assignment, made, failed, reason)
+    except LabFileError as exc:
+        fail(str(exc))
+    except ValueError as exc:
+        fail(f"{exc} (see `cosmolocal node report --help`)")
+    book = Journal(journal or lab_file.with_name(f"{lab_file.stem}.journal.json"), lab.id)
+    try:
+        state = book.load()
+    except JournalError as exc:
+        fail(str(exc))
+    if state is not None:
+        jobs = {j["assign"]["assignment_id"]: j for j in state.get("jobs", [])}
+        under_way = sorted(a for a, j in jobs.items() if j["state"] in ("accepted", "running"))
+        job = jobs.get(assignment)
+        if job is None or job["state"] not in ("accepted", "running"):
+            what = "not a job of this lab" if job is None else f"{job['state']}, not under way"
+            fail(f"{assignment}: {what}; jobs under way: {', '.join(under_way) or 'none'}")
+        left = job["assign"]["quantity"] - job["units_done"]
+        if made > left:
+            done, quantity = job["units_done"], job["assign"]["quantity"]
+            fail(f"{assignment}: {done} of {quantity} units already made; {made} more is too many")
+    written = _inbox(lab_file).put(entry)
+    out.print(
+        f"report {written.id[:8]} left for lab {lab.id}: {assignment} {made} made"
+        + (f", {failed} failed ({reason.strip()})" if failed else "")
+        + "; the running agent (`node join --by-hand`) applies it within a second",
+        highlight=False,
+    )

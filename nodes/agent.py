@@ -33,15 +33,18 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
 import zmq
 import zmq.asyncio
 from zmq.utils.monitor import parse_monitor_message
 
-from nodes.executor import Executor, SimClock
+from nodes.clock import SimClock
+from nodes.executor import Executor
 from nodes.journal import Journal, JournalError
+from nodes.manual import Report, ReportInbox
+from nodes.simulated import SimulatedExecutor
 from nodes.workshop import JobStatus, Reply, Workshop
 from protocol import transport
 from protocol.codec import decode, encode
@@ -63,6 +66,7 @@ from protocol.messages import (
     Progress,
     Stock,
     Welcome,
+    WorkReport,
 )
 from protocol.model import Lab, utcnow
 from protocol.security import HANDSHAKE_FAILURES, ClientKeys
@@ -81,8 +85,6 @@ LIVENESS_INTERVALS = 3
 HOLD_INTERVALS = 2
 #: Heartbeats kept to look up the planner's `heard` (older ones than it echoes are dropped anyway).
 _SENT_TIMES_KEPT = 4096
-#: A unit the lease does not cover is stopped this much before it would be finished.
-_JUST_BEFORE = timedelta(microseconds=1)
 #: A pause of the agent's loop longer than this (process suspended, laptop asleep) is not worked.
 STALL_SECONDS = 1.0
 #: Heartbeat intervals before an unacknowledged DONE/FAILED is sent again (the wait then doubles).
@@ -141,14 +143,19 @@ class LabAgent:
         manual: bool = False,
         journal: Journal | None = None,
         curve: ClientKeys | None = None,
+        executor: Callable[[SimClock], Executor] | None = None,
+        reports: ReportInbox | None = None,
     ) -> None:
         self.lab = lab
         self.planner_endpoint = planner_endpoint
         self.clock = clock or SimClock(utcnow(), speed, monotonic)
         self.clock.stall_seconds = _stall_limit(DEFAULT_HEARTBEAT_SECONDS)
-        self.workshop = Workshop(
-            lab, Executor(lab.machines, self.clock), fail_rate, random.Random(seed), manual=manual
-        )
+        runner = executor(self.clock) if executor is not None else SimulatedExecutor(lab.machines, self.clock)
+        if fail_rate and not isinstance(runner, SimulatedExecutor):
+            raise ValueError("fail_rate injects failures into simulated execution only")
+        self.workshop = Workshop(lab, runner, fail_rate, random.Random(seed), manual=manual)
+        #: Where the operator's reports of work done by hand arrive (`cosmolocal node report`).
+        self.reports = reports
         self.counters = AgentCounters()
         self.journal = journal
         self.curve = curve
@@ -228,6 +235,7 @@ class LabAgent:
             " in manual mode: jobs wait for the operator's decision" if self.workshop.manual else "",
         )
         self._resume_from_journal()
+        await self.workshop.executor.start()
         try:
             self._open_dealer()
             await self._send_hello()
@@ -241,6 +249,7 @@ class LabAgent:
             how = "BYE sent to" if said_bye else "no BYE: no connection to"
             log.info("lab %s left the mesh (%s %s)", self.lab.id, how, self.planner_endpoint)
         finally:
+            await self.workshop.executor.close()
             self._close_sockets()
             if self._own_context and self._context is not None:
                 self._context.destroy(linger=transport.LINGER_MS)
@@ -270,10 +279,12 @@ class LabAgent:
     def _remember(self) -> None:
         """Write the journal before anything that depends on it goes out (a failed write is logged)."""
         if self.journal is None:
+            self.workshop.executor.journaled()  # nothing to write: work need not wait for it
             return
         try:
             self.journal.save(self.workshop.to_journal())
             self._journal_dirty = False
+            self.workshop.executor.journaled()
         except OSError as exc:
             log.error("cannot write the journal %s: %s", self.journal.path, exc)
 
@@ -392,9 +403,13 @@ class LabAgent:
     async def _tick(self, now: float) -> None:
         """Advance the simulated execution and report what changed."""
         sim_now = self.clock.now()
-        changes = self.workshop.advance(sim_now)
-        if changes or self._journal_dirty:
+        taken, changes = self._take_reports(sim_now)
+        changes += self.workshop.advance(sim_now)
+        if changes or taken or self._journal_dirty or self.workshop.executor.journal_dirty:
             self._remember()
+        for report in taken:  # in the journal now: a restart will not count it again
+            assert self.reports is not None
+            self.reports.done(report)
         for body in changes:
             await self._send_job_message(body)
         if not self.welcomed:
@@ -406,6 +421,19 @@ class LabAgent:
         if changed and await self._send(Capacity(backlog_minutes=backlog)):
             self._capacity_sent, self._capacity_at, self._capacity_dirty = backlog, now, False
 
+    def _take_reports(self, now: datetime) -> tuple[list[Report], list[Body]]:
+        """Apply the operator's reports of work done by hand that arrived since the last tick."""
+        if self.reports is None:
+            return [], []
+        taken = self.reports.take()
+        messages: list[Body] = []
+        for report in taken:
+            try:
+                messages += self.workshop.report(report, now)
+            except (KeyError, ValueError) as exc:
+                log.error("report %s for %s not applied: %s", report.id, report.assignment_id, exc)
+        return taken, messages
+
     # --- frames from the planner ---------------------------------------------------------------
 
     async def _on_planner_frames(self, frames: list[bytes], peer: str) -> None:
@@ -413,7 +441,7 @@ class LabAgent:
             self._reject(peer, f"expected 1 frame from the DEALER, got {len(frames)}")
             return
         message = self._decode(
-            peer, frames[0], (Welcome, Assign, Decide, Heartbeat, Error), "from the planner"
+            peer, frames[0], (Welcome, Assign, Decide, WorkReport, Heartbeat, Error), "from the planner"
         )
         if message is None:
             return
@@ -447,11 +475,27 @@ class LabAgent:
                 self._renew_lease(body.heard)
         elif isinstance(body, Decide):
             await self._on_decide(body)
+        elif isinstance(body, WorkReport):
+            self._on_work_report(body, message)
         elif isinstance(body, Error):
             log.warning("planner rejected our message %s: %s", body.ref_seq, body.reason)
             if self.welcomed and body.code == "not_welcomed":
                 log.warning("planner at %s forgot this lab; saying HELLO again", self.planner_endpoint)
                 await self._resync()
+
+    def _on_work_report(self, body: WorkReport, message: Envelope) -> None:
+        """The operator's report of work done by hand, from the lab page: counted as `node report`'s.
+
+        Its id is the planner's epoch and sequence number, so a frame received twice counts once.
+        The next tick sends what it implies and writes the journal first."""
+        report_id = f"planner-{message.epoch}-{message.seq}"
+        try:
+            entry = Report(body.assignment_id, body.made, body.failed, body.reason, report_id)
+            self.workshop.report(entry, self.clock.now())
+        except (KeyError, ValueError) as exc:
+            log.error("report from the lab page for %s not applied: %s", body.assignment_id, exc)
+            return
+        self._journal_dirty = True
 
     def _hello_soon(self) -> None:
         """The planner speaks to this lab before any WELCOME: it is up, and its WELCOME was lost on
@@ -529,8 +573,7 @@ class LabAgent:
     def _apply_lease(self) -> None:
         """Give the clock the lease: its deadline, and the first instant a unit beyond its promise
         would be finished on the current schedule (asked again whenever the schedule changes)."""
-        beyond = self.workshop.first_unpromised_end(self._lease_promise)
-        self.clock.lease(self._lease_until, None if beyond is None else beyond - _JUST_BEFORE)
+        self.clock.lease(self._lease_until, self.workshop.limit(self._lease_promise))
 
     async def _reconcile(self, active: list[str], seq: int) -> None:
         """Stop the jobs the planner withdrew and repeat ends it missed; then work may go on."""
@@ -782,10 +825,14 @@ async def run_agent(
     manual: bool = False,
     journal: Journal | None = None,
     curve: ClientKeys | None = None,
+    executor: Callable[[SimClock], Executor] | None = None,
+    reports: ReportInbox | None = None,
 ) -> LabAgent:
     """Run a lab agent for `lab` against the planner at `planner_endpoint` until `stop` is set.
 
     With `manual`, jobs wait for the operator's decision (DECIDE) instead of an automatic answer.
+    `executor` makes what runs the jobs from the agent's clock (default: simulated execution);
+    `reports` is where the operator's reports of work done by hand arrive.
     Returns the agent (its counters, jobs and stock) after it said BYE and closed its sockets.
     """
     agent = LabAgent(
@@ -798,6 +845,8 @@ async def run_agent(
         manual=manual,
         journal=journal,
         curve=curve,
+        executor=executor,
+        reports=reports,
     )
     await agent.run(stop)
     return agent

@@ -20,6 +20,8 @@ from datetime import datetime
 from typing import Any
 
 from nodes.executor import Executor
+from nodes.manual import ManualExecutor, Report
+from nodes.simulated import SimulatedExecutor
 from protocol.messages import Accept, Assign, Body, Decide, Done, Failed, Progress, Refuse, Stock
 from protocol.model import JobState, Lab
 from protocol.okh import materials
@@ -56,8 +58,6 @@ class JobStatus:
     reserved: dict[str, float] = field(default_factory=dict)
     #: With failure injection: the job fails once this many units are done.
     fail_after_units: int | None = None
-    #: Units made before the agent restarted (from its journal); the executor runs only the rest.
-    units_before: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,10 +273,15 @@ class Workshop:
                 continue
             fail_at = self._fail_at(job)
             if fail_at is not None and fail_at <= now:
-                messages.append(self._fail(job, fail_at))
+                messages.append(self._fail(job, fail_at, None))
                 stock_changed = True
                 continue
-            units = self._units_by(job, now)
+            failure = self.executor.failure(job.assignment_id)
+            if failure is not None:
+                messages.append(self._fail(job, now, failure))
+                stock_changed = True
+                continue
+            units = self.executor.units_done(job.assignment_id, now)
             job.units_done = units
             job.eta = self.executor.eta(job.assignment_id)
             if units >= job.quantity:
@@ -299,7 +304,7 @@ class Workshop:
         """Per job under way: the units made by simulated instant `until` on the current schedule.
 
         What a HEARTBEAT promises (SPEC.md section 5): the lab makes no more before the planner
-        has heard a newer promise (see `first_unpromised_end`).
+        has heard a newer promise (see `limit`).
         """
         return {
             aid: min(job.quantity, self._units_by(job, until))
@@ -308,35 +313,29 @@ class Workshop:
         }
 
     def _units_by(self, job: JobStatus, at: datetime) -> int:
-        """Units of a job under way made by simulated instant `at`, counting those before a restart."""
-        return job.units_before + self.executor.units_done(job.assignment_id, at)
+        """Units of a job under way made by `at` (for a promise: the most that can be made by then)."""
+        return self.executor.units_by(job.assignment_id, at)
 
-    def first_unpromised_end(self, promise: dict[str, int]) -> datetime | None:
-        """The earliest simulated instant a unit beyond `promise` would be finished (None: never).
+    def limit(self, promise: dict[str, int]) -> datetime | None:
+        """Hold to the lease's `promise` (SPEC.md section 5): the executor makes no unit beyond it.
 
-        A job missing from `promise` (taken after it was made) has promised the units it had then.
-        The schedule may have changed since the promise, so this is asked again after each change.
+        Returns the simulated instant the clock must stop at (None: no such limit). A job missing from
+        `promise` (taken after it was made) has promised the units it had then. The schedule may have
+        changed since the promise, so this is asked again after each change.
         """
-        earliest: datetime | None = None
-        for aid, job in self.jobs.items():
-            if job.state not in ("accepted", "running"):
-                continue
-            ends = self.executor.unit_ends(aid)
-            beyond = promise.get(aid, job.units_before) - job.units_before
-            if 0 <= beyond < len(ends) and (earliest is None or ends[beyond] < earliest):
-                earliest = ends[beyond]
-        return earliest
+        return self.executor.limit(promise)
 
     def _fail_at(self, job: JobStatus) -> datetime | None:
         """With failure injection: the instant the job stops (when its fail_after_units-th unit ends)."""
-        if job.fail_after_units is None:
+        if job.fail_after_units is None or not isinstance(self.executor, SimulatedExecutor):
             return None
         if job.fail_after_units == 0:
             return self.executor.started_at(job.assignment_id)
         return self.executor.unit_ends(job.assignment_id)[job.fail_after_units - 1]
 
-    def _fail(self, job: JobStatus, at: datetime) -> Failed:
-        done, started = (job.units_before + n for n in self.executor.stop(job.assignment_id, at))
+    def _fail(self, job: JobStatus, at: datetime, reason: str | None) -> Failed:
+        """End a job the executor could not finish: units not started give their stock back."""
+        done, started = self.executor.stop(job.assignment_id, at)
         unused = job.quantity - started
         per_unit = self._requests[job.assignment_id].design.materials_per_unit()
         for material, amount in per_unit.items():
@@ -344,13 +343,26 @@ class Workshop:
             self.stock[material] = round(self.stock.get(material, 0.0) + back, 9)
             job.reserved[material] = max(0.0, round(job.reserved.get(material, 0.0) - back, 9))
         job.state, job.units_done, job.eta = "failed", done, None
-        job.reason = (
-            f"simulated failure (fail_rate {self.fail_rate:g}): machine stopped after "
-            f"{done} of {job.quantity} units"
-        )
+        if reason is None:
+            reason = f"simulated failure (fail_rate {self.fail_rate:g}): machine stopped after {done}"
+        job.reason = _clip(f"{reason} ({done} of {job.quantity} units made)")
         self._unacknowledged_ends.add(job.assignment_id)
         log.warning("failed %s: %s", job.assignment_id, job.reason)
         return Failed(assignment_id=job.assignment_id, units_done=done, reason=job.reason)
+
+    def report(self, report: Report, now: datetime) -> list[Body]:
+        """Count an operator's report of work done by hand; the next `advance` sends what it implies.
+
+        Raises ValueError naming the job when this lab's work is not reported by hand, or the job is
+        not under way."""
+        if not isinstance(self.executor, ManualExecutor):
+            raise ValueError("this lab's work is not reported by hand (start it with `node join --by-hand`)")
+        job = self.jobs.get(report.assignment_id)
+        if job is None or job.state not in ("accepted", "running"):
+            state = "unknown to this lab" if job is None else f"{job.state}, not under way"
+            raise ValueError(f"job {report.assignment_id} is {state}")
+        self.executor.apply(report)
+        return []
 
     # --- the planner's view of this lab's work --------------------------------------------------
 
@@ -393,12 +405,12 @@ class Workshop:
             self._unacknowledged_ends.add(aid)
             log.warning("offer %s withdrawn by the planner", aid)
             return Failed(assignment_id=aid, units_done=0, reason=job.reason)
-        done = self._units_by(job, now)
+        done = self.executor.units_done(aid, now)
         if done >= job.quantity:
             job.state, job.units_done, job.eta = "done", done, None
             self._unacknowledged_ends.add(aid)
             return Done(assignment_id=aid, units_done=done)
-        done, started = (job.units_before + n for n in self.executor.stop(aid, now))
+        done, started = self.executor.stop(aid, now)
         per_unit = self._requests[aid].design.materials_per_unit()
         for material, amount in per_unit.items():
             back = amount * (job.quantity - started)
@@ -431,6 +443,7 @@ class Workshop:
                     else {"accept": isinstance(answer, Accept)} | answer.model_dump(mode="json"),
                     # (the key keeps its first name, so journals written before acknowledgements load)
                     "end_unreported": aid in self._unacknowledged_ends,
+                    "execution": self.executor.saved(aid) if job.state in ("accepted", "running") else None,
                 }
             )
         return {"stock": dict(self.stock), "jobs": jobs}
@@ -470,10 +483,8 @@ class Workshop:
                 job.state = "done"
                 self._unacknowledged_ends.add(aid)
             elif job.state in ("accepted", "running"):
-                job.units_before = job.units_done
-                left = job.quantity - job.units_done
-                rest = Job(aid, assign.design, left, assign.due_at, assign.priority)
-                job.eta = self.executor.add(rest, at=now)
+                whole = Job(aid, assign.design, assign.quantity, assign.due_at, assign.priority)
+                job.eta = self.executor.resume(whole, job.units_done, entry.get("execution"), now)
                 self._reported[aid] = (job.units_done, job.eta)
 
     # --- state for messages --------------------------------------------------------------------

@@ -43,6 +43,7 @@ from protocol.messages import (
     Refuse,
     Stock,
     Welcome,
+    WorkReport,
 )
 from protocol.security import HANDSHAKE_FAILURES, KeyPair
 
@@ -188,6 +189,16 @@ class MeshServer:
         if lab_id not in self._welcomed:
             return False
         return self.send(lab_id, Decide(assignment_id=assignment_id, accept=accept, reason=reason))
+
+    def send_report(self, lab_id: str, assignment_id: str, made: int, failed: int, reason: str) -> bool:
+        """Forward a lab operator's report of work done by hand as REPORT (SPEC.md section 9).
+
+        False when the lab is not welcomed or not connected: the operator may report again later.
+        """
+        if lab_id not in self._welcomed:
+            return False
+        body = WorkReport(assignment_id=assignment_id, made=made, failed=failed, reason=reason)
+        return self.send(lab_id, body)
 
     def _send_assign(self, row: AssignmentRow) -> None:
         order = self.core.orders[row.order_id]

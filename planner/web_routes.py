@@ -5,8 +5,9 @@ Pages (HTML, server-rendered; their scripts read the JSON API and follow `/event
 - `/` the map of the mesh; `/order` the order form; `/order/{id}` an order's status (its address is
   the capability: no login); `/lab/{id}?token=...` a lab's operator page; `/network` plan figures.
 
-API added here: `GET /labs/{id}/jobs` (the lab's jobs and the planner's view of its schedule) and
-`POST /labs/{id}/jobs/{assignment_id}/decision`, both for the lab's operator token only
+API added here: `GET /labs/{id}/jobs` (the lab's jobs and the planner's view of its schedule),
+`POST /labs/{id}/jobs/{assignment_id}/decision` and `POST /labs/{id}/jobs/{assignment_id}/report`
+(work done by hand), all for the lab's operator token only
 (`Authorization: Bearer ...`), and the public `GET /network/stats`. Static files come from
 `planner/web/static/`, plotly.js from the installed `plotly` package: nothing from a CDN.
 """
@@ -49,6 +50,14 @@ class Decision(BaseModel):
 
     accept: bool
     reason: str = Field(default="", max_length=500, description="why the lab refuses (required to refuse)")
+
+
+class HandReport(BaseModel):
+    """A lab operator's report of work done by hand on a job under way (`node join --by-hand`)."""
+
+    made: int = Field(default=0, ge=0, le=1_000_000, description="units made since the last report")
+    failed: int = Field(default=0, ge=0, le=1_000_000, description="units failed: ends the job as FAILED")
+    reason: str = Field(default="", max_length=400, description="why units failed (required with failed)")
 
 
 def _planner(request: Request) -> Any:
@@ -135,6 +144,57 @@ async def post_job_decision(
         f": {reason}" if reason else "",
     )
     return {"assignment_id": assignment_id, "accept": decision.accept, "reason": reason, "sent": True}
+
+
+@router.post(
+    "/labs/{lab_id}/jobs/{assignment_id}/report",
+    tags=["labs"],
+    status_code=status.HTTP_202_ACCEPTED,
+    responses={401: {}, 403: {}, 404: {}, 409: {}, 422: {}, 503: {}},
+)
+async def post_work_report(
+    lab_id: str,
+    assignment_id: str,
+    report: HandReport,
+    request: Request,
+    authorization: str | None = Header(default=None),
+) -> dict[str, Any]:
+    """Report units made or failed by hand on a job under way (the lab runs `node join --by-hand`).
+
+    The planner forwards the report to the lab as REPORT; the lab counts it through its journal and
+    answers PROGRESS, DONE or FAILED over the mesh. 409 when the job is not under way or the lab is
+    not connected; 422 for an empty report, or failed units without a reason.
+    """
+    _operator(request, lab_id, authorization)
+    planner = _planner(request)
+    job = planner.core.assignments.get(assignment_id)
+    if job is None or job.lab_id != lab_id:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"lab {lab_id} has no job {assignment_id!r}")
+    if job.state not in ("accepted", "running"):
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            f"job {assignment_id} is {job.state}: only a job under way takes reports",
+        )
+    reason = report.reason.strip()
+    problem = None
+    if not report.made and not report.failed:
+        problem = ("made", "report at least one unit made or failed")
+    elif report.failed and not reason:
+        problem = ("reason", "say why the units failed: the planner and the requester read it")
+    if problem is not None:
+        raise HTTPException(422, [{"loc": ["body", problem[0]], "msg": problem[1], "type": "value_error"}])
+    if not planner.core.labs[lab_id].live:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT, f"lab {lab_id} is not connected: start its node, then report again"
+        )
+    if not planner.mesh.send_report(lab_id, assignment_id, report.made, report.failed, reason):
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE, f"lab {lab_id} cannot be reached right now: try again"
+        )
+    log.info(
+        "operator of %s reports %s: %d made, %d failed", lab_id, assignment_id, report.made, report.failed
+    )
+    return {"assignment_id": assignment_id, "made": report.made, "failed": report.failed, "sent": True}
 
 
 @router.get("/network/stats", tags=["plan"])

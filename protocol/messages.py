@@ -182,6 +182,19 @@ class Decide(Body):
     reason: str = Field(default="", max_length=500)
 
 
+class WorkReport(Body):
+    """A lab operator's report of work done by hand on a job under way (SPEC.md section 9).
+
+    The planner forwards it from the operator's page; the lab counts it like `cosmolocal node
+    report` (`made` units made; `failed` units failed, which ends the job as FAILED with `reason`).
+    """
+
+    assignment_id: Identifier
+    made: int = Field(default=0, ge=0, le=1_000_000)
+    failed: int = Field(default=0, ge=0, le=1_000_000)
+    reason: str = Field(default="", max_length=400)
+
+
 ErrorCode = Literal["malformed", "not_welcomed", "invalid", "rate_limited"]
 
 
@@ -213,6 +226,7 @@ BODY_TYPES: dict[str, type[Body]] = {
     "WELCOME": Welcome,
     "ASSIGN": Assign,
     "DECIDE": Decide,
+    "REPORT": WorkReport,
     "ERROR": Error,
     "FIELD": Field_,
 }

@@ -32,6 +32,7 @@ from planner.auth import TokenStore
 from protocol.model import Lab, Location, Machine
 from protocol.security import create_keypair
 from scenarios.geography import City, largest_cities
+from scenarios.printer_servers import OctoPrint, printer_lab
 from solver.geo import haversine_km
 
 
@@ -45,6 +46,8 @@ class DemoOptions:
     keep: bool = False
     workdir: Path | None = None
     seed: int = 7
+    #: "octoprint": the first lab prints its FDM work on a real OctoPrint Virtual Printer.
+    printers: str | None = None
 
 
 @dataclass
@@ -72,10 +75,18 @@ class Mesh:
         """HTTP headers that carry the requester token."""
         return {"Authorization": f"Bearer {self.token}"}
 
-    def add_lab(self, lab: Lab, extra_args: Sequence[str] = ()) -> subprocess.Popen[bytes]:
-        """Write the lab's file (and key pair, admitted), start its `node join` process, keep its line."""
+    def add_lab(
+        self, lab: Lab, extra_args: Sequence[str] = (), file: Mapping[str, Any] | None = None
+    ) -> subprocess.Popen[bytes]:
+        """Write the lab's file (and key pair, admitted), start its `node join` process, keep its line.
+
+        `file` is the lab file's content when it says more than the lab (printers): such a lab works
+        in real time."""
         lab_file = self.workdir / f"{lab.id}.toml"
-        write_lab_file(lab, lab_file)
+        if file is None:
+            write_lab_file(lab, lab_file)
+        else:
+            lab_file.write_bytes(tomli_w.dumps(dict(file)).encode())
         if self.keys_dir is not None:
             public = create_keypair(self.workdir, lab.id, {"lab-id": lab.id}, overwrite=True)
             Admissions(self.keys_dir / "admitted").admit(public)
@@ -89,8 +100,7 @@ class Mesh:
             str(lab_file),
             "--planner",
             self.lab_endpoint or self.mesh_endpoint,
-            "--speed",
-            str(self.speed),
+            *(["--speed", str(self.speed)] if file is None else []),
             *lab_security,
             *extra_args,
         ]
@@ -258,6 +268,7 @@ def start_mesh(
     secure: bool = True,
     mesh_port: int | None = None,
     planner_port: int | None = None,
+    lab_files: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Mesh:
     """Start a planner and one node process per lab; return once the API answers and all labs joined.
 
@@ -266,6 +277,7 @@ def start_mesh(
     `planner admit`. `planner_args` are added to `planner serve`; `node_args` maps a lab id to
     options added to its `node join` (such as `--manual`). `mesh_port` lets labs connect elsewhere
     than the planner's port (e.g. through a proxy that the caller starts on `planner_port`).
+    `lab_files` maps a lab id to its lab file's content when it drives printers (`Mesh.add_lab`).
     """
     workdir.mkdir(parents=True, exist_ok=True)
     http_port, planner_port = free_port(), planner_port or free_port_pair()
@@ -317,7 +329,7 @@ def start_mesh(
             workdir=workdir,
         )
         for lab in labs:
-            mesh.add_lab(lab, (node_args or {}).get(lab.id, ()))
+            mesh.add_lab(lab, (node_args or {}).get(lab.id, ()), (lab_files or {}).get(lab.id))
         wait_for(
             lambda: (_get(api, "/health") or {}).get("labs_live") == len(labs),
             60.0,
@@ -364,14 +376,26 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> bool:
     temp = None if options.workdir else tempfile.TemporaryDirectory(prefix="cosmolocal-demo-")
     workdir = options.workdir or Path(temp.name)  # type: ignore[union-attr]
     labs = demo_labs(options.labs, options.seed)
+    printer_server, lab_files = None, {}
+    if options.printers == "octoprint":
+        printer_server = OctoPrint(workdir / "octoprint")
+        labs[0], lab_files[labs[0].id] = printer_lab(labs[0], printer_server, workdir)
     console.print(
         f"[bold]Cosmolocal demo[/]: a planner and {len(labs)} labs at French cities, as real processes "
         f"(labs work {options.speed:g}x faster than real time). Logs: {workdir}"
     )
     mesh = None
     try:
+        if printer_server is not None:
+            with console.status("starting OctoPrint with its Virtual Printer..."):
+                before = time.monotonic()
+                printer_server.start()
+                started += time.monotonic() - before  # the timeout is the mesh's, not OctoPrint's start
+            console.print(
+                f"{labs[0].name} prints on OctoPrint at {printer_server.url} (Virtual Printer, real time)"
+            )
         with console.status("starting the planner and the labs..."):
-            mesh = start_mesh(labs, workdir, options.speed)
+            mesh = start_mesh(labs, workdir, options.speed, lab_files=lab_files)
         console.print(
             f"planner at {mesh.api} (mesh {mesh.mesh_endpoint}, CurveZMQ, {len(labs)} labs admitted by "
             "key); labs joined: " + ", ".join(lab.location.place or lab.id for lab in labs)
@@ -405,8 +429,24 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> bool:
     finally:
         if mesh is not None:
             mesh.stop()
+        if printer_server is not None:
+            _octoprint_history(printer_server, console)
+            printer_server.stop()
         if temp is not None:
             temp.cleanup()
+
+
+def _octoprint_history(server: OctoPrint, console: Console) -> None:
+    """OctoPrint's own record of the prints the lab ran on it."""
+    try:
+        files = [f for f in server.files() if f["name"].startswith("cl-")]
+    except httpx.HTTPError:
+        return
+    ok = sum((f.get("prints") or {}).get("success", 0) for f in files)
+    failed = sum((f.get("prints") or {}).get("failure", 0) for f in files)
+    console.print(
+        f"OctoPrint's job history: {len(files)} plates uploaded, {ok} printed in success, {failed} failed"
+    )
 
 
 def _follow(client: httpx.Client, placed: list[dict[str, Any]], console: Console, deadline: float) -> bool:

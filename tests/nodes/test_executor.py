@@ -6,7 +6,8 @@ from datetime import timedelta
 
 import pytest
 
-from nodes.executor import Executor, SimClock
+from nodes.clock import SimClock
+from nodes.simulated import SimulatedExecutor as Executor
 from solver.schedule import Job
 from tests.nodes.samples import T0, lab, part
 

@@ -10,7 +10,8 @@ import zmq.asyncio
 from typer.testing import CliRunner
 
 from cosmolocal.node_commands import node_app
-from nodes.executor import Executor, SimClock
+from nodes.clock import SimClock
+from nodes.simulated import SimulatedExecutor as Executor
 from nodes.workshop import OPERATOR_REFUSED, Workshop
 from protocol.codec import decode, encode
 from protocol.messages import BODY_TYPES, KIND_OF, Accept, Decide, Envelope, Refuse, Stock

@@ -7,7 +7,8 @@ from datetime import timedelta
 
 import pytest
 
-from nodes.executor import Executor, SimClock
+from nodes.clock import SimClock
+from nodes.simulated import SimulatedExecutor as Executor
 from nodes.workshop import MAX_OPERATIONS_PER_JOB, MAX_UNITS_PER_JOB, Workshop
 from protocol.messages import Accept, Done, Failed, Progress, Refuse, Stock
 from tests.nodes.samples import T0, assign, lab, part
@@ -169,6 +170,7 @@ def test_a_promise_counts_the_units_by_an_instant_and_finds_the_first_unit_beyon
     ends = shop.executor.unit_ends("a-1")
     assert shop.promise(T0) == {"a-1": 0}
     assert shop.promise(ends[0]) == {"a-1": 1} and shop.promise(ends[-1] + timedelta(hours=1)) == {"a-1": 3}
-    assert shop.first_unpromised_end({"a-1": 1}) == ends[1]
-    assert shop.first_unpromised_end({}) == ends[0]  # a job taken after the promise: none of it
-    assert shop.first_unpromised_end({"a-1": 3}) is None
+    just_before = timedelta(microseconds=1)
+    assert shop.limit({"a-1": 1}) == ends[1] - just_before
+    assert shop.limit({}) == ends[0] - just_before  # a job taken after the promise: none of it
+    assert shop.limit({"a-1": 3}) is None

@@ -75,7 +75,41 @@
         el("button", {type: "button", class: "secondary refuse", onclick: function () { decide(false); }}, "Refuse")));
   }
 
+  function reportable(list) {
+    var select = document.getElementById("report-job");
+    var chosen = select.value;
+    var open = list.filter(function (j) { return j.state === "accepted" || j.state === "running"; });
+    select.replaceChildren.apply(select, open.map(function (j) {
+      return el("option", {value: j.id}, j.id + ": " + j.units_done + " of " + j.quantity + " made");
+    }));
+    if (chosen) select.value = chosen;
+    select.disabled = open.length === 0;
+  }
+
+  document.getElementById("report-form").addEventListener("submit", function (event) {
+    event.preventDefault();
+    var error = document.getElementById("report-error");
+    var status = document.getElementById("report-status");
+    var job = document.getElementById("report-job").value;
+    var body = {made: Number(document.getElementById("report-made").value) || 0,
+      failed: Number(document.getElementById("report-failed").value) || 0,
+      reason: document.getElementById("report-reason").value.trim()};
+    Cosmo.showError(error, "");
+    if (!job) { Cosmo.showError(error, "No job is under way."); return; }
+    status.textContent = "Reporting on " + job + "…";
+    Cosmo.api(labPath + "/jobs/" + encodeURIComponent(job) + "/report",
+      {method: "POST", headers: auth, body: body}).then(function () {
+      status.textContent = "Reported on " + job + "; the lab counts it and tells the planner.";
+      document.getElementById("report-made").value = "0";
+      document.getElementById("report-failed").value = "0";
+    }, function (e) {
+      Cosmo.showError(error, e.message);
+      status.textContent = "";
+    });
+  });
+
   function jobs(list) {
+    reportable(list);
     var awaiting = document.getElementById("awaiting");
     var open = list.filter(function (j) { return j.awaiting_decision; });
     // Keep the offers being typed into; only add new ones and drop answered ones.
