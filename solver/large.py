@@ -40,7 +40,7 @@ from solver.candidates import (
 from solver.network import Network, build_network, trail_discount
 from solver.problem import Problem, SolveParams, horizon_days
 from solver.relaxation import relax
-from solver.rounding import round_units
+from solver.rounding import round_units_by
 from solver.trails import DEFAULT_RULES, TrailRules
 
 #: Candidate labs per demand in the network, as a multiple of k_nearest (the LP starts on k of them).
@@ -59,9 +59,13 @@ FIRST_LP_SHARE = 0.55
 PROOF_TOLERANCE = 1e-6
 #: Widened candidates: this many times more nearest labs and km (and half as many times MOST).
 FURTHER = 4
+#: Candidates are widened only when that could lower the LP's value by more than this share of it.
+WIDEN_GAIN = 0.002
 #: Share of the time limit kept for the rounding and the plan: the search for a better bound, which
 #: only sharpens the reported gap, stops this far before the limit.
 BOUND_RESERVE = 0.12
+#: Share of the time limit kept for writing the plan: the rounding's merge stops this far before it.
+ROUND_RESERVE = 0.04
 #: Deterministic budgets of the relaxation (`SolveParams.deterministic`), counted in LP solves and
 #: simplex iterations, never in seconds: the same problem stops at the same round on any machine.
 #: Per demand, so that a problem twice as large gets twice the work; the widened LP, which starts
@@ -111,11 +115,17 @@ def solve_large(
     stops = [relaxation.stopped]
     beyond = _beyond_cost(problem, params, candidates, rules)
     first = (network, candidates, relaxation)
-    starved = np.flatnonzero(relaxation.demand_price > beyond + network.setup / network.quantity + 1e-6)
+    margin = relaxation.demand_price - (beyond + network.setup / network.quantity)
+    starved = np.flatnonzero(margin > 1e-6)
+    # What widening could save at most: each starved unit made off its candidates at the cheapest
+    # cost there instead of at its marginal price. When that is a sliver of the LP's value, the wider
+    # network (as costly to build and solve again as the first) cannot change the plan much.
+    gain = float(np.sum(margin[starved] * network.quantity[starved]))
+    worth = not math.isnan(relaxation.value) and gain > WIDEN_GAIN * abs(relaxation.value)
     # Building the wider network takes about as long as the first one did: start it only with room
     # for that and a few LP rounds before the deadline.
     room = deadline - time.perf_counter() > 2.0 * built
-    if len(starved) and not math.isnan(relaxation.value) and room:
+    if len(starved) and worth and room:
         # Some demands pay more at the margin than the nearest lab off their candidates would cost:
         # their candidates are too few (a crowded place). Widen theirs and solve again, from the rows
         # and options the first LP took in.
@@ -164,12 +174,17 @@ def solve_large(
                 deadline=bound_by,
             ),
         )
-    units = round_units(network, relaxation.units, network.shortage)
+    # The plan must be out by the limit: the merge (it only lowers the cost) stops ROUND_RESERVE
+    # before it, and says so.
+    merge_by = limit - ROUND_RESERVE * params.time_limit_s
+    units, merged = round_units_by(network, relaxation.units, network.shortage, merge_by)
     if warm_start is not None:
-        kept = round_units(network, _units_of(problem, network, warm_start), network.shortage)
+        kept, kept_merged = round_units_by(
+            network, _units_of(problem, network, warm_start), network.shortage, merge_by
+        )
         if _objective(network, kept) < _objective(network, units):
-            units = kept
-    if "time" in stops or time.perf_counter() > limit:
+            units, merged = kept, kept_merged
+    if "time" in stops or not merged or time.perf_counter() > limit:
         status = TIMED_OUT
     elif relaxation.complete:
         status = CONVERGED

@@ -36,7 +36,7 @@ CUTS_PER_CHAIN = 6
 #: Stopping rule short of convergence: two rounds in a row that move the LP's value by less than
 #: this, relative, with few rows and columns left to add, end the generation ("stalled"). What is
 #: left then changes the prices and the plan by next to nothing, and each round costs a solve.
-STALL = 1e-5
+STALL = 3e-5
 STALL_ADDED = 0.02
 #: Relative violation of a cumulative row that makes it a cut.
 CUT_TOLERANCE = 1e-6

@@ -22,6 +22,7 @@ fits every checkpoint of its chain from p on (their free minutes less the work a
 from __future__ import annotations
 
 import math
+import time
 
 import numpy as np
 
@@ -107,10 +108,18 @@ def round_units(network: Network, fractional: np.ndarray, urgency: np.ndarray) -
 
     `urgency` orders the demands for the fill (larger first): the shortage penalty per unit.
     """
+    return round_units_by(network, fractional, urgency)[0]
+
+
+def round_units_by(
+    network: Network, fractional: np.ndarray, urgency: np.ndarray, deadline: float = math.inf
+) -> tuple[np.ndarray, bool]:
+    """`round_units`, whose merge (it only lowers the cost of a valid plan) stops at `deadline` (a
+    `time.perf_counter()` instant): the units, and whether every split order was tried."""
     n = network
     units = np.floor(np.maximum(0.0, fractional) + ROUND_TOLERANCE).astype(np.int64)
     if not n.options:
-        return units
+        return units, True
     units[~n.exact] = 0
     placed = np.bincount(n.demand, weights=units, minlength=len(n.quantity)).astype(np.int64)
     over = np.flatnonzero(placed > n.quantity)
@@ -123,8 +132,7 @@ def round_units(network: Network, fractional: np.ndarray, urgency: np.ndarray) -
     rows.load(units)
     _trim(rows, units)
     _fill(rows, units, urgency)
-    _merge(rows, units)
-    return units
+    return units, _merge(rows, units, deadline)
 
 
 def _trim(rows: Rows, units: np.ndarray) -> None:
@@ -181,7 +189,7 @@ def _fill(rows: Rows, units: np.ndarray, urgency: np.ndarray) -> None:
                 used_lab[d, int(n.lab[o])] = True
 
 
-def _merge(rows: Rows, units: np.ndarray) -> None:
+def _merge(rows: Rows, units: np.ndarray, deadline: float = math.inf) -> bool:
     """Move each order split over several labs to the one lab where it costs least, if cheaper."""
     n = rows.network
     starts = np.searchsorted(n.demand, np.arange(len(n.quantity) + 1))
@@ -194,6 +202,8 @@ def _merge(rows: Rows, units: np.ndarray) -> None:
         if len(set(n.lab[starts[d] : starts[d + 1]][used[starts[d] : starts[d + 1]]].tolist())) > 1
     ]
     for d in split:
+        if time.perf_counter() >= deadline:
+            return False
         options = np.arange(starts[d], starts[d + 1])
         held = {o: int(units[o]) for o in options.tolist() if units[o] > 0}
         total = sum(held.values())
@@ -230,3 +240,4 @@ def _merge(rows: Rows, units: np.ndarray) -> None:
         for o, u in best[1].items():
             rows.add(o, u)
             units[o] = u
+    return True
