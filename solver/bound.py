@@ -118,8 +118,8 @@ def best_bound(
     has not converged (rows and options missing) can price capacity far above what it is worth, and
     their bound can be far below zero; the dual function is concave, so a golden-section search of
     the prices scaled by θ in [0, 1] finds the best share of them in a few evaluations. Without
-    `search` (prices of a converged LP, whose best share is nearly always all of them), the segment
-    is searched only when the prices do worse than zero prices. The search ends at `deadline` (a
+    `search` (prices of a converged or stalled LP, whose best share is nearly always all of them),
+    the segment is searched only when the prices do worse than zero prices. The search ends at `deadline` (a
     `time.perf_counter()` instant) with the best bound so far.
     """
     point = np.maximum(0.0, point_multiplier)

@@ -63,9 +63,9 @@ FURTHER = 4
 WIDEN_GAIN = 0.002
 #: Share of the time limit kept for the rounding and the plan: the search for a better bound, which
 #: only sharpens the reported gap, stops this far before the limit.
-BOUND_RESERVE = 0.12
+BOUND_RESERVE = 0.15
 #: Share of the time limit kept for writing the plan: the rounding's merge stops this far before it.
-ROUND_RESERVE = 0.04
+ROUND_RESERVE = 0.08
 #: Deterministic budgets of the relaxation (`SolveParams.deterministic`), counted in LP solves and
 #: simplex iterations, never in seconds: the same problem stops at the same round on any machine.
 #: Per demand, so that a problem twice as large gets twice the work; the widened LP, which starts
@@ -157,7 +157,7 @@ def solve_large(
         relaxation.stock_multiplier,
         beyond,
         _priced_beyond(problem, params, candidates, network, rules),
-        search=not relaxation.complete,
+        search=relaxation.stopped not in ("converged", "stalled"),
         deadline=bound_by,
     )
     if relaxation is not first[2] and not relaxation.complete and time.perf_counter() < bound_by:
@@ -170,7 +170,7 @@ def solve_large(
                 rel.stock_multiplier,
                 _beyond_cost(problem, params, cand, rules),
                 _priced_beyond(problem, params, cand, net, rules),
-                search=not rel.complete,
+                search=rel.stopped not in ("converged", "stalled"),
                 deadline=bound_by,
             ),
         )
