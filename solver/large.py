@@ -174,8 +174,8 @@ def solve_large(
                 deadline=bound_by,
             ),
         )
-    # The plan must be out by the limit: the merge (it only lowers the cost) stops ROUND_RESERVE
-    # before it, and says so.
+    # The plan must be out by the limit: the fill and the merge stop ROUND_RESERVE before it (units
+    # not placed by then are short), and the status says so.
     merge_by = limit - ROUND_RESERVE * params.time_limit_s
     units, merged = round_units_by(network, relaxation.units, network.shortage, merge_by)
     if warm_start is not None:

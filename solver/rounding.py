@@ -114,8 +114,8 @@ def round_units(network: Network, fractional: np.ndarray, urgency: np.ndarray) -
 def round_units_by(
     network: Network, fractional: np.ndarray, urgency: np.ndarray, deadline: float = math.inf
 ) -> tuple[np.ndarray, bool]:
-    """`round_units`, whose merge (it only lowers the cost of a valid plan) stops at `deadline` (a
-    `time.perf_counter()` instant): the units, and whether every split order was tried."""
+    """`round_units`, whose fill and merge stop at `deadline` (a `time.perf_counter()` instant; units
+    not placed by then are short, a valid plan still): the units, and whether both went through."""
     n = network
     units = np.floor(np.maximum(0.0, fractional) + ROUND_TOLERANCE).astype(np.int64)
     if not n.options:
@@ -131,7 +131,8 @@ def round_units_by(
     rows = Rows(n)
     rows.load(units)
     _trim(rows, units)
-    _fill(rows, units, urgency)
+    if not _fill(rows, units, urgency, deadline):
+        return units, False
     return units, _merge(rows, units, deadline)
 
 
@@ -162,8 +163,10 @@ def _trim(rows: Rows, units: np.ndarray) -> None:
         units[o] -= take
 
 
-def _fill(rows: Rows, units: np.ndarray, urgency: np.ndarray) -> None:
-    """Place the missing units greedily: most urgent demand first, cheapest option with room first."""
+def _fill(rows: Rows, units: np.ndarray, urgency: np.ndarray, deadline: float = math.inf) -> bool:
+    """Place the missing units greedily: most urgent demand first, cheapest option with room first.
+
+    Stops at `deadline` (what is left unplaced is short: still a valid plan); False when it did."""
     n = rows.network
     placed = np.bincount(n.demand, weights=units, minlength=len(n.quantity)).astype(np.int64)
     missing = n.quantity - placed
@@ -172,6 +175,8 @@ def _fill(rows: Rows, units: np.ndarray, urgency: np.ndarray) -> None:
     for o in np.flatnonzero(units > 0).tolist():
         used_lab[int(n.demand[o]), int(n.lab[o])] = True
     for d in sorted(np.flatnonzero(missing > 0).tolist(), key=lambda d: (-urgency[d], d)):
+        if time.perf_counter() >= deadline:
+            return False
         left = int(missing[d])
         options = np.arange(starts[d], starts[d + 1])
         options = options[n.exact[options]]
@@ -187,6 +192,7 @@ def _fill(rows: Rows, units: np.ndarray, urgency: np.ndarray) -> None:
                 units[o] += take
                 left -= take
                 used_lab[d, int(n.lab[o])] = True
+    return True
 
 
 def _merge(rows: Rows, units: np.ndarray, deadline: float = math.inf) -> bool:
