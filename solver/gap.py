@@ -193,15 +193,17 @@ def solve_textbook(
     workers: int = 2,
     seed: int = 0,
     deterministic: bool = False,
+    work: float | None = None,
 ) -> GapSolution:
     """Plain CP-SAT on the textbook model: x[i][j] Boolean, one agent per job, capacity per agent.
 
     `deterministic` counts the budget in CP-SAT's deterministic time (and interleaves the workers'
-    search), so the same instance and seed give the same answer on any machine.
+    search), so the same instance and seed give the same answer on any machine: `work` of it, by
+    default time_limit_s × WORK_PER_SECOND.
     """
     started = time.perf_counter()
     model, x = _textbook_model(instance, range(instance.agents), range(instance.jobs))
-    solver = _cp_solver(time_limit_s, workers, seed, deterministic)
+    solver = _cp_solver(time_limit_s, workers, seed, deterministic, work)
     status = solver.solve(model)
     seconds = time.perf_counter() - started
     if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
@@ -238,6 +240,7 @@ def solve_gap(
     workers: int = 2,
     seed: int = 0,
     deterministic: bool = True,
+    work: float | None = None,
 ) -> GapSolution:
     """The textbook model for START_SHARE of the time, then a large neighbourhood search.
 
@@ -249,22 +252,27 @@ def solve_gap(
     `deterministic` (the default) counts every budget in CP-SAT's deterministic time and takes the
     neighbourhoods' answers in a fixed order, so the same instance and seed give the same assignment
     on any machine; the time limit still caps the whole. Without it the budgets are wall-clock.
+    `work` sets the deterministic budget of the whole solve (by default time_limit_s ×
+    WORK_PER_SECOND), START_SHARE of it for the start.
     """
     started = time.perf_counter()
     limit = started + time_limit_s
     sense = -1 if instance.sense == "max" else 1
-    start = solve_textbook(instance, START_SHARE * time_limit_s, workers, seed, deterministic)
+    budget = time_limit_s * WORK_PER_SECOND if work is None else work
+    start = solve_textbook(
+        instance, START_SHARE * time_limit_s, workers, seed, deterministic, START_SHARE * budget
+    )
     if start.agent_of is None or start.status == "OPTIMAL":
         seconds = time.perf_counter() - started
         return GapSolution(start.agent_of, start.objective, start.bound, start.status, seconds)
     agent_of = list(start.agent_of)
     rng = random.Random(seed)
     size = min(NEIGHBOURHOOD, instance.agents)
-    work = (1 - START_SHARE) * time_limit_s * WORK_PER_SECOND if deterministic else None
+    left = (1 - START_SHARE) * budget if deterministic else None
     spent, fruitless = 0.0, 0
     lanes = max(1, min(workers, instance.agents // max(1, size)))
     with ThreadPoolExecutor(lanes) as pool:
-        while time.perf_counter() < limit and (work is None or spent < work):
+        while time.perf_counter() < limit and (left is None or spent < left):
             agents = rng.sample(range(instance.agents), min(instance.agents, size * lanes))
             groups = [sorted(agents[k * size : (k + 1) * size]) for k in range(lanes)]
             answers = list(
@@ -358,14 +366,16 @@ def _textbook_model(
     return model, x
 
 
-def _cp_solver(time_limit_s: float, workers: int, seed: int, deterministic: bool) -> cp_model.CpSolver:
+def _cp_solver(
+    time_limit_s: float, workers: int, seed: int, deterministic: bool, work: float | None = None
+) -> cp_model.CpSolver:
     """A CP-SAT solver with this budget: wall-clock, or deterministic time (see WORK_PER_SECOND)."""
     solver = cp_model.CpSolver()
     solver.parameters.num_workers = workers
     solver.parameters.random_seed = seed
     solver.parameters.max_time_in_seconds = time_limit_s
     if deterministic:
-        solver.parameters.max_deterministic_time = time_limit_s * WORK_PER_SECOND
+        solver.parameters.max_deterministic_time = time_limit_s * WORK_PER_SECOND if work is None else work
         solver.parameters.interleave_search = workers > 1
     return solver
 
