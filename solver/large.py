@@ -50,8 +50,7 @@ WIDE = 3
 NEAR_KM = 50.0
 MOST = 96
 #: Share of the time limit the LP may use; the rounding, the bound and the plan take the rest. The
-#: first LP stops by FIRST_LP_SHARE (without deterministic budgets), leaving time to widen the
-#: candidates of crowded demands.
+#: first LP stops by FIRST_LP_SHARE, leaving time to widen the candidates of crowded demands.
 LP_SHARE = 0.7
 FIRST_LP_SHARE = 0.55
 #: A bound this close to the objective, relative to it, proves the plan optimal: the bound is
@@ -112,10 +111,7 @@ def solve_large(
     # The LP starts on the k nearest labs and the extras (trails, room, near), on time where possible.
     active = ((network.rank < params.k_nearest) | (network.rank >= wide)) & _first_variant(network)
     deadline = started + params.time_limit_s * LP_SHARE
-    # With deterministic budgets the clock is only the safety net: the first LP may use the whole
-    # LP share (its budget normally ends it first, and leaves the widened LP its own).
-    first_share = LP_SHARE if params.deterministic else FIRST_LP_SHARE
-    relaxation = relax(network, active, started + params.time_limit_s * first_share, LP_ROUNDS, work)
+    relaxation = relax(network, active, started + params.time_limit_s * FIRST_LP_SHARE, LP_ROUNDS, work)
     stops = [relaxation.stopped]
     beyond = _beyond_cost(problem, params, candidates, rules)
     first = (network, candidates, relaxation)
@@ -178,13 +174,14 @@ def solve_large(
                 deadline=bound_by,
             ),
         )
-    # The plan must be out by the limit: the fill and the merge stop ROUND_RESERVE before it (units
-    # not placed by then are short), and the status says so.
+    # The plan must be out by the limit: the merge stops ROUND_RESERVE before it, the greedy fill
+    # (without which units go short at a high penalty) only at half that; the status says so.
     merge_by = limit - ROUND_RESERVE * params.time_limit_s
-    units, merged = round_units_by(network, relaxation.units, network.shortage, merge_by)
+    fill_by = limit - ROUND_RESERVE * params.time_limit_s / 2
+    units, merged = round_units_by(network, relaxation.units, network.shortage, merge_by, fill_by)
     if warm_start is not None:
         kept, kept_merged = round_units_by(
-            network, _units_of(problem, network, warm_start), network.shortage, merge_by
+            network, _units_of(problem, network, warm_start), network.shortage, merge_by, fill_by
         )
         if _objective(network, kept) < _objective(network, units):
             units, merged = kept, kept_merged

@@ -112,10 +112,15 @@ def round_units(network: Network, fractional: np.ndarray, urgency: np.ndarray) -
 
 
 def round_units_by(
-    network: Network, fractional: np.ndarray, urgency: np.ndarray, deadline: float = math.inf
+    network: Network,
+    fractional: np.ndarray,
+    urgency: np.ndarray,
+    deadline: float = math.inf,
+    fill_deadline: float = math.inf,
 ) -> tuple[np.ndarray, bool]:
-    """`round_units`, whose fill and merge stop at `deadline` (a `time.perf_counter()` instant; units
-    not placed by then are short, a valid plan still): the units, and whether both went through."""
+    """`round_units`, whose merge stops at `deadline` and fill at `fill_deadline` (`time.perf_counter()`
+    instants; units not placed by then are short, a valid plan still): the units, and whether both
+    went through."""
     n = network
     units = np.floor(np.maximum(0.0, fractional) + ROUND_TOLERANCE).astype(np.int64)
     if not n.options:
@@ -131,7 +136,7 @@ def round_units_by(
     rows = Rows(n)
     rows.load(units)
     _trim(rows, units)
-    if not _fill(rows, units, urgency, deadline):
+    if not _fill(rows, units, urgency, fill_deadline):
         return units, False
     return units, _merge(rows, units, deadline)
 
