@@ -73,6 +73,8 @@ ROUND_RESERVE = 0.08
 LP_ROUNDS = 30
 WORK_PER_DEMAND = 12
 WIDER_WORK = 0.5
+#: Why units are short when the solve's time limit cut the greedy fill (see _plan).
+TIME_REASON = "not placed before the solve's time limit (the machine was too busy to finish the plan)"
 #: Statuses of a plan of the large path that is not proven optimal: the relaxation converged (its
 #: LP is solved over every row and option of the network), it stalled (solver.relaxation.STALL:
 #: rows and options were left, but rounds no longer moved its value), it stopped at its budget of
@@ -194,7 +196,7 @@ def solve_large(
     else:
         status = UNCONVERGED
     seconds = time.perf_counter() - started
-    return _plan(problem, params, network, candidates, units, bound, version, seconds, status)
+    return _plan(problem, params, network, candidates, units, bound, version, seconds, status, limit)
 
 
 def _same_options(network: Network, options: np.ndarray, wider: Network) -> np.ndarray:
@@ -369,6 +371,7 @@ def _plan(
     version: int,
     seconds: float,
     status: str = CONVERGED,
+    deadline: float = math.inf,
 ) -> Plan:
     """The plan of whole units per option: one allocation per used (order, lab), shortages, objective."""
     n = network
@@ -402,6 +405,9 @@ def _plan(
         )
     placed = np.bincount(n.demand, weights=units, minlength=len(n.quantity)).astype(np.int64)
     shortages = []
+    # Past the limit (a loaded machine cut the fill), each demand's reason is not looked up: that
+    # takes a second per thousand demands, and the clock, not the labs, left these units short.
+    late = status == TIMED_OUT and time.perf_counter() > deadline
     for d in np.flatnonzero(placed < n.quantity).tolist():
         short = int(n.quantity[d] - placed[d])
         objective += params.shortage_penalty[problem.demands[d].order.priority] * short
@@ -409,7 +415,7 @@ def _plan(
             Shortage(
                 order_id=problem.demands[d].order.id,
                 quantity=short,
-                reason=shortage_reason(problem, candidates, d),
+                reason=TIME_REASON if late else shortage_reason(problem, candidates, d),
             )
         )
     return Plan(
