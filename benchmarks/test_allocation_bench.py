@@ -5,15 +5,17 @@ benchmark's extra_info; `make bench` prints the timings. The targets of the solv
 gap12 optimal in under 1 s an instance; GAP types D and E within 0.5 % of the best known in 10 s
 with 2 workers, beside plain CP-SAT with the same budget; emergency insertion into a loaded
 1,000-lab problem within 200 ms at the 95th percentile; 10,000 orders over 2,000 labs planned
-within 30 s, valid, within 2 % of a valid lower bound.
+within 30 s, valid, within 2 % of a valid lower bound (>= 0), on seeds 1-20, the same objective on
+a second run (deterministic budgets).
 
 Run: make bench   (or .venv/bin/pytest benchmarks/test_allocation_bench.py --benchmark-enable)
-The 10,000 x 2,000 instance runs only then (about 20 s); `cosmolocal bench scale --orders 10000
---labs 2000` runs it on its own.
+The 10,000 x 2,000 instances run only then (up to 30 s a seed; COSMOLOCAL_SCALE_SEEDS=1-3 narrows
+them); `cosmolocal bench scale --orders 10000 --labs 2000 --seed S` runs one on its own.
 """
 
 from __future__ import annotations
 
+import os
 import random
 import resource
 import time
@@ -26,7 +28,7 @@ from scenarios.scale import synthetic_problem
 from solver.allocate import solve
 from solver.check import check
 from solver.emergency import insert_urgent
-from solver.gap import evaluate, read_gap_file, solve_textbook, solve_with_core
+from solver.gap import evaluate, generate, read_gap_file, solve_gap, solve_textbook, solve_with_core
 from solver.problem import Demand, Problem, SolveParams
 from tests.shared import SHARED
 
@@ -50,15 +52,42 @@ def test_gap12_is_solved_to_the_published_optimum(benchmark, index: int) -> None
 @pytest.mark.parametrize("name", sorted(BEST))
 def test_gap_types_d_and_e_within_half_a_percent_beside_plain_cp_sat(benchmark, name: str) -> None:
     [instance] = read_gap_file(GAP / name)
-    core = benchmark.pedantic(solve_with_core, args=(instance, 10.0, 2), rounds=1, iterations=1)
-    plain = solve_textbook(instance, 10.0, 2)
-    assert evaluate(instance, core.agent_of)[1] == []
-    gap = 100.0 * (core.objective - BEST[name]) / BEST[name]
+    ours = benchmark.pedantic(solve_gap, args=(instance, 10.0, 2), rounds=1, iterations=1)
+    plain = solve_textbook(instance, 10.0, 2, deterministic=True)
+    assert evaluate(instance, ours.agent_of)[1] == []
+    gap = 100.0 * (ours.objective - BEST[name]) / BEST[name]
     plain_gap = 100.0 * (plain.objective - BEST[name]) / BEST[name]
     benchmark.extra_info.update(
-        objective=core.objective, gap_pct=gap, plain=plain.objective, plain_gap_pct=plain_gap
+        objective=ours.objective, gap_pct=gap, plain=plain.objective, plain_gap_pct=plain_gap
     )
     assert gap <= 0.5
+    # `make bench` asserts the comparison; under `make test` (benchmarks disabled, the whole suite on
+    # a shared machine) the wall clock can cut the search short of its budget: 6370 against plain
+    # CP-SAT's 6368 was seen there, so only the 0.5 % target is held.
+    if not benchmark.disabled:
+        assert ours.objective <= plain.objective
+
+
+@pytest.mark.parametrize(("kind", "agents"), [("d", 10), ("d", 20), ("e", 10), ("e", 20)])
+def test_gap_types_d_and_e_drawn_anew_no_worse_than_plain_cp_sat(benchmark, kind: str, agents: int) -> None:
+    # Instances of the published generators, not the published files: nothing here was tuned on
+    # them. Their optimum is unknown, so the figure is the gap to the textbook model's bound (an
+    # upper estimate of the gap to the optimum) and the comparison with plain CP-SAT, same budget.
+    if benchmark.disabled:
+        pytest.skip("20 s an instance: enable with --benchmark-enable (make bench)")
+    instance = generate(kind, agents, 100, seed=1)  # type: ignore[arg-type]
+    ours = benchmark.pedantic(solve_gap, args=(instance, 10.0, 2), rounds=1, iterations=1)
+    plain = solve_textbook(instance, 10.0, 2, deterministic=True)
+    assert evaluate(instance, ours.agent_of)[1] == []
+    bound = max(b for b in (ours.bound, plain.bound) if b is not None)
+    benchmark.extra_info.update(
+        objective=ours.objective,
+        plain=plain.objective,
+        bound=bound,
+        gap_to_bound_pct=100.0 * (ours.objective - bound) / bound,
+        plain_gap_to_bound_pct=100.0 * (plain.objective - bound) / bound,
+    )
+    assert ours.objective <= plain.objective
 
 
 def loaded_problem(labs: int = 1000, seed: int = 3) -> Problem:
@@ -105,7 +134,9 @@ def test_emergency_insertion_into_a_loaded_thousand_lab_problem(benchmark) -> No
     seconds.sort()
     p95 = seconds[int(0.95 * len(seconds)) - 1]
     benchmark.extra_info.update(p95_ms=1000 * p95, median_ms=1000 * seconds[len(seconds) // 2])
-    assert p95 <= 0.2
+    # `make bench` asserts the target; `make test` (benchmarks disabled) runs beside the whole suite
+    # on a shared machine, where it holds a regression guard only (203.7 ms was seen at load 30).
+    assert p95 <= (0.5 if benchmark.disabled else 0.2)
 
 
 def test_synthetic_thousand_orders_two_hundred_labs(benchmark) -> None:
@@ -132,11 +163,29 @@ def test_synthetic_two_thousand_orders_four_hundred_labs(benchmark) -> None:
     assert plan.gap <= 0.02
 
 
-def test_synthetic_ten_thousand_orders_two_thousand_labs(benchmark) -> None:
+def _seeds() -> list[int]:
+    """Seeds of the 10,000 x 2,000 target: COSMOLOCAL_SCALE_SEEDS ("1-20" by default, or "3,7")."""
+    text = os.environ.get("COSMOLOCAL_SCALE_SEEDS", "1-20")
+    seeds: list[int] = []
+    for part in text.split(","):
+        low, _, high = part.partition("-")
+        seeds.extend(range(int(low), int(high or low) + 1))
+    return seeds
+
+
+#: Seeds solved a second time to hold the deterministic mode to its word (COSMOLOCAL_SCALE_REPEAT).
+REPEAT = int(os.environ.get("COSMOLOCAL_SCALE_REPEAT", "3"))
+
+
+@pytest.mark.parametrize("seed", _seeds())
+def test_synthetic_ten_thousand_orders_two_thousand_labs(benchmark, seed: int) -> None:
+    # The issue's target on every seed: a valid plan, within 2 % of a bound >= 0 that covers every
+    # plan, in 30 s on 2 cores; the first REPEAT seeds are solved twice, for the same objective.
     if benchmark.disabled:
         pytest.skip("a 30-second solve: enable with --benchmark-enable (make bench)")
-    problem = synthetic_problem(10_000, 2_000, 1)
-    params = SolveParams(time_limit_s=30.0, workers=2, seed=1)
+    problem = synthetic_problem(10_000, 2_000, seed)
+    params = SolveParams(time_limit_s=30.0, workers=2, seed=seed)
+    assert params.deterministic
     started = time.perf_counter()
     plan = benchmark.pedantic(solve, args=(problem, params), rounds=1, iterations=1)
     seconds = time.perf_counter() - started
@@ -146,11 +195,18 @@ def test_synthetic_ten_thousand_orders_two_thousand_labs(benchmark) -> None:
         objective=plan.objective,
         bound=plan.bound,
         gap_pct=100 * plan.gap,
+        status=plan.status,
         seconds=seconds,
         check_seconds=time.perf_counter() - checked,
         short=sum(s.quantity for s in plan.shortages),
         late=sum(a.late_units for a in plan.allocations),
         max_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        load_average=os.getloadavg()[0],
     )
+    if seed in _seeds()[:REPEAT]:
+        again = solve(problem, params)
+        benchmark.extra_info.update(second_objective=again.objective)
+        assert again.objective == plan.objective
+    assert plan.bound >= 0
     assert plan.gap <= 0.02
     assert seconds <= 30.0

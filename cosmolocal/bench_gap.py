@@ -1,4 +1,4 @@
-"""`cosmolocal bench gap`: published GAP instances through the allocation core, beside plain CP-SAT."""
+"""`cosmolocal bench gap`: published GAP instances through solver.gap's solver, beside plain CP-SAT."""
 
 from __future__ import annotations
 
@@ -38,14 +38,21 @@ def gap(
     time_limit: Annotated[float, typer.Option(min=0.1, help="Seconds per instance, per solver.")] = 10.0,
     workers: Annotated[int, typer.Option(min=1, help="CP-SAT workers (both solvers).")] = 2,
     seed: Annotated[int, typer.Option(help="Random seed of both solvers.")] = 0,
+    deterministic: Annotated[
+        bool,
+        typer.Option(
+            help="Budgets in CP-SAT's deterministic time, so a second run gives the same answers on any "
+            "machine (the time limit still caps each solve); --no-deterministic spends wall-clock time."
+        ),
+    ] = True,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per instance per line.")] = False,
 ) -> None:
-    """Solve each GAP instance with the allocation core and with plain CP-SAT, side by side.
+    """Solve each GAP instance with solver.gap's solver and with plain CP-SAT, side by side.
 
     Prints objective, bound, gap to best-known, seconds and feasibility (recomputed from the file).
     Example: [bold]cosmolocal bench gap ../shared/benchmarks/gap/d05100 --time-limit 10[/]
     """
-    from solver.gap import GapFormatError, evaluate, read_gap_file, solve_textbook, solve_with_core
+    from solver.gap import GapFormatError, evaluate, read_gap_file, solve_gap, solve_textbook
 
     console = Console(stderr=True)
     try:
@@ -58,13 +65,11 @@ def gap(
             f"[red]error:[/] --best-known needs a single-instance file; {file} holds {len(instances)}"
         )
         raise typer.Exit(2)
-    table = Table(
-        title=f"GAP {file.name}: allocation core vs plain CP-SAT, {time_limit:g} s, {workers} workers"
-    )
+    table = Table(title=f"GAP {file.name}: solver.gap vs plain CP-SAT, {time_limit:g} s, {workers} workers")
     for column in (
         "instance",
         "sense",
-        "core",
+        "solver.gap",
         "bound",
         "best known",
         "gap %",
@@ -78,8 +83,8 @@ def gap(
         reference = best_known if best_known is not None else KNOWN_OPTIMA.get(instance.name)
         if not as_json:
             console.print(f"solving {instance.name} ({instance.agents} x {instance.jobs}) ...")
-        core = solve_with_core(instance, time_limit, workers, seed)
-        plain = solve_textbook(instance, time_limit, workers, seed)
+        core = solve_gap(instance, time_limit, workers, seed, deterministic)
+        plain = solve_textbook(instance, time_limit, workers, seed, deterministic)
         problems = evaluate(instance, core.agent_of)[1] if core.agent_of is not None else ["no solution"]
         row = {
             "instance": instance.name,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import resource
 import time
 from dataclasses import replace
@@ -27,6 +28,14 @@ def scale(
         int | None,
         typer.Option(min=0, help="Demands above which the whole-problem relaxation path is taken."),
     ] = None,
+    deterministic: Annotated[
+        bool,
+        typer.Option(
+            help="Budgets counted in LP solves and simplex iterations, so the same seed gives the same "
+            "plan on any machine (the time limit still caps it, and a plan it cut says so in its "
+            "status); --no-deterministic spends the time limit instead."
+        ),
+    ] = True,
     dump: Annotated[
         Path | None,
         typer.Option(help="Folder to write problem.json and plan.json into (schema in the docs)."),
@@ -50,7 +59,7 @@ def scale(
         console.print(f"[red]error:[/] {error}")
         raise typer.Exit(2) from None
     generated = time.perf_counter()
-    params = SolveParams(time_limit_s=time_limit, workers=workers, seed=seed)
+    params = SolveParams(time_limit_s=time_limit, workers=workers, seed=seed, deterministic=deterministic)
     if decompose_above is not None:
         params = replace(params, decompose_above=decompose_above)
     with console.status(f"solving {orders} orders x {labs} labs ...", spinner="dots"):
@@ -74,6 +83,8 @@ def scale(
         "units_late": sum(a.late_units for a in plan.allocations),
         "generate_seconds": round(generated - started, 3),
         "check_seconds": round(checked - solved, 3),
+        "deterministic": deterministic,
+        "load_average_1min": round(os.getloadavg()[0], 2),
         "max_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
     if dump is not None:

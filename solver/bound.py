@@ -19,6 +19,7 @@ cannot lift the bound above the optimum.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 
 import numpy as np
@@ -94,3 +95,60 @@ def suffix_sums(network: Network, multiplier: np.ndarray) -> np.ndarray:
         at = order[bounds[d] : bounds[d + 1]]
         total[at] += total[at + 1]
     return total
+
+
+#: Golden-section steps of the line search along the given prices (see `best_bound`).
+LINE_STEPS = 6
+
+
+def best_bound(
+    network: Network,
+    point_multiplier: np.ndarray,
+    stock_multiplier: np.ndarray,
+    beyond_cost: np.ndarray,
+    beyond: Beyond | None = None,
+    search: bool = True,
+    deadline: float = math.inf,
+) -> float:
+    """The best of the Lagrangian bounds at zero prices, at the given prices, and along the segment.
+
+    Every one of them is valid for every plan (weak duality holds at any prices ≥ 0), so the best is
+    too. At zero prices the bound is each demand's cheapest choice with capacity ignored: at least 0
+    when every cost is, so the result never falls below that trivial bound. Prices from an LP that
+    has not converged (rows and options missing) can price capacity far above what it is worth, and
+    their bound can be far below zero; the dual function is concave, so a golden-section search of
+    the prices scaled by θ in [0, 1] finds the best share of them in a few evaluations. Without
+    `search` (prices of a converged or stalled LP, whose best share is nearly always all of them),
+    the segment is searched only when the prices do worse than zero prices. The search ends at `deadline` (a
+    `time.perf_counter()` instant) with the best bound so far.
+    """
+    point = np.maximum(0.0, point_multiplier)
+    stock = np.maximum(0.0, stock_multiplier)
+
+    def at(theta: float) -> float:
+        return lagrangian_bound(network, theta * point, theta * stock, beyond_cost, beyond)
+
+    zero, full = at(0.0), at(1.0)
+    if not (point.any() or stock.any()):
+        return zero
+    best = max(zero, full)
+    if (not search and full >= zero) or time.perf_counter() >= deadline:
+        return best
+    # Concave along the segment: when the ends fall towards the inside neither way, search it.
+    golden = (math.sqrt(5) - 1) / 2
+    lo, hi = 0.0, 1.0
+    a, b = hi - golden * (hi - lo), lo + golden * (hi - lo)
+    fa, fb = at(a), at(b)
+    for _ in range(LINE_STEPS):
+        if time.perf_counter() >= deadline:
+            break
+        if fa >= fb:
+            hi, b, fb = b, a, fa
+            a = hi - golden * (hi - lo)
+            fa = at(a)
+        else:
+            lo, a, fa = a, b, fb
+            b = lo + golden * (hi - lo)
+            fb = at(b)
+        best = max(best, fa, fb)
+    return max(best, fa, fb)

@@ -5,6 +5,8 @@ capacity b[i]; every job goes to exactly one agent. It is the allocation core wi
 resource per agent and no shortage, and `solve_with_core` maps it exactly so, which is how the
 core is measured against published optima. `solve_textbook` is plain CP-SAT on the textbook model
 (one Boolean per pair), the baseline the core must not lose to with the same time and workers.
+`solve_gap` is the dedicated solver: the textbook model for a start and a bound, then a large
+neighbourhood search that re-solves a few agents' jobs exactly, again and again (see there).
 
 Two file formats (see ../shared/benchmarks/README.md): OR-Library's multi-instance files (gap1..12,
 maximisation) and Yagiura's single-instance files (types A–E, minimisation). Both are read as
@@ -13,7 +15,10 @@ whitespace-separated integers, so CRLF line endings do not matter.
 
 from __future__ import annotations
 
+import math
+import random
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -127,6 +132,29 @@ def _instance(numbers: list[int], at: int, name: str, sense: Sense) -> GapInstan
     return GapInstance(name, cost, use, capacity, sense)
 
 
+def generate(kind: Literal["d", "e"], agents: int, jobs: int, seed: int) -> GapInstance:
+    """A minimisation instance of Yagiura's type D or E, drawn as their generators draw them.
+
+    Type D: a[i][j] uniform in 1..100, c[i][j] = 111 - a[i][j] + a uniform integer in -10..10.
+    Type E: a[i][j] = 1 - 10 ln(u), c[i][j] = 1000 / a[i][j] - 10 u' (u, u' uniform in (0, 1]),
+    both rounded down. Both: b[i] = 0.8 × Σ_j a[i][j] / m. Costs and uses are inversely related and
+    capacities tight, which is what makes these types hard; instances nobody tuned for.
+    """
+    rng = random.Random(f"gap-{kind}-{agents}-{jobs}-{seed}")
+    if kind == "d":
+        use = [[rng.randint(1, 100) for _ in range(jobs)] for _ in range(agents)]
+        cost = [[111 - use[i][j] + rng.randint(-10, 10) for j in range(jobs)] for i in range(agents)]
+    elif kind == "e":
+        use = [[int(1 - 10 * math.log(1.0 - rng.random())) for _ in range(jobs)] for _ in range(agents)]
+        cost = [
+            [int(1000 / use[i][j] - 10 * (1.0 - rng.random())) for j in range(jobs)] for i in range(agents)
+        ]
+    else:
+        raise ValueError(f"kind must be 'd' or 'e', got {kind!r}")
+    capacity = [int(0.8 * sum(row) / agents) for row in use]
+    return GapInstance(f"{kind}{agents:02d}{jobs}-s{seed}", cost, use, capacity, "min")
+
+
 def to_core(instance: GapInstance) -> CoreProblem:
     """The GAP as a core problem: one item per job (quantity 1, must place), one resource per agent."""
     flip = -1 if instance.sense == "max" else 1
@@ -160,31 +188,29 @@ def solve_with_core(
 
 
 def solve_textbook(
-    instance: GapInstance, time_limit_s: float = 10.0, workers: int = 2, seed: int = 0
+    instance: GapInstance,
+    time_limit_s: float = 10.0,
+    workers: int = 2,
+    seed: int = 0,
+    deterministic: bool = False,
+    work: float | None = None,
 ) -> GapSolution:
-    """Plain CP-SAT on the textbook model: x[i][j] Boolean, one agent per job, capacity per agent."""
+    """Plain CP-SAT on the textbook model: x[i][j] Boolean, one agent per job, capacity per agent.
+
+    `deterministic` counts the budget in CP-SAT's deterministic time (and interleaves the workers'
+    search), so the same instance and seed give the same answer on any machine: `work` of it, by
+    default time_limit_s × WORK_PER_SECOND.
+    """
     started = time.perf_counter()
-    model = cp_model.CpModel()
-    x = [[model.new_bool_var(f"x[{i},{j}]") for j in range(instance.jobs)] for i in range(instance.agents)]
-    for j in range(instance.jobs):
-        model.add_exactly_one(x[i][j] for i in range(instance.agents))
-    for i in range(instance.agents):
-        model.add(sum(instance.use[i][j] * x[i][j] for j in range(instance.jobs)) <= instance.capacity[i])
-    total = sum(instance.cost[i][j] * x[i][j] for i in range(instance.agents) for j in range(instance.jobs))
-    if instance.sense == "max":
-        model.maximize(total)
-    else:
-        model.minimize(total)
-    solver = cp_model.CpSolver()
-    solver.parameters.max_time_in_seconds = time_limit_s
-    solver.parameters.num_workers = workers
-    solver.parameters.random_seed = seed
+    model, x = _textbook_model(instance, range(instance.agents), range(instance.jobs))
+    solver = _cp_solver(time_limit_s, workers, seed, deterministic, work)
     status = solver.solve(model)
     seconds = time.perf_counter() - started
     if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         return GapSolution(None, None, None, solver.status_name(status), seconds)
     agent_of = [
-        next(i for i in range(instance.agents) if solver.value(x[i][j])) for j in range(instance.jobs)
+        next(i for i in range(instance.agents) if (i, j) in x and solver.value(x[i, j]))
+        for j in range(instance.jobs)
     ]
     return GapSolution(
         agent_of,
@@ -193,6 +219,165 @@ def solve_textbook(
         "OPTIMAL" if status == cp_model.OPTIMAL else "FEASIBLE",
         seconds,
     )
+
+
+#: Share of the time the textbook model gets first, for a start and a bound (solve_gap).
+START_SHARE = 0.15
+#: Agents re-solved together in one neighbourhood, at first and at most (it grows when the
+#: neighbourhoods of the current size are solved to optimality without gain).
+NEIGHBOURHOOD = 4
+NEIGHBOURHOOD_MOST = 8
+#: Budget of one neighbourhood's solve, in CP-SAT's deterministic time.
+NEIGHBOURHOOD_WORK = 0.25
+#: CP-SAT's deterministic time per second of the caller's time limit: a budget a machine of about
+#: this speed spends in that time; it is the same on any machine, and the time limit stays a cap.
+WORK_PER_SECOND = 0.8
+
+
+def solve_gap(
+    instance: GapInstance,
+    time_limit_s: float = 10.0,
+    workers: int = 2,
+    seed: int = 0,
+    deterministic: bool = True,
+    work: float | None = None,
+) -> GapSolution:
+    """The textbook model for START_SHARE of the time, then a large neighbourhood search.
+
+    Each step picks a few agents (NEIGHBOURHOOD, at random from a generator seeded by `seed`) and
+    re-solves their jobs among them exactly with CP-SAT, the current assignment as a hint; a cheaper
+    assignment is kept. With several workers, as many neighbourhoods of disjoint agents are solved
+    at once, each on one thread, and their gains add up. The bound is the textbook model's.
+
+    `deterministic` (the default) counts every budget in CP-SAT's deterministic time and takes the
+    neighbourhoods' answers in a fixed order, so the same instance and seed give the same assignment
+    on any machine; the time limit still caps the whole. Without it the budgets are wall-clock.
+    `work` sets the deterministic budget of the whole solve (by default time_limit_s ×
+    WORK_PER_SECOND), START_SHARE of it for the start.
+    """
+    started = time.perf_counter()
+    limit = started + time_limit_s
+    sense = -1 if instance.sense == "max" else 1
+    budget = time_limit_s * WORK_PER_SECOND if work is None else work
+    start = solve_textbook(
+        instance, START_SHARE * time_limit_s, workers, seed, deterministic, START_SHARE * budget
+    )
+    if start.agent_of is None or start.status == "OPTIMAL":
+        seconds = time.perf_counter() - started
+        return GapSolution(start.agent_of, start.objective, start.bound, start.status, seconds)
+    agent_of = list(start.agent_of)
+    rng = random.Random(seed)
+    size = min(NEIGHBOURHOOD, instance.agents)
+    left = (1 - START_SHARE) * budget if deterministic else None
+    spent, fruitless = 0.0, 0
+    lanes = max(1, min(workers, instance.agents // max(1, size)))
+    with ThreadPoolExecutor(lanes) as pool:
+        while time.perf_counter() < limit and (left is None or spent < left):
+            agents = rng.sample(range(instance.agents), min(instance.agents, size * lanes))
+            groups = [sorted(agents[k * size : (k + 1) * size]) for k in range(lanes)]
+            answers = list(
+                pool.map(
+                    lambda group: _resolve(instance, agent_of, group, seed, limit, deterministic),
+                    groups,
+                )
+            )
+            for moves, cost_change, proven, used in answers:
+                spent += used
+                if moves is not None and cost_change * sense < 0:
+                    for j, i in moves.items():
+                        agent_of[j] = i
+                    fruitless = 0
+                elif proven:
+                    fruitless += 1
+            if fruitless >= 4 * instance.agents and size < min(NEIGHBOURHOOD_MOST, instance.agents):
+                size, fruitless = size + 1, 0
+                lanes = max(1, min(workers, instance.agents // size))
+    objective, problems = evaluate(instance, agent_of)
+    assert not problems, problems  # every step keeps capacities: a violation is a defect here
+    better = start.objective is None or objective * sense <= start.objective * sense
+    final = agent_of if better else start.agent_of
+    value = objective if better else start.objective
+    optimal = start.bound is not None and abs(value - start.bound) < 1e-9
+    status = "OPTIMAL" if optimal else "FEASIBLE"
+    return GapSolution(final, value, start.bound, status, time.perf_counter() - started)
+
+
+def _resolve(
+    instance: GapInstance,
+    agent_of: list[int],
+    agents: list[int],
+    seed: int,
+    limit: float,
+    deterministic: bool,
+) -> tuple[dict[int, int] | None, float, bool, float]:
+    """Re-solve the jobs of `agents` among them: (new agent per moved job, cost change, proven, work)."""
+    chosen = set(agents)
+    jobs = [j for j, i in enumerate(agent_of) if i in chosen]
+    if not jobs:
+        return None, 0.0, True, 0.0
+    model, x = _textbook_model(instance, agents, jobs)
+    for j in jobs:
+        for i in agents:
+            if (i, j) in x:
+                model.add_hint(x[i, j], agent_of[j] == i)
+    solver = cp_model.CpSolver()
+    solver.parameters.num_workers = 1
+    solver.parameters.random_seed = seed
+    left = limit - time.perf_counter()
+    if left <= 0:
+        return None, 0.0, False, 0.0
+    solver.parameters.max_time_in_seconds = left if deterministic else min(left, NEIGHBOURHOOD_WORK)
+    if deterministic:
+        solver.parameters.max_deterministic_time = NEIGHBOURHOOD_WORK
+    status = solver.solve(model)
+    used = solver.deterministic_time if deterministic else solver.wall_time
+    if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+        return None, 0.0, False, used
+    moves = {}
+    change = 0.0
+    for j in jobs:
+        i = next(i for i in agents if (i, j) in x and solver.value(x[i, j]))
+        if i != agent_of[j]:
+            moves[j] = i
+            change += instance.cost[i][j] - instance.cost[agent_of[j]][j]
+    return moves, change, status == cp_model.OPTIMAL, used
+
+
+def _textbook_model(
+    instance: GapInstance, agents: range | list[int], jobs: range | list[int]
+) -> tuple[cp_model.CpModel, dict[tuple[int, int], cp_model.IntVar]]:
+    """The textbook model of these jobs on these agents (all of each agent's capacity)."""
+    model = cp_model.CpModel()
+    x = {
+        (i, j): model.new_bool_var(f"x[{i},{j}]")
+        for i in agents
+        for j in jobs
+        if instance.use[i][j] <= instance.capacity[i]
+    }
+    for j in jobs:
+        model.add_exactly_one(x[i, j] for i in agents if (i, j) in x)
+    for i in agents:
+        model.add(sum(instance.use[i][j] * x[i, j] for j in jobs if (i, j) in x) <= instance.capacity[i])
+    total = sum(instance.cost[i][j] * v for (i, j), v in x.items())
+    if instance.sense == "max":
+        model.maximize(total)
+    else:
+        model.minimize(total)
+    return model, x
+
+
+def _cp_solver(
+    time_limit_s: float, workers: int, seed: int, deterministic: bool, work: float | None = None
+) -> cp_model.CpSolver:
+    """A CP-SAT solver with this budget: wall-clock, or deterministic time (see WORK_PER_SECOND)."""
+    solver = cp_model.CpSolver()
+    solver.parameters.num_workers = workers
+    solver.parameters.random_seed = seed
+    solver.parameters.max_time_in_seconds = time_limit_s
+    if deterministic:
+        solver.parameters.max_deterministic_time = time_limit_s * WORK_PER_SECOND if work is None else work
+        solver.parameters.interleave_search = workers > 1
+    return solver
 
 
 def evaluate(instance: GapInstance, agent_of: list[int]) -> tuple[float, list[str]]:

@@ -29,7 +29,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from protocol.model import Plan, Shortage
-from solver.bound import Beyond, lagrangian_bound
+from solver.bound import Beyond, best_bound
 from solver.candidates import (
     Candidates,
     cheapest_beyond,
@@ -41,7 +41,7 @@ from solver.lines import LineUnits, allocation_line, split_units
 from solver.network import Network, build_network, trail_discount
 from solver.problem import Problem, SolveParams, horizon_days
 from solver.relaxation import relax
-from solver.rounding import round_units
+from solver.rounding import round_units_by
 from solver.trails import DEFAULT_RULES, TrailRules
 
 #: Candidate labs per demand in the network, as a multiple of k_nearest (the LP starts on k of them).
@@ -52,14 +52,38 @@ NEAR_KM = 50.0
 MOST = 96
 #: Share of the time limit the LP may use; the rounding, the bound and the plan take the rest. The
 #: first LP stops by FIRST_LP_SHARE, leaving time to widen the candidates of crowded demands.
-LP_SHARE = 0.75
-FIRST_LP_SHARE = 0.6
+LP_SHARE = 0.7
+FIRST_LP_SHARE = 0.55
 #: A bound this close to the objective, relative to it, proves the plan optimal: the bound is
 #: computed in floating point and shaved so that rounding cannot lift it (solver.bound), and
 #: distances differ in their last digits between the network's arrays and the plan's terms.
 PROOF_TOLERANCE = 1e-6
 #: Widened candidates: this many times more nearest labs and km (and half as many times MOST).
 FURTHER = 4
+#: Candidates are widened only when that could lower the LP's value by more than this share of it.
+WIDEN_GAIN = 0.002
+#: Share of the time limit kept for the rounding and the plan: the search for a better bound, which
+#: only sharpens the reported gap, stops this far before the limit.
+BOUND_RESERVE = 0.15
+#: Share of the time limit kept for writing the plan: the rounding's merge stops this far before it.
+ROUND_RESERVE = 0.08
+#: Deterministic budgets of the relaxation (`SolveParams.deterministic`), counted in LP solves and
+#: simplex iterations, never in seconds: the same problem stops at the same round on any machine.
+#: Per demand, so that a problem twice as large gets twice the work; the widened LP, which starts
+#: from the first one's rows and columns, gets WIDER_WORK of it more.
+LP_ROUNDS = 30
+WORK_PER_DEMAND = 12
+WIDER_WORK = 0.5
+#: Why units are short when the solve's time limit cut the greedy fill (see _plan).
+TIME_REASON = "not placed before the solve's time limit (the machine was too busy to finish the plan)"
+#: Statuses of a plan of the large path that is not proven optimal: the relaxation converged (its
+#: LP is solved over every row and option of the network), it stalled (solver.relaxation.STALL:
+#: rows and options were left, but rounds no longer moved its value), it stopped at its budget of
+#: rounds or iterations, or the wall clock stopped it (then a second run may differ).
+CONVERGED = "FEASIBLE"
+UNCONVERGED = "FEASIBLE_LP_BUDGET"
+STALLED = "FEASIBLE_LP_STALLED"
+TIMED_OUT = "FEASIBLE_LP_TIME_LIMIT"
 
 
 def solve_large(
@@ -74,44 +98,139 @@ def solve_large(
     `warm_start` (a plan for the same demands, such as the previous one) is fitted to today's rows
     the way the LP's units are, and whichever of the two plans costs less is kept: a re-plan is never
     worse than the plan in hand, trimmed where capacity or stock has gone.
+
+    With `params.deterministic`, the relaxation's budgets are counted in solves and simplex
+    iterations (LP_ROUNDS, WORK_PER_DEMAND), so the same problem gives the same plan on any machine;
+    the time limit still holds, and a plan it cut short says so in its status (TIMED_OUT).
     """
     started = time.perf_counter()
+    limit = started + params.time_limit_s
+    work = WORK_PER_DEMAND * max(1, len(problem.demands)) if params.deterministic else None
     days = horizon_days(problem, params)
     wide = params.k_nearest * WIDE
     candidates = _candidates(problem, params, days, range(len(problem.demands)), wide, NEAR_KM, MOST)
     network = build_network(problem, params, candidates, days, rules)
+    built = time.perf_counter() - started
     # The LP starts on the k nearest labs and the extras (trails, room, near), on time where possible.
     active = ((network.rank < params.k_nearest) | (network.rank >= wide)) & _first_variant(network)
     deadline = started + params.time_limit_s * LP_SHARE
-    relaxation = relax(network, active, started + params.time_limit_s * FIRST_LP_SHARE)
+    relaxation = relax(network, active, started + params.time_limit_s * FIRST_LP_SHARE, LP_ROUNDS, work)
+    stops = [relaxation.stopped]
     beyond = _beyond_cost(problem, params, candidates, rules)
-    starved = np.flatnonzero(relaxation.demand_price > beyond + network.setup / network.quantity + 1e-6)
-    if len(starved) and time.perf_counter() < deadline:
+    first = (network, candidates, relaxation)
+    margin = relaxation.demand_price - (beyond + network.setup / network.quantity)
+    starved = np.flatnonzero(margin > 1e-6)
+    # What widening could save at most: each starved unit made off its candidates at the cheapest
+    # cost there instead of at its marginal price. When that is a sliver of the LP's value, the wider
+    # network (as costly to build and solve again as the first) cannot change the plan much.
+    gain = float(np.sum(margin[starved] * network.quantity[starved]))
+    worth = not math.isnan(relaxation.value) and gain > WIDEN_GAIN * abs(relaxation.value)
+    # Building the wider network takes about as long as the first one did: start it only with room
+    # for that and a few LP rounds before the deadline.
+    room = deadline - time.perf_counter() > 2.0 * built
+    if len(starved) and worth and room:
         # Some demands pay more at the margin than the nearest lab off their candidates would cost:
-        # their candidates are too few (a crowded place). Widen theirs and solve again.
+        # their candidates are too few (a crowded place). Widen theirs and solve again, from the rows
+        # and options the first LP took in.
         more = _candidates(
             problem, params, days, starved, wide * FURTHER, NEAR_KM * FURTHER, MOST * FURTHER // 2
         )
         widened = merge_candidates(candidates, more, starved)
         wider = build_network(problem, params, widened, days, rules)
         active = ((wider.rank < params.k_nearest) | (wider.rank >= wide)) & _first_variant(wider)
-        again = relax(wider, active, deadline)
+        active[_same_options(network, relaxation.columns_in, wider)] = True
+        again = relax(
+            wider,
+            active,
+            deadline,
+            LP_ROUNDS,
+            None if work is None else max(1, int(work * WIDER_WORK)),
+            cuts=_same_points(network, relaxation.cut_points, wider),
+        )
+        stops.append(again.stopped)
         if not math.isnan(again.value):  # else keep the first LP: the second found no solution in time
             candidates, network, relaxation = widened, wider, again
             beyond = _beyond_cost(problem, params, candidates, rules)
-    units = round_units(network, relaxation.units, network.shortage)
-    if warm_start is not None:
-        kept = round_units(network, _units_of(problem, network, warm_start), network.shortage)
-        if _objective(network, kept) < _objective(network, units):
-            units = kept
-    bound = lagrangian_bound(
+    # Every bound computed is valid for every plan, on any lab: the best of them is kept. The first
+    # LP's prices are tried too when the widened LP did not converge, and time allows.
+    bound_by = limit - BOUND_RESERVE * params.time_limit_s
+    bound = best_bound(
         network,
         relaxation.point_multiplier,
         relaxation.stock_multiplier,
         beyond,
         _priced_beyond(problem, params, candidates, network, rules),
+        search=relaxation.stopped not in ("converged", "stalled"),
+        deadline=bound_by,
     )
-    return _plan(problem, params, network, candidates, units, bound, version, time.perf_counter() - started)
+    if relaxation is not first[2] and not relaxation.complete and time.perf_counter() < bound_by:
+        net, cand, rel = first
+        bound = max(
+            bound,
+            best_bound(
+                net,
+                rel.point_multiplier,
+                rel.stock_multiplier,
+                _beyond_cost(problem, params, cand, rules),
+                _priced_beyond(problem, params, cand, net, rules),
+                search=rel.stopped not in ("converged", "stalled"),
+                deadline=bound_by,
+            ),
+        )
+    # The plan must be out by the limit: the merge stops ROUND_RESERVE before it, the greedy fill
+    # (without which units go short at a high penalty) only at half that; the status says so.
+    merge_by = limit - ROUND_RESERVE * params.time_limit_s
+    fill_by = limit - ROUND_RESERVE * params.time_limit_s / 2
+    units, merged = round_units_by(network, relaxation.units, network.shortage, merge_by, fill_by)
+    if warm_start is not None:
+        kept, kept_merged = round_units_by(
+            network, _units_of(problem, network, warm_start), network.shortage, merge_by, fill_by
+        )
+        if _objective(network, kept) < _objective(network, units):
+            units, merged = kept, kept_merged
+    if "time" in stops or not merged or time.perf_counter() > limit:
+        status = TIMED_OUT
+    elif relaxation.complete:
+        status = CONVERGED
+    elif relaxation.stopped == "stalled":
+        status = STALLED
+    else:
+        status = UNCONVERGED
+    seconds = time.perf_counter() - started
+    return _plan(problem, params, network, candidates, units, bound, version, seconds, status, limit)
+
+
+def _same_options(network: Network, options: np.ndarray, wider: Network) -> np.ndarray:
+    """The options of `wider` that are the given options of `network` (same demand, lab and lateness)."""
+    labs = int(max(network.lab.max(initial=0), wider.lab.max(initial=0))) + 1
+
+    def key(n: Network, o: np.ndarray) -> np.ndarray:
+        return (n.demand[o].astype(np.int64) * labs + n.lab[o]) * 2 + n.late[o]
+
+    mine, theirs = key(network, options), key(wider, np.arange(wider.options))
+    return np.flatnonzero(np.isin(theirs, mine))
+
+
+def _same_points(network: Network, points: np.ndarray, wider: Network) -> np.ndarray:
+    """The checkpoints of `wider` that are the given ones of `network`: same lab, same place among
+    that lab's machine sets, same time. A miss or a mismatch costs nothing but a round: every row
+    of `wider` is one of its own, valid for its LP."""
+
+    def keys(n: Network) -> np.ndarray:
+        chains = int(n.point_chain.max(initial=-1)) + 1
+        chain_lab = np.full(chains, -1, dtype=np.int64)
+        chain_lab[n.point_chain[n.work_point]] = n.lab[n.work_option]
+        # Chains of a lab are contiguous: a chain's place among them counts from the lab's first.
+        starts = np.r_[True, chain_lab[1:] != chain_lab[:-1]] if chains else np.zeros(0, dtype=bool)
+        first = np.maximum.accumulate(np.where(starts, np.arange(chains), 0))
+        chain_key = np.where(chain_lab >= 0, chain_lab * (1 << 20) + np.arange(chains) - first, -1)
+        time_bits = n.point_time.astype(np.float64).view(np.int64)
+        # A hash of (lab, place, time): a collision only seeds a row that turns out slack.
+        return np.where(chain_key[n.point_chain] >= 0, chain_key[n.point_chain] * 1_000_003 ^ time_bits, -1)
+
+    wanted = keys(network)[points]
+    theirs = keys(wider)
+    return np.flatnonzero(np.isin(theirs, wanted[wanted != -1]) & (theirs != -1))
 
 
 def meets(bound: float, objective: float) -> bool:
@@ -259,6 +378,8 @@ def _plan(
     bound: float,
     version: int,
     seconds: float,
+    status: str = CONVERGED,
+    deadline: float = math.inf,
 ) -> Plan:
     """The plan of whole units per option: one allocation per used (order, lab), shortages, objective."""
     n = network
@@ -276,6 +397,9 @@ def _plan(
         allocations.append(allocation)
     placed = np.bincount(n.demand, weights=units, minlength=len(n.quantity)).astype(np.int64)
     shortages = []
+    # Past the limit (a loaded machine cut the fill), each demand's reason is not looked up: that
+    # takes a second per thousand demands, and the clock, not the labs, left these units short.
+    late = status == TIMED_OUT and time.perf_counter() > deadline
     for d in np.flatnonzero(placed < n.quantity).tolist():
         short = int(n.quantity[d] - placed[d])
         objective += params.shortage_penalty[problem.demands[d].order.priority] * short
@@ -283,7 +407,7 @@ def _plan(
             Shortage(
                 order_id=problem.demands[d].order.id,
                 quantity=short,
-                reason=shortage_reason(problem, candidates, d),
+                reason=TIME_REASON if late else shortage_reason(problem, candidates, d),
             )
         )
     return Plan(
@@ -293,6 +417,6 @@ def _plan(
         objective=objective,
         bound=min(bound, objective),
         bound_scope="all",  # the Lagrangian bound prices the labs off the candidates too
-        status="OPTIMAL" if meets(bound, objective) else "FEASIBLE",
+        status="OPTIMAL" if meets(bound, objective) else status,
         solve_seconds=seconds,
     )

@@ -125,6 +125,9 @@ class SolveParams:
     #: against 1.140 M in 10 s; 1000 x 200: 2.53 M in 0.7 s against 2.75 M in 10 s).
     decompose_above: int = 250
     seed: int = 0
+    #: Budgets counted in work (LP solves, simplex iterations), not seconds, so the same problem and
+    #: seed give the same plan on any machine; the time limit still holds (see solver.large).
+    deterministic: bool = True
 
     def __post_init__(self) -> None:
         if self.time_limit_s <= 0:

@@ -31,6 +31,13 @@ from solver.network import Network
 
 #: GLOP: dual simplex (resumes after added rows), without presolve (which would drop the basis).
 GLOP_PARAMETERS = "use_dual_simplex: true, use_preprocessing: false"
+#: Most cumulative rows taken in per round and chain, past the first, last and worst violated ones.
+CUTS_PER_CHAIN = 6
+#: Stopping rule short of convergence: two rounds in a row that move the LP's value by less than
+#: this, relative, with few rows and columns left to add, end the generation ("stalled"). What is
+#: left then changes the prices and the plan by next to nothing, and each round costs a solve.
+STALL = 3e-5
+STALL_ADDED = 0.02
 #: Relative violation of a cumulative row that makes it a cut.
 CUT_TOLERANCE = 1e-6
 #: Most columns added per demand and round.
@@ -50,6 +57,10 @@ class Relaxation:
     rows: int  # cumulative rows taken in
     columns: int  # options taken in
     complete: bool  # no cut and no column was left: the LP of the whole network is solved
+    stopped: str  # why: "converged", "stalled" (see STALL), "rounds", "work", "time", "no solution"
+    work: int  # simplex iterations spent (a work unit counted the same on any machine)
+    cut_points: np.ndarray  # the checkpoints whose rows it took in (to seed a wider network's LP)
+    columns_in: np.ndarray  # the options it took in
 
 
 class LinearRelaxation:
@@ -179,11 +190,16 @@ class LinearRelaxation:
                     if cut_point >= p:
                         row.SetCoefficient(x, row.GetCoefficient(x) + float(n.work_amount[e]))
 
-    def solve(self, deadline: float) -> tuple[bool, float, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def solve(
+        self, deadline: float, work: int | None = None
+    ) -> tuple[bool, float, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Solve within the deadline: (optimal, value, units per option, demand, cut and stock duals).
 
+        `work`, when given, caps GLOP's simplex iterations too (the same budget on any machine).
         Duals come in the solver's convention: ≤ rows that bind have values ≤ 0.
         """
+        limit = f", max_number_of_iterations: {max(1, int(work))}" if work is not None else ""
+        self.solver.SetSolverSpecificParametersAsString(GLOP_PARAMETERS + limit)
         self.solver.SetTimeLimit(max(1, int(1000 * (deadline - time.perf_counter()))))
         status = self.solver.Solve()
         response = linear_solver_pb2.MPSolutionResponse()
@@ -225,8 +241,10 @@ class LinearRelaxation:
         chain = n.point_chain[over]
         first = np.r_[True, chain[1:] != chain[:-1]]
         last = np.r_[chain[1:] != chain[:-1], True]
+        # Per chain, its violated rows by decreasing excess: the worst CUTS_PER_CHAIN of them.
         order = np.lexsort((-excess[over], chain))
-        worst = order[np.r_[True, chain[order][1:] != chain[order][:-1]]]
+        start = np.searchsorted(chain[order], chain[order], "left")
+        worst = order[np.arange(len(order)) - start < CUTS_PER_CHAIN]
         return np.unique(np.concatenate([over[first], over[last], over[worst]]))
 
     def negative_columns(
@@ -252,33 +270,78 @@ class LinearRelaxation:
         return np.sort(out[rank < COLUMNS_PER_DEMAND])
 
 
-def relax(network: Network, active: np.ndarray, deadline: float, max_rounds: int = 40) -> Relaxation:
-    """Solve the LP of `network` by row and column generation, starting from the `active` options."""
+def relax(
+    network: Network,
+    active: np.ndarray,
+    deadline: float,
+    max_rounds: int = 40,
+    work: int | None = None,
+    cuts: np.ndarray | None = None,
+) -> Relaxation:
+    """Solve the LP of `network` by row and column generation, starting from the `active` options.
+
+    It stops when no cut and no column is left (converged), after `max_rounds` solves, when GLOP's
+    simplex iterations reach `work` (when given: a budget counted the same on any machine, so the
+    same problem stops at the same round everywhere), or at the `deadline` (wall clock, the safety
+    net). `cuts` are checkpoints whose rows to take in from the start (those another LP of the same
+    problem found binding). The result holds the last round solved, and says why it stopped.
+    """
     n = network
     units = np.zeros(n.options)
     point_multiplier = np.zeros(len(n.point_chain))
     stock_multiplier = np.zeros(len(n.stock_capacity))
     if not n.options:  # nothing can be placed: every unit is short, and that is optimal
         value = float(n.quantity @ n.shortage)
-        return Relaxation(units, point_multiplier, stock_multiplier, n.shortage.copy(), value, 0, 0, 0, True)
+        none = np.zeros(0, dtype=np.int64)
+        return Relaxation(
+            units, point_multiplier, stock_multiplier, n.shortage.copy(), value, 0, 0, 0, True,
+            "converged", 0, none, none,
+        )  # fmt: skip
     lp = LinearRelaxation(network, active)
-    rounds, complete, value = 0, False, float("nan")
+    if cuts is not None and len(cuts):
+        lp.add_cuts(np.setdiff1d(np.unique(cuts), np.array(lp.cut_points, dtype=np.int64)))
+    rounds, complete, value, spent, stopped = 0, False, float("nan"), 0, "rounds"
     demand_price = n.shortage.copy()
-    while rounds < max_rounds and time.perf_counter() < deadline:
-        optimal, value_now, units_now, demand_dual, cut_dual, stock_dual = lp.solve(deadline)
+    stalls = 0
+    while True:
+        if rounds >= max_rounds:
+            stopped = "rounds"
+            break
+        if work is not None and spent >= work:
+            stopped = "work"
+            break
+        if time.perf_counter() >= deadline:
+            stopped = "time"
+            break
+        optimal, value_now, units_now, demand_dual, cut_dual, stock_dual = lp.solve(
+            deadline, None if work is None else work - spent
+        )
+        spent += int(lp.solver.iterations())
         rounds += 1
         if not optimal:
+            if work is not None and spent >= work:
+                stopped = "work"
+            elif time.perf_counter() >= deadline:
+                stopped = "time"
+            else:
+                stopped = "no solution"
             break
+        moved = abs(value_now - value) / max(1.0, abs(value_now)) if rounds > 1 else 1.0
         units, value, demand_price = units_now, value_now, demand_dual
         point_multiplier = np.zeros(len(n.point_chain))
         np.add.at(point_multiplier, np.array(lp.cut_points, dtype=np.int64), np.maximum(0.0, -cut_dual))
         stock_multiplier = np.maximum(0.0, -stock_dual)
-        cuts = lp.violated(units)
+        cuts_now = lp.violated(units)
         columns = lp.negative_columns(demand_dual, point_multiplier, stock_multiplier)
-        if not len(cuts) and not len(columns):
-            complete = True
+        if not len(cuts_now) and not len(columns):
+            complete, stopped = True, "converged"
             break
-        lp.add_cuts(cuts)
+        added = (len(cuts_now) + len(columns)) / max(1, len(lp.cut_points) + len(n.quantity))
+        stalls = stalls + 1 if moved < STALL and added < STALL_ADDED else 0
+        if stalls >= 2:
+            stopped = "stalled"
+            break
+        lp.add_cuts(cuts_now)
         lp.add_columns(columns)
     return Relaxation(
         units=units,
@@ -290,4 +353,8 @@ def relax(network: Network, active: np.ndarray, deadline: float, max_rounds: int
         rows=len(lp.cut_points),
         columns=int((lp.variable >= 0).sum()),
         complete=complete,
+        stopped=stopped,
+        work=spent,
+        cut_points=np.array(lp.cut_points, dtype=np.int64),
+        columns_in=np.flatnonzero(lp.variable >= 0),
     )

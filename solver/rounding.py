@@ -22,6 +22,7 @@ fits every checkpoint of its chain from p on (their free minutes less the work a
 from __future__ import annotations
 
 import math
+import time
 
 import numpy as np
 
@@ -107,10 +108,23 @@ def round_units(network: Network, fractional: np.ndarray, urgency: np.ndarray) -
 
     `urgency` orders the demands for the fill (larger first): the shortage penalty per unit.
     """
+    return round_units_by(network, fractional, urgency)[0]
+
+
+def round_units_by(
+    network: Network,
+    fractional: np.ndarray,
+    urgency: np.ndarray,
+    deadline: float = math.inf,
+    fill_deadline: float = math.inf,
+) -> tuple[np.ndarray, bool]:
+    """`round_units`, whose merge stops at `deadline` and fill at `fill_deadline` (`time.perf_counter()`
+    instants; units not placed by then are short, a valid plan still): the units, and whether both
+    went through."""
     n = network
     units = np.floor(np.maximum(0.0, fractional) + ROUND_TOLERANCE).astype(np.int64)
     if not n.options:
-        return units
+        return units, True
     units[~n.exact] = 0
     placed = np.bincount(n.demand, weights=units, minlength=len(n.quantity)).astype(np.int64)
     over = np.flatnonzero(placed > n.quantity)
@@ -122,9 +136,9 @@ def round_units(network: Network, fractional: np.ndarray, urgency: np.ndarray) -
     rows = Rows(n)
     rows.load(units)
     _trim(rows, units)
-    _fill(rows, units, urgency)
-    _merge(rows, units)
-    return units
+    if not _fill(rows, units, urgency, fill_deadline):
+        return units, False
+    return units, _merge(rows, units, deadline)
 
 
 def _trim(rows: Rows, units: np.ndarray) -> None:
@@ -154,8 +168,10 @@ def _trim(rows: Rows, units: np.ndarray) -> None:
         units[o] -= take
 
 
-def _fill(rows: Rows, units: np.ndarray, urgency: np.ndarray) -> None:
-    """Place the missing units greedily: most urgent demand first, cheapest option with room first."""
+def _fill(rows: Rows, units: np.ndarray, urgency: np.ndarray, deadline: float = math.inf) -> bool:
+    """Place the missing units greedily: most urgent demand first, cheapest option with room first.
+
+    Stops at `deadline` (what is left unplaced is short: still a valid plan); False when it did."""
     n = rows.network
     placed = np.bincount(n.demand, weights=units, minlength=len(n.quantity)).astype(np.int64)
     missing = n.quantity - placed
@@ -164,6 +180,8 @@ def _fill(rows: Rows, units: np.ndarray, urgency: np.ndarray) -> None:
     for o in np.flatnonzero(units > 0).tolist():
         used_lab[int(n.demand[o]), int(n.lab[o])] = True
     for d in sorted(np.flatnonzero(missing > 0).tolist(), key=lambda d: (-urgency[d], d)):
+        if time.perf_counter() >= deadline:
+            return False
         left = int(missing[d])
         options = np.arange(starts[d], starts[d + 1])
         options = options[n.exact[options]]
@@ -179,9 +197,10 @@ def _fill(rows: Rows, units: np.ndarray, urgency: np.ndarray) -> None:
                 units[o] += take
                 left -= take
                 used_lab[d, int(n.lab[o])] = True
+    return True
 
 
-def _merge(rows: Rows, units: np.ndarray) -> None:
+def _merge(rows: Rows, units: np.ndarray, deadline: float = math.inf) -> bool:
     """Move each order split over several labs to the one lab where it costs least, if cheaper."""
     n = rows.network
     starts = np.searchsorted(n.demand, np.arange(len(n.quantity) + 1))
@@ -194,6 +213,8 @@ def _merge(rows: Rows, units: np.ndarray) -> None:
         if len(set(n.lab[starts[d] : starts[d + 1]][used[starts[d] : starts[d + 1]]].tolist())) > 1
     ]
     for d in split:
+        if time.perf_counter() >= deadline:
+            return False
         options = np.arange(starts[d], starts[d + 1])
         held = {o: int(units[o]) for o in options.tolist() if units[o] > 0}
         total = sum(held.values())
@@ -230,3 +251,4 @@ def _merge(rows: Rows, units: np.ndarray) -> None:
         for o, u in best[1].items():
             rows.add(o, u)
             units[o] = u
+    return True

@@ -12,9 +12,10 @@ from hypothesis import strategies as st
 from protocol.model import Design, Step
 from scenarios.scale import synthetic_problem
 from solver.allocate import solve, solve_small
-from solver.bound import lagrangian_bound
+from solver.bound import best_bound, lagrangian_bound
 from solver.candidates import find_candidates
 from solver.check import check
+from solver.large import CONVERGED, STALLED, TIMED_OUT, UNCONVERGED
 from solver.network import build_network, machine_sets
 from solver.problem import Demand, Problem, SolveParams, horizon_days
 from tests.solver.factory import CENTRE, FAR, INSTANT, MIDDLE, NEAR, lab, machine, order, printer, problem
@@ -22,6 +23,8 @@ from tests.solver.test_property import SETTINGS, problems
 
 #: Every problem takes the large path.
 LARGE = SolveParams(time_limit_s=5.0, workers=1, decompose_above=0)
+#: What a plan of the large path may say when not proven optimal (solver.large).
+STATUSES = (CONVERGED, STALLED, UNCONVERGED, TIMED_OUT)
 #: The same problem as one CP-SAT model.
 SMALL = replace(LARGE, decompose_above=1_000_000)
 
@@ -29,7 +32,7 @@ SMALL = replace(LARGE, decompose_above=1_000_000)
 def solved(p: Problem, params: SolveParams = LARGE):
     plan = solve(p, params)
     assert check(p, plan, params) == []
-    assert plan.status in ("OPTIMAL", "FEASIBLE")
+    assert plan.status in ("OPTIMAL", *STATUSES)
     assert plan.bound <= plan.objective
     return plan
 
@@ -74,8 +77,34 @@ def test_a_crowded_city_reaches_labs_beyond_its_nearest() -> None:
 
 def test_time_too_short_for_the_relaxation_still_gives_a_valid_plan() -> None:
     p = synthetic_problem(300, 60, 3)
+    # The limit is honoured with the best plan so far: valid, with what was not placed by then
+    # short, and a status that says the clock, not convergence, ended it.
     plan = solved(p, replace(LARGE, time_limit_s=0.01))
-    assert sum(a.quantity for a in plan.allocations) > 0
+    placed = sum(a.quantity for a in plan.allocations)
+    assert placed + sum(s.quantity for s in plan.shortages) == sum(d.quantity for d in p.demands)
+    assert plan.status == TIMED_OUT
+    assert plan.solve_seconds < 5.0  # the steps after the limit are skipped, not run late
+    assert sum(a.quantity for a in solved(p, replace(LARGE, time_limit_s=2.0)).allocations) > 0
+    assert plan.bound >= 0  # every cost is positive: at worst the bound at zero prices
+
+
+def test_the_bound_is_never_below_the_bound_at_zero_prices() -> None:
+    # Prices far above what capacity is worth (as an LP stopped early can give) drive the Lagrangian
+    # bound far below zero; the best bound keeps the one at zero prices, and the line search between.
+    p = synthetic_problem(300, 60, 3)
+    params = LARGE
+    days = horizon_days(p, params)
+    n = build_network(p, params, find_candidates(p, 8, days, 2, 3), days)
+    beyond = np.full(len(n.quantity), np.inf)
+    zero = lagrangian_bound(n, np.zeros(len(n.point_chain)), np.zeros(len(n.stock_capacity)), beyond)
+    huge = np.full(len(n.point_chain), 1e4)
+    wild = lagrangian_bound(n, huge, np.zeros(len(n.stock_capacity)), beyond)
+    assert wild < 0 < zero
+    best = best_bound(n, huge, np.zeros(len(n.stock_capacity)), beyond)
+    assert best >= zero
+    some = best_bound(n, huge * 1e-4, np.zeros(len(n.stock_capacity)), beyond)
+    assert some >= max(zero, lagrangian_bound(n, huge * 1e-4, np.zeros(len(n.stock_capacity)), beyond))
+    assert best <= solve(p, params).objective + 1e-6 * best
 
 
 def test_bound_counts_labs_off_the_candidates_at_their_distance() -> None:
