@@ -21,7 +21,7 @@ from zmq.utils.monitor import parse_monitor_message
 
 from planner.admission import KEY_PROPERTY, Admissions
 from planner.core import PlannerCore, UnknownAssignment
-from planner.store import AssignmentRow
+from planner.store import AssignmentRow, Ledger
 from protocol import transport
 from protocol.codec import decode, encode
 from protocol.errors import ProtocolError
@@ -52,6 +52,9 @@ PLANNER_ID = "planner"
 RESEND_MAX_S = 30.0
 #: The longest the receive loop reads frames before letting the HTTP API and timers have a turn.
 RECEIVE_TURN_S = 0.01
+#: How often the latest CAPACITY of each lab is applied: a report that arrives before the previous
+#: one was applied replaces it (only the newest backlog matters), so ingest never queues.
+CAPACITY_APPLY_S = 0.2
 
 
 class NotWelcomed(ProtocolError):
@@ -76,6 +79,9 @@ class MeshStats:
     impersonations: int = 0
     #: Frames from a live connection whose key is no longer admitted (dropped; its lab is lost).
     frames_revoked: int = 0
+    #: CAPACITY reports applied, and those replaced by a newer one from the same lab before that.
+    capacity_applied: int = 0
+    capacity_coalesced: int = 0
 
 
 class MeshServer:
@@ -133,6 +139,9 @@ class MeshServer:
         self._last_error_to: dict[str, float] = {}
         #: Per lab: assignments whose DONE/FAILED is recorded, to acknowledge in the next HEARTBEAT.
         self._ends_to_acknowledge: dict[str, list[str]] = {}
+        #: Per lab: its newest CAPACITY backlog not yet applied (see CAPACITY_APPLY_S).
+        self._pending_capacity: dict[str, dict[str, float]] = {}
+        self._capacity_waiting = asyncio.Event()
 
     def close(self) -> None:
         """Close both sockets (the context is closed by its owner)."""
@@ -148,6 +157,7 @@ class MeshServer:
             asyncio.create_task(self._receive(), name="mesh-receive"),
             asyncio.create_task(self._heartbeat(), name="mesh-heartbeat"),
             asyncio.create_task(self._publish_field(), name="mesh-field"),
+            asyncio.create_task(self._apply_capacity(), name="mesh-capacity"),
         ]
         if self._monitor is not None:
             tasks.append(asyncio.create_task(self._watch_handshakes(self._monitor), name="mesh-monitor"))
@@ -341,8 +351,10 @@ class MeshServer:
                     self.core.lab_promised(identity, promise)
                 self._send_heartbeat(identity)
             case Capacity(backlog_minutes=backlog):
-                self.core.lab_capacity(identity, backlog)
-                self.field_changed()
+                if self._pending_capacity.pop(identity, None) is not None:
+                    self.stats.capacity_coalesced += 1
+                self._pending_capacity[identity] = backlog
+                self._capacity_waiting.set()
             case Stock(stock=stock):
                 self.core.lab_stock(identity, stock)
             case Accept(assignment_id=aid, eta=eta):
@@ -392,6 +404,7 @@ class MeshServer:
         if hello.lab.id != identity:
             self._impersonation(identity, hello.lab.id)
             raise ProtocolError(f"HELLO for lab {hello.lab.id!r} on the connection of {identity!r}")
+        self._pending_capacity.pop(identity, None)  # older than the backlog HELLO carries
         self.core.lab_hello(hello.lab, hello.backlog_minutes)
         self._heard_seq.pop(identity, None)  # a new conversation: its seqs may start again from 1
         self._welcomed.add(identity)
@@ -451,6 +464,29 @@ class MeshServer:
                         log.info("re-sending unacknowledged %s to lab %s", row.id, lab_id)
                         self._send_assign(row)
             self._resend_wait = {k: v for k, v in self._resend_wait.items() if k in awaiting}
+
+    async def _apply_capacity(self) -> None:
+        while True:
+            await self._capacity_waiting.wait()
+            self._capacity_waiting.clear()
+            self.apply_capacity()
+            await asyncio.sleep(CAPACITY_APPLY_S)
+
+    def apply_capacity(self) -> int:
+        """Apply each lab's newest pending CAPACITY: one ledger transaction for all of them (one
+        fsync, not one per report), then one re-plan request and one field update. Returns how many."""
+        pending, self._pending_capacity = self._pending_capacity, {}
+        views = [(self.core.labs[lab_id], b) for lab_id, b in pending.items() if lab_id in self.core.labs]
+        if not views:
+            return 0
+        with self.core.ledger.transaction() as db:
+            for view, backlog in views:
+                view.backlog = dict(backlog)
+                Ledger.put_lab(db, view.lab, view.live, view.backlog, view.stock, view.last_seen)
+        self.stats.capacity_applied += len(views)
+        self.core.on_change("capacity")
+        self.field_changed()
+        return len(views)
 
     async def _publish_field(self) -> None:
         while True:
