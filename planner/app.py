@@ -20,7 +20,6 @@ from typing import Annotated, Any
 import zmq.asyncio
 from fastapi import Depends, FastAPI, Header, HTTPException, Path, Request, Response, status
 from fastapi.responses import JSONResponse
-from fastapi.sse import EventSourceResponse, ServerSentEvent
 from fastapi_offline import FastAPIOffline
 
 from planner import contract
@@ -33,6 +32,7 @@ from planner.mesh import MeshServer
 from planner.overload import Overload, OverloadMiddleware
 from planner.replan import Replanner
 from planner.store import Ledger
+from planner.streams import EventStream, FrameCache, stream
 from planner.web_routes import router as web_router
 from protocol import transport
 from protocol.model import ID_PATTERN, OrderRequest, utcnow
@@ -289,39 +289,6 @@ def _known_order(order_id: OrderId, request: Request) -> str:
     return order_id
 
 
-async def _stream(
-    core: PlannerCore,
-    last_event_id: str | None,
-    select: Callable[[str, dict[str, Any]], dict[str, Any] | None],
-) -> AsyncIterator[ServerSentEvent]:
-    """Ledger events as server-sent events, resumed after `last_event_id`, then live.
-
-    `select(kind, data)` gives the data to send for an event, or None to leave it out.
-    """
-    queue = core.bus.subscribe()
-    try:
-        after = int(last_event_id) if last_event_id and last_event_id.isdigit() else None
-        if after is not None:
-            for stored in core.ledger.events_after(after, limit=10_000):
-                after = stored.seq
-                if (data := select(stored.kind, stored.data)) is not None:
-                    yield ServerSentEvent(data=data, event=stored.kind, id=str(stored.seq))
-        while True:
-            try:
-                event = await asyncio.wait_for(queue.get(), timeout=15.0)
-            except TimeoutError:
-                yield ServerSentEvent(comment="keep-alive")
-                continue
-            if event is None:
-                return
-            if after is not None and event.seq <= after:
-                continue
-            if (data := select(event.kind, event.data)) is not None:
-                yield ServerSentEvent(data=data, event=event.kind, id=str(event.seq))
-    finally:
-        core.bus.unsubscribe(queue)
-
-
 def _routes(app: FastAPI, clock: Callable[[], datetime]) -> None:
     @app.post(
         "/orders",
@@ -507,23 +474,26 @@ def _routes(app: FastAPI, clock: Callable[[], datetime]) -> None:
             "refused_rate": overload.stats.refused_rate if overload else 0,
         }
 
-    @app.get("/events", response_class=EventSourceResponse, tags=["events"], responses=contract.errors(401))
+    frames = FrameCache()
+
+    @app.get("/events", response_class=EventStream, tags=["events"], responses=contract.errors(401))
     async def events(
         request: Request,
         last_event_id: str | None = Header(default=None),
         _grant: Grant | None = Depends(may_follow_events),
-    ) -> AsyncIterator[ServerSentEvent]:
+    ) -> EventStream:
         """Server-sent events of order, plan, job and lab changes; resumes after `Last-Event-ID`.
 
         A requester or operator token when the planner asks (a browser's EventSource sends no
         headers, hence also `?token=`).
         """
-        async for event in _stream(_planner(request).core, last_event_id, lambda kind, data: data):
-            yield event
+        return EventStream(
+            stream(_planner(request).core, frames, last_event_id, lambda kind, data: data, "all")
+        )
 
     @app.get(
         "/orders/{order_id}/events",
-        response_class=EventSourceResponse,
+        response_class=EventStream,
         tags=["events"],
         responses=contract.errors(404),
     )
@@ -532,7 +502,7 @@ def _routes(app: FastAPI, clock: Callable[[], datetime]) -> None:
         request: Request,
         last_event_id: str | None = Header(default=None),
         _known: str = Depends(_known_order),
-    ) -> AsyncIterator[ServerSentEvent]:
+    ) -> EventStream:
         """One order's events (its state and its jobs), as /events; readable by whoever has its id."""
 
         def mine(kind: str, data: dict[str, Any]) -> dict[str, Any] | None:
@@ -540,13 +510,13 @@ def _routes(app: FastAPI, clock: Callable[[], datetime]) -> None:
                 return {}  # a new plan may change the order's shortage: worth a look, nothing more
             return data if data.get("order_id", data.get("id")) == order_id else None
 
-        async for event in _stream(_planner(request).core, last_event_id, mine):
-            yield event
+        return EventStream(stream(_planner(request).core, frames, last_event_id, mine, "order"))
 
-    @app.get("/network/events", response_class=EventSourceResponse, tags=["events"])
+    @app.get("/network/events", response_class=EventStream, tags=["events"])
     async def network_events(
         request: Request, last_event_id: str | None = Header(default=None)
-    ) -> AsyncIterator[ServerSentEvent]:
+    ) -> EventStream:
         """That something changed, and what kind of change, without its content: for public pages."""
-        async for event in _stream(_planner(request).core, last_event_id, lambda kind, data: {}):
-            yield event
+        return EventStream(
+            stream(_planner(request).core, frames, last_event_id, lambda kind, data: {}, "none")
+        )

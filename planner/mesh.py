@@ -37,6 +37,7 @@ from protocol.messages import (
     Error,
     ErrorCode,
     Failed,
+    Field_,
     Heartbeat,
     Hello,
     Progress,
@@ -128,6 +129,10 @@ class MeshServer:
         self.field_endpoint = transport.connectable(field_endpoint)
         self._seq_to: Counter[str] = Counter()
         self._field_seq = 0
+        #: The field as last published (with `_field_seq`): the snapshot a WELCOME carries, so that
+        #: a thousand labs joining do not each cost a field built anew (Clone pattern: snapshot at
+        #: a sequence number, then the updates after it).
+        self._published_field: Field_ | None = None
         self._field_dirty = asyncio.Event()
         self._last_heard: dict[str, float] = {}
         #: Per lab: the envelope seq of the latest HEARTBEAT read from it (its work lease, see HEARTBEAT).
@@ -266,43 +271,49 @@ class MeshServer:
             self.field_changed()
 
     async def _receive(self) -> None:
-        turn_began = time.monotonic()
         while True:
-            if time.monotonic() - turn_began > RECEIVE_TURN_S:
-                # A receive with frames queued returns without yielding: under a flood (or every lab
-                # reconnecting at once) this loop would keep the event loop, and /health, waiting.
-                await asyncio.sleep(0)
-                turn_began = time.monotonic()
-            parts = await self.router.recv_multipart(copy=False)
-            self.stats.frames_received += 1
-            identity = self._peer_of(parts)
-            if identity is None:
-                continue
-            if len(parts) != 2:
-                self._reject(
-                    identity, None, f"expected [identity, payload], got {len(parts)} frames", "malformed"
-                )
-                continue
-            frames = [part.bytes for part in parts]
-            if not self._within_rate(identity):
-                self.stats.frames_rate_limited += 1
-                self._reject(
-                    identity, None, f"more than {self.rate_per_s:g} messages a second", "rate_limited"
-                )
-                continue
-            try:
-                message = decode(frames[1])
-            except ProtocolError as exc:
-                self._reject(identity, None, str(exc), "malformed")
-                continue
-            try:
-                self._handle(identity, message)
-            except NotWelcomed as exc:
-                self._reject(identity, message.seq, str(exc), "not_welcomed")
-            except (ProtocolError, UnknownAssignment) as exc:
-                self._reject(identity, message.seq, str(exc), "invalid")
-            except Exception:  # a bug in a handler must not stop the mesh
-                log.exception("error handling %s from %s", message.kind, identity)
+            # One await per turn, then the frames already queued are read without one (an await per
+            # frame costs as much as the frame's own handling); after RECEIVE_TURN_S the loop lets
+            # the HTTP API and the timers have their turn, under a flood too.
+            self._take(await self.router.recv_multipart(copy=False))
+            turn_began = time.monotonic()
+            while time.monotonic() - turn_began <= RECEIVE_TURN_S:
+                try:
+                    parts = self._router_out.recv_multipart(flags=zmq.NOBLOCK, copy=False)
+                except zmq.Again:
+                    break
+                self._take(parts)
+            await asyncio.sleep(0)
+
+    def _take(self, parts: list[zmq.Frame]) -> None:
+        """Check, decode and handle one message read from the ROUTER."""
+        self.stats.frames_received += 1
+        identity = self._peer_of(parts)
+        if identity is None:
+            return
+        if len(parts) != 2:
+            self._reject(
+                identity, None, f"expected [identity, payload], got {len(parts)} frames", "malformed"
+            )
+            return
+        frames = [part.bytes for part in parts]
+        if not self._within_rate(identity):
+            self.stats.frames_rate_limited += 1
+            self._reject(identity, None, f"more than {self.rate_per_s:g} messages a second", "rate_limited")
+            return
+        try:
+            message = decode(frames[1])
+        except ProtocolError as exc:
+            self._reject(identity, None, str(exc), "malformed")
+            return
+        try:
+            self._handle(identity, message)
+        except NotWelcomed as exc:
+            self._reject(identity, message.seq, str(exc), "not_welcomed")
+        except (ProtocolError, UnknownAssignment) as exc:
+            self._reject(identity, message.seq, str(exc), "invalid")
+        except Exception:  # a bug in a handler must not stop the mesh
+            log.exception("error handling %s from %s", message.kind, identity)
 
     def _within_rate(self, peer: str) -> bool:
         """Take one token from the peer's bucket; False when it is empty (the frame is dropped)."""
@@ -415,7 +426,7 @@ class MeshServer:
                 heartbeat_ms=self.heartbeat_ms,
                 field_endpoint=self.field_endpoint,
                 field_seq=self._field_seq,
-                field=self.core.field(),
+                field=self._published_field if self._published_field is not None else self.core.field(),
                 active=self.core.active_assignments(identity),
             ),
         )
@@ -493,8 +504,9 @@ class MeshServer:
             await self._field_dirty.wait()
             self._field_dirty.clear()
             self._field_seq += 1
+            self._published_field = self.core.field()
             frame = encode(
-                Envelope(sender=PLANNER_ID, seq=self._field_seq, body=self.core.field(), epoch=self.epoch)
+                Envelope(sender=PLANNER_ID, seq=self._field_seq, body=self._published_field, epoch=self.epoch)
             )
             try:
                 self.pub.send_multipart([transport.FIELD_TOPIC, frame], flags=zmq.NOBLOCK)

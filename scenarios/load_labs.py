@@ -57,6 +57,7 @@ class _SimLab:
     next_heartbeat: float = 0.0
     next_capacity: float = 0.0
     backlog: float = 0.0
+    hello_wait: float = 2.0
 
 
 def run_labs(
@@ -116,9 +117,10 @@ def run_labs(
                     _answer(sim, frame, send, counts)
             now = time.monotonic()
             for sim in sims:
-                if not sim.welcomed:  # HELLO until WELCOME (a send before the handshake is refused)
+                if not sim.welcomed:  # HELLO until WELCOME, backing off as a real lab does
                     if now >= sim.next_heartbeat:
-                        sim.next_heartbeat = now + heartbeat_s
+                        sim.next_heartbeat = now + sim.hello_wait
+                        sim.hello_wait = min(30.0, sim.hello_wait * 2)
                         send(sim, Hello(lab=sim.lab))
                     continue
                 if now >= sim.next_heartbeat:
