@@ -99,14 +99,8 @@ class Admissions:
         return self._scan()
 
     def lab_of(self, public: bytes) -> str | None:
-        """The lab a key was admitted for, or None; the folder is re-read when it changed.
-
-        A key not known yet makes it re-read at once (a lab admitted a moment ago gets in); a known
-        one only every RECHECK_S, so a thousand labs connecting at once do not each cost a scan
-        of the folder (a revoked key is also caught on every frame, by `holds`).
-        """
-        if public not in self._by_key or self.monotonic() - self._read_at >= RECHECK_S:
-            self._refresh()
+        """The lab a key was admitted for, or None; the folder is re-read when it changed."""
+        self._refresh()
         return self._by_key.get(public)
 
     def holds(self, lab_id: str, public: bytes) -> bool:

@@ -9,8 +9,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import multiprocessing
 import time
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -30,7 +32,7 @@ from planner.core import OrderRejected, PlannerCore
 from planner.events import EventBus
 from planner.mesh import MeshServer
 from planner.overload import Overload, OverloadMiddleware
-from planner.replan import Replanner
+from planner.replan import Replanner, warm_up
 from planner.store import Ledger
 from planner.streams import EventStream, FrameCache, stream
 from planner.web_routes import router as web_router
@@ -71,6 +73,8 @@ class PlannerSettings:
     max_in_flight: int = 256
     orders_per_s: float = 1000.0
     orders_burst: int = 2000
+    #: Solve in a worker process (off the event loop's interpreter lock), not a thread.
+    solve_in_process: bool = True
 
     def solve_params(self) -> SolveParams:
         """The solver parameters these settings give."""
@@ -152,7 +156,11 @@ def create_app(settings: PlannerSettings, clock: Callable[[], datetime] = utcnow
             admissions=zap.admissions if zap is not None else None,
         )
         params = settings.solve_params()
-        replanner = Replanner(core, mesh.send_assignments, params)
+        pool = None
+        if settings.solve_in_process:
+            pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+            pool.submit(warm_up)
+        replanner = Replanner(core, mesh.send_assignments, params, executor=pool)
 
         def on_change(reason: str) -> None:
             replanner.request(reason)
@@ -190,6 +198,8 @@ def create_app(settings: PlannerSettings, clock: Callable[[], datetime] = utcnow
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             mesh.close()
+            if pool is not None:  # waits for a solve under way (its time limit), off the loop
+                await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
             if zap is not None:
                 await zap.stop()
             ctx.term()

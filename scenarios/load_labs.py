@@ -24,7 +24,7 @@ import zmq
 from protocol import transport
 from protocol.codec import decode, encode
 from protocol.errors import ProtocolError
-from protocol.messages import Accept, Assign, Capacity, Done, Envelope, Heartbeat, Hello, Welcome
+from protocol.messages import Accept, Assign, Capacity, Done, Envelope, Error, Heartbeat, Hello, Welcome
 from protocol.model import Lab, Location, Machine
 from protocol.security import ClientKeys, KeyPair
 
@@ -156,6 +156,8 @@ def _answer(sim: _SimLab, frame: bytes, send: Any, counts: dict[str, int]) -> No
         if not sim.welcomed:
             counts["welcomed"] += 1
         sim.welcomed = True
+    elif isinstance(body, Error) and body.code == "not_welcomed" and sim.welcomed:
+        sim.welcomed, sim.hello_wait, sim.next_heartbeat = False, 2.0, 0.0  # lost: HELLO again now
     elif isinstance(body, Assign):
         counts["assigns"] += 1
         send(sim, Accept(assignment_id=body.assignment_id))
