@@ -269,7 +269,7 @@ def _orders_phase(options: LoadOptions, api: str, token: str, spawn: Any) -> dic
     time.sleep(2.0)  # the subscribers connect before the first order
     requesters = spawn.Process(target=run_orders, args=(api, token, steps, options.seed, results))
     requesters.start()
-    orders = results.get(timeout=options.seconds + 120)
+    orders = results.get(timeout=2 * options.seconds + 120)
     sse = sse_results.get(timeout=60)
     for process in (requesters, subscribers):
         process.join(timeout=10)
