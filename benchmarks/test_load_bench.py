@@ -23,6 +23,8 @@ SECONDS = float(os.environ.get("COSMOLOCAL_LOAD_SECONDS", "60"))
 
 @pytest.mark.timeout(900)
 def test_load_targets(benchmark: Any, tmp_path: Path) -> None:
+    if benchmark.disabled:
+        pytest.skip("a run of minutes for `make bench`; tests/load runs a short one in the test suite")
     options = LoadOptions(labs=LABS, seconds=SECONDS, workdir=tmp_path, log=print)
     result = benchmark.pedantic(run_load, args=(options,), rounds=1, iterations=1)
     benchmark.extra_info.update({k: v for k, v in result.items() if k != "order_steps"})
