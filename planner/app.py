@@ -156,11 +156,11 @@ def create_app(settings: PlannerSettings, clock: Callable[[], datetime] = utcnow
             admissions=zap.admissions if zap is not None else None,
         )
         params = settings.solve_params()
-        pool = None
+        pool, ready = None, None
         if settings.solve_in_process:
             pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
-            pool.submit(warm_up)
-        replanner = Replanner(core, mesh.send_assignments, params, executor=pool)
+            ready = pool.submit(warm_up)
+        replanner = Replanner(core, mesh.send_assignments, params, executor=pool, executor_ready=ready)
 
         def on_change(reason: str) -> None:
             replanner.request(reason)

@@ -16,7 +16,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from concurrent.futures import Executor
+from concurrent.futures import Executor, Future
 
 from planner.core import EMERGENCY_ORDER, PlannerCore
 from planner.store import AssignmentRow
@@ -59,6 +59,7 @@ class Replanner:
         retry_after_s: float = 2.0,
         emergency_budget_s: float = 0.15,
         executor: Executor | None = None,
+        executor_ready: Future[bool] | None = None,
     ) -> None:
         self.core = core
         self.send_assignments = send_assignments
@@ -69,6 +70,9 @@ class Replanner:
         self.emergency_budget_s = emergency_budget_s
         #: Where solves run: a worker process, or a thread of this process when None.
         self.executor = executor
+        #: Done once the worker process has started and imported the solver; until then (a few
+        #: seconds, more on a busy machine) solves run in a thread, so the first orders never wait.
+        self.executor_ready = executor_ready
         self.emergency_inserts = 0
         self.failures = 0
         self.solves = 0
@@ -150,7 +154,10 @@ class Replanner:
         self.solving = True
         started = time.perf_counter()
         try:
-            if self.executor is not None:
+            ready = self.executor_ready is None or (
+                self.executor_ready.done() and self.executor_ready.exception() is None
+            )
+            if self.executor is not None and ready:
                 loop = asyncio.get_running_loop()
                 plan, violations = await loop.run_in_executor(
                     self.executor, solve_and_check, problem, self.params
