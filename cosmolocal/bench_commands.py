@@ -26,3 +26,7 @@ bench_app.command("scale")(scale)
 from cosmolocal.bench_fjsp import fjsp  # noqa: E402
 
 bench_app.command("fjsp")(fjsp)
+
+from cosmolocal.bench_load import load  # noqa: E402
+
+bench_app.command("load")(load)

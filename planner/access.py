@@ -20,6 +20,9 @@ from fastapi import Header, HTTPException, Request, status
 from planner.auth import Grant, TokenStore, bearer
 
 CHALLENGE = {"WWW-Authenticate": "Bearer"}
+#: The `Authorization` header of the routes that read a token; kept out of the OpenAPI parameters,
+#: where the bearer security scheme states it (planner.contract).
+AUTHORIZATION = Header(default=None, include_in_schema=False)
 
 
 def tokens(request: Request) -> TokenStore:
@@ -75,14 +78,14 @@ def _known(request: Request, token: str) -> Grant:
 
 
 def may_follow_events(
-    request: Request, authorization: str | None = Header(default=None), token: str | None = None
+    request: Request, authorization: str | None = AUTHORIZATION, token: str | None = None
 ) -> Grant | None:
     """Dependency of the whole event stream: checked before the stream starts (a `token` query
     stands in for the header, since a browser's EventSource cannot send one)."""
     return need_requester(request, authorization, "to follow every event", token)
 
 
-def may_order(request: Request, authorization: str | None = Header(default=None)) -> Grant | None:
+def may_order(request: Request, authorization: str | None = AUTHORIZATION) -> Grant | None:
     """Dependency of POST /orders: a stranger learns nothing, not even what a valid order looks like."""
     return need_requester(request, authorization, "to place an order")
 

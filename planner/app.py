@@ -9,31 +9,35 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import multiprocessing
 import time
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
-from typing import Any
+from pathlib import Path as FilePath
+from typing import Annotated, Any
 
 import zmq.asyncio
-from fastapi import Depends, FastAPI, Header, HTTPException, Request, Response, status
+from fastapi import Depends, FastAPI, Header, HTTPException, Path, Request, Response, status
 from fastapi.responses import JSONResponse
-from fastapi.sse import EventSourceResponse, ServerSentEvent
 from fastapi_offline import FastAPIOffline
 
-from planner.access import grant_of, may_follow_events, may_order, need_requester, public_lab
+from planner import contract
+from planner.access import AUTHORIZATION, grant_of, may_follow_events, may_order, need_requester, public_lab
 from planner.admission import Admissions, ZapHandler, planner_keys
 from planner.auth import Grant
 from planner.core import OrderRejected, PlannerCore
 from planner.events import EventBus
 from planner.mesh import MeshServer
-from planner.replan import Replanner
+from planner.overload import Overload, OverloadMiddleware
+from planner.replan import Replanner, warm_up
 from planner.store import Ledger
+from planner.streams import EventStream, FrameCache, stream
 from planner.web_routes import router as web_router
 from protocol import transport
-from protocol.model import OrderRequest, utcnow
+from protocol.model import ID_PATTERN, OrderRequest, utcnow
 from protocol.okh import catalogue
 from protocol.security import KeyPair
 from solver.objective import DEFAULT_OBJECTIVE, objective_weights
@@ -49,7 +53,7 @@ DOUBT_WINDOWS = 10
 class PlannerSettings:
     """Everything a planner process needs to know; given, never read from the environment here."""
 
-    db_path: Path
+    db_path: FilePath
     mesh_endpoint: str = "tcp://127.0.0.1:5570"
     field_endpoint: str | None = None
     heartbeat_ms: int = 1000
@@ -62,10 +66,18 @@ class PlannerSettings:
     #: Largest HTTP request body accepted (an order is well under 2 KiB).
     max_request_bytes: int = 64 * 1024
     #: The planner's key pair and admitted labs (planner.admission); None runs an insecure mesh.
-    keys_dir: Path | None = None
+    keys_dir: FilePath | None = None
     #: Ask for requester or operator tokens to order, list orders, read the plan and every event
     #: (planner.access); False leaves all but the operator's routes open.
     require_tokens: bool = False
+    #: Back-pressure (planner.overload): the event-loop lag past which requests get 503, the
+    #: requests answered at once past which they do, and the orders a second past which 429.
+    max_loop_lag_s: float = 0.25
+    max_in_flight: int = 256
+    orders_per_s: float = 1000.0
+    orders_burst: int = 2000
+    #: Solve in a worker process (off the event loop's interpreter lock), not a thread.
+    solve_in_process: bool = True
 
     def solve_params(self) -> SolveParams:
         """The solver parameters these settings give."""
@@ -89,6 +101,7 @@ class Planner:
     started: float
     zap: ZapHandler | None = None
     requests_too_large: int = 0
+    overload: Overload | None = None
 
 
 def _secure(ctx: zmq.asyncio.Context, settings: PlannerSettings) -> tuple[ZapHandler | None, KeyPair | None]:
@@ -120,11 +133,19 @@ def _secure(ctx: zmq.asyncio.Context, settings: PlannerSettings) -> tuple[ZapHan
 def create_app(settings: PlannerSettings, clock: Callable[[], datetime] = utcnow) -> FastAPI:
     """Build the planner's app; the lifespan owns the ledger, sockets and background tasks."""
 
+    designs = catalogue()
+    overload = Overload(
+        max_lag_s=settings.max_loop_lag_s,
+        max_in_flight=settings.max_in_flight,
+        orders_per_s=settings.orders_per_s,
+        orders_burst=settings.orders_burst,
+    )
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         ledger = Ledger(settings.db_path)
         epoch = ledger.next_epoch()
-        core = PlannerCore(ledger=ledger, designs=catalogue(), clock=clock, bus=EventBus())
+        core = PlannerCore(ledger=ledger, designs=designs, clock=clock, bus=EventBus())
         core.load()
         ctx = zmq.asyncio.Context()
         field_endpoint = settings.field_endpoint or transport.field_endpoint_for(settings.mesh_endpoint)
@@ -141,7 +162,11 @@ def create_app(settings: PlannerSettings, clock: Callable[[], datetime] = utcnow
             admissions=zap.admissions if zap is not None else None,
         )
         params = settings.solve_params()
-        replanner = Replanner(core, mesh.send_assignments, params)
+        pool, ready = None, None
+        if settings.solve_in_process:
+            pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+            ready = pool.submit(warm_up)
+        replanner = Replanner(core, mesh.send_assignments, params, executor=pool, executor_ready=ready)
 
         def on_change(reason: str) -> None:
             replanner.request(reason)
@@ -151,9 +176,12 @@ def create_app(settings: PlannerSettings, clock: Callable[[], datetime] = utcnow
         liveness_s = settings.liveness * settings.heartbeat_ms / 1000
         core.doubt_s = DOUBT_WINDOWS * liveness_s
         core.on_withdrawn = mesh.push_active
-        app.state.planner = Planner(settings, core, mesh, replanner, epoch, time.monotonic(), zap)
+        app.state.planner = Planner(
+            settings, core, mesh, replanner, epoch, time.monotonic(), zap, overload=overload
+        )
         stop = asyncio.Event()
         tasks = [
+            asyncio.create_task(overload.watch(stop)),
             asyncio.create_task(mesh.run(stop)),
             asyncio.create_task(replanner.run(stop)),
             asyncio.create_task(_watch_leases(core, stop, liveness_s)),
@@ -176,6 +204,8 @@ def create_app(settings: PlannerSettings, clock: Callable[[], datetime] = utcnow
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             mesh.close()
+            if pool is not None:  # waits for a solve under way (its time limit), off the loop
+                await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
             if zap is not None:
                 await zap.stop()
             ctx.term()
@@ -189,9 +219,26 @@ def create_app(settings: PlannerSettings, clock: Callable[[], datetime] = utcnow
         lifespan=lifespan,
     )
     _limit_request_size(app, settings.max_request_bytes)
+    app.add_middleware(OverloadMiddleware, overload=lambda: overload)
     _routes(app, clock)
     app.include_router(web_router)  # the web pages and the operator's job decisions
+    contract.install(app, _security(settings.require_tokens), designs)
     return app
+
+
+def _security(require_tokens: bool) -> contract.Security:
+    """Which operations need a token (planner.access), as the OpenAPI document states it."""
+    requester = "required" if require_tokens else "optional"
+    return {
+        ("post", "/orders"): requester,
+        ("get", "/orders"): requester,
+        ("get", "/plan"): requester,
+        ("get", "/events"): requester,
+        ("get", "/labs"): "optional",
+        ("get", "/labs/{lab_id}"): "optional",
+        ("get", "/labs/{lab_id}/jobs"): "required",
+        ("post", "/labs/{lab_id}/jobs/{assignment_id}/decision"): "required",
+    }
 
 
 def _limit_request_size(app: FastAPI, max_bytes: int) -> None:
@@ -236,65 +283,81 @@ def _planner(request: Request) -> Planner:
     return request.app.state.planner
 
 
-def _known_order(order_id: str, request: Request) -> str:
+#: Ids in paths: the server refuses (422) any that could not be an id, before looking it up (404).
+OrderId = Annotated[str, Path(pattern=ID_PATTERN, description="the order's id, as POST /orders gave it")]
+LabId = Annotated[str, Path(pattern=ID_PATTERN, description="the lab's id")]
+#: An order's `Idempotency-Key`: what the server accepts, as the OpenAPI document says.
+IDEMPOTENCY_KEY = Header(
+    default=None,
+    min_length=1,
+    max_length=200,
+    description="any 1 to 200 characters; a retry with the same key and order gives back the first order",
+)
+#: `OrderRejected.field` -> status: a due date past or a key used for another order conflict with
+#: what the planner holds (its clock, its record of the key); the rest is invalid data.
+REJECTION_STATUS = {"due_at": 409, "Idempotency-Key": 409}
+
+
+def _known_order(order_id: OrderId, request: Request) -> str:
     """Dependency: 404 before a stream starts when there is no such order."""
     if order_id not in _planner(request).core.orders:
         raise HTTPException(404, f"no order {order_id!r}")
     return order_id
 
 
-async def _stream(
-    core: PlannerCore,
-    last_event_id: str | None,
-    select: Callable[[str, dict[str, Any]], dict[str, Any] | None],
-) -> AsyncIterator[ServerSentEvent]:
-    """Ledger events as server-sent events, resumed after `last_event_id`, then live.
-
-    `select(kind, data)` gives the data to send for an event, or None to leave it out.
-    """
-    queue = core.bus.subscribe()
-    try:
-        after = int(last_event_id) if last_event_id and last_event_id.isdigit() else None
-        if after is not None:
-            for stored in core.ledger.events_after(after, limit=10_000):
-                after = stored.seq
-                if (data := select(stored.kind, stored.data)) is not None:
-                    yield ServerSentEvent(data=data, event=stored.kind, id=str(stored.seq))
-        while True:
-            try:
-                event = await asyncio.wait_for(queue.get(), timeout=15.0)
-            except TimeoutError:
-                yield ServerSentEvent(comment="keep-alive")
-                continue
-            if event is None:
-                return
-            if after is not None and event.seq <= after:
-                continue
-            if (data := select(event.kind, event.data)) is not None:
-                yield ServerSentEvent(data=data, event=event.kind, id=str(event.seq))
-    finally:
-        core.bus.unsubscribe(queue)
-
-
 def _routes(app: FastAPI, clock: Callable[[], datetime]) -> None:
-    @app.post("/orders", status_code=status.HTTP_201_CREATED, tags=["orders"], response_model=None)
+    @app.post(
+        "/orders",
+        status_code=status.HTTP_201_CREATED,
+        tags=["orders"],
+        response_model=None,
+        responses={
+            201: {
+                "description": "the order, placed and on disk",
+                "headers": {"Location": {"description": "the order's URL", "schema": {"type": "string"}}},
+                "links": {
+                    "GetOrder": {
+                        "operationId": "get_order",
+                        "parameters": {"order_id": "$response.body#/id"},
+                    },
+                    "GetOrderExplanation": {
+                        "operationId": "get_order_explanation",
+                        "parameters": {"order_id": "$response.body#/id"},
+                    },
+                },
+            },
+            200: {
+                "description": "the order this Idempotency-Key placed before (header Idempotent-Replayed)",
+                "headers": {
+                    "Location": {"description": "the order's URL", "schema": {"type": "string"}},
+                    "Idempotent-Replayed": {"schema": {"type": "string", "enum": ["true"]}},
+                },
+            },
+            **contract.errors(409),
+        },
+        operation_id="post_order",
+    )
     async def post_order(
         order: OrderRequest,
         request: Request,
         response: Response,
-        idempotency_key: str | None = Header(default=None),
+        idempotency_key: str | None = IDEMPOTENCY_KEY,
         _grant: Grant | None = Depends(may_order),
     ) -> dict[str, Any] | JSONResponse:
         """Place an order. Durable before the answer; the answer carries the order id and status URL.
 
         With an `Idempotency-Key` header, a retried request gives back the order the first one made
-        (status 200, header `Idempotent-Replayed: true`) instead of ordering twice. Needs a requester
-        token when the planner asks for tokens.
+        (status 200, header `Idempotent-Replayed: true`) instead of ordering twice; the same key with
+        another order is 409. A due date that has passed is 409 too. Needs a requester token when the
+        planner asks for tokens.
         """
         planner = _planner(request)
         try:
             accepted, replayed = planner.core.place_order(order, idempotency_key)
         except OrderRejected as exc:
+            code = REJECTION_STATUS.get(exc.field)
+            if code is not None:
+                return JSONResponse(status_code=code, content={"detail": f"{exc.field}: {exc.reason}"})
             where = "header" if exc.field == "Idempotency-Key" else "body"
             return JSONResponse(
                 status_code=422,
@@ -308,7 +371,7 @@ def _routes(app: FastAPI, clock: Callable[[], datetime]) -> None:
 
     @app.get("/orders", tags=["orders"])
     async def list_orders(
-        request: Request, authorization: str | None = Header(default=None)
+        request: Request, authorization: str | None = AUTHORIZATION
     ) -> list[dict[str, Any]]:
         """Every order with its state and units made (a requester token when the planner asks)."""
         need_requester(request, authorization, "to list the orders")
@@ -317,16 +380,21 @@ def _routes(app: FastAPI, clock: Callable[[], datetime]) -> None:
             o.model_dump(mode="json") | {"units_made": core.units_made(o.id)} for o in core.orders.values()
         ]
 
-    @app.get("/orders/{order_id}", tags=["orders"])
-    async def get_order(order_id: str, request: Request) -> dict[str, Any]:
+    @app.get("/orders/{order_id}", tags=["orders"], responses=contract.errors(404), operation_id="get_order")
+    async def get_order(order_id: OrderId, request: Request) -> dict[str, Any]:
         """One order: allocations per lab with their cost terms, progress, state, shortage if any."""
         view = _planner(request).core.order_view(order_id)
         if view is None:
             raise HTTPException(404, f"no order {order_id!r}")
         return view
 
-    @app.get("/orders/{order_id}/explanation", tags=["orders"])
-    async def get_order_explanation(order_id: str, request: Request) -> list[dict[str, Any]]:
+    @app.get(
+        "/orders/{order_id}/explanation",
+        tags=["orders"],
+        responses=contract.errors(404),
+        operation_id="get_order_explanation",
+    )
+    async def get_order_explanation(order_id: OrderId, request: Request) -> list[dict[str, Any]]:
         """Why each lab was chosen (its cost terms), and why the nearest others were not, with what
         would change that ("with 4.0 more fdm-hours before the due date, it could take 8 units")."""
         planner = _planner(request)
@@ -335,17 +403,15 @@ def _routes(app: FastAPI, clock: Callable[[], datetime]) -> None:
         return planner.core.explanation(order_id, planner.settings.solve_params())
 
     @app.get("/labs", tags=["labs"])
-    async def list_labs(
-        request: Request, authorization: str | None = Header(default=None)
-    ) -> list[dict[str, Any]]:
+    async def list_labs(request: Request, authorization: str | None = AUTHORIZATION) -> list[dict[str, Any]]:
         """Every lab that joined, live or lost, with its machines and stock; its jobs for token holders."""
         core = _planner(request).core
         grant = grant_of(request, authorization)
         return [public_lab(core.lab_json(v), request, grant) for v in core.labs.values()]
 
-    @app.get("/labs/{lab_id}", tags=["labs"])
+    @app.get("/labs/{lab_id}", tags=["labs"], responses=contract.errors(404))
     async def get_lab(
-        lab_id: str, request: Request, authorization: str | None = Header(default=None)
+        lab_id: LabId, request: Request, authorization: str | None = AUTHORIZATION
     ) -> dict[str, Any]:
         """One lab (its jobs for token holders, as in /labs)."""
         core = _planner(request).core
@@ -354,8 +420,8 @@ def _routes(app: FastAPI, clock: Callable[[], datetime]) -> None:
             raise HTTPException(404, f"no lab {lab_id!r}")
         return public_lab(core.lab_json(view), request, grant_of(request, authorization))
 
-    @app.get("/labs/{lab_id}/trails", tags=["labs"])
-    async def get_lab_trails(lab_id: str, request: Request) -> dict[str, Any]:
+    @app.get("/labs/{lab_id}/trails", tags=["labs"], responses=contract.errors(404))
+    async def get_lab_trails(lab_id: LabId, request: Request) -> dict[str, Any]:
         """A lab's trails per design: strength, the discount it earns in the plan, and its history.
 
         Trails are about a lab's record with a design, visible to everyone, and they fade with time.
@@ -371,7 +437,7 @@ def _routes(app: FastAPI, clock: Callable[[], datetime]) -> None:
         return [d.model_dump(mode="json") for d in _planner(request).core.designs.values()]
 
     @app.get("/plan", tags=["plan"])
-    async def get_plan(request: Request, authorization: str | None = Header(default=None)) -> dict[str, Any]:
+    async def get_plan(request: Request, authorization: str | None = AUTHORIZATION) -> dict[str, Any]:
         """The current plan: last solve's statistics, totals over every plan, every standing allocation
         (a requester token when the planner asks: allocations name orders)."""
         need_requester(request, authorization, "to read the plan (it names every order)")
@@ -383,7 +449,7 @@ def _routes(app: FastAPI, clock: Callable[[], datetime]) -> None:
     async def health(request: Request) -> dict[str, Any]:
         """Liveness and counters: labs live, orders, solves, frames rejected."""
         planner = _planner(request)
-        core, stats = planner.core, planner.mesh.stats
+        core, stats, overload = planner.core, planner.mesh.stats, planner.overload
         return {
             "status": "ok",
             "epoch": planner.epoch,
@@ -415,30 +481,44 @@ def _routes(app: FastAPI, clock: Callable[[], datetime]) -> None:
             "frames_revoked": stats.frames_revoked,
             "requests_too_large": planner.requests_too_large,
             "assigns_sent": stats.assigns_sent,
+            "capacity_applied": stats.capacity_applied,
+            "capacity_coalesced": stats.capacity_coalesced,
             "event_listeners": core.bus.listeners,
+            "loop_lag_ms": round(overload.lag_s * 1000, 1) if overload else 0.0,
+            "loop_lag_max_ms": round(overload.stats.max_lag_ms, 1) if overload else 0.0,
+            "refused_busy": overload.stats.refused_busy if overload else 0,
+            "refused_rate": overload.stats.refused_rate if overload else 0,
         }
 
-    @app.get("/events", response_class=EventSourceResponse, tags=["events"])
+    frames = FrameCache()
+
+    @app.get("/events", response_class=EventStream, tags=["events"], responses=contract.errors(401))
     async def events(
         request: Request,
         last_event_id: str | None = Header(default=None),
         _grant: Grant | None = Depends(may_follow_events),
-    ) -> AsyncIterator[ServerSentEvent]:
+    ) -> EventStream:
         """Server-sent events of order, plan, job and lab changes; resumes after `Last-Event-ID`.
 
         A requester or operator token when the planner asks (a browser's EventSource sends no
         headers, hence also `?token=`).
         """
-        async for event in _stream(_planner(request).core, last_event_id, lambda kind, data: data):
-            yield event
+        return EventStream(
+            stream(_planner(request).core, frames, last_event_id, lambda kind, data: data, "all")
+        )
 
-    @app.get("/orders/{order_id}/events", response_class=EventSourceResponse, tags=["events"])
+    @app.get(
+        "/orders/{order_id}/events",
+        response_class=EventStream,
+        tags=["events"],
+        responses=contract.errors(404),
+    )
     async def order_events(
         order_id: str,
         request: Request,
         last_event_id: str | None = Header(default=None),
         _known: str = Depends(_known_order),
-    ) -> AsyncIterator[ServerSentEvent]:
+    ) -> EventStream:
         """One order's events (its state and its jobs), as /events; readable by whoever has its id."""
 
         def mine(kind: str, data: dict[str, Any]) -> dict[str, Any] | None:
@@ -446,13 +526,13 @@ def _routes(app: FastAPI, clock: Callable[[], datetime]) -> None:
                 return {}  # a new plan may change the order's shortage: worth a look, nothing more
             return data if data.get("order_id", data.get("id")) == order_id else None
 
-        async for event in _stream(_planner(request).core, last_event_id, mine):
-            yield event
+        return EventStream(stream(_planner(request).core, frames, last_event_id, mine, "order"))
 
-    @app.get("/network/events", response_class=EventSourceResponse, tags=["events"])
+    @app.get("/network/events", response_class=EventStream, tags=["events"])
     async def network_events(
         request: Request, last_event_id: str | None = Header(default=None)
-    ) -> AsyncIterator[ServerSentEvent]:
+    ) -> EventStream:
         """That something changed, and what kind of change, without its content: for public pages."""
-        async for event in _stream(_planner(request).core, last_event_id, lambda kind, data: {}):
-            yield event
+        return EventStream(
+            stream(_planner(request).core, frames, last_event_id, lambda kind, data: {}, "none")
+        )

@@ -1,5 +1,9 @@
 """The replanning loop: wakes on change, solves off the event loop, validates, commits, assigns.
 
+The solve and its validation run in a worker process when the planner gives one (planner.app
+does): a thread would keep them off the loop but not off the loop's interpreter lock, and the
+model building is Python, so a long solve would slow every request and frame the planner answers.
+
 Only this loop creates assignments, one solve at a time, so remaining demand can only grow while
 a solve runs: a committed plan never hands out units twice. A plan the validator rejects is never
 committed.
@@ -12,6 +16,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import Executor, Future
 
 from planner.core import EMERGENCY_ORDER, PlannerCore
 from planner.store import AssignmentRow
@@ -28,6 +33,19 @@ log = logging.getLogger(__name__)
 ROUTINE_REASONS = frozenset({"capacity", "stock"})
 
 
+def solve_and_check(problem: Problem, params: SolveParams) -> tuple[Plan, list[str]]:
+    """Solve, then validate independently: what a worker process runs (plain data in and out)."""
+    plan = solve(problem, params)
+    return plan, check(problem, plan, params)
+
+
+def warm_up() -> bool:
+    """Import the solver in a worker process before the first solve needs it."""
+    import solver.allocate  # noqa: F401
+
+    return True
+
+
 class Replanner:
     """Coalesces change notifications into solves (see module docstring)."""
 
@@ -40,6 +58,8 @@ class Replanner:
         min_interval_s: float = 2.0,
         retry_after_s: float = 2.0,
         emergency_budget_s: float = 0.15,
+        executor: Executor | None = None,
+        executor_ready: Future[bool] | None = None,
     ) -> None:
         self.core = core
         self.send_assignments = send_assignments
@@ -48,6 +68,11 @@ class Replanner:
         self.min_interval_s = min_interval_s
         self.retry_after_s = retry_after_s
         self.emergency_budget_s = emergency_budget_s
+        #: Where solves run: a worker process, or a thread of this process when None.
+        self.executor = executor
+        #: Done once the worker process has started and imported the solver; until then (a few
+        #: seconds, more on a busy machine) solves run in a thread, so the first orders never wait.
+        self.executor_ready = executor_ready
         self.emergency_inserts = 0
         self.failures = 0
         self.solves = 0
@@ -129,8 +154,16 @@ class Replanner:
         self.solving = True
         started = time.perf_counter()
         try:
-            plan = await asyncio.to_thread(solve, problem, self.params)
-            violations = await asyncio.to_thread(check, problem, plan, self.params)
+            ready = self.executor_ready is None or (
+                self.executor_ready.done() and self.executor_ready.exception() is None
+            )
+            if self.executor is not None and ready:
+                loop = asyncio.get_running_loop()
+                plan, violations = await loop.run_in_executor(
+                    self.executor, solve_and_check, problem, self.params
+                )
+            else:
+                plan, violations = await asyncio.to_thread(solve_and_check, problem, self.params)
         finally:
             self.solving = False
         self.solves += 1

@@ -17,16 +17,18 @@ from __future__ import annotations
 import html
 import logging
 from functools import cache
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, HTTPException, Request, status
+from fastapi import APIRouter, HTTPException, Path, Request, status
 from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, Field
 
-from planner.access import need_operator
+from planner import contract
+from planner.access import AUTHORIZATION, need_operator
 from planner.auth import Grant
 from planner.web import views
 from planner.web.pages import STATIC, design_options, render
+from protocol.model import ID_PATTERN
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -43,6 +45,9 @@ STATIC_TYPES = {
     "world_110m.json": "application/json",
 }
 PLOTLY = "plotly.min.js"
+LabId = Annotated[str, Path(pattern=ID_PATTERN, description="the lab's id")]
+#: Assignment ids are the order's id, "-a" and a number (planner.core).
+AssignmentId = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}-a[0-9]{1,9}$")]
 
 
 class Decision(BaseModel):
@@ -75,9 +80,9 @@ def _operator(request: Request, lab_id: str, authorization: str | None) -> Grant
 # --- API ------------------------------------------------------------------------------------
 
 
-@router.get("/labs/{lab_id}/jobs", tags=["labs"])
+@router.get("/labs/{lab_id}/jobs", tags=["labs"], responses=contract.errors(401, 403, 404))
 async def get_lab_jobs(
-    lab_id: str, request: Request, authorization: str | None = Header(default=None)
+    lab_id: LabId, request: Request, authorization: str | None = AUTHORIZATION
 ) -> dict[str, Any]:
     """The lab's jobs for its operator (newest first; `awaiting_decision` marks jobs to answer) and
     the planner's view of the lab's machine schedule. Needs the lab's operator token."""
@@ -90,14 +95,14 @@ async def get_lab_jobs(
     "/labs/{lab_id}/jobs/{assignment_id}/decision",
     tags=["labs"],
     status_code=status.HTTP_202_ACCEPTED,
-    responses={401: {}, 403: {}, 404: {}, 409: {}, 422: {}, 503: {}},
+    responses=contract.errors(401, 403, 404, 409),
 )
 async def post_job_decision(
-    lab_id: str,
-    assignment_id: str,
+    lab_id: LabId,
+    assignment_id: AssignmentId,
     decision: Decision,
     request: Request,
-    authorization: str | None = Header(default=None),
+    authorization: str | None = AUTHORIZATION,
 ) -> dict[str, Any]:
     """Accept or refuse a job offered to the lab (a lab running `node join --manual` waits for this).
 

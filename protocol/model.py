@@ -26,7 +26,10 @@ TagValue = bool | int | float | str
 def _require_utc(value: datetime) -> datetime:
     if value.tzinfo is None:
         raise ValueError("must carry a time zone (UTC, ISO 8601 such as 2026-05-01T12:00:00Z)")
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+01:00 has no UTC date
+        raise ValueError("is out of range once in UTC (years 1 to 9999)") from None
 
 
 UtcDatetime = Annotated[datetime, AfterValidator(_require_utc)]

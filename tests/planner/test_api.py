@@ -43,7 +43,6 @@ def test_order_is_on_disk_before_201(client: TestClient, settings: PlannerSettin
         ({"design": "warp-drive"}, "design", "unknown design"),
         ({"quantity": 0}, "quantity", "greater than 0"),
         ({"quantity": -3}, "quantity", "greater than 0"),
-        ({"due_at": (datetime.now(UTC) - timedelta(hours=1)).isoformat()}, "due_at", "not in the future"),
         ({"due_at": "2030-01-01T00:00:00"}, "due_at", "time zone"),
         ({"delivery": {"lat": 91, "lon": 0}}, "lat", "less than or equal to 90"),
         ({"delivery": {"lat": 0, "lon": -181}}, "lon", "greater than or equal to -180"),
@@ -60,6 +59,25 @@ def test_bad_order_is_422_naming_the_field_and_changes_nothing(
     problems = response.json()["detail"]
     assert any(p["loc"][-1] == field and words in p["msg"] for p in problems), problems
     assert [o["id"] for o in client.get("/orders").json()] == [kept]
+
+
+def test_an_order_due_in_the_past_is_409_naming_the_field_and_changes_nothing(client: TestClient) -> None:
+    kept = client.post("/orders", json=_order()).json()["id"]
+    response = client.post(
+        "/orders", json=_order(due_at=(datetime.now(UTC) - timedelta(hours=1)).isoformat())
+    )
+    assert response.status_code == 409
+    assert (
+        response.json()["detail"].startswith("due_at:") and "not in the future" in response.json()["detail"]
+    )
+    assert [o["id"] for o in client.get("/orders").json()] == [kept]
+
+
+def test_ids_that_could_not_be_ids_are_422_before_any_lookup(client: TestClient) -> None:
+    for path in ("/orders/NOT-AN-ID", "/orders/a%20b/explanation", "/labs/%C3%A9", "/labs/-x/trails"):
+        response = client.get(path)
+        assert response.status_code == 422, path
+        assert response.json()["detail"][0]["loc"][0] == "path"
 
 
 def test_reads(client: TestClient) -> None:
@@ -101,9 +119,10 @@ def test_a_retried_post_with_the_same_idempotency_key_orders_once(client: TestCl
     other = client.post(
         "/orders", json=_order(quantity=5), headers={"Idempotency-Key": "ward-7-2026-11-23-a"}
     )
-    assert other.status_code == 422
-    [problem] = other.json()["detail"]
-    assert problem["loc"] == ["header", "Idempotency-Key"] and "different order" in problem["msg"]
+    assert other.status_code == 409
+    assert other.json()["detail"] == "Idempotency-Key: was used before for a different order"
+    empty = client.post("/orders", json=body, headers={"Idempotency-Key": ""})
+    assert empty.status_code == 422 and empty.json()["detail"][0]["loc"] == ["header", "idempotency-key"]
     assert len(client.get("/orders").json()) == 1
     assert client.post("/orders", json=_order()).status_code == 201  # no key: a new order each time
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import sqlite3
 import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -40,6 +41,18 @@ def test_health_answers_within_a_second_during_a_long_solve(settings: PlannerSet
         for lab in _labs(120, rng):
             core.lab_hello(lab, {})
         due = datetime.now(UTC) + timedelta(days=2)
+        # /health is timed after every order and then until the solves stop: which solve is the
+        # long one depends on how the posts and the replanner's debounce interleave, so every one
+        # of them is covered, and the longest is read from the ledger.
+        slowest = 0.0
+
+        def timed_health() -> dict:
+            nonlocal slowest
+            began = time.monotonic()
+            health = client.get("/health").json()
+            slowest = max(slowest, time.monotonic() - began)
+            return health
+
         for _ in range(250):
             order = {
                 "design": "face-shield",
@@ -49,18 +62,23 @@ def test_health_answers_within_a_second_during_a_long_solve(settings: PlannerSet
                 "delivery": {"lat": rng.uniform(43.5, 50.5), "lon": rng.uniform(-1.0, 7.5)},
             }
             assert client.post("/orders", json=order).status_code == 201
-        slowest, saw_solving = 0.0, False
-        deadline = time.monotonic() + 12
-        while time.monotonic() < deadline:
-            began = time.monotonic()
-            health = client.get("/health").json()
-            slowest = max(slowest, time.monotonic() - began)
-            saw_solving = saw_solving or health["solving"]
-            if saw_solving and not health["solving"] and health["plan_version"] >= 1:
+            timed_health()
+        deadline, quiet_since = time.monotonic() + 30, None
+        while time.monotonic() < deadline:  # until no solve has run for a second
+            health = timed_health()
+            if health["solving"] or health["plan_version"] < 1:
+                quiet_since = None
+            elif quiet_since is None:
+                quiet_since = time.monotonic()
+            elif time.monotonic() - quiet_since > 1.0:
                 break
             time.sleep(0.05)
         plan = client.get("/plan").json()
-    assert saw_solving and plan["version"] >= 1
-    assert plan["solve_seconds"] >= 1.0, "the solve was too quick to test anything"
+    with sqlite3.connect(busy.db_path) as ledger:
+        longest = max(
+            row[0] for row in ledger.execute("SELECT json_extract(record, '$.solve_seconds') FROM plans")
+        )
+    assert plan["version"] >= 1
+    assert longest >= 1.0, "no solve was long enough to test anything"
     assert slowest < 1.0, f"/health took {slowest:.2f} s during a solve"
-    print(f"solve {plan['solve_seconds']:.1f} s, slowest /health {slowest * 1000:.0f} ms")
+    print(f"longest solve {longest:.1f} s, slowest /health {slowest * 1000:.0f} ms")

@@ -16,7 +16,18 @@ from fastapi.testclient import TestClient
 from planner.app import PlannerSettings
 from protocol import transport
 from protocol.codec import MAX_FRAME_BYTES, decode, encode
-from protocol.messages import Accept, Assign, Body, Done, Envelope, Heartbeat, Hello, Stock, Welcome
+from protocol.messages import (
+    Accept,
+    Assign,
+    Body,
+    Capacity,
+    Done,
+    Envelope,
+    Heartbeat,
+    Hello,
+    Stock,
+    Welcome,
+)
 from protocol.model import Lab, Location, Machine
 
 
@@ -197,3 +208,20 @@ def test_the_planner_answers_each_heartbeat_with_the_latest_one_it_read(
     say(13, Stock(stock={"pla": 1.0}))  # not a heartbeat: earns no lease
     periodic = _recv_kind(dealer, "HEARTBEAT").body
     assert isinstance(periodic, Heartbeat) and periodic.heard == 12
+
+
+def test_capacity_reports_are_coalesced_per_lab_and_the_newest_is_applied(
+    client: TestClient, dealer: zmq.Socket
+) -> None:
+    dealer.send(encode(Envelope(sender="lab-test", seq=1, body=Hello(lab=LAB))))
+    _recv_kind(dealer, "WELCOME")
+    for seq in range(2, 152):  # a burst far faster than the reports are applied (every 0.2 s)
+        dealer.send(encode(Envelope(sender="lab-test", seq=seq, body=Capacity(backlog_minutes={"p1": seq}))))
+    core = client.app.state.planner.core  # type: ignore[attr-defined]
+    deadline = time.monotonic() + 10
+    while core.labs["lab-test"].backlog.get("p1") != 151 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert core.labs["lab-test"].backlog == {"p1": 151}, "the newest report wins"
+    health = client.get("/health").json()
+    assert health["capacity_applied"] + health["capacity_coalesced"] == 150
+    assert health["capacity_coalesced"] > 0 and health["capacity_applied"] < 150

@@ -1,0 +1,223 @@
+"""Simulated labs for the load benchmark: many per process, each a real DEALER socket with CurveZMQ.
+
+A worker process (`run_labs`) speaks the mesh protocol for its share of the labs: HELLO, then a
+HEARTBEAT every interval, a CAPACITY report every `capacity_s` (a backlog that moves), ACCEPT and
+DONE for every ASSIGN. While the shared `phase` is `BLAST` each lab also sends CAPACITY at
+`blast_per_s`, to measure how many reports a second the planner ingests.
+
+`raw_receiver` and `raw_sender` measure the yardstick in the same run: bare pyzmq and msgpack on
+loopback (a ROUTER receiving and unpacking the same CAPACITY frames, no CURVE, no validation).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import time
+from dataclasses import dataclass
+from multiprocessing.sharedctypes import Synchronized
+from typing import Any
+
+import msgpack
+import zmq
+
+from protocol import transport
+from protocol.codec import decode, encode
+from protocol.errors import ProtocolError
+from protocol.messages import Accept, Assign, Capacity, Done, Envelope, Error, Heartbeat, Hello, Welcome
+from protocol.model import Lab, Location, Machine
+from protocol.security import ClientKeys, KeyPair
+
+#: Values of the shared phase flag.
+RUN, BLAST, STOP = 0, 1, 2
+MACHINES = ("p1", "l1", "b1")
+
+
+def make_lab(index: int, rng: random.Random) -> Lab:
+    """A lab somewhere in France able to make a face shield (printer, laser, bench, stock)."""
+    return Lab(
+        id=f"load-{index:05d}",
+        name=f"Load lab {index}",
+        location=Location(lat=rng.uniform(43.5, 50.5), lon=rng.uniform(-1.0, 7.5)),
+        machines=[
+            Machine(id="p1", processes=["fdm"], tags={"bed_mm": 250}, hours_per_day=rng.choice([8, 12, 16])),
+            Machine(id="l1", processes=["laser"], hours_per_day=8),
+            Machine(id="b1", processes=["assembly"], hours_per_day=10),
+        ],
+        stock={"petg": 50.0, "pla": 50.0, "pet_sheet_0_5": 500.0, "elastic": 5000.0},
+    )
+
+
+@dataclass
+class _SimLab:
+    lab: Lab
+    sock: zmq.Socket
+    seq: int = 0
+    welcomed: bool = False
+    next_heartbeat: float = 0.0
+    next_capacity: float = 0.0
+    backlog: float = 0.0
+    hello_wait: float = 2.0
+
+
+def run_labs(
+    labs: list[dict[str, Any]],
+    keys: list[tuple[bytes, bytes]],
+    endpoint: str,
+    planner_public: bytes,
+    phase: Synchronized,  # type: ignore[type-arg]
+    results: Any,
+    heartbeat_s: float = 1.0,
+    capacity_s: float = 2.0,
+    blast_per_s: float = 40.0,
+    seed: int = 0,
+) -> None:
+    """Run the given labs (as `Lab` JSON, with their key pairs) until `phase` is STOP; put counters
+    (`sent`, `send_dropped`, `received`, `welcomed`, `assigns`) on `results`."""
+    rng = random.Random(seed)
+    ctx = zmq.Context()
+    sims: list[_SimLab] = []
+    for raw, (public, secret) in zip(labs, keys, strict=True):
+        lab = Lab.model_validate(raw)
+        curve = ClientKeys(own=KeyPair(public=public, secret=secret), server_public=planner_public)
+        sock = transport.connect_dealer(ctx, endpoint, lab.id, curve)
+        sock.setsockopt(zmq.SNDHWM, 1000)
+        sims.append(_SimLab(lab, sock))
+    by_socket = {s.sock: s for s in sims}
+    poller = zmq.Poller()
+    for s in sims:
+        poller.register(s.sock, zmq.POLLIN)
+    counts = {"sent": 0, "send_dropped": 0, "received": 0, "welcomed": 0, "assigns": 0}
+
+    def send(sim: _SimLab, body: Any) -> None:
+        sim.seq += 1
+        frame = encode(Envelope(sender=sim.lab.id, seq=sim.seq, body=body))
+        try:
+            sim.sock.send(frame, flags=zmq.NOBLOCK)
+            counts["sent"] += 1
+        except zmq.Again:
+            counts["send_dropped"] += 1
+
+    now = time.monotonic()
+    for sim in sims:
+        sim.next_heartbeat = now + rng.uniform(0, heartbeat_s)
+        sim.next_capacity = now + rng.uniform(0, capacity_s)
+    blast_tick = 0.05
+    next_blast = now
+    try:
+        while phase.value != STOP:
+            for sock, _ in poller.poll(timeout=10):
+                sim = by_socket[sock]  # type: ignore[index]
+                while True:
+                    try:
+                        frame = sim.sock.recv(flags=zmq.NOBLOCK)
+                    except zmq.Again:
+                        break
+                    counts["received"] += 1
+                    _answer(sim, frame, send, counts)
+            now = time.monotonic()
+            for sim in sims:
+                if not sim.welcomed:  # HELLO until WELCOME, backing off as a real lab does
+                    if now >= sim.next_heartbeat:
+                        sim.next_heartbeat = now + sim.hello_wait
+                        sim.hello_wait = min(30.0, sim.hello_wait * 2)
+                        send(sim, Hello(lab=sim.lab))
+                    continue
+                if now >= sim.next_heartbeat:
+                    sim.next_heartbeat = now + heartbeat_s
+                    send(sim, Heartbeat())
+                if now >= sim.next_capacity:
+                    sim.next_capacity = now + capacity_s
+                    sim.backlog = max(0.0, sim.backlog + rng.uniform(-30, 30))
+                    send(sim, Capacity(backlog_minutes={"p1": round(sim.backlog, 1)}))
+            if phase.value == BLAST and now >= next_blast:
+                per_tick = max(1, round(blast_per_s * blast_tick))
+                next_blast = now + blast_tick
+                for sim in sims:
+                    if sim.welcomed:
+                        for _ in range(per_tick):
+                            sim.backlog = max(0.0, sim.backlog + rng.uniform(-1, 1))
+                            send(sim, Capacity(backlog_minutes={"p1": round(sim.backlog, 1)}))
+    finally:
+        results.put(counts)
+        for sim in sims:
+            sim.sock.close(linger=0)
+        ctx.term()
+
+
+def _answer(sim: _SimLab, frame: bytes, send: Any, counts: dict[str, int]) -> None:
+    """What a cooperative lab answers: nothing to a heartbeat, ACCEPT then DONE to an ASSIGN."""
+    try:
+        message = decode(frame)
+    except ProtocolError:
+        return
+    body = message.body
+    if isinstance(body, Welcome):
+        if not sim.welcomed:
+            counts["welcomed"] += 1
+        sim.welcomed = True
+    elif isinstance(body, Error) and body.code == "not_welcomed" and sim.welcomed:
+        sim.welcomed, sim.hello_wait, sim.next_heartbeat = False, 2.0, 0.0  # lost: HELLO again now
+    elif isinstance(body, Assign):
+        counts["assigns"] += 1
+        send(sim, Accept(assignment_id=body.assignment_id))
+        send(sim, Done(assignment_id=body.assignment_id, units_done=body.quantity))
+
+
+def capacity_frame(lab_id: str = "load-00000") -> bytes:
+    """The CAPACITY frame the raw yardstick sends: the same bytes a simulated lab sends."""
+    return encode(Envelope(sender=lab_id, seq=1, body=Capacity(backlog_minutes={"p1": 123.4})))
+
+
+def raw_receiver(endpoint: str, seconds: float, results: Any) -> None:
+    """Bind a bare ROUTER, receive and msgpack-unpack frames; put the best rate over `seconds` of
+    steady receiving (after the first frame) on `results`."""
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.ROUTER)
+    sock.setsockopt(zmq.RCVHWM, 100_000)
+    sock.bind(endpoint)
+    count = 0
+    try:
+        if sock.poll(timeout=30_000):
+            began = time.monotonic()
+            deadline = began + seconds
+            while time.monotonic() < deadline:
+                if not sock.poll(timeout=100):
+                    continue
+                while True:
+                    try:
+                        _, frame = sock.recv_multipart(flags=zmq.NOBLOCK, copy=True)
+                    except zmq.Again:
+                        break
+                    msgpack.unpackb(frame, raw=False)
+                    count += 1
+            results.put(count / (time.monotonic() - began))
+        else:
+            results.put(0.0)
+    finally:
+        sock.close(linger=0)
+        ctx.term()
+
+
+def raw_sender(endpoint: str, sockets: int, seconds: float) -> None:
+    """Blast the CAPACITY frame from `sockets` bare DEALERs for `seconds` (drops at HWM are fine:
+    the receiver's rate is what is measured)."""
+    ctx = zmq.Context()
+    socks = []
+    for _ in range(sockets):
+        sock = ctx.socket(zmq.DEALER)
+        sock.setsockopt(zmq.SNDHWM, 10_000)
+        sock.connect(endpoint)
+        socks.append(sock)
+    frame = capacity_frame()
+    deadline = time.monotonic() + seconds
+    try:
+        while time.monotonic() < deadline:
+            for sock in socks:
+                for _ in range(50):
+                    with contextlib.suppress(zmq.Again):
+                        sock.send(frame, flags=zmq.NOBLOCK)
+    finally:
+        for sock in socks:
+            sock.close(linger=0)
+        ctx.term()
