@@ -1,4 +1,4 @@
-"""The load targets of issue 16, asserted on one run of `cosmolocal bench load` (scenarios.load):
+"""The load targets of issue 16, asserted on one run of `cosmolocal bench load` (scenarios.faults.load):
 1,000 simulated labs (CurveZMQ DEALERs), orders at rising rates, 200 event-stream subscribers.
 
 Run: make bench   (or .venv/bin/pytest benchmarks -k load --benchmark-enable -s)
@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from scenarios.load import LoadOptions, run_load
+from scenarios.faults.load import LoadOptions, run_load
 
 LABS = int(os.environ.get("COSMOLOCAL_LOAD_LABS", "1000"))
 SECONDS = float(os.environ.get("COSMOLOCAL_LOAD_SECONDS", "60"))

@@ -27,7 +27,7 @@ def load(
 
     Example: [bold]cosmolocal bench load --labs 1000 --seconds 60 --json[/]
     """
-    from scenarios.load import LoadOptions, run_load, to_json
+    from scenarios.faults.load import LoadOptions, run_load, to_json
 
     console = Console(stderr=True)
     try:

@@ -155,14 +155,14 @@ async def post_job_decision(
     "/labs/{lab_id}/jobs/{assignment_id}/report",
     tags=["labs"],
     status_code=status.HTTP_202_ACCEPTED,
-    responses={401: {}, 403: {}, 404: {}, 409: {}, 422: {}, 503: {}},
+    responses=contract.errors(401, 403, 404, 409),
 )
 async def post_work_report(
-    lab_id: str,
-    assignment_id: str,
+    lab_id: LabId,
+    assignment_id: AssignmentId,
     report: HandReport,
     request: Request,
-    authorization: str | None = Header(default=None),
+    authorization: str | None = AUTHORIZATION,
 ) -> dict[str, Any]:
     """Report units made or failed by hand on a job under way (the lab runs `node join --by-hand`).
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from scenarios.load import LoadOptions, run_load
+from scenarios.faults.load import LoadOptions, run_load
 
 pytestmark = pytest.mark.e2e
 KEYS = [

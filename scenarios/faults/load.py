@@ -3,7 +3,7 @@ processes (real DEALER sockets, CurveZMQ), requesters posting orders at rising r
 stream subscribers; the figures of DESIGN's targets, measured in one run.
 
 Phases, in order:
-1. raw ceiling: bare pyzmq + msgpack on loopback (scenarios.load_labs.raw_receiver), the yardstick;
+1. raw ceiling: bare pyzmq + msgpack on loopback (scenarios.faults.load_labs.raw_receiver), the yardstick;
 2. the labs join the planner (secure mesh: each lab's key is admitted first);
 3. ingest: every lab sends CAPACITY at `blast_per_s` for `ingest_s`; the planner's /health counters
    say how many frames it took in (received, not rejected) a second;
@@ -32,8 +32,8 @@ from planner.admission import planner_keys
 from planner.auth import TokenStore
 from protocol.security import write_public
 from scenarios.demo import free_port, free_port_pair, wait_for
-from scenarios.load_clients import percentile, run_orders, run_subscribers
-from scenarios.load_labs import BLAST, RUN, STOP, make_lab, raw_receiver, raw_sender, run_labs
+from scenarios.faults.load_clients import percentile, run_orders, run_subscribers
+from scenarios.faults.load_labs import BLAST, RUN, STOP, make_lab, raw_receiver, raw_sender, run_labs
 
 
 @dataclass
