@@ -22,7 +22,7 @@ from protocol.messages import CapacityTrace, DemandTrace, Field_
 from protocol.model import Allocation, Design, Lab, Order, OrderRequest, Plan
 from solver.explain import explain_order
 from solver.geo import haversine_km
-from solver.lines import work_to_start
+from solver.lines import to_dispatch
 from solver.problem import Demand, LabState, Problem, SolveParams
 from solver.trails import DEFAULT_RULES, TrailRules
 
@@ -105,7 +105,7 @@ class PlannerCore:
     units_held_in_doubt: int = 0
     plans_committed: int = 0
     plans_rejected: int = 0
-    #: Send labs only the work to start now (`solver.lines.work_to_start`) and plan the rest again at
+    #: Send labs only the work to start now (`solver.lines.to_dispatch`) and plan the rest again at
     #: the next re-plan (a rolling horizon); False sends every planned unit at once.
     rolling: bool = True
     _by_order: dict[str, list[AssignmentRow]] = field(default_factory=dict)
@@ -751,10 +751,14 @@ class PlannerCore:
         events = []
         with self.ledger.transaction() as db:
             Ledger.put_plan(db, plan, now)
-            for planned in plan.allocations:
-                allocation = work_to_start(planned) if self.rolling else planned
-                if allocation is None:
-                    continue  # planned for later: the next re-plan decides where it is made
+            under_way = {
+                order_id
+                for order_id, rows in self._by_order.items()
+                if any(a.state in ACTIVE_STATES for a in rows)
+            }
+            # Planned for later: the next re-plan decides where it is made (solver.lines.to_dispatch).
+            sent = to_dispatch(plan.allocations, under_way) if self.rolling else plan.allocations
+            for allocation in sent:
                 view = self.labs.get(allocation.lab_id)
                 order = self.orders.get(allocation.order_id)
                 if view is None or not view.live or order is None:

@@ -8,8 +8,8 @@ window, `solver.problem.horizon_days`); a baseline counts a lab's room until the
 
 - `cosmolocal`: builds a `solver.problem.Problem` from the replay's state, calls `solver.allocate.solve`
   and checks the plan with `solver.check.check` (a violation stops the replay: it is a bug); then
-  queues the work to start now (`solver.lines.work_to_start`), as the planner sends it, and leaves
-  the rest of the plan to the next round.
+  queues what the planner would send now (`solver.lines.to_dispatch`) and leaves the rest of the
+  plan to the next round.
 - `nearest-greedy`: orders first come first served; each goes to the nearest capable lab with room,
   then the next nearest, until placed or no lab has room.
 - `board`: a first-come job board, as on commercial platforms: labs, in a random (seeded) order each
@@ -30,7 +30,7 @@ from scenarios.sim import LabSim, Line, PlanStats, SimulationError, fit_units
 from solver.allocate import solve
 from solver.check import check
 from solver.geo import haversine_km
-from solver.lines import work_to_start
+from solver.lines import to_dispatch
 from solver.problem import Demand, Problem, SolveParams
 
 POLICIES: tuple[str, ...] = ("cosmolocal", "central-factory", "nearest-greedy", "board")
@@ -83,8 +83,8 @@ class Cosmolocal:
     def allocate(
         self, now: datetime, labs: list[LabSim], demand: list[tuple[Order, int]], designs: dict[str, Design]
     ) -> list[Line]:
-        """Solve the round's problem and return the work to start now (`solver.lines.work_to_start`),
-        as the planner sends it; the rest of the plan is planned again next round."""
+        """Solve the round's problem and return what the planner would send now
+        (`solver.lines.to_dispatch`); the rest of the plan is planned again next round."""
         problem = Problem(
             now=now,
             designs=designs,
@@ -104,19 +104,11 @@ class Cosmolocal:
         self.stats.bound += plan.bound
         self.stats.optimal += plan.status == "OPTIMAL"
         self.stats.shortages += sum(s.quantity for s in plan.shortages)
-        lines = []
-        for allocation in plan.allocations:
-            now_part = work_to_start(allocation)
-            if now_part is not None:
-                lines.append(
-                    Line(
-                        now_part.order_id,
-                        now_part.lab_id,
-                        now_part.quantity,
-                        now_part.late_units,
-                        now_part.arrive_by,
-                    )
-                )
+        under_way = {job.order.id for lab in labs for job in lab.queue}
+        lines = [
+            Line(a.order_id, a.lab_id, a.quantity, a.late_units, a.arrive_by)
+            for a in to_dispatch(plan.allocations, under_way)
+        ]
         return lines
 
 

@@ -101,3 +101,21 @@ def work_to_start(allocation: Allocation) -> Allocation | None:
             ),
         }
     )
+
+
+def to_dispatch(allocations: list[Allocation], orders_under_way: set[str]) -> list[Allocation]:
+    """What of a plan's allocations to send to labs now.
+
+    The work to start now (`work_to_start`) of every allocation; and the whole of an order's
+    allocations when none of its units is under way at a lab and none is planned to start now, so
+    that no order waits for a re-plan that nothing would trigger (a lab with no work to report, a
+    planner whose clock says the labs are booked).
+    """
+    starting = {a.order_id for a in allocations if a.early_units > 0}
+    sent = []
+    for allocation in allocations:
+        if allocation.order_id not in starting and allocation.order_id not in orders_under_way:
+            sent.append(allocation)
+        elif (now := work_to_start(allocation)) is not None:
+            sent.append(now)
+    return sent

@@ -1,0 +1,39 @@
+"""What a plan sends to labs now: the work to start within the first day, and nothing left waiting."""
+
+from __future__ import annotations
+
+from protocol.model import Allocation, CostTerms
+from solver.lines import split_units, to_dispatch, work_to_start
+
+
+def line(order_id: str, lab_id: str, quantity: int, early: int, late: int = 0) -> Allocation:
+    cost = CostTerms(km=10.0, transport=10.0 * quantity, setup=50.0, time=2.0 * quantity)
+    return Allocation(
+        order_id=order_id, lab_id=lab_id, quantity=quantity, cost=cost, late_units=late, early_units=early
+    )
+
+
+def test_only_the_early_units_start_now_with_their_share_of_the_terms() -> None:
+    sent = work_to_start(line("o1", "a", 10, early=4))
+    assert sent is not None and sent.quantity == 4 and sent.late_units == 0
+    assert sent.cost.transport == 40.0 and sent.cost.time == 8.0 and sent.cost.setup == 50.0
+    assert work_to_start(line("o1", "a", 10, early=0)) is None
+
+
+def test_late_units_are_early_only_when_every_on_time_unit_is() -> None:
+    # Due before the first checkpoint: 3 on time, then 2 late, all made within the day.
+    allocation = line("o1", "a", 5, early=5, late=2)
+    assert split_units(allocation) == [(False, 3, 0), (True, 2, 0)]
+    sent = work_to_start(allocation)
+    assert sent is not None and (sent.quantity, sent.late_units) == (5, 2)
+
+
+def test_an_order_with_nothing_under_way_and_nothing_to_start_is_sent_whole() -> None:
+    plan = [
+        line("waiting", "a", 6, early=0),  # nothing to start today, nothing under way: sent whole
+        line("busy", "a", 6, early=0),  # under way elsewhere: waits for the next re-plan
+        line("mixed", "a", 3, early=0),  # part of it starts today at another lab ...
+        line("mixed", "b", 4, early=2),  # ... so only that part goes now
+    ]
+    sent = {(a.order_id, a.lab_id): a.quantity for a in to_dispatch(plan, orders_under_way={"busy"})}
+    assert sent == {("waiting", "a"): 6, ("mixed", "b"): 2}
