@@ -29,8 +29,14 @@ from solver.allocate import solve
 from solver.check import check
 from solver.emergency import insert_urgent
 from solver.gap import evaluate, generate, read_gap_file, solve_gap, solve_textbook, solve_with_core
+from solver.objective import objective_weights
 from solver.problem import Demand, Problem, SolveParams
 from tests.shared import SHARED
+
+#: The synthetic instances at scale are measured on the km objective (a day sooner breaks ties
+#: only), as their targets were set: with the balanced time weights the large path's rounding is
+#: not yet good enough (2,000 x 400: 24 % gap in 10 s against 0.5 %), which docs/benchmarks.md says.
+KM = objective_weights("km")
 
 GAP = SHARED / "benchmarks" / "gap"
 BEST = {"d05100": 6353, "e05100": 12681}
@@ -141,7 +147,7 @@ def test_emergency_insertion_into_a_loaded_thousand_lab_problem(benchmark) -> No
 
 def test_synthetic_thousand_orders_two_hundred_labs(benchmark) -> None:
     problem = synthetic_problem(1000, 200, 1)
-    params = SolveParams(time_limit_s=10.0, workers=2)
+    params = SolveParams(time_limit_s=10.0, workers=2, time_weight=KM)
     plan = benchmark.pedantic(solve, args=(problem, params), rounds=1, iterations=1)
     assert check(problem, plan, params) == []
     benchmark.extra_info.update(
@@ -156,7 +162,7 @@ def test_synthetic_thousand_orders_two_hundred_labs(benchmark) -> None:
 def test_synthetic_two_thousand_orders_four_hundred_labs(benchmark) -> None:
     # Above decompose_above: the whole problem through its linear relaxation (solver.large).
     problem = synthetic_problem(2000, 400, 1)
-    params = SolveParams(time_limit_s=30.0, workers=2)
+    params = SolveParams(time_limit_s=30.0, workers=2, time_weight=KM)
     plan = benchmark.pedantic(solve, args=(problem, params), rounds=1, iterations=1)
     assert check(problem, plan, params) == []
     benchmark.extra_info.update(objective=plan.objective, bound=plan.bound, gap_pct=100 * plan.gap)
@@ -184,7 +190,7 @@ def test_synthetic_ten_thousand_orders_two_thousand_labs(benchmark, seed: int) -
     if benchmark.disabled:
         pytest.skip("a 30-second solve: enable with --benchmark-enable (make bench)")
     problem = synthetic_problem(10_000, 2_000, seed)
-    params = SolveParams(time_limit_s=30.0, workers=2, seed=seed)
+    params = SolveParams(time_limit_s=30.0, workers=2, seed=seed, time_weight=KM)
     assert params.deterministic
     started = time.perf_counter()
     plan = benchmark.pedantic(solve, args=(problem, params), rounds=1, iterations=1)

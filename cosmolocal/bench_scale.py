@@ -14,6 +14,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from solver.objective import Objective, objective_weights
+
 #: Version of the dump schema written by --dump (documented in docs/scale-dump.md).
 DUMP_SCHEMA = "cosmolocal.scale/1"
 
@@ -36,6 +38,13 @@ def scale(
             "status); --no-deterministic spends the time limit instead."
         ),
     ] = True,
+    objective: Annotated[
+        Objective,
+        typer.Option(
+            help="The weighting of a day against a km (solver/objective.py). The scale targets are set "
+            "on km; balanced, the planner's default, shows the large path's current gap there."
+        ),
+    ] = "km",
     dump: Annotated[
         Path | None,
         typer.Option(help="Folder to write problem.json and plan.json into (schema in the docs)."),
@@ -59,7 +68,13 @@ def scale(
         console.print(f"[red]error:[/] {error}")
         raise typer.Exit(2) from None
     generated = time.perf_counter()
-    params = SolveParams(time_limit_s=time_limit, workers=workers, seed=seed, deterministic=deterministic)
+    params = SolveParams(
+        time_limit_s=time_limit,
+        workers=workers,
+        seed=seed,
+        deterministic=deterministic,
+        time_weight=objective_weights(objective),
+    )
     if decompose_above is not None:
         params = replace(params, decompose_above=decompose_above)
     with console.status(f"solving {orders} orders x {labs} labs ...", spinner="dots"):

@@ -155,6 +155,21 @@ def lab_checkpoints(
     return sorted({*edges, *(t for t in grid if t < days - 1e-9)})
 
 
+def time_charged(finish: float, late: bool, due: float, grid: tuple[float, ...]) -> float:
+    """The day a unit finishing by `finish` is charged time for: the first of its edge's checkpoints
+    at or after it (a time checkpoint, or the date it must be made by to arrive in time).
+
+    A lab's due-date buckets group due dates at the earlier edge, so a unit may be planned by an
+    edge before its own date; it is charged as if made by that date (or the grid point before it).
+    The whole network's relaxation (`solver.network`) has an option at each of those checkpoints
+    at exactly this charge, so its bound covers the plans of this model too. Late units are already
+    planned by a grid point or by the horizon.
+    """
+    if late:
+        return finish
+    return min([t for t in grid if finish - 1e-9 <= t <= due] + [due])
+
+
 def finish_options(
     edges_days: list[float], due: float, grid: tuple[float, ...]
 ) -> list[tuple[int, bool, bool]]:
@@ -222,7 +237,8 @@ class AllocationMapping:
                 due, travel = arrival[d]
                 setup = f"{d}@{lab_index}"
                 for b, late, loosest in finish_options(edges_days, due, params.time_checkpoints_days):
-                    cost = unit_cost + params.time_weight[priority] * (edges_days[b] + travel)
+                    charged = time_charged(edges_days[b], late, due, params.time_checkpoints_days)
+                    cost = unit_cost + params.time_weight[priority] * (charged + travel)
                     if late:
                         cost += params.lateness_penalty[priority]
                     uses: dict[str, float] = defaultdict(float)
@@ -235,9 +251,7 @@ class AllocationMapping:
                         uses[_stock(lab_index, material)] += amount
                     options.append(Option(item=d, unit_cost=cost, uses=dict(uses), setup=setup))
                     self.edge_options.append(
-                        EdgeOption(
-                            d, lab_index, km, late, discount, edges_days[b] + travel, loosest, edges_days[b]
-                        )
+                        EdgeOption(d, lab_index, km, late, discount, charged + travel, loosest, edges_days[b])
                     )
         items = [Item(d.quantity, params.shortage_penalty[d.order.priority]) for d in problem.demands]
         setups = {o.setup: params.setup_cost for o in options if o.setup is not None}
