@@ -14,7 +14,8 @@ from rich.table import Table
 from cosmolocal.console import fail, out
 from cosmolocal.logs import LEVELS, setup_logging
 from nodes.agent import run_agent
-from nodes.config import LabFileError, LabOptionError, lab_from_options, load_lab, write_lab
+from nodes.config import LabFileError, LabOptionError, lab_from_options, load_lab, parse_stock_spec, write_lab
+from nodes.control import ControlError, ControlRequest, check_endpoint, send_control
 from nodes.journal import Journal, JournalError
 from protocol.model import Lab
 from protocol.security import ClientKeys, KeyFileError, create_keypair, load_keypair, load_public
@@ -197,6 +198,13 @@ def join(
     no_journal: Annotated[
         bool, typer.Option("--no-journal", help="Keep no journal (a restart forgets every job).")
     ] = False,
+    control: Annotated[
+        str | None,
+        typer.Option(
+            help="Bind a local control socket (ipc://PATH) through which `cosmolocal node control` "
+            "tells this agent of supply arriving, stock lost and machines down or back."
+        ),
+    ] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
 ) -> None:
     """Join a planner's mesh with a lab file: say HELLO, take jobs, run them, report progress.
@@ -217,6 +225,11 @@ def join(
         fail(f"--fail-rate {fail_rate}: must be between 0 and 1")
     if not planner.startswith(("tcp://", "ipc://", "inproc://")):
         fail(f"--planner {planner!r}: expected a ZeroMQ endpoint such as tcp://127.0.0.1:5570")
+    if control is not None:
+        try:
+            check_endpoint(control)
+        except ControlError as exc:
+            fail(str(exc))
     try:
         lab = load_lab(lab_file)
     except LabFileError as exc:
@@ -251,7 +264,7 @@ def join(
             fail(f"{exc} (move it away, or start with --no-journal)")
     setup_logging(log_level, lab.id)
     try:
-        asyncio.run(_join(lab, planner, speed, fail_rate, seed, manual, book, curve))
+        asyncio.run(_join(lab, planner, speed, fail_rate, seed, manual, book, curve, control))
     except JournalError as exc:
         fail(f"{exc} (move it away, or start with --no-journal)")
 
@@ -265,6 +278,7 @@ async def _join(
     manual: bool = False,
     journal: Journal | None = None,
     curve: ClientKeys | None = None,
+    control: str | None = None,
 ) -> None:
     """Run the agent until SIGINT or SIGTERM asks it to stop (it then says BYE)."""
     stop = asyncio.Event()
@@ -282,7 +296,57 @@ async def _join(
             manual=manual,
             journal=journal,
             curve=curve,
+            control=control,
         )
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
+
+
+@node_app.command("control")
+def control_command(
+    endpoint: Annotated[str, typer.Argument(help="The agent's control socket (its --control), ipc://PATH.")],
+    supply: Annotated[
+        list[str] | None,
+        typer.Option("--supply", help="Material that arrived, MATERIAL=AMOUNT in its unit; repeat."),
+    ] = None,
+    lose: Annotated[
+        list[str] | None, typer.Option("--lose", help="A material lost entirely (free and reserved); repeat.")
+    ] = None,
+    down: Annotated[
+        list[str] | None, typer.Option("--down", help="A machine that stopped working; repeat.")
+    ] = None,
+    up: Annotated[list[str] | None, typer.Option("--up", help="A machine that works again; repeat.")] = None,
+    timeout: Annotated[float, typer.Option(min=0.1, help="Seconds to wait for the agent's answer.")] = 5.0,
+) -> None:
+    """Tell a running lab agent what changed at the lab: supply, stock lost, machines down or back.
+
+    The agent stops the jobs it can no longer finish (reporting the units made) and tells the
+    planner at once. Prints the agent's free stock and machines down.
+
+    Example:
+
+      [bold]cosmolocal node control ipc://var/lyon.control --down printer-2 --supply petg=2[/]
+    """
+    amounts: dict[str, float] = {}
+    try:
+        for spec in supply or []:
+            material, amount = parse_stock_spec(spec)
+            amounts[material] = amounts.get(material, 0.0) + amount
+        request = ControlRequest(
+            supply=amounts, lose=list(lose or []), down=list(down or []), up=list(up or [])
+        )
+    except LabOptionError as exc:
+        fail(str(exc).replace("--stock", "--supply"))
+    except ValueError as exc:  # pydantic's ValidationError is a ValueError
+        fail(f"bad request: {exc}")
+    try:
+        answer = send_control(endpoint, request, timeout_s=timeout)
+    except (ControlError, TimeoutError) as exc:
+        fail(str(exc))
+    if not answer.get("ok"):
+        fail(f"the agent refused: {answer.get('error')}")
+    stock = ", ".join(f"{m}={a:g}" for m, a in sorted(answer.get("stock", {}).items())) or "none"
+    out.print(
+        f"free stock: {stock}; machines down: {', '.join(answer.get('down', [])) or 'none'}", highlight=False
+    )

@@ -172,3 +172,41 @@ def test_a_promise_counts_the_units_by_an_instant_and_finds_the_first_unit_beyon
     assert shop.first_unpromised_end({"a-1": 1}) == ends[1]
     assert shop.first_unpromised_end({}) == ends[0]  # a job taken after the promise: none of it
     assert shop.first_unpromised_end({"a-1": 3}) is None
+
+
+def test_supply_grows_the_free_stock() -> None:
+    shop = workshop({"petg": 0.1})
+    assert shop.supply("petg", 0.4).stock == {"petg": pytest.approx(0.5)}
+    assert shop.supply("pla", 1.0).stock == {"petg": pytest.approx(0.5), "pla": 1.0}
+    with pytest.raises(ValueError, match="positive"):
+        shop.supply("petg", 0.0)
+
+
+def test_a_lost_material_stops_the_jobs_that_still_need_it() -> None:
+    shop = workshop({"petg": 1.0})
+    shop.receive(assign("a-1", quantity=3), T0)  # 10 + 2 min a unit on one printer
+    shop.advance(T0 + timedelta(minutes=15))
+    failed, stock = shop.lose_stock("petg", T0 + timedelta(minutes=15))
+    assert isinstance(failed, Failed) and failed.units_done == 1
+    assert "petg lost" in failed.reason and shop.jobs["a-1"].state == "failed"
+    assert stock == Stock(stock={"petg": 0.0})  # the unused reservation is lost too
+    (refuse,) = shop.receive(assign("a-2", quantity=1), T0 + timedelta(minutes=16)).messages
+    assert isinstance(refuse, Refuse) and "not enough stock" in refuse.reason
+
+
+def test_a_machine_down_stops_its_jobs_and_new_ones_go_to_the_machines_left() -> None:
+    shop = workshop({"petg": 1.0})
+    shop.receive(assign("a-1", quantity=3), T0)
+    now = T0 + timedelta(minutes=15)
+    failed, stock = shop.machine_down("prusa-1", now)
+    assert isinstance(failed, Failed) and failed.units_done == 1 and "machine prusa-1 down" in failed.reason
+    assert stock.stock["petg"] == pytest.approx(0.8)  # the two units not made give their petg back
+    assert [m.id for m in shop.working_lab().machines] == ["bench"]
+    (refuse,) = shop.receive(assign("a-2", quantity=1), now).messages
+    assert isinstance(refuse, Refuse) and "fdm" in refuse.reason
+    assert shop.machine_down("prusa-1", now) == []  # already down: nothing more
+    assert shop.machine_up("prusa-1") and not shop.machine_up("prusa-1")
+    _, accept = shop.receive(assign("a-3", quantity=1), now).messages
+    assert isinstance(accept, Accept)
+    with pytest.raises(ValueError, match="no machine 'laser-9'"):
+        shop.machine_down("laser-9", now)
