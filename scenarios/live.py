@@ -26,13 +26,14 @@ from __future__ import annotations
 
 import json
 import math
+import queue
 import signal
 import sqlite3
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -57,41 +58,80 @@ DEFAULT_SPEED = 20_000.0
 REPORT_SLACK_S = 3.0
 
 
-@dataclass
 class _Controls:
-    """Talks to each lab's control socket; keeps the supply a lab could not take yet (stopped, not joined)."""
+    """Talks to each lab's control socket from one thread per lab, so that a slow lab never holds up
+    the replay's clock; requests to a lab keep their order. Supply a lab cannot take yet (stopped,
+    not joined, not answering) is kept and sent with the next supply, as material waits at the door.
+    """
 
-    endpoints: dict[str, str]
-    processes: dict[str, subprocess.Popen[bytes]]
-    context: zmq.Context
-    pending: dict[str, dict[str, float]] = field(default_factory=dict)
-    sent: int = 0
-    failed: int = 0
+    def __init__(self, endpoints: dict[str, str], processes: dict[str, subprocess.Popen[bytes]]) -> None:
+        self.endpoints = endpoints
+        self.processes = processes
+        self.context = zmq.Context()
+        self.sent = 0
+        self.failed = 0
+        self._lock = threading.Lock()
+        self._queues: dict[str, queue.Queue[ControlRequest | None]] = {}
+        self._threads: list[threading.Thread] = []
+        self._pending: dict[str, dict[str, float]] = {}
 
     def running(self, lab_id: str) -> bool:
+        """True while the lab's process runs."""
         process = self.processes.get(lab_id)
         return process is not None and process.poll() is None
 
-    def send(self, lab_id: str, request: ControlRequest) -> bool:
-        """Send one request to a running lab; False when it is not running or does not answer."""
-        if not self.running(lab_id):
-            return False
-        try:
-            answer = send_control(self.endpoints[lab_id], request, timeout_s=2.0, context=self.context)
-        except TimeoutError:
-            self.failed += 1
-            return False
-        self.sent += 1
-        return bool(answer.get("ok"))
+    def send(self, lab_id: str, request: ControlRequest) -> None:
+        """Queue a request for the lab (dropped if its process is not running when its turn comes)."""
+        if lab_id not in self._queues:
+            self._queues[lab_id] = queue.Queue()
+            thread = threading.Thread(target=self._serve, args=(lab_id,), daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        self._queues[lab_id].put(request)
 
     def supply(self, lab_id: str, amounts: dict[str, float]) -> None:
-        """Supply that arrives now; held until the lab can take it (as material waits at the door)."""
-        pending = self.pending.setdefault(lab_id, {})
-        for material, amount in amounts.items():
-            if amount > 0:
-                pending[material] = pending.get(material, 0.0) + amount
-        if pending and self.send(lab_id, ControlRequest(supply=pending)):
-            self.pending[lab_id] = {}
+        """Supply arriving now at the lab."""
+        if any(amount > 0 for amount in amounts.values()):
+            self.send(lab_id, ControlRequest(supply={m: a for m, a in amounts.items() if a > 0}))
+
+    def forget_supply(self, lab_id: str, material: str) -> None:
+        """A stock-out: what waits at the door is lost too."""
+        with self._lock:
+            self._pending.get(lab_id, {}).pop(material, None)
+
+    def close(self) -> None:
+        """Stop the threads (after the requests queued so far) and the context."""
+        for requests in self._queues.values():
+            requests.put(None)
+        for thread in self._threads:
+            thread.join(timeout=10.0)
+        self.context.destroy(linger=0)
+
+    def _serve(self, lab_id: str) -> None:
+        requests = self._queues[lab_id]
+        while (request := requests.get()) is not None:
+            if request.supply:
+                with self._lock:
+                    pending = self._pending.setdefault(lab_id, {})
+                    for material, amount in request.supply.items():
+                        pending[material] = pending.get(material, 0.0) + amount
+                    request = ControlRequest(supply=dict(pending))
+            if not self.running(lab_id):
+                continue
+            try:
+                answer = send_control(self.endpoints[lab_id], request, timeout_s=5.0, context=self.context)
+            except TimeoutError:
+                with self._lock:
+                    self.failed += 1
+                continue
+            with self._lock:
+                self.sent += 1
+                if request.supply and answer.get("ok"):
+                    pending = self._pending[lab_id]
+                    for material, amount in request.supply.items():
+                        pending[material] = pending.get(material, 0.0) - amount
+                        if pending[material] <= 1e-12:
+                            del pending[material]
 
 
 def run_live(
@@ -124,8 +164,7 @@ def run_live(
         processes: dict[str, subprocess.Popen[bytes]] = {
             lab.id: process for lab, process in zip(started_labs, mesh.nodes, strict=True)
         }
-        context = zmq.Context()
-        controls = _Controls(endpoints, processes, context)
+        controls = _Controls(endpoints, processes)
         try:
             wall_start, placed = _replay(mesh, world, speed, controls, node_args, console)
             deadline = time.monotonic() + grace_s
@@ -140,8 +179,8 @@ def run_live(
             for process in processes.values():
                 if process not in mesh.nodes:
                     mesh.nodes.append(process)
+            controls.close()
             mesh.stop()
-            context.destroy(linger=0)
         made, solves = _read_ledger(workdir / "planner.db")
     metrics = _metrics(world, speed, wall_start, placed, views, made, solves, plan)
     metrics["control_requests"] = controls.sent
@@ -212,7 +251,7 @@ def _replay(
                     controls.supply(lab_id, amounts)
             elif kind == "stock_out:start" and item.material:
                 cut.add((item.lab_id, item.material))
-                controls.pending.get(item.lab_id, {}).pop(item.material, None)
+                controls.forget_supply(item.lab_id, item.material)
                 controls.send(item.lab_id, ControlRequest(lose=[item.material]))
             elif kind == "stock_out:end" and item.material:
                 cut.discard((item.lab_id, item.material))
