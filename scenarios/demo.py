@@ -34,7 +34,6 @@ from protocol.security import create_keypair
 from scenarios.geography import City, largest_cities
 from solver.geo import haversine_km
 
-
 #: Start-up allowance per lab process (a Python process imports the solver stack: seconds of CPU,
 #: many times that when dozens start at once on two cores).
 JOIN_SECONDS_PER_LAB = 5.0

@@ -182,7 +182,9 @@ def run_live(
             controls.close()
             mesh.stop()
         made, solves = _read_ledger(workdir / "planner.db")
+        health = _mesh_health(workdir)
     metrics = _metrics(world, speed, wall_start, placed, views, made, solves, plan)
+    metrics |= health
     metrics["control_requests"] = controls.sent
     metrics["control_unanswered"] = controls.failed
     return [metrics]
@@ -275,6 +277,24 @@ def _replay(
             elif kind == "end":
                 time.sleep(REPORT_SLACK_S)
     return wall_start, placed
+
+
+#: Lines of the mesh's logs counted as signs of a mesh that cannot keep up (see `_mesh_health`).
+_LOG_SIGNS = {
+    "lab_stalls": "lab agent was suspended for",  # a lab's loop paused over its stall limit: time not worked
+    "lab_holds": "the planner has not said it heard this lab",  # a lease lapsed: the lab stopped work
+    "labs_lost": "its unfinished work returns to demand",  # a lab given up (the scenario's own too)
+}
+
+
+def _mesh_health(workdir: Path) -> dict[str, int]:
+    """How often the mesh fell behind, counted from its processes' logs."""
+    counts = dict.fromkeys(_LOG_SIGNS, 0)
+    for log_file in workdir.glob("*.log"):
+        text = log_file.read_text(encoding="utf-8", errors="replace")
+        for key, sign in _LOG_SIGNS.items():
+            counts[key] += text.count(sign)
+    return counts
 
 
 def _read_ledger(db_path: Path) -> tuple[list[tuple[datetime, str, str, int]], list[float]]:
