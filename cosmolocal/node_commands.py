@@ -205,6 +205,14 @@ def join(
             "tells this agent of supply arriving, stock lost and machines down or back."
         ),
     ] = None,
+    working_hours: Annotated[
+        bool,
+        typer.Option(
+            "--working-hours",
+            help="Simulated machines work only their hours_per_day, spread over the day (the capacity "
+            "the planner counts), instead of around the clock.",
+        ),
+    ] = False,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
 ) -> None:
     """Join a planner's mesh with a lab file: say HELLO, take jobs, run them, report progress.
@@ -264,7 +272,7 @@ def join(
             fail(f"{exc} (move it away, or start with --no-journal)")
     setup_logging(log_level, lab.id)
     try:
-        asyncio.run(_join(lab, planner, speed, fail_rate, seed, manual, book, curve, control))
+        asyncio.run(_join(lab, planner, speed, fail_rate, seed, manual, book, curve, control, working_hours))
     except JournalError as exc:
         fail(f"{exc} (move it away, or start with --no-journal)")
 
@@ -279,6 +287,7 @@ async def _join(
     journal: Journal | None = None,
     curve: ClientKeys | None = None,
     control: str | None = None,
+    working_hours: bool = False,
 ) -> None:
     """Run the agent until SIGINT or SIGTERM asks it to stop (it then says BYE)."""
     stop = asyncio.Event()
@@ -297,6 +306,7 @@ async def _join(
             journal=journal,
             curve=curve,
             control=control,
+            working_hours=working_hours,
         )
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):

@@ -149,6 +149,7 @@ class LabAgent:
         journal: Journal | None = None,
         curve: ClientKeys | None = None,
         control: str | None = None,
+        working_hours: bool = False,
     ) -> None:
         self.lab = lab
         self.control_endpoint = None if control is None else check_endpoint(control)
@@ -157,7 +158,11 @@ class LabAgent:
         self.clock = clock or SimClock(utcnow(), speed, monotonic)
         self.clock.stall_seconds = _stall_limit(DEFAULT_HEARTBEAT_SECONDS)
         self.workshop = Workshop(
-            lab, Executor(lab.machines, self.clock), fail_rate, random.Random(seed), manual=manual
+            lab,
+            Executor(lab.machines, self.clock, working_hours=working_hours),
+            fail_rate,
+            random.Random(seed),
+            manual=manual,
         )
         self.counters = AgentCounters()
         self.journal = journal
@@ -860,6 +865,7 @@ async def run_agent(
     journal: Journal | None = None,
     curve: ClientKeys | None = None,
     control: str | None = None,
+    working_hours: bool = False,
 ) -> LabAgent:
     """Run a lab agent for `lab` against the planner at `planner_endpoint` until `stop` is set.
 
@@ -877,6 +883,7 @@ async def run_agent(
         journal=journal,
         curve=curve,
         control=control,
+        working_hours=working_hours,
     )
     await agent.run(stop)
     return agent

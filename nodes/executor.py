@@ -9,7 +9,12 @@ When a job is added, units not yet started are scheduled again together with the
 emergency job goes before routine units still waiting); units already started keep their machine and
 times. The schedule is `solver.schedule.schedule_cp`: the dispatching rule, improved by CP-SAT within a
 small time budget (`cp_time_limit_s`) when some job would be late, and never worse than the rule; with
-`cp_time_limit_s=0` the dispatching rule alone is used. Given the clock, everything here is
+`cp_time_limit_s=0` the dispatching rule alone is used.
+
+By default machines run around the clock. With `working_hours`, a machine works only its
+`hours_per_day`, spread evenly over the day (a step takes `24 / hours_per_day` times longer): the
+capacity the planner and the simulated replay count per day, so a live replay has the labs the plan
+assumes. Given the clock, everything here is
 deterministic except which of several equally good CP-SAT schedules is kept when CP-SAT runs out of time.
 """
 
@@ -176,11 +181,14 @@ class Executor:
         *,
         cp_time_limit_s: float = 0.1,
         cp_max_operations: int = CP_MAX_OPERATIONS,
+        working_hours: bool = False,
     ) -> None:
         if not machines:
             raise ValueError("an executor needs at least one machine")
         if cp_time_limit_s < 0:
             raise ValueError(f"cp_time_limit_s must not be negative, got {cp_time_limit_s}")
+        #: Machines work only their hours_per_day (see the module docstring).
+        self.working_hours = working_hours
         self.machines = list(machines)
         self.clock = clock
         #: CP-SAT's budget per added job, in wall seconds (0: the dispatching rule only).
@@ -188,6 +196,20 @@ class Executor:
         #: Above this many operations to (re)schedule, the dispatching rule alone is used.
         self.cp_max_operations = cp_max_operations
         self._jobs: dict[str, _JobRecord] = {}
+
+    @property
+    def machines(self) -> list[Machine]:
+        """The machines that take work (the lab's, less those down)."""
+        return self._machines
+
+    @machines.setter
+    def machines(self, machines: list[Machine]) -> None:
+        self._machines = list(machines)
+        #: As the scheduler sees them: slowed to their hours a day when only those are worked.
+        self._timed = [
+            m.model_copy(update={"speed": m.speed * m.hours_per_day / 24.0}) if self.working_hours else m
+            for m in self._machines
+        ]
 
     # --- changing the work ---------------------------------------------------------------------
 
@@ -222,7 +244,7 @@ class Executor:
         batch.append(job)
         if self.cp_time_limit_s > 0:  # either raises before any change
             result = schedule_cp(
-                self.machines,
+                self._timed,
                 batch,
                 now,
                 busy_until,
@@ -230,7 +252,7 @@ class Executor:
                 max_operations=self.cp_max_operations,
             )
         else:
-            result = schedule(self.machines, batch, now, busy_until)
+            result = schedule(self._timed, batch, now, busy_until)
         new_units: dict[str, dict[int, list[Operation]]] = {}
         for op in result.operations:
             unit = pending[op.job_id][op.unit] if op.job_id in pending else op.unit

@@ -5,7 +5,9 @@ The mesh is the demo's (`scenarios.demo.start_mesh`): a `cosmolocal planner serv
 Time is compressed by `speed`: scenario time t is wall time t / speed after the start, orders are
 posted at their compressed times, labs execute `speed` times faster than real time, and due dates
 keep their real length (so the planner sees the true machine capacity before each due date). The
-planner solves with the scenario's `solve_seconds`.
+planner solves with the scenario's `solve_seconds`. Labs run with `--working-hours`: a machine works
+its `hours_per_day`, as the planner and the simulation count it (by default the simulated executor
+runs machines around the clock, which gave the live labs 24 / hours_per_day times their capacity).
 
 The world is replayed as the simulation replays it (`scenarios.sim`): a lost lab's process is
 stopped at its time and started again when it comes back; every lab gets its supply
@@ -152,7 +154,10 @@ def run_live(
     with tempfile.TemporaryDirectory(prefix="cosmolocal-live-") as temp:
         workdir = Path(temp)
         endpoints = {lab.id: f"ipc://{workdir}/c{index}.control" for index, lab in enumerate(world.labs)}
-        node_args = {lab_id: ["--control", endpoint] for lab_id, endpoint in endpoints.items()}
+        # labs work their hours a day, as the plan and the simulated replay count them
+        node_args = {
+            lab_id: ["--control", endpoint, "--working-hours"] for lab_id, endpoint in endpoints.items()
+        }
         with console.status(f"starting a planner and {len(started_labs)} lab processes..."):
             mesh = start_mesh(
                 started_labs,
