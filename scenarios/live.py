@@ -54,8 +54,10 @@ from scenarios.spec import LoadedScenario
 from scenarios.world import World, build_world
 from solver.geo import haversine_km
 
-#: The default compression of time (see docs/benchmarks.md for why this one).
-DEFAULT_SPEED = 20_000.0
+#: The default compression of time: one wall second is 33 simulated minutes, so a 1-second solve is
+#: about 2 % of a simulated day, and a lab's loop paused for a second (a loaded host) costs half an
+#: hour of work, not five (measured against 20,000 and 5,000: docs/live-vs-sim.md).
+DEFAULT_SPEED = 2_000.0
 #: Wall seconds after the scenario's end for the labs' last reports to reach the planner.
 REPORT_SLACK_S = 3.0
 
