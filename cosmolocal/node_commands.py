@@ -237,7 +237,7 @@ def join(
         try:
             check_endpoint(control)
         except ControlError as exc:
-            fail(str(exc))
+            fail(f"--control {exc}")
     try:
         lab = load_lab(lab_file)
     except LabFileError as exc:

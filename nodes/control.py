@@ -51,7 +51,7 @@ class ControlRequest(BaseModel):
 def check_endpoint(endpoint: str) -> str:
     """The endpoint if it is a local `ipc://` one; else ControlError saying why."""
     if not endpoint.startswith("ipc://") or len(endpoint) <= len("ipc://"):
-        raise ControlError(f"--control {endpoint!r}: expected a local socket such as ipc:///run/lab.control")
+        raise ControlError(f"{endpoint!r}: expected a local socket such as ipc:///run/lab.control")
     return endpoint
 
 
