@@ -25,8 +25,10 @@ from nodes.config import (
     lab_from_options,
     load_lab,
     load_lab_setup,
+    parse_stock_spec,
     write_lab,
 )
+from nodes.control import ControlError, ControlRequest, check_endpoint, send_control
 from nodes.executor import Executor
 from nodes.journal import Journal, JournalError
 from nodes.manual import ManualExecutor, Report, ReportInbox
@@ -259,6 +261,21 @@ def join(
             "`cosmolocal node report` (instead of simulated execution).",
         ),
     ] = False,
+    control: Annotated[
+        str | None,
+        typer.Option(
+            help="Bind a local control socket (ipc://PATH) through which `cosmolocal node control` "
+            "tells this agent of supply arriving, stock lost and machines down or back."
+        ),
+    ] = None,
+    working_hours: Annotated[
+        bool,
+        typer.Option(
+            "--working-hours",
+            help="Simulated machines work only their hours_per_day, spread over the day (the capacity "
+            "the planner counts), instead of around the clock.",
+        ),
+    ] = False,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
 ) -> None:
     """Join a planner's mesh with a lab file: say HELLO, take jobs, run them, report progress.
@@ -282,6 +299,11 @@ def join(
         fail(f"--fail-rate {fail_rate}: must be between 0 and 1")
     if not planner.startswith(("tcp://", "ipc://", "inproc://")):
         fail(f"--planner {planner!r}: expected a ZeroMQ endpoint such as tcp://127.0.0.1:5570")
+    if control is not None:
+        try:
+            check_endpoint(control)
+        except ControlError as exc:
+            fail(f"--control {exc}")
     try:
         setup = load_lab_setup(lab_file)
     except LabFileError as exc:
@@ -295,6 +317,8 @@ def join(
         _check_printers(setup)
     elif by_hand and (speed != 1.0 or fail_rate):
         fail("--speed and --fail-rate are for simulated labs: work by hand runs in real time")
+    if working_hours and (setup.links or by_hand):
+        fail("--working-hours is for simulated labs: printers and work by hand keep their real hours")
     curve = None
     if insecure:
         typer.secho(
@@ -326,7 +350,22 @@ def join(
     setup_logging(log_level, lab.id)
     executor, reports = _execution(setup, lab_file, by_hand)
     try:
-        asyncio.run(_join(lab, planner, speed, fail_rate, seed, manual, book, curve, executor, reports))
+        asyncio.run(
+            _join(
+                lab,
+                planner,
+                speed,
+                fail_rate,
+                seed,
+                manual,
+                book,
+                curve,
+                executor,
+                reports,
+                control,
+                working_hours,
+            )
+        )
     except JournalError as exc:
         fail(f"{exc} (move it away, or start with --no-journal)")
 
@@ -342,6 +381,8 @@ async def _join(
     curve: ClientKeys | None = None,
     executor: Callable[[SimClock], Executor] | None = None,
     reports: ReportInbox | None = None,
+    control: str | None = None,
+    working_hours: bool = False,
 ) -> None:
     """Run the agent until SIGINT or SIGTERM asks it to stop (it then says BYE)."""
     stop = asyncio.Event()
@@ -361,6 +402,8 @@ async def _join(
             curve=curve,
             executor=executor,
             reports=reports,
+            control=control,
+            working_hours=working_hours,
         )
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
@@ -470,4 +513,58 @@ def report(
         + (f", {failed} failed ({reason.strip()})" if failed else "")
         + "; the running agent (`node join --by-hand`) applies it within a second",
         highlight=False,
+    )
+
+
+@node_app.command("control")
+def control_command(
+    endpoint: Annotated[str, typer.Argument(help="The agent's control socket (its --control), ipc://PATH.")],
+    supply: Annotated[
+        list[str] | None,
+        typer.Option("--supply", help="Material that arrived, MATERIAL=AMOUNT in its unit; repeat."),
+    ] = None,
+    lose: Annotated[
+        list[str] | None, typer.Option("--lose", help="A material lost entirely (free and reserved); repeat.")
+    ] = None,
+    down: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--down",
+            help="A machine that stopped working; repeat (simulated labs and work by hand: a printer "
+            "is down when its server says so).",
+        ),
+    ] = None,
+    up: Annotated[list[str] | None, typer.Option("--up", help="A machine that works again; repeat.")] = None,
+    timeout: Annotated[float, typer.Option(min=0.1, help="Seconds to wait for the agent's answer.")] = 5.0,
+) -> None:
+    """Tell a running lab agent what changed at the lab: supply, stock lost, machines down or back.
+
+    The agent stops the jobs it can no longer finish (reporting the units made) and tells the
+    planner at once. Prints the agent's free stock and machines down.
+
+    Example:
+
+      [bold]cosmolocal node control ipc://var/lyon.control --down printer-2 --supply petg=2[/]
+    """
+    amounts: dict[str, float] = {}
+    try:
+        for spec in supply or []:
+            material, amount = parse_stock_spec(spec)
+            amounts[material] = amounts.get(material, 0.0) + amount
+        request = ControlRequest(
+            supply=amounts, lose=list(lose or []), down=list(down or []), up=list(up or [])
+        )
+    except LabOptionError as exc:
+        fail(str(exc).replace("--stock", "--supply"))
+    except ValueError as exc:  # pydantic's ValidationError is a ValueError
+        fail(f"bad request: {exc}")
+    try:
+        answer = send_control(endpoint, request, timeout_s=timeout)
+    except (ControlError, TimeoutError) as exc:
+        fail(str(exc))
+    if not answer.get("ok"):
+        fail(f"the agent refused: {answer.get('error')}")
+    stock = ", ".join(f"{m}={a:g}" for m, a in sorted(answer.get("stock", {}).items())) or "none"
+    out.print(
+        f"free stock: {stock}; machines down: {', '.join(answer.get('down', [])) or 'none'}", highlight=False
     )

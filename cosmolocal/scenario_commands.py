@@ -16,6 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from cosmolocal.console import err, fail, out
+from scenarios.live import DEFAULT_SPEED
 from scenarios.spec import ScenarioError, builtin_scenarios, find_scenario, load_scenario
 from solver.objective import Objective
 
@@ -78,7 +79,7 @@ def run(
     ] = False,
     speed: Annotated[
         float, typer.Option(min=1.0, help="--live: how many times faster than real time.")
-    ] = 20_000.0,
+    ] = DEFAULT_SPEED,
     trade: Annotated[
         bool,
         typer.Option(

@@ -17,6 +17,10 @@ a poller (never busy-looping: it wakes on a frame or every `tick_seconds`), then
 - every tick: advance the simulated execution, send PROGRESS/DONE/FAILED and STOCK as they happen,
   and CAPACITY when the machine backlog changed (at most twice a second).
 
+With a control socket (`control`, `cosmolocal node join --control ipc://PATH`; see `nodes.control`)
+the lab's operator tells the agent of supply arriving, stock lost and machines down or back; the
+agent reports STOCK, the jobs it had to stop (FAILED), and its working machines in a new HELLO.
+
 In manual mode (`manual=True`, `cosmolocal node join --manual`) a new ASSIGN is held as offered until
 the operator's decision comes back from the planner as a DECIDE (SPEC.md section 7).
 
@@ -28,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import json
 import logging
 import random
 import time
@@ -41,6 +46,7 @@ import zmq.asyncio
 from zmq.utils.monitor import parse_monitor_message
 
 from nodes.clock import SimClock
+from nodes.control import ControlError, ControlRequest, check_endpoint, parse_request
 from nodes.executor import Executor
 from nodes.journal import Journal, JournalError
 from nodes.manual import Report, ReportInbox
@@ -114,6 +120,7 @@ class AgentCounters:
     fields_applied: int = 0
     messages_sent: int = 0
     messages_unsent: int = 0
+    controls_applied: int = 0
 
 
 class LabAgent:
@@ -145,12 +152,22 @@ class LabAgent:
         curve: ClientKeys | None = None,
         executor: Callable[[SimClock], Executor] | None = None,
         reports: ReportInbox | None = None,
+        control: str | None = None,
+        working_hours: bool = False,
     ) -> None:
         self.lab = lab
+        self.control_endpoint = None if control is None else check_endpoint(control)
+        self._control: zmq.asyncio.Socket | None = None
         self.planner_endpoint = planner_endpoint
         self.clock = clock or SimClock(utcnow(), speed, monotonic)
         self.clock.stall_seconds = _stall_limit(DEFAULT_HEARTBEAT_SECONDS)
-        runner = executor(self.clock) if executor is not None else SimulatedExecutor(lab.machines, self.clock)
+        if executor is not None and working_hours:
+            raise ValueError("working_hours is for simulated execution only (real work keeps real hours)")
+        runner = (
+            executor(self.clock)
+            if executor is not None
+            else SimulatedExecutor(lab.machines, self.clock, working_hours=working_hours)
+        )
         if fail_rate and not isinstance(runner, SimulatedExecutor):
             raise ValueError("fail_rate injects failures into simulated execution only")
         self.workshop = Workshop(lab, runner, fail_rate, random.Random(seed), manual=manual)
@@ -238,6 +255,7 @@ class LabAgent:
         await self.workshop.executor.start()
         try:
             self._open_dealer()
+            self._open_control()
             await self._send_hello()
             self.clock.notice_stall()  # start-up is not a suspension
             self.clock.release()
@@ -298,6 +316,8 @@ class LabAgent:
             poller.register(self._sub, zmq.POLLIN)
         if self._monitor is not None:
             poller.register(self._monitor, zmq.POLLIN)
+        if self._control is not None:
+            poller.register(self._control, zmq.POLLIN)
         timeout_ms = max(1, int(self.tick_seconds * 1000))
         events = dict(await poller.poll(timeout_ms))
         if self._notice_stall():
@@ -314,6 +334,9 @@ class LabAgent:
         sub = self._sub
         if sub is not None and not sub.closed and events.get(sub, 0) & zmq.POLLIN:
             await self._drain(sub, self.field_endpoint or "field", self._on_field_frames)
+        control = self._control
+        if control is not None and events.get(control, 0) & zmq.POLLIN:
+            await self._drain(control, "control", self._on_control_frames)
 
     async def _drain(
         self, sock: zmq.asyncio.Socket, peer: str, handle: Callable[[list[bytes], str], Awaitable[None]]
@@ -640,6 +663,59 @@ class LabAgent:
         if any(isinstance(body, Accept) for body in reply.messages) and not reply.duplicate and self.welcomed:
             await self._send_heartbeat()
 
+    async def _on_control_frames(self, frames: list[bytes], peer: str) -> None:
+        """One request on the control socket: apply it, tell the planner, answer (see nodes.control)."""
+        assert self._control is not None
+        if len(frames) < 2:
+            self._reject(peer, f"expected [identity, ..., request], got {len(frames)} frame(s)")
+            return
+        try:
+            request = parse_request(frames[-1])
+            answer = await self._apply_control(request)
+        except (ControlError, ValueError) as exc:
+            self._reject(peer, str(exc))
+            answer = {"ok": False, "error": str(exc)[:500]}
+        await self._control.send_multipart([*frames[:-1], json.dumps(answer).encode()])
+
+    async def _apply_control(self, request: ControlRequest) -> dict[str, object]:
+        """Apply a change of the lab itself; the planner hears of it at once."""
+        known = {m.id for m in self.lab.machines}
+        unknown = sorted((set(request.down) | set(request.up)) - known)
+        if unknown:  # checked first, so a request is applied whole or not at all
+            raise ControlError(
+                f"no machine {', '.join(unknown)} in lab {self.lab.id}; its machines: "
+                f"{', '.join(sorted(known))}"
+            )
+        if (request.down or request.up) and not self.workshop.executor.takes_machines_down:
+            raise ControlError(
+                f"lab {self.lab.id} prints on its printers, which are down when their servers say so "
+                "(offline, in error); --down and --up are for simulated labs and work by hand"
+            )
+        now = self.clock.now()
+        messages: list[Body] = []
+        for material, amount in request.supply.items():
+            messages.append(self.workshop.supply(material, amount))
+        for material in request.lose:
+            messages += self.workshop.lose_stock(material, now)
+        machines_changed = False
+        for machine_id in request.down:
+            machines_changed |= machine_id not in self.workshop.down
+            messages += self.workshop.machine_down(machine_id, now)
+        for machine_id in request.up:
+            machines_changed |= self.workshop.machine_up(machine_id)
+        self.counters.controls_applied += 1
+        self._remember()
+        self._apply_lease()
+        for body in messages:
+            if not isinstance(body, Stock):
+                await self._send_job_message(body)
+        if any(isinstance(body, Stock) for body in messages):
+            await self._send_job_message(self.workshop.stock_message())  # the stock as it now stands
+        self._capacity_dirty = True
+        if machines_changed and self.welcomed:
+            await self._send_hello()  # the planner plans on the working machines only
+        return {"ok": True, "stock": dict(self.workshop.stock), "down": sorted(self.workshop.down)}
+
     async def _on_field_frames(self, frames: list[bytes], peer: str) -> None:
         if len(frames) != 2 or frames[0] != transport.FIELD_TOPIC:
             self._reject(peer, f"expected [b'field', payload] from the PUB, got {len(frames)} frame(s)")
@@ -675,7 +751,7 @@ class LabAgent:
     # --- sending -------------------------------------------------------------------------------
 
     async def _send_hello(self) -> None:
-        lab = self.lab.model_copy(update={"stock": dict(self.workshop.stock)})
+        lab = self.workshop.working_lab()
         backlog = self.workshop.backlog_minutes(self.clock.now())
         sent = await self._send(Hello(lab=lab, backlog_minutes=backlog), count_unsent=False)
         self._hello_unsent = not sent
@@ -728,6 +804,16 @@ class LabAgent:
         if self.curve is not None:
             self._monitor = self._dealer.get_monitor_socket(HANDSHAKE_FAILURES)
 
+    def _open_control(self) -> None:
+        """Bind the control socket when asked for one (a stale socket file of a previous run is replaced)."""
+        if self.control_endpoint is None:
+            return
+        assert self._context is not None
+        self._control = self._context.socket(zmq.ROUTER)
+        self._control.setsockopt(zmq.LINGER, 0)
+        self._control.bind(self.control_endpoint)
+        log.info("control socket at %s (supply, stock lost, machines down or back)", self.control_endpoint)
+
     def _close_dealer(self, linger: int | None = 0) -> None:
         """Close the DEALER and its monitor; `linger` None lets queued messages (a BYE) go first."""
         if self._dealer is None:
@@ -779,6 +865,9 @@ class LabAgent:
         await self._send_hello()
 
     def _close_sockets(self) -> None:
+        if self._control is not None:
+            self._control.close(linger=0)
+            self._control = None
         if self._sub is not None:
             self._sub.close()
             self._sub = None
@@ -827,12 +916,15 @@ async def run_agent(
     curve: ClientKeys | None = None,
     executor: Callable[[SimClock], Executor] | None = None,
     reports: ReportInbox | None = None,
+    control: str | None = None,
+    working_hours: bool = False,
 ) -> LabAgent:
     """Run a lab agent for `lab` against the planner at `planner_endpoint` until `stop` is set.
 
     With `manual`, jobs wait for the operator's decision (DECIDE) instead of an automatic answer.
     `executor` makes what runs the jobs from the agent's clock (default: simulated execution);
-    `reports` is where the operator's reports of work done by hand arrive.
+    `reports` is where the operator's reports of work done by hand arrive. `control` binds the lab's
+    control socket (`nodes.control`); `working_hours` has simulated machines work only their hours a day.
     Returns the agent (its counters, jobs and stock) after it said BYE and closed its sockets.
     """
     agent = LabAgent(
@@ -847,6 +939,8 @@ async def run_agent(
         curve=curve,
         executor=executor,
         reports=reports,
+        control=control,
+        working_hours=working_hours,
     )
     await agent.run(stop)
     return agent

@@ -16,6 +16,10 @@ The `Workshop` (the lab's job book) speaks only this interface. What every execu
 
 Times are UTC instants. For the simulated executor they are simulated instants of its `SimClock`;
 the real executors run at the wall clock's pace (the agent runs them with speed 1).
+
+The lab's operator may say a machine is down or works again (`set_down`, through the agent's control
+socket, `nodes.control`): the simulated executor and work by hand take it (`takes_machines_down`);
+a printer's state comes from its own server, which says when it is offline or in error.
 """
 
 from __future__ import annotations
@@ -80,6 +84,26 @@ class Executor(ABC):
 
         A machine busy with work that is not the lab's counts it; a machine that is down counts
         `DOWN_BACKLOG_DAYS` of its working time."""
+
+    #: True when the operator may take machines down by word (`set_down`); see the module docstring.
+    takes_machines_down: bool = False
+
+    def units_started(self, job_id: str, at: datetime) -> int:
+        """Units of the job begun by `at`, finished ones included (their material is in the machine)."""
+        return self.units_done(job_id, at)
+
+    def set_down(self, down: set[str]) -> None:
+        """Take work only on the machines not in `down` from now on (the operator's word).
+
+        Raises ValueError when this executor does not take machines down by word."""
+        raise ValueError(
+            "this lab's machines are down when their printer server says so (offline, in error); "
+            "machines down or up by word are for simulated labs and work by hand"
+        )
+
+    def needs_machine(self, job_id: str, machine_id: str, at: datetime) -> bool:
+        """True when the job still has work on `machine_id` after `at` (it cannot finish with it down)."""
+        return False
 
     def failure(self, job_id: str) -> str | None:
         """Why the executor itself could not finish the job (None while it can)."""

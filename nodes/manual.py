@@ -109,6 +109,24 @@ class ManualExecutor(Executor):
         self._plan = SimulatedExecutor(machines, clock, cp_time_limit_s=0)
         self._jobs: dict[str, _Handwork] = {}
 
+    takes_machines_down = True
+
+    def set_down(self, down: set[str]) -> None:
+        self._plan.set_down(down)
+        self.machines = self._plan.machines
+
+    def needs_machine(self, job_id: str, machine_id: str, at: datetime) -> bool:
+        """The nominal plan is no record of what was done by hand: a job with units still to report
+        needs every machine its plan uses."""
+        work = self._work(job_id)
+        return work.made < work.quantity and any(
+            op.machine_id == machine_id for op in self._plan.operations(job_id)
+        )
+
+    def units_started(self, job_id: str, at: datetime) -> int:
+        work = self._work(job_id)
+        return min(work.quantity, work.made + work.failed)
+
     def add(self, job: Job, at: datetime) -> datetime:
         eta = self._plan.add(job, at=at)
         self._jobs[job.id] = _Handwork(job.quantity, applied=[])

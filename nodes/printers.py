@@ -291,6 +291,11 @@ class PrinterExecutor(Executor):
     def units_done(self, job_id: str, at: datetime) -> int:
         return self._units(self._record(job_id), ("done",))
 
+    def units_started(self, job_id: str, at: datetime) -> int:
+        record = self._record(job_id)
+        started = self._units(record, ("done", "starting", "printing", "failed", "cancelled"))
+        return min(record.job.quantity, started)
+
     def units_by(self, job_id: str, until: datetime) -> int:
         """Units done, plus those of plates under way, plus one plate per printer free for the job."""
         record = self._record(job_id)

@@ -8,8 +8,14 @@ When a job is added, units not yet started are scheduled again together with the
 emergency job goes before routine units still waiting); units already started keep their machine and
 times. The schedule is `solver.schedule.schedule_cp`: the dispatching rule, improved by CP-SAT within a
 small time budget (`cp_time_limit_s`) when some job would be late, and never worse than the rule; with
-`cp_time_limit_s=0` the dispatching rule alone is used. Given the clock, everything here is
-deterministic except which of several equally good CP-SAT schedules is kept when CP-SAT runs out of time.
+`cp_time_limit_s=0` the dispatching rule alone is used.
+
+By default machines run around the clock. With `working_hours`, a machine works only its
+`hours_per_day`, spread evenly over the day (a step takes `24 / hours_per_day` times longer): the
+capacity the planner and the simulated replay count per day, so a live replay has the labs the plan
+assumes. Machines the operator says are down (`set_down`) take no new work. Given the clock,
+everything here is deterministic except which of several equally good CP-SAT schedules is kept when
+CP-SAT runs out of time.
 """
 
 from __future__ import annotations
@@ -50,11 +56,16 @@ class SimulatedExecutor(Executor):
         *,
         cp_time_limit_s: float = 0.1,
         cp_max_operations: int = CP_MAX_OPERATIONS,
+        working_hours: bool = False,
     ) -> None:
         if not machines:
             raise ValueError("an executor needs at least one machine")
         if cp_time_limit_s < 0:
             raise ValueError(f"cp_time_limit_s must not be negative, got {cp_time_limit_s}")
+        #: Machines work only their hours_per_day (see the module docstring).
+        self.working_hours = working_hours
+        #: Every machine of the lab, down or not.
+        self._all_machines = list(machines)
         self.machines = list(machines)
         self.clock = clock
         #: CP-SAT's budget per added job, in wall seconds (0: the dispatching rule only).
@@ -62,6 +73,30 @@ class SimulatedExecutor(Executor):
         #: Above this many operations to (re)schedule, the dispatching rule alone is used.
         self.cp_max_operations = cp_max_operations
         self._jobs: dict[str, _JobRecord] = {}
+
+    takes_machines_down = True
+
+    @property
+    def machines(self) -> list[Machine]:
+        """The machines that take work (the lab's, less those down)."""
+        return self._machines
+
+    @machines.setter
+    def machines(self, machines: list[Machine]) -> None:
+        self._machines = list(machines)
+        #: As the scheduler sees them: slowed to their hours a day when only those are worked.
+        self._timed = [
+            m.model_copy(update={"speed": m.speed * m.hours_per_day / 24.0}) if self.working_hours else m
+            for m in self._machines
+        ]
+
+    def set_down(self, down: set[str]) -> None:
+        """New work goes to the machines not in `down` (work already scheduled is the caller's to stop)."""
+        self.machines = [m for m in self._all_machines if m.id not in down]
+
+    def needs_machine(self, job_id: str, machine_id: str, at: datetime) -> bool:
+        """True when an operation of the job on `machine_id` ends after `at`."""
+        return any(op.machine_id == machine_id and op.end > at for op in self.operations(job_id))
 
     # --- changing the work ---------------------------------------------------------------------
 
@@ -96,7 +131,7 @@ class SimulatedExecutor(Executor):
         batch.append(job)
         if self.cp_time_limit_s > 0:  # either raises before any change
             result = schedule_cp(
-                self.machines,
+                self._timed,
                 batch,
                 now,
                 busy_until,
@@ -104,7 +139,7 @@ class SimulatedExecutor(Executor):
                 max_operations=self.cp_max_operations,
             )
         else:
-            result = schedule(self.machines, batch, now, busy_until)
+            result = schedule(self._timed, batch, now, busy_until)
         new_units: dict[str, dict[int, list[Operation]]] = {}
         for op in result.operations:
             unit = pending[op.job_id][op.unit] if op.job_id in pending else op.unit
@@ -126,7 +161,7 @@ class SimulatedExecutor(Executor):
         record = self._record(job_id)
         now = self.clock.now() if at is None else at
         done = self.units_done(job_id, now)
-        started = record.before + self.units_started(job_id, now)
+        started = self.units_started(job_id, now)
         record.units = {u: ops for u, ops in record.units.items() if ops[-1].end <= now}
         record.unit_ends = sorted(ops[-1].end for ops in record.units.values())
         record.stopped = True
@@ -141,9 +176,11 @@ class SimulatedExecutor(Executor):
         return record.before + bisect.bisect_right(record.unit_ends, now)
 
     def units_started(self, job_id: str, at: datetime | None = None) -> int:
-        """How many units of the job have begun (finished ones included) at `at` (default: now)."""
+        """How many units of the job have begun (finished ones, and those made before a restart,
+        included) at `at` (default: now)."""
         now = self.clock.now() if at is None else at
-        return sum(1 for ops in self._record(job_id).units.values() if ops[0].start < now)
+        record = self._record(job_id)
+        return record.before + sum(1 for ops in record.units.values() if ops[0].start < now)
 
     def units_by(self, job_id: str, until: datetime) -> int:
         """Units made by `until` on the current schedule (the schedule is what the lab will do)."""
@@ -213,6 +250,8 @@ class SimulatedExecutor(Executor):
                 for op in ops:
                     if op.end <= now:
                         continue
+                    if op.machine_id not in backlog:
+                        continue  # a machine down: its work was stopped (see `set_down`)
                     if op.start >= now:
                         backlog[op.machine_id] += op.nominal_minutes
                     else:

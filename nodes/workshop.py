@@ -8,6 +8,14 @@ The agent (`nodes.agent`) only moves these bodies over the wire.
 In manual mode (`manual=True`) a new ASSIGN is held as offered, unanswered, until the operator's
 decision arrives as a DECIDE (`decide`): accept runs the usual accept path, refuse sends REFUSE with
 the operator's reason (SPEC.md section 7).
+
+The lab's own changes go through the book too (`supply`, `lose_stock`, `machine_down`, `machine_up`;
+the agent takes them from its control socket, `nodes.control`): material arriving, a material lost,
+a machine down or back. A job that can no longer be finished stops at once and reports what it made
+(FAILED), so the planner re-plans the rest; new jobs are judged on the machines that work. Machines
+down are not journaled: after a restart the operator says so again. Machines go down by word on the
+executors that take it (simulated, by hand: `Executor.takes_machines_down`); a printer is down when
+its own server says so, and a lab with printers takes supply and stock lost only.
 """
 
 from __future__ import annotations
@@ -107,6 +115,8 @@ class Workshop:
         self._reported: dict[str, tuple[int, datetime | None]] = {}
         #: Jobs that ended but whose DONE/FAILED the planner has not acknowledged yet (HEARTBEAT `ended`).
         self._unacknowledged_ends: set[str] = set()
+        #: Machines the operator said are down (see `machine_down`).
+        self.down: set[str] = set()
 
     # --- assignments ---------------------------------------------------------------------------
 
@@ -244,7 +254,7 @@ class Workshop:
                 f"{assign.quantity} units x {len(assign.design.steps)} steps = {operations} operations "
                 f"exceeds what this lab schedules at once ({MAX_OPERATIONS_PER_JOB})"
             )
-        problem = unrunnable_step(assign.design, self.lab.machines)
+        problem = unrunnable_step(assign.design, self.working_lab().machines)
         if problem is not None:
             return problem
         short = []
@@ -363,6 +373,97 @@ class Workshop:
             raise ValueError(f"job {report.assignment_id} is {state}")
         self.executor.apply(report)
         return []
+
+    # --- the lab's own changes: supply, stock lost, machines down ---------------------------------
+
+    def working_lab(self) -> Lab:
+        """The lab as it stands: its machines that are not down, its free stock."""
+        machines = [m for m in self.lab.machines if m.id not in self.down]
+        return self.lab.model_copy(update={"machines": machines, "stock": dict(self.stock)})
+
+    def supply(self, material: str, amount: float) -> Stock:
+        """Material arrives (a delivery from the supply chain): the free stock grows; the STOCK to send."""
+        if not amount > 0:
+            raise ValueError(f"supply of {material}: the amount must be positive, got {amount}")
+        self.stock[material] = round(self.stock.get(material, 0.0) + amount, 9)
+        log.info("supply: %g%s of %s arrived", amount, _unit_of(material), material)
+        return self.stock_message()
+
+    def lose_stock(self, material: str, now: datetime) -> list[Body]:
+        """All of a material is lost (spoiled, used elsewhere, never came): free and reserved alike.
+
+        Jobs that still need it for units not started stop now and report what they made (FAILED);
+        units already started have their material in the machine and are counted as made or lost
+        by the executor. The other materials those jobs reserved go back to the free stock.
+        """
+        self.stock[material] = 0.0
+        messages: list[Body] = []
+        for job in self.jobs.values():
+            if job.state not in ("accepted", "running"):
+                continue
+            if self._requests[job.assignment_id].design.materials_per_unit().get(material, 0.0) <= 0:
+                continue
+            started = self.executor.units_started(job.assignment_id, now)
+            if started < job.quantity:
+                messages.append(self._stop_early(job, now, f"{material} lost", lost=material))
+        log.warning("stock lost: no %s left; %d jobs stopped", material, len(messages))
+        return [*messages, self.stock_message()]
+
+    def machine_down(self, machine_id: str, now: datetime) -> list[Body]:
+        """A machine stops working: jobs with work left on it stop now and report what they made.
+
+        New jobs are scheduled on the other machines (or refused when none can run a step). Raises
+        ValueError for a machine the lab does not have, or when its executor does not take machines
+        down by word (printers: their servers say when they are down).
+        """
+        self._known_machine(machine_id)
+        if machine_id in self.down:
+            return []
+        self.executor.set_down(self.down | {machine_id})  # raises first when the executor cannot
+        self.down.add(machine_id)
+        messages: list[Body] = []
+        for job in self.jobs.values():
+            if job.state not in ("accepted", "running"):
+                continue
+            if self.executor.needs_machine(job.assignment_id, machine_id, now):
+                messages.append(self._stop_early(job, now, f"machine {machine_id} down"))
+        log.warning("machine %s down; %d jobs stopped", machine_id, len(messages))
+        if messages:
+            messages.append(self.stock_message())
+        return messages
+
+    def machine_up(self, machine_id: str) -> bool:
+        """A machine works again (True if it was down); new jobs may use it."""
+        self._known_machine(machine_id)
+        if machine_id not in self.down:
+            return False
+        self.executor.set_down(self.down - {machine_id})
+        self.down.discard(machine_id)
+        log.info("machine %s works again", machine_id)
+        return True
+
+    def _known_machine(self, machine_id: str) -> None:
+        known = [m.id for m in self.lab.machines]
+        if machine_id not in known:
+            raise ValueError(
+                f"no machine {machine_id!r} in lab {self.lab.id}; its machines: {', '.join(known)}"
+            )
+
+    def _stop_early(self, job: JobStatus, now: datetime, why: str, lost: str | None = None) -> Failed:
+        """Stop a job the lab can no longer finish; its units made stand, unused stock goes back
+        (except the `lost` material, which is gone)."""
+        aid = job.assignment_id
+        done, started = self.executor.stop(aid, now)
+        for material, amount in self._requests[aid].design.materials_per_unit().items():
+            back = amount * (job.quantity - started)
+            if material != lost:
+                self.stock[material] = round(self.stock.get(material, 0.0) + back, 9)
+            job.reserved[material] = max(0.0, round(job.reserved.get(material, 0.0) - back, 9))
+        job.state, job.units_done, job.eta = "failed", done, None
+        job.reason = f"{why}: stopped after {done} of {job.quantity} units"
+        self._unacknowledged_ends.add(aid)
+        log.warning("stopped %s: %s", aid, job.reason)
+        return Failed(assignment_id=aid, units_done=done, reason=job.reason)
 
     # --- the planner's view of this lab's work --------------------------------------------------
 

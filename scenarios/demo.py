@@ -35,6 +35,10 @@ from scenarios.geography import City, largest_cities
 from scenarios.printer_servers import OctoPrint, printer_lab
 from solver.geo import haversine_km
 
+#: Start-up allowance per lab process (a Python process imports the solver stack: seconds of CPU,
+#: many times that when dozens start at once on two cores).
+JOIN_SECONDS_PER_LAB = 5.0
+
 
 @dataclass(frozen=True)
 class DemoOptions:
@@ -332,7 +336,7 @@ def start_mesh(
             mesh.add_lab(lab, (node_args or {}).get(lab.id, ()), (lab_files or {}).get(lab.id))
         wait_for(
             lambda: (_get(api, "/health") or {}).get("labs_live") == len(labs),
-            60.0,
+            max(60.0, JOIN_SECONDS_PER_LAB * len(labs)),
             f"{len(labs)} labs to join",
             processes=[planner, *mesh.nodes],
             workdir=workdir,

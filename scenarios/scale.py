@@ -55,6 +55,8 @@ EUROPE = frozenset(
     ]
 )
 #: Relative frequency of each design among orders (others: 2); valves are rare, small, emergency-like.
+#: The designs drawn and their weights: fixed, so that designs added to the catalogue leave every
+#: seeded instance (and the figures measured on it) as it was.
 _DESIGN_WEIGHT = {"face-shield": 5, "finger-splint": 2, "charlotte-valve": 1}
 #: Fixed instant of every synthetic problem, so dumps are comparable.
 SCALE_NOW = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
@@ -73,7 +75,7 @@ def synthetic_problem(orders: int, labs: int, seed: int) -> Problem:
     cities = european_cities()
     if labs > len(cities):
         raise ValueError(f"labs: at most {len(cities)} European cities are known, asked for {labs}")
-    designs = dict(catalogue())
+    designs = {d: design for d, design in catalogue().items() if d in _DESIGN_WEIGHT}
     states = [_lab(i, city, rng) for i, city in enumerate(cities[:labs])]
     weights = [c.population for c in cities]
     places = rng.choices(cities, weights=weights, k=orders)

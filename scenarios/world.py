@@ -224,11 +224,19 @@ def _events(loaded: LoadedScenario, labs: list[Lab], rng: random.Random) -> list
             raise ScenarioError(
                 f"{where}.labs: unknown lab ids {', '.join(unknown)}; labs are {', '.join(ids[:8])}..."
             )
-        if disruption.count > len(ids):
+        # a machine down is drawn among the labs that have a machine offering the process
+        pool = [
+            lab_id
+            for lab_id in ids
+            if disruption.kind != "machine_down"
+            or any(disruption.process in m.processes for m in by_id[lab_id].machines)
+        ]
+        if disruption.count > len(pool):
+            having = f" with a {disruption.process} machine" if disruption.kind == "machine_down" else ""
             raise ScenarioError(
-                f"{where}.count: {disruption.count} labs asked for, the scenario has {len(ids)}"
+                f"{where}.count: {disruption.count} labs asked for, the scenario has {len(pool)}{having}"
             )
-        picked = list(disruption.labs) or sorted(rng.sample(ids, disruption.count))
+        picked = list(disruption.labs) or sorted(rng.sample(pool, disruption.count))
         start = scenario.start + timedelta(days=disruption.day)
         end = None if disruption.until_day is None else scenario.start + timedelta(days=disruption.until_day)
         for lab_id in picked:

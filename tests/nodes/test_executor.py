@@ -173,3 +173,17 @@ def test_sim_clock_stands_still_at_the_simulated_limit_of_its_lease() -> None:
     assert clock.now() == T0 + timedelta(minutes=3) and not clock.lapsed
     clock.lease(10.0, sim_until=T0)  # a limit in the past never takes time back
     assert clock.now() == T0 + timedelta(minutes=3) and clock.lapsed
+
+
+def test_with_working_hours_a_machine_makes_its_hours_a_day_and_no_more() -> None:
+    clock = SimClock(T0, 1.0, monotonic=FakeMonotonic())
+    the_lab = lab()  # printer 10 h a day, bench 8 h a day
+    around_the_clock = Executor(the_lab.machines, clock, cp_time_limit_s=0)
+    working = Executor(the_lab.machines, clock, cp_time_limit_s=0, working_hours=True)
+    job = Job("j", part(minutes=60.0), 10, T0 + timedelta(days=5), "routine")
+    assert around_the_clock.add(job, at=T0) == T0 + timedelta(hours=10, minutes=2)
+    # 10 printed hours take a day at 10 h a day; the last unit's 2-minute check, 6 minutes at 8 h a day
+    assert working.add(job, at=T0) == T0 + timedelta(days=1, minutes=6)
+    day = T0 + timedelta(days=1)
+    assert working.units_done("j", day) == 9 and around_the_clock.units_done("j", day) == 10
+    assert working.backlog_minutes(T0) == {"prusa-1": 600.0, "bench": 20.0}  # nominal minutes, as before

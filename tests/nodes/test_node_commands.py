@@ -102,3 +102,21 @@ def test_help_texts_show_examples() -> None:
     assert init_help.exit_code == 0 and "prusa-1:fdm" in init_help.output
     join_help = runner.invoke(node_app, ["join", "--help"])
     assert join_help.exit_code == 0 and "--planner" in join_help.output
+
+
+def test_node_control_names_what_is_wrong(tmp_path: Path) -> None:
+    result = runner.invoke(node_app, ["control", "tcp://127.0.0.1:5999", "--down", "printer-1"])
+    assert result.exit_code == 2 and "expected a local socket" in result.output
+    result = runner.invoke(node_app, ["control", f"ipc://{tmp_path}/lab.control", "--supply", "petg"])
+    assert result.exit_code == 2 and "--supply 'petg': expected MATERIAL=AMOUNT" in result.output
+    result = runner.invoke(
+        node_app, ["control", f"ipc://{tmp_path}/lab.control", "--timeout", "0.2", "--up", "x"]
+    )
+    assert result.exit_code == 2 and "no answer from the lab agent" in result.output
+
+
+def test_working_hours_are_for_simulated_labs_only(tmp_path: Path) -> None:
+    path = tmp_path / "lab.toml"
+    assert runner.invoke(node_app, ["init", str(path), *FULL]).exit_code == 0
+    result = runner.invoke(node_app, ["join", str(path), "--by-hand", "--working-hours"])
+    assert result.exit_code == 2 and "--working-hours is for simulated labs" in result.output

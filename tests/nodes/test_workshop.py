@@ -8,9 +8,12 @@ from datetime import timedelta
 import pytest
 
 from nodes.clock import SimClock
+from nodes.manual import ManualExecutor, Report
+from nodes.printers import PrinterExecutor, PrinterLink
 from nodes.simulated import SimulatedExecutor as Executor
 from nodes.workshop import MAX_OPERATIONS_PER_JOB, MAX_UNITS_PER_JOB, Workshop
 from protocol.messages import Accept, Done, Failed, Progress, Refuse, Stock
+from tests.nodes.fake_printer import FakePrinterServer
 from tests.nodes.samples import T0, assign, lab, part
 
 
@@ -174,3 +177,65 @@ def test_a_promise_counts_the_units_by_an_instant_and_finds_the_first_unit_beyon
     assert shop.limit({"a-1": 1}) == ends[1] - just_before
     assert shop.limit({}) == ends[0] - just_before  # a job taken after the promise: none of it
     assert shop.limit({"a-1": 3}) is None
+
+
+def test_supply_grows_the_free_stock() -> None:
+    shop = workshop({"petg": 0.1})
+    assert shop.supply("petg", 0.4).stock == {"petg": pytest.approx(0.5)}
+    assert shop.supply("pla", 1.0).stock == {"petg": pytest.approx(0.5), "pla": 1.0}
+    with pytest.raises(ValueError, match="positive"):
+        shop.supply("petg", 0.0)
+
+
+def test_a_lost_material_stops_the_jobs_that_still_need_it() -> None:
+    shop = workshop({"petg": 1.0})
+    shop.receive(assign("a-1", quantity=3), T0)  # 10 + 2 min a unit on one printer
+    shop.advance(T0 + timedelta(minutes=15))
+    failed, stock = shop.lose_stock("petg", T0 + timedelta(minutes=15))
+    assert isinstance(failed, Failed) and failed.units_done == 1
+    assert "petg lost" in failed.reason and shop.jobs["a-1"].state == "failed"
+    assert stock == Stock(stock={"petg": 0.0})  # the unused reservation is lost too
+    (refuse,) = shop.receive(assign("a-2", quantity=1), T0 + timedelta(minutes=16)).messages
+    assert isinstance(refuse, Refuse) and "not enough stock" in refuse.reason
+
+
+def test_a_machine_down_stops_its_jobs_and_new_ones_go_to_the_machines_left() -> None:
+    shop = workshop({"petg": 1.0})
+    shop.receive(assign("a-1", quantity=3), T0)
+    now = T0 + timedelta(minutes=15)
+    failed, stock = shop.machine_down("prusa-1", now)
+    assert isinstance(failed, Failed) and failed.units_done == 1 and "machine prusa-1 down" in failed.reason
+    assert stock.stock["petg"] == pytest.approx(0.8)  # the two units not made give their petg back
+    assert [m.id for m in shop.working_lab().machines] == ["bench"]
+    (refuse,) = shop.receive(assign("a-2", quantity=1), now).messages
+    assert isinstance(refuse, Refuse) and "fdm" in refuse.reason
+    assert shop.machine_down("prusa-1", now) == []  # already down: nothing more
+    assert shop.machine_up("prusa-1") and not shop.machine_up("prusa-1")
+    _, accept = shop.receive(assign("a-3", quantity=1), now).messages
+    assert isinstance(accept, Accept)
+    with pytest.raises(ValueError, match="no machine 'laser-9'"):
+        shop.machine_down("laser-9", now)
+
+
+def test_work_by_hand_takes_machines_down_and_a_printer_lab_refuses_it_whole() -> None:
+    the_lab = lab({"petg": 1.0})
+    clock = SimClock(T0, 1.0, monotonic=lambda: 0.0)
+    shop = Workshop(the_lab, ManualExecutor(the_lab.machines, clock))
+    shop.receive(assign("a-1", quantity=3), T0)
+    shop.report(Report("a-1", made=1, id="r-1"), T0)
+    failed, stock = shop.machine_down("prusa-1", T0 + timedelta(minutes=15))
+    assert isinstance(failed, Failed) and failed.units_done == 1 and "machine prusa-1 down" in failed.reason
+    assert stock.stock["petg"] == pytest.approx(0.9)  # the units not reported give their petg back
+    (refuse,) = shop.receive(assign("a-2", quantity=1), T0).messages
+    assert isinstance(refuse, Refuse) and "fdm" in refuse.reason
+    assert shop.machine_up("prusa-1")
+
+    link = PrinterLink("prusa-1", "octoprint", "http://127.0.0.1:9", None)
+    printers = PrinterExecutor(
+        the_lab.machines, clock, {"prusa-1": link}, [], servers={"prusa-1": FakePrinterServer()}
+    )
+    printed = Workshop(the_lab, printers)
+    with pytest.raises(ValueError, match="printer server says so"):
+        printed.machine_down("prusa-1", T0)
+    assert printed.down == set() and [m.id for m in printed.working_lab().machines] == ["prusa-1", "bench"]
+    assert printed.supply("petg", 0.5).stock == {"petg": pytest.approx(1.5)}

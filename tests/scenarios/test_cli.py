@@ -8,6 +8,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from cosmolocal.cli import app
+from scenarios.spec import builtin_scenarios
 from tests.scenarios.conftest import TINY
 
 runner = CliRunner()
@@ -16,7 +17,7 @@ runner = CliRunner()
 def test_scenario_list_names_the_builtin_scenarios() -> None:
     result = runner.invoke(app, ["scenario", "list"])
     assert result.exit_code == 0, result.output
-    for name in ("visor-surge-fr", "valve-lombardy", "fab-city-barcelona", "churn"):
+    for name in builtin_scenarios():
         assert name in result.output
 
 

@@ -8,14 +8,38 @@ import pytest
 
 from scenarios.live import run_live
 from scenarios.spec import load_scenario
+from tests.scenarios.conftest import write_scenario
 
 pytestmark = pytest.mark.e2e
 
+DISRUPTED = """
+[[disruptions]]
+kind = "machine_down"
+process = "fdm"
+day = 1
+until_day = 2
+labs = ["north-lab"]
 
-def test_tiny_scenario_runs_live_over_real_processes(tiny: Path) -> None:
-    (metrics,) = run_live(load_scenario(tiny), speed=40_000.0, grace_s=20.0)
+[[disruptions]]
+kind = "stock_out"
+material = "pla"
+day = 1.5
+until_day = 2.5
+labs = ["south-lab"]
+"""
+
+
+def test_tiny_scenario_runs_live_with_supply_and_disruptions(tmp_path: Path) -> None:
+    (metrics,) = run_live(load_scenario(write_scenario(tmp_path, DISRUPTED)), speed=40_000.0, grace_s=10.0)
     assert metrics["policy"] == "cosmolocal-live"
     assert metrics["units_demanded"] > 0
-    assert metrics["units_delivered"] > 0
-    assert metrics["labs_used"] >= 1
-    assert metrics["plans"] >= 1
+    assert 0 < metrics["units_on_time"] <= metrics["units_delivered"] <= metrics["units_demanded"]
+    assert metrics["on_time_rate"] == round(metrics["units_on_time"] / metrics["units_demanded"], 4)
+    assert 0 < metrics["lead_time_mean_h"] <= metrics["lead_time_p95_h"]
+    assert metrics["labs_used"] >= 1 and metrics["plans"] >= 1
+    hours = metrics["solve_seconds_max"] * 40_000.0 / 3600.0
+    assert metrics["solve_sim_hours_max"] == pytest.approx(hours, abs=0.02)
+    # 8 rounds of pla to 3 labs, but none to south-lab in the 2 rounds of its stock-out; a machine
+    # down and back, a stock-out: every request answered
+    assert metrics["control_requests"] == 8 * 3 - 2 + 3 and metrics["control_unanswered"] == 0
+    assert {"lab_stalls", "lab_holds", "labs_lost"} <= set(metrics)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -12,20 +13,61 @@ from scenarios.world import build_world
 from solver.problem import SolveParams
 from tests.scenarios.conftest import TINY, write_scenario
 
-BUILTIN = ("visor-surge-fr", "valve-lombardy", "fab-city-barcelona", "churn")
+BUILTIN = (
+    "visor-surge-fr",
+    "valve-lombardy",
+    "fab-city-barcelona",
+    "churn",
+    "shields-and-splints-be",
+    "prosthetics-uk",
+)
 
 
-@pytest.mark.parametrize("name", BUILTIN)
+@pytest.mark.parametrize("name", sorted(builtin_scenarios()))
 def test_builtin_scenarios_load_and_cite_sources(name: str) -> None:
     loaded = load_scenario(find_scenario(name))
     assert loaded.scenario.name == name
     assert loaded.scenario.sources, "every built-in scenario names its sources"
     world = build_world(loaded)
     assert world.labs and world.orders
+    for design in {o.design for o in world.orders}:
+        made = loaded.designs[design]
+        assert made.source and made.licence and made.references, f"{design} cites where it comes from"
+    for index, disruption in enumerate(loaded.scenario.disruptions):  # none of them vanishes
+        hit = [
+            e
+            for e in world.events
+            if e.kind == disruption.kind and e.start == world.start + timedelta(days=disruption.day)
+        ]
+        assert len(hit) == (len(disruption.labs) or disruption.count), f"disruptions.{index}"
+    for event in world.events:  # every disruption hits a lab that has what it takes away
+        lab = next(lab for lab in world.labs if lab.id == event.lab_id)
+        assert set(event.machine_ids) <= {m.id for m in lab.machines}
 
 
 def test_builtin_list_is_complete() -> None:
     assert set(BUILTIN) <= set(builtin_scenarios())
+
+
+def test_competing_designs_share_the_printers_near_their_limit() -> None:
+    world = build_world(load_scenario(find_scenario("shields-and-splints-be")))
+    designs = world.loaded.designs
+    assert {o.design for o in world.orders} == {"face-shield", "finger-splint"}
+    printer_minutes_a_day = sum(
+        m.minutes_per_day() for lab in world.labs for m in lab.machines if "fdm" in m.processes
+    )
+    full_rate = [o for o in world.orders if o.created_at >= world.start + timedelta(days=2)]
+    asked_a_day = sum(o.quantity * designs[o.design].steps[0].minutes for o in full_rate) / 8
+    assert 0.75 <= asked_a_day / printer_minutes_a_day <= 1.0
+
+
+def test_the_low_volume_network_has_many_designs_in_small_orders() -> None:
+    world = build_world(load_scenario(find_scenario("prosthetics-uk")))
+    assert len({o.design for o in world.orders}) >= 3
+    quantities = sorted(o.quantity for o in world.orders)
+    assert quantities[len(quantities) // 2] <= 2  # most orders are for one or two units
+    hand = world.loaded.designs["raptor-reloaded-hand"]
+    assert hand.minutes_per_unit() >= 600 and hand.materials_per_unit()["pla"] == pytest.approx(0.1)
 
 
 def test_visor_surge_is_calibrated_on_the_public_figures() -> None:
