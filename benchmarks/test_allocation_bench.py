@@ -34,8 +34,8 @@ from solver.problem import Demand, Problem, SolveParams
 from tests.shared import SHARED
 
 #: The synthetic instances at scale are measured on the km objective (a day sooner breaks ties
-#: only), as their targets were set: with the balanced time weights the large path's rounding is
-#: not yet good enough (2,000 x 400: 24 % gap in 10 s against 0.5 %), which docs/benchmarks.md says.
+#: only), as their targets were set: with the balanced time weights the large path needs far more of
+#: the clock (2,000 x 400: a 24.6 % gap with 10 s, 2.6 % with 30 s; 0.5 % on km), as docs/benchmarks.md says.
 KM = objective_weights("km")
 
 GAP = SHARED / "benchmarks" / "gap"
