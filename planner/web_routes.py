@@ -26,6 +26,7 @@ from pydantic import BaseModel, Field
 from planner import contract
 from planner.access import AUTHORIZATION, need_operator
 from planner.auth import Grant
+from planner.store import AssignmentRow
 from planner.web import views
 from planner.web.pages import STATIC, design_options, render
 from protocol.model import ID_PATTERN
@@ -91,6 +92,33 @@ async def get_lab_jobs(
     return {"lab_id": lab_id, "jobs": views.lab_jobs(core, lab_id), "schedule": views.schedule(core, lab_id)}
 
 
+def _lab_job(
+    request: Request, lab_id: str, assignment_id: str, authorization: str | None
+) -> tuple[Any, AssignmentRow]:
+    """The planner and one of the lab's jobs, for the lab's operator; 404 when the lab has no such job."""
+    _operator(request, lab_id, authorization)
+    planner = _planner(request)
+    job = planner.core.assignments.get(assignment_id)
+    if job is None or job.lab_id != lab_id:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"lab {lab_id} has no job {assignment_id!r}")
+    return planner, job
+
+
+def _require_connected(planner: Any, lab_id: str, verb: str) -> None:
+    """409 when the lab is not connected: what the operator says could not reach it."""
+    if not planner.core.labs[lab_id].live:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT, f"lab {lab_id} is not connected: start its node, then {verb} again"
+        )
+
+
+def _unreachable(lab_id: str) -> HTTPException:
+    """503: the lab is connected but the message could not be queued for it."""
+    return HTTPException(
+        status.HTTP_503_SERVICE_UNAVAILABLE, f"lab {lab_id} cannot be reached right now: try again"
+    )
+
+
 @router.post(
     "/labs/{lab_id}/jobs/{assignment_id}/decision",
     tags=["labs"],
@@ -110,11 +138,7 @@ async def post_job_decision(
     arrives over the mesh and shows on `/events`. A refused job's units go back to demand and are
     planned again. 409 when the job is no longer awaiting an answer or the lab is not connected.
     """
-    _operator(request, lab_id, authorization)
-    planner = _planner(request)
-    job = planner.core.assignments.get(assignment_id)
-    if job is None or job.lab_id != lab_id:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"lab {lab_id} has no job {assignment_id!r}")
+    planner, job = _lab_job(request, lab_id, assignment_id, authorization)
     if job.state != "assigned":
         raise HTTPException(
             status.HTTP_409_CONFLICT,
@@ -133,14 +157,9 @@ async def post_job_decision(
                 }
             ],
         )
-    if not planner.core.labs[lab_id].live:
-        raise HTTPException(
-            status.HTTP_409_CONFLICT, f"lab {lab_id} is not connected: start its node, then decide again"
-        )
+    _require_connected(planner, lab_id, "decide")
     if not planner.mesh.send_decision(lab_id, assignment_id, decision.accept, reason):
-        raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE, f"lab {lab_id} cannot be reached right now: try again"
-        )
+        raise _unreachable(lab_id)
     log.info(
         "operator of %s %s %s%s",
         lab_id,
@@ -170,11 +189,7 @@ async def post_work_report(
     answers PROGRESS, DONE or FAILED over the mesh. 409 when the job is not under way or the lab is
     not connected; 422 for an empty report, or failed units without a reason.
     """
-    _operator(request, lab_id, authorization)
-    planner = _planner(request)
-    job = planner.core.assignments.get(assignment_id)
-    if job is None or job.lab_id != lab_id:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"lab {lab_id} has no job {assignment_id!r}")
+    planner, job = _lab_job(request, lab_id, assignment_id, authorization)
     if job.state not in ("accepted", "running"):
         raise HTTPException(
             status.HTTP_409_CONFLICT,
@@ -188,14 +203,9 @@ async def post_work_report(
         problem = ("reason", "say why the units failed: the planner and the requester read it")
     if problem is not None:
         raise HTTPException(422, [{"loc": ["body", problem[0]], "msg": problem[1], "type": "value_error"}])
-    if not planner.core.labs[lab_id].live:
-        raise HTTPException(
-            status.HTTP_409_CONFLICT, f"lab {lab_id} is not connected: start its node, then report again"
-        )
+    _require_connected(planner, lab_id, "report")
     if not planner.mesh.send_report(lab_id, assignment_id, report.made, report.failed, reason):
-        raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE, f"lab {lab_id} cannot be reached right now: try again"
-        )
+        raise _unreachable(lab_id)
     log.info(
         "operator of %s reports %s: %d made, %d failed", lab_id, assignment_id, report.made, report.failed
     )
