@@ -26,6 +26,7 @@ from datetime import datetime, timedelta
 from typing import NamedTuple, Protocol
 
 from protocol.model import PRIORITIES, Design, Lab, Order
+from scenarios.spec import Scenario
 from scenarios.world import World, WorldEvent
 from solver.capability import step_groups
 from solver.geo import haversine_km
@@ -262,6 +263,11 @@ class PolicyRun:
     stats: PlanStats
 
 
+def replay_rounds(scenario: Scenario) -> int:
+    """How many planning rounds a replay of `scenario` takes: its days cut into rounds, at least one."""
+    return max(1, math.ceil(scenario.days * 24.0 / scenario.round_hours - 1e-9))
+
+
 def _rank(order: Order) -> tuple[datetime, int, str]:
     return (order.due_at, -PRIORITIES.index(order.priority), order.id)
 
@@ -438,7 +444,7 @@ class Simulation:
         """Replay every round; `on_round(done, total)` is told after each one (for a progress bar)."""
         scenario = self.world.loaded.scenario
         hours = scenario.round_hours
-        rounds = max(1, math.ceil(scenario.days * 24.0 / hours - 1e-9))
+        rounds = replay_rounds(scenario)
         for r in range(rounds):
             now = self.world.start + timedelta(hours=r * hours)
             self._apply_events(now)
