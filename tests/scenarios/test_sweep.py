@@ -181,3 +181,20 @@ def test_sweep_on_a_local_dask_cluster_of_worker_processes(tiny: Path) -> None:
     (reference,) = _reference_rows(tiny, [2], ["board"])
     assert line["policy"] == "board" and line["seeds"] == [2]
     assert all(line["metrics"][key]["min"] == reference[key] for key in ("km_per_unit", "units_delivered"))
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--workers", "2"], ["--workers", "only with --executor"]),
+        (["--live", "--executor", "process"], ["--executor", "--live"]),
+        (["--executor", "tcp://127.0.0.1"], ["--executor 'tcp://127.0.0.1'", "tcp://HOST:PORT"]),
+    ],
+)
+def test_scenario_run_executor_flags_that_do_not_fit_exit_2(
+    tiny: Path, args: list[str], words: list[str]
+) -> None:
+    result = runner.invoke(app, ["scenario", "run", str(tiny), *args])
+    assert result.exit_code == 2, result.output
+    for word in words:
+        assert word in result.stderr
