@@ -147,6 +147,8 @@ def _dask_client(
         threads_per_worker=1,
         processes=processes,
         dashboard_address=None,
+        # The scheduler serves HTTP even without a dashboard: loopback, any free port, not 8787.
+        scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"},
         silence_logs=logging.ERROR,  # not the nanny's routine warnings on a busy machine's shutdown
         **where,
     )

@@ -46,6 +46,7 @@ def dask_scheduler() -> Iterator[str]:
         protocol="tcp://",
         host="127.0.0.1",
         dashboard_address=None,
+        scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"},
     ) as cluster:
         yield cluster.scheduler_address
 
