@@ -1,4 +1,4 @@
-"""Read flexible job-shop instances in the Brandimarte (1993) format into an
+"""Read flexible job-shop instances in the Brandimarte (1993) format into a
 `solver.jobshop.instance.Instance`.
 
 Format (whitespace-separated tokens; line breaks, CRLF included, carry no meaning):
