@@ -18,7 +18,7 @@ from cosmolocal.executor_options import WorkersOption, checked_choice, cli_execu
 from cosmolocal.scenario_sweep import sweep_command
 from scenarios.live import DEFAULT_SPEED
 from scenarios.spec import LoadedScenario, ScenarioError, builtin_scenarios, find_scenario, load_scenario
-from solver.objective import Objective
+from solver.model.objective import Objective
 
 if TYPE_CHECKING:
     from scenarios.run import ScenarioResult

@@ -20,7 +20,7 @@ from rich.table import Table
 from cosmolocal.console import err, fail, out, stdout_to_stderr
 from cosmolocal.executor_options import ExecutorOption, WorkersOption, checked_choice, cli_executor
 from scenarios.spec import LoadedScenario, ScenarioError, find_scenario, load_scenario
-from solver.objective import Objective
+from solver.model.objective import Objective
 
 if TYPE_CHECKING:
     from scenarios.run import Replay
