@@ -138,6 +138,13 @@ def _dask_client(
                 "`dask scheduler` and `dask worker`, or use --executor process"
             ) from None
         with client:
+            try:  # a scheduler without workers would leave every task waiting, silently
+                client.wait_for_workers(1, timeout=timeout_s)
+            except TimeoutError:
+                raise FanoutError(
+                    f"the scheduler answered but has no workers after {timeout_s:g} s; start some with "
+                    f"`dask worker {choice.address}`"
+                ) from None
             yield client
         return
     # Worker processes talk over loopback TCP; threads in this process talk in-process.

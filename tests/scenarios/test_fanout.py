@@ -110,3 +110,20 @@ def test_a_scheduler_that_does_not_answer_is_a_clear_error() -> None:
 def test_zero_workers_is_refused() -> None:
     with pytest.raises(FanoutError, match="at least 1"), open_executor("process", 0):
         pass
+
+
+def test_a_scheduler_without_workers_is_a_clear_error() -> None:
+    distributed = pytest.importorskip("distributed")
+    with (
+        distributed.LocalCluster(
+            n_workers=0,
+            processes=False,
+            protocol="tcp://",
+            host="127.0.0.1",
+            dashboard_address=None,
+            scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"},
+        ) as empty,
+        pytest.raises(FanoutError, match="has no workers after 1 s"),
+        open_executor(empty.scheduler_address, connect_timeout_s=1.0),
+    ):
+        pass
