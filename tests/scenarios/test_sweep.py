@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from cosmolocal.cli import app
 from scenarios.fanout import open_executor
-from scenarios.metrics import WALL_TIME_KEYS
+from scenarios.metrics import BETTER, WALL_TIME_KEYS
 from scenarios.run import run_scenario
 from scenarios.spec import load_scenario
 from scenarios.sweep import SweepResult, metric_spread, parse_seeds, sweep
@@ -85,6 +85,13 @@ def test_the_spread_names_the_worst_seed_by_the_metrics_direction() -> None:
     assert metric_spread({1: 1.0, 2: 1.0}, "higher")["worst_seed"] is None  # every seed alike
     empty = metric_spread({1: None, 2: 4.0}, "lower")
     assert empty["missing"] == 1 and empty["min"] == empty["max"] == 4.0
+
+
+def test_every_numeric_metric_has_a_direction_for_the_worst_seed(tiny: Path) -> None:
+    metrics = run_scenario(load_scenario(tiny), ["cosmolocal"]).metrics[0]
+    numeric = {k for k, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+    constants = {"seed", "co2_factor_kg_per_tonne_km"}  # the sweep's own key, and one stated factor
+    assert numeric - constants == set(BETTER), "a new metric needs its direction in metrics.BETTER"
 
 
 def test_a_process_pool_and_a_dask_cluster_give_the_same_metrics_as_a_plain_loop(tiny: Path) -> None:
