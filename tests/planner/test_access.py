@@ -22,7 +22,7 @@ def closed(settings: PlannerSettings) -> Iterator[tuple[TestClient, dict[str, st
     tokens = {"requester": store.create("requester"), "operator": store.create("operator", LAB.id)}
     store.close()
     with TestClient(create_app(replace(settings, require_tokens=True))) as client:
-        client.app.state.planner.core.lab_hello(LAB, {})  # type: ignore[attr-defined]
+        client.portal.call(client.app.state.planner.core.lab_hello, LAB, {})  # type: ignore[attr-defined,union-attr]
         yield client, tokens
 
 
