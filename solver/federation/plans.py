@@ -5,9 +5,10 @@ its trades only:
 
 - trades it *receives* cover units of its own orders of the trade's design, delivery cell and day
   window (most urgent and earliest due first): those units leave its demand (the host makes them);
-- trades it *hosts* become demands of its own, one per (origin, design, window, cell), due at the
-  start of the window (so never later than any order they serve) and delivered to the cell's centre:
-  a host never learns more than that.
+- trades it *hosts* become demands of its own, due at the start of the trade's window (so never later
+  than any order they serve), one per host cell its LP makes them in, delivered to that cell's centre;
+  their carriage on to the trade's cell (the most a host ever learns of where they go) is counted
+  apart, at `km_weight` per unit-km.
 
 Every regional plan is checked by the independent validator (`solver.check`) against the problem it
 was solved for, as any plan of the planner is.
@@ -24,6 +25,8 @@ from solver.allocate import solve
 from solver.check import check
 from solver.federation.cells import CELL_DEG, cell_centre, cell_of, window_of
 from solver.federation.market import Trade
+from solver.federation.region import RegionModel
+from solver.geo import haversine_km
 from solver.problem import Demand, Problem, SolveParams
 
 #: Prefix of the demand a host plans for a trade it makes.
@@ -40,19 +43,28 @@ class RegionalPlan:
     violations: list[str]
     #: Units of each own order that trades cover (order id -> units): the origin's private record.
     covered: dict[str, int]
+    #: Cost of carrying the units made for other regions from the host's cells to theirs.
+    carriage: float = 0.0
+
+    @property
+    def cost(self) -> float:
+        """The region's cost: its plan's objective and the carriage of what it makes for others."""
+        return self.plan.objective + self.carriage
 
 
 def with_trades(
-    region: str, problem: Problem, trades: list[Trade], cell_deg: float = CELL_DEG
-) -> tuple[Problem, dict[str, int]]:
-    """The region's problem with its trades applied (see the module docstring), and the units covered."""
+    region: str, problem: Problem, trades: list[Trade], params: SolveParams, cell_deg: float = CELL_DEG
+) -> tuple[Problem, dict[str, int], float]:
+    """The region's problem with its trades applied (see the module docstring), the units of its own
+    orders covered, and the carriage of the units it makes for others from its cells to theirs."""
     covered = _cover(region, problem, trades, cell_deg)
     demands = []
     for d in problem.demands:
         left = d.quantity - covered.get(d.order.id, 0)
         if left > 0:
             demands.append(Demand(order=d.order, quantity=left))
-    demands += _leases(region, problem, trades, cell_deg)
+    leases, carriage = _leases(region, problem, trades, params, cell_deg)
+    demands += leases
     return (
         Problem(
             now=problem.now,
@@ -63,6 +75,7 @@ def with_trades(
             excluded=problem.excluded,
         ),
         covered,
+        carriage,
     )
 
 
@@ -70,9 +83,9 @@ def plan_region(
     region: str, problem: Problem, trades: list[Trade], params: SolveParams, cell_deg: float = CELL_DEG
 ) -> RegionalPlan:
     """Solve and validate the region's plan with its trades."""
-    traded, covered = with_trades(region, problem, trades, cell_deg)
+    traded, covered, carriage = with_trades(region, problem, trades, params, cell_deg)
     plan = solve(traded, params)
-    return RegionalPlan(region, traded, plan, check(traded, plan, params), covered)
+    return RegionalPlan(region, traded, plan, check(traded, plan, params), covered, carriage)
 
 
 def _cover(region: str, problem: Problem, trades: list[Trade], cell_deg: float) -> dict[str, int]:
@@ -103,14 +116,29 @@ def _cover(region: str, problem: Problem, trades: list[Trade], cell_deg: float) 
     return {order_id: units for order_id, units in covered.items() if units > 0}
 
 
-def _leases(region: str, problem: Problem, trades: list[Trade], cell_deg: float) -> list[Demand]:
-    """One demand per (origin, design, window, cell, priority) of the trades the region hosts."""
+def _leases(
+    region: str, problem: Problem, trades: list[Trade], params: SolveParams, cell_deg: float
+) -> tuple[list[Demand], float]:
+    """Demands for the trades the region hosts, made where its own LP makes them, and their carriage.
+
+    A lease of many units delivered at one point would only reach the few labs nearest that point (the
+    allocator's candidates), so each trade is planned in the host's cells its LP chose, delivered to
+    that cell's centre, and the carriage from there to the trade's cell is counted apart.
+    """
+    hosted = [t for t in trades if t.host == region]
+    if not hosted:
+        return [], 0.0
+    model = RegionModel(region, problem, params, cell_deg)
+    made = model.solve(imports=[t for t in trades if t.origin == region], exports=hosted).made
     merged: dict[tuple[str, str, int, str, str], int] = defaultdict(int)
-    for trade in trades:
-        if trade.host == region:
-            merged[trade.origin, trade.design, trade.window, trade.cell, trade.priority] += trade.units
+    carriage = 0.0
+    for trade in hosted:
+        for cell, units in _whole_units(trade, made.get(trade.trade_id, {}), model).items():
+            merged[cell, trade.design, trade.window, trade.priority, trade.origin] += units
+            km = haversine_km(cell_centre(cell, cell_deg), cell_centre(trade.cell, cell_deg))
+            carriage += params.km_weight * km * units
     demands = []
-    for n, ((origin, design, window, cell, priority), units) in enumerate(sorted(merged.items())):
+    for n, ((cell, design, window, priority, origin), units) in enumerate(sorted(merged.items())):
         order = Order(
             id=f"{LEASE_PREFIX}{n}-{origin}"[:64],
             design=design,
@@ -121,4 +149,25 @@ def _leases(region: str, problem: Problem, trades: list[Trade], cell_deg: float)
             created_at=problem.now,
         )
         demands.append(Demand(order=order, quantity=units))
-    return demands
+    return demands, carriage
+
+
+def _whole_units(trade: Trade, split: dict[str, float], model: RegionModel) -> dict[str, int]:
+    """A trade's units per host cell in whole units (largest remainders), all of them placed."""
+    if not split:
+        near = model.near_cells(trade.design, cell_centre(trade.cell, model.cell_deg))
+        if not near:
+            raise ValueError(
+                f"trade {trade.trade_id!r}: region {model.region!r} cannot make {trade.design!r}"
+            )
+        return {near[0][0]: trade.units}
+    whole = {cell: int(units) for cell, units in split.items()}
+    left = trade.units - sum(whole.values())
+    for cell in sorted(split, key=lambda c: (-(split[c] - int(split[c])), c)):
+        if left <= 0:
+            break
+        whole[cell] += 1
+        left -= 1
+    if left > 0:
+        whole[max(split, key=lambda c: split[c])] += left
+    return {cell: units for cell, units in whole.items() if units > 0}

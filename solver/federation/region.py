@@ -97,6 +97,8 @@ class Solution:
     imports: dict[tuple[str, int], float]
     #: The value of one more unit to each demand group (its demand row's dual).
     values: dict[int, float]
+    #: Where the plan makes each trade it hosts: trade id -> cell -> units.
+    made: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 class RegionModel:
@@ -119,7 +121,7 @@ class RegionModel:
         self.groups = _groups(problem, cell_deg)
         self.supply = _supply(problem, self.designs, self.horizon, cell_deg, self._windows())
         self.own_cells = own_cells
-        self.near = [self._near_cells(g.design, g.location) for g in self.groups]
+        self.near = [self.near_cells(g.design, g.location) for g in self.groups]
         self._coefficient_cache: dict[tuple[str, str, int | None], list[tuple[tuple, float]]] = {}
 
     def _coefficients(self, cell: str, design: str, window: int | None) -> list[tuple[tuple, float]]:
@@ -235,6 +237,7 @@ class RegionModel:
                 objective.SetCoefficient(z, price)
                 paid.append((z, offer.price + p.km_weight * km))
                 by_offer[offer.offer_id].append((gi, z))
+        making: list[tuple[str, str, pywraplp.Variable]] = []
         for trade in exports or []:
             row = solver.Constraint(trade.units, trade.units)
             short = solver.NumVar(0.0, inf, "")
@@ -242,11 +245,12 @@ class RegionModel:
             objective.SetCoefficient(short, p.shortage_penalty[trade.priority])
             target = cell_centre(trade.cell, self.cell_deg)
             tw = p.time_weight[trade.priority]
-            for cell, km in self._near_cells(trade.design, target):
+            for cell, km in self.near_cells(trade.design, target):
                 make = solver.NumVar(0.0, inf, "")
                 row.SetCoefficient(make, 1.0)
                 objective.SetCoefficient(make, p.km_weight * km + tw * (trade.window + _transit(p, km)))
                 use(make, cell, trade.design, trade.window)
+                making.append((trade.trade_id, cell, make))
         objective.SetMinimization()
         status = solver.Solve()
         for fallback in RETRIES:
@@ -261,7 +265,11 @@ class RegionModel:
         # What the plan would pay for imports (price and carriage) is left out: once a trade is made,
         # its host counts making and carrying it.
         cost = objective.Value() - sum(var.solution_value() * money for var, money in paid)
-        return self._solution(cost, rows, used, stock_rows, by_offer, demand_rows)
+        solution = self._solution(cost, rows, used, stock_rows, by_offer, demand_rows)
+        for trade_id, cell, var in making:
+            if var.solution_value() > 1e-6:
+                solution.made.setdefault(trade_id, {})[cell] = var.solution_value()
+        return solution
 
     def _solution(
         self,
@@ -337,7 +345,7 @@ class RegionModel:
             )
         return out
 
-    def _near_cells(self, design: str, place: Location) -> list[tuple[str, float]]:
+    def near_cells(self, design: str, place: Location) -> list[tuple[str, float]]:
         """The nearest own cells able to make `design`, with their distance to `place`."""
         able = [
             (haversine_km(s.centre, place), cell) for cell, s in self.supply.items() if design in s.can_make

@@ -66,7 +66,8 @@ def test_a_trade_for_units_a_region_does_not_have_is_refused(surge) -> None:
     trade = result.trades[0]
     too_many = replace(trade, units=10**6)
     with pytest.raises(ValueError, match="has only"):
-        with_trades(trade.origin, next(r for r in regions if r.id == trade.origin).problem, [too_many])
+        origin = next(r for r in regions if r.id == trade.origin)
+        with_trades(origin.id, origin.problem, [too_many], PARAMS)
 
 
 def test_cells_lose_the_exact_point_and_name_bad_input() -> None:
