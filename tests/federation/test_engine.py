@@ -13,7 +13,7 @@ from solver.federation.plans import LEASE_PREFIX, plan_region, with_trades
 from solver.problem import SolveParams
 from tests.federation.leaks import leaks, private_values
 
-PARAMS = SolveParams(late_window_days=2.0, time_limit_s=30.0)
+PARAMS = SolveParams(late_window_days=2.0, time_limit_s=5.0)
 
 
 @pytest.fixture(scope="module")
