@@ -22,7 +22,7 @@ from typing import Literal
 
 from protocol.model import Design, Lab, Location, Machine, Order
 from protocol.okh import catalogue
-from solver.problem import Demand, LabState, Problem
+from solver.model.problem import Demand, LabState, Problem
 
 Case = Literal["surge", "tight"]
 CASES: tuple[str, ...] = ("surge", "tight")

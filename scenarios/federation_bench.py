@@ -20,11 +20,11 @@ from typing import Any
 
 from protocol.peers import encode_peer
 from scenarios.federation import Case, federation, merged
-from solver.allocate import solve
+from solver.allocation.allocate import solve
 from solver.federation.net import NetParams, run_net
 from solver.federation.plans import plan_region
 from solver.federation.region import RegionModel
-from solver.problem import SolveParams
+from solver.model.problem import SolveParams
 
 #: Own cells each global LP group may be made in: enough to reach every region's cells.
 GLOBAL_CELLS = 64

@@ -23,7 +23,7 @@ from protocol.model import PRIORITIES
 from solver.federation.cells import CELL_DEG
 from solver.federation.market import Bid, Message, Offer, Trade
 from solver.federation.region import OFFER_SHARE, RegionModel, Solution
-from solver.problem import Problem, SolveParams
+from solver.model.problem import Problem, SolveParams
 
 #: A round commits only if the summed cost fell by more than this share of it.
 COMMIT_MARGIN = 1e-6

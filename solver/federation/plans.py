@@ -1,7 +1,7 @@
 """Each region's own integer plan with the committed trades, through the usual allocator and validator.
 
-After the rounds, a region plans as it always does (`solver.allocate.solve`), on a problem changed by
-its trades only:
+After the rounds, a region plans as it always does (`solver.allocation.allocate.solve`), on a
+problem changed by its trades only:
 
 - trades it *receives* cover units of its own orders of the trade's design, delivery cell and day
   window (most urgent and earliest due first): those units leave its demand (the host makes them);
@@ -21,13 +21,13 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from protocol.model import PRIORITIES, Order, Plan
-from solver.allocate import solve
+from solver.allocation.allocate import solve
 from solver.check import check
 from solver.federation.cells import CELL_DEG, cell_centre, cell_of, window_of
 from solver.federation.market import Trade
 from solver.federation.region import RegionModel
-from solver.geo import haversine_km
-from solver.problem import Demand, Problem, SolveParams
+from solver.model.geo import haversine_km
+from solver.model.problem import Demand, Problem, SolveParams
 
 #: Prefix of the demand a host plans for a trade it makes.
 LEASE_PREFIX = "lease-"

@@ -13,7 +13,7 @@ The LP is aggregated to stay small whatever the region's size:
   and stock per material;
 - units made on time use the minutes free by their window; late units (paying the lateness penalty)
   only those free by the horizon; units not made pay the shortage penalty. Costs follow
-  `solver.objective`: km to the delivery place, a day of waiting at the priority's time weight.
+  `solver.model.objective`: km to the delivery place, a day of waiting at the priority's time weight.
 
 It is a relaxation of the region's real plan (a unit's steps may use different labs of one cell),
 used for prices and for the commit rule, never sent to labs.
@@ -30,8 +30,8 @@ from ortools.linear_solver import pywraplp
 from protocol.model import PRIORITIES, Design, Location, Machine, Step
 from solver.federation.cells import CELL_DEG, cell_centre, cell_of, window_of
 from solver.federation.market import Offer, Trade
-from solver.geo import haversine_km
-from solver.problem import Problem, SolveParams, horizon_days
+from solver.model.geo import haversine_km
+from solver.model.problem import Problem, SolveParams, horizon_days
 
 #: Own cells each demand group (or hosted trade) may be made in: the nearest that can make it.
 OWN_CELLS = 8

@@ -10,7 +10,7 @@ from scenarios.federation import federation
 from solver.federation.cells import cell_centre, cell_of
 from solver.federation.net import NetParams, run_net
 from solver.federation.plans import LEASE_PREFIX, plan_region, with_trades
-from solver.problem import SolveParams
+from solver.model.problem import SolveParams
 from tests.federation.leaks import leaks, private_values
 
 PARAMS = SolveParams(late_window_days=2.0, time_limit_s=5.0)

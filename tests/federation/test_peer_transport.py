@@ -22,7 +22,7 @@ from protocol import security
 from protocol.peers import decode_peer, encode_peer
 from scenarios.federation import federation
 from solver.federation.net import run_net
-from solver.problem import SolveParams
+from solver.model.problem import SolveParams
 from tests.federation.leaks import leaks, private_values
 from tests.nodes.fake_planner import free_port
 
