@@ -16,6 +16,7 @@ counted and inspected. The transport (`planner.peers`) carries the same records 
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -97,9 +98,13 @@ def run_net(
     coordinator = names[0]
     messages: list[Message] = []
     committed: list[Trade] = []
-    costs = {r: models[r].solve().cost for r in names}
+    alone = {r: models[r].solve() for r in names}
+    costs = {r: alone[r].cost for r in names}
     isolated = dict(costs)
-    book: list[Offer] = []
+    # Round 0: every region offers at the prices of its plan alone, so the first round can bid.
+    book: list[Offer] = [o for r in names for o in models[r].offers(alone[r], 0, net.offer_share)]
+    for offer in book:
+        messages += [Message(offer.host, r, "OFFER", offer.body()) for r in names if r != offer.host]
     step = 1.0
     rounds: list[RoundRecord] = []
     exposed: dict[str, set[str]] = defaultdict(set)
@@ -115,9 +120,9 @@ def run_net(
         offers_by_id = {o.offer_id: o for o in book}
         bids: list[Bid] = []
         for r in names:
-            found, groups = _bids(models[r], solutions[r], offers_by_id, round_)
+            found, units = _bids(models[r], solutions[r], offers_by_id, round_)
             bids += found
-            exposed[r] |= models[r].exposed_orders(groups)
+            exposed[r] |= models[r].exposed_orders(units)
         for bid in bids:
             messages.append(Message(bid.origin, bid.host, "BID", bid.body()))
         tentative = _award(bids, offers_by_id, step, round_, len(committed))
@@ -136,9 +141,7 @@ def run_net(
         total = sum(costs.values())
         if not bids:
             rounds.append(RoundRecord(round_, 0, 0, total, total, False))
-            if round_ > 1:
-                break
-            continue
+            break
         trades = committed + tentative
         new_costs = {
             r: models[r]
@@ -179,8 +182,9 @@ def run_net(
 
 def _bids(
     model: RegionModel, solution: Solution, offers: dict[str, Offer], round_: int
-) -> tuple[list[Bid], set[int]]:
-    """The region's bids: the imports its plan took, merged per (offer, delivery cell)."""
+) -> tuple[list[Bid], dict[int, int]]:
+    """The region's bids: the imports its plan took, merged per (offer, delivery cell); and the units
+    bid from each of its demand groups (to count the orders whose units were in a bid)."""
     units: dict[tuple[str, str], float] = defaultdict(float)
     value: dict[tuple[str, str], float] = defaultdict(float)
     priority: dict[tuple[str, str], int] = defaultdict(int)
@@ -194,7 +198,7 @@ def _bids(
         priority[key] = max(priority[key], rank[g.priority])
         groups[key].add(gi)
     bids = []
-    used: set[int] = set()
+    used: dict[int, float] = defaultdict(float)
     for (offer_id, cell), amount in sorted(units.items()):
         whole = int(amount + 1e-6)
         if whole < 1:
@@ -214,8 +218,9 @@ def _bids(
                 priority=PRIORITIES[priority[offer_id, cell]],
             )
         )
-        used |= groups[offer_id, cell]
-    return bids, used
+        for gi in groups[offer_id, cell]:
+            used[gi] += solution.imports[offer_id, gi]
+    return bids, {gi: math.ceil(amount - 1e-6) for gi, amount in used.items()}
 
 
 def _award(bids: list[Bid], offers: dict[str, Offer], step: float, round_: int, first: int) -> list[Trade]:

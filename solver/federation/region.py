@@ -68,7 +68,8 @@ class Group:
     priority: str
     location: Location
     units: int
-    orders: list[str] = field(default_factory=list)
+    orders: list[str] = field(default_factory=list)  # most urgent first, as trades cover them
+    quantities: list[int] = field(default_factory=list)  # units of each of those orders
 
 
 @dataclass
@@ -149,9 +150,18 @@ class RegionModel:
     def _windows(self) -> list[int]:
         return sorted({window_of(self.problem.now, d.order.due_at) for d in self.problem.demands})
 
-    def exposed_orders(self, group_indices: set[int]) -> set[str]:
-        """Order ids whose units are counted in the given groups (for what-left-the-region counts)."""
-        return {o for g in group_indices for o in self.groups[g].orders}
+    def exposed_orders(self, units: dict[int, int]) -> set[str]:
+        """The orders whose units make up `units` of each group (group index -> units), taken most
+        urgent first as trades cover them: the orders whose quantity was counted in a bid."""
+        found = set()
+        for gi, wanted in units.items():
+            group = self.groups[gi]
+            for order_id, quantity in zip(group.orders, group.quantities, strict=True):
+                if wanted <= 0:
+                    break
+                found.add(order_id)
+                wanted -= quantity
+        return found
 
     # --- the LP -----------------------------------------------------------------------------------
 
@@ -229,7 +239,8 @@ class RegionModel:
                     row.SetCoefficient(late, 1.0)
                     objective.SetCoefficient(late, carry + p.lateness_penalty[g.priority] + tw * self.horizon)
                     use(late, cell, g.design, None)
-            for offer, km in _near_offers(offers_by.get((g.design, g.window), []), g.location, self.cell_deg):
+            usable = offers_by.get((g.design, g.window), [])
+            for offer, km in _near_offers(usable, g.location, self.cell_deg):
                 z = solver.NumVar(0.0, inf, "")
                 row.SetCoefficient(z, 1.0)
                 offer_rows[offer.offer_id].SetCoefficient(z, 1.0)
@@ -371,11 +382,15 @@ def _groups(problem: Problem, cell_deg: float) -> list[Group]:
         g = found[key]
         g.units += d.quantity
         g.orders.append(o.id)
+        g.quantities.append(d.quantity)
         lat, lon = weight[key]
         weight[key] = (lat + o.delivery.lat * d.quantity, lon + o.delivery.lon * d.quantity)
+    due = {d.order.id: (d.order.due_at, d.order.id) for d in problem.demands}
     for key, g in found.items():
         lat, lon = weight[key]
         g.location = Location(lat=lat / g.units, lon=lon / g.units)
+        pairs = sorted(zip(g.orders, g.quantities, strict=True), key=lambda pair: due[pair[0]])
+        g.orders, g.quantities = [o for o, _ in pairs], [q for _, q in pairs]
     rank = {p: i for i, p in enumerate(PRIORITIES)}
     return sorted(found.values(), key=lambda g: (g.design, g.cell, g.window, -rank[g.priority]))
 
@@ -434,7 +449,8 @@ def _in_class(machine: Machine, cls: Class, designs: dict[str, Design]) -> bool:
 
 
 def _demand_after_imports(groups: list[Group], imports: list[Trade]) -> list[float]:
-    """Units of each group left once imported trades are spread over the groups of their cell."""
+    """Units of each group left once imported trades are spread over the groups of their cell, design
+    and window (most urgent first)."""
     left = [float(g.units) for g in groups]
     for trade in imports:
         units = float(trade.units)
