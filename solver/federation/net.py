@@ -20,7 +20,6 @@ import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from protocol.model import PRIORITIES
 from solver.federation.cells import CELL_DEG
 from solver.federation.market import Bid, Message, Offer, Trade
 from solver.federation.region import OFFER_SHARE, RegionModel, Solution
@@ -183,23 +182,24 @@ def run_net(
 def _bids(
     model: RegionModel, solution: Solution, offers: dict[str, Offer], round_: int
 ) -> tuple[list[Bid], dict[int, int]]:
-    """The region's bids: the imports its plan took, merged per (offer, delivery cell); and the units
-    bid from each of its demand groups (to count the orders whose units were in a bid)."""
-    units: dict[tuple[str, str], float] = defaultdict(float)
-    value: dict[tuple[str, str], float] = defaultdict(float)
-    priority: dict[tuple[str, str], int] = defaultdict(int)
-    groups: dict[tuple[str, str], set[int]] = defaultdict(set)
-    rank = {p: i for i, p in enumerate(PRIORITIES)}
+    """The region's bids: the imports its plan took, merged per (offer, delivery cell, priority); and
+    the units bid from each of its demand groups (to count the orders whose units were in a bid).
+
+    A bid names one priority, and the trade it becomes covers only orders of that priority, so its
+    host charges the time of exactly the units it serves."""
+    units: dict[tuple[str, str, str], float] = defaultdict(float)
+    value: dict[tuple[str, str, str], float] = defaultdict(float)
+    groups: dict[tuple[str, str, str], set[int]] = defaultdict(set)
     for (offer_id, gi), amount in solution.imports.items():
         g = model.groups[gi]
-        key = (offer_id, g.cell)
+        key = (offer_id, g.cell, g.priority)
         units[key] += amount
         value[key] += amount * solution.values.get(gi, 0.0)
-        priority[key] = max(priority[key], rank[g.priority])
         groups[key].add(gi)
     bids = []
     used: dict[int, float] = defaultdict(float)
-    for (offer_id, cell), amount in sorted(units.items()):
+    for key, amount in sorted(units.items()):
+        offer_id, cell, priority = key
         whole = int(amount + 1e-6)
         if whole < 1:
             continue
@@ -214,11 +214,11 @@ def _bids(
                 units=whole,
                 window=offer.window,
                 cell=cell,
-                max_price=round(max(offer.price, value[offer_id, cell] / amount), 6),
-                priority=PRIORITIES[priority[offer_id, cell]],
+                max_price=round(max(offer.price, value[key] / amount), 6),
+                priority=priority,
             )
         )
-        for gi in groups[offer_id, cell]:
+        for gi in groups[key]:
             used[gi] += solution.imports[offer_id, gi]
     return bids, {gi: math.ceil(amount - 1e-6) for gi, amount in used.items()}
 

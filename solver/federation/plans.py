@@ -3,8 +3,8 @@
 After the rounds, a region plans as it always does (`solver.allocation.allocate.solve`), on a
 problem changed by its trades only:
 
-- trades it *receives* cover units of its own orders of the trade's design, delivery cell and day
-  window (most urgent and earliest due first): those units leave its demand (the host makes them);
+- trades it *receives* cover units of its own orders of the trade's design, delivery cell, day window
+  and priority (earliest due first): those units leave its demand (the host makes them);
 - trades it *hosts* become demands of its own, due at the start of the trade's window (so never later
   than any order they serve), one per host cell its LP makes them in, delivered to that cell's centre;
   their carriage on to the trade's cell (the most a host ever learns of where they go) is counted
@@ -20,7 +20,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import timedelta
 
-from protocol.model import PRIORITIES, Order, Plan
+from protocol.model import Order, Plan
 from solver.allocation.allocate import solve
 from solver.check import check
 from solver.federation.cells import CELL_DEG, cell_centre, cell_of, window_of
@@ -90,19 +90,18 @@ def plan_region(
 
 def _cover(region: str, problem: Problem, trades: list[Trade], cell_deg: float) -> dict[str, int]:
     """Units of own orders covered by the trades the region receives."""
-    rank = {p: i for i, p in enumerate(PRIORITIES)}
-    pools: dict[tuple[str, str, int], list[Demand]] = defaultdict(list)
+    pools: dict[tuple[str, str, int, str], list[Demand]] = defaultdict(list)
     for d in problem.demands:
         o = d.order
-        pools[o.design, cell_of(o.delivery, cell_deg), window_of(problem.now, o.due_at)].append(d)
+        pools[o.design, cell_of(o.delivery, cell_deg), window_of(problem.now, o.due_at), o.priority].append(d)
     for pool in pools.values():
-        pool.sort(key=lambda d: (-rank[d.order.priority], d.order.due_at, d.order.id))
+        pool.sort(key=lambda d: (d.order.due_at, d.order.id))
     covered: dict[str, int] = defaultdict(int)
     for trade in trades:
         if trade.origin != region:
             continue
         units = trade.units
-        for d in pools.get((trade.design, trade.cell, trade.window), []):
+        for d in pools.get((trade.design, trade.cell, trade.window, trade.priority), []):
             if units <= 0:
                 break
             taken = min(units, d.quantity - covered[d.order.id])

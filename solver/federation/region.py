@@ -7,7 +7,7 @@ and an LP gives both exactly and fast; the integer allocator gives no duals and 
 
 The LP is aggregated to stay small whatever the region's size:
 
-- demand: orders grouped by (design, cell, day window, priority), at the group's mean location;
+- demand: orders grouped by (design, cell, day window, priority), at the cell's centre;
 - supply: labs grouped by cell; per cell, machine minutes per *class* (all machines of a process,
   and those of a process that meet a step's required tags) free by each window and by the horizon,
   and stock per material;
@@ -372,23 +372,19 @@ def _transit(params: SolveParams, km: float) -> float:
 def _groups(problem: Problem, cell_deg: float) -> list[Group]:
     """Demands grouped by (design, cell, window, priority), most urgent first within a cell."""
     found: dict[tuple[str, str, int, str], Group] = {}
-    weight: dict[tuple[str, str, int, str], tuple[float, float]] = {}
     for d in problem.demands:
         o = d.order
         key = (o.design, cell_of(o.delivery, cell_deg), window_of(problem.now, o.due_at), o.priority)
         if key not in found:
-            found[key] = Group(o.design, key[1], key[2], o.priority, o.delivery, 0)
-            weight[key] = (0.0, 0.0)
+            # At its cell's centre, as a peer sees it: the regional and the global LPs then measure
+            # a traded unit's trip as the federation prices it, and compare like with like.
+            found[key] = Group(o.design, key[1], key[2], o.priority, cell_centre(key[1], cell_deg), 0)
         g = found[key]
         g.units += d.quantity
         g.orders.append(o.id)
         g.quantities.append(d.quantity)
-        lat, lon = weight[key]
-        weight[key] = (lat + o.delivery.lat * d.quantity, lon + o.delivery.lon * d.quantity)
     due = {d.order.id: (d.order.due_at, d.order.id) for d in problem.demands}
-    for key, g in found.items():
-        lat, lon = weight[key]
-        g.location = Location(lat=lat / g.units, lon=lon / g.units)
+    for g in found.values():
         pairs = sorted(zip(g.orders, g.quantities, strict=True), key=lambda pair: due[pair[0]])
         g.orders, g.quantities = [o for o, _ in pairs], [q for _, q in pairs]
     rank = {p: i for i, p in enumerate(PRIORITIES)}
@@ -449,15 +445,20 @@ def _in_class(machine: Machine, cls: Class, designs: dict[str, Design]) -> bool:
 
 
 def _demand_after_imports(groups: list[Group], imports: list[Trade]) -> list[float]:
-    """Units of each group left once imported trades are spread over the groups of their cell, design
-    and window (most urgent first)."""
+    """Units of each group left once imported trades cover the group of their design, cell, window
+    and priority."""
     left = [float(g.units) for g in groups]
     for trade in imports:
         units = float(trade.units)
         for gi, g in enumerate(groups):
             if units <= 0:
                 break
-            if (g.design, g.cell, g.window) == (trade.design, trade.cell, trade.window):
+            if (g.design, g.cell, g.window, g.priority) == (
+                trade.design,
+                trade.cell,
+                trade.window,
+                trade.priority,
+            ):
                 taken = min(units, left[gi])
                 left[gi] -= taken
                 units -= taken
