@@ -6,7 +6,7 @@ Each round (SPEC.md section 10.4):
    import options, and from it publishes new offers (its shadow prices, so counting its own chance to
    import) and bids (the imports its plan took);
 2. each host awards its bids tentatively, best `max_price` first, within the offer's units, scaled by
-   the current step (1, halved after each abort, restored after each commit);
+   the current step (a half at first, doubled after each commit up to 1, halved after each abort);
 3. every region solves again with the committed and tentative trades and publishes one number, its
    cost; the round commits only if the summed cost fell.
 
@@ -27,6 +27,9 @@ from solver.model.problem import Problem, SolveParams
 
 #: A round commits only if the summed cost fell by more than this share of it.
 COMMIT_MARGIN = 1e-6
+#: Share of the awarded units the first round takes: the first prices are those of regions alone and
+#: overshoot; doubled after each commit (up to all), halved after each abort.
+FIRST_STEP = 0.5
 
 
 @dataclass(frozen=True)
@@ -104,7 +107,7 @@ def run_net(
     book: list[Offer] = [o for r in names for o in models[r].offers(alone[r], 0, net.offer_share)]
     for offer in book:
         messages += [Message(offer.host, r, "OFFER", offer.body()) for r in names if r != offer.host]
-    step = 1.0
+    step = FIRST_STEP
     rounds: list[RoundRecord] = []
     exposed: dict[str, set[str]] = defaultdict(set)
     for round_ in range(1, net.max_rounds + 1):
@@ -171,7 +174,7 @@ def run_net(
         if commit:
             committed = trades
             costs = new_costs
-            step = 1.0
+            step = min(1.0, 2.0 * step)
         else:
             step /= 2.0
             if step < net.min_step:
