@@ -48,7 +48,7 @@ class OfferBody(Record):
     """Capacity for `units` of `design` made in `cell` by day `window`, at `price` per unit."""
 
     offer_id: Identifier
-    round: Round
+    round: int = Field(ge=0)  # 0: offered before the first round, at the prices of the region alone
     design: Name
     window: Window
     cell: Cell

@@ -86,3 +86,29 @@ def test_net_params_name_the_bad_field() -> None:
         NetParams(max_rounds=0)
     with pytest.raises(ValueError, match="regions"):
         run_net({}, PARAMS)
+
+
+def test_every_message_of_the_net_passes_the_peer_codec(surge) -> None:
+    from protocol.peers import decode_peer, encode_peer
+
+    _, result = surge
+    for n, message in enumerate(result.messages, start=1):
+        decoded = decode_peer(encode_peer(message.kind, message.sender, n, 0, message.body))
+        assert decoded.kind == message.kind and decoded.sender == message.sender
+
+
+def test_bad_peer_frames_name_the_field() -> None:
+    from protocol.errors import ProtocolError
+    from protocol.peers import decode_peer, encode_peer
+
+    good = {"round": 1, "cost": 5.0}
+    with pytest.raises(ProtocolError, match="cost"):
+        encode_peer("COST", "lombardy", 1, 0, {"round": 1, "cost": -1.0})
+    with pytest.raises(ProtocolError, match="order_id"):
+        encode_peer("BID", "lombardy", 1, 0, {**good, "order_id": "o1"})
+    with pytest.raises(ProtocolError, match="kind"):
+        encode_peer("ORDER", "lombardy", 1, 0, good)
+    with pytest.raises(ProtocolError, match="msgpack"):
+        decode_peer(b"\xc1")
+    frame = encode_peer("COST", "lombardy", 1, 0, good)
+    assert decode_peer(frame).body.model_dump() == good
