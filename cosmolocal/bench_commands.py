@@ -30,3 +30,7 @@ bench_app.command("fjsp")(fjsp)
 from cosmolocal.bench_load import load  # noqa: E402
 
 bench_app.command("load")(load)
+
+from cosmolocal.bench_federation import federation  # noqa: E402
+
+bench_app.command("federation")(federation)

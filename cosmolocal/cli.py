@@ -188,6 +188,10 @@ def planner_revoke(
     typer.echo(f"revoked lab {lab}")
 
 
+from cosmolocal.peer_commands import peer_app  # noqa: E402
+
+planner_app.add_typer(peer_app)
+
 token_app = typer.Typer(name="token", help="Access tokens for the planner's web pages.", no_args_is_help=True)
 planner_app.add_typer(token_app)
 

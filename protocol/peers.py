@@ -1,0 +1,223 @@
+"""The peer protocol between regional planners (SPEC.md section 10): message bodies and their codec.
+
+The envelope is the mesh's (`v`, `kind`, `sender`, `seq`, `epoch`, `body`), with `sender` a region id;
+the kinds are those of section 10.2, each body validated field by field (unknown keys are
+malformed). Nothing here can carry an order id, a person or an exact point: a delivery place is a
+coarse cell name, a due date a day window.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import msgpack
+from pydantic import Field, ValidationError
+
+from protocol.codec import MAX_FRAME_BYTES
+from protocol.errors import ProtocolError, describe_validation_error
+from protocol.model import Identifier, Name, Priority, Record, UtcDatetime
+
+PEER_PROTOCOL_VERSION = 1
+#: A coarse cell: "LAT_INDEX:LON_INDEX" on the federation's grid.
+Cell = Annotated[str, Field(pattern=r"^-?[0-9]{1,5}:-?[0-9]{1,5}$")]
+Money = Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
+Units = Annotated[int, Field(ge=1, le=10_000_000)]
+Round = Annotated[int, Field(ge=1)]
+Window = Annotated[int, Field(ge=0, le=3650)]
+_ENVELOPE_KEYS = frozenset({"v", "kind", "sender", "seq", "epoch", "body"})
+_MAX_SEQ = 2**63 - 1
+
+
+class PeerHello(Record):
+    """A planner (re)introduces itself to a peer: answered by SNAPSHOT."""
+
+    region: Identifier
+    epoch: int = Field(ge=0)
+    heartbeat_ms: int = Field(ge=10, le=600_000)
+    committed_seq: int = Field(ge=0)
+
+
+class PeerHeartbeat(Record):
+    """Liveness between planners; `round` is the sender's latest round."""
+
+    round: int = Field(ge=0)
+
+
+class OfferBody(Record):
+    """Capacity for `units` of `design` made in `cell` by day `window`, at `price` per unit."""
+
+    offer_id: Identifier
+    round: int = Field(ge=0)  # 0: offered before the first round, at the prices of the region alone
+    design: Name
+    window: Window
+    cell: Cell
+    units: Units
+    price: Money
+    expires_at: UtcDatetime | None = None
+
+
+class BidBody(Record):
+    """An origin wants `units` of an offer delivered to `cell` in `window`, paying at most `max_price`."""
+
+    bid_id: Identifier
+    offer_id: Identifier
+    round: Round
+    units: Units
+    window: Window
+    cell: Cell
+    max_price: Money
+    priority: Priority
+
+
+class AwardBody(Record):
+    """The host accepts `units` of a bid tentatively."""
+
+    bid_id: Identifier
+    round: Round
+    units: Units
+
+
+class CostBody(Record):
+    """The sender's plan cost with every tentative trade of the round: one number."""
+
+    round: Round
+    cost: Money
+
+
+class VoteBody(Record):
+    """The round's outcome as the coordinator computed it from every COST."""
+
+    round: Round
+    commit: bool
+    total_before: Money
+    total_after: Money
+
+
+class RoundBody(Record):
+    """COMMIT or ABORT of a round."""
+
+    round: Round
+
+
+class TradeBody(Record):
+    """A committed trade, as SNAPSHOT lists it."""
+
+    trade_id: Identifier
+    host: Identifier
+    origin: Identifier
+    design: Name
+    window: Window
+    cell: Cell
+    units: Units
+    price: Money
+    round: Round
+    priority: Priority = "routine"
+
+
+class SnapshotBody(Record):
+    """What the sender holds as committed with the asker, and its live offers."""
+
+    committed_seq: int = Field(ge=0)
+    trades: list[TradeBody] = Field(default_factory=list, max_length=100_000)
+    offers: list[OfferBody] = Field(default_factory=list, max_length=100_000)
+
+
+class LeaseBody(Record):
+    """The host confirms it plans a committed trade on its labs (SPEC.md section 10.7)."""
+
+    trade_id: Identifier
+    units: Units
+    expires_at: UtcDatetime
+
+
+class ProgressBody(Record):
+    """Units of a trade made so far."""
+
+    trade_id: Identifier
+    units_done: int = Field(ge=0)
+
+
+PEER_BODIES: dict[str, type[Record]] = {
+    "PEER_HELLO": PeerHello,
+    "HEARTBEAT": PeerHeartbeat,
+    "OFFER": OfferBody,
+    "BID": BidBody,
+    "AWARD": AwardBody,
+    "COST": CostBody,
+    "VOTE": VoteBody,
+    "COMMIT": RoundBody,
+    "ABORT": RoundBody,
+    "SNAPSHOT": SnapshotBody,
+    "LEASE": LeaseBody,
+    "PROGRESS": ProgressBody,
+}
+
+
+@dataclass(frozen=True)
+class PeerEnvelope:
+    """One peer message: its kind, sender region, per-stream sequence, sender's epoch and body."""
+
+    kind: str
+    sender: str
+    seq: int
+    epoch: int
+    body: Record
+
+
+def encode_peer(kind: str, sender: str, seq: int, epoch: int, body: dict[str, Any] | Record) -> bytes:
+    """One msgpack frame for a peer message; the body is validated first (a clear error if it is bad)."""
+    if kind not in PEER_BODIES:
+        raise ProtocolError(f"kind: unknown peer message kind {kind!r}")
+    record = body if isinstance(body, Record) else _validate(kind, body)
+    frame = msgpack.packb(
+        {
+            "v": PEER_PROTOCOL_VERSION,
+            "kind": kind,
+            "sender": sender,
+            "seq": seq,
+            "epoch": epoch,
+            "body": record.model_dump(mode="json"),
+        },
+        use_bin_type=True,
+    )
+    if len(frame) > MAX_FRAME_BYTES:
+        raise ProtocolError(f"frame of {len(frame)} bytes exceeds the limit of {MAX_FRAME_BYTES} bytes")
+    return frame
+
+
+def decode_peer(frame: bytes) -> PeerEnvelope:
+    """Parse and validate one peer frame; any bad input raises `ProtocolError` naming the problem."""
+    if not isinstance(frame, bytes | bytearray | memoryview):
+        raise ProtocolError(f"frame must be bytes, got {type(frame).__name__}")
+    if len(frame) > MAX_FRAME_BYTES:
+        raise ProtocolError(f"frame of {len(frame)} bytes exceeds the limit of {MAX_FRAME_BYTES} bytes")
+    try:
+        raw = msgpack.unpackb(bytes(frame), raw=False, strict_map_key=True, use_list=True)
+    except Exception as exc:  # msgpack raises several unrelated types on garbage
+        raise ProtocolError(f"not a msgpack frame: {type(exc).__name__}") from None
+    if not isinstance(raw, dict) or set(raw) != _ENVELOPE_KEYS:
+        raise ProtocolError("envelope: must be a map with exactly v, kind, sender, seq, epoch, body")
+    if type(raw["v"]) is not int or raw["v"] != PEER_PROTOCOL_VERSION:
+        raise ProtocolError(f"v: peer protocol version {raw['v']!r} not supported")
+    kind = raw["kind"]
+    if not isinstance(kind, str) or kind not in PEER_BODIES:
+        raise ProtocolError(f"kind: unknown peer message kind {kind!r}")
+    sender = raw["sender"]
+    if not isinstance(sender, str) or not 0 < len(sender) <= 64:
+        raise ProtocolError("sender: must be a non-empty string of at most 64 characters")
+    for name in ("seq", "epoch"):
+        if type(raw[name]) is not int or not 0 <= raw[name] <= _MAX_SEQ:
+            raise ProtocolError(f"{name}: must be a non-negative integer")
+    if not isinstance(raw["body"], dict):
+        raise ProtocolError("body: must be a map")
+    return PeerEnvelope(kind, sender, raw["seq"], raw["epoch"], _validate(kind, raw["body"]))
+
+
+def _validate(kind: str, body: dict[str, Any]) -> Record:
+    try:
+        return PEER_BODIES[kind].model_validate(body)
+    except ValidationError as exc:
+        raise ProtocolError(f"{kind} {describe_validation_error(exc, 'body')}") from None
+    except Exception as exc:  # a validator must never take the process down
+        raise ProtocolError(f"{kind} body invalid: {type(exc).__name__}") from None

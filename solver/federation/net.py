@@ -1,0 +1,263 @@
+"""The rounds of the priced contract net, run over every region's model in one process.
+
+Each round (SPEC.md section 10.4):
+
+1. every region solves its plan with the trades committed so far and the offers of the last round as
+   import options, and from it publishes new offers (its shadow prices, so counting its own chance to
+   import) and bids (the imports its plan took);
+2. each host awards its bids tentatively, best `max_price` first, within the offer's units, scaled by
+   the current step (a half at first, doubled after each commit up to 1, halved after each abort);
+3. every region solves again with the committed and tentative trades and publishes one number, its
+   cost; the round commits only if the summed cost fell.
+
+Every message a region would send is kept (`NetResult.messages`), so what leaves a region can be
+counted and inspected. The transport (`planner.peers`) carries the same records between processes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from solver.federation.cells import CELL_DEG
+from solver.federation.market import Bid, Message, Offer, Trade
+from solver.federation.region import OFFER_SHARE, RegionModel, Solution
+from solver.model.problem import Problem, SolveParams
+
+#: A round commits only if the summed cost fell by more than this share of it.
+COMMIT_MARGIN = 1e-6
+#: Share of the awarded units the first round takes: the first prices are those of regions alone and
+#: overshoot; doubled after each commit (up to all), halved after each abort.
+FIRST_STEP = 0.5
+
+
+@dataclass(frozen=True)
+class NetParams:
+    """How the net runs: rounds, the share of busy capacity offered, the smallest step, the cell size."""
+
+    max_rounds: int = 10
+    offer_share: float = OFFER_SHARE
+    min_step: float = 1.0 / 32.0
+    cell_deg: float = CELL_DEG
+
+    def __post_init__(self) -> None:
+        if self.max_rounds < 1:
+            raise ValueError(f"max_rounds must be at least 1, got {self.max_rounds}")
+        if not 0.0 <= self.offer_share <= 1.0:
+            raise ValueError(f"offer_share must lie within 0..1, got {self.offer_share}")
+        if not 0.0 < self.min_step <= 1.0:
+            raise ValueError(f"min_step must lie within (0, 1], got {self.min_step}")
+        if self.cell_deg <= 0:
+            raise ValueError(f"cell_deg must be positive, got {self.cell_deg}")
+
+
+@dataclass(frozen=True)
+class RoundRecord:
+    """One round: its bids and awards, the summed cost before and with its trades, and the outcome."""
+
+    round: int
+    bids: int
+    awarded_units: int
+    total_before: float
+    total_after: float
+    committed: bool
+
+
+@dataclass
+class NetResult:
+    """The outcome of the net: committed trades, each round, every message, costs and exposure."""
+
+    regions: list[str]
+    trades: list[Trade]
+    rounds: list[RoundRecord]
+    messages: list[Message]
+    isolated: dict[str, float]
+    federated: dict[str, float]
+    #: Per region, the ids of its orders whose units were counted in a bid (they never left: only
+    #: the bid's merged quantity did). Kept to count `orders_exposed_share`.
+    exposed: dict[str, set[str]] = field(default_factory=dict)
+
+    @property
+    def isolated_cost(self) -> float:
+        """Summed LP cost of the regions planning alone."""
+        return sum(self.isolated.values())
+
+    @property
+    def federated_cost(self) -> float:
+        """Summed LP cost of the regions with the committed trades."""
+        return sum(self.federated.values())
+
+
+def run_net(
+    regions: dict[str, Problem], params: SolveParams = SolveParams(), net: NetParams = NetParams()
+) -> NetResult:
+    """Run the priced contract net over `regions` (region id -> its own problem); see the module docstring."""
+    if len(regions) < 2:
+        raise ValueError(f"regions: the net needs at least 2 regions, got {len(regions)}")
+    names = sorted(regions)
+    models = {r: RegionModel(r, regions[r], params, net.cell_deg) for r in names}
+    coordinator = names[0]
+    messages: list[Message] = []
+    committed: list[Trade] = []
+    alone = {r: models[r].solve() for r in names}
+    costs = {r: alone[r].cost for r in names}
+    isolated = dict(costs)
+    # Round 0: every region offers at the prices of its plan alone, so the first round can bid.
+    book: list[Offer] = [o for r in names for o in models[r].offers(alone[r], 0, net.offer_share)]
+    for offer in book:
+        messages += [Message(offer.host, r, "OFFER", offer.body()) for r in names if r != offer.host]
+    step = FIRST_STEP
+    rounds: list[RoundRecord] = []
+    exposed: dict[str, set[str]] = defaultdict(set)
+    for round_ in range(1, net.max_rounds + 1):
+        solutions = {
+            r: models[r].solve(
+                offers=[o for o in book if o.host != r],
+                imports=[t for t in committed if t.origin == r],
+                exports=[t for t in committed if t.host == r],
+            )
+            for r in names
+        }
+        offers_by_id = {o.offer_id: o for o in book}
+        bids: list[Bid] = []
+        for r in names:
+            found, units = _bids(models[r], solutions[r], offers_by_id, round_)
+            bids += found
+            exposed[r] |= models[r].exposed_orders(units)
+        for bid in bids:
+            messages.append(Message(bid.origin, bid.host, "BID", bid.body()))
+        tentative = _award(bids, offers_by_id, step, round_, len(committed))
+        for trade in tentative:
+            messages.append(
+                Message(
+                    trade.host,
+                    trade.origin,
+                    "AWARD",
+                    {"bid_id": _bid_of(trade), "round": round_, "units": trade.units},
+                )
+            )
+        book = [o for r in names for o in models[r].offers(solutions[r], round_, net.offer_share)]
+        for offer in book:
+            messages += [Message(offer.host, r, "OFFER", offer.body()) for r in names if r != offer.host]
+        total = sum(costs.values())
+        if not bids:
+            rounds.append(RoundRecord(round_, 0, 0, total, total, False))
+            break
+        trades = committed + tentative
+        new_costs = {
+            r: models[r]
+            .solve(imports=[t for t in trades if t.origin == r], exports=[t for t in trades if t.host == r])
+            .cost
+            for r in names
+        }
+        new_total = sum(new_costs.values())
+        for r in names:
+            if r != coordinator:
+                messages.append(
+                    Message(r, coordinator, "COST", {"round": round_, "cost": round(new_costs[r], 6)})
+                )
+        commit = new_total < total - COMMIT_MARGIN * abs(total)
+        vote = {
+            "round": round_,
+            "commit": commit,
+            "total_before": round(total, 6),
+            "total_after": round(new_total, 6),
+        }
+        for r in names:
+            if r != coordinator:
+                messages.append(Message(coordinator, r, "VOTE", vote))
+                messages.append(Message(coordinator, r, "COMMIT" if commit else "ABORT", {"round": round_}))
+        rounds.append(
+            RoundRecord(round_, len(bids), sum(t.units for t in tentative), total, new_total, commit)
+        )
+        if commit:
+            committed = trades
+            costs = new_costs
+            step = min(1.0, 2.0 * step)
+        else:
+            step /= 2.0
+            if step < net.min_step:
+                break
+    return NetResult(names, committed, rounds, messages, isolated, costs, dict(exposed))
+
+
+def _bids(
+    model: RegionModel, solution: Solution, offers: dict[str, Offer], round_: int
+) -> tuple[list[Bid], dict[int, int]]:
+    """The region's bids: the imports its plan took, merged per (offer, delivery cell, priority); and
+    the units bid from each of its demand groups (to count the orders whose units were in a bid).
+
+    A bid names one priority, and the trade it becomes covers only orders of that priority, so its
+    host charges the time of exactly the units it serves."""
+    units: dict[tuple[str, str, str], float] = defaultdict(float)
+    value: dict[tuple[str, str, str], float] = defaultdict(float)
+    groups: dict[tuple[str, str, str], set[int]] = defaultdict(set)
+    for (offer_id, gi), amount in solution.imports.items():
+        g = model.groups[gi]
+        key = (offer_id, g.cell, g.priority)
+        units[key] += amount
+        value[key] += amount * solution.values.get(gi, 0.0)
+        groups[key].add(gi)
+    bids = []
+    used: dict[int, float] = defaultdict(float)
+    for key, amount in sorted(units.items()):
+        offer_id, cell, priority = key
+        whole = int(amount + 1e-6)
+        if whole < 1:
+            continue
+        offer = offers[offer_id]
+        bids.append(
+            Bid(
+                bid_id=f"{model.region}.r{round_}.b{len(bids)}",
+                origin=model.region,
+                host=offer.host,
+                offer_id=offer_id,
+                round=round_,
+                units=whole,
+                window=offer.window,
+                cell=cell,
+                max_price=round(max(offer.price, value[key] / amount), 6),
+                priority=priority,
+            )
+        )
+        for gi in groups[key]:
+            used[gi] += solution.imports[offer_id, gi]
+    return bids, {gi: math.ceil(amount - 1e-6) for gi, amount in used.items()}
+
+
+def _award(bids: list[Bid], offers: dict[str, Offer], step: float, round_: int, first: int) -> list[Trade]:
+    """Hosts' tentative awards: per offer, the best-paying bids first, within its units, times `step`."""
+    by_offer: dict[str, list[Bid]] = defaultdict(list)
+    for bid in bids:
+        by_offer[bid.offer_id].append(bid)
+    trades = []
+    for offer_id in sorted(by_offer):
+        offer = offers[offer_id]
+        left = offer.units
+        for bid in sorted(by_offer[offer_id], key=lambda b: (-b.max_price, b.bid_id)):
+            units = min(bid.units, left)
+            units = max(1, int(units * step)) if units >= 1 else 0
+            if units < 1:
+                continue
+            left -= units
+            trades.append(
+                Trade(
+                    trade_id=f"t{first + len(trades)}.{bid.bid_id}",
+                    host=offer.host,
+                    origin=bid.origin,
+                    design=offer.design,
+                    window=offer.window,
+                    cell=bid.cell,
+                    units=units,
+                    price=offer.price,
+                    round=round_,
+                    priority=bid.priority,
+                )
+            )
+    return trades
+
+
+def _bid_of(trade: Trade) -> str:
+    """The bid a trade answers (its id carries it after the first dot)."""
+    return trade.trade_id.split(".", 1)[1]

@@ -1,0 +1,484 @@
+"""One region's continuous plan: an LP over its own cells, its shadow prices, offers, bids and cost.
+
+Why a continuous LP (OR-Tools GLOP) and not the integer allocator: the net needs, every round and for
+every region, a plan cost and *shadow prices* (the marginal cost of one more unit of capacity use),
+and an LP gives both exactly and fast; the integer allocator gives no duals and takes seconds at
+2,500 orders. The integer plans come once, after the rounds (`solver.federation.plans`).
+
+The LP is aggregated to stay small whatever the region's size:
+
+- demand: orders grouped by (design, cell, day window, priority), at the cell's centre;
+- supply: labs grouped by cell; per cell, machine minutes per *class* (all machines of a process,
+  and those of a process that meet a step's required tags) free by each window and by the horizon,
+  and stock per material;
+- units made on time use the minutes free by their window; late units (paying the lateness penalty)
+  only those free by the horizon; units not made pay the shortage penalty. Costs follow
+  `solver.model.objective`: km to the delivery place, a day of waiting at the priority's time weight.
+
+It is a relaxation of the region's real plan (a unit's steps may use different labs of one cell),
+used for prices and for the commit rule, never sent to labs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from ortools.linear_solver import pywraplp
+
+from protocol.model import PRIORITIES, Design, Location, Machine, Step
+from solver.federation.cells import CELL_DEG, cell_centre, cell_of, window_of
+from solver.federation.market import Offer, Trade
+from solver.model.geo import haversine_km
+from solver.model.problem import Problem, SolveParams, horizon_days
+
+#: Own cells each demand group (or hosted trade) may be made in: the nearest that can make it.
+OWN_CELLS = 8
+#: Of those, the nearest where late units may be made (late units are a last resort before shortage).
+LATE_CELLS = 3
+#: Import options per demand group and host region: the nearest offers of its design and window.
+IMPORT_CELLS = 3
+#: Share of a cell's capacity by a window that a host offers even when all of it is in use (priced at
+#: its shadow price: what the host loses by giving it up).
+OFFER_SHARE = 0.25
+#: GLOP parameters tried in turn when a solve does not end OPTIMAL.
+RETRIES = ("use_preprocessing: false", "use_dual_simplex: true", "use_scaling: false use_dual_simplex: true")
+#: Horizon window index (a key of capacity rows beyond every day window).
+HORIZON = 10_000
+
+Class = tuple[str, ...]
+
+
+def step_classes(step: Step) -> list[Class]:
+    """The capacity classes a step draws on: its process, and its process with its required tags."""
+    classes: list[Class] = [("process", step.process)]
+    if step.requires:
+        classes.append(("tags", step.process, *sorted(f"{k}={v}" for k, v in step.requires.items())))
+    return classes
+
+
+@dataclass
+class Group:
+    """Units of one design, due in one window, delivered in one cell, at one priority."""
+
+    design: str
+    cell: str
+    window: int
+    priority: str
+    location: Location
+    units: int
+    orders: list[str] = field(default_factory=list)  # most urgent first, as trades cover them
+    quantities: list[int] = field(default_factory=list)  # units of each of those orders
+
+
+@dataclass
+class CellSupply:
+    """What a cell's labs can do: minutes per class by window, stock per material."""
+
+    cell: str
+    centre: Location
+    minutes: dict[Class, dict[int, float]]
+    stock: dict[str, float]
+    can_make: set[str]
+
+
+@dataclass(frozen=True)
+class Solution:
+    """A solved region LP: its cost, shadow prices, import use and slack, as the net needs them."""
+
+    cost: float
+    #: Marginal cost of one more unit of a design made in a cell by a window (own capacity only).
+    prices: dict[tuple[str, str, int], float]
+    #: Units of a design a cell could still make by a window without giving up its own plan.
+    spare: dict[tuple[str, str, int], float]
+    #: Capacity-based units of a design a cell can make by a window, all its minutes counted.
+    whole: dict[tuple[str, str, int], float]
+    #: Imports the plan would take: (offer id, group index) -> units.
+    imports: dict[tuple[str, int], float]
+    #: The value of one more unit to each demand group (its demand row's dual).
+    values: dict[int, float]
+    #: Where the plan makes each trade it hosts: trade id -> cell -> units.
+    made: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
+class RegionModel:
+    """One region's data and the LP built from it (see the module docstring)."""
+
+    def __init__(
+        self,
+        region: str,
+        problem: Problem,
+        params: SolveParams,
+        cell_deg: float = CELL_DEG,
+        own_cells: int = OWN_CELLS,
+    ) -> None:
+        self.region = region
+        self.problem = problem
+        self.params = params
+        self.cell_deg = cell_deg
+        self.designs: dict[str, Design] = problem.designs
+        self.horizon = horizon_days(problem, params)
+        self.groups = _groups(problem, cell_deg)
+        self.supply = _supply(problem, self.designs, self.horizon, cell_deg, self._windows())
+        self.own_cells = own_cells
+        self.near = [self.near_cells(g.design, g.location) for g in self.groups]
+        self._coefficient_cache: dict[tuple[str, str, int | None], list[tuple[tuple, float]]] = {}
+
+    def _coefficients(self, cell: str, design: str, window: int | None) -> list[tuple[tuple, float]]:
+        """The rows one unit of `design` made in `cell` draws on, with its minutes or amounts there.
+
+        On time by `window`: the minutes of each class free by that window and every later one; late
+        (`window` None): only those free by the horizon. Cached: the same for every solve.
+        """
+        key = (cell, design, window)
+        if key not in self._coefficient_cache:
+            supply = self.supply[cell]
+            out: dict[tuple, float] = defaultdict(float)
+            for step in self.designs[design].steps:
+                for cls in step_classes(step):
+                    later = [w for w in supply.minutes.get(cls, {}) if window is None or w >= window]
+                    if later:
+                        bucket = HORIZON if window is None else min(later)
+                        out[cell, cls, bucket] += step.minutes
+                for material, amount in step.materials.items():
+                    if material in supply.stock:
+                        out[cell, material] += amount
+            self._coefficient_cache[key] = list(out.items())
+        return self._coefficient_cache[key]
+
+    def _windows(self) -> list[int]:
+        return sorted({window_of(self.problem.now, d.order.due_at) for d in self.problem.demands})
+
+    def exposed_orders(self, units: dict[int, int]) -> set[str]:
+        """The orders whose units make up `units` of each group (group index -> units), taken most
+        urgent first as trades cover them: the orders whose quantity was counted in a bid."""
+        found = set()
+        for gi, wanted in units.items():
+            group = self.groups[gi]
+            for order_id, quantity in zip(group.orders, group.quantities, strict=True):
+                if wanted <= 0:
+                    break
+                found.add(order_id)
+                wanted -= quantity
+        return found
+
+    # --- the LP -----------------------------------------------------------------------------------
+
+    def solve(
+        self,
+        offers: list[Offer] | None = None,
+        imports: list[Trade] | None = None,
+        exports: list[Trade] | None = None,
+    ) -> Solution:
+        """Solve the region's LP with the given import options, trades it receives and trades it makes.
+
+        `offers` are other regions' offers the plan may buy from (at their price plus transport);
+        `imports` are trades whose units arrive for this region's demand (they cost it nothing more:
+        the host counts making and carrying them); `exports` are trades this region must make.
+        The cost reported leaves out what offers would be paid, so the regions' costs add up to the
+        federation's cost.
+        """
+        offers = offers or []
+        solver = pywraplp.Solver.CreateSolver("GLOP")
+        if solver is None:  # pragma: no cover - GLOP ships with ortools
+            raise RuntimeError("OR-Tools GLOP is not available")
+        p = self.params
+        inf = solver.infinity()
+        demand_left = _demand_after_imports(self.groups, imports or [])
+        rows: dict[tuple[str, Class, int], pywraplp.Constraint] = {}
+        stock_rows: dict[tuple[str, str], pywraplp.Constraint] = {}
+        # Machine time as buckets: row (cell, class, w) balances the work of window w's bucket with
+        # the minutes used by the end of it, `used[w] - used[w before] = work`, and `used[w]` is at
+        # most the minutes free by w. One coefficient per unit and class, whatever the windows.
+        used: dict[tuple[str, Class, int], pywraplp.Variable] = {}
+        for cell, supply in self.supply.items():
+            for cls, by_window in supply.minutes.items():
+                before = None
+                for w in sorted(by_window):
+                    used[cell, cls, w] = solver.NumVar(0.0, by_window[w], "")
+                    row = solver.Constraint(0.0, 0.0)
+                    row.SetCoefficient(used[cell, cls, w], -1.0)
+                    if before is not None:
+                        row.SetCoefficient(before, 1.0)
+                    before = used[cell, cls, w]
+                    rows[cell, cls, w] = row
+            for material, amount in supply.stock.items():
+                stock_rows[cell, material] = solver.Constraint(-inf, amount)
+        objective = solver.Objective()
+        paid: list[tuple[pywraplp.Variable, float]] = []
+
+        def use(var: pywraplp.Variable, cell: str, design: str, window: int | None) -> None:
+            """Charge one unit of `design` in `cell` to its capacity and stock rows (on time by `window`)."""
+            for key, coefficient in self._coefficients(cell, design, window):
+                row = rows[key] if len(key) == 3 else stock_rows[key]
+                row.SetCoefficient(var, coefficient)
+
+        demand_rows = []
+        by_offer: dict[str, list[tuple[int, pywraplp.Variable]]] = defaultdict(list)
+        offer_rows = {o.offer_id: solver.Constraint(0.0, o.units) for o in offers}
+        offers_by = _offers_by_design_window(offers)
+        for gi, g in enumerate(self.groups):
+            units = demand_left[gi]
+            row = solver.Constraint(units, units)
+            demand_rows.append(row)
+            tw = p.time_weight[g.priority]
+            short = solver.NumVar(0.0, inf, "")
+            row.SetCoefficient(short, 1.0)
+            objective.SetCoefficient(short, p.shortage_penalty[g.priority])
+            if units <= 0:
+                continue
+            for rank, (cell, km) in enumerate(self.near[gi]):
+                on = solver.NumVar(0.0, inf, "")
+                row.SetCoefficient(on, 1.0)
+                carry = p.km_weight * km
+                objective.SetCoefficient(on, carry + tw * (g.window + _transit(p, km)))
+                use(on, cell, g.design, g.window)
+                if rank < LATE_CELLS:
+                    late = solver.NumVar(0.0, inf, "")
+                    row.SetCoefficient(late, 1.0)
+                    objective.SetCoefficient(late, carry + p.lateness_penalty[g.priority] + tw * self.horizon)
+                    use(late, cell, g.design, None)
+            usable = offers_by.get((g.design, g.window), [])
+            for offer, km in _near_offers(usable, g.location, self.cell_deg):
+                z = solver.NumVar(0.0, inf, "")
+                row.SetCoefficient(z, 1.0)
+                offer_rows[offer.offer_id].SetCoefficient(z, 1.0)
+                price = offer.price + p.km_weight * km + tw * (g.window + _transit(p, km))
+                objective.SetCoefficient(z, price)
+                paid.append((z, offer.price + p.km_weight * km))
+                by_offer[offer.offer_id].append((gi, z))
+        making: list[tuple[str, str, pywraplp.Variable]] = []
+        for trade in exports or []:
+            row = solver.Constraint(trade.units, trade.units)
+            short = solver.NumVar(0.0, inf, "")
+            row.SetCoefficient(short, 1.0)
+            objective.SetCoefficient(short, p.shortage_penalty[trade.priority])
+            target = cell_centre(trade.cell, self.cell_deg)
+            tw = p.time_weight[trade.priority]
+            for cell, km in self.near_cells(trade.design, target):
+                make = solver.NumVar(0.0, inf, "")
+                row.SetCoefficient(make, 1.0)
+                objective.SetCoefficient(make, p.km_weight * km + tw * (trade.window + _transit(p, km)))
+                use(make, cell, trade.design, trade.window)
+                making.append((trade.trade_id, cell, make))
+        objective.SetMinimization()
+        status = solver.Solve()
+        for fallback in RETRIES:
+            if status == pywraplp.Solver.OPTIMAL:
+                break
+            # GLOP can end ABNORMAL on this badly scaled LP (penalties of 1e7 beside minutes of 3):
+            # solve it again another way rather than give up.
+            solver.SetSolverSpecificParametersAsString(fallback)
+            status = solver.Solve()
+        if status != pywraplp.Solver.OPTIMAL:
+            raise RuntimeError(f"region {self.region!r}: its LP did not solve (status {status})")
+        # What the plan would pay for imports (price and carriage) is left out: once a trade is made,
+        # its host counts making and carrying it.
+        cost = objective.Value() - sum(var.solution_value() * money for var, money in paid)
+        solution = self._solution(cost, rows, used, stock_rows, by_offer, demand_rows)
+        for trade_id, cell, var in making:
+            if var.solution_value() > 1e-6:
+                solution.made.setdefault(trade_id, {})[cell] = var.solution_value()
+        return solution
+
+    def _solution(
+        self,
+        cost: float,
+        rows: dict[tuple[str, Class, int], pywraplp.Constraint],
+        used: dict[tuple[str, Class, int], pywraplp.Variable],
+        stock_rows: dict[tuple[str, str], pywraplp.Constraint],
+        by_offer: dict[str, list[tuple[int, pywraplp.Variable]]],
+        demand_rows: list[pywraplp.Constraint],
+    ) -> Solution:
+        # One more minute of work in a bucket raises what it must balance: its marginal cost is the
+        # bucket row's dual, negated (the row reads `work - used + used before = 0`).
+        duals = {key: max(0.0, -row.dual_value()) for key, row in rows.items()}
+        slack = {key: var.ub() - var.solution_value() for key, var in used.items()}
+        stock_duals = {key: max(0.0, -row.dual_value()) for key, row in stock_rows.items()}
+        prices: dict[tuple[str, str, int], float] = {}
+        spare: dict[tuple[str, str, int], float] = {}
+        whole: dict[tuple[str, str, int], float] = {}
+        for cell, supply in self.supply.items():
+            for design in supply.can_make:
+                steps = self.designs[design].steps
+                windows = sorted(w for w in next(iter(supply.minutes.values())) if w != HORIZON)
+                for window in windows:
+                    price = 0.0
+                    free = math.inf
+                    full = math.inf
+                    for step in steps:
+                        for cls in step_classes(step):
+                            later = [w for w in supply.minutes[cls] if w >= window]
+                            price += step.minutes * duals[cell, cls, min(later)]
+                            free = min(free, min(slack[cell, cls, w] for w in later) / step.minutes)
+                            full = min(full, supply.minutes[cls][window] / step.minutes)
+                        for material, amount in step.materials.items():
+                            price += amount * stock_duals.get((cell, material), 0.0)
+                    prices[cell, design, window] = price
+                    spare[cell, design, window] = max(0.0, free)
+                    whole[cell, design, window] = max(0.0, full)
+        imports = {
+            (offer_id, gi): var.solution_value()
+            for offer_id, pairs in by_offer.items()
+            for gi, var in pairs
+            if var.solution_value() > 1e-6
+        }
+        values = {gi: row.dual_value() for gi, row in enumerate(demand_rows)}
+        return Solution(cost=cost, prices=prices, spare=spare, whole=whole, imports=imports, values=values)
+
+    # --- what the region tells its peers -----------------------------------------------------------
+
+    def offers(self, solution: Solution, round_: int, share: float = OFFER_SHARE) -> list[Offer]:
+        """Offers for every (cell, design, window) the region's labs can make, at their shadow prices.
+
+        The units are what is spare, or, where everything is in use, `share` of the capacity (the host
+        gives it up at its shadow price: what it would lose).
+        """
+        out = []
+        for (cell, design, window), price in sorted(solution.prices.items(), key=lambda kv: kv[0]):
+            units = math.floor(
+                max(solution.spare[cell, design, window], share * solution.whole[cell, design, window])
+            )
+            if units < 1:
+                continue
+            out.append(
+                Offer(
+                    offer_id=f"{self.region}.r{round_}.o{len(out)}",
+                    host=self.region,
+                    round=round_,
+                    design=design,
+                    window=window,
+                    cell=cell,
+                    units=units,
+                    price=round(price, 6),
+                )
+            )
+        return out
+
+    def near_cells(self, design: str, place: Location) -> list[tuple[str, float]]:
+        """The nearest own cells able to make `design`, with their distance to `place`."""
+        able = [
+            (haversine_km(s.centre, place), cell) for cell, s in self.supply.items() if design in s.can_make
+        ]
+        able.sort()
+        return [(cell, km) for km, cell in able[: self.own_cells]]
+
+
+def _transit(params: SolveParams, km: float) -> float:
+    return (params.handling_hours + km / params.transport_kmh) / 24.0
+
+
+def _groups(problem: Problem, cell_deg: float) -> list[Group]:
+    """Demands grouped by (design, cell, window, priority), most urgent first within a cell."""
+    found: dict[tuple[str, str, int, str], Group] = {}
+    for d in problem.demands:
+        o = d.order
+        key = (o.design, cell_of(o.delivery, cell_deg), window_of(problem.now, o.due_at), o.priority)
+        if key not in found:
+            # At its cell's centre, as a peer sees it: the regional and the global LPs then measure
+            # a traded unit's trip as the federation prices it, and compare like with like.
+            found[key] = Group(o.design, key[1], key[2], o.priority, cell_centre(key[1], cell_deg), 0)
+        g = found[key]
+        g.units += d.quantity
+        g.orders.append(o.id)
+        g.quantities.append(d.quantity)
+    due = {d.order.id: (d.order.due_at, d.order.id) for d in problem.demands}
+    for g in found.values():
+        pairs = sorted(zip(g.orders, g.quantities, strict=True), key=lambda pair: due[pair[0]])
+        g.orders, g.quantities = [o for o, _ in pairs], [q for _, q in pairs]
+    rank = {p: i for i, p in enumerate(PRIORITIES)}
+    return sorted(found.values(), key=lambda g: (g.design, g.cell, g.window, -rank[g.priority]))
+
+
+def _supply(
+    problem: Problem, designs: dict[str, Design], horizon: float, cell_deg: float, windows: list[int]
+) -> dict[str, CellSupply]:
+    """Per cell: minutes per class by each window and by the horizon, stock, and what it can make."""
+    classes = {cls for d in designs.values() for s in d.steps for cls in step_classes(s)}
+    cells: dict[str, CellSupply] = {}
+    for state in problem.labs:
+        if not state.live:
+            continue
+        cell = cell_of(state.lab.location, cell_deg)
+        if cell not in cells:
+            cells[cell] = CellSupply(
+                cell,
+                cell_centre(cell, cell_deg),
+                {c: defaultdict(float) for c in classes},
+                defaultdict(float),
+                set(),
+            )
+        supply = cells[cell]
+        for machine in state.lab.machines:
+            per_day = machine.minutes_per_day()
+            backlog = state.backlog_minutes.get(machine.id, 0.0)
+            for cls in classes:
+                if not _in_class(machine, cls, designs):
+                    continue
+                for w in [*windows, HORIZON]:
+                    days = horizon if w == HORIZON else min(horizon, float(w))
+                    supply.minutes[cls][w] += max(0.0, per_day * days - backlog)
+        for material, amount in state.stock.items():
+            supply.stock[material] += amount
+        for design_id, design in designs.items():
+            if all(any(step.can_run_on(m) for m in state.lab.machines) for step in design.steps):
+                supply.can_make.add(design_id)
+    for supply in cells.values():
+        supply.minutes = {cls: dict(by) for cls, by in supply.minutes.items()}
+        supply.stock = dict(supply.stock)
+    return cells
+
+
+def _in_class(machine: Machine, cls: Class, designs: dict[str, Design]) -> bool:
+    """Whether a machine counts in a capacity class (its process; and the class's tags, if any)."""
+    process = cls[1]
+    if process not in machine.processes:
+        return False
+    if cls[0] == "process":
+        return True
+    for d in designs.values():
+        for step in d.steps:
+            if step.process == process and step_classes(step)[-1] == cls:
+                return step.can_run_on(machine)
+    return False
+
+
+def _demand_after_imports(groups: list[Group], imports: list[Trade]) -> list[float]:
+    """Units of each group left once imported trades cover the group of their design, cell, window
+    and priority."""
+    left = [float(g.units) for g in groups]
+    for trade in imports:
+        units = float(trade.units)
+        for gi, g in enumerate(groups):
+            if units <= 0:
+                break
+            if (g.design, g.cell, g.window, g.priority) == (
+                trade.design,
+                trade.cell,
+                trade.window,
+                trade.priority,
+            ):
+                taken = min(units, left[gi])
+                left[gi] -= taken
+                units -= taken
+    return left
+
+
+def _offers_by_design_window(offers: list[Offer]) -> dict[tuple[str, int], list[Offer]]:
+    by: dict[tuple[str, int], list[Offer]] = defaultdict(list)
+    for offer in offers:
+        by[offer.design, offer.window].append(offer)
+    return by
+
+
+def _near_offers(offers: list[Offer], place: Location, cell_deg: float) -> list[tuple[Offer, float]]:
+    """Per host, the IMPORT_CELLS nearest of these offers, with their distance to `place`."""
+    by_host: dict[str, list[tuple[float, Offer]]] = defaultdict(list)
+    for offer in offers:
+        by_host[offer.host].append((haversine_km(cell_centre(offer.cell, cell_deg), place), offer))
+    out = []
+    for host in sorted(by_host):
+        near = sorted(by_host[host], key=lambda pair: (pair[0], pair[1].offer_id))[:IMPORT_CELLS]
+        out += [(offer, km) for km, offer in near]
+    return out
