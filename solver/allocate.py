@@ -40,6 +40,7 @@ from solver.problem import (
     days_until,
     free_minutes,
     horizon_days,
+    release_days,
     transit,
 )
 from solver.trails import DEFAULT_RULES, TrailRules
@@ -236,7 +237,10 @@ class AllocationMapping:
                 priority = problem.demands[d].order.priority
                 due, travel = arrival[d]
                 setup = f"{d}@{lab_index}"
+                release = release_days(problem, problem.demands[d])
                 for b, late, loosest in finish_options(edges_days, due, params.time_checkpoints_days):
+                    if edges_days[b] < release - 1e-9:
+                        continue  # a forecast's units are not made before they are ordered
                     charged = time_charged(edges_days[b], late, due, params.time_checkpoints_days)
                     cost = unit_cost + params.time_weight[priority] * (charged + travel)
                     if late:

@@ -41,6 +41,11 @@ class Demand:
 
     order: Order  # protocol.model.Order
     quantity: int  # units still to allocate (> 0); may be less than order.quantity
+    #: When the units may start to be made: None for an order placed now. A forecast of a known rate
+    #: (units that will be ordered later) is released at that time: no plan makes its units before
+    #: (each way of solving keeps only the finish checkpoints at or after it), and none is sent to a
+    #: lab before then, so today's plan leaves room for them without spending today's hours on them.
+    release_at: datetime | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.quantity, int) or not 0 < self.quantity <= self.order.quantity:
@@ -48,6 +53,8 @@ class Demand:
                 f"demand for order {self.order.id!r}: quantity must be a whole number in "
                 f"1..{self.order.quantity} (the order's quantity), got {self.quantity!r}"
             )
+        if self.release_at is not None and self.release_at.tzinfo is None:
+            raise ValueError(f"demand for order {self.order.id!r}: release_at must carry a time zone (UTC)")
 
 
 @dataclass(frozen=True)
@@ -176,6 +183,11 @@ def horizon_days(problem: Problem, params: SolveParams) -> float:
     else:
         days_to_latest = 0.0
     return min(params.max_horizon_days, max(1.0, days_to_latest) + params.late_window_days)
+
+
+def release_days(problem: Problem, demand: Demand) -> float:
+    """Days from the problem's `now` until a demand's units may be made (-inf when they may now)."""
+    return -math.inf if demand.release_at is None else days_until(problem, demand.release_at)
 
 
 def transit(params: SolveParams, km: float) -> float:
