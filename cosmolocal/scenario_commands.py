@@ -96,6 +96,15 @@ def run(
             "balanced]."
         ),
     ] = None,
+    forecast_days: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            max=30.0,
+            help="Days ahead in which Cosmolocal plans the orders the scenario's known rates will "
+            "bring (0: only the orders placed) [default: the file's].",
+        ),
+    ] = None,
 ) -> None:
     """Replay a scenario under Cosmolocal and the baselines, side by side; print the metrics.
 
@@ -113,6 +122,10 @@ def run(
     if objective is not None:
         loaded = loaded.model_copy(
             update={"scenario": loaded.scenario.model_copy(update={"objective": objective})}
+        )
+    if forecast_days is not None:
+        loaded = loaded.model_copy(
+            update={"scenario": loaded.scenario.model_copy(update={"forecast_days": forecast_days})}
         )
     if live:
         from scenarios.live import run_live

@@ -68,6 +68,8 @@ from solver.objective import DEFAULT_OBJECTIVE, Objective
 from solver.problem import SolveParams
 
 BUILTIN_DIR = Path(__file__).with_name("builtin")
+#: Days ahead in which Cosmolocal plans what known rates will bring, unless a scenario says otherwise.
+FORECAST_DAYS = 0.0
 
 
 class ScenarioError(ValueError):
@@ -262,6 +264,13 @@ class Scenario(_Model):
         default=DEFAULT_OBJECTIVE,
         description="how Cosmolocal weighs a day sooner against a km shorter: on-time, balanced or km "
         "(solver.objective)",
+    )
+    forecast_days: float = Field(
+        default=FORECAST_DAYS,
+        ge=0.0,
+        le=30.0,
+        description="days ahead in which Cosmolocal plans the orders its known rates will bring "
+        "(scenarios.forecast); 0 plans only the orders placed",
     )
     designs: list[str] = Field(default_factory=list, description="extra OKH manifests (relative paths)")
     labs: LabsSpec
