@@ -32,6 +32,7 @@ from solver.core import CoreParams, CoreProblem, CoreResult, Item, Option, solve
 from solver.large import meets, solve_large
 from solver.lines import LineUnits, allocation_line, split_units
 from solver.problem import (
+    RELEASE_SLACK_DAYS,
     LabState,
     Problem,
     SolveParams,
@@ -239,8 +240,8 @@ class AllocationMapping:
                 setup = f"{d}@{lab_index}"
                 release = release_days(problem, problem.demands[d])
                 for b, late, loosest in finish_options(edges_days, due, params.time_checkpoints_days):
-                    if edges_days[b] < release - 1e-9:
-                        continue  # a forecast's units are not made before they are ordered
+                    if edges_days[b] <= release + RELEASE_SLACK_DAYS:
+                        continue  # a forecast's units are made after they are ordered, not by then
                     charged = time_charged(edges_days[b], late, due, params.time_checkpoints_days)
                     cost = unit_cost + params.time_weight[priority] * (charged + travel)
                     if late:

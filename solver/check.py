@@ -18,7 +18,16 @@ import networkx as nx
 import numpy as np
 
 from protocol.model import Allocation, Design, Lab, Plan
-from solver.problem import Demand, LabState, Problem, SolveParams, days_until, horizon_days, release_days
+from solver.problem import (
+    RELEASE_SLACK_DAYS,
+    Demand,
+    LabState,
+    Problem,
+    SolveParams,
+    days_until,
+    horizon_days,
+    release_days,
+)
 
 #: Relative tolerance on stock and machine minutes (floats in, floats compared).
 TOLERANCE = 1e-6
@@ -125,7 +134,7 @@ def _quantity_problems(problem: Problem, plan: Plan) -> list[str]:
 
 def _release_problems(problem: Problem, allocations: list[Allocation], params: SolveParams) -> list[str]:
     """Units planned to be made by the first time checkpoint (the work sent now) of a demand that is
-    released only after it: a forecast must not be made before it is ordered."""
+    released at it or after it: a forecast is made after it is ordered, never by then."""
     first = min(params.time_checkpoints_days, default=None)
     if first is None:
         return []
@@ -133,7 +142,7 @@ def _release_problems(problem: Problem, allocations: list[Allocation], params: S
     found = []
     for a in allocations:
         release = release_days(problem, demands[a.order_id])
-        if a.early_units > 0 and release > first + 1e-9:
+        if a.early_units > 0 and release >= first - RELEASE_SLACK_DAYS:
             found.append(
                 f"allocation of order {a.order_id!r} at lab {a.lab_id!r}: {a.early_units} units planned "
                 f"to be made within {first:g} days, but the demand is released only in {release:.2f} days"

@@ -42,9 +42,9 @@ class Demand:
     order: Order  # protocol.model.Order
     quantity: int  # units still to allocate (> 0); may be less than order.quantity
     #: When the units may start to be made: None for an order placed now. A forecast of a known rate
-    #: (units that will be ordered later) is released at that time: no plan makes its units before
-    #: (each way of solving keeps only the finish checkpoints at or after it), and none is sent to a
-    #: lab before then, so today's plan leaves room for them without spending today's hours on them.
+    #: (units that will be ordered later) is released at that time: no plan makes its units by then
+    #: (each way of solving keeps only the finish checkpoints after it), and none is sent to a lab
+    #: before then, so today's plan leaves room for them without spending today's hours on them.
     release_at: datetime | None = None
 
     def __post_init__(self) -> None:
@@ -183,6 +183,13 @@ def horizon_days(problem: Problem, params: SolveParams) -> float:
     else:
         days_to_latest = 0.0
     return min(params.max_horizon_days, max(1.0, days_to_latest) + params.late_window_days)
+
+
+#: A demand released at a time is made after it: a finish checkpoint must lie beyond its release by
+#: more than this (a second), never at it. Each cumulative capacity row counts every minute up to its
+#: checkpoint, so a forecast allowed to finish *at* its release (a round's length ahead, the first
+#: time checkpoint) would take the hours of today's orders.
+RELEASE_SLACK_DAYS = 1.0 / 86_400.0
 
 
 def release_days(problem: Problem, demand: Demand) -> float:

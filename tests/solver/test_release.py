@@ -60,3 +60,14 @@ def test_a_release_needs_a_time_zone() -> None:
     ahead = order("rate-1-d2", "face-shield", 4)
     with pytest.raises(ValueError, match="release_at must carry a time zone"):
         Demand(ahead, 4, release_at=NOW.replace(tzinfo=None))
+
+
+@pytest.mark.parametrize("solve", [solve_small, solve_large], ids=["one-model", "large"])
+def test_a_forecast_released_at_the_first_checkpoint_takes_none_of_todays_hours(solve: object) -> None:
+    # Released a round ahead, exactly at the first time checkpoint: it cannot be made by then.
+    p = with_forecast(1.0)
+    plan = solve(p, PARAMS)  # type: ignore[operator]
+    assert check(p, plan, PARAMS) == []
+    lines = {a.order_id: a for a in plan.allocations}
+    assert lines["rate-1-d2"].early_units == 0
+    assert lines["placed"].early_units == 4  # the lab's first day goes to the order placed now
