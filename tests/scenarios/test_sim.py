@@ -179,3 +179,32 @@ def test_the_objective_setting_trades_km_for_time(tiny: Path) -> None:
     assert params["km"].transport_kmh == loaded.scenario.transport_kmh
     assert runs["km"]["km_per_unit"] <= runs["on-time"]["km_per_unit"] + 1e-9
     assert runs["km"]["lead_time_mean_h"] >= runs["on-time"]["lead_time_mean_h"] - 1e-9
+
+
+def test_each_rate_reports_the_days_until_its_need_is_met(tiny: Path) -> None:
+    result = run_scenario(load_scenario(tiny), policies=["cosmolocal", "board"])
+    world = result.world
+    assert [s.id for s in world.streams] == ["rate-0"]
+    stream = world.streams[0]
+    assert stream.order_ids == {o.id for o in world.orders if o.created_at < stream.until}
+    for m in result.metrics:
+        (need,) = m["rates"]
+        assert need["rate"] == "rate-0" and need["design"] == "finger-splint"
+        assert need["units_due"] == sum(o.quantity for o in world.orders)
+        if need["days_until_met"] is None:
+            assert need["shortfall"] > 0 and m["rates_not_met"] == 1
+        else:
+            assert need["shortfall"] == 0 and m["rates_days_until_met_worst"] == need["days_until_met"]
+    # plenty of capacity near both hospitals: Cosmolocal meets the need
+    assert result.by_policy()["cosmolocal"]["rates"][0]["days_until_met"] is not None
+
+
+def test_forecasting_rates_plans_ahead_but_queues_only_what_is_ordered(tiny: Path) -> None:
+    loaded = load_scenario(tiny)
+    loaded = loaded.model_copy(update={"scenario": loaded.scenario.model_copy(update={"forecast_days": 2.0})})
+    result = run_scenario(loaded, policies=["cosmolocal"])
+    run = result.runs["cosmolocal"]
+    ordered = {o.id: o for o in result.world.orders}
+    assert run.allocations and all(order_id in ordered for _, order_id, _, _ in run.allocations)
+    assert all(when >= ordered[order_id].created_at for when, order_id, _, _ in run.allocations)
+    assert result.by_policy()["cosmolocal"]["fill_rate"] == 1.0
