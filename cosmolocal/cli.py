@@ -14,7 +14,7 @@ from cosmolocal.logs import setup_logging
 from cosmolocal.node_commands import node_app
 from cosmolocal.scenario_commands import scenario_app
 from planner.rates import FORECAST_DAYS
-from solver.objective import DEFAULT_OBJECTIVE, Objective
+from solver.model.objective import DEFAULT_OBJECTIVE, Objective
 
 app = typer.Typer(
     name="cosmolocal",
@@ -60,7 +60,7 @@ def planner_serve(
         Objective,
         typer.Option(
             help="What plans weigh: on-time (a day sooner is worth 100-1,000 km per unit), balanced "
-            "(25-250 km) or km (distance only; due dates still count). See solver/objective.py."
+            "(25-250 km) or km (distance only; due dates still count). See solver/model/objective.py."
         ),
     ] = DEFAULT_OBJECTIVE,
     forecast_days: Annotated[

@@ -3,7 +3,7 @@
 A hospital that needs 200 face shields a day for three weeks says so once (`POST /rates`). The
 planner releases the stream as orders, one a day (each due `due_days` after its release), and plans
 the releases still to come within `forecast_days` as demand too: released at their own time
-(`solver.problem.Demand.release_at`), so today's plan leaves room for them, and none of their units
+(`solver.model.problem.Demand.release_at`), so today's plan leaves room for them, and none of their units
 is sent to a lab before the release is an order. A release's order id is the rate's id and the day
 (`r-…-d3`), the same in the forecast as once ordered, so a plan for it carries over.
 

@@ -5,7 +5,7 @@ A scenario's `kind = "rate"` demand becomes a stream of orders, one per delivery
 its ramp, its points and until when it runs. `forecast` turns it into the orders it is expected to
 bring within the next days (without the random jitter, which nobody can know), each with the time it
 will be placed. Cosmolocal's policy gives them to the solver as demand released at that time
-(`solver.problem.Demand.release_at`), so today's plan leaves room for them; they are never queued at
+(`solver.model.problem.Demand.release_at`), so today's plan leaves room for them; they are never queued at
 a lab. The baselines do not know rates and never see them.
 """
 

@@ -18,7 +18,7 @@ import networkx as nx
 import numpy as np
 
 from protocol.model import Allocation, Design, Lab, Plan
-from solver.problem import (
+from solver.model.problem import (
     RELEASE_SLACK_DAYS,
     Demand,
     LabState,

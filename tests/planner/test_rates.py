@@ -16,9 +16,9 @@ from planner.rates import Rate, RateRequest, releases
 from planner.store import Ledger
 from protocol.model import Allocation, CostTerms, Lab, Location, Machine, Plan
 from protocol.okh import catalogue
-from solver.allocate import solve
+from solver.allocation.allocate import solve
 from solver.check import check
-from solver.problem import SolveParams
+from solver.model.problem import SolveParams
 
 NOW = datetime(2026, 5, 1, 8, tzinfo=UTC)
 LAB = Lab(

@@ -8,10 +8,10 @@ from datetime import timedelta
 import pytest
 
 from protocol.model import Allocation, CostTerms, Plan
-from solver.allocate import solve_small
+from solver.allocation.allocate import solve_small
 from solver.check import check
-from solver.large import solve_large
-from solver.problem import Demand, Problem
+from solver.large.path import solve_large
+from solver.model.problem import Demand, Problem
 from tests.solver.factory import FAST, NEAR, NOW, lab, order, problem
 
 PARAMS = replace(FAST, late_window_days=3.0)
