@@ -19,14 +19,13 @@ import numpy as np
 
 from protocol.model import Allocation, Design, Lab, Plan
 from solver.model.problem import (
-    RELEASE_SLACK_DAYS,
     Demand,
     LabState,
     Problem,
     SolveParams,
     days_until,
+    earliest_finish,
     horizon_days,
-    release_days,
 )
 
 #: Relative tolerance on stock and machine minutes (floats in, floats compared).
@@ -133,19 +132,19 @@ def _quantity_problems(problem: Problem, plan: Plan) -> list[str]:
 
 
 def _release_problems(problem: Problem, allocations: list[Allocation], params: SolveParams) -> list[str]:
-    """Units planned to be made by the first time checkpoint (the work sent now) of a demand that is
-    released at it or after it: a forecast is made after it is ordered, never by then."""
+    """Units planned to be made by the first time checkpoint (the work sent now) of a demand that may
+    not finish by then (`earliest_finish`): a forecast is made a commit window after it is ordered."""
     first = min(params.time_checkpoints_days, default=None)
     if first is None:
         return []
     demands = {d.order.id: d for d in problem.demands}
     found = []
     for a in allocations:
-        release = release_days(problem, demands[a.order_id])
-        if a.early_units > 0 and release >= first - RELEASE_SLACK_DAYS:
+        earliest = earliest_finish(problem, params, demands[a.order_id])
+        if a.early_units > 0 and earliest > first + 1e-9:
             found.append(
                 f"allocation of order {a.order_id!r} at lab {a.lab_id!r}: {a.early_units} units planned "
-                f"to be made within {first:g} days, but the demand is released only in {release:.2f} days"
+                f"to be made within {first:g} days, but the demand may be made only in {earliest:.2f} days"
             )
     return found
 

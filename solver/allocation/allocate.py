@@ -31,16 +31,15 @@ from solver.model.candidates import Candidates, find_candidates, shortage_reason
 from solver.model.capability import step_groups
 from solver.model.lines import LineUnits, allocation_line, split_units
 from solver.model.problem import (
-    RELEASE_SLACK_DAYS,
     LabState,
     Problem,
     SolveParams,
     bucket_edges,
     bucket_of,
     days_until,
+    earliest_finish,
     free_minutes,
     horizon_days,
-    release_days,
     transit,
 )
 from solver.model.trails import DEFAULT_RULES, TrailRules
@@ -238,10 +237,10 @@ class AllocationMapping:
                 priority = problem.demands[d].order.priority
                 due, travel = arrival[d]
                 setup = f"{d}@{lab_index}"
-                release = release_days(problem, problem.demands[d])
+                earliest = earliest_finish(problem, params, problem.demands[d])
                 for b, late, loosest in finish_options(edges_days, due, params.time_checkpoints_days):
-                    if edges_days[b] <= release + RELEASE_SLACK_DAYS:
-                        continue  # a forecast's units are made after they are ordered, not by then
+                    if edges_days[b] < earliest - 1e-9:
+                        continue  # a forecast's units are made a commit window after they are ordered
                     charged = time_charged(edges_days[b], late, due, params.time_checkpoints_days)
                     cost = unit_cost + params.time_weight[priority] * (charged + travel)
                     if late:

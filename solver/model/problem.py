@@ -42,9 +42,9 @@ class Demand:
     order: Order  # protocol.model.Order
     quantity: int  # units still to allocate (> 0); may be less than order.quantity
     #: When the units may start to be made: None for an order placed now. A forecast of a known rate
-    #: (units that will be ordered later) is released at that time: no plan makes its units by then
-    #: (each way of solving keeps only the finish checkpoints after it), and none is sent to a lab
-    #: before then, so today's plan leaves room for them without spending today's hours on them.
+    #: (units that will be ordered later) is released at that time: no plan makes its units within a
+    #: commit window of it (`earliest_finish`), and none is sent to a lab before then, so today's
+    #: plan leaves room for them without spending today's hours on them.
     release_at: datetime | None = None
 
     def __post_init__(self) -> None:
@@ -185,16 +185,25 @@ def horizon_days(problem: Problem, params: SolveParams) -> float:
     return min(params.max_horizon_days, max(1.0, days_to_latest) + params.late_window_days)
 
 
-#: A demand released at a time is made after it: a finish checkpoint must lie beyond its release by
-#: more than this (a second), never at it. Each cumulative capacity row counts every minute up to its
-#: checkpoint, so a forecast allowed to finish *at* its release (a round's length ahead, the first
-#: time checkpoint) would take the hours of today's orders.
-RELEASE_SLACK_DAYS = 1.0 / 86_400.0
-
-
 def release_days(problem: Problem, demand: Demand) -> float:
     """Days from the problem's `now` until a demand's units may be made (-inf when they may now)."""
     return -math.inf if demand.release_at is None else days_until(problem, demand.release_at)
+
+
+def earliest_finish(problem: Problem, params: SolveParams, demand: Demand) -> float:
+    """The first finish checkpoint (days from now) a demand's units may be planned by: any for a
+    demand placed now; for one released later (a forecast), one commit window (the first time
+    checkpoint, a day) after its release.
+
+    Capacity rows are cumulative: a row counts every machine minute from now to its checkpoint, and
+    cannot tell the minutes after a release from those before. A forecast allowed to finish a few
+    hours after its release would take hours that only the orders placed now can use; a day after
+    it, it competes only for the time beyond today's work, which is the room it is planned to keep.
+    """
+    release = release_days(problem, demand)
+    if release == -math.inf:
+        return release
+    return max(0.0, release) + min(params.time_checkpoints_days, default=1.0)
 
 
 def transit(params: SolveParams, km: float) -> float:

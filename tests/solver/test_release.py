@@ -53,7 +53,7 @@ def test_the_validator_refuses_a_forecast_made_before_its_release() -> None:
         version=1, allocations=[early, rest], objective=8.0, bound=0.0, status="FEASIBLE", solve_seconds=0.0
     )
     found = check(p, plan, PARAMS)
-    assert any("released only in 2.00 days" in v for v in found), found
+    assert any("may be made only in 3.00 days" in v for v in found), found
 
 
 def test_a_release_needs_a_time_zone() -> None:
@@ -62,10 +62,11 @@ def test_a_release_needs_a_time_zone() -> None:
         Demand(ahead, 4, release_at=NOW.replace(tzinfo=None))
 
 
+@pytest.mark.parametrize("release", [0.5, 1.0], ids=["half-a-day-ahead", "a-day-ahead"])
 @pytest.mark.parametrize("solve", [solve_small, solve_large], ids=["one-model", "large"])
-def test_a_forecast_released_at_the_first_checkpoint_takes_none_of_todays_hours(solve: object) -> None:
-    # Released a round ahead, exactly at the first time checkpoint: it cannot be made by then.
-    p = with_forecast(1.0)
+def test_a_forecast_takes_none_of_todays_hours(solve: object, release: float) -> None:
+    # Released within the first day or at its end: made a commit window later, never today.
+    p = with_forecast(release)
     plan = solve(p, PARAMS)  # type: ignore[operator]
     assert check(p, plan, PARAMS) == []
     lines = {a.order_id: a for a in plan.allocations}
