@@ -440,14 +440,15 @@ def _routes(app: FastAPI, clock: Callable[[], datetime]) -> None:
 
         The planner places one order a day (due `due_days` later), and plans the releases still to
         come within its forecast window as demand too, so today's plan leaves room for them; none is
-        sent to a lab before it is ordered. `until` in the past is 409. Needs a requester token when
-        the planner asks for tokens.
+        sent to a lab before it is ordered. A stream that releases no whole unit between its start and
+        `until` (`until` past, or before `starts_at`, or a rate too small), or runs over a year, is
+        409. Needs a requester token when the planner asks for tokens.
         """
         planner = _planner(request)
         try:
             accepted = planner.core.submit_rate(rate)
         except OrderRejected as exc:
-            if exc.field == "until" and "not in the future" in exc.reason:
+            if exc.field != "design":  # a stream with no release left: a conflict with the clock
                 return JSONResponse(status_code=409, content={"detail": f"{exc.field}: {exc.reason}"})
             return JSONResponse(
                 status_code=422,

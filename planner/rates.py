@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from protocol.model import Identifier, Location, Order, Priority, Record, UtcDatetime
 
@@ -49,12 +49,6 @@ class RateRequest(Record):
         max_length=50,
         description="licences the requester accepts (as for an order); empty accepts any",
     )
-
-    @model_validator(mode="after")
-    def _until_after_start(self) -> RateRequest:
-        if self.starts_at is not None and self.until <= self.starts_at:
-            raise ValueError("until must come after starts_at")
-        return self
 
 
 class Rate(Record):

@@ -159,6 +159,11 @@ def test_the_api_takes_rates_and_the_ledger_keeps_them_across_a_restart(settings
         assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["body", "design"]
         past = client.post("/rates", json=_body(until="2020-01-01T00:00:00Z"))
         assert past.status_code == 409 and "until" in past.json()["detail"]
+        start = (datetime.now(UTC) + timedelta(days=5)).isoformat()
+        backwards = client.post("/rates", json=_body(starts_at=start))
+        assert backwards.status_code == 409 and "not after the stream's start" in backwards.json()["detail"]
+        tiny = client.post("/rates", json=_body(units_per_day=1e-9))
+        assert tiny.status_code == 409 and "units_per_day" in tiny.json()["detail"]
         assert client.get("/rates/r-nothing").status_code == 404
     with TestClient(create_app(settings)) as client:  # a restart on the same ledger
         again = client.get(f"/rates/{rate['id']}").json()
