@@ -25,8 +25,10 @@ from protocol.model import Identifier, Location, Order, Priority, Record, UtcDat
 MAX_RATE_DAYS = 366
 #: One release a day.
 RELEASE_EVERY = timedelta(days=1)
-#: Days ahead in which a rate's releases still to come are planned as demand, by default.
-FORECAST_DAYS = 3.0
+#: Days ahead in which a rate's releases still to come are planned as demand, by default: the next
+#: release. The scenario replays measured one day ahead (docs/rates.md); longer was not measured with
+#: the release rules the solver has now.
+FORECAST_DAYS = 1.0
 RateState = Literal["active", "ended"]
 
 

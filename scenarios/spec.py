@@ -69,6 +69,8 @@ from solver.model.problem import SolveParams
 
 BUILTIN_DIR = Path(__file__).with_name("builtin")
 #: Days ahead in which Cosmolocal plans what known rates will bring, unless a scenario says otherwise.
+#: Off: one day ahead helped churn and valve-lombardy but cost visor-surge-fr up to 7.5 points of
+#: on-time share (docs/rates.md).
 FORECAST_DAYS = 0.0
 
 
