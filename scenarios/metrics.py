@@ -8,20 +8,22 @@ need is met: until the units delivered catch up with the units due, for good (`p
 Plan against reality: of the units a policy placed to arrive by their due date
 (the solver's on-time units; every unit a baseline places, since it places work where it fits by the
 due date), those that arrived late, and how many of those arrived after the plan's own date for them
-(the lab made them later than planned). Transport is great-circle distance lab -> delivery point
-(road distance is longer, for every policy alike). CO2 is tonne-km times one stated factor, with a
-unit's mass from its design's materials.
+(the lab made them later than planned), with why: a disruption at the lab while the units waited (a
+stock-out, the lab lost, machines down) or, with none, the lab falling behind its plan. Transport
+is great-circle distance lab -> delivery point (road distance is longer, for every policy alike).
+CO2 is tonne-km times one stated factor, with a unit's mass from its design's materials.
 """
 
 from __future__ import annotations
 
 import math
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from planner.need_met import need_met
 from protocol.footprint import CO2_KG_PER_TONNE_KM, CO2_SOURCE, unit_kg
 from scenarios.sim import PolicyRun
+from scenarios.world import WorldEvent
 
 
 def weighted_percentile(values: list[tuple[float, int]], q: float) -> float:
@@ -53,6 +55,21 @@ def _round(value: float, digits: int = 3) -> float | None:
     return None if value is None or math.isnan(value) else round(value, digits)
 
 
+#: Why units planned on time arrived late, most specific first: a disruption at their lab while they
+#: waited, or, with none, the lab falling behind its plan (queue, capacity or timing).
+SLIP_CAUSES = ("stock_out", "lab_lost", "machine_down", "lab_behind")
+
+
+def slip_cause(events: list[WorldEvent], lab_id: str, since: datetime, until: datetime) -> str:
+    """Why units made at `lab_id` for an order placed at `since` arrived late at `until`."""
+    kinds = {
+        e.kind
+        for e in events
+        if e.lab_id == lab_id and e.start <= until and (e.end is None or e.end >= since)
+    }
+    return next((cause for cause in SLIP_CAUSES[:-1] if cause in kinds), "lab_behind")
+
+
 def rate_needs(run: PolicyRun) -> list[dict[str, Any]]:
     """Per rate of the scenario: the days from its start until the units delivered catch up with
     the units due for good (`planner.need_met`), or None with the shortfall at the end of the replay."""
@@ -78,6 +95,7 @@ def policy_metrics(run: PolicyRun) -> dict[str, Any]:
     demanded = sum(o.quantity for o in world.orders)
     delivered = on_time = 0
     promised = slipped = slipped_after_plan = 0
+    slip_causes = dict.fromkeys(SLIP_CAUSES, 0)
     unit_km = tonne_km = 0.0
     leads: list[tuple[float, int]] = []
     for d in run.deliveries:
@@ -89,6 +107,9 @@ def policy_metrics(run: PolicyRun) -> dict[str, Any]:
             slipped += d.planned_on_time
             if d.arrive_by is not None and d.delivered_at > d.arrive_by:
                 slipped_after_plan += d.planned_on_time
+            slip_causes[slip_cause(world.events, d.lab_id, order.created_at, d.delivered_at)] += (
+                d.planned_on_time
+            )
         unit_km += d.units * d.km
         tonne_km += d.units * unit_kg(designs[order.design]) / 1000.0 * d.km
         leads.append(((d.delivered_at - order.created_at) / timedelta(hours=1), d.units))
@@ -118,6 +139,7 @@ def policy_metrics(run: PolicyRun) -> dict[str, Any]:
         "rates": needs,
         "rates_not_met": sum(1 for d in days_met if d is None),
         "rates_days_until_met_worst": max((d for d in days_met if d is not None), default=None),
+        **{f"units_slipped_{cause}": units for cause, units in slip_causes.items()},
         "lead_time_mean_h": _round(mean_lead, 2),
         "lead_time_p95_h": _round(weighted_percentile(leads, 0.95), 2),
         "transport_unit_km": round(unit_km, 1),
