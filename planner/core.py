@@ -600,7 +600,7 @@ class PlannerCore:
         if state in ACTIVE_STATES:
             changes["lease_until"] = self._renewed_lease(now, eta).isoformat()
         if state == "done":
-            changes.update(self._arrival(a, now))
+            changes.update(self._arrival(a, now, changes.get("units_done", a.units_done)))
         with self.ledger.transaction() as db:
             events = [self._change_job(db, a, state, now, **changes)]
             if (e := self._refresh_order(db, a.order_id)) is not None:
@@ -614,7 +614,7 @@ class PlannerCore:
             )
             self.on_change(f"job {state}")
 
-    def _arrival(self, a: AssignmentRow, now: datetime) -> dict[str, Any]:
+    def _arrival(self, a: AssignmentRow, now: datetime, units_done: int) -> dict[str, Any]:
         """A job reported done: when it finished, when its units arrive, and why late if they are
         planned on time and arrive after the due date (planner.reality)."""
         order = self.orders[a.order_id]
@@ -622,7 +622,7 @@ class PlannerCore:
         km = haversine_km(view.lab.location, order.delivery) if view is not None else 0.0
         arrived = now + timedelta(days=transit_days(km))
         done = {"finished_at": now.isoformat(), "arrived_at": arrived.isoformat(), "late_cause": None}
-        probe = AssignmentRow(**{**a.__dict__, **done, "units_done": a.quantity})
+        probe = AssignmentRow(**{**a.__dict__, **done, "units_done": units_done})
         if late_units(probe, order):
             troubles = self._troubles.get(a.lab_id, [])
             done["late_cause"] = cause_of(
