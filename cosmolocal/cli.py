@@ -13,6 +13,7 @@ from cosmolocal.labs_commands import labs_app
 from cosmolocal.logs import setup_logging
 from cosmolocal.node_commands import node_app
 from cosmolocal.scenario_commands import scenario_app
+from planner.rates import FORECAST_DAYS
 from solver.model.objective import DEFAULT_OBJECTIVE, Objective
 
 app = typer.Typer(
@@ -62,6 +63,15 @@ def planner_serve(
             "(25-250 km) or km (distance only; due dates still count). See solver/model/objective.py."
         ),
     ] = DEFAULT_OBJECTIVE,
+    forecast_days: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=30.0,
+            help="Days ahead in which a rate's releases still to come are planned as demand "
+            "(POST /rates); 0 plans only what is ordered.",
+        ),
+    ] = FORECAST_DAYS,
     keys: Annotated[
         Path | None,
         typer.Option(
@@ -111,6 +121,7 @@ def planner_serve(
         liveness=liveness,
         solve_time_limit_s=solve_seconds,
         objective=objective,
+        forecast_days=forecast_days,
         keys_dir=None if insecure else (keys or _keys_beside(db)),
         require_tokens=not open_http,
     )

@@ -91,6 +91,15 @@ def run(
         ),
     ] = None,
     workers: WorkersOption = None,
+    forecast_days: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            max=30.0,
+            help="Days ahead in which Cosmolocal plans the orders the scenario's known rates will "
+            "bring (0: only the orders placed) [default: the file's].",
+        ),
+    ] = None,
 ) -> None:
     """Replay a scenario under Cosmolocal and the baselines, side by side; print the metrics.
 
@@ -110,6 +119,10 @@ def run(
         fail(str(exc))
     if live and choice is not None:
         fail("--executor: --live runs one live mesh of real processes; it does not fan out")
+    if forecast_days is not None:
+        loaded = loaded.model_copy(
+            update={"scenario": loaded.scenario.model_copy(update={"forecast_days": forecast_days})}
+        )
     if live:
         from scenarios.live import run_live
 

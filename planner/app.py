@@ -32,6 +32,7 @@ from planner.core import OrderRejected, PlannerCore
 from planner.events import EventBus
 from planner.mesh import MeshServer
 from planner.overload import Overload, OverloadMiddleware
+from planner.rates import FORECAST_DAYS, RateRequest
 from planner.replan import Replanner, warm_up
 from planner.store import Ledger
 from planner.streams import EventStream, FrameCache, stream
@@ -78,6 +79,8 @@ class PlannerSettings:
     orders_burst: int = 2000
     #: Solve in a worker process (off the event loop's interpreter lock), not a thread.
     solve_in_process: bool = True
+    #: Days ahead in which a rate's releases still to come are planned as demand (planner.rates).
+    forecast_days: float = FORECAST_DAYS
 
     def solve_params(self) -> SolveParams:
         """The solver parameters these settings give."""
@@ -145,7 +148,9 @@ def create_app(settings: PlannerSettings, clock: Callable[[], datetime] = utcnow
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         ledger = Ledger(settings.db_path)
         epoch = ledger.next_epoch()
-        core = PlannerCore(ledger=ledger, designs=designs, clock=clock, bus=EventBus())
+        core = PlannerCore(
+            ledger=ledger, designs=designs, clock=clock, bus=EventBus(), forecast_days=settings.forecast_days
+        )
         core.load()
         ctx = zmq.asyncio.Context()
         field_endpoint = settings.field_endpoint or transport.field_endpoint_for(settings.mesh_endpoint)
@@ -232,6 +237,8 @@ def _security(require_tokens: bool) -> contract.Security:
     return {
         ("post", "/orders"): requester,
         ("get", "/orders"): requester,
+        ("post", "/rates"): requester,
+        ("get", "/rates"): requester,
         ("get", "/plan"): requester,
         ("get", "/events"): requester,
         ("get", "/labs"): "optional",
@@ -264,7 +271,7 @@ async def _watch_leases(
     core: PlannerCore, stop: asyncio.Event, first_after_s: float, every_s: float = 1.0
 ) -> None:
     """Once a second, end the leases no lab renewed and release the units held in doubt too long
-    (their units go back to demand).
+    (their units go back to demand), and place the rates' releases that have come due.
 
     The first look waits `first_after_s` (the labs' liveness window): a planner that restarts on
     its ledger gives the labs time to join again and report what they made while it was down, and
@@ -277,6 +284,7 @@ async def _watch_leases(
         if not stop.is_set():
             core.expire_leases()
             core.release_doubts()
+            core.release_rates()
 
 
 def _planner(request: Request) -> Planner:
@@ -296,6 +304,9 @@ IDEMPOTENCY_KEY = Header(
 #: `OrderRejected.field` -> status: a due date past or a key used for another order conflict with
 #: what the planner holds (its clock, its record of the key); the rest is invalid data.
 REJECTION_STATUS = {"due_at": 409, "Idempotency-Key": 409}
+
+
+RateId = Annotated[str, Path(pattern=ID_PATTERN, description="the rate's id, as POST /rates gave it")]
 
 
 def _known_order(order_id: OrderId, request: Request) -> str:
@@ -401,6 +412,69 @@ def _routes(app: FastAPI, clock: Callable[[], datetime]) -> None:
         if order_id not in planner.core.orders:
             raise HTTPException(404, f"no order {order_id!r}")
         return planner.core.explanation(order_id, planner.settings.solve_params())
+
+    @app.post(
+        "/rates",
+        status_code=status.HTTP_201_CREATED,
+        tags=["rates"],
+        response_model=None,
+        responses={
+            201: {
+                "description": "the rate, accepted and on disk; its first release is an order when due",
+                "headers": {"Location": {"description": "the rate's URL", "schema": {"type": "string"}}},
+                "links": {
+                    "GetRate": {"operationId": "get_rate", "parameters": {"rate_id": "$response.body#/id"}}
+                },
+            },
+            **contract.errors(409),
+        },
+        operation_id="post_rate",
+    )
+    async def post_rate(
+        rate: RateRequest,
+        request: Request,
+        response: Response,
+        _grant: Grant | None = Depends(may_order),
+    ) -> dict[str, Any] | JSONResponse:
+        """Ask for a rate: `units_per_day` of a design, delivered to a place, until a date.
+
+        The planner places one order a day (due `due_days` later), and plans the releases still to
+        come within its forecast window as demand too, so today's plan leaves room for them; none is
+        sent to a lab before it is ordered. A stream that releases no whole unit between its start and
+        `until` (`until` past, or before `starts_at`, or a rate too small), or runs over a year, is
+        409. Needs a requester token when the planner asks for tokens.
+        """
+        planner = _planner(request)
+        try:
+            accepted = planner.core.submit_rate(rate)
+        except OrderRejected as exc:
+            if exc.field != "design":  # a stream with no release left: a conflict with the clock
+                return JSONResponse(status_code=409, content={"detail": f"{exc.field}: {exc.reason}"})
+            return JSONResponse(
+                status_code=422,
+                content={"detail": [{"loc": ["body", exc.field], "msg": exc.reason, "type": "value_error"}]},
+            )
+        response.headers["Location"] = f"/rates/{accepted.id}"
+        return planner.core.rate_view(accepted.id) or {}
+
+    @app.get("/rates", tags=["rates"])
+    async def list_rates(request: Request, authorization: str | None = AUTHORIZATION) -> list[dict[str, Any]]:
+        """Every rate with its state and the days until its need is met (a requester token when the
+        planner asks)."""
+        need_requester(request, authorization, "to list the rates")
+        core = _planner(request).core
+        views = [core.rate_view(rate_id) for rate_id in core.rates]
+        return [{k: v for k, v in view.items() if k != "releases"} for view in views if view is not None]
+
+    @app.get("/rates/{rate_id}", tags=["rates"], responses=contract.errors(404), operation_id="get_rate")
+    async def get_rate(rate_id: RateId, request: Request) -> dict[str, Any]:
+        """One rate: its releases (ordered and forecast), and the days until its need is met: when the
+        units planned to arrive catch up with the units due for good, or null with the shortfall at
+        the end of the forecast window (`planner.need_met`)."""
+        view = _planner(request).core.rate_view(rate_id)
+        if view is None:
+            raise HTTPException(404, f"no rate {rate_id!r}")
+        return view
 
     @app.get("/labs", tags=["labs"])
     async def list_labs(request: Request, authorization: str | None = AUTHORIZATION) -> list[dict[str, Any]]:

@@ -10,8 +10,8 @@ added here, once, when the document is built, so a new route cannot forget it:
 - an operation that needs a token says so in `security` (an HTTP bearer scheme) and can answer 401;
   one where a token only adds detail lists the token as optional.
 
-The schema of `OrderRequest.design` is narrowed to the designs this planner knows, since the server
-refuses any other.
+The schema of `OrderRequest.design` (and `RateRequest.design`) is narrowed to the designs this
+planner knows, since the server refuses any other.
 """
 
 from __future__ import annotations
@@ -118,9 +118,10 @@ def install(
         for path, operations in schema.get("paths", {}).items():
             for method, operation in operations.items():
                 _complete(operation, method, path, security, throttled)
-        order = schemas.get("OrderRequest", {}).get("properties", {}).get("design")
-        if order is not None and design_ids:
-            order["enum"] = design_ids
+        for request in ("OrderRequest", "RateRequest"):
+            design = schemas.get(request, {}).get("properties", {}).get("design")
+            if design is not None and design_ids:
+                design["enum"] = design_ids
         app.openapi_schema = schema
         return schema
 

@@ -15,14 +15,20 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from planner import rates as rate_rules
 from planner.events import Event, EventBus
 from planner.hours import add, spread
+from planner.need_met import need_met
+from planner.rates import Rate, RateRequest
+from planner.reality import Trouble, cause_of, late_units
+from planner.reality import summary as reality_summary
 from planner.store import AssignmentRow, Ledger
 from protocol.messages import CapacityTrace, DemandTrace, Field_
 from protocol.model import Allocation, Design, Lab, Order, OrderRequest, Plan
 from solver.allocation.explain import explain_order
 from solver.model.geo import haversine_km
 from solver.model.lines import to_dispatch
+from solver.model.objective import transit_days
 from solver.model.problem import Demand, LabState, Problem, SolveParams
 from solver.model.trails import DEFAULT_RULES, TrailRules
 
@@ -108,6 +114,13 @@ class PlannerCore:
     #: Send labs only the work to start now (`solver.model.lines.to_dispatch`) and plan the rest again at
     #: the next re-plan (a rolling horizon); False sends every planned unit at once.
     rolling: bool = True
+    #: Rates (planner.rates): demand as units per day until a date, released as orders day by day.
+    rates: dict[str, Rate] = field(default_factory=dict)
+    #: Days ahead in which a rate's releases still to come are planned as demand (0: none).
+    forecast_days: float = rate_rules.FORECAST_DAYS
+    #: The last plan's lines not sent to labs (planned for later, or forecasts): what is planned
+    #: beyond the assignments, for "days until this need is met". Rebuilt by every plan.
+    unsent: list[Allocation] = field(default_factory=list)
     _by_order: dict[str, list[AssignmentRow]] = field(default_factory=dict)
     _by_lab: dict[str, list[AssignmentRow]] = field(default_factory=dict)
     #: Per assignment: the most units its lab said may be made by the end of a work lease (HEARTBEAT).
@@ -116,6 +129,10 @@ class PlannerCore:
     _in_doubt: dict[str, tuple[int, datetime]] = field(default_factory=dict)
     #: Per lab: when the planner first gave it work, the start of its hours account (`_lab_state`).
     _hours_from: dict[str, datetime] = field(default_factory=dict)
+    #: Per lab: machines down and stock-outs heard of since this boot (planner.reality causes).
+    _troubles: dict[str, list[Trouble]] = field(default_factory=dict)
+    #: Per assignment made since this boot: when it was made (planner.reality causes).
+    _made_at: dict[str, datetime] = field(default_factory=dict)
 
     # --- boot ---------------------------------------------------------------------------------
 
@@ -123,6 +140,7 @@ class PlannerCore:
         """Rebuild the in-memory state from the ledger (labs start as not live until they say HELLO)."""
         now = self.clock()
         self.orders = {o.id: o for o in self.ledger.load_orders()}
+        self.rates = {r.id: r for r in self.ledger.load_rates()}
         self.labs = {
             lab.id: LabView(lab, False, backlog, stock, now)
             for lab, _, backlog, stock in self.ledger.load_labs()
@@ -186,6 +204,12 @@ class PlannerCore:
             created_at=now,
             state="open",
         )
+        self._accept(order, idempotency)
+        return order
+
+    def _accept(self, order: Order, idempotency: tuple[str, str] | None = None) -> None:
+        """Write an accepted order durably, announce it and ask for a re-plan."""
+        now = self.clock()
         with self.ledger.transaction() as db:
             Ledger.put_order(db, order)
             if idempotency is not None:
@@ -202,7 +226,135 @@ class PlannerCore:
             order.due_at.isoformat(),
         )
         self.on_change(EMERGENCY_ORDER if order.priority == "emergency" else "order")
-        return order
+
+    # --- rates --------------------------------------------------------------------------------
+
+    def submit_rate(self, request: RateRequest) -> Rate:
+        """Accept a rate: checked, written durably, its first release placed when due, a re-plan asked."""
+        if request.design not in self.designs:
+            known = ", ".join(sorted(self.designs))
+            raise OrderRejected("design", f"unknown design {request.design!r}; known designs: {known}")
+        now = self.clock()
+        if request.until <= now:
+            raise OrderRejected("until", f"{request.until.isoformat()} is not in the future")
+        starts_at = request.starts_at or now
+        why = rate_rules.check_span(starts_at, request.until)
+        if why is not None:
+            raise OrderRejected("until", why)
+        rate = Rate(
+            id=f"r-{secrets.token_hex(8)}",
+            design=request.design,
+            units_per_day=request.units_per_day,
+            starts_at=starts_at,
+            until=request.until,
+            due_days=request.due_days,
+            delivery=request.delivery,
+            priority=request.priority,
+            accepts_licences=request.accepts_licences,
+            created_at=now,
+        )
+        if rate_rules.last_release(rate) is None:
+            raise OrderRejected("units_per_day", "the stream releases no whole unit before `until`")
+        with self.ledger.transaction() as db:
+            Ledger.put_rate(db, rate)
+            event = self._emit(db, f"rate-{rate.id}", "rate.created", rate.model_dump(mode="json"))
+        self.rates[rate.id] = rate
+        self._publish(event)
+        log.info(
+            "rate %s: %g x %s a day until %s",
+            rate.id,
+            rate.units_per_day,
+            rate.design,
+            rate.until.isoformat(),
+        )
+        if not self.release_rates():
+            self.on_change("rate")
+        return rate
+
+    def release_rates(self) -> list[Order]:
+        """Place, as orders, every rate release whose time has come (once each: its id is fixed)."""
+        now = self.clock()
+        placed = []
+        for rate in self.rates.values():
+            for day, at, units in rate_rules.releases(rate, now):
+                if rate_rules.release_id(rate, day) in self.orders:
+                    continue
+                order = rate_rules.release_order(rate, day, at, units)
+                if order.due_at <= now:
+                    continue  # a release whose due date passed while the planner was down: not placed late
+                self._accept(order)
+                placed.append(order)
+        return placed
+
+    def forecast(self, now: datetime) -> list[Demand]:
+        """The releases still to come within `forecast_days`, as demand released at their time."""
+        ahead = now + timedelta(days=self.forecast_days)
+        found = []
+        for rate in self.rates.values():
+            for day, at, units in rate_rules.releases(rate, ahead):
+                if at > now and rate_rules.release_id(rate, day) not in self.orders:
+                    found.append(Demand(rate_rules.release_order(rate, day, at, units), units, release_at=at))
+        return found
+
+    def rate_view(self, rate_id: str) -> dict[str, Any] | None:
+        """A rate as its requester follows it: its releases (placed and forecast), what is planned to
+        arrive when, and the days until its need is met (`planner.need_met`)."""
+        rate = self.rates.get(rate_id)
+        if rate is None:
+            return None
+        now = self.clock()
+        end = rate_rules.window_end(rate, now, self.forecast_days)
+        horizon = now + timedelta(days=self.forecast_days)
+        dues: list[tuple[datetime, int]] = []
+        arrivals: list[tuple[datetime, int]] = []
+        releases = []
+        ids = set()
+        for day, at, units in rate_rules.releases(rate, horizon):
+            order_id = rate_rules.release_id(rate, day)
+            placed = self.orders.get(order_id)
+            ids.add(order_id)
+            due_at = at + timedelta(days=rate.due_days)
+            dues.append((due_at, units))
+            releases.append(
+                {
+                    "order_id": order_id,
+                    "release_at": at.isoformat(),
+                    "due_at": due_at.isoformat(),
+                    "units": units,
+                    "state": placed.state if placed is not None else "forecast",
+                    "units_made": self.units_made(order_id) if placed is not None else 0,
+                }
+            )
+        arrivals = self._planned_arrivals(ids)
+        met = need_met(dues, arrivals, now, end)
+        return {
+            **rate.model_dump(mode="json"),
+            "state": rate_rules.rate_state(rate, now),
+            "forecast_days": self.forecast_days,
+            "window_end": end.isoformat(),
+            "need": met.to_json(),
+            "units_released": sum(r["units"] for r in releases if r["state"] != "forecast"),
+            "units_forecast": sum(r["units"] for r in releases if r["state"] == "forecast"),
+            "releases": releases,
+        }
+
+    def _planned_arrivals(self, order_ids: set[str]) -> list[tuple[datetime, int]]:
+        """(when, units) that arrive or are planned to, for these orders: units made at their arrival,
+        units under way at their job's planned arrival, and the last plan's lines not sent yet."""
+        found: list[tuple[datetime, int]] = []
+        for order_id in order_ids:
+            for a in self._by_order.get(order_id, ()):
+                if a.units_done and a.arrived_at is not None:
+                    found.append((datetime.fromisoformat(a.arrived_at), a.units_done))
+                elif a.units_done:
+                    found.append((datetime.fromisoformat(a.updated_at), a.units_done))
+                if a.state in ACTIVE_STATES and a.quantity > a.units_done:
+                    when = datetime.fromisoformat(a.arrive_by or a.eta or a.updated_at)
+                    found.append((when, a.quantity - a.units_done))
+        for line in self.unsent:
+            if line.order_id in order_ids and line.arrive_by is not None:
+                found.append((line.arrive_by, line.quantity))
+        return found
 
     def units_made(self, order_id: str) -> int:
         """Units of an order reported made, across every lab."""
@@ -267,6 +419,7 @@ class PlannerCore:
                 | {
                     "lab_name": lab.lab.name if lab else a.lab_id,
                     "lab_place": lab.lab.location.place if lab else None,
+                    "units_planned_on_time_arrived_late": late_units(a, order),
                 }
             )
         shortage = None
@@ -274,12 +427,14 @@ class PlannerCore:
             for s in self.plan.shortages:
                 if s.order_id == order_id and order.state != "done":
                     shortage = s.model_dump()
+        rows = self._by_order.get(order_id, ())
         return {
             **self._order_json(order),
             "units_made": self.units_made(order_id),
             "units_planned": self.units_committed(order_id),
             "allocations": allocations,
             "shortage": shortage,
+            "reality": reality_summary(rows, {order_id: order}),
         }
 
     # --- labs ---------------------------------------------------------------------------------
@@ -287,6 +442,11 @@ class PlannerCore:
     def lab_hello(self, lab: Lab, backlog: dict[str, float]) -> None:
         """A lab joined (or re-joined): record its description and mark it live."""
         now = self.clock()
+        before = self.labs.get(lab.id)
+        if before is not None:
+            gone = sorted({m.id for m in before.lab.machines} - {m.id for m in lab.machines})
+            if gone:
+                self._trouble(lab.id, "machine down", f"lab {lab.id} came back without {', '.join(gone)}")
         view = LabView(lab, True, dict(backlog), dict(lab.stock), now)
         known = lab.id in self.labs
         self.labs[lab.id] = view
@@ -321,6 +481,9 @@ class PlannerCore:
     def lab_stock(self, lab_id: str, stock: dict[str, float]) -> None:
         """The lab's free stock changed."""
         view = self.labs[lab_id]
+        out = sorted(m for m, amount in stock.items() if amount <= 1e-9 and view.stock.get(m, 0.0) > 1e-9)
+        if out:
+            self._trouble(lab_id, "stock-out", f"lab {lab_id} reported no {', '.join(out)} left")
         view.stock = dict(stock)
         self._save_lab(view)
         self.on_change("stock")
@@ -436,6 +599,8 @@ class PlannerCore:
         now = self.clock()
         if state in ACTIVE_STATES:
             changes["lease_until"] = self._renewed_lease(now, eta).isoformat()
+        if state == "done":
+            changes.update(self._arrival(a, now, changes.get("units_done", a.units_done)))
         with self.ledger.transaction() as db:
             events = [self._change_job(db, a, state, now, **changes)]
             if (e := self._refresh_order(db, a.order_id)) is not None:
@@ -448,6 +613,31 @@ class PlannerCore:
                 "lab %s %s %s (%d units of order %s): %s", lab_id, state, a.id, a.quantity, a.order_id, reason
             )
             self.on_change(f"job {state}")
+
+    def _arrival(self, a: AssignmentRow, now: datetime, units_done: int) -> dict[str, Any]:
+        """A job reported done: when it finished, when its units arrive, and why late if they are
+        planned on time and arrive after the due date (planner.reality)."""
+        order = self.orders[a.order_id]
+        view = self.labs.get(a.lab_id)
+        km = haversine_km(view.lab.location, order.delivery) if view is not None else 0.0
+        arrived = now + timedelta(days=transit_days(km))
+        done = {"finished_at": now.isoformat(), "arrived_at": arrived.isoformat(), "late_cause": None}
+        probe = AssignmentRow(**{**a.__dict__, **done, "units_done": units_done})
+        if late_units(probe, order):
+            troubles = self._troubles.get(a.lab_id, [])
+            done["late_cause"] = cause_of(
+                probe, self._by_order.get(a.order_id, ()), troubles, self._made_at.get(a.id)
+            )
+            log.info("%s: units planned on time arrive late (%s)", a.id, done["late_cause"])
+        return done
+
+    def _trouble(self, lab_id: str, cause: str, detail: str) -> None:
+        """Remember a machine down or a stock-out at a lab, a cause of lateness (planner.reality)."""
+        self._troubles.setdefault(lab_id, []).append(Trouble(self.clock(), cause, detail))
+
+    def reality(self) -> dict[str, Any]:
+        """Over every order: units planned on time, and those that arrived late, by cause."""
+        return reality_summary(self.assignments.values(), self.orders)
 
     def _units_reported_late(self, a: AssignmentRow, units_done: int) -> None:
         """Count units a lab made before it heard that its assignment was ended; trim any excess.
@@ -672,6 +862,7 @@ class PlannerCore:
             if remaining > 0:
                 demands.append(Demand(order=order, quantity=remaining))
         now = self.clock()
+        demands += self.forecast(now)
         labs = [self._lab_state(view, now) for view in self.labs.values()]
         refused = frozenset(
             (a.order_id, a.lab_id)
@@ -760,12 +951,17 @@ class PlannerCore:
                 if any(a.state in ACTIVE_STATES for a in rows)
             }
             # Planned for later: the next re-plan decides where it is made (solver.model.lines.to_dispatch).
-            sent = to_dispatch(plan.allocations, under_way) if self.rolling else plan.allocations
+            # A rate's forecast is not an order yet: planned, never sent.
+            ordered = [a for a in plan.allocations if a.order_id in self.orders]
+            sent = to_dispatch(ordered, under_way) if self.rolling else ordered
+            assigned: dict[tuple[str, str], int] = {}
             for allocation in sent:
                 view = self.labs.get(allocation.lab_id)
                 order = self.orders.get(allocation.order_id)
                 if view is None or not view.live or order is None:
                     continue  # the lab was lost while solving; the next re-plan covers these units
+                key = (allocation.order_id, allocation.lab_id)
+                assigned[key] = assigned.get(key, 0) + allocation.quantity
                 row = AssignmentRow(
                     id=self._new_assignment_id(order.id),
                     order_id=allocation.order_id,
@@ -779,7 +975,10 @@ class PlannerCore:
                     eta=None,
                     updated_at=now.isoformat(),
                     lease_until=(now + timedelta(seconds=self.answer_window_s)).isoformat(),
+                    arrive_by=None if allocation.arrive_by is None else allocation.arrive_by.isoformat(),
+                    on_time_units=allocation.quantity - allocation.late_units,
                 )
+                self._made_at[row.id] = now
                 self._index(row)
                 self._hours_from.setdefault(row.lab_id, now)
                 Ledger.put_assignment(db, row)
@@ -788,6 +987,7 @@ class PlannerCore:
                 if (e := self._refresh_order(db, row.order_id)) is not None:
                     events.append(e)
             events.append(self._emit(db, "plan", "plan.committed", self.plan_summary(plan)))
+        self._keep_unsent(plan, assigned)
         self.plan = plan
         self.plans_committed += 1
         self._publish(*events)
@@ -803,6 +1003,18 @@ class PlannerCore:
             plan.solve_seconds,
         )
         return new
+
+    def _keep_unsent(self, plan: Plan, assigned: dict[tuple[str, str], int]) -> None:
+        """Remember the plan's lines (or the parts of them) that were not sent: planned for later."""
+        planned = {a.order_id for a in plan.allocations}
+        kept = [a for a in self.unsent if a.order_id not in planned]
+        for a in plan.allocations:
+            left = a.quantity - assigned.pop((a.order_id, a.lab_id), 0)
+            if left > 0:
+                kept.append(a.model_copy(update={"quantity": left, "late_units": min(a.late_units, left)}))
+            elif left < 0:
+                assigned[(a.order_id, a.lab_id)] = -left
+        self.unsent = kept
 
     def reject_plan(self, plan: Plan, violations: list[str]) -> None:
         """A plan that failed the validator is never used; the failure is recorded for the operator."""

@@ -128,7 +128,10 @@ class Replanner:
     async def _insert_emergencies(self) -> None:
         """Place open emergency demands first, on their own neighbourhoods, within the latency budget."""
         problem = self.core.problem()
-        urgent = {d.order.id for d in problem.demands if d.order.priority == "emergency"}
+        # A rate's forecast is not an order yet: it waits for the full re-plan.
+        urgent = {
+            d.order.id for d in problem.demands if d.order.priority == "emergency" and d.release_at is None
+        }
         if not urgent:
             return
         plan = await asyncio.to_thread(insert_urgent, problem, urgent, self.params, self.emergency_budget_s)

@@ -16,6 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from planner.rates import Rate
 from protocol.model import CostTerms, Lab, Order, Plan
 
 SCHEMA = """
@@ -74,11 +75,32 @@ CREATE TABLE IF NOT EXISTS idempotency (
     order_id     TEXT NOT NULL REFERENCES orders(id),
     created_at   TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS rates (
+    id          TEXT PRIMARY KEY,
+    record      TEXT NOT NULL,
+    created_at  TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS meta (
     key    TEXT PRIMARY KEY,
     value  TEXT NOT NULL
 );
 """
+
+
+#: Columns added to `assignments` after the first ledgers were written: (name, SQL type and default).
+ADDED_COLUMNS = (
+    ("lease_until", "TEXT"),
+    ("arrive_by", "TEXT"),
+    ("on_time_units", "INTEGER NOT NULL DEFAULT 0"),
+    ("finished_at", "TEXT"),
+    ("arrived_at", "TEXT"),
+    ("late_cause", "TEXT"),
+)
+#: The assignment columns in the order `AssignmentRow` takes them.
+ASSIGNMENT_COLUMNS = (
+    "id, order_id, lab_id, quantity, state, units_done, plan_version, cost, reason, eta, updated_at, "
+    "lease_until, arrive_by, on_time_units, finished_at, arrived_at, late_cause"
+)
 
 
 @dataclass
@@ -98,6 +120,14 @@ class AssignmentRow:
     updated_at: str
     #: When the lease ends unless the lab renews it (ISO UTC); see PlannerCore.expire_leases.
     lease_until: str | None = None
+    #: Plan against reality (planner.reality): when the plan said the units arrive at the latest, and
+    #: how many of them it counted on time; then when the lab reported them done, when they arrive
+    #: (done plus handling and the road), and why units planned on time arrived late, when known.
+    arrive_by: str | None = None
+    on_time_units: int = 0
+    finished_at: str | None = None
+    arrived_at: str | None = None
+    late_cause: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The row as the HTTP API and the event stream show it."""
@@ -114,6 +144,11 @@ class AssignmentRow:
             "eta": self.eta,
             "updated_at": self.updated_at,
             "lease_until": self.lease_until,
+            "arrive_by": self.arrive_by,
+            "on_time_units": self.on_time_units,
+            "finished_at": self.finished_at,
+            "arrived_at": self.arrived_at,
+            "late_cause": self.late_cause,
         }
 
 
@@ -140,8 +175,9 @@ class Ledger:
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.executescript(SCHEMA)
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(assignments)")}
-        if "lease_until" not in columns:  # a ledger written before leases existed
-            self._db.execute("ALTER TABLE assignments ADD COLUMN lease_until TEXT")
+        for name, kind in ADDED_COLUMNS:  # a ledger written before these existed
+            if name not in columns:
+                self._db.execute(f"ALTER TABLE assignments ADD COLUMN {name} {kind}")
 
     def close(self) -> None:
         """Checkpoint and close the file."""
@@ -238,11 +274,12 @@ class Ledger:
     def put_assignment(db: sqlite3.Connection, row: AssignmentRow) -> None:
         """Insert or update an assignment's projection."""
         db.execute(
-            "INSERT INTO assignments (id, order_id, lab_id, quantity, state, units_done, plan_version, cost, "
-            "reason, eta, updated_at, lease_until) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            f"INSERT INTO assignments ({ASSIGNMENT_COLUMNS}) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT(id) DO UPDATE SET state = excluded.state, units_done = excluded.units_done, "
             "reason = excluded.reason, eta = excluded.eta, updated_at = excluded.updated_at, "
-            "lease_until = excluded.lease_until",
+            "lease_until = excluded.lease_until, finished_at = excluded.finished_at, "
+            "arrived_at = excluded.arrived_at, late_cause = excluded.late_cause",
             (
                 row.id,
                 row.order_id,
@@ -256,7 +293,21 @@ class Ledger:
                 row.eta,
                 row.updated_at,
                 row.lease_until,
+                row.arrive_by,
+                row.on_time_units,
+                row.finished_at,
+                row.arrived_at,
+                row.late_cause,
             ),
+        )
+
+    @staticmethod
+    def put_rate(db: sqlite3.Connection, rate: Rate) -> None:
+        """Insert or update a rate."""
+        db.execute(
+            "INSERT INTO rates (id, record, created_at) VALUES (?, ?, ?) "
+            "ON CONFLICT(id) DO UPDATE SET record = excluded.record",
+            (rate.id, rate.model_dump_json(), rate.created_at.isoformat()),
         )
 
     @staticmethod
@@ -305,6 +356,11 @@ class Ledger:
         rows = self._db.execute("SELECT record FROM orders ORDER BY created_at, id").fetchall()
         return [Order.model_validate_json(r[0]) for r in rows]
 
+    def load_rates(self) -> list[Rate]:
+        """Every rate, oldest first."""
+        rows = self._db.execute("SELECT record FROM rates ORDER BY created_at, id").fetchall()
+        return [Rate.model_validate_json(r[0]) for r in rows]
+
     def load_labs(self) -> list[tuple[Lab, bool, dict[str, float], dict[str, float]]]:
         """Every lab ever seen, with its last known backlog and stock."""
         rows = self._db.execute("SELECT record, live, backlog, stock FROM labs ORDER BY id").fetchall()
@@ -312,27 +368,8 @@ class Ledger:
 
     def load_assignments(self) -> list[AssignmentRow]:
         """Every assignment, in creation order."""
-        rows = self._db.execute(
-            "SELECT id, order_id, lab_id, quantity, state, units_done, plan_version, cost, reason, eta, "
-            "updated_at, lease_until FROM assignments ORDER BY rowid"
-        ).fetchall()
-        return [
-            AssignmentRow(
-                r[0],
-                r[1],
-                r[2],
-                r[3],
-                r[4],
-                r[5],
-                r[6],
-                CostTerms.model_validate_json(r[7]),
-                r[8],
-                r[9],
-                r[10],
-                r[11],
-            )
-            for r in rows
-        ]
+        rows = self._db.execute(f"SELECT {ASSIGNMENT_COLUMNS} FROM assignments ORDER BY rowid").fetchall()
+        return [AssignmentRow(*r[:7], CostTerms.model_validate_json(r[7]), *r[8:]) for r in rows]
 
     def plan_totals(self) -> dict[str, float | int | bool | str]:
         """Sums over every committed plan: each plan places only units not placed before, so the

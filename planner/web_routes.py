@@ -41,6 +41,7 @@ STATIC_TYPES = {
     "map.js": "text/javascript; charset=utf-8",
     "order-form.js": "text/javascript; charset=utf-8",
     "order-status.js": "text/javascript; charset=utf-8",
+    "rate-status.js": "text/javascript; charset=utf-8",
     "lab.js": "text/javascript; charset=utf-8",
     "network.js": "text/javascript; charset=utf-8",
     "world_110m.json": "application/json",
@@ -292,6 +293,20 @@ async def order_status_page(order_id: str, request: Request) -> HTMLResponse:
             ("order-status.js",),
             order_id=escaped,
             order_id_attr=escaped,
+        )
+    )
+
+
+@router.get("/rate/{rate_id}", response_class=HTMLResponse, include_in_schema=False)
+async def rate_status_page(rate_id: str, request: Request) -> HTMLResponse:
+    """A rate's live status: days until its need is met, its releases; the address is the key."""
+    if rate_id not in _planner(request).core.rates:
+        message = f"There is no rate {html.escape(rate_id)} here. Check the address you were given."
+        return _page(render("not_found", "Not found", "", message=message), 404)
+    escaped = html.escape(rate_id)
+    return _page(
+        render(
+            "rate_status", f"Rate {rate_id}", "", ("rate-status.js",), rate_id=escaped, rate_id_attr=escaped
         )
     )
 

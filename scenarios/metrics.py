@@ -3,7 +3,9 @@
 Honest by construction: every policy is measured by the same code on the same orders, and units not
 delivered count against the fill rate (they are never dropped from the denominator). Lead times are
 per unit, from the order being placed to its delivery, over delivered units only (missing units are
-reported as such). Plan against reality: of the units a policy placed to arrive by their due date
+reported as such). Each rate (`kind = "rate"` demand) reports the days from its start until its
+need is met: until the units delivered catch up with the units due, for good (`planner.need_met`).
+Plan against reality: of the units a policy placed to arrive by their due date
 (the solver's on-time units; every unit a baseline places, since it places work where it fits by the
 due date), those that arrived late, and how many of those arrived after the plan's own date for them
 (the lab made them later than planned), with why: a disruption at the lab while the units waited (a
@@ -18,6 +20,7 @@ import math
 from datetime import datetime, timedelta
 from typing import Any
 
+from planner.need_met import need_met
 from protocol.footprint import CO2_KG_PER_TONNE_KM, CO2_SOURCE, unit_kg
 from scenarios.sim import PolicyRun
 from scenarios.world import WorldEvent
@@ -67,6 +70,22 @@ def slip_cause(events: list[WorldEvent], lab_id: str, since: datetime, until: da
     return next((cause for cause in SLIP_CAUSES[:-1] if cause in kinds), "lab_behind")
 
 
+def rate_needs(run: PolicyRun) -> list[dict[str, Any]]:
+    """Per rate of the scenario: the days from its start until the units delivered catch up with
+    the units due for good (`planner.need_met`), or None with the shortfall at the end of the replay."""
+    orders = {o.id: o for o in run.world.orders}
+    found = []
+    for stream in run.world.streams:
+        dues = [(orders[i].due_at, orders[i].quantity) for i in stream.order_ids]
+        arrivals = [(d.delivered_at, d.units) for d in run.deliveries if d.order_id in stream.order_ids]
+        met = need_met(dues, arrivals, stream.start, max(stream.start, run.world.end))
+        found.append(
+            {"rate": stream.id, "design": stream.design, "units_per_day": stream.units_per_day}
+            | met.to_json()
+        )
+    return found
+
+
 def policy_metrics(run: PolicyRun) -> dict[str, Any]:
     """The metrics of one policy's replay, as one flat JSON-ready object."""
     world = run.world
@@ -97,6 +116,8 @@ def policy_metrics(run: PolicyRun) -> dict[str, Any]:
     mean_lead = sum(v * w for v, w in leads) / delivered if delivered else math.nan
     stats = run.stats
     gap = (stats.objective - stats.bound) / stats.objective if stats.objective > 0 else 0.0
+    needs = rate_needs(run)
+    days_met = [n["days_until_met"] for n in needs]
     used = [lab.minutes_used for lab in run.labs]
     offered = sum(lab.minutes_offered for lab in run.labs)
     return {
@@ -115,6 +136,9 @@ def policy_metrics(run: PolicyRun) -> dict[str, Any]:
         "units_planned_on_time_arrived_late": slipped,
         "plan_slip_rate": _round(slipped / delivered if delivered else 0.0, 4),
         "units_slipped_after_planned_arrival": slipped_after_plan,
+        "rates": needs,
+        "rates_not_met": sum(1 for d in days_met if d is None),
+        "rates_days_until_met_worst": max((d for d in days_met if d is not None), default=None),
         **{f"units_slipped_{cause}": units for cause, units in slip_causes.items()},
         "lead_time_mean_h": _round(mean_lead, 2),
         "lead_time_p95_h": _round(weighted_percentile(leads, 0.95), 2),

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Callable
 from datetime import datetime
 
 from protocol.model import Design, Order
@@ -72,26 +73,39 @@ class _Room:
         return units
 
 
+#: The orders known rates are expected to bring after a time (`scenarios.forecast`), each with its time.
+Forecast = Callable[[datetime], list[tuple[Order, datetime]]]
+
+
 class Cosmolocal:
-    """The planner's solver: CP-SAT allocation on the candidate graph, checked before use."""
+    """The planner's solver: CP-SAT allocation on the candidate graph, checked before use.
+
+    With a `forecast`, the orders known rates will bring are demand too, released at their time
+    (`solver.model.problem.Demand.release_at`): the plan leaves room for them, and none of their units is
+    queued at a lab (they are not ordered yet).
+    """
 
     name = "cosmolocal"
 
-    def __init__(self, params: SolveParams, stats: PlanStats) -> None:
+    def __init__(self, params: SolveParams, stats: PlanStats, forecast: Forecast | None = None) -> None:
         self.params = params
         self.stats = stats
+        self.forecast = forecast
 
     def allocate(
         self, now: datetime, labs: list[LabSim], demand: list[tuple[Order, int]], designs: dict[str, Design]
     ) -> list[Line]:
         """Solve the round's problem and return what the planner would send now
         (`solver.model.lines.to_dispatch`); the rest of the plan is planned again next round."""
+        ahead = self.forecast(now) if self.forecast is not None else []
         problem = Problem(
             now=now,
             designs=designs,
             labs=[lab.state(designs) for lab in labs if lab.present],
-            demands=[Demand(order, units) for order, units in demand],
+            demands=[Demand(order, units) for order, units in demand]
+            + [Demand(order, order.quantity, release_at=release) for order, release in ahead],
         )
+        forecast_ids = {order.id for order, _ in ahead}
         started = time.perf_counter()
         plan = solve(problem, self.params, self.stats.plans + 1)
         self.stats.solve_seconds += time.perf_counter() - started
@@ -104,11 +118,12 @@ class Cosmolocal:
         self.stats.objective += plan.objective
         self.stats.bound += plan.bound
         self.stats.optimal += plan.status == "OPTIMAL"
-        self.stats.shortages += sum(s.quantity for s in plan.shortages)
+        self.stats.shortages += sum(s.quantity for s in plan.shortages if s.order_id not in forecast_ids)
         under_way = {job.order.id for lab in labs for job in lab.queue}
+        ordered = [a for a in plan.allocations if a.order_id not in forecast_ids]
         lines = [
             Line(a.order_id, a.lab_id, a.quantity, a.late_units, a.arrive_by)
-            for a in to_dispatch(plan.allocations, under_way)
+            for a in to_dispatch(ordered, under_way)
         ]
         return lines
 
@@ -194,11 +209,13 @@ class Board:
         return lines
 
 
-def make_policy(name: str, params: SolveParams, seed: int) -> tuple[object, PlanStats]:
-    """A fresh policy by name, with its statistics record."""
+def make_policy(
+    name: str, params: SolveParams, seed: int, forecast: Forecast | None = None
+) -> tuple[object, PlanStats]:
+    """A fresh policy by name, with its statistics record; only Cosmolocal takes a `forecast`."""
     stats = PlanStats()
     if name == "cosmolocal":
-        return Cosmolocal(params, stats), stats
+        return Cosmolocal(params, stats, forecast), stats
     if name == "nearest-greedy":
         return NearestGreedy(params, stats), stats
     if name == "central-factory":

@@ -46,6 +46,8 @@ METRIC_ROWS: tuple[tuple[str, str, str], ...] = (
     ("units_slipped_lab_lost", "… of them: the lab lost", "{:,}"),
     ("units_slipped_machine_down", "… of them: machines down at the lab", "{:,}"),
     ("units_slipped_lab_behind", "… of them: the lab fell behind its plan", "{:,}"),
+    ("rates_days_until_met_worst", "days until a rate's need is met (slowest of those met)", "{:.1f}"),
+    ("rates_not_met", "rates whose need is never met in the replay", "{}"),
     ("lead_time_mean_h", "lead time, mean (h)", "{:,.1f}"),
     ("lead_time_p95_h", "lead time, 95th percentile (h)", "{:,.1f}"),
     ("transport_unit_km", "transport (unit-km)", "{:,.0f}"),
@@ -289,6 +291,28 @@ def load_figure(result: ScenarioResult) -> go.Figure:
     return figure
 
 
+def _rates_table(result: ScenarioResult) -> str:
+    """Per rate and policy: days until its need is met, or the shortfall when it never is."""
+    metrics = result.metrics
+    if not any(m.get("rates") for m in metrics):
+        return "<p class='muted'>This scenario has no rates.</p>"
+    head = "".join(f"<th>{html.escape(str(m['policy']))}</th>" for m in metrics)
+    rows = []
+    for index, rate in enumerate(metrics[0]["rates"]):
+        cells = []
+        for m in metrics:
+            need = m["rates"][index]
+            days = need["days_until_met"]
+            text = f"{days:.1f} days" if days is not None else f"never: {need['shortfall']:,} units short"
+            cells.append(f"<td>{html.escape(text)}</td>")
+        label = f"{rate['rate']}: {rate['design']}, {rate['units_per_day']:g} a day"
+        rows.append(f"<tr><th scope='row'>{html.escape(label)}</th>{''.join(cells)}</tr>")
+    return (
+        f"<table class='metrics'><thead><tr><th>rate</th>{head}</tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table>"
+    )
+
+
 def _metrics_table(result: ScenarioResult) -> str:
     metrics = result.metrics
     head = "".join(f"<th>{html.escape(str(m['policy']))}</th>" for m in metrics)
@@ -364,6 +388,10 @@ table.metrics th[scope=row], table.metrics thead th:first-child {{ text-align: l
 Transport: great-circle km from lab to delivery point. CO2e: {html.escape(CO2_SOURCE)}.
 The central factory has the same machines, stock and supply as all labs together, at
 {html.escape(result.world.central.place or "one place")}.</p>
+<h2>Rates: days until each need is met</h2>
+<p class="muted">From the rate's start until the units delivered catch up with the units due, and
+stay caught up to the end of the replay.</p>
+{_rates_table(result)}
 <h2>Map</h2>
 <div id="map"></div>
 <h2>Over time</h2>

@@ -13,9 +13,12 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
+from protocol.model import Order
 from scenarios.fanout import fan_out
+from scenarios.forecast import forecast
 from scenarios.metrics import policy_metrics
 from scenarios.policies import POLICIES, make_policy
 from scenarios.sim import PolicyRun, Simulation, replay_rounds
@@ -111,8 +114,13 @@ def run_scenario(
     factory = central_world(world) if "central-factory" in names else None
     params = params or solve_params(loaded)
     runs: dict[str, PolicyRun] = {}
+    days = loaded.scenario.forecast_days
+
+    def ahead(now: datetime) -> list[tuple[Order, datetime]]:
+        return [found for stream in world.streams for found in forecast(stream, now, days)]
+
     for name in names:
-        policy, stats = make_policy(name, params, loaded.scenario.seed)
+        policy, stats = make_policy(name, params, loaded.scenario.seed, ahead if days > 0 else None)
         replayed = factory if name == "central-factory" and factory is not None else world
         simulation = Simulation(replayed, policy, stats)  # type: ignore[arg-type]
         runs[name] = simulation.run(None if progress is None else lambda r, n, p=name: progress(p, r, n))

@@ -68,6 +68,10 @@ from solver.model.objective import DEFAULT_OBJECTIVE, Objective
 from solver.model.problem import SolveParams
 
 BUILTIN_DIR = Path(__file__).with_name("builtin")
+#: Days ahead in which Cosmolocal plans what known rates will bring, unless a scenario says otherwise.
+#: Off: one day ahead helped churn and valve-lombardy but cost visor-surge-fr up to 7.5 points of
+#: on-time share (docs/rates.md).
+FORECAST_DAYS = 0.0
 
 
 class ScenarioError(ValueError):
@@ -262,6 +266,13 @@ class Scenario(_Model):
         default=DEFAULT_OBJECTIVE,
         description="how Cosmolocal weighs a day sooner against a km shorter: on-time, balanced or km "
         "(solver.model.objective)",
+    )
+    forecast_days: float = Field(
+        default=FORECAST_DAYS,
+        ge=0.0,
+        le=30.0,
+        description="days ahead in which Cosmolocal plans the orders its known rates will bring "
+        "(scenarios.forecast); 0 plans only the orders placed",
     )
     designs: list[str] = Field(default_factory=list, description="extra OKH manifests (relative paths)")
     labs: LabsSpec

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from protocol.errors import ProtocolError
 from protocol.model import Lab, Location, Machine, Order
 from protocol.okw import load_facilities, slugify
+from scenarios.forecast import RateStream
 from scenarios.geography import largest_cities
 from scenarios.spec import LabsSpec, LoadedScenario, PointsSpec, ScenarioError
 
@@ -46,6 +47,8 @@ class World:
     events: list[WorldEvent]
     central: Location
     notes: list[str] = field(default_factory=list)  # what the import passed over, for the report
+    #: The scenario's rates as known in advance (`scenarios.forecast`), with the orders each brought.
+    streams: list[RateStream] = field(default_factory=list)
 
     @property
     def start(self) -> datetime:
@@ -163,9 +166,10 @@ def _points(spec: PointsSpec, where: str) -> list[tuple[Location, float]]:
     return [(c.location, float(max(1, c.population))) for c in cities]
 
 
-def _orders(loaded: LoadedScenario, rng: random.Random) -> list[Order]:
+def _orders(loaded: LoadedScenario, rng: random.Random) -> tuple[list[Order], list[RateStream]]:
     scenario = loaded.scenario
     orders: list[Order] = []
+    streams: list[RateStream] = []
 
     def add(design: str, quantity: int, day: float, due_days: float, priority: str, at: Location) -> None:
         created = scenario.start + timedelta(days=day)
@@ -197,6 +201,7 @@ def _orders(loaded: LoadedScenario, rng: random.Random) -> list[Order]:
             continue
         until = min(demand.until_day or scenario.days, scenario.days)
         day = demand.from_day
+        first = len(orders)
         while day < until - 1e-9:
             ramp = 1.0
             if demand.ramp_days > 0:
@@ -208,8 +213,23 @@ def _orders(loaded: LoadedScenario, rng: random.Random) -> list[Order]:
                 if quantity > 0:
                     add(demand.design, quantity, day, demand.due_days, demand.priority, location)
             day += demand.every_days
+        streams.append(
+            RateStream(
+                id=f"rate-{index}",
+                design=demand.design,
+                priority=demand.priority,
+                points=tuple(points),
+                units_per_day=demand.units_per_day or 0.0,
+                start=scenario.start + timedelta(days=demand.from_day),
+                until=scenario.start + timedelta(days=until),
+                every=timedelta(days=demand.every_days),
+                ramp_days=demand.ramp_days,
+                due=timedelta(days=demand.due_days),
+                order_ids=frozenset(o.id for o in orders[first:]),
+            )
+        )
     orders.sort(key=lambda o: (o.created_at, o.id))
-    return orders
+    return orders, streams
 
 
 def _events(loaded: LoadedScenario, labs: list[Lab], rng: random.Random) -> list[WorldEvent]:
@@ -257,7 +277,7 @@ def build_world(loaded: LoadedScenario) -> World:
     notes: list[str] = []
     labs = _labs(loaded, rng, notes)
     restock = {lab.id: dict(scenario.labs.restock_per_day) for lab in labs}
-    orders = _orders(loaded, rng)
+    orders, streams = _orders(loaded, rng)
     if not orders:
         raise ScenarioError(f"{loaded.path}: demand: no order falls within the {scenario.days:g} days")
     events = _events(loaded, labs, rng)
@@ -273,7 +293,7 @@ def build_world(loaded: LoadedScenario) -> World:
         site = match[0].location
     else:
         site = labs[0].location
-    return World(loaded, labs, restock, orders, events, site, notes)
+    return World(loaded, labs, restock, orders, events, site, notes, streams)
 
 
 def central_world(world: World) -> World:
@@ -326,5 +346,12 @@ def central_world(world: World) -> World:
                 )
             )
     return World(
-        world.loaded, [factory], {CENTRAL_ID: restock}, world.orders, events, world.central, world.notes
+        world.loaded,
+        [factory],
+        {CENTRAL_ID: restock},
+        world.orders,
+        events,
+        world.central,
+        world.notes,
+        world.streams,
     )

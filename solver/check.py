@@ -18,7 +18,15 @@ import networkx as nx
 import numpy as np
 
 from protocol.model import Allocation, Design, Lab, Plan
-from solver.model.problem import Demand, LabState, Problem, SolveParams, days_until, horizon_days
+from solver.model.problem import (
+    Demand,
+    LabState,
+    Problem,
+    SolveParams,
+    days_until,
+    earliest_finish,
+    horizon_days,
+)
 
 #: Relative tolerance on stock and machine minutes (floats in, floats compared).
 TOLERANCE = 1e-6
@@ -39,6 +47,7 @@ def check(problem: Problem, plan: Plan, params: SolveParams = SolveParams()) -> 
         if not problems:
             valid.append(a)
     violations += _quantity_problems(problem, plan)
+    violations += _release_problems(problem, valid, params)
     violations += _stock_problems(problem, valid)
     violations += _capacity_problems(problem, valid, horizon_days(problem, params))
     if plan.bound > plan.objective + TOLERANCE * max(1.0, abs(plan.objective)):
@@ -118,6 +127,24 @@ def _quantity_problems(problem: Problem, plan: Plan) -> list[str]:
             found.append(
                 f"order {order_id!r}: {allocated[order_id]} allocated + {short[order_id]} short "
                 f"= {allocated[order_id] + short[order_id]}, but {wanted} demanded"
+            )
+    return found
+
+
+def _release_problems(problem: Problem, allocations: list[Allocation], params: SolveParams) -> list[str]:
+    """Units planned to be made by the first time checkpoint (the work sent now) of a demand that may
+    not finish by then (`earliest_finish`): a forecast is made a commit window after it is ordered."""
+    first = min(params.time_checkpoints_days, default=None)
+    if first is None:
+        return []
+    demands = {d.order.id: d for d in problem.demands}
+    found = []
+    for a in allocations:
+        earliest = earliest_finish(problem, params, demands[a.order_id])
+        if a.early_units > 0 and earliest > first + 1e-9:
+            found.append(
+                f"allocation of order {a.order_id!r} at lab {a.lab_id!r}: {a.early_units} units planned "
+                f"to be made within {first:g} days, but the demand may be made only in {earliest:.2f} days"
             )
     return found
 

@@ -156,13 +156,15 @@ def fill_rate_series(core: PlannerCore) -> list[dict[str, Any]]:
 
 
 def network(core: PlannerCore) -> dict[str, Any]:
-    """The network page's figures: plan, totals, labs, orders, transport and fill rate over time."""
+    """The network page's figures: plan, totals, planned against what happened (planner.reality),
+    labs, orders, transport and fill rate over time."""
     plan = core.plan_summary(core.plan) if core.plan else {"version": 0, "status": "EMPTY"}
     ordered = sum(o.quantity for o in core.orders.values())
     made = sum(core.units_made(o) for o in core.orders)
     return {
         "plan": plan,
         "totals": core.ledger.plan_totals(),
+        "reality": core.reality(),
         "labs_live": sum(1 for v in core.labs.values() if v.live),
         "labs_known": len(core.labs),
         "orders": len(core.orders),

@@ -37,6 +37,7 @@ from solver.model.problem import (
     bucket_edges,
     bucket_of,
     days_until,
+    earliest_finish,
     free_minutes,
     horizon_days,
     transit,
@@ -236,7 +237,10 @@ class AllocationMapping:
                 priority = problem.demands[d].order.priority
                 due, travel = arrival[d]
                 setup = f"{d}@{lab_index}"
+                earliest = earliest_finish(problem, params, problem.demands[d])
                 for b, late, loosest in finish_options(edges_days, due, params.time_checkpoints_days):
+                    if edges_days[b] < earliest - 1e-9:
+                        continue  # a forecast's units are made a commit window after they are ordered
                     charged = time_charged(edges_days[b], late, due, params.time_checkpoints_days)
                     cost = unit_cost + params.time_weight[priority] * (charged + travel)
                     if late:

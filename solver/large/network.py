@@ -39,7 +39,7 @@ import numpy as np
 
 from solver.model.candidates import Candidates
 from solver.model.capability import step_groups
-from solver.model.problem import Problem, SolveParams, days_until
+from solver.model.problem import Problem, SolveParams, days_until, earliest_finish
 from solver.model.trails import DEFAULT_RULES, TrailRules
 
 #: Most machine sets per lab before the rows fall back to groups and their union (see `exact`).
@@ -168,6 +168,9 @@ def build_network(
             after = np.flatnonzero(made_by < point)
             kinds.append((before, np.full(len(made_by), point), False))
             kinds.append((after, np.full(len(made_by), point), True))
+    # A forecast's units are made a commit window after they are ordered (model.problem.earliest_finish).
+    earliest = np.array([earliest_finish(problem, params, d) for d in demands])[edge_demand] - 1e-9
+    kinds = [(edges[times[edges] >= earliest[edges]], times, late) for edges, times, late in kinds]
     pick = np.concatenate([edges for edges, _, _ in kinds])
     o_time = np.concatenate([times[edges] for edges, times, _ in kinds])
     is_late = np.concatenate([np.full(len(edges), late) for edges, _, late in kinds])

@@ -41,6 +41,11 @@ class Demand:
 
     order: Order  # protocol.model.Order
     quantity: int  # units still to allocate (> 0); may be less than order.quantity
+    #: When the units may start to be made: None for an order placed now. A forecast of a known rate
+    #: (units that will be ordered later) is released at that time: no plan makes its units within a
+    #: commit window of it (`earliest_finish`), and none is sent to a lab before then, so today's
+    #: plan leaves room for them without spending today's hours on them.
+    release_at: datetime | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.quantity, int) or not 0 < self.quantity <= self.order.quantity:
@@ -48,6 +53,8 @@ class Demand:
                 f"demand for order {self.order.id!r}: quantity must be a whole number in "
                 f"1..{self.order.quantity} (the order's quantity), got {self.quantity!r}"
             )
+        if self.release_at is not None and self.release_at.tzinfo is None:
+            raise ValueError(f"demand for order {self.order.id!r}: release_at must carry a time zone (UTC)")
 
 
 @dataclass(frozen=True)
@@ -176,6 +183,27 @@ def horizon_days(problem: Problem, params: SolveParams) -> float:
     else:
         days_to_latest = 0.0
     return min(params.max_horizon_days, max(1.0, days_to_latest) + params.late_window_days)
+
+
+def release_days(problem: Problem, demand: Demand) -> float:
+    """Days from the problem's `now` until a demand's units may be made (-inf when they may now)."""
+    return -math.inf if demand.release_at is None else days_until(problem, demand.release_at)
+
+
+def earliest_finish(problem: Problem, params: SolveParams, demand: Demand) -> float:
+    """The first finish checkpoint (days from now) a demand's units may be planned by: any for a
+    demand placed now; for one released later (a forecast), one commit window (the first time
+    checkpoint, a day) after its release.
+
+    Capacity rows are cumulative: a row counts every machine minute from now to its checkpoint, and
+    cannot tell the minutes after a release from those before. A forecast allowed to finish a few
+    hours after its release would take hours that only the orders placed now can use; a day after
+    it, it competes only for the time beyond today's work, which is the room it is planned to keep.
+    """
+    release = release_days(problem, demand)
+    if release == -math.inf:
+        return release
+    return max(0.0, release) + min(params.time_checkpoints_days, default=1.0)
 
 
 def transit(params: SolveParams, km: float) -> float:

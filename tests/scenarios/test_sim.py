@@ -219,3 +219,32 @@ def test_a_late_unit_is_put_down_to_the_disruption_at_its_lab_else_to_the_lab_fa
     assert slip_cause(events, "lab-a", start + 4 * day, start + 6 * day) == "lab_behind"  # over before
     assert slip_cause(events, "lab-b", start, start + 6 * day) == "lab_lost"
     assert slip_cause(events, "lab-c", start, start + 6 * day) == "lab_behind"
+
+
+def test_each_rate_reports_the_days_until_its_need_is_met(tiny: Path) -> None:
+    result = run_scenario(load_scenario(tiny), policies=["cosmolocal", "board"])
+    world = result.world
+    assert [s.id for s in world.streams] == ["rate-0"]
+    stream = world.streams[0]
+    assert stream.order_ids == {o.id for o in world.orders if o.created_at < stream.until}
+    for m in result.metrics:
+        (need,) = m["rates"]
+        assert need["rate"] == "rate-0" and need["design"] == "finger-splint"
+        assert need["units_due"] == sum(o.quantity for o in world.orders)
+        if need["days_until_met"] is None:
+            assert need["shortfall"] > 0 and m["rates_not_met"] == 1
+        else:
+            assert need["shortfall"] == 0 and m["rates_days_until_met_worst"] == need["days_until_met"]
+    # plenty of capacity near both hospitals: Cosmolocal meets the need
+    assert result.by_policy()["cosmolocal"]["rates"][0]["days_until_met"] is not None
+
+
+def test_forecasting_rates_plans_ahead_but_queues_only_what_is_ordered(tiny: Path) -> None:
+    loaded = load_scenario(tiny)
+    loaded = loaded.model_copy(update={"scenario": loaded.scenario.model_copy(update={"forecast_days": 2.0})})
+    result = run_scenario(loaded, policies=["cosmolocal"])
+    run = result.runs["cosmolocal"]
+    ordered = {o.id: o for o in result.world.orders}
+    assert run.allocations and all(order_id in ordered for _, order_id, _, _ in run.allocations)
+    assert all(when >= ordered[order_id].created_at for when, order_id, _, _ in run.allocations)
+    assert result.by_policy()["cosmolocal"]["fill_rate"] == 1.0

@@ -44,6 +44,15 @@
         ["Fill rate now", Cosmo.pct(s.fill_rate)],
         ["Units made", s.units_made + " of " + s.units_ordered + " ordered"],
       ]);
+      var r = s.reality;
+      Cosmo.facts(document.getElementById("reality"), [
+        ["Units planned on time", String(r.units_planned_on_time)],
+        ["Of those, arrived", String(r.units_planned_on_time_arrived)],
+        ["Planned on time, arrived late", String(r.units_planned_on_time_arrived_late)],
+        ["Why late", Object.keys(r.late_by_cause).map(function (c) {
+          return c + ": " + r.late_by_cause[c];
+        }).join("; ") || "–"],
+      ]);
       var points = s.fill_rate_over_time.filter(function (p) { return p.fill_rate !== null; });
       var trace = {type: "scatter", mode: "lines", line: {shape: "hv", color: "#1d6b32", width: 2},
         x: points.map(function (p) { return p.at; }), y: points.map(function (p) { return p.fill_rate; }),

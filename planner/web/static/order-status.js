@@ -10,6 +10,7 @@
     return Promise.all([Cosmo.api(path), Cosmo.api(path + "/explanation")]).then(function (r) {
       Cosmo.showError(document.getElementById("order-error"), "");
       show(r[0]);
+      reality(r[0]);
       explain(r[1]);
     }, function (error) {
       Cosmo.showError(document.getElementById("order-error"), "Cannot load the order: " + error.message);
@@ -52,6 +53,28 @@
         el("td", {}, a.state === "done" ? "done" : Cosmo.when(a.eta)),
         el("td", {}, Cosmo.num(cost.km) + " km; transport " + Cosmo.num(cost.transport) + ", setup " +
           Cosmo.num(cost.setup) + ", lateness " + Cosmo.num(cost.lateness) + ", trail " + Cosmo.num(cost.trail)));
+    }));
+  }
+
+  function reality(order) {
+    var r = order.reality;
+    Cosmo.facts(document.getElementById("reality"), [
+      ["Units planned on time", String(r.units_planned_on_time)],
+      ["Of those, arrived", String(r.units_planned_on_time_arrived)],
+      ["Planned on time, arrived late", String(r.units_planned_on_time_arrived_late)],
+      ["Why late", Object.keys(r.late_by_cause).map(function (c) {
+        return c + ": " + r.late_by_cause[c];
+      }).join("; ") || "–"],
+    ]);
+    Cosmo.fillTable(document.getElementById("reality-lines"), order.allocations.map(function (a) {
+      return el("tr", {"data-assignment": a.id, "data-late": String(a.units_planned_on_time_arrived_late)},
+        el("td", {}, a.lab_name),
+        el("td", {}, Cosmo.when(a.arrive_by)),
+        el("td", {}, String(a.on_time_units)),
+        el("td", {}, a.finished_at ? Cosmo.when(a.finished_at) : "–"),
+        el("td", {}, a.arrived_at ? Cosmo.when(a.arrived_at) : "–"),
+        el("td", {}, String(a.units_planned_on_time_arrived_late)),
+        el("td", {}, a.late_cause || "–"));
     }));
   }
 

@@ -1,0 +1,129 @@
+"""End to end, plan against reality: a real planner and a real lab process; the lab reports its units
+after their due date, and the API and the pages show them as planned on time, arrived late, and why.
+
+The planner runs in this process on real SQLite and real ZeroMQ sockets, with a clock the test moves
+(three days pass in an instant); the lab is a real `cosmolocal node join --by-hand` process whose
+operator reports the units made through the planner's HTTP API, as in tests/e2e/test_by_hand_e2e.py.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from planner.app import PlannerSettings, create_app
+from planner.auth import TokenStore
+from protocol.model import Lab, Location, Machine
+from scenarios.demo import _cli, _spawn, free_port_pair, wait_for, write_lab_file
+
+pytestmark = pytest.mark.e2e
+
+LAB = Lab(
+    id="lab-lyon",
+    name="Lab Lyon",
+    location=Location(lat=45.76, lon=4.84, place="Lyon"),
+    machines=[
+        Machine(id="printer-1", processes=["fdm"], hours_per_day=10, tags={"bed_mm": 250}),
+        Machine(id="bench-1", processes=["assembly"], hours_per_day=10),
+    ],
+    stock={"pla": 5.0},
+)
+
+
+class MovingClock:
+    """Real time plus an offset the test moves forward."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta(0)
+
+    def __call__(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+
+@pytest.fixture
+def lab_process(tmp_path: Path) -> Iterator[tuple[str, list[subprocess.Popen[bytes]]]]:
+    """Where the lab will connect, and its process once started (stopped at the end)."""
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        yield f"tcp://127.0.0.1:{free_port_pair()}", processes
+    finally:
+        for process in processes:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+@pytest.mark.timeout(180)
+def test_units_planned_on_time_that_arrive_late_are_shown_with_why(
+    tmp_path: Path, lab_process: tuple[str, list[subprocess.Popen[bytes]]]
+) -> None:
+    endpoint, processes = lab_process
+    settings = PlannerSettings(
+        db_path=tmp_path / "planner.db",
+        mesh_endpoint=endpoint,
+        heartbeat_ms=300,
+        solve_time_limit_s=1.0,
+        solve_in_process=False,
+    )
+    tokens = TokenStore(settings.db_path)
+    operator = {"Authorization": "Bearer " + tokens.create("operator", LAB.id)}
+    tokens.close()
+    clock = MovingClock()
+    with TestClient(create_app(settings, clock)) as client:
+        # Leases long enough that the three days the clock moves do not end the job first.
+        client.app.state.planner.core.answer_window_s = 10 * 86_400.0  # type: ignore[attr-defined]
+        write_lab_file(LAB, tmp_path / "lab.toml")
+        argv = [*_cli(), "node", "join", str(tmp_path / "lab.toml"), "--planner", endpoint, "--insecure"]
+        processes.append(_spawn([*argv, "--by-hand"], tmp_path / "lab.log"))
+        wait_for(lambda: client.get(f"/labs/{LAB.id}").status_code == 200, 60, "the lab", processes, tmp_path)
+        due = clock() + timedelta(days=2)
+        order = client.post(
+            "/orders",
+            json={
+                "design": "finger-splint",
+                "quantity": 3,
+                "due_at": due.isoformat(),
+                "delivery": {"lat": 45.78, "lon": 4.87, "place": "Villeurbanne"},
+            },
+        ).json()
+
+        def view() -> dict[str, Any]:
+            return client.get(f"/orders/{order['id']}").json()  # type: ignore[no-any-return]
+
+        def job() -> dict[str, Any]:
+            return next((a for a in view()["allocations"] if a["state"] in ("accepted", "running")), {})
+
+        wait_for(lambda: bool(job()), 60, "the lab to accept the job", processes, tmp_path)
+        planned = job()
+        assert planned["on_time_units"] == 3  # the plan counts every unit on time ...
+        assert datetime.fromisoformat(planned["arrive_by"]) <= due  # ... arriving by the due date
+        assert view()["reality"]["units_planned_on_time_arrived_late"] == 0
+
+        clock.offset = timedelta(days=3)  # the lab reports its units a day after the due date
+        path = f"/labs/{LAB.id}/jobs/{planned['id']}/report"
+        report = client.post(path, json={"made": 3}, headers=operator)
+        assert report.status_code == 202, report.text
+        wait_for(lambda: view()["state"] == "done", 60, "the order to be done", processes, tmp_path)
+
+        done = next(a for a in view()["allocations"] if a["id"] == planned["id"])
+        assert done["units_planned_on_time_arrived_late"] == 3
+        assert datetime.fromisoformat(done["arrived_at"]) > due
+        assert datetime.fromisoformat(done["finished_at"]) > datetime.fromisoformat(done["arrive_by"])
+        assert done["late_cause"].startswith("lab fell behind")
+        reality = view()["reality"]
+        assert reality["units_planned_on_time"] == 3 and reality["units_planned_on_time_arrived"] == 3
+        assert reality["units_planned_on_time_arrived_late"] == 3
+        assert reality["late_by_cause"] == {"lab fell behind": 3}
+        network = client.get("/network/stats").json()["reality"]
+        assert network["units_planned_on_time_arrived_late"] == 3
+        assert network["late_by_cause"] == {"lab fell behind": 3}
+        assert 'id="reality-lines"' in client.get(f"/order/{order['id']}").text
+        assert 'id="reality"' in client.get("/network").text
