@@ -196,6 +196,8 @@ BETTER: dict[str, str | None] = {
     "plan_gap": "lower",
     "plans_optimal": None,
     "solve_seconds": "lower",
+    "rates_not_met": "lower",
+    "rates_days_until_met_worst": "lower",
 }
 
 
