@@ -36,6 +36,7 @@ from solver.candidates import (
     find_candidates,
     merge_candidates,
     shortage_reason,
+    with_pairs,
 )
 from solver.lines import LineUnits, allocation_line, split_units
 from solver.network import Network, build_network, trail_discount
@@ -109,6 +110,10 @@ def solve_large(
     days = horizon_days(problem, params)
     wide = params.k_nearest * WIDE
     candidates = _candidates(problem, params, days, range(len(problem.demands)), wide, NEAR_KM, MOST)
+    if warm_start is not None:
+        # The plan in hand may use labs that only a widened network held: take its edges in, or its
+        # lines there are dropped and a rushed re-plan is worse than the plan it started from.
+        candidates = with_pairs(problem, candidates, _pairs_of(problem, warm_start))
     network = build_network(problem, params, candidates, days, rules)
     built = time.perf_counter() - started
     # The LP starts on the k nearest labs and the extras (trails, room, near), on time where possible.
@@ -270,6 +275,17 @@ def _units_of(problem: Problem, network: Network, plan: Plan) -> np.ndarray:
             tightest = order[end - 1]
             units[tightest if network.finish[tightest] <= first + 1e-9 else order[at]] += early
     return units
+
+
+def _pairs_of(problem: Problem, plan: Plan) -> list[tuple[int, int]]:
+    """The (demand, lab) index pairs of the plan's allocations to today's demands and labs."""
+    demand_of = {d.order.id: i for i, d in enumerate(problem.demands)}
+    lab_of = {state.lab.id: j for j, state in enumerate(problem.labs)}
+    return [
+        (demand_of[a.order_id], lab_of[a.lab_id])
+        for a in plan.allocations
+        if a.order_id in demand_of and a.lab_id in lab_of
+    ]
 
 
 def _objective(network: Network, units: np.ndarray) -> float:
