@@ -1,13 +1,13 @@
-"""The rounding of the large path (solver.rounding): whole units that fit, orders split as little as pays."""
+"""The large path's rounding (solver.large.rounding): whole units that fit, orders split only if it pays."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from solver.candidates import find_candidates
-from solver.network import build_network
-from solver.problem import horizon_days
-from solver.rounding import round_units
+from solver.large.network import build_network
+from solver.large.rounding import round_units
+from solver.model.candidates import find_candidates
+from solver.model.problem import horizon_days
 from tests.solver.factory import KM_ONLY, MIDDLE, NEAR, PLENTY, lab, order, problem
 
 #: Three labs near the centre, each with elastic for six face shields and no more.
