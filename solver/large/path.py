@@ -42,7 +42,7 @@ from solver.model.candidates import (
     with_pairs,
 )
 from solver.model.lines import LineUnits, allocation_line, split_units
-from solver.model.problem import Problem, SolveParams, horizon_days
+from solver.model.problem import Problem, SolveParams, days_until, horizon_days
 from solver.model.trails import DEFAULT_RULES, TrailRules
 
 #: Candidate labs per demand in the network, as a multiple of k_nearest (the LP starts on k of them).
@@ -340,7 +340,24 @@ def _first_variant(network: Network) -> np.ndarray:
 def _beyond_cost(
     problem: Problem, params: SolveParams, candidates: Candidates, rules: TrailRules
 ) -> np.ndarray:
-    """Per demand, a lower bound of the cost per unit at any lab off its candidates (inf if none)."""
+    """Per demand, a lower bound of the cost per unit at any lab off its candidates (inf if none).
+
+    Such a lab is at least `Candidates.beyond` km away: a unit made there pays that distance, less
+    the design's strongest trail discount, and the time term of its arrival. A unit arrives at its
+    due date when made by the last moment (an on-time option), else at a time checkpoint or the
+    horizon plus the road; the earliest of these is never before the road from that distance, nor,
+    unless on its due date, before the first checkpoint plus that road. Leaving the time term out
+    under weights that price a day at 25 km would make a far lab look cheaper than any near one
+    and the bound too weak to certify a plan.
+    """
+    days = horizon_days(problem, params)
+    first = min([g for g in params.time_checkpoints_days if g < days] + [days])
+    km = np.array(candidates.beyond, dtype=np.float64)
+    road = (params.handling_hours + km / params.transport_kmh) / 24.0
+    due = np.array([days_until(problem, d.order.due_at) for d in problem.demands])
+    arrival = np.minimum(first + road, np.maximum(due, road))
+    weight = np.array([params.time_weight[d.order.priority] for d in problem.demands])
+    time_term = np.where(weight > 0, weight * arrival, 0.0)
     strongest: dict[str, float] = {}
     for (design_id, _), tau in problem.trails.items():
         strongest[design_id] = max(strongest.get(design_id, 0.0), rules.strength(tau))
@@ -350,7 +367,7 @@ def _beyond_cost(
             for d in problem.demands
         ]
     )
-    return np.array(candidates.beyond) * params.km_weight - discount
+    return km * params.km_weight - discount + time_term
 
 
 def _priced_beyond(

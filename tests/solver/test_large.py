@@ -15,11 +15,12 @@ from solver.allocation.allocate import solve, solve_small
 from solver.check import check
 from solver.large.bound import best_bound, lagrangian_bound
 from solver.large.network import build_network, machine_sets
-from solver.large.path import CONVERGED, STALLED, TIMED_OUT, UNCONVERGED
+from solver.large.path import CONVERGED, STALLED, TIMED_OUT, UNCONVERGED, _beyond_cost
 from solver.model.candidates import find_candidates, with_pairs
 from solver.model.geo import distances_km
 from solver.model.objective import objective_weights
 from solver.model.problem import Demand, Problem, SolveParams, horizon_days
+from solver.model.trails import DEFAULT_RULES
 from tests.solver.factory import CENTRE, FAR, INSTANT, MIDDLE, NEAR, lab, machine, order, printer, problem
 from tests.solver.test_property import SETTINGS, problems
 
@@ -267,3 +268,28 @@ def test_the_bound_counts_whole_units_only(scarce: str) -> None:
     # Counted in fractions, the half shield would take half a shortage penalty (50,000) off the
     # bound; what is left is part of one setup, which the relaxation spreads over the units.
     assert plan.objective - plan.bound < LARGE.setup_cost
+
+
+@pytest.mark.parametrize("weighting", ["balanced", "km"])
+def test_a_lab_off_the_candidates_costs_at_least_what_the_bound_counts(weighting: str) -> None:
+    # The bound prices a lab beyond a demand's candidates at a lower bound of its cost per unit; the
+    # time term is in it (under balanced weights a day is 25 km), and it never exceeds what any
+    # option at such a lab costs in the network that holds every lab.
+    p = synthetic_problem(300, 60, 5)
+    params = replace(LARGE, time_weight=objective_weights(weighting))
+    days = horizon_days(p, params)
+    few = find_candidates(p, 1, days)
+    beyond = _beyond_cost(p, params, few, DEFAULT_RULES)
+    every = find_candidates(p, len(p.labs), days)
+    network = build_network(p, params, every, days)
+    cheapest = np.full(len(p.demands), np.inf)
+    for d in range(len(p.demands)):
+        own = few.edge_lab[few.edge_start[d] : few.edge_start[d + 1]]
+        off = (network.demand == d) & ~np.isin(network.lab, own)
+        if off.any():
+            cheapest[d] = network.cost[off].min()
+    reached = np.isfinite(cheapest)
+    assert reached.sum() > 250
+    assert np.all(beyond[reached] <= cheapest[reached] + 1e-9)
+    km_only = np.array(few.beyond)[reached] * params.km_weight
+    assert np.all(beyond[reached] > km_only)  # the time term is counted
