@@ -73,7 +73,7 @@ ROUND_RESERVE = 0.08
 #: Per demand, so that a problem twice as large gets twice the work; the widened LP, which starts
 #: from the first one's rows and columns, gets WIDER_WORK of it more.
 LP_ROUNDS = 30
-WORK_PER_DEMAND = 12
+WORK_PER_DEMAND = 20
 WIDER_WORK = 0.5
 #: Why units are short when the solve's time limit cut the greedy fill (see _plan).
 TIME_REASON = "not placed before the solve's time limit (the machine was too busy to finish the plan)"
@@ -193,6 +193,13 @@ def solve_large(
         )
         if _objective(network, kept) < _objective(network, units):
             units, merged = kept, kept_merged
+    if relaxation is not first[2] and merged and time.perf_counter() < merge_by:
+        # The widened LP's units are not always the better ones to round (its candidates are more,
+        # its budget smaller): the first LP's are rounded too, and the cheaper plan is kept.
+        net, cand, rel = first
+        other, other_merged = round_units_by(net, rel.units, net.shortage, merge_by, fill_by)
+        if other_merged and _objective(net, other) < _objective(network, units):
+            network, candidates, units = net, cand, other
     if "time" in stops or not merged or time.perf_counter() > limit:
         status = TIMED_OUT
     elif relaxation.complete:
