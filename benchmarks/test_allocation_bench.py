@@ -41,9 +41,10 @@ from solver.model.problem import Demand, Problem, SolveParams
 from tests.shared import SHARED
 
 #: The synthetic instances at scale are measured on the km objective (a day sooner breaks ties
-#: only), as their targets were set: with the balanced time weights the large path needs far more of
-#: the clock (2,000 x 400: a 24.6 % gap with 10 s, 2.6 % with 30 s; 0.5 % on km), as docs/benchmarks.md says.
+#: only), as their targets were set, and 2,000 x 400 on the balanced weights too, which the planner
+#: uses by default (docs/benchmarks.md gives the figures of both).
 KM = objective_weights("km")
+BALANCED = objective_weights("balanced")
 
 GAP = SHARED / "benchmarks" / "gap"
 BEST = {"d05100": 6353, "e05100": 12681}
@@ -174,6 +175,45 @@ def test_synthetic_two_thousand_orders_four_hundred_labs(benchmark) -> None:
     assert check(problem, plan, params) == []
     benchmark.extra_info.update(objective=plan.objective, bound=plan.bound, gap_pct=100 * plan.gap)
     assert plan.gap <= 0.02
+
+
+#: Measured with the clock out of the way (deterministic budgets): seed 1 0.99 %; seeds 2 and 3 not
+#: yet within the target (docs/benchmarks.md, "Balanced weights").
+BALANCED_OPEN = {
+    2: "4.6 % measured (LP converged; the rounding or the bound off the candidates, not yet known)",
+    3: "6.8 % measured (LP stalled, 123 units late)",
+}
+
+
+@pytest.mark.parametrize(
+    "seed",
+    [
+        pytest.param(s, marks=pytest.mark.xfail(reason=BALANCED_OPEN[s])) if s in BALANCED_OPEN else s
+        for s in (1, 2, 3)
+    ],
+)
+def test_synthetic_two_thousand_orders_on_the_planners_balanced_weights(benchmark, seed: int) -> None:
+    # What the planner's users get: a day sooner worth 25 km (routine). The bound charges a lab off a
+    # demand's candidates the time term of its earliest arrival, so it certifies these plans too.
+    if benchmark.disabled:
+        pytest.skip("up to 30 s a seed: enable with --benchmark-enable (make bench)")
+    problem = synthetic_problem(2000, 400, seed)
+    params = SolveParams(time_limit_s=30.0, workers=2, seed=seed, time_weight=BALANCED)
+    started = time.perf_counter()
+    plan = benchmark.pedantic(solve, args=(problem, params), rounds=1, iterations=1)
+    seconds = time.perf_counter() - started
+    assert check(problem, plan, params) == []
+    benchmark.extra_info.update(
+        objective=plan.objective,
+        bound=plan.bound,
+        gap_pct=100 * plan.gap,
+        status=plan.status,
+        seconds=seconds,
+        load_average=os.getloadavg()[0],
+    )
+    assert plan.bound >= 0
+    assert plan.gap <= 0.02
+    assert seconds <= 30.0
 
 
 def _seeds() -> list[int]:

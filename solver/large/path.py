@@ -39,9 +39,10 @@ from solver.model.candidates import (
     find_candidates,
     merge_candidates,
     shortage_reason,
+    with_pairs,
 )
 from solver.model.lines import LineUnits, allocation_line, split_units
-from solver.model.problem import Problem, SolveParams, horizon_days
+from solver.model.problem import Problem, SolveParams, days_until, horizon_days
 from solver.model.trails import DEFAULT_RULES, TrailRules
 
 #: Candidate labs per demand in the network, as a multiple of k_nearest (the LP starts on k of them).
@@ -72,7 +73,7 @@ ROUND_RESERVE = 0.08
 #: Per demand, so that a problem twice as large gets twice the work; the widened LP, which starts
 #: from the first one's rows and columns, gets WIDER_WORK of it more.
 LP_ROUNDS = 30
-WORK_PER_DEMAND = 12
+WORK_PER_DEMAND = 20
 WIDER_WORK = 0.5
 #: Why units are short when the solve's time limit cut the greedy fill (see _plan).
 TIME_REASON = "not placed before the solve's time limit (the machine was too busy to finish the plan)"
@@ -109,6 +110,10 @@ def solve_large(
     days = horizon_days(problem, params)
     wide = params.k_nearest * WIDE
     candidates = _candidates(problem, params, days, range(len(problem.demands)), wide, NEAR_KM, MOST)
+    if warm_start is not None:
+        # The plan in hand may use labs that only a widened network held: take its edges in, or its
+        # lines there are dropped and a rushed re-plan is worse than the plan it started from.
+        candidates = with_pairs(problem, candidates, _pairs_of(problem, warm_start))
     network = build_network(problem, params, candidates, days, rules)
     built = time.perf_counter() - started
     # The LP starts on the k nearest labs and the extras (trails, room, near), on time where possible.
@@ -188,6 +193,13 @@ def solve_large(
         )
         if _objective(network, kept) < _objective(network, units):
             units, merged = kept, kept_merged
+    if relaxation is not first[2] and merged and time.perf_counter() < merge_by:
+        # The widened LP's units are not always the better ones to round (its candidates are more,
+        # its budget smaller): the first LP's are rounded too, and the cheaper plan is kept.
+        net, cand, rel = first
+        other, other_merged = round_units_by(net, rel.units, net.shortage, merge_by, fill_by)
+        if other_merged and _objective(net, other) < _objective(network, units):
+            network, candidates, units = net, cand, other
     if "time" in stops or not merged or time.perf_counter() > limit:
         status = TIMED_OUT
     elif relaxation.complete:
@@ -272,6 +284,17 @@ def _units_of(problem: Problem, network: Network, plan: Plan) -> np.ndarray:
     return units
 
 
+def _pairs_of(problem: Problem, plan: Plan) -> list[tuple[int, int]]:
+    """The (demand, lab) index pairs of the plan's allocations to today's demands and labs."""
+    demand_of = {d.order.id: i for i, d in enumerate(problem.demands)}
+    lab_of = {state.lab.id: j for j, state in enumerate(problem.labs)}
+    return [
+        (demand_of[a.order_id], lab_of[a.lab_id])
+        for a in plan.allocations
+        if a.order_id in demand_of and a.lab_id in lab_of
+    ]
+
+
 def _objective(network: Network, units: np.ndarray) -> float:
     """What whole units per option cost: per unit, setups of the used (demand, lab) pairs, shortage."""
     used = units > 0
@@ -324,7 +347,24 @@ def _first_variant(network: Network) -> np.ndarray:
 def _beyond_cost(
     problem: Problem, params: SolveParams, candidates: Candidates, rules: TrailRules
 ) -> np.ndarray:
-    """Per demand, a lower bound of the cost per unit at any lab off its candidates (inf if none)."""
+    """Per demand, a lower bound of the cost per unit at any lab off its candidates (inf if none).
+
+    Such a lab is at least `Candidates.beyond` km away: a unit made there pays that distance, less
+    the design's strongest trail discount, and the time term of its arrival. A unit arrives at its
+    due date when made by the last moment (an on-time option), else at a time checkpoint or the
+    horizon plus the road; the earliest of these is never before the road from that distance, nor,
+    unless on its due date, before the first checkpoint plus that road. Leaving the time term out
+    under weights that price a day at 25 km would make a far lab look cheaper than any near one
+    and the bound too weak to certify a plan.
+    """
+    days = horizon_days(problem, params)
+    first = min([g for g in params.time_checkpoints_days if g < days] + [days])
+    km = np.array(candidates.beyond, dtype=np.float64)
+    road = (params.handling_hours + km / params.transport_kmh) / 24.0
+    due = np.array([days_until(problem, d.order.due_at) for d in problem.demands])
+    arrival = np.minimum(first + road, np.maximum(due, road))
+    weight = np.array([params.time_weight[d.order.priority] for d in problem.demands])
+    time_term = np.where(weight > 0, weight * arrival, 0.0)
     strongest: dict[str, float] = {}
     for (design_id, _), tau in problem.trails.items():
         strongest[design_id] = max(strongest.get(design_id, 0.0), rules.strength(tau))
@@ -334,7 +374,7 @@ def _beyond_cost(
             for d in problem.demands
         ]
     )
-    return np.array(candidates.beyond) * params.km_weight - discount
+    return km * params.km_weight - discount + time_term
 
 
 def _priced_beyond(

@@ -138,7 +138,7 @@ def round_units_by(
     _trim(rows, units)
     if not _fill(rows, units, urgency, fill_deadline):
         return units, False
-    return units, _merge(rows, units, deadline)
+    return units, _merge(rows, units, deadline) and _consolidate(rows, units, deadline)
 
 
 def _trim(rows: Rows, units: np.ndarray) -> None:
@@ -251,4 +251,63 @@ def _merge(rows: Rows, units: np.ndarray, deadline: float = math.inf) -> bool:
         for o, u in best[1].items():
             rows.add(o, u)
             units[o] = u
+    return True
+
+
+def _consolidate(rows: Rows, units: np.ndarray, deadline: float = math.inf) -> bool:
+    """Empty a split order's smallest parts into its other labs where that saves a setup.
+
+    `_merge` moves a split order whole to one lab; in a crowded place no lab has room for all of it,
+    yet the labs already serving it may have room for one part more. Each part, smallest first, is
+    taken off and placed on the order's options at its other labs (cheapest first); the move stays
+    when the setup saved outweighs the dearer units, and is undone otherwise.
+    """
+    n = rows.network
+    starts = np.searchsorted(n.demand, np.arange(len(n.quantity) + 1))
+    used = units > 0
+    pairs = np.bincount(n.demand[used], minlength=len(n.quantity))
+    for d in np.flatnonzero(pairs > 1).tolist():
+        if time.perf_counter() >= deadline:
+            return False
+        options = np.arange(starts[d], starts[d + 1])
+        options = options[n.exact[options]]
+        while True:
+            held = options[units[options] > 0]
+            labs = sorted({int(n.lab[o]) for o in held.tolist()})
+            if len(labs) < 2:
+                break
+            per_lab = {lab: int(units[held[n.lab[held] == lab]].sum()) for lab in labs}
+            moved = False
+            for lab in sorted(labs, key=lambda j: (per_lab[j], j)):
+                part = held[n.lab[held] == lab]
+                taken = {int(o): int(units[o]) for o in part.tolist()}
+                for o, u in taken.items():
+                    rows.add(o, -u)
+                    units[o] = 0
+                left = sum(taken.values())
+                saved = n.setup + sum(n.cost[o] * u for o, u in taken.items())
+                spent = 0.0
+                placed: dict[int, int] = {}
+                targets = options[(n.lab[options] != lab) & np.isin(n.lab[options], labs)]
+                for o in targets[np.argsort(n.cost[targets], kind="stable")].tolist():
+                    if left <= 0 or spent >= saved:
+                        break
+                    take = min(left, rows.room(o))
+                    if take > 0:
+                        rows.add(o, take)
+                        units[o] += take
+                        placed[o] = take
+                        left -= take
+                        spent += n.cost[o] * take
+                if left == 0 and spent < saved - 1e-9:
+                    moved = True
+                    break
+                for o, u in placed.items():
+                    rows.add(o, -u)
+                    units[o] -= u
+                for o, u in taken.items():
+                    rows.add(o, u)
+                    units[o] = u
+            if not moved:
+                break
     return True

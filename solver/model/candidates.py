@@ -251,6 +251,49 @@ def merge_candidates(base: Candidates, more: Candidates, demands: np.ndarray) ->
     )
 
 
+def with_pairs(problem: Problem, base: Candidates, pairs: list[tuple[int, int]]) -> Candidates:
+    """`base` with these (demand, lab) edges added where they are missing and the lab qualifies.
+
+    A warm start's plan may use labs that only a widened network held; without their edges its lines
+    there would be dropped. A lab qualifies as for `find_candidates` (it can make one unit of the
+    design, the requester accepts the licence, the lab did not refuse the order). `beyond` is kept:
+    more candidates leave every other lab at least as far as it says, so it stays a valid bound.
+    """
+    if base.useful is None or base.design_row is None:
+        return base
+    index = {s.lab.id: j for j, s in enumerate(problem.labs)}
+    refused = {(o, index[lab]) for o, lab in problem.excluded if lab in index}
+    wanted: dict[int, list[int]] = {}
+    for d, lab in sorted(set(pairs)):
+        own = base.edge_lab[base.edge_start[d] : base.edge_start[d + 1]]
+        gated = bool(base.licence_gate and base.licence_gate[d])
+        if lab in own or gated or not base.useful[base.design_row[d], lab]:
+            continue
+        if (problem.demands[d].order.id, lab) in refused:
+            continue
+        wanted.setdefault(d, []).append(lab)
+    if not wanted:
+        return base
+    demands = np.array(sorted(wanted), dtype=np.int64)
+    labs = [wanted[int(d)] for d in demands.tolist()]
+    lab = np.array([j for ls in labs for j in ls], dtype=np.int64)
+    demand = np.repeat(demands, [len(ls) for ls in labs])
+    lat = np.array([problem.demands[d].order.delivery.lat for d in demand.tolist()])
+    lon = np.array([problem.demands[d].order.delivery.lon for d in demand.tolist()])
+    lab_lat = np.array([problem.labs[j].lab.location.lat for j in lab.tolist()])
+    lab_lon = np.array([problem.labs[j].lab.location.lon for j in lab.tolist()])
+    km = _pairwise_km(lat, lon, lab_lat, lab_lon)
+    sizes = [len(ls) for ls in labs]
+    more = replace(
+        base,
+        edge_lab=lab,
+        edge_km=km,
+        edge_start=np.r_[0, np.cumsum(sizes)].astype(np.int64),
+        beyond=tuple(base.beyond[int(d)] for d in demands.tolist()),
+    )
+    return merge_candidates(base, more, demands)
+
+
 def cheapest_beyond(
     problem: Problem, candidates: Candidates, demands: np.ndarray, lab_cost: np.ndarray, km_weight: float
 ) -> np.ndarray:

@@ -15,10 +15,12 @@ from solver.allocation.allocate import solve, solve_small
 from solver.check import check
 from solver.large.bound import best_bound, lagrangian_bound
 from solver.large.network import build_network, machine_sets
-from solver.large.path import CONVERGED, STALLED, TIMED_OUT, UNCONVERGED
-from solver.model.candidates import find_candidates
+from solver.large.path import CONVERGED, STALLED, TIMED_OUT, UNCONVERGED, _beyond_cost
+from solver.model.candidates import find_candidates, with_pairs
+from solver.model.geo import distances_km
 from solver.model.objective import objective_weights
 from solver.model.problem import Demand, Problem, SolveParams, horizon_days
+from solver.model.trails import DEFAULT_RULES
 from tests.solver.factory import CENTRE, FAR, INSTANT, MIDDLE, NEAR, lab, machine, order, printer, problem
 from tests.solver.test_property import SETTINGS, problems
 
@@ -179,22 +181,39 @@ def test_unknown_designs_and_refused_licences_are_short_with_their_reason() -> N
     assert plan.bound >= 8 * LARGE.shortage_penalty["routine"] - 1.0  # those units cannot be made
 
 
-def test_a_warm_start_is_never_beaten_by_a_worse_replan() -> None:
+@pytest.mark.parametrize("weighting", ["balanced", "km"])
+def test_a_warm_start_is_never_beaten_by_a_worse_replan(weighting: str) -> None:
     # The same problem again, with no time for the relaxation: the plan in hand is kept, not lost.
-    # On the km objective. With the balanced time weights the rushed re-plan keeps much less of the
-    # plan in hand (13.3 M against 3.3 M), most likely because the first plan reaches labs that only its
-    # widened candidates hold; a rushed re-plan does not widen, so those lines are dropped and the
-    # plan in hand is not kept whole (13.3 M against 3.3 M): the network should take the warm
-    # start's edges in. Left for the next change to the large path.
+    # Under the balanced weights the first plan reaches labs that only its widened candidates hold;
+    # the rushed re-plan does not widen, so it takes the plan's edges in (13.3 M against 3.3 M before).
     p = synthetic_problem(300, 60, 5)
-    km = replace(LARGE, time_weight=objective_weights("km"))
-    first = solved(p, replace(km, workers=2))
-    rushed = replace(km, time_limit_s=0.01)
+    weighted = replace(LARGE, time_weight=objective_weights(weighting))
+    first = solved(p, replace(weighted, workers=2))
+    rushed = replace(weighted, time_limit_s=0.01)
     cold = solved(p, rushed)
     warm = solve(p, rushed, warm_start=first)
     assert check(p, warm, rushed) == []
     assert warm.objective <= first.objective + 1e-6 * first.objective
     assert cold.objective > first.objective  # else this test would show nothing
+
+
+def test_a_warm_start_brings_its_labs_into_the_candidates() -> None:
+    # A plan in hand at a lab beyond a demand's candidates keeps that line: the edge is taken in.
+    p = synthetic_problem(300, 60, 5)
+    params = replace(LARGE, k_nearest=1, room_candidates=0, trail_candidates=0)
+    days = horizon_days(p, params)
+    candidates = find_candidates(p, 1, days)
+    own = candidates.edge_lab[candidates.edge_start[0] : candidates.edge_start[1]].tolist()
+    assert candidates.useful is not None and candidates.design_row is not None
+    useful = candidates.useful[candidates.design_row[0]]
+    other = next(j for j in range(len(p.labs)) if j not in own and useful[j])
+    widened = with_pairs(p, candidates, [(0, other), (0, own[0])])
+    assert widened.edge_lab[widened.edge_start[0] : widened.edge_start[1]].tolist() == [*own, other]
+    assert widened.edge_start[-1] == candidates.edge_start[-1] + 1
+    assert widened.beyond == candidates.beyond
+    delivery, at = p.demands[0].order.delivery, p.labs[other].lab.location
+    km = distances_km([delivery.lat], [delivery.lon], [at.lat], [at.lon])[0, 0]
+    assert widened.edge_km[widened.edge_start[1] - 1] == pytest.approx(km, rel=1e-9)
 
 
 def test_a_warm_start_is_trimmed_to_a_lab_that_is_gone() -> None:
@@ -249,3 +268,28 @@ def test_the_bound_counts_whole_units_only(scarce: str) -> None:
     # Counted in fractions, the half shield would take half a shortage penalty (50,000) off the
     # bound; what is left is part of one setup, which the relaxation spreads over the units.
     assert plan.objective - plan.bound < LARGE.setup_cost
+
+
+@pytest.mark.parametrize("weighting", ["balanced", "km"])
+def test_a_lab_off_the_candidates_costs_at_least_what_the_bound_counts(weighting: str) -> None:
+    # The bound prices a lab beyond a demand's candidates at a lower bound of its cost per unit; the
+    # time term is in it (under balanced weights a day is 25 km), and it never exceeds what any
+    # option at such a lab costs in the network that holds every lab.
+    p = synthetic_problem(300, 60, 5)
+    params = replace(LARGE, time_weight=objective_weights(weighting))
+    days = horizon_days(p, params)
+    few = find_candidates(p, 1, days)
+    beyond = _beyond_cost(p, params, few, DEFAULT_RULES)
+    every = find_candidates(p, len(p.labs), days)
+    network = build_network(p, params, every, days)
+    cheapest = np.full(len(p.demands), np.inf)
+    for d in range(len(p.demands)):
+        own = few.edge_lab[few.edge_start[d] : few.edge_start[d + 1]]
+        off = (network.demand == d) & ~np.isin(network.lab, own)
+        if off.any():
+            cheapest[d] = network.cost[off].min()
+    reached = np.isfinite(cheapest)
+    assert reached.sum() > 250
+    assert np.all(beyond[reached] <= cheapest[reached] + 1e-9)
+    km_only = np.array(few.beyond)[reached] * params.km_weight
+    assert np.all(beyond[reached] > km_only)  # the time term is counted

@@ -1,0 +1,34 @@
+"""The large path's rounding (solver.large.rounding): whole units that fit, orders split only if it pays."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from solver.large.network import build_network
+from solver.large.rounding import round_units
+from solver.model.candidates import find_candidates
+from solver.model.problem import horizon_days
+from tests.solver.factory import KM_ONLY, MIDDLE, NEAR, PLENTY, lab, order, problem
+
+#: Three labs near the centre, each with elastic for six face shields and no more.
+SIX_SHIELDS = {**PLENTY, "elastic": 6 * 0.35}
+
+
+def test_a_split_order_is_gathered_on_the_labs_that_have_room() -> None:
+    # Ten shields split 4/3/3 over three labs that hold six each: no lab takes all ten, so moving the
+    # order whole is impossible, but the smallest part fits the other two labs' room, and a setup
+    # (50) is worth more than the few km it adds.
+    p = problem(
+        [lab(name, at, stock=SIX_SHIELDS) for name, at in (("a", NEAR), ("b", MIDDLE), ("c", (41.45, 2.15)))],
+        [order("o1", "face-shield", 10)],
+    )
+    params = KM_ONLY
+    days = horizon_days(p, params)
+    network = build_network(p, params, find_candidates(p, 3, days), days)
+    fractional = np.zeros(network.options)
+    for lab_index, share in ((0, 4.0), (1, 3.0), (2, 3.0)):
+        fractional[np.flatnonzero(network.lab == lab_index)[0]] = share
+    units = round_units(network, fractional, network.shortage)
+    assert units.sum() == 10
+    labs = {int(network.lab[o]): int(units[o]) for o in np.flatnonzero(units > 0)}
+    assert len(labs) == 2 and max(labs.values()) == 6
