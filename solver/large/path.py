@@ -364,7 +364,8 @@ def _beyond_cost(
     due = np.array([days_until(problem, d.order.due_at) for d in problem.demands])
     arrival = np.minimum(first + road, np.maximum(due, road))
     weight = np.array([params.time_weight[d.order.priority] for d in problem.demands])
-    time_term = np.where(weight > 0, weight * arrival, 0.0)
+    with np.errstate(invalid="ignore"):  # 0 x inf where a demand has no lab beyond: 0 is kept
+        time_term = np.where(weight > 0, weight * arrival, 0.0)
     strongest: dict[str, float] = {}
     for (design_id, _), tau in problem.trails.items():
         strongest[design_id] = max(strongest.get(design_id, 0.0), rules.strength(tau))
