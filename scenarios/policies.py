@@ -9,7 +9,8 @@ window, `solver.problem.horizon_days`); a baseline counts a lab's room until the
 - `cosmolocal`: builds a `solver.problem.Problem` from the replay's state, calls `solver.allocate.solve`
   and checks the plan with `solver.check.check` (a violation stops the replay: it is a bug); then
   queues what the planner would send now (`solver.lines.to_dispatch`) and leaves the rest of the
-  plan to the next round.
+  plan to the next round. The plan's material transfers into a lab that is sent work using them are
+  shipped now; the others are planned again next round.
 - `nearest-greedy`: orders first come first served; each goes to the nearest capable lab with room,
   then the next nearest, until placed or no lab has room.
 - `board`: a first-come job board, as on commercial platforms: labs, in a random (seeded) order each
@@ -25,7 +26,7 @@ import random
 import time
 from datetime import datetime
 
-from protocol.model import Design, Order
+from protocol.model import Design, Order, Transfer
 from scenarios.sim import LabSim, Line, PlanStats, SimulationError, fit_units
 from solver.allocate import solve
 from solver.check import check
@@ -79,6 +80,12 @@ class Cosmolocal:
     def __init__(self, params: SolveParams, stats: PlanStats) -> None:
         self.params = params
         self.stats = stats
+        self._to_send: list[Transfer] = []
+
+    def transfers_to_send(self) -> list[Transfer]:
+        """The last plan's transfers that the work sent now uses (see `scenarios.sim.Shipper`)."""
+        sent, self._to_send = self._to_send, []
+        return sent
 
     def allocate(
         self, now: datetime, labs: list[LabSim], demand: list[tuple[Order, int]], designs: dict[str, Design]
@@ -105,11 +112,11 @@ class Cosmolocal:
         self.stats.optimal += plan.status == "OPTIMAL"
         self.stats.shortages += sum(s.quantity for s in plan.shortages)
         under_way = {job.order.id for lab in labs for job in lab.queue}
-        lines = [
-            Line(a.order_id, a.lab_id, a.quantity, a.late_units, a.arrive_by)
-            for a in to_dispatch(plan.allocations, under_way)
-        ]
-        return lines
+        sent = to_dispatch(plan.allocations, under_way)
+        used = {(a.lab_id, material) for a in sent for material in a.received}
+        self._to_send = [t for t in plan.transfers if (t.to_lab, t.material) in used]
+        self.stats.transfers += len(self._to_send)
+        return [Line(a.order_id, a.lab_id, a.quantity, a.late_units, a.arrive_by) for a in sent]
 
 
 class NearestGreedy:

@@ -9,6 +9,12 @@ The replay advances in planning rounds of `round_hours`. Each round, in this ord
    rules are the planner's: committed units are never re-planned, lost labs get nothing;
 4. every live lab works through its queue, earliest due date first, for the round's machine minutes.
 
+Material transfers a policy sends (`Shipper`, the solver's plan) leave the sender's stock when sent
+and reach the receiver's stock at the start of the first round at or after their arrival: a unit that
+needs them is not made before. Material on its way counts as the receiver's (promised to the work
+that asked for it): its queued work is not released for lack of stock, and the solver sees it as free
+stock, usable at once (an approximation: the plan may count on it a few hours early).
+
 Lab execution is a simple model consistent with `Machine.minutes_per_day()`: each machine offers
 `minutes_per_day * round_hours / 24` nominal minutes per round; a unit needs each design step's
 minutes on a machine eligible for that step (`solver.capability.step_groups`) and its materials from
@@ -23,9 +29,9 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import NamedTuple, Protocol
+from typing import NamedTuple, Protocol, runtime_checkable
 
-from protocol.model import PRIORITIES, Design, Lab, Order
+from protocol.model import PRIORITIES, Design, Lab, Order, Transfer
 from scenarios.world import World, WorldEvent
 from solver.capability import step_groups
 from solver.geo import haversine_km
@@ -92,6 +98,7 @@ class LabSim:
     down: set[str] = field(default_factory=set)
     cut: dict[str, float | None] = field(default_factory=dict)  # material -> supply lost per day (None: all)
     stock: dict[str, float] = field(default_factory=dict)
+    incoming: list[Transfer] = field(default_factory=list)  # material on its way here
     queue: list[Job] = field(default_factory=list)
     minutes_used: float = 0.0
     minutes_offered: float = 0.0
@@ -122,6 +129,13 @@ class LabSim:
             return self.lab
         return self.lab.model_copy(update={"machines": machines})
 
+    def stock_and_incoming(self) -> dict[str, float]:
+        """Material in hand and on its way here."""
+        total = dict(self.stock)
+        for t in self.incoming:
+            total[t.material] = total.get(t.material, 0.0) + t.quantity
+        return total
+
     def reserved(self, designs: dict[str, Design]) -> dict[str, float]:
         """Material -> amount the queued units will consume."""
         total: dict[str, float] = {}
@@ -131,10 +145,11 @@ class LabSim:
         return total
 
     def free_stock(self, designs: dict[str, Design]) -> dict[str, float]:
-        """Stock not yet promised to queued units."""
+        """Stock in hand or on its way, not yet promised to queued units."""
         reserved = self.reserved(designs)
-        materials = set(self.stock) | set(reserved)
-        return {m: max(0.0, self.stock.get(m, 0.0) - reserved.get(m, 0.0)) for m in sorted(materials)}
+        stock = self.stock_and_incoming()
+        materials = set(stock) | set(reserved)
+        return {m: max(0.0, stock.get(m, 0.0) - reserved.get(m, 0.0)) for m in sorted(materials)}
 
     def backlog_minutes(self, designs: dict[str, Design]) -> dict[str, float]:
         """Machine id -> nominal minutes of queued work, each step spread over its eligible machines."""
@@ -225,6 +240,15 @@ def fit_units(
     return low, (best if low else budgets)
 
 
+@runtime_checkable
+class Shipper(Protocol):
+    """A policy that also ships material between labs (the solver's transfers)."""
+
+    def transfers_to_send(self) -> list[Transfer]:
+        """The transfers of the last `allocate` call to send now; each is returned once."""
+        ...
+
+
 class Policy(Protocol):
     """An allocation policy: given the open demand and the labs, which units go where this round."""
 
@@ -247,6 +271,7 @@ class PlanStats:
     optimal: int = 0
     solve_seconds: float = 0.0
     shortages: int = 0
+    transfers: int = 0
 
 
 @dataclass
@@ -260,6 +285,7 @@ class PolicyRun:
     allocations: list[tuple[datetime, str, str, int]]
     solve_seconds: float
     stats: PlanStats
+    transfers: list[Transfer] = field(default_factory=list)  # material shipped between labs
 
 
 def _rank(order: Order) -> tuple[datetime, int, str]:
@@ -285,6 +311,7 @@ class Simulation:
         self.made: dict[str, int] = {}
         self.deliveries: list[Delivery] = []
         self.allocations: list[tuple[datetime, str, str, int]] = []
+        self.transfers: list[Transfer] = []
         self.seq = 0
         self.solve_seconds = 0.0
         self._started: set[int] = set()
@@ -329,7 +356,7 @@ class Simulation:
     def _release_unmakeable(self, lab: LabSim) -> None:
         """Drop queued units the lab cannot make (machines down) or supply (stock gone): back to demand."""
         active = lab.active_lab()
-        stock = dict(lab.stock)
+        stock = lab.stock_and_incoming()
         kept = []
         for job in sorted(lab.queue, key=lambda j: _rank(j.order)):
             design = self.designs[job.order.design]
@@ -354,6 +381,29 @@ class Simulation:
                 cut = lab.cut.get(material, 0.0) if material in lab.cut else 0.0
                 lost = per_day if material in lab.cut and cut is None else (cut or 0.0)
                 lab.stock[material] = lab.stock.get(material, 0.0) + max(0.0, per_day - lost) * days
+
+    def _ship(self, transfers: list[Transfer]) -> None:
+        """Material leaves each sender now and is on its way to its receiver."""
+        for t in transfers:
+            sender, receiver = self.by_id[t.from_lab], self.by_id[t.to_lab]
+            have = sender.stock.get(t.material, 0.0)
+            if t.quantity > have * (1 + 1e-6) + 1e-9:
+                raise SimulationError(
+                    f"policy {self.policy.name} ships {t.quantity:.6g} {t.material} from lab {t.from_lab}, "
+                    f"which holds {have:.6g}"
+                )
+            sender.stock[t.material] = max(0.0, have - t.quantity)
+            receiver.incoming.append(t)
+            self.transfers.append(t)
+
+    def _receive(self, now: datetime) -> None:
+        """Material that has arrived by now joins its receiver's stock."""
+        for lab in self.labs:
+            arrived = [t for t in lab.incoming if t.arrive_at <= now]
+            if arrived:
+                lab.incoming = [t for t in lab.incoming if t.arrive_at > now]
+                for t in arrived:
+                    lab.stock[t.material] = lab.stock.get(t.material, 0.0) + t.quantity
 
     def open_demand(self, now: datetime) -> list[tuple[Order, int]]:
         """Orders placed by now with units neither made nor queued, first come first."""
@@ -441,12 +491,15 @@ class Simulation:
         rounds = max(1, math.ceil(scenario.days * 24.0 / hours - 1e-9))
         for r in range(rounds):
             now = self.world.start + timedelta(hours=r * hours)
+            self._receive(now)
             self._apply_events(now)
             self._restock(hours / 24.0)
             demand = self.open_demand(now)
             if demand:
                 lines = self.policy.allocate(now, self.labs, demand, self.designs)
                 self._commit(now, lines)
+                if isinstance(self.policy, Shipper):
+                    self._ship(self.policy.transfers_to_send())
             self._execute(now, hours)
             if on_round is not None:
                 on_round(r + 1, rounds)
@@ -458,4 +511,5 @@ class Simulation:
             allocations=self.allocations,
             solve_seconds=self.stats.solve_seconds,
             stats=self.stats,
+            transfers=self.transfers,
         )

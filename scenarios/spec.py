@@ -263,6 +263,13 @@ class Scenario(_Model):
         description="how Cosmolocal weighs a day sooner against a km shorter: on-time, balanced or km "
         "(solver.objective)",
     )
+    transfer_radius_km: float = Field(
+        default=SolveParams().transfer_radius_km,
+        ge=0.0,
+        le=5000.0,
+        description="how far Cosmolocal may ship material from a lab with more than its own work needs "
+        "to a lab whose machines would idle (solver.transfers); 0 ships none",
+    )
     designs: list[str] = Field(default_factory=list, description="extra OKH manifests (relative paths)")
     labs: LabsSpec
     demand: list[DemandSpec] = Field(min_length=1)
