@@ -249,7 +249,7 @@ class Transfer(Record):
     would otherwise idle: its own distance, cost and lead time.
 
     The receiving lab may use it only from `arrive_at` on: work that uses it is planned to finish no
-    earlier. Its cost is in the plan's cost units (see `solver.objective`).
+    earlier. Its cost is in the plan's cost units (see `solver.model.objective`).
     """
 
     material: Name

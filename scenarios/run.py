@@ -18,8 +18,8 @@ from scenarios.policies import POLICIES, make_policy
 from scenarios.sim import PolicyRun, Simulation
 from scenarios.spec import LoadedScenario, ScenarioError
 from scenarios.world import World, build_world, central_world
-from solver.objective import objective_weights
-from solver.problem import SolveParams
+from solver.model.objective import objective_weights
+from solver.model.problem import SolveParams
 
 Progress = Callable[[str, int, int], None]
 

@@ -17,7 +17,7 @@ stock, usable at once (an approximation: the plan may count on it a few hours ea
 
 Lab execution is a simple model consistent with `Machine.minutes_per_day()`: each machine offers
 `minutes_per_day * round_hours / 24` nominal minutes per round; a unit needs each design step's
-minutes on a machine eligible for that step (`solver.capability.step_groups`) and its materials from
+minutes on a machine eligible for that step (`solver.model.capability.step_groups`) and its materials from
 stock. Units are whole: a unit is done within the round or not started. A unit finishes at the time
 its lab's busiest step group reaches it, and is delivered after one hour of handling plus the road
 distance at the scenario's `transport_kmh`. No wall clock is read except to time solves.
@@ -33,10 +33,10 @@ from typing import NamedTuple, Protocol, runtime_checkable
 
 from protocol.model import PRIORITIES, Design, Lab, Order, Transfer
 from scenarios.world import World, WorldEvent
-from solver.capability import step_groups
-from solver.geo import haversine_km
-from solver.objective import HANDLING_HOURS as SOLVER_HANDLING_HOURS
-from solver.problem import LabState
+from solver.model.capability import step_groups
+from solver.model.geo import haversine_km
+from solver.model.objective import HANDLING_HOURS as SOLVER_HANDLING_HOURS
+from solver.model.problem import LabState
 
 #: Hours of handling before a finished unit leaves its lab: the solver's own figure, so that what
 #: the plan counts as on time and what the replay measures agree.
@@ -106,7 +106,7 @@ class LabSim:
     _groups: dict[tuple[str, frozenset[str]], tuple[frozenset[str], ...]] = field(default_factory=dict)
 
     def groups(self, design: Design) -> tuple[frozenset[str], ...]:
-        """Eligible working machines per step of a design (`solver.capability.step_groups`), cached."""
+        """Eligible working machines per step of a design (`solver.model.capability.step_groups`), cached."""
         key = (design.id, frozenset(self.down))
         if key not in self._groups:
             active = self.active_lab()

@@ -25,8 +25,8 @@ import networkx as nx
 import numpy as np
 
 from protocol.model import Allocation, Design, Lab, Plan, Transfer
-from solver.geo import haversine_km
-from solver.problem import Demand, LabState, Problem, SolveParams, days_until, horizon_days, transit
+from solver.model.geo import haversine_km
+from solver.model.problem import Demand, LabState, Problem, SolveParams, days_until, horizon_days, transit
 
 #: Relative tolerance on stock and machine minutes (floats in, floats compared).
 TOLERANCE = 1e-6

@@ -108,7 +108,7 @@ def test_fit_units_respects_minutes_and_stock() -> None:
         ],
     )
     splint = catalogue()["finger-splint"]  # 25 min fdm, 3 min assembly, 6 g PLA
-    from solver.capability import step_groups
+    from solver.model.capability import step_groups
 
     groups = step_groups(lab, splint)
     budgets = {"p1": 100.0, "p2": 60.0, "bench": 300.0}

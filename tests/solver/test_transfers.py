@@ -10,12 +10,12 @@ from datetime import timedelta
 import pytest
 
 from protocol.model import Plan, Transfer
-from solver.allocate import solve
+from solver.allocation.allocate import solve
+from solver.allocation.explain import explain_order
 from solver.check import check
-from solver.explain import explain_order
-from solver.geo import haversine_km
-from solver.objective import TRANSFER_HANDLING_COST, TRANSFER_HANDLING_HOURS, TRANSPORT_KMH
-from solver.problem import Problem
+from solver.model.geo import haversine_km
+from solver.model.objective import TRANSFER_HANDLING_COST, TRANSFER_HANDLING_HOURS, TRANSPORT_KMH
+from solver.model.problem import Problem
 from tests.solver.factory import FAR, FAST, MIDDLE, NEAR, NOW, lab, machine, order, printer, problem
 
 #: Finger splints: 0.006 kg PLA each, printing and a little bench work.

@@ -1,7 +1,7 @@
 """Material transfers: which labs may ship material to which, when it arrives, and what it costs.
 
 A network pools stock the way a central factory does, by moving material to idle machines. The
-allocation model (`solver.allocate`) offers, beside each way to make units at a lab from its own
+allocation model (`solver.allocation.allocate`) offers, beside each way to make units at a lab from its own
 stock, the same units made from material shipped by one of the few nearest labs that hold it; the
 sender's stock is one resource shared by its own work and what it ships, so a lab never ships more
 than it has beyond its own planned use, and the machines of the receiving lab bound what it uses.
@@ -20,9 +20,9 @@ from datetime import timedelta
 import numpy as np
 
 from protocol.model import Design, Transfer
-from solver.geo import distances_km
-from solver.objective import transit_days
-from solver.problem import LabState, Problem, SolveParams
+from solver.model.geo import distances_km
+from solver.model.objective import transit_days
+from solver.model.problem import LabState, Problem, SolveParams
 
 
 @dataclass(frozen=True, slots=True)
