@@ -383,18 +383,21 @@ class Simulation:
                 lab.stock[material] = lab.stock.get(material, 0.0) + max(0.0, per_day - lost) * days
 
     def _ship(self, transfers: list[Transfer]) -> None:
-        """Material leaves each sender now and is on its way to its receiver."""
+        """Material leaves each sender now and is on its way to its receiver.
+
+        A sender ships at most what it holds in hand: material still on its way to it (which the plan
+        counts as its stock) cannot be forwarded before it arrives, so such a transfer leaves short.
+        """
         for t in transfers:
             sender, receiver = self.by_id[t.from_lab], self.by_id[t.to_lab]
             have = sender.stock.get(t.material, 0.0)
-            if t.quantity > have * (1 + 1e-6) + 1e-9:
-                raise SimulationError(
-                    f"policy {self.policy.name} ships {t.quantity:.6g} {t.material} from lab {t.from_lab}, "
-                    f"which holds {have:.6g}"
-                )
-            sender.stock[t.material] = max(0.0, have - t.quantity)
-            receiver.incoming.append(t)
-            self.transfers.append(t)
+            quantity = min(t.quantity, have)
+            if quantity <= 1e-12:
+                continue
+            sender.stock[t.material] = have - quantity
+            shipped = t if quantity == t.quantity else t.model_copy(update={"quantity": quantity})
+            receiver.incoming.append(shipped)
+            self.transfers.append(shipped)
 
     def _receive(self, now: datetime) -> None:
         """Material that has arrived by now joins its receiver's stock."""
