@@ -10,8 +10,9 @@ The replay advances in planning rounds of `round_hours`. Each round, in this ord
 4. every live lab works through its queue, earliest due date first, for the round's machine minutes.
 
 Material transfers a policy sends (`Shipper`, the solver's plan) leave the sender's stock when sent
-and reach the receiver's stock at the start of the first round at or after their arrival: a unit that
-needs them is not made before. Material on its way counts as the receiver's (promised to the work
+and join the receiver's stock when they arrive: a round is worked in parts split at each arrival, so
+a unit that needs the material is not made before it, and is made in the same round after it.
+Material on its way counts as the receiver's (promised to the work
 that asked for it): its queued work is not released for lack of stock, and the solver sees it as free
 stock, usable at once (an approximation: the plan may count on it a few hours early).
 
@@ -439,53 +440,60 @@ class Simulation:
             self.allocations.append((now, order_id, lab_id, units))
 
     def _execute(self, now: datetime, hours: float) -> None:
-        kmh = self.world.loaded.scenario.transport_kmh
+        """Every live lab works for the round; material that arrives during it is used from its
+        arrival on (the round is worked in parts, split at each arrival)."""
+        end = now + timedelta(hours=hours)
         for lab in self.labs:
             active = lab.active_lab()
             if not lab.live or active is None:
                 continue
-            budgets = {m.id: m.minutes_per_day() * hours / 24.0 for m in active.machines}
-            full = dict(budgets)
-            offered = sum(budgets.values())
-            lab.minutes_offered += offered
-            if offered <= 0:
-                continue
-            kept = []
-            for job in sorted(lab.queue, key=lambda j: (_rank(j.order), j.seq)):
-                design = self.designs[job.order.design]
-                groups = lab.groups(design)
-                units, left = fit_units(budgets, groups, design, lab.stock, job.units)
-                if units > 0:
-                    used_share = max(
-                        sum(full[m] - left[m] for m in g) / max(1e-9, sum(full[m] for m in g)) for g in groups
+            arriving = sorted((t for t in lab.incoming if now < t.arrive_at < end), key=lambda t: t.arrive_at)
+            start = now
+            for t in arriving:
+                self._work(lab, active, start, (t.arrive_at - start) / timedelta(hours=1))
+                lab.stock[t.material] = lab.stock.get(t.material, 0.0) + t.quantity
+                lab.incoming.remove(t)
+                start = t.arrive_at
+            self._work(lab, active, start, (end - start) / timedelta(hours=1))
+
+    def _work(self, lab: LabSim, active: Lab, now: datetime, hours: float) -> None:
+        """The lab works through its queue, earliest due date first, for `hours` from `now`."""
+        kmh = self.world.loaded.scenario.transport_kmh
+        budgets = {m.id: m.minutes_per_day() * hours / 24.0 for m in active.machines}
+        full = dict(budgets)
+        offered = sum(budgets.values())
+        lab.minutes_offered += offered
+        if offered <= 0:
+            return
+        kept = []
+        for job in sorted(lab.queue, key=lambda j: (_rank(j.order), j.seq)):
+            design = self.designs[job.order.design]
+            groups = lab.groups(design)
+            units, left = fit_units(budgets, groups, design, lab.stock, job.units)
+            if units > 0:
+                used_share = max(
+                    sum(full[m] - left[m] for m in g) / max(1e-9, sum(full[m] for m in g)) for g in groups
+                )
+                lab.minutes_used += sum(budgets.values()) - sum(left.values())
+                budgets = left
+                for material, amount in design.materials_per_unit().items():
+                    lab.stock[material] = max(0.0, lab.stock.get(material, 0.0) - amount * units)
+                made_at = now + timedelta(hours=hours * min(1.0, max(0.0, used_share)))
+                km = haversine_km(lab.lab.location, job.order.delivery)
+                delivered_at = made_at + timedelta(hours=HANDLING_HOURS + km / kmh)
+                promised = min(units, job.on_time_left)
+                job.on_time_left -= promised
+                self.deliveries.append(
+                    Delivery(
+                        job.order.id, lab.lab.id, units, made_at, delivered_at, km, promised, job.arrive_by
                     )
-                    lab.minutes_used += sum(budgets.values()) - sum(left.values())
-                    budgets = left
-                    for material, amount in design.materials_per_unit().items():
-                        lab.stock[material] = max(0.0, lab.stock.get(material, 0.0) - amount * units)
-                    made_at = now + timedelta(hours=hours * min(1.0, max(0.0, used_share)))
-                    km = haversine_km(lab.lab.location, job.order.delivery)
-                    delivered_at = made_at + timedelta(hours=HANDLING_HOURS + km / kmh)
-                    promised = min(units, job.on_time_left)
-                    job.on_time_left -= promised
-                    self.deliveries.append(
-                        Delivery(
-                            job.order.id,
-                            lab.lab.id,
-                            units,
-                            made_at,
-                            delivered_at,
-                            km,
-                            promised,
-                            job.arrive_by,
-                        )
-                    )
-                    self.made[job.order.id] = self.made.get(job.order.id, 0) + units
-                    lab.units_made += units
-                    job.units -= units
-                if job.units > 0:
-                    kept.append(job)
-            lab.queue = kept
+                )
+                self.made[job.order.id] = self.made.get(job.order.id, 0) + units
+                lab.units_made += units
+                job.units -= units
+            if job.units > 0:
+                kept.append(job)
+        lab.queue = kept
 
     def run(self, on_round: Callable[[int, int], None] | None = None) -> PolicyRun:
         """Replay every round; `on_round(done, total)` is told after each one (for a progress bar)."""
