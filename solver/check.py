@@ -10,11 +10,11 @@ date: the units planned on time for orders due by then must fit the minutes free
 unit, late ones included, must fit the minutes free within the horizon.
 
 Material transfers (`Plan.transfers`) are judged on their own records: each joins two known live
-labs, leaves now and arrives later; a sender ships nothing its own planned work needs (own use plus
-what it ships within its stock); material is never spent before it arrives (the work a lab must have
-made before a transfer reaches it fits the stock it has before then); and quantities conserve (what
-the lines of a lab say they receive is exactly what reaches it, and no line receives more than it
-uses).
+labs, leaves now and arrives no sooner than handling and the road allow; a sender ships nothing its
+own planned work needs (own use plus what it ships within its stock); material is never spent before
+it arrives (the work a lab must have made before a transfer reaches it fits the stock it has before
+then); and quantities conserve (what the lines of a lab say they receive is exactly what reaches it,
+and no line receives more than it uses).
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def check(problem: Problem, plan: Plan, params: SolveParams = SolveParams()) -> 
         if not problems:
             valid.append(a)
     violations += _quantity_problems(problem, plan)
-    transfers, transfer_violations = _transfer_problems(problem, plan)
+    transfers, transfer_violations = _transfer_problems(problem, plan, params)
     violations += transfer_violations
     violations += _stock_problems(problem, valid, transfers)
     violations += _received_problems(problem, valid, transfers)
@@ -192,7 +192,7 @@ def _stock_problems(problem: Problem, allocations: list[Allocation], transfers: 
     return found
 
 
-def _transfer_problems(problem: Problem, plan: Plan) -> tuple[list[Transfer], list[str]]:
+def _transfer_problems(problem: Problem, plan: Plan, params: SolveParams) -> tuple[list[Transfer], list[str]]:
     """The transfers whose records make sense on their own, and what is wrong with the others."""
     labs = {s.lab.id: s for s in problem.labs}
     valid: list[Transfer] = []
@@ -212,6 +212,12 @@ def _transfer_problems(problem: Problem, plan: Plan) -> tuple[list[Transfer], li
             km = haversine_km(labs[t.from_lab].lab.location, labs[t.to_lab].lab.location)
             if t.km + 1e-6 < km * (1 - 1e-6):
                 problems.append(f"{where}: {t.km:.1f} km claimed, but the labs are {km:.1f} km apart")
+            hours = params.transfer_handling_hours + km / params.transport_kmh
+            if (t.arrive_at - t.ship_at).total_seconds() < hours * 3600.0 - 1.0:
+                problems.append(
+                    f"{where}: arrives {(t.arrive_at - t.ship_at).total_seconds() / 3600.0:.2f} h after it "
+                    f"ships, sooner than handling and the road allow ({hours:.2f} h)"
+                )
         found += problems
         if not problems:
             valid.append(t)

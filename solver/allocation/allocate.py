@@ -230,17 +230,15 @@ class AllocationMapping:
         params: SolveParams,
         rules: TrailRules = DEFAULT_RULES,
         ship_for: frozenset[int] = frozenset(),
-        base: Candidates | None = None,
     ) -> None:
         """The model of `problem`; the demands of `ship_for` (indices) may also be made from material
-        shipped between labs, and their candidates reach the labs that could use it. `base`: the
-        candidates to start from (found afresh when None)."""
+        shipped between labs, and their candidates reach the labs that could use it."""
         self.problem = problem
         self.params = params
         self.rules = rules
         self.days = horizon_days(problem, params)
         self.near = neighbours(problem, params) if ship_for else {}
-        self.candidates: Candidates = base or find_candidates(
+        self.candidates: Candidates = find_candidates(
             problem, params.k_nearest, self.days, params.trail_candidates, params.room_candidates
         )
         if self.near:

@@ -177,6 +177,8 @@ def test_validator_catches_unknown_labs_and_false_distances() -> None:
     assert any("10.0 km claimed" in v for v in found), found
     found = check(p, _with_transfer(plan, ship_at=NOW - timedelta(hours=1)), FAST)
     assert any("before now" in v for v in found), found
+    found = check(p, _with_transfer(plan, arrive_at=NOW + timedelta(hours=1)), FAST)
+    assert any("sooner than handling and the road allow" in v for v in found), found
 
 
 def test_transfer_record_rejects_a_lab_shipping_to_itself_and_time_running_backwards() -> None:
