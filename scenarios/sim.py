@@ -7,7 +7,8 @@ The replay advances in planning rounds of `round_hours`. Each round, in this ord
 2. supply arrives (each lab's `restock_per_day`, less any cut supply);
 3. the policy allocates the open demand (ordered units not yet made or queued at a lab) to labs; the
    rules are the planner's: committed units are never re-planned, lost labs get nothing;
-4. every live lab works through its queue, earliest due date first, for the round's machine minutes.
+4. every live lab works through its queue, earliest leave-by first (`leave_by`), for the round's machine
+   minutes.
 
 Material transfers a policy sends (`Shipper`, the solver's plan) leave the sender's stock when sent
 and join the receiver's stock when they arrive: a round is worked in parts split at each arrival, so
@@ -32,7 +33,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import NamedTuple, Protocol, runtime_checkable
 
-from protocol.model import PRIORITIES, Design, Lab, Order, Transfer
+from protocol.model import PRIORITIES, Design, Lab, Location, Order, Transfer
 from scenarios.world import World, WorldEvent
 from solver.model.capability import step_groups
 from solver.model.geo import haversine_km
@@ -289,6 +290,20 @@ class PolicyRun:
     transfers: list[Transfer] = field(default_factory=list)  # material shipped between labs
 
 
+def leave_by(job: Job, lab_at: Location, kmh: float) -> datetime:
+    """When a job must leave the lab: the order's due date less handling and the road while the plan
+    counts units of it on time, else when the plan said its units would arrive, less the same.
+
+    A lab works earliest leave-by first, which is how it meets arrival dates (a far order due later
+    may have to leave sooner than a near one). Units already planned late must not jump ahead of
+    units planned on time elsewhere in the queue: the plan placed them after those.
+    """
+    due = job.order.due_at
+    if job.on_time_left <= 0 and job.arrive_by is not None:
+        due = max(due, job.arrive_by)
+    return due - timedelta(hours=HANDLING_HOURS + haversine_km(lab_at, job.order.delivery) / kmh)
+
+
 def _rank(order: Order) -> tuple[datetime, int, str]:
     return (order.due_at, -PRIORITIES.index(order.priority), order.id)
 
@@ -435,8 +450,15 @@ class Simulation:
                 raise SimulationError(
                     f"policy {self.policy.name} allocated to lab {lab_id}, which is not live"
                 )
-            self.seq += 1
-            lab.queue.append(Job(orders[order_id], units, self.seq, units - late_units, arrive_by))
+            # Units planned on time and units planned late queue apart: the late ones must not ride
+            # along at the on-time ones' rank and take the machines from other promised work.
+            on_time = units - late_units
+            if on_time > 0:
+                self.seq += 1
+                lab.queue.append(Job(orders[order_id], on_time, self.seq, on_time, arrive_by))
+            if late_units > 0:
+                self.seq += 1
+                lab.queue.append(Job(orders[order_id], late_units, self.seq, 0, arrive_by))
             self.allocations.append((now, order_id, lab_id, units))
 
     def _execute(self, now: datetime, hours: float) -> None:
@@ -457,7 +479,7 @@ class Simulation:
             self._work(lab, active, start, (end - start) / timedelta(hours=1))
 
     def _work(self, lab: LabSim, active: Lab, now: datetime, hours: float) -> None:
-        """The lab works through its queue, earliest due date first, for `hours` from `now`."""
+        """The lab works through its queue, earliest leave-by first (`leave_by`), for `hours` from `now`."""
         kmh = self.world.loaded.scenario.transport_kmh
         budgets = {m.id: m.minutes_per_day() * hours / 24.0 for m in active.machines}
         full = dict(budgets)
@@ -466,7 +488,9 @@ class Simulation:
         if offered <= 0:
             return
         kept = []
-        for job in sorted(lab.queue, key=lambda j: (_rank(j.order), j.seq)):
+        for job in sorted(
+            lab.queue, key=lambda j: (leave_by(j, lab.lab.location, kmh), _rank(j.order), j.seq)
+        ):
             design = self.designs[job.order.design]
             groups = lab.groups(design)
             units, left = fit_units(budgets, groups, design, lab.stock, job.units)
