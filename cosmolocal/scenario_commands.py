@@ -3,22 +3,25 @@
 from __future__ import annotations
 
 import json
-import os
-import sys
 import tomllib
-from collections.abc import Iterator
-from contextlib import contextmanager
+from concurrent.futures import Executor
+from contextlib import ExitStack
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from cosmolocal.console import err, fail, out
+from cosmolocal.console import err, fail, out, stdout_to_stderr
+from cosmolocal.executor_options import WorkersOption, checked_choice, cli_executor
+from cosmolocal.scenario_sweep import sweep_command
 from scenarios.live import DEFAULT_SPEED
-from scenarios.spec import ScenarioError, builtin_scenarios, find_scenario, load_scenario
+from scenarios.spec import LoadedScenario, ScenarioError, builtin_scenarios, find_scenario, load_scenario
 from solver.model.objective import Objective
+
+if TYPE_CHECKING:
+    from scenarios.run import ScenarioResult
 
 scenario_app = typer.Typer(
     name="scenario",
@@ -26,26 +29,7 @@ scenario_app = typer.Typer(
     no_args_is_help=True,
     rich_markup_mode="rich",
 )
-
-
-@contextmanager
-def _stdout_to_stderr(active: bool) -> Iterator[None]:
-    """Send anything written to file descriptor 1 (native solver libraries too) to stderr meanwhile.
-
-    With --json, standard output must hold only the JSON lines a script reads.
-    """
-    if not active:
-        yield
-        return
-    sys.stdout.flush()
-    saved = os.dup(1)
-    try:
-        os.dup2(2, 1)
-        yield
-    finally:
-        sys.stdout.flush()
-        os.dup2(saved, 1)
-        os.close(saved)
+scenario_app.command("sweep")(sweep_command)
 
 
 @scenario_app.command("list")
@@ -96,6 +80,17 @@ def run(
             "balanced]."
         ),
     ] = None,
+    executor: Annotated[
+        str | None,
+        typer.Option(
+            "--executor",
+            help="Replay the policies (and --trade's weightings) side by side on: process (a local "
+            "process pool), dask (a Dask LocalCluster here) or tcp://HOST:PORT (an existing Dask "
+            "scheduler) \\[default: the policies one after another here, with a bar per round; --trade "
+            "on a process pool]. Dask needs: pip install 'cosmolocal\\[dask]'.",
+        ),
+    ] = None,
+    workers: WorkersOption = None,
 ) -> None:
     """Replay a scenario under Cosmolocal and the baselines, side by side; print the metrics.
 
@@ -106,52 +101,35 @@ def run(
 
     Exits 2 on a bad scenario file, naming the file, the field and the reason.
     """
+    choice = None if executor is None else checked_choice(executor, workers)
+    if choice is None and workers is not None:
+        fail("--workers: applies only with --executor (the replays run one after another without it)")
     try:
-        loaded = load_scenario(find_scenario(scenario), seed)
+        loaded = load_scenario(find_scenario(scenario), seed).variant(objective=objective)
     except ScenarioError as exc:
         fail(str(exc))
-    if objective is not None:
-        loaded = loaded.model_copy(
-            update={"scenario": loaded.scenario.model_copy(update={"objective": objective})}
-        )
+    if live and choice is not None:
+        fail("--executor: --live runs one live mesh of real processes; it does not fan out")
     if live:
         from scenarios.live import run_live
 
         try:
-            with _stdout_to_stderr(as_json):
+            with stdout_to_stderr(as_json):
                 metrics = run_live(loaded, speed=speed, console=err if as_json else out)
         except ScenarioError as exc:
             fail(str(exc))
         _print(metrics, as_json, loaded.scenario.title)
         return
-    from scenarios.run import run_scenario
-
     try:
-        rounds_done: dict[str, int] = {}
-        with Progress(
-            TextColumn("{task.description:<16}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("rounds"),
-            TimeElapsedColumn(),
-            console=err,
-            transient=as_json,
-        ) as progress:
-            tasks: dict[str, int] = {}
+        with ExitStack() as stack:
+            stack.enter_context(stdout_to_stderr(as_json))  # worker processes inherit it too
+            engine = None if choice is None else stack.enter_context(cli_executor(choice, workers))
+            result = _replay(loaded, policy, as_json, engine)
+            if trade:
+                from scenarios.trade import trade_off
 
-            def advance(name: str, done: int, total: int) -> None:
-                if name not in tasks:
-                    tasks[name] = progress.add_task(name, total=total)
-                rounds_done[name] = done
-                progress.update(tasks[name], completed=done)
-
-            with _stdout_to_stderr(as_json):
-                result = run_scenario(loaded, policy, progress=advance)
-        if trade:
-            from scenarios.trade import trade_off
-
-            with err.status("replaying Cosmolocal under 5 weightings of time against km..."):
-                result.trade = trade_off(loaded)
+                with err.status("replaying Cosmolocal under 5 weightings of time against km..."):
+                    result.trade = trade_off(loaded, executor=engine)
     except ScenarioError as exc:
         fail(str(exc))
     _print(result.metrics, as_json, loaded.scenario.title)
@@ -183,6 +161,31 @@ def run(
         except OSError as exc:
             fail(f"{report}: cannot write the report: {exc.strerror or exc}")
         (err if as_json else out).print(f"[bold green]report[/] written to {report}", highlight=False)
+
+
+def _replay(
+    loaded: LoadedScenario, policies: list[str] | None, as_json: bool, engine: Executor | None
+) -> ScenarioResult:
+    """Every policy's replay, with a progress bar per policy (per round when they run here)."""
+    from scenarios.run import run_scenario
+
+    with Progress(
+        TextColumn("{task.description:<16}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("rounds"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=as_json,
+    ) as progress:
+        tasks: dict[str, TaskID] = {}
+
+        def advance(name: str, done: int, total: int) -> None:
+            if name not in tasks:
+                tasks[name] = progress.add_task(name, total=total)
+            progress.update(tasks[name], completed=done)
+
+        return run_scenario(loaded, policies, progress=advance, executor=engine)
 
 
 def _print(metrics: list[dict[str, object]], as_json: bool, title: str) -> None:

@@ -150,6 +150,45 @@ def policy_metrics(run: PolicyRun) -> dict[str, Any]:
 #: Keys that measure the machine, not the scenario: left out when comparing two runs.
 WALL_TIME_KEYS = frozenset({"solve_seconds"})
 
+#: Which way is better for each numeric metric, for a sweep's worst seed: "higher", "lower", or None
+#: where a metric describes the draw or the plan's size rather than how well it went.
+BETTER: dict[str, str | None] = {
+    "orders": None,
+    "units_demanded": None,
+    "units_delivered": "higher",
+    "fill_rate": "higher",
+    "units_on_time": "higher",
+    "on_time_rate": "higher",
+    "units_late": "lower",
+    "units_missing": "lower",
+    "units_planned_on_time": None,
+    "units_planned_on_time_arrived_late": "lower",
+    "plan_slip_rate": "lower",
+    "units_slipped_after_planned_arrival": "lower",
+    **{f"units_slipped_{cause}": "lower" for cause in SLIP_CAUSES},
+    "lead_time_mean_h": "lower",
+    "lead_time_p95_h": "lower",
+    "transport_unit_km": "lower",
+    "km_per_unit": "lower",
+    "transport_tonne_km": "lower",
+    "co2_kg": "lower",
+    # Material transfers are a means, judged by fill and on-time share; their footprint is already in
+    # transport_tonne_km and co2_kg.
+    "transfers": None,
+    "transfer_km": None,
+    "transfer_tonne_km": None,
+    "labs_available": None,
+    "labs_used": None,
+    "load_gini": "lower",
+    "utilisation": None,
+    "plans": None,
+    "plan_objective": None,
+    "plan_bound": None,
+    "plan_gap": "lower",
+    "plans_optimal": None,
+    "solve_seconds": "lower",
+}
+
 
 def series(run: PolicyRun, step_hours: float = 24.0) -> list[tuple[float, int, int]]:
     """(day, units demanded so far, units delivered so far) every `step_hours` over the replay."""

@@ -3,19 +3,22 @@
 Each policy replays the same world (same labs, orders, disruptions, drawn once from the seed) in
 simulated time (`scenarios.sim`). The solver runs with one worker and the seed as its random seed,
 so a scenario whose solves finish within their time limit gives identical metrics for the same file
-and seed (the measured solve seconds aside).
+and seed (the measured solve seconds aside). The policies' replays are independent: given an
+executor (`scenarios.fanout`), each runs as its own task, from plain data (`Replay`).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
 
+from scenarios.fanout import fan_out
 from scenarios.metrics import policy_metrics
 from scenarios.policies import POLICIES, make_policy
-from scenarios.sim import PolicyRun, Simulation
+from scenarios.sim import PolicyRun, Simulation, replay_rounds
 from scenarios.spec import LoadedScenario, ScenarioError
 from scenarios.world import World, build_world, central_world
 from solver.model.objective import objective_weights
@@ -58,6 +61,21 @@ def solve_params(loaded: LoadedScenario) -> SolveParams:
     )
 
 
+@dataclass(frozen=True)
+class Replay:
+    """One policy's replay of one validated scenario, as plain data a worker process can receive."""
+
+    loaded: LoadedScenario
+    policy: str
+    #: Solver settings replacing the scenario's own (`solve_params`); None keeps them.
+    params: SolveParams | None = None
+
+
+def replay(task: Replay) -> PolicyRun:
+    """Run one `Replay` where it lands: builds the world and the policy from the task's data."""
+    return run_scenario(task.loaded, [task.policy], params=task.params).runs[task.policy]
+
+
 def replan_checkpoints(round_hours: float) -> tuple[float, ...]:
     """The time checkpoints of a replay's plans: the next re-plan (one round), then whole days.
 
@@ -75,16 +93,21 @@ def run_scenario(
     policies: list[str] | None = None,
     progress: Progress | None = None,
     params: SolveParams | None = None,
+    executor: Executor | None = None,
 ) -> ScenarioResult:
     """Replay the scenario under each policy; `progress(policy, round, rounds)` follows it.
 
-    `params` replaces the solver settings the scenario file gives (`solve_params`), for sweeps.
+    `params` replaces the solver settings the scenario file gives (`solve_params`), for sweeps. With
+    an `executor`, the policies replay side by side as independent tasks; `progress` then hears of
+    each policy at 0 rounds when it is sent and at all of them when it is back.
     """
     started = time.perf_counter()
     names = policies or list(loaded.scenario.policies)
     unknown = [n for n in names if n not in POLICIES]
     if unknown:
         raise ScenarioError(f"unknown policies {', '.join(unknown)}; known: {', '.join(POLICIES)}")
+    if executor is not None:
+        return _fanned_out(loaded, names, progress, params, executor, started)
     world = build_world(loaded)
     factory = central_world(world) if "central-factory" in names else None
     params = params or solve_params(loaded)
@@ -96,3 +119,23 @@ def run_scenario(
         runs[name] = simulation.run(None if progress is None else lambda r, n, p=name: progress(p, r, n))
     metrics = [policy_metrics(run) for run in runs.values()]
     return ScenarioResult(world, runs, metrics, time.perf_counter() - started)
+
+
+def _fanned_out(
+    loaded: LoadedScenario,
+    names: list[str],
+    progress: Progress | None,
+    params: SolveParams | None,
+    executor: Executor,
+    started: float,
+) -> ScenarioResult:
+    rounds = replay_rounds(loaded.scenario)
+    if progress is not None:
+        for name in names:
+            progress(name, 0, rounds)
+    done = None if progress is None else lambda task, _run: progress(task.policy, rounds, rounds)
+    tasks = [Replay(loaded, name, params) for name in names]
+    replayed = fan_out(executor, replay, tasks, done)
+    runs = dict(zip(names, replayed, strict=True))
+    metrics = [policy_metrics(run) for run in replayed]
+    return ScenarioResult(build_world(loaded), runs, metrics, time.perf_counter() - started)

@@ -297,6 +297,17 @@ class LoadedScenario(BaseModel):
         beside = (self.path.parent / candidate).resolve()
         return beside if beside.exists() else candidate.resolve()
 
+    def variant(self, seed: int | None = None, objective: Objective | None = None) -> LoadedScenario:
+        """The same scenario with another seed and/or objective (None keeps the current one)."""
+        update: dict[str, object] = {}
+        if seed is not None:
+            update["seed"] = seed
+        if objective is not None:
+            update["objective"] = objective
+        if not update:
+            return self
+        return self.model_copy(update={"scenario": self.scenario.model_copy(update=update)})
+
 
 def load_scenario(path: Path, seed: int | None = None) -> LoadedScenario:
     """Read and validate a scenario file; `seed` replaces the file's seed. Raises `ScenarioError`."""
