@@ -89,6 +89,9 @@ class PlannerSettings:
             workers=self.solve_workers,
             k_nearest=self.k_nearest,
             time_weight=objective_weights(self.objective),
+            # The mesh does not yet tell a lab to ship material (protocol/SPEC.md has no such
+            # message): a plan that counted on a transfer would send a lab work it has no stock for.
+            transfer_radius_km=0.0,
         )
 
 

@@ -229,6 +229,45 @@ class Allocation(Record):
     arrive_by: UtcDatetime | None = Field(
         default=None, description="when the last of these units is planned to reach the delivery point"
     )
+    received: dict[Name, float] = Field(
+        default_factory=dict,
+        description="material -> amount of it these units use that reaches the lab by a transfer "
+        "(see Transfer); the rest comes from the lab's own stock",
+    )
+
+    @field_validator("received")
+    @classmethod
+    def _received_positive(cls, received: dict[str, float]) -> dict[str, float]:
+        for material, amount in received.items():
+            if amount <= 0:
+                raise ValueError(f"received amount of {material!r} is {amount}; it must be positive")
+        return received
+
+
+class Transfer(Record):
+    """Material a plan ships from a lab that has more than its own work needs to a lab whose machines
+    would otherwise idle: its own distance, cost and lead time.
+
+    The receiving lab may use it only from `arrive_at` on: work that uses it is planned to finish no
+    earlier. Its cost is in the plan's cost units (see `solver.model.objective`).
+    """
+
+    material: Name
+    from_lab: Identifier
+    to_lab: Identifier
+    quantity: float = Field(gt=0.0, description="amount of material, in the material's unit")
+    km: float = Field(ge=0.0, description="great-circle distance sender -> receiver")
+    ship_at: UtcDatetime
+    arrive_at: UtcDatetime
+    cost: float = Field(ge=0.0, description="distance x quantity term plus the fixed handling term")
+
+    @model_validator(mode="after")
+    def _coherent(self) -> Transfer:
+        if self.from_lab == self.to_lab:
+            raise ValueError(f"from_lab and to_lab are both {self.from_lab!r}; a transfer joins two labs")
+        if self.arrive_at < self.ship_at:
+            raise ValueError("arrive_at must not be before ship_at")
+        return self
 
 
 class Shortage(Record):
@@ -245,14 +284,19 @@ class Plan(Record):
     version: int = Field(ge=0)
     allocations: list[Allocation] = Field(default_factory=list)
     shortages: list[Shortage] = Field(default_factory=list)
+    transfers: list[Transfer] = Field(
+        default_factory=list, description="material shipped between labs for the allocations' work"
+    )
     objective: float
     bound: float
     bound_scope: Literal["model", "all"] = Field(
         default="model",
         description=(
-            "what `bound` covers: 'all', no valid plan on any labs costs less; 'model', no plan of the "
+            "what `bound` covers: 'all', no valid plan on any labs without material transfers costs "
+            "less; 'model', no plan of the "
             "model as the solver posed it does (each order's candidate labs, due dates grouped per "
-            "lab), and a plan outside it could cost less; only the emergency fast path reports that"
+            "lab), and a plan outside it could cost less; the emergency fast path and plans that ship "
+            "material between labs report that"
         ),
     )
     status: str = Field(

@@ -10,7 +10,8 @@ window, `solver.model.problem.horizon_days`); a baseline counts a lab's room unt
   `solver.allocation.allocate.solve`
   and checks the plan with `solver.check.check` (a violation stops the replay: it is a bug); then
   queues what the planner would send now (`solver.model.lines.to_dispatch`) and leaves the rest of the
-  plan to the next round.
+  plan to the next round. The plan's material transfers into a lab that is sent work using them are
+  shipped now; the others are planned again next round.
 - `nearest-greedy`: orders first come first served; each goes to the nearest capable lab with room,
   then the next nearest, until placed or no lab has room.
 - `board`: a first-come job board, as on commercial platforms: labs, in a random (seeded) order each
@@ -27,7 +28,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 
-from protocol.model import Design, Order
+from protocol.model import Design, Order, Transfer
 from scenarios.sim import LabSim, Line, PlanStats, SimulationError, fit_units
 from solver.allocation.allocate import solve
 from solver.check import check
@@ -91,6 +92,12 @@ class Cosmolocal:
         self.params = params
         self.stats = stats
         self.forecast = forecast
+        self._to_send: list[Transfer] = []
+
+    def transfers_to_send(self) -> list[Transfer]:
+        """The last plan's transfers that the work sent now uses (see `scenarios.sim.Shipper`)."""
+        sent, self._to_send = self._to_send, []
+        return sent
 
     def allocate(
         self, now: datetime, labs: list[LabSim], demand: list[tuple[Order, int]], designs: dict[str, Design]
@@ -121,11 +128,11 @@ class Cosmolocal:
         self.stats.shortages += sum(s.quantity for s in plan.shortages if s.order_id not in forecast_ids)
         under_way = {job.order.id for lab in labs for job in lab.queue}
         ordered = [a for a in plan.allocations if a.order_id not in forecast_ids]
-        lines = [
-            Line(a.order_id, a.lab_id, a.quantity, a.late_units, a.arrive_by)
-            for a in to_dispatch(ordered, under_way)
-        ]
-        return lines
+        sent = to_dispatch(ordered, under_way)
+        used = {(a.lab_id, material) for a in sent for material in a.received}
+        self._to_send = [t for t in plan.transfers if (t.to_lab, t.material) in used]
+        self.stats.transfers += len(self._to_send)
+        return [Line(a.order_id, a.lab_id, a.quantity, a.late_units, a.arrive_by) for a in sent]
 
 
 class NearestGreedy:

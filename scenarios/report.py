@@ -52,7 +52,9 @@ METRIC_ROWS: tuple[tuple[str, str, str], ...] = (
     ("lead_time_p95_h", "lead time, 95th percentile (h)", "{:,.1f}"),
     ("transport_unit_km", "transport (unit-km)", "{:,.0f}"),
     ("km_per_unit", "km per unit", "{:,.1f}"),
-    ("transport_tonne_km", "transport (tonne-km)", "{:,.2f}"),
+    ("transport_tonne_km", "transport (tonne-km, units and material transfers)", "{:,.2f}"),
+    ("transfers", "material transfers between labs", "{:,}"),
+    ("transfer_km", "material transfers (km)", "{:,.0f}"),
     ("co2_kg", "transport CO2e (kg)", "{:,.1f}"),
     ("labs_used", "labs used", "{}"),
     ("load_gini", "load spread over labs (Gini, 0 = even)", "{:.3f}"),
@@ -80,8 +82,40 @@ def format_metric(value: Any, pattern: str) -> str:
         return str(value)
 
 
+def _add_transfers(figure: go.Figure, result: ScenarioResult) -> None:
+    """Material shipped between labs (the solver's transfers): dotted lines sender -> receiver,
+    with what and how much on hover at the receiver's end."""
+    for name, policy_run in result.runs.items():
+        if not policy_run.transfers:
+            continue
+        where = {lab.lab.id: lab.lab.location for lab in policy_run.labs}
+        moved: dict[tuple[str, str, str], float] = defaultdict(float)
+        for t in policy_run.transfers:
+            moved[t.from_lab, t.to_lab, t.material] += t.quantity
+        lats: list[float | None] = []
+        lons: list[float | None] = []
+        texts: list[str | None] = []
+        for (sender, receiver, material), quantity in sorted(moved.items()):
+            lats += [where[sender].lat, where[receiver].lat, None]
+            lons += [where[sender].lon, where[receiver].lon, None]
+            texts += [None, f"{quantity:.2f} {material} from {sender} to {receiver}", None]
+        figure.add_trace(
+            go.Scattergeo(
+                lat=lats,
+                lon=lons,
+                mode="lines",
+                line={"width": 1.5, "color": COLOURS.get(name, "#555"), "dash": "dot"},
+                name=f"material transfers: {name}",
+                text=texts,
+                hoverinfo="text",
+                visible=True if name == "cosmolocal" else "legendonly",
+            )
+        )
+
+
 def map_figure(result: ScenarioResult) -> go.Figure:
-    """Labs, delivery points and each policy's flows (lab -> delivery point, width by units)."""
+    """Labs, delivery points, each policy's flows (lab -> delivery point, width by units) and the
+    material it shipped between labs."""
     world = result.world
     figure = go.Figure()
     made: dict[str, int] = defaultdict(int)
@@ -123,6 +157,7 @@ def map_figure(result: ScenarioResult) -> go.Figure:
                         hoverinfo="skip",
                     )
                 )
+    _add_transfers(figure, result)
     points: dict[tuple[float, float], tuple[str, int]] = {}
     for order in world.orders:
         key = (order.delivery.lat, order.delivery.lon)

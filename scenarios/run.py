@@ -48,8 +48,8 @@ class ScenarioResult:
 
 def solve_params(loaded: LoadedScenario) -> SolveParams:
     """Solver settings of a replay: the scenario's time limit, breadth, late window, objective,
-    road speed (the replay's own, so the plan's arrivals are the replay's) and time checkpoints (its
-    rounds), one worker, seeded."""
+    road speed (the replay's own, so the plan's arrivals are the replay's), time checkpoints (its
+    rounds) and transfer radius, one worker, seeded."""
     scenario = loaded.scenario
     return SolveParams(
         time_limit_s=scenario.solve_seconds,
@@ -58,6 +58,7 @@ def solve_params(loaded: LoadedScenario) -> SolveParams:
         late_window_days=scenario.late_window_days,
         time_weight=objective_weights(scenario.objective),
         transport_kmh=scenario.transport_kmh,
+        transfer_radius_km=scenario.transfer_radius_km,
         seed=scenario.seed,
         time_checkpoints_days=replan_checkpoints(scenario.round_hours),
     )

@@ -10,6 +10,13 @@ The replay advances in planning rounds of `round_hours`. Each round, in this ord
 4. every live lab works through its queue, earliest leave-by first (`leave_by`), for the round's machine
    minutes.
 
+Material transfers a policy sends (`Shipper`, the solver's plan) leave the sender's stock when sent
+and join the receiver's stock when they arrive: a round is worked in parts split at each arrival, so
+a unit that needs the material is not made before it, and is made in the same round after it.
+Material on its way counts as the receiver's (promised to the work
+that asked for it): its queued work is not released for lack of stock, and the solver sees it as free
+stock, usable at once (an approximation: the plan may count on it a few hours early).
+
 Lab execution is a simple model consistent with `Machine.minutes_per_day()`: each machine offers
 `minutes_per_day * round_hours / 24` nominal minutes per round; a unit needs each design step's
 minutes on a machine eligible for that step (`solver.model.capability.step_groups`) and its materials from
@@ -24,9 +31,9 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import NamedTuple, Protocol
+from typing import NamedTuple, Protocol, runtime_checkable
 
-from protocol.model import PRIORITIES, Design, Lab, Location, Order
+from protocol.model import PRIORITIES, Design, Lab, Location, Order, Transfer
 from scenarios.spec import Scenario
 from scenarios.world import World, WorldEvent
 from solver.model.capability import step_groups
@@ -94,6 +101,7 @@ class LabSim:
     down: set[str] = field(default_factory=set)
     cut: dict[str, float | None] = field(default_factory=dict)  # material -> supply lost per day (None: all)
     stock: dict[str, float] = field(default_factory=dict)
+    incoming: list[Transfer] = field(default_factory=list)  # material on its way here
     queue: list[Job] = field(default_factory=list)
     minutes_used: float = 0.0
     minutes_offered: float = 0.0
@@ -124,6 +132,13 @@ class LabSim:
             return self.lab
         return self.lab.model_copy(update={"machines": machines})
 
+    def stock_and_incoming(self) -> dict[str, float]:
+        """Material in hand and on its way here."""
+        total = dict(self.stock)
+        for t in self.incoming:
+            total[t.material] = total.get(t.material, 0.0) + t.quantity
+        return total
+
     def reserved(self, designs: dict[str, Design]) -> dict[str, float]:
         """Material -> amount the queued units will consume."""
         total: dict[str, float] = {}
@@ -133,10 +148,11 @@ class LabSim:
         return total
 
     def free_stock(self, designs: dict[str, Design]) -> dict[str, float]:
-        """Stock not yet promised to queued units."""
+        """Stock in hand or on its way, not yet promised to queued units."""
         reserved = self.reserved(designs)
-        materials = set(self.stock) | set(reserved)
-        return {m: max(0.0, self.stock.get(m, 0.0) - reserved.get(m, 0.0)) for m in sorted(materials)}
+        stock = self.stock_and_incoming()
+        materials = set(stock) | set(reserved)
+        return {m: max(0.0, stock.get(m, 0.0) - reserved.get(m, 0.0)) for m in sorted(materials)}
 
     def backlog_minutes(self, designs: dict[str, Design]) -> dict[str, float]:
         """Machine id -> nominal minutes of queued work, each step spread over its eligible machines."""
@@ -227,6 +243,15 @@ def fit_units(
     return low, (best if low else budgets)
 
 
+@runtime_checkable
+class Shipper(Protocol):
+    """A policy that also ships material between labs (the solver's transfers)."""
+
+    def transfers_to_send(self) -> list[Transfer]:
+        """The transfers of the last `allocate` call to send now; each is returned once."""
+        ...
+
+
 class Policy(Protocol):
     """An allocation policy: given the open demand and the labs, which units go where this round."""
 
@@ -249,6 +274,7 @@ class PlanStats:
     optimal: int = 0
     solve_seconds: float = 0.0
     shortages: int = 0
+    transfers: int = 0
 
 
 @dataclass
@@ -262,6 +288,7 @@ class PolicyRun:
     allocations: list[tuple[datetime, str, str, int]]
     solve_seconds: float
     stats: PlanStats
+    transfers: list[Transfer] = field(default_factory=list)  # material shipped between labs
 
 
 def replay_rounds(scenario: Scenario) -> int:
@@ -306,6 +333,7 @@ class Simulation:
         self.made: dict[str, int] = {}
         self.deliveries: list[Delivery] = []
         self.allocations: list[tuple[datetime, str, str, int]] = []
+        self.transfers: list[Transfer] = []
         self.seq = 0
         self.solve_seconds = 0.0
         self._started: set[int] = set()
@@ -350,7 +378,7 @@ class Simulation:
     def _release_unmakeable(self, lab: LabSim) -> None:
         """Drop queued units the lab cannot make (machines down) or supply (stock gone): back to demand."""
         active = lab.active_lab()
-        stock = dict(lab.stock)
+        stock = lab.stock_and_incoming()
         kept = []
         for job in sorted(lab.queue, key=lambda j: _rank(j.order)):
             design = self.designs[job.order.design]
@@ -375,6 +403,32 @@ class Simulation:
                 cut = lab.cut.get(material, 0.0) if material in lab.cut else 0.0
                 lost = per_day if material in lab.cut and cut is None else (cut or 0.0)
                 lab.stock[material] = lab.stock.get(material, 0.0) + max(0.0, per_day - lost) * days
+
+    def _ship(self, transfers: list[Transfer]) -> None:
+        """Material leaves each sender now and is on its way to its receiver.
+
+        A sender ships at most what it holds in hand: material still on its way to it (which the plan
+        counts as its stock) cannot be forwarded before it arrives, so such a transfer leaves short.
+        """
+        for t in transfers:
+            sender, receiver = self.by_id[t.from_lab], self.by_id[t.to_lab]
+            have = sender.stock.get(t.material, 0.0)
+            quantity = min(t.quantity, have)
+            if quantity <= 1e-12:
+                continue
+            sender.stock[t.material] = have - quantity
+            shipped = t if quantity == t.quantity else t.model_copy(update={"quantity": quantity})
+            receiver.incoming.append(shipped)
+            self.transfers.append(shipped)
+
+    def _receive(self, now: datetime) -> None:
+        """Material that has arrived by now joins its receiver's stock."""
+        for lab in self.labs:
+            arrived = [t for t in lab.incoming if t.arrive_at <= now]
+            if arrived:
+                lab.incoming = [t for t in lab.incoming if t.arrive_at > now]
+                for t in arrived:
+                    lab.stock[t.material] = lab.stock.get(t.material, 0.0) + t.quantity
 
     def open_demand(self, now: datetime) -> list[tuple[Order, int]]:
         """Orders placed by now with units neither made nor queued, first come first."""
@@ -414,55 +468,62 @@ class Simulation:
             self.allocations.append((now, order_id, lab_id, units))
 
     def _execute(self, now: datetime, hours: float) -> None:
-        kmh = self.world.loaded.scenario.transport_kmh
+        """Every live lab works for the round; material that arrives during it is used from its
+        arrival on (the round is worked in parts, split at each arrival)."""
+        end = now + timedelta(hours=hours)
         for lab in self.labs:
             active = lab.active_lab()
             if not lab.live or active is None:
                 continue
-            budgets = {m.id: m.minutes_per_day() * hours / 24.0 for m in active.machines}
-            full = dict(budgets)
-            offered = sum(budgets.values())
-            lab.minutes_offered += offered
-            if offered <= 0:
-                continue
-            kept = []
-            for job in sorted(
-                lab.queue, key=lambda j: (leave_by(j, lab.lab.location, kmh), _rank(j.order), j.seq)
-            ):
-                design = self.designs[job.order.design]
-                groups = lab.groups(design)
-                units, left = fit_units(budgets, groups, design, lab.stock, job.units)
-                if units > 0:
-                    used_share = max(
-                        sum(full[m] - left[m] for m in g) / max(1e-9, sum(full[m] for m in g)) for g in groups
+            arriving = sorted((t for t in lab.incoming if now < t.arrive_at < end), key=lambda t: t.arrive_at)
+            start = now
+            for t in arriving:
+                self._work(lab, active, start, (t.arrive_at - start) / timedelta(hours=1))
+                lab.stock[t.material] = lab.stock.get(t.material, 0.0) + t.quantity
+                lab.incoming.remove(t)
+                start = t.arrive_at
+            self._work(lab, active, start, (end - start) / timedelta(hours=1))
+
+    def _work(self, lab: LabSim, active: Lab, now: datetime, hours: float) -> None:
+        """The lab works through its queue, earliest leave-by first (`leave_by`), for `hours` from `now`."""
+        kmh = self.world.loaded.scenario.transport_kmh
+        budgets = {m.id: m.minutes_per_day() * hours / 24.0 for m in active.machines}
+        full = dict(budgets)
+        offered = sum(budgets.values())
+        lab.minutes_offered += offered
+        if offered <= 0:
+            return
+        kept = []
+        for job in sorted(
+            lab.queue, key=lambda j: (leave_by(j, lab.lab.location, kmh), _rank(j.order), j.seq)
+        ):
+            design = self.designs[job.order.design]
+            groups = lab.groups(design)
+            units, left = fit_units(budgets, groups, design, lab.stock, job.units)
+            if units > 0:
+                used_share = max(
+                    sum(full[m] - left[m] for m in g) / max(1e-9, sum(full[m] for m in g)) for g in groups
+                )
+                lab.minutes_used += sum(budgets.values()) - sum(left.values())
+                budgets = left
+                for material, amount in design.materials_per_unit().items():
+                    lab.stock[material] = max(0.0, lab.stock.get(material, 0.0) - amount * units)
+                made_at = now + timedelta(hours=hours * min(1.0, max(0.0, used_share)))
+                km = haversine_km(lab.lab.location, job.order.delivery)
+                delivered_at = made_at + timedelta(hours=HANDLING_HOURS + km / kmh)
+                promised = min(units, job.on_time_left)
+                job.on_time_left -= promised
+                self.deliveries.append(
+                    Delivery(
+                        job.order.id, lab.lab.id, units, made_at, delivered_at, km, promised, job.arrive_by
                     )
-                    lab.minutes_used += sum(budgets.values()) - sum(left.values())
-                    budgets = left
-                    for material, amount in design.materials_per_unit().items():
-                        lab.stock[material] = max(0.0, lab.stock.get(material, 0.0) - amount * units)
-                    made_at = now + timedelta(hours=hours * min(1.0, max(0.0, used_share)))
-                    km = haversine_km(lab.lab.location, job.order.delivery)
-                    delivered_at = made_at + timedelta(hours=HANDLING_HOURS + km / kmh)
-                    promised = min(units, job.on_time_left)
-                    job.on_time_left -= promised
-                    self.deliveries.append(
-                        Delivery(
-                            job.order.id,
-                            lab.lab.id,
-                            units,
-                            made_at,
-                            delivered_at,
-                            km,
-                            promised,
-                            job.arrive_by,
-                        )
-                    )
-                    self.made[job.order.id] = self.made.get(job.order.id, 0) + units
-                    lab.units_made += units
-                    job.units -= units
-                if job.units > 0:
-                    kept.append(job)
-            lab.queue = kept
+                )
+                self.made[job.order.id] = self.made.get(job.order.id, 0) + units
+                lab.units_made += units
+                job.units -= units
+            if job.units > 0:
+                kept.append(job)
+        lab.queue = kept
 
     def run(self, on_round: Callable[[int, int], None] | None = None) -> PolicyRun:
         """Replay every round; `on_round(done, total)` is told after each one (for a progress bar)."""
@@ -471,12 +532,15 @@ class Simulation:
         rounds = replay_rounds(scenario)
         for r in range(rounds):
             now = self.world.start + timedelta(hours=r * hours)
+            self._receive(now)
             self._apply_events(now)
             self._restock(hours / 24.0)
             demand = self.open_demand(now)
             if demand:
                 lines = self.policy.allocate(now, self.labs, demand, self.designs)
                 self._commit(now, lines)
+                if isinstance(self.policy, Shipper):
+                    self._ship(self.policy.transfers_to_send())
             self._execute(now, hours)
             if on_round is not None:
                 on_round(r + 1, rounds)
@@ -488,4 +552,5 @@ class Simulation:
             allocations=self.allocations,
             solve_seconds=self.stats.solve_seconds,
             stats=self.stats,
+            transfers=self.transfers,
         )

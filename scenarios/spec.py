@@ -274,6 +274,13 @@ class Scenario(_Model):
         description="days ahead in which Cosmolocal plans the orders its known rates will bring "
         "(scenarios.forecast); 0 plans only the orders placed",
     )
+    transfer_radius_km: float = Field(
+        default=SolveParams().transfer_radius_km,
+        ge=0.0,
+        le=5000.0,
+        description="how far Cosmolocal may ship material from a lab with more than its own work needs "
+        "to a lab whose machines would idle (solver.model.transfers); 0 ships none",
+    )
     designs: list[str] = Field(default_factory=list, description="extra OKH manifests (relative paths)")
     labs: LabsSpec
     demand: list[DemandSpec] = Field(min_length=1)

@@ -8,6 +8,13 @@ value comes from Hall's condition over every set of the lab's machines (a few hu
 in numpy), or from networkx's max-flow for labs with very many machines. It is judged at every due
 date: the units planned on time for orders due by then must fit the minutes free by then, and every
 unit, late ones included, must fit the minutes free within the horizon.
+
+Material transfers (`Plan.transfers`) are judged on their own records: each joins two known live
+labs, leaves now and arrives no sooner than handling and the road allow; a sender ships nothing its
+own planned work needs (own use plus what it ships within its stock); material is never spent before
+it arrives (the work a lab must have made before a transfer reaches it fits the stock it has before
+then); and quantities conserve (what the lines of a lab say they receive is exactly what reaches it,
+and no line receives more than it uses).
 """
 
 from __future__ import annotations
@@ -17,7 +24,8 @@ from collections import defaultdict
 import networkx as nx
 import numpy as np
 
-from protocol.model import Allocation, Design, Lab, Plan
+from protocol.model import Allocation, Design, Lab, Plan, Transfer
+from solver.model.geo import haversine_km
 from solver.model.problem import (
     Demand,
     LabState,
@@ -26,6 +34,7 @@ from solver.model.problem import (
     days_until,
     earliest_finish,
     horizon_days,
+    transit,
 )
 
 #: Relative tolerance on stock and machine minutes (floats in, floats compared).
@@ -48,7 +57,11 @@ def check(problem: Problem, plan: Plan, params: SolveParams = SolveParams()) -> 
             valid.append(a)
     violations += _quantity_problems(problem, plan)
     violations += _release_problems(problem, valid, params)
-    violations += _stock_problems(problem, valid)
+    transfers, transfer_violations = _transfer_problems(problem, plan, params)
+    violations += transfer_violations
+    violations += _stock_problems(problem, valid, transfers)
+    violations += _received_problems(problem, valid, transfers)
+    violations += _arrival_problems(problem, valid, transfers, params)
     violations += _capacity_problems(problem, valid, horizon_days(problem, params))
     if plan.bound > plan.objective + TOLERANCE * max(1.0, abs(plan.objective)):
         violations.append(f"plan bound {plan.bound} exceeds its objective {plan.objective}")
@@ -158,25 +171,184 @@ def _designs_by_order(problem: Problem) -> dict[str, Design]:
     }
 
 
-def _stock_problems(problem: Problem, allocations: list[Allocation]) -> list[str]:
-    """Per lab and material: units allocated there times material per unit within the free stock."""
+def _need(problem: Problem, allocations: list[Allocation]) -> dict[tuple[str, str], float]:
+    """(lab, material) -> amount the allocations there use."""
     need: dict[tuple[str, str], float] = defaultdict(float)
+    designs = _designs_by_order(problem)
+    for a in allocations:
+        for material, amount in designs[a.order_id].materials_per_unit().items():
+            need[a.lab_id, material] += amount * a.quantity
+    return need
+
+
+def _stock_problems(problem: Problem, allocations: list[Allocation], transfers: list[Transfer]) -> list[str]:
+    """Per lab and material: what the allocations there use fits the free stock, less what the lab
+    ships, plus what reaches it (conservation); and a sender ships only beyond its own planned use."""
+    need = _need(problem, allocations)
     orders: dict[tuple[str, str], set[str]] = defaultdict(set)
     designs = _designs_by_order(problem)
     for a in allocations:
-        for step in designs[a.order_id].steps:
-            for material, amount in step.materials.items():
-                need[a.lab_id, material] += amount * a.quantity
-                orders[a.lab_id, material].add(a.order_id)
+        for material in designs[a.order_id].materials_per_unit():
+            orders[a.lab_id, material].add(a.order_id)
+    out: dict[tuple[str, str], float] = defaultdict(float)
+    into: dict[tuple[str, str], float] = defaultdict(float)
+    for t in transfers:
+        out[t.from_lab, t.material] += t.quantity
+        into[t.to_lab, t.material] += t.quantity
     labs = {s.lab.id: s for s in problem.labs}
     found = []
-    for (lab_id, material), amount in sorted(need.items()):
+    for lab_id, material in sorted(set(need) | set(out)):
         have = labs[lab_id].stock.get(material, 0.0)
-        if amount > have * (1 + TOLERANCE) + 1e-12:
+        own = need.get((lab_id, material), 0.0)
+        shipped = out.get((lab_id, material), 0.0)
+        # What the lab's own stock must cover: its work, less what reaches it for that work.
+        from_own = max(0.0, own - into.get((lab_id, material), 0.0))
+        if shipped and from_own + shipped > have * (1 + TOLERANCE) + 1e-12:
             found.append(
-                f"lab {lab_id!r}: material {material!r} over stock: {amount:.6g} needed "
-                f"(orders {', '.join(sorted(orders[lab_id, material]))}) but {have:.6g} free"
+                f"lab {lab_id!r}: ships {shipped:.6g} of {material!r} but has only "
+                f"{max(0.0, have - from_own):.6g} beyond its own planned use ({have:.6g} free, "
+                f"{from_own:.6g} used from it)"
             )
+            continue
+        total = have - shipped + into.get((lab_id, material), 0.0)
+        if own > total * (1 + TOLERANCE) + 1e-12:
+            found.append(
+                f"lab {lab_id!r}: material {material!r} over stock: {own:.6g} needed "
+                f"(orders {', '.join(sorted(orders[lab_id, material]))}) but {have:.6g} free"
+                + (f" and {total - have:+.6g} by transfers" if total != have else "")
+            )
+    return found
+
+
+def _transfer_problems(problem: Problem, plan: Plan, params: SolveParams) -> tuple[list[Transfer], list[str]]:
+    """The transfers whose records make sense on their own, and what is wrong with the others."""
+    labs = {s.lab.id: s for s in problem.labs}
+    valid: list[Transfer] = []
+    found = []
+    for t in plan.transfers:
+        where = f"transfer of {t.quantity:.6g} {t.material!r} from lab {t.from_lab!r} to lab {t.to_lab!r}"
+        problems = []
+        for role, lab_id in (("sender", t.from_lab), ("receiver", t.to_lab)):
+            state = labs.get(lab_id)
+            if state is None:
+                problems.append(f"{where}: {role} {lab_id!r} is not known")
+            elif not state.live:
+                problems.append(f"{where}: {role} {lab_id!r} is lost (not live)")
+        if t.ship_at < problem.now:
+            problems.append(f"{where}: ships at {t.ship_at.isoformat()}, before now")
+        if not problems:
+            km = haversine_km(labs[t.from_lab].lab.location, labs[t.to_lab].lab.location)
+            if t.km + 1e-6 < km * (1 - 1e-6):
+                problems.append(f"{where}: {t.km:.1f} km claimed, but the labs are {km:.1f} km apart")
+            hours = params.transfer_handling_hours + km / params.transport_kmh
+            if (t.arrive_at - t.ship_at).total_seconds() < hours * 3600.0 - 1.0:
+                problems.append(
+                    f"{where}: arrives {(t.arrive_at - t.ship_at).total_seconds() / 3600.0:.2f} h after it "
+                    f"ships, sooner than handling and the road allow ({hours:.2f} h)"
+                )
+        found += problems
+        if not problems:
+            valid.append(t)
+    return valid, found
+
+
+def _received_problems(
+    problem: Problem, allocations: list[Allocation], transfers: list[Transfer]
+) -> list[str]:
+    """Quantities conserve: per lab and material, what its lines receive is what reaches it; a line
+    receives no more than its units use."""
+    designs = _designs_by_order(problem)
+    received: dict[tuple[str, str], float] = defaultdict(float)
+    found = []
+    for a in allocations:
+        per_unit = designs[a.order_id].materials_per_unit()
+        for material, amount in a.received.items():
+            received[a.lab_id, material] += amount
+            uses = per_unit.get(material, 0.0) * a.quantity
+            if amount > uses * (1 + TOLERANCE) + 1e-12:
+                found.append(
+                    f"allocation of order {a.order_id!r} at lab {a.lab_id!r}: receives {amount:.6g} of "
+                    f"{material!r} but its {a.quantity} units use {uses:.6g}"
+                )
+    arriving: dict[tuple[str, str], float] = defaultdict(float)
+    for t in transfers:
+        arriving[t.to_lab, t.material] += t.quantity
+    for lab_id, material in sorted(set(received) | set(arriving)):
+        got, sent = received.get((lab_id, material), 0.0), arriving.get((lab_id, material), 0.0)
+        if abs(got - sent) > TOLERANCE * max(1.0, got, sent):
+            found.append(
+                f"lab {lab_id!r}: {sent:.6g} of {material!r} arrives by transfer but its lines "
+                f"receive {got:.6g}: quantities must conserve"
+            )
+    return found
+
+
+def _required_by(
+    problem: Problem, a: Allocation, demand: Demand, state: LabState, params: SolveParams, days: float
+) -> list[tuple[float, int]]:
+    """(day by which they must be made, units) of an allocation: its early units by the first time
+    checkpoint, its on-time units by the day they must leave to arrive by the due date, the rest
+    within the horizon."""
+    km = haversine_km(state.lab.location, demand.order.delivery)
+    leave_by = days_until(problem, demand.order.due_at) - transit(params, km)
+    first = min(params.time_checkpoints_days, default=days)
+    on_time = a.quantity - a.late_units
+    early_on_time = min(a.early_units, on_time)
+    early_late = min(a.early_units - early_on_time, a.late_units)
+    return [
+        (min(first, leave_by), early_on_time),
+        (leave_by, on_time - early_on_time),
+        (first, early_late),
+        (days, a.late_units - early_late),
+    ]
+
+
+def _arrival_problems(
+    problem: Problem, allocations: list[Allocation], transfers: list[Transfer], params: SolveParams
+) -> list[str]:
+    """Material is never spent before it arrives: at each arrival, the work the receiving lab must
+    have made before it fits the stock the lab had before it; and a line that receives material
+    has at least that much work due no earlier than the first arrival."""
+    if not transfers:
+        return []
+    demands = {d.order.id: d for d in problem.demands}
+    labs = {s.lab.id: s for s in problem.labs}
+    designs = _designs_by_order(problem)
+    days = horizon_days(problem, params)
+    out: dict[tuple[str, str], float] = defaultdict(float)
+    arrivals: dict[tuple[str, str], list[tuple[float, float, str]]] = defaultdict(list)
+    for t in transfers:
+        out[t.from_lab, t.material] += t.quantity
+        arrivals[t.to_lab, t.material].append((days_until(problem, t.arrive_at), t.quantity, t.from_lab))
+    due_work: dict[tuple[str, str], list[tuple[float, float]]] = defaultdict(list)
+    found = []
+    for a in allocations:
+        per_unit = designs[a.order_id].materials_per_unit()
+        groups = _required_by(problem, a, demands[a.order_id], labs[a.lab_id], params, days)
+        for material, amount in per_unit.items():
+            if (a.lab_id, material) in arrivals:
+                due_work[a.lab_id, material] += [(when, amount * units) for when, units in groups if units]
+        for material, got in a.received.items():
+            first = min((when for when, _, _ in arrivals.get((a.lab_id, material), [])), default=days)
+            after = sum(units for when, units in groups if when >= first - 1e-9) * per_unit.get(material, 0.0)
+            if got > after * (1 + TOLERANCE) + 1e-12:
+                found.append(
+                    f"allocation of order {a.order_id!r} at lab {a.lab_id!r}: receives {got:.6g} of "
+                    f"{material!r} arriving on day {first:.2f}, but only {after:.6g} of it is used by "
+                    "units made after then: material spent before it arrives"
+                )
+    for (lab_id, material), coming in sorted(arrivals.items()):
+        before = labs[lab_id].stock.get(material, 0.0) - out.get((lab_id, material), 0.0)
+        for arrive, quantity, sender in sorted(coming):
+            needed = sum(amount for when, amount in due_work[lab_id, material] if when < arrive - 1e-9)
+            if needed > before * (1 + TOLERANCE) + 1e-12:
+                found.append(
+                    f"lab {lab_id!r}: {needed:.6g} of {material!r} must be used before day {arrive:.2f}, "
+                    f"when the transfer from lab {sender!r} arrives, but only {max(0.0, before):.6g} is "
+                    "there before then: material spent before it arrives"
+                )
+                break
+            before += quantity
     return found
 
 

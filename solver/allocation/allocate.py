@@ -25,9 +25,11 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, replace
 
-from protocol.model import Plan, Shortage
+import numpy as np
+
+from protocol.model import Design, Plan, Shortage
 from solver.large.path import meets, solve_large
-from solver.model.candidates import Candidates, find_candidates, shortage_reason
+from solver.model.candidates import Candidates, find_candidates, merge_candidates, shortage_reason
 from solver.model.capability import step_groups
 from solver.model.lines import LineUnits, allocation_line, split_units
 from solver.model.problem import (
@@ -43,6 +45,7 @@ from solver.model.problem import (
     transit,
 )
 from solver.model.trails import DEFAULT_RULES, TrailRules
+from solver.model.transfers import Sender, idle_for, neighbours, senders_for, transfer_records, within_reach
 from solver.sparse.core import CoreParams, CoreProblem, CoreResult, Item, Option, solve_core
 
 #: Share of the time limit the one-model path gives the large path first, for a bound valid for every
@@ -92,6 +95,11 @@ def solve_small(
     its Lagrangian bound holds for every valid plan on any lab (`bound_scope` "all"), and its plan,
     valid too, is kept when it costs less than the model's. Without it (the emergency fast path,
     where every millisecond counts), the plan is the model's, with the model's bound ("model").
+
+    Material transfers (`solver.model.transfers`): the demands the large path's plan leaves short or late
+    may also be made from material shipped to labs whose machines would idle. A plan that ships
+    material carries the lower of the two bounds, in the model's scope (the large path plans no
+    transfers, so its bound covers only the plans without). The emergency fast path plans none.
     """
     if not problem.demands:
         return _empty_plan(version)
@@ -100,7 +108,12 @@ def solve_small(
     if certify:
         share = replace(params, time_limit_s=CERTIFY_SHARE * params.time_limit_s)
         relaxed = solve_large(problem, share, version, rules, warm_start)
-    mapping = AllocationMapping(problem, params, rules)
+    # The demands the large path's plan leaves short or late may also be made from material shipped
+    # between labs (`solver.model.transfers`): only they, so the model stays small.
+    ship_for = (
+        _wanting(problem, relaxed) if relaxed is not None and params.transfer_radius_km > 0 else frozenset()
+    )
+    mapping = AllocationMapping(problem, params, rules, ship_for)
     warm = mapping.units_of(warm_start) if warm_start is not None else None
     # The time limit covers the whole solve: what the large path and building the model took comes
     # off the solver's share.
@@ -114,15 +127,28 @@ def solve_small(
         return plan
     best = plan if plan.objective <= relaxed.objective else relaxed
     bound = min(relaxed.bound, best.objective)
+    scope = "all"
+    if best.transfers:
+        # The large path's bound covers every plan without transfers; a plan with the transfers the
+        # model offered may cost less, and only the model's own bound covers those.
+        bound, scope = min(bound, plan.bound), "model"
     status = "OPTIMAL" if meets(bound, best.objective) else "FEASIBLE"
     return best.model_copy(
         update={
             "bound": bound,
-            "bound_scope": "all",
+            "bound_scope": scope,
             "status": status,
             "solve_seconds": time.perf_counter() - started,
         }
     )
+
+
+def _wanting(problem: Problem, plan: Plan) -> frozenset[int]:
+    """Indices of the demands a plan leaves short or late: those material transfers may help."""
+    index = {d.order.id: i for i, d in enumerate(problem.demands)}
+    short = {index[s.order_id] for s in plan.shortages if s.order_id in index}
+    late = {index[a.order_id] for a in plan.allocations if a.late_units and a.order_id in index}
+    return frozenset(short | late)
 
 
 def _empty_plan(version: int) -> Plan:
@@ -145,6 +171,8 @@ class EdgeOption:
     arrival: float = 0.0  # days from now: the finish checkpoint plus transport
     loosest: bool = True  # the last checkpoint of its kind (on time or late): where a warm start goes
     finish: float = 0.0  # days from now: the checkpoint its units are made by
+    sender: Sender | None = None  # the lab shipping the materials in `shipped`, when not the lab's own
+    shipped: tuple[tuple[str, float], ...] = ()  # (material, amount per unit) arriving by transfer
 
 
 def lab_checkpoints(
@@ -197,14 +225,34 @@ def finish_options(
 class AllocationMapping:
     """The core problem of one allocation problem, and the way back from core units to a plan."""
 
-    def __init__(self, problem: Problem, params: SolveParams, rules: TrailRules = DEFAULT_RULES) -> None:
+    def __init__(
+        self,
+        problem: Problem,
+        params: SolveParams,
+        rules: TrailRules = DEFAULT_RULES,
+        ship_for: frozenset[int] = frozenset(),
+    ) -> None:
+        """The model of `problem`; the demands of `ship_for` (indices) may also be made from material
+        shipped between labs, and their candidates reach the labs that could use it."""
         self.problem = problem
         self.params = params
         self.rules = rules
         self.days = horizon_days(problem, params)
+        self.near = neighbours(problem, params) if ship_for else {}
         self.candidates: Candidates = find_candidates(
             problem, params.k_nearest, self.days, params.trail_candidates, params.room_candidates
         )
+        if self.near:
+            focus = sorted(ship_for)
+            reach = within_reach(problem, self.near)
+            more = find_candidates(
+                replace(reach, demands=[problem.demands[d] for d in focus]),
+                params.k_nearest,
+                self.days,
+                params.trail_candidates,
+                params.room_candidates,
+            )
+            self.candidates = merge_candidates(self.candidates, more, np.array(focus, dtype=np.int64))
         self.due = [days_until(problem, d.order.due_at) for d in problem.demands]
         self.edge_options: list[EdgeOption] = []
         options: list[Option] = []
@@ -226,6 +274,7 @@ class AllocationMapping:
                     name = _machine(lab_index, machine_id, b)
                     capacity[name] = minutes
                     scale[name] = MINUTE_SCALE
+            lab_free = free_minutes(state, self.days)
             for material, amount in state.stock.items():
                 capacity[_stock(lab_index, material)] = amount
                 scale[_stock(lab_index, material)] = AMOUNT_SCALE
@@ -237,8 +286,21 @@ class AllocationMapping:
                 priority = problem.demands[d].order.priority
                 due, travel = arrival[d]
                 setup = f"{d}@{lab_index}"
+                short_of = (
+                    idle_for(state, design, groups, lab_free, problem.demands[d].quantity)
+                    if d in ship_for and lab_index in self.near
+                    else []
+                )
+                senders = (
+                    senders_for(
+                        problem, self.near.get(lab_index, []), short_of, design, params.transfer_senders
+                    )
+                    if short_of
+                    else []
+                )
+                finishes = finish_options(edges_days, due, params.time_checkpoints_days)
                 earliest = earliest_finish(problem, params, problem.demands[d])
-                for b, late, loosest in finish_options(edges_days, due, params.time_checkpoints_days):
+                for b, late, loosest in finishes:
                     if edges_days[b] < earliest - 1e-9:
                         continue  # a forecast's units are made a commit window after they are ordered
                     charged = time_charged(edges_days[b], late, due, params.time_checkpoints_days)
@@ -254,12 +316,60 @@ class AllocationMapping:
                     for material, amount in design.materials_per_unit().items():
                         uses[_stock(lab_index, material)] += amount
                     options.append(Option(item=d, unit_cost=cost, uses=dict(uses), setup=setup))
-                    self.edge_options.append(
-                        EdgeOption(d, lab_index, km, late, discount, charged + travel, loosest, edges_days[b])
+                    base = EdgeOption(
+                        d, lab_index, km, late, discount, charged + travel, loosest, edges_days[b]
                     )
+                    self.edge_options.append(base)
+                    for sender in senders:
+                        if not _twin_checkpoint(finishes, edges_days, b, late, loosest, sender.arrival):
+                            continue
+                        twin = self._shipped_option(base, cost, uses, setup, design, short_of, sender)
+                        options.append(twin)
+                        for material, _ in self.edge_options[-1].shipped:
+                            capacity[_stock(sender.lab, material)] = problem.labs[sender.lab].stock.get(
+                                material, 0.0
+                            )
+                            scale[_stock(sender.lab, material)] = AMOUNT_SCALE
         items = [Item(d.quantity, params.shortage_penalty[d.order.priority]) for d in problem.demands]
         setups = {o.setup: params.setup_cost for o in options if o.setup is not None}
+        setups.update({k: params.transfer_handling_cost for o in options for k in o.extra_setups})
         self.core = CoreProblem(items, options, capacity, pools, setups, scale)
+        #: Some option makes units from shipped material (see `solver.model.transfers`).
+        self.offers_transfers = any(e.sender is not None for e in self.edge_options)
+
+    def _shipped_option(
+        self,
+        base: EdgeOption,
+        cost: float,
+        uses: dict[str, float],
+        setup: str,
+        design: Design,
+        materials: list[str],
+        sender: Sender,
+    ) -> Option:
+        """The option `base` made from `materials` shipped by `sender` instead of the lab's own stock.
+
+        It draws them from the sender's stock (shared with the sender's own work), pays the distance
+        term per unit and the handling term once per (sender, receiver, material), and exists only at
+        checkpoints the material reaches in time; records its `EdgeOption` too.
+        """
+        per_unit = design.materials_per_unit()
+        twin_uses = dict(uses)
+        extra = 0.0
+        for material in materials:
+            twin_uses.pop(_stock(base.lab, material), None)
+            twin_uses[_stock(sender.lab, material)] = per_unit[material]
+            extra += per_unit[material] * sender.km * self.params.transfer_km_weight
+        self.edge_options.append(
+            replace(base, sender=sender, shipped=tuple((m, per_unit[m]) for m in materials))
+        )
+        return Option(
+            item=base.demand,
+            unit_cost=cost + extra,
+            uses=twin_uses,
+            setup=setup,
+            extra_setups=tuple(_transfer_key(sender.lab, base.lab, m) for m in materials),
+        )
 
     def _discount(self, design_id: str, state: LabState) -> float:
         tau = self.problem.trails.get((design_id, state.lab.id))
@@ -279,7 +389,7 @@ class AllocationMapping:
         loosest: dict[tuple[str, str, bool], int] = {}
         for i, e in enumerate(self.edge_options):
             key = (self.problem.demands[e.demand].order.id, self.problem.labs[e.lab].lab.id, e.late)
-            if key not in wanted:
+            if key not in wanted or e.sender is not None:
                 continue
             if e.loosest:
                 loosest[key] = i
@@ -295,18 +405,31 @@ class AllocationMapping:
     def plan(self, result: CoreResult, version: int, seconds: float) -> Plan:
         """The plan of a core result: one allocation per used (order, lab), its cost terms, shortages."""
         per_edge: dict[tuple[int, int], LineUnits] = {}
+        received: dict[tuple[int, int], dict[str, float]] = defaultdict(lambda: defaultdict(float))
+        shipped: dict[tuple[int, int, str], tuple[float, float]] = {}
         for e, units in zip(self.edge_options, result.units, strict=True):
             if units > 0:
                 line = per_edge.setdefault((e.demand, e.lab), LineUnits())
                 line.add(int(units), e.late, e.finish, e.arrival, self.params)
+                if e.sender is not None:
+                    for material, per_unit in e.shipped:
+                        received[e.demand, e.lab][material] += per_unit * units
+                        key = (e.sender.lab, e.lab, material)
+                        amount = shipped.get(key, (0.0, e.sender.km))[0]
+                        shipped[key] = (amount + per_unit * units, e.sender.km)
         discounts = {(e.demand, e.lab): (e.km, e.discount) for e in self.edge_options}
         allocations = []
         objective = 0.0
         for (d, lab), line in sorted(per_edge.items()):
             km, discount = discounts[d, lab]
             allocation = allocation_line(self.problem, self.params, d, lab, km, discount, line)
+            if (d, lab) in received:
+                got = dict(sorted(received[d, lab].items()))
+                allocation = allocation.model_copy(update={"received": got})
             objective += allocation.cost.total
             allocations.append(allocation)
+        transfers = transfer_records(self.problem, self.params, shipped)
+        objective += sum(t.cost for t in transfers)
         shortages = []
         for d, demand in enumerate(self.problem.demands):
             short = result.short[d]
@@ -317,6 +440,7 @@ class AllocationMapping:
             version=version,
             allocations=allocations,
             shortages=shortages,
+            transfers=transfers,
             objective=objective,
             bound=min(result.bound, objective),
             status=result.status,
@@ -326,6 +450,24 @@ class AllocationMapping:
     def reason(self, d: int) -> str:
         """Why units of demand `d` are short, in a line a requester can read."""
         return shortage_reason(self.problem, self.candidates, d)
+
+
+def _twin_checkpoint(
+    finishes: list[tuple[int, bool, bool]],
+    edges_days: list[float],
+    b: int,
+    late: bool,
+    loosest: bool,
+    arrival: float,
+) -> bool:
+    """Whether units made from shipped material get an option at checkpoint `b`: it must come no
+    earlier than the material (`arrival`, days from now), and be the first such checkpoint of its
+    kind (on time or late) or the loosest. Two per kind keep the model small; the ones between add
+    little (a unit charged a little more time than it needs)."""
+    if edges_days[b] + 1e-9 < arrival:
+        return False
+    first = next((c for c, k, _ in finishes if k == late and edges_days[c] + 1e-9 >= arrival), None)
+    return loosest or b == first
 
 
 def _machine(lab: int, machine_id: str, bucket: int) -> str:
@@ -338,3 +480,7 @@ def _pool(lab: int, group: frozenset[str], bucket: int) -> str:
 
 def _stock(lab: int, material: str) -> str:
     return f"s|{lab}|{material}"
+
+
+def _transfer_key(sender: int, receiver: int, material: str) -> str:
+    return f"t|{sender}|{receiver}|{material}"

@@ -1,6 +1,7 @@
 """Why this lab, and why not the others: the explanation of an order's allocation, in plain lines.
 
-For the labs an order was given to, the cost terms (distance, transport, setup, lateness, trail). For
+For the labs an order was given to, the cost terms (distance, transport, setup, lateness, trail), and
+the material that reaches the lab by transfer for them ("pla from lab B, 84 km, arrives ..."). For
 the nearest labs it was not given to, the first reason that rules each out, in the order a person
 would check them (lost, licence, capability, stock, capacity before the due date, distance), and
 when something concrete would change it, what: "with 4.0 more fdm-hours before 2026-03-06, lab B
@@ -13,7 +14,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from protocol.model import Allocation, Design, Order, Plan
+from protocol.model import Allocation, Design, Order, Plan, Transfer
 from solver.jobshop.lab_schedule import unrunnable_step
 from solver.model.capability import step_groups
 from solver.model.geo import haversine_km
@@ -55,7 +56,8 @@ def explain_order(
     verdicts = []
     for state in by_distance:
         if state.lab.id in chosen:
-            verdicts.append(_chosen(state, chosen[state.lab.id], order.delivery))
+            incoming = [t for t in plan.transfers if t.to_lab == state.lab.id]
+            verdicts.append(_chosen(problem, state, chosen[state.lab.id], incoming))
     farthest_chosen = max((a.cost.km for a in chosen.values()), default=None)
     missing = demand.quantity - sum(a.quantity for a in chosen.values())
     late = sum(a.late_units for a in chosen.values())
@@ -71,13 +73,18 @@ def explain_order(
     return verdicts
 
 
-def _chosen(state: LabState, allocation: Allocation, delivery: object) -> LabVerdict:
+def _chosen(
+    problem: Problem, state: LabState, allocation: Allocation, incoming: list[Transfer]
+) -> LabVerdict:
     c = allocation.cost
     terms = f"{c.km:.1f} km; transport {c.transport:.1f}, setup {c.setup:.1f}"
     if c.lateness:
         terms += f", lateness {c.lateness:.1f} ({allocation.late_units} units after the due date)"
     if c.trail:
         terms += f", trail discount {c.trail:.1f}"
+    supplied = _supplied(problem, allocation, incoming)
+    if supplied:
+        terms += f"; {supplied}"
     return LabVerdict(
         state.lab.id,
         state.lab.name,
@@ -88,6 +95,23 @@ def _chosen(state: LabState, allocation: Allocation, delivery: object) -> LabVer
         None,
         c.model_dump(),
     )
+
+
+def _supplied(problem: Problem, allocation: Allocation, incoming: list[Transfer]) -> str:
+    """Where the material the allocation receives comes from: "0.12 pla from lab far (Far), 84 km,
+    arrives day 0.2 (Mon 04 May 13:24 UTC)", one part per transfer into the lab of that material."""
+    names = {s.lab.id: s.lab.name for s in problem.labs}
+    parts = []
+    for material, amount in sorted(allocation.received.items()):
+        for t in sorted((t for t in incoming if t.material == material), key=lambda t: t.arrive_at):
+            day = days_until(problem, t.arrive_at)
+            parts.append(
+                f"{material} from lab {t.from_lab} ({names.get(t.from_lab, t.from_lab)}), {t.km:.0f} km, "
+                f"arrives day {day:.1f} ({t.arrive_at.strftime('%a %d %b %H:%M UTC')})"
+            )
+        if not any(t.material == material for t in incoming):
+            parts.append(f"{amount:.3g} {material} by a transfer not in this plan")
+    return ("material " + "; ".join(parts)) if parts else ""
 
 
 def _why_not(

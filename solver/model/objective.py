@@ -12,7 +12,16 @@ kilometre costs `km_weight`, 1 by default):
   term keeps growing with every day it is late);
 - **setup**: `setup_cost` per (order, lab) pair used, so orders are not shattered;
 - **shortage**: `shortage_penalty[priority]` per unit no lab can make within the horizon;
-- **trail**: a discount of at most `trail_discount_km` km-equivalents per unit (see `solver.model.trails`).
+- **trail**: a discount of at most `trail_discount_km` km-equivalents per unit (see `solver.model.trails`);
+- **transfer**: material shipped from a lab with stock beyond its own planned work to a lab whose
+  machines would otherwise idle (`protocol.model.Transfer`): `TRANSFER_KM_WEIGHT` per unit of
+  material (kg, m², m) per km, plus `TRANSFER_HANDLING_COST` once per transfer (one material, one
+  sender, one receiver). A kilogram of PETG carried a kilometre costs as much as one finished unit
+  carried a kilometre: a parcel of material is cheap next to the units it makes (a kilogram makes
+  about fifty face-shield frames), and the fixed term keeps transfers few. It arrives
+  `TRANSFER_HANDLING_HOURS` plus the road at `TRANSPORT_KMH` after it is sent, and only senders
+  within `TRANSFER_RADIUS_KM` of the receiver are considered (the `TRANSFER_SENDERS` nearest that
+  hold the material).
 
 Three named weightings trade kilometres against days (`--objective` on the command line, `objective`
 in scenario files and in the planner's settings):
@@ -49,6 +58,13 @@ SHORTAGE_PENALTY: dict[str, float] = {"routine": 100_000.0, "urgent": 1_000_000.
 #: distance into the days a unit spends between its lab and its delivery point.
 TRANSPORT_KMH = 60.0
 HANDLING_HOURS = 1.0
+#: Material transfers between labs: cost per unit of material per km, fixed cost per transfer, hours
+#: of packing before it leaves, farthest sender considered, and how many senders per receiver.
+TRANSFER_KM_WEIGHT = 1.0
+TRANSFER_HANDLING_COST = 100.0
+TRANSFER_HANDLING_HOURS = 4.0
+TRANSFER_RADIUS_KM = 250.0
+TRANSFER_SENDERS = 2
 
 
 def time_weights(scale: float) -> dict[str, float]:

@@ -19,6 +19,11 @@ from solver.model.objective import (
     HANDLING_HOURS,
     LATENESS_PENALTY,
     SHORTAGE_PENALTY,
+    TRANSFER_HANDLING_COST,
+    TRANSFER_HANDLING_HOURS,
+    TRANSFER_KM_WEIGHT,
+    TRANSFER_RADIUS_KM,
+    TRANSFER_SENDERS,
     TRANSPORT_KMH,
     objective_weights,
     transit_days,
@@ -131,6 +136,14 @@ class SolveParams:
     #: fraction of the time, and its bound is valid for every plan (300 x 100: 1.099 M in 0.13 s
     #: against 1.140 M in 10 s; 1000 x 200: 2.53 M in 0.7 s against 2.75 M in 10 s).
     decompose_above: int = 250
+    #: Material transfers between labs (`solver.model.objective`): senders within this radius may ship
+    #: material to a lab whose machines would otherwise idle; 0 plans no transfer. Only the one-model
+    #: path plans them; the large path (above `decompose_above` demands) plans none.
+    transfer_radius_km: float = TRANSFER_RADIUS_KM
+    transfer_km_weight: float = TRANSFER_KM_WEIGHT
+    transfer_handling_cost: float = TRANSFER_HANDLING_COST
+    transfer_handling_hours: float = TRANSFER_HANDLING_HOURS
+    transfer_senders: int = TRANSFER_SENDERS
     seed: int = 0
     #: Budgets counted in work (LP solves, simplex iterations), not seconds, so the same problem and
     #: seed give the same plan on any machine; the time limit still holds (see solver.large.path).
@@ -170,6 +183,14 @@ class SolveParams:
             raise ValueError("transport_kmh must be positive and handling_hours cannot be negative")
         if any(t <= 0 for t in self.time_checkpoints_days):
             raise ValueError("time_checkpoints_days must all be positive")
+        if self.transfer_radius_km < 0 or self.transfer_km_weight < 0 or self.transfer_handling_cost < 0:
+            raise ValueError(
+                "transfer_radius_km, transfer_km_weight and transfer_handling_cost cannot be negative"
+            )
+        if self.transfer_handling_hours < 0 or self.transfer_senders < 1:
+            raise ValueError(
+                "transfer_handling_hours cannot be negative; transfer_senders must be at least 1"
+            )
         negative = [p for p, v in self.shortage_penalty.items() if v < 0]
         if negative:
             raise ValueError(f"shortage_penalty cannot be negative; see: {', '.join(negative)}")

@@ -73,6 +73,12 @@ class Option:
     uses: Mapping[str, float]
     setup: str | None = None
     max_units: int | None = None
+    #: Further setup keys the option pays once each when used (a material transfer's handling).
+    extra_setups: tuple[str, ...] = ()
+
+    def setup_keys(self) -> tuple[str, ...]:
+        """Every setup key of the option: its own and the extra ones."""
+        return self.extra_setups if self.setup is None else (self.setup, *self.extra_setups)
 
 
 @dataclass(frozen=True)
@@ -405,8 +411,9 @@ class CoreModel:
         """used[k] = 1 when any option with setup key k places units; built after bounds are tight."""
         by_key: dict[str, list[int]] = defaultdict(list)
         for o, option in enumerate(self.problem.options):
-            if option.setup is not None and self.problem.setup_cost.get(option.setup, 0.0) > 0:
-                by_key[option.setup].append(o)
+            for key in option.setup_keys():
+                if self.problem.setup_cost.get(key, 0.0) > 0:
+                    by_key[key].append(o)
         self.used: dict[str, int] = {}
         for key, options in by_key.items():
             used = self.lin.new_var(0, 1)
@@ -450,8 +457,10 @@ class CoreModel:
         for _key, used in self.used.items():
             values[used] = 0
         for o, option in enumerate(self.problem.options):
-            if units[o] > 0 and option.setup in self.used:
-                values[self.used[option.setup]] = 1
+            if units[o] > 0:
+                for key in option.setup_keys():
+                    if key in self.used:
+                        values[self.used[key]] = 1
         for block in self.flows:
             routed = _integral_flow(block, values)
             if routed is None:
@@ -519,7 +528,7 @@ class CoreModel:
     def true_objective(self, units: Sequence[int], short: Sequence[int]) -> float:
         """The objective in real units: unit costs, setups paid once per key, shortage."""
         total = sum(o.unit_cost * units[i] for i, o in enumerate(self.problem.options))
-        keys = {o.setup for i, o in enumerate(self.problem.options) if units[i] > 0 and o.setup is not None}
+        keys = {k for i, o in enumerate(self.problem.options) if units[i] > 0 for k in o.setup_keys()}
         total += sum(self.problem.setup_cost.get(k, 0.0) for k in keys)
         total += sum(
             (item.shortage_cost or 0.0) * s for item, s in zip(self.problem.items, short, strict=True)

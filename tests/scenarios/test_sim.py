@@ -11,11 +11,12 @@ import scenarios.policies as policies
 from protocol.model import Lab, Location, Machine, Order
 from protocol.okh import catalogue
 from scenarios.metrics import SLIP_CAUSES, WALL_TIME_KEYS, gini, slip_cause, weighted_percentile
+from scenarios.report import write_report
 from scenarios.run import run_scenario, solve_params
 from scenarios.sim import Job, SimulationError, fit_units, leave_by
 from scenarios.spec import load_scenario
 from scenarios.world import WorldEvent, build_world, central_world
-from tests.scenarios.conftest import write_scenario
+from tests.scenarios.conftest import TINY, write_scenario
 from tests.shared import SHARED
 
 
@@ -182,6 +183,60 @@ def test_the_objective_setting_trades_km_for_time(tiny: Path) -> None:
     assert params["km"].transport_kmh == loaded.scenario.transport_kmh
     assert runs["km"]["km_per_unit"] <= runs["on-time"]["km_per_unit"] + 1e-9
     assert runs["km"]["lead_time_mean_h"] >= runs["on-time"]["lead_time_mean_h"] - 1e-9
+
+
+MORE_SPLINTS = """
+[[demand]]
+design = "finger-splint"
+kind = "rate"
+units_per_day = 80
+until_day = 3
+due_days = 2
+at = { source = "list", points = [{ place = "North hospital", lat = 45.81, lon = 4.86 }] }
+"""
+
+
+def test_material_moves_from_a_stocked_lab_to_idle_machines_with_its_lead_time(tmp_path: Path) -> None:
+    # The two labs near the hospitals run out of PLA for good; the far lab (89 km) keeps its own,
+    # and demand is more than the far lab's printers can make alone.
+    lost = "\n".join(
+        f'[[disruptions]]\nkind = "stock_out"\nmaterial = "pla"\nday = 0\nlabs = ["{lab}"]\n'
+        for lab in ("north-lab", "south-lab")
+    )
+    lost += MORE_SPLINTS
+    path = write_scenario(tmp_path, "\n" + lost)
+    shipping = run_scenario(load_scenario(path), ["cosmolocal"])
+    run = shipping.runs["cosmolocal"]
+    assert run.transfers, "PLA should travel to the idle printers near the hospitals"
+    for t in run.transfers:
+        assert t.material == "pla" and t.from_lab == "far-lab" and t.to_lab in {"north-lab", "south-lab"}
+        assert t.arrive_at > t.ship_at
+    first_arrival = {
+        lab: min(t.arrive_at for t in run.transfers if t.to_lab == lab)
+        for lab in {t.to_lab for t in run.transfers}
+    }
+    near = [d for d in run.deliveries if d.lab_id in {"north-lab", "south-lab"}]
+    assert near, "the idle printers near the hospitals made units from shipped PLA"
+    for d in near:
+        assert d.made_at >= first_arrival[d.lab_id]  # nothing made before its material arrived
+    metrics = shipping.by_policy()["cosmolocal"]
+    assert metrics["transfers"] == len(run.transfers)
+    assert metrics["transfer_km"] == pytest.approx(sum(t.km for t in run.transfers), abs=0.1)
+    assert metrics["transfer_tonne_km"] > 0
+    assert metrics["transport_tonne_km"] > metrics["transfer_tonne_km"]
+    report = tmp_path / "report.html"
+    write_report(shipping, report)
+    text = report.read_text(encoding="utf-8")
+    assert "material transfers: cosmolocal" in text  # the map's layer
+    assert "material transfers between labs" in text  # the table's row
+    # With no transfer, the same world delivers less.
+    without = tmp_path / "without.toml"
+    without.write_text(
+        TINY.replace("solve_seconds = 2.0", "solve_seconds = 2.0\ntransfer_radius_km = 0") + lost
+    )
+    alone = run_scenario(load_scenario(without), ["cosmolocal"]).by_policy()["cosmolocal"]
+    assert alone["transfers"] == 0
+    assert metrics["units_delivered"] > alone["units_delivered"]
 
 
 def test_a_lab_works_by_when_each_job_must_leave_and_late_work_waits_for_promised_work() -> None:

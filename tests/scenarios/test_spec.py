@@ -179,3 +179,12 @@ def test_the_late_window_is_the_planners_unless_the_file_sets_it(tmp_path: Path)
     )
     with pytest.raises(ScenarioError, match="late_window_days"):
         load_scenario(path)
+
+
+def test_negative_transfer_radius_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(
+        TINY.replace("solve_seconds = 2.0", "solve_seconds = 2.0\ntransfer_radius_km = -5"), encoding="utf-8"
+    )
+    with pytest.raises(ScenarioError, match=r"transfer_radius_km: .*greater than or equal to 0"):
+        load_scenario(path)

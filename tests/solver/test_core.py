@@ -45,6 +45,30 @@ def test_setup_is_paid_once_per_key() -> None:
     assert result.units[2] == 0
 
 
+def test_extra_setups_are_paid_once_each_beside_the_own_setup() -> None:
+    # Two items share a transfer's handling ("t"): using it for both pays it once, on top of each
+    # item's own setup. Cheaper per unit than the plain options (2.0), it wins only when it carries
+    # enough units to repay the handling: 2 x 6 units x (2.0 - 0.5) = 18 > 10.
+    problem = CoreProblem(
+        items=[Item(6), Item(6)],
+        options=[
+            Option(0, 2.0, {}, setup="a"),
+            Option(0, 0.5, {}, setup="a", extra_setups=("t",)),
+            Option(1, 2.0, {}, setup="b"),
+            Option(1, 0.5, {}, setup="b", extra_setups=("t",)),
+        ],
+        capacity={},
+        setup_cost={"a": 1.0, "b": 1.0, "t": 10.0},
+    )
+    result = solve_core(problem, QUICK)
+    assert result.units == [0, 6, 0, 6]
+    assert result.objective == pytest.approx(12 * 0.5 + 1.0 + 1.0 + 10.0)
+    dear = CoreProblem(problem.items, problem.options, {}, setup_cost={"a": 1.0, "b": 1.0, "t": 30.0})
+    result = solve_core(dear, QUICK)
+    assert result.units == [6, 0, 6, 0]
+    assert result.objective == pytest.approx(12 * 2.0 + 2.0)
+
+
 def test_pools_sharing_a_resource_are_exact() -> None:
     # Work of pool A may run on r1 or r2, of pool B only on r2: 6 of A and 4 of B fit 5 + 5 exactly;
     # a per-pool sum (A: 10, B: 5) would also accept 6 of A and 5 of B, which does not fit.

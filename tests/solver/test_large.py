@@ -44,8 +44,9 @@ def solved(p: Problem, params: SolveParams = LARGE):
 @given(p=problems(), k=st.integers(1, 6))
 def test_large_path_plans_pass_check_and_bound_the_small_path(p: Problem, k: int) -> None:
     # Random labs with machines sharing processes, backlogs, scarce stock, lost labs, past-due
-    # orders: the plan is valid, and each path's bound is below the other path's valid plan.
-    large, small = replace(LARGE, k_nearest=k), replace(SMALL, k_nearest=k)
+    # orders: the plan is valid, and each path's bound is below the other path's valid plan. The
+    # large path plans no material transfer, so its bound covers the plans without (radius 0).
+    large, small = replace(LARGE, k_nearest=k), replace(SMALL, k_nearest=k, transfer_radius_km=0.0)
     plan = solved(p, large)
     other = solve(p, small)
     model_only = solve_small(p, small, certify=False)  # the CP-SAT model's own plan
@@ -232,7 +233,9 @@ def test_a_warm_start_is_trimmed_to_a_lab_that_is_gone() -> None:
 @SETTINGS
 @given(p=problems(), k=st.integers(1, 6))
 def test_the_large_path_warm_started_from_the_small_paths_plan_is_no_worse(p: Problem, k: int) -> None:
-    large, small = replace(LARGE, k_nearest=k, time_limit_s=0.01), replace(SMALL, k_nearest=k)
+    # Without material transfers: the large path plans none, so it cannot reproduce a plan with some.
+    large = replace(LARGE, k_nearest=k, time_limit_s=0.01)
+    small = replace(SMALL, k_nearest=k, transfer_radius_km=0.0)
     other = solve(p, small)
     plan = solve(p, large, warm_start=other)
     assert check(p, plan, large) == []

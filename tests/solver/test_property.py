@@ -71,7 +71,7 @@ def test_every_plan_passes_check(p: Problem, k: int) -> None:
     assert plan.status in ("OPTIMAL", "FEASIBLE")
     assert plan.bound <= plan.objective
     penalties = sum(params.shortage_penalty[_priority(p, s.order_id)] * s.quantity for s in plan.shortages)
-    costs = sum(a.cost.total for a in plan.allocations)
+    costs = sum(a.cost.total for a in plan.allocations) + sum(t.cost for t in plan.transfers)
     assert abs(plan.objective - (costs + penalties)) <= 1e-6 * max(1.0, plan.objective)
     for a in plan.allocations:
         assert a.cost.transport <= params.km_weight * a.cost.km * a.quantity + 1e-9
