@@ -30,6 +30,7 @@ from planner.admission import Admissions, ZapHandler, planner_keys
 from planner.auth import Grant
 from planner.core import OrderRejected, PlannerCore
 from planner.events import EventBus
+from planner.loopwatch import LoopWatch
 from planner.mesh import MeshServer
 from planner.overload import Overload, OverloadMiddleware
 from planner.replan import Replanner, warm_up
@@ -102,6 +103,8 @@ class Planner:
     zap: ZapHandler | None = None
     requests_too_large: int = 0
     overload: Overload | None = None
+    #: What blocked the event loop, and where (planner.loopwatch).
+    loop_watch: LoopWatch | None = None
 
 
 def _secure(ctx: zmq.asyncio.Context, settings: PlannerSettings) -> tuple[ZapHandler | None, KeyPair | None]:
@@ -176,8 +179,18 @@ def create_app(settings: PlannerSettings, clock: Callable[[], datetime] = utcnow
         liveness_s = settings.liveness * settings.heartbeat_ms / 1000
         core.doubt_s = DOUBT_WINDOWS * liveness_s
         core.on_withdrawn = mesh.push_active
+        loop_watch = LoopWatch()
+        loop_watch.start()
         app.state.planner = Planner(
-            settings, core, mesh, replanner, epoch, time.monotonic(), zap, overload=overload
+            settings,
+            core,
+            mesh,
+            replanner,
+            epoch,
+            time.monotonic(),
+            zap,
+            overload=overload,
+            loop_watch=loop_watch,
         )
         stop = asyncio.Event()
         tasks = [
@@ -199,6 +212,7 @@ def create_app(settings: PlannerSettings, clock: Callable[[], datetime] = utcnow
             yield
         finally:
             stop.set()
+            await loop_watch.stop()
             core.bus.close()
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
@@ -277,6 +291,18 @@ async def _watch_leases(
         if not stop.is_set():
             core.expire_leases()
             core.release_doubts()
+
+
+def _loop_blocks(watch: LoopWatch | None) -> dict[str, Any]:
+    """/health's account of what blocked the event loop (planner.loopwatch)."""
+    if watch is None:
+        return {"loop_blocks": 0, "loop_block_max_ms": 0.0, "loop_block_places": []}
+    blocks = watch.blocks
+    return {
+        "loop_blocks": blocks.count,
+        "loop_block_max_ms": round(blocks.longest_ms, 1),
+        "loop_block_places": blocks.top(),
+    }
 
 
 def _planner(request: Request) -> Planner:
@@ -488,6 +514,7 @@ def _routes(app: FastAPI, clock: Callable[[], datetime]) -> None:
             "loop_lag_max_ms": round(overload.stats.max_lag_ms, 1) if overload else 0.0,
             "refused_busy": overload.stats.refused_busy if overload else 0,
             "refused_rate": overload.stats.refused_rate if overload else 0,
+            **_loop_blocks(planner.loop_watch),
         }
 
     frames = FrameCache()

@@ -526,6 +526,13 @@ def _counts(
         "units_held_in_doubt": sum(h.get("units_held_in_doubt", 0) for h in per_epoch),
         "replan_after_lost_lab_s": [round(s, 2) for s in replans],
         "health_probes": len(probe.samples),
+        "health_slowest_ms": round(
+            1000 * max((s[1] for s in probe.samples if s[1] is not None), default=0.0)
+        ),
+        # What kept the planner's event loop from answering (planner.loopwatch), per epoch.
+        "loop_lag_max_ms": max((h.get("loop_lag_max_ms", 0.0) for h in per_epoch), default=0.0),
+        "loop_block_max_ms": max((h.get("loop_block_max_ms", 0.0) for h in per_epoch), default=0.0),
+        "loop_block_places": [p for h in per_epoch for p in h.get("loop_block_places", [])[:3]],
     }
     if proxy is not None:
         counts["link"] = {
