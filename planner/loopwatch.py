@@ -5,7 +5,8 @@ it delays `/health` and every frame. The loop's lag (planner.overload) says *tha
 says *why*. The loop beats every `beat_s`; a daemon thread looks every `beat_s` too, and when the
 loop has not beaten for `threshold_s` it takes the loop thread's stack (`sys._current_frames`). The
 block is charged to the innermost frame of the project's own code (not the library it called), and
-each place is logged once, with its stack, the first time it blocks the loop. `/health` counts the
+each place is logged once, with its stack, the first time it blocks the loop; a place is the
+project's innermost frame, with the library function it was in when that is deeper. `/health` counts the
 blocks, the longest, and the places that blocked the loop longest.
 
 Sampling from another thread needs the interpreter lock, so a block in Python code is seen a
@@ -103,7 +104,7 @@ class LoopWatch:
                 continue
             frame = sys._current_frames().get(self._loop_thread or 0)
             stack = _our_stack(frame)
-            place = stack[-1] if stack else "outside the project's code"
+            place = (stack[-1] if stack else "outside the project's code") + _below(frame)
             if self.on_block is not None:
                 self.on_block(place)
             # Wait for the block to end, to charge its whole length (beat to beat) to the place.
@@ -126,6 +127,16 @@ class LoopWatch:
                 " <- ".join(reversed(stack)) or "none of the project's frames",
             )
         self.blocks.places[place] = (count + 1, max(longest, ms))
+
+
+def _below(frame: FrameType | None) -> str:
+    """The innermost frame of all, as " in MODULE.FUNCTION", when it is a library's (what we called)."""
+    if frame is None:
+        return ""
+    module = str(frame.f_globals.get("__name__", "?"))
+    if module.split(".")[0] in _OURS:
+        return ""
+    return f" in {module}.{frame.f_code.co_name}"
 
 
 def _our_stack(frame: FrameType | None) -> list[str]:
