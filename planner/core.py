@@ -629,7 +629,12 @@ class PlannerCore:
         }
 
     def explanation(self, order_id: str, params: SolveParams = SolveParams()) -> list[dict[str, Any]]:
-        """Why the order's labs were chosen and why its nearest other labs were not (see solver.explain)."""
+        """Why the order's labs were chosen and why its nearest other labs were not (see solver.explain).
+
+        It reads every lab, so the API runs it in a worker thread, off the event loop: what it reads
+        of the planner's state it copies first in single steps (`list(...)`, `dict(...)`), so the
+        loop may change that state meanwhile.
+        """
         order = self.orders[order_id]
         per_late_unit = params.lateness_penalty[order.priority]
         allocations = [
@@ -640,11 +645,11 @@ class PlannerCore:
                 cost=a.cost,
                 late_units=min(a.quantity, round(a.cost.lateness / per_late_unit)) if per_late_unit else 0,
             )
-            for a in self._by_order.get(order_id, ())
+            for a in list(self._by_order.get(order_id, ()))
             if a.state in ACTIVE_STATES or a.state == "done"
         ]
         now = self.clock()
-        labs = [self._lab_state(view, now) for view in self.labs.values()]
+        labs = [self._lab_state(view, now) for view in list(self.labs.values())]
         problem = Problem(
             now=now,
             designs=self.designs,
