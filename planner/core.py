@@ -315,18 +315,18 @@ class PlannerCore:
         """The lab's machine backlog changed."""
         view = self.labs[lab_id]
         view.backlog = dict(backlog)
-        self._save_lab(view)
+        self._save_lab(view, durable=False)  # the lab repeats it after every WELCOME
         self.on_change("capacity")
 
     def lab_stock(self, lab_id: str, stock: dict[str, float]) -> None:
         """The lab's free stock changed."""
         view = self.labs[lab_id]
         view.stock = dict(stock)
-        self._save_lab(view)
+        self._save_lab(view, durable=False)  # the lab repeats it after every WELCOME
         self.on_change("stock")
 
-    def _save_lab(self, view: LabView) -> None:
-        with self.ledger.transaction() as db:
+    def _save_lab(self, view: LabView, durable: bool = True) -> None:
+        with self.ledger.transaction(durable) as db:
             Ledger.put_lab(db, view.lab, view.live, view.backlog, view.stock, view.last_seen)
 
     def lab_promised(self, lab_id: str, promise: dict[str, int]) -> None:
@@ -436,7 +436,8 @@ class PlannerCore:
         now = self.clock()
         if state in ACTIVE_STATES:
             changes["lease_until"] = self._renewed_lease(now, eta).isoformat()
-        with self.ledger.transaction() as db:
+        # Progress is repeated by the lab after every WELCOME: no fsync of its own (Ledger.transaction).
+        with self.ledger.transaction(durable=state != "running") as db:
             events = [self._change_job(db, a, state, now, **changes)]
             if (e := self._refresh_order(db, a.order_id)) is not None:
                 events.append(e)

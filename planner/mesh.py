@@ -514,7 +514,7 @@ class MeshServer:
         views = [(self.core.labs[lab_id], b) for lab_id, b in pending.items() if lab_id in self.core.labs]
         if not views:
             return 0
-        with self.core.ledger.transaction() as db:
+        with self.core.ledger.transaction(durable=False) as db:  # labs repeat it after every WELCOME
             for view, backlog in views:
                 view.backlog = dict(backlog)
                 Ledger.put_lab(db, view.lab, view.live, view.backlog, view.stock, view.last_seen)
