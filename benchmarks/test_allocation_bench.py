@@ -25,12 +25,19 @@ from datetime import timedelta
 import pytest
 
 from scenarios.scale import synthetic_problem
-from solver.allocate import solve
+from solver.allocation.allocate import solve
+from solver.allocation.emergency import insert_urgent
 from solver.check import check
-from solver.emergency import insert_urgent
-from solver.gap import evaluate, generate, read_gap_file, solve_gap, solve_textbook, solve_with_core
-from solver.objective import objective_weights
-from solver.problem import Demand, Problem, SolveParams
+from solver.gap.assignment import (
+    evaluate,
+    generate,
+    read_gap_file,
+    solve_gap,
+    solve_textbook,
+    solve_with_core,
+)
+from solver.model.objective import objective_weights
+from solver.model.problem import Demand, Problem, SolveParams
 from tests.shared import SHARED
 
 #: The synthetic instances at scale are measured on the km objective (a day sooner breaks ties
@@ -160,7 +167,7 @@ def test_synthetic_thousand_orders_two_hundred_labs(benchmark) -> None:
 
 
 def test_synthetic_two_thousand_orders_four_hundred_labs(benchmark) -> None:
-    # Above decompose_above: the whole problem through its linear relaxation (solver.large).
+    # Above decompose_above: the whole problem through its linear relaxation (solver.large.path).
     problem = synthetic_problem(2000, 400, 1)
     params = SolveParams(time_limit_s=30.0, workers=2, time_weight=KM)
     plan = benchmark.pedantic(solve, args=(problem, params), rounds=1, iterations=1)

@@ -1,4 +1,5 @@
-"""Flexible job-shop: Brandimarte mk01-mk05 solved by the lab scheduler (solver.jobshop), 10 s, 2 workers.
+"""Flexible job-shop: Brandimarte mk01-mk05 solved by the lab scheduler (solver.jobshop.fjsp), 10 s,
+2 workers.
 
 Each schedule is checked by the independent validator and its makespan compared with the best-known
 (proven optimal) value. `make bench` asserts the target, a gap of at most 2 %, for every instance.
@@ -14,8 +15,8 @@ from __future__ import annotations
 import pytest
 from pytest_benchmark.fixture import BenchmarkFixture
 
-from solver.brandimarte import parse_brandimarte
-from solver.jobshop import Result, check_schedule, solve
+from solver.jobshop.brandimarte import parse_brandimarte
+from solver.jobshop.fjsp import Result, check_schedule, solve
 from tests.shared import SHARED
 
 FOLDER = SHARED / "benchmarks" / "fjsp"

@@ -25,7 +25,7 @@ from nodes.octoprint import OctoPrintServer
 from nodes.printers import PrinterExecutor, PrintFile
 from protocol.model import Machine
 from protocol.okh import catalogue
-from solver.schedule import Job
+from solver.jobshop.lab_schedule import Job
 from tests.nodes.printer_servers import OctoPrint, plate_gcode, wait_until
 
 #: Targets on loopback (asserted under `make bench`, measured under contention: worst figure counts).

@@ -1,6 +1,6 @@
 """`cosmolocal bench fjsp FILE`: a flexible job-shop instance (Brandimarte format), lab scheduler.
 
-The solver that sequences a lab's jobs (solver.jobshop: CP-SAT, with a tabu search beside it for the
+The solver that sequences a lab's jobs (solver.jobshop.fjsp: CP-SAT, with a tabu search beside it for the
 makespan) minimises the makespan of a standard instance; the schedule is checked by the independent
 validator and the makespan compared with the best-known value from the literature, so the gap is
 measured against a number nobody here chose.
@@ -17,8 +17,8 @@ import typer
 from rich.table import Table
 
 from cosmolocal.console import err, fail, out
-from solver.brandimarte import parse_brandimarte
-from solver.jobshop import check_schedule, solve
+from solver.jobshop.brandimarte import parse_brandimarte
+from solver.jobshop.fjsp import check_schedule, solve
 
 #: Best-known (proven optimal) makespans of Brandimarte's instances, by file stem.
 BEST_KNOWN: dict[str, float] = {"mk01": 40, "mk02": 26, "mk03": 204, "mk04": 60, "mk05": 172}

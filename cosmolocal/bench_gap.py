@@ -1,4 +1,5 @@
-"""`cosmolocal bench gap`: published GAP instances through solver.gap's solver, beside plain CP-SAT."""
+"""`cosmolocal bench gap`: published GAP instances through solver.gap.assignment,
+beside plain CP-SAT."""
 
 from __future__ import annotations
 
@@ -47,12 +48,12 @@ def gap(
     ] = True,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per instance per line.")] = False,
 ) -> None:
-    """Solve each GAP instance with solver.gap's solver and with plain CP-SAT, side by side.
+    """Solve each GAP instance with solver.gap.assignment's solver and with plain CP-SAT, side by side.
 
     Prints objective, bound, gap to best-known, seconds and feasibility (recomputed from the file).
     Example: [bold]cosmolocal bench gap ../shared/benchmarks/gap/d05100 --time-limit 10[/]
     """
-    from solver.gap import GapFormatError, evaluate, read_gap_file, solve_gap, solve_textbook
+    from solver.gap.assignment import GapFormatError, evaluate, read_gap_file, solve_gap, solve_textbook
 
     console = Console(stderr=True)
     try:
@@ -65,11 +66,13 @@ def gap(
             f"[red]error:[/] --best-known needs a single-instance file; {file} holds {len(instances)}"
         )
         raise typer.Exit(2)
-    table = Table(title=f"GAP {file.name}: solver.gap vs plain CP-SAT, {time_limit:g} s, {workers} workers")
+    table = Table(
+        title=f"GAP {file.name}: solver.gap.assignment vs plain CP-SAT, {time_limit:g} s, {workers} workers"
+    )
     for column in (
         "instance",
         "sense",
-        "solver.gap",
+        "solver.gap.assignment",
         "bound",
         "best known",
         "gap %",

@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from solver.objective import Objective, objective_weights
+from solver.model.objective import Objective, objective_weights
 
 #: Version of the dump schema written by --dump (documented in docs/scale-dump.md).
 DUMP_SCHEMA = "cosmolocal.scale/1"
@@ -41,7 +41,7 @@ def scale(
     objective: Annotated[
         Objective,
         typer.Option(
-            help="The weighting of a day against a km (solver/objective.py). The scale targets are set "
+            help="The weighting of a day against a km (solver/model/objective.py). The scale targets are set "
             "on km; balanced, the planner's default, shows the large path's current gap there."
         ),
     ] = "km",
@@ -56,9 +56,9 @@ def scale(
     Example: [bold]cosmolocal bench scale --orders 1000 --labs 200 --seed 1 --time-limit 10[/]
     """
     from scenarios.scale import synthetic_problem
-    from solver.allocate import solve
+    from solver.allocation.allocate import solve
     from solver.check import check
-    from solver.problem import SolveParams
+    from solver.model.problem import SolveParams
 
     console = Console(stderr=True)
     started = time.perf_counter()
@@ -120,7 +120,7 @@ def scale(
 
 def write_dump(folder: Path, problem: object, plan: object, params: object) -> None:
     """Write problem.json and plan.json (schema DUMP_SCHEMA) so anyone can check the plan on their own."""
-    from solver.problem import Problem, SolveParams
+    from solver.model.problem import Problem, SolveParams
 
     assert isinstance(problem, Problem) and isinstance(params, SolveParams)
     folder.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,7 @@ from cosmolocal.labs_commands import labs_app
 from cosmolocal.logs import setup_logging
 from cosmolocal.node_commands import node_app
 from cosmolocal.scenario_commands import scenario_app
-from solver.objective import DEFAULT_OBJECTIVE, Objective
+from solver.model.objective import DEFAULT_OBJECTIVE, Objective
 
 app = typer.Typer(
     name="cosmolocal",
@@ -59,7 +59,7 @@ def planner_serve(
         Objective,
         typer.Option(
             help="What plans weigh: on-time (a day sooner is worth 100-1,000 km per unit), balanced "
-            "(25-250 km) or km (distance only; due dates still count). See solver/objective.py."
+            "(25-250 km) or km (distance only; due dates still count). See solver/model/objective.py."
         ),
     ] = DEFAULT_OBJECTIVE,
     keys: Annotated[

@@ -18,7 +18,7 @@ from rich.table import Table
 from cosmolocal.console import err, fail, out
 from scenarios.live import DEFAULT_SPEED
 from scenarios.spec import ScenarioError, builtin_scenarios, find_scenario, load_scenario
-from solver.objective import Objective
+from solver.model.objective import Objective
 
 scenario_app = typer.Typer(
     name="scenario",

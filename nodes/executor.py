@@ -29,7 +29,7 @@ from datetime import datetime
 from typing import Any
 
 from protocol.model import Machine
-from solver.schedule import Job
+from solver.jobshop.lab_schedule import Job
 
 #: Backlog reported for a machine that is down (offline, in error, unreachable): this many days of
 #: its working time, so the planner counts none of its time until it is back.

@@ -26,7 +26,7 @@ from nodes.clock import SimClock
 from nodes.executor import Executor
 from nodes.simulated import SimulatedExecutor
 from protocol.model import Machine
-from solver.schedule import Job
+from solver.jobshop.lab_schedule import Job
 
 log = logging.getLogger(__name__)
 

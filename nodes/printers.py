@@ -40,7 +40,7 @@ from typing import Any, Literal
 from nodes.clock import SimClock
 from nodes.executor import DOWN_BACKLOG_DAYS, Executor
 from protocol.model import Machine, utcnow
-from solver.schedule import Job
+from solver.jobshop.lab_schedule import Job
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,8 @@ queued (the clock is `nodes.clock.SimClock`).
 
 When a job is added, units not yet started are scheduled again together with the new job (so an
 emergency job goes before routine units still waiting); units already started keep their machine and
-times. The schedule is `solver.schedule.schedule_cp`: the dispatching rule, improved by CP-SAT within a
+times. The schedule is `solver.jobshop.lab_schedule.schedule_cp`: the dispatching rule, improved by CP-SAT
+within a
 small time budget (`cp_time_limit_s`) when some job would be late, and never worse than the rule; with
 `cp_time_limit_s=0` the dispatching rule alone is used.
 
@@ -28,7 +29,7 @@ from typing import Any
 from nodes.clock import SimClock
 from nodes.executor import Executor
 from protocol.model import Machine
-from solver.schedule import CP_MAX_OPERATIONS, Job, Operation, schedule, schedule_cp
+from solver.jobshop.lab_schedule import CP_MAX_OPERATIONS, Job, Operation, schedule, schedule_cp
 
 #: A unit the lease does not cover is stopped this much before it would be finished.
 _JUST_BEFORE = timedelta(microseconds=1)

@@ -33,7 +33,7 @@ from nodes.simulated import SimulatedExecutor
 from protocol.messages import Accept, Assign, Body, Decide, Done, Failed, Progress, Refuse, Stock
 from protocol.model import JobState, Lab
 from protocol.okh import materials
-from solver.schedule import Job, unrunnable_step
+from solver.jobshop.lab_schedule import Job, unrunnable_step
 
 log = logging.getLogger(__name__)
 

@@ -42,8 +42,8 @@ from protocol import transport
 from protocol.model import ID_PATTERN, OrderRequest, utcnow
 from protocol.okh import catalogue
 from protocol.security import KeyPair
-from solver.objective import DEFAULT_OBJECTIVE, objective_weights
-from solver.problem import SolveParams
+from solver.model.objective import DEFAULT_OBJECTIVE, objective_weights
+from solver.model.problem import SolveParams
 
 log = logging.getLogger(__name__)
 #: Liveness windows that the units a lost lab may have made wait for it to come back and report,
@@ -63,7 +63,7 @@ class PlannerSettings:
     solve_time_limit_s: float = 2.0
     solve_workers: int = 2
     k_nearest: int = 8
-    #: What plans weigh (solver.objective): on-time, balanced or km.
+    #: What plans weigh (solver.model.objective): on-time, balanced or km.
     objective: str = DEFAULT_OBJECTIVE
     #: Largest HTTP request body accepted (an order is well under 2 KiB).
     max_request_bytes: int = 64 * 1024

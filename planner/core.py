@@ -20,17 +20,17 @@ from planner.hours import add, spread
 from planner.store import AssignmentRow, Ledger
 from protocol.messages import CapacityTrace, DemandTrace, Field_
 from protocol.model import Allocation, Design, Lab, Order, OrderRequest, Plan
-from solver.explain import explain_order
-from solver.geo import haversine_km
-from solver.lines import to_dispatch
-from solver.problem import Demand, LabState, Problem, SolveParams
-from solver.trails import DEFAULT_RULES, TrailRules
+from solver.allocation.explain import explain_order
+from solver.model.geo import haversine_km
+from solver.model.lines import to_dispatch
+from solver.model.problem import Demand, LabState, Problem, SolveParams
+from solver.model.trails import DEFAULT_RULES, TrailRules
 
 log = logging.getLogger(__name__)
 
 #: Assignment states whose units are still expected from the lab.
 ACTIVE_STATES = frozenset({"assigned", "accepted", "running"})
-#: The change reason of a new emergency order: it takes the fast path (solver.emergency).
+#: The change reason of a new emergency order: it takes the fast path (solver.allocation.emergency).
 EMERGENCY_ORDER = "emergency order"
 #: States from which an assignment never moves again.
 FINAL_STATES = frozenset({"done", "failed", "refused"})
@@ -82,7 +82,7 @@ class PlannerCore:
     labs: dict[str, LabView] = field(default_factory=dict)
     assignments: dict[str, AssignmentRow] = field(default_factory=dict)
     plan: Plan | None = None
-    #: Trail strength per (design, lab id); see solver.trails. Visible through the API with history.
+    #: Trail strength per (design, lab id); see solver.model.trails. Visible through the API with history.
     trails: dict[tuple[str, str], float] = field(default_factory=dict)
     trail_rules: TrailRules = DEFAULT_RULES
     #: Seconds a lab has to answer an ASSIGN before the lease lapses (an operator may decide by hand).
@@ -105,7 +105,7 @@ class PlannerCore:
     units_held_in_doubt: int = 0
     plans_committed: int = 0
     plans_rejected: int = 0
-    #: Send labs only the work to start now (`solver.lines.to_dispatch`) and plan the rest again at
+    #: Send labs only the work to start now (`solver.model.lines.to_dispatch`) and plan the rest again at
     #: the next re-plan (a rolling horizon); False sends every planned unit at once.
     rolling: bool = True
     _by_order: dict[str, list[AssignmentRow]] = field(default_factory=dict)
@@ -630,11 +630,11 @@ class PlannerCore:
         }
 
     def explanation(self, order_id: str, params: SolveParams = SolveParams()) -> list[dict[str, Any]]:
-        """Why the order's labs were chosen and why its nearest other labs were not (see solver.explain).
+        """Why the order's labs were chosen and why its nearest other labs were not.
 
-        It reads every lab, so the API runs it in a worker thread, off the event loop: what it reads
-        of the planner's state it copies first in single steps (`list(...)`, `dict(...)`), so the
-        loop may change that state meanwhile.
+        See solver.allocation.explain. It reads every lab, so the API runs it in a worker thread, off
+        the event loop: what it reads of the planner's state it copies first in single steps
+        (`list(...)`, `dict(...)`), so the loop may change that state meanwhile.
         """
         order = self.orders[order_id]
         per_late_unit = params.lateness_penalty[order.priority]
@@ -762,7 +762,7 @@ class PlannerCore:
                 for order_id, rows in self._by_order.items()
                 if any(a.state in ACTIVE_STATES for a in rows)
             }
-            # Planned for later: the next re-plan decides where it is made (solver.lines.to_dispatch).
+            # Planned for later: the next re-plan decides where it is made (solver.model.lines.to_dispatch).
             sent = to_dispatch(plan.allocations, under_way) if self.rolling else plan.allocations
             for allocation in sent:
                 view = self.labs.get(allocation.lab_id)

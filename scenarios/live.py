@@ -53,7 +53,7 @@ from scenarios.metrics import weighted_percentile
 from scenarios.sim import HANDLING_HOURS
 from scenarios.spec import LoadedScenario
 from scenarios.world import World, build_world
-from solver.geo import haversine_km
+from solver.model.geo import haversine_km
 
 #: The default compression of time: one wall second is 33 simulated minutes, so a 1-second solve is
 #: about 2 % of a simulated day, and a lab's loop paused for a second (a loaded host) costs half an

@@ -6,19 +6,21 @@ per unit, from the order being placed to its delivery, over delivered units only
 reported as such). Plan against reality: of the units a policy placed to arrive by their due date
 (the solver's on-time units; every unit a baseline places, since it places work where it fits by the
 due date), those that arrived late, and how many of those arrived after the plan's own date for them
-(the lab made them later than planned). Transport is great-circle distance lab -> delivery point
-(road distance is longer, for every policy alike). CO2 is tonne-km times one stated factor, with a
-unit's mass from its design's materials.
+(the lab made them later than planned), with why: a disruption at the lab while the units waited (a
+stock-out, the lab lost, machines down) or, with none, the lab falling behind its plan. Transport
+is great-circle distance lab -> delivery point (road distance is longer, for every policy alike).
+CO2 is tonne-km times one stated factor, with a unit's mass from its design's materials.
 """
 
 from __future__ import annotations
 
 import math
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from protocol.footprint import CO2_KG_PER_TONNE_KM, CO2_SOURCE, unit_kg
 from scenarios.sim import PolicyRun
+from scenarios.world import WorldEvent
 
 
 def weighted_percentile(values: list[tuple[float, int]], q: float) -> float:
@@ -50,6 +52,21 @@ def _round(value: float, digits: int = 3) -> float | None:
     return None if value is None or math.isnan(value) else round(value, digits)
 
 
+#: Why units planned on time arrived late, most specific first: a disruption at their lab while they
+#: waited, or, with none, the lab falling behind its plan (queue, capacity or timing).
+SLIP_CAUSES = ("stock_out", "lab_lost", "machine_down", "lab_behind")
+
+
+def slip_cause(events: list[WorldEvent], lab_id: str, since: datetime, until: datetime) -> str:
+    """Why units made at `lab_id` for an order placed at `since` arrived late at `until`."""
+    kinds = {
+        e.kind
+        for e in events
+        if e.lab_id == lab_id and e.start <= until and (e.end is None or e.end >= since)
+    }
+    return next((cause for cause in SLIP_CAUSES[:-1] if cause in kinds), "lab_behind")
+
+
 def policy_metrics(run: PolicyRun) -> dict[str, Any]:
     """The metrics of one policy's replay, as one flat JSON-ready object."""
     world = run.world
@@ -59,6 +76,7 @@ def policy_metrics(run: PolicyRun) -> dict[str, Any]:
     demanded = sum(o.quantity for o in world.orders)
     delivered = on_time = 0
     promised = slipped = slipped_after_plan = 0
+    slip_causes = dict.fromkeys(SLIP_CAUSES, 0)
     unit_km = tonne_km = 0.0
     leads: list[tuple[float, int]] = []
     for d in run.deliveries:
@@ -70,6 +88,9 @@ def policy_metrics(run: PolicyRun) -> dict[str, Any]:
             slipped += d.planned_on_time
             if d.arrive_by is not None and d.delivered_at > d.arrive_by:
                 slipped_after_plan += d.planned_on_time
+            slip_causes[slip_cause(world.events, d.lab_id, order.created_at, d.delivered_at)] += (
+                d.planned_on_time
+            )
         unit_km += d.units * d.km
         tonne_km += d.units * unit_kg(designs[order.design]) / 1000.0 * d.km
         leads.append(((d.delivered_at - order.created_at) / timedelta(hours=1), d.units))
@@ -94,6 +115,7 @@ def policy_metrics(run: PolicyRun) -> dict[str, Any]:
         "units_planned_on_time_arrived_late": slipped,
         "plan_slip_rate": _round(slipped / delivered if delivered else 0.0, 4),
         "units_slipped_after_planned_arrival": slipped_after_plan,
+        **{f"units_slipped_{cause}": units for cause, units in slip_causes.items()},
         "lead_time_mean_h": _round(mean_lead, 2),
         "lead_time_p95_h": _round(weighted_percentile(leads, 0.95), 2),
         "transport_unit_km": round(unit_km, 1),

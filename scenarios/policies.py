@@ -3,12 +3,13 @@
 All four see the same labs, the same open demand and the same capacity and stock rules (machine
 minutes per day less the work already queued, free stock) and the same execution; only the choice
 of where units go differs. The solver plans within its own horizon (due-date buckets and a late
-window, `solver.problem.horizon_days`); a baseline counts a lab's room until the order's due date
+window, `solver.model.problem.horizon_days`); a baseline counts a lab's room until the order's due date
 (at least one day), so it places work where it can still be made in time.
 
-- `cosmolocal`: builds a `solver.problem.Problem` from the replay's state, calls `solver.allocate.solve`
+- `cosmolocal`: builds a `solver.model.problem.Problem` from the replay's state, calls
+  `solver.allocation.allocate.solve`
   and checks the plan with `solver.check.check` (a violation stops the replay: it is a bug); then
-  queues what the planner would send now (`solver.lines.to_dispatch`) and leaves the rest of the
+  queues what the planner would send now (`solver.model.lines.to_dispatch`) and leaves the rest of the
   plan to the next round.
 - `nearest-greedy`: orders first come first served; each goes to the nearest capable lab with room,
   then the next nearest, until placed or no lab has room.
@@ -27,11 +28,11 @@ from datetime import datetime
 
 from protocol.model import Design, Order
 from scenarios.sim import LabSim, Line, PlanStats, SimulationError, fit_units
-from solver.allocate import solve
+from solver.allocation.allocate import solve
 from solver.check import check
-from solver.geo import haversine_km
-from solver.lines import to_dispatch
-from solver.problem import Demand, Problem, SolveParams
+from solver.model.geo import haversine_km
+from solver.model.lines import to_dispatch
+from solver.model.problem import Demand, Problem, SolveParams
 
 POLICIES: tuple[str, ...] = ("cosmolocal", "central-factory", "nearest-greedy", "board")
 
@@ -84,7 +85,7 @@ class Cosmolocal:
         self, now: datetime, labs: list[LabSim], demand: list[tuple[Order, int]], designs: dict[str, Design]
     ) -> list[Line]:
         """Solve the round's problem and return what the planner would send now
-        (`solver.lines.to_dispatch`); the rest of the plan is planned again next round."""
+        (`solver.model.lines.to_dispatch`); the rest of the plan is planned again next round."""
         problem = Problem(
             now=now,
             designs=designs,

@@ -18,8 +18,8 @@ from scenarios.policies import POLICIES, make_policy
 from scenarios.sim import PolicyRun, Simulation
 from scenarios.spec import LoadedScenario, ScenarioError
 from scenarios.world import World, build_world, central_world
-from solver.objective import objective_weights
-from solver.problem import SolveParams
+from solver.model.objective import objective_weights
+from solver.model.problem import SolveParams
 
 Progress = Callable[[str, int, int], None]
 
@@ -41,8 +41,9 @@ class ScenarioResult:
 
 
 def solve_params(loaded: LoadedScenario) -> SolveParams:
-    """Solver settings of a replay: the scenario's time limit, breadth, late window, objective and
-    road speed (the replay's own, so the plan's arrivals are the replay's), one worker, seeded."""
+    """Solver settings of a replay: the scenario's time limit, breadth, late window, objective,
+    road speed (the replay's own, so the plan's arrivals are the replay's) and time checkpoints (its
+    rounds), one worker, seeded."""
     scenario = loaded.scenario
     return SolveParams(
         time_limit_s=scenario.solve_seconds,
@@ -52,7 +53,20 @@ def solve_params(loaded: LoadedScenario) -> SolveParams:
         time_weight=objective_weights(scenario.objective),
         transport_kmh=scenario.transport_kmh,
         seed=scenario.seed,
+        time_checkpoints_days=replan_checkpoints(scenario.round_hours),
     )
+
+
+def replan_checkpoints(round_hours: float) -> tuple[float, ...]:
+    """The time checkpoints of a replay's plans: the next re-plan (one round), then whole days.
+
+    The first checkpoint is the commit window: labs are sent the work planned before it, and the
+    rest is planned again at the next round. It is also how finely the plan tells sooner from later:
+    with 6-hour rounds and only a one-day checkpoint, a unit made in the next six hours and one made
+    tomorrow cost the same, so emergency work queued at the nearest lab while others stood idle.
+    """
+    first = round_hours / 24.0
+    return (first,) if first >= 1.0 else (first, 1.0)
 
 
 def run_scenario(

@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from protocol.model import Lab, Machine, Order
 from protocol.okh import catalogue
 from scenarios.geography import City, _all_cities
-from solver.problem import Demand, LabState, Problem
+from solver.model.problem import Demand, LabState, Problem
 
 #: ISO codes of the countries the synthetic labs and orders are drawn from.
 EUROPE = frozenset(

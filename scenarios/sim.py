@@ -7,11 +7,12 @@ The replay advances in planning rounds of `round_hours`. Each round, in this ord
 2. supply arrives (each lab's `restock_per_day`, less any cut supply);
 3. the policy allocates the open demand (ordered units not yet made or queued at a lab) to labs; the
    rules are the planner's: committed units are never re-planned, lost labs get nothing;
-4. every live lab works through its queue, earliest due date first, for the round's machine minutes.
+4. every live lab works through its queue, earliest leave-by first (`leave_by`), for the round's machine
+   minutes.
 
 Lab execution is a simple model consistent with `Machine.minutes_per_day()`: each machine offers
 `minutes_per_day * round_hours / 24` nominal minutes per round; a unit needs each design step's
-minutes on a machine eligible for that step (`solver.capability.step_groups`) and its materials from
+minutes on a machine eligible for that step (`solver.model.capability.step_groups`) and its materials from
 stock. Units are whole: a unit is done within the round or not started. A unit finishes at the time
 its lab's busiest step group reaches it, and is delivered after one hour of handling plus the road
 distance at the scenario's `transport_kmh`. No wall clock is read except to time solves.
@@ -25,12 +26,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import NamedTuple, Protocol
 
-from protocol.model import PRIORITIES, Design, Lab, Order
+from protocol.model import PRIORITIES, Design, Lab, Location, Order
 from scenarios.world import World, WorldEvent
-from solver.capability import step_groups
-from solver.geo import haversine_km
-from solver.objective import HANDLING_HOURS as SOLVER_HANDLING_HOURS
-from solver.problem import LabState
+from solver.model.capability import step_groups
+from solver.model.geo import haversine_km
+from solver.model.objective import HANDLING_HOURS as SOLVER_HANDLING_HOURS
+from solver.model.problem import LabState
 
 #: Hours of handling before a finished unit leaves its lab: the solver's own figure, so that what
 #: the plan counts as on time and what the replay measures agree.
@@ -99,7 +100,7 @@ class LabSim:
     _groups: dict[tuple[str, frozenset[str]], tuple[frozenset[str], ...]] = field(default_factory=dict)
 
     def groups(self, design: Design) -> tuple[frozenset[str], ...]:
-        """Eligible working machines per step of a design (`solver.capability.step_groups`), cached."""
+        """Eligible working machines per step of a design (`solver.model.capability.step_groups`), cached."""
         key = (design.id, frozenset(self.down))
         if key not in self._groups:
             active = self.active_lab()
@@ -262,6 +263,20 @@ class PolicyRun:
     stats: PlanStats
 
 
+def leave_by(job: Job, lab_at: Location, kmh: float) -> datetime:
+    """When a job must leave the lab: the order's due date less handling and the road while the plan
+    counts units of it on time, else when the plan said its units would arrive, less the same.
+
+    A lab works earliest leave-by first, which is how it meets arrival dates (a far order due later
+    may have to leave sooner than a near one). Units already planned late must not jump ahead of
+    units planned on time elsewhere in the queue: the plan placed them after those.
+    """
+    due = job.order.due_at
+    if job.on_time_left <= 0 and job.arrive_by is not None:
+        due = max(due, job.arrive_by)
+    return due - timedelta(hours=HANDLING_HOURS + haversine_km(lab_at, job.order.delivery) / kmh)
+
+
 def _rank(order: Order) -> tuple[datetime, int, str]:
     return (order.due_at, -PRIORITIES.index(order.priority), order.id)
 
@@ -381,8 +396,15 @@ class Simulation:
                 raise SimulationError(
                     f"policy {self.policy.name} allocated to lab {lab_id}, which is not live"
                 )
-            self.seq += 1
-            lab.queue.append(Job(orders[order_id], units, self.seq, units - late_units, arrive_by))
+            # Units planned on time and units planned late queue apart: the late ones must not ride
+            # along at the on-time ones' rank and take the machines from other promised work.
+            on_time = units - late_units
+            if on_time > 0:
+                self.seq += 1
+                lab.queue.append(Job(orders[order_id], on_time, self.seq, on_time, arrive_by))
+            if late_units > 0:
+                self.seq += 1
+                lab.queue.append(Job(orders[order_id], late_units, self.seq, 0, arrive_by))
             self.allocations.append((now, order_id, lab_id, units))
 
     def _execute(self, now: datetime, hours: float) -> None:
@@ -398,7 +420,9 @@ class Simulation:
             if offered <= 0:
                 continue
             kept = []
-            for job in sorted(lab.queue, key=lambda j: (_rank(j.order), j.seq)):
+            for job in sorted(
+                lab.queue, key=lambda j: (leave_by(j, lab.lab.location, kmh), _rank(j.order), j.seq)
+            ):
                 design = self.designs[job.order.design]
                 groups = lab.groups(design)
                 units, left = fit_units(budgets, groups, design, lab.stock, job.units)

@@ -64,8 +64,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from protocol.errors import ProtocolError, describe_validation_error
 from protocol.model import Design, Identifier, Name, Priority, TagValue
 from protocol.okh import catalogue, load_okh
-from solver.objective import DEFAULT_OBJECTIVE, Objective
-from solver.problem import SolveParams
+from solver.model.objective import DEFAULT_OBJECTIVE, Objective
+from solver.model.problem import SolveParams
 
 BUILTIN_DIR = Path(__file__).with_name("builtin")
 
@@ -261,7 +261,7 @@ class Scenario(_Model):
     objective: Objective = Field(
         default=DEFAULT_OBJECTIVE,
         description="how Cosmolocal weighs a day sooner against a km shorter: on-time, balanced or km "
-        "(solver.objective)",
+        "(solver.model.objective)",
     )
     designs: list[str] = Field(default_factory=list, description="extra OKH manifests (relative paths)")
     labs: LabsSpec

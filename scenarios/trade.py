@@ -1,6 +1,6 @@
 """The trade between kilometres and days: Cosmolocal replayed under several weightings of time.
 
-Each weighting scales the balanced time weights (`solver.objective.time_weights`): 0.01 is the `km`
+Each weighting scales the balanced time weights (`solver.model.objective.time_weights`): 0.01 is the `km`
 objective (distance first, sooner only breaks ties), 1 is `balanced`, 4 is `on-time`, and 16 goes
 beyond. A planner sees what each km saved costs in late units, beside the baselines of the same run.
 The replays are independent, so they go through one `concurrent.futures.Executor` (a process pool
@@ -18,7 +18,7 @@ from typing import Any
 
 from scenarios.run import run_scenario, solve_params
 from scenarios.spec import LoadedScenario, load_scenario
-from solver.objective import time_weights
+from solver.model.objective import time_weights
 
 #: The weightings replayed, as scales of the balanced time weights.
 TRADE_SCALES: tuple[float, ...] = (0.01, 0.25, 1.0, 4.0, 16.0)

@@ -18,7 +18,7 @@ import networkx as nx
 import numpy as np
 
 from protocol.model import Allocation, Design, Lab, Plan
-from solver.problem import Demand, LabState, Problem, SolveParams, days_until, horizon_days
+from solver.model.problem import Demand, LabState, Problem, SolveParams, days_until, horizon_days
 
 #: Relative tolerance on stock and machine minutes (floats in, floats compared).
 TOLERANCE = 1e-6

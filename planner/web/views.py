@@ -13,7 +13,7 @@ from typing import Any
 
 from planner.core import ACTIVE_STATES, PlannerCore
 from protocol.footprint import CO2_KG_PER_TONNE_KM, CO2_SOURCE, unit_kg
-from solver.geo import haversine_km
+from solver.model.geo import haversine_km
 
 #: Events read to draw the fill rate over time (the most recent ones when the log is longer).
 FILL_EVENTS_LIMIT = 20_000

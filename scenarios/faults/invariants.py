@@ -19,7 +19,7 @@ from typing import Any
 from protocol.model import Allocation, CostTerms, Lab, Order, Plan
 from protocol.okh import catalogue
 from solver.check import check
-from solver.problem import Demand, LabState, Problem
+from solver.model.problem import Demand, LabState, Problem
 
 #: Planner assignment states whose units are still expected from the lab.
 _ACTIVE = {"assigned", "accepted", "running"}

@@ -65,7 +65,7 @@ def test_reports_become_progress_done_and_failed_over_the_wire(tmp_path: Path) -
 
 def test_a_report_read_twice_counts_once() -> None:
     from nodes.clock import SimClock
-    from solver.schedule import Job
+    from solver.jobshop.lab_schedule import Job
     from tests.nodes.samples import T0, part
 
     the_lab = lab()

@@ -8,7 +8,7 @@ import pytest
 
 from nodes.clock import SimClock
 from nodes.simulated import SimulatedExecutor as Executor
-from solver.schedule import Job
+from solver.jobshop.lab_schedule import Job
 from tests.nodes.samples import T0, lab, part
 
 

@@ -20,7 +20,7 @@ from nodes.clock import SimClock
 from nodes.printers import PrinterExecutor, PrinterKeyRefused, PrintFile
 from protocol.model import Machine
 from protocol.okh import catalogue
-from solver.schedule import Job
+from solver.jobshop.lab_schedule import Job
 from tests.nodes.printer_servers import OctoPrint, plate_gcode
 
 T0 = datetime(2026, 5, 1, 8, 0, tzinfo=UTC)

@@ -1,4 +1,4 @@
-"""The dispatching-rule schedule of a lab's jobs (solver.schedule)."""
+"""The dispatching-rule schedule of a lab's jobs (solver.jobshop.lab_schedule)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from protocol.model import Design, Machine, Step
-from solver.schedule import PRIORITY_WEIGHT, Job, Schedule, schedule, schedule_cp, unrunnable_step
+from solver.jobshop.lab_schedule import PRIORITY_WEIGHT, Job, Schedule, schedule, schedule_cp, unrunnable_step
 from tests.nodes.samples import T0, part
 
 

@@ -14,7 +14,7 @@ from planner.store import Ledger
 from protocol.model import Allocation, CostTerms, Lab, Location, Machine, OrderRequest, Plan
 from protocol.okh import catalogue
 from solver.check import check
-from solver.problem import SolveParams
+from solver.model.problem import SolveParams
 
 NOW = datetime(2026, 5, 1, 8, tzinfo=UTC)
 LAB = Lab(

@@ -8,7 +8,7 @@ import pytest
 
 from scenarios.demo import demo_labs, demo_orders
 from scenarios.geography import largest_cities
-from solver.geo import haversine_km
+from solver.model.geo import haversine_km
 
 
 def test_largest_french_cities_are_distinct_places() -> None:

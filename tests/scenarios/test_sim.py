@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 import scenarios.policies as policies
-from protocol.model import Lab, Machine
+from protocol.model import Lab, Location, Machine, Order
 from protocol.okh import catalogue
-from scenarios.metrics import WALL_TIME_KEYS, gini, weighted_percentile
+from scenarios.metrics import SLIP_CAUSES, WALL_TIME_KEYS, gini, slip_cause, weighted_percentile
 from scenarios.run import run_scenario, solve_params
-from scenarios.sim import SimulationError, fit_units
+from scenarios.sim import Job, SimulationError, fit_units, leave_by
 from scenarios.spec import load_scenario
-from scenarios.world import build_world, central_world
+from scenarios.world import WorldEvent, build_world, central_world
 from tests.scenarios.conftest import write_scenario
 from tests.shared import SHARED
 
@@ -107,7 +108,7 @@ def test_fit_units_respects_minutes_and_stock() -> None:
         ],
     )
     splint = catalogue()["finger-splint"]  # 25 min fdm, 3 min assembly, 6 g PLA
-    from solver.capability import step_groups
+    from solver.model.capability import step_groups
 
     groups = step_groups(lab, splint)
     budgets = {"p1": 100.0, "p2": 60.0, "bench": 300.0}
@@ -164,6 +165,8 @@ def test_each_unit_is_followed_from_plan_to_arrival(tiny: Path) -> None:
         assert 0 <= m["units_planned_on_time_arrived_late"] <= m["units_planned_on_time"]
         assert m["units_slipped_after_planned_arrival"] <= m["units_planned_on_time_arrived_late"]
         assert m["units_planned_on_time_arrived_late"] <= m["units_late"]
+        causes = sum(m[f"units_slipped_{cause}"] for cause in SLIP_CAUSES)
+        assert causes == m["units_planned_on_time_arrived_late"]
 
 
 def test_the_objective_setting_trades_km_for_time(tiny: Path) -> None:
@@ -179,3 +182,40 @@ def test_the_objective_setting_trades_km_for_time(tiny: Path) -> None:
     assert params["km"].transport_kmh == loaded.scenario.transport_kmh
     assert runs["km"]["km_per_unit"] <= runs["on-time"]["km_per_unit"] + 1e-9
     assert runs["km"]["lead_time_mean_h"] >= runs["on-time"]["lead_time_mean_h"] - 1e-9
+
+
+def test_a_lab_works_by_when_each_job_must_leave_and_late_work_waits_for_promised_work() -> None:
+    lab_at = Location(lat=48.85, lon=2.35)
+    start = datetime(2026, 5, 4, 8, tzinfo=UTC)
+
+    def job(seq: int, due_h: float, lat: float, on_time: int, arrive_h: float | None = None) -> Job:
+        order = Order(
+            id=f"o{seq}",
+            design="face-shield",
+            quantity=10,
+            due_at=start + timedelta(hours=due_h),
+            delivery=Location(lat=lat, lon=2.35),
+            priority="urgent",
+            created_at=start,
+        )
+        arrive_by = None if arrive_h is None else start + timedelta(hours=arrive_h)
+        return Job(order, 10, seq, on_time, arrive_by)
+
+    near_sooner = job(1, 30, 48.9, on_time=10)  # 6 km: leaves about 1.1 h before its due date
+    far_later = job(2, 32, 43.3, on_time=10)  # 617 km: must leave about 11 h before, so first
+    planned_late = job(3, 20, 48.9, on_time=0, arrive_h=60)  # due first, but the plan put it after
+    queue = sorted([near_sooner, far_later, planned_late], key=lambda j: leave_by(j, lab_at, 60.0))
+    assert [j.seq for j in queue] == [2, 1, 3]
+
+
+def test_a_late_unit_is_put_down_to_the_disruption_at_its_lab_else_to_the_lab_falling_behind() -> None:
+    start = datetime(2026, 5, 4, tzinfo=UTC)
+    day = timedelta(days=1)
+    events = [
+        WorldEvent("stock_out", start + 2 * day, start + 3 * day, "lab-a", material="petg"),
+        WorldEvent("lab_lost", start + 5 * day, None, "lab-b"),
+    ]
+    assert slip_cause(events, "lab-a", start, start + 2.5 * day) == "stock_out"
+    assert slip_cause(events, "lab-a", start + 4 * day, start + 6 * day) == "lab_behind"  # over before
+    assert slip_cause(events, "lab-b", start, start + 6 * day) == "lab_lost"
+    assert slip_cause(events, "lab-c", start, start + 6 * day) == "lab_behind"

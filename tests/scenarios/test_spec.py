@@ -10,7 +10,7 @@ import pytest
 from scenarios.run import solve_params
 from scenarios.spec import ScenarioError, builtin_scenarios, find_scenario, load_scenario
 from scenarios.world import build_world
-from solver.problem import SolveParams
+from solver.model.problem import SolveParams
 from tests.scenarios.conftest import TINY, write_scenario
 
 BUILTIN = (

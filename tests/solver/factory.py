@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from protocol.model import Lab, Location, Machine, Order, Plan
 from protocol.okh import catalogue
-from solver.problem import Demand, LabState, Problem, SolveParams
+from solver.model.problem import Demand, LabState, Problem, SolveParams
 
 NOW = datetime(2026, 5, 4, 8, 0, tzinfo=UTC)
 #: Fast, deterministic settings for tests.
@@ -16,7 +16,7 @@ FAST = SolveParams(time_limit_s=2.0, workers=1, late_window_days=0.0)
 #: Delivery taken as instant: a unit made by its due date arrives by it. For tests of capacity at
 #: due dates, where an hour of handling would move the boundary.
 INSTANT = {"handling_hours": 0.0, "transport_kmh": 1e12}
-#: The distance-only objective (`solver.objective`'s "km"), with instant delivery: for tests of the
+#: The distance-only objective (`solver.model.objective`'s "km"), with instant delivery: for tests of the
 #: distance and capacity logic alone, where the time term would rightly split an order to finish sooner.
 KM_ONLY = replace(FAST, time_weight=dict.fromkeys(("routine", "urgent", "emergency"), 0.0), **INSTANT)
 #: Plenty of every material the catalogue's designs use.

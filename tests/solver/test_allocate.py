@@ -8,10 +8,10 @@ from dataclasses import replace
 import pytest
 
 from protocol.model import Plan
-from solver.allocate import CERTIFY_SHARE, solve, solve_small
+from solver.allocation.allocate import CERTIFY_SHARE, solve, solve_small
 from solver.check import check
-from solver.large import solve_large
-from solver.problem import Problem, SolveParams
+from solver.large.path import solve_large
+from solver.model.problem import Problem, SolveParams
 from tests.solver.factory import (
     CENTRE,
     FAR,
@@ -218,7 +218,7 @@ def test_setup_cost_keeps_an_order_in_one_lab() -> None:
 
 
 def test_partial_demand_allocates_only_what_is_left() -> None:
-    from solver.problem import Demand
+    from solver.model.problem import Demand
 
     o = order("o1", "finger-splint", 20)
     base = problem([lab("near", NEAR)], [])

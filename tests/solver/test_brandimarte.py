@@ -1,4 +1,4 @@
-"""Reading Brandimarte / .fjs flexible job-shop files (solver.brandimarte)."""
+"""Reading Brandimarte / .fjs flexible job-shop files (solver.jobshop.brandimarte)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from solver.brandimarte import parse_brandimarte
-from solver.jobshop import check_schedule, solve
+from solver.jobshop.brandimarte import parse_brandimarte
+from solver.jobshop.fjsp import check_schedule, solve
 from tests.shared import SHARED
 
 FJSP_FOLDER = SHARED / "benchmarks" / "fjsp"

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from solver.candidates import find_candidates, merge_candidates
+from solver.model.candidates import find_candidates, merge_candidates
 from tests.solver.factory import FAR, MIDDLE, NEAR, lab, machine, order, printer, problem
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from protocol.okh import catalogue
-from solver.capability import can_make, eligible_machines, step_groups
+from solver.model.capability import can_make, eligible_machines, step_groups
 from tests.solver.factory import NEAR, lab, machine, printer
 
 FACE_SHIELD = catalogue()["face-shield"]

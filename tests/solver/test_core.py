@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from solver.core import CoreParams, CoreProblem, Item, Option, solve_core
+from solver.sparse.core import CoreParams, CoreProblem, Item, Option, solve_core
 
 QUICK = CoreParams(time_limit_s=2.0, workers=1)
 

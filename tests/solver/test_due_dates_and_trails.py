@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from protocol.model import Plan
-from solver.allocate import solve
+from solver.allocation.allocate import solve
 from solver.check import check
-from solver.problem import Problem, SolveParams
+from solver.model.problem import Problem, SolveParams
 from tests.solver.factory import FAR, INSTANT, NEAR, lab, machine, order, printer, problem, units_by_lab
 
 #: A late window of 5 days: units that miss their due date may still be planned, at a price.

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from solver.allocate import solve
-from solver.explain import explain_order
-from solver.problem import SolveParams
+from solver.allocation.allocate import solve
+from solver.allocation.explain import explain_order
+from solver.model.problem import SolveParams
 from tests.solver.factory import FAR, MIDDLE, NEAR, lab, machine, order, printer, problem
 
 PARAMS = SolveParams(time_limit_s=2.0, workers=1, late_window_days=0.0)

@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from solver.gap import (
+from solver.gap.assignment import (
     START_SHARE,
     GapFormatError,
     evaluate,

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from protocol.model import Location
-from solver.geo import distances_km, haversine_km
+from solver.model.geo import distances_km, haversine_km
 
 PARIS = Location(lat=48.8566, lon=2.3522)
 LONDON = Location(lat=51.5074, lon=-0.1278)

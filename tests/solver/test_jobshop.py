@@ -1,4 +1,5 @@
-"""The flexible job-shop model (solver.jobshop): optima checked by brute force, calendars, the validator."""
+"""The flexible job-shop model (solver.jobshop.fjsp): optima checked by brute force, calendars,
+the validator."""
 
 from __future__ import annotations
 
@@ -8,10 +9,7 @@ import random
 
 import pytest
 
-from solver.jobshop import (
-    FjJob,
-    FjOperation,
-    Instance,
+from solver.jobshop.fjsp import (
     Objective,
     Result,
     ScheduledOperation,
@@ -20,6 +18,7 @@ from solver.jobshop import (
     earliest_fit,
     solve,
 )
+from solver.jobshop.instance import FjJob, FjOperation, Instance
 
 
 def brute_force(instance: Instance, objective: Objective) -> int:

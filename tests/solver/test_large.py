@@ -1,4 +1,4 @@
-"""The large path (solver.large): valid plans, and a bound that no valid plan beats."""
+"""The large path (solver.large.path): valid plans, and a bound that no valid plan beats."""
 
 from __future__ import annotations
 
@@ -11,20 +11,20 @@ from hypothesis import strategies as st
 
 from protocol.model import Design, Step
 from scenarios.scale import synthetic_problem
-from solver.allocate import solve, solve_small
-from solver.bound import best_bound, lagrangian_bound
-from solver.candidates import find_candidates
+from solver.allocation.allocate import solve, solve_small
 from solver.check import check
-from solver.large import CONVERGED, STALLED, TIMED_OUT, UNCONVERGED
-from solver.network import build_network, machine_sets
-from solver.objective import objective_weights
-from solver.problem import Demand, Problem, SolveParams, horizon_days
+from solver.large.bound import best_bound, lagrangian_bound
+from solver.large.network import build_network, machine_sets
+from solver.large.path import CONVERGED, STALLED, TIMED_OUT, UNCONVERGED
+from solver.model.candidates import find_candidates
+from solver.model.objective import objective_weights
+from solver.model.problem import Demand, Problem, SolveParams, horizon_days
 from tests.solver.factory import CENTRE, FAR, INSTANT, MIDDLE, NEAR, lab, machine, order, printer, problem
 from tests.solver.test_property import SETTINGS, problems
 
 #: Every problem takes the large path.
 LARGE = SolveParams(time_limit_s=5.0, workers=1, decompose_above=0)
-#: What a plan of the large path may say when not proven optimal (solver.large).
+#: What a plan of the large path may say when not proven optimal (solver.large.path).
 STATUSES = (CONVERGED, STALLED, UNCONVERGED, TIMED_OUT)
 #: The same problem as one CP-SAT model.
 SMALL = replace(LARGE, decompose_above=1_000_000)

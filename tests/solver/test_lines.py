@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from protocol.model import Allocation, CostTerms
-from solver.lines import split_units, to_dispatch, work_to_start
+from solver.model.lines import split_units, to_dispatch, work_to_start
 
 
 def line(order_id: str, lab_id: str, quantity: int, early: int, late: int = 0) -> Allocation:

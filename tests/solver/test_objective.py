@@ -12,10 +12,10 @@ from datetime import timedelta
 import pytest
 
 from protocol.model import Plan
-from solver.allocate import solve
+from solver.allocation.allocate import solve
 from solver.check import check
-from solver.objective import OBJECTIVES, objective_weights, time_weights, transit_days
-from solver.problem import Problem, SolveParams
+from solver.model.objective import OBJECTIVES, objective_weights, time_weights, transit_days
+from solver.model.problem import Problem, SolveParams
 from tests.solver.factory import (
     CENTRE,
     FAR,

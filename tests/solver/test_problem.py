@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from solver.problem import Demand, Problem, SolveParams, free_minutes, horizon_days
+from solver.model.problem import Demand, Problem, SolveParams, free_minutes, horizon_days
 from tests.solver.factory import NEAR, NOW, lab, order, printer, problem
 
 

@@ -7,9 +7,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from protocol.model import PRIORITIES, Allocation, CostTerms, Machine, Plan
-from solver.allocate import solve
+from solver.allocation.allocate import solve
 from solver.check import check
-from solver.problem import Problem, SolveParams
+from solver.model.problem import Problem, SolveParams
 from tests.solver.factory import lab, machine, order, problem
 
 PROCESSES = ("fdm", "laser", "sla", "assembly")

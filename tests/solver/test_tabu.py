@@ -1,4 +1,5 @@
-"""The flexible job shop's tabu search (solver.tabu): valid, never worse, optimal on small instances."""
+"""The flexible job shop's tabu search (solver.jobshop.tabu): valid, never worse, optimal on
+small instances."""
 
 from __future__ import annotations
 
@@ -6,17 +7,15 @@ import random
 
 import pytest
 
-from solver import tabu
-from solver.jobshop import (
-    FjJob,
-    FjOperation,
-    Instance,
+from solver.jobshop import tabu
+from solver.jobshop.fjsp import (
     Result,
     ScheduledOperation,
     check_schedule,
     dispatch,
     solve,
 )
+from solver.jobshop.instance import FjJob, FjOperation, Instance
 from tests.solver.test_jobshop import brute_force, random_instance
 
 

@@ -2,7 +2,7 @@
 
 CP-SAT proves small schedules optimal, but on flexible instances of a few dozen operations (Brandimarte
 mk02) its search stalls on the makespan's plateaus, where a local search that moves critical operations
-keeps going. This is that local search; `solver.jobshop.solve` runs it beside CP-SAT and hands its best
+keeps going. This is that local search; `solver.jobshop.fjsp.solve` runs it beside CP-SAT and hands its best
 schedule to CP-SAT as a hint, so the result is the better of the two, with CP-SAT's bound.
 
 A schedule is a machine for every operation and an order of operations on every machine; start times
@@ -29,10 +29,9 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from solver.jobshop import Instance
+from solver.jobshop.instance import Instance
 
 #: How many acyclic insertions, best-scored first, are evaluated exactly at each iteration.
 EXACT_PER_ITERATION = 4
@@ -43,7 +42,7 @@ OPERATIONS_PER_SHAKE = 8
 
 
 class Placed(Protocol):
-    """What the search reads of a scheduled operation (solver.jobshop.ScheduledOperation fits)."""
+    """What the search reads of a scheduled operation (solver.jobshop.fjsp.ScheduledOperation fits)."""
 
     @property
     def job(self) -> int: ...

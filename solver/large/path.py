@@ -4,17 +4,17 @@ Above `SolveParams.decompose_above` demands, one CP-SAT model is too big to buil
 seconds, and splitting by region starves the regions whose demand exceeds their labs. Instead:
 
 1. *Candidates.* Every demand gets its `WIDE` × k nearest qualifying labs (plus trails, room, and
-   every lab within `NEAR_KM`), as numpy arrays (`solver.network`), with exact machine rows at
+   every lab within `NEAR_KM`), as numpy arrays (`solver.large.network`), with exact machine rows at
    every due date.
 2. *Relaxation.* The LP of the whole network is solved by row and column generation
-   (`solver.relaxation`): it starts from the k nearest labs and the chains' horizons and takes in
+   (`solver.large.relaxation`): it starts from the k nearest labs and the chains' horizons and takes in
    the rows it violates and the options it prices as worth it. This is where the demands of a
    crowded city reach labs further away; where the LP would still pay more for a unit than the
    nearest lab off a demand's candidates costs, that demand's candidates are widened and the LP
    solved again.
 3. *Rounding.* The LP's units are rounded down, trimmed to the rows, and the rest placed greedily
-   on the cheapest options with room (`solver.rounding`): a valid plan on the validator's rows.
-4. *Bound.* The Lagrangian bound at the LP's dual prices (`solver.bound`) covers every plan, on
+   on the cheapest options with room (`solver.large.rounding`): a valid plan on the validator's rows.
+4. *Bound.* The Lagrangian bound at the LP's dual prices (`solver.large.bound`) covers every plan, on
    any lab, so the reported gap is a true upper bound on the distance to the optimum.
 
 Time: each step is measured against the caller's time limit; the LP gets what the others leave.
@@ -29,20 +29,20 @@ from collections.abc import Sequence
 import numpy as np
 
 from protocol.model import Plan, Shortage
-from solver.bound import Beyond, best_bound
-from solver.candidates import (
+from solver.large.bound import Beyond, best_bound
+from solver.large.network import Network, build_network, trail_discount
+from solver.large.relaxation import relax
+from solver.large.rounding import round_units_by
+from solver.model.candidates import (
     Candidates,
     cheapest_beyond,
     find_candidates,
     merge_candidates,
     shortage_reason,
 )
-from solver.lines import LineUnits, allocation_line, split_units
-from solver.network import Network, build_network, trail_discount
-from solver.problem import Problem, SolveParams, horizon_days
-from solver.relaxation import relax
-from solver.rounding import round_units_by
-from solver.trails import DEFAULT_RULES, TrailRules
+from solver.model.lines import LineUnits, allocation_line, split_units
+from solver.model.problem import Problem, SolveParams, horizon_days
+from solver.model.trails import DEFAULT_RULES, TrailRules
 
 #: Candidate labs per demand in the network, as a multiple of k_nearest (the LP starts on k of them).
 WIDE = 3
@@ -55,7 +55,7 @@ MOST = 96
 LP_SHARE = 0.7
 FIRST_LP_SHARE = 0.55
 #: A bound this close to the objective, relative to it, proves the plan optimal: the bound is
-#: computed in floating point and shaved so that rounding cannot lift it (solver.bound), and
+#: computed in floating point and shaved so that rounding cannot lift it (solver.large.bound), and
 #: distances differ in their last digits between the network's arrays and the plan's terms.
 PROOF_TOLERANCE = 1e-6
 #: Widened candidates: this many times more nearest labs and km (and half as many times MOST).
@@ -77,7 +77,7 @@ WIDER_WORK = 0.5
 #: Why units are short when the solve's time limit cut the greedy fill (see _plan).
 TIME_REASON = "not placed before the solve's time limit (the machine was too busy to finish the plan)"
 #: Statuses of a plan of the large path that is not proven optimal: the relaxation converged (its
-#: LP is solved over every row and option of the network), it stalled (solver.relaxation.STALL:
+#: LP is solved over every row and option of the network), it stalled (solver.large.relaxation.STALL:
 #: rows and options were left, but rounds no longer moved its value), it stopped at its budget of
 #: rounds or iterations, or the wall clock stopped it (then a second run may differ).
 CONVERGED = "FEASIBLE"
@@ -243,7 +243,7 @@ def _units_of(problem: Problem, network: Network, plan: Plan) -> np.ndarray:
 
     Each allocation's units go where the plan put them as far as its lines say: its early units
     (`Allocation.early_units`) on the first time checkpoint, the rest on the loosest checkpoint of
-    their kind, on time or late (`solver.lines.split_units`).
+    their kind, on time or late (`solver.model.lines.split_units`).
     """
     units = np.zeros(network.options, dtype=np.float64)
     if not network.options:

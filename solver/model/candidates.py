@@ -20,9 +20,9 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from protocol.model import Design
-from solver.capability import step_groups
-from solver.geo import EARTH_RADIUS_KM, distances_km
-from solver.problem import LabState, Problem, free_minutes
+from solver.model.capability import step_groups
+from solver.model.geo import EARTH_RADIUS_KM, distances_km
+from solver.model.problem import LabState, Problem, free_minutes
 
 
 class Candidate(NamedTuple):

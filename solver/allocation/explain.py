@@ -14,10 +14,10 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from protocol.model import Allocation, Design, Order, Plan
-from solver.capability import step_groups
-from solver.geo import haversine_km
-from solver.problem import LabState, Problem, SolveParams, days_until, free_minutes, horizon_days
-from solver.schedule import unrunnable_step
+from solver.jobshop.lab_schedule import unrunnable_step
+from solver.model.capability import step_groups
+from solver.model.geo import haversine_km
+from solver.model.problem import LabState, Problem, SolveParams, days_until, free_minutes, horizon_days
 
 
 @dataclass(frozen=True)

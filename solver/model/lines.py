@@ -1,6 +1,7 @@
 """A plan line: units of one order at one lab, with the cost terms that explain it.
 
-Both ways of solving (one model, `solver.allocate`; the whole network's relaxation, `solver.large`)
+Both ways of solving (one model, `solver.allocation.allocate`; the whole network's relaxation,
+`solver.large.path`)
 write their plans through this one function, so a plan's terms mean the same whichever path made it.
 """
 
@@ -10,7 +11,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from protocol.model import Allocation, CostTerms
-from solver.problem import Problem, SolveParams
+from solver.model.problem import Problem, SolveParams
 
 
 @dataclass

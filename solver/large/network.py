@@ -1,14 +1,14 @@
 """A large allocation problem as flat arrays: options, machine-time checkpoints and stock rows.
 
-The global path for large problems (`solver.large`) works on numpy arrays instead of one Python
+The global path for large problems (`solver.large.path`) works on numpy arrays instead of one Python
 object per variable, so that 10,000 orders over 2,000 labs build in about a second. The formulation
-is the allocation model of `solver.allocate`, written without its approximations:
+is the allocation model of `solver.allocation.allocate`, written without its approximations:
 
 - an *option* places units of one demand at one candidate lab, finishing by one checkpoint: the
   date they must be made by to arrive on time, a time checkpoint (`SolveParams.time_checkpoints_days`)
   or the horizon; it is late when its units would arrive after the due date. Its cost per unit is
   km × km_weight, less the trail discount, plus the time weight × days until arrival, plus the
-  lateness penalty when late (`solver.objective`);
+  lateness penalty when late (`solver.model.objective`);
 - machine time is judged per lab on *machine sets*: every union of the lab's step groups (the
   machines eligible for a step) whose groups overlap. A set's work is that of every step whose group
   lies inside it. By Hall's theorem, work fits the machines (the validator's max-flow) exactly when
@@ -37,10 +37,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from solver.candidates import Candidates
-from solver.capability import step_groups
-from solver.problem import Problem, SolveParams, days_until
-from solver.trails import DEFAULT_RULES, TrailRules
+from solver.model.candidates import Candidates
+from solver.model.capability import step_groups
+from solver.model.problem import Problem, SolveParams, days_until
+from solver.model.trails import DEFAULT_RULES, TrailRules
 
 #: Most machine sets per lab before the rows fall back to groups and their union (see `exact`).
 MAX_SETS = 64

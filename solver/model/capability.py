@@ -8,7 +8,7 @@ machines in common, which is why the allocator works with groups rather than wit
 from __future__ import annotations
 
 from protocol.model import Design, Lab, Step
-from solver.problem import LabState
+from solver.model.problem import LabState
 
 
 def eligible_machines(lab: Lab, step: Step) -> frozenset[str]:

@@ -1,4 +1,4 @@
-"""The linear relaxation of a whole large problem (`solver.network`), by row and column generation.
+"""The linear relaxation of a whole large problem (`solver.large.network`), by row and column generation.
 
 Variables: units per option (0..quantity) and units short per demand. Rows: per demand, placed +
 short = quantity; per stock row, material used ≤ stock; and *cumulative rows*, one per checkpoint
@@ -12,8 +12,8 @@ at the current prices are added (columns), then GLOP resumes from its previous b
 no presolve, which keeps the basis). When neither is found, the solution is optimal for the LP of
 every row and option of the network.
 
-The solution guides the rounding (`solver.rounding`); the dual values price machine time and stock
-for the Lagrangian bound (`solver.bound`). Its own objective is never reported as a bound: an LP
+The solution guides the rounding (`solver.large.rounding`); the dual values price machine time and stock
+for the Lagrangian bound (`solver.large.bound`). Its own objective is never reported as a bound: an LP
 solver's optimum is exact only up to its tolerances, and the network's options are not all labs.
 """
 
@@ -26,8 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 from ortools.linear_solver import linear_solver_pb2, pywraplp
 
-from solver.bound import suffix_sums
-from solver.network import Network
+from solver.large.bound import suffix_sums
+from solver.large.network import Network
 
 #: GLOP: dual simplex (resumes after added rows), without presolve (which would drop the basis).
 GLOP_PARAMETERS = "use_dual_simplex: true, use_preprocessing: false"

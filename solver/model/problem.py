@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from protocol.model import PRIORITIES, Design, Lab, Order
-from solver.objective import (
+from solver.model.objective import (
     DEFAULT_OBJECTIVE,
     HANDLING_HOURS,
     LATENESS_PENALTY,
@@ -58,7 +58,7 @@ class Problem:
     designs: dict[str, Design]
     labs: list[LabState]
     demands: list[Demand]
-    #: Trail strength per (design id, lab id); missing pairs are neutral (see solver.trails).
+    #: Trail strength per (design id, lab id); missing pairs are neutral (see solver.model.trails).
     trails: dict[tuple[str, str], float] = field(default_factory=dict)
     #: (order id, lab id) pairs never to plan: the lab refused that order's work before.
     excluded: frozenset[tuple[str, str]] = frozenset()
@@ -86,7 +86,7 @@ def _default_time_weight() -> dict[str, float]:
 class SolveParams:
     """How to solve: time and threads, candidate breadth, and the weights of the objective.
 
-    The weights and what they mean are documented in one place, `solver.objective`.
+    The weights and what they mean are documented in one place, `solver.model.objective`.
     """
 
     time_limit_s: float = 5.0
@@ -97,7 +97,7 @@ class SolveParams:
     shortage_penalty: dict[str, float] = field(default_factory=_default_shortage_penalty)  # per unit
     #: Per unit planned to finish after its due date (well below the shortage penalty: late beats never).
     lateness_penalty: dict[str, float] = field(default_factory=_default_lateness_penalty)
-    #: Per unit per day until its planned arrival, by priority (`solver.objective`).
+    #: Per unit per day until its planned arrival, by priority (`solver.model.objective`).
     time_weight: dict[str, float] = field(default_factory=_default_time_weight)
     #: Turn a distance into days of transport: a unit is on time when it *arrives* by its due date.
     transport_kmh: float = TRANSPORT_KMH
@@ -105,7 +105,7 @@ class SolveParams:
     #: Days from now at which the time term also checkpoints a unit's finish (besides due dates and
     #: the horizon): capacity free within a day is told apart from capacity free later. The first is
     #: also the commit window: only the work planned to be made by it is sent to labs now
-    #: (`solver.lines.work_to_start`). Finer grids (1, 2, 4) did no better in the built-in scenarios
+    #: (`solver.model.lines.work_to_start`). Finer grids (1, 2, 4) did no better in the built-in scenarios
     #: and make the relaxation larger.
     time_checkpoints_days: tuple[float, ...] = (1.0,)
     #: Days after the latest due date in which late units may still be planned.
@@ -119,14 +119,14 @@ class SolveParams:
     trail_candidates: int = 2
     #: Extra candidates per demand: the labs with the most room for its design among the 4k nearest.
     room_candidates: int = 3
-    #: Above this many demands, a problem is solved through its linear relaxation (see solver.large).
+    #: Above this many demands, a problem is solved through its linear relaxation (see solver.large.path).
     #: From a few hundred demands on, that path finds cheaper plans than the one CP-SAT model, in a
     #: fraction of the time, and its bound is valid for every plan (300 x 100: 1.099 M in 0.13 s
     #: against 1.140 M in 10 s; 1000 x 200: 2.53 M in 0.7 s against 2.75 M in 10 s).
     decompose_above: int = 250
     seed: int = 0
     #: Budgets counted in work (LP solves, simplex iterations), not seconds, so the same problem and
-    #: seed give the same plan on any machine; the time limit still holds (see solver.large).
+    #: seed give the same plan on any machine; the time limit still holds (see solver.large.path).
     deterministic: bool = True
 
     def __post_init__(self) -> None:

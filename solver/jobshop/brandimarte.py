@@ -1,4 +1,5 @@
-"""Read flexible job-shop instances in the Brandimarte (1993) format into a `solver.jobshop.Instance`.
+"""Read flexible job-shop instances in the Brandimarte (1993) format into a
+`solver.jobshop.instance.Instance`.
 
 Format (whitespace-separated tokens; line breaks, CRLF included, carry no meaning):
 
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from solver.jobshop import FjJob, FjOperation, Instance
+from solver.jobshop.instance import FjJob, FjOperation, Instance
 
 
 class _Tokens:

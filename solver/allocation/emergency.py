@@ -12,9 +12,9 @@ from __future__ import annotations
 from dataclasses import replace
 
 from protocol.model import Plan
-from solver.allocate import solve_small
-from solver.candidates import find_candidates
-from solver.problem import Problem, SolveParams, horizon_days
+from solver.allocation.allocate import solve_small
+from solver.model.candidates import find_candidates
+from solver.model.problem import Problem, SolveParams, horizon_days
 
 
 def insert_urgent(problem: Problem, order_ids: set[str], params: SolveParams, budget_s: float = 0.15) -> Plan:

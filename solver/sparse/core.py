@@ -14,7 +14,7 @@ Every allocation question Cosmolocal asks is an instance of one formulation:
   shortage cost must be placed whole.
 
 The generalised assignment problem is this core with quantity 1, one resource per agent and no
-shortage (`solver.gap` maps it so), which is how the core is measured against published optima.
+shortage (`solver.gap.assignment` maps it so), which is how the core is measured against published optima.
 
 Solving: the linear relaxation (GLOP) gives a lower bound and, rounded and greedily repaired, a first
 solution; then a portfolio runs CP-SAT, hinted on every variable with the best solution so far, and

@@ -1,6 +1,6 @@
 """Allocate demands to labs: the planner's question, written as an instance of the allocation core.
 
-The mapping (see `solver.core` for the general formulation):
+The mapping (see `solver.sparse.core` for the general formulation):
 
 - one *item* per demand, its shortage priced by the order's priority;
 - per candidate (demand, lab) edge, two *options* sharing one setup key: units *on time* and units
@@ -16,7 +16,7 @@ The mapping (see `solver.core` for the general formulation):
 Buckets are per lab, taken from the due dates of its candidate demands (at most `due_buckets`); a due
 date between two bucket edges counts at the earlier edge, so capacity by a due date is never
 over-promised. Large problems are solved through the linear relaxation of the whole problem
-(`solver.large`).
+(`solver.large.path`).
 """
 
 from __future__ import annotations
@@ -26,12 +26,11 @@ from collections import defaultdict
 from dataclasses import dataclass, replace
 
 from protocol.model import Plan, Shortage
-from solver.candidates import Candidates, find_candidates, shortage_reason
-from solver.capability import step_groups
-from solver.core import CoreParams, CoreProblem, CoreResult, Item, Option, solve_core
-from solver.large import meets, solve_large
-from solver.lines import LineUnits, allocation_line, split_units
-from solver.problem import (
+from solver.large.path import meets, solve_large
+from solver.model.candidates import Candidates, find_candidates, shortage_reason
+from solver.model.capability import step_groups
+from solver.model.lines import LineUnits, allocation_line, split_units
+from solver.model.problem import (
     LabState,
     Problem,
     SolveParams,
@@ -42,7 +41,8 @@ from solver.problem import (
     horizon_days,
     transit,
 )
-from solver.trails import DEFAULT_RULES, TrailRules
+from solver.model.trails import DEFAULT_RULES, TrailRules
+from solver.sparse.core import CoreParams, CoreProblem, CoreResult, Item, Option, solve_core
 
 #: Share of the time limit the one-model path gives the large path first, for a bound valid for every
 #: plan and a second plan (a problem this size usually takes milliseconds there).
@@ -65,7 +65,7 @@ def solve(
     `warm_start` (a plan for the same demands, such as the previous one) is tried first. Returns a
     `Plan` whose objective and bound are in cost units (those of `CostTerms`), with status OPTIMAL or
     FEASIBLE, or EMPTY when there is nothing to plan. Above `params.decompose_above` demands the
-    whole problem goes through its linear relaxation (`solver.large`), and the warm start, fitted to
+    whole problem goes through its linear relaxation (`solver.large.path`), and the warm start, fitted to
     today's capacity, is kept when the relaxation's plan costs more.
     """
     if not problem.demands:
@@ -87,7 +87,7 @@ def solve_small(
 
     The model poses the problem on each order's candidate labs with due dates grouped per lab, so
     its own bound covers only its plans, and a valid plan outside it can cost less. With `certify`
-    (the default), the large path (`solver.large`) runs first on `CERTIFY_SHARE` of the time limit:
+    (the default), the large path (`solver.large.path`) runs first on `CERTIFY_SHARE` of the time limit:
     its Lagrangian bound holds for every valid plan on any lab (`bound_scope` "all"), and its plan,
     valid too, is kept when it costs less than the model's. Without it (the emergency fast path,
     where every millisecond counts), the plan is the model's, with the model's bound ("model").
@@ -161,7 +161,7 @@ def time_charged(finish: float, late: bool, due: float, grid: tuple[float, ...])
 
     A lab's due-date buckets group due dates at the earlier edge, so a unit may be planned by an
     edge before its own date; it is charged as if made by that date (or the grid point before it).
-    The whole network's relaxation (`solver.network`) has an option at each of those checkpoints
+    The whole network's relaxation (`solver.large.network`) has an option at each of those checkpoints
     at exactly this charge, so its bound covers the plans of this model too. Late units are already
     planned by a grid point or by the horizon.
     """

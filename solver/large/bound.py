@@ -11,7 +11,7 @@ demand's minimum is found exactly, in closed form.
 
 The bound covers every plan, not only plans on the candidate edges: a lab that is not a candidate
 of a demand is at least `Candidates.beyond` km away and its price is counted as 0, which can only
-lower the bound. Machine time is counted on the checkpoints of `solver.network`, which are the
+lower the bound. Machine time is counted on the checkpoints of `solver.large.network`, which are the
 validator's own, and capacities are taken a hair larger than they are, so that float rounding
 cannot lift the bound above the optimum.
 """
@@ -24,7 +24,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from solver.network import Network
+from solver.large.network import Network
 
 #: Per listed demand, the least cost per unit at a lab off its candidates, given the price per unit
 #: of every option (a lower bound of the price at labs off the network will do).

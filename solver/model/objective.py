@@ -12,7 +12,7 @@ kilometre costs `km_weight`, 1 by default):
   term keeps growing with every day it is late);
 - **setup**: `setup_cost` per (order, lab) pair used, so orders are not shattered;
 - **shortage**: `shortage_penalty[priority]` per unit no lab can make within the horizon;
-- **trail**: a discount of at most `trail_discount_km` km-equivalents per unit (see `solver.trails`).
+- **trail**: a discount of at most `trail_discount_km` km-equivalents per unit (see `solver.model.trails`).
 
 Three named weightings trade kilometres against days (`--objective` on the command line, `objective`
 in scenario files and in the planner's settings):
@@ -25,7 +25,7 @@ in scenario files and in the planner's settings):
 
 The `km` weighting keeps a hundredth of the time weight: among equally near labs, the one that can
 start sooner wins, and work planned for later is not left waiting (a plan sends labs only the work to
-start now, `solver.lines.work_to_start`). `time_weights(scale)` gives the weighting between and
+start now, `solver.model.lines.work_to_start`). `time_weights(scale)` gives the weighting between and
 beyond those, for a sweep of the trade.
 """
 

@@ -25,7 +25,7 @@ from typing import Literal
 
 from ortools.sat.python import cp_model
 
-from solver.core import CoreParams, CoreProblem, Item, Option, solve_core
+from solver.sparse.core import CoreParams, CoreProblem, Item, Option, solve_core
 
 Sense = Literal["min", "max"]
 

@@ -1,7 +1,7 @@
 """A lab's own machine schedule by a dispatching rule: which machine makes which step of which unit, when.
 
 This is the fast, deterministic schedule a lab agent builds when it accepts a job, and the starting
-point of `schedule_cp`, which improves it with CP-SAT (solver.jobshop). Rule:
+point of `schedule_cp`, which improves it with CP-SAT (solver.jobshop.fjsp). Rule:
 
 - jobs are taken in order of priority (emergency, then urgent, then routine), then due date, then the
   order they were given in;
@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from protocol.model import Design, Machine, Priority
-from solver import jobshop
+from solver.jobshop import fjsp
+from solver.jobshop.instance import FjJob, FjOperation, Instance
 
 #: Dispatch rank of each priority: lower goes first.
 PRIORITY_RANK: dict[str, int] = {"emergency": 0, "urgent": 1, "routine": 2}
@@ -287,10 +288,10 @@ def _from_jobshop(
     }
 
     units: list[tuple[Job, int]] = []
-    fj_jobs: list[jobshop.FjJob] = []
+    fj_jobs: list[FjJob] = []
     for job in dispatch_order(jobs):
         ops = tuple(
-            jobshop.FjOperation(
+            FjOperation(
                 {
                     index[m.id]: math.ceil(step.minutes / m.speed - 1e-9)
                     for m in machines
@@ -303,15 +304,13 @@ def _from_jobshop(
         for unit in range(job.quantity):
             units.append((job, unit))
             fj_jobs.append(
-                jobshop.FjJob(
-                    ops, due=due, weight=PRIORITY_WEIGHT.get(job.priority, 1), name=f"{job.id}#{unit}"
-                )
+                FjJob(ops, due=due, weight=PRIORITY_WEIGHT.get(job.priority, 1), name=f"{job.id}#{unit}")
             )
-    instance = jobshop.Instance(tuple(fj_jobs), len(machines), integer_calendars)
+    instance = Instance(tuple(fj_jobs), len(machines), integer_calendars)
     if cp is None:
-        result = jobshop.dispatch(instance, "weighted_tardiness")
+        result = fjsp.dispatch(instance, "weighted_tardiness")
     else:
-        result = jobshop.solve(
+        result = fjsp.solve(
             instance,
             "weighted_tardiness",
             time_limit_s=float(cp["time_limit_s"]),

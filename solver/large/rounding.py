@@ -26,7 +26,7 @@ import time
 
 import numpy as np
 
-from solver.network import Network
+from solver.large.network import Network
 
 #: Units within this of a whole number count as that number when rounding down.
 ROUND_TOLERANCE = 1e-6
