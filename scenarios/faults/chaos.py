@@ -554,5 +554,5 @@ def _counts(
         counts["link"] = {
             what: link.total(what)
             for what in ("relayed", "dropped", "duplicated", "reordered", "cut", "stale")
-        } | {"errors": link.errors, "loop_gap_max_ms": round(link.loop_gap_max_ms, 1)}
+        } | {"unsent": link.unsent, "errors": link.errors, "loop_gap_max_ms": round(link.loop_gap_max_ms, 1)}
     return counts
