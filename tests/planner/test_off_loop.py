@@ -8,6 +8,7 @@ answered only after it (when its wait gives up), and the order of events would s
 from __future__ import annotations
 
 import gc
+import sys
 import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -16,7 +17,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 import planner.core
-from planner.app import PlannerSettings, create_app
+from planner.app import SWITCH_INTERVAL_S, PlannerSettings, create_app
 
 ORDER = {
     "design": "face-shield",
@@ -60,12 +61,19 @@ def test_health_is_answered_while_an_explanation_is_being_computed(
     assert isinstance(answers[0].json(), list)
 
 
-def test_a_planner_process_freezes_its_startup_heap(settings: PlannerSettings) -> None:
-    """`serve` starts the app with `freeze_heap`: full collections then skip the startup objects."""
+def test_a_planner_process_freezes_its_startup_heap_and_switches_threads_often(
+    settings: PlannerSettings,
+) -> None:
+    """`serve` starts the app with `own_process`: full collections skip the startup objects, and a
+    thread that computes lets the event loop have the interpreter lock every millisecond."""
     gc.unfreeze()
+    interval = sys.getswitchinterval()
     try:
-        with TestClient(create_app(settings, freeze_heap=True)) as client:
+        with TestClient(create_app(settings, own_process=True)) as client:
             assert client.get("/health").status_code == 200
             assert gc.get_freeze_count() > 10_000
+            assert sys.getswitchinterval() == pytest.approx(SWITCH_INTERVAL_S)
+            assert SWITCH_INTERVAL_S < 0.005  # Python's default
     finally:
         gc.unfreeze()
+        sys.setswitchinterval(interval)
