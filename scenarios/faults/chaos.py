@@ -46,7 +46,15 @@ from protocol.messages import Envelope, Hello
 from protocol.model import Design, Lab
 from protocol.okh import catalogue
 from protocol.security import ClientKeys, create_keypair, load_keypair, load_public
-from scenarios.demo import Mesh, demo_labs, free_port, free_port_pair, start_mesh, wait_for
+from scenarios.demo import (
+    API_START_TIMEOUT_S,
+    Mesh,
+    demo_labs,
+    free_port,
+    free_port_pair,
+    start_mesh,
+    wait_for,
+)
 from scenarios.faults import invariants
 from scenarios.faults.proxy import LossyProxy, ProxyStopped
 from scenarios.geography import largest_cities
@@ -295,16 +303,38 @@ def _run(options: ChaosOptions, workdir: Path, say: Callable[[str], None] = lamb
     return ChaosReport(options, verdicts, faults, counts, time.monotonic() - began)
 
 
+class _Busy(Exception):
+    """The planner said 503 or 429: nothing was placed; ask again after its Retry-After."""
+
+    def __init__(self, retry_after_s: float) -> None:
+        super().__init__(f"busy; retry after {retry_after_s:g} s")
+        self.retry_after_s = retry_after_s
+
+
 def _post(http: httpx.Client, mesh: Mesh, key: str, body: dict[str, Any], timeout_s: float = 60.0) -> str:
-    """POST an order with its Idempotency-Key, retrying while the planner is down; its id."""
+    """POST an order with its Idempotency-Key; its id. Asked again while the planner is down, and
+    after the `Retry-After` of a 503 or 429 (back-pressure: nothing was placed, so it is safe)."""
 
     def post() -> str:
         answer = http.post(f"{mesh.api}/orders", json=body, headers={"Idempotency-Key": key})
         if answer.status_code in (200, 201):
             return str(answer.json()["id"])
+        if answer.status_code in (429, 503):
+            try:
+                wait = float(answer.headers.get("Retry-After", "1"))
+            except ValueError:
+                wait = 1.0
+            raise _Busy(min(wait, 5.0))
         raise RuntimeError(f"order {key} refused: {answer.status_code} {answer.text}")
 
-    return _retrying(post, timeout_s, (httpx.HTTPError,), pause_s=0.2)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return _retrying(post, max(0.0, deadline - time.monotonic()), (httpx.HTTPError,), pause_s=0.2)
+        except _Busy as busy:
+            if time.monotonic() + busy.retry_after_s > deadline:
+                raise RuntimeError(f"order {key}: the planner stayed busy for {timeout_s:g} s") from busy
+            time.sleep(busy.retry_after_s)
 
 
 def _retrying(
@@ -373,7 +403,7 @@ def _inject(
         mesh.restart_planner()
         wait_for(
             lambda: probe.planner_up.is_set(),
-            30.0,
+            API_START_TIMEOUT_S,
             "the planner to answer again",
             [mesh.planner],
             mesh.workdir,
