@@ -198,7 +198,6 @@ def create_app(
         core.doubt_s = DOUBT_WINDOWS * liveness_s
         core.on_withdrawn = mesh.push_active
         loop_watch = LoopWatch()
-        loop_watch.start()
         app.state.planner = Planner(
             settings,
             core,
@@ -223,6 +222,7 @@ def create_app(
             sys.setswitchinterval(SWITCH_INTERVAL_S)
             gc.collect()
             gc.freeze()
+        loop_watch.start()  # after the start-up's one long step (the collection above), before serving
         log.info(
             "planner epoch %d: mesh %s, field %s, ledger %s",
             epoch,
