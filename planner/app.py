@@ -216,6 +216,8 @@ def create_app(
             asyncio.create_task(replanner.run(stop)),
             asyncio.create_task(_watch_leases(core, stop, liveness_s)),
         ]
+        if zap is not None:
+            tasks.append(asyncio.create_task(zap.admissions.watch(stop)))
         if core.has_unplanned_demand():
             replanner.request("restart")
         if own_process:
