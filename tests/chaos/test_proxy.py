@@ -42,18 +42,33 @@ def _received(sock: zmq.Socket, timeout_ms: int = 5000) -> list[bytes] | None:
     return sock.recv_multipart() if sock.poll(timeout_ms) else None
 
 
+def _first(lab: zmq.Socket, planner: zmq.Socket, frame: bytes) -> list[bytes]:
+    """Send `frame` until the planner reads it, as a lab repeats HELLO: the link opens its planner
+    connection on a lab's first frame, and (as a lab's own socket would) loses what it is given
+    before that connection is up."""
+    for _ in range(50):
+        lab.send(frame)
+        got = _received(planner, 200)
+        if got is not None:
+            return got
+    raise AssertionError(f"{frame!r} never reached the planner")
+
+
 def test_frames_pass_both_ways_under_the_lab_id(link) -> None:
     proxy, planner, ctx, front = link
     lab = _lab(ctx, front, b"lab-1")
     try:
-        lab.send(b"hello")
-        assert _received(planner) == [b"lab-1", b"hello"]
+        assert _first(lab, planner, b"hello") == [b"lab-1", b"hello"]
         planner.send_multipart([b"lab-1", b"welcome"])
         assert _received(lab) == [b"welcome"]
+        lab.send(b"heartbeat")
+        assert _received(planner) == [b"lab-1", b"heartbeat"]
+        while planner.poll(0):  # any repeated hello that got through after the first
+            planner.recv_multipart()
     finally:
         lab.close(linger=0)
     stats = proxy.stats
-    assert stats.relayed == {"up": 1, "down": 1}
+    assert stats.relayed["up"] >= 2 and stats.relayed["down"] == 1
     assert stats.errors == 0
 
 
@@ -68,22 +83,22 @@ def test_frames_of_a_replaced_connection_are_dropped_as_stale(link) -> None:
         deadline = time.monotonic() + 10
         while proxy.stats.total("stale") == 0 and time.monotonic() < deadline:
             time.sleep(0.02)
-        lab.send(b"new hello")
-        assert _received(planner) == [b"lab-1", b"new hello"]  # and nothing came before it
+        assert _first(lab, planner, b"new hello") == [b"lab-1", b"new hello"]  # nothing came before it
     finally:
         stale.close(linger=0)
         lab.close(linger=0)
     stats = proxy.stats
     assert stats.stale["up"] == 1
-    assert stats.relayed["up"] == 1
+    assert stats.relayed["up"] >= 1
 
 
 def test_a_one_way_cut_drops_one_direction_only(link) -> None:
     proxy, planner, ctx, front = link
     lab = _lab(ctx, front, b"lab-1")
     try:
-        lab.send(b"first")
-        assert _received(planner) == [b"lab-1", b"first"]
+        assert _first(lab, planner, b"first") == [b"lab-1", b"first"]
+        while planner.poll(300):  # repeats of the first frame still on the way
+            planner.recv_multipart()
         proxy.cut("lab-1", "up", 30.0)
         lab.send(b"lost")
         planner.send_multipart([b"lab-1", b"still heard"])
