@@ -67,6 +67,8 @@ class Admissions:
         self._by_key: dict[bytes, str] = {}
         self._seen: dict[str, float] = {}
         self._read_at = -float("inf")
+        #: True while `watch` re-reads the folder in a worker thread: `holds` then reads only that.
+        self._watched = False
 
     def admit(self, cert_file: Path, lab_id: str | None = None) -> str:
         """Admit the lab whose public certificate is `cert_file`; return its lab id.
@@ -106,9 +108,25 @@ class Admissions:
     def holds(self, lab_id: str, public: bytes) -> bool:
         """True while `public` is still the admitted key of `lab_id` (for every frame: the folder is
         looked at no more often than every RECHECK_S)."""
-        if self.monotonic() - self._read_at >= RECHECK_S:
+        if not self._watched and self.monotonic() - self._read_at >= RECHECK_S:
             self._refresh()
         return self._by_key.get(public) == lab_id
+
+    async def watch(self, stop: asyncio.Event) -> None:
+        """Re-read the folder every RECHECK_S in a worker thread until `stop` is set.
+
+        `holds` runs for every frame on the planner's event loop; its look at the folder (a glob and
+        a stat per key) took up to 0.57 s there when the disk was busy (chaos runs, load 19). While
+        this runs, `holds` only reads what the last look found, which a look replaces whole.
+        """
+        self._watched = True
+        try:
+            while not stop.is_set():
+                await asyncio.to_thread(self._refresh)
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(stop.wait(), RECHECK_S)
+        finally:
+            self._watched = False
 
     def _refresh(self) -> None:
         self._read_at = self.monotonic()

@@ -475,7 +475,7 @@ class PlannerCore:
         """The lab's machine backlog changed."""
         view = self.labs[lab_id]
         view.backlog = dict(backlog)
-        self._save_lab(view)
+        self._save_lab(view, durable=False)  # the lab repeats it after every WELCOME
         self.on_change("capacity")
 
     def lab_stock(self, lab_id: str, stock: dict[str, float]) -> None:
@@ -485,11 +485,11 @@ class PlannerCore:
         if out:
             self._trouble(lab_id, "stock-out", f"lab {lab_id} reported no {', '.join(out)} left")
         view.stock = dict(stock)
-        self._save_lab(view)
+        self._save_lab(view, durable=False)  # the lab repeats it after every WELCOME
         self.on_change("stock")
 
-    def _save_lab(self, view: LabView) -> None:
-        with self.ledger.transaction() as db:
+    def _save_lab(self, view: LabView, durable: bool = True) -> None:
+        with self.ledger.transaction(durable) as db:
             Ledger.put_lab(db, view.lab, view.live, view.backlog, view.stock, view.last_seen)
 
     def lab_promised(self, lab_id: str, promise: dict[str, int]) -> None:
@@ -601,7 +601,8 @@ class PlannerCore:
             changes["lease_until"] = self._renewed_lease(now, eta).isoformat()
         if state == "done":
             changes.update(self._arrival(a, now, changes.get("units_done", a.units_done)))
-        with self.ledger.transaction() as db:
+        # Progress is repeated by the lab after every WELCOME: no fsync of its own (Ledger.transaction).
+        with self.ledger.transaction(durable=state != "running") as db:
             events = [self._change_job(db, a, state, now, **changes)]
             if (e := self._refresh_order(db, a.order_id)) is not None:
                 events.append(e)
@@ -821,7 +822,9 @@ class PlannerCore:
     def explanation(self, order_id: str, params: SolveParams = SolveParams()) -> list[dict[str, Any]]:
         """Why the order's labs were chosen and why its nearest other labs were not.
 
-        See solver.allocation.explain.
+        See solver.allocation.explain. It reads every lab, so the API runs it in a worker thread, off
+        the event loop: what it reads of the planner's state it copies first in single steps
+        (`list(...)`, `dict(...)`), so the loop may change that state meanwhile.
         """
         order = self.orders[order_id]
         per_late_unit = params.lateness_penalty[order.priority]
@@ -833,11 +836,11 @@ class PlannerCore:
                 cost=a.cost,
                 late_units=min(a.quantity, round(a.cost.lateness / per_late_unit)) if per_late_unit else 0,
             )
-            for a in self._by_order.get(order_id, ())
+            for a in list(self._by_order.get(order_id, ()))
             if a.state in ACTIVE_STATES or a.state == "done"
         ]
         now = self.clock()
-        labs = [self._lab_state(view, now) for view in self.labs.values()]
+        labs = [self._lab_state(view, now) for view in list(self.labs.values())]
         problem = Problem(
             now=now,
             designs=self.designs,

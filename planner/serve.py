@@ -16,7 +16,7 @@ def serve(
     settings: PlannerSettings, host: str = "127.0.0.1", port: int = 8080, log_level: str = "info"
 ) -> None:
     """Serve until interrupted (SIGINT/SIGTERM stop it cleanly)."""
-    app = create_app(settings)
+    app = create_app(settings, own_process=True)
     config = uvicorn.Config(
         app, host=host, port=port, log_level=log_level, access_log=False, timeout_graceful_shutdown=3
     )

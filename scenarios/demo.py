@@ -252,6 +252,11 @@ def write_lab_file(lab: Lab, path: Path) -> None:
     path.write_bytes(tomli_w.dumps(lab.model_dump(mode="json", exclude_none=True)).encode())
 
 
+#: How long a planner may take to answer its first request: a Python start with its imports takes
+#: seconds, and over half a minute at the load averages (20 and more) of a shared 2-core machine.
+API_START_TIMEOUT_S = 90.0
+
+
 def _cli() -> list[str]:
     return [sys.executable, "-m", "cosmolocal"]
 
@@ -327,7 +332,7 @@ def start_mesh(
     try:
         wait_for(
             lambda: _get(api, "/health") is not None,
-            30.0,
+            API_START_TIMEOUT_S,
             "the planner's API to answer",
             processes=[planner],
             workdir=workdir,

@@ -46,9 +46,17 @@ from protocol.messages import Envelope, Hello
 from protocol.model import Design, Lab
 from protocol.okh import catalogue
 from protocol.security import ClientKeys, create_keypair, load_keypair, load_public
-from scenarios.demo import Mesh, demo_labs, free_port, free_port_pair, start_mesh, wait_for
+from scenarios.demo import (
+    API_START_TIMEOUT_S,
+    Mesh,
+    demo_labs,
+    free_port,
+    free_port_pair,
+    start_mesh,
+    wait_for,
+)
 from scenarios.faults import invariants
-from scenarios.faults.proxy import LossyProxy
+from scenarios.faults.proxy import LossyProxy, ProxyStopped
 from scenarios.geography import largest_cities
 
 FAULT_KINDS = ("lab_kill", "lab_pause", "planner_kill", "garbage", "impostor", "duplicate_posts")
@@ -222,6 +230,7 @@ def _run(options: ChaosOptions, workdir: Path, say: Callable[[str], None] = lamb
     proxy = None
     planner_port = free_port_pair()
     lab_port = None
+    workdir.mkdir(parents=True, exist_ok=True)
     if not options.secure:
         lab_port = free_port()
         proxy = LossyProxy(
@@ -229,6 +238,7 @@ def _run(options: ChaosOptions, workdir: Path, say: Callable[[str], None] = lamb
             f"tcp://127.0.0.1:{planner_port}",
             rate=options.loss,
             seed=options.seed,
+            log_path=workdir / "proxy.log",
         )
         proxy.start_and_wait()
     say(f"starting a planner and {len(labs)} labs in {workdir}")
@@ -247,6 +257,9 @@ def _run(options: ChaosOptions, workdir: Path, say: Callable[[str], None] = lamb
     prober.start()
     faults: list[dict[str, Any]] = []
     accepted: dict[str, str] = {}
+    # One HTTP client for the whole run: a client per request costs ~25 ms of CPU (its TLS
+    # context) in this process, which the proxy's relay and the /health probe would wait behind.
+    http = httpx.Client(timeout=5.0, headers=mesh.headers)
     try:
         started = datetime.now(UTC)
         bodies = {
@@ -254,16 +267,18 @@ def _run(options: ChaosOptions, workdir: Path, say: Callable[[str], None] = lamb
             for i, body in enumerate(_orders(options.orders, labs, options.seed, started))
         }
         for key, body in bodies.items():
-            accepted[key] = _post(mesh, key, body)
+            accepted[key] = _post(http, mesh, key, body)
         say(f"placed {len(accepted)} orders; injecting {options.faults} faults")
         for kind in _schedule(options, rng):
             time.sleep(rng.uniform(0.5, 2.0))
-            fault = _inject(kind, mesh, labs, rng, options, bodies, accepted, probe, proxy)
+            fault = _inject(kind, mesh, http, labs, rng, options, bodies, accepted, probe, proxy)
             faults.append(fault)
             say(f"  {fault['at_s']:6.1f} s  {kind}: {fault['detail']}")
-        _wait_until_done(mesh, set(accepted.values()), began + options.timeout_s)
+        _wait_until_done(http, mesh, set(accepted.values()), began + options.timeout_s)
         time.sleep(3 * options.heartbeat_ms / 1000)  # let the last reports and journals settle
-        views = _final_views(mesh, accepted.values())
+        if proxy is not None and not proxy.alive:
+            raise ProxyStopped(f"the lossy proxy stopped during the run; its log: {workdir / 'proxy.log'}")
+        views = _final_views(http, mesh, accepted.values())
         history = invariants.read_ledger(workdir / "planner.db")
         journals = invariants.read_journals(workdir)
         probe.stop.set()
@@ -281,23 +296,45 @@ def _run(options: ChaosOptions, workdir: Path, say: Callable[[str], None] = lamb
         counts = _counts(history, probe, proxy, faults, views)
     finally:
         probe.stop.set()
+        http.close()
         mesh.stop()
         if proxy is not None:
             proxy.stop()
     return ChaosReport(options, verdicts, faults, counts, time.monotonic() - began)
 
 
-def _post(mesh: Mesh, key: str, body: dict[str, Any], timeout_s: float = 60.0) -> str:
-    """POST an order with its Idempotency-Key, retrying while the planner is down; its id."""
+class _Busy(Exception):
+    """The planner said 503 or 429: nothing was placed; ask again after its Retry-After."""
+
+    def __init__(self, retry_after_s: float) -> None:
+        super().__init__(f"busy; retry after {retry_after_s:g} s")
+        self.retry_after_s = retry_after_s
+
+
+def _post(http: httpx.Client, mesh: Mesh, key: str, body: dict[str, Any], timeout_s: float = 60.0) -> str:
+    """POST an order with its Idempotency-Key; its id. Asked again while the planner is down, and
+    after the `Retry-After` of a 503 or 429 (back-pressure: nothing was placed, so it is safe)."""
 
     def post() -> str:
-        headers = {"Idempotency-Key": key} | mesh.headers
-        answer = httpx.post(f"{mesh.api}/orders", json=body, headers=headers, timeout=5)
+        answer = http.post(f"{mesh.api}/orders", json=body, headers={"Idempotency-Key": key})
         if answer.status_code in (200, 201):
             return str(answer.json()["id"])
+        if answer.status_code in (429, 503):
+            try:
+                wait = float(answer.headers.get("Retry-After", "1"))
+            except ValueError:
+                wait = 1.0
+            raise _Busy(min(wait, 5.0))
         raise RuntimeError(f"order {key} refused: {answer.status_code} {answer.text}")
 
-    return _retrying(post, timeout_s, (httpx.HTTPError,), pause_s=0.2)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return _retrying(post, max(0.0, deadline - time.monotonic()), (httpx.HTTPError,), pause_s=0.2)
+        except _Busy as busy:
+            if time.monotonic() + busy.retry_after_s > deadline:
+                raise RuntimeError(f"order {key}: the planner stayed busy for {timeout_s:g} s") from busy
+            time.sleep(busy.retry_after_s)
 
 
 def _retrying(
@@ -320,6 +357,7 @@ def _retrying(
 def _inject(
     kind: str,
     mesh: Mesh,
+    http: httpx.Client,
     labs: list[Lab],
     rng: random.Random,
     options: ChaosOptions,
@@ -365,7 +403,7 @@ def _inject(
         mesh.restart_planner()
         wait_for(
             lambda: probe.planner_up.is_set(),
-            30.0,
+            API_START_TIMEOUT_S,
             "the planner to answer again",
             [mesh.planner],
             mesh.workdir,
@@ -384,7 +422,7 @@ def _inject(
         keys = rng.sample(sorted(bodies), k=min(3, len(bodies)))
         burst = [k for k in keys for _ in range(8)]
         with ThreadPoolExecutor(8) as pool:
-            ids = list(pool.map(lambda k: _post(mesh, k, bodies[k]), burst))
+            ids = list(pool.map(lambda k: _post(http, mesh, k, bodies[k]), burst))
         same = all(ids[i] == accepted[k] for i, k in enumerate(burst))
         return {
             "kind": kind,
@@ -465,29 +503,36 @@ def _stranger(mesh: Mesh, victim: Lab) -> str:
     )
 
 
-def _wait_until_done(mesh: Mesh, order_ids: set[str], deadline: float) -> None:
+def _wait_until_done(http: httpx.Client, mesh: Mesh, order_ids: set[str], deadline: float) -> None:
+    """Until every order is done (one request a round: the list of orders, not one per order)."""
     while time.monotonic() < deadline:
         try:
-            states = {_order_view(mesh, o, timeout_s=3.0)["state"] for o in order_ids}
-        except (httpx.HTTPError, ValueError, KeyError):  # down, restarting, or not answering yet
+            answer = http.get(f"{mesh.api}/orders", timeout=3.0)
+            answer.raise_for_status()
+            states = {o["state"] for o in answer.json() if o["id"] in order_ids}
+        except (httpx.HTTPError, ValueError, KeyError, TypeError):  # down, restarting, not answering
             states = set()
         if states == {"done"}:
             return
         time.sleep(0.5)
 
 
-def _order_view(mesh: Mesh, order_id: str, timeout_s: float = 5.0) -> dict[str, Any]:
+def _order_view(http: httpx.Client, mesh: Mesh, order_id: str) -> dict[str, Any]:
     """The planner's public view of an order; raises httpx.HTTPStatusError on an error status."""
-    response = httpx.get(f"{mesh.api}/orders/{order_id}", timeout=timeout_s)
+    response = http.get(f"{mesh.api}/orders/{order_id}")
     response.raise_for_status()
     view: dict[str, Any] = response.json()
     return view
 
 
-def _final_views(mesh: Mesh, order_ids: Iterable[str], timeout_s: float = 30.0) -> dict[str, dict[str, Any]]:
+def _final_views(
+    http: httpx.Client, mesh: Mesh, order_ids: Iterable[str], timeout_s: float = 30.0
+) -> dict[str, dict[str, Any]]:
     """Every order's view at the end of the run, asking again while the planner is slow to answer."""
     ids = list(order_ids)
-    return _retrying(lambda: {o: _order_view(mesh, o) for o in ids}, timeout_s, (httpx.HTTPError, ValueError))
+    return _retrying(
+        lambda: {o: _order_view(http, mesh, o) for o in ids}, timeout_s, (httpx.HTTPError, ValueError)
+    )
 
 
 def _duplicates_answered(faults: list[dict[str, Any]]) -> invariants.Verdict:
@@ -526,13 +571,18 @@ def _counts(
         "units_held_in_doubt": sum(h.get("units_held_in_doubt", 0) for h in per_epoch),
         "replan_after_lost_lab_s": [round(s, 2) for s in replans],
         "health_probes": len(probe.samples),
+        "health_slowest_ms": round(
+            1000 * max((s[1] for s in probe.samples if s[1] is not None), default=0.0)
+        ),
+        # What kept the planner's event loop from answering (planner.loopwatch), per epoch.
+        "loop_lag_max_ms": max((h.get("loop_lag_max_ms", 0.0) for h in per_epoch), default=0.0),
+        "loop_block_max_ms": max((h.get("loop_block_max_ms", 0.0) for h in per_epoch), default=0.0),
+        "loop_block_places": [p for h in per_epoch for p in h.get("loop_block_places", [])[:3]],
     }
     if proxy is not None:
+        link = proxy.stats
         counts["link"] = {
-            "relayed": proxy.stats.total("relayed"),
-            "dropped": proxy.stats.total("dropped"),
-            "duplicated": proxy.stats.total("duplicated"),
-            "reordered": proxy.stats.total("reordered"),
-            "cut": proxy.stats.total("cut"),
-        }
+            what: link.total(what)
+            for what in ("relayed", "dropped", "duplicated", "reordered", "cut", "stale")
+        } | {"unsent": link.unsent, "errors": link.errors, "loop_gap_max_ms": round(link.loop_gap_max_ms, 1)}
     return counts

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -92,3 +93,16 @@ def test_plan_totals_say_the_summed_bound_covers_every_plan_only_when_each_did(t
         )
     totals = ledger.plan_totals()
     assert totals["bound"] == 14.0 and totals["bound_scope"] == "model"
+
+
+def test_a_commit_without_fsync_is_committed_and_the_next_one_is_durable_again(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "l.db")
+    now = datetime.now(UTC)
+    with ledger.transaction(durable=False) as db:
+        assert db.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL: no fsync at this commit
+        Ledger.append(db, now, "lab-a", "lab.capacity", {"backlog": 1})
+    with sqlite3.connect(tmp_path / "l.db") as reader:  # committed: another connection reads it
+        assert reader.execute("SELECT COUNT(*) FROM events WHERE kind = 'lab.capacity'").fetchone()[0] == 1
+    with ledger.transaction() as db:
+        assert db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL again
+    ledger.close()
