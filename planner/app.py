@@ -11,6 +11,7 @@ import contextlib
 import gc
 import logging
 import multiprocessing
+import os
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
@@ -36,7 +37,7 @@ from planner.loopwatch import LoopWatch
 from planner.mesh import MeshServer
 from planner.overload import Overload, OverloadMiddleware
 from planner.rates import FORECAST_DAYS, RateRequest
-from planner.replan import Replanner, warm_up
+from planner.replan import Replanner, exit_with_planner, warm_up
 from planner.store import Ledger
 from planner.streams import EventStream, FrameCache, stream
 from planner.web_routes import router as web_router
@@ -193,7 +194,12 @@ def create_app(
         params = settings.solve_params()
         pool, ready = None, None
         if settings.solve_in_process:
-            pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+            pool = ProcessPoolExecutor(
+                max_workers=1,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=exit_with_planner,
+                initargs=(os.getpid(),),
+            )
             ready = pool.submit(warm_up)
         replanner = Replanner(core, mesh.send_assignments, params, executor=pool, executor_ready=ready)
 

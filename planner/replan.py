@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
@@ -37,6 +39,21 @@ def solve_and_check(problem: Problem, params: SolveParams) -> tuple[Plan, list[s
     """Solve, then validate independently: what a worker process runs (plain data in and out)."""
     plan = solve(problem, params)
     return plan, check(problem, plan, params)
+
+
+def exit_with_planner(planner_pid: int, every_s: float = 1.0) -> None:
+    """Pool initializer: end this solve worker when the planner that started it is gone.
+
+    A planner killed with -9 cannot shut its pool down, and its worker would live on as an orphan,
+    holding a core's worth of solving for nobody. The worker notices it was re-parented and exits.
+    """
+
+    def watch() -> None:
+        while os.getppid() == planner_pid:
+            time.sleep(every_s)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="exit-with-planner", daemon=True).start()
 
 
 def warm_up() -> bool:
