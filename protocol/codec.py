@@ -40,15 +40,20 @@ def encode(message: Envelope, max_bytes: int = MAX_FRAME_BYTES) -> bytes:
 
 def decode(frame: bytes, max_bytes: int = MAX_FRAME_BYTES) -> Envelope:
     """Parse and validate one frame. Raises `ProtocolError` naming the problem on any bad input."""
+    return _envelope_from(unpack_frame(frame, max_bytes))
+
+
+def unpack_frame(frame: bytes, max_bytes: int = MAX_FRAME_BYTES) -> Any:
+    """The msgpack value of one frame from the network, of at most `max_bytes`; any bad input raises
+    `ProtocolError` naming the problem. Shared by the lab mesh and the peer mesh."""
     if not isinstance(frame, bytes | bytearray | memoryview):
         raise ProtocolError(f"frame must be bytes, got {type(frame).__name__}")
     if len(frame) > max_bytes:
         raise ProtocolError(f"frame of {len(frame)} bytes exceeds the limit of {max_bytes} bytes")
     try:
-        raw = msgpack.unpackb(bytes(frame), raw=False, strict_map_key=True, use_list=True)
+        return msgpack.unpackb(bytes(frame), raw=False, strict_map_key=True, use_list=True)
     except Exception as exc:  # msgpack raises several unrelated types on garbage
         raise ProtocolError(f"not a msgpack frame: {type(exc).__name__}") from None
-    return _envelope_from(raw)
 
 
 def _envelope_from(raw: Any) -> Envelope:

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import msgpack
 from pydantic import Field, ValidationError
 
-from protocol.codec import MAX_FRAME_BYTES
+from protocol.codec import MAX_FRAME_BYTES, unpack_frame
 from protocol.errors import ProtocolError, describe_validation_error
 from protocol.model import Identifier, Name, Priority, Record, UtcDatetime
 
@@ -188,14 +188,7 @@ def encode_peer(kind: str, sender: str, seq: int, epoch: int, body: dict[str, An
 
 def decode_peer(frame: bytes) -> PeerEnvelope:
     """Parse and validate one peer frame; any bad input raises `ProtocolError` naming the problem."""
-    if not isinstance(frame, bytes | bytearray | memoryview):
-        raise ProtocolError(f"frame must be bytes, got {type(frame).__name__}")
-    if len(frame) > MAX_FRAME_BYTES:
-        raise ProtocolError(f"frame of {len(frame)} bytes exceeds the limit of {MAX_FRAME_BYTES} bytes")
-    try:
-        raw = msgpack.unpackb(bytes(frame), raw=False, strict_map_key=True, use_list=True)
-    except Exception as exc:  # msgpack raises several unrelated types on garbage
-        raise ProtocolError(f"not a msgpack frame: {type(exc).__name__}") from None
+    raw = unpack_frame(frame)
     if not isinstance(raw, dict) or set(raw) != _ENVELOPE_KEYS:
         raise ProtocolError("envelope: must be a map with exactly v, kind, sender, seq, epoch, body")
     if type(raw["v"]) is not int or raw["v"] != PEER_PROTOCOL_VERSION:
