@@ -22,6 +22,7 @@ from typing import Literal
 
 from protocol.model import Design, Lab, Location, Machine, Order
 from protocol.okh import catalogue
+from scenarios.scale import desktop_printers
 from solver.model.problem import Demand, LabState, Problem
 
 Case = Literal["surge", "tight"]
@@ -108,16 +109,7 @@ def _point(lat: float, lon: float, rng: random.Random) -> Location:
 
 def _lab(region: str, index: int, lat: float, lon: float, rng: random.Random) -> LabState:
     machines = [Machine(id="bench", processes=["assembly"], hours_per_day=rng.choice([8.0, 10.0]))]
-    for p in range(rng.choice([1, 1, 2, 3, 4])):
-        machines.append(
-            Machine(
-                id=f"fdm{p}",
-                processes=["fdm"],
-                speed=rng.choice([0.8, 1.0, 1.2]),
-                hours_per_day=rng.choice([8.0, 12.0, 20.0]),
-                tags={"bed_mm": rng.choice([180, 220, 250, 300])},
-            )
-        )
+    machines += desktop_printers(rng.choice([1, 1, 2, 3, 4]), rng)
     if rng.random() < 0.7:
         machines.append(Machine(id="laser", processes=["laser"], hours_per_day=8.0))
     stock = {"petg": 1000.0, "pla": 1000.0, "pet_sheet_0_5": 1000.0, "elastic": 10000.0}

@@ -97,18 +97,23 @@ def synthetic_problem(orders: int, labs: int, seed: int) -> Problem:
     return Problem(now=SCALE_NOW, designs=designs, labs=states, demands=demands)
 
 
+def desktop_printers(count: int, rng: random.Random) -> list[Machine]:
+    """`count` desktop FDM printers of a synthetic lab, of mixed speeds, hours and bed sizes."""
+    return [
+        Machine(
+            id=f"fdm{p}",
+            processes=["fdm"],
+            speed=rng.choice([0.8, 1.0, 1.2]),
+            hours_per_day=rng.choice([8.0, 12.0, 20.0]),
+            tags={"bed_mm": rng.choice([180, 220, 250, 300])},
+        )
+        for p in range(count)
+    ]
+
+
 def _lab(index: int, city: City, rng: random.Random) -> LabState:
     machines = [Machine(id="bench", processes=["assembly"], hours_per_day=rng.choice([4.0, 8.0]))]
-    for p in range(rng.choice([0, 1, 1, 2, 3, 4, 6])):
-        machines.append(
-            Machine(
-                id=f"fdm{p}",
-                processes=["fdm"],
-                speed=rng.choice([0.8, 1.0, 1.2]),
-                hours_per_day=rng.choice([8.0, 12.0, 20.0]),
-                tags={"bed_mm": rng.choice([180, 220, 250, 300])},
-            )
-        )
+    machines += desktop_printers(rng.choice([0, 1, 1, 2, 3, 4, 6]), rng)
     if rng.random() < 0.5:
         machines.append(Machine(id="laser", processes=["laser"], hours_per_day=8.0))
     if rng.random() < 0.15:
