@@ -34,7 +34,6 @@ from datetime import datetime, timedelta
 from typing import NamedTuple, Protocol, runtime_checkable
 
 from protocol.model import PRIORITIES, Design, Lab, Location, Order, Transfer
-from scenarios.spec import Scenario
 from scenarios.world import World, WorldEvent
 from solver.model.capability import step_groups
 from solver.model.geo import haversine_km
@@ -291,9 +290,11 @@ class PolicyRun:
     transfers: list[Transfer] = field(default_factory=list)  # material shipped between labs
 
 
-def replay_rounds(scenario: Scenario) -> int:
-    """How many planning rounds a replay of `scenario` takes: its days cut into rounds, at least one."""
-    return max(1, math.ceil(scenario.days * 24.0 / scenario.round_hours - 1e-9))
+def replay_rounds(world: World) -> int:
+    """How many planning rounds a replay of `world` takes: its time until `World.end` cut into rounds,
+    at least one."""
+    hours = (world.end - world.start) / timedelta(hours=1)
+    return max(1, math.ceil(hours / world.loaded.scenario.round_hours - 1e-9))
 
 
 def leave_by(job: Job, lab_at: Location, kmh: float) -> datetime:
@@ -529,7 +530,7 @@ class Simulation:
         """Replay every round; `on_round(done, total)` is told after each one (for a progress bar)."""
         scenario = self.world.loaded.scenario
         hours = scenario.round_hours
-        rounds = replay_rounds(scenario)
+        rounds = replay_rounds(self.world)
         for r in range(rounds):
             now = self.world.start + timedelta(hours=r * hours)
             self._receive(now)

@@ -303,3 +303,27 @@ def test_forecasting_rates_plans_ahead_but_queues_only_what_is_ordered(tiny: Pat
     assert run.allocations and all(order_id in ordered for _, order_id, _, _ in run.allocations)
     assert all(when >= ordered[order_id].created_at for when, order_id, _, _ in run.allocations)
     assert result.by_policy()["cosmolocal"]["fill_rate"] == 1.0
+
+
+def test_the_replay_runs_until_the_last_order_falls_due(tmp_path: Path) -> None:
+    # An order placed on the last day, due two days later: stopping the clock when orders stop would
+    # count its units missing while they are still within their time.
+    last_day = """
+[[demand]]
+design = "finger-splint"
+kind = "order"
+quantity = 30
+day = 3.5
+due_days = 2
+at = { source = "list", points = [{ place = "North hospital", lat = 45.81, lon = 4.86 }] }
+"""
+    loaded = load_scenario(write_scenario(tmp_path, last_day))
+    world = build_world(loaded)
+    late_order = max(world.orders, key=lambda o: o.due_at)
+    assert world.orders_end == world.start + timedelta(days=4)
+    assert world.end == late_order.due_at > world.orders_end
+    assert max(o.created_at for o in world.orders) < world.orders_end  # no order after orders stop
+    by = run_scenario(loaded, policies=["cosmolocal", "board"]).by_policy()
+    for policy, m in by.items():
+        assert m["units_delivered"] == m["units_demanded"], policy  # light demand: all of it, in time
+        assert m["units_on_time"] == m["units_delivered"], policy
