@@ -105,6 +105,9 @@ class LabSim:
     minutes_used: float = 0.0
     minutes_offered: float = 0.0
     units_made: int = 0
+    #: Machine id -> minutes of a unit in progress when the last part of a round ended: a printer
+    #: that has a unit's worth of work waiting starts it, and finishes it in the next round.
+    in_progress: dict[str, float] = field(default_factory=dict)
     _groups: dict[tuple[str, frozenset[str]], tuple[frozenset[str], ...]] = field(default_factory=dict)
 
     def groups(self, design: Design) -> tuple[frozenset[str], ...]:
@@ -311,6 +314,40 @@ def leave_by(job: Job, lab_at: Location, kmh: float) -> datetime:
     return due - timedelta(hours=HANDLING_HOURS + haversine_km(lab_at, job.order.delivery) / kmh)
 
 
+def _started_unit(
+    lab: LabSim, queue: list[Job], left: dict[str, float], designs: dict[str, Design]
+) -> dict[str, float]:
+    """The minutes a lab's machines put into the next unit of its first waiting job, when the part of
+    the round they had left could not finish one: machine id -> minutes, carried into the next part.
+
+    Whole units only are made, so without this a lab would lose up to a unit's minutes per machine
+    group at every round's end while work waited (a printer does not stop at midnight because the
+    planner's round does). Nothing is carried for a job the stock cannot supply, nor beyond one
+    unit's minutes per step group, nor from machines with no such work: idle time is not banked.
+    """
+    for job in queue:  # in the order the lab took them
+        design = designs[job.order.design]
+        materials = design.materials_per_unit()
+        if any(lab.stock.get(m, 0.0) + 1e-9 < amount for m, amount in materials.items()):
+            continue
+        groups = lab.groups(design)
+        if not all(groups):
+            continue
+        need: dict[frozenset[str], float] = {}
+        for step, group in zip(design.steps, groups, strict=True):
+            need[group] = need.get(group, 0.0) + step.minutes
+        carried: dict[str, float] = {}
+        for group, minutes in need.items():
+            free = sum(left.get(m, 0.0) for m in group)
+            if free <= 0:
+                continue
+            share = min(1.0, minutes / free)
+            for m in group:
+                carried[m] = min(left.get(m, 0.0), carried.get(m, 0.0) + left.get(m, 0.0) * share)
+        return carried
+    return {}
+
+
 def _rank(order: Order) -> tuple[datetime, int, str]:
     return (order.due_at, -PRIORITIES.index(order.priority), order.id)
 
@@ -489,11 +526,15 @@ class Simulation:
         """The lab works through its queue, earliest leave-by first (`leave_by`), for `hours` from `now`."""
         kmh = self.world.loaded.scenario.transport_kmh
         budgets = {m.id: m.minutes_per_day() * hours / 24.0 for m in active.machines}
-        full = dict(budgets)
         offered = sum(budgets.values())
         lab.minutes_offered += offered
         if offered <= 0:
             return
+        for machine_id, minutes in lab.in_progress.items():
+            if machine_id in budgets:
+                budgets[machine_id] += minutes
+        lab.in_progress = {}
+        full = dict(budgets)
         kept = []
         for job in sorted(
             lab.queue, key=lambda j: (leave_by(j, lab.lab.location, kmh), _rank(j.order), j.seq)
@@ -525,6 +566,7 @@ class Simulation:
             if job.units > 0:
                 kept.append(job)
         lab.queue = kept
+        lab.in_progress = _started_unit(lab, kept, budgets, self.designs)
 
     def run(self, on_round: Callable[[int, int], None] | None = None) -> PolicyRun:
         """Replay every round; `on_round(done, total)` is told after each one (for a progress bar)."""
