@@ -1,6 +1,8 @@
 """Simulated time: a discrete-event replay of a world under one allocation policy, without sockets.
 
-The replay advances in planning rounds of `round_hours`. Each round, in this order:
+The replay advances in planning rounds of `round_hours`, from the scenario's start until its last
+order falls due (`World.end`): orders arrive during the scenario's `days`, and every policy keeps
+working on them until then. Each round, in this order:
 
 1. disruptions that start or end by now are applied (a lost lab's unfinished units return to demand,
    as the planner does when a lab goes silent; jobs a lab can no longer make or supply are released);
@@ -20,8 +22,9 @@ stock, usable at once (an approximation: the plan may count on it a few hours ea
 Lab execution is a simple model consistent with `Machine.minutes_per_day()`: each machine offers
 `minutes_per_day * round_hours / 24` nominal minutes per round; a unit needs each design step's
 minutes on a machine eligible for that step (`solver.model.capability.step_groups`) and its materials from
-stock. Units are whole: a unit is done within the round or not started. A unit finishes at the time
-its lab's busiest step group reaches it, and is delivered after one hour of handling plus the road
+stock. Units are whole and counted when done. When the minutes left in a round's part cannot finish
+a unit while work waits, the machines start one anyway and finish it in the next part (`in_progress`),
+as a printer does overnight. A unit finishes at the time its lab's busiest step group reaches it, and is delivered after one hour of handling plus the road
 distance at the scenario's `transport_kmh`. No wall clock is read except to time solves.
 """
 
