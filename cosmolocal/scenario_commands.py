@@ -76,7 +76,8 @@ def run(
         Objective | None,
         typer.Option(
             help="What Cosmolocal weighs: on-time (a day sooner is worth 100-1,000 km), balanced "
-            "(25-250 km) or km (distance only; due dates still count) [default: the file's, else "
+            "(25 km for routine work, as on-time for urgent) or km (distance only; due dates still "
+            "count) [default: the file's, else "
             "balanced]."
         ),
     ] = None,
