@@ -276,6 +276,14 @@ def join(
             "the planner counts), instead of around the clock.",
         ),
     ] = False,
+    rule_only: Annotated[
+        bool,
+        typer.Option(
+            "--rule-only",
+            help="Simulated machines take work by the dispatching rule alone (earliest leave-by "
+            "first, the rule the simulated replay's labs follow), without CP-SAT's improvement.",
+        ),
+    ] = False,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
 ) -> None:
     """Join a planner's mesh with a lab file: say HELLO, take jobs, run them, report progress.
@@ -319,6 +327,8 @@ def join(
         fail("--speed and --fail-rate are for simulated labs: work by hand runs in real time")
     if working_hours and (setup.links or by_hand):
         fail("--working-hours is for simulated labs: printers and work by hand keep their real hours")
+    if rule_only and (setup.links or by_hand):
+        fail("--rule-only is for simulated labs: printers and work by hand are not scheduled by CP-SAT")
     curve = None
     if insecure:
         typer.secho(
@@ -364,6 +374,7 @@ def join(
                 reports,
                 control,
                 working_hours,
+                rule_only,
             )
         )
     except JournalError as exc:
@@ -383,6 +394,7 @@ async def _join(
     reports: ReportInbox | None = None,
     control: str | None = None,
     working_hours: bool = False,
+    rule_only: bool = False,
 ) -> None:
     """Run the agent until SIGINT or SIGTERM asks it to stop (it then says BYE)."""
     stop = asyncio.Event()
@@ -404,6 +416,7 @@ async def _join(
             reports=reports,
             control=control,
             working_hours=working_hours,
+            rule_only=rule_only,
         )
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):

@@ -8,7 +8,12 @@ keep their real length (so the planner sees the true machine capacity before eac
 planner solves with the scenario's `solve_seconds` and weighs by its `objective`. Labs run with
 `--working-hours`: a machine works its `hours_per_day`, as the planner and the simulation count it
 (by default the simulated executor runs machines around the clock, which gave the live labs
-24 / hours_per_day times their capacity).
+24 / hours_per_day times their capacity). They run with `--rule-only` too: they take work earliest
+leave-by first (`solver.jobshop.ranking`, the ASSIGN saying what the plan meant), as the simulated
+labs do, without CP-SAT's improvement. That improvement minimises tardiness against the lab's own
+clock, which here runs `speed` times faster than the planner's, on which the due dates are written:
+within minutes of wall time every job looks late to the lab, and CP-SAT then reorders by weighted
+shortest work, not by what must leave first.
 
 The world is replayed as the simulation replays it (`scenarios.sim`): a lost lab's process is
 stopped at its time and started again when it comes back; every lab gets its supply
@@ -157,9 +162,11 @@ def run_live(
     with tempfile.TemporaryDirectory(prefix="cosmolocal-live-") as temp:
         workdir = Path(temp)
         endpoints = {lab.id: f"ipc://{workdir}/c{index}.control" for index, lab in enumerate(world.labs)}
-        # labs work their hours a day, as the plan and the simulated replay count them
+        # labs work their hours a day, as the plan and the simulated replay count them, and take
+        # their work by the replay's own rule (earliest leave-by first), not improved by CP-SAT
         node_args = {
-            lab_id: ["--control", endpoint, "--working-hours"] for lab_id, endpoint in endpoints.items()
+            lab_id: ["--control", endpoint, "--working-hours", "--rule-only"]
+            for lab_id, endpoint in endpoints.items()
         }
         with console.status(f"starting a planner and {len(started_labs)} lab processes..."):
             mesh = start_mesh(
