@@ -76,6 +76,7 @@ from protocol.messages import (
 )
 from protocol.model import Lab, utcnow
 from protocol.security import HANDSHAKE_FAILURES, ClientKeys
+from protocol.timeframe import compressed
 
 log = logging.getLogger(__name__)
 
@@ -155,12 +156,15 @@ class LabAgent:
         control: str | None = None,
         working_hours: bool = False,
         rule_only: bool = False,
+        clock_anchor: datetime | None = None,
     ) -> None:
         self.lab = lab
         self.control_endpoint = None if control is None else check_endpoint(control)
         self._control: zmq.asyncio.Socket | None = None
         self.planner_endpoint = planner_endpoint
-        self.clock = clock or SimClock(utcnow(), speed, monotonic)
+        # with a replay's anchor, simulated time is the frame its planner reads (protocol.timeframe)
+        start = utcnow() if clock_anchor is None else compressed(clock_anchor, speed)
+        self.clock = clock or SimClock(start, speed, monotonic)
         self.clock.stall_seconds = _stall_limit(DEFAULT_HEARTBEAT_SECONDS)
         if executor is not None and (working_hours or rule_only):
             raise ValueError(
@@ -927,6 +931,7 @@ async def run_agent(
     control: str | None = None,
     working_hours: bool = False,
     rule_only: bool = False,
+    clock_anchor: datetime | None = None,
 ) -> LabAgent:
     """Run a lab agent for `lab` against the planner at `planner_endpoint` until `stop` is set.
 
@@ -934,7 +939,8 @@ async def run_agent(
     `executor` makes what runs the jobs from the agent's clock (default: simulated execution);
     `reports` is where the operator's reports of work done by hand arrive. `control` binds the lab's
     control socket (`nodes.control`); `working_hours` has simulated machines work only their hours a day;
-    `rule_only` schedules simulated machines by the dispatching rule alone (no CP-SAT improvement).
+    `rule_only` schedules simulated machines by the dispatching rule alone (no CP-SAT improvement);
+    `clock_anchor` starts simulated time in a replay's shared frame (`protocol.timeframe`).
     Returns the agent (its counters, jobs and stock) after it said BYE and closed its sockets.
     """
     agent = LabAgent(
@@ -952,6 +958,7 @@ async def run_agent(
         control=control,
         working_hours=working_hours,
         rule_only=rule_only,
+        clock_anchor=clock_anchor,
     )
     await agent.run(stop)
     return agent

@@ -53,6 +53,7 @@ from rich.console import Console
 from nodes.control import ControlRequest, send_control
 from protocol.footprint import CO2_KG_PER_TONNE_KM, CO2_SOURCE, unit_kg
 from protocol.model import Order
+from protocol.timeframe import compressed
 from scenarios.demo import Mesh, start_mesh
 from scenarios.metrics import weighted_percentile
 from scenarios.sim import HANDLING_HOURS, replay_rounds
@@ -163,9 +164,12 @@ def run_live(
         workdir = Path(temp)
         endpoints = {lab.id: f"ipc://{workdir}/c{index}.control" for index, lab in enumerate(world.labs)}
         # labs work their hours a day, as the plan and the simulated replay count them, and take
-        # their work by the replay's own rule (earliest leave-by first), not improved by CP-SAT
+        # their work by the replay's own rule (earliest leave-by first), not improved by CP-SAT;
+        # the planner and the labs read one compressed clock (protocol.timeframe)
+        anchor = datetime.now(UTC)
+        clock = ["--clock-anchor", anchor.isoformat()]
         node_args = {
-            lab_id: ["--control", endpoint, "--working-hours", "--rule-only"]
+            lab_id: ["--control", endpoint, "--working-hours", "--rule-only", *clock]
             for lab_id, endpoint in endpoints.items()
         }
         with console.status(f"starting a planner and {len(started_labs)} lab processes..."):
@@ -178,6 +182,9 @@ def run_live(
                     f"{scenario.solve_seconds:g}",
                     "--objective",
                     scenario.objective,
+                    "--clock-speed",
+                    f"{speed:g}",
+                    *clock,
                 ],
                 node_args=node_args,
             )
@@ -186,7 +193,7 @@ def run_live(
         }
         controls = _Controls(endpoints, processes)
         try:
-            wall_start, placed = _replay(mesh, world, speed, controls, node_args, console)
+            shift, placed = _replay(mesh, world, speed, anchor, controls, node_args, console)
             deadline = time.monotonic() + grace_s
             with httpx.Client(base_url=mesh.api, timeout=10.0, headers=mesh.headers) as client:
                 while True:
@@ -203,7 +210,7 @@ def run_live(
             mesh.stop()
         made, solves = _read_ledger(workdir / "planner.db")
         health = _mesh_health(workdir)
-    metrics = _metrics(world, speed, wall_start, placed, views, made, solves, plan)
+    metrics = _metrics(world, speed, shift, placed, views, made, solves, plan)
     metrics |= health
     metrics["control_requests"] = controls.sent
     metrics["control_unanswered"] = controls.failed
@@ -231,13 +238,15 @@ def _replay(
     mesh: Mesh,
     world: World,
     speed: float,
+    anchor: datetime,
     controls: _Controls,
     node_args: dict[str, list[str]],
     console: Console,
 ) -> tuple[datetime, list[tuple[str, Order]]]:
     """Post the orders and apply supply and disruptions at their compressed times, to the scenario's end.
 
-    Returns the wall instant the replay started and the placed orders (planner id, scenario order).
+    Returns the shift from scenario time to the mesh's compressed time (`protocol.timeframe`; the
+    mesh's time is scenario time plus the shift) and the placed orders (planner id, scenario order).
     """
     scenario = world.loaded.scenario
     labs_by_id = {lab.id: lab for lab in world.labs}
@@ -246,6 +255,8 @@ def _replay(
     cut: set[tuple[str, str]] = set()  # (lab, material) whose supply a stock-out stopped
     timeline = sorted(_timeline(world, speed), key=lambda item: (item[0], item[1]))
     started, wall_start = time.monotonic(), datetime.now(UTC)
+    # scenario time t is the mesh's time t + shift (the mesh's clock reads `compressed` from the anchor)
+    shift = compressed(anchor, speed, wall_start) - world.start
     placed: list[tuple[str, Order]] = []
     with httpx.Client(base_url=mesh.api, timeout=10.0, headers=mesh.headers) as client:
         for at, _, kind, item in timeline:
@@ -253,12 +264,11 @@ def _replay(
             if wait > 0:
                 time.sleep(wait)
             if kind == "order":
-                now = datetime.now(UTC)
                 request = {
                     "design": item.design,
                     "quantity": item.quantity,
                     "priority": item.priority,
-                    "due_at": (now + (item.due_at - item.created_at)).isoformat(),
+                    "due_at": (item.due_at + shift).isoformat(),
                     "delivery": item.delivery.model_dump(),
                 }
                 response = client.post("/orders", json=request)
@@ -295,7 +305,7 @@ def _replay(
                 )
             elif kind == "end":
                 time.sleep(REPORT_SLACK_S)
-    return wall_start, placed
+    return shift, placed
 
 
 #: Lines of the mesh's logs counted as signs of a mesh that cannot keep up (see `_mesh_health`).
@@ -338,7 +348,7 @@ def _read_ledger(db_path: Path) -> tuple[list[tuple[datetime, str, str, int]], l
 def _metrics(
     world: World,
     speed: float,
-    wall_start: datetime,
+    shift: timedelta,
     placed: list[tuple[str, Order]],
     views: list[dict[str, Any]],
     made: list[tuple[datetime, str, str, int]],
@@ -363,7 +373,7 @@ def _metrics(
         units = min(units, order.quantity - counted.get(order_id, 0))  # never more than ordered
         if units <= 0:
             continue
-        made_at = world.start + (at - wall_start) * speed
+        made_at = at - shift
         if made_at > world.end:
             after_end += units
             continue
