@@ -95,6 +95,10 @@ def planner_serve(
             "token. For local experiments only.",
         ),
     ] = False,
+    k_nearest: Annotated[
+        int,
+        typer.Option(min=1, max=100, help="Capable labs each order considers, nearest first."),
+    ] = 8,
     clock_speed: Annotated[
         float,
         typer.Option(
@@ -139,6 +143,7 @@ def planner_serve(
         forecast_days=forecast_days,
         keys_dir=None if insecure else (keys or _keys_beside(db)),
         require_tokens=not open_http,
+        k_nearest=k_nearest,
         clock_speed=clock_speed,
         clock_anchor=None if clock_anchor is None else parse_anchor(clock_anchor),
     )

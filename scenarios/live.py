@@ -2,18 +2,19 @@
 
 The mesh is the demo's (`scenarios.demo.start_mesh`): a `cosmolocal planner serve` process and one
 `cosmolocal node join` process per lab, over ZeroMQ, with the SQLite ledger in a temporary folder.
-Time is compressed by `speed`: scenario time t is wall time t / speed after the start, orders are
-posted at their compressed times, labs execute `speed` times faster than real time, and due dates
-keep their real length (so the planner sees the true machine capacity before each due date). The
-planner solves with the scenario's `solve_seconds` and weighs by its `objective`. Labs run with
-`--working-hours`: a machine works its `hours_per_day`, as the planner and the simulation count it
-(by default the simulated executor runs machines around the clock, which gave the live labs
-24 / hours_per_day times their capacity). They run with `--rule-only` too: they take work earliest
-leave-by first (`solver.jobshop.ranking`, the ASSIGN saying what the plan meant), as the simulated
-labs do, without CP-SAT's improvement. That improvement minimises tardiness against the lab's own
-clock, which here runs `speed` times faster than the planner's, on which the due dates are written:
-within minutes of wall time every job looks late to the lab, and CP-SAT then reorders by weighted
-shortest work, not by what must leave first.
+Time is compressed by `speed`, and the planner and its labs read one compressed clock
+(`protocol.timeframe`: `planner serve --clock-speed --clock-anchor`, `node join --speed
+--clock-anchor`): scenario time t is the mesh's time t plus a fixed shift, orders are posted at
+their compressed times with their due dates in that frame, and the planner's plans, leases and
+hours account count the same hours the labs work. (Before, the planner read the wall clock while
+its labs ran `speed` times faster: due dates kept their real length, so an order placed days ago
+looked as far from its due date as a new one, and the planner counted the labs' hours at wall
+speed.) The planner solves with the scenario's `solve_seconds` and `k_nearest` and weighs by its
+`objective`. Labs run with `--working-hours`: a machine works its `hours_per_day`, as the planner
+and the simulation count it (by default the simulated executor runs machines around the clock,
+which gave the live labs 24 / hours_per_day times their capacity). They run with `--rule-only` too:
+they take work earliest leave-by first (`solver.jobshop.ranking`, the ASSIGN saying what the plan
+meant), as the simulated labs do, without CP-SAT's improvement, which the simulation does not model.
 
 The world is replayed as the simulation replays it (`scenarios.sim`): a lost lab's process is
 stopped at its time and started again when it comes back; every lab gets its supply
@@ -23,7 +24,7 @@ told to its lab, and back up at its end. Only Cosmolocal runs live; the baseline
 replay.
 
 Metrics have the simulation's keys where they can (`scenarios.metrics`): units count as made when
-the planner records them (the ledger's job events, mapped back to scenario time), delivered after
+the planner records them (the ledger's job events, shifted back to scenario time), delivered after
 the simulation's handling time and road time, and only units made by the scenario's end count, as
 in the simulation. On-time share and lead times (mean, p95) follow from that. The planner's own
 solve time is reported in wall seconds and in simulated hours (`solve_sim_hours_max`), the measure
@@ -182,6 +183,8 @@ def run_live(
                     f"{scenario.solve_seconds:g}",
                     "--objective",
                     scenario.objective,
+                    "--k-nearest",
+                    str(scenario.k_nearest),
                     "--clock-speed",
                     f"{speed:g}",
                     *clock,
