@@ -296,8 +296,7 @@ def _replay(
                     item.lab_id, ControlRequest(down=machines if down else [], up=[] if down else machines)
                 )
             elif kind == "lab_lost:start" and controls.running(item.lab_id):
-                processes[item.lab_id].send_signal(signal.SIGTERM)
-                processes[item.lab_id].wait(timeout=10)
+                _stop_lab(processes[item.lab_id])
             elif kind in {"lab_lost:end", "lab_joins:start"} and not controls.running(item.lab_id):
                 lab_id = item.lab_id
                 known = lab_id in mesh.node_argv
@@ -309,6 +308,17 @@ def _replay(
             elif kind == "end":
                 time.sleep(REPORT_SLACK_S)
     return shift, placed
+
+
+def _stop_lab(process: subprocess.Popen[bytes], timeout_s: float = 10.0) -> None:
+    """A lab is lost: stop its process (SIGTERM, then SIGKILL if it has not exited within `timeout_s`:
+    on a loaded host a lab may take longer to say BYE, and a lost lab need not say it)."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=timeout_s)
 
 
 #: Lines of the mesh's logs counted as signs of a mesh that cannot keep up (see `_mesh_health`).
