@@ -21,12 +21,12 @@ stock, usable at once (an approximation: the plan may count on it a few hours ea
 
 Lab execution is a simple model consistent with `Machine.minutes_per_day()`: each machine offers
 `minutes_per_day * round_hours / 24` nominal minutes per round; a unit needs each design step's
-minutes on a machine eligible for that step (`solver.model.capability.step_groups`) and its materials from
-stock. Units are whole and counted when done. When the minutes left in a round's part cannot finish
-a unit while work waits, the machines start one anyway and finish it in the next part (`in_progress`),
-as a printer does overnight. A unit finishes at the time its lab's busiest step group reaches it,
-and is delivered after one hour of handling plus the road distance at the scenario's
-`transport_kmh`. No wall clock is read except to time solves.
+minutes on a machine eligible for that step (`solver.model.capability.step_groups`) and its
+materials from stock. Units are whole and counted when done. When the minutes left in a round's
+part cannot finish a unit while work waits, the machines start one anyway and finish it in the next
+part (`in_progress`), as a printer does overnight. A unit finishes at the time its lab's busiest
+step group reaches it, and is delivered after one hour of handling plus the road distance at the
+scenario's `transport_kmh`. No wall clock is read except to time solves.
 """
 
 from __future__ import annotations
