@@ -11,7 +11,7 @@ from cosmolocal.bench_commands import bench_app
 from cosmolocal.chaos_commands import chaos
 from cosmolocal.labs_commands import labs_app
 from cosmolocal.logs import setup_logging
-from cosmolocal.node_commands import node_app
+from cosmolocal.node_commands import node_app, parse_anchor
 from cosmolocal.scenario_commands import scenario_app
 from planner.rates import FORECAST_DAYS
 from solver.model.objective import DEFAULT_OBJECTIVE, Objective
@@ -96,6 +96,25 @@ def planner_serve(
             "token. For local experiments only.",
         ),
     ] = False,
+    k_nearest: Annotated[
+        int,
+        typer.Option(min=1, max=100, help="Capable labs each order considers, nearest first."),
+    ] = 8,
+    clock_speed: Annotated[
+        float,
+        typer.Option(
+            min=1.0,
+            help="For replays: the planner's clock runs this many times faster than the wall, as "
+            "the labs' simulated clocks do (`node join --speed`); see --clock-anchor.",
+        ),
+    ] = 1.0,
+    clock_anchor: Annotated[
+        str | None,
+        typer.Option(
+            help="For replays: the wall instant (ISO 8601, UTC) from which the compressed clock "
+            "runs; give the labs the same (`node join --clock-anchor`) [default: the planner's start].",
+        ),
+    ] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
 ) -> None:
     """Serve the planner: orders over HTTP, labs over ZeroMQ, plans from CP-SAT, ledger in SQLite.
@@ -125,6 +144,9 @@ def planner_serve(
         forecast_days=forecast_days,
         keys_dir=None if insecure else (keys or _keys_beside(db)),
         require_tokens=not open_http,
+        k_nearest=k_nearest,
+        clock_speed=clock_speed,
+        clock_anchor=None if clock_anchor is None else parse_anchor(clock_anchor),
     )
     if insecure:
         typer.secho(

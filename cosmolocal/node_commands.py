@@ -7,6 +7,7 @@ import asyncio
 import signal
 import sys
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -207,6 +208,17 @@ def keys(
     out.print(f"wrote {public} and {public.name}_secret for lab {lab.id}", highlight=False)
 
 
+def parse_anchor(value: str) -> datetime:
+    """A `--clock-anchor`: an ISO 8601 instant with its time zone; a clear error otherwise."""
+    try:
+        anchor = datetime.fromisoformat(value)
+    except ValueError:
+        fail(f"--clock-anchor {value!r}: expected an ISO 8601 instant, e.g. 2026-05-04T08:00:00+00:00")
+    if anchor.tzinfo is None:
+        fail(f"--clock-anchor {value!r}: give its time zone, e.g. 2026-05-04T08:00:00+00:00")
+    return anchor
+
+
 @node_app.command("join", epilog=PRINTERS_HELP)
 def join(
     lab_file: Annotated[Path, typer.Argument(metavar="LAB.toml", help="The lab file (see `node init`).")],
@@ -276,6 +288,22 @@ def join(
             "the planner counts), instead of around the clock.",
         ),
     ] = False,
+    clock_anchor: Annotated[
+        str | None,
+        typer.Option(
+            help="For replays: simulated time runs --speed times faster than the wall from this wall "
+            "instant (ISO 8601, UTC), as the planner's clock does with the same anchor "
+            "(`planner serve --clock-anchor`) [default: the lab's start].",
+        ),
+    ] = None,
+    rule_only: Annotated[
+        bool,
+        typer.Option(
+            "--rule-only",
+            help="Simulated machines take work by the dispatching rule alone (earliest leave-by "
+            "first, the rule the simulated replay's labs follow), without CP-SAT's improvement.",
+        ),
+    ] = False,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
 ) -> None:
     """Join a planner's mesh with a lab file: say HELLO, take jobs, run them, report progress.
@@ -319,6 +347,11 @@ def join(
         fail("--speed and --fail-rate are for simulated labs: work by hand runs in real time")
     if working_hours and (setup.links or by_hand):
         fail("--working-hours is for simulated labs: printers and work by hand keep their real hours")
+    if rule_only and (setup.links or by_hand):
+        fail("--rule-only is for simulated labs: printers and work by hand are not scheduled by CP-SAT")
+    if clock_anchor is not None and (setup.links or by_hand):
+        fail("--clock-anchor is for simulated labs: printers and work by hand run in real time")
+    anchor = None if clock_anchor is None else parse_anchor(clock_anchor)
     curve = None
     if insecure:
         typer.secho(
@@ -364,6 +397,8 @@ def join(
                 reports,
                 control,
                 working_hours,
+                rule_only,
+                anchor,
             )
         )
     except JournalError as exc:
@@ -383,6 +418,8 @@ async def _join(
     reports: ReportInbox | None = None,
     control: str | None = None,
     working_hours: bool = False,
+    rule_only: bool = False,
+    clock_anchor: datetime | None = None,
 ) -> None:
     """Run the agent until SIGINT or SIGTERM asks it to stop (it then says BYE)."""
     stop = asyncio.Event()
@@ -404,6 +441,8 @@ async def _join(
             reports=reports,
             control=control,
             working_hours=working_hours,
+            rule_only=rule_only,
+            clock_anchor=clock_anchor,
         )
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):

@@ -51,7 +51,7 @@ from nodes.executor import Executor
 from nodes.journal import Journal, JournalError
 from nodes.manual import Report, ReportInbox
 from nodes.parcels import Parcels
-from nodes.simulated import SimulatedExecutor
+from nodes.simulated import DEFAULT_CP_SECONDS, SimulatedExecutor
 from nodes.workshop import JobStatus, Reply, Workshop
 from protocol import transport
 from protocol.codec import decode, encode
@@ -80,6 +80,7 @@ from protocol.messages import (
 )
 from protocol.model import Lab, utcnow
 from protocol.security import HANDSHAKE_FAILURES, ClientKeys
+from protocol.timeframe import compressed
 
 log = logging.getLogger(__name__)
 
@@ -158,19 +159,30 @@ class LabAgent:
         reports: ReportInbox | None = None,
         control: str | None = None,
         working_hours: bool = False,
+        rule_only: bool = False,
+        clock_anchor: datetime | None = None,
     ) -> None:
         self.lab = lab
         self.control_endpoint = None if control is None else check_endpoint(control)
         self._control: zmq.asyncio.Socket | None = None
         self.planner_endpoint = planner_endpoint
-        self.clock = clock or SimClock(utcnow(), speed, monotonic)
+        # with a replay's anchor, simulated time is the frame its planner reads (protocol.timeframe)
+        start = utcnow() if clock_anchor is None else compressed(clock_anchor, speed)
+        self.clock = clock or SimClock(start, speed, monotonic)
         self.clock.stall_seconds = _stall_limit(DEFAULT_HEARTBEAT_SECONDS)
-        if executor is not None and working_hours:
-            raise ValueError("working_hours is for simulated execution only (real work keeps real hours)")
+        if executor is not None and (working_hours or rule_only):
+            raise ValueError(
+                "working_hours and rule_only are for simulated execution only (real work keeps real hours)"
+            )
         runner = (
             executor(self.clock)
             if executor is not None
-            else SimulatedExecutor(lab.machines, self.clock, working_hours=working_hours)
+            else SimulatedExecutor(
+                lab.machines,
+                self.clock,
+                working_hours=working_hours,
+                cp_time_limit_s=0.0 if rule_only else DEFAULT_CP_SECONDS,
+            )
         )
         if fail_rate and not isinstance(runner, SimulatedExecutor):
             raise ValueError("fail_rate injects failures into simulated execution only")
@@ -956,13 +968,17 @@ async def run_agent(
     reports: ReportInbox | None = None,
     control: str | None = None,
     working_hours: bool = False,
+    rule_only: bool = False,
+    clock_anchor: datetime | None = None,
 ) -> LabAgent:
     """Run a lab agent for `lab` against the planner at `planner_endpoint` until `stop` is set.
 
     With `manual`, jobs wait for the operator's decision (DECIDE) instead of an automatic answer.
     `executor` makes what runs the jobs from the agent's clock (default: simulated execution);
     `reports` is where the operator's reports of work done by hand arrive. `control` binds the lab's
-    control socket (`nodes.control`); `working_hours` has simulated machines work only their hours a day.
+    control socket (`nodes.control`); `working_hours` has simulated machines work only their hours a day;
+    `rule_only` schedules simulated machines by the dispatching rule alone (no CP-SAT improvement);
+    `clock_anchor` starts simulated time in a replay's shared frame (`protocol.timeframe`).
     Returns the agent (its counters, jobs and stock) after it said BYE and closed its sockets.
     """
     agent = LabAgent(
@@ -979,6 +995,8 @@ async def run_agent(
         reports=reports,
         control=control,
         working_hours=working_hours,
+        rule_only=rule_only,
+        clock_anchor=clock_anchor,
     )
     await agent.run(stop)
     return agent

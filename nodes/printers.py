@@ -41,6 +41,7 @@ from nodes.clock import SimClock
 from nodes.executor import DOWN_BACKLOG_DAYS, Executor
 from protocol.model import Machine, utcnow
 from solver.jobshop.lab_schedule import Job
+from solver.jobshop.ranking import dispatch_key
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,11 @@ DRIVERS = ("octoprint", "moonraker")
 #: Polls after a print left the server's current job with no record of its end yet, before it
 #: counts as failed (the server writes its record as the print ends; this covers a slow write).
 _OUTCOME_GRACE_POLLS = 5
-_PRIORITY_RANK = {"emergency": 0, "urgent": 1, "routine": 2}
+
+
+def _rank(job: Job) -> tuple[object, ...]:
+    """The lab's one rule (solver.jobshop.ranking): the job whose first units must leave soonest."""
+    return dispatch_key(job.deadline(0), job.due_at, job.priority, job.order_id, 0)
 
 
 class PrinterError(Exception):
@@ -525,9 +530,7 @@ class PrinterExecutor(Executor):
 
     def _choose_plate(self, printer: _Printer) -> None:
         """Give a free printer the next plate of the most pressing job it can print, within the lease."""
-        candidates = sorted(
-            self._active(), key=lambda r: (_PRIORITY_RANK.get(r.job.priority, 3), r.job.due_at, r.job.id)
-        )
+        candidates = sorted(self._active(), key=lambda r: (_rank(r.job), r.job.id))
         for record in candidates:
             for step, print_file in sorted(record.files.items()):
                 if not self._can_print(printer, record, step):

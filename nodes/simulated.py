@@ -4,12 +4,12 @@
 how many units of a job are made, when the job will end, and how much work each machine still has
 queued (the clock is `nodes.clock.SimClock`).
 
-When a job is added, units not yet started are scheduled again together with the new job (so an
-emergency job goes before routine units still waiting); units already started keep their machine and
-times. The schedule is `solver.jobshop.lab_schedule.schedule_cp`: the dispatching rule, improved by CP-SAT
-within a
-small time budget (`cp_time_limit_s`) when some job would be late, and never worse than the rule; with
-`cp_time_limit_s=0` the dispatching rule alone is used.
+When a job is added, units not yet started are scheduled again together with the new job (so a job
+that must leave sooner goes before units still waiting: `solver.jobshop.ranking`); units already
+started keep their machine and times. The schedule is `solver.jobshop.lab_schedule.schedule_cp`: the
+dispatching rule, improved by CP-SAT within a small time budget (`cp_time_limit_s`) when some job
+would be late, and never worse than the rule; with `cp_time_limit_s=0` the dispatching rule alone is
+used.
 
 By default machines run around the clock. With `working_hours`, a machine works only its
 `hours_per_day`, spread evenly over the day (a step takes `24 / hours_per_day` times longer): the
@@ -22,7 +22,7 @@ CP-SAT runs out of time.
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -31,6 +31,8 @@ from nodes.executor import Executor
 from protocol.model import Machine
 from solver.jobshop.lab_schedule import CP_MAX_OPERATIONS, Job, Operation, schedule, schedule_cp
 
+#: CP-SAT's default budget per added job, in wall seconds (0: the dispatching rule alone).
+DEFAULT_CP_SECONDS = 0.1
 #: A unit the lease does not cover is stopped this much before it would be finished.
 _JUST_BEFORE = timedelta(microseconds=1)
 
@@ -55,7 +57,7 @@ class SimulatedExecutor(Executor):
         machines: list[Machine],
         clock: SimClock,
         *,
-        cp_time_limit_s: float = 0.1,
+        cp_time_limit_s: float = DEFAULT_CP_SECONDS,
         cp_max_operations: int = CP_MAX_OPERATIONS,
         working_hours: bool = False,
     ) -> None:
@@ -116,7 +118,7 @@ class SimulatedExecutor(Executor):
             if not record.unit_ends or record.unit_ends[-1] <= now:
                 continue  # finished or stopped: nothing to move, machines already free
             waiting = []
-            for unit, ops in record.units.items():
+            for unit, ops in sorted(record.units.items()):
                 if ops[0].start < now:  # started: keeps its machines and times
                     for op in ops:
                         busy_until[op.machine_id] = max(busy_until.get(op.machine_id, now), op.end)
@@ -124,8 +126,13 @@ class SimulatedExecutor(Executor):
                     waiting.append(unit)
             if waiting:
                 pending[job_id] = waiting
+        # Units waiting keep their place in the plan: those the plan counted on time stay so.
         batch = [
-            Job(job_id, r.job.design, len(pending[job_id]), r.job.due_at, r.job.priority)
+            replace(
+                r.job,
+                quantity=len(pending[job_id]),
+                on_time_units=sum(1 for unit in pending[job_id] if unit < r.job.on_time),
+            )
             for job_id, r in self._jobs.items()
             if job_id in pending
         ]
@@ -190,7 +197,8 @@ class SimulatedExecutor(Executor):
     def resume(self, job: Job, units_done: int, saved: dict[str, Any] | None, at: datetime) -> datetime:
         """Schedule the units not made before the restart; a unit that was under way starts again."""
         left = job.quantity - units_done
-        eta = self.add(Job(job.id, job.design, left, job.due_at, job.priority), at=at)
+        # the units made first were the ones the plan counted on time
+        eta = self.add(replace(job, quantity=left, on_time_units=max(0, job.on_time - units_done)), at=at)
         self._jobs[job.id].before = units_done
         return eta
 

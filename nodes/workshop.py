@@ -76,6 +76,22 @@ class Reply:
     duplicate: bool
 
 
+def job_of(assign: Assign) -> Job:
+    """The job to schedule for an ASSIGN, with what the plan meant when the ASSIGN says it (the
+    road, the units counted on time, the planned arrival), so the lab ranks it as the plan did."""
+    return Job(
+        assign.assignment_id,
+        assign.design,
+        assign.quantity,
+        assign.due_at,
+        assign.priority,
+        order_id=assign.order_id,
+        road_hours=assign.road_hours,
+        on_time_units=assign.on_time_units,
+        arrive_by=assign.arrive_by,
+    )
+
+
 def _unit_of(material: str) -> str:
     known = materials().get(material)
     return f" {known.unit}" if known else ""
@@ -205,10 +221,7 @@ class Workshop:
         eta: datetime | None = None
         if reason is None:
             try:
-                eta = self.executor.add(
-                    Job(assign.assignment_id, assign.design, assign.quantity, assign.due_at, assign.priority),
-                    at=now,
-                )
+                eta = self.executor.add(job_of(assign), at=now)
             except ValueError as exc:
                 reason = str(exc)
         if reason is not None or eta is None:
@@ -584,7 +597,7 @@ class Workshop:
                 job.state = "done"
                 self._unacknowledged_ends.add(aid)
             elif job.state in ("accepted", "running"):
-                whole = Job(aid, assign.design, assign.quantity, assign.due_at, assign.priority)
+                whole = job_of(assign)
                 job.eta = self.executor.resume(whole, job.units_done, entry.get("execution"), now)
                 self._reported[aid] = (job.units_done, job.eta)
 

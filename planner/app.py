@@ -45,6 +45,7 @@ from protocol import transport
 from protocol.model import ID_PATTERN, OrderRequest, utcnow
 from protocol.okh import catalogue
 from protocol.security import KeyPair
+from protocol.timeframe import compressed_clock
 from solver.model.objective import DEFAULT_OBJECTIVE, TRANSFER_RADIUS_KM, objective_weights
 from solver.model.problem import SolveParams
 
@@ -91,6 +92,12 @@ class PlannerSettings:
     #: Farthest lab that may ship material to another (protocol/SPEC.md section 11; 0 ships nothing).
     #: The default is the one measured in the replay (docs/transfers.md).
     transfer_radius_km: float = TRANSFER_RADIUS_KM
+    #: A replay's compressed time (protocol.timeframe): the planner's clock runs `clock_speed` times
+    #: faster than the wall from `clock_anchor`, as its labs' clocks do. The windows it waits for
+    #: processes (an answer, a lease's slack, a lost lab's doubt) are stretched by the same factor,
+    #: so that they last as long in wall seconds. 1 (the default) is real time.
+    clock_speed: float = 1.0
+    clock_anchor: datetime | None = None
 
     def solve_params(self) -> SolveParams:
         """The solver parameters these settings give."""
@@ -163,6 +170,8 @@ def create_app(
       300 turns of a loop took 5.6 s beside a Python-bound thread, and 0.85 s at 1 ms.
     """
     designs = catalogue()
+    if settings.clock_speed != 1.0:
+        clock = compressed_clock(settings.clock_anchor or utcnow(), settings.clock_speed)
     overload = Overload(
         max_lag_s=settings.max_loop_lag_s,
         max_in_flight=settings.max_in_flight,
@@ -210,7 +219,9 @@ def create_app(
 
         core.on_change = on_change
         liveness_s = settings.liveness * settings.heartbeat_ms / 1000
-        core.doubt_s = DOUBT_WINDOWS * liveness_s
+        core.doubt_s = DOUBT_WINDOWS * liveness_s * settings.clock_speed
+        core.answer_window_s *= settings.clock_speed
+        core.lease_grace_min_s *= settings.clock_speed
         core.on_withdrawn = mesh.push_active
         loop_watch = LoopWatch()
         app.state.planner = Planner(

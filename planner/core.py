@@ -627,6 +627,15 @@ class PlannerCore:
             )
             self.on_change(f"job {state}")
 
+    def road_hours(self, a: AssignmentRow) -> float | None:
+        """Handling plus the road from a job's lab to its order's delivery place, in hours, as
+        `_arrival` counts it (None when the lab or the order is not known)."""
+        order = self.orders.get(a.order_id)
+        view = self.labs.get(a.lab_id)
+        if order is None or view is None:
+            return None
+        return transit_days(haversine_km(view.lab.location, order.delivery)) * 24.0
+
     def _arrival(self, a: AssignmentRow, now: datetime, units_done: int) -> dict[str, Any]:
         """A job reported done: when it finished, when its units arrive, and why late if they are
         planned on time and arrive after the due date (planner.reality)."""

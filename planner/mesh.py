@@ -14,6 +14,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import zmq
 import zmq.asyncio
@@ -240,6 +241,10 @@ class MeshServer:
             due_at=order.due_at,
             delivery=order.delivery,
             priority=order.priority,
+            # what the plan meant, so the lab ranks the job as the plan did (SPEC.md section 4)
+            road_hours=self.core.road_hours(row),
+            on_time_units=max(0, min(row.quantity, row.on_time_units)),
+            arrive_by=None if row.arrive_by is None else datetime.fromisoformat(row.arrive_by),
         )
         self._last_sent_assign[row.id] = self.monotonic()
         if self.send(row.lab_id, body):

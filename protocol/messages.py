@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from protocol.model import Design, Identifier, Lab, Location, Name, Priority, Record, UtcDatetime
 
@@ -177,7 +177,16 @@ class Welcome(Body):
 
 
 class Assign(Body):
-    """A job for the lab: make `quantity` units of `design` for an order. Idempotent by id."""
+    """A job for the lab: make `quantity` units of `design` for an order. Idempotent by id.
+
+    The last three fields say what the plan meant, so that the lab ranks the job as the plan did
+    (earliest leave-by first, SPEC.md section 4). They are optional: a frame without them decodes,
+    and the lab then ranks the job by its due date. `road_hours`: handling plus the road from the
+    lab to `delivery`, in hours (the units must leave by `due_at` less that); `on_time_units`: how
+    many of the units the plan counts on time (the first made; the rest it placed late);
+    `arrive_by`: when the plan says the units arrive at the latest (the units placed late must
+    leave by that less `road_hours`).
+    """
 
     assignment_id: Identifier
     order_id: Identifier
@@ -186,6 +195,18 @@ class Assign(Body):
     due_at: UtcDatetime
     delivery: Location
     priority: Priority
+    road_hours: float | None = Field(default=None, ge=0.0, le=24.0 * 366)
+    on_time_units: int | None = Field(default=None, ge=0)
+    arrive_by: UtcDatetime | None = None
+
+    @model_validator(mode="after")
+    def _on_time_within_quantity(self) -> Assign:
+        if self.on_time_units is not None and self.on_time_units > self.quantity:
+            raise ValueError(
+                f"on_time_units {self.on_time_units} exceeds quantity {self.quantity}: "
+                "the units the plan counts on time are some of the job's units"
+            )
+        return self
 
 
 class Decide(Body):

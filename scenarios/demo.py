@@ -36,8 +36,9 @@ from scenarios.printer_servers import OctoPrint, printer_lab
 from solver.model.geo import haversine_km
 
 #: Start-up allowance per lab process (a Python process imports the solver stack: seconds of CPU,
-#: many times that when dozens start at once on two cores).
-JOIN_SECONDS_PER_LAB = 5.0
+#: many times that when dozens start at once on two cores: 25 labs took 111 s to join on a host
+#: loaded by other work, and 125 s was once not enough).
+JOIN_SECONDS_PER_LAB = 10.0
 
 
 @dataclass(frozen=True)

@@ -2,13 +2,19 @@
 
 The mesh is the demo's (`scenarios.demo.start_mesh`): a `cosmolocal planner serve` process and one
 `cosmolocal node join` process per lab, over ZeroMQ, with the SQLite ledger in a temporary folder.
-Time is compressed by `speed`: scenario time t is wall time t / speed after the start, orders are
-posted at their compressed times, labs execute `speed` times faster than real time, and due dates
-keep their real length (so the planner sees the true machine capacity before each due date). The
-planner solves with the scenario's `solve_seconds` and weighs by its `objective`. Labs run with
-`--working-hours`: a machine works its `hours_per_day`, as the planner and the simulation count it
-(by default the simulated executor runs machines around the clock, which gave the live labs
-24 / hours_per_day times their capacity).
+Time is compressed by `speed`, and the planner and its labs read one compressed clock
+(`protocol.timeframe`: `planner serve --clock-speed --clock-anchor`, `node join --speed
+--clock-anchor`): scenario time t is the mesh's time t plus a fixed shift, orders are posted at
+their compressed times with their due dates in that frame, and the planner's plans, leases and
+hours account count the same hours the labs work. (Before, the planner read the wall clock while
+its labs ran `speed` times faster: due dates kept their real length, so an order placed days ago
+looked as far from its due date as a new one, and the planner counted the labs' hours at wall
+speed.) The planner solves with the scenario's `solve_seconds` and `k_nearest` and weighs by its
+`objective`. Labs run with `--working-hours`: a machine works its `hours_per_day`, as the planner
+and the simulation count it (by default the simulated executor runs machines around the clock,
+which gave the live labs 24 / hours_per_day times their capacity). They run with `--rule-only` too:
+they take work earliest leave-by first (`solver.jobshop.ranking`, the ASSIGN saying what the plan
+meant), as the simulated labs do, without CP-SAT's improvement, which the simulation does not model.
 
 The world is replayed as the simulation replays it (`scenarios.sim`): a lost lab's process is
 stopped at its time and started again when it comes back; every lab gets its supply
@@ -18,7 +24,7 @@ told to its lab, and back up at its end. Only Cosmolocal runs live; the baseline
 replay.
 
 Metrics have the simulation's keys where they can (`scenarios.metrics`): units count as made when
-the planner records them (the ledger's job events, mapped back to scenario time), delivered after
+the planner records them (the ledger's job events, shifted back to scenario time), delivered after
 the simulation's handling time and road time, and only units made by the scenario's end count, as
 in the simulation. On-time share and lead times (mean, p95) follow from that. The planner's own
 solve time is reported in wall seconds and in simulated hours (`solve_sim_hours_max`), the measure
@@ -48,6 +54,7 @@ from rich.console import Console
 from nodes.control import ControlRequest, send_control
 from protocol.footprint import CO2_KG_PER_TONNE_KM, CO2_SOURCE, unit_kg
 from protocol.model import Order
+from protocol.timeframe import compressed
 from scenarios.demo import Mesh, start_mesh
 from scenarios.metrics import weighted_percentile
 from scenarios.sim import HANDLING_HOURS, replay_rounds
@@ -157,9 +164,14 @@ def run_live(
     with tempfile.TemporaryDirectory(prefix="cosmolocal-live-") as temp:
         workdir = Path(temp)
         endpoints = {lab.id: f"ipc://{workdir}/c{index}.control" for index, lab in enumerate(world.labs)}
-        # labs work their hours a day, as the plan and the simulated replay count them
+        # labs work their hours a day, as the plan and the simulated replay count them, and take
+        # their work by the replay's own rule (earliest leave-by first), not improved by CP-SAT;
+        # the planner and the labs read one compressed clock (protocol.timeframe)
+        anchor = datetime.now(UTC)
+        clock = ["--clock-anchor", anchor.isoformat()]
         node_args = {
-            lab_id: ["--control", endpoint, "--working-hours"] for lab_id, endpoint in endpoints.items()
+            lab_id: ["--control", endpoint, "--working-hours", "--rule-only", *clock]
+            for lab_id, endpoint in endpoints.items()
         }
         with console.status(f"starting a planner and {len(started_labs)} lab processes..."):
             mesh = start_mesh(
@@ -171,6 +183,11 @@ def run_live(
                     f"{scenario.solve_seconds:g}",
                     "--objective",
                     scenario.objective,
+                    "--k-nearest",
+                    str(scenario.k_nearest),
+                    "--clock-speed",
+                    f"{speed:g}",
+                    *clock,
                 ],
                 node_args=node_args,
             )
@@ -179,7 +196,7 @@ def run_live(
         }
         controls = _Controls(endpoints, processes)
         try:
-            wall_start, placed = _replay(mesh, world, speed, controls, node_args, console)
+            shift, placed = _replay(mesh, world, speed, anchor, controls, node_args, console)
             deadline = time.monotonic() + grace_s
             with httpx.Client(base_url=mesh.api, timeout=10.0, headers=mesh.headers) as client:
                 while True:
@@ -196,7 +213,7 @@ def run_live(
             mesh.stop()
         made, solves = _read_ledger(workdir / "planner.db")
         health = _mesh_health(workdir)
-    metrics = _metrics(world, speed, wall_start, placed, views, made, solves, plan)
+    metrics = _metrics(world, speed, shift, placed, views, made, solves, plan)
     metrics |= health
     metrics["control_requests"] = controls.sent
     metrics["control_unanswered"] = controls.failed
@@ -224,13 +241,15 @@ def _replay(
     mesh: Mesh,
     world: World,
     speed: float,
+    anchor: datetime,
     controls: _Controls,
     node_args: dict[str, list[str]],
     console: Console,
 ) -> tuple[datetime, list[tuple[str, Order]]]:
     """Post the orders and apply supply and disruptions at their compressed times, to the scenario's end.
 
-    Returns the wall instant the replay started and the placed orders (planner id, scenario order).
+    Returns the shift from scenario time to the mesh's compressed time (`protocol.timeframe`; the
+    mesh's time is scenario time plus the shift) and the placed orders (planner id, scenario order).
     """
     scenario = world.loaded.scenario
     labs_by_id = {lab.id: lab for lab in world.labs}
@@ -239,6 +258,8 @@ def _replay(
     cut: set[tuple[str, str]] = set()  # (lab, material) whose supply a stock-out stopped
     timeline = sorted(_timeline(world, speed), key=lambda item: (item[0], item[1]))
     started, wall_start = time.monotonic(), datetime.now(UTC)
+    # scenario time t is the mesh's time t + shift (the mesh's clock reads `compressed` from the anchor)
+    shift = compressed(anchor, speed, wall_start) - world.start
     placed: list[tuple[str, Order]] = []
     with httpx.Client(base_url=mesh.api, timeout=10.0, headers=mesh.headers) as client:
         for at, _, kind, item in timeline:
@@ -246,12 +267,11 @@ def _replay(
             if wait > 0:
                 time.sleep(wait)
             if kind == "order":
-                now = datetime.now(UTC)
                 request = {
                     "design": item.design,
                     "quantity": item.quantity,
                     "priority": item.priority,
-                    "due_at": (now + (item.due_at - item.created_at)).isoformat(),
+                    "due_at": (item.due_at + shift).isoformat(),
                     "delivery": item.delivery.model_dump(),
                 }
                 response = client.post("/orders", json=request)
@@ -276,8 +296,7 @@ def _replay(
                     item.lab_id, ControlRequest(down=machines if down else [], up=[] if down else machines)
                 )
             elif kind == "lab_lost:start" and controls.running(item.lab_id):
-                processes[item.lab_id].send_signal(signal.SIGTERM)
-                processes[item.lab_id].wait(timeout=10)
+                _stop_lab(processes[item.lab_id])
             elif kind in {"lab_lost:end", "lab_joins:start"} and not controls.running(item.lab_id):
                 lab_id = item.lab_id
                 known = lab_id in mesh.node_argv
@@ -288,7 +307,18 @@ def _replay(
                 )
             elif kind == "end":
                 time.sleep(REPORT_SLACK_S)
-    return wall_start, placed
+    return shift, placed
+
+
+def _stop_lab(process: subprocess.Popen[bytes], timeout_s: float = 10.0) -> None:
+    """A lab is lost: stop its process (SIGTERM, then SIGKILL if it has not exited within `timeout_s`:
+    on a loaded host a lab may take longer to say BYE, and a lost lab need not say it)."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=timeout_s)
 
 
 #: Lines of the mesh's logs counted as signs of a mesh that cannot keep up (see `_mesh_health`).
@@ -331,7 +361,7 @@ def _read_ledger(db_path: Path) -> tuple[list[tuple[datetime, str, str, int]], l
 def _metrics(
     world: World,
     speed: float,
-    wall_start: datetime,
+    shift: timedelta,
     placed: list[tuple[str, Order]],
     views: list[dict[str, Any]],
     made: list[tuple[datetime, str, str, int]],
@@ -356,7 +386,7 @@ def _metrics(
         units = min(units, order.quantity - counted.get(order_id, 0))  # never more than ordered
         if units <= 0:
             continue
-        made_at = world.start + (at - wall_start) * speed
+        made_at = at - shift
         if made_at > world.end:
             after_end += units
             continue

@@ -39,6 +39,7 @@ from typing import NamedTuple, Protocol, runtime_checkable
 
 from protocol.model import PRIORITIES, Design, Lab, Location, Order, Transfer
 from scenarios.world import World, WorldEvent
+from solver.jobshop import ranking
 from solver.model.capability import step_groups
 from solver.model.geo import haversine_km
 from solver.model.objective import HANDLING_HOURS as SOLVER_HANDLING_HOURS
@@ -319,17 +320,22 @@ def replay_rounds(world: World) -> int:
 
 
 def leave_by(job: Job, lab_at: Location, kmh: float) -> datetime:
-    """When a job must leave the lab: the order's due date less handling and the road while the plan
-    counts units of it on time, else when the plan said its units would arrive, less the same.
+    """When a job must leave the lab (`solver.jobshop.ranking.leave_by`, the lab agent's own rule):
+    the order's due date less handling and the road while the plan counts units of it on time, else
+    when the plan said its units would arrive, less the same.
 
     A lab works earliest leave-by first, which is how it meets arrival dates (a far order due later
     may have to leave sooner than a near one). Units already planned late must not jump ahead of
     units planned on time elsewhere in the queue: the plan placed them after those.
     """
-    due = job.order.due_at
-    if job.on_time_left <= 0 and job.arrive_by is not None:
-        due = max(due, job.arrive_by)
-    return due - timedelta(hours=HANDLING_HOURS + haversine_km(lab_at, job.order.delivery) / kmh)
+    road_hours = HANDLING_HOURS + haversine_km(lab_at, job.order.delivery) / kmh
+    return ranking.leave_by(job.order.due_at, road_hours, job.arrive_by, late=job.on_time_left <= 0)
+
+
+def dispatch_key(job: Job, lab_at: Location, kmh: float) -> ranking.DispatchKey:
+    """Where a job stands in its lab's queue: the lab agent's own key (`solver.jobshop.ranking`)."""
+    order = job.order
+    return ranking.dispatch_key(leave_by(job, lab_at, kmh), order.due_at, order.priority, order.id, job.seq)
 
 
 def _started_unit(
@@ -554,9 +560,7 @@ class Simulation:
         lab.in_progress = {}
         full = dict(budgets)
         kept = []
-        for job in sorted(
-            lab.queue, key=lambda j: (leave_by(j, lab.lab.location, kmh), _rank(j.order), j.seq)
-        ):
+        for job in sorted(lab.queue, key=lambda j: dispatch_key(j, lab.lab.location, kmh)):
             design = self.designs[job.order.design]
             groups = lab.groups(design)
             units, left = fit_units(budgets, groups, design, lab.stock, job.units)

@@ -3,8 +3,10 @@
 This is the fast, deterministic schedule a lab agent builds when it accepts a job, and the starting
 point of `schedule_cp`, which improves it with CP-SAT (solver.jobshop.fjsp). Rule:
 
-- jobs are taken in order of priority (emergency, then urgent, then routine), then due date, then the
-  order they were given in;
+- work is taken earliest leave-by first (`solver.jobshop.ranking`, the rule the simulated replay's
+  labs follow too): a job's units the plan counts on time must leave by the due date less the road
+  (`Job.road_hours`), its units planned late by the plan's arrival for them (`Job.arrive_by`) less
+  the same; so a job is two pieces when the plan placed some of its units late;
 - each unit of a job is made step after step, in the design's order;
 - each step goes to the eligible machine (`Step.can_run_on`) that can *finish* it earliest; a step of
   `m` nominal minutes takes `m / machine.speed` wall minutes.
@@ -27,20 +29,66 @@ from datetime import datetime, timedelta
 from protocol.model import Design, Machine, Priority
 from solver.jobshop import fjsp
 from solver.jobshop.instance import FjJob, FjOperation, Instance
-
-#: Dispatch rank of each priority: lower goes first.
-PRIORITY_RANK: dict[str, int] = {"emergency": 0, "urgent": 1, "routine": 2}
+from solver.jobshop.ranking import dispatch_key, leave_by
 
 
 @dataclass(frozen=True, slots=True)
 class Job:
-    """`quantity` units of `design` to make by `due_at` (UTC), with the order's priority."""
+    """`quantity` units of `design` to make by `due_at` (UTC), with the order's priority.
+
+    What the plan meant, when known (an ASSIGN may carry it): `road_hours` from the lab to the
+    delivery place (handling included), how many units the plan counts on time (`on_time_units`;
+    None: all of them; they are the first units made) and when the plan said the others arrive
+    (`arrive_by`). `order_id` breaks ties between orders as the simulated replay does.
+    """
 
     id: str
     design: Design
     quantity: int
     due_at: datetime
     priority: Priority = "routine"
+    order_id: str = ""
+    road_hours: float | None = None
+    on_time_units: int | None = None
+    arrive_by: datetime | None = None
+
+    @property
+    def on_time(self) -> int:
+        """Units of the job the plan counts on time (all of them when not said)."""
+        if self.on_time_units is None:
+            return self.quantity
+        return max(0, min(self.quantity, self.on_time_units))
+
+    def deadline(self, unit: int) -> datetime:
+        """When unit `unit` (0-based) must leave the lab: its piece's leave-by."""
+        late = unit >= self.on_time
+        return leave_by(self.due_at, self.road_hours, self.arrive_by, late=late)
+
+
+@dataclass(frozen=True, slots=True)
+class Piece:
+    """Units `first` to `first + count - 1` of a job, which share one leave-by."""
+
+    job: Job
+    first: int
+    count: int
+    leave_by: datetime
+
+
+def dispatch_pieces(jobs: list[Job]) -> list[Piece]:
+    """Every job's pieces (units planned on time, units planned late) in the order the rule takes
+    them: `solver.jobshop.ranking.dispatch_key`, the jobs' list order as their arrival order."""
+    keyed = []
+    for seq, job in enumerate(jobs):
+        on_time = job.on_time
+        for part, (first, count) in enumerate(((0, on_time), (on_time, job.quantity - on_time))):
+            if count <= 0:
+                continue
+            leave = job.deadline(first)
+            key = dispatch_key(leave, job.due_at, job.priority, job.order_id, seq)
+            keyed.append(((key, part), Piece(job, first, count, leave)))
+    keyed.sort(key=lambda item: item[0])
+    return [piece for _, piece in keyed]
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,11 +150,6 @@ def unrunnable_step(design: Design, machines: list[Machine]) -> str | None:
     return None
 
 
-def dispatch_order(jobs: list[Job]) -> list[Job]:
-    """Jobs in the order the rule takes them: priority, then due date, then as given."""
-    return sorted(jobs, key=lambda j: (PRIORITY_RANK.get(j.priority, len(PRIORITY_RANK)), j.due_at))
-
-
 def schedule(
     machines: list[Machine],
     jobs: list[Job],
@@ -126,13 +169,11 @@ def schedule(
             free_at[machine_id] = max(start, instant)
 
     operations: list[Operation] = []
-    unit_ends: dict[str, tuple[datetime, ...]] = {}
-    job_ends: dict[str, datetime] = {}
-    tardiness: dict[str, float] = {}
-    for job in dispatch_order(jobs):
+    ends: dict[str, list[datetime]] = {job.id: [] for job in jobs}
+    for piece in dispatch_pieces(jobs):
+        job = piece.job
         eligible = [[m for m in machines if step.can_run_on(m)] for step in job.design.steps]
-        ends: list[datetime] = []
-        for unit in range(job.quantity):
+        for unit in range(piece.first, piece.first + piece.count):
             ready = start
             for index, step in enumerate(job.design.steps):
                 machine, begin, finish = _earliest_finish(eligible[index], step.minutes, ready, free_at)
@@ -141,12 +182,10 @@ def schedule(
                     Operation(job.id, unit, index, machine.id, begin, finish, nominal_minutes=step.minutes)
                 )
                 ready = finish
-            ends.append(ready)
-        ends.sort()
-        unit_ends[job.id] = tuple(ends)
-        job_ends[job.id] = ends[-1]
-        late = (ends[-1] - job.due_at).total_seconds() / 60.0
-        tardiness[job.id] = max(0.0, late)
+            ends[job.id].append(ready)
+    unit_ends = {job_id: tuple(sorted(values)) for job_id, values in ends.items()}
+    job_ends = {job_id: values[-1] for job_id, values in unit_ends.items()}
+    tardiness = {job.id: max(0.0, (job_ends[job.id] - job.due_at).total_seconds() / 60.0) for job in jobs}
     return Schedule(tuple(operations), unit_ends, job_ends, tardiness, busy_until=dict(free_at))
 
 
@@ -243,15 +282,22 @@ def schedule_cp(
 
 
 def _lab_key(jobs: list[Job], result: Schedule) -> tuple[float, float, datetime | None]:
-    """What `schedule_cp` compares schedules by: weighted job tardiness, weighted unit tardiness, end."""
+    """What `schedule_cp` compares schedules by: weighted job tardiness, weighted unit tardiness, end.
+
+    A unit is late when it ends after its leave-by (`Job.deadline`: the due date less the road, or
+    the plan's own date for units it placed late); the units finished first count as the ones the
+    plan counted on time. A job's tardiness is its latest unit's.
+    """
     job_late = 0.0
     unit_late = 0.0
     for job in jobs:
         weight = PRIORITY_WEIGHT.get(job.priority, 1)
-        job_late += weight * result.tardiness_minutes[job.id]
-        unit_late += weight * sum(
-            max(0.0, (end - job.due_at).total_seconds() / 60.0) for end in result.unit_ends[job.id]
-        )
+        lateness = [
+            max(0.0, (end - job.deadline(unit)).total_seconds() / 60.0)
+            for unit, end in enumerate(result.unit_ends[job.id])
+        ]
+        job_late += weight * max(lateness, default=0.0)
+        unit_late += weight * sum(lateness)
     return round(job_late, 6), round(unit_late, 6), result.end
 
 
@@ -289,7 +335,8 @@ def _from_jobshop(
 
     units: list[tuple[Job, int]] = []
     fj_jobs: list[FjJob] = []
-    for job in dispatch_order(jobs):
+    for piece in dispatch_pieces(jobs):
+        job = piece.job
         ops = tuple(
             FjOperation(
                 {
@@ -300,8 +347,8 @@ def _from_jobshop(
             )
             for step in job.design.steps
         )
-        due = math.floor(_minutes(job.due_at, start) + 1e-9)
-        for unit in range(job.quantity):
+        due = math.floor(_minutes(piece.leave_by, start) + 1e-9)
+        for unit in range(piece.first, piece.first + piece.count):
             units.append((job, unit))
             fj_jobs.append(
                 FjJob(ops, due=due, weight=PRIORITY_WEIGHT.get(job.priority, 1), name=f"{job.id}#{unit}")

@@ -97,6 +97,16 @@ def test_join_reports_lab_file_errors_without_traceback(tmp_path: Path) -> None:
     assert bad_speed.exit_code == 2 and "--speed" in bad_speed.output
 
 
+def test_join_refuses_a_clock_anchor_it_cannot_read(tmp_path: Path) -> None:
+    path = tmp_path / "lab.toml"
+    assert runner.invoke(node_app, ["init", str(path), *FULL]).exit_code == 0
+    for anchor, words in (("yesterday", "expected an ISO 8601 instant"), ("2026-05-04T08:00", "time zone")):
+        result = runner.invoke(node_app, ["join", str(path), "--insecure", "--clock-anchor", anchor])
+        assert result.exit_code == 2, result.output
+        assert "--clock-anchor" in result.output and words in result.output.replace("\n", "")
+        assert "Traceback" not in result.output
+
+
 def test_help_texts_show_examples() -> None:
     init_help = runner.invoke(node_app, ["init", "--help"])
     assert init_help.exit_code == 0 and "prusa-1:fdm" in init_help.output

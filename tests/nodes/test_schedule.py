@@ -45,15 +45,37 @@ def test_units_spread_over_eligible_machines_and_respect_required_tags() -> None
     assert {op.machine_id for op in big_bed.operations if op.step == 0} == {"slow"}
 
 
-def test_priority_then_due_date_decide_the_order() -> None:
+def test_leave_by_then_due_date_then_priority_decide_the_order() -> None:
     jobs = [
         Job("routine-early", part(), 1, T0 + timedelta(hours=1), "routine"),
         Job("emergency-late", part(), 1, T0 + timedelta(hours=9), "emergency"),
         Job("routine-earlier", part(), 1, T0 + timedelta(minutes=30), "routine"),
+        Job("urgent-same-due", part(), 1, T0 + timedelta(hours=1), "urgent"),
+        # due last, but 10 hours of road: it must leave first
+        Job("far", part(), 1, T0 + timedelta(hours=10), "routine", road_hours=10.0),
     ]
     result = schedule(machines()[1:], jobs, T0)  # one printer: order is visible
     firsts = [op.job_id for op in result.operations if op.step == 0]
-    assert firsts == ["emergency-late", "routine-earlier", "routine-early"]
+    assert firsts == ["far", "routine-earlier", "urgent-same-due", "routine-early", "emergency-late"]
+
+
+def test_units_the_plan_placed_late_leave_by_its_own_date() -> None:
+    # 3 units: 1 on time (leaves by due - 1 h), 2 planned late, to arrive 20 h after the due date.
+    split = Job(
+        "split",
+        part(),
+        3,
+        T0 + timedelta(hours=2),
+        road_hours=1.0,
+        on_time_units=1,
+        arrive_by=T0 + timedelta(hours=22),
+    )
+    other = Job("other", part(), 1, T0 + timedelta(hours=5), road_hours=1.0)
+    result = schedule(machines()[1:], [split, other], T0)
+    order = [(op.job_id, op.unit) for op in result.operations if op.step == 0]
+    assert order == [("split", 0), ("other", 0), ("split", 1), ("split", 2)]
+    assert split.deadline(0) == T0 + timedelta(hours=1)
+    assert split.deadline(2) == T0 + timedelta(hours=21)
 
 
 def test_busy_machines_start_later_and_tardiness_is_counted() -> None:

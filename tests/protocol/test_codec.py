@@ -66,6 +66,19 @@ bodies = st.one_of(
         delivery=st.just(LAB.location),
         priority=st.sampled_from(["routine", "urgent", "emergency"]),
     ),
+    st.builds(  # with what the plan meant (the optional fields)
+        Assign,
+        assignment_id=ids,
+        order_id=ids,
+        design=st.sampled_from(list(catalogue().values())),
+        quantity=st.just(1000),
+        due_at=st.just(NOW + timedelta(days=2)),
+        delivery=st.just(LAB.location),
+        priority=st.sampled_from(["routine", "urgent", "emergency"]),
+        road_hours=st.floats(0.0, 200.0),
+        on_time_units=st.integers(0, 1000),
+        arrive_by=st.just(NOW + timedelta(days=3, hours=5)),
+    ),
 )
 
 
@@ -162,3 +175,43 @@ def test_timestamps_travel_as_iso8601_utc() -> None:
     )
     raw = msgpack.unpackb(encode(Envelope(sender="planner", seq=1, body=assign)))
     assert raw["body"]["due_at"] in {"2026-05-01T12:00:00Z", "2026-05-01T12:00:00+00:00"}
+
+
+def _assign_frame(**extra: object) -> bytes:
+    """An ASSIGN frame as a planner sends it: without the optional fields unless given."""
+    body = {
+        "assignment_id": "o1-a1",
+        "order_id": "o1",
+        "design": catalogue()["finger-splint"].model_dump(mode="json"),
+        "quantity": 5,
+        "due_at": "2026-05-01T12:00:00Z",
+        "delivery": LAB.location.model_dump(mode="json"),
+        "priority": "urgent",
+        **extra,
+    }
+    return msgpack.packb({"v": 1, "kind": "ASSIGN", "sender": "planner", "seq": 1, "epoch": 0, "body": body})
+
+
+def test_an_assign_without_the_plans_dates_still_decodes_and_one_with_them_keeps_them() -> None:
+    old = decode(_assign_frame()).body
+    assert isinstance(old, Assign)
+    assert (old.road_hours, old.on_time_units, old.arrive_by) == (None, None, None)
+    new = decode(_assign_frame(road_hours=7.5, on_time_units=3, arrive_by="2026-05-02T08:00:00Z")).body
+    assert isinstance(new, Assign)
+    assert (new.road_hours, new.on_time_units) == (7.5, 3)
+    assert new.arrive_by == datetime(2026, 5, 2, 8, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("extra", "words"),
+    [
+        ({"on_time_units": 6}, "on_time_units 6 exceeds quantity 5"),
+        ({"on_time_units": -1}, "body.on_time_units"),
+        ({"road_hours": -2.0}, "body.road_hours"),
+        ({"arrive_by": "soon"}, "body.arrive_by"),
+    ],
+)
+def test_an_assign_with_bad_plan_fields_is_refused_naming_the_field(extra: dict, words: str) -> None:
+    with pytest.raises(ProtocolError) as caught:
+        decode(_assign_frame(**extra))
+    assert words in str(caught.value)
