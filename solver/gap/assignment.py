@@ -276,6 +276,10 @@ def solve_gap(
     start = solve_textbook(
         instance, START_SHARE * time_limit_s, workers, seed, deterministic, START_SHARE * budget
     )
+    if start.agent_of is None and start.status == "UNKNOWN" and time.perf_counter() < limit:
+        # No assignment yet, none proven impossible: the rest of the time goes to the same model.
+        left_s = limit - time.perf_counter()
+        start = solve_textbook(instance, left_s, workers, seed, deterministic, (1 - START_SHARE) * budget)
     if start.agent_of is None or start.status == "OPTIMAL":
         seconds = time.perf_counter() - started
         return GapSolution(start.agent_of, start.objective, start.bound, start.status, seconds)
