@@ -5,8 +5,9 @@ capacity b[i]; every job goes to exactly one agent. It is the allocation core wi
 resource per agent and no shortage, and `solve_with_core` maps it exactly so, which is how the
 core is measured against published optima. `solve_textbook` is plain CP-SAT on the textbook model
 (one Boolean per pair), the baseline the core must not lose to with the same time and workers.
-`solve_gap` is the dedicated solver: the textbook model for a start and a bound, then a large
-neighbourhood search that re-solves a few agents' jobs exactly, again and again (see there).
+`solve_gap` is the dedicated solver: the textbook model for a start and a bound, the LP for a
+second bound, an exact exchange descent over pairs and triples of agents, then a large
+neighbourhood search that re-solves a few related agents' jobs exactly, again and again (see there).
 
 Two file formats (see ../shared/benchmarks/README.md): OR-Library's multi-instance files (gap1..12,
 maximisation) and Yagiura's single-instance files (types A–E, minimisation). Both are read as
