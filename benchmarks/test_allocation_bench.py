@@ -2,11 +2,10 @@
 
 Each benchmark checks its answer (validator, published optimum) and records its figures in the
 benchmark's extra_info; `make bench` prints the timings. The targets of the solver issue:
-gap12 optimal in under 1 s an instance; GAP types D and E within 0.5 % of the best known in 10 s
-with 2 workers, beside plain CP-SAT with the same budget; emergency insertion into a loaded
-1,000-lab problem within 200 ms at the 95th percentile; 10,000 orders over 2,000 labs planned
-within 30 s, valid, within 2 % of a valid lower bound (>= 0), on seeds 1-20, the same objective on
-a second run (deterministic budgets).
+gap12 optimal in under 1 s an instance (GAP types D and E: test_gap_bench.py); emergency
+insertion into a loaded 1,000-lab problem within 200 ms at the 95th percentile; 10,000 orders over
+2,000 labs planned within 30 s, valid, within 2 % of a valid lower bound (>= 0), on seeds 1-20, the
+same objective on a second run (deterministic budgets).
 
 Run: make bench   (or .venv/bin/pytest benchmarks/test_allocation_bench.py --benchmark-enable)
 The 10,000 x 2,000 instances run only then (up to 30 s a seed; COSMOLOCAL_SCALE_SEEDS=1-3 narrows
@@ -28,14 +27,7 @@ from scenarios.scale import synthetic_problem
 from solver.allocation.allocate import solve
 from solver.allocation.emergency import insert_urgent
 from solver.check import check
-from solver.gap.assignment import (
-    evaluate,
-    generate,
-    read_gap_file,
-    solve_gap,
-    solve_textbook,
-    solve_with_core,
-)
+from solver.gap.assignment import evaluate, read_gap_file, solve_with_core
 from solver.model.objective import objective_weights
 from solver.model.problem import Demand, Problem, SolveParams
 from tests.shared import SHARED
@@ -47,7 +39,6 @@ KM = objective_weights("km")
 BALANCED = objective_weights("balanced")
 
 GAP = SHARED / "benchmarks" / "gap"
-BEST = {"d05100": 6353, "e05100": 12681}
 GAP12 = [1451, 1449, 1433, 1447, 1446]
 needs_instances = pytest.mark.skipif(not GAP.exists(), reason="shared benchmark instances not present")
 
@@ -60,48 +51,6 @@ def test_gap12_is_solved_to_the_published_optimum(benchmark, index: int) -> None
     assert evaluate(instance, solution.agent_of) == (GAP12[index], [])
     assert solution.status == "OPTIMAL"
     benchmark.extra_info.update(objective=solution.objective, seconds=solution.seconds)
-
-
-@needs_instances
-@pytest.mark.parametrize("name", sorted(BEST))
-def test_gap_types_d_and_e_within_half_a_percent_beside_plain_cp_sat(benchmark, name: str) -> None:
-    [instance] = read_gap_file(GAP / name)
-    ours = benchmark.pedantic(solve_gap, args=(instance, 10.0, 2), rounds=1, iterations=1)
-    plain = solve_textbook(instance, 10.0, 2, deterministic=True)
-    assert evaluate(instance, ours.agent_of)[1] == []
-    gap = 100.0 * (ours.objective - BEST[name]) / BEST[name]
-    plain_gap = 100.0 * (plain.objective - BEST[name]) / BEST[name]
-    benchmark.extra_info.update(
-        objective=ours.objective, gap_pct=gap, plain=plain.objective, plain_gap_pct=plain_gap
-    )
-    assert gap <= 0.5
-    # `make bench` asserts the comparison; under `make test` (benchmarks disabled, the whole suite on
-    # a shared machine) the wall clock can cut the search short of its budget: 6370 against plain
-    # CP-SAT's 6368 was seen there, so only the 0.5 % target is held.
-    if not benchmark.disabled:
-        assert ours.objective <= plain.objective
-
-
-@pytest.mark.parametrize(("kind", "agents"), [("d", 10), ("d", 20), ("e", 10), ("e", 20)])
-def test_gap_types_d_and_e_drawn_anew_no_worse_than_plain_cp_sat(benchmark, kind: str, agents: int) -> None:
-    # Instances of the published generators, not the published files: nothing here was tuned on
-    # them. Their optimum is unknown, so the figure is the gap to the textbook model's bound (an
-    # upper estimate of the gap to the optimum) and the comparison with plain CP-SAT, same budget.
-    if benchmark.disabled:
-        pytest.skip("20 s an instance: enable with --benchmark-enable (make bench)")
-    instance = generate(kind, agents, 100, seed=1)  # type: ignore[arg-type]
-    ours = benchmark.pedantic(solve_gap, args=(instance, 10.0, 2), rounds=1, iterations=1)
-    plain = solve_textbook(instance, 10.0, 2, deterministic=True)
-    assert evaluate(instance, ours.agent_of)[1] == []
-    bound = max(b for b in (ours.bound, plain.bound) if b is not None)
-    benchmark.extra_info.update(
-        objective=ours.objective,
-        plain=plain.objective,
-        bound=bound,
-        gap_to_bound_pct=100.0 * (ours.objective - bound) / bound,
-        plain_gap_to_bound_pct=100.0 * (plain.objective - bound) / bound,
-    )
-    assert ours.objective <= plain.objective
 
 
 def loaded_problem(labs: int = 1000, seed: int = 3) -> Problem:

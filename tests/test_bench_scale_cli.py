@@ -49,3 +49,13 @@ def test_gap_bench_runs_the_gap_solver_beside_plain_cp_sat(tmp_path: Path) -> No
     assert row["feasible"] is True and row["objective"] == 6 and row["baseline_objective"] == 6
     row = _row(["bench", "gap", str(tiny), "--time-limit", "1", "--no-deterministic", "--json"])
     assert row["objective"] == 6
+
+
+def test_gap_bench_draws_instances_and_measures_them_against_the_bound() -> None:
+    row = _row(["bench", "gap", "--generate", "d:3:12:5", "--time-limit", "5", "--json"])
+    assert row["instance"] == "d0312-s5" and row["feasible"] is True and row["best_known"] is None
+    assert row["bound_gap_pct"] is not None and row["bound_gap_pct"] >= 0
+    bad = runner.invoke(app, ["bench", "gap", "--generate", "x:3:12:5"])
+    assert bad.exit_code == 2 and "KIND d or e" in bad.output
+    neither = runner.invoke(app, ["bench", "gap"])
+    assert neither.exit_code == 2 and "either FILE or --generate" in neither.output

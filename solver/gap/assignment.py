@@ -5,8 +5,9 @@ capacity b[i]; every job goes to exactly one agent. It is the allocation core wi
 resource per agent and no shortage, and `solve_with_core` maps it exactly so, which is how the
 core is measured against published optima. `solve_textbook` is plain CP-SAT on the textbook model
 (one Boolean per pair), the baseline the core must not lose to with the same time and workers.
-`solve_gap` is the dedicated solver: the textbook model for a start and a bound, then a large
-neighbourhood search that re-solves a few agents' jobs exactly, again and again (see there).
+`solve_gap` is the dedicated solver: the textbook model for a start and a bound, the LP for a
+second bound, an exact exchange descent over pairs and triples of agents, then a large
+neighbourhood search that re-solves a few related agents' jobs exactly, again and again (see there).
 
 Two file formats (see ../shared/benchmarks/README.md): OR-Library's multi-instance files (gap1..12,
 maximisation) and Yagiura's single-instance files (types A–E, minimisation). Both are read as
@@ -20,11 +21,15 @@ import random
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 from ortools.sat.python import cp_model
 
+from solver.gap.exchange import exchange_descent
+from solver.gap.relaxation import relax
 from solver.sparse.core import CoreParams, CoreProblem, Item, Option, solve_core
 
 Sense = Literal["min", "max"]
@@ -232,6 +237,8 @@ NEIGHBOURHOOD_WORK = 0.25
 #: CP-SAT's deterministic time per second of the caller's time limit: a budget a machine of about
 #: this speed spends in that time; it is the same on any machine, and the time limit stays a cap.
 WORK_PER_SECOND = 0.8
+#: Passes of the exchange descent after a round of neighbourhoods that gained something.
+EXCHANGE_PASSES = 2
 
 
 def solve_gap(
@@ -242,18 +249,26 @@ def solve_gap(
     deterministic: bool = True,
     work: float | None = None,
 ) -> GapSolution:
-    """The textbook model for START_SHARE of the time, then a large neighbourhood search.
+    """The textbook model for START_SHARE of the time, then an exchange descent and a neighbourhood search.
 
-    Each step picks a few agents (NEIGHBOURHOOD, at random from a generator seeded by `seed`) and
-    re-solves their jobs among them exactly with CP-SAT, the current assignment as a hint; a cheaper
-    assignment is kept. With several workers, as many neighbourhoods of disjoint agents are solved
-    at once, each on one thread, and their gains add up. The bound is the textbook model's.
+    1. Plain CP-SAT on the textbook model gives a start and a bound.
+    2. The LP relaxation (solver.gap.relaxation) gives a second bound, and an affinity between agents
+       (how many jobs both find nearly best).
+    3. An exchange descent (solver.gap.exchange) places, exactly and by enumeration, the jobs of every
+       pair of agents and of sampled triples: milliseconds for what would cost CP-SAT a second.
+    4. A large neighbourhood search then re-solves the jobs of a few agents at a time exactly with
+       CP-SAT, the current assignment as a hint, keeping a cheaper assignment. The agents of one
+       neighbourhood are drawn by affinity (the first at random, each next one in proportion to its
+       affinity with those drawn), so each solve works on agents that can trade jobs. With several
+       workers, as many neighbourhoods of disjoint agents are solved at once, one thread each, and
+       their gains add up; after a round that gained, the exchange descent runs again.
 
-    `deterministic` (the default) counts every budget in CP-SAT's deterministic time and takes the
-    neighbourhoods' answers in a fixed order, so the same instance and seed give the same assignment
-    on any machine; the time limit still caps the whole. Without it the budgets are wall-clock.
-    `work` sets the deterministic budget of the whole solve (by default time_limit_s ×
-    WORK_PER_SECOND), START_SHARE of it for the start.
+    The bound is the best of CP-SAT's and the LP's. `deterministic` (the default) counts every
+    CP-SAT budget in deterministic time, the descent in passes, and takes the neighbourhoods'
+    answers in a fixed order, so the same instance and seed give the same assignment on any machine;
+    the time limit still caps the whole. Without it the budgets are wall-clock. `work` sets the
+    deterministic budget of the whole solve (by default time_limit_s × WORK_PER_SECOND), START_SHARE
+    of it for the start.
     """
     started = time.perf_counter()
     limit = started + time_limit_s
@@ -262,10 +277,23 @@ def solve_gap(
     start = solve_textbook(
         instance, START_SHARE * time_limit_s, workers, seed, deterministic, START_SHARE * budget
     )
+    if start.agent_of is None and start.status == "UNKNOWN" and time.perf_counter() < limit:
+        # No assignment yet, none proven impossible: the rest of the time goes to the same model.
+        left_s = limit - time.perf_counter()
+        start = solve_textbook(instance, left_s, workers, seed, deterministic, (1 - START_SHARE) * budget)
     if start.agent_of is None or start.status == "OPTIMAL":
         seconds = time.perf_counter() - started
         return GapSolution(start.agent_of, start.objective, start.bound, start.status, seconds)
-    agent_of = list(start.agent_of)
+    cost = sense * np.array(instance.cost, dtype=np.int64)  # minimised from here on
+    use = np.array(instance.use, dtype=np.int64)
+    capacity = np.array(instance.capacity, dtype=np.int64)
+    relaxation = relax(cost, use, capacity)
+    bound = start.bound
+    if relaxation is not None:
+        lp_bound = math.ceil(relaxation.bound - 1e-6)
+        bound = sense * max(lp_bound, sense * start.bound) if start.bound is not None else sense * lp_bound
+    affinity = relaxation.affinity if relaxation is not None else np.ones((instance.agents, instance.agents))
+    agent_of, _ = exchange_descent(cost, use, capacity, start.agent_of, seed, deadline=limit)
     rng = random.Random(seed)
     size = min(NEIGHBOURHOOD, instance.agents)
     left = (1 - START_SHARE) * budget if deterministic else None
@@ -273,22 +301,24 @@ def solve_gap(
     lanes = max(1, min(workers, instance.agents // max(1, size)))
     with ThreadPoolExecutor(lanes) as pool:
         while time.perf_counter() < limit and (left is None or spent < left):
-            agents = rng.sample(range(instance.agents), min(instance.agents, size * lanes))
-            groups = [sorted(agents[k * size : (k + 1) * size]) for k in range(lanes)]
-            answers = list(
-                pool.map(
-                    lambda group: _resolve(instance, agent_of, group, seed, limit, deterministic),
-                    groups,
-                )
+            groups = _related_groups(affinity, size, lanes, rng)
+            solve_one = partial(
+                _resolve, instance, list(agent_of), seed=seed, limit=limit, deterministic=deterministic
             )
+            answers = list(pool.map(solve_one, groups))
+            gained = False
             for moves, cost_change, proven, used in answers:
                 spent += used
                 if moves is not None and cost_change * sense < 0:
                     for j, i in moves.items():
                         agent_of[j] = i
-                    fruitless = 0
+                    fruitless, gained = 0, True
                 elif proven:
                     fruitless += 1
+            if gained:
+                agent_of, _ = exchange_descent(
+                    cost, use, capacity, agent_of, rng.randrange(1 << 30), EXCHANGE_PASSES, limit
+                )
             if fruitless >= 4 * instance.agents and size < min(NEIGHBOURHOOD_MOST, instance.agents):
                 size, fruitless = size + 1, 0
                 lanes = max(1, min(workers, instance.agents // size))
@@ -297,9 +327,29 @@ def solve_gap(
     better = start.objective is None or objective * sense <= start.objective * sense
     final = agent_of if better else start.agent_of
     value = objective if better else start.objective
-    optimal = start.bound is not None and abs(value - start.bound) < 1e-9
+    optimal = bound is not None and abs(value - bound) < 1e-9
     status = "OPTIMAL" if optimal else "FEASIBLE"
-    return GapSolution(final, value, start.bound, status, time.perf_counter() - started)
+    return GapSolution(final, value, bound, status, time.perf_counter() - started)
+
+
+def _related_groups(affinity: np.ndarray, size: int, lanes: int, rng: random.Random) -> list[list[int]]:
+    """`lanes` disjoint groups of `size` agents: each starts at random, then grows by affinity."""
+    m = affinity.shape[0]
+    free = set(range(m))
+    groups = []
+    for _ in range(lanes):
+        if len(free) < size:
+            break
+        group = [rng.choice(sorted(free))]
+        free.discard(group[0])
+        while len(group) < size:
+            candidates = sorted(free)
+            weights = [float(affinity[group, c].sum()) + 0.1 for c in candidates]
+            pick = rng.choices(candidates, weights=weights)[0]
+            group.append(pick)
+            free.discard(pick)
+        groups.append(sorted(group))
+    return groups
 
 
 def _resolve(

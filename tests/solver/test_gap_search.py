@@ -1,0 +1,95 @@
+"""The GAP search's parts: exact exchanges, the LP relaxation, every answer through an independent check."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from solver.gap.assignment import GapInstance, generate, parse_gap, solve_gap, solve_textbook
+from solver.gap.exchange import best_placement, exchange_descent, jobs_that_fit
+from solver.gap.relaxation import relax
+from tests.solver.gap_check import gap_violations
+
+TINY = "2 3\n 4 2 5\n 3 6 1\n 2 2 3\n 3 1 2\n 5 4\n"
+
+
+def arrays(instance: GapInstance) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return np.array(instance.cost), np.array(instance.use), np.array(instance.capacity)
+
+
+def brute_force(instance: GapInstance) -> float:
+    values = []
+    for agents in itertools.product(range(instance.agents), repeat=instance.jobs):
+        value, problems = gap_violations(instance.cost, instance.use, instance.capacity, list(agents))
+        if not problems:
+            values.append(value)
+    return min(values)
+
+
+def test_the_check_catches_a_missing_job_an_unknown_agent_or_an_overload() -> None:
+    [tiny] = parse_gap(TINY, "tiny")
+    assert gap_violations(tiny.cost, tiny.use, tiny.capacity, [0, 1, 1]) == (4 + 6 + 1, [])
+    assert "over capacity" in gap_violations(tiny.cost, tiny.use, tiny.capacity, [0, 0, 0])[1][0]
+    assert "does not exist" in gap_violations(tiny.cost, tiny.use, tiny.capacity, [0, 2, 1])[1][0]
+    assert "the instance has 3" in gap_violations(tiny.cost, tiny.use, tiny.capacity, [0, 1])[1][0]
+
+
+def test_best_placement_is_the_enumerated_best_of_a_small_instance() -> None:
+    instance = generate("d", 3, 7, seed=11)
+    cost, use, capacity = arrays(instance)
+    optimum = brute_force(instance)
+    start = solve_textbook(instance, 5.0, 1).agent_of
+    assert start is not None
+    change, moves = best_placement(cost, use, capacity, np.array(start), [0, 1, 2], list(range(7)))
+    after = list(start)
+    for job, agent in moves.items():
+        after[job] = agent
+    value, problems = gap_violations(instance.cost, instance.use, instance.capacity, after)
+    assert problems == [] and value == optimum
+    before = gap_violations(instance.cost, instance.use, instance.capacity, start)[0]
+    assert before is not None and value - before == change
+
+
+def test_enumeration_stays_within_its_size() -> None:
+    assert 2 ** jobs_that_fit(2) <= 1 << 14 < 2 ** (jobs_that_fit(2) + 1)
+    assert 3 ** jobs_that_fit(3) <= 1 << 14 < 3 ** (jobs_that_fit(3) + 1)
+
+
+@pytest.mark.parametrize("kind", ["d", "e"])
+def test_exchange_descent_keeps_capacities_never_costs_more_and_repeats(kind: str) -> None:
+    instance = generate(kind, 8, 60, seed=4)  # type: ignore[arg-type]
+    cost, use, capacity = arrays(instance)
+    start = solve_textbook(instance, 30.0, 1, deterministic=True, work=0.2).agent_of
+    assert start is not None
+    before = gap_violations(instance.cost, instance.use, instance.capacity, start)[0]
+    after, change = exchange_descent(cost, use, capacity, start, seed=3)
+    value, problems = gap_violations(instance.cost, instance.use, instance.capacity, after)
+    assert problems == [] and before is not None and value == before + change and change <= 0
+    assert exchange_descent(cost, use, capacity, start, seed=3) == (after, change)
+
+
+def test_the_lp_bound_is_below_the_optimum_and_the_affinity_is_symmetric() -> None:
+    instance = generate("d", 3, 7, seed=11)
+    cost, use, capacity = arrays(instance)
+    relaxation = relax(cost, use, capacity)
+    assert relaxation is not None
+    assert relaxation.bound <= brute_force(instance) + 1e-6
+    assert np.array_equal(relaxation.affinity, relaxation.affinity.T)
+    assert np.all(np.diag(relaxation.affinity) == 0)
+
+
+def test_an_instance_without_room_for_a_job_has_no_relaxation() -> None:
+    cost = np.array([[1, 1]])
+    use = np.array([[5, 1]])
+    assert relax(cost, use, np.array([3])) is None
+
+
+@pytest.mark.parametrize(("kind", "seed"), [("d", 21), ("e", 22)])
+def test_every_gap_answer_passes_the_independent_check(kind: str, seed: int) -> None:
+    instance = generate(kind, 10, 50, seed=seed)  # type: ignore[arg-type]
+    solution = solve_gap(instance, 60.0, 2, seed=1, work=0.8)
+    value, problems = gap_violations(instance.cost, instance.use, instance.capacity, solution.agent_of)
+    assert problems == [] and value == solution.objective
+    assert solution.bound is not None and solution.bound <= solution.objective
