@@ -235,10 +235,6 @@ REPEAT = int(os.environ.get("COSMOLOCAL_SCALE_REPEAT", "3"))
 #: Targets measured not met yet, with the figures (docs/benchmarks.md, "Allocation at scale"); a
 #: seed or case off this list is asserted.
 NOT_YET = {
-    ("10k", 5): (
-        "2.25 % with the clock out of the way (31.4 CPU s, FEASIBLE_LP_STALLED), measured before the "
-        "rounding's ejection step (which took seed 3 from 2.13 % to 1.84 %) and not since"
-    ),
     ("continent", 1): (
         "50,000 x 5,000 not reached: see docs/benchmarks.md, 'A continent', for what it reaches and "
         "where the time and memory go"
