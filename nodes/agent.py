@@ -50,6 +50,7 @@ from nodes.control import ControlError, ControlRequest, check_endpoint, parse_re
 from nodes.executor import Executor
 from nodes.journal import Journal, JournalError
 from nodes.manual import Report, ReportInbox
+from nodes.parcels import Parcels
 from nodes.simulated import SimulatedExecutor
 from nodes.workshop import JobStatus, Reply, Workshop
 from protocol import transport
@@ -69,7 +70,10 @@ from protocol.messages import (
     Field_,
     Heartbeat,
     Hello,
+    Incoming,
     Progress,
+    Ship,
+    Shipped,
     Stock,
     Welcome,
     WorkReport,
@@ -171,6 +175,8 @@ class LabAgent:
         if fail_rate and not isinstance(runner, SimulatedExecutor):
             raise ValueError("fail_rate injects failures into simulated execution only")
         self.workshop = Workshop(lab, runner, fail_rate, random.Random(seed), manual=manual)
+        #: Material this lab ships and receives (SPEC.md section 11); its stock is the workshop's.
+        self.parcels = Parcels()
         #: Where the operator's reports of work done by hand arrive (`cosmolocal node report`).
         self.reports = reports
         self.counters = AgentCounters()
@@ -283,6 +289,7 @@ class LabAgent:
             return
         try:
             self.workshop.from_journal(saved, self.clock.now())
+            self.parcels.from_journal(saved.get("parcels"))
         except (KeyError, TypeError, ValueError) as exc:
             raise JournalError(f"{self.journal.path}: cannot resume from it: {exc}") from None
         under_way = sum(1 for j in self.workshop.jobs.values() if j.state in ("accepted", "running"))
@@ -300,7 +307,7 @@ class LabAgent:
             self.workshop.executor.journaled()  # nothing to write: work need not wait for it
             return
         try:
-            self.journal.save(self.workshop.to_journal())
+            self.journal.save(self.workshop.to_journal() | {"parcels": self.parcels.to_journal()})
             self._journal_dirty = False
             self.workshop.executor.journaled()
         except OSError as exc:
@@ -428,8 +435,11 @@ class LabAgent:
         sim_now = self.clock.now()
         taken, changes = self._take_reports(sim_now)
         changes += self.workshop.advance(sim_now)
-        if changes or taken or self._journal_dirty or self.workshop.executor.journal_dirty:
+        arrivals = self.parcels.arrive(sim_now, self.workshop.stock)
+        if changes or taken or arrivals or self._journal_dirty or self.workshop.executor.journal_dirty:
             self._remember()
+        if arrivals:
+            await self._on_arrivals(arrivals)
         for report in taken:  # in the journal now: a restart will not count it again
             assert self.reports is not None
             self.reports.done(report)
@@ -464,7 +474,10 @@ class LabAgent:
             self._reject(peer, f"expected 1 frame from the DEALER, got {len(frames)}")
             return
         message = self._decode(
-            peer, frames[0], (Welcome, Assign, Decide, WorkReport, Heartbeat, Error), "from the planner"
+            peer,
+            frames[0],
+            (Welcome, Assign, Decide, WorkReport, Heartbeat, Error, Ship, Incoming),
+            "from the planner",
         )
         if message is None:
             return
@@ -484,7 +497,7 @@ class LabAgent:
                 self.epoch,
             )
             await self._resync()
-            if not isinstance(body, Assign | Decide):
+            if not isinstance(body, Assign | Decide | Ship | Incoming):
                 return
         if isinstance(body, Assign):
             self._assign_seq[body.assignment_id] = message.seq
@@ -498,6 +511,8 @@ class LabAgent:
                 self._renew_lease(body.heard)
         elif isinstance(body, Decide):
             await self._on_decide(body)
+        elif isinstance(body, Ship | Incoming):
+            await self._on_transfer(body)
         elif isinstance(body, WorkReport):
             self._on_work_report(body, message)
         elif isinstance(body, Error):
@@ -555,6 +570,8 @@ class LabAgent:
         self._capacity_at = float("-inf")
         for body in self.workshop.resync_messages():
             await self._send_job_message(body)
+        for body in self.parcels.resync_messages(self.clock.now()):
+            await self._send(body)
         if welcome.active is not None:
             await self._reconcile(welcome.active, message.seq)
         self.clock.release()
@@ -638,6 +655,27 @@ class LabAgent:
             self.counters.duplicates += 1
             log.info("ASSIGN %s is a duplicate; answering as before", assign.assignment_id)
         await self._send_reply(reply)
+
+    async def _on_transfer(self, body: Ship | Incoming) -> None:
+        """SHIP: ship from the free stock or refuse (STOCK goes before SHIPPED); INCOMING: expect the
+        parcel. Both are written to the journal before they are answered (SPEC.md section 11)."""
+        if isinstance(body, Ship):
+            answers, new = self.parcels.ship(body, self.workshop.stock)
+        else:
+            answers, new = self.parcels.expect(body)
+        if new:
+            self._remember()
+        if new and any(isinstance(answer, Shipped) for answer in answers):
+            await self._send(self.workshop.stock_message())  # the parcel is off the free stock
+        for answer in answers:
+            await self._send(answer)
+
+    async def _on_arrivals(self, arrivals: list[Body]) -> None:
+        """Parcels arrived: ARRIVED first, then the STOCK that holds them, so the planner never counts
+        the material both on its way and in stock."""
+        for body in arrivals:
+            await self._send(body)
+        await self._send_job_message(self.workshop.stock_message())
 
     async def _on_decide(self, decision: Decide) -> None:
         """The operator's decision on an offered job, forwarded by the planner."""

@@ -45,7 +45,7 @@ from protocol import transport
 from protocol.model import ID_PATTERN, OrderRequest, utcnow
 from protocol.okh import catalogue
 from protocol.security import KeyPair
-from solver.model.objective import DEFAULT_OBJECTIVE, objective_weights
+from solver.model.objective import DEFAULT_OBJECTIVE, TRANSFER_RADIUS_KM, objective_weights
 from solver.model.problem import SolveParams
 
 log = logging.getLogger(__name__)
@@ -88,6 +88,9 @@ class PlannerSettings:
     solve_in_process: bool = True
     #: Days ahead in which a rate's releases still to come are planned as demand (planner.rates).
     forecast_days: float = FORECAST_DAYS
+    #: Farthest lab that may ship material to another (protocol/SPEC.md section 11; 0 ships nothing).
+    #: The default is the one measured in the replay (docs/transfers.md).
+    transfer_radius_km: float = TRANSFER_RADIUS_KM
 
     def solve_params(self) -> SolveParams:
         """The solver parameters these settings give."""
@@ -96,9 +99,7 @@ class PlannerSettings:
             workers=self.solve_workers,
             k_nearest=self.k_nearest,
             time_weight=objective_weights(self.objective),
-            # The mesh does not yet tell a lab to ship material (protocol/SPEC.md has no such
-            # message): a plan that counted on a transfer would send a lab work it has no stock for.
-            transfer_radius_km=0.0,
+            transfer_radius_km=self.transfer_radius_km,
         )
 
 
@@ -578,7 +579,11 @@ def _routes(app: FastAPI, clock: Callable[[], datetime]) -> None:
         need_requester(request, authorization, "to read the plan (it names every order)")
         core = _planner(request).core
         summary = core.plan_summary(core.plan) if core.plan else {"version": 0, "status": "EMPTY"}
-        return summary | {"totals": core.ledger.plan_totals(), "allocations": core.current_allocations()}
+        return summary | {
+            "totals": core.ledger.plan_totals(),
+            "allocations": core.current_allocations(),
+            "transfers": [row.to_json() for row in core.shipments.rows.values()],
+        }
 
     @app.get("/health", tags=["operations"])
     async def health(request: Request) -> dict[str, Any]:
@@ -618,6 +623,9 @@ def _routes(app: FastAPI, clock: Callable[[], datetime]) -> None:
             "assigns_sent": stats.assigns_sent,
             "capacity_applied": stats.capacity_applied,
             "capacity_coalesced": stats.capacity_coalesced,
+            "transfers_under_way": core.shipments.under_way(),
+            "transfers_refused": core.shipments.refused,
+            "transfers_void": core.shipments.voided,
             "event_listeners": core.bus.listeners,
             "loop_lag_ms": round(overload.lag_s * 1000, 1) if overload else 0.0,
             "loop_lag_max_ms": round(overload.stats.max_lag_ms, 1) if overload else 0.0,

@@ -22,6 +22,8 @@ from planner.need_met import need_met
 from planner.rates import Rate, RateRequest
 from planner.reality import Trouble, cause_of, late_units
 from planner.reality import summary as reality_summary
+from planner.shipments import Shipments
+from planner.shipping import held_back
 from planner.store import AssignmentRow, Ledger
 from protocol.messages import CapacityTrace, DemandTrace, Field_
 from protocol.model import Allocation, Design, Lab, Order, OrderRequest, Plan
@@ -134,6 +136,14 @@ class PlannerCore:
     #: Per assignment made since this boot: when it was made (planner.reality causes).
     _made_at: dict[str, datetime] = field(default_factory=dict)
 
+    #: Material transfers the planner dispatched (planner.shipments); made from the ledger.
+    shipments: Shipments = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.shipments = Shipments(
+            self.ledger, self.clock, lambda event: self._publish(event), lambda reason: self.on_change(reason)
+        )
+
     # --- boot ---------------------------------------------------------------------------------
 
     def load(self) -> None:
@@ -153,6 +163,7 @@ class PlannerCore:
         self.plan = self.ledger.load_latest_plan()
         self.trails = self.ledger.load_trails()
         self._hours_from = self.ledger.first_work_at()
+        self.shipments.load()
 
     # --- events -------------------------------------------------------------------------------
 
@@ -534,6 +545,7 @@ class PlannerCore:
                     events.append(self._change_job(db, a, "failed", now, reason=f"lab lost: {reason}"))
                     if (e := self._refresh_order(db, a.order_id)) is not None:
                         events.append(e)
+            events += self.shipments.sender_lost(db, lab_id)
         self._publish(*events)
         log.warning("lab %s lost (%s); its unfinished work returns to demand", lab_id, reason)
         self.on_change("lab lost")
@@ -897,6 +909,8 @@ class PlannerCore:
         """
         backlog = dict(view.backlog)
         stock = dict(view.stock)
+        for material, amount in self.shipments.withheld(view.lab.id).items():  # to ship, not yet shipped
+            stock[material] = max(0.0, stock.get(material, 0.0) - amount)
         units_held: dict[str, int] = {}  # design id -> units made or expected
         for a in self._by_lab.get(view.lab.id, ()):
             design = self.designs[self.orders[a.order_id].design]
@@ -918,7 +932,13 @@ class PlannerCore:
                 owed = held.get(m.id, 0.0) - m.minutes_per_day() * days
                 if owed > backlog.get(m.id, 0.0):
                     backlog[m.id] = owed
-        return LabState(lab=view.lab, backlog_minutes=backlog, stock=stock, live=view.live)
+        return LabState(
+            lab=view.lab,
+            backlog_minutes=backlog,
+            stock=stock,
+            live=view.live,
+            incoming=self.shipments.on_the_way(view.lab.id),
+        )
 
     def has_unplanned_demand(self) -> bool:
         """True when some order still has units no lab is making."""
@@ -957,6 +977,9 @@ class PlannerCore:
             # A rate's forecast is not an order yet: planned, never sent.
             ordered = [a for a in plan.allocations if a.order_id in self.orders]
             sent = to_dispatch(ordered, under_way) if self.rolling else ordered
+            # Units made from material not in the lab's stock yet wait for it (planner.shipping).
+            designs = {a.order_id: self.designs[self.orders[a.order_id].design] for a in ordered}
+            sent = held_back(ordered, sent, designs)
             assigned: dict[tuple[str, str], int] = {}
             for allocation in sent:
                 view = self.labs.get(allocation.lab_id)
@@ -989,11 +1012,16 @@ class PlannerCore:
                 new.append(row)
                 if (e := self._refresh_order(db, row.order_id)) is not None:
                     events.append(e)
+            live = {lab_id for lab_id, v in self.labs.items() if v.live}
+            shipped, transfer_events = self.shipments.dispatch(db, plan, live.__contains__)
+            events += transfer_events
             events.append(self._emit(db, "plan", "plan.committed", self.plan_summary(plan)))
         self._keep_unsent(plan, assigned)
         self.plan = plan
         self.plans_committed += 1
         self._publish(*events)
+        if shipped:
+            self.shipments.on_sent(shipped)
         self.evaporate_trails()
         log.info(
             "plan v%d: %d allocations, %d shortages, objective %.1f, bound %.1f, %s in %.2f s",
@@ -1042,6 +1070,7 @@ class PlannerCore:
             "solve_seconds": plan.solve_seconds,
             "allocations": len(plan.allocations),
             "shortages": [s.model_dump() for s in plan.shortages],
+            "transfers": len(plan.transfers),
         }
 
     # --- views --------------------------------------------------------------------------------
@@ -1090,6 +1119,7 @@ class PlannerCore:
                 1 for a in self._by_lab.get(view.lab.id, ()) if a.state in {"accepted", "running"}
             ),
             "jobs": jobs,
+            "transfers": self.shipments.of_lab(view.lab.id),
         }
 
     def current_allocations(self) -> list[dict[str, Any]]:

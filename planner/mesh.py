@@ -21,12 +21,14 @@ from zmq.utils.monitor import parse_monitor_message
 
 from planner.admission import KEY_PROPERTY, Admissions
 from planner.core import PlannerCore, UnknownAssignment
+from planner.shipping import TransferRow, UnknownTransfer
 from planner.store import AssignmentRow, Ledger
 from protocol import transport
 from protocol.codec import decode, encode
 from protocol.errors import ProtocolError
 from protocol.messages import (
     Accept,
+    Arrived,
     Assign,
     Body,
     Bye,
@@ -40,8 +42,12 @@ from protocol.messages import (
     Field_,
     Heartbeat,
     Hello,
+    Incoming,
     Progress,
     Refuse,
+    Ship,
+    Shipped,
+    ShipRefused,
     Stock,
     Welcome,
     WorkReport,
@@ -86,6 +92,9 @@ class MeshStats:
     #: CAPACITY reports applied, and those replaced by a newer one from the same lab before that.
     capacity_applied: int = 0
     capacity_coalesced: int = 0
+    #: SHIP and INCOMING frames sent, re-sendings included (SPEC.md section 11).
+    ships_sent: int = 0
+    incoming_sent: int = 0
 
 
 class MeshServer:
@@ -150,6 +159,10 @@ class MeshServer:
         #: Per lab: its newest CAPACITY backlog not yet applied (see CAPACITY_APPLY_S).
         self._pending_capacity: dict[str, dict[str, float]] = {}
         self._capacity_waiting = asyncio.Event()
+        #: Per unanswered SHIP or INCOMING (kind, transfer id): (when last sent, wait before the next).
+        self._transfer_sends: dict[tuple[str, str], tuple[float, float]] = {}
+        core.shipments.on_sent = self.send_ships
+        core.shipments.on_shipped = self._send_incoming
 
     def close(self) -> None:
         """Close both sockets (the context is closed by its owner)."""
@@ -231,6 +244,58 @@ class MeshServer:
         self._last_sent_assign[row.id] = self.monotonic()
         if self.send(row.lab_id, body):
             self.stats.assigns_sent += 1
+
+    def send_ships(self, rows: list[TransferRow]) -> None:
+        """Send SHIP for each new transfer; unanswered ones are re-sent by the heartbeat task."""
+        for row in rows:
+            self._send_ship(row)
+
+    def _send_ship(self, row: TransferRow) -> None:
+        t = row.transfer
+        body = Ship(
+            transfer_id=row.id,
+            material=t.material,
+            quantity=t.quantity,
+            to_lab=t.to_lab,
+            arrive_at=t.arrive_at,
+        )
+        self._note_transfer_send("ship", row.id)
+        if self.send(t.from_lab, body):
+            self.stats.ships_sent += 1
+
+    def _send_incoming(self, row: TransferRow) -> None:
+        t = row.transfer
+        body = Incoming(
+            transfer_id=row.id,
+            material=t.material,
+            quantity=t.quantity,
+            from_lab=t.from_lab,
+            arrive_at=t.arrive_at,
+        )
+        self._note_transfer_send("incoming", row.id)
+        if self.send(t.to_lab, body):
+            self.stats.incoming_sent += 1
+
+    def _note_transfer_send(self, kind: str, transfer_id: str) -> None:
+        _, wait = self._transfer_sends.get((kind, transfer_id), (0.0, self.resend_after_s / 2))
+        self._transfer_sends[kind, transfer_id] = (self.monotonic(), min(2 * wait, RESEND_MAX_S))
+
+    def _resend_transfers(self, now: float) -> None:
+        """SHIP and INCOMING not answered yet go out again, the wait doubling up to RESEND_MAX_S."""
+        waiting: set[tuple[str, str]] = set()
+        shipments = self.core.shipments
+        for lab_id in list(self._welcomed):
+            for kind, rows in (
+                ("ship", shipments.awaiting_ship(lab_id)),
+                ("incoming", shipments.awaiting_arrival(lab_id)),
+            ):
+                for row in rows:
+                    waiting.add((kind, row.id))
+                    sent, wait = self._transfer_sends.get((kind, row.id), (0.0, 0.0))
+                    if now - sent >= wait:
+                        log.info("re-sending unanswered %s of %s to lab %s", kind.upper(), row.id, lab_id)
+                        (self._send_ship if kind == "ship" else self._send_incoming)(row)
+        self._transfer_sends = {k: v for k, v in self._transfer_sends.items() if k in waiting}
 
     def _send_heartbeat(self, lab_id: str) -> None:
         """HEARTBEAT to a lab: its work that still stands, the ends recorded, the latest seq read."""
@@ -330,7 +395,7 @@ class MeshServer:
             self._handle(identity, message)
         except NotWelcomed as exc:
             self._reject(identity, message.seq, str(exc), "not_welcomed")
-        except (ProtocolError, UnknownAssignment) as exc:
+        except (ProtocolError, UnknownAssignment, UnknownTransfer) as exc:
             self._reject(identity, message.seq, str(exc), "invalid")
         except Exception:  # a bug in a handler must not stop the mesh
             log.exception("error handling %s from %s", message.kind, identity)
@@ -399,6 +464,12 @@ class MeshServer:
                 self._record_end(identity, aid, "done", units, None)
             case Failed(assignment_id=aid, units_done=units, reason=reason):
                 self._record_end(identity, aid, "failed", units, reason)
+            case Shipped(transfer_id=tid):
+                self.core.shipments.answer(identity, tid, shipped=True)
+            case ShipRefused(transfer_id=tid, reason=reason):
+                self.core.shipments.answer(identity, tid, shipped=False, reason=reason)
+            case Arrived(transfer_id=tid):
+                self.core.shipments.arrived(identity, tid)
             case Bye(reason=reason):
                 self._welcomed.discard(identity)
                 self.core.lab_lost(identity, f"left: {reason or 'no reason given'}", said_bye=True)
@@ -454,6 +525,13 @@ class MeshServer:
         for row in self.core.awaiting_answer(identity):
             self._resend_wait.pop(row.id, None)
             self._send_assign(row)
+        # Transfers too: the lab answers duplicates as the first time (SPEC.md section 11).
+        for transfer in self.core.shipments.awaiting_ship(identity):
+            self._transfer_sends.pop(("ship", transfer.id), None)
+            self._send_ship(transfer)
+        for transfer in self.core.shipments.awaiting_arrival(identity):
+            self._transfer_sends.pop(("incoming", transfer.id), None)
+            self._send_incoming(transfer)
         self.field_changed()
 
     async def _watch_handshakes(self, monitor: zmq.asyncio.Socket) -> None:
@@ -508,6 +586,7 @@ class MeshServer:
                         log.info("re-sending unacknowledged %s to lab %s", row.id, lab_id)
                         self._send_assign(row)
             self._resend_wait = {k: v for k, v in self._resend_wait.items() if k in awaiting}
+            self._resend_transfers(now)
 
     async def _apply_capacity(self) -> None:
         while True:

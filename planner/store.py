@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from planner.rates import Rate
-from protocol.model import CostTerms, Lab, Order, Plan
+from planner.shipping import TransferRow
+from protocol.model import CostTerms, Lab, Order, Plan, Transfer
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -79,6 +80,14 @@ CREATE TABLE IF NOT EXISTS rates (
     id          TEXT PRIMARY KEY,
     record      TEXT NOT NULL,
     created_at  TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS transfers (
+    id            TEXT PRIMARY KEY,
+    record        TEXT NOT NULL,
+    plan_version  INTEGER NOT NULL,
+    state         TEXT NOT NULL,
+    reason        TEXT,
+    updated_at    TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS meta (
     key    TEXT PRIMARY KEY,
@@ -317,6 +326,16 @@ class Ledger:
         )
 
     @staticmethod
+    def put_transfer(db: sqlite3.Connection, row: TransferRow) -> None:
+        """Insert or update a transfer's projection (SPEC.md section 11)."""
+        db.execute(
+            "INSERT INTO transfers (id, record, plan_version, state, reason, updated_at) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET state = excluded.state, "
+            "reason = excluded.reason, updated_at = excluded.updated_at",
+            (row.id, row.transfer.model_dump_json(), row.plan_version, row.state, row.reason, row.updated_at),
+        )
+
+    @staticmethod
     def put_rate(db: sqlite3.Connection, rate: Rate) -> None:
         """Insert or update a rate."""
         db.execute(
@@ -385,6 +404,15 @@ class Ledger:
         """Every assignment, in creation order."""
         rows = self._db.execute(f"SELECT {ASSIGNMENT_COLUMNS} FROM assignments ORDER BY rowid").fetchall()
         return [AssignmentRow(*r[:7], CostTerms.model_validate_json(r[7]), *r[8:]) for r in rows]
+
+    def load_transfers(self) -> list[TransferRow]:
+        """Every transfer, in creation order."""
+        rows = self._db.execute(
+            "SELECT id, record, plan_version, state, reason, updated_at FROM transfers ORDER BY rowid"
+        ).fetchall()
+        return [
+            TransferRow(r[0], Transfer.model_validate_json(r[1]), int(r[2]), r[3], r[4], r[5]) for r in rows
+        ]
 
     def plan_totals(self) -> dict[str, float | int | bool | str]:
         """Sums over every committed plan: each plan places only units not placed before, so the

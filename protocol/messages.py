@@ -116,6 +116,25 @@ class Bye(Body):
     reason: str = ""
 
 
+class Shipped(Body):
+    """The lab sent the material of a SHIP: it is off its free stock and on the road (SPEC.md 11)."""
+
+    transfer_id: Identifier
+
+
+class ShipRefused(Body):
+    """The lab will not ship a transfer (not enough free stock, ...); the planner re-plans."""
+
+    transfer_id: Identifier
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class Arrived(Body):
+    """Material announced by INCOMING reached the lab and joined its free stock."""
+
+    transfer_id: Identifier
+
+
 # --- planner -> lab (ROUTER -> DEALER) ---------------------------------------------------------
 
 
@@ -195,6 +214,27 @@ class WorkReport(Body):
     reason: str = Field(default="", max_length=400)
 
 
+class Ship(Body):
+    """The plan has this lab send `quantity` of `material` to `to_lab`, expected there at
+    `arrive_at`. Idempotent by `transfer_id`: a duplicate gets the first answer, never a second parcel."""
+
+    transfer_id: Identifier
+    material: Name
+    quantity: float = Field(gt=0.0, le=1e9, allow_inf_nan=False)
+    to_lab: Identifier
+    arrive_at: UtcDatetime
+
+
+class Incoming(Body):
+    """Material shipped to this lab is on its way; it joins the free stock at `arrive_at`, not before."""
+
+    transfer_id: Identifier
+    material: Name
+    quantity: float = Field(gt=0.0, le=1e9, allow_inf_nan=False)
+    from_lab: Identifier
+    arrive_at: UtcDatetime
+
+
 ErrorCode = Literal["malformed", "not_welcomed", "invalid", "rate_limited"]
 
 
@@ -223,10 +263,15 @@ BODY_TYPES: dict[str, type[Body]] = {
     "DONE": Done,
     "FAILED": Failed,
     "BYE": Bye,
+    "SHIPPED": Shipped,
+    "SHIP_REFUSED": ShipRefused,
+    "ARRIVED": Arrived,
     "WELCOME": Welcome,
     "ASSIGN": Assign,
     "DECIDE": Decide,
     "REPORT": WorkReport,
+    "SHIP": Ship,
+    "INCOMING": Incoming,
     "ERROR": Error,
     "FIELD": Field_,
 }

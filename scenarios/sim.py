@@ -16,8 +16,8 @@ Material transfers a policy sends (`Shipper`, the solver's plan) leave the sende
 and join the receiver's stock when they arrive: a round is worked in parts split at each arrival, so
 a unit that needs the material is not made before it, and is made in the same round after it.
 Material on its way counts as the receiver's (promised to the work
-that asked for it): its queued work is not released for lack of stock, and the solver sees it as free
-stock, usable at once (an approximation: the plan may count on it a few hours early).
+that asked for it): its queued work is not released for lack of stock. The solver sees it as the
+planner does, in transit (`solver.model.problem.InTransit`): usable from its arrival on.
 
 Lab execution is a simple model consistent with `Machine.minutes_per_day()`: each machine offers
 `minutes_per_day * round_hours / 24` nominal minutes per round; a unit needs each design step's
@@ -42,7 +42,7 @@ from scenarios.world import World, WorldEvent
 from solver.model.capability import step_groups
 from solver.model.geo import haversine_km
 from solver.model.objective import HANDLING_HOURS as SOLVER_HANDLING_HOURS
-from solver.model.problem import LabState
+from solver.model.problem import InTransit, LabState
 
 #: Hours of handling before a finished unit leaves its lab: the solver's own figure, so that what
 #: the plan counts as on time and what the replay measures agree.
@@ -153,12 +153,24 @@ class LabSim:
                 total[material] = total.get(material, 0.0) + amount * job.units
         return total
 
-    def free_stock(self, designs: dict[str, Design]) -> dict[str, float]:
-        """Stock in hand or on its way, not yet promised to queued units."""
+    def free_in_hand_and_on_its_way(
+        self, designs: dict[str, Design]
+    ) -> tuple[dict[str, float], tuple[InTransit, ...]]:
+        """Free stock in hand, and the parcels on their way (`InTransit`) less what queued units are
+        already promised: the queue draws on stock in hand first, then on the earliest parcels."""
         reserved = self.reserved(designs)
-        stock = self.stock_and_incoming()
-        materials = set(stock) | set(reserved)
-        return {m: max(0.0, stock.get(m, 0.0) - reserved.get(m, 0.0)) for m in sorted(materials)}
+        in_hand = {}
+        for material in sorted(set(self.stock) | set(reserved)):
+            free = self.stock.get(material, 0.0) - reserved.get(material, 0.0)
+            in_hand[material] = max(0.0, free)
+            reserved[material] = max(0.0, -free)
+        parcels = []
+        for t in sorted(self.incoming, key=lambda t: t.arrive_at):
+            left = t.quantity - reserved.get(t.material, 0.0)
+            reserved[t.material] = max(0.0, -left)
+            if left > 1e-9:
+                parcels.append(InTransit(t.material, left, t.arrive_at))
+        return in_hand, tuple(parcels)
 
     def backlog_minutes(self, designs: dict[str, Design]) -> dict[str, float]:
         """Machine id -> nominal minutes of queued work, each step spread over its eligible machines."""
@@ -178,11 +190,13 @@ class LabSim:
     def state(self, designs: dict[str, Design]) -> LabState:
         """The lab as the solver sees it: working machines, backlog, free stock, live or not."""
         active = self.active_lab()
+        in_hand, on_its_way = self.free_in_hand_and_on_its_way(designs)
         return LabState(
             lab=active or self.lab,
             backlog_minutes=self.backlog_minutes(designs),
-            stock=self.free_stock(designs),
+            stock=in_hand,
             live=self.live and active is not None,
+            incoming=on_its_way,
         )
 
 

@@ -14,7 +14,9 @@ labs, leaves now and arrives no sooner than handling and the road allow; a sende
 own planned work needs (own use plus what it ships within its stock); material is never spent before
 it arrives (the work a lab must have made before a transfer reaches it fits the stock it has before
 then); and quantities conserve (what the lines of a lab say they receive is exactly what reaches it,
-and no line receives more than it uses).
+and no line receives more than it uses). Material already on its way to a lab (`LabState.incoming`)
+is held to the same rules as a transfer arriving then, except that the lines may leave some of it
+unused (it joins the lab's stock when it arrives).
 """
 
 from __future__ import annotations
@@ -195,6 +197,8 @@ def _stock_problems(problem: Problem, allocations: list[Allocation], transfers: 
     for t in transfers:
         out[t.from_lab, t.material] += t.quantity
         into[t.to_lab, t.material] += t.quantity
+    for (lab_id, material), amount in _on_the_way(problem).items():
+        into[lab_id, material] += amount
     labs = {s.lab.id: s for s in problem.labs}
     found = []
     for lab_id, material in sorted(set(need) | set(out)):
@@ -273,14 +277,30 @@ def _received_problems(
     arriving: dict[tuple[str, str], float] = defaultdict(float)
     for t in transfers:
         arriving[t.to_lab, t.material] += t.quantity
+    # Material already on its way may be left unused by the lines (it joins the lab's stock).
+    on_the_way = _on_the_way(problem)
     for lab_id, material in sorted(set(received) | set(arriving)):
         got, sent = received.get((lab_id, material), 0.0), arriving.get((lab_id, material), 0.0)
-        if abs(got - sent) > TOLERANCE * max(1.0, got, sent):
+        spare = on_the_way.get((lab_id, material), 0.0)
+        if got < sent - TOLERANCE * max(1.0, got, sent) or got > sent + spare + TOLERANCE * max(
+            1.0, got, sent + spare
+        ):
+            coming = f" and {spare:.6g} is on its way" if spare else ""
             found.append(
-                f"lab {lab_id!r}: {sent:.6g} of {material!r} arrives by transfer but its lines "
+                f"lab {lab_id!r}: {sent:.6g} of {material!r} arrives by transfer{coming} but its lines "
                 f"receive {got:.6g}: quantities must conserve"
             )
     return found
+
+
+def _on_the_way(problem: Problem) -> dict[tuple[str, str], float]:
+    """(lab, material) -> amount on its way to a live lab (shipped before this plan)."""
+    coming: dict[tuple[str, str], float] = defaultdict(float)
+    for state in problem.labs:
+        if state.live:
+            for parcel in state.incoming:
+                coming[state.lab.id, parcel.material] += parcel.quantity
+    return coming
 
 
 def _required_by(
@@ -309,8 +329,6 @@ def _arrival_problems(
     """Material is never spent before it arrives: at each arrival, the work the receiving lab must
     have made before it fits the stock the lab had before it; and a line that receives material
     has at least that much work due no earlier than the first arrival."""
-    if not transfers:
-        return []
     demands = {d.order.id: d for d in problem.demands}
     labs = {s.lab.id: s for s in problem.labs}
     designs = _designs_by_order(problem)
@@ -319,7 +337,15 @@ def _arrival_problems(
     arrivals: dict[tuple[str, str], list[tuple[float, float, str]]] = defaultdict(list)
     for t in transfers:
         out[t.from_lab, t.material] += t.quantity
-        arrivals[t.to_lab, t.material].append((days_until(problem, t.arrive_at), t.quantity, t.from_lab))
+        arrivals[t.to_lab, t.material].append(
+            (days_until(problem, t.arrive_at), t.quantity, f"the transfer from lab {t.from_lab!r}")
+        )
+    for state in problem.labs:
+        for parcel in state.incoming if state.live else ():
+            when = max(0.0, days_until(problem, parcel.arrive_at))
+            arrivals[state.lab.id, parcel.material].append((when, parcel.quantity, "material in transit"))
+    if not arrivals:
+        return []
     due_work: dict[tuple[str, str], list[tuple[float, float]]] = defaultdict(list)
     found = []
     for a in allocations:
@@ -344,7 +370,7 @@ def _arrival_problems(
             if needed > before * (1 + TOLERANCE) + 1e-12:
                 found.append(
                     f"lab {lab_id!r}: {needed:.6g} of {material!r} must be used before day {arrive:.2f}, "
-                    f"when the transfer from lab {sender!r} arrives, but only {max(0.0, before):.6g} is "
+                    f"when {sender} arrives, but only {max(0.0, before):.6g} is "
                     "there before then: material spent before it arrives"
                 )
                 break

@@ -19,7 +19,7 @@ from typing import Any
 from protocol.model import Allocation, CostTerms, Lab, Order, Plan
 from protocol.okh import catalogue
 from solver.check import check
-from solver.model.problem import Demand, LabState, Problem
+from solver.model.problem import Demand, InTransit, LabState, Problem
 
 #: Planner assignment states whose units are still expected from the lab.
 _ACTIVE = {"assigned", "accepted", "running"}
@@ -93,6 +93,36 @@ def _journal_jobs(journals: dict[str, dict[str, Any]]) -> dict[str, tuple[str, s
                 job["state"],
             )
     return jobs
+
+
+@dataclass(frozen=True)
+class Moved:
+    """Material a lab's journal says it shipped away, and the parcels it says reached it."""
+
+    shipped: dict[str, float]
+    arrived: tuple[InTransit, ...]
+
+
+def journal_transfers(journals: dict[str, dict[str, Any]]) -> dict[str, Moved]:
+    """Lab id -> the material it shipped and received, as the labs recorded it (SPEC.md section 11)."""
+    moved = {}
+    for lab_id, state in journals.items():
+        parcels = state.get("parcels") or {"sent": [], "coming": []}
+        shipped: dict[str, float] = defaultdict(float)
+        for entry in parcels["sent"]:
+            if entry["shipped"]:
+                shipped[entry["ship"]["material"]] += float(entry["ship"]["quantity"])
+        arrived = tuple(
+            InTransit(
+                entry["incoming"]["material"],
+                float(entry["incoming"]["quantity"]),
+                datetime.fromisoformat(entry["incoming"]["arrive_at"]),
+            )
+            for entry in parcels["coming"]
+            if entry["arrived"]
+        )
+        moved[lab_id] = Moved(dict(shipped), arrived)
+    return moved
 
 
 def no_order_lost(accepted: set[str], views: dict[str, dict[str, Any]]) -> Verdict:
@@ -172,7 +202,7 @@ def within_capacity_and_stock(
             made_at[(order_id, lab_id)] += units
             planned_late = (late or {}).get((versions.get(aid, -1), order_id, lab_id), 0)
             late_at[(order_id, lab_id)] += max(0, units - (quantity - planned_late))
-    violations = check_made(labs, orders, made_at, started, late_at)
+    violations = check_made(labs, orders, made_at, started, late_at, journal_transfers(journals))
     detail = f"{sum(made_at.values())} units at {len({lab for _, lab in made_at})} labs checked"
     if any(late_at.values()):
         detail += f" ({sum(late_at.values())} of them planned late)"
@@ -189,20 +219,31 @@ def check_made(
     made_at: dict[tuple[str, str], int],
     started: datetime,
     late_at: dict[tuple[str, str], int] | None = None,
+    moved: dict[str, Moved] | None = None,
 ) -> list[str]:
     """The validator's verdict on units made per (order, lab), against the labs' starting state.
 
     Demand is taken as what was made: whether that matches the orders is `no_double_execution`'s
     business; this checks capability, machine hours by due date, and stock. `late_at` gives, per
-    (order, lab), how many of the units made were planned late (held to the horizon only).
+    (order, lab), how many of the units made were planned late (held to the horizon only). `moved`
+    (`journal_transfers`) is the material the labs shipped (off their starting stock) and received
+    (usable from its arrival, as the validator holds material in transit).
     """
+    moved = moved or {}
+    states = []
+    for lab in labs:
+        stock = dict(lab.stock)
+        got = moved.get(lab.id, Moved({}, ()))
+        for material, amount in got.shipped.items():
+            stock[material] = max(0.0, stock.get(material, 0.0) - amount)
+        states.append(LabState(lab=lab, backlog_minutes={}, stock=stock, incoming=got.arrived))
     made: dict[str, int] = defaultdict(int)
     for (order_id, _), units in made_at.items():
         made[order_id] += units
     problem = Problem(
         now=started,
         designs=catalogue(),
-        labs=[LabState(lab=lab, backlog_minutes={}, stock=dict(lab.stock)) for lab in labs],
+        labs=states,
         # More made than ordered is no_double_execution's verdict; here it is checked like the rest.
         demands=[
             Demand(order=o.model_copy(update={"quantity": max(o.quantity, made[o.id])}), quantity=made[o.id])

@@ -42,10 +42,19 @@ from solver.model.problem import (
     earliest_finish,
     free_minutes,
     horizon_days,
+    in_transit,
     transit,
 )
 from solver.model.trails import DEFAULT_RULES, TrailRules
-from solver.model.transfers import Sender, idle_for, neighbours, senders_for, transfer_records, within_reach
+from solver.model.transfers import (
+    Sender,
+    idle_for,
+    neighbours,
+    senders_for,
+    transfer_records,
+    with_incoming,
+    within_reach,
+)
 from solver.sparse.core import CoreParams, CoreProblem, CoreResult, Item, Option, solve_core
 
 #: Share of the time limit the one-model path gives the large path first, for a bound valid for every
@@ -143,9 +152,9 @@ def solve_small(
     best = plan if plan.objective <= relaxed.objective else relaxed
     bound = min(relaxed.bound, best.objective)
     scope = "all"
-    if best.transfers:
-        # The large path's bound covers every plan without transfers; a plan with the transfers the
-        # model offered may cost less, and only the model's own bound covers those.
+    if best.transfers or any(a.received for a in best.allocations):
+        # The large path's bound covers every plan without transfers (nor material in transit); a plan
+        # with the ones the model offered may cost less, and only the model's own bound covers those.
         bound, scope = min(bound, plan.bound), "model"
     status = "OPTIMAL" if meets(bound, best.objective) else "FEASIBLE"
     return best.model_copy(
@@ -198,6 +207,8 @@ class EdgeOption:
     finish: float = 0.0  # days from now: the checkpoint its units are made by
     sender: Sender | None = None  # the lab shipping the materials in `shipped`, when not the lab's own
     shipped: tuple[tuple[str, float], ...] = ()  # (material, amount per unit) arriving by transfer
+    #: (material, amount per unit) taken from material already on its way to the lab (`LabState.incoming`)
+    in_transit: tuple[tuple[str, float], ...] = ()
 
 
 def lab_checkpoints(
@@ -264,12 +275,14 @@ class AllocationMapping:
         self.rules = rules
         self.days = horizon_days(problem, params)
         self.near = neighbours(problem, params) if ship_for else {}
+        # Material on its way counts for candidate search: a lab waiting for it is not left out.
+        seen = with_incoming(problem)
         self.candidates: Candidates = find_candidates(
-            problem, params.k_nearest, self.days, params.trail_candidates, params.room_candidates
+            seen, params.k_nearest, self.days, params.trail_candidates, params.room_candidates
         )
         if self.near:
             focus = sorted(ship_for)
-            reach = within_reach(problem, self.near)
+            reach = within_reach(seen, self.near)
             more = find_candidates(
                 replace(reach, demands=[problem.demands[d] for d in focus]),
                 params.k_nearest,
@@ -303,6 +316,10 @@ class AllocationMapping:
             for material, amount in state.stock.items():
                 capacity[_stock(lab_index, material)] = amount
                 scale[_stock(lab_index, material)] = AMOUNT_SCALE
+            on_the_way = in_transit(state, problem.now)
+            for material, (amount, _) in on_the_way.items():
+                capacity[_arriving(lab_index, material)] = amount
+                scale[_arriving(lab_index, material)] = AMOUNT_SCALE
             for d, km in edges:
                 design = problem.designs[problem.demands[d].order.design]
                 groups = step_groups(state.lab, design)
@@ -323,6 +340,9 @@ class AllocationMapping:
                     if short_of
                     else []
                 )
+                per_unit = design.materials_per_unit()
+                coming = sorted(m for m, amount in per_unit.items() if amount > 0 and m in on_the_way)
+                coming_at = max((on_the_way[m][1] for m in coming), default=0.0)
                 finishes = finish_options(edges_days, due, params.time_checkpoints_days)
                 earliest = earliest_finish(problem, params, problem.demands[d])
                 for b, late, loosest in finishes:
@@ -345,6 +365,15 @@ class AllocationMapping:
                         d, lab_index, km, late, discount, charged + travel, loosest, edges_days[b]
                     )
                     self.edge_options.append(base)
+                    if coming and _twin_checkpoint(finishes, edges_days, b, late, loosest, coming_at):
+                        twin_uses = dict(uses)
+                        for material in coming:
+                            twin_uses.pop(_stock(lab_index, material), None)
+                            twin_uses[_arriving(lab_index, material)] = per_unit[material]
+                        options.append(Option(item=d, unit_cost=cost, uses=twin_uses, setup=setup))
+                        self.edge_options.append(
+                            replace(base, in_transit=tuple((m, per_unit[m]) for m in coming))
+                        )
                     for sender in senders:
                         if not _twin_checkpoint(finishes, edges_days, b, late, loosest, sender.arrival):
                             continue
@@ -414,7 +443,7 @@ class AllocationMapping:
         loosest: dict[tuple[str, str, bool], int] = {}
         for i, e in enumerate(self.edge_options):
             key = (self.problem.demands[e.demand].order.id, self.problem.labs[e.lab].lab.id, e.late)
-            if key not in wanted or e.sender is not None:
+            if key not in wanted or e.sender is not None or e.in_transit:
                 continue
             if e.loosest:
                 loosest[key] = i
@@ -436,6 +465,8 @@ class AllocationMapping:
             if units > 0:
                 line = per_edge.setdefault((e.demand, e.lab), LineUnits())
                 line.add(int(units), e.late, e.finish, e.arrival, self.params)
+                for material, per_unit in e.in_transit:
+                    received[e.demand, e.lab][material] += per_unit * units
                 if e.sender is not None:
                     for material, per_unit in e.shipped:
                         received[e.demand, e.lab][material] += per_unit * units
@@ -505,6 +536,10 @@ def _pool(lab: int, group: frozenset[str], bucket: int) -> str:
 
 def _stock(lab: int, material: str) -> str:
     return f"s|{lab}|{material}"
+
+
+def _arriving(lab: int, material: str) -> str:
+    return f"i|{lab}|{material}"
 
 
 def _transfer_key(sender: int, receiver: int, material: str) -> str:

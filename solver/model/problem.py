@@ -31,6 +31,23 @@ from solver.model.objective import (
 
 
 @dataclass(frozen=True)
+class InTransit:
+    """Material on its way to a lab (a transfer already shipped): usable there from `arrive_at` on.
+
+    It is not in the lab's free stock yet; units made from it finish no earlier than its arrival."""
+
+    material: str
+    quantity: float
+    arrive_at: datetime
+
+    def __post_init__(self) -> None:
+        if not self.quantity > 0:
+            raise ValueError(f"material in transit ({self.material}): quantity must be positive")
+        if self.arrive_at.tzinfo is None:
+            raise ValueError(f"material in transit ({self.material}): arrive_at must carry a time zone (UTC)")
+
+
+@dataclass(frozen=True)
 class LabState:
     """A lab as the solver sees it: its description, the work already committed, its free stock."""
 
@@ -38,6 +55,8 @@ class LabState:
     backlog_minutes: dict[str, float]  # machine id -> nominal minutes of work already committed there
     stock: dict[str, float]  # free stock per material (reservations already taken off)
     live: bool = True  # lost labs get no allocations
+    #: Material shipped to the lab and still on its way (not in `stock`): usable from its arrival.
+    incoming: tuple[InTransit, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -267,6 +286,17 @@ def bucket_of(due: float, edges: list[float]) -> int | None:
         if edge <= due + 1e-9:
             index = i
     return index
+
+
+def in_transit(state: LabState, now: datetime) -> dict[str, tuple[float, float]]:
+    """Material -> (amount on its way to the lab, days from `now` until the last of it arrives, at
+    least 0): the material in transit taken as one parcel per material, arriving with its latest."""
+    parcels: dict[str, tuple[float, float]] = {}
+    for parcel in state.incoming:
+        days = max(0.0, (parcel.arrive_at - now).total_seconds() / 86_400.0)
+        amount, last = parcels.get(parcel.material, (0.0, 0.0))
+        parcels[parcel.material] = (amount + parcel.quantity, max(last, days))
+    return parcels
 
 
 def free_minutes(state: LabState, days: float) -> dict[str, float]:

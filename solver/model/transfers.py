@@ -14,7 +14,7 @@ This module holds the parts that need no model: the sender graph, lead time, cos
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 
 import numpy as np
@@ -112,8 +112,22 @@ def within_reach(problem: Problem, near: dict[int, list[Sender]]) -> Problem:
         for sender in near.get(j, []):
             for material, amount in problem.labs[sender.lab].stock.items():
                 stock[material] = max(stock.get(material, 0.0), amount)
-        labs.append(LabState(state.lab, state.backlog_minutes, stock, state.live))
-    return Problem(problem.now, problem.designs, labs, problem.demands, problem.trails, problem.excluded)
+        labs.append(replace(state, stock=stock))
+    return replace(problem, labs=labs)
+
+
+def with_incoming(problem: Problem) -> Problem:
+    """The problem as candidate search should see it: each lab's stock raised by the material on
+    its way to it (`LabState.incoming`), so a lab waiting for material is not left out."""
+    if not any(state.incoming for state in problem.labs):
+        return problem
+    labs = []
+    for state in problem.labs:
+        stock = dict(state.stock)
+        for parcel in state.incoming:
+            stock[parcel.material] = stock.get(parcel.material, 0.0) + parcel.quantity
+        labs.append(replace(state, stock=stock))
+    return replace(problem, labs=labs)
 
 
 def transfer_cost(params: SolveParams, km: float, quantity: float) -> float:

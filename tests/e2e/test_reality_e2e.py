@@ -79,7 +79,10 @@ def test_units_planned_on_time_that_arrive_late_are_shown_with_why(
     clock = MovingClock()
     with TestClient(create_app(settings, clock)) as client:
         # Leases long enough that the three days the clock moves do not end the job first.
+        # A lease renewed by the lab's answer runs to its ETA plus a grace: both long here, or the
+        # expiry check could end the job between the clock's move and the lab's report.
         client.app.state.planner.core.answer_window_s = 10 * 86_400.0  # type: ignore[attr-defined]
+        client.app.state.planner.core.lease_grace_min_s = 10 * 86_400.0  # type: ignore[attr-defined]
         write_lab_file(LAB, tmp_path / "lab.toml")
         argv = [*_cli(), "node", "join", str(tmp_path / "lab.toml"), "--planner", endpoint, "--insecure"]
         processes.append(_spawn([*argv, "--by-hand"], tmp_path / "lab.log"))

@@ -25,6 +25,7 @@ from protocol.messages import (
     Envelope,
     Heartbeat,
     Hello,
+    Shipped,
     Stock,
     Welcome,
 )
@@ -225,3 +226,22 @@ def test_capacity_reports_are_coalesced_per_lab_and_the_newest_is_applied(
     health = client.get("/health").json()
     assert health["capacity_applied"] + health["capacity_coalesced"] == 150
     assert health["capacity_coalesced"] > 0 and health["capacity_applied"] < 150
+
+
+def test_transfer_answers_about_unknown_transfers_are_refused_and_bad_ones_counted(
+    client: TestClient, dealer: zmq.Socket
+) -> None:
+    dealer.send(encode(Envelope(sender="lab-test", seq=1, body=Hello(lab=LAB))))
+    _recv_kind(dealer, "WELCOME")
+    dealer.send(encode(Envelope(sender="lab-test", seq=2, epoch=0, body=Shipped(transfer_id="t9-9"))))
+    error = _recv_kind(dealer, "ERROR")
+    assert error.body.code == "invalid" and "t9-9" in error.body.reason
+    before = client.get("/health").json()["frames_rejected"]
+    bad = {"v": 1, "kind": "ARRIVED", "sender": "lab-test", "seq": 3, "epoch": 0, "body": {"transfer_id": 7}}
+    dealer.send(msgpack.packb(bad))
+    deadline = time.monotonic() + 5
+    while client.get("/health").json()["frames_rejected"] == before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    health = client.get("/health").json()
+    assert health["frames_rejected"] == before + 1 and health["transfers_under_way"] == 0
+    assert client.get("/labs/lab-test").json()["live"] is True  # the mesh keeps serving the lab

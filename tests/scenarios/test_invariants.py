@@ -128,3 +128,44 @@ def test_units_a_plan_placed_late_are_held_to_the_horizon_like_the_validator_doe
     late = {(3, "o1", LAB.id): 10}  # the plan said 10 of them would be late
     assert within_capacity_and_stock([LAB], views, journals, NOW, late).ok
     assert not within_capacity_and_stock([LAB], views, journals, NOW, {(2, "o1", LAB.id): 10}).ok
+
+
+def _parcel(arrive_in: timedelta, arrived: bool = True) -> dict[str, Any]:
+    incoming = {
+        "transfer_id": "t1-1",
+        "material": "pla",
+        "quantity": 0.1,
+        "from_lab": "another-lab",
+        "arrive_at": (NOW + arrive_in).isoformat(),
+    }
+    return {"incoming": incoming, "arrived": arrived}
+
+
+def test_material_received_counts_from_its_arrival_and_material_shipped_away_does_not() -> None:
+    units = int(LAB.stock["pla"] / 0.006) + 10  # ten splints beyond the lab's own PLA
+    views = {"o1": _view("o1", units, "done", [])}
+    made = _journal(("o1-a1", units, units, "done"))
+    assert not within_capacity_and_stock([LAB], views, {LAB.id: made}, NOW).ok
+    received = made | {"parcels": {"sent": [], "coming": [_parcel(timedelta(hours=6))]}}
+    assert within_capacity_and_stock([LAB], views, {LAB.id: received}, NOW).ok
+    # A parcel that came after the due date cannot have made units due before it; one still on its
+    # way made nothing.
+    too_late = made | {"parcels": {"sent": [], "coming": [_parcel(timedelta(days=5))]}}
+    assert not within_capacity_and_stock([LAB], views, {LAB.id: too_late}, NOW).ok
+    on_its_way = made | {"parcels": {"sent": [], "coming": [_parcel(timedelta(hours=6), arrived=False)]}}
+    assert not within_capacity_and_stock([LAB], views, {LAB.id: on_its_way}, NOW).ok
+
+    few = {"o1": _view("o1", 20, "done", [])}
+    twenty = _journal(("o1-a1", 20, 20, "done"))
+    assert within_capacity_and_stock([LAB], few, {LAB.id: twenty}, NOW).ok
+    ship = {
+        "transfer_id": "t1-2",
+        "material": "pla",
+        "quantity": LAB.stock["pla"],
+        "to_lab": "x",
+        "arrive_at": NOW.isoformat(),
+    }
+    shipped_all = twenty | {"parcels": {"sent": [{"ship": ship, "shipped": True}], "coming": []}}
+    assert not within_capacity_and_stock([LAB], few, {LAB.id: shipped_all}, NOW).ok
+    refused = twenty | {"parcels": {"sent": [{"ship": ship, "shipped": False}], "coming": []}}
+    assert within_capacity_and_stock([LAB], few, {LAB.id: refused}, NOW).ok

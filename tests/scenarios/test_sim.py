@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 
 import scenarios.policies as policies
-from protocol.model import Lab, Location, Machine, Order
+from protocol.model import Lab, Location, Machine, Order, Transfer
 from protocol.okh import catalogue
 from scenarios.metrics import SLIP_CAUSES, WALL_TIME_KEYS, gini, slip_cause, weighted_percentile
 from scenarios.report import write_report
 from scenarios.run import run_scenario, solve_params
-from scenarios.sim import Job, Simulation, SimulationError, fit_units, leave_by
+from scenarios.sim import Job, LabSim, Simulation, SimulationError, fit_units, leave_by
 from scenarios.spec import load_scenario
 from scenarios.world import WorldEvent, build_world, central_world
 from tests.scenarios.conftest import TINY, write_scenario
@@ -348,3 +348,34 @@ def test_a_unit_left_unfinished_at_a_rounds_end_is_finished_in_the_next(tiny: Pa
         simulation._work(lab, lab.lab, world.start + timedelta(hours=0.1 * part), 0.1)
     assert lab.units_made >= math.floor(40 * fdm_per_part / splint.steps[0].minutes) - 1
     assert lab.units_made <= 40 * fdm_per_part / splint.steps[0].minutes + 1e-9  # no minute made twice
+
+
+def test_the_solver_sees_material_on_its_way_as_in_transit_less_what_queued_work_needs(tiny: Path) -> None:
+    world = build_world(load_scenario(tiny))
+    lab = LabSim(lab=world.labs[0], restock={}, stock={"pla": 0.06})  # 10 splints' worth (6 g each)
+    order = next(o for o in world.orders if o.design == "finger-splint")
+    lab.queue = [Job(order, 15, 1, 15, None)]  # 90 g promised: 60 g beyond the stock in hand
+    soon, later = world.start + timedelta(hours=4), world.start + timedelta(hours=9)
+
+    def parcel(quantity: float, arrive_at: datetime) -> Transfer:
+        return Transfer(
+            from_lab="a",
+            to_lab=lab.lab.id,
+            material="pla",
+            quantity=quantity,
+            ship_at=world.start,
+            arrive_at=arrive_at,
+            km=10.0,
+            cost=1.0,
+        )
+
+    lab.incoming = [parcel(0.05, later), parcel(0.04, soon)]
+    in_hand, on_its_way = lab.free_in_hand_and_on_its_way(world.loaded.designs)
+    assert in_hand["pla"] == 0.0
+    # The queue's 30 g beyond the stock come from the earliest parcel (40 g): 10 g of it are free.
+    assert [(p.material, round(p.quantity, 6), p.arrive_at) for p in on_its_way] == [
+        ("pla", 0.01, soon),
+        ("pla", 0.05, later),
+    ]
+    state = lab.state(world.loaded.designs)
+    assert state.stock["pla"] == 0.0 and state.incoming == on_its_way

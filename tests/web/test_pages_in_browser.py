@@ -240,6 +240,7 @@ def test_the_operator_refuses_a_job_and_it_moves_to_another_lab(page: Any, mesh:
     offer = lab_page.wait_for_selector("#awaiting article.offer", timeout=10_000)
     assignment = offer.get_attribute("data-assignment")
     lab_page.wait_for_selector("#gantt-empty:not([hidden])")  # nothing accepted yet
+    lab_page.wait_for_selector("#transfers-empty:not([hidden])")  # no material shipped to or from it
     _shot(lab_page, "06-lab-page-offer")
     # Refusing needs a reason; the error sits next to the reason field.
     lab_page.click(f"article[data-assignment='{assignment}'] button.refuse")

@@ -26,6 +26,7 @@
       jobs(r[0].jobs);
       gantt(r[0].schedule);
       stock(r[1]);
+      transfers(r[1].transfers || {outgoing: [], incoming: []});
       trails(r[2]);
     }, function (error) {
       var hint = error.status === 401 || error.status === 403
@@ -166,6 +167,18 @@
     var free = lab.free_stock || {};
     Cosmo.fillTable(document.getElementById("stock"), Object.keys(free).sort().map(function (m) {
       return el("tr", {}, el("td", {}, m), el("td", {}, Cosmo.num(free[m], 3)));
+    }));
+  }
+
+  function transfers(both) {
+    var rows = both.outgoing.map(function (t) { return [t, "outgoing", t.to_lab]; }).concat(
+      both.incoming.map(function (t) { return [t, "incoming", t.from_lab]; }));
+    document.getElementById("transfers-empty").hidden = rows.length > 0;
+    Cosmo.fillTable(document.getElementById("transfers"), rows.map(function (row) {
+      var t = row[0];
+      return el("tr", {}, el("td", {}, t.id), el("td", {}, row[1]), el("td", {}, t.material),
+        el("td", {}, Cosmo.num(t.quantity, 3)), el("td", {}, row[2]), el("td", {}, Cosmo.when(t.arrive_at)),
+        el("td", {}, t.state), el("td", {}, t.reason || ""));
     }));
   }
 

@@ -1,0 +1,211 @@
+"""The planner's material transfers without sockets (SPEC.md section 11): dispatch, the sender's
+answer, arrival, a sender lost, a restart; what each means for the next solve; nothing lost."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from planner.core import PlannerCore
+from planner.shipping import TransferRow, UnknownTransfer
+from planner.store import Ledger
+from protocol.model import Allocation, CostTerms, Lab, Location, Machine, OrderRequest, Plan, Transfer
+from protocol.okh import catalogue
+from solver.model.problem import InTransit
+
+NOW = datetime(2026, 5, 1, 8, tzinfo=UTC)
+ARRIVE = NOW + timedelta(hours=6)
+SPLINT_PLA = 0.006
+SENDER = Lab(
+    id="lab-a",
+    name="Lab A",
+    location=Location(lat=45.0, lon=5.0),
+    machines=[Machine(id="laser", processes=["laser"])],
+    stock={"pla": 1.0},
+)
+RECEIVER = Lab(
+    id="lab-b",
+    name="Lab B",
+    location=Location(lat=45.2, lon=5.7),
+    machines=[Machine(id="p1", processes=["fdm", "assembly"], tags={"bed_mm": 250})],
+    stock={},
+)
+
+
+class Calls:
+    """What the core asked the mesh and the re-planner to do."""
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+        self.shipped: list[str] = []
+        self.changes: list[str] = []
+
+
+def _core(path: Path, calls: Calls) -> PlannerCore:
+    core = PlannerCore(ledger=Ledger(path), designs=catalogue(), clock=lambda: NOW)
+    core.on_change = calls.changes.append
+    core.shipments.on_sent = lambda rows: calls.sent.extend(r.id for r in rows)
+    core.shipments.on_shipped = lambda row: calls.shipped.append(row.id)
+    return core
+
+
+@pytest.fixture
+def calls() -> Calls:
+    return Calls()
+
+
+@pytest.fixture
+def core(tmp_path: Path, calls: Calls) -> PlannerCore:
+    planner = _core(tmp_path / "ledger.db", calls)
+    planner.lab_hello(SENDER, {})
+    planner.lab_hello(RECEIVER, {})
+    return planner
+
+
+def _order(core: PlannerCore, quantity: int = 10) -> str:
+    request = OrderRequest(
+        design="finger-splint",
+        quantity=quantity,
+        due_at=NOW + timedelta(days=2),
+        delivery=Location(lat=45.2, lon=5.7),
+    )
+    return core.submit_order(request).id
+
+
+def _plan(order_id: str, quantity: int = 10, shipped_units: int = 10) -> Plan:
+    amount = shipped_units * SPLINT_PLA
+    transfer = Transfer(
+        material="pla",
+        from_lab="lab-a",
+        to_lab="lab-b",
+        quantity=amount,
+        km=60.0,
+        ship_at=NOW,
+        arrive_at=ARRIVE,
+        cost=160.0,
+    )
+    line = Allocation(
+        order_id=order_id,
+        lab_id="lab-b",
+        quantity=quantity,
+        cost=CostTerms(km=0.5, transport=5.0),
+        early_units=quantity,
+        received={"pla": amount},
+    )
+    return Plan(
+        version=0,
+        allocations=[line],
+        transfers=[transfer],
+        objective=1,
+        bound=1,
+        status="FEASIBLE",
+        solve_seconds=0,
+    )
+
+
+def _state(core: PlannerCore, lab_id: str) -> tuple[float, tuple[InTransit, ...]]:
+    [state] = [s for s in core.problem().labs if s.lab.id == lab_id]
+    return state.stock.get("pla", 0.0), state.incoming
+
+
+def _units_open(core: PlannerCore) -> int:
+    return sum(d.quantity for d in core.problem().demands)
+
+
+def test_a_transfer_goes_from_sent_to_shipped_to_arrived(core: PlannerCore, calls: Calls) -> None:
+    order_id = _order(core)
+    rows = core.commit_plan(_plan(order_id))
+    assert rows == []  # every unit waits for the material: nothing sent to lab-b yet
+    [row] = core.shipments.rows.values()
+    assert (row.id, row.state, calls.sent) == ("t1-1", "sent", ["t1-1"])
+    # Sent: the sender's stock is spoken for; the receiver has it in transit, from its arrival.
+    assert _state(core, "lab-a")[0] == pytest.approx(1.0 - 10 * SPLINT_PLA)
+    assert _state(core, "lab-b") == (0.0, (InTransit("pla", 10 * SPLINT_PLA, ARRIVE),))
+    assert _units_open(core) == 10  # still demand: the next plan places it
+
+    core.lab_stock("lab-a", {"pla": 1.0 - 10 * SPLINT_PLA})  # the lab's STOCK goes before SHIPPED
+    core.shipments.answer("lab-a", "t1-1", shipped=True)
+    core.shipments.answer("lab-a", "t1-1", shipped=True)  # a duplicate changes nothing
+    assert row.state == "shipped" and calls.shipped == ["t1-1"]
+    assert _state(core, "lab-a")[0] == pytest.approx(1.0 - 10 * SPLINT_PLA)  # not taken off twice
+    assert _state(core, "lab-b")[1] != ()
+
+    core.shipments.arrived("lab-b", "t1-1")
+    core.lab_stock("lab-b", {"pla": 10 * SPLINT_PLA})  # the STOCK that follows ARRIVED
+    assert row.state == "arrived" and "transfer arrived" in calls.changes
+    assert _state(core, "lab-b") == (pytest.approx(10 * SPLINT_PLA), ())
+    kinds = [e.kind for e in core.ledger.events_of("transfer-t1-1")]
+    assert kinds == ["transfer.sent", "transfer.shipped", "transfer.arrived"]
+
+
+def test_a_refused_transfer_is_void_and_its_work_is_still_demand(core: PlannerCore, calls: Calls) -> None:
+    order_id = _order(core)
+    core.commit_plan(_plan(order_id))
+    core.shipments.answer("lab-a", "t1-1", shipped=False, reason="not enough stock: pla needs 0.060 kg")
+    row = core.shipments.rows["t1-1"]
+    assert (row.state, row.reason) == ("refused", "not enough stock: pla needs 0.060 kg")
+    assert "transfer refused" in calls.changes
+    assert _state(core, "lab-a")[0] == pytest.approx(1.0)  # the sender keeps its stock
+    assert _state(core, "lab-b") == (0.0, ())  # the receiver expects nothing
+    assert _units_open(core) == 10  # nothing lost
+    assert core.shipments.refused == 1
+    core.shipments.answer("lab-a", "t1-1", shipped=True)  # too late to change its mind
+    assert row.state == "refused"
+
+
+def test_a_sender_lost_before_shipping_voids_it_and_a_late_shipped_revives_it(
+    core: PlannerCore, calls: Calls
+) -> None:
+    order_id = _order(core)
+    core.commit_plan(_plan(order_id))
+    core.lab_lost("lab-a", "silent for 3.0 s")
+    row = core.shipments.rows["t1-1"]
+    assert (row.state, row.reason) == ("void", "sender lost before it shipped")
+    assert _state(core, "lab-b") == (0.0, ()) and _units_open(core) == 10
+    # The answer was late, not absent: the material is on the road, and counted so.
+    core.shipments.answer("lab-a", "t1-1", shipped=True)
+    assert row.state == "shipped" and calls.shipped == ["t1-1"]
+    assert _state(core, "lab-b")[1] != ()
+
+
+def test_a_line_partly_from_shipped_material_sends_the_rest_now(core: PlannerCore) -> None:
+    order_id = _order(core)
+    core.lab_stock("lab-b", {"pla": 6 * SPLINT_PLA})
+    [row] = core.commit_plan(_plan(order_id, quantity=10, shipped_units=4))
+    assert (row.lab_id, row.quantity) == ("lab-b", 6)  # its own stock's six go now; four wait
+    assert _units_open(core) == 4
+    assert [(a.order_id, a.quantity) for a in core.unsent] == [(order_id, 4)]
+
+
+def test_transfers_survive_a_planner_restart(tmp_path: Path, calls: Calls) -> None:
+    core = _core(tmp_path / "ledger.db", calls)
+    core.lab_hello(SENDER, {})
+    core.lab_hello(RECEIVER, {})
+    order_id = _order(core)
+    core.commit_plan(_plan(order_id))
+    core.shipments.answer("lab-a", "t1-1", shipped=True)
+    core.ledger.close()
+
+    again = _core(tmp_path / "ledger.db", Calls())
+    again.load()
+    [row] = again.shipments.rows.values()
+    assert isinstance(row, TransferRow) and (row.id, row.state) == ("t1-1", "shipped")
+    assert again.shipments.awaiting_arrival("lab-b") == [row]  # INCOMING goes again on its HELLO
+    again.lab_hello(RECEIVER, {})
+    assert _state(again, "lab-b")[1] == (InTransit("pla", 10 * SPLINT_PLA, ARRIVE),)
+    lab_page = again.lab_json(again.labs["lab-b"])
+    assert [t["id"] for t in lab_page["transfers"]["incoming"]] == ["t1-1"]
+    assert lab_page["transfers"]["outgoing"] == []
+
+
+def test_only_a_party_to_a_transfer_may_answer_for_it(core: PlannerCore) -> None:
+    order_id = _order(core)
+    core.commit_plan(_plan(order_id))
+    with pytest.raises(UnknownTransfer):
+        core.shipments.answer("lab-b", "t1-1", shipped=True)  # the receiver is not the sender
+    with pytest.raises(UnknownTransfer):
+        core.shipments.arrived("lab-a", "t1-1")
+    with pytest.raises(UnknownTransfer):
+        core.shipments.arrived("lab-b", "t9-9")
