@@ -17,12 +17,15 @@ from __future__ import annotations
 import os
 import random
 import resource
+import subprocess
+import sys
 import time
 from dataclasses import replace
 from datetime import timedelta
 
 import pytest
 
+from protocol.model import Plan
 from scenarios.scale import synthetic_problem
 from solver.allocation.allocate import solve
 from solver.allocation.emergency import insert_urgent
@@ -178,6 +181,44 @@ def _seeds() -> list[int]:
 #: Seeds solved a second time to hold the deterministic mode to its word (COSMOLOCAL_SCALE_REPEAT).
 REPEAT = int(os.environ.get("COSMOLOCAL_SCALE_REPEAT", "3"))
 
+#: Targets measured not met yet, with the figures (docs/benchmarks.md, "Allocation at scale"); a
+#: seed or case off this list is asserted.
+NOT_YET = {
+    ("continent", 1): (
+        "50,000 x 5,000 not reached: see docs/benchmarks.md, 'A continent', for what it reaches and "
+        "where the time and memory go"
+    ),
+}
+
+
+def _not_yet(case: str, seed: int) -> None:
+    if (case, seed) in NOT_YET:
+        pytest.xfail(f"not met yet: {NOT_YET[case, seed]}")
+
+
+def _solve_at_scale(
+    benchmark, orders: int, labs: int, seed: int, limit: float
+) -> tuple[Problem, Plan, float]:
+    """Solve the seeded instance (km objective) under pytest-benchmark; the plan is validated."""
+    problem = synthetic_problem(orders, labs, seed)
+    params = SolveParams(time_limit_s=limit, workers=2, seed=seed, time_weight=KM)
+    assert params.deterministic
+    started = time.perf_counter()
+    plan = benchmark.pedantic(solve, args=(problem, params), rounds=1, iterations=1)
+    seconds = time.perf_counter() - started
+    assert check(problem, plan, params) == []
+    benchmark.extra_info.update(
+        objective=plan.objective,
+        bound=plan.bound,
+        gap_pct=100 * plan.gap,
+        status=plan.status,
+        seconds=seconds,
+        short=sum(s.quantity for s in plan.shortages),
+        max_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        load_average=os.getloadavg()[0],
+    )
+    return problem, plan, seconds
+
 
 @pytest.mark.parametrize("seed", _seeds())
 def test_synthetic_ten_thousand_orders_two_thousand_labs(benchmark, seed: int) -> None:
@@ -185,6 +226,7 @@ def test_synthetic_ten_thousand_orders_two_thousand_labs(benchmark, seed: int) -
     # plan, in 30 s on 2 cores; the first REPEAT seeds are solved twice, for the same objective.
     if benchmark.disabled:
         pytest.skip("a 30-second solve: enable with --benchmark-enable (make bench)")
+    _not_yet("10k", seed)
     problem = synthetic_problem(10_000, 2_000, seed)
     params = SolveParams(time_limit_s=30.0, workers=2, seed=seed, time_weight=KM)
     assert params.deterministic
@@ -212,3 +254,32 @@ def test_synthetic_ten_thousand_orders_two_thousand_labs(benchmark, seed: int) -
     assert plan.bound >= 0
     assert plan.gap <= 0.02
     assert seconds <= 30.0
+
+
+@pytest.mark.parametrize("seed", [1, 2, 4])
+def test_synthetic_ten_thousand_orders_with_a_cpu_hog_on_one_core(benchmark, seed: int) -> None:
+    # The same target while another process holds one of the two cores for the whole solve.
+    if benchmark.disabled:
+        pytest.skip("a 30-second solve beside a CPU hog: enable with --benchmark-enable (make bench)")
+    _not_yet("10k", seed)
+    hog = subprocess.Popen([sys.executable, "-c", "while 1: pass"])
+    try:
+        _, plan, seconds = _solve_at_scale(benchmark, 10_000, 2_000, seed, 30.0)
+    finally:
+        hog.kill()
+        hog.wait()
+    assert plan.bound >= 0
+    assert plan.gap <= 0.02
+    assert seconds <= 30.0
+
+
+def test_a_continent_fifty_thousand_orders_five_thousand_labs(benchmark) -> None:
+    # All of Europe: at most 120 s, 3 % and 4 GB of peak memory.
+    if benchmark.disabled:
+        pytest.skip("a two-minute solve of 50,000 orders: enable with --benchmark-enable (make bench)")
+    _not_yet("continent", 1)
+    _, plan, seconds = _solve_at_scale(benchmark, 50_000, 5_000, 1, 120.0)
+    assert plan.bound >= 0
+    assert plan.gap <= 0.03
+    assert seconds <= 120.0
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 <= 4096

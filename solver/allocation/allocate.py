@@ -60,6 +60,10 @@ from solver.sparse.core import CoreParams, CoreProblem, CoreResult, Item, Option
 #: Share of the time limit the one-model path gives the large path first, for a bound valid for every
 #: plan and a second plan (a problem this size usually takes milliseconds there).
 CERTIFY_SHARE = 0.2
+#: In deterministic mode without a `SolveParams.work_limit`: CP-SAT's deterministic time per second of
+#: the time limit, a budget a machine of about this speed spends in that time (the same on any
+#: machine; the time limit stays a cap).
+WORK_PER_SECOND = 0.8
 #: Work is counted in tenths of a nominal minute.
 MINUTE_SCALE = 10
 #: Materials are counted in millionths of their unit (micro-kg, micro-m2, ...).
@@ -109,6 +113,11 @@ def solve_small(
     may also be made from material shipped to labs whose machines would idle. A plan that ships
     material carries the lower of the two bounds, in the model's scope (the large path plans no
     transfers, so its bound covers only the plans without). The emergency fast path plans none.
+
+    With `params.deterministic`, the model's solve spends a budget of work (`params.work_limit`, by
+    default WORK_PER_SECOND per second of the time limit, less the large path's share), counted in
+    CP-SAT's deterministic time and HiGHS's nodes, and the large path its own budgets: two runs of
+    the same problem and seed give the same plan unless the time limit, a cap, cut one of them.
     """
     if not problem.demands:
         return _empty_plan(version)
@@ -129,7 +138,13 @@ def solve_small(
     left = max(0.1 * params.time_limit_s, params.time_limit_s - (time.perf_counter() - started))
     result = solve_core(
         mapping.core,
-        CoreParams(time_limit_s=left, workers=params.workers, seed=params.seed, warm_start=warm),
+        CoreParams(
+            time_limit_s=left,
+            workers=params.workers,
+            seed=params.seed,
+            warm_start=warm,
+            work_limit=_work_limit(params, certify),
+        ),
     )
     plan = mapping.plan(result, version, time.perf_counter() - started)
     if relaxed is None:
@@ -150,6 +165,16 @@ def solve_small(
             "solve_seconds": time.perf_counter() - started,
         }
     )
+
+
+def _work_limit(params: SolveParams, certify: bool) -> float | None:
+    """The model's budget of work in deterministic mode (None: the wall clock's), see `solve_small`."""
+    if not params.deterministic:
+        return None
+    if params.work_limit is not None:
+        return params.work_limit
+    share = 1 - CERTIFY_SHARE if certify else 1.0
+    return share * params.time_limit_s * WORK_PER_SECOND
 
 
 def _wanting(problem: Problem, plan: Plan) -> frozenset[int]:

@@ -34,4 +34,6 @@ def insert_urgent(problem: Problem, order_ids: set[str], params: SolveParams, bu
     neighbourhood = Problem(
         problem.now, problem.designs, [problem.labs[j] for j in nearby], demands, problem.trails
     )
-    return solve_small(neighbourhood, replace(params, time_limit_s=budget_s, workers=1), certify=False)
+    # The latency budget decides here, not a work budget meant for a full solve.
+    fast = replace(params, time_limit_s=budget_s, workers=1, work_limit=None)
+    return solve_small(neighbourhood, fast, certify=False)

@@ -131,8 +131,9 @@ def solve_large(
     gain = float(np.sum(margin[starved] * network.quantity[starved]))
     worth = not math.isnan(relaxation.value) and gain > WIDEN_GAIN * abs(relaxation.value)
     # Building the wider network takes about as long as the first one did: start it only with room
-    # for that and a few LP rounds before the deadline.
-    room = deadline - time.perf_counter() > 2.0 * built
+    # for that and a few LP rounds before the deadline. In deterministic mode the work decides, not
+    # the clock (which would make a second run differ); the time limit still cuts it.
+    room = work is not None or deadline - time.perf_counter() > 2.0 * built
     if len(starved) and worth and room:
         # Some demands pay more at the margin than the nearest lab off their candidates would cost:
         # their candidates are too few (a crowded place). Widen theirs and solve again, from the rows

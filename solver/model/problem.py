@@ -164,9 +164,15 @@ class SolveParams:
     transfer_handling_hours: float = TRANSFER_HANDLING_HOURS
     transfer_senders: int = TRANSFER_SENDERS
     seed: int = 0
-    #: Budgets counted in work (LP solves, simplex iterations), not seconds, so the same problem and
-    #: seed give the same plan on any machine; the time limit still holds (see solver.large.path).
+    #: Budgets counted in work (LP solves, simplex iterations, CP-SAT's deterministic time), not
+    #: seconds, so the same problem and seed give the same plan on any machine; the time limit still
+    #: holds as a cap (see solver.large.path and solver.allocation.allocate.solve_small).
     deterministic: bool = True
+    #: The one-model path's budget in deterministic mode, in CP-SAT's deterministic time (a unit of
+    #: counted work, about a second of search on one core of a quick machine). None: the time
+    #: limit's worth (`solver.allocation.allocate.WORK_PER_SECOND` per second). Set it with a
+    #: generous time limit to make a solve depend on work alone, not on the machine's speed.
+    work_limit: float | None = None
 
     def __post_init__(self) -> None:
         if self.time_limit_s <= 0:
@@ -175,6 +181,8 @@ class SolveParams:
             raise ValueError(f"workers must be at least 1, got {self.workers}")
         if self.k_nearest < 1:
             raise ValueError(f"k_nearest must be at least 1, got {self.k_nearest}")
+        if self.work_limit is not None and not self.work_limit > 0:
+            raise ValueError(f"work_limit must be positive when given, got {self.work_limit}")
         if self.km_weight < 0 or self.setup_cost < 0:
             raise ValueError("km_weight and setup_cost cannot be negative")
         if self.max_horizon_days <= 0:

@@ -51,6 +51,14 @@ _OBJECTIVE_LIMIT = 2**53
 LP_TIME_SHARE = 0.6
 #: Absorbs float noise such as 0.033 * 1e6 = 33000.000000000004 before rounding.
 _EPS = 1e-6
+#: With a work budget (`CoreParams.work_limit`): HiGHS's branch-and-bound nodes per unit of it (a
+#: node limit is what stops HiGHS at the same point on any machine), the least work worth a
+#: neighbourhood search, each neighbourhood's budget, and what a neighbourhood found empty counts
+#: (so that the search ends).
+MIP_NODES_PER_WORK = 25
+LNS_MIN_WORK = 0.5
+NEIGHBOURHOOD_WORK = 0.25
+EMPTY_NEIGHBOURHOOD_WORK = 0.01
 
 
 # -- the problem ---------------------------------------------------------------------------------
@@ -128,6 +136,16 @@ class CoreParams:
     #: Share of the time kept for re-solving neighbourhoods of a few resources after the portfolio.
     lns_share: float = 0.2
     warm_start: Sequence[int] | None = None
+    #: A budget counted in work, not seconds: CP-SAT's deterministic time (its workers interleaved),
+    #: HiGHS's nodes (MIP_NODES_PER_WORK per unit), and the neighbourhoods' deterministic time after
+    #: them, so the same problem and seed give the same result on any machine; `time_limit_s` stays
+    #: a cap. A node limit does not bound HiGHS's root (presolve, cuts): on a loaded machine its
+    #: time is what the cap must leave room for. None: the wall clock alone.
+    work_limit: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.work_limit is not None and not self.work_limit > 0:
+            raise ValueError(f"work_limit must be positive when given, got {self.work_limit}")
 
 
 @dataclass(frozen=True)
@@ -257,10 +275,14 @@ class LinearModel:
         return [v.solution_value() for v in variables], value - 1e-7 * abs(value) - 1e-6, seconds
 
     def mip(
-        self, time_limit_s: float, interrupter: SolveInterrupter | None = None
+        self,
+        time_limit_s: float,
+        interrupter: SolveInterrupter | None = None,
+        node_limit: int | None = None,
     ) -> tuple[list[int] | None, float | None, bool]:
         """HiGHS's best integer solution within the time (None if none), its dual bound (scaled), and
-        whether it proved optimality. `interrupter` stops it early."""
+        whether it proved optimality. `interrupter` stops it early; `node_limit` caps its
+        branch-and-bound nodes (a budget that stops it at the same point on any machine)."""
         model = mathopt.Model()
         variables = [
             model.add_integer_variable(lb=lo, ub=hi) for lo, hi in zip(self.lb, self.ub, strict=True)
@@ -275,6 +297,7 @@ class LinearModel:
         model.minimize(mathopt.fast_sum(c * variables[i] for i, c in self.cost.items()))
         params = mathopt.SolveParameters(
             time_limit=_dt.timedelta(seconds=max(0.05, time_limit_s)),
+            node_limit=node_limit,
             highs=highs_pb2.HighsOptionsProto(bool_options={"output_flag": False, "log_to_console": False}),
         )
         try:
@@ -541,6 +564,10 @@ def solve_core(problem: CoreProblem, params: CoreParams = CoreParams()) -> CoreR
 
     Returns the best verified solution with the best proven bound. When some item that must be placed
     cannot be, the status is INFEASIBLE and units are all zero.
+
+    With `params.work_limit`, the portfolio and the neighbourhood search spend a budget of work
+    (see `CoreParams.work_limit`) and the time limit only caps them: the same problem and seed give
+    the same objective on any machine fast enough to spend the budget within the cap.
     """
     started = time.perf_counter()
     model = CoreModel(problem)
@@ -579,19 +606,33 @@ def solve_core(problem: CoreProblem, params: CoreParams = CoreParams()) -> CoreR
         # beside it in a thread (both release the GIL), each stopping the other once it proves the
         # optimum. Small models end here. What is left of the time goes to re-solving neighbourhoods.
         remaining = deadline - time.perf_counter()
-        lns = best is not None and params.lns_share > 0 and remaining > 1.0
-        budget = max(0.05, remaining * (1 - params.lns_share if lns else 1))
-        use_mip = len(lin.lb) <= params.mip_max_variables and params.mip_share > 0 and budget > 0.2
+        work = params.work_limit
+        if work is None:
+            lns = best is not None and params.lns_share > 0 and remaining > 1.0
+            budget = max(0.05, remaining * (1 - params.lns_share if lns else 1))
+        else:
+            # Work decides; the wall clock (what is left of the time limit) only caps.
+            lns = best is not None and params.lns_share > 0 and work * params.lns_share >= LNS_MIN_WORK
+            work = work * (1 - params.lns_share if lns else 1)
+            budget = max(0.05, remaining)
+        enough = budget > 0.2 if work is None else work > 0.2
+        use_mip = len(lin.lb) <= params.mip_max_variables and params.mip_share > 0 and enough
         cp, variables = lin.cp_sat(best)
         solver = cp_model.CpSolver()
         solver.parameters.max_time_in_seconds = budget
         solver.parameters.num_workers = max(1, params.workers - 1) if use_mip else params.workers
         solver.parameters.random_seed = params.seed
+        nodes = None
+        if work is not None:
+            solver.parameters.max_deterministic_time = work
+            # Interleaved workers give the same search whatever the threads' timing.
+            solver.parameters.interleave_search = solver.parameters.num_workers > 1
+            nodes = max(1, int(work * MIP_NODES_PER_WORK))
         interrupter = SolveInterrupter()
         mip_result: list[tuple[list[int] | None, float | None, bool]] = []
 
         def run_mip() -> None:
-            mip_result.append(lin.mip(budget, interrupter))
+            mip_result.append(lin.mip(budget, interrupter, nodes))
             if mip_result[0][2]:
                 solver.stop_search()
 
@@ -618,7 +659,8 @@ def solve_core(problem: CoreProblem, params: CoreParams = CoreParams()) -> CoreR
         elif best is not None and not mip_result:
             bound = max(bound, solver.best_objective_bound)
         proven = best is not None and math.isfinite(bound) and lin.value(best) <= math.ceil(bound - 1e-6)
-        if status == "FEASIBLE" and not proven and best is not None and deadline - time.perf_counter() > 0.3:
+        room = lns if work is not None else deadline - time.perf_counter() > 0.3
+        if status == "FEASIBLE" and not proven and best is not None and room:
             keep(_neighbourhood_search(model, best, deadline, params), "lns")
     seconds = time.perf_counter() - started
     if best is None:
@@ -643,6 +685,9 @@ def _neighbourhood_search(
     the best solution so far pays for it beyond its cheapest option (units short, late, far), with
     the resources its options use. The other half are a few resources drawn at random. Every item
     that uses a chosen resource, or could, may move among its options inside the neighbourhood.
+
+    With `params.work_limit`, it spends `lns_share` of that budget in CP-SAT's deterministic time
+    (NEIGHBOURHOOD_WORK per neighbourhood, one worker each), the deadline only a cap.
     """
     import random
 
@@ -662,7 +707,9 @@ def _neighbourhood_search(
     cheapest = {i: min(problem.options[o].unit_cost for o in opts) for i, opts in options_of_item.items()}
     cp, variables = lin.cp_sat(None)
     size = min(len(names), 3)
-    while time.perf_counter() < deadline - 0.05:
+    work = None if params.work_limit is None else params.work_limit * params.lns_share
+    spent = 0.0
+    while time.perf_counter() < deadline - 0.05 and (work is None or spent < work):
         pressure = _pressure(model, best, cheapest)
         if pressure and rng.random() < 0.5:
             items, weights = zip(*pressure.items(), strict=True)
@@ -673,6 +720,7 @@ def _neighbourhood_search(
         free_items = {problem.options[o].item for name in chosen for o in options_of[name]}
         free = {o for i in free_items for o in options_of_item[i] if set(problem.options[o].uses) <= chosen}
         if not free:
+            spent += EMPTY_NEIGHBOURHOOD_WORK
             continue
         sub = cp.clone()
         for o in range(len(problem.options)):
@@ -682,10 +730,16 @@ def _neighbourhood_search(
         for var, value in enumerate(best):
             sub.add_hint(sub.get_int_var_from_proto_index(var), value)
         solver = cp_model.CpSolver()
-        solver.parameters.max_time_in_seconds = max(0.05, min(1.0, deadline - time.perf_counter()))
+        left = max(0.05, deadline - time.perf_counter())
         solver.parameters.num_workers = 1
         solver.parameters.random_seed = rng.randrange(1 << 30)
+        if work is None:
+            solver.parameters.max_time_in_seconds = min(1.0, left)
+        else:
+            solver.parameters.max_time_in_seconds = left
+            solver.parameters.max_deterministic_time = max(0.01, min(NEIGHBOURHOOD_WORK, work - spent))
         outcome = solver.solve(sub)
+        spent += max(EMPTY_NEIGHBOURHOOD_WORK, solver.deterministic_time)
         if outcome in (cp_model.OPTIMAL, cp_model.FEASIBLE):
             values = [int(solver.value(sub.get_int_var_from_proto_index(v))) for v in range(len(variables))]
             if lin.value(values) < lin.value(best) and lin.feasible(values):

@@ -8,7 +8,7 @@ from solver.large.network import build_network
 from solver.large.rounding import round_units
 from solver.model.candidates import find_candidates
 from solver.model.problem import horizon_days
-from tests.solver.factory import KM_ONLY, MIDDLE, NEAR, PLENTY, lab, order, problem
+from tests.solver.factory import FAR, KM_ONLY, MIDDLE, NEAR, PLENTY, lab, order, problem
 
 #: Three labs near the centre, each with elastic for six face shields and no more.
 SIX_SHIELDS = {**PLENTY, "elastic": 6 * 0.35}
@@ -32,3 +32,22 @@ def test_a_split_order_is_gathered_on_the_labs_that_have_room() -> None:
     assert units.sum() == 10
     labs = {int(network.lab[o]): int(units[o]) for o in np.flatnonzero(units > 0)}
     assert len(labs) == 2 and max(labs.values()) == 6
+
+
+def test_a_split_order_is_gathered_by_moving_another_order_out_of_the_way() -> None:
+    # o1 (6 shields) split 4/2 over a and b, each full (o2's 2 at a, o3's 4 at b); no lab but the far
+    # c has room for o1 whole, and neither part fits the other lab. Moving o2 from a to b (where o1's
+    # part leaves room) lets o1 gather at a: two setups saved for one paid, and a few km more.
+    p = problem(
+        [lab(name, at, stock=SIX_SHIELDS) for name, at in (("a", NEAR), ("b", MIDDLE), ("c", FAR))],
+        [order("o1", "face-shield", 6), order("o2", "face-shield", 2), order("o3", "face-shield", 4)],
+    )
+    params = KM_ONLY
+    days = horizon_days(p, params)
+    network = build_network(p, params, find_candidates(p, 3, days), days)
+    fractional = np.zeros(network.options)
+    for d, lab_index, share in ((0, 0, 4.0), (0, 1, 2.0), (1, 0, 2.0), (2, 1, 4.0)):
+        fractional[np.flatnonzero((network.demand == d) & (network.lab == lab_index))[0]] = share
+    units = round_units(network, fractional, network.shortage)
+    placed = {(int(network.demand[o]), int(network.lab[o])): int(units[o]) for o in np.flatnonzero(units > 0)}
+    assert placed == {(0, 0): 6, (1, 1): 2, (2, 1): 4}
