@@ -31,8 +31,9 @@ from planner import contract
 from planner.access import AUTHORIZATION, grant_of, may_follow_events, may_order, need_requester, public_lab
 from planner.admission import Admissions, ZapHandler, planner_keys
 from planner.auth import Grant
+from planner.committed_bus import CommittedBus
 from planner.core import OrderRejected, PlannerCore
-from planner.events import EventBus
+from planner.ledger_writer import LedgerFailed
 from planner.loopwatch import LoopWatch
 from planner.mesh import MeshServer
 from planner.overload import Overload, OverloadMiddleware
@@ -174,9 +175,15 @@ def create_app(
         ledger = Ledger(settings.db_path)
         epoch = ledger.next_epoch()
         core = PlannerCore(
-            ledger=ledger, designs=designs, clock=clock, bus=EventBus(), forecast_days=settings.forecast_days
+            ledger=ledger,
+            designs=designs,
+            clock=clock,
+            bus=CommittedBus(ledger),
+            forecast_days=settings.forecast_days,
         )
         core.load()
+        # From here on the ledger is written by a thread of its own: no commit waits on the loop.
+        ledger.start_writer(asyncio.get_running_loop())
         ctx = zmq.asyncio.Context()
         field_endpoint = settings.field_endpoint or transport.field_endpoint_for(settings.mesh_endpoint)
         zap, keys = _secure(ctx, settings)
@@ -261,7 +268,7 @@ def create_app(
             if zap is not None:
                 await zap.stop()
             ctx.term()
-            ledger.close()
+            await asyncio.to_thread(ledger.close)  # the writer applies what is left, off the loop
             log.info("planner stopped")
 
     app = FastAPIOffline(
@@ -350,6 +357,37 @@ def _planner(request: Request) -> Planner:
     return request.app.state.planner
 
 
+#: Seconds a client is asked to wait after a ledger failure: the planner must be restarted.
+LEDGER_FAILED_RETRY_S = 30
+
+
+async def _committed(planner: Planner) -> JSONResponse | None:
+    """Wait until what the request changed is in the ledger's file; a 503 when it cannot be."""
+    try:
+        await planner.core.ledger.committed()
+    except LedgerFailed as exc:
+        detail = f"{exc}; nothing was placed: try again once the planner has been restarted"
+        return JSONResponse(
+            status_code=503,
+            content={"detail": detail, "retry_after_s": LEDGER_FAILED_RETRY_S},
+            headers={"Retry-After": str(LEDGER_FAILED_RETRY_S)},
+        )
+    return None
+
+
+def _ledger_counters(ledger: Ledger) -> dict[str, Any]:
+    """/health's account of the ledger's writer thread (planner.ledger_writer)."""
+    writer = ledger.writer
+    if writer is None:
+        return {"ledger_pending": 0, "ledger_commits": 0, "ledger_largest_group": 0, "ledger_failed": None}
+    return {
+        "ledger_pending": writer.pending,
+        "ledger_commits": writer.groups,
+        "ledger_largest_group": writer.largest_group,
+        "ledger_failed": None if writer.failed is None else str(writer.failed),
+    }
+
+
 #: Ids in paths: the server refuses (422) any that could not be an id, before looking it up (404).
 OrderId = Annotated[str, Path(pattern=ID_PATTERN, description="the order's id, as POST /orders gave it")]
 LabId = Annotated[str, Path(pattern=ID_PATTERN, description="the lab's id")]
@@ -433,6 +471,9 @@ def _routes(app: FastAPI, clock: Callable[[], datetime]) -> None:
                 status_code=422,
                 content={"detail": [{"loc": [where, exc.field], "msg": exc.reason, "type": "value_error"}]},
             )
+        # The answer waits for the order's commit (and a replay for the first order's), off the loop.
+        if (refusal := await _committed(planner)) is not None:
+            return refusal
         response.headers["Location"] = f"/orders/{accepted.id}"
         if replayed:
             response.status_code = status.HTTP_200_OK
@@ -515,6 +556,8 @@ def _routes(app: FastAPI, clock: Callable[[], datetime]) -> None:
                 status_code=422,
                 content={"detail": [{"loc": ["body", exc.field], "msg": exc.reason, "type": "value_error"}]},
             )
+        if (refusal := await _committed(planner)) is not None:
+            return refusal
         response.headers["Location"] = f"/rates/{accepted.id}"
         return planner.core.rate_view(accepted.id) or {}
 
@@ -624,6 +667,7 @@ def _routes(app: FastAPI, clock: Callable[[], datetime]) -> None:
             "refused_busy": overload.stats.refused_busy if overload else 0,
             "refused_rate": overload.stats.refused_rate if overload else 0,
             **_loop_blocks(planner.loop_watch),
+            **_ledger_counters(core.ledger),
         }
 
     frames = FrameCache()

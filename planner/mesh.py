@@ -147,6 +147,8 @@ class MeshServer:
         self._last_error_to: dict[str, float] = {}
         #: Per lab: assignments whose DONE/FAILED is recorded, to acknowledge in the next HEARTBEAT.
         self._ends_to_acknowledge: dict[str, list[str]] = {}
+        #: Assignments made but not yet in the ledger's file: not sent before they are.
+        self._unwritten: set[str] = set()
         #: Per lab: its newest CAPACITY backlog not yet applied (see CAPACITY_APPLY_S).
         self._pending_capacity: dict[str, dict[str, float]] = {}
         self._capacity_waiting = asyncio.Event()
@@ -194,9 +196,19 @@ class MeshServer:
         return True
 
     def send_assignments(self, rows: list[AssignmentRow]) -> None:
-        """Send ASSIGN for each new assignment; unacknowledged ones are re-sent by the heartbeat task."""
-        for row in rows:
-            self._send_assign(row)
+        """Send ASSIGN for each new assignment once it is in the ledger's file (a lab never works on
+        an assignment a restarted planner would not know); unacknowledged ones are re-sent by the
+        heartbeat task."""
+        ids = {row.id for row in rows}
+        self._unwritten |= ids
+
+        def send_written() -> None:
+            self._unwritten -= ids
+            for row in rows:
+                if row.state == "assigned":  # not refused, lost or withdrawn meanwhile
+                    self._send_assign(row)
+
+        self.core.ledger.after_commit(send_written)
 
     def send_decision(self, lab_id: str, assignment_id: str, accept: bool, reason: str) -> bool:
         """Forward a lab operator's decision on an offered assignment as DECIDE (SPEC.md section 7).
@@ -414,13 +426,15 @@ class MeshServer:
         An end naming an assignment that is not this lab's is acknowledged too (and answered with
         ERROR): repeating it could never change that.
         """
-        acknowledge = self._ends_to_acknowledge.setdefault(lab_id, [])
         try:
             self.core.job_update(lab_id, assignment_id, state, units_done=units, reason=reason)
         except UnknownAssignment:
-            acknowledge.append(assignment_id)
+            self._ends_to_acknowledge.setdefault(lab_id, []).append(assignment_id)
             raise
-        acknowledge.append(assignment_id)
+        # Acknowledged once the end is in the ledger's file: until then the lab keeps repeating it.
+        self.core.ledger.after_commit(
+            lambda: self._ends_to_acknowledge.setdefault(lab_id, []).append(assignment_id)
+        )
         self.field_changed()
 
     def _impersonation(self, lab_id: str, claimed: str) -> None:
@@ -452,6 +466,8 @@ class MeshServer:
         )
         # Work assigned before a reconnect is offered again; the lab answers duplicates idempotently.
         for row in self.core.awaiting_answer(identity):
+            if row.id in self._unwritten:
+                continue  # sent once it is in the ledger's file (send_assignments)
             self._resend_wait.pop(row.id, None)
             self._send_assign(row)
         self.field_changed()
@@ -501,6 +517,8 @@ class MeshServer:
             awaiting: set[str] = set()
             for lab_id in list(self._welcomed):
                 for row in self.core.awaiting_answer(lab_id):
+                    if row.id in self._unwritten:
+                        continue  # sent once it is in the ledger's file (send_assignments)
                     awaiting.add(row.id)
                     wait = self._resend_wait.get(row.id, self.resend_after_s)
                     if now - self._last_sent_assign.get(row.id, 0.0) >= wait:
