@@ -39,6 +39,7 @@ from planner.mesh import MeshServer
 from planner.overload import Overload, OverloadMiddleware
 from planner.rates import FORECAST_DAYS, RateRequest
 from planner.replan import Replanner, exit_with_planner, warm_up
+from planner.size_limit import SizeLimitMiddleware
 from planner.store import Ledger
 from planner.streams import EventStream, FrameCache, stream
 from planner.web_routes import router as web_router
@@ -305,20 +306,12 @@ def _security(require_tokens: bool) -> contract.Security:
 def _limit_request_size(app: FastAPI, max_bytes: int) -> None:
     """Refuse request bodies over `max_bytes` with a readable 413, before they are read; counted."""
 
-    @app.middleware("http")
-    async def limit(request: Request, call_next: Callable[[Request], Any]) -> Any:
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > max_bytes:
-            planner = getattr(request.app.state, "planner", None)
-            if planner is not None:
-                planner.requests_too_large += 1
-            return JSONResponse(
-                status_code=413,
-                content={
-                    "detail": f"request body of {declared} bytes exceeds the limit of {max_bytes} bytes"
-                },
-            )
-        return await call_next(request)
+    def count(scope: Any) -> None:
+        planner = getattr(scope["app"].state, "planner", None) if "app" in scope else None
+        if planner is not None:
+            planner.requests_too_large += 1
+
+    app.add_middleware(SizeLimitMiddleware, max_bytes=max_bytes, refused=count)
 
 
 async def _watch_leases(

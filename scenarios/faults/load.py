@@ -287,6 +287,7 @@ def _orders_phase(options: LoadOptions, api: str, token: str, spawn: Any) -> dic
             "p50_ms": round(percentile(step["latencies"], 0.50), 1),
             "p99_ms": round(percentile(step["latencies"], 0.99), 1),
             "codes": step["codes"],
+            "unsent_at_end": step.get("unsent_at_end", 0),
         }
         per_step.append(row)
         if best is None or row["accepted_per_s"] > best["accepted_per_s"]:
