@@ -59,6 +59,10 @@ RECEIVE_POLL_MS = 100
 #: How often the latest CAPACITY of each lab is applied: a report that arrives before the previous
 #: one was applied replaces it (only the newest backlog matters), so ingest never queues.
 CAPACITY_APPLY_S = 0.2
+#: The shortest gap between two field updates, and the gap as a multiple of the time the last field
+#: took to build.
+FIELD_MIN_GAP_S = 0.25
+FIELD_SHARE_GAP = 10.0
 
 
 class NotWelcomed(ProtocolError):
@@ -142,6 +146,8 @@ class MeshServer:
         self._heard_seq: dict[str, int] = {}
         self._welcomed: set[str] = set()
         self._last_sent_assign: dict[str, float] = {}
+        #: Per lab: when the planner last sent it a HEARTBEAT (an answer to its own, or the timer's).
+        self._heartbeat_sent: dict[str, float] = {}
         #: Per unanswered assignment: seconds to wait before sending it again (doubles up to a cap).
         self._resend_wait: dict[str, float] = {}
         self._last_error_to: dict[str, float] = {}
@@ -246,6 +252,7 @@ class MeshServer:
 
     def _send_heartbeat(self, lab_id: str) -> None:
         """HEARTBEAT to a lab: its work that still stands, the ends recorded, the latest seq read."""
+        self._heartbeat_sent[lab_id] = self.monotonic()
         ended = self._ends_to_acknowledge.pop(lab_id, None)
         heartbeat = Heartbeat(
             active=self.core.active_assignments(lab_id), ended=ended, heard=self._heard_seq.get(lab_id)
@@ -513,7 +520,11 @@ class MeshServer:
                     self.core.lab_lost(lab_id, f"silent for {silent:.1f} s")
                     self.field_changed()
                     continue
-                self._send_heartbeat(lab_id)
+                # A lab heartbeating on time was answered within the interval: that answer is its
+                # heartbeat from the planner (SPEC.md section 5), so a thousand labs cost a thousand
+                # sends a second, not two thousand.
+                if now - self._heartbeat_sent.get(lab_id, -1e9) >= interval:
+                    self._send_heartbeat(lab_id)
             awaiting: set[str] = set()
             for lab_id in list(self._welcomed):
                 for row in self.core.awaiting_answer(lab_id):
@@ -555,7 +566,9 @@ class MeshServer:
             await self._field_dirty.wait()
             self._field_dirty.clear()
             self._field_seq += 1
+            began = time.monotonic()
             self._published_field = self.core.field()
+            built_s = time.monotonic() - began
             frame = encode(
                 Envelope(sender=PLANNER_ID, seq=self._field_seq, body=self._published_field, epoch=self.epoch)
             )
@@ -564,4 +577,6 @@ class MeshServer:
                 self.stats.field_updates += 1
             except zmq.ZMQError as exc:
                 log.debug("field update not published: %s", exc)
-            await asyncio.sleep(0.25)  # at most four field updates a second
+            # At most four field updates a second, and the field's building at most a tenth of the
+            # loop's time (it walks every order: thousands of them under load).
+            await asyncio.sleep(max(FIELD_MIN_GAP_S, FIELD_SHARE_GAP * built_s))
