@@ -101,9 +101,20 @@ class Admissions:
         return self._scan()
 
     def lab_of(self, public: bytes) -> str | None:
-        """The lab a key was admitted for, or None; the folder is re-read when it changed."""
-        self._refresh()
-        return self._by_key.get(public)
+        """The lab a key was admitted for, or None.
+
+        A key admitted at the last look is taken from it, as `holds` does (a revoked key is refused
+        from the next look on, RECHECK_S at most); only an unknown key has the folder read again,
+        at once, so a lab admitted a moment ago is let in. A thousand labs joining at once with keys
+        known cost no look at a thousand files each (a glob and a stat per key, on the event loop).
+        """
+        if not self._watched and self.monotonic() - self._read_at >= RECHECK_S:
+            self._refresh()
+        lab = self._by_key.get(public)
+        if lab is None:
+            self._refresh()
+            lab = self._by_key.get(public)
+        return lab
 
     def holds(self, lab_id: str, public: bytes) -> bool:
         """True while `public` is still the admitted key of `lab_id` (for every frame: the folder is

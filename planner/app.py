@@ -31,13 +31,15 @@ from planner import contract
 from planner.access import AUTHORIZATION, grant_of, may_follow_events, may_order, need_requester, public_lab
 from planner.admission import Admissions, ZapHandler, planner_keys
 from planner.auth import Grant
+from planner.committed_bus import CommittedBus
 from planner.core import OrderRejected, PlannerCore
-from planner.events import EventBus
+from planner.ledger_writer import LedgerFailed
 from planner.loopwatch import LoopWatch
 from planner.mesh import MeshServer
 from planner.overload import Overload, OverloadMiddleware
 from planner.rates import FORECAST_DAYS, RateRequest
 from planner.replan import Replanner, exit_with_planner, warm_up
+from planner.size_limit import SizeLimitMiddleware
 from planner.store import Ledger
 from planner.streams import EventStream, FrameCache, stream
 from planner.web_routes import router as web_router
@@ -184,9 +186,15 @@ def create_app(
         ledger = Ledger(settings.db_path)
         epoch = ledger.next_epoch()
         core = PlannerCore(
-            ledger=ledger, designs=designs, clock=clock, bus=EventBus(), forecast_days=settings.forecast_days
+            ledger=ledger,
+            designs=designs,
+            clock=clock,
+            bus=CommittedBus(ledger),
+            forecast_days=settings.forecast_days,
         )
         core.load()
+        # From here on the ledger is written by a thread of its own: no commit waits on the loop.
+        ledger.start_writer(asyncio.get_running_loop())
         ctx = zmq.asyncio.Context()
         field_endpoint = settings.field_endpoint or transport.field_endpoint_for(settings.mesh_endpoint)
         zap, keys = _secure(ctx, settings)
@@ -273,7 +281,7 @@ def create_app(
             if zap is not None:
                 await zap.stop()
             ctx.term()
-            ledger.close()
+            await asyncio.to_thread(ledger.close)  # the writer applies what is left, off the loop
             log.info("planner stopped")
 
     app = FastAPIOffline(
@@ -310,20 +318,12 @@ def _security(require_tokens: bool) -> contract.Security:
 def _limit_request_size(app: FastAPI, max_bytes: int) -> None:
     """Refuse request bodies over `max_bytes` with a readable 413, before they are read; counted."""
 
-    @app.middleware("http")
-    async def limit(request: Request, call_next: Callable[[Request], Any]) -> Any:
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > max_bytes:
-            planner = getattr(request.app.state, "planner", None)
-            if planner is not None:
-                planner.requests_too_large += 1
-            return JSONResponse(
-                status_code=413,
-                content={
-                    "detail": f"request body of {declared} bytes exceeds the limit of {max_bytes} bytes"
-                },
-            )
-        return await call_next(request)
+    def count(scope: Any) -> None:
+        planner = getattr(scope["app"].state, "planner", None) if "app" in scope else None
+        if planner is not None:
+            planner.requests_too_large += 1
+
+    app.add_middleware(SizeLimitMiddleware, max_bytes=max_bytes, refused=count)
 
 
 async def _watch_leases(
@@ -360,6 +360,37 @@ def _loop_blocks(watch: LoopWatch | None) -> dict[str, Any]:
 
 def _planner(request: Request) -> Planner:
     return request.app.state.planner
+
+
+#: Seconds a client is asked to wait after a ledger failure: the planner must be restarted.
+LEDGER_FAILED_RETRY_S = 30
+
+
+async def _committed(planner: Planner) -> JSONResponse | None:
+    """Wait until what the request changed is in the ledger's file; a 503 when it cannot be."""
+    try:
+        await planner.core.ledger.committed()
+    except LedgerFailed as exc:
+        detail = f"{exc}; nothing was placed: try again once the planner has been restarted"
+        return JSONResponse(
+            status_code=503,
+            content={"detail": detail, "retry_after_s": LEDGER_FAILED_RETRY_S},
+            headers={"Retry-After": str(LEDGER_FAILED_RETRY_S)},
+        )
+    return None
+
+
+def _ledger_counters(ledger: Ledger) -> dict[str, Any]:
+    """/health's account of the ledger's writer thread (planner.ledger_writer)."""
+    writer = ledger.writer
+    if writer is None:
+        return {"ledger_pending": 0, "ledger_commits": 0, "ledger_largest_group": 0, "ledger_failed": None}
+    return {
+        "ledger_pending": writer.pending,
+        "ledger_commits": writer.groups,
+        "ledger_largest_group": writer.largest_group,
+        "ledger_failed": None if writer.failed is None else str(writer.failed),
+    }
 
 
 #: Ids in paths: the server refuses (422) any that could not be an id, before looking it up (404).
@@ -445,6 +476,9 @@ def _routes(app: FastAPI, clock: Callable[[], datetime]) -> None:
                 status_code=422,
                 content={"detail": [{"loc": [where, exc.field], "msg": exc.reason, "type": "value_error"}]},
             )
+        # The answer waits for the order's commit (and a replay for the first order's), off the loop.
+        if (refusal := await _committed(planner)) is not None:
+            return refusal
         response.headers["Location"] = f"/orders/{accepted.id}"
         if replayed:
             response.status_code = status.HTTP_200_OK
@@ -527,6 +561,8 @@ def _routes(app: FastAPI, clock: Callable[[], datetime]) -> None:
                 status_code=422,
                 content={"detail": [{"loc": ["body", exc.field], "msg": exc.reason, "type": "value_error"}]},
             )
+        if (refusal := await _committed(planner)) is not None:
+            return refusal
         response.headers["Location"] = f"/rates/{accepted.id}"
         return planner.core.rate_view(accepted.id) or {}
 
@@ -643,6 +679,7 @@ def _routes(app: FastAPI, clock: Callable[[], datetime]) -> None:
             "refused_busy": overload.stats.refused_busy if overload else 0,
             "refused_rate": overload.stats.refused_rate if overload else 0,
             **_loop_blocks(planner.loop_watch),
+            **_ledger_counters(core.ledger),
         }
 
     frames = FrameCache()

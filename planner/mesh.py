@@ -66,6 +66,10 @@ RECEIVE_POLL_MS = 100
 #: How often the latest CAPACITY of each lab is applied: a report that arrives before the previous
 #: one was applied replaces it (only the newest backlog matters), so ingest never queues.
 CAPACITY_APPLY_S = 0.2
+#: The shortest gap between two field updates, and the gap as a multiple of the time the last field
+#: took to build.
+FIELD_MIN_GAP_S = 0.25
+FIELD_SHARE_GAP = 10.0
 
 
 class NotWelcomed(ProtocolError):
@@ -152,11 +156,15 @@ class MeshServer:
         self._heard_seq: dict[str, int] = {}
         self._welcomed: set[str] = set()
         self._last_sent_assign: dict[str, float] = {}
+        #: Per lab: when the planner last sent it a HEARTBEAT (an answer to its own, or the timer's).
+        self._heartbeat_sent: dict[str, float] = {}
         #: Per unanswered assignment: seconds to wait before sending it again (doubles up to a cap).
         self._resend_wait: dict[str, float] = {}
         self._last_error_to: dict[str, float] = {}
         #: Per lab: assignments whose DONE/FAILED is recorded, to acknowledge in the next HEARTBEAT.
         self._ends_to_acknowledge: dict[str, list[str]] = {}
+        #: Assignments made but not yet in the ledger's file: not sent before they are.
+        self._unwritten: set[str] = set()
         #: Per lab: its newest CAPACITY backlog not yet applied (see CAPACITY_APPLY_S).
         self._pending_capacity: dict[str, dict[str, float]] = {}
         self._capacity_waiting = asyncio.Event()
@@ -208,9 +216,19 @@ class MeshServer:
         return True
 
     def send_assignments(self, rows: list[AssignmentRow]) -> None:
-        """Send ASSIGN for each new assignment; unacknowledged ones are re-sent by the heartbeat task."""
-        for row in rows:
-            self._send_assign(row)
+        """Send ASSIGN for each new assignment once it is in the ledger's file (a lab never works on
+        an assignment a restarted planner would not know); unacknowledged ones are re-sent by the
+        heartbeat task."""
+        ids = {row.id for row in rows}
+        self._unwritten |= ids
+
+        def send_written() -> None:
+            self._unwritten -= ids
+            for row in rows:
+                if row.state == "assigned":  # not refused, lost or withdrawn meanwhile
+                    self._send_assign(row)
+
+        self.core.ledger.after_commit(send_written)
 
     def send_decision(self, lab_id: str, assignment_id: str, accept: bool, reason: str) -> bool:
         """Forward a lab operator's decision on an offered assignment as DECIDE (SPEC.md section 7).
@@ -304,6 +322,7 @@ class MeshServer:
 
     def _send_heartbeat(self, lab_id: str) -> None:
         """HEARTBEAT to a lab: its work that still stands, the ends recorded, the latest seq read."""
+        self._heartbeat_sent[lab_id] = self.monotonic()
         ended = self._ends_to_acknowledge.pop(lab_id, None)
         heartbeat = Heartbeat(
             active=self.core.active_assignments(lab_id), ended=ended, heard=self._heard_seq.get(lab_id)
@@ -490,13 +509,15 @@ class MeshServer:
         An end naming an assignment that is not this lab's is acknowledged too (and answered with
         ERROR): repeating it could never change that.
         """
-        acknowledge = self._ends_to_acknowledge.setdefault(lab_id, [])
         try:
             self.core.job_update(lab_id, assignment_id, state, units_done=units, reason=reason)
         except UnknownAssignment:
-            acknowledge.append(assignment_id)
+            self._ends_to_acknowledge.setdefault(lab_id, []).append(assignment_id)
             raise
-        acknowledge.append(assignment_id)
+        # Acknowledged once the end is in the ledger's file: until then the lab keeps repeating it.
+        self.core.ledger.after_commit(
+            lambda: self._ends_to_acknowledge.setdefault(lab_id, []).append(assignment_id)
+        )
         self.field_changed()
 
     def _impersonation(self, lab_id: str, claimed: str) -> None:
@@ -528,6 +549,8 @@ class MeshServer:
         )
         # Work assigned before a reconnect is offered again; the lab answers duplicates idempotently.
         for row in self.core.awaiting_answer(identity):
+            if row.id in self._unwritten:
+                continue  # sent once it is in the ledger's file (send_assignments)
             self._resend_wait.pop(row.id, None)
             self._send_assign(row)
         # Transfers too: the lab answers duplicates as the first time (SPEC.md section 11).
@@ -580,10 +603,16 @@ class MeshServer:
                     self.core.lab_lost(lab_id, f"silent for {silent:.1f} s")
                     self.field_changed()
                     continue
-                self._send_heartbeat(lab_id)
+                # A lab heartbeating on time was answered within the interval: that answer is its
+                # heartbeat from the planner (SPEC.md section 5), so a thousand labs cost a thousand
+                # sends a second, not two thousand.
+                if now - self._heartbeat_sent.get(lab_id, -1e9) >= interval:
+                    self._send_heartbeat(lab_id)
             awaiting: set[str] = set()
             for lab_id in list(self._welcomed):
                 for row in self.core.awaiting_answer(lab_id):
+                    if row.id in self._unwritten:
+                        continue  # sent once it is in the ledger's file (send_assignments)
                     awaiting.add(row.id)
                     wait = self._resend_wait.get(row.id, self.resend_after_s)
                     if now - self._last_sent_assign.get(row.id, 0.0) >= wait:
@@ -621,7 +650,9 @@ class MeshServer:
             await self._field_dirty.wait()
             self._field_dirty.clear()
             self._field_seq += 1
+            began = time.monotonic()
             self._published_field = self.core.field()
+            built_s = time.monotonic() - began
             frame = encode(
                 Envelope(sender=PLANNER_ID, seq=self._field_seq, body=self._published_field, epoch=self.epoch)
             )
@@ -630,4 +661,6 @@ class MeshServer:
                 self.stats.field_updates += 1
             except zmq.ZMQError as exc:
                 log.debug("field update not published: %s", exc)
-            await asyncio.sleep(0.25)  # at most four field updates a second
+            # At most four field updates a second, and the field's building at most a tenth of the
+            # loop's time (it walks every order: thousands of them under load).
+            await asyncio.sleep(max(FIELD_MIN_GAP_S, FIELD_SHARE_GAP * built_s))

@@ -7,15 +7,17 @@ committed transaction survive power loss: an order is on disk before the API ans
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from planner.ledger_writer import LOCK_TIMEOUT_S, Batch, LedgerWriter, apply
 from planner.rates import Rate
 from planner.shipping import TransferRow
 from protocol.model import CostTerms, Lab, Order, Plan, Transfer
@@ -173,72 +175,148 @@ class StoredEvent:
 
 
 class Ledger:
-    """One SQLite file; a single writer (the planner's event loop), opened with durable settings."""
+    """One SQLite file opened with durable settings; one writer, many readers.
+
+    Until `start_writer` is called (a command-line tool, a test) every transaction is applied in
+    the calling thread when its block ends. A running planner calls `start_writer`: from then on
+    transactions are applied by a thread of their own (planner.ledger_writer), the event loop never
+    waits on the disk, and reads go through a second connection (WAL: readers never wait for the
+    writer, and see what is committed).
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        self._db = self._connect()
+        #: The connection reads use: the writing one until a writer thread takes that one over.
+        self._read = self._db
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("PRAGMA foreign_keys=ON")
         self._db.executescript(SCHEMA)
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(assignments)")}
         for name, kind in ADDED_COLUMNS:  # a ledger written before these existed
             if name not in columns:
                 self._db.execute(f"ALTER TABLE assignments ADD COLUMN {name} {kind}")
+        self._writer: LedgerWriter | None = None
+        #: The last event sequence number given out (events are numbered here, not by SQLite, so
+        #: that a change knows its events' numbers before the writer has applied it).
+        self._last_seq = self.last_event_seq()
+        #: Idempotency keys written by batches not yet in the file: key -> (fingerprint, order id).
+        self._pending_keys: dict[str, tuple[str, str]] = {}
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(
+            str(self.path), isolation_level=None, check_same_thread=False, timeout=LOCK_TIMEOUT_S
+        )
+        db.execute("PRAGMA synchronous=FULL")
+        db.execute("PRAGMA foreign_keys=ON")
+        return db
+
+    def start_writer(self, loop: asyncio.AbstractEventLoop) -> LedgerWriter:
+        """Apply transactions from now on in a writer thread that reports to `loop`; reads use a
+        connection of their own. Returns the writer, whose waits the planner's answers await."""
+        if self._writer is None:
+            self._read = self._connect()
+            self._writer = LedgerWriter(self._db, loop)
+            self._writer.on_batches(self._forget_keys)
+            self._writer.start()
+        return self._writer
+
+    @property
+    def writer(self) -> LedgerWriter | None:
+        """The writer thread's handle, once `start_writer` was called."""
+        return self._writer
+
+    async def committed(self) -> None:
+        """Return once every transaction made so far is in the file (durable when it asked to be).
+
+        At once without a writer thread (transactions are then applied before their block ends).
+        Raises `planner.ledger_writer.LedgerFailed` when a write failed.
+        """
+        if self._writer is not None:
+            await self._writer.committed()
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Run `callback` once every transaction made so far is in the file (at once when it is)."""
+        if self._writer is None:
+            callback()
+        else:
+            self._writer.after_commit(callback)
 
     def close(self) -> None:
-        """Checkpoint and close the file."""
+        """Write what was submitted, stop the writer thread, checkpoint and close the file."""
+        if self._writer is not None:
+            self._writer.stop()
+            self._read.close()
         self._db.close()
 
     @contextmanager
-    def transaction(self, durable: bool = True) -> Iterator[sqlite3.Connection]:
+    def transaction(self, durable: bool = True) -> Iterator[Batch]:
         """All-or-nothing: the event and its projection change commit together.
 
-        A `durable` commit is on disk when it returns (`synchronous=FULL`: one fsync). Reports a lab
+        The block records its writes in a `Batch`; when it ends they are applied in one commit (an
+        exception in the block discards them). Without a writer thread this happens before the block
+        returns; with one, the writer applies it soon after, and `committed()` tells when.
+
+        A `durable` commit is on disk when it is done (`synchronous=FULL`: one fsync). Reports a lab
         sends again after every WELCOME (its CAPACITY, STOCK, a job's PROGRESS; SPEC.md section 4)
-        may commit with `durable=False`: no fsync of their own, so the event loop does not wait on
-        the disk for each of them (200-400 ms each, measured under load here). Such a commit
-        survives a crash of the process (it is in the file), and the next durable commit's fsync
-        takes it to disk with everything before it; only a power cut in between can lose it, and
-        the labs repeat it when they join the restarted planner.
+        may commit with `durable=False`: no fsync of their own. Such a commit survives a crash of the
+        process (it is in the file), and the next durable commit's fsync takes it to disk with
+        everything before it; only a power cut in between can lose it, and the labs repeat it when
+        they join the restarted planner.
         """
-        if not durable:
-            self._db.execute("PRAGMA synchronous=NORMAL")
+        batch = Batch(durable=durable, claim=self._claim_seq)
         try:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
-        finally:
-            if not durable:
-                self._db.execute("PRAGMA synchronous=FULL")
+            yield batch
+        except BaseException:
+            if batch.seqs is not None and batch.seqs[1] == self._last_seq:
+                self._last_seq = batch.seqs[0] - 1  # numbers nobody will see: given out again
+            raise
+        for key, fingerprint, order_id in batch.keys:
+            self._pending_keys[key] = (fingerprint, order_id)
+        if self._writer is not None:
+            self._writer.submit(batch)
+            return
+        try:
+            errors = apply(self._db, [batch])
+        except BaseException:
+            self._forget_keys([batch])
+            raise
+        self._forget_keys([batch])
+        if errors[0] is not None:
+            raise errors[0]
+
+    def _claim_seq(self) -> int:
+        self._last_seq += 1
+        return self._last_seq
+
+    def _forget_keys(self, batches: list[Batch]) -> None:
+        """The keys of these batches are in the file now (or never will be): read them from there."""
+        for batch in batches:
+            for key, _, _ in batch.keys:
+                self._pending_keys.pop(key, None)
 
     # --- events -----------------------------------------------------------------------------
 
     @staticmethod
-    def append(db: sqlite3.Connection, at: datetime, stream: str, kind: str, data: dict[str, Any]) -> int:
+    def append(db: Batch, at: datetime, stream: str, kind: str, data: dict[str, Any]) -> int:
         """Append one event inside an open transaction; returns its global sequence number."""
-        cursor = db.execute(
-            "INSERT INTO events (at, stream, kind, data) VALUES (?, ?, ?, ?)",
-            (at.isoformat(), stream, kind, json.dumps(data, separators=(",", ":"))),
+        seq = db.next_seq()
+        db.execute(
+            "INSERT INTO events (seq, at, stream, kind, data) VALUES (?, ?, ?, ?, ?)",
+            (seq, at.isoformat(), stream, kind, json.dumps(data, separators=(",", ":"))),
         )
-        return int(cursor.lastrowid or 0)
+        return seq
 
     def events_after(self, seq: int, limit: int = 1000) -> list[StoredEvent]:
         """Events with a sequence number above `seq`, oldest first (for stream replay)."""
-        rows = self._db.execute(
+        rows = self._read.execute(
             "SELECT seq, at, stream, kind, data FROM events WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit)
         ).fetchall()
         return [StoredEvent(r[0], r[1], r[2], r[3], json.loads(r[4])) for r in rows]
 
     def events_of(self, stream: str, limit: int = 200) -> list[StoredEvent]:
         """The latest events of one stream (such as a lab's trail history), oldest first."""
-        rows = self._db.execute(
+        rows = self._read.execute(
             "SELECT seq, at, stream, kind, data FROM events WHERE stream = ? ORDER BY seq DESC LIMIT ?",
             (stream, limit),
         ).fetchall()
@@ -246,15 +324,17 @@ class Ledger:
 
     def last_event_seq(self) -> int:
         """The highest sequence number written so far (0 for a new ledger)."""
-        row = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()
+        row = self._read.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()
         return int(row[0])
 
     # --- meta -------------------------------------------------------------------------------
 
     def next_epoch(self) -> int:
-        """Increment and return the boot epoch, durably."""
+        """Increment and return the boot epoch, durably (at boot, before a writer thread starts)."""
+        if self._writer is not None:
+            raise RuntimeError("the epoch is counted at boot, before the writer thread starts")
         with self.transaction() as db:
-            row = db.execute("SELECT value FROM meta WHERE key = 'epoch'").fetchone()
+            row = self._db.execute("SELECT value FROM meta WHERE key = 'epoch'").fetchone()
             epoch = int(row[0]) + 1 if row else 1
             db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('epoch', ?)", (str(epoch),))
         return epoch
@@ -262,7 +342,7 @@ class Ledger:
     # --- projections: writes (inside a transaction) -----------------------------------------
 
     @staticmethod
-    def put_order(db: sqlite3.Connection, order: Order) -> None:
+    def put_order(db: Batch, order: Order) -> None:
         """Insert or update an order's projection."""
         db.execute(
             "INSERT INTO orders (id, record, state, created_at) VALUES (?, ?, ?, ?) "
@@ -272,7 +352,7 @@ class Ledger:
 
     @staticmethod
     def put_lab(
-        db: sqlite3.Connection,
+        db: Batch,
         lab: Lab,
         live: bool,
         backlog: dict[str, float],
@@ -295,7 +375,7 @@ class Ledger:
         )
 
     @staticmethod
-    def put_assignment(db: sqlite3.Connection, row: AssignmentRow) -> None:
+    def put_assignment(db: Batch, row: AssignmentRow) -> None:
         """Insert or update an assignment's projection."""
         db.execute(
             f"INSERT INTO assignments ({ASSIGNMENT_COLUMNS}) "
@@ -326,7 +406,7 @@ class Ledger:
         )
 
     @staticmethod
-    def put_transfer(db: sqlite3.Connection, row: TransferRow) -> None:
+    def put_transfer(db: Batch, row: TransferRow) -> None:
         """Insert or update a transfer's projection (SPEC.md section 11)."""
         db.execute(
             "INSERT INTO transfers (id, record, plan_version, state, reason, updated_at) "
@@ -336,7 +416,7 @@ class Ledger:
         )
 
     @staticmethod
-    def put_rate(db: sqlite3.Connection, rate: Rate) -> None:
+    def put_rate(db: Batch, rate: Rate) -> None:
         """Insert or update a rate."""
         db.execute(
             "INSERT INTO rates (id, record, created_at) VALUES (?, ?, ?) "
@@ -345,7 +425,7 @@ class Ledger:
         )
 
     @staticmethod
-    def put_plan(db: sqlite3.Connection, plan: Plan, at: datetime) -> None:
+    def put_plan(db: Batch, plan: Plan, at: datetime) -> None:
         """Record a solved plan (the allocations it added and its statistics)."""
         db.execute(
             "INSERT OR REPLACE INTO plans (version, created_at, record) VALUES (?, ?, ?)",
@@ -353,7 +433,7 @@ class Ledger:
         )
 
     @staticmethod
-    def put_trail(db: sqlite3.Connection, design: str, lab_id: str, tau: float, at: datetime) -> None:
+    def put_trail(db: Batch, design: str, lab_id: str, tau: float, at: datetime) -> None:
         """Insert or update one trail's strength."""
         db.execute(
             "INSERT INTO trails (design, lab_id, tau, updated_at) VALUES (?, ?, ?, ?) "
@@ -362,10 +442,9 @@ class Ledger:
         )
 
     @staticmethod
-    def put_idempotency(
-        db: sqlite3.Connection, key: str, fingerprint: str, order_id: str, at: datetime
-    ) -> None:
+    def put_idempotency(db: Batch, key: str, fingerprint: str, order_id: str, at: datetime) -> None:
         """Remember which order an Idempotency-Key created, in the order's own transaction."""
+        db.keys.append((key, fingerprint, order_id))
         db.execute(
             "INSERT INTO idempotency (key, fingerprint, order_id, created_at) VALUES (?, ?, ?, ?)",
             (key, fingerprint, order_id, at.isoformat()),
@@ -374,40 +453,43 @@ class Ledger:
     # --- projections: reads (used at boot to rebuild the in-memory state) ------------------
 
     def find_idempotency(self, key: str) -> tuple[str, str] | None:
-        """(fingerprint, order id) of the order an Idempotency-Key created, if any."""
-        row = self._db.execute(
+        """(fingerprint, order id) of the order an Idempotency-Key created, if any (written or
+        still on its way to the file)."""
+        if (pending := self._pending_keys.get(key)) is not None:
+            return pending
+        row = self._read.execute(
             "SELECT fingerprint, order_id FROM idempotency WHERE key = ?", (key,)
         ).fetchone()
         return (row[0], row[1]) if row else None
 
     def load_trails(self) -> dict[tuple[str, str], float]:
         """Every trail's strength by (design, lab id)."""
-        rows = self._db.execute("SELECT design, lab_id, tau FROM trails").fetchall()
+        rows = self._read.execute("SELECT design, lab_id, tau FROM trails").fetchall()
         return {(r[0], r[1]): float(r[2]) for r in rows}
 
     def load_orders(self) -> list[Order]:
         """Every order, oldest first."""
-        rows = self._db.execute("SELECT record FROM orders ORDER BY created_at, id").fetchall()
+        rows = self._read.execute("SELECT record FROM orders ORDER BY created_at, id").fetchall()
         return [Order.model_validate_json(r[0]) for r in rows]
 
     def load_rates(self) -> list[Rate]:
         """Every rate, oldest first."""
-        rows = self._db.execute("SELECT record FROM rates ORDER BY created_at, id").fetchall()
+        rows = self._read.execute("SELECT record FROM rates ORDER BY created_at, id").fetchall()
         return [Rate.model_validate_json(r[0]) for r in rows]
 
     def load_labs(self) -> list[tuple[Lab, bool, dict[str, float], dict[str, float]]]:
         """Every lab ever seen, with its last known backlog and stock."""
-        rows = self._db.execute("SELECT record, live, backlog, stock FROM labs ORDER BY id").fetchall()
+        rows = self._read.execute("SELECT record, live, backlog, stock FROM labs ORDER BY id").fetchall()
         return [(Lab.model_validate_json(r[0]), bool(r[1]), json.loads(r[2]), json.loads(r[3])) for r in rows]
 
     def load_assignments(self) -> list[AssignmentRow]:
         """Every assignment, in creation order."""
-        rows = self._db.execute(f"SELECT {ASSIGNMENT_COLUMNS} FROM assignments ORDER BY rowid").fetchall()
+        rows = self._read.execute(f"SELECT {ASSIGNMENT_COLUMNS} FROM assignments ORDER BY rowid").fetchall()
         return [AssignmentRow(*r[:7], CostTerms.model_validate_json(r[7]), *r[8:]) for r in rows]
 
     def load_transfers(self) -> list[TransferRow]:
         """Every transfer, in creation order."""
-        rows = self._db.execute(
+        rows = self._read.execute(
             "SELECT id, record, plan_version, state, reason, updated_at FROM transfers ORDER BY rowid"
         ).fetchall()
         return [
@@ -418,7 +500,7 @@ class Ledger:
         """Sums over every committed plan: each plan places only units not placed before, so the
         sums are what the standing allocations cost and the bounds proved for each step. The summed
         bound covers every valid plan ("all") only when each plan's did; else "model"."""
-        row = self._db.execute(
+        row = self._read.execute(
             "SELECT COUNT(*), COALESCE(SUM(json_extract(record, '$.objective')), 0), "
             "COALESCE(SUM(json_extract(record, '$.bound')), 0), "
             "COALESCE(MIN(json_extract(record, '$.status') = 'OPTIMAL'), 1), "
@@ -434,7 +516,7 @@ class Ledger:
 
     def first_work_at(self) -> dict[str, datetime]:
         """Lab id -> when the first plan that gave it work was committed."""
-        rows = self._db.execute(
+        rows = self._read.execute(
             "SELECT a.lab_id, MIN(p.created_at) FROM assignments a "
             "JOIN plans p ON p.version = a.plan_version GROUP BY a.lab_id"
         ).fetchall()
@@ -442,5 +524,5 @@ class Ledger:
 
     def load_latest_plan(self) -> Plan | None:
         """The most recent solved plan, if any."""
-        row = self._db.execute("SELECT record FROM plans ORDER BY version DESC LIMIT 1").fetchone()
+        row = self._read.execute("SELECT record FROM plans ORDER BY version DESC LIMIT 1").fetchone()
         return Plan.model_validate_json(row[0]) if row else None

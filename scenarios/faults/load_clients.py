@@ -1,7 +1,8 @@
 """HTTP clients of the load benchmark, each run in its own process: requesters posting orders at
 rising rates (with a /health prober), and event-stream subscribers.
 
-Our own asyncio client on httpx rather than Locust: the orders are sent open-loop (each at its
+Our own asyncio client rather than Locust (the orders over hand-written HTTP/1.1 connections,
+/health and the event streams on httpx): the orders are sent open-loop (each at its
 scheduled instant, whether or not earlier answers came back), so latency under overload is
 measured and not hidden by a client that slows down with the server (coordinated omission); the
 percentiles are computed from every request, not from Locust's bucketed histogram; and it needs no
@@ -40,46 +41,115 @@ def _order(rng: random.Random) -> dict[str, Any]:
     }
 
 
+#: Connections the requesters post orders over (each one request at a time, kept alive).
+CONNECTIONS = 64
+
+
+class _Connection:
+    """One kept-alive HTTP/1.1 connection to the planner, written by hand: a request is a few
+    bytes and an answer is read by its Content-Length. httpx's pool, given thousands of requests
+    waiting for a connection, spends time quadratic in their number choosing one (it was seen
+    stuck there for minutes after a run); here requests wait in the requesters' own queue."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self._streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+
+    async def post(self, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
+        """POST and read the answer: (status, body). Raises OSError or ValueError on a broken one."""
+        if self._streams is None:
+            self._streams = await asyncio.open_connection(self.host, self.port)
+        reader, writer = self._streams
+        lines = [f"POST {path} HTTP/1.1", f"Host: {self.host}:{self.port}", "Content-Type: application/json"]
+        lines += [f"{name}: {value}" for name, value in headers.items()]
+        lines.append(f"Content-Length: {len(body)}")
+        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
+        try:
+            status_line = await reader.readline()
+            if not status_line:
+                raise ConnectionResetError("the planner closed the connection")
+            status = int(status_line.split()[1])
+            length, close = None, False
+            while (line := await reader.readline()) not in (b"\r\n", b""):
+                name, _, value = line.decode("latin-1").partition(":")
+                if name.strip().lower() == "content-length":
+                    length = int(value.strip())
+                elif name.strip().lower() == "connection" and value.strip().lower() == "close":
+                    close = True
+            if length is None:
+                raise ValueError(f"an answer {status} without Content-Length")
+            answer = await reader.readexactly(length)
+        except BaseException:
+            self.close()
+            raise
+        if close:
+            self.close()
+        return status, answer
+
+    def close(self) -> None:
+        """Drop the connection; the next request opens a new one."""
+        if self._streams is not None:
+            self._streams[1].close()
+            self._streams = None
+
+
 async def _post_orders(
-    client: httpx.AsyncClient, token: str, steps: list[tuple[float, float]], seed: int
+    api: str, token: str, steps: list[tuple[float, float]], seed: int
 ) -> list[dict[str, Any]]:
-    """Post orders open-loop at each (rate per s, seconds) step; one record per step."""
+    """Post orders open-loop at each (rate per s, seconds) step; one record per step.
+
+    Each order has its instant in the schedule; `CONNECTIONS` workers send them in turn, and an
+    order's latency runs from its scheduled instant to its answer, so the time it waited for a
+    free connection counts (no coordinated omission: a slow planner cannot slow the schedule).
+    """
+    host, _, port = api.removeprefix("http://").partition(":")
     rng = random.Random(seed)
-    headers = {"Authorization": f"Bearer {token}"}
-    records = []
-    pending: set[asyncio.Task[None]] = set()
+    auth = {"Authorization": f"Bearer {token}"}
+    records: list[dict[str, Any]] = []
+    queue: asyncio.Queue[tuple[dict[str, Any], int, float] | None] = asyncio.Queue()
+
+    async def worker() -> None:
+        connection = _Connection(host, int(port))
+        while (item := await queue.get()) is not None:
+            step, n, due = item
+            body = json.dumps(_order(rng)).encode()
+            try:
+                status, answer = await asyncio.wait_for(
+                    connection.post("/orders", body, auth | {"Idempotency-Key": f"load-{seed}-{n}"}),
+                    timeout=10.0,
+                )
+                code = str(status)
+                if status == 201:
+                    step["ids"].append(json.loads(answer)["id"])
+                    step["latencies"].append((time.perf_counter() - due) * 1000)
+                    step["last_201"] = time.perf_counter()
+            except (OSError, ValueError, asyncio.IncompleteReadError, TimeoutError) as exc:
+                connection.close()
+                code = type(exc).__name__
+            step["codes"][code] = step["codes"].get(code, 0) + 1
+        connection.close()
+
+    workers = [asyncio.create_task(worker()) for _ in range(CONNECTIONS)]
     for rate, seconds in steps:
         step: dict[str, Any] = {"rate": rate, "latencies": [], "codes": {}, "ids": []}
         records.append(step)
-
-        async def one(step: dict[str, Any] = step, n: int = 0) -> None:
-            began = time.perf_counter()
-            try:
-                answer = await client.post(
-                    "/orders", json=_order(rng), headers=headers | {"Idempotency-Key": f"load-{seed}-{n}"}
-                )
-                code = str(answer.status_code)
-                if answer.status_code == 201:
-                    step["ids"].append(answer.json()["id"])
-                    step["latencies"].append((time.perf_counter() - began) * 1000)
-            except httpx.HTTPError as exc:
-                code = type(exc).__name__
-            step["codes"][code] = step["codes"].get(code, 0) + 1
-
-        start = time.perf_counter()
+        start = step["start"] = time.perf_counter()
         total = round(rate * seconds)
         for n in range(total):
-            if time.perf_counter() - start > 1.5 * seconds:  # this client fell behind: stop the step
-                break
-            delay = start + n / rate - time.perf_counter()
-            if delay > 0:
+            due = start + n / rate
+            if (delay := due - time.perf_counter()) > 0:
                 await asyncio.sleep(delay)
-            task = asyncio.create_task(one(n=len(records) * 1_000_000 + n))
-            pending.add(task)
-            task.add_done_callback(pending.discard)
+            queue.put_nowait((step, len(records) * 1_000_000 + n, due))
         step["elapsed_s"] = time.perf_counter() - start
-    if pending:
-        await asyncio.wait(pending, timeout=15)
+        step["unsent_at_end"] = queue.qsize()  # scheduled in this step, still waiting for a connection
+    for _ in workers:
+        queue.put_nowait(None)
+    await asyncio.wait(workers, timeout=60)
+    for task in workers:
+        task.cancel()
+    for step in records:  # a step lasts until its last order was answered, when that came later
+        if "last_201" in step:
+            step["elapsed_s"] = max(step["elapsed_s"], step.pop("last_201") - step["start"])
     return records
 
 
@@ -99,14 +169,10 @@ async def _probe_health(client: httpx.AsyncClient, stop: asyncio.Event, every_s:
 async def _orders_and_health(
     api: str, token: str, steps: list[tuple[float, float]], seed: int
 ) -> dict[str, Any]:
-    limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
-    async with (
-        httpx.AsyncClient(base_url=api, timeout=10.0, limits=limits) as client,
-        httpx.AsyncClient(base_url=api, timeout=10.0) as prober,
-    ):
+    async with httpx.AsyncClient(base_url=api, timeout=10.0) as prober:
         stop = asyncio.Event()
         health = asyncio.create_task(_probe_health(prober, stop, 0.1))
-        steps_done = await _post_orders(client, token, steps, seed)
+        steps_done = await _post_orders(api, token, steps, seed)
         stop.set()
         health_ms = await health
     return {"steps": steps_done, "health_ms": health_ms}

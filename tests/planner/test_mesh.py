@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 
 import msgpack
@@ -245,3 +246,66 @@ def test_transfer_answers_about_unknown_transfers_are_refused_and_bad_ones_count
     health = client.get("/health").json()
     assert health["frames_rejected"] == before + 1 and health["transfers_under_way"] == 0
     assert client.get("/labs/lab-test").json()["live"] is True  # the mesh keeps serving the lab
+
+
+def test_an_assign_and_an_end_leave_only_once_they_are_in_the_ledger(
+    client: TestClient, dealer: zmq.Socket, settings: PlannerSettings
+) -> None:
+    """With another connection holding the file's write lock, the plan is made but its ASSIGN waits,
+    and so does the acknowledgement of a DONE: a planner killed then would know of neither."""
+    planner = client.app.state.planner  # type: ignore[attr-defined]
+    seq = iter(range(1, 10_000))
+    heard: list[Envelope] = []
+
+    def say(body: Body) -> None:
+        dealer.send(encode(Envelope(sender="lab-test", seq=next(seq), epoch=1, body=body)))
+
+    def heartbeat_until(done: Callable[[], bool], what: str, timeout_s: float = 30.0) -> None:
+        """Heartbeat every 50 ms (the lab stays live), keeping what the planner says, until `done`."""
+        deadline = time.monotonic() + timeout_s
+        while not done():
+            assert time.monotonic() < deadline, f"timed out waiting for {what}"
+            say(Heartbeat())
+            while dealer.poll(50):
+                heard.append(decode(dealer.recv()))
+
+    def kinds() -> list[str]:
+        return [m.kind for m in heard]
+
+    machines = [Machine(id="p1", processes=["fdm"]), Machine(id="bench", processes=["assembly"])]
+    say(Hello(lab=LAB.model_copy(update={"machines": machines, "stock": {"pla": 1.0}})))
+    heartbeat_until(lambda: "WELCOME" in kinds(), "WELCOME")
+    blocker = sqlite3.connect(settings.db_path, isolation_level=None, timeout=30.0)
+    blocker.execute("BEGIN IMMEDIATE")
+    order = {
+        "design": "finger-splint",
+        "quantity": 1,
+        "due_at": (datetime.now(UTC) + timedelta(days=3)).isoformat(),
+        "delivery": {"lat": 48.1, "lon": -1.7, "place": "Rennes"},
+    }
+    posting = threading.Thread(target=lambda: client.post("/orders", json=order))
+    posting.start()
+    heartbeat_until(lambda: bool(planner.core.assignments), "a plan that assigns the order")
+    answered = len(heard)
+    heartbeat_until(lambda: len(heard) >= answered + 5, "five answers after the plan")
+    assert "ASSIGN" not in kinds(), "an ASSIGN left before its plan was in the file"
+    blocker.execute("COMMIT")
+    heartbeat_until(lambda: "ASSIGN" in kinds(), "the ASSIGN once the plan is in the file")
+    posting.join(30)
+    assign = next(m.body for m in heard if isinstance(m.body, Assign))
+    blocker.execute("BEGIN IMMEDIATE")
+    say(Accept(assignment_id=assign.assignment_id))
+    say(Done(assignment_id=assign.assignment_id, units_done=1))
+    state = planner.core.assignments[assign.assignment_id]
+    heartbeat_until(lambda: state.state == "done", "the DONE to be read")
+
+    def acknowledged() -> bool:
+        ends = (m.body.ended or () for m in heard if isinstance(m.body, Heartbeat))
+        return any(assign.assignment_id in ended for ended in ends)
+
+    answered = len(heard)
+    heartbeat_until(lambda: len(heard) >= answered + 5, "five answers after the DONE")
+    assert not acknowledged(), "a DONE was acknowledged before it was in the file"
+    blocker.execute("COMMIT")
+    blocker.close()
+    heartbeat_until(acknowledged, "the DONE's acknowledgement once it is in the file")

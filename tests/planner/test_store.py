@@ -97,12 +97,17 @@ def test_plan_totals_say_the_summed_bound_covers_every_plan_only_when_each_did(t
 
 def test_a_commit_without_fsync_is_committed_and_the_next_one_is_durable_again(tmp_path: Path) -> None:
     ledger = Ledger(tmp_path / "l.db")
+    statements: list[str] = []
+    ledger._db.set_trace_callback(statements.append)  # what SQLite is asked to run, in order
     now = datetime.now(UTC)
     with ledger.transaction(durable=False) as db:
-        assert db.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL: no fsync at this commit
         Ledger.append(db, now, "lab-a", "lab.capacity", {"backlog": 1})
+    assert statements[:2] == ["PRAGMA synchronous=NORMAL", "BEGIN IMMEDIATE"]  # no fsync at this commit
+    assert statements[-2:] == ["COMMIT", "PRAGMA synchronous=FULL"]
     with sqlite3.connect(tmp_path / "l.db") as reader:  # committed: another connection reads it
         assert reader.execute("SELECT COUNT(*) FROM events WHERE kind = 'lab.capacity'").fetchone()[0] == 1
+    statements.clear()
     with ledger.transaction() as db:
-        assert db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL again
+        Ledger.append(db, now, "lab-a", "lab.hello", {})
+    assert statements[0] == "PRAGMA synchronous=FULL" and "COMMIT" in statements
     ledger.close()
