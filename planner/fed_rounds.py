@@ -45,6 +45,9 @@ log = logging.getLogger(__name__)
 Send = Callable[[str, str, dict[str, Any]], Awaitable[None]]
 #: Seconds a region waits for one phase of a round before it drops the round.
 ROUND_TIMEOUT_S = 60.0
+#: Day windows every region counts its capacity by and offers for, whatever its own demand: the
+#: coming two weeks (a peer's orders may fall due on any of them).
+OFFER_WINDOWS = tuple(range(15))
 #: Kinds kept per (round, kind, sender) for the phases to wait on.
 PHASE_KINDS = frozenset({"OFFERS", "BIDS", "AWARDS", "COST", "COMMIT", "ABORT", "VOTE"})
 
@@ -106,6 +109,8 @@ class Rounds:
         self.session: Session | None = None
         self.latest_round = book.last_round()
         self.summaries: list[dict[str, Any]] = []
+        #: The cells each peer offered from in the latest session (where the network page draws it).
+        self.peer_cells: dict[str, set[str]] = {}
         self._got: dict[tuple[int, str], dict[str, Any]] = {}
         self._changed = asyncio.Event()
         self._taking_part = asyncio.Lock()
@@ -191,7 +196,9 @@ class Rounds:
     async def _new_session(self, start: RoundStart) -> Session:
         problem = self.problem()
         windowed = replace(problem, now=day_zero(problem.now))
-        model = await asyncio.to_thread(RegionModel, self.region, windowed, self.params, self.net.cell_deg)
+        model = await asyncio.to_thread(
+            RegionModel, self.region, windowed, self.params, self.net.cell_deg, windows=OFFER_WINDOWS
+        )
         alone = await asyncio.to_thread(model.solve)
         self.stats.sessions += 1
         return Session(start.session, model, cost=alone.cost, offers={})
@@ -211,6 +218,9 @@ class Rounds:
             await self._veto(coordinator, r)
             return
         book = [Offer(host=h, **o.model_dump(exclude={"expires_at"})) for h in others for o in got[h].offers]
+        for host in others:
+            if got[host].offers:
+                self.peer_cells[host] = {o.cell for o in got[host].offers}
         mine = self._split(session.trades)
         solution = await asyncio.to_thread(session.model.solve, book, *mine)
         bids, units = region_bids(session.model, solution, {o.offer_id: o for o in book}, r)

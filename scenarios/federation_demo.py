@@ -11,6 +11,7 @@ prints what moved between regions and what each region delivered, and stops ever
 
 from __future__ import annotations
 
+import random
 import socket
 import tempfile
 import threading
@@ -140,24 +141,43 @@ def start_federation(
 
 def distinct_ports(count: int) -> list[int]:
     """`count` free ports on 127.0.0.1 in pairs (p, p + 1), all held at once while chosen, so none
-    repeats (a region's mesh and field take a pair; the rest take one each)."""
+    repeats (a region's mesh and field take a pair; the rest take one each).
+
+    They are drawn below the kernel's ephemeral range: a peer's DEALER retries its connection to a
+    planner that is still starting, and a retry from an ephemeral source port equal to the port it
+    aims at connects to itself on loopback and takes the port the planner is about to bind."""
+    low, _ = _ephemeral_range()
+    rng = random.SystemRandom()
     held: list[socket.socket] = []
     try:
-        while len(held) < count:
-            first = socket.socket()
-            first.bind(("127.0.0.1", 0))
-            second = socket.socket()
+        for _ in range(10_000):
+            if len(held) >= count:
+                break
+            port = rng.randrange(max(1024, low - 12_000), low - 1)
+            pair = [socket.socket(), socket.socket()]
             try:
-                second.bind(("127.0.0.1", first.getsockname()[1] + 1))
+                pair[0].bind(("127.0.0.1", port))
+                pair[1].bind(("127.0.0.1", port + 1))
             except OSError:
-                first.close()
-                second.close()
+                for sock in pair:
+                    sock.close()
                 continue
-            held += [first, second]
+            held += pair
+        if len(held) < count:
+            raise RuntimeError("no free ports on 127.0.0.1 below the ephemeral range")
         return [s.getsockname()[1] for s in held[:count]]
     finally:
         for sock in held:
             sock.close()
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    """The kernel's ephemeral port range (Linux), or the usual default."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
 
 
 def stop_federation(meshes: dict[str, RegionMesh]) -> None:
