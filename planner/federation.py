@@ -27,6 +27,7 @@ from planner.fed_rounds import Rounds
 from planner.peers import PeerNode
 from planner.trade_book import TradeBook
 from protocol.peers import ConfirmBody, LeaseBody, PeerEnvelope, ProgressBody, RoundStart, SnapshotBody
+from solver.federation.cells import cell_centre, cell_of
 from solver.federation.net import NetParams
 from solver.model.problem import SolveParams
 
@@ -161,6 +162,28 @@ class Federation:
         elif kind not in {"PEER_HELLO", "OFFER"}:
             self.frames_unexpected += 1
 
+    def places(self) -> dict[str, dict[str, float]]:
+        """Where each region sits on the network page's map, as coarsely as peers see it: this
+        region at the centre of its labs' cells, a peer at the centre of the cells it offered from
+        (or, for an origin, the cells its trades were delivered to)."""
+        cells: dict[str, set[str]] = {
+            self.region: {cell_of(v.lab.location, self.rounds.net.cell_deg) for v in self.core.labs.values()}
+        }
+        for region, offered in self.rounds.peer_cells.items():
+            cells.setdefault(region, set()).update(offered)
+        for row in self.book.rows.values():
+            if row.trade.origin != self.region:
+                cells.setdefault(row.trade.origin, set()).add(row.trade.cell)
+        out = {}
+        for region, found in sorted(cells.items()):
+            if found:
+                centres = [cell_centre(c, self.rounds.net.cell_deg) for c in found]
+                out[region] = {
+                    "lat": round(sum(c.lat for c in centres) / len(centres), 2),
+                    "lon": round(sum(c.lon for c in centres) / len(centres), 2),
+                }
+        return out
+
     def status(self) -> dict[str, Any]:
         """What /federation shows: peers, the coordinator, trades, rounds and counters."""
         rows = list(self.book.rows.values())
@@ -177,6 +200,7 @@ class Federation:
             "orders_exposed_share": round(len(exposed) / len(orders), 4) if orders else 0.0,
             "trades": [r.to_json() | {"covered_units": sum(r.covers.values())} for r in rows],
             "flows": flows(self.region, rows),
+            "places": self.places(),
             "rounds": self.book.rounds(20),
             "sessions": self.rounds.summaries[-5:],
             "stats": stats
