@@ -101,9 +101,22 @@
         marker: {size: 12, color: names.map(function (n) {
           return n === f.region ? "#b34700" : (f.lost.indexOf(n) >= 0 ? "#6b6b6b" : "#1d6b32");
         })}});
+      // The world outlines are the only ones served offline (static/README.md): frame the regions on them.
+      var lats = names.map(function (n) { return f.places[n].lat; });
+      var lons = names.map(function (n) { return f.places[n].lon; });
+      var around = function (values, least) {
+        var min = Math.min.apply(null, values), max = Math.max.apply(null, values);
+        var pad = Math.max(least - (max - min), 0) / 2 + (max - min) * 0.15;
+        return [min - pad, max + pad];
+      };
       var layout = {margin: {l: 0, r: 0, t: 0, b: 0}, showlegend: false,
-        geo: {scope: "europe", resolution: 110, projection: {type: "mercator"}, fitbounds: "locations",
-          showland: true, landcolor: "#eef0ea", showcountries: true, countrycolor: "#7d857d", bgcolor: "#f8fbff"}};
+        geo: {scope: "world", resolution: 110, projection: {type: "mercator"}, showland: true,
+          landcolor: "#eef0ea", showcountries: true, countrycolor: "#7d857d", showcoastlines: false,
+          showframe: false, bgcolor: "#f8fbff"}};
+      if (names.length) {
+        layout.geo.lataxis = {range: around(lats, 6)};
+        layout.geo.lonaxis = {range: around(lons, 9)};
+      }
       var node = document.getElementById("peer-map");
       if (peersDrawn) Plotly.react(node, traces, layout, Cosmo.PLOT_CONFIG);
       else Plotly.newPlot(node, traces, layout, Cosmo.PLOT_CONFIG);
