@@ -62,7 +62,8 @@ def planner_serve(
         Objective,
         typer.Option(
             help="What plans weigh: on-time (a day sooner is worth 100-1,000 km per unit), balanced "
-            "(25-250 km) or km (distance only; due dates still count). See solver/model/objective.py."
+            "(25 km for routine work, as on-time for urgent and emergency work) or km (distance only; due "
+            "dates still count). See solver/model/objective.py."
         ),
     ] = DEFAULT_OBJECTIVE,
     forecast_days: Annotated[

@@ -48,6 +48,13 @@ def run(
     seed: Annotated[
         int | None, typer.Option(help="Seed of every random choice [default: the file's].")
     ] = None,
+    country: Annotated[
+        str | None,
+        typer.Option(
+            help="Replay the same situation in another country (ISO code such as DE): labs and delivery "
+            "points drawn from cities are drawn from its cities [default: the file's]."
+        ),
+    ] = None,
     report: Annotated[
         Path | None, typer.Option(help="Write a self-contained HTML report (opens offline) to this file.")
     ] = None,
@@ -76,7 +83,8 @@ def run(
         Objective | None,
         typer.Option(
             help="What Cosmolocal weighs: on-time (a day sooner is worth 100-1,000 km), balanced "
-            "(25-250 km) or km (distance only; due dates still count) [default: the file's, else "
+            "(25 km for routine work, as on-time for urgent) or km (distance only; due dates still "
+            "count) [default: the file's, else "
             "balanced]."
         ),
     ] = None,
@@ -114,7 +122,7 @@ def run(
     if choice is None and workers is not None:
         fail("--workers: applies only with --executor (the replays run one after another without it)")
     try:
-        loaded = load_scenario(find_scenario(scenario), seed).variant(objective=objective)
+        loaded = load_scenario(find_scenario(scenario), seed).variant(objective=objective, country=country)
     except ScenarioError as exc:
         fail(str(exc))
     if live and choice is not None:

@@ -50,7 +50,7 @@ from protocol.footprint import CO2_KG_PER_TONNE_KM, CO2_SOURCE, unit_kg
 from protocol.model import Order
 from scenarios.demo import Mesh, start_mesh
 from scenarios.metrics import weighted_percentile
-from scenarios.sim import HANDLING_HOURS
+from scenarios.sim import HANDLING_HOURS, replay_rounds
 from scenarios.spec import LoadedScenario
 from scenarios.world import World, build_world
 from solver.model.geo import haversine_km
@@ -213,12 +213,11 @@ def _timeline(world: World, speed: float) -> Iterator[tuple[float, int, str, Any
             yield (start, 0, f"{event.kind}:start", event)
             if end is not None:
                 yield (end, 0, f"{event.kind}:end", event)
-    rounds = max(1, math.ceil(scenario.days * 24.0 / scenario.round_hours - 1e-9))
-    for r in range(rounds):
+    for r in range(replay_rounds(world)):
         yield (r * scenario.round_hours * 3600.0 / speed, 1, "supply", None)
     for order in world.orders:
         yield ((order.created_at - world.start).total_seconds() / speed, 2, "order", order)
-    yield (scenario.days * 86_400.0 / speed, 3, "end", None)
+    yield ((world.end - world.start).total_seconds() / speed, 3, "end", None)
 
 
 def _replay(

@@ -220,7 +220,7 @@ def series(run: PolicyRun, step_hours: float = 24.0) -> list[tuple[float, int, i
     """(day, units demanded so far, units delivered so far) every `step_hours` over the replay."""
     world = run.world
     points = []
-    steps = math.ceil(world.loaded.scenario.days * 24.0 / step_hours)
+    steps = math.ceil((world.end - world.start) / timedelta(hours=step_hours) - 1e-9)
     created = sorted((o.created_at, o.quantity) for o in world.orders)
     arrived = sorted((d.delivered_at, d.units) for d in run.deliveries)
     for k in range(steps + 1):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html
 from collections import defaultdict
+from datetime import timedelta
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from plotly.offline import get_plotlyjs
 from protocol.footprint import CO2_SOURCE
 from scenarios.metrics import series
 from scenarios.run import ScenarioResult
+from scenarios.world import World
 
 ASSETS = Path(__file__).with_name("assets")
 WORLD_TOPOJSON = ASSETS / "countries-110m.json"
@@ -326,6 +328,11 @@ def load_figure(result: ScenarioResult) -> go.Figure:
     return figure
 
 
+def _days(world: World) -> float:
+    """The replay's length in days, to the last due date."""
+    return round((world.end - world.start) / timedelta(days=1), 2)
+
+
 def _rates_table(result: ScenarioResult) -> str:
     """Per rate and policy: days until its need is met, or the shortfall when it never is."""
     metrics = result.metrics
@@ -413,7 +420,8 @@ table.metrics th[scope=row], table.metrics thead th:first-child {{ text-align: l
 <h1>{html.escape(scenario.title)}</h1>
 <p>{html.escape(scenario.description.strip())}</p>
 <p class="muted">Scenario <code>{html.escape(scenario.name)}</code>, seed {scenario.seed},
-{scenario.days:g} days from {scenario.start.date().isoformat()}, planning every {scenario.round_hours:g} h
+orders for {scenario.days:g} days from {scenario.start.date().isoformat()}, replayed until the last
+one falls due ({_days(result.world):g} days), planning every {scenario.round_hours:g} h
 (Cosmolocal may plan units up to {scenario.late_window_days:g} days after their due date);
 {len(result.world.labs)} labs, {len(result.world.orders)} orders. Replayed in simulated time.</p>
 <h2>Metrics per policy</h2>

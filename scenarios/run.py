@@ -137,7 +137,8 @@ def _fanned_out(
     executor: Executor,
     started: float,
 ) -> ScenarioResult:
-    rounds = replay_rounds(loaded.scenario)
+    world = build_world(loaded)
+    rounds = replay_rounds(world)
     if progress is not None:
         for name in names:
             progress(name, 0, rounds)
@@ -146,4 +147,4 @@ def _fanned_out(
     replayed = fan_out(executor, replay, tasks, done)
     runs = dict(zip(names, replayed, strict=True))
     metrics = [policy_metrics(run) for run in replayed]
-    return ScenarioResult(build_world(loaded), runs, metrics, time.perf_counter() - started)
+    return ScenarioResult(world, runs, metrics, time.perf_counter() - started)

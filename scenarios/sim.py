@@ -1,6 +1,8 @@
 """Simulated time: a discrete-event replay of a world under one allocation policy, without sockets.
 
-The replay advances in planning rounds of `round_hours`. Each round, in this order:
+The replay advances in planning rounds of `round_hours`, from the scenario's start until its last
+order falls due (`World.end`): orders arrive during the scenario's `days`, and every policy keeps
+working on them until then. Each round, in this order:
 
 1. disruptions that start or end by now are applied (a lost lab's unfinished units return to demand,
    as the planner does when a lab goes silent; jobs a lab can no longer make or supply are released);
@@ -19,10 +21,12 @@ stock, usable at once (an approximation: the plan may count on it a few hours ea
 
 Lab execution is a simple model consistent with `Machine.minutes_per_day()`: each machine offers
 `minutes_per_day * round_hours / 24` nominal minutes per round; a unit needs each design step's
-minutes on a machine eligible for that step (`solver.model.capability.step_groups`) and its materials from
-stock. Units are whole: a unit is done within the round or not started. A unit finishes at the time
-its lab's busiest step group reaches it, and is delivered after one hour of handling plus the road
-distance at the scenario's `transport_kmh`. No wall clock is read except to time solves.
+minutes on a machine eligible for that step (`solver.model.capability.step_groups`) and its
+materials from stock. Units are whole and counted when done. When the minutes left in a round's
+part cannot finish a unit while work waits, the machines start one anyway and finish it in the next
+part (`in_progress`), as a printer does overnight. A unit finishes at the time its lab's busiest
+step group reaches it, and is delivered after one hour of handling plus the road distance at the
+scenario's `transport_kmh`. No wall clock is read except to time solves.
 """
 
 from __future__ import annotations
@@ -34,7 +38,6 @@ from datetime import datetime, timedelta
 from typing import NamedTuple, Protocol, runtime_checkable
 
 from protocol.model import PRIORITIES, Design, Lab, Location, Order, Transfer
-from scenarios.spec import Scenario
 from scenarios.world import World, WorldEvent
 from solver.model.capability import step_groups
 from solver.model.geo import haversine_km
@@ -106,6 +109,9 @@ class LabSim:
     minutes_used: float = 0.0
     minutes_offered: float = 0.0
     units_made: int = 0
+    #: Machine id -> minutes of a unit in progress when the last part of a round ended: a printer
+    #: that has a unit's worth of work waiting starts it, and finishes it in the next round.
+    in_progress: dict[str, float] = field(default_factory=dict)
     _groups: dict[tuple[str, frozenset[str]], tuple[frozenset[str], ...]] = field(default_factory=dict)
 
     def groups(self, design: Design) -> tuple[frozenset[str], ...]:
@@ -291,9 +297,11 @@ class PolicyRun:
     transfers: list[Transfer] = field(default_factory=list)  # material shipped between labs
 
 
-def replay_rounds(scenario: Scenario) -> int:
-    """How many planning rounds a replay of `scenario` takes: its days cut into rounds, at least one."""
-    return max(1, math.ceil(scenario.days * 24.0 / scenario.round_hours - 1e-9))
+def replay_rounds(world: World) -> int:
+    """How many planning rounds a replay of `world` takes: its time until `World.end` cut into rounds,
+    at least one."""
+    hours = (world.end - world.start) / timedelta(hours=1)
+    return max(1, math.ceil(hours / world.loaded.scenario.round_hours - 1e-9))
 
 
 def leave_by(job: Job, lab_at: Location, kmh: float) -> datetime:
@@ -308,6 +316,40 @@ def leave_by(job: Job, lab_at: Location, kmh: float) -> datetime:
     if job.on_time_left <= 0 and job.arrive_by is not None:
         due = max(due, job.arrive_by)
     return due - timedelta(hours=HANDLING_HOURS + haversine_km(lab_at, job.order.delivery) / kmh)
+
+
+def _started_unit(
+    lab: LabSim, queue: list[Job], left: dict[str, float], designs: dict[str, Design]
+) -> dict[str, float]:
+    """The minutes a lab's machines put into the next unit of its first waiting job, when the part of
+    the round they had left could not finish one: machine id -> minutes, carried into the next part.
+
+    Whole units only are made, so without this a lab would lose up to a unit's minutes per machine
+    group at every round's end while work waited (a printer does not stop at midnight because the
+    planner's round does). Nothing is carried for a job the stock cannot supply, nor beyond one
+    unit's minutes per step group, nor from machines with no such work: idle time is not banked.
+    """
+    for job in queue:  # in the order the lab took them
+        design = designs[job.order.design]
+        materials = design.materials_per_unit()
+        if any(lab.stock.get(m, 0.0) + 1e-9 < amount for m, amount in materials.items()):
+            continue
+        groups = lab.groups(design)
+        if not all(groups):
+            continue
+        need: dict[frozenset[str], float] = {}
+        for step, group in zip(design.steps, groups, strict=True):
+            need[group] = need.get(group, 0.0) + step.minutes
+        carried: dict[str, float] = {}
+        for group, minutes in need.items():
+            free = sum(left.get(m, 0.0) for m in group)
+            if free <= 0:
+                continue
+            share = min(1.0, minutes / free)
+            for m in group:
+                carried[m] = min(left.get(m, 0.0), carried.get(m, 0.0) + left.get(m, 0.0) * share)
+        return carried
+    return {}
 
 
 def _rank(order: Order) -> tuple[datetime, int, str]:
@@ -488,11 +530,15 @@ class Simulation:
         """The lab works through its queue, earliest leave-by first (`leave_by`), for `hours` from `now`."""
         kmh = self.world.loaded.scenario.transport_kmh
         budgets = {m.id: m.minutes_per_day() * hours / 24.0 for m in active.machines}
-        full = dict(budgets)
         offered = sum(budgets.values())
         lab.minutes_offered += offered
         if offered <= 0:
             return
+        for machine_id, minutes in lab.in_progress.items():
+            if machine_id in budgets:
+                budgets[machine_id] += minutes
+        lab.in_progress = {}
+        full = dict(budgets)
         kept = []
         for job in sorted(
             lab.queue, key=lambda j: (leave_by(j, lab.lab.location, kmh), _rank(j.order), j.seq)
@@ -524,12 +570,13 @@ class Simulation:
             if job.units > 0:
                 kept.append(job)
         lab.queue = kept
+        lab.in_progress = _started_unit(lab, kept, budgets, self.designs)
 
     def run(self, on_round: Callable[[int, int], None] | None = None) -> PolicyRun:
         """Replay every round; `on_round(done, total)` is told after each one (for a progress bar)."""
         scenario = self.world.loaded.scenario
         hours = scenario.round_hours
-        rounds = replay_rounds(scenario)
+        rounds = replay_rounds(self.world)
         for r in range(rounds):
             now = self.world.start + timedelta(hours=r * hours)
             self._receive(now)

@@ -53,6 +53,7 @@ without reading code.
 
 from __future__ import annotations
 
+import re
 import tomllib
 from datetime import datetime
 from functools import cache
@@ -308,16 +309,50 @@ class LoadedScenario(BaseModel):
         beside = (self.path.parent / candidate).resolve()
         return beside if beside.exists() else candidate.resolve()
 
-    def variant(self, seed: int | None = None, objective: Objective | None = None) -> LoadedScenario:
-        """The same scenario with another seed and/or objective (None keeps the current one)."""
+    def variant(
+        self, seed: int | None = None, objective: Objective | None = None, country: str | None = None
+    ) -> LoadedScenario:
+        """The same scenario with another seed, objective and/or country (None keeps the current one).
+
+        `country` (ISO 3166 alpha-2) moves everything the scenario draws from a country's cities, its
+        labs and its delivery points, to that country's cities: the same situation elsewhere, to try
+        a policy on ground it was not tuned on. Labs or points given as a list stay where they are;
+        a scenario with nothing drawn from cities is refused, since it would not move.
+        """
         update: dict[str, object] = {}
         if seed is not None:
             update["seed"] = seed
         if objective is not None:
             update["objective"] = objective
+        if country is not None:
+            update.update(self._moved_to(country))
         if not update:
             return self
         return self.model_copy(update={"scenario": self.scenario.model_copy(update=update)})
+
+    def _moved_to(self, country: str) -> dict[str, object]:
+        if not re.fullmatch(r"[A-Z]{2}", country):
+            raise ScenarioError(f"country: {country!r} is not an ISO 3166 alpha-2 code such as DE or ES")
+        scenario = self.scenario
+        moved: dict[str, object] = {}
+        if scenario.labs.source == "cities":
+            moved["labs"] = scenario.labs.model_copy(update={"country": country})
+        demand = [
+            d.model_copy(update={"at": d.at.model_copy(update={"country": country})})
+            if d.at.source == "cities"
+            else d
+            for d in scenario.demand
+        ]
+        if any(d.at.source == "cities" for d in scenario.demand):
+            moved["demand"] = demand
+        if not moved:
+            raise ScenarioError(
+                f"{self.path}: country: the scenario draws neither labs nor delivery points from a "
+                "country's cities (both are lists), so it cannot move"
+            )
+        if "labs" in moved and scenario.central.lat is not None:
+            moved["central"] = CentralSpec()  # the factory stands at the new country's largest city
+        return moved
 
 
 def load_scenario(path: Path, seed: int | None = None) -> LoadedScenario:

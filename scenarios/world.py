@@ -56,9 +56,21 @@ class World:
         return self.loaded.scenario.start
 
     @property
-    def end(self) -> datetime:
-        """When the replay ends (UTC)."""
+    def orders_end(self) -> datetime:
+        """When orders stop arriving (UTC): the scenario's `days` after its start."""
         return self.start + timedelta(days=self.loaded.scenario.days)
+
+    @property
+    def end(self) -> datetime:
+        """When the replay ends (UTC): when the last order falls due, if that is after orders stop.
+
+        An order placed on the last day is due after it; stopping the clock before then would count
+        its units as missing while they are still within their time, and would favour a policy that
+        makes everything at once over one that makes each unit in time for its date. Every policy
+        keeps working, on the orders already placed, until the last due date.
+        """
+        last_due = max((order.due_at for order in self.orders), default=self.orders_end)
+        return max(self.orders_end, last_due)
 
 
 def _draw(value: float | tuple[float, float], rng: random.Random) -> float:

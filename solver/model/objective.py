@@ -28,14 +28,22 @@ in scenario files and in the planner's settings):
 
 | name | a day sooner is worth (routine / urgent / emergency) | use |
 |---|---|---|
-| `on-time` | 100 / 300 / 1,000 km | a surge: what arrives and when comes first |
-| `balanced` (default) | 25 / 75 / 250 km | everyday planning |
+| `on-time` | 100 / 300 / 1,000 km | everything as if it were urgent: what arrives and when comes first |
+| `balanced` (default) | 25 / 300 / 1,000 km | routine trips stay short; urgent work comes soonest |
 | `km` | 0.25 / 0.75 / 2.5 km | the shortest trips; sooner only breaks ties, due dates still count |
 
-The `km` weighting keeps a hundredth of the time weight: among equally near labs, the one that can
-start sooner wins, and work planned for later is not left waiting (a plan sends labs only the work to
-start now, `solver.model.lines.work_to_start`). `time_weights(scale)` gives the weighting between and
-beyond those, for a sweep of the trade.
+Why `balanced` weighs an urgent day as `on-time` does: an order is urgent or an emergency because
+whoever sent it cannot wait. In the surges replayed (`cosmolocal scenario run visor-surge-fr | churn |
+valve-lombardy`), urgent work at 75 km a day queued for days at the nearest labs while farther labs
+stood idle; capacity that idles in a surge is lost for good, so fewer units arrived, and later
+(visor-surge-fr 89.3 % filled and 63.7 % on time at 75 km a day; 90.4 % and 68.0 % at 300, still at
+100 km per unit against nearest-greedy's 156). Routine city work (fab-city-barcelona) gains nothing
+from arriving days before its date and keeps 25 km a day, which keeps its trips the shortest.
+
+The `km` weighting keeps a hundredth of the former balanced time weight: among equally near labs, the
+one that can start sooner wins, and work planned for later is not left waiting (a plan sends labs only
+the work to start now, `solver.model.lines.work_to_start`). `time_weights(scale)` scales the balanced
+weights, for a sweep of the trade.
 """
 
 from __future__ import annotations
@@ -44,12 +52,14 @@ from typing import Literal
 
 Objective = Literal["on-time", "balanced", "km"]
 
-#: The named weightings, as the scale of the balanced time weights they apply.
-OBJECTIVES: dict[str, float] = {"on-time": 4.0, "balanced": 1.0, "km": 0.01}
+#: The named weightings: what one day sooner is worth per unit, in km-equivalents, by priority.
+OBJECTIVES: dict[str, dict[str, float]] = {
+    "on-time": {"routine": 100.0, "urgent": 300.0, "emergency": 1_000.0},
+    "balanced": {"routine": 25.0, "urgent": 300.0, "emergency": 1_000.0},
+    "km": {"routine": 0.25, "urgent": 0.75, "emergency": 2.5},
+}
 DEFAULT_OBJECTIVE: Objective = "balanced"
-
-#: Balanced: what one day sooner is worth per unit, in km-equivalents, by priority.
-BALANCED_TIME_WEIGHT: dict[str, float] = {"routine": 25.0, "urgent": 75.0, "emergency": 250.0}
+BALANCED_TIME_WEIGHT: dict[str, float] = OBJECTIVES["balanced"]
 #: Per unit planned to arrive after its due date (well below the shortage penalty: late beats never).
 LATENESS_PENALTY: dict[str, float] = {"routine": 500.0, "urgent": 5_000.0, "emergency": 50_000.0}
 #: Per unit no lab can make within the horizon.
@@ -68,7 +78,7 @@ TRANSFER_SENDERS = 2
 
 
 def time_weights(scale: float) -> dict[str, float]:
-    """The balanced time weights times `scale` (0: distance only; 1: balanced; 4: on-time)."""
+    """The balanced time weights times `scale` (0: distance only; 1: balanced)."""
     if scale < 0:
         raise ValueError(f"the time weight scale cannot be negative, got {scale}")
     return {priority: weight * scale for priority, weight in BALANCED_TIME_WEIGHT.items()}
@@ -78,7 +88,7 @@ def objective_weights(name: str) -> dict[str, float]:
     """The time weights of a named weighting; a clear error naming the known ones otherwise."""
     if name not in OBJECTIVES:
         raise ValueError(f"unknown objective {name!r}; known: {', '.join(OBJECTIVES)}")
-    return time_weights(OBJECTIVES[name])
+    return dict(OBJECTIVES[name])
 
 
 def transit_days(km: float, kmh: float = TRANSPORT_KMH, handling_hours: float = HANDLING_HOURS) -> float:

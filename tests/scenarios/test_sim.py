@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from protocol.okh import catalogue
 from scenarios.metrics import SLIP_CAUSES, WALL_TIME_KEYS, gini, slip_cause, weighted_percentile
 from scenarios.report import write_report
 from scenarios.run import run_scenario, solve_params
-from scenarios.sim import Job, SimulationError, fit_units, leave_by
+from scenarios.sim import Job, Simulation, SimulationError, fit_units, leave_by
 from scenarios.spec import load_scenario
 from scenarios.world import WorldEvent, build_world, central_world
 from tests.scenarios.conftest import TINY, write_scenario
@@ -303,3 +304,47 @@ def test_forecasting_rates_plans_ahead_but_queues_only_what_is_ordered(tiny: Pat
     assert run.allocations and all(order_id in ordered for _, order_id, _, _ in run.allocations)
     assert all(when >= ordered[order_id].created_at for when, order_id, _, _ in run.allocations)
     assert result.by_policy()["cosmolocal"]["fill_rate"] == 1.0
+
+
+def test_the_replay_runs_until_the_last_order_falls_due(tmp_path: Path) -> None:
+    # An order placed on the last day, due two days later: stopping the clock when orders stop would
+    # count its units missing while they are still within their time.
+    last_day = """
+[[demand]]
+design = "finger-splint"
+kind = "order"
+quantity = 30
+day = 3.5
+due_days = 2
+at = { source = "list", points = [{ place = "North hospital", lat = 45.81, lon = 4.86 }] }
+"""
+    loaded = load_scenario(write_scenario(tmp_path, last_day))
+    world = build_world(loaded)
+    late_order = max(world.orders, key=lambda o: o.due_at)
+    assert world.orders_end == world.start + timedelta(days=4)
+    assert world.end == late_order.due_at > world.orders_end
+    assert max(o.created_at for o in world.orders) < world.orders_end  # no order after orders stop
+    by = run_scenario(loaded, policies=["cosmolocal", "board"]).by_policy()
+    for policy, m in by.items():
+        assert m["units_delivered"] == m["units_demanded"], policy  # light demand: all of it, in time
+        assert m["units_on_time"] == m["units_delivered"], policy
+
+
+def test_a_unit_left_unfinished_at_a_rounds_end_is_finished_in_the_next(tiny: Path) -> None:
+    # Parts of a round too short for one whole unit: the printers keep the unit they started, so
+    # the lab makes what its minutes allow in total instead of nothing.
+    world = build_world(load_scenario(tiny))
+    policy, stats = policies.make_policy("board", solve_params(load_scenario(tiny)), 1)
+    simulation = Simulation(world, policy, stats)  # type: ignore[arg-type]
+    lab = simulation.labs[0]
+    splint = world.loaded.designs["finger-splint"]  # 25 min fdm, 3 min assembly
+    order = next(o for o in world.orders if o.design == "finger-splint")
+    lab.queue = [Job(order, 50, 1, 50, None)]
+    lab.stock = {"pla": 10.0}
+    printers = [m for m in lab.lab.machines if "fdm" in m.processes]
+    fdm_per_part = sum(m.minutes_per_day() for m in printers) * 0.1 / 24.0
+    assert fdm_per_part < splint.steps[0].minutes  # no part alone fits a unit
+    for part in range(40):
+        simulation._work(lab, lab.lab, world.start + timedelta(hours=0.1 * part), 0.1)
+    assert lab.units_made >= math.floor(40 * fdm_per_part / splint.steps[0].minutes) - 1
+    assert lab.units_made <= 40 * fdm_per_part / splint.steps[0].minutes + 1e-9  # no minute made twice

@@ -188,3 +188,22 @@ def test_negative_transfer_radius_is_named(tmp_path: Path) -> None:
     )
     with pytest.raises(ScenarioError, match=r"transfer_radius_km: .*greater than or equal to 0"):
         load_scenario(path)
+
+
+def test_a_scenario_moves_to_another_country_with_its_labs_and_delivery_points() -> None:
+    loaded = load_scenario(find_scenario("churn"))
+    moved = loaded.variant(country="ES")
+    assert moved.scenario.labs.country == "ES"
+    assert all(d.at.country == "ES" for d in moved.scenario.demand if d.at.source == "cities")
+    assert loaded.scenario.labs.country == "FR"  # the original is unchanged
+    world = build_world(moved)
+    # Spain spans about 36-44 N and 9.5 W - 3.5 E (the Canaries further south-west).
+    assert all(27.0 < lab.location.lat < 44.5 and -18.5 < lab.location.lon < 4.5 for lab in world.labs)
+    assert all(27.0 < o.delivery.lat < 44.5 for o in world.orders)
+    with pytest.raises(ScenarioError, match="country: 'germany' is not an ISO 3166 alpha-2 code"):
+        loaded.variant(country="germany")
+
+
+def test_a_scenario_of_listed_places_only_cannot_move(tiny: Path) -> None:
+    with pytest.raises(ScenarioError, match="country: the scenario draws neither labs nor delivery points"):
+        load_scenario(tiny).variant(country="DE")

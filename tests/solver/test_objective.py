@@ -14,7 +14,7 @@ import pytest
 from protocol.model import Plan
 from solver.allocation.allocate import solve
 from solver.check import check
-from solver.model.objective import OBJECTIVES, objective_weights, time_weights, transit_days
+from solver.model.objective import objective_weights, time_weights, transit_days
 from solver.model.problem import Problem, SolveParams
 from tests.solver.factory import (
     CENTRE,
@@ -98,9 +98,17 @@ def test_a_unit_a_lab_makes_later_is_worth_less_the_longer_it_waits() -> None:
 
 def test_named_objectives_scale_one_set_of_weights() -> None:
     balanced = objective_weights("balanced")
-    assert objective_weights("km") == {p: w * 0.01 for p, w in balanced.items()}
-    assert objective_weights("on-time") == {p: w * OBJECTIVES["on-time"] for p, w in balanced.items()}
-    assert balanced["routine"] < balanced["urgent"] < balanced["emergency"]
+    on_time, km = objective_weights("on-time"), objective_weights("km")
+    for weights in (balanced, on_time, km):
+        assert weights["routine"] < weights["urgent"] < weights["emergency"]
+    for priority in balanced:  # each named weighting weighs a day no less than the one after it
+        assert on_time[priority] >= balanced[priority] > km[priority] > 0
+    assert on_time["routine"] > balanced["routine"]  # they differ on routine work only
+    for priority in ("urgent", "emergency"):
+        assert on_time[priority] == balanced[priority]
+    assert time_weights(1.0) == balanced and time_weights(0.0) == dict.fromkeys(balanced, 0.0)
+    balanced["routine"] = -1.0  # a copy: the named weightings cannot be changed through it
+    assert objective_weights("balanced")["routine"] > 0
     with pytest.raises(ValueError, match="unknown objective 'fastest'; known: on-time, balanced, km"):
         objective_weights("fastest")
     with pytest.raises(ValueError, match="time_weight needs a value for every priority"):
