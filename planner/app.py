@@ -339,6 +339,7 @@ def _security(require_tokens: bool) -> contract.Security:
         ("get", "/labs/{lab_id}"): "optional",
         ("get", "/labs/{lab_id}/jobs"): "required",
         ("post", "/labs/{lab_id}/jobs/{assignment_id}/decision"): "required",
+        ("post", "/federation/negotiate"): requester,
     }
 
 

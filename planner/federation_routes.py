@@ -12,6 +12,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 
+from planner import contract
 from planner.access import may_order
 from planner.auth import Grant
 
@@ -25,13 +26,13 @@ def _federation(request: Request) -> Any:
     return federation
 
 
-@router.get("/federation")
+@router.get("/federation", responses=contract.errors(404))
 async def get_federation(request: Request) -> dict[str, Any]:
     """This planner's region, its peers (live, lost), the coordinator, trades, flows and rounds."""
     return _federation(request).status()
 
 
-@router.post("/federation/negotiate", responses={409: {"description": "this planner is not the coordinator"}})
+@router.post("/federation/negotiate", responses=contract.errors(404, 409))
 async def negotiate(request: Request, _grant: Grant | None = Depends(may_order)) -> dict[str, Any]:
     """Open a session of rounds with the live peers now and answer with its rounds, once it ends."""
     federation = _federation(request)
