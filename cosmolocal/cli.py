@@ -9,6 +9,7 @@ import typer
 
 from cosmolocal.bench_commands import bench_app
 from cosmolocal.chaos_commands import chaos
+from cosmolocal.federation_commands import federation_app
 from cosmolocal.labs_commands import labs_app
 from cosmolocal.logs import setup_logging
 from cosmolocal.node_commands import node_app, parse_anchor
@@ -31,6 +32,7 @@ app.add_typer(node_app)
 app.add_typer(bench_app)
 app.add_typer(scenario_app)
 app.add_typer(labs_app)
+app.add_typer(federation_app)
 app.command("chaos")(chaos)
 
 
@@ -115,6 +117,25 @@ def planner_serve(
             "runs; give the labs the same (`node join --clock-anchor`) [default: the planner's start].",
         ),
     ] = None,
+    peer_region: Annotated[
+        str | None,
+        typer.Option(
+            help="This planner's region among peer planners (SPEC.md section 10); its peers are those "
+            "admitted with `planner peer add`. Needs CurveZMQ keys."
+        ),
+    ] = None,
+    peer_endpoint: Annotated[
+        str, typer.Option(help="Where the peer ROUTER binds, tcp://HOST:PORT.")
+    ] = "tcp://127.0.0.1:5580",
+    federate_every: Annotated[
+        float,
+        typer.Option(
+            min=0.0, help="Seconds between the sessions of rounds it opens as coordinator (0: on request)."
+        ),
+    ] = 0.0,
+    peer_capture: Annotated[
+        Path | None, typer.Option(help="Append every frame sent to a peer to this file (for inspection).")
+    ] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
 ) -> None:
     """Serve the planner: orders over HTTP, labs over ZeroMQ, plans from CP-SAT, ledger in SQLite.
@@ -147,7 +168,14 @@ def planner_serve(
         k_nearest=k_nearest,
         clock_speed=clock_speed,
         clock_anchor=None if clock_anchor is None else parse_anchor(clock_anchor),
+        peer_region=peer_region,
+        peer_endpoint=peer_endpoint,
+        federate_every_s=federate_every,
+        peer_capture=peer_capture,
     )
+    if peer_region is not None and insecure:
+        typer.echo("error: --peer-region: peers need CurveZMQ keys; drop --insecure", err=True)
+        raise typer.Exit(2)
     if insecure:
         typer.secho(
             "WARNING: --insecure: the mesh has no encryption and no admission; anyone who reaches "

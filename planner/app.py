@@ -33,15 +33,19 @@ from planner.admission import Admissions, ZapHandler, planner_keys
 from planner.auth import Grant
 from planner.committed_bus import CommittedBus
 from planner.core import OrderRejected, PlannerCore
+from planner.federation import Federation, make_capture
+from planner.federation_routes import router as federation_router
 from planner.ledger_writer import LedgerFailed
 from planner.loopwatch import LoopWatch
 from planner.mesh import MeshServer
 from planner.overload import Overload, OverloadMiddleware
+from planner.peers import PeerNode
 from planner.rates import FORECAST_DAYS, RateRequest
 from planner.replan import Replanner, exit_with_planner, warm_up
 from planner.size_limit import SizeLimitMiddleware
 from planner.store import Ledger
 from planner.streams import EventStream, FrameCache, stream
+from planner.trade_book import TradeBook
 from planner.web_routes import router as web_router
 from protocol import transport
 from protocol.model import ID_PATTERN, OrderRequest, utcnow
@@ -100,6 +104,14 @@ class PlannerSettings:
     #: so that they last as long in wall seconds. 1 (the default) is real time.
     clock_speed: float = 1.0
     clock_anchor: datetime | None = None
+    #: This planner's region among its peer planners (planner.federation); None: no federation.
+    peer_region: str | None = None
+    #: Where its peer ROUTER binds (SPEC.md section 10.1).
+    peer_endpoint: str = "tcp://127.0.0.1:5580"
+    #: Seconds between the sessions of rounds it opens when it is the coordinator (0: only on request).
+    federate_every_s: float = 0.0
+    #: A file every frame sent to a peer is appended to, for inspection (planner.peer_serve format).
+    peer_capture: FilePath | None = None
 
     def solve_params(self) -> SolveParams:
         """The solver parameters these settings give."""
@@ -127,6 +139,8 @@ class Planner:
     overload: Overload | None = None
     #: What blocked the event loop, and where (planner.loopwatch).
     loop_watch: LoopWatch | None = None
+    #: The federation with peer planners (planner.federation), when this planner has a region.
+    federation: Federation | None = None
 
 
 def _secure(ctx: zmq.asyncio.Context, settings: PlannerSettings) -> tuple[ZapHandler | None, KeyPair | None]:
@@ -252,6 +266,10 @@ def create_app(
         ]
         if zap is not None:
             tasks.append(asyncio.create_task(zap.admissions.watch(stop)))
+        federation = await _federate(settings, core, params)
+        if federation is not None:
+            app.state.planner.federation = federation
+            tasks.append(asyncio.create_task(federation.run(stop)))
         if core.has_unplanned_demand():
             replanner.request("restart")
         if own_process:
@@ -276,6 +294,9 @@ def create_app(
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             mesh.close()
+            if federation is not None:
+                await federation.node.stop()
+                federation.book.close()
             if pool is not None:  # waits for a solve under way (its time limit), off the loop
                 await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
             if zap is not None:
@@ -294,8 +315,34 @@ def create_app(
     app.add_middleware(OverloadMiddleware, overload=lambda: overload)
     _routes(app, clock)
     app.include_router(web_router)  # the web pages and the operator's job decisions
+    app.include_router(federation_router)  # the peers, trades and rounds of the federation
     contract.install(app, _security(settings.require_tokens), designs)
     return app
+
+
+async def _federate(settings: PlannerSettings, core: PlannerCore, params: SolveParams) -> Federation | None:
+    """Start the peer node and the federation when the settings name a region (keys needed)."""
+    if settings.peer_region is None:
+        return None
+    if settings.keys_dir is None:
+        raise RuntimeError("--peer-region: peers need CurveZMQ keys; it cannot run with --insecure")
+    node = PeerNode(
+        settings.peer_region,
+        settings.keys_dir,
+        settings.peer_endpoint,
+        heartbeat_s=settings.heartbeat_ms / 1000,
+        capture=make_capture(settings.peer_capture),
+    )
+    book = TradeBook(settings.db_path)
+    federation = Federation(core, node, book, params, every_s=settings.federate_every_s)
+    await node.start()
+    log.info(
+        "federation: region %s, peers at %s, %d peers admitted",
+        settings.peer_region,
+        settings.peer_endpoint,
+        len(node.live_peers()),
+    )
+    return federation
 
 
 def _security(require_tokens: bool) -> contract.Security:
@@ -312,6 +359,7 @@ def _security(require_tokens: bool) -> contract.Security:
         ("get", "/labs/{lab_id}"): "optional",
         ("get", "/labs/{lab_id}/jobs"): "required",
         ("post", "/labs/{lab_id}/jobs/{assignment_id}/decision"): "required",
+        ("post", "/federation/negotiate"): requester,
     }
 
 
@@ -499,9 +547,12 @@ def _routes(app: FastAPI, clock: Callable[[], datetime]) -> None:
     @app.get("/orders/{order_id}", tags=["orders"], responses=contract.errors(404), operation_id="get_order")
     async def get_order(order_id: OrderId, request: Request) -> dict[str, Any]:
         """One order: allocations per lab with their cost terms, progress, state, shortage if any."""
-        view = _planner(request).core.order_view(order_id)
+        planner = _planner(request)
+        view = planner.core.order_view(order_id)
         if view is None:
             raise HTTPException(404, f"no order {order_id!r}")
+        if planner.federation is not None:
+            view |= planner.federation.leases.abroad_view(order_id)
         return view
 
     @app.get(

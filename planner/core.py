@@ -86,6 +86,9 @@ class PlannerCore:
     on_change: Callable[[str], None] = lambda reason: None
     #: Called with a lab id when some of its work was withdrawn, so the lab hears of it at once.
     on_withdrawn: Callable[[str], None] = lambda lab_id: None
+    #: Per own order, (units that trades with peer regions cover, units of those made abroad): the
+    #: federation (planner.federation) sets it; covered units are planned by no lab of this region.
+    abroad: Callable[[str], tuple[int, int]] = lambda order_id: (0, 0)
     orders: dict[str, Order] = field(default_factory=dict)
     labs: dict[str, LabView] = field(default_factory=dict)
     assignments: dict[str, AssignmentRow] = field(default_factory=dict)
@@ -368,13 +371,13 @@ class PlannerCore:
         return found
 
     def units_made(self, order_id: str) -> int:
-        """Units of an order reported made, across every lab."""
-        return sum(a.units_done for a in self._by_order.get(order_id, ()))
+        """Units of an order reported made, across every lab (and by peer regions' labs, `abroad`)."""
+        return sum(a.units_done for a in self._by_order.get(order_id, ())) + self.abroad(order_id)[1]
 
     def units_committed(self, order_id: str) -> int:
         """Units made or still expected from a lab, or that a lost lab may have made: what no re-plan
         may hand out again."""
-        total = 0
+        total = self.abroad(order_id)[0]
         for a in self._by_order.get(order_id, ()):
             total += a.quantity if a.state in ACTIVE_STATES or a.state == "done" else a.units_done
             total += self._in_doubt.get(a.id, (0, None))[0]
@@ -394,6 +397,18 @@ class PlannerCore:
         if any(a.state == "assigned" for a in mine):
             return "planned"
         return "open"
+
+    def place_external(self, order: Order) -> None:
+        """Take an order made here on another's behalf (a peer region's lease, planner.federation):
+        written durably and planned as any order. Placed once: an id known already is left alone."""
+        if order.id not in self.orders:
+            self._accept(order)
+
+    def refresh_orders(self, order_ids: list[str]) -> None:
+        """Recompute these orders' states (units made abroad changed them) and announce the changes."""
+        with self.ledger.transaction() as db:
+            events = [e for order_id in order_ids if (e := self._refresh_order(db, order_id)) is not None]
+        self._publish(*events)
 
     def _refresh_order(self, db: Any, order_id: str) -> Event | None:
         order = self.orders.get(order_id)

@@ -12,6 +12,7 @@ import asyncio
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,9 @@ from typing import Any
 from planner.peers import PeerNode
 
 
-def _capture_to(path: Path):  # type: ignore[no-untyped-def]
+def capture_to(path: Path) -> Callable[[str, bytes], None]:
+    """A capture function that appends every frame sent to `path` (4-byte length, then the frame)."""
+
     def capture(region: str, frame: bytes) -> None:
         with path.open("ab") as handle:
             handle.write(len(frame).to_bytes(4, "big") + frame)
@@ -63,7 +66,7 @@ async def serve(
 ) -> None:
     """Run the peer node until `duration_s` (or forever), writing `status_file` after every beat."""
     node = PeerNode(
-        region, keys_dir, endpoint, heartbeat_s, capture=_capture_to(capture_file) if capture_file else None
+        region, keys_dir, endpoint, heartbeat_s, capture=capture_to(capture_file) if capture_file else None
     )
     await node.start()
     try:

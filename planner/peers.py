@@ -122,6 +122,13 @@ class PeerNode:
         self.offers: dict[str, dict[str, OfferBody]] = {}
         self.inbox: asyncio.Queue[PeerEnvelope] = asyncio.Queue()
         self._own_offers: list[OfferBody] = []  # sent again in every SNAPSHOT
+        #: What SNAPSHOT lists of the trades with a peer, and this planner's trade sequence: the
+        #: federation (planner.federation) sets both; a bare peer node holds no trade.
+        self.trades_with: Callable[[str], list[dict[str, Any]]] = lambda region: []
+        self.committed_seq: Callable[[], int] = lambda: 0
+        #: The latest round this planner took part in (sent in HEARTBEAT), and each peer's.
+        self.round = 0
+        self.peer_round: dict[str, int] = {}
         self._seq: dict[str, int] = {}
         self._dealers: dict[str, zmq.asyncio.Socket] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -209,7 +216,7 @@ class PeerNode:
             "region": self.region,
             "epoch": self.epoch,
             "heartbeat_ms": int(self.heartbeat_s * 1000),
-            "committed_seq": 0,
+            "committed_seq": self.committed_seq(),
         }
 
     async def _receive(self) -> None:
@@ -254,9 +261,16 @@ class PeerNode:
             self.offers.setdefault(region, {})[message.body.offer_id] = message.body
         elif message.kind == "PEER_HELLO" and region in self._dealers:
             offers = [o.model_dump(mode="json") for o in self._own_offers]
-            await self.send(region, "SNAPSHOT", {"committed_seq": 0, "trades": [], "offers": offers})
-        if message.kind != "HEARTBEAT":
+            snapshot = {"committed_seq": self.committed_seq(), "trades": self.trades_with(region)}
+            await self.send(region, "SNAPSHOT", snapshot | {"offers": offers})
+        if message.kind == "HEARTBEAT":
+            self.peer_round[region] = max(self.peer_round.get(region, 0), getattr(message.body, "round", 0))
+        else:
             await self.inbox.put(message)
+
+    def keep_offers(self, offers: list[OfferBody]) -> None:
+        """The offers a returning peer's SNAPSHOT lists (the latest this planner made)."""
+        self._own_offers = list(offers)
 
     async def offer(self, offers: list[dict[str, Any]]) -> None:
         """Publish offers to every peer (and keep them for the SNAPSHOT a returning peer asks for)."""
@@ -266,7 +280,7 @@ class PeerNode:
 
     async def _beat(self) -> None:
         while True:
-            await self.broadcast("HEARTBEAT", {"round": 0})
+            await self.broadcast("HEARTBEAT", {"round": self.round})
             self.expire()
             await asyncio.sleep(self.heartbeat_s)
 

@@ -9,14 +9,14 @@ coarse cell name, a due date a day window.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgpack
 from pydantic import Field, ValidationError
 
 from protocol.codec import MAX_FRAME_BYTES, unpack_frame
 from protocol.errors import ProtocolError, describe_validation_error
-from protocol.model import Identifier, Name, Priority, Record, UtcDatetime
+from protocol.model import Name, Priority, Record, UtcDatetime
 
 PEER_PROTOCOL_VERSION = 1
 #: A coarse cell: "LAT_INDEX:LON_INDEX" on the federation's grid.
@@ -25,6 +25,14 @@ Money = Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
 Units = Annotated[int, Field(ge=1, le=10_000_000)]
 Round = Annotated[int, Field(ge=1)]
 Window = Annotated[int, Field(ge=0, le=3650)]
+#: A region id: plain, as any id (no order id is a region id: orders are `o-HEX`).
+Region = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,39}$")]
+# Ids of what crosses between regions have fixed forms built from the region, the round and a
+# counter, so that nothing else (an order id, a lab id, a person) can ride in an id field.
+_ID_HEAD = r"[a-z0-9][a-z0-9_-]{0,39}\.r[0-9]{1,9}"
+OfferId = Annotated[str, Field(pattern=rf"^{_ID_HEAD}\.o[0-9]{{1,9}}$")]
+BidId = Annotated[str, Field(pattern=rf"^{_ID_HEAD}\.b[0-9]{{1,9}}$")]
+TradeId = Annotated[str, Field(pattern=rf"^t[0-9]{{0,9}}\.{_ID_HEAD}\.b[0-9]{{1,9}}$")]
 _ENVELOPE_KEYS = frozenset({"v", "kind", "sender", "seq", "epoch", "body"})
 _MAX_SEQ = 2**63 - 1
 
@@ -32,7 +40,7 @@ _MAX_SEQ = 2**63 - 1
 class PeerHello(Record):
     """A planner (re)introduces itself to a peer: answered by SNAPSHOT."""
 
-    region: Identifier
+    region: Region
     epoch: int = Field(ge=0)
     heartbeat_ms: int = Field(ge=10, le=600_000)
     committed_seq: int = Field(ge=0)
@@ -47,7 +55,7 @@ class PeerHeartbeat(Record):
 class OfferBody(Record):
     """Capacity for `units` of `design` made in `cell` by day `window`, at `price` per unit."""
 
-    offer_id: Identifier
+    offer_id: OfferId
     round: int = Field(ge=0)  # 0: offered before the first round, at the prices of the region alone
     design: Name
     window: Window
@@ -60,8 +68,8 @@ class OfferBody(Record):
 class BidBody(Record):
     """An origin wants `units` of an offer delivered to `cell` in `window`, paying at most `max_price`."""
 
-    bid_id: Identifier
-    offer_id: Identifier
+    bid_id: BidId
+    offer_id: OfferId
     round: Round
     units: Units
     window: Window
@@ -73,16 +81,21 @@ class BidBody(Record):
 class AwardBody(Record):
     """The host accepts `units` of a bid tentatively."""
 
-    bid_id: Identifier
+    bid_id: BidId
     round: Round
     units: Units
 
 
 class CostBody(Record):
-    """The sender's plan cost with every tentative trade of the round: one number."""
+    """The sender's plan cost with every tentative trade of the round: one number.
+
+    `before` is its cost with the trades committed so far, and `bids` the bids it sent this round, so
+    the coordinator sums both sides of the commit rule and knows when a round had no bid at all."""
 
     round: Round
     cost: Money
+    before: Money | None = None
+    bids: int = Field(default=0, ge=0)
 
 
 class VoteBody(Record):
@@ -100,12 +113,53 @@ class RoundBody(Record):
     round: Round
 
 
-class TradeBody(Record):
-    """A committed trade, as SNAPSHOT lists it."""
+class RoundStart(Record):
+    """The coordinator opens a round among `regions` (itself included).
 
-    trade_id: Identifier
-    host: Identifier
-    origin: Identifier
+    `offers_only` opens a session: every region solves alone and sends its OFFERS, and nothing else.
+    `step` is the share of the awarded units hosts grant this round (SPEC.md section 10.4)."""
+
+    round: Round
+    session: int = Field(ge=1)
+    regions: list[Region] = Field(min_length=2, max_length=64)
+    step: float = Field(gt=0.0, le=1.0)
+    offers_only: bool = False
+
+
+class OffersBody(Record):
+    """Every offer a host makes in a round, in one message (an empty list says it has none)."""
+
+    round: int = Field(ge=0)
+    offers: list[OfferBody] = Field(default_factory=list, max_length=1000)
+
+
+class BidsBody(Record):
+    """Every bid an origin sends one host in a round (empty: none for that host)."""
+
+    round: Round
+    bids: list[BidBody] = Field(default_factory=list, max_length=1000)
+
+
+class AwardsBody(Record):
+    """Every award a host makes one origin in a round (empty: none for that origin)."""
+
+    round: Round
+    awards: list[AwardBody] = Field(default_factory=list, max_length=1000)
+
+
+class ConfirmBody(Record):
+    """The origin's answer to LEASE: the units of the trade it still takes (0: none, the trade is void)."""
+
+    trade_id: TradeId
+    units: int = Field(ge=0, le=10_000_000)
+
+
+class TradeBody(Record):
+    """A trade, as SNAPSHOT lists it: `state` pending (committed, no lease yet), leased or void."""
+
+    trade_id: TradeId
+    host: Region
+    origin: Region
     design: Name
     window: Window
     cell: Cell
@@ -113,6 +167,8 @@ class TradeBody(Record):
     price: Money
     round: Round
     priority: Priority = "routine"
+    state: Literal["pending", "leased", "void"] = "leased"
+    units_done: int = Field(default=0, ge=0)
 
 
 class SnapshotBody(Record):
@@ -126,7 +182,7 @@ class SnapshotBody(Record):
 class LeaseBody(Record):
     """The host confirms it plans a committed trade on its labs (SPEC.md section 10.7)."""
 
-    trade_id: Identifier
+    trade_id: TradeId
     units: Units
     expires_at: UtcDatetime
 
@@ -134,7 +190,7 @@ class LeaseBody(Record):
 class ProgressBody(Record):
     """Units of a trade made so far."""
 
-    trade_id: Identifier
+    trade_id: TradeId
     units_done: int = Field(ge=0)
 
 
@@ -151,6 +207,11 @@ PEER_BODIES: dict[str, type[Record]] = {
     "SNAPSHOT": SnapshotBody,
     "LEASE": LeaseBody,
     "PROGRESS": ProgressBody,
+    "ROUND": RoundStart,
+    "OFFERS": OffersBody,
+    "BIDS": BidsBody,
+    "AWARDS": AwardsBody,
+    "CONFIRM": ConfirmBody,
 }
 
 

@@ -279,6 +279,7 @@ def start_mesh(
     mesh_port: int | None = None,
     planner_port: int | None = None,
     lab_files: Mapping[str, Mapping[str, Any]] | None = None,
+    http_port: int | None = None,
 ) -> Mesh:
     """Start a planner and one node process per lab; return once the API answers and all labs joined.
 
@@ -288,9 +289,11 @@ def start_mesh(
     options added to its `node join` (such as `--manual`). `mesh_port` lets labs connect elsewhere
     than the planner's port (e.g. through a proxy that the caller starts on `planner_port`).
     `lab_files` maps a lab id to its lab file's content when it drives printers (`Mesh.add_lab`).
+    `http_port` and `planner_port` let a caller that starts several meshes at once choose every port
+    before any is bound, so that no two meshes pick the same.
     """
     workdir.mkdir(parents=True, exist_ok=True)
-    http_port, planner_port = free_port(), planner_port or free_port_pair()
+    http_port, planner_port = http_port or free_port(), planner_port or free_port_pair()
     planner_endpoint = f"tcp://127.0.0.1:{planner_port}"
     mesh_endpoint = f"tcp://127.0.0.1:{mesh_port or planner_port}"
     api = f"http://127.0.0.1:{http_port}"

@@ -122,12 +122,12 @@ def run_net(
         offers_by_id = {o.offer_id: o for o in book}
         bids: list[Bid] = []
         for r in names:
-            found, units = _bids(models[r], solutions[r], offers_by_id, round_)
+            found, units = region_bids(models[r], solutions[r], offers_by_id, round_)
             bids += found
             exposed[r] |= models[r].exposed_orders(units)
         for bid in bids:
             messages.append(Message(bid.origin, bid.host, "BID", bid.body()))
-        tentative = _award(bids, offers_by_id, step, round_, len(committed))
+        tentative = award_bids(bids, offers_by_id, step, round_, len(committed))
         for trade in tentative:
             messages.append(
                 Message(
@@ -182,7 +182,7 @@ def run_net(
     return NetResult(names, committed, rounds, messages, isolated, costs, dict(exposed))
 
 
-def _bids(
+def region_bids(
     model: RegionModel, solution: Solution, offers: dict[str, Offer], round_: int
 ) -> tuple[list[Bid], dict[int, int]]:
     """The region's bids: the imports its plan took, merged per (offer, delivery cell, priority); and
@@ -226,7 +226,9 @@ def _bids(
     return bids, {gi: math.ceil(amount - 1e-6) for gi, amount in used.items()}
 
 
-def _award(bids: list[Bid], offers: dict[str, Offer], step: float, round_: int, first: int) -> list[Trade]:
+def award_bids(
+    bids: list[Bid], offers: dict[str, Offer], step: float, round_: int, first: int
+) -> list[Trade]:
     """Hosts' tentative awards: per offer, the best-paying bids first, within its units, times `step`."""
     by_offer: dict[str, list[Bid]] = defaultdict(list)
     for bid in bids:

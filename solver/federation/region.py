@@ -112,8 +112,13 @@ class RegionModel:
         params: SolveParams,
         cell_deg: float = CELL_DEG,
         own_cells: int = OWN_CELLS,
+        windows: tuple[int, ...] = (),
     ) -> None:
         self.region = region
+        #: Day windows to count capacity (and so to offer) by, beyond those of the region's own
+        #: demand: a planner among live peers does not know their windows, so it offers for all of
+        #: the coming days (planner.fed_rounds).
+        self.extra_windows = windows
         self.problem = problem
         self.params = params
         self.cell_deg = cell_deg
@@ -148,7 +153,8 @@ class RegionModel:
         return self._coefficient_cache[key]
 
     def _windows(self) -> list[int]:
-        return sorted({window_of(self.problem.now, d.order.due_at) for d in self.problem.demands})
+        own = {window_of(self.problem.now, d.order.due_at) for d in self.problem.demands}
+        return sorted(own | set(self.extra_windows))
 
     def exposed_orders(self, units: dict[int, int]) -> set[str]:
         """The orders whose units make up `units` of each group (group index -> units), taken most

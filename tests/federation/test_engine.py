@@ -111,4 +111,4 @@ def test_bad_peer_frames_name_the_field() -> None:
     with pytest.raises(ProtocolError, match="msgpack"):
         decode_peer(b"\xc1")
     frame = encode_peer("COST", "lombardy", 1, 0, good)
-    assert decode_peer(frame).body.model_dump() == good
+    assert decode_peer(frame).body.model_dump(include=set(good)) == good

@@ -68,8 +68,69 @@
     });
   }
 
-  var refresh = Cosmo.debounce(load, 500);
+  var peersDrawn = false;
+
+  /* The peer regions: live or lost, the coordinator, and the units that flow between regions. */
+  function loadPeers() {
+    return Cosmo.api("/federation").then(function (f) {
+      document.getElementById("peers-section").hidden = false;
+      Cosmo.facts(document.getElementById("peers"), [
+        ["This region", f.region],
+        ["Coordinator of the rounds", f.coordinator],
+        ["Peers live", f.live.join(", ") || "–"],
+        ["Peers lost", f.lost.join(", ") || "–"],
+        ["Latest round", String(f.round)],
+        ["Orders whose units were in a bid", Cosmo.pct(f.orders_exposed_share)],
+      ]);
+      Cosmo.fillTable(document.getElementById("flows"), f.flows.map(function (flow) {
+        return Cosmo.el("tr", {}, Cosmo.el("td", {}, flow.host), Cosmo.el("td", {}, flow.origin),
+          Cosmo.el("td", {}, String(flow.units)), Cosmo.el("td", {}, String(flow.units_done)));
+      }));
+      var names = Object.keys(f.places);
+      var traces = f.flows.filter(function (flow) {
+        return f.places[flow.host] && f.places[flow.origin];
+      }).map(function (flow) {
+        var a = f.places[flow.host], b = f.places[flow.origin];
+        return {type: "scattergeo", mode: "lines", lat: [a.lat, b.lat], lon: [a.lon, b.lon], showlegend: false,
+          line: {width: 1 + Math.min(10, Math.sqrt(flow.units)), color: "#0b4f8a"}, opacity: 0.6,
+          hoverinfo: "text", text: flow.units + " units from " + flow.host + " for " + flow.origin};
+      });
+      traces.push({type: "scattergeo", mode: "markers+text", name: "regions", textposition: "top center",
+        lat: names.map(function (n) { return f.places[n].lat; }),
+        lon: names.map(function (n) { return f.places[n].lon; }), text: names, hoverinfo: "text",
+        marker: {size: 12, color: names.map(function (n) {
+          return n === f.region ? "#b34700" : (f.lost.indexOf(n) >= 0 ? "#6b6b6b" : "#1d6b32");
+        })}});
+      // The world outlines are the only ones served offline (static/README.md): frame the regions on them.
+      var lats = names.map(function (n) { return f.places[n].lat; });
+      var lons = names.map(function (n) { return f.places[n].lon; });
+      var around = function (values, least) {
+        var min = Math.min.apply(null, values), max = Math.max.apply(null, values);
+        var pad = Math.max(least - (max - min), 0) / 2 + (max - min) * 0.15;
+        return [min - pad, max + pad];
+      };
+      var layout = {margin: {l: 0, r: 0, t: 0, b: 0}, showlegend: false,
+        geo: {scope: "world", resolution: 110, projection: {type: "mercator"}, showland: true,
+          landcolor: "#eef0ea", showcountries: true, countrycolor: "#7d857d", showcoastlines: false,
+          showframe: false, bgcolor: "#f8fbff"}};
+      if (names.length) {
+        layout.geo.lataxis = {range: around(lats, 6)};
+        layout.geo.lonaxis = {range: around(lons, 9)};
+      }
+      var node = document.getElementById("peer-map");
+      if (peersDrawn) Plotly.react(node, traces, layout, Cosmo.PLOT_CONFIG);
+      else Plotly.newPlot(node, traces, layout, Cosmo.PLOT_CONFIG);
+      peersDrawn = true;
+    }, function (error) {
+      if (error.status !== 404) {
+        Cosmo.showError(document.getElementById("network-error"), "Cannot load the peers: " + error.message);
+      }
+    });
+  }
+
+  var refresh = Cosmo.debounce(function () { load(); loadPeers(); }, 500);
   load();
+  loadPeers();
   Cosmo.live(function (kind) {
     if (kind === "stream.open" || kind === "plan.committed" || kind.indexOf("job.") === 0 || kind === "order.created") refresh();
   }, "/network/events");

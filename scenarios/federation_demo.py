@@ -1,0 +1,355 @@
+"""The federation demo: regional planners with their labs as real processes, a surge into one region.
+
+Each region (Lombardy, Rhône-Alpes, Switzerland, ...) runs its own `cosmolocal planner serve` with
+its own ledger, keys and labs (`cosmolocal node join` processes), and the planners are peers admitted
+by key (`planner peer add`). The first region gets orders for about twice what its labs can make by
+their due dates, the others about 60 %. Once every planner has planned its own orders, the
+coordinator opens a session of rounds (`POST /federation/negotiate`); committed trades become leases
+that the hosts' labs make, and their progress comes back to the surging region's orders. The demo
+prints what moved between regions and what each region delivered, and stops every process it started.
+"""
+
+from __future__ import annotations
+
+import random
+import socket
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+from rich.console import Console
+from rich.table import Table
+
+from planner.peers import add_peer, peer_keys
+from protocol.model import Lab
+from scenarios.demo import Mesh, start_mesh
+from scenarios.federation import FEDERATION_NOW, Region, federation
+
+
+@dataclass(frozen=True)
+class FederationDemoOptions:
+    """How many regions, labs and orders, how fast, how long, and where the demo runs."""
+
+    regions: int = 3
+    labs_per_region: int = 3
+    orders_per_region: int = 8
+    speed: float = 10_000.0
+    heartbeat_ms: int = 500
+    timeout_s: float = 110.0
+    seed: int = 3
+    workdir: Path | None = None
+
+
+@dataclass
+class RegionMesh:
+    """One region's running planner and labs."""
+
+    region: str
+    mesh: Mesh
+    labs: list[Lab]
+    peer_endpoint: str
+
+    def client(self) -> httpx.Client:
+        """An HTTP client of this region's planner, with its requester token."""
+        return httpx.Client(base_url=self.mesh.api, timeout=60.0, headers=self.mesh.headers)
+
+
+def region_labs(region: Region) -> list[Lab]:
+    """The region's labs as their operators describe them (machines, stock)."""
+    return [
+        s.lab.model_copy(update={"stock": {k: round(v, 3) for k, v in s.stock.items()}})
+        for s in region.problem.labs
+    ]
+
+
+def region_orders(region: Region, now: datetime) -> list[dict[str, Any]]:
+    """The region's orders as hospitals would post them, due as far from `now` as from the instance's."""
+    return [
+        {
+            "design": d.order.design,
+            "quantity": d.quantity,
+            "priority": d.order.priority,
+            "due_at": (now + (d.order.due_at - FEDERATION_NOW)).isoformat(),
+            "delivery": d.order.delivery.model_dump(),
+        }
+        for d in region.problem.demands
+    ]
+
+
+def start_federation(
+    regions: list[Region],
+    workdir: Path,
+    speed: float,
+    heartbeat_ms: int = 500,
+    planner_args: dict[str, list[str]] | None = None,
+) -> dict[str, RegionMesh]:
+    """Start every region's planner (a peer of every other, admitted by key) and labs, in parallel;
+    return once every planner answers and every lab joined. On failure, stop what was started."""
+    ports = distinct_ports(4 * len(regions))
+    # Per region: its mesh and field (a consecutive pair), its HTTP API, its peer ROUTER.
+    mesh_ports = {r.id: ports[4 * i] for i, r in enumerate(regions)}
+    http_ports = {r.id: ports[4 * i + 2] for i, r in enumerate(regions)}
+    endpoints = {r.id: f"tcp://127.0.0.1:{ports[4 * i + 3]}" for i, r in enumerate(regions)}
+    keys = {r.id: workdir / r.id / "keys" for r in regions}
+    for r in regions:
+        peer_keys(keys[r.id], r.id)
+    for r in regions:
+        for other in regions:
+            if other.id != r.id:
+                add_peer(keys[r.id], keys[other.id] / "peer.key", endpoints[other.id])
+    started: dict[str, RegionMesh] = {}
+    errors: list[BaseException] = []
+
+    def start(region: Region) -> None:
+        labs = region_labs(region)
+        args = [
+            "--peer-region", region.id,
+            "--peer-endpoint", endpoints[region.id],
+            "--peer-capture", str(workdir / region.id / "peer.frames"),
+            *(planner_args or {}).get(region.id, []),
+        ]  # fmt: skip
+        try:
+            mesh = start_mesh(
+                labs,
+                workdir / region.id,
+                speed,
+                heartbeat_ms,
+                planner_args=args,
+                planner_port=mesh_ports[region.id],
+                http_port=http_ports[region.id],
+            )
+        except BaseException as error:  # reported below, after the other regions have started
+            errors.append(error)
+            return
+        started[region.id] = RegionMesh(region.id, mesh, labs, endpoints[region.id])
+
+    threads = [threading.Thread(target=start, args=(r,)) for r in regions]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        stop_federation(started)
+        raise errors[0]
+    return {r.id: started[r.id] for r in regions}
+
+
+def distinct_ports(count: int) -> list[int]:
+    """`count` free ports on 127.0.0.1 in pairs (p, p + 1), all held at once while chosen, so none
+    repeats (a region's mesh and field take a pair; the rest take one each).
+
+    They are drawn below the kernel's ephemeral range: a peer's DEALER retries its connection to a
+    planner that is still starting, and a retry from an ephemeral source port equal to the port it
+    aims at connects to itself on loopback and takes the port the planner is about to bind."""
+    low, _ = _ephemeral_range()
+    rng = random.SystemRandom()
+    held: list[socket.socket] = []
+    try:
+        for _ in range(10_000):
+            if len(held) >= count:
+                break
+            port = rng.randrange(max(1024, low - 12_000), low - 1)
+            pair = [socket.socket(), socket.socket()]
+            try:
+                pair[0].bind(("127.0.0.1", port))
+                pair[1].bind(("127.0.0.1", port + 1))
+            except OSError:
+                for sock in pair:
+                    sock.close()
+                continue
+            held += pair
+        if len(held) < count:
+            raise RuntimeError("no free ports on 127.0.0.1 below the ephemeral range")
+        return [s.getsockname()[1] for s in held[:count]]
+    finally:
+        for sock in held:
+            sock.close()
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    """The kernel's ephemeral port range (Linux), or the usual default."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+def stop_federation(meshes: dict[str, RegionMesh]) -> None:
+    """Stop every region's labs and planner."""
+    for region in meshes.values():
+        region.mesh.stop()
+
+
+def post_orders(region: RegionMesh, orders: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Post a region's orders; return them as placed (a clear error on a refusal)."""
+    placed = []
+    with region.client() as client:
+        for request in orders:
+            response = client.post("/orders", json=request)
+            if response.status_code != 201:
+                raise RuntimeError(f"{region.region}: order refused: {response.status_code} {response.text}")
+            placed.append(response.json())
+    return placed
+
+
+def wait_planned(meshes: dict[str, RegionMesh], deadline: float) -> None:
+    """Wait until every planner has committed a plan and is not solving."""
+    while time.monotonic() < deadline:
+        states = [_get(m, "/health") for m in meshes.values()]
+        if all(s and s["plan_version"] > 0 and not s["solving"] for s in states):
+            return
+        time.sleep(0.2)
+    raise TimeoutError("the planners did not plan their own orders in time")
+
+
+def federation_status(region: RegionMesh) -> dict[str, Any]:
+    """A region's /federation."""
+    return _get(region, "/federation") or {}
+
+
+def settled(meshes: dict[str, RegionMesh]) -> bool:
+    """True when no trade is pending anywhere and every leased trade's units were made."""
+    for region in meshes.values():
+        for trade in federation_status(region).get("trades", []):
+            if trade["state"] == "pending":
+                return False
+            if trade["state"] == "leased" and trade["units_done"] < trade["units"]:
+                return False
+    return True
+
+
+def delivered(region: RegionMesh) -> dict[str, int]:
+    """What a region ordered, and made: for its own orders (here and abroad), and for its peers."""
+    with region.client() as client:
+        orders = client.get("/orders").json()
+        own = [o for o in orders if not o["id"].startswith("lease-")]
+        abroad = 0
+        for o in own:
+            abroad += client.get(f"/orders/{o['id']}").json().get("units_made_abroad", 0)
+    leases = [o for o in orders if o["id"].startswith("lease-")]
+    return {
+        "orders": len(own),
+        "units_ordered": sum(o["quantity"] for o in own),
+        "units_made": sum(min(o["units_made"], o["quantity"]) for o in own),
+        "made_abroad": abroad,
+        "orders_done": sum(1 for o in own if o["state"] == "done"),
+        "made_for_peers": sum(o["units_made"] for o in leases),
+    }
+
+
+def _get(region: RegionMesh, path: str) -> Any:
+    try:
+        response = httpx.get(region.mesh.api + path, timeout=5.0, headers=region.mesh.headers)
+    except httpx.HTTPError:
+        return None
+    return response.json() if response.status_code == 200 else None
+
+
+def run_federation_demo(options: FederationDemoOptions, console: Console | None = None) -> bool:
+    """Run the demo end to end (see the module docstring); True when trades moved and were made."""
+    console = console or Console()
+    started = time.monotonic()
+    deadline = started + options.timeout_s
+    temp = None if options.workdir else tempfile.TemporaryDirectory(prefix="cosmolocal-federation-")
+    workdir = options.workdir or Path(temp.name)  # type: ignore[union-attr]
+    regions = federation(
+        options.regions, options.orders_per_region, options.labs_per_region, options.seed, "surge"
+    )
+    console.print(
+        f"[bold]Cosmolocal federation demo[/]: {len(regions)} regional planners, "
+        f"{options.labs_per_region} labs each, as real processes. Logs: {workdir}"
+    )
+    meshes: dict[str, RegionMesh] = {}
+    try:
+        with console.status("starting the planners and their labs..."):
+            meshes = start_federation(regions, workdir, options.speed, options.heartbeat_ms)
+        for r in regions:
+            console.print(
+                f"  {r.id:<12} planner {meshes[r.id].mesh.api}, peers at {meshes[r.id].peer_endpoint}"
+            )
+        now = datetime.now(UTC)
+        for r in regions:
+            placed = post_orders(meshes[r.id], region_orders(r, now))
+            units = sum(o["quantity"] for o in placed)
+            load = "a surge, about twice its capacity" if r is regions[0] else "about 60 % of its capacity"
+            console.print(f"  {r.id:<12} {len(placed)} orders, {units} units: {load}")
+        with console.status("each planner plans its own orders..."):
+            wait_planned(meshes, deadline)
+        coordinator = meshes[min(meshes)]
+        with console.status("rounds between the planners..."), coordinator.client() as client:
+            session = client.post("/federation/negotiate").json()
+        _print_rounds(session, console)
+        with console.status("the hosts' labs make the leased units..."):
+            while time.monotonic() < deadline and not settled(meshes):
+                time.sleep(0.25)
+        ok = _print_outcome(meshes, console, time.monotonic() - started)
+        return ok and settled(meshes)
+    finally:
+        with console.status("stopping every process..."):
+            stop_federation(meshes)
+        if temp is not None:
+            temp.cleanup()
+
+
+def _print_rounds(session: dict[str, Any], console: Console) -> None:
+    table = Table(title=f"Rounds (session {session.get('session')}, {', '.join(session.get('regions', []))})")
+    for column in ("round", "bids", "summed cost before", "with its trades", "outcome"):
+        table.add_column(column, justify="right")
+    for r in session.get("rounds", []):
+        table.add_row(
+            str(r["round"]),
+            str(r["bids"]),
+            f"{r['total_before']:,.0f}" if r["total_before"] is not None else "-",
+            f"{r['total_after']:,.0f}" if r["total_after"] is not None else "-",
+            "commit" if r["committed"] else "abort",
+        )
+    console.print(table)
+
+
+def _print_outcome(meshes: dict[str, RegionMesh], console: Console, seconds: float) -> bool:
+    flows: dict[tuple[str, str], tuple[int, int]] = {}
+    exposed = {}
+    for region in meshes.values():
+        status = federation_status(region)
+        exposed[region.region] = status.get("orders_exposed_share", 0.0)
+        for flow in status.get("flows", []):
+            flows[flow["host"], flow["origin"]] = (flow["units"], flow["units_done"])
+    table = Table(title="What moved between regions")
+    for column in ("made in", "for", "units leased", "units made"):
+        table.add_column(column, justify="right" if column.startswith("units") else "left")
+    for (host, origin), (units, done) in sorted(flows.items()):
+        table.add_row(host, origin, str(units), str(done))
+    console.print(table)
+    table = Table(title="What each region delivered")
+    for column in (
+        "region",
+        "orders",
+        "done",
+        "units ordered",
+        "made",
+        "of them abroad",
+        "made for peers",
+        "orders exposed",
+    ):
+        table.add_column(column, justify="left" if column == "region" else "right")
+    for region in meshes.values():
+        d = delivered(region)
+        table.add_row(
+            region.region,
+            str(d["orders"]),
+            str(d["orders_done"]),
+            str(d["units_ordered"]),
+            str(d["units_made"]),
+            str(d["made_abroad"]),
+            str(d["made_for_peers"]),
+            f"{exposed[region.region]:.0%}",
+        )
+    console.print(table)
+    console.print(f"finished in {seconds:.0f} s; no order id, lab or exact place left any region")
+    return bool(flows)
