@@ -201,6 +201,14 @@ class LabSim:
         )
 
 
+def minutes_per_group(design: Design, groups: tuple[frozenset[str], ...]) -> dict[frozenset[str], float]:
+    """Minutes one unit of `design` needs on each machine group (steps on the same group add up)."""
+    need: dict[frozenset[str], float] = {}
+    for step, group in zip(design.steps, groups, strict=True):
+        need[group] = need.get(group, 0.0) + step.minutes
+    return need
+
+
 def fit_units(
     budgets: dict[str, float],
     groups: tuple[frozenset[str], ...],
@@ -224,9 +232,7 @@ def fit_units(
         return 0, budgets
     distinct = list(dict.fromkeys(groups))
     if all(a == b or not (a & b) for a in distinct for b in distinct):
-        need = dict.fromkeys(distinct, 0.0)
-        for step, group in zip(design.steps, groups, strict=True):
-            need[group] += step.minutes
+        need = minutes_per_group(design, groups)
         free = {g: sum(budgets.get(m, 0.0) for m in g) for g in distinct}
         for g in distinct:
             most = min(most, math.floor(free[g] / need[g] + 1e-9))
@@ -357,9 +363,7 @@ def _started_unit(
         groups = lab.groups(design)
         if not all(groups):
             continue
-        need: dict[frozenset[str], float] = {}
-        for step, group in zip(design.steps, groups, strict=True):
-            need[group] = need.get(group, 0.0) + step.minutes
+        need = minutes_per_group(design, groups)
         carried: dict[str, float] = {}
         for group, minutes in need.items():
             free = sum(left.get(m, 0.0) for m in group)
