@@ -1044,8 +1044,8 @@ class PlannerCore:
         self.plan = plan
         self.plans_committed += 1
         self._publish(*events)
-        if shipped:
-            self.shipments.on_sent(shipped)
+        # SHIP goes once the plan's transaction is in the ledger's file, as ASSIGN does (SPEC.md 11).
+        self.shipments.send_when_written(shipped)
         self.evaporate_trails()
         log.info(
             "plan v%d: %d allocations, %d shortages, objective %.1f, bound %.1f, %s in %.2f s",

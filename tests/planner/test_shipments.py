@@ -3,8 +3,11 @@ answer, arrival, a sender lost, a restart; what each means for the next solve; n
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -209,3 +212,100 @@ def test_only_a_party_to_a_transfer_may_answer_for_it(core: PlannerCore) -> None
         core.shipments.arrived("lab-a", "t1-1")
     with pytest.raises(UnknownTransfer):
         core.shipments.arrived("lab-b", "t9-9")
+
+
+def _lock(path: Path) -> sqlite3.Connection:
+    """Another connection holding the file's write lock: every commit of the ledger waits for it."""
+    blocker = sqlite3.connect(path, isolation_level=None, timeout=30.0)
+    blocker.execute("BEGIN IMMEDIATE")
+    return blocker
+
+
+def test_ship_and_incoming_wait_for_the_ledgers_commit(tmp_path: Path) -> None:
+    """With the ledger written by its thread and its file locked by another connection, the plan's
+    SHIP is not sent, nor offered to the mesh's re-sends, until the transfer is in the file; at the
+    moment it is sent, the file holds it. The same for INCOMING after SHIPPED."""
+    path = tmp_path / "ledger.db"
+    seen_in_file: dict[str, list[tuple[str, str]]] = {}
+
+    def in_file() -> list[tuple[str, str]]:
+        reader = Ledger(path)  # what a planner restarted on this file would load
+        try:
+            return [(row.id, row.state) for row in reader.load_transfers()]
+        finally:
+            reader.close()
+
+    async def scenario() -> dict[str, Any]:
+        calls = Calls()
+        core = _core(path, calls)
+        core.lab_hello(SENDER, {})
+        core.lab_hello(RECEIVER, {})
+        order_id = _order(core)
+        core.shipments.on_sent = lambda rows: (
+            seen_in_file.setdefault("ship", in_file()),
+            calls.sent.extend(r.id for r in rows),
+        )
+        core.shipments.on_shipped = lambda row: (
+            seen_in_file.setdefault("incoming", in_file()),
+            calls.shipped.append(row.id),
+        )
+        core.ledger.start_writer(asyncio.get_running_loop())
+        out: dict[str, Any] = {}
+
+        blocker = _lock(path)
+        core.commit_plan(_plan(order_id))
+        await asyncio.sleep(0.2)  # the writer is waiting for the lock meanwhile
+        out["ship_before"] = list(calls.sent)
+        out["awaiting_before"] = [r.id for r in core.shipments.awaiting_ship("lab-a")]
+        out["withheld_before"] = core.shipments.withheld("lab-a")  # the plan counts on it already
+        out["file_before"] = in_file()
+        blocker.execute("COMMIT")
+        blocker.close()
+        await core.ledger.committed()
+        out["ship_after"] = list(calls.sent)
+        out["awaiting_after"] = [r.id for r in core.shipments.awaiting_ship("lab-a")]
+
+        blocker = _lock(path)
+        core.shipments.answer("lab-a", "t1-1", shipped=True)
+        await asyncio.sleep(0.2)
+        out["incoming_before"] = list(calls.shipped)
+        out["arriving_before"] = [r.id for r in core.shipments.awaiting_arrival("lab-b")]
+        blocker.execute("COMMIT")
+        blocker.close()
+        await core.ledger.committed()
+        out["incoming_after"] = list(calls.shipped)
+        out["arriving_after"] = [r.id for r in core.shipments.awaiting_arrival("lab-b")]
+        await asyncio.to_thread(core.ledger.close)
+        return out
+
+    out = asyncio.run(scenario())
+    assert out["ship_before"] == [] and out["awaiting_before"] == []
+    assert out["withheld_before"] == {"pla": pytest.approx(10 * SPLINT_PLA)}
+    assert out["file_before"] == []  # a planner killed now would not know t1-1: no lab was told of it
+    assert out["ship_after"] == ["t1-1"] and out["awaiting_after"] == ["t1-1"]
+    assert seen_in_file["ship"] == [("t1-1", "sent")]
+    assert out["incoming_before"] == [] and out["arriving_before"] == []
+    assert out["incoming_after"] == ["t1-1"] and out["arriving_after"] == ["t1-1"]
+    assert seen_in_file["incoming"] == [("t1-1", "shipped")]
+
+
+def test_a_transfer_whose_sender_is_lost_before_the_commit_is_never_sent(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.db"
+
+    async def scenario() -> list[str]:
+        calls = Calls()
+        core = _core(path, calls)
+        core.lab_hello(SENDER, {})
+        core.lab_hello(RECEIVER, {})
+        order_id = _order(core)
+        core.ledger.start_writer(asyncio.get_running_loop())
+        blocker = _lock(path)
+        core.commit_plan(_plan(order_id))
+        core.lab_lost("lab-a", "silent for 3.0 s")  # before the plan's commit reached the file
+        blocker.execute("COMMIT")
+        blocker.close()
+        await core.ledger.committed()
+        await asyncio.to_thread(core.ledger.close)
+        return calls.sent
+
+    assert asyncio.run(scenario()) == []
