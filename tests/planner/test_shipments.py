@@ -309,3 +309,26 @@ def test_a_transfer_whose_sender_is_lost_before_the_commit_is_never_sent(tmp_pat
         return calls.sent
 
     assert asyncio.run(scenario()) == []
+
+
+def test_the_explanation_follows_the_transfer_a_line_waits_for(core: PlannerCore) -> None:
+    """Sent, shipped, then arrived but not yet planned again: the waiting line names it each time;
+    a line partly from the lab's own stock counts its assigned and waiting units together."""
+    order_id = _order(core)
+    core.lab_stock("lab-b", {"pla": 6 * SPLINT_PLA})
+    core.commit_plan(_plan(order_id, quantity=10, shipped_units=4))
+
+    def chosen() -> dict[str, Any]:
+        [verdict] = [v for v in core.explanation(order_id) if v["chosen"]]
+        return dict(verdict)
+
+    verdict = chosen()
+    assert verdict["units"] == 10 and verdict["lab_id"] == "lab-b"
+    assert verdict["why"].startswith("chosen for 10 units (4 of them made from material shipped to the lab)")
+    assert "0.024 kg for these units, of a 0.024 kg parcel (transfer t1-1, sent)" in verdict["why"]
+    [t] = verdict["transfers"]
+    assert (t["from_lab"], t["km"], t["arrive_at"]) == ("lab-a", 60.0, ARRIVE.isoformat())
+    core.shipments.answer("lab-a", "t1-1", shipped=True)
+    assert [t["state"] for t in chosen()["transfers"]] == ["shipped"]
+    core.shipments.arrived("lab-b", "t1-1")
+    assert [t["state"] for t in chosen()["transfers"]] == ["arrived"]
