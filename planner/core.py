@@ -863,7 +863,8 @@ class PlannerCore:
         The chosen lines are the order's assignments, and the last plan's lines of the order that
         wait for material on its way to their lab (held back, `planner.shipping.held_back`): those
         name, from the planner's transfers into that lab (sent or shipped, or arrived since that
-        plan), which lab ships what material, how much, how far and when it arrives.
+        plan), which lab ships what material, how much, how far and when it arrives. When the last
+        plan's path planned no transfers (the large path), labs short of stock say so.
 
         See solver.allocation.explain. It reads every lab, so the API runs it in a worker thread, off
         the event loop: what it reads of the planner's state it copies first in single steps
@@ -902,8 +903,15 @@ class PlannerCore:
             demands=[Demand(order=order, quantity=order.quantity)],
             trails=dict(self.trails),
         )
+        current = self.plan
         plan = Plan(
-            version=0, allocations=allocations, objective=0.0, bound=0.0, status="FEASIBLE", solve_seconds=0
+            version=0,
+            allocations=allocations,
+            objective=0.0,
+            bound=0.0,
+            status="FEASIBLE",
+            solve_seconds=0,
+            transfers_considered=current is None or current.transfers_considered,
         )
         return [v.to_json() for v in explain_order(problem, plan, order_id, params, parcels=parcels)]
 
@@ -1114,6 +1122,7 @@ class PlannerCore:
             "allocations": len(plan.allocations),
             "shortages": [s.model_dump() for s in plan.shortages],
             "transfers": len(plan.transfers),
+            "transfers_considered": plan.transfers_considered,
         }
 
     # --- views --------------------------------------------------------------------------------

@@ -70,7 +70,8 @@ def insert_urgent(problem: Problem, order_ids: set[str], params: SolveParams, bu
         mapping.core,
         CoreParams(time_limit_s=left, workers=1, seed=params.seed, warm_start=None, work_limit=work),
     )
-    return mapping.plan(result, 0, time.perf_counter() - started)
+    plan = mapping.plan(result, 0, time.perf_counter() - started)
+    return plan.model_copy(update={"transfers_considered": params.transfer_radius_km > 0})
 
 
 def _stock_blind(problem: Problem) -> Problem:

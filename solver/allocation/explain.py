@@ -23,6 +23,12 @@ from solver.model.capability import step_groups
 from solver.model.geo import haversine_km
 from solver.model.problem import LabState, Problem, SolveParams, days_until, free_minutes, horizon_days
 
+#: Said of a lab short of stock when the plan's path plans no transfers (`Plan.transfers_considered`).
+NO_TRANSFERS = (
+    "this plan could not ship it from another lab: the path that made it (the large path, above "
+    "decompose_above open demands, or transfers turned off) plans no material transfers"
+)
+
 
 @dataclass(frozen=True)
 class LabVerdict:
@@ -94,8 +100,10 @@ def explain_order(
 
     A chosen lab's line that receives material (`Allocation.received`) names the transfers of that
     material into the lab: `parcels` when given (the planner's, with their ids and states: the
-    material may have been shipped by an earlier plan), else the plan's own. The order must be among
-    the problem's demands (ValueError otherwise).
+    material may have been shipped by an earlier plan), else the plan's own. When the order has
+    units short or late and the plan's path plans no transfers (`Plan.transfers_considered`), a lab
+    ruled out for want of stock says so in what would change it. The order must be among the
+    problem's demands (ValueError otherwise).
     """
     demand = next((d for d in problem.demands if d.order.id == order_id), None)
     if demand is None:
@@ -125,6 +133,8 @@ def explain_order(
         # Units it could win: those short or late, and those made farther away.
         wanted = missing + late + sum(a.quantity for a in chosen.values() if a.cost.km > km)
         why, change = _why_not(state, design, order, km, farthest_chosen, wanted, due_days, horizon)
+        if why.startswith("no stock") and missing + late > 0 and not plan.transfers_considered:
+            change = f"{change}; {NO_TRANSFERS}"
         verdicts.append(LabVerdict(state.lab.id, state.lab.name, round(km, 1), False, 0, why, change))
     return verdicts
 

@@ -143,6 +143,7 @@ def test_the_explanation_names_the_transfer_a_line_waits_for(
         pytest.approx(6 * SPLINT_PLA),
     )
 
+    assert client.get("/plan").json()["transfers_considered"] is True  # the one-model path planned it
     chosen = _chosen(client, order_id)
     km = haversine_km(STORE.location, PRINTERS.location)
     arrive_at = datetime.fromisoformat(chosen["transfers"][0]["arrive_at"])

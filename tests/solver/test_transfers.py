@@ -12,7 +12,7 @@ import pytest
 from protocol.model import Plan, Transfer
 from solver.allocation.allocate import solve
 from solver.allocation.emergency import insert_urgent, senders_near
-from solver.allocation.explain import explain_order
+from solver.allocation.explain import NO_TRANSFERS, explain_order
 from solver.check import check
 from solver.model.geo import haversine_km
 from solver.model.objective import TRANSFER_HANDLING_COST, TRANSFER_HANDLING_HOURS, TRANSPORT_KMH
@@ -274,3 +274,26 @@ def test_the_emergency_fast_path_ships_between_two_labs_of_its_neighbourhood() -
     assert check(p, plan, FAST) == []
     assert [(t.from_lab, t.to_lab) for t in plan.transfers] == [("middle", "near")]
     assert sum(a.quantity for a in plan.allocations) == 20
+
+
+def test_the_large_path_plans_no_transfer_and_its_plan_and_explanation_say_so() -> None:
+    p = idle_lab_and_stocked_lab()
+    small = solve(p, FAST)
+    assert small.transfers and small.transfers_considered
+    large = solve(p, replace(FAST, decompose_above=0))  # above it: the large path
+    assert check(p, large, FAST) == []
+    assert large.transfers == [] and not large.transfers_considered
+    assert sum(s.quantity for s in large.shortages) == 20
+    verdicts = {v.lab_id: v for v in explain_order(p, large, "o1", FAST)}
+    assert verdicts["near"].why.startswith("no stock: pla")
+    assert verdicts["near"].what_would_change is not None
+    assert verdicts["near"].what_would_change.endswith(NO_TRANSFERS)
+    # The one-model path with transfers turned off says so too; with them on, it never adds it.
+    off = solve(p, replace(FAST, transfer_radius_km=0.0))
+    assert not off.transfers_considered
+    dry = idle_lab_and_stocked_lab(pla_at_sender=0.0)
+    short = solve(dry, FAST)
+    assert short.transfers_considered and sum(s.quantity for s in short.shortages) == 20
+    near = next(v for v in explain_order(dry, short, "o1", FAST) if v.lab_id == "near")
+    assert near.what_would_change is not None and NO_TRANSFERS not in near.what_would_change
+    assert insert_urgent(_emergency_at_idle_machines(), {"e1"}, FAST, budget_s=1.0).transfers_considered
