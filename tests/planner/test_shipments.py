@@ -16,7 +16,9 @@ from planner.shipping import TransferRow, UnknownTransfer
 from planner.store import Ledger
 from protocol.model import Allocation, CostTerms, Lab, Location, Machine, OrderRequest, Plan, Transfer
 from protocol.okh import catalogue
-from solver.model.problem import InTransit
+from solver.allocation.allocate import solve
+from solver.check import check
+from solver.model.problem import InTransit, SolveParams
 
 NOW = datetime(2026, 5, 1, 8, tzinfo=UTC)
 ARRIVE = NOW + timedelta(hours=6)
@@ -332,3 +334,53 @@ def test_the_explanation_follows_the_transfer_a_line_waits_for(core: PlannerCore
     assert [t["state"] for t in chosen()["transfers"]] == ["shipped"]
     core.shipments.arrived("lab-b", "t1-1")
     assert [t["state"] for t in chosen()["transfers"]] == ["arrived"]
+
+
+def test_work_the_receiving_lab_refuses_is_planned_again_with_the_material_it_received(
+    core: PlannerCore,
+) -> None:
+    """The material arrived, the re-plan sent its units to the receiver, and the receiver refused
+    them: the units are demand again, the receiver's stock keeps the material, and the next plan
+    places every unit elsewhere, shipping the material to a lab that can use it. Nothing is lost."""
+    other = RECEIVER.model_copy(
+        update={"id": "lab-c", "name": "Lab C", "location": Location(lat=45.25, lon=5.75)}
+    )
+    core.lab_hello(other, {})
+    order_id = _order(core)
+    core.commit_plan(_plan(order_id))
+    core.shipments.answer("lab-a", "t1-1", shipped=True)
+    core.lab_stock("lab-a", {"pla": 1.0 - 10 * SPLINT_PLA})
+    core.shipments.arrived("lab-b", "t1-1")
+    core.lab_stock("lab-b", {"pla": 10 * SPLINT_PLA})
+    # The re-plan after the arrival sends the units to lab-b from its own stock now.
+    again = Plan(
+        version=0,
+        allocations=[
+            Allocation(
+                order_id=order_id,
+                lab_id="lab-b",
+                quantity=10,
+                cost=CostTerms(km=0.5, transport=5.0),
+                early_units=10,
+            )
+        ],
+        objective=1,
+        bound=1,
+        status="FEASIBLE",
+        solve_seconds=0,
+    )
+    [row] = core.commit_plan(again)
+    assert (row.lab_id, row.quantity) == ("lab-b", 10) and _units_open(core) == 0
+    core.job_update("lab-b", row.id, "refused", reason="printer down")
+
+    assert _units_open(core) == 10  # the refused units are demand again
+    assert _state(core, "lab-b")[0] == pytest.approx(10 * SPLINT_PLA)  # the material is still there
+    problem = core.problem()
+    params = SolveParams(time_limit_s=2.0, workers=1)
+    plan = solve(problem, params)
+    assert check(problem, plan, params) == []
+    assert [(a.lab_id, a.quantity) for a in plan.allocations] == [("lab-c", 10)]
+    # The material lab-b received goes on to lab-c, 7 km away (nearer than lab-a's own).
+    assert [(t.from_lab, t.to_lab, t.material) for t in plan.transfers] == [("lab-b", "lab-c", "pla")]
+    assert plan.transfers[0].quantity == pytest.approx(10 * SPLINT_PLA)
+    assert core.shipments.rows["t1-1"].state == "arrived"
