@@ -890,9 +890,13 @@ class PlannerCore:
             into = {a.lab_id for a in waiting}
             since = self.plan_committed_at
             for row in list(self.shipments.rows.values()):
-                arrived_since = since is not None and datetime.fromisoformat(row.updated_at) >= since
-                recent = row.state == "arrived" and arrived_since
-                if row.transfer.to_lab in into and (row.state in UNDER_WAY or recent):
+                if row.transfer.to_lab not in into:
+                    continue
+                if row.state in UNDER_WAY or (
+                    row.state == "arrived"  # since the plan: the re-plan that sends its units is coming
+                    and since is not None
+                    and datetime.fromisoformat(row.updated_at) >= since
+                ):
                     parcels.append(Parcel(row.transfer, row.id, row.state))
         now = self.clock()
         labs = [self._lab_state(view, now) for view in list(self.labs.values())]
