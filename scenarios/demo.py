@@ -320,6 +320,9 @@ def start_mesh(
 ) -> Mesh:
     """Start a planner and one node process per lab; return once the API answers and all labs joined.
 
+    With no lab it starts the planner alone (the load benchmark simulates its labs in worker
+    processes; a federation test drives its peers itself).
+
     With `secure` (the default) the mesh runs CurveZMQ: the planner's key pair and each lab's are
     created in the work folder and every lab is admitted, as operators would with `node init` and
     `planner admit`. `planner_args` are added to `planner serve`; `node_args` maps a lab id to
