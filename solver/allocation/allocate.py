@@ -32,6 +32,7 @@ from solver.large.path import meets, solve_large
 from solver.model.candidates import Candidates, find_candidates, merge_candidates, shortage_reason
 from solver.model.capability import step_groups
 from solver.model.lines import LineUnits, allocation_line, split_units
+from solver.model.objective import objective_weights, polished_priorities
 from solver.model.problem import (
     LabState,
     Problem,
@@ -66,6 +67,8 @@ CERTIFY_SHARE = 0.2
 WORK_PER_SECOND = 0.8
 #: Work is counted in tenths of a nominal minute.
 MINUTE_SCALE = 10
+#: The second stage's (`polish`) share of the time limit (0: no second stage).
+POLISH_SHARE = 0.5
 #: Materials are counted in millionths of their unit (micro-kg, micro-m2, ...).
 AMOUNT_SCALE = 1_000_000
 
@@ -151,6 +154,11 @@ def solve_small(
     if relaxed is None:
         return plan  # no large path: no demand was offered transfers (`Plan.transfers_considered`)
     best = plan if plan.objective <= relaxed.objective else relaxed
+    if POLISH_SHARE > 0 and not best.shortages and not any(a.late_units for a in best.allocations):
+        units = result.units if best is plan else mapping.units_of(relaxed)
+        polished = polish(mapping, units, best, params, version, started)
+        if polished is not None:
+            best = polished
     bound = min(relaxed.bound, best.objective)
     scope = "all"
     if best.transfers or any(a.received for a in best.allocations):
@@ -167,6 +175,62 @@ def solve_small(
             "transfers_considered": params.transfer_radius_km > 0,
         }
     )
+
+
+def polish(
+    mapping: AllocationMapping,
+    units: list[int],
+    first: Plan,
+    params: SolveParams,
+    version: int,
+    started: float,
+) -> Plan | None:
+    """A lexicographic second stage: the first stage's service kept, then the shortest trips.
+
+    The first stage (the weighted objective) decides how much each order gets and how much of it on
+    time. This stage keeps that: every order is placed as fully, and none of its units becomes late
+    (late units and units made from shipped or arriving material are capped at the first stage's),
+    and then minimises km per unit, with only the `km` weighting's small time weights as tie-breaks,
+    within the same machine minutes, stock and due dates. A unit whose due date leaves room moves to
+    a nearer lab that can still make it in time, even if later. The first stage's plan is the warm
+    start, so the result is never worse on km than it; None when nothing changes or the solve fails.
+    """
+    placed = [0] * len(mapping.problem.demands)
+    for e, u in zip(mapping.edge_options, units, strict=True):
+        placed[e.demand] += u
+    index = {d.order.id: i for i, d in enumerate(mapping.problem.demands)}
+    expected = [0] * len(placed)
+    for a in first.allocations:
+        expected[index[a.order_id]] += a.quantity
+    if placed != expected:
+        return None  # the first plan is not all on this model's options (the large path's, off them)
+    free = polished_priorities(params.time_weight)
+    if not any(mapping.problem.demands[e.demand].order.priority in free for e in mapping.edge_options):
+        return None
+    weights = objective_weights("km")
+    options = []
+    for e, option, u in zip(mapping.edge_options, mapping.core.options, units, strict=True):
+        priority = mapping.problem.demands[e.demand].order.priority
+        cost = e.km * params.km_weight - e.discount + weights[priority] * e.arrival
+        capped = e.late or e.sender is not None or bool(e.in_transit) or priority not in free
+        options.append(replace(option, unit_cost=cost, max_units=u if capped else option.max_units))
+    core = replace(mapping.core, items=[Item(q, None) for q in placed], options=options)
+    result = solve_core(
+        core,
+        CoreParams(
+            time_limit_s=POLISH_SHARE * params.time_limit_s,
+            workers=params.workers,
+            seed=params.seed,
+            warm_start=units,
+            work_limit=POLISH_SHARE * params.time_limit_s * WORK_PER_SECOND if params.deterministic else None,
+        ),
+    )
+    if result.status not in ("OPTIMAL", "FEASIBLE") or result.units == list(units):
+        return None
+    result = replace(
+        result, short=[d.quantity - q for d, q in zip(mapping.problem.demands, placed, strict=True)]
+    )
+    return mapping.plan(result, version, time.perf_counter() - started)
 
 
 def _work_limit(params: SolveParams, certify: bool) -> float | None:

@@ -77,6 +77,17 @@ TRANSFER_RADIUS_KM = 250.0
 TRANSFER_SENDERS = 2
 
 
+#: The second stage (`solver.allocation.allocate.polish`) shortens the trips of the priorities whose
+#: day sooner is worth at most this many km (the balanced routine weight): work that gains nothing
+#: from arriving days before its date. Urgent and emergency work keeps the first stage's plan.
+POLISH_MAX_TIME_WEIGHT = BALANCED_TIME_WEIGHT["routine"]
+
+
+def polished_priorities(time_weight: dict[str, float]) -> frozenset[str]:
+    """The priorities whose units the second stage may move to nearer labs (see `POLISH_MAX_TIME_WEIGHT`)."""
+    return frozenset(p for p, weight in time_weight.items() if weight <= POLISH_MAX_TIME_WEIGHT)
+
+
 def time_weights(scale: float) -> dict[str, float]:
     """The balanced time weights times `scale` (0: distance only; 1: balanced)."""
     if scale < 0:

@@ -118,3 +118,38 @@ def test_named_objectives_scale_one_set_of_weights() -> None:
 def test_transit_days_count_handling_and_the_road() -> None:
     assert transit_days(0.0) == pytest.approx(1 / 24)
     assert transit_days(120.0, kmh=60.0, handling_hours=0.0) == pytest.approx(2 / 24)
+
+
+ACROSS_TOWN = (41.43, 2.12)  # about 6 km from the centre
+
+
+@pytest.mark.parametrize("priority", ["routine", "urgent"])
+def test_routine_work_goes_to_the_nearer_lab_when_it_is_still_on_time(priority: str) -> None:
+    # near: 1.5 km, booked for 2 days; across town: about 6 km, free. Four shields due in 8 days are on
+    # time at either. The first stage sends them across town (2 days sooner are worth 50 km of routine
+    # work); the second stage moves routine work back to the nearer lab, where it is still on time,
+    # and leaves urgent work where it arrives soonest.
+    labs = [shield_lab("near", NEAR, backlog_minutes=2 * 480), shield_lab("across", ACROSS_TOWN)]
+    p = problem(labs, [order("o1", "face-shield", 4, days=8, priority=priority)])
+    plan = solved(p, SMALL)
+    assert plan.allocations[0].late_units == 0
+    assert units_by_lab(plan, "o1") == ({"near": 4} if priority == "routine" else {"across": 4})
+
+
+def test_the_on_time_weighting_keeps_routine_work_where_it_arrives_soonest() -> None:
+    labs = [shield_lab("near", NEAR, backlog_minutes=2 * 480), shield_lab("across", ACROSS_TOWN)]
+    p = problem(labs, [order("o1", "face-shield", 4, days=8)])
+    plan = solved(p, replace(SMALL, time_weight=objective_weights("on-time")))
+    assert units_by_lab(plan, "o1") == {"across": 4}
+
+
+def test_the_second_stage_keeps_every_unit_on_time_and_placed() -> None:
+    # Twelve routine shields due in 3 days: the near lab (booked for 2 days) can make only 4 of them
+    # on time, so the second stage may move no more than those, and none becomes late or short.
+    labs = [shield_lab("near", NEAR, backlog_minutes=2 * 480), shield_lab("across", ACROSS_TOWN)]
+    p = problem(labs, [order("o1", "face-shield", 12, days=3)])
+    plan = solved(p, SMALL)
+    assert plan.shortages == []
+    assert sum(a.late_units for a in plan.allocations) == 0
+    assert sum(units_by_lab(plan, "o1").values()) == 12
+    assert units_by_lab(plan, "o1").get("near", 0) <= 4
