@@ -44,13 +44,7 @@ SCENARIOS = sorted(builtin_scenarios()) + [
 TOLERANCE = 0.005
 POOLED = {"visor-surge-fr", "fab-city-barcelona"}
 #: (scenario, target) -> what was measured when it last failed, on a 2-core machine.
-NOT_YET = {
-    ("fab-city-barcelona@9", "km"): (
-        "2.0 km per unit against nearest-greedy's 1.8, at 100 % on time against its 88 %: routine work "
-        "goes to farther labs that deliver sooner (25 km a day); with --objective km 1.84, and the setup "
-        "cost (0-50) moves it by under 0.05 km"
-    ),
-}
+NOT_YET: dict[tuple[str, str], str] = {}
 _results: dict[str, tuple[ScenarioResult, float]] = {}
 
 
