@@ -190,10 +190,13 @@ def polish(
     The first stage (the weighted objective) decides how much each order gets and how much of it on
     time. This stage keeps that: every order is placed as fully, and none of its units becomes late
     (late units and units made from shipped or arriving material are capped at the first stage's),
-    and then minimises km per unit, with only the `km` weighting's small time weights as tie-breaks,
-    within the same machine minutes, stock and due dates. A unit whose due date leaves room moves to
-    a nearer lab that can still make it in time, even if later. The first stage's plan is the warm
-    start, so the result is never worse on km than it; None when nothing changes or the solve fails.
+    and then minimises km per unit, with only the `km` weighting's small time weights as tie-breaks
+    and the setup cost, within the same machine minutes, stock and due dates. A unit whose due date
+    leaves room moves to a nearer lab that can still make it in time, even if later. Only the units
+    of `polished_priorities` move; the others keep the first stage's options (see
+    `solver.model.objective`). `units` are the first plan `first` on this model's options, the warm
+    start, so the result never costs more than it in this stage's terms. None when no unit may move,
+    nothing changes, or `first` is not all on this model's options.
     """
     placed = [0] * len(mapping.problem.demands)
     for e, u in zip(mapping.edge_options, units, strict=True):

@@ -40,6 +40,21 @@ stood idle; capacity that idles in a surge is lost for good, so fewer units arri
 100 km per unit against nearest-greedy's 156). Routine city work (fab-city-barcelona) gains nothing
 from arriving days before its date and keeps 25 km a day, which keeps its trips the shortest.
 
+**The second stage** (`solver.allocation.allocate.polish`, lexicographic: hospitals first, then km).
+A day of routine work at 25 km is right across a country and wrong across a city: with trips of 1-5
+km (fab-city-barcelona), the time term alone sends work to any farther lab that is free today, even
+when a nearer lab makes it in time, and no weighting of a day in km suits both scales (10 km a day
+did no better in Barcelona and cost visor-surge-fr on-time share; more solve time did not shorten
+the trips either). So, once the weighted plan has fixed what each order gets and how much of it on
+time, a second solve of the same model keeps that (every order placed as fully, no unit late, no
+unit made from shipped material moved) and minimises km, with the `km` weighting's time terms as
+tie-breaks. It moves only the priorities whose day is worth at most `POLISH_MAX_TIME_WEIGHT` (routine
+work under `balanced`; every priority under `km`; none under `on-time`), and runs only in rounds whose
+plan has no late or short unit: when capacity is short, a lab idle today is capacity lost, and the
+first stage's timing stands. The one-model path runs it (below `decompose_above` demands, not the
+emergency fast path). A polished plan's objective is still counted in the first stage's terms, so
+it is seldom proven optimal there.
+
 The `km` weighting keeps a hundredth of the former balanced time weight: among equally near labs, the
 one that can start sooner wins, and work planned for later is not left waiting (a plan sends labs only
 the work to start now, `solver.model.lines.work_to_start`). `time_weights(scale)` scales the balanced
