@@ -67,7 +67,8 @@ CERTIFY_SHARE = 0.2
 WORK_PER_SECOND = 0.8
 #: Work is counted in tenths of a nominal minute.
 MINUTE_SCALE = 10
-#: The second stage's (`polish`) share of the time limit (0: no second stage).
+#: The second stage's (`polish`) share of the time limit and of the work budget, kept from the first
+#: stage's model when some demand may be polished (0: no second stage).
 POLISH_SHARE = 0.5
 #: Materials are counted in millionths of their unit (micro-kg, micro-m2, ...).
 AMOUNT_SCALE = 1_000_000
@@ -138,8 +139,13 @@ def solve_small(
     mapping = AllocationMapping(problem, params, rules, ship_for)
     warm = mapping.units_of(warm_start) if warm_start is not None else None
     # The time limit covers the whole solve: what the large path and building the model took comes
-    # off the solver's share.
-    left = max(0.1 * params.time_limit_s, params.time_limit_s - (time.perf_counter() - started))
+    # off the solver's share, and the second stage (`polish`, with the large path only) keeps its
+    # own when some demand may be polished.
+    free = polished_priorities(params.time_weight)
+    polishing = certify and any(d.order.priority in free for d in problem.demands)
+    polish_share = POLISH_SHARE if polishing else 0.0
+    first = (1.0 - polish_share) * params.time_limit_s
+    left = max(0.1 * params.time_limit_s, first - (time.perf_counter() - started))
     result = solve_core(
         mapping.core,
         CoreParams(
@@ -147,16 +153,16 @@ def solve_small(
             workers=params.workers,
             seed=params.seed,
             warm_start=warm,
-            work_limit=_work_limit(params, certify),
+            work_limit=_scaled(_work_limit(params, certify), 1.0 - polish_share),
         ),
     )
     plan = mapping.plan(result, version, time.perf_counter() - started)
     if relaxed is None:
         return plan  # no large path: no demand was offered transfers (`Plan.transfers_considered`)
     best = plan if plan.objective <= relaxed.objective else relaxed
-    if POLISH_SHARE > 0 and not best.shortages and not any(a.late_units for a in best.allocations):
+    if polishing and not best.shortages and not any(a.late_units for a in best.allocations):
         units = result.units if best is plan else mapping.units_of(relaxed)
-        polished = polish(mapping, units, best, params, version, started)
+        polished = polish(mapping, units, best, params, version, started, polish_share)
         if polished is not None:
             best = polished
     bound = min(relaxed.bound, best.objective)
@@ -184,6 +190,7 @@ def polish(
     params: SolveParams,
     version: int,
     started: float,
+    share: float = POLISH_SHARE,
 ) -> Plan | None:
     """A lexicographic second stage: the first stage's service kept, then the shortest trips.
 
@@ -195,8 +202,9 @@ def polish(
     leaves room moves to a nearer lab that can still make it in time, even if later. Only the units
     of `polished_priorities` move; the others keep the first stage's options (see
     `solver.model.objective`). `units` are the first plan `first` on this model's options, the warm
-    start, so the result never costs more than it in this stage's terms. None when no unit may move,
-    nothing changes, or `first` is not all on this model's options.
+    start, so the result never costs more than it in this stage's terms. It runs until the solve's
+    time limit (counted from `started`), and in deterministic mode on `share` of its work budget.
+    None when no unit may move, nothing changes, or `first` is not all on this model's options.
     """
     placed = [0] * len(mapping.problem.demands)
     for e, u in zip(mapping.edge_options, units, strict=True):
@@ -217,15 +225,17 @@ def polish(
         cost = e.km * params.km_weight - e.discount + weights[priority] * e.arrival
         capped = e.late or e.sender is not None or bool(e.in_transit) or priority not in free
         options.append(replace(option, unit_cost=cost, max_units=u if capped else option.max_units))
+    limit = params.time_limit_s
+    budget = params.work_limit if params.work_limit is not None else limit * WORK_PER_SECOND
     core = replace(mapping.core, items=[Item(q, None) for q in placed], options=options)
     result = solve_core(
         core,
         CoreParams(
-            time_limit_s=POLISH_SHARE * params.time_limit_s,
+            time_limit_s=max(0.1 * limit, limit - (time.perf_counter() - started)),
             workers=params.workers,
             seed=params.seed,
             warm_start=units,
-            work_limit=POLISH_SHARE * params.time_limit_s * WORK_PER_SECOND if params.deterministic else None,
+            work_limit=_scaled(budget, share) if params.deterministic else None,
         ),
     )
     if result.status not in ("OPTIMAL", "FEASIBLE") or result.units == list(units):
@@ -234,6 +244,11 @@ def polish(
         result, short=[d.quantity - q for d, q in zip(mapping.problem.demands, placed, strict=True)]
     )
     return mapping.plan(result, version, time.perf_counter() - started)
+
+
+def _scaled(work: float | None, share: float) -> float | None:
+    """A share of a work budget (None, the wall clock's, stays None)."""
+    return None if work is None else work * share
 
 
 def _work_limit(params: SolveParams, certify: bool) -> float | None:
