@@ -37,6 +37,7 @@ from solver.federation.cells import CELL_DEG, cell_of, window_of
 from solver.federation.emergency import (
     EMERGENCY,
     Answer,
+    Firm,
     capacity_window,
     choose,
     host_answer,
@@ -44,7 +45,7 @@ from solver.federation.emergency import (
 )
 from solver.federation.market import Trade
 from solver.federation.region import RegionModel
-from solver.model.problem import SolveParams
+from solver.model.problem import Problem, SolveParams
 
 log = logging.getLogger(__name__)
 
@@ -359,7 +360,8 @@ class Emergencies:
                 await self.send(sender, "EMERGENCY_OFFER", held.answer)
                 return
             self.holds.pop(body.request_id, None)
-            firm = await asyncio.to_thread(self._firm, body, now)
+            problem, exports = self.core.problem(), self._exports(now)  # read on the loop, solved off it
+            firm = await asyncio.to_thread(self._firm, body, problem, exports)
             expires = now + timedelta(seconds=self.hold_s)
             answer = {
                 "request_id": body.request_id,
@@ -380,31 +382,36 @@ class Emergencies:
                 firm.price,
             )
 
-    def _firm(self, body: EmergencyBody, now: datetime) -> Any:
-        """The host's own LP with what it hosts and holds, and its firm answer from it (in a thread)."""
-        problem = self.core.problem()
-        windowed = replace(problem, now=day_zero(problem.now))
-        window = capacity_window(body.window)
-        model = RegionModel(self.region, windowed, self.params, self.cell_deg, windows=(window,))
+    def _exports(self, now: datetime) -> list[Trade]:
+        """What this host must make besides its own orders: the trades it hosts not yet placed as
+        orders (pending), and the units it holds for origins (as trades, so its LP counts them)."""
         exports = [
             r.trade for r in self.book.rows.values() if r.trade.host == self.region and r.state == "pending"
         ]
-        exports += [
-            Trade(
-                f"hold.{rid}",
-                self.region,
-                h.origin,
-                h.request.design,
-                h.request.window,
-                h.request.cell,
-                h.units,
-                h.price,
-                0,
-                EMERGENCY,
-            )
-            for rid, h in self.holds.items()
-            if h.units > 0 and h.expires_at > now
-        ]
+        for request_id, hold in self.holds.items():
+            if hold.units > 0 and hold.expires_at > now:
+                r = hold.request
+                exports.append(
+                    Trade(
+                        f"hold.{request_id}",
+                        self.region,
+                        hold.origin,
+                        r.design,
+                        r.window,
+                        r.cell,
+                        hold.units,
+                        hold.price,
+                        0,
+                        EMERGENCY,
+                    )
+                )
+        return exports
+
+    def _firm(self, body: EmergencyBody, problem: Problem, exports: list[Trade]) -> Firm:
+        """The host's own LP with what it hosts and holds, and its firm answer from it (in a thread)."""
+        windowed = replace(problem, now=day_zero(problem.now))
+        window = capacity_window(body.window)
+        model = RegionModel(self.region, windowed, self.params, self.cell_deg, windows=(window,))
         solution = model.solve(exports=exports, stock_left=True)
         return host_answer(
             model, solution, body.design, body.cell, body.window, body.units, body.max_price, self.params
