@@ -304,7 +304,8 @@ def test_an_emergency_in_a_region_with_no_lab_is_made_by_a_peer_in_one_round_tri
         assert not leaks(frame.body.model_dump(mode="json"), ids, points), frame
     assert _status(alpha)["orders_exposed_share"] == 1.0  # its one order's quantity left, merged
     print(
-        f"emergency time to lease: {to_lease:.2f} s wall, request decided in {request['seconds_to_decide']} s"
+        f"emergency time to lease, one peer silent: {to_lease:.2f} s wall from the order, "
+        f"request decided in {request['seconds_to_decide']} s"
     )
 
 
