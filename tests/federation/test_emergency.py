@@ -14,16 +14,19 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
 import pytest
 
+from planner.fed_emergency import Emergencies
 from planner.peer_serve import read_capture
 from planner.peers import add_peer, peer_keys
+from planner.trade_book import TradeBook
 from protocol import security
 from protocol.errors import ProtocolError
-from protocol.model import Location, Order
+from protocol.model import Allocation, CostTerms, Location, Order, Plan, Shortage
 from protocol.okh import catalogue
 from protocol.peers import decode_peer, encode_peer
 from scenarios.demo import Mesh, demo_labs, start_mesh
@@ -105,6 +108,71 @@ def test_the_origin_takes_the_cheapest_answers_within_its_ceiling_until_its_need
     assert choose(answers, 12, 50.0) == {"lyon": 6, "zurich": 6}
     assert choose(answers, 100, 50.0) == {"lyon": 6, "zurich": 10}
     assert choose(answers, 3, 10.0) == {}
+
+
+def test_the_origin_needs_the_units_its_plan_leaves_short_or_late_that_nothing_else_makes(
+    tmp_path: Path,
+) -> None:
+    now = datetime(2026, 5, 1, 9, tzinfo=UTC)
+
+    def order(order_id: str, hours: float, priority: str = "emergency", quantity: int = 10) -> Order:
+        return Order(id=order_id, design="face-shield", quantity=quantity, priority=priority,
+                     due_at=now + timedelta(hours=hours), delivery=MILAN, created_at=now)  # fmt: skip
+
+    orders = {
+        o.id: o
+        for o in (
+            order("o-0001", 60),  # 4 short, 3 late, 2 made here: needs 7 (at most 10 - 2)
+            order("o-0002", 62),  # same group, 5 short, but a trade covers 8 of 10: needs 2
+            order("o-0003", 8),  # due today: 3 short count, its 4 late do not (no host makes them in time)
+            order("o-0004", 60, "urgent"),  # not an emergency: the rounds take it
+            order("lease-t0.beta.e1", 60),  # made here for a peer: never asked for again
+        )
+    }
+    committed = {"o-0001": 2, "o-0002": 8}
+    plan = Plan(
+        version=1,
+        allocations=[
+            Allocation(
+                order_id="o-0001",
+                lab_id="lab-a",
+                quantity=5,
+                late_units=3,
+                cost=CostTerms(km=0.0, transport=0.0),
+            ),
+            Allocation(
+                order_id="o-0003",
+                lab_id="lab-a",
+                quantity=4,
+                late_units=4,
+                cost=CostTerms(km=0.0, transport=0.0),
+            ),
+        ],
+        shortages=[
+            Shortage(order_id=o, quantity=q, reason="no capacity")
+            for o, q in (("o-0001", 4), ("o-0002", 5), ("o-0003", 3), ("o-0004", 6), ("lease-t0.beta.e1", 9))
+        ],
+        objective=0.0,
+        bound=0.0,
+        status="FEASIBLE",
+        solve_seconds=0.0,
+    )
+    core = SimpleNamespace(
+        plan=plan,
+        orders=orders,
+        clock=lambda: now,
+        units_committed=lambda order_id: committed.get(order_id, 0),
+    )
+    book = TradeBook(tmp_path / "ledger.db")
+    try:
+        found = Emergencies("alpha", core, book, None, None, list, SolveParams(), 0.5, set()).needs(now)  # type: ignore[arg-type]
+    finally:
+        book.close()
+    cell = cell_of(MILAN)
+    assert found == {
+        ("face-shield", cell, 2): (9, {"o-0001", "o-0002"}),
+        ("face-shield", cell, 0): (3, {"o-0003"}),
+    }
 
 
 # --- the codec ----------------------------------------------------------------------------------
