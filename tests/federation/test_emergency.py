@@ -25,10 +25,9 @@ from planner.peer_serve import read_capture
 from planner.peers import add_peer, peer_keys
 from planner.trade_book import TradeBook
 from protocol import security
-from protocol.errors import ProtocolError
 from protocol.model import Allocation, CostTerms, Location, Order, Plan, Shortage
 from protocol.okh import catalogue
-from protocol.peers import decode_peer, encode_peer
+from protocol.peers import decode_peer
 from scenarios.demo import Mesh, demo_labs, start_mesh
 from scenarios.federation_demo import distinct_ports
 from solver.federation.cells import cell_of
@@ -175,7 +174,7 @@ def test_the_origin_needs_the_units_its_plan_leaves_short_or_late_that_nothing_e
     }
 
 
-# --- the codec ----------------------------------------------------------------------------------
+# --- real planners --------------------------------------------------------------------------------
 
 REQUEST = {
     "request_id": "alpha.e17",
@@ -186,32 +185,6 @@ REQUEST = {
     "max_price": 50_000.0,
     "expires_at": "2026-05-01T12:00:02Z",
 }
-
-
-def test_an_emergency_request_carries_no_order_id_no_place_and_nothing_unknown() -> None:
-    assert decode_peer(encode_peer("EMERGENCY", "alpha", 1, 0, REQUEST)).body.model_dump(mode="json")[
-        "request_id"
-    ] == ("alpha.e17")
-    for field, value in [
-        ("request_id", "o-5f2a9c01d3e4b6a7"),
-        ("request_id", "alpha.o-5f2a9c01"),
-        ("cell", "45.4642:9.19"),
-        ("cell", "Ospedale Niguarda"),
-    ]:
-        with pytest.raises(ProtocolError, match=field):
-            encode_peer("EMERGENCY", "alpha", 1, 0, REQUEST | {field: value})
-    for extra in ("order_id", "delivery", "lat", "requester"):
-        with pytest.raises(ProtocolError, match=extra):
-            encode_peer("EMERGENCY", "alpha", 1, 0, REQUEST | {extra: "x"})
-    take = {"request_id": "alpha.e17", "trade_id": "t1.alpha.e17", "units": 5}
-    assert decode_peer(encode_peer("EMERGENCY_TAKE", "alpha", 1, 0, take)).body.trade_id == "t1.alpha.e17"
-    with pytest.raises(ProtocolError, match="trade_id"):
-        encode_peer("EMERGENCY_TAKE", "alpha", 1, 0, take | {"trade_id": "t1.o-5f2a9c01"})
-    lease = {"trade_id": "t1.alpha.e17", "units": 5, "expires_at": "2026-05-01T12:00:02Z"}
-    assert decode_peer(encode_peer("LEASE", "beta", 1, 0, lease)).body.units == 5
-
-
-# --- real planners --------------------------------------------------------------------------------
 
 
 @dataclass
