@@ -28,10 +28,12 @@ REGIONS = ("lombardy", "rhone-alpes", "switzerland")
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess[str], Path]:
-    # Known flaky, cause not found: about one run in five on a loaded machine, every round of the
-    # session aborts within a second of the orders (the summed cost with trades rises) and nothing
-    # moves. The demo is run a second time, in a fresh folder, only in that case; a demo that
-    # fails twice fails the tests below.
+    # Known flaky: about one run in five on a loaded machine, every round of the session aborted
+    # within a second of the orders and nothing moved. The likely cause, since fixed: a cell's prices
+    # in the regions' LP depended on the string hash seed of each planner process, and with some
+    # seeds cells made no offers (docs/federation.md, "A fix this work found"). The demo is still run
+    # a second time, in a fresh folder, only in that case; a demo that fails twice fails the tests
+    # below.
     for attempt in range(2):
         workdir = tmp_path_factory.mktemp(f"federation-demo-{attempt}")
         command = [
