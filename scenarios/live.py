@@ -370,7 +370,10 @@ def _stop_lab(process: subprocess.Popen[bytes], timeout_s: float = 10.0) -> None
 _LOG_SIGNS = {
     "lab_stalls": "lab agent was suspended for",  # a lab's loop paused over its stall limit: time not worked
     "lab_holds": "the planner has not said it heard this lab",  # a lease lapsed: the lab stopped work
-    "labs_lost": "its unfinished work returns to demand",  # a lab given up (the scenario's own too)
+    # a lab given up after missed heartbeats: silent, its work planned again
+    "labs_lost": "lost (silent for",
+    # a lab that said BYE: the scenario's own losses (a stopped process) and every lab at the run's end
+    "labs_left": "lost (left:",
 }
 
 

@@ -42,7 +42,7 @@ def test_tiny_scenario_runs_live_with_supply_and_disruptions(tmp_path: Path) -> 
     # 8 rounds of pla to 3 labs, but none to south-lab in the 2 rounds of its stock-out; a machine
     # down and back, a stock-out: every request answered
     assert metrics["control_requests"] == 8 * 3 - 2 + 3 and metrics["control_unanswered"] == 0
-    assert {"lab_stalls", "lab_holds", "labs_lost"} <= set(metrics)
+    assert {"lab_stalls", "lab_holds", "labs_lost", "labs_left"} <= set(metrics)
 
 
 SHORT_OF_PLA = (
