@@ -9,8 +9,10 @@ their compressed times with their due dates in that frame, and the planner's pla
 hours account count the same hours the labs work. (Before, the planner read the wall clock while
 its labs ran `speed` times faster: due dates kept their real length, so an order placed days ago
 looked as far from its due date as a new one, and the planner counted the labs' hours at wall
-speed.) The planner solves with the scenario's `solve_seconds` and `k_nearest` and weighs by its
-`objective`. Labs run with `--working-hours`: a machine works its `hours_per_day`, as the planner
+speed.) The speed is the scenario's `default_speed` (from the units it demands a day) unless given.
+The planner solves with the scenario's `solve_seconds`, `k_nearest` and `transfer_radius_km` and
+weighs by its `objective`; the transfers it plans go over the mesh (SHIP, INCOMING, ARRIVED) and are
+counted from its ledger. Labs run with `--working-hours`: a machine works its `hours_per_day`, as the planner
 and the simulation count it (by default the simulated executor runs machines around the clock,
 which gave the live labs 24 / hours_per_day times their capacity). They run with `--rule-only` too:
 they take work earliest leave-by first (`solver.jobshop.ranking`, the ASSIGN saying what the plan
@@ -69,9 +71,9 @@ from solver.model.geo import haversine_km
 #: default of the light scenarios (`default_speed`).
 DEFAULT_SPEED = 2_000.0
 #: Units demanded per simulated day up to which `DEFAULT_SPEED` holds. Measured on a loaded 2-core
-#: host at 2,000x: valve-lombardy (68 a day, largest solve 1.5 s), fab-city-barcelona (208, 1.6 s) and
-#: shields-and-splints-be (648) kept the largest solve near a simulated hour; churn (964 a day) took
-#: 9.9 s, 5.5 simulated hours (docs/live-vs-sim.md).
+#: host at 2,000x: valve-lombardy (72 a day, largest solve 1.5 s), fab-city-barcelona (267, 1.6 s) and
+#: shields-and-splints-be (648, 1.9 s) kept the largest solve near a simulated hour; churn (1,102 a
+#: day) took 9.9 s, 5.5 simulated hours, and 4.8 s (1.3 h) at 1,000x (docs/live-vs-sim.md).
 LIGHT_UNITS_PER_DAY = 800.0
 #: The slowest default: a day lasts 6 wall minutes.
 MIN_DEFAULT_SPEED = 250.0
