@@ -23,11 +23,11 @@ from planner.rates import Rate, RateRequest
 from planner.reality import Trouble, cause_of, late_units
 from planner.reality import summary as reality_summary
 from planner.shipments import Shipments
-from planner.shipping import held_back
+from planner.shipping import UNDER_WAY, held_back
 from planner.store import AssignmentRow, Ledger
 from protocol.messages import CapacityTrace, DemandTrace, Field_
 from protocol.model import Allocation, Design, Lab, Order, OrderRequest, Plan
-from solver.allocation.explain import explain_order
+from solver.allocation.explain import Parcel, explain_order
 from solver.model.geo import haversine_km
 from solver.model.lines import to_dispatch
 from solver.model.objective import transit_days
@@ -116,6 +116,8 @@ class PlannerCore:
     units_held_in_doubt: int = 0
     plans_committed: int = 0
     plans_rejected: int = 0
+    #: When the current plan was committed (None before the first since this boot).
+    plan_committed_at: datetime | None = None
     #: Send labs only the work to start now (`solver.model.lines.to_dispatch`) and plan the rest again at
     #: the next re-plan (a rolling horizon); False sends every planned unit at once.
     rolling: bool = True
@@ -858,6 +860,12 @@ class PlannerCore:
     def explanation(self, order_id: str, params: SolveParams = SolveParams()) -> list[dict[str, Any]]:
         """Why the order's labs were chosen and why its nearest other labs were not.
 
+        The chosen lines are the order's assignments, and the last plan's lines of the order that
+        wait for material on its way to their lab (held back, `planner.shipping.held_back`): those
+        name, from the planner's transfers into that lab (sent or shipped, or arrived since that
+        plan), which lab ships what material, how much, how far and when it arrives. When the last
+        plan's path planned no transfers (the large path), labs short of stock say so.
+
         See solver.allocation.explain. It reads every lab, so the API runs it in a worker thread, off
         the event loop: what it reads of the planner's state it copies first in single steps
         (`list(...)`, `dict(...)`), so the loop may change that state meanwhile.
@@ -875,6 +883,21 @@ class PlannerCore:
             for a in list(self._by_order.get(order_id, ()))
             if a.state in ACTIVE_STATES or a.state == "done"
         ]
+        waiting = [a for a in list(self.unsent) if a.order_id == order_id and a.received]
+        allocations += waiting
+        parcels = []
+        if waiting:
+            into = {a.lab_id for a in waiting}
+            since = self.plan_committed_at
+            for row in list(self.shipments.rows.values()):
+                if row.transfer.to_lab not in into:
+                    continue
+                if row.state in UNDER_WAY or (
+                    row.state == "arrived"  # since the plan: the re-plan that sends its units is coming
+                    and since is not None
+                    and datetime.fromisoformat(row.updated_at) >= since
+                ):
+                    parcels.append(Parcel(row.transfer, row.id, row.state))
         now = self.clock()
         labs = [self._lab_state(view, now) for view in list(self.labs.values())]
         problem = Problem(
@@ -884,10 +907,17 @@ class PlannerCore:
             demands=[Demand(order=order, quantity=order.quantity)],
             trails=dict(self.trails),
         )
+        current = self.plan
         plan = Plan(
-            version=0, allocations=allocations, objective=0.0, bound=0.0, status="FEASIBLE", solve_seconds=0
+            version=0,
+            allocations=allocations,
+            objective=0.0,
+            bound=0.0,
+            status="FEASIBLE",
+            solve_seconds=0,
+            transfers_considered=current is None or current.transfers_considered,
         )
-        return [v.to_json() for v in explain_order(problem, plan, order_id, params)]
+        return [v.to_json() for v in explain_order(problem, plan, order_id, params, parcels=parcels)]
 
     # --- planning -----------------------------------------------------------------------------
 
@@ -1042,10 +1072,11 @@ class PlannerCore:
             events.append(self._emit(db, "plan", "plan.committed", self.plan_summary(plan)))
         self._keep_unsent(plan, assigned)
         self.plan = plan
+        self.plan_committed_at = now
         self.plans_committed += 1
         self._publish(*events)
-        if shipped:
-            self.shipments.on_sent(shipped)
+        # SHIP goes once the plan's transaction is in the ledger's file, as ASSIGN does (SPEC.md 11).
+        self.shipments.send_when_written(shipped)
         self.evaporate_trails()
         log.info(
             "plan v%d: %d allocations, %d shortages, objective %.1f, bound %.1f, %s in %.2f s",
@@ -1095,6 +1126,7 @@ class PlannerCore:
             "allocations": len(plan.allocations),
             "shortages": [s.model_dump() for s in plan.shortages],
             "transfers": len(plan.transfers),
+            "transfers_considered": plan.transfers_considered,
         }
 
     # --- views --------------------------------------------------------------------------------

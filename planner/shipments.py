@@ -4,6 +4,13 @@ Every change is one ledger transaction (event + projection) before it is visible
 of the planner's state; the mesh is told through the callbacks `on_sent` (send SHIP to the sender)
 and `on_shipped` (send INCOMING to the receiver), and the planner re-plans through `on_change`.
 The meaning of each state for the next solve is in `planner.shipping`.
+
+What leaves the planner waits for the ledger's commit of what it stands for, as ASSIGN does
+(`planner.ledger_writer`): SHIP goes to a sender, and INCOMING to a receiver, only once the change
+that made the transfer `sent` (or `shipped`) is in the file. Until then the transfer is left out of
+`awaiting_ship` and `awaiting_arrival`, so the mesh's re-sends cannot send it early either. A planner
+killed with -9 in between has told no lab of a transfer its restarted self does not know (its ids,
+`t<plan version>-<n>`, would otherwise be given again to another parcel).
 """
 
 from __future__ import annotations
@@ -46,6 +53,8 @@ class Shipments:
     rows: dict[str, TransferRow] = field(default_factory=dict)
     refused: int = 0
     voided: int = 0
+    #: Per transfer id: its changes not yet in the ledger's file (nothing is sent about it meanwhile).
+    _unwritten: dict[str, int] = field(default_factory=dict)
 
     def load(self) -> None:
         """Take up the ledger's transfers (a restarted planner carries on where it was)."""
@@ -60,11 +69,26 @@ class Shipments:
         seq = Ledger.append(db, self.clock(), f"transfer-{row.id}", f"transfer.{state}", data)
         return Event(seq, f"transfer.{state}", data)
 
+    def _hold(self, transfer_id: str) -> None:
+        self._unwritten[transfer_id] = self._unwritten.get(transfer_id, 0) + 1
+
+    def _release(self, transfer_id: str) -> None:
+        left = self._unwritten.get(transfer_id, 0) - 1
+        if left > 0:
+            self._unwritten[transfer_id] = left
+        else:
+            self._unwritten.pop(transfer_id, None)
+
+    def written(self, transfer_id: str) -> bool:
+        """Whether every change made to this transfer is in the ledger's file."""
+        return transfer_id not in self._unwritten
+
     def dispatch(
         self, db: Any, plan: Plan, live: Callable[[str], bool]
     ) -> tuple[list[TransferRow], list[Event]]:
         """Record a committed plan's transfers whose labs are live (state `sent`), in the plan's own
-        transaction `db`; the caller sends them (`on_sent`) once it has committed."""
+        transaction `db`. Nothing is sent yet: once that transaction has ended, the caller hands the
+        rows to `send_when_written`, which sends SHIP after the commit."""
         rows, events = [], []
         for n, transfer in enumerate(plan.transfers, start=1):
             if not (live(transfer.from_lab) and live(transfer.to_lab)):
@@ -77,9 +101,37 @@ class Shipments:
                 continue
             row = TransferRow(f"t{plan.version}-{n}", transfer, plan.version, "sent", None, "")
             self.rows[row.id] = row
+            self._hold(row.id)
             events.append(self._change(db, row, "sent"))
             rows.append(row)
         return rows, events
+
+    def send_when_written(self, rows: list[TransferRow]) -> None:
+        """Send SHIP (`on_sent`) for these newly dispatched transfers once the transaction that
+        recorded them is in the ledger's file; those no longer `sent` by then (their sender was lost)
+        are not sent. Never, when the ledger failed: the planner's memory is ahead of its file."""
+        if not rows:
+            return
+
+        def send_written() -> None:
+            for row in rows:
+                self._release(row.id)
+            still = [row for row in rows if row.state == "sent"]
+            if still:
+                self.on_sent(still)
+
+        self.ledger.after_commit(send_written)
+
+    def _incoming_when_written(self, row: TransferRow) -> None:
+        """Send INCOMING (`on_shipped`) once the `shipped` change is in the ledger's file."""
+        self._hold(row.id)
+
+        def send_written() -> None:
+            self._release(row.id)
+            if row.state == "shipped":
+                self.on_shipped(row)
+
+        self.ledger.after_commit(send_written)
 
     def _row(self, transfer_id: str, lab_id: str, role: str) -> TransferRow:
         row = self.rows.get(transfer_id)
@@ -107,7 +159,7 @@ class Shipments:
                 row.transfer.to_lab,
                 row.transfer.arrive_at.isoformat(),
             )
-            self.on_shipped(row)
+            self._incoming_when_written(row)
             self.on_change("transfer shipped")
         elif not shipped and row.state == "sent":
             with self.ledger.transaction() as db:
@@ -150,12 +202,22 @@ class Shipments:
         return on_the_way(list(self.rows.values()), lab_id)
 
     def awaiting_ship(self, lab_id: str) -> list[TransferRow]:
-        """Transfers this lab was told to ship and has not answered."""
-        return [r for r in self.rows.values() if r.state == "sent" and r.transfer.from_lab == lab_id]
+        """Transfers this lab was told to ship and has not answered (once their dispatch is in the
+        ledger's file: SHIP is not sent, nor sent again, before)."""
+        return [
+            r
+            for r in self.rows.values()
+            if r.state == "sent" and r.transfer.from_lab == lab_id and r.id not in self._unwritten
+        ]
 
     def awaiting_arrival(self, lab_id: str) -> list[TransferRow]:
-        """Transfers shipped to this lab that it has not said arrived."""
-        return [r for r in self.rows.values() if r.state == "shipped" and r.transfer.to_lab == lab_id]
+        """Transfers shipped to this lab that it has not said arrived (once `shipped` is in the
+        ledger's file)."""
+        return [
+            r
+            for r in self.rows.values()
+            if r.state == "shipped" and r.transfer.to_lab == lab_id and r.id not in self._unwritten
+        ]
 
     def of_lab(self, lab_id: str) -> dict[str, list[dict[str, Any]]]:
         """A lab's transfers, outgoing and incoming, newest first, with their state."""

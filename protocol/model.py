@@ -304,6 +304,13 @@ class Plan(Record):
         "was nothing to plan"
     )
     solve_seconds: float = Field(ge=0.0)
+    transfers_considered: bool = Field(
+        default=False,
+        description="whether the path that made the plan could ship material between labs: the one-model "
+        "path and the emergency fast path do when `transfer_radius_km` > 0; the large path (above "
+        "`decompose_above` demands) never does, so its plan may leave short or late units that a "
+        "transfer would have served (docs/transfers.md)",
+    )
 
     @property
     def gap(self) -> float:

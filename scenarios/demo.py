@@ -87,30 +87,16 @@ class Mesh:
 
         `file` is the lab file's content when it says more than the lab (printers): such a lab works
         in real time."""
-        lab_file = self.workdir / f"{lab.id}.toml"
-        if file is None:
-            write_lab_file(lab, lab_file)
-        else:
-            lab_file.write_bytes(tomli_w.dumps(dict(file)).encode())
-        if self.keys_dir is not None:
-            public = create_keypair(self.workdir, lab.id, {"lab-id": lab.id}, overwrite=True)
-            Admissions(self.keys_dir / "admitted").admit(public)
-            lab_security = ["--planner-key", str(self.keys_dir / "planner.key")]
-        else:
-            lab_security = ["--insecure"]
-        argv = [
-            *_cli(),
-            "node",
-            "join",
-            str(lab_file),
-            "--planner",
+        argv, process = start_lab(
+            lab,
+            self.workdir,
             self.lab_endpoint or self.mesh_endpoint,
-            *(["--speed", str(self.speed)] if file is None else []),
-            *lab_security,
-            *extra_args,
-        ]
+            speed=self.speed if file is None else None,
+            keys_dir=self.keys_dir,
+            extra_args=extra_args,
+            file=file,
+        )
         self.node_argv[lab.id] = argv
-        process = _spawn(argv, self.workdir / f"{lab.id}.log")
         self.nodes.append(process)
         return process
 
@@ -125,18 +111,69 @@ class Mesh:
         self.nodes[index] = _spawn(self.node_argv[lab_id], self.workdir / f"{lab_id}.log")
         return self.nodes[index]
 
-    def stop(self) -> None:
-        """SIGTERM everything (labs first, so they say BYE), then SIGKILL what did not stop."""
-        for process in [*self.nodes, self.planner]:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 5.0
-        for process in [*self.nodes, self.planner]:
-            try:
-                process.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+    def stop(self, grace_s: float = 5.0) -> None:
+        """SIGTERM everything (labs first, so they say BYE), then SIGKILL what did not stop within
+        `grace_s` (a planner that was under load may need longer to close its ledger)."""
+        stop_processes([*self.nodes, self.planner], grace_s)
+
+
+def start_lab(
+    lab: Lab,
+    workdir: Path,
+    endpoint: str,
+    *,
+    speed: float | None = None,
+    keys_dir: Path | None = None,
+    extra_args: Sequence[str] = (),
+    file: Mapping[str, Any] | None = None,
+) -> tuple[list[str], subprocess.Popen[bytes]]:
+    """Start a lab's `cosmolocal node join` process connecting to `endpoint`; its command line and process.
+
+    The lab file is `workdir/LAB_ID.toml` (its journal beside it), the log `workdir/LAB_ID.log`.
+    With `keys_dir` (a secure mesh) the lab's key pair is created in `workdir` and admitted in
+    `keys_dir/admitted`, as an operator would with `node init` and `planner admit`; without it the
+    lab joins an insecure mesh. `speed` is the simulated clock's (none given: real time); `file` is
+    the lab file's content when it says more than the lab (printers); `extra_args` go last.
+    """
+    lab_file = workdir / f"{lab.id}.toml"
+    if file is None:
+        write_lab_file(lab, lab_file)
+    else:
+        lab_file.write_bytes(tomli_w.dumps(dict(file)).encode())
+    if keys_dir is not None:
+        public = create_keypair(workdir, lab.id, {"lab-id": lab.id}, overwrite=True)
+        Admissions(keys_dir / "admitted").admit(public)
+        lab_security = ["--planner-key", str(keys_dir / "planner.key")]
+    else:
+        lab_security = ["--insecure"]
+    argv = [
+        *_cli(),
+        "node",
+        "join",
+        str(lab_file),
+        "--planner",
+        endpoint,
+        *(["--speed", str(speed)] if speed is not None else []),
+        *lab_security,
+        *extra_args,
+    ]
+    return argv, _spawn(argv, workdir / f"{lab.id}.log")
+
+
+def stop_processes(processes: Sequence[subprocess.Popen[bytes]], grace_s: float = 5.0) -> None:
+    """SIGTERM every process still running, in the order given; SIGKILL those not ended `grace_s` later.
+
+    One grace for them all, so stopping many takes no longer than stopping one."""
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    for process in processes:
+        try:
+            process.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def free_port_pair() -> int:
@@ -282,6 +319,9 @@ def start_mesh(
     http_port: int | None = None,
 ) -> Mesh:
     """Start a planner and one node process per lab; return once the API answers and all labs joined.
+
+    With no lab it starts the planner alone (the load benchmark simulates its labs in worker
+    processes; a federation test drives its peers itself).
 
     With `secure` (the default) the mesh runs CurveZMQ: the planner's key pair and each lab's are
     created in the work folder and every lab is admitted, as operators would with `node init` and

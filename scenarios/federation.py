@@ -4,7 +4,10 @@ Used by `cosmolocal bench federation` and the federation benchmark. Each region 
 place (Lombardy, Rhône-Alpes, Switzerland, ...); its labs and orders are scattered around it. Every
 lab has an assembly bench and FDM printers, most a laser cutter; orders are face shields and finger
 splints due in 2 to 6 days. Order quantities are scaled so that each region's demand for its
-bottleneck (FDM minutes by the mean due date) is the case's load of its own capacity:
+bottleneck (FDM minutes by the mean due date) is the case's load of its own capacity, counted on the
+printers able to make it: a face shield needs a 200 mm bed, so its load is measured against those
+printers alone as well as against every printer, and the tighter of the two sets the scale (a region
+"at 60 %" on all its printers could otherwise be past 100 % on its large-bed ones):
 
 - `surge`: the first region at twice its capacity, its peers at 60 %;
 - `tight`: every region between 90 % and 100 %.
@@ -122,8 +125,29 @@ def _lab(region: str, index: int, lat: float, lon: float, rng: random.Random) ->
     return LabState(lab=lab, backlog_minutes={}, stock=stock)
 
 
-def _fdm_minutes_by(labs: list[LabState], days: float) -> float:
-    return sum(m.minutes_per_day() * days for s in labs for m in s.lab.machines if "fdm" in m.processes)
+def _fdm_minutes_by(labs: list[LabState], days: float, design: Design | None = None) -> float:
+    """FDM minutes by `days` of every printer, or of those able to run every FDM step of `design`."""
+    steps = [] if design is None else [s for s in design.steps if s.process == "fdm"]
+    return sum(
+        m.minutes_per_day() * days
+        for s in labs
+        for m in s.lab.machines
+        if "fdm" in m.processes and all(step.can_run_on(m) for step in steps)
+    )
+
+
+def _load_share(
+    wanted: dict[str, float], labs: list[LabState], designs: dict[str, Design], days: float
+) -> float:
+    """The share of the region's FDM capacity its demand takes on its tightest printers: the whole
+    demand against every printer, and each design's against the printers able to make it."""
+    total = _fdm_minutes_by(labs, days)
+    shares = [sum(wanted.values()) / total] if total > 0 else []
+    for design_id, minutes in wanted.items():
+        able = _fdm_minutes_by(labs, days, designs[design_id])
+        if able > 0 and minutes > 0:
+            shares.append(minutes / able)
+    return max(shares, default=0.0)
 
 
 def _demands(
@@ -143,9 +167,11 @@ def _demands(
         due = rng.uniform(*DUE_DAYS)
         drafts.append((i, design, priority, due, rng.randint(5, 40), _point(lat, lon, rng)))
     fdm_per_unit = {d: sum(s.minutes for s in designs[d].steps if s.process == "fdm") for d in DESIGNS}
-    wanted = sum(q * fdm_per_unit[d] for _, d, _, _, q, _ in drafts)
-    capacity = _fdm_minutes_by(labs, sum(DUE_DAYS) / 2)
-    scale = load * capacity / wanted if wanted else 1.0
+    wanted: dict[str, float] = {}
+    for _, d, _, _, q, _ in drafts:
+        wanted[d] = wanted.get(d, 0.0) + q * fdm_per_unit[d]
+    share = _load_share(wanted, labs, designs, sum(DUE_DAYS) / 2)
+    scale = load / share if share > 0 else 1.0
     demands = []
     for i, design, priority, due, quantity, place in drafts:
         units = max(1, round(quantity * scale))

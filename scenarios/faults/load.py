@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import json
 import multiprocessing
-import os
 import sqlite3
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -29,9 +27,8 @@ import httpx
 import zmq
 
 from planner.admission import planner_keys
-from planner.auth import TokenStore
 from protocol.security import write_public
-from scenarios.demo import free_port, free_port_pair, wait_for
+from scenarios.demo import free_port, start_mesh
 from scenarios.faults.load_clients import percentile, run_orders, run_subscribers
 from scenarios.faults.load_labs import BLAST, RUN, STOP, make_lab, raw_receiver, raw_sender, run_labs
 
@@ -125,27 +122,15 @@ def _run(options: LoadOptions, workdir: Path) -> dict[str, Any]:
     lab_keys = [zmq.curve_keypair() for _ in labs]
     for lab, (public, _) in zip(labs, lab_keys, strict=True):
         write_public(keys_dir / "admitted" / f"{lab.id}.key", public, {"lab-id": lab.id})
-    db = workdir / "planner.db"
-    tokens = TokenStore(db)
-    token = tokens.create("requester", label="load")
-    tokens.close()
-    http_port, mesh_port = free_port(), free_port_pair()
-    api = f"http://127.0.0.1:{http_port}"
-    endpoint = f"tcp://127.0.0.1:{mesh_port}"
-    argv = [
-        *[sys.executable, "-m", "cosmolocal", "planner", "serve"],
-        *["--http", f"127.0.0.1:{http_port}", "--mesh", endpoint, "--db", str(db)],
-        *["--keys", str(keys_dir), "--log-level", "warning", *options.planner_args],
-    ]
-    env = os.environ | {"PYTHONUNBUFFERED": "1"}
-    log = (workdir / "planner.log").open("ab")
-    planner = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=log, env=env)
+    # The planner alone (its labs are simulated in the worker processes below), started as every
+    # local mesh is (scenarios.demo.start_mesh): on the keys above, once its API answers.
+    mesh = start_mesh([], workdir, 1.0, planner_args=["--log-level", "warning", *options.planner_args])
+    api, endpoint, planner, token = mesh.api, mesh.mesh_endpoint, mesh.planner, mesh.token
     spawn = multiprocessing.get_context("spawn")
     phase = spawn.Value("i", RUN)
     lab_results = spawn.Queue()
     workers: list[Any] = []
     try:
-        wait_for(lambda: bool(_health(api)), 60.0, "the planner's API", [planner], workdir)
         _say(options, f"starting {options.labs} labs in {options.lab_processes} processes")
         began = time.monotonic()
         share = -(-options.labs // options.lab_processes)
@@ -215,16 +200,9 @@ def _run(options: LoadOptions, workdir: Path) -> dict[str, Any]:
             worker.join(timeout=10)
             if worker.is_alive():
                 worker.kill()
-        if planner.poll() is None:
-            planner.terminate()
-            try:
-                planner.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                planner.kill()
-                planner.wait()
-        log.close()
+        mesh.stop(grace_s=15.0)
     accepted = result.pop("_accepted_ids", [])
-    with sqlite3.connect(db) as ledger:
+    with sqlite3.connect(workdir / "planner.db") as ledger:
         stored = {row[0] for row in ledger.execute("SELECT id FROM orders")}
     result["orders_accepted"] = len(accepted)
     result["orders_lost"] = sum(1 for order_id in accepted if order_id not in stored)

@@ -112,7 +112,8 @@ def solve_small(
     Material transfers (`solver.model.transfers`): the demands the large path's plan leaves short or late
     may also be made from material shipped to labs whose machines would idle. A plan that ships
     material carries the lower of the two bounds, in the model's scope (the large path plans no
-    transfers, so its bound covers only the plans without). The emergency fast path plans none.
+    transfers, so its bound covers only the plans without). Without `certify` no demand is offered
+    transfers (the emergency fast path offers them itself, `solver.allocation.emergency`).
 
     With `params.deterministic`, the model's solve spends a budget of work (`params.work_limit`, by
     default WORK_PER_SECOND per second of the time limit, less the large path's share), counted in
@@ -148,7 +149,7 @@ def solve_small(
     )
     plan = mapping.plan(result, version, time.perf_counter() - started)
     if relaxed is None:
-        return plan
+        return plan  # no large path: no demand was offered transfers (`Plan.transfers_considered`)
     best = plan if plan.objective <= relaxed.objective else relaxed
     bound = min(relaxed.bound, best.objective)
     scope = "all"
@@ -163,6 +164,7 @@ def solve_small(
             "bound_scope": scope,
             "status": status,
             "solve_seconds": time.perf_counter() - started,
+            "transfers_considered": params.transfer_radius_km > 0,
         }
     )
 

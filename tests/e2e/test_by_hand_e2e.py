@@ -13,15 +13,15 @@ import httpx
 import pytest
 
 from planner.auth import TokenStore
-from scenarios.demo import demo_labs, start_mesh
+from scenarios.demo import demo_labs
+from tests.e2e.mesh import running_mesh
 
 pytestmark = pytest.mark.e2e
 
 
 def test_an_order_made_by_hand_from_reports_on_the_lab_page_and_the_command_line(tmp_path) -> None:  # type: ignore[no-untyped-def]
     lab = demo_labs(1, seed=5)[0]
-    mesh = start_mesh([lab], tmp_path, speed=1.0, heartbeat_ms=500, node_args={lab.id: ["--by-hand"]})
-    try:
+    with running_mesh([lab], tmp_path, speed=1.0, node_args={lab.id: ["--by-hand"]}) as mesh:
         tokens = TokenStore(tmp_path / "planner.db")
         operator = {"Authorization": "Bearer " + tokens.create("operator", lab.id)}
         tokens.close()
@@ -78,5 +78,3 @@ def test_an_order_made_by_hand_from_reports_on_the_lab_page_and_the_command_line
             assert client.get(f"/orders/{order['id']}").json()["units_made"] == 5
             page_html = client.get(f"/lab/{lab.id}").text  # the form the operator reports with
             assert 'id="report-form"' in page_html and 'id="report-made"' in page_html
-    finally:
-        mesh.stop()

@@ -22,8 +22,9 @@ import pytest
 
 from protocol.model import Order
 from protocol.okh import catalogue
-from scenarios.demo import Mesh, demo_labs, start_mesh
+from scenarios.demo import Mesh, demo_labs
 from scenarios.faults.invariants import check_made
+from tests.e2e.mesh import running_mesh
 
 pytestmark = pytest.mark.e2e
 LABS = demo_labs(3, seed=11)
@@ -31,11 +32,8 @@ LABS = demo_labs(3, seed=11)
 
 @pytest.fixture(scope="module")
 def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
-    running = start_mesh(LABS, tmp_path_factory.mktemp("mesh"), speed=20_000, heartbeat_ms=500)
-    yield running
-    running.stop()
-    for log in sorted(running.workdir.glob("*.log")):  # kept in the pytest output on failure
-        print(f"--- {log.name}\n{log.read_text(errors='replace')[-3000:]}")
+    with running_mesh(LABS, tmp_path_factory.mktemp("mesh"), speed=20_000) as running:
+        yield running
 
 
 class EventListener(threading.Thread):

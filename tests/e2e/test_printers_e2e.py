@@ -15,8 +15,9 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from scenarios.demo import Mesh, demo_labs, start_mesh
+from scenarios.demo import Mesh, demo_labs
 from scenarios.printer_servers import DEMO_PRINTS, printer_lab
+from tests.e2e.mesh import running_mesh
 from tests.nodes.printer_servers import OctoPrint
 
 pytestmark = pytest.mark.e2e
@@ -26,17 +27,12 @@ pytestmark = pytest.mark.e2e
 def printing_mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Mesh, OctoPrint]]:
     workdir = tmp_path_factory.mktemp("printers-mesh")
     server = OctoPrint(workdir / "octoprint").start()
-    lab, file = printer_lab(demo_labs(1, seed=3)[0], server, workdir)
     try:
-        mesh = start_mesh([lab], workdir, speed=1.0, heartbeat_ms=500, lab_files={lab.id: file})
-    except BaseException:
+        lab, file = printer_lab(demo_labs(1, seed=3)[0], server, workdir)
+        with running_mesh([lab], workdir, speed=1.0, lab_files={lab.id: file}) as mesh:
+            yield mesh, server
+    finally:
         server.stop()
-        raise
-    yield mesh, server
-    mesh.stop()
-    server.stop()
-    for log in sorted(workdir.glob("*.log")):
-        print(f"--- {log.name}\n{log.read_text(errors='replace')[-3000:]}")
 
 
 def test_a_lab_prints_its_headbands_on_octoprint_and_the_order_gets_done(

@@ -8,32 +8,19 @@ operator reports the units made through the planner's HTTP API, as in tests/e2e/
 
 from __future__ import annotations
 
-import subprocess
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
-from planner.app import PlannerSettings, create_app
+from planner.app import create_app
 from planner.auth import TokenStore
-from protocol.model import Lab, Location, Machine
-from scenarios.demo import _cli, _spawn, free_port_pair, wait_for, write_lab_file
+from tests.e2e.mesh import LabProcesses, lyon_lab
 
 pytestmark = pytest.mark.e2e
 
-LAB = Lab(
-    id="lab-lyon",
-    name="Lab Lyon",
-    location=Location(lat=45.76, lon=4.84, place="Lyon"),
-    machines=[
-        Machine(id="printer-1", processes=["fdm"], hours_per_day=10, tags={"bed_mm": 250}),
-        Machine(id="bench-1", processes=["assembly"], hours_per_day=10),
-    ],
-    stock={"pla": 5.0},
-)
+LAB = lyon_lab(hours_per_day=10)
 
 
 class MovingClock:
@@ -46,33 +33,9 @@ class MovingClock:
         return datetime.now(UTC) + self.offset
 
 
-@pytest.fixture
-def lab_process(tmp_path: Path) -> Iterator[tuple[str, list[subprocess.Popen[bytes]]]]:
-    """Where the lab will connect, and its process once started (stopped at the end)."""
-    processes: list[subprocess.Popen[bytes]] = []
-    try:
-        yield f"tcp://127.0.0.1:{free_port_pair()}", processes
-    finally:
-        for process in processes:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-
-
 @pytest.mark.timeout(180)
-def test_units_planned_on_time_that_arrive_late_are_shown_with_why(
-    tmp_path: Path, lab_process: tuple[str, list[subprocess.Popen[bytes]]]
-) -> None:
-    endpoint, processes = lab_process
-    settings = PlannerSettings(
-        db_path=tmp_path / "planner.db",
-        mesh_endpoint=endpoint,
-        heartbeat_ms=300,
-        solve_time_limit_s=1.0,
-        solve_in_process=False,
-    )
+def test_units_planned_on_time_that_arrive_late_are_shown_with_why(lab_processes: LabProcesses) -> None:
+    settings = lab_processes.planner_settings()
     tokens = TokenStore(settings.db_path)
     operator = {"Authorization": "Bearer " + tokens.create("operator", LAB.id)}
     tokens.close()
@@ -83,10 +46,8 @@ def test_units_planned_on_time_that_arrive_late_are_shown_with_why(
         # expiry check could end the job between the clock's move and the lab's report.
         client.app.state.planner.core.answer_window_s = 10 * 86_400.0  # type: ignore[attr-defined]
         client.app.state.planner.core.lease_grace_min_s = 10 * 86_400.0  # type: ignore[attr-defined]
-        write_lab_file(LAB, tmp_path / "lab.toml")
-        argv = [*_cli(), "node", "join", str(tmp_path / "lab.toml"), "--planner", endpoint, "--insecure"]
-        processes.append(_spawn([*argv, "--by-hand"], tmp_path / "lab.log"))
-        wait_for(lambda: client.get(f"/labs/{LAB.id}").status_code == 200, 60, "the lab", processes, tmp_path)
+        lab_processes.join(LAB, "--by-hand")
+        lab_processes.wait_for(lambda: client.get(f"/labs/{LAB.id}").status_code == 200, 60, "the lab")
         due = clock() + timedelta(days=2)
         order = client.post(
             "/orders",
@@ -104,7 +65,7 @@ def test_units_planned_on_time_that_arrive_late_are_shown_with_why(
         def job() -> dict[str, Any]:
             return next((a for a in view()["allocations"] if a["state"] in ("accepted", "running")), {})
 
-        wait_for(lambda: bool(job()), 60, "the lab to accept the job", processes, tmp_path)
+        lab_processes.wait_for(lambda: bool(job()), 60, "the lab to accept the job")
         planned = job()
         assert planned["on_time_units"] == 3  # the plan counts every unit on time ...
         assert datetime.fromisoformat(planned["arrive_by"]) <= due  # ... arriving by the due date
@@ -114,7 +75,7 @@ def test_units_planned_on_time_that_arrive_late_are_shown_with_why(
         path = f"/labs/{LAB.id}/jobs/{planned['id']}/report"
         report = client.post(path, json={"made": 3}, headers=operator)
         assert report.status_code == 202, report.text
-        wait_for(lambda: view()["state"] == "done", 60, "the order to be done", processes, tmp_path)
+        lab_processes.wait_for(lambda: view()["state"] == "done", 60, "the order to be done")
 
         done = next(a for a in view()["allocations"] if a["id"] == planned["id"])
         assert done["units_planned_on_time_arrived_late"] == 3

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,8 @@ import zmq
 from protocol.codec import decode, encode
 from protocol.messages import Envelope, Heartbeat, Hello, Ship, ShipRefused, Stock, Welcome
 from protocol.model import Lab, Location, Machine
-from scenarios.demo import Mesh, start_mesh
+from scenarios.demo import Mesh
+from tests.e2e.mesh import Meshes
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 HOSPITAL = Location(lat=41.39, lon=2.17, place="Barcelona")
@@ -92,26 +93,10 @@ def _transfers(mesh: Mesh) -> list[dict[str, Any]]:
     return [] if plan is None else list(plan["transfers"])
 
 
-def _show_logs(mesh: Mesh) -> None:
-    for log in sorted(mesh.workdir.glob("*.log")):  # kept in the pytest output on failure
-        print(f"--- {log.name}\n{log.read_text(errors='replace')[-3000:]}")
-
-
-@pytest.fixture
-def running(tmp_path: Path) -> Iterator[list[Mesh]]:
-    """Where a test puts the mesh it starts, stopped (and its logs shown) whatever happens."""
-    meshes: list[Mesh] = []
-    yield meshes
-    for mesh in meshes:
-        mesh.stop()
-        _show_logs(mesh)
-
-
 def test_a_plan_ships_pla_the_receiver_gets_it_on_arrival_and_the_order_is_made(
-    tmp_path: Path, running: list[Mesh]
+    tmp_path: Path, meshes: Meshes
 ) -> None:
-    mesh = start_mesh([PRINTERS, GIRONA], tmp_path / "mesh", speed=20_000, heartbeat_ms=500)
-    running.append(mesh)
+    mesh = meshes.start([PRINTERS, GIRONA], tmp_path / "mesh", speed=20_000)
     order_id = _order(mesh, 6)
     view = _wait(lambda: _done(mesh, order_id), 120, "the order to be made")
     assert view["units_made"] == 6
@@ -182,9 +167,8 @@ class RefusingStore(threading.Thread):
             ctx.term()
 
 
-def test_a_refused_transfer_is_planned_again_and_nothing_is_lost(tmp_path: Path, running: list[Mesh]) -> None:
-    mesh = start_mesh([PRINTERS, LLEIDA], tmp_path / "mesh", speed=20_000, heartbeat_ms=500, secure=False)
-    running.append(mesh)
+def test_a_refused_transfer_is_planned_again_and_nothing_is_lost(tmp_path: Path, meshes: Meshes) -> None:
+    mesh = meshes.start([PRINTERS, LLEIDA], tmp_path / "mesh", speed=20_000, secure=False)
     store = RefusingStore(GIRONA, mesh.mesh_endpoint)  # nearer than Lleida: planned first
     store.start()
     try:
@@ -205,12 +189,9 @@ def test_a_refused_transfer_is_planned_again_and_nothing_is_lost(tmp_path: Path,
     assert health["transfers_refused"] == 1 and health["units_surplus"] == 0
 
 
-def test_a_planner_killed_mid_transfer_carries_it_on_from_its_ledger(
-    tmp_path: Path, running: list[Mesh]
-) -> None:
+def test_a_planner_killed_mid_transfer_carries_it_on_from_its_ledger(tmp_path: Path, meshes: Meshes) -> None:
     # 2,000x: the parcel's 5.4 hours on the road take about 10 s.
-    mesh = start_mesh([PRINTERS, GIRONA], tmp_path / "mesh", speed=2_000, heartbeat_ms=500)
-    running.append(mesh)
+    mesh = meshes.start([PRINTERS, GIRONA], tmp_path / "mesh", speed=2_000)
     order_id = _order(mesh, 4)
     [before] = _wait(
         lambda: [t for t in _transfers(mesh) if t["state"] == "shipped"], 60, "the transfer to be shipped"

@@ -49,13 +49,6 @@ def _trades(status: dict[str, Any]) -> dict[str, tuple[Any, ...]]:
 
 
 @pytest.mark.timeout(300)
-@pytest.mark.xfail(
-    strict=False,
-    reason="open defect, cause not found: since the federation was merged with the ledger writer "
-    "thread, the transfers and the compressed clock, the session often ends before the kill point "
-    "(its rounds abort at once), even on a quiet machine, and the wait for it times out; on the "
-    "federation's own branch every assertion below held",
-)
 def test_kill_9_of_a_peer_mid_session_loses_and_doubles_no_trade(tmp_path: Path) -> None:
     from datetime import UTC, datetime
 

@@ -3,8 +3,11 @@ answer, arrival, a sender lost, a restart; what each means for the next solve; n
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -13,7 +16,9 @@ from planner.shipping import TransferRow, UnknownTransfer
 from planner.store import Ledger
 from protocol.model import Allocation, CostTerms, Lab, Location, Machine, OrderRequest, Plan, Transfer
 from protocol.okh import catalogue
-from solver.model.problem import InTransit
+from solver.allocation.allocate import solve
+from solver.check import check
+from solver.model.problem import InTransit, SolveParams
 
 NOW = datetime(2026, 5, 1, 8, tzinfo=UTC)
 ARRIVE = NOW + timedelta(hours=6)
@@ -209,3 +214,173 @@ def test_only_a_party_to_a_transfer_may_answer_for_it(core: PlannerCore) -> None
         core.shipments.arrived("lab-a", "t1-1")
     with pytest.raises(UnknownTransfer):
         core.shipments.arrived("lab-b", "t9-9")
+
+
+def _lock(path: Path) -> sqlite3.Connection:
+    """Another connection holding the file's write lock: every commit of the ledger waits for it."""
+    blocker = sqlite3.connect(path, isolation_level=None, timeout=30.0)
+    blocker.execute("BEGIN IMMEDIATE")
+    return blocker
+
+
+def test_ship_and_incoming_wait_for_the_ledgers_commit(tmp_path: Path) -> None:
+    """With the ledger written by its thread and its file locked by another connection, the plan's
+    SHIP is not sent, nor offered to the mesh's re-sends, until the transfer is in the file; at the
+    moment it is sent, the file holds it. The same for INCOMING after SHIPPED."""
+    path = tmp_path / "ledger.db"
+    seen_in_file: dict[str, list[tuple[str, str]]] = {}
+
+    def in_file() -> list[tuple[str, str]]:
+        reader = Ledger(path)  # what a planner restarted on this file would load
+        try:
+            return [(row.id, row.state) for row in reader.load_transfers()]
+        finally:
+            reader.close()
+
+    async def scenario() -> dict[str, Any]:
+        calls = Calls()
+        core = _core(path, calls)
+        core.lab_hello(SENDER, {})
+        core.lab_hello(RECEIVER, {})
+        order_id = _order(core)
+        core.shipments.on_sent = lambda rows: (
+            seen_in_file.setdefault("ship", in_file()),
+            calls.sent.extend(r.id for r in rows),
+        )
+        core.shipments.on_shipped = lambda row: (
+            seen_in_file.setdefault("incoming", in_file()),
+            calls.shipped.append(row.id),
+        )
+        core.ledger.start_writer(asyncio.get_running_loop())
+        out: dict[str, Any] = {}
+
+        blocker = _lock(path)
+        core.commit_plan(_plan(order_id))
+        await asyncio.sleep(0.2)  # the writer is waiting for the lock meanwhile
+        out["ship_before"] = list(calls.sent)
+        out["awaiting_before"] = [r.id for r in core.shipments.awaiting_ship("lab-a")]
+        out["withheld_before"] = core.shipments.withheld("lab-a")  # the plan counts on it already
+        out["file_before"] = in_file()
+        blocker.execute("COMMIT")
+        blocker.close()
+        await core.ledger.committed()
+        out["ship_after"] = list(calls.sent)
+        out["awaiting_after"] = [r.id for r in core.shipments.awaiting_ship("lab-a")]
+
+        blocker = _lock(path)
+        core.shipments.answer("lab-a", "t1-1", shipped=True)
+        await asyncio.sleep(0.2)
+        out["incoming_before"] = list(calls.shipped)
+        out["arriving_before"] = [r.id for r in core.shipments.awaiting_arrival("lab-b")]
+        blocker.execute("COMMIT")
+        blocker.close()
+        await core.ledger.committed()
+        out["incoming_after"] = list(calls.shipped)
+        out["arriving_after"] = [r.id for r in core.shipments.awaiting_arrival("lab-b")]
+        await asyncio.to_thread(core.ledger.close)
+        return out
+
+    out = asyncio.run(scenario())
+    assert out["ship_before"] == [] and out["awaiting_before"] == []
+    assert out["withheld_before"] == {"pla": pytest.approx(10 * SPLINT_PLA)}
+    assert out["file_before"] == []  # a planner killed now would not know t1-1: no lab was told of it
+    assert out["ship_after"] == ["t1-1"] and out["awaiting_after"] == ["t1-1"]
+    assert seen_in_file["ship"] == [("t1-1", "sent")]
+    assert out["incoming_before"] == [] and out["arriving_before"] == []
+    assert out["incoming_after"] == ["t1-1"] and out["arriving_after"] == ["t1-1"]
+    assert seen_in_file["incoming"] == [("t1-1", "shipped")]
+
+
+def test_a_transfer_whose_sender_is_lost_before_the_commit_is_never_sent(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.db"
+
+    async def scenario() -> list[str]:
+        calls = Calls()
+        core = _core(path, calls)
+        core.lab_hello(SENDER, {})
+        core.lab_hello(RECEIVER, {})
+        order_id = _order(core)
+        core.ledger.start_writer(asyncio.get_running_loop())
+        blocker = _lock(path)
+        core.commit_plan(_plan(order_id))
+        core.lab_lost("lab-a", "silent for 3.0 s")  # before the plan's commit reached the file
+        blocker.execute("COMMIT")
+        blocker.close()
+        await core.ledger.committed()
+        await asyncio.to_thread(core.ledger.close)
+        return calls.sent
+
+    assert asyncio.run(scenario()) == []
+
+
+def test_the_explanation_follows_the_transfer_a_line_waits_for(core: PlannerCore) -> None:
+    """Sent, shipped, then arrived but not yet planned again: the waiting line names it each time;
+    a line partly from the lab's own stock counts its assigned and waiting units together."""
+    order_id = _order(core)
+    core.lab_stock("lab-b", {"pla": 6 * SPLINT_PLA})
+    core.commit_plan(_plan(order_id, quantity=10, shipped_units=4))
+
+    def chosen() -> dict[str, Any]:
+        [verdict] = [v for v in core.explanation(order_id) if v["chosen"]]
+        return dict(verdict)
+
+    verdict = chosen()
+    assert verdict["units"] == 10 and verdict["lab_id"] == "lab-b"
+    assert verdict["why"].startswith("chosen for 10 units (4 of them made from material shipped to the lab)")
+    assert "0.024 kg for these units, of a 0.024 kg parcel (transfer t1-1, sent)" in verdict["why"]
+    [t] = verdict["transfers"]
+    assert (t["from_lab"], t["km"], t["arrive_at"]) == ("lab-a", 60.0, ARRIVE.isoformat())
+    core.shipments.answer("lab-a", "t1-1", shipped=True)
+    assert [t["state"] for t in chosen()["transfers"]] == ["shipped"]
+    core.shipments.arrived("lab-b", "t1-1")
+    assert [t["state"] for t in chosen()["transfers"]] == ["arrived"]
+
+
+def test_work_the_receiving_lab_refuses_is_planned_again_with_the_material_it_received(
+    core: PlannerCore,
+) -> None:
+    """The material arrived, the re-plan sent its units to the receiver, and the receiver refused
+    them: the units are demand again, the receiver's stock keeps the material, and the next plan
+    places every unit elsewhere, shipping the material to a lab that can use it. Nothing is lost."""
+    other = RECEIVER.model_copy(
+        update={"id": "lab-c", "name": "Lab C", "location": Location(lat=45.25, lon=5.75)}
+    )
+    core.lab_hello(other, {})
+    order_id = _order(core)
+    core.commit_plan(_plan(order_id))
+    core.shipments.answer("lab-a", "t1-1", shipped=True)
+    core.lab_stock("lab-a", {"pla": 1.0 - 10 * SPLINT_PLA})
+    core.shipments.arrived("lab-b", "t1-1")
+    core.lab_stock("lab-b", {"pla": 10 * SPLINT_PLA})
+    # The re-plan after the arrival sends the units to lab-b from its own stock now.
+    again = Plan(
+        version=0,
+        allocations=[
+            Allocation(
+                order_id=order_id,
+                lab_id="lab-b",
+                quantity=10,
+                cost=CostTerms(km=0.5, transport=5.0),
+                early_units=10,
+            )
+        ],
+        objective=1,
+        bound=1,
+        status="FEASIBLE",
+        solve_seconds=0,
+    )
+    [row] = core.commit_plan(again)
+    assert (row.lab_id, row.quantity) == ("lab-b", 10) and _units_open(core) == 0
+    core.job_update("lab-b", row.id, "refused", reason="printer down")
+
+    assert _units_open(core) == 10  # the refused units are demand again
+    assert _state(core, "lab-b")[0] == pytest.approx(10 * SPLINT_PLA)  # the material is still there
+    problem = core.problem()
+    params = SolveParams(time_limit_s=2.0, workers=1)
+    plan = solve(problem, params)
+    assert check(problem, plan, params) == []
+    assert [(a.lab_id, a.quantity) for a in plan.allocations] == [("lab-c", 10)]
+    # The material lab-b received goes on to lab-c, 7 km away (nearer than lab-a's own).
+    assert [(t.from_lab, t.to_lab, t.material) for t in plan.transfers] == [("lab-b", "lab-c", "pla")]
+    assert plan.transfers[0].quantity == pytest.approx(10 * SPLINT_PLA)
+    assert core.shipments.rows["t1-1"].state == "arrived"

@@ -11,11 +11,12 @@ import pytest
 
 from protocol.model import Plan, Transfer
 from solver.allocation.allocate import solve
-from solver.allocation.explain import explain_order
+from solver.allocation.emergency import insert_urgent, senders_near
+from solver.allocation.explain import NO_TRANSFERS, explain_order
 from solver.check import check
 from solver.model.geo import haversine_km
 from solver.model.objective import TRANSFER_HANDLING_COST, TRANSFER_HANDLING_HOURS, TRANSPORT_KMH
-from solver.model.problem import Problem
+from solver.model.problem import Demand, Problem
 from tests.solver.factory import FAR, FAST, MIDDLE, NEAR, NOW, lab, machine, order, printer, problem
 
 #: Finger splints: 0.006 kg PLA each, printing and a little bench work.
@@ -213,3 +214,86 @@ def test_explanation_says_where_the_material_comes_from() -> None:
     [chosen] = [v for v in explain_order(p, plan, "o1", FAST) if v.chosen]
     assert chosen.lab_id == "near"
     assert "material pla from lab far (Far), 84 km, arrives day 0.2" in chosen.why
+
+
+def _emergency_at_idle_machines(pla_at_sender: float = 10.0) -> Problem:
+    """The idle printers near the hospital, the PLA 85 km away, and an emergency order for splints."""
+    p = idle_lab_and_stocked_lab(pla_at_sender)
+    urgent = order("e1", "finger-splint", 20, days=3, priority="emergency")
+    return replace(p, demands=[Demand(order=urgent, quantity=20)])
+
+
+def test_the_emergency_fast_path_ships_material_where_the_small_path_would() -> None:
+    p = _emergency_at_idle_machines()
+    small = solve(p, FAST)
+    plan = insert_urgent(p, {"e1"}, FAST, budget_s=1.0)
+    assert check(p, plan, FAST) == []
+    assert (
+        [(a.lab_id, a.quantity) for a in plan.allocations]
+        == [("near", 20)]
+        == [(a.lab_id, a.quantity) for a in small.allocations]
+    )
+    assert [(t.from_lab, t.to_lab, t.material) for t in plan.transfers] == [("far", "near", "pla")]
+    assert [(t.from_lab, t.quantity) for t in plan.transfers] == [
+        (t.from_lab, pytest.approx(t.quantity)) for t in small.transfers
+    ]
+    assert plan.allocations[0].received == {"pla": pytest.approx(20 * SPLINT_PLA)}
+
+
+def test_the_emergency_fast_path_ships_nothing_with_transfers_off_or_no_sender() -> None:
+    p = _emergency_at_idle_machines()
+    off = insert_urgent(p, {"e1"}, replace(FAST, transfer_radius_km=0.0), budget_s=1.0)
+    assert off.transfers == [] and sum(s.quantity for s in off.shortages) == 20
+    dry = _emergency_at_idle_machines(pla_at_sender=0.0)
+    plan = insert_urgent(dry, {"e1"}, FAST, budget_s=1.0)
+    assert plan.transfers == [] and sum(s.quantity for s in plan.shortages) == 20
+
+
+def test_the_emergency_fast_path_asks_only_labs_short_of_material_for_senders() -> None:
+    stocked = lab("near", NEAR, [printer(), machine("bench", "assembly")], stock={"pla": 10.0})
+    store = lab("far", FAR, [machine("laser", "laser")], stock={"pla": 10.0})
+    urgent = order("e1", "finger-splint", 5, days=3, priority="emergency")
+    p = problem([stocked, store], [urgent])
+    assert senders_near(p, [0], p.demands, FAST) == {}
+    dry = replace(p, labs=[replace(stocked, stock={}), store])
+    assert senders_near(dry, [0], dry.demands, FAST) == {0: {1}}
+    assert senders_near(dry, [0], dry.demands, replace(FAST, transfer_radius_km=50.0)) == {0: set()}
+    # With stock, the fast path's neighbourhood is the one it was: the store is not asked.
+    plan = insert_urgent(p, {"e1"}, FAST, budget_s=1.0)
+    assert plan.transfers == [] and [(a.lab_id, a.quantity) for a in plan.allocations] == [("near", 5)]
+
+
+def test_the_emergency_fast_path_ships_between_two_labs_of_its_neighbourhood() -> None:
+    # Both labs can make splints and are its nearest: the nearer has PLA for 5 of the 20, the other
+    # (19 km) has plenty of PLA and little time.
+    near = lab("near", NEAR, [printer(), machine("bench", "assembly")], stock={"pla": 5 * SPLINT_PLA})
+    middle = lab("middle", MIDDLE, [printer(hours=0.5), machine("bench", "assembly")], stock={"pla": 10.0})
+    urgent = order("e1", "finger-splint", 20, days=3, priority="emergency")
+    p = problem([near, middle], [urgent])
+    plan = insert_urgent(p, {"e1"}, FAST, budget_s=1.0)
+    assert check(p, plan, FAST) == []
+    assert [(t.from_lab, t.to_lab) for t in plan.transfers] == [("middle", "near")]
+    assert sum(a.quantity for a in plan.allocations) == 20
+
+
+def test_the_large_path_plans_no_transfer_and_its_plan_and_explanation_say_so() -> None:
+    p = idle_lab_and_stocked_lab()
+    small = solve(p, FAST)
+    assert small.transfers and small.transfers_considered
+    large = solve(p, replace(FAST, decompose_above=0))  # above it: the large path
+    assert check(p, large, FAST) == []
+    assert large.transfers == [] and not large.transfers_considered
+    assert sum(s.quantity for s in large.shortages) == 20
+    verdicts = {v.lab_id: v for v in explain_order(p, large, "o1", FAST)}
+    assert verdicts["near"].why.startswith("no stock: pla")
+    assert verdicts["near"].what_would_change is not None
+    assert verdicts["near"].what_would_change.endswith(NO_TRANSFERS)
+    # The one-model path with transfers turned off says so too; with them on, it never adds it.
+    off = solve(p, replace(FAST, transfer_radius_km=0.0))
+    assert not off.transfers_considered
+    dry = idle_lab_and_stocked_lab(pla_at_sender=0.0)
+    short = solve(dry, FAST)
+    assert short.transfers_considered and sum(s.quantity for s in short.shortages) == 20
+    near = next(v for v in explain_order(dry, short, "o1", FAST) if v.lab_id == "near")
+    assert near.what_would_change is not None and NO_TRANSFERS not in near.what_would_change
+    assert insert_urgent(_emergency_at_idle_machines(), {"e1"}, FAST, budget_s=1.0).transfers_considered
