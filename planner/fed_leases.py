@@ -166,7 +166,7 @@ class Leases:
             self.core.on_change("federation")
         for row in new:
             if row.trade.host == self.region:
-                await self._send_lease(row, now)
+                await self.send_lease(row, now)
         return new
 
     def _abroad_add(self, covers: dict[str, int]) -> None:
@@ -175,7 +175,8 @@ class Leases:
             covered, made = self._abroad.get(order_id, (0, 0))
             self._abroad[order_id] = (covered + units, made)
 
-    async def _send_lease(self, row: TradeRow, now: datetime) -> None:
+    async def send_lease(self, row: TradeRow, now: datetime) -> None:
+        """Send the origin a LEASE of a trade this planner hosts (again: it is idempotent)."""
         expires = now + timedelta(seconds=self.lease_wait_s)
         body = {"trade_id": row.trade.trade_id, "units": row.units, "expires_at": expires.isoformat()}
         await self.send(row.trade.origin, "LEASE", body)
@@ -191,9 +192,10 @@ class Leases:
             if row.state == "leased":
                 units = row.units
             elif row.state == "pending":
-                units = min(body.units, sum(row.covers.values()))
+                still = self._still_needed(row.covers)
+                units = min(body.units, sum(still.values()))
                 if units > 0:
-                    covers = _trim(row.covers, units)
+                    covers = _trim(still, units)
                     self.book.update(body.trade_id, state="leased", units=units, covers=covers)
                     self.stats.leases_confirmed += 1
                 else:
@@ -204,6 +206,20 @@ class Leases:
         elif row is None:
             self.stats.leases_refused += 1
         await self.send(sender, "CONFIRM", {"trade_id": body.trade_id, "units": units})
+
+    def _still_needed(self, covers: dict[str, int]) -> dict[str, int]:
+        """The part of a pending trade's cover its orders still need: a plan solved before the trade
+        was written may have given some of those units to labs of this region since (an emergency's
+        full re-plan runs while its fast path asks the peers); those the trade no longer takes."""
+        out = {}
+        for order_id, units in covers.items():
+            order = self.core.orders.get(order_id)
+            if order is None or order.state in {"done", "cancelled"}:
+                continue
+            keep = units - max(0, self.core.units_committed(order_id) - order.quantity)
+            if keep > 0:
+                out[order_id] = keep
+        return out
 
     def on_confirm(self, sender: str, body: ConfirmBody, now: datetime) -> None:
         """The host learns the units its origin takes: the trade is leased (its order placed) or void."""
@@ -295,7 +311,7 @@ class Leases:
                         self.lease_wait_s,
                     )
             elif row.state == "pending" and t.host == self.region and t.origin in live:
-                await self._send_lease(row, now)
+                await self.send_lease(row, now)
             elif row.state == "leased" and t.host == self.region:
                 self._place(row, now)  # idempotent: a host killed between CONFIRM and placing
                 made = min(row.units, self.core.units_made(lease_order_id(t.trade_id)))

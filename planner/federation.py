@@ -5,10 +5,13 @@
 - the peer transport (`planner.peers.PeerNode`: CurveZMQ, admitted keys, heartbeats, refusals);
 - the rounds of the priced contract net (`planner.fed_rounds`), on the problem the planner holds;
 - the trades' leases, progress and resync (`planner.fed_leases`), in the planner's own ledger file
-  (`planner.trade_book`).
+  (`planner.trade_book`);
+- the emergency fast path (`planner.fed_emergency`): an emergency its labs cannot make in time is
+  placed with a peer in one round trip, without waiting for a session.
 
-One task reads the peer inbox and hands each message to its part; one ticks every heartbeat (leases,
-progress, and, on the coordinator, a session every `every_s` seconds when asked to).
+One task reads the peer inbox and hands each message to its part; one follows the planner's events
+(each plan it commits may leave an emergency short); one ticks every heartbeat (leases, progress,
+the fast path's retries, and, on the coordinator, a session every `every_s` seconds when asked to).
 """
 
 from __future__ import annotations
@@ -22,11 +25,22 @@ from dataclasses import asdict
 from typing import Any
 
 from planner.core import PlannerCore
+from planner.fed_emergency import Emergencies
 from planner.fed_leases import Leases
 from planner.fed_rounds import Rounds
 from planner.peers import PeerNode
 from planner.trade_book import TradeBook
-from protocol.peers import ConfirmBody, LeaseBody, PeerEnvelope, ProgressBody, RoundStart, SnapshotBody
+from protocol.peers import (
+    ConfirmBody,
+    EmergencyBody,
+    EmergencyOfferBody,
+    EmergencyTakeBody,
+    LeaseBody,
+    PeerEnvelope,
+    ProgressBody,
+    RoundStart,
+    SnapshotBody,
+)
 from solver.federation.cells import cell_centre, cell_of
 from solver.federation.net import NetParams
 from solver.model.problem import SolveParams
@@ -49,6 +63,7 @@ class Federation:
         net: NetParams = NetParams(),
         lease_wait_s: float | None = None,
         round_timeout_s: float | None = None,
+        emergency_wait_s: float | None = None,
     ) -> None:
         self.core = core
         self.node = node
@@ -67,6 +82,20 @@ class Federation:
             lambda: set(node.lost),
             params,
             net,
+            **extra,
+        )
+        extra = {} if emergency_wait_s is None else {"answer_wait_s": emergency_wait_s}
+        self.emergencies = Emergencies(
+            self.region,
+            core,
+            book,
+            self.leases,
+            node.send,
+            node.live_peers,
+            params,
+            node.heartbeat_s,
+            self.rounds.stats.orders_exposed,
+            net.cell_deg,
             **extra,
         )
         self.frames_unexpected = 0
@@ -92,6 +121,7 @@ class Federation:
     async def run(self, stop: asyncio.Event) -> None:
         """Read the peer inbox and tick every heartbeat until `stop` is set."""
         reader = asyncio.create_task(self._read(), name="federation-read")
+        follower = asyncio.create_task(self._follow(), name="federation-follow")
         try:
             while not stop.is_set():
                 with contextlib.suppress(TimeoutError):
@@ -104,7 +134,8 @@ class Federation:
                     log.exception("federation tick failed")
         finally:
             reader.cancel()
-            for task in [reader, *self._tasks]:
+            follower.cancel()
+            for task in [reader, follower, *self._tasks]:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
@@ -113,6 +144,7 @@ class Federation:
         self.node.expire()
         live = set(self.node.live_peers())
         await self.leases.tick(self.core.clock(), live)
+        await self.emergencies.tick()
         self.node.round = max(self.node.round, self.rounds.latest_round)
         due = self.every_s > 0 and time.monotonic() - self._last_session >= self.every_s
         if due and self.coordinator == self.region and live and not self.rounds._negotiating.locked():
@@ -127,6 +159,23 @@ class Federation:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("federation task failed", exc_info=task.exception())
+
+    async def _follow(self) -> None:
+        """After every plan this planner commits, look for emergencies it leaves short (the fast path)."""
+        events = self.core.bus.subscribe()
+        try:
+            while True:
+                event = await events.get()
+                if event is None:  # cut off (or the planner stops): follow again from now
+                    events = self.core.bus.subscribe()
+                    continue
+                if event.kind == "plan.committed":
+                    try:
+                        await self.emergencies.scan()
+                    except Exception:  # the next plan or heartbeat scans again
+                        log.exception("federation: the emergency scan failed")
+        finally:
+            self.core.bus.unsubscribe(events)
 
     async def _read(self) -> None:
         while True:
@@ -150,6 +199,7 @@ class Federation:
         elif kind == "LEASE":
             assert isinstance(body, LeaseBody)
             await self.leases.on_lease(sender, body, now)
+            self.emergencies.on_leased(body.trade_id)
         elif kind == "CONFIRM":
             assert isinstance(body, ConfirmBody)
             self.leases.on_confirm(sender, body, now)
@@ -159,6 +209,15 @@ class Federation:
         elif kind == "SNAPSHOT":
             assert isinstance(body, SnapshotBody)
             self.leases.on_snapshot(sender, body, now)
+        elif kind == "EMERGENCY":
+            assert isinstance(body, EmergencyBody)
+            self._spawn(self.emergencies.on_request(sender, body))  # its LP runs off the reader
+        elif kind == "EMERGENCY_OFFER":
+            assert isinstance(body, EmergencyOfferBody)
+            await self.emergencies.on_answer(sender, body)
+        elif kind == "EMERGENCY_TAKE":
+            assert isinstance(body, EmergencyTakeBody)
+            await self.emergencies.on_take(sender, body)
         elif kind not in {"PEER_HELLO", "OFFER"}:
             self.frames_unexpected += 1
 
@@ -203,6 +262,7 @@ class Federation:
             "places": self.places(),
             "rounds": self.book.rounds(20),
             "sessions": self.rounds.summaries[-5:],
+            "emergency": self.emergencies.status(),
             "stats": stats
             | {
                 "frames_unexpected": self.frames_unexpected,

@@ -32,7 +32,13 @@ Region = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,39}$")]
 _ID_HEAD = r"[a-z0-9][a-z0-9_-]{0,39}\.r[0-9]{1,9}"
 OfferId = Annotated[str, Field(pattern=rf"^{_ID_HEAD}\.o[0-9]{{1,9}}$")]
 BidId = Annotated[str, Field(pattern=rf"^{_ID_HEAD}\.b[0-9]{{1,9}}$")]
-TradeId = Annotated[str, Field(pattern=rf"^t[0-9]{{0,9}}\.{_ID_HEAD}\.b[0-9]{{1,9}}$")]
+#: An emergency request (SPEC.md section 10.8): the origin's region and a counter.
+RequestId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,39}\.e[0-9]{1,9}$")]
+#: A trade answers a bid of a round (`t.BID_ID`), or an emergency request (`tK.REQUEST_ID`).
+TradeId = Annotated[
+    str,
+    Field(pattern=rf"^t[0-9]{{0,9}}\.({_ID_HEAD}\.b[0-9]{{1,9}}|[a-z0-9][a-z0-9_-]{{0,39}}\.e[0-9]{{1,9}})$"),
+]
 _ENVELOPE_KEYS = frozenset({"v", "kind", "sender", "seq", "epoch", "body"})
 _MAX_SEQ = 2**63 - 1
 
@@ -165,7 +171,7 @@ class TradeBody(Record):
     cell: Cell
     units: Units
     price: Money
-    round: Round
+    round: int = Field(ge=0)  # 0: a trade of the emergency fast path (SPEC.md section 10.8)
     priority: Priority = "routine"
     state: Literal["pending", "leased", "void"] = "leased"
     units_done: int = Field(default=0, ge=0)
@@ -194,6 +200,39 @@ class ProgressBody(Record):
     units_done: int = Field(ge=0)
 
 
+class EmergencyBody(Record):
+    """An origin asks for `units` of `design` delivered to `cell` by day `window`, for an emergency its
+    own labs cannot make in time, paying at most `max_price` a unit; it waits for answers until
+    `expires_at` (SPEC.md section 10.8)."""
+
+    request_id: RequestId
+    design: Name
+    units: Units
+    window: Window
+    cell: Cell
+    max_price: Money
+    expires_at: UtcDatetime
+
+
+class EmergencyOfferBody(Record):
+    """A host's firm answer to an emergency request: `units` (0: none) at `price` a unit delivered to
+    the request's cell, held for the origin until `expires_at`."""
+
+    request_id: RequestId
+    units: int = Field(ge=0, le=10_000_000)
+    price: Money
+    expires_at: UtcDatetime
+
+
+class EmergencyTakeBody(Record):
+    """The units of a host's answer the origin takes (0: none, the hold is released); with units, the
+    trade `trade_id` is committed on both sides."""
+
+    request_id: RequestId
+    trade_id: TradeId
+    units: int = Field(ge=0, le=10_000_000)
+
+
 PEER_BODIES: dict[str, type[Record]] = {
     "PEER_HELLO": PeerHello,
     "HEARTBEAT": PeerHeartbeat,
@@ -212,6 +251,9 @@ PEER_BODIES: dict[str, type[Record]] = {
     "BIDS": BidsBody,
     "AWARDS": AwardsBody,
     "CONFIRM": ConfirmBody,
+    "EMERGENCY": EmergencyBody,
+    "EMERGENCY_OFFER": EmergencyOfferBody,
+    "EMERGENCY_TAKE": EmergencyTakeBody,
 }
 
 

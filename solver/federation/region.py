@@ -100,6 +100,9 @@ class Solution:
     values: dict[int, float]
     #: Where the plan makes each trade it hosts: trade id -> cell -> units.
     made: dict[str, dict[str, float]] = field(default_factory=dict)
+    #: Stock a cell's plan leaves unused, per (cell, material); filled only when `solve` is asked for
+    #: it (`stock_left=True`: the emergency fast path caps a host's spare units by it).
+    stock_left: dict[tuple[str, str], float] = field(default_factory=dict)
 
 
 class RegionModel:
@@ -176,6 +179,7 @@ class RegionModel:
         offers: list[Offer] | None = None,
         imports: list[Trade] | None = None,
         exports: list[Trade] | None = None,
+        stock_left: bool = False,
     ) -> Solution:
         """Solve the region's LP with the given import options, trades it receives and trades it makes.
 
@@ -183,7 +187,8 @@ class RegionModel:
         `imports` are trades whose units arrive for this region's demand (they cost it nothing more:
         the host counts making and carrying them); `exports` are trades this region must make.
         The cost reported leaves out what offers would be paid, so the regions' costs add up to the
-        federation's cost.
+        federation's cost. With `stock_left`, the solution also says how much of each cell's stock
+        its plan leaves unused.
         """
         offers = offers or []
         solver = pywraplp.Solver.CreateSolver("GLOP")
@@ -286,6 +291,10 @@ class RegionModel:
         for trade_id, cell, var in making:
             if var.solution_value() > 1e-6:
                 solution.made.setdefault(trade_id, {})[cell] = var.solution_value()
+        if stock_left:
+            activity = solver.ComputeConstraintActivities()
+            for key, row in stock_rows.items():
+                solution.stock_left[key] = max(0.0, row.ub() - activity[row.index()])
         return solution
 
     def _solution(
@@ -306,9 +315,12 @@ class RegionModel:
         spare: dict[tuple[str, str, int], float] = {}
         whole: dict[tuple[str, str, int], float] = {}
         for cell, supply in self.supply.items():
+            # Every window any class of the cell counts (a class no machine of the cell is in counts
+            # none, and which class comes first in the dict follows string hashing, so it varies
+            # from process to process: taking the first class's windows lost every price at random).
+            windows = sorted({w for by in supply.minutes.values() for w in by} - {HORIZON})
             for design in supply.can_make:
                 steps = self.designs[design].steps
-                windows = sorted(w for w in next(iter(supply.minutes.values())) if w != HORIZON)
                 for window in windows:
                     price = 0.0
                     free = math.inf

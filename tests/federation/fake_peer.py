@@ -2,7 +2,9 @@
 
 It binds its ROUTER, connects a DEALER to the planner under test, sends heartbeats, and answers the
 rounds as `behaviour` says: offers everything cheaply, awards every bid in full, and then leases
-(or not), or falls silent after the first round. Every message it receives is kept.
+(or not), or falls silent after the first round. To an emergency request (SPEC.md 10.8) it answers
+with `emergency_units` (each answer sent `emergency_repeat` times), or never; a take with units it
+leases when `lease` says so. Every message it receives is kept.
 """
 
 from __future__ import annotations
@@ -28,6 +30,11 @@ class Behaviour:
     windows: range = range(0, 9)
     lease: bool = False
     silent_after_offers: bool = False
+    #: Units it answers an EMERGENCY with (None: it never answers one), at `emergency_price` a unit.
+    emergency_units: int | None = None
+    emergency_price: float = 5.0
+    #: How many times it sends each answer and each LEASE of the fast path (a retry is a repeat).
+    emergency_repeat: int = 1
 
 
 @dataclass
@@ -138,6 +145,19 @@ class FakePeer:
             awards = [{"bid_id": b["bid_id"], "round": r, "units": b["units"]} for b in body["bids"]]
             self._emit("AWARDS", {"round": r, "awards": awards})
             self._emit("COST", {"round": r, "cost": 0.0, "before": 0.0, "bids": 0})
+        elif message.kind == "EMERGENCY" and self.behaviour.emergency_units is not None:
+            answer = {
+                "request_id": body["request_id"],
+                "units": min(self.behaviour.emergency_units, body["units"]),
+                "price": self.behaviour.emergency_price,
+                "expires_at": _soon(),
+            }
+            for _ in range(self.behaviour.emergency_repeat):
+                self._emit("EMERGENCY_OFFER", answer)
+        elif message.kind == "EMERGENCY_TAKE" and body["units"] > 0 and self.behaviour.lease:
+            lease = {"trade_id": body["trade_id"], "units": body["units"], "expires_at": _soon()}
+            for _ in range(self.behaviour.emergency_repeat):
+                self._emit("LEASE", lease)
         elif message.kind == "VOTE" and body["commit"] and self.behaviour.lease:
             for m in self.received:
                 if m.kind == "BIDS" and m.body.round == body["round"]:

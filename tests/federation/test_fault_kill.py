@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sqlite3
 import threading
@@ -129,6 +130,8 @@ def test_kill_9_of_a_peer_mid_session_loses_and_doubles_no_trade(tmp_path: Path)
         outcomes = {r["round"]: r["outcome"] for r in federation_status(lombardy)["rounds"]}
         for held in at.values():
             for trade_id in held:
+                if re.search(r"\.e[0-9]+$", trade_id):  # the emergency fast path: no round, no vote
+                    continue
                 round_ = int(trade_id.split(".r", 1)[1].split(".", 1)[0])
                 assert outcomes.get(round_) == "commit", (trade_id, outcomes)
         # Switzerland comes back on its ledger and resyncs: both sides end up holding every trade alike.
