@@ -15,7 +15,7 @@ from cosmolocal.logs import setup_logging
 from cosmolocal.node_commands import node_app, parse_anchor
 from cosmolocal.scenario_commands import scenario_app
 from planner.rates import FORECAST_DAYS
-from solver.model.objective import DEFAULT_OBJECTIVE, Objective
+from solver.model.objective import DEFAULT_OBJECTIVE, TRANSFER_RADIUS_KM, Objective
 
 app = typer.Typer(
     name="cosmolocal",
@@ -102,6 +102,14 @@ def planner_serve(
         int,
         typer.Option(min=1, max=100, help="Capable labs each order considers, nearest first."),
     ] = 8,
+    transfer_radius_km: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            help="Farthest lab that may ship material to another (protocol/SPEC.md section 11); "
+            "0 ships nothing.",
+        ),
+    ] = TRANSFER_RADIUS_KM,
     clock_speed: Annotated[
         float,
         typer.Option(
@@ -166,6 +174,7 @@ def planner_serve(
         keys_dir=None if insecure else (keys or _keys_beside(db)),
         require_tokens=not open_http,
         k_nearest=k_nearest,
+        transfer_radius_km=transfer_radius_km,
         clock_speed=clock_speed,
         clock_anchor=None if clock_anchor is None else parse_anchor(clock_anchor),
         peer_region=peer_region,

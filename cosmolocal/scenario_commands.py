@@ -16,7 +16,7 @@ from rich.table import Table
 from cosmolocal.console import err, fail, out, stdout_to_stderr
 from cosmolocal.executor_options import WorkersOption, checked_choice, cli_executor
 from cosmolocal.scenario_sweep import sweep_command
-from scenarios.live import DEFAULT_SPEED
+from scenarios.live import DEFAULT_SPEED, LIGHT_UNITS_PER_DAY, MIN_DEFAULT_SPEED
 from scenarios.spec import LoadedScenario, ScenarioError, builtin_scenarios, find_scenario, load_scenario
 from solver.model.objective import Objective
 
@@ -69,8 +69,19 @@ def run(
         typer.Option("--live", help="Run over real processes and the real mesh instead of simulated time."),
     ] = False,
     speed: Annotated[
-        float, typer.Option(min=1.0, help="--live: how many times faster than real time.")
-    ] = DEFAULT_SPEED,
+        float | None,
+        typer.Option(
+            min=1.0,
+            help=f"--live: how many times faster than real time \\[default: from the scenario's size, "
+            f"{DEFAULT_SPEED:,.0f}x up to {LIGHT_UNITS_PER_DAY:,.0f} units demanded a day, halved for each "
+            f"doubling beyond, at least {MIN_DEFAULT_SPEED:,.0f}x, so that the planner's largest solve stays "
+            "small against the simulated day; see docs/live-vs-sim.md].",
+        ),
+    ] = None,
+    keep: Annotated[
+        Path | None,
+        typer.Option(help="--live: copy the mesh's logs and the planner's ledger to this folder."),
+    ] = None,
     trade: Annotated[
         bool,
         typer.Option(
@@ -127,6 +138,8 @@ def run(
         fail(str(exc))
     if live and choice is not None:
         fail("--executor: --live runs one live mesh of real processes; it does not fan out")
+    if not live and (speed is not None or keep is not None):
+        fail(f"{'--speed' if speed is not None else '--keep'}: applies only with --live")
     if forecast_days is not None:
         loaded = loaded.model_copy(
             update={"scenario": loaded.scenario.model_copy(update={"forecast_days": forecast_days})}
@@ -136,7 +149,7 @@ def run(
 
         try:
             with stdout_to_stderr(as_json):
-                metrics = run_live(loaded, speed=speed, console=err if as_json else out)
+                metrics = run_live(loaded, speed=speed, console=err if as_json else out, keep=keep)
         except ScenarioError as exc:
             fail(str(exc))
         _print(metrics, as_json, loaded.scenario.title)

@@ -9,8 +9,10 @@ their compressed times with their due dates in that frame, and the planner's pla
 hours account count the same hours the labs work. (Before, the planner read the wall clock while
 its labs ran `speed` times faster: due dates kept their real length, so an order placed days ago
 looked as far from its due date as a new one, and the planner counted the labs' hours at wall
-speed.) The planner solves with the scenario's `solve_seconds` and `k_nearest` and weighs by its
-`objective`. Labs run with `--working-hours`: a machine works its `hours_per_day`, as the planner
+speed.) The speed is the scenario's `default_speed` (from the units it demands a day) unless given.
+The planner solves with the scenario's `solve_seconds`, `k_nearest` and `transfer_radius_km` and
+weighs by its `objective`; the transfers it plans go over the mesh (SHIP, INCOMING, ARRIVED) and are
+counted from its ledger. Labs run with `--working-hours`: a machine works its `hours_per_day`, as the planner
 and the simulation count it (by default the simulated executor runs machines around the clock,
 which gave the live labs 24 / hours_per_day times their capacity). They run with `--rule-only` too:
 they take work earliest leave-by first (`solver.jobshop.ranking`, the ASSIGN saying what the plan
@@ -36,6 +38,7 @@ from __future__ import annotations
 import json
 import math
 import queue
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -52,7 +55,7 @@ import zmq
 from rich.console import Console
 
 from nodes.control import ControlRequest, send_control
-from protocol.footprint import CO2_KG_PER_TONNE_KM, CO2_SOURCE, unit_kg
+from protocol.footprint import CO2_KG_PER_TONNE_KM, CO2_SOURCE, MATERIAL_KG, unit_kg
 from protocol.model import Order
 from protocol.timeframe import compressed
 from scenarios.demo import Mesh, start_mesh
@@ -62,12 +65,42 @@ from scenarios.spec import LoadedScenario
 from scenarios.world import World, build_world
 from solver.model.geo import haversine_km
 
-#: The default compression of time: one wall second is 33 simulated minutes, so a 1-second solve is
-#: about 2 % of a simulated day, and a lab's loop paused for a second (a loaded host) costs half an
-#: hour of work, not five (measured against 20,000 and 5,000: docs/live-vs-sim.md).
+#: The fastest default compression of time: one wall second is 33 simulated minutes, so a 1-second
+#: solve is about 2 % of a simulated day, and a lab's loop paused for a second (a loaded host) costs
+#: half an hour of work, not five (measured against 20,000 and 5,000: docs/live-vs-sim.md). It is the
+#: default of the light scenarios (`default_speed`).
 DEFAULT_SPEED = 2_000.0
+#: Units demanded per simulated day up to which `DEFAULT_SPEED` holds. Measured on a loaded 2-core
+#: host at 2,000x: valve-lombardy (72 a day, largest solve 1.5 s), fab-city-barcelona (267, 1.6 s) and
+#: shields-and-splints-be (648, 1.9 s) kept the largest solve near a simulated hour; churn (1,102 a
+#: day) took 9.9 s, 5.5 simulated hours, and 4.8 s (1.3 h) at 1,000x (docs/live-vs-sim.md).
+LIGHT_UNITS_PER_DAY = 800.0
+#: The slowest default: a day lasts 6 wall minutes.
+MIN_DEFAULT_SPEED = 250.0
 #: Wall seconds after the scenario's end for the labs' last reports to reach the planner.
 REPORT_SLACK_S = 3.0
+
+
+def units_per_day(world: World) -> float:
+    """Units the scenario demands per simulated day, over the days its orders come in."""
+    days = max(world.loaded.scenario.days, 1e-9)
+    return sum(order.quantity for order in world.orders) / days
+
+
+def default_speed(world: World) -> float:
+    """The live speed of a scenario by default, from its size: `DEFAULT_SPEED` up to
+    `LIGHT_UNITS_PER_DAY` units demanded a day, halved for each doubling beyond, never below
+    `MIN_DEFAULT_SPEED`.
+
+    Why the units a day: the planner's solves carry the open work (more units a day, more lines per
+    order and more work planned again when a lab is lost or falls behind), so its largest solve grows
+    with them, and with it the simulated hours a solve lasts at a given speed; the mesh's own work
+    (job reports, the ledger, re-plans) grows with them too. Halving the speed for each doubling keeps
+    the largest solve near the simulated hour it takes in the light scenarios at 2,000x.
+    """
+    ratio = units_per_day(world) / LIGHT_UNITS_PER_DAY
+    halvings = max(0, math.ceil(math.log2(ratio) - 1e-9)) if ratio > 0 else 0
+    return max(MIN_DEFAULT_SPEED, DEFAULT_SPEED / 2**halvings)
 
 
 class _Controls:
@@ -148,17 +181,25 @@ class _Controls:
 
 def run_live(
     loaded: LoadedScenario,
-    speed: float = DEFAULT_SPEED,
+    speed: float | None = None,
     console: Console | None = None,
     grace_s: float = 30.0,
+    keep: Path | None = None,
 ) -> list[dict[str, Any]]:
     """Run the scenario live; returns one metrics object (policy `cosmolocal-live`).
 
-    `grace_s`: the longest wait after the scenario's end for every order's last report.
+    `speed`: how many times faster than real time (None: `default_speed`, from the scenario's size).
+    `grace_s`: the longest wait after the scenario's end for every order's last report. `keep`: a
+    folder to copy the mesh's logs and the planner's ledger to, for reading after the run (the run's
+    own folder is removed).
     """
     console = console or Console(stderr=True)
     world = build_world(loaded)
     scenario = loaded.scenario
+    if speed is None:
+        speed = default_speed(world)
+        per_day = units_per_day(world)
+        console.print(f"live speed {speed:,.0f}x, the default at {per_day:,.0f} units a day (see --speed)")
     late_joiners = {e.lab_id for e in world.events if e.kind == "lab_joins"}
     started_labs = [lab for lab in world.labs if lab.id not in late_joiners]
     with tempfile.TemporaryDirectory(prefix="cosmolocal-live-") as temp:
@@ -185,6 +226,8 @@ def run_live(
                     scenario.objective,
                     "--k-nearest",
                     str(scenario.k_nearest),
+                    "--transfer-radius-km",
+                    f"{scenario.transfer_radius_km:g}",
                     "--clock-speed",
                     f"{speed:g}",
                     *clock,
@@ -212,8 +255,12 @@ def run_live(
             controls.close()
             mesh.stop()
         made, solves = _read_ledger(workdir / "planner.db")
+        transfers = _read_transfers(workdir / "planner.db")
         health = _mesh_health(workdir)
+        if keep is not None:
+            _keep(workdir, keep)
     metrics = _metrics(world, speed, shift, placed, views, made, solves, plan)
+    metrics |= _transfer_metrics(transfers, metrics)
     metrics |= health
     metrics["control_requests"] = controls.sent
     metrics["control_unanswered"] = controls.failed
@@ -325,7 +372,10 @@ def _stop_lab(process: subprocess.Popen[bytes], timeout_s: float = 10.0) -> None
 _LOG_SIGNS = {
     "lab_stalls": "lab agent was suspended for",  # a lab's loop paused over its stall limit: time not worked
     "lab_holds": "the planner has not said it heard this lab",  # a lease lapsed: the lab stopped work
-    "labs_lost": "its unfinished work returns to demand",  # a lab given up (the scenario's own too)
+    # a lab given up after missed heartbeats: silent, its work planned again
+    "labs_lost": "lost (silent for",
+    # a lab that said BYE: the scenario's own losses (a stopped process) and every lab at the run's end
+    "labs_left": "lost (left:",
 }
 
 
@@ -337,6 +387,39 @@ def _mesh_health(workdir: Path) -> dict[str, int]:
         for key, sign in _LOG_SIGNS.items():
             counts[key] += text.count(sign)
     return counts
+
+
+def _keep(workdir: Path, keep: Path) -> None:
+    """Copy the processes' logs and the planner's ledger (with its write-ahead log) to `keep`."""
+    keep.mkdir(parents=True, exist_ok=True)
+    for item in [*workdir.glob("*.log"), *workdir.glob("planner.db*")]:
+        shutil.copy2(item, keep / item.name)
+
+
+def _read_transfers(db_path: Path) -> list[dict[str, Any]]:
+    """Every material transfer the planner dispatched, as its ledger keeps it (planner.shipments)."""
+    with sqlite3.connect(f"file:{db_path}?mode=ro", uri=True) as db:
+        rows = db.execute("SELECT record, state FROM transfers ORDER BY rowid").fetchall()
+    return [json.loads(record) | {"state": state} for record, state in rows]
+
+
+def _transfer_metrics(transfers: list[dict[str, Any]], metrics: dict[str, Any]) -> dict[str, Any]:
+    """The simulation's transfer keys (`scenarios.metrics`): parcels that left their sender (shipped or
+    arrived), their km and tonne-km (in the transport footprint, as there), and the live mesh's own
+    counts of transfers refused by their sender or made void by its loss."""
+    left = [t for t in transfers if t["state"] in {"shipped", "arrived"}]
+    tonne_km = sum(MATERIAL_KG.get(t["material"], 0.0) * t["quantity"] / 1000.0 * t["km"] for t in left)
+    total = metrics["transport_tonne_km"] + tonne_km
+    return {
+        "transfers": len(left),
+        "transfer_km": round(sum(t["km"] for t in left), 1),
+        "transfer_tonne_km": round(tonne_km, 4),
+        "transfers_arrived": sum(1 for t in left if t["state"] == "arrived"),
+        "transfers_refused": sum(1 for t in transfers if t["state"] == "refused"),
+        "transfers_void": sum(1 for t in transfers if t["state"] == "void"),
+        "transport_tonne_km": round(total, 3),
+        "co2_kg": round(total * CO2_KG_PER_TONNE_KM, 3),
+    }
 
 
 def _read_ledger(db_path: Path) -> tuple[list[tuple[datetime, str, str, int]], list[float]]:
