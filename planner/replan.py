@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
+from dataclasses import replace
 
 from planner.core import EMERGENCY_ORDER, PlannerCore
 from planner.store import AssignmentRow
@@ -142,8 +143,25 @@ class Replanner:
             (s.order_id, s.quantity) for s in current.shortages
         }
 
+    @property
+    def emergency_params(self) -> SolveParams:
+        """The fast path's settings: the planner's, without material transfers.
+
+        The fast path exists to send work at once. Units made from shipped material cannot go at once
+        (they are held back until it arrives, `planner.shipping.held_back`), so the full re-plan that
+        follows places them again; a transfer the fast path planned would leave all the same, chosen
+        by a solve that sees only the order's neighbourhood and offers transfers to every urgent
+        demand, where the full re-plan offers them only to demands otherwise short or late. On
+        valve-lombardy 38 of the live planner's 39 parcels came from the fast path, none from the
+        simulation (which has no fast path), and the work that waited for them made the live run's
+        late valves (docs/live-vs-sim.md). Units the fast path cannot place from stock are left to
+        the full re-plan, which ships material when it is needed.
+        """
+        return replace(self.params, transfer_radius_km=0.0)
+
     async def _insert_emergencies(self) -> None:
-        """Place open emergency demands first, on their own neighbourhoods, within the latency budget."""
+        """Place open emergency demands first, on their own neighbourhoods, within the latency budget,
+        from the stock the labs hold (`emergency_params`)."""
         problem = self.core.problem()
         # A rate's forecast is not an order yet: it waits for the full re-plan.
         urgent = {
@@ -151,7 +169,9 @@ class Replanner:
         }
         if not urgent:
             return
-        plan = await asyncio.to_thread(insert_urgent, problem, urgent, self.params, self.emergency_budget_s)
+        plan = await asyncio.to_thread(
+            insert_urgent, problem, urgent, self.emergency_params, self.emergency_budget_s
+        )
         focus = Problem(
             problem.now, problem.designs, problem.labs, [d for d in problem.demands if d.order.id in urgent]
         )

@@ -20,10 +20,11 @@ meant), as the simulated labs do, without CP-SAT's improvement, which the simula
 
 The world is replayed as the simulation replays it (`scenarios.sim`): a lost lab's process is
 stopped at its time and started again when it comes back; every lab gets its supply
-(`restock_per_day`) at the start of each round through its control socket (`nodes.control`); a
-stock-out makes the lab lose that material and cuts its supply until it ends; a machine down is
-told to its lab, and back up at its end. Only Cosmolocal runs live; the baselines need the simulated
-replay.
+(`restock_per_day`) at the start of each round through its control socket (`nodes.control`), and
+the orders of that instant wait until every lab has answered it (`_Controls.settle`), as the
+simulation restocks before it plans; a stock-out makes the lab lose that material and cuts its
+supply until it ends; a machine down is told to its lab, and back up at its end. Only Cosmolocal
+runs live; the baselines need the simulated replay.
 
 Metrics have the simulation's keys where they can (`scenarios.metrics`): units count as made when
 the planner records them (the ledger's job events, shifted back to scenario time), delivered after
@@ -79,6 +80,9 @@ LIGHT_UNITS_PER_DAY = 800.0
 MIN_DEFAULT_SPEED = 250.0
 #: Wall seconds after the scenario's end for the labs' last reports to reach the planner.
 REPORT_SLACK_S = 3.0
+#: The longest wait, in wall seconds, for a round's supply to be answered by every lab before the
+#: replay goes on to the orders of the same instant (`_Controls.settle`).
+SUPPLY_SETTLE_S = 2.0
 
 
 def units_per_day(world: World) -> float:
@@ -107,6 +111,7 @@ class _Controls:
     """Talks to each lab's control socket from one thread per lab, so that a slow lab never holds up
     the replay's clock; requests to a lab keep their order. Supply a lab cannot take yet (stopped,
     not joined, not answering) is kept and sent with the next supply, as material waits at the door.
+    `settle` waits until every request queued so far has been answered or given up.
     """
 
     def __init__(self, endpoints: dict[str, str], processes: dict[str, subprocess.Popen[bytes]]) -> None:
@@ -119,6 +124,9 @@ class _Controls:
         self._queues: dict[str, queue.Queue[ControlRequest | None]] = {}
         self._threads: list[threading.Thread] = []
         self._pending: dict[str, dict[str, float]] = {}
+        #: Requests queued and not yet answered or given up (`settle` waits for none).
+        self._outstanding = 0
+        self._idle = threading.Condition(self._lock)
 
     def running(self, lab_id: str) -> bool:
         """True while the lab's process runs."""
@@ -132,7 +140,23 @@ class _Controls:
             thread = threading.Thread(target=self._serve, args=(lab_id,), daemon=True)
             thread.start()
             self._threads.append(thread)
+        with self._lock:
+            self._outstanding += 1
         self._queues[lab_id].put(request)
+
+    def settle(self, timeout_s: float) -> bool:
+        """Wait until every request queued so far has been answered or given up (at most `timeout_s`
+        wall seconds); True when none is left.
+
+        A lab tells the planner of its supply (STOCK) before it answers the request, so after this the
+        planner has heard of it. The replay settles the supply of a round before it posts the orders
+        of the same instant, as the simulation restocks before it plans (`scenarios.sim`): an order
+        that raced its round's supply was planned against the stock of the round before, a round's
+        supply short at every lab (valve-lombardy: 7 of 20 order batches reached the planner before
+        their round's supply reached fablab-milan).
+        """
+        with self._idle:
+            return self._idle.wait_for(lambda: self._outstanding == 0, timeout=timeout_s)
 
     def supply(self, lab_id: str, amounts: dict[str, float]) -> None:
         """Supply arriving now at the lab."""
@@ -155,28 +179,38 @@ class _Controls:
     def _serve(self, lab_id: str) -> None:
         requests = self._queues[lab_id]
         while (request := requests.get()) is not None:
-            if request.supply:
-                with self._lock:
-                    pending = self._pending.setdefault(lab_id, {})
-                    for material, amount in request.supply.items():
-                        pending[material] = pending.get(material, 0.0) + amount
-                    request = ControlRequest(supply=dict(pending))
-            if not self.running(lab_id):
-                continue
             try:
-                answer = send_control(self.endpoints[lab_id], request, timeout_s=5.0, context=self.context)
-            except TimeoutError:
-                with self._lock:
-                    self.failed += 1
-                continue
+                self._apply(lab_id, request)
+            finally:
+                with self._idle:
+                    self._outstanding -= 1
+                    self._idle.notify_all()
+
+    def _apply(self, lab_id: str, request: ControlRequest) -> None:
+        """Send one request to the lab (a supply with all that still waits at its door), if its process
+        runs, and book the answer."""
+        if request.supply:
             with self._lock:
-                self.sent += 1
-                if request.supply and answer.get("ok"):
-                    pending = self._pending[lab_id]
-                    for material, amount in request.supply.items():
-                        pending[material] = pending.get(material, 0.0) - amount
-                        if pending[material] <= 1e-12:
-                            del pending[material]
+                pending = self._pending.setdefault(lab_id, {})
+                for material, amount in request.supply.items():
+                    pending[material] = pending.get(material, 0.0) + amount
+                request = ControlRequest(supply=dict(pending))
+        if not self.running(lab_id):
+            return
+        try:
+            answer = send_control(self.endpoints[lab_id], request, timeout_s=5.0, context=self.context)
+        except TimeoutError:
+            with self._lock:
+                self.failed += 1
+            return
+        with self._lock:
+            self.sent += 1
+            if request.supply and answer.get("ok"):
+                pending = self._pending[lab_id]
+                for material, amount in request.supply.items():
+                    pending[material] = pending.get(material, 0.0) - amount
+                    if pending[material] <= 1e-12:
+                        del pending[material]
 
 
 def run_live(
@@ -308,12 +342,16 @@ def _replay(
     # scenario time t is the mesh's time t + shift (the mesh's clock reads `compressed` from the anchor)
     shift = compressed(anchor, speed, wall_start) - world.start
     placed: list[tuple[str, Order]] = []
+    supplied = False  # supply queued since the last order: the next order waits for its answers
     with httpx.Client(base_url=mesh.api, timeout=10.0, headers=mesh.headers) as client:
         for at, _, kind, item in timeline:
             wait = started + at - time.monotonic()
             if wait > 0:
                 time.sleep(wait)
             if kind == "order":
+                if supplied:  # the round's supply first, as the simulation restocks before it plans
+                    controls.settle(SUPPLY_SETTLE_S)
+                    supplied = False
                 request = {
                     "design": item.design,
                     "quantity": item.quantity,
@@ -330,6 +368,7 @@ def _replay(
                 for lab_id, per_day in world.restock.items():
                     amounts = {m: a * share for m, a in per_day.items() if (lab_id, m) not in cut}
                     controls.supply(lab_id, amounts)
+                supplied = True
             elif kind == "stock_out:start" and item.material:
                 cut.add((item.lab_id, item.material))
                 controls.forget_supply(item.lab_id, item.material)

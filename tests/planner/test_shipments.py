@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 
 from planner.core import PlannerCore
+from planner.replan import Replanner
 from planner.shipping import TransferRow, UnknownTransfer
-from planner.store import Ledger
+from planner.store import AssignmentRow, Ledger
 from protocol.model import Allocation, CostTerms, Lab, Location, Machine, OrderRequest, Plan, Transfer
 from protocol.okh import catalogue
 from solver.allocation.allocate import solve
@@ -384,3 +385,62 @@ def test_work_the_receiving_lab_refuses_is_planned_again_with_the_material_it_re
     assert [(t.from_lab, t.to_lab, t.material) for t in plan.transfers] == [("lab-b", "lab-c", "pla")]
     assert plan.transfers[0].quantity == pytest.approx(10 * SPLINT_PLA)
     assert core.shipments.rows["t1-1"].state == "arrived"
+
+
+def test_an_emergency_ships_no_material_the_full_re_plan_would_not(tmp_path: Path) -> None:
+    """valve-lombardy's live lateness in miniature (docs/live-vs-sim.md): the lab by the hospital
+    holds material for 5 of 20 urgent splints; a store 19 km away holds material and no printer;
+    another lab 40 km away can make the rest on time from its own stock. The full re-plan makes 5
+    by the hospital and 15 at the other lab, shipping nothing. The emergency fast path, left to
+    plan transfers, shipped the store's material to the hospital's lab for 13 units that then
+    waited for it (held back) while the full re-plan placed them again, around material already on
+    the road. Now every unit goes out at once, and nothing is shipped."""
+    core = PlannerCore(ledger=Ledger(tmp_path / "ledger.db"), designs=catalogue(), clock=lambda: NOW)
+    fdm = [Machine(id="p1", processes=["fdm", "assembly"], tags={"bed_mm": 250})]
+    for lab_id, (lat, lon), machines, pla in [
+        ("near", (41.40, 2.17), fdm, 5 * SPLINT_PLA),
+        ("store", (41.55, 2.10), [Machine(id="laser", processes=["laser"])], 1.0),
+        ("other", (41.70, 2.30), fdm, 1.0),
+    ]:
+        core.lab_hello(
+            Lab(
+                id=lab_id,
+                name=lab_id,
+                location=Location(lat=lat, lon=lon),
+                machines=machines,
+                stock={"pla": pla},
+            ),
+            {},
+        )
+    sent: list[AssignmentRow] = []
+
+    async def scenario() -> Replanner:
+        replanner = Replanner(core, sent.extend, SolveParams(time_limit_s=1.0, workers=1))
+        core.on_change = replanner.request
+        stop = asyncio.Event()
+        task = asyncio.create_task(replanner.run(stop))
+        core.submit_order(
+            OrderRequest(
+                design="finger-splint",
+                quantity=20,
+                due_at=NOW + timedelta(days=1),
+                delivery=Location(lat=41.3874, lon=2.1686),
+                priority="emergency",
+            )
+        )
+        for _ in range(250):  # the fast path, then the full re-plan
+            if replanner.solves and not replanner.solving:
+                break
+            await asyncio.sleep(0.02)
+        stop.set()
+        await task
+        return replanner
+
+    replanner = asyncio.run(scenario())
+    assert replanner.emergency_inserts == 1
+    assert list(core.shipments.rows) == []
+    placed: dict[str, int] = {}
+    for row in sent:
+        placed[row.lab_id] = placed.get(row.lab_id, 0) + row.quantity
+    assert placed == {"near": 5, "other": 15}
+    assert _units_open(core) == 0
