@@ -62,13 +62,24 @@ class UnknownAssignment(LookupError):
 
 @dataclass
 class LabView:
-    """What the planner knows of a lab: its description and its last reported state."""
+    """What the planner knows of a lab: its description and its last reported state.
+
+    `reports` counts the backlogs taken: every assignment of `backlog` is one (HELLO, or a CAPACITY
+    the mesh applies), so the planner can tell work a lab accepted after its last report, which that
+    report does not hold yet (`PlannerCore._lab_state`).
+    """
 
     lab: Lab
     live: bool
     backlog: dict[str, float]
     stock: dict[str, float]
     last_seen: datetime
+    reports: int = 0
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "backlog" and "reports" in self.__dict__:
+            object.__setattr__(self, "reports", self.reports + 1)
+        object.__setattr__(self, name, value)
 
     def minutes_per_day(self) -> float:
         """Nominal machine-minutes the lab offers per day, all machines together."""
@@ -136,6 +147,9 @@ class PlannerCore:
     _in_doubt: dict[str, tuple[int, datetime]] = field(default_factory=dict)
     #: Per lab: when the planner first gave it work, the start of its hours account (`_lab_state`).
     _hours_from: dict[str, datetime] = field(default_factory=dict)
+    #: Per assignment accepted since this boot: its lab's `LabView.reports` when it was accepted. Until
+    #: the lab's next backlog report the work is not in the backlog the planner holds (`_lab_state`).
+    _accepted_at_report: dict[str, int] = field(default_factory=dict)
     #: Per lab: machines down and stock-outs heard of since this boot (planner.reality causes).
     _troubles: dict[str, list[Trouble]] = field(default_factory=dict)
     #: Per assignment made since this boot: when it was made (planner.reality causes).
@@ -476,6 +490,8 @@ class PlannerCore:
             if gone:
                 self._trouble(lab.id, "machine down", f"lab {lab.id} came back without {', '.join(gone)}")
         view = LabView(lab, True, dict(backlog), dict(lab.stock), now)
+        for a in self._by_lab.get(lab.id, ()):  # the backlog HELLO carries holds what it accepted
+            self._accepted_at_report.pop(a.id, None)
         known = lab.id in self.labs
         self.labs[lab.id] = view
         with self.ledger.transaction() as db:
@@ -618,6 +634,8 @@ class PlannerCore:
             return
         if state == "running" and a.state == "running" and units_done == a.units_done:
             return
+        if a.state == "assigned" and state in {"accepted", "running"} and (view := self.labs.get(lab_id)):
+            self._accepted_at_report[a.id] = view.reports
         changes: dict[str, Any] = {}
         if units_done is not None:
             changes["units_done"] = max(a.units_done, units_done)
@@ -953,8 +971,14 @@ class PlannerCore:
 
         Two accounts, and the solver gets the stricter per machine:
 
-        - The lab's report: the backlog it last sent, plus the work assigned but not yet acknowledged
-          (the lab's CAPACITY after its ACCEPT will include it).
+        - The lab's report: the backlog it last sent, plus the work assigned but not yet acknowledged,
+          plus the work it accepted after that report. A lab sends its new backlog just before ACCEPT,
+          but the mesh applies CAPACITY reports in batches (`planner.mesh.CAPACITY_APPLY_S`) and ACCEPT
+          at once: in between, the accepted work was in neither account, and the re-plan or emergency
+          placement that came then handed the lab's hours out again. On valve-lombardy live, three
+          plans 0.12 s apart gave fablab-trieste 5, 3 and 2 valves due the same day, and it accepted
+          the last "after its due date" (docs/live-vs-sim.md). If the report applied before the ACCEPT
+          already held the work, it is counted twice until the next report: the safe side.
         - The lab's hours since the planner first gave it work (`_hours_from`): every unit it made or
           is still expected to make, less the hours that have passed. Work a lab finished leaves its
           backlog, but the hours it took are spent: a lab that works faster than the hours it
@@ -972,6 +996,11 @@ class PlannerCore:
                 for material, amount in design.materials_per_unit().items():
                     stock[material] = max(0.0, stock.get(material, 0.0) - amount * a.quantity)
                 backlog = add(backlog, spread(view.lab, design, a.quantity, backlog))
+            elif a.id in self._accepted_at_report:
+                if a.state in {"accepted", "running"} and self._accepted_at_report[a.id] == view.reports:
+                    backlog = add(backlog, spread(view.lab, design, a.quantity - a.units_done, backlog))
+                else:  # a report since: it holds the work (or the job has ended)
+                    del self._accepted_at_report[a.id]
             units = a.quantity if a.state in ACTIVE_STATES else a.units_done
             units += self._in_doubt.get(a.id, (0, None))[0]
             if units:

@@ -132,6 +132,34 @@ def test_assigned_but_unanswered_work_is_not_counted_as_free(core: PlannerCore) 
     assert sum(state.backlog_minutes.values()) == pytest.approx(10 * 28)
 
 
+def test_accepted_work_counts_until_the_labs_next_report_holds_it(tmp_path: Path) -> None:
+    """A lab sends its new backlog just before ACCEPT, but the mesh applies backlog reports in
+    batches and ACCEPT at once: in between, accepted work must still count, or the next placement
+    hands its hours out again (valve-lombardy live: fablab-trieste got 5, 3 and 2 valves due the same
+    day from three plans 0.12 s apart, and took the last after its due date). The hours account does
+    not cover it once the lab has worked for days."""
+    now = [NOW]
+    core = PlannerCore(ledger=Ledger(tmp_path / "c.db"), designs=catalogue(), clock=lambda: now[0])
+    core.lab_hello(LAB, {})
+    first = core.submit_order(_request(5))
+    [row] = core.commit_plan(_plan(first.id, 5))
+    core.job_update("lab-a", row.id, "accepted")
+    core.job_update("lab-a", row.id, "done", units_done=5)
+    core.labs["lab-a"].backlog = {"p1": 0.0}
+    now[0] = NOW + timedelta(days=3)  # days of hours since its first work: that account says nothing
+    second = core.submit_order(_request(10, due_at=now[0] + timedelta(days=2)))
+    [row] = core.commit_plan(_plan(second.id, 10))
+    assert core.problem().labs[0].backlog_minutes["p1"] == pytest.approx(10 * 28)  # assigned
+    core.job_update("lab-a", row.id, "accepted")  # its CAPACITY is still waiting at the mesh
+    assert core.problem().labs[0].backlog_minutes["p1"] == pytest.approx(10 * 28)
+    core.job_update("lab-a", row.id, "running", units_done=4)
+    assert core.problem().labs[0].backlog_minutes["p1"] == pytest.approx(6 * 28)
+    core.labs["lab-a"].backlog = {"p1": 6 * 28.0}  # the report the mesh applies: it holds the work
+    assert core.problem().labs[0].backlog_minutes["p1"] == pytest.approx(6 * 28)
+    core.labs["lab-a"].backlog = {"p1": 5 * 28.0}  # and the next one alone counts
+    assert core.problem().labs[0].backlog_minutes["p1"] == pytest.approx(5 * 28)
+
+
 def test_hours_a_lab_spent_fast_are_not_handed_out_again(tmp_path: Path) -> None:
     """A lab that finishes its work sooner than its hours allow (a simulated lab whose clock runs ahead
     of the planner's) leaves an empty backlog, but the hours that work took are spent: until they
