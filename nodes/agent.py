@@ -169,6 +169,8 @@ class LabAgent:
         # with a replay's anchor, simulated time is the frame its planner reads (protocol.timeframe)
         start = utcnow() if clock_anchor is None else compressed(clock_anchor, speed)
         self.clock = clock or SimClock(start, speed, monotonic)
+        #: The replay's shared frame, if any: an idle lab keeps its clock at it (`_keep_in_frame`).
+        self._frame_anchor = clock_anchor
         self.clock.stall_seconds = _stall_limit(DEFAULT_HEARTBEAT_SECONDS)
         if executor is not None and (working_hours or rule_only):
             raise ValueError(
@@ -622,9 +624,20 @@ class LabAgent:
             self._lapse_logged = False
             log.info("the planner hears this lab again; work goes on")
 
+    def _keep_in_frame(self) -> None:
+        """In a replay's shared frame, a lab with no job under way brings its clock up to the frame's
+        time (`SimClock.catch_up`): the time it was held (before its first lease, or waiting for its
+        planner) cost no work, so it must not make all its later work count as made later."""
+        if self._frame_anchor is None:
+            return
+        if any(job.state in ("accepted", "running") for job in self.workshop.jobs.values()):
+            return
+        self.clock.catch_up(compressed(self._frame_anchor, self.clock.speed))
+
     def _apply_lease(self) -> None:
         """Give the clock the lease: its deadline, and the first instant a unit beyond its promise
         would be finished on the current schedule (asked again whenever the schedule changes)."""
+        self._keep_in_frame()
         self.clock.lease(self._lease_until, self.workshop.limit(self._lease_promise))
 
     async def _reconcile(self, active: list[str], seq: int) -> None:
@@ -662,6 +675,7 @@ class LabAgent:
 
     async def _on_assign(self, assign: Assign) -> None:
         self.counters.assignments_received += 1
+        self._keep_in_frame()  # an idle lab takes the work at its planner's time
         reply = self.workshop.receive(assign, self.clock.now())
         if reply.duplicate:
             self.counters.duplicates += 1

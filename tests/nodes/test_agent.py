@@ -8,6 +8,7 @@ import logging
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ import zmq
 import zmq.asyncio
 
 from nodes.agent import LabAgent, _reachable, run_agent
+from nodes.clock import SimClock
 from nodes.journal import Journal
 from protocol.codec import MAX_FRAME_BYTES, encode
 from protocol.messages import (
@@ -34,6 +36,7 @@ from protocol.messages import (
     Stock,
 )
 from protocol.model import Lab, Location
+from protocol.timeframe import compressed
 from tests.nodes.fake_planner import FakePlanner, free_port
 from tests.nodes.samples import assign, lab
 
@@ -475,3 +478,39 @@ def test_a_field_endpoint_in_bind_form_points_at_the_planner_host() -> None:
     assert _reachable("tcp://0.0.0.0:5571", "tcp://planner.example:5570") == "tcp://planner.example:5571"
     assert _reachable("tcp://10.0.0.9:6000", "tcp://10.0.0.2:5570") == "tcp://10.0.0.9:6000"
     assert _reachable("tcp://[::1", "tcp://10.0.0.2:5570") == "tcp://[::1"  # left for libzmq to refuse
+
+
+def test_an_idle_lab_in_a_shared_frame_keeps_its_clock_at_the_frame() -> None:
+    """A replay's lab waits for its planner's first lease before it works (and holds when it does
+    not hear it): with nothing under way that cost no work, so its clock catches up with the frame,
+    or every unit it makes later counts as made that much later (valve-lombardy live: 0.2 to 0.4
+    simulated hours at 2,000x). With a job under way the lost time stands: its machines stopped."""
+    speed = 60.0
+    anchor = datetime.now(UTC) - timedelta(seconds=10)
+    wall = [0.0]
+    behind = compressed(anchor, speed) - timedelta(hours=1)  # a lab an hour behind its frame
+    idle = LabAgent(
+        lab(),
+        "tcp://127.0.0.1:1",
+        speed=speed,
+        clock=SimClock(behind, speed, lambda: wall[0]),
+        clock_anchor=anchor,
+    )
+    idle._apply_lease()
+    assert abs(idle.clock.now() - compressed(anchor, speed)) < timedelta(minutes=1)
+
+    busy = LabAgent(
+        lab(),
+        "tcp://127.0.0.1:1",
+        speed=speed,
+        clock=SimClock(behind, speed, lambda: wall[0]),
+        clock_anchor=anchor,
+    )
+    busy.workshop.receive(assign(), busy.clock.now())  # accepted: a job under way
+    busy._apply_lease()
+    assert busy.clock.now() == behind
+    unframed = LabAgent(
+        lab(), "tcp://127.0.0.1:1", speed=speed, clock=SimClock(behind, speed, lambda: wall[0])
+    )
+    unframed._apply_lease()  # no shared frame: its clock is its own
+    assert unframed.clock.now() == behind

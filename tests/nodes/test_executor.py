@@ -175,6 +175,20 @@ def test_sim_clock_stands_still_at_the_simulated_limit_of_its_lease() -> None:
     assert clock.now() == T0 + timedelta(minutes=3) and clock.lapsed
 
 
+def test_sim_clock_catches_up_with_an_instant_never_back_nor_past_its_limit() -> None:
+    wall = [0.0]
+    clock = SimClock(T0, 60.0, monotonic=lambda: wall[0])
+    clock.lease(0.0)  # no lease yet: nothing is worked
+    wall[0] = 3.0
+    assert clock.now() == T0
+    assert clock.catch_up(T0 + timedelta(minutes=3)) == pytest.approx(180.0)  # idle: 3 min gained
+    assert clock.now() == T0 + timedelta(minutes=3)
+    assert clock.catch_up(T0 + timedelta(minutes=1)) == 0.0 and clock.now() == T0 + timedelta(minutes=3)
+    clock.lease(10.0, sim_until=T0 + timedelta(minutes=5))
+    assert clock.catch_up(T0 + timedelta(minutes=9)) == pytest.approx(120.0)  # up to the limit only
+    assert clock.now() == T0 + timedelta(minutes=5) and clock.lapsed
+
+
 def test_with_working_hours_a_machine_makes_its_hours_a_day_and_no_more() -> None:
     clock = SimClock(T0, 1.0, monotonic=FakeMonotonic())
     the_lab = lab()  # printer 10 h a day, bench 8 h a day
