@@ -168,7 +168,7 @@ def round_units_by(
             placed[d] -= take
     rows = Rows(n)
     rows.load(units)
-    _trim(rows, units)
+    _trim(rows, units, fill_deadline)
     if not _fill(rows, units, urgency, fill_deadline):
         return units, False
     return units, (
@@ -179,24 +179,26 @@ def round_units_by(
     )
 
 
-def _trim(rows: Rows, units: np.ndarray) -> None:
-    """Take units off the dearest options of every row in excess until none is."""
+def _trim(rows: Rows, units: np.ndarray, deadline: float = math.inf) -> None:
+    """Take units off the dearest options of every row in excess until none is.
+
+    Rows are taken in order, checkpoints before stock rows: taking units off only ever adds room, so
+    no row that holds can come to exceed. The entries of a checkpoint's row are found by a search in
+    the entries sorted by checkpoint (a scan of every entry per step took most of a 30-second solve
+    when the clock cut the LP after a round or two and thousands of rows were in excess). Past
+    `deadline` every option counted in a row still in excess is emptied: a valid plan at once, with
+    those units left to the fill or short.
+    """
     n = rows.network
-    while True:
-        points = rows.excess_points()
-        stock = rows.excess_stock()
-        if not len(points) and not len(stock):
-            return
-        if len(points):
-            p = int(points[0])
-            entries = np.flatnonzero((n.work_point >= rows.chain_first[p]) & (n.work_point <= p))
-            excess = -rows.slack[p]
-            options, amounts = n.work_option[entries], n.work_amount[entries]
-        else:
-            s = int(stock[0])
-            entries = np.flatnonzero(n.stock_row == s)
-            excess = -rows.stock_slack[s]
-            options, amounts = n.stock_option[entries], n.stock_amount[entries]
+    by_point = np.argsort(n.work_point, kind="stable")
+    point_sorted = n.work_point[by_point]
+    by_row = np.argsort(n.stock_row, kind="stable")
+    row_sorted = n.stock_row[by_row]
+
+    def take_dearest(
+        entries: np.ndarray, options_of: np.ndarray, amount_of: np.ndarray, excess: float
+    ) -> None:
+        options, amounts = options_of[entries], amount_of[entries]
         keep = units[options] > 0
         options, amounts = options[keep], amounts[keep]
         k = int(np.argmax(n.cost[options]))
@@ -204,6 +206,36 @@ def _trim(rows: Rows, units: np.ndarray) -> None:
         take = max(1, min(int(units[o]), math.ceil(excess / amounts[k])))
         rows.add(o, -take)
         units[o] -= take
+
+    for p in rows.excess_points().tolist():
+        a = int(np.searchsorted(point_sorted, rows.chain_first[p], "left"))
+        b = int(np.searchsorted(point_sorted, p, "right"))
+        entries = np.sort(by_point[a:b])  # in the order of the entries, as ties are broken by it
+        while rows.slack[p] < 0:
+            if time.perf_counter() >= deadline:
+                _empty_exceeded(rows, units)
+                return
+            take_dearest(entries, n.work_option, n.work_amount, -rows.slack[p])
+    for s in rows.excess_stock().tolist():
+        a = int(np.searchsorted(row_sorted, s, "left"))
+        b = int(np.searchsorted(row_sorted, s, "right"))
+        entries = np.sort(by_row[a:b])
+        while rows.stock_slack[s] < 0:
+            if time.perf_counter() >= deadline:
+                _empty_exceeded(rows, units)
+                return
+            take_dearest(entries, n.stock_option, n.stock_amount, -rows.stock_slack[s])
+
+
+def _empty_exceeded(rows: Rows, units: np.ndarray) -> None:
+    """Empty every option counted in a chain with a row in excess or in a stock row in excess."""
+    n = rows.network
+    chains = np.unique(n.point_chain[rows.excess_points()])
+    out = np.zeros(n.options, dtype=bool)
+    out[n.work_option[np.isin(n.point_chain[n.work_point], chains)]] = True
+    out[n.stock_option[np.isin(n.stock_row, rows.excess_stock())]] = True
+    units[out] = 0
+    rows.load(units)
 
 
 def _fill(rows: Rows, units: np.ndarray, urgency: np.ndarray, deadline: float = math.inf) -> bool:

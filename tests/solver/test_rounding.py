@@ -6,7 +6,7 @@ import numpy as np
 
 from scenarios.scale import synthetic_problem
 from solver.large.network import build_network
-from solver.large.rounding import Rows, round_units
+from solver.large.rounding import Rows, _trim, round_units
 from solver.model.candidates import find_candidates
 from solver.model.problem import horizon_days
 from tests.solver.factory import FAR, KM_ONLY, MIDDLE, NEAR, PLENTY, lab, order, problem
@@ -87,3 +87,21 @@ def test_room_is_the_most_units_that_keep_every_row() -> None:
         assert not fits(extra)
         checked += 1
     assert checked >= 30
+
+
+def test_the_trim_cut_by_its_deadline_still_leaves_every_row_kept() -> None:
+    # LP units far over capacity (an LP cut after a round or two), and no time left: the trim empties
+    # what counts in a row still in excess instead of running on; the units left fit every row.
+    p = synthetic_problem(300, 40, 2)
+    days = horizon_days(p, KM_ONLY)
+    network = build_network(p, KM_ONLY, find_candidates(p, 8, days), days)
+    rng = np.random.default_rng(2)
+    units = rng.integers(0, 4, network.options) * (rng.uniform(size=network.options) < 0.3)
+    rows = Rows(network)
+    rows.load(units)
+    assert len(rows.excess_points()) > 0
+    _trim(rows, units, deadline=0.0)
+    fresh = Rows(network)
+    fresh.load(units)
+    assert not len(fresh.excess_points()) and not len(fresh.excess_stock())
+    assert units.sum() > 0
