@@ -313,7 +313,11 @@ def _combos(
     Returns the combos, the combo of each option, the chains, the stock rows, and the labs whose
     machine sets are complete.
     """
-    pairs, combo_of = np.unique(np.stack([option_design, option_lab]), axis=1, return_inverse=True)
+    # Distinct (design, lab) pairs, sorted by design then lab, as one integer key each: np.unique
+    # over the stacked columns (axis=1) sorts structured rows and took seconds at 10,000 orders.
+    width = int(option_lab.max(initial=0)) + 1
+    keys, combo_of = np.unique(option_design.astype(np.int64) * width + option_lab, return_inverse=True)
+    pairs = np.stack([keys // width, keys % width])
     # Only demands of known designs have options, so every pair below has its design.
     designs = {i: problem.designs[d] for i, d in enumerate(design_ids) if d in problem.designs}
     by_lab: dict[int, list[int]] = {}

@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 
@@ -134,7 +135,20 @@ def solve_large(
     # for that and a few LP rounds before the deadline. In deterministic mode the work decides, not
     # the clock (which would make a second run differ); the time limit still cuts it.
     room = work is not None or deadline - time.perf_counter() > 2.0 * built
+    # The plan by the merge and the fill, whose deadlines are known now (see below).
+    merge_by = limit - ROUND_RESERVE * params.time_limit_s
+    fill_by = limit - ROUND_RESERVE * params.time_limit_s / 2
+    first_rounded: Future[tuple[np.ndarray, bool]] | None = None
+    pool: ThreadPoolExecutor | None = None
     if len(starved) and worth and room:
+        # The first LP's units are rounded too (the cheaper plan is kept, below): in a thread beside
+        # the wider network and its LP. GLOP releases the interpreter while it solves, so on two
+        # cores the rounding (Python) and the simplex (C++) overlap. Both are deterministic and share
+        # nothing, so the plan is the one a sequential run gives.
+        pool = ThreadPoolExecutor(1, thread_name_prefix="round-first-lp")
+        first_rounded = pool.submit(
+            round_units_by, network, relaxation.units, network.shortage, merge_by, fill_by
+        )
         # Some demands pay more at the margin than the nearest lab off their candidates would cost:
         # their candidates are too few (a crowded place). Widen theirs and solve again, from the rows
         # and options the first LP took in.
@@ -185,20 +199,25 @@ def solve_large(
         )
     # The plan must be out by the limit: the merge stops ROUND_RESERVE before it, the greedy fill
     # (without which units go short at a high penalty) only at half that; the status says so.
-    merge_by = limit - ROUND_RESERVE * params.time_limit_s
-    fill_by = limit - ROUND_RESERVE * params.time_limit_s / 2
-    units, merged = round_units_by(network, relaxation.units, network.shortage, merge_by, fill_by)
+    first_units: tuple[np.ndarray, bool] | None = None
+    if first_rounded is not None and pool is not None:
+        first_units = first_rounded.result()
+        pool.shutdown()
+    if relaxation is first[2] and first_units is not None:
+        units, merged = first_units  # the wider LP found no solution: the first one's plan, rounded
+    else:
+        units, merged = round_units_by(network, relaxation.units, network.shortage, merge_by, fill_by)
     if warm_start is not None:
         kept, kept_merged = round_units_by(
             network, _units_of(problem, network, warm_start), network.shortage, merge_by, fill_by
         )
         if _objective(network, kept) < _objective(network, units):
             units, merged = kept, kept_merged
-    if relaxation is not first[2] and merged and time.perf_counter() < merge_by:
+    if relaxation is not first[2] and merged and first_units is not None:
         # The widened LP's units are not always the better ones to round (its candidates are more,
-        # its budget smaller): the first LP's are rounded too, and the cheaper plan is kept.
-        net, cand, rel = first
-        other, other_merged = round_units_by(net, rel.units, net.shortage, merge_by, fill_by)
+        # its budget smaller): the first LP's were rounded too, and the cheaper plan is kept.
+        net, cand, _ = first
+        other, other_merged = first_units
         if other_merged and _objective(net, other) < _objective(network, units):
             network, candidates, units = net, cand, other
     if "time" in stops or not merged or time.perf_counter() > limit:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from scenarios.scale import synthetic_problem
 from solver.large.network import build_network
-from solver.large.rounding import round_units
+from solver.large.rounding import Rows, _trim, round_units
 from solver.model.candidates import find_candidates
 from solver.model.problem import horizon_days
 from tests.solver.factory import FAR, KM_ONLY, MIDDLE, NEAR, PLENTY, lab, order, problem
@@ -51,3 +52,56 @@ def test_a_split_order_is_gathered_by_moving_another_order_out_of_the_way() -> N
     units = round_units(network, fractional, network.shortage)
     placed = {(int(network.demand[o]), int(network.lab[o])): int(units[o]) for o in np.flatnonzero(units > 0)}
     assert placed == {(0, 0): 6, (1, 1): 2, (2, 1): 4}
+
+
+def test_room_is_the_most_units_that_keep_every_row() -> None:
+    # Rows.room answers from the slack it keeps up to date (Rows.add); here it is held to the rows
+    # recomputed from scratch: `room` more units of the option fit every row, one more does not.
+    p = synthetic_problem(80, 12, 5)
+    params = KM_ONLY
+    days = horizon_days(p, params)
+    network = build_network(p, params, find_candidates(p, 4, days), days)
+    rng = np.random.default_rng(5)
+    units = np.zeros(network.options, dtype=np.int64)
+    rows = Rows(network)
+    for o in rng.permutation(network.options)[: network.options // 3].tolist():
+        take = min(int(rng.integers(1, 6)), rows.room(o))
+        rows.add(o, take)
+        units[o] += take
+
+    def fits(extra: np.ndarray) -> bool:
+        fresh = Rows(network)
+        fresh.load(units + extra)
+        return not len(fresh.excess_points()) and not len(fresh.excess_stock())
+
+    assert fits(np.zeros_like(units))
+    checked = 0
+    for o in rng.permutation(network.options)[:60].tolist():
+        room = rows.room(o)
+        if room > 500:  # an option that counts in no row
+            continue
+        extra = np.zeros_like(units)
+        extra[o] = room
+        assert fits(extra)
+        extra[o] = room + 1
+        assert not fits(extra)
+        checked += 1
+    assert checked >= 30
+
+
+def test_the_trim_cut_by_its_deadline_still_leaves_every_row_kept() -> None:
+    # LP units far over capacity (an LP cut after a round or two), and no time left: the trim empties
+    # what counts in a row still in excess instead of running on; the units left fit every row.
+    p = synthetic_problem(300, 40, 2)
+    days = horizon_days(p, KM_ONLY)
+    network = build_network(p, KM_ONLY, find_candidates(p, 8, days), days)
+    rng = np.random.default_rng(2)
+    units = rng.integers(0, 4, network.options) * (rng.uniform(size=network.options) < 0.3)
+    rows = Rows(network)
+    rows.load(units)
+    assert len(rows.excess_points()) > 0
+    _trim(rows, units, deadline=0.0)
+    fresh = Rows(network)
+    fresh.load(units)
+    assert not len(fresh.excess_points()) and not len(fresh.excess_stock())
+    assert units.sum() > 0
