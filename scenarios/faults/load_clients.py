@@ -179,8 +179,10 @@ async def _orders_and_health(
 
 
 def run_orders(api: str, token: str, steps: list[tuple[float, float]], seed: int, results: Any) -> None:
-    """Process entry: post the orders, probe /health, put the records on `results`."""
-    results.put(asyncio.run(_orders_and_health(api, token, steps, seed)))
+    """Process entry: post the orders, probe /health, put the records (and the process's CPU
+    seconds, `cpu_s`) on `results`."""
+    record = asyncio.run(_orders_and_health(api, token, steps, seed))
+    results.put(record | {"cpu_s": round(time.process_time(), 2)})
 
 
 async def _subscribe(
@@ -223,5 +225,7 @@ async def _subscribers(api: str, token: str, count: int, seconds: float) -> dict
 
 
 def run_subscribers(api: str, token: str, count: int, seconds: float, results: Any) -> None:
-    """Process entry: `count` subscribers to /events for `seconds`; lags put on `results`."""
-    results.put(asyncio.run(_subscribers(api, token, count, seconds)))
+    """Process entry: `count` subscribers to /events for `seconds`; lags (and the process's CPU
+    seconds, `cpu_s`) put on `results`."""
+    record = asyncio.run(_subscribers(api, token, count, seconds))
+    results.put(record | {"cpu_s": round(time.process_time(), 2)})
