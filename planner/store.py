@@ -375,6 +375,15 @@ class Ledger:
         )
 
     @staticmethod
+    def put_backlog(db: Batch, lab_id: str, backlog: dict[str, float], last_seen: datetime) -> None:
+        """Update a known lab's machine backlog (and when it was last seen), nothing else of its row:
+        a CAPACITY report costs no new copy of the lab's whole record."""
+        db.execute(
+            "UPDATE labs SET backlog = ?, last_seen = ? WHERE id = ?",
+            (json.dumps(backlog), last_seen.isoformat(), lab_id),
+        )
+
+    @staticmethod
     def put_assignment(db: Batch, row: AssignmentRow) -> None:
         """Insert or update an assignment's projection."""
         db.execute(
