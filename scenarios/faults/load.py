@@ -86,14 +86,15 @@ def _ticks_s() -> float:
         return 100.0
 
 
-def cpu_s(pid: int) -> float:
-    """CPU seconds (user + system) a live process has used so far; 0.0 when it is gone."""
+def cpu_s(pid: int, system_only: bool = False) -> float:
+    """CPU seconds (user + system, or system only) a live process has used so far; 0.0 when it is
+    gone."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
     except OSError:
         return 0.0
     # after the command's closing parenthesis: state is field 0, utime 11, stime 12
-    return (int(fields[11]) + int(fields[12])) / _ticks_s()
+    return (int(fields[12]) + (0 if system_only else int(fields[11]))) / _ticks_s()
 
 
 def children_of(pid: int) -> list[int]:
@@ -128,6 +129,7 @@ class CpuMeter:
         """CPU seconds used so far, by part."""
         return {
             "planner": cpu_s(self.planner),
+            "planner_system": cpu_s(self.planner, system_only=True),
             "solver": sum(cpu_s(child) for child in children_of(self.planner)),
             "labs": sum(cpu_s(pid) for pid in self.labs),
         }
