@@ -188,23 +188,39 @@ def run_orders(api: str, token: str, steps: list[tuple[float, float]], seed: int
 async def _subscribe(
     client: httpx.AsyncClient, token: str, stop: asyncio.Event, lags: list[float], events: list[int]
 ) -> None:
-    """Follow /events; for each order.created, the lag from the order's creation to its arrival."""
+    """Follow /events; for each order.created, the lag from the order's creation to its arrival.
+
+    The stream is read as raw bytes and cut at the blank lines that end events, with the creation
+    instant taken from the bytes of `order.created` only: 200 subscribers read over a million
+    events a minute, and a client that parses every line (httpx's line iterator, a JSON document
+    per event) spent more CPU than the planner's streams, on the same two cores.
+    """
     try:
         async with client.stream("GET", "/events", params={"token": token}) as stream:
-            kind = ""
-            async for line in stream.aiter_lines():
+            pending = b""
+            async for chunk in stream.aiter_raw():
                 if stop.is_set():
                     break
-                if line.startswith("event:"):
-                    kind = line[6:].strip()
-                elif line.startswith("data:") and kind == "order.created":
-                    created = datetime.fromisoformat(json.loads(line[5:])["created_at"])
-                    lags.append((datetime.now(UTC) - created).total_seconds() * 1000)
+                pending += chunk
+                end = pending.rfind(b"\n\n")
+                if end < 0:
+                    continue
+                complete, pending = pending[:end], pending[end + 2 :]
+                now = datetime.now(UTC)
+                for event in complete.split(b"\n\n"):
+                    if not event or event.startswith(b":"):  # a keep-alive comment
+                        continue
                     events[0] += 1
-                elif line.startswith("data:"):
-                    events[0] += 1
+                    if b"\nevent: order.created\n" in event:
+                        lags.append((now - _created_at(event)).total_seconds() * 1000)
     except httpx.HTTPError:
         pass
+
+
+def _created_at(event: bytes) -> datetime:
+    """The `created_at` of an `order.created` event's data (compact JSON, as the planner writes it)."""
+    data = event[event.index(b"\ndata: ") + 7 :]
+    return datetime.fromisoformat(json.loads(data)["created_at"])
 
 
 async def _subscribers(api: str, token: str, count: int, seconds: float) -> dict[str, Any]:
@@ -217,7 +233,8 @@ async def _subscribers(api: str, token: str, count: int, seconds: float) -> dict
         tasks = [asyncio.create_task(_subscribe(client, token, stop, lags, events)) for _ in range(count)]
         await asyncio.sleep(seconds)
         stop.set()
-        await asyncio.wait(tasks, timeout=2)
+        if tasks:
+            await asyncio.wait(tasks, timeout=2)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
