@@ -267,6 +267,7 @@ def _run(options: LoadOptions, workdir: Path) -> dict[str, Any]:
         result["cpu_per_unit"] = per_unit_costs(cpu, options.labs)
         final = _health(api)
         result["labs_live_at_end"] = final.get("labs_live", 0)
+        result["solves"] = final.get("solves", 0)
         result["max_rss_mb"] = round(_max_rss_mb(planner.pid), 1)
         phase.value = STOP
         counts = [lab_results.get(timeout=30) for _ in workers]

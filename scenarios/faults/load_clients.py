@@ -233,9 +233,14 @@ async def _subscribe(
 
 
 def _created_at(event: bytes) -> datetime:
-    """The `created_at` of an `order.created` event's data (compact JSON, as the planner writes it)."""
+    """The `created_at` of an `order.created` event's data, found in its bytes (the planner writes
+    compact JSON; decoding the whole order was four tenths of the subscribers' CPU)."""
     data = event[event.index(b"\ndata: ") + 7 :]
-    return datetime.fromisoformat(json.loads(data)["created_at"])
+    start = data.find(b'"created_at":"')
+    if start < 0:  # not compact after all: read it the long way
+        return datetime.fromisoformat(json.loads(data)["created_at"])
+    start += len(b'"created_at":"')
+    return datetime.fromisoformat(data[start : data.index(b'"', start)].decode())
 
 
 async def _subscribers(api: str, token: str, count: int, seconds: float) -> dict[str, Any]:
