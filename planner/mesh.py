@@ -64,15 +64,16 @@ RECEIVE_TURN_S = 0.01
 #: The longest the receive loop waits before it looks for frames itself (see `_receive`).
 RECEIVE_POLL_MS = 100
 #: After a turn that emptied the ROUTER, the receive loop waits this long before it looks again, so
-#: that a thousand labs' steady frames (1,500 a second) are read in batches: one wake-up of the loop
-#: per frame cost more than the frame itself (measured: about 100 us of the planner's CPU per frame
-#: at 1,000 idle labs, 21 us per frame in a flood). A frame waits at most this long more.
+#: that a thousand labs' steady frames (1,500 a second) are read in batches of about 15, not one
+#: wake-up of the loop (a poll, its future, a selector turn) each. A frame waits at most this long
+#: more. (The idle cost per frame stayed near 110 us with it, against 15 us in a flood: most of an
+#: idle lab's cost is its own connection's libzmq and kernel work and the heartbeat's answer.)
 RECEIVE_GATHER_S = 0.01
 #: Frames queued unread per lab connection before libzmq stops reading it (TCP back-pressure: the
 #: lab's own queue fills, and a lab that floods loses its newest frames, not the planner its memory).
-#: A lab sends a frame or two a second; a queued frame can hold a receive buffer of kilobytes, and
-#: with libzmq's default of 100,000 per connection a 5 s flood from 1,000 labs took the planner's
-#: memory from 220 to 440 MB (and to 1,966 MB in a longer run), freed to nobody afterwards.
+#: A lab sends a frame or two a second; the queued frames are memory of libzmq's I/O thread, and
+#: with 100,000 per connection a 5 s flood from 1,000 labs took the planner's memory from 230 to
+#: 459 MB (with 100: to 345), never given back (docs/benchmarks.md, "Load").
 LAB_RCVHWM = 100
 #: How often the latest CAPACITY of each lab is applied: a report that arrives before the previous
 #: one was applied replaces it (only the newest backlog matters), so ingest never queues. Each
