@@ -1167,19 +1167,18 @@ class PlannerCore:
         snapshot always fits in one frame.
         """
         urgency = {"routine": 1, "urgent": 10, "emergency": 100}
-        demand = [
-            DemandTrace(
-                order_id=o.id,
-                design=o.design,
-                location=o.delivery,
-                unmet=max(0, o.quantity - self.units_made(o.id)),
-                priority=o.priority,
-            )
+        # Ranked as plain pairs, and only the strongest made into traces: a planner under load holds
+        # thousands of open orders, and this runs on its event loop.
+        open_orders = [
+            (max(0, o.quantity - self.units_made(o.id)), o)
             for o in self.orders.values()
             if o.state not in {"done", "cancelled"}
         ]
-        demand.sort(key=lambda t: t.unmet * urgency[t.priority], reverse=True)
-        demand = demand[:max_traces]
+        open_orders.sort(key=lambda pair: pair[0] * urgency[pair[1].priority], reverse=True)
+        demand = [
+            DemandTrace(order_id=o.id, design=o.design, location=o.delivery, unmet=unmet, priority=o.priority)
+            for unmet, o in open_orders[:max_traces]
+        ]
         capacity = [
             CapacityTrace(
                 lab_id=v.lab.id,

@@ -63,12 +63,26 @@ RESEND_MAX_S = 30.0
 RECEIVE_TURN_S = 0.01
 #: The longest the receive loop waits before it looks for frames itself (see `_receive`).
 RECEIVE_POLL_MS = 100
+#: After a turn that emptied the ROUTER, the receive loop waits this long before it looks again, so
+#: that a thousand labs' steady frames (1,500 a second) are read in batches of about 15, not one
+#: wake-up of the loop (a poll, its future, a selector turn) each. A frame waits at most this long
+#: more. (The idle cost per frame stayed near 110 us with it, against 15 us in a flood: most of an
+#: idle lab's cost is its own connection's libzmq and kernel work and the heartbeat's answer.)
+RECEIVE_GATHER_S = 0.01
+#: Frames queued unread per lab connection before libzmq stops reading it (TCP back-pressure: the
+#: lab's own queue fills, and a lab that floods loses its newest frames, not the planner its memory).
+#: A lab sends a frame or two a second; the queued frames are memory of libzmq's I/O thread, and
+#: with 100,000 per connection a 5 s flood from 1,000 labs took the planner's memory from 230 to
+#: 459 MB (with 100: to 345), never given back (docs/benchmarks.md, "Load").
+LAB_RCVHWM = 100
 #: How often the latest CAPACITY of each lab is applied: a report that arrives before the previous
-#: one was applied replaces it (only the newest backlog matters), so ingest never queues.
-CAPACITY_APPLY_S = 0.2
+#: one was applied replaces it (only the newest backlog matters), so ingest never queues. Each
+#: application is one ledger transaction, one re-plan request and one field update for all labs.
+CAPACITY_APPLY_S = 0.5
 #: The shortest gap between two field updates, and the gap as a multiple of the time the last field
-#: took to build.
-FIELD_MIN_GAP_S = 0.25
+#: took to build. The field is advice to labs (where demand is); at 1,000 labs one build and
+#: encoding takes some 15 ms, four a second were a sixth of an idle planner's loop.
+FIELD_MIN_GAP_S = 1.0
 FIELD_SHARE_GAP = 10.0
 
 
@@ -132,9 +146,10 @@ class MeshServer:
         self.heartbeat_ms = heartbeat_ms
         self.liveness = liveness
         self.resend_after_s = resend_after_s
+        self.receive_gather_s = RECEIVE_GATHER_S
         self.monotonic = monotonic
         self.stats = MeshStats()
-        self.router = transport.bind_router(ctx, mesh_endpoint, curve)
+        self.router = transport.bind_router(ctx, mesh_endpoint, curve, rcv_hwm=LAB_RCVHWM)
         #: The same socket, used synchronously for sends: an unroutable send (a lab gone) raises at
         #: once instead of failing in a future nobody awaits.
         self._router_out = zmq.Socket.shadow(self.router.underlying)
@@ -306,18 +321,16 @@ class MeshServer:
     def _resend_transfers(self, now: float) -> None:
         """SHIP and INCOMING not answered yet go out again, the wait doubling up to RESEND_MAX_S."""
         waiting: set[tuple[str, str]] = set()
-        shipments = self.core.shipments
-        for lab_id in list(self._welcomed):
-            for kind, rows in (
-                ("ship", shipments.awaiting_ship(lab_id)),
-                ("incoming", shipments.awaiting_arrival(lab_id)),
-            ):
-                for row in rows:
-                    waiting.add((kind, row.id))
-                    sent, wait = self._transfer_sends.get((kind, row.id), (0.0, 0.0))
-                    if now - sent >= wait:
-                        log.info("re-sending unanswered %s of %s to lab %s", kind.upper(), row.id, lab_id)
-                        (self._send_ship if kind == "ship" else self._send_incoming)(row)
+        # One pass over the transfers, not one per lab: a thousand labs times every transfer a
+        # second was a measurable share of the loop.
+        for kind, lab_id, row in self.core.shipments.awaiting_answers():
+            if lab_id not in self._welcomed:
+                continue
+            waiting.add((kind, row.id))
+            sent, wait = self._transfer_sends.get((kind, row.id), (0.0, 0.0))
+            if now - sent >= wait:
+                log.info("re-sending unanswered %s of %s to lab %s", kind.upper(), row.id, lab_id)
+                (self._send_ship if kind == "ship" else self._send_incoming)(row)
         self._transfer_sends = {k: v for k, v in self._transfer_sends.items() if k in waiting}
 
     def _send_heartbeat(self, lab_id: str) -> None:
@@ -386,13 +399,20 @@ class MeshServer:
             # answered (chaos seed 11, --loss 0.05). The timeout bounds a lost wake-up to its length.
             await self.router.poll(RECEIVE_POLL_MS, zmq.POLLIN)
             turn_began = time.monotonic()
+            emptied = False
             while time.monotonic() - turn_began <= RECEIVE_TURN_S:
                 try:
-                    parts = self._router_out.recv_multipart(flags=zmq.NOBLOCK, copy=False)
+                    parts = [self._router_out.recv(flags=zmq.NOBLOCK, copy=False)]
                 except zmq.Again:
+                    emptied = True
                     break
+                # A message's parts arrive together; `more` is read from the part itself (pyzmq's
+                # recv_multipart asks the socket for RCVMORE each time: twice the CPU per frame).
+                while parts[-1].more:
+                    parts.append(self._router_out.recv(copy=False))
                 self._take(parts)
-            await asyncio.sleep(0)
+            # Emptied: let frames gather (RECEIVE_GATHER_S); else the turn ran out: others' turn now.
+            await asyncio.sleep(self.receive_gather_s if emptied else 0)
 
     def _take(self, parts: list[zmq.Frame]) -> None:
         """Check, decode and handle one message read from the ROUTER."""
@@ -620,6 +640,7 @@ class MeshServer:
                         log.info("re-sending unacknowledged %s to lab %s", row.id, lab_id)
                         self._send_assign(row)
             self._resend_wait = {k: v for k, v in self._resend_wait.items() if k in awaiting}
+            self._last_sent_assign = {k: v for k, v in self._last_sent_assign.items() if k in awaiting}
             self._resend_transfers(now)
 
     async def _apply_capacity(self) -> None:
@@ -639,7 +660,7 @@ class MeshServer:
         with self.core.ledger.transaction(durable=False) as db:  # labs repeat it after every WELCOME
             for view, backlog in views:
                 view.backlog = dict(backlog)
-                Ledger.put_lab(db, view.lab, view.live, view.backlog, view.stock, view.last_seen)
+                Ledger.put_backlog(db, view.lab.id, view.backlog, view.last_seen)
         self.stats.capacity_applied += len(views)
         self.core.on_change("capacity")
         self.field_changed()

@@ -219,6 +219,20 @@ class Shipments:
             if r.state == "shipped" and r.transfer.to_lab == lab_id and r.id not in self._unwritten
         ]
 
+    def awaiting_answers(self) -> list[tuple[str, str, TransferRow]]:
+        """Every transfer awaiting a lab's answer, in one pass over the transfers: ("ship", its
+        sender, row) as `awaiting_ship` gives it, and ("incoming", its receiver, row) as
+        `awaiting_arrival` does."""
+        found: list[tuple[str, str, TransferRow]] = []
+        for r in self.rows.values():
+            if r.id in self._unwritten:
+                continue
+            if r.state == "sent":
+                found.append(("ship", r.transfer.from_lab, r))
+            elif r.state == "shipped":
+                found.append(("incoming", r.transfer.to_lab, r))
+        return found
+
     def of_lab(self, lab_id: str) -> dict[str, list[dict[str, Any]]]:
         """A lab's transfers, outgoing and incoming, newest first, with their state."""
         rows = list(self.rows.values())[::-1]

@@ -202,6 +202,13 @@ class Ledger:
         self._last_seq = self.last_event_seq()
         #: Idempotency keys written by batches not yet in the file: key -> (fingerprint, order id).
         self._pending_keys: dict[str, tuple[str, str]] = {}
+        #: Every key the file holds, the same way: read once here, then kept as batches are written,
+        #: so that a new key (nearly every order's) costs no read of the file on the event loop.
+        #: Only this planner writes keys; the orders they name are all in its memory anyway.
+        self._file_keys: dict[str, tuple[str, str]] = {
+            row[0]: (row[1], row[2])
+            for row in self._db.execute("SELECT key, fingerprint, order_id FROM idempotency")
+        }
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(
@@ -217,7 +224,8 @@ class Ledger:
         if self._writer is None:
             self._read = self._connect()
             self._writer = LedgerWriter(self._db, loop)
-            self._writer.on_batches(self._forget_keys)
+            writer = self._writer
+            writer.on_batches(lambda batches: self._forget_keys(batches, written=writer.failed is None))
             self._writer.start()
         return self._writer
 
@@ -279,9 +287,9 @@ class Ledger:
         try:
             errors = apply(self._db, [batch])
         except BaseException:
-            self._forget_keys([batch])
+            self._forget_keys([batch], written=False)
             raise
-        self._forget_keys([batch])
+        self._forget_keys([batch], written=errors[0] is None)
         if errors[0] is not None:
             raise errors[0]
 
@@ -289,11 +297,14 @@ class Ledger:
         self._last_seq += 1
         return self._last_seq
 
-    def _forget_keys(self, batches: list[Batch]) -> None:
-        """The keys of these batches are in the file now (or never will be): read them from there."""
+    def _forget_keys(self, batches: list[Batch], written: bool) -> None:
+        """The keys of these batches are in the file now (`written`), or never will be: no longer
+        pending; kept among the file's keys when written."""
         for batch in batches:
-            for key, _, _ in batch.keys:
+            for key, fingerprint, order_id in batch.keys:
                 self._pending_keys.pop(key, None)
+                if written:
+                    self._file_keys[key] = (fingerprint, order_id)
 
     # --- events -----------------------------------------------------------------------------
 
@@ -372,6 +383,15 @@ class Ledger:
                 json.dumps(stock),
                 last_seen.isoformat(),
             ),
+        )
+
+    @staticmethod
+    def put_backlog(db: Batch, lab_id: str, backlog: dict[str, float], last_seen: datetime) -> None:
+        """Update a known lab's machine backlog (and when it was last seen), nothing else of its row:
+        a CAPACITY report costs no new copy of the lab's whole record."""
+        db.execute(
+            "UPDATE labs SET backlog = ?, last_seen = ? WHERE id = ?",
+            (json.dumps(backlog), last_seen.isoformat(), lab_id),
         )
 
     @staticmethod
@@ -457,10 +477,7 @@ class Ledger:
         still on its way to the file)."""
         if (pending := self._pending_keys.get(key)) is not None:
             return pending
-        row = self._read.execute(
-            "SELECT fingerprint, order_id FROM idempotency WHERE key = ?", (key,)
-        ).fetchone()
-        return (row[0], row[1]) if row else None
+        return self._file_keys.get(key)
 
     def load_trails(self) -> dict[tuple[str, str], float]:
         """Every trail's strength by (design, lab id)."""

@@ -28,11 +28,14 @@ def _common(sock: zmq.Socket) -> zmq.Socket:
     return sock
 
 
-def bind_router(ctx: zmq.Context, endpoint: str, curve: KeyPair | None = None) -> zmq.Socket:
+def bind_router(
+    ctx: zmq.Context, endpoint: str, curve: KeyPair | None = None, rcv_hwm: int = 100_000
+) -> zmq.Socket:
     """The planner's conversation socket: addresses labs by identity; unroutable sends raise.
 
     With `curve` (the planner's key pair) it is a CurveZMQ server: every connection is encrypted
-    and judged by the ZAP handler before any frame arrives.
+    and judged by the ZAP handler before any frame arrives. `rcv_hwm` bounds the frames queued
+    unread per connection; past it libzmq stops reading that connection (TCP back-pressure).
     """
     sock = _common(ctx.socket(zmq.ROUTER))
     if curve is not None:
@@ -40,7 +43,7 @@ def bind_router(ctx: zmq.Context, endpoint: str, curve: KeyPair | None = None) -
     sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
     sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
     sock.setsockopt(zmq.SNDHWM, 10_000)
-    sock.setsockopt(zmq.RCVHWM, 100_000)
+    sock.setsockopt(zmq.RCVHWM, rcv_hwm)
     sock.bind(endpoint)
     return sock
 

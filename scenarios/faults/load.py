@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
 import sqlite3
 import subprocess
 import tempfile
@@ -44,6 +45,8 @@ class LoadOptions:
     subscribers: int = 200
     lab_processes: int = 4
     ingest_s: float = 5.0
+    #: Seconds of the labs alone (heartbeats, CAPACITY every 2 s) before the ingest phase: the idle cost.
+    idle_s: float = 5.0
     blast_per_s: float = 40.0
     raw_s: float = 3.0
     seed: int = 7
@@ -65,15 +68,82 @@ def _health(api: str) -> dict[str, Any]:
         return {}
 
 
-def _max_rss_mb(pid: int) -> float:
-    """Peak resident memory of a live process (VmHWM), in MB."""
+def _max_rss_mb(pid: int, field: str = "VmHWM") -> float:
+    """Peak resident memory of a live process (VmHWM; VmRSS: now), in MB."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
     except OSError:
         pass
     return 0.0
+
+
+def _ticks_s() -> float:
+    try:
+        return float(os.sysconf("SC_CLK_TCK"))
+    except (ValueError, OSError):
+        return 100.0
+
+
+def cpu_s(pid: int, system_only: bool = False) -> float:
+    """CPU seconds (user + system, or system only) a live process has used so far; 0.0 when it is
+    gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    # after the command's closing parenthesis: state is field 0, utime 11, stime 12
+    return (int(fields[12]) + (0 if system_only else int(fields[11]))) / _ticks_s()
+
+
+def children_of(pid: int) -> list[int]:
+    """The live processes whose parent is `pid` (the planner's solve worker, for one)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        if int(stat.rpartition(")")[2].split()[1]) == pid:
+            found.append(int(entry.name))
+    return found
+
+
+@dataclass
+class CpuMeter:
+    """CPU seconds of the planner (its own process, and its children: the solve worker) and of the
+    harness's lab processes, read at the start and end of each phase: what the work cost, whatever
+    share of the cores the host gave the processes (a busy host stretches the wall time, not this).
+    Each phase also says the planner's resident memory at its end.
+    """
+
+    planner: int
+    labs: list[int]
+    began_wall: float = 0.0
+    began: dict[str, float] = field(default_factory=dict)
+
+    def read(self) -> dict[str, float]:
+        """CPU seconds used so far, by part."""
+        return {
+            "planner": cpu_s(self.planner),
+            "planner_system": cpu_s(self.planner, system_only=True),
+            "solver": sum(cpu_s(child) for child in children_of(self.planner)),
+            "labs": sum(cpu_s(pid) for pid in self.labs),
+        }
+
+    def start(self) -> None:
+        """Begin a phase."""
+        self.began_wall, self.began = time.monotonic(), self.read()
+
+    def phase(self) -> dict[str, float]:
+        """CPU seconds by part since `start`, with the phase's wall seconds (`wall`)."""
+        now = self.read()
+        used = {part: round(now[part] - self.began.get(part, 0.0), 2) for part in now}
+        rss = round(_max_rss_mb(self.planner, "VmRSS"), 1)
+        return used | {"wall": round(time.monotonic() - self.began_wall, 2), "planner_rss_mb": rss}
 
 
 def _load_average() -> str:
@@ -152,15 +222,27 @@ def _run(options: LoadOptions, workdir: Path) -> dict[str, Any]:
             workers.append(worker)
         _wait_labs(api, options.labs, planner, workers, workdir)
         result["join_s"] = round(time.monotonic() - began, 1)
+        meter = CpuMeter(planner.pid, [w.pid for w in workers if w.pid is not None])
+        cpu: dict[str, Any] = {}
+
+        _say(options, f"idle: {options.labs} labs heartbeating and reporting for {options.idle_s:g} s")
+        before = _health(api)
+        meter.start()
+        time.sleep(options.idle_s)
+        cpu["idle"] = meter.phase()
+        after = _health(api)
+        cpu["idle"]["frames"] = after.get("frames_received", 0) - before.get("frames_received", 0)
 
         _say(
             options,
             f"ingest: every lab sends CAPACITY at {options.blast_per_s:g}/s for {options.ingest_s:g} s",
         )
         before, t0 = _health(api), time.monotonic()
+        meter.start()
         phase.value = BLAST
         time.sleep(options.ingest_s)
         phase.value = RUN
+        cpu["ingest"] = meter.phase()
         after, t1 = _health(api), time.monotonic()
         taken = (after["frames_received"] - after["frames_rejected"]) - (
             before["frames_received"] - before["frames_rejected"]
@@ -174,10 +256,18 @@ def _run(options: LoadOptions, workdir: Path) -> dict[str, Any]:
         result["load_ingest"] = _load_average()
         time.sleep(1.0)  # let the reports already sent drain before the orders begin
 
+        meter.start()
         result |= _orders_phase(options, api, token, spawn)
+        cpu["orders"] = meter.phase() | result.pop("_client_cpu")
         result["load_orders"] = _load_average()
+        cpu["ingest"]["frames"] = taken
+        cpu["orders"]["orders"] = len(result["_accepted_ids"])
+        cpu["orders"]["sse_deliveries"] = result["sse_events"]
+        result["cpu"] = cpu
+        result["cpu_per_unit"] = per_unit_costs(cpu, options.labs)
         final = _health(api)
         result["labs_live_at_end"] = final.get("labs_live", 0)
+        result["solves"] = final.get("solves", 0)
         result["max_rss_mb"] = round(_max_rss_mb(planner.pid), 1)
         phase.value = STOP
         counts = [lab_results.get(timeout=30) for _ in workers]
@@ -207,6 +297,36 @@ def _run(options: LoadOptions, workdir: Path) -> dict[str, Any]:
     result["orders_accepted"] = len(accepted)
     result["orders_lost"] = sum(1 for order_id in accepted if order_id not in stored)
     return result
+
+
+def per_unit_costs(cpu: dict[str, dict[str, float]], labs: int) -> dict[str, float]:
+    """What the planner's process costs per unit of work, in CPU microseconds, from the phases'
+    CPU seconds (`CpuMeter`): each busy phase less what the same wall time costs idle.
+
+    - `idle_cpu_per_s`: CPU seconds a second of `labs` live labs cost the planner (heartbeats both
+      ways, CAPACITY every 2 s, liveness, field rebuilds), and `idle_us_per_lab_s` the same per lab;
+    - `capacity_frame_us`: per frame taken in while every lab blasts CAPACITY;
+    - `order_us`: per accepted order (its POST to the 201, ledger commit, events to every stream,
+      the field and the solves it triggers on the planner's process);
+    - `solver_cpu_s`: the solve worker's CPU over the orders phase (another process);
+    - `labs_cpu_per_s`, `requesters_cpu_s`, `subscribers_cpu_s`: the harness's own share of the cores.
+    """
+    idle = cpu["idle"]
+    idle_rate = idle["planner"] / max(idle["wall"], 1e-9)
+    ingest, orders = cpu["ingest"], cpu["orders"]
+    busy_ingest = max(0.0, ingest["planner"] - idle_rate * ingest["wall"])
+    busy_orders = max(0.0, orders["planner"] - idle_rate * orders["wall"])
+    return {
+        "idle_cpu_per_s": round(idle_rate, 3),
+        "idle_us_per_lab_s": round(idle_rate / max(labs, 1) * 1e6, 1),
+        "idle_us_per_frame": round(idle["planner"] / max(idle.get("frames", 0), 1) * 1e6, 1),
+        "capacity_frame_us": round(busy_ingest / max(ingest.get("frames", 0), 1) * 1e6, 1),
+        "order_us": round(busy_orders / max(orders.get("orders", 0), 1) * 1e6, 1),
+        "solver_cpu_s": orders["solver"],
+        "labs_cpu_per_s": round(idle["labs"] / max(idle["wall"], 1e-9), 3),
+        "requesters_cpu_s": orders.get("requesters", 0.0),
+        "subscribers_cpu_s": orders.get("subscribers", 0.0),
+    }
 
 
 def _wait_labs(
@@ -282,6 +402,7 @@ def _orders_phase(options: LoadOptions, api: str, token: str, spawn: Any) -> dic
         "sse_events": sse["events"],
         "sse_subscribers": sse["subscribers"],
         "_accepted_ids": accepted_ids,
+        "_client_cpu": {"requesters": orders["cpu_s"], "subscribers": sse["cpu_s"]},
     }
 
 

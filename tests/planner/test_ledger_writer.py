@@ -200,3 +200,24 @@ def test_an_idempotency_key_on_its_way_to_the_file_is_found(tmp_path: Path) -> N
 
     before, after = asyncio.run(scenario())
     assert before == after == ("fp", "o-1")
+
+
+def test_idempotency_keys_are_found_after_a_restart_and_a_failed_write_leaves_none(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        ledger = Ledger(tmp_path / "l.db")
+        ledger.start_writer(asyncio.get_running_loop())
+        with ledger.transaction() as db:
+            Ledger.put_order(db, _order("o-1"))
+            Ledger.put_idempotency(db, "key-1", "fp", "o-1", datetime.now(UTC))
+        await ledger.committed()
+        with ledger.transaction() as db:  # an idempotency row naming no order: the write fails
+            Ledger.put_idempotency(db, "key-2", "fp2", "o-missing", datetime.now(UTC))
+        with pytest.raises(LedgerFailed, match="FOREIGN KEY"):
+            await ledger.committed()
+        await asyncio.to_thread(ledger.close)
+
+    asyncio.run(scenario())
+    restarted = Ledger(tmp_path / "l.db")
+    assert restarted.find_idempotency("key-1") == ("fp", "o-1")
+    assert restarted.find_idempotency("key-2") is None
+    restarted.close()
