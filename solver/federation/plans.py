@@ -108,25 +108,39 @@ def plan_region(
 
 
 def without_covered(plan: Plan, covered: dict[str, int]) -> Plan:
-    """`plan` less the units of each order that trades cover (order id -> units): late units go first,
-    then those made last, so what stays is the plan's best part for the demand left."""
+    """`plan` less the units of each order that trades cover (order id -> units): its late units go
+    first, then units on time from its smallest lines, so what stays is the plan's best part for the
+    demand left."""
     left = dict(covered)
-    allocations = []
-    # Per order, the lines with the most late units first: they are the first to go.
-    for a in sorted(plan.allocations, key=lambda a: (a.order_id, -a.late_units, -a.quantity, a.lab_id)):
-        take = min(left.get(a.order_id, 0), a.quantity)
-        if take <= 0:
-            allocations.append(a)
-            continue
-        left[a.order_id] -= take
-        quantity = a.quantity - take
-        if quantity <= 0:
-            continue
-        late = max(0, a.late_units - take)
-        early = min(a.early_units, quantity)
-        allocations.append(
-            a.model_copy(update={"quantity": quantity, "late_units": late, "early_units": early})
+    quantity = [a.quantity for a in plan.allocations]
+    late = [a.late_units for a in plan.allocations]
+    lines: dict[str, list[int]] = defaultdict(list)
+    for i, a in enumerate(plan.allocations):
+        lines[a.order_id].append(i)
+    for order_id, units in left.items():
+        mine = lines.get(order_id, [])
+        for i in sorted(mine, key=lambda i: (-late[i], plan.allocations[i].lab_id)):
+            take = min(units, late[i])
+            late[i] -= take
+            quantity[i] -= take
+            units -= take
+        for i in sorted(mine, key=lambda i: (quantity[i], plan.allocations[i].lab_id)):
+            take = min(units, quantity[i])
+            quantity[i] -= take
+            units -= take
+    allocations = [
+        a
+        if quantity[i] == a.quantity
+        else a.model_copy(
+            update={
+                "quantity": quantity[i],
+                "late_units": late[i],
+                "early_units": min(a.early_units, quantity[i]),
+            }
         )
+        for i, a in enumerate(plan.allocations)
+        if quantity[i] > 0
+    ]
     return plan.model_copy(update={"allocations": allocations})
 
 
