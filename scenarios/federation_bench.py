@@ -16,9 +16,10 @@ Every message the net would send is encoded with the peer codec (`protocol.peers
 The integer plans of both sides spend the same deterministic budget of work
 (`SolveParams.work_limit`, `WORK_PER_SECOND` per second of the bench's `time_limit_s`; the large
 path counts its own work per demand), with the wall clock only a cap (`CAP_FACTOR` times the
-budget's seconds): two runs give the same plans, whatever else the machine is doing, unless the cap
-cut one (its status then says so). The regions' plans are independent, so they run side by side
-through the project's executor seam (`scenarios.fanout`, a process pool of `workers`).
+budget's seconds; `LARGE_CAP_S` for the large path): two runs give the same plans, whatever else the
+machine is doing, unless the cap cut one (`plans_cut_by_clock`). The regions' plans are independent,
+so they run side by side through the project's executor seam (`scenarios.fanout`, a process pool of
+`workers`).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import Executor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from protocol.model import Plan
@@ -49,11 +50,15 @@ WITHIN = 0.01
 #: CP-SAT's deterministic time per second of the bench's `time_limit_s` (as
 #: `solver.allocation.allocate.WORK_PER_SECOND`): the regions' budget of work.
 WORK_PER_SECOND = 0.8
-#: The wall clock's cap on a regional plan, in multiples of its budget's seconds: far enough that on
-#: a busy machine the work, not the clock, ends the solve. At 6 (a 60-s cap for the default 10 s), the
-#: large path's plans of 2,500 orders were cut on a loaded host (load 8-14) and their greedy fill
-#: left 20,288 units short where the LPs leave almost none.
-CAP_FACTOR = 30.0
+#: The wall clock's cap on a regional plan of the one-model path (up to `decompose_above` orders), in
+#: multiples of its budget's seconds: far enough that on a busy machine the work, not the clock, ends
+#: the solve. Not more: parts of that path (its certifying large-path run, the second stage) take a
+#: share of the cap, so a cap of 30 times made a 4 x 120 x 24 surge cost 513 CPU s instead of ~70.
+CAP_FACTOR = 6.0
+#: The cap on a plan of the large path (above `decompose_above` orders), whose budget is its own work
+#: per demand: at 60 s, plans of 2,500 orders were cut on a loaded host (load 8-14) and their greedy
+#: fill left 20,288 units short where the LPs leave almost none.
+LARGE_CAP_S = 300.0
 #: A plan that took this share of its cap or more is counted as cut by the clock.
 CUT_SHARE = 0.95
 
@@ -93,6 +98,8 @@ def solve_params(time_limit_s: float) -> SolveParams:
 def _plan_task(task: tuple[str, Problem, list[Trade], SolveParams, Plan | None]) -> RegionalPlan:
     """One region's integer plan (a task for the executor: plain data in, plain data out)."""
     region, problem, trades, params, warm = task
+    if len(problem.demands) > params.decompose_above:
+        params = replace(params, time_limit_s=max(params.time_limit_s, LARGE_CAP_S))
     return plan_region(region, problem, trades, params, warm_start=warm)
 
 
@@ -192,7 +199,11 @@ def bench_federation(bench: BenchParams) -> dict[str, Any]:
 def _cut(plan: RegionalPlan, params: SolveParams) -> bool:
     """Whether the wall-clock cap (not the work budget) probably ended a plan: the large path says so
     in its status; the one-model path took (nearly) all of the cap."""
-    return "TIME_LIMIT" in plan.plan.status or plan.plan.solve_seconds >= CUT_SHARE * params.time_limit_s
+    if "TIME_LIMIT" in plan.plan.status:
+        return True
+    return len(plan.problem.demands) <= params.decompose_above and (
+        plan.plan.solve_seconds >= CUT_SHARE * params.time_limit_s
+    )
 
 
 def _cpu_seconds() -> float:
