@@ -1,7 +1,9 @@
 """One synthetic federation solved three ways, federated, isolated and global, and measured.
 
 - **federated**: the priced contract net (`solver.federation.net`), then each region's own integer
-  plan with its committed trades (`solver.federation.plans`), each checked by the validator;
+  plan alone and with its committed trades, started from the plan alone (`solver.federation.plans`),
+  each checked by the validator; the trades are kept only if the plans with them cost, summed, no
+  more than the plans alone (`integer_check`), else every region keeps its plan alone;
 - **isolated**: each region's LP and integer plan alone;
 - **global**: one LP over every region's cells and demands, and one integer plan of the merged
   problem by the usual allocator (its bound is valid for every plan on all labs).
@@ -10,26 +12,55 @@
 negotiates) with the global LP built the same way; `certified_gap_pct` compares the federated
 integer plans' summed cost with the global integer plan's bound, a lower bound on every plan.
 Every message the net would send is encoded with the peer codec (`protocol.peers`) and counted.
+
+The integer plans of both sides spend the same deterministic budget of work
+(`SolveParams.work_limit`, `WORK_PER_SECOND` per second of the bench's `time_limit_s`; the large
+path counts its own work per demand), with the wall clock only a cap (`CAP_FACTOR` times the
+budget's seconds; `LARGE_CAP_S` for the large path): two runs give the same plans, whatever else the
+machine is doing, unless the cap cut one (`plans_cut_by_clock`). The regions' plans are independent,
+so they run side by side through the project's executor seam (`scenarios.fanout`, a process pool of
+`workers`).
 """
 
 from __future__ import annotations
 
+import resource
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator
+from concurrent.futures import Executor
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from typing import Any
 
+from protocol.model import Plan
 from protocol.peers import encode_peer
+from scenarios.fanout import fan_out, open_executor
 from scenarios.federation import Case, federation, merged
 from solver.allocation.allocate import solve
+from solver.federation.market import Trade
 from solver.federation.net import NetParams, run_net
-from solver.federation.plans import plan_region
+from solver.federation.plans import RegionalPlan, integer_check, plan_region
 from solver.federation.region import RegionModel
-from solver.model.problem import SolveParams
+from solver.model.problem import Problem, SolveParams
 
 #: Own cells each global LP group may be made in: enough to reach every region's cells.
 GLOBAL_CELLS = 64
 #: Rounds are counted to the first one whose summed cost is within this share of the global LP.
 WITHIN = 0.01
+#: CP-SAT's deterministic time per second of the bench's `time_limit_s` (as
+#: `solver.allocation.allocate.WORK_PER_SECOND`): the regions' budget of work.
+WORK_PER_SECOND = 0.8
+#: The wall clock's cap on a regional plan of the one-model path (up to `decompose_above` orders), in
+#: multiples of its budget's seconds: far enough that on a busy machine the work, not the clock, ends
+#: the solve. Not more: parts of that path (its certifying large-path run, the second stage) take a
+#: share of the cap, so a cap of 30 times made a 4 x 120 x 24 surge cost 513 CPU s instead of ~70.
+CAP_FACTOR = 6.0
+#: The cap on a plan of the large path (above `decompose_above` orders), whose budget is its own work
+#: per demand: at 60 s, plans of 2,500 orders were cut on a loaded host (load 8-14) and their greedy
+#: fill left 20,288 units short where the LPs leave almost none.
+LARGE_CAP_S = 300.0
+#: A plan that took this share of its cap or more is counted as cut by the clock.
+CUT_SHARE = 0.95
 
 
 @dataclass(frozen=True)
@@ -43,11 +74,52 @@ class BenchParams:
     case: Case = "surge"
     time_limit_s: float = 10.0
     global_plan: bool = True
+    #: Processes planning the regions side by side (1: one after the other, in this process).
+    workers: int = 2
+
+    def __post_init__(self) -> None:
+        if self.time_limit_s <= 0:
+            raise ValueError(f"time_limit_s must be positive, got {self.time_limit_s}")
+        if self.workers < 1:
+            raise ValueError(f"workers must be at least 1, got {self.workers}")
 
 
 def solve_params(time_limit_s: float) -> SolveParams:
-    """The regions' solve parameters: a short late window (the instances' due dates are 2-6 days)."""
-    return SolveParams(late_window_days=2.0, time_limit_s=time_limit_s)
+    """The regions' solve parameters: a short late window (the instances' due dates are 2-6 days),
+    and `time_limit_s`'s worth of deterministic work with the clock a cap `CAP_FACTOR` times that."""
+    return SolveParams(
+        late_window_days=2.0,
+        time_limit_s=CAP_FACTOR * time_limit_s,
+        deterministic=True,
+        work_limit=WORK_PER_SECOND * time_limit_s,
+    )
+
+
+def _plan_task(task: tuple[str, Problem, list[Trade], SolveParams, Plan | None]) -> RegionalPlan:
+    """One region's integer plan (a task for the executor: plain data in, plain data out)."""
+    region, problem, trades, params, warm = task
+    if len(problem.demands) > params.decompose_above:
+        params = replace(params, time_limit_s=max(params.time_limit_s, LARGE_CAP_S))
+    return plan_region(region, problem, trades, params, warm_start=warm)
+
+
+def _plan_all(
+    tasks: list[tuple[str, Problem, list[Trade], SolveParams, Plan | None]], executor: Executor | None
+) -> list[RegionalPlan]:
+    """The regions' plans, side by side on `executor` (one after the other in this process: None)."""
+    if executor is None or len(tasks) <= 1:
+        return [_plan_task(t) for t in tasks]
+    return fan_out(executor, _plan_task, tasks)
+
+
+@contextmanager
+def _executor(workers: int) -> Iterator[Executor | None]:
+    """A process pool of `workers` (None for 1: the plans then run in this process)."""
+    if workers == 1:
+        yield None
+        return
+    with open_executor("process", workers) as executor:
+        yield executor
 
 
 def bench_federation(bench: BenchParams) -> dict[str, Any]:
@@ -57,12 +129,25 @@ def bench_federation(bench: BenchParams) -> dict[str, Any]:
     )
     params = solve_params(bench.time_limit_s)
     started = time.perf_counter()
+    cpu = _cpu_seconds()
     net = run_net({r.id: r.problem for r in regions}, params, NetParams())
-    plans = [plan_region(r.id, r.problem, net.trades, params) for r in regions]
+    net_seconds = time.perf_counter() - started
+    trading = {t.host for t in net.trades} | {t.origin for t in net.trades}
+    with _executor(min(bench.workers, bench.regions)) as executor:
+        isolated_plans = _plan_all([(r.id, r.problem, [], params, None) for r in regions], executor)
+        alone = {p.region: p for p in isolated_plans}
+        with_trades = _plan_all(
+            [(r.id, r.problem, net.trades, params, alone[r.id].plan) for r in regions if r.id in trading],
+            executor,
+        )
+    traded = {p.region: p for p in with_trades}
+    traded_plans = [traded.get(r.id, alone[r.id]) for r in regions]
+    kept = integer_check(isolated_plans, traded_plans)
+    plans = traded_plans if kept else isolated_plans
     seconds = time.perf_counter() - started
+    cpu = _cpu_seconds() - cpu
     whole = merged(regions)
     global_lp = RegionModel("global", whole, params, own_cells=GLOBAL_CELLS).solve().cost
-    isolated_plans = [plan_region(r.id, r.problem, [], params) for r in regions]
     federated_plan_cost = sum(p.cost for p in plans)
     figures: dict[str, Any] = {
         "regions": bench.regions,
@@ -82,21 +167,26 @@ def bench_federation(bench: BenchParams) -> dict[str, Any]:
         "trades": len(net.trades),
         "units_traded": sum(t.units for t in net.trades),
         "seconds": seconds,
-        "valid": all(not p.violations for p in plans) and all(not p.violations for p in isolated_plans),
+        "net_seconds": net_seconds,
+        "cpu_seconds": cpu,
+        "valid": all(not p.violations for p in [*plans, *traded_plans, *isolated_plans]),
         "violations": sum(len(p.violations) for p in plans),
         "lp_federated": net.federated_cost,
         "lp_isolated": net.isolated_cost,
         "lp_global": global_lp,
         "plan_federated": federated_plan_cost,
+        "plan_with_trades": sum(p.cost for p in traded_plans),
         "plan_isolated": sum(p.cost for p in isolated_plans),
+        "trades_kept": kept,
+        "plan_statuses": sorted({p.plan.status for p in [*isolated_plans, *with_trades]}),
+        "plans_cut_by_clock": sum(_cut(p, params) for p in [*isolated_plans, *with_trades]),
         "units_short_federated": sum(s.quantity for p in plans for s in p.plan.shortages),
+        "units_short_with_trades": sum(s.quantity for p in traded_plans for s in p.plan.shortages),
         "units_short_isolated": sum(s.quantity for p in isolated_plans for s in p.plan.shortages),
     }
     if bench.global_plan:
         global_started = time.perf_counter()
-        plan = solve(
-            whole, SolveParams(late_window_days=2.0, time_limit_s=bench.time_limit_s * bench.regions)
-        )
+        plan = solve(whole, solve_params(bench.time_limit_s * bench.regions))
         figures["plan_global"] = plan.objective
         figures["plan_global_bound"] = plan.bound
         figures["global_seconds"] = time.perf_counter() - global_started
@@ -104,6 +194,23 @@ def bench_federation(bench: BenchParams) -> dict[str, Any]:
     else:
         figures["certified_gap_pct"] = None
     return figures
+
+
+def _cut(plan: RegionalPlan, params: SolveParams) -> bool:
+    """Whether the wall-clock cap (not the work budget) probably ended a plan: the large path says so
+    in its status; the one-model path took (nearly) all of the cap."""
+    if "TIME_LIMIT" in plan.plan.status:
+        return True
+    return len(plan.problem.demands) <= params.decompose_above and (
+        plan.plan.solve_seconds >= CUT_SHARE * params.time_limit_s
+    )
+
+
+def _cpu_seconds() -> float:
+    """CPU seconds of this process and of its children that have ended (the executor's workers)."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def _rounds_to(net: Any, global_lp: float) -> int | None:

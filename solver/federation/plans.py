@@ -12,6 +12,15 @@ problem changed by its trades only:
 
 Every regional plan is checked by the independent validator (`solver.check`) against the problem it
 was solved for, as any plan of the planner is.
+
+**The final check.** The net decides on the regions' LPs, and a trade that lowers the LPs by 0.1 %
+can still make the integer plans dearer (the allocator's plans are not the LP's). So the trades are
+kept only if the regions' integer plans with them cost, summed, no more than the integer plans
+without them (`integer_check`), the same rule as a round's, on the plans the labs will run; otherwise
+every region keeps its plan alone. To make that comparison mean something, both sides are planned on
+the same deterministic work budget (`SolveParams.deterministic`, `work_limit`), and the plan with the
+trades starts from the plan alone (`plan_region(..., warm_start=...)`), less the units the trades
+cover: the trades move few units, and the allocator then keeps what it knew to be good.
 """
 
 from __future__ import annotations
@@ -80,12 +89,68 @@ def with_trades(
 
 
 def plan_region(
-    region: str, problem: Problem, trades: list[Trade], params: SolveParams, cell_deg: float = CELL_DEG
+    region: str,
+    problem: Problem,
+    trades: list[Trade],
+    params: SolveParams,
+    cell_deg: float = CELL_DEG,
+    warm_start: Plan | None = None,
 ) -> RegionalPlan:
-    """Solve and validate the region's plan with its trades."""
+    """Solve and validate the region's plan with its trades.
+
+    `warm_start` is a plan of the region's own problem (its plan alone): the units its trades cover
+    are taken off it (`without_covered`) and the allocator starts from the rest.
+    """
     traded, covered, carriage = with_trades(region, problem, trades, params, cell_deg)
-    plan = solve(traded, params)
+    warm = None if warm_start is None else without_covered(warm_start, covered)
+    plan = solve(traded, params, warm_start=warm)
     return RegionalPlan(region, traded, plan, check(traded, plan, params), covered, carriage)
+
+
+def without_covered(plan: Plan, covered: dict[str, int]) -> Plan:
+    """`plan` less the units of each order that trades cover (order id -> units): its late units go
+    first, then units on time from its smallest lines, so what stays is the plan's best part for the
+    demand left."""
+    left = dict(covered)
+    quantity = [a.quantity for a in plan.allocations]
+    late = [a.late_units for a in plan.allocations]
+    lines: dict[str, list[int]] = defaultdict(list)
+    for i, a in enumerate(plan.allocations):
+        lines[a.order_id].append(i)
+    for order_id, units in left.items():
+        mine = lines.get(order_id, [])
+        for i in sorted(mine, key=lambda i: (-late[i], plan.allocations[i].lab_id)):
+            take = min(units, late[i])
+            late[i] -= take
+            quantity[i] -= take
+            units -= take
+        for i in sorted(mine, key=lambda i: (quantity[i], plan.allocations[i].lab_id)):
+            take = min(units, quantity[i])
+            quantity[i] -= take
+            units -= take
+    allocations = [
+        a
+        if quantity[i] == a.quantity
+        else a.model_copy(
+            update={
+                "quantity": quantity[i],
+                "late_units": late[i],
+                "early_units": min(a.early_units, quantity[i]),
+            }
+        )
+        for i, a in enumerate(plan.allocations)
+        if quantity[i] > 0
+    ]
+    return plan.model_copy(update={"allocations": allocations})
+
+
+def integer_check(alone: list[RegionalPlan], traded: list[RegionalPlan]) -> bool:
+    """Whether the trades are kept: the regions' integer plans with them cost, summed, no more than
+    their plans alone (each region publishes its two numbers, as it publishes its LP cost in a round).
+    """
+    if sorted(p.region for p in alone) != sorted(p.region for p in traded):
+        raise ValueError("integer_check: the plans alone and with the trades must name the same regions")
+    return sum(p.cost for p in traded) <= sum(p.cost for p in alone)
 
 
 def _cover(region: str, problem: Problem, trades: list[Trade], cell_deg: float) -> dict[str, int]:

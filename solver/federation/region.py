@@ -37,8 +37,11 @@ from solver.model.problem import Problem, SolveParams, horizon_days
 OWN_CELLS = 8
 #: Of those, the nearest where late units may be made (late units are a last resort before shortage).
 LATE_CELLS = 3
-#: Import options per demand group and host region: the nearest offers of its design and window.
-IMPORT_CELLS = 3
+#: Import options per demand group and host region: the nearest offers of its design and window. With
+#: 3, a region of 2,500 orders could import only what its peers' few cells nearest each group
+#: offered in a round, and 10 rounds ended at cost_ratio 1.029 (4 x 2,500 x 400, surge seed 1); with
+#: 8, at 1.004. At 4 x 120 x 24 (surge seeds 1-8) the worst seed was 1.0101 with 3 and 1.0116 with 8.
+IMPORT_CELLS = 8
 #: Share of a cell's capacity by a window that a host offers even when all of it is in use (priced at
 #: its shadow price: what the host loses by giving it up).
 OFFER_SHARE = 0.25
@@ -413,7 +416,9 @@ def _supply(
     problem: Problem, designs: dict[str, Design], horizon: float, cell_deg: float, windows: list[int]
 ) -> dict[str, CellSupply]:
     """Per cell: minutes per class by each window and by the horizon, stock, and what it can make."""
-    classes = {cls for d in designs.values() for s in d.steps for cls in step_classes(s)}
+    # Sorted, so that the LP's rows (and so its degenerate duals, the prices) do not follow string
+    # hashing from one process to the next.
+    classes = sorted({cls for d in designs.values() for s in d.steps for cls in step_classes(s)})
     cells: dict[str, CellSupply] = {}
     for state in problem.labs:
         if not state.live:

@@ -8,8 +8,9 @@ import pytest
 
 from scenarios.federation import federation
 from solver.federation.cells import cell_centre, cell_of
-from solver.federation.net import NetParams, run_net
-from solver.federation.plans import LEASE_PREFIX, plan_region, with_trades
+from solver.federation.market import Bid, Offer
+from solver.federation.net import NetParams, award_bids, run_net
+from solver.federation.plans import LEASE_PREFIX, integer_check, plan_region, with_trades, without_covered
 from solver.model.problem import SolveParams
 from tests.federation.leaks import leaks, private_values
 
@@ -112,3 +113,90 @@ def test_bad_peer_frames_name_the_field() -> None:
         decode_peer(b"\xc1")
     frame = encode_peer("COST", "lombardy", 1, 0, good)
     assert decode_peer(frame).body.model_dump(include=set(good)) == good
+
+
+def _offer(window: int, units: int, design: str = "face-shield", cell: str = "90:18") -> Offer:
+    return Offer(f"host.r1.o{window}{design[:2]}", "host", 1, design, window, cell, units, 10.0)
+
+
+def _bid(n: int, offer: Offer, units: int, max_price: float, cell: str = "90:18") -> Bid:
+    return Bid(
+        f"origin.r1.b{n}",
+        "origin",
+        "host",
+        offer.offer_id,
+        1,
+        units,
+        offer.window,
+        cell,
+        max_price,
+        "routine",
+    )
+
+
+def test_awards_of_one_cell_share_its_capacity_across_windows_and_designs() -> None:
+    # Capacity by day 4 includes that by day 2, and both designs take the same printers: 10 units by
+    # day 2 and 20 by day 4 of one cell cannot be sold as 10 + 20 + 20.
+    early, late, splint = _offer(2, 10), _offer(4, 20), _offer(4, 20, design="finger-splint")
+    offers = {o.offer_id: o for o in (early, late, splint)}
+    bids = [_bid(0, early, 10, 500.0), _bid(1, late, 20, 400.0), _bid(2, splint, 20, 300.0)]
+    trades = award_bids(bids, offers, 1.0, 1, 0)
+    by_bid = {t.trade_id.split(".", 1)[1]: t.units for t in trades}
+    # The day-2 bid takes all of day 2 and half of day 4; the day-4 one takes the other half.
+    assert by_bid == {"origin.r1.b0": 10, "origin.r1.b1": 10}
+    # The old rule, each offer within its own units, sold 10 + 20 + 20.
+    assert sum(by_bid.values()) == 20
+
+
+def test_a_host_serves_first_the_bid_that_leaves_it_the_most_after_carriage() -> None:
+    # The far origin values the unit 50 more, but its cell is 4 cells (about 200 km) further.
+    offer = _offer(4, 10)
+    near, far = _bid(0, offer, 10, 450.0, cell="90:19"), _bid(1, offer, 10, 500.0, cell="90:22")
+    trades = award_bids([far, near], {offer.offer_id: offer}, 1.0, 1, 0)
+    assert [(t.cell, t.units) for t in trades] == [("90:19", 10)]
+
+
+def test_a_plan_less_the_covered_units_drops_late_units_first_and_stays_valid(surge) -> None:
+    regions, result = surge
+    origin = regions[0]
+    alone = plan_region(origin.id, origin.problem, [], PARAMS)
+    traded, covered, _ = with_trades(origin.id, origin.problem, result.trades, PARAMS)
+    assert covered
+    warm = without_covered(alone.plan, covered)
+    before: dict[str, int] = {}
+    after: dict[str, int] = {}
+    late_before: dict[str, int] = {}
+    late_after: dict[str, int] = {}
+    for plan, units, late in ((alone.plan, before, late_before), (warm, after, late_after)):
+        for a in plan.allocations:
+            units[a.order_id] = units.get(a.order_id, 0) + a.quantity
+            late[a.order_id] = late.get(a.order_id, 0) + a.late_units
+    for order_id, units in before.items():
+        taken = units - after.get(order_id, 0)
+        assert taken == min(units, covered.get(order_id, 0))
+        # Late units go before units on time.
+        assert late_before[order_id] - late_after.get(order_id, 0) == min(taken, late_before[order_id])
+    # What is left is a plan for the demands left: within each one's quantity.
+    quantities = {d.order.id: d.quantity for d in traded.demands}
+    assert all(after[o] <= quantities.get(o, 0) for o in after if after[o] > 0)
+
+
+def test_the_final_check_keeps_trades_only_if_the_integer_plans_cost_no_more(surge) -> None:
+    regions, result = surge
+    alone = [plan_region(r.id, r.problem, [], PARAMS) for r in regions]
+    cost = {p.region: p.plan.objective for p in alone}
+    traded = [
+        plan_region(
+            r.id, r.problem, result.trades, PARAMS, warm_start=next(a.plan for a in alone if a.region == r.id)
+        )
+        for r in regions
+    ]
+    assert all(p.violations == [] for p in traded)
+    # The surge's trades save far more than the integer plans' noise: they are kept.
+    assert integer_check(alone, traded)
+    assert sum(p.cost for p in traded) < 0.5 * sum(cost.values())
+    # Plans with trades made dearer (by a carriage that no plan pays) are voided.
+    dearer = [replace(p, carriage=p.carriage + sum(cost.values())) for p in traded]
+    assert not integer_check(alone, dearer)
+    with pytest.raises(ValueError, match="same regions"):
+        integer_check(alone, traded[:-1])
