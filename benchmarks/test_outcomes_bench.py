@@ -48,6 +48,9 @@ TOLERANCE = 0.005
 POOLED = {"visor-surge-fr", "fab-city-barcelona"}
 #: (scenario, target) -> what was measured when it last failed, on a 2-core machine.
 NOT_YET: dict[tuple[str, str], str] = {
+    ("visor-surge-fr@21-DE", "pooled_fill"): (
+        "fill 96.5 % against 97.5 % needed (board 95.0 %, central factory 100.0 %), docs/benchmarks.md's run"
+    ),
     ("visor-surge-fr@12-ES", "pooled_fill"): (
         "fill 92.1 % against 93.2 % needed (board 90.8 %, central factory 95.6 %), 2026-12-04; "
         "5 to 14 % of the labs' minutes unused with their queues empty on days 6 to 13 while 1,500 to "
