@@ -40,6 +40,8 @@ VARIANTS = [
     # found a defect (docs/live-vs-sim.md, 2026-12-04 "Unseen scenarios"): labs run dry for days while
     # thousands of units wait, and the pooled factory's fill gap stays more than half open
     ("visor-surge-fr", 12, "ES"),
+    # found a defect: units planned on time arrive late, mostly made at a lab behind its plan
+    ("valve-lombardy", 23, None),
 ]
 SCENARIOS = sorted(builtin_scenarios()) + [
     f"{name}@{seed}" + (f"-{country}" if country else "") for name, seed, country in VARIANTS
@@ -48,6 +50,10 @@ TOLERANCE = 0.005
 POOLED = {"visor-surge-fr", "fab-city-barcelona"}
 #: (scenario, target) -> what was measured when it last failed, on a 2-core machine.
 NOT_YET: dict[tuple[str, str], str] = {
+    ("valve-lombardy@23", "plan_slip"): (
+        "3.7 % of delivered valves planned on time and late (27 at a lab behind its plan, 9 after their "
+        "planned arrival), 2026-12-04 at load 8; 3.4 % at load 30"
+    ),
     ("visor-surge-fr@21-DE", "pooled_fill"): (
         "fill 96.5 % against 97.5 % needed (board 95.0 %, central factory 100.0 %), docs/benchmarks.md's run"
     ),
