@@ -129,7 +129,7 @@ class IncrementalLP:
                 )
         self._model.advance_diff(self._diff)
         params = parameters_pb2.SolveParametersProto(glop=self._glop)
-        params.time_limit.FromNanoseconds(max(1_000_000, int(seconds * 1e9)))
+        params.time_limit.FromNanoseconds(int(min(max(seconds, 1e-3), 1e6) * 1e9))
         if iterations is not None:
             params.iteration_limit = max(1, int(iterations))
         model_params = model_parameters_pb2.ModelSolveParametersProto()
