@@ -6,17 +6,19 @@ taken in: the work of the options counted at or before it in its chain ≤ its f
 is spread over the demand's units, as in any linear relaxation of a fixed charge.
 
 A cumulative row is written as a variable, its chain's work by the checkpoint, bounded by the free
-minutes by then, and an equality row: that work is the work by the chain's previous cut plus the
-entries in between (`LinearRelaxation.add_cuts`). Written out, a chain's rows would repeat its early
-entries in every later row: at 10,000 orders that was some six million coefficients, and GLOP's
-iterations took twice as long.
+minutes by then, and an equality row: that work is the work by the chain's previous anchored cut
+plus the entries in between (`LinearRelaxation.add_cuts`). Written out, a chain's rows would repeat
+its early entries in every later row: at 10,000 orders that was some six million coefficients, and
+GLOP's iterations took twice as long. Rounds that add rows alone write theirs plain (no variable),
+so that the LP then grows by rows only.
 
 All the network's cumulative rows would be some 300,000 rows at 10,000 orders, most of them slack.
 So the LP starts with one row per chain (its horizon) and the nearest options of each demand, and
 grows: rows that the solution violates are added (cuts), and options whose reduced cost is negative
 at the current prices are added (columns), then GLOP resumes from its previous basis (dual simplex,
-no presolve, which keeps the basis). When neither is found, the solution is optimal for the LP of
-every row and option of the network.
+no presolve; the LP is kept in GLOP and given its last basis explicitly, `solver.large.glop`: at
+10,000 x 2,000, seed 5, 43,100 simplex iterations instead of 170,865 for the same rounds). When
+neither is found, the solution is optimal for the LP of every row and option of the network.
 
 The solution guides the rounding (`solver.large.rounding`); the dual values price machine time and stock
 for the Lagrangian bound (`solver.large.bound`). Its own objective is never reported as a bound: an LP
