@@ -7,9 +7,10 @@ A *session* is a run of rounds opened by the coordinator (the live region with t
 2. Each following `ROUND` r: every region waits for the others' OFFERS of round r - 1, solves with
    them as import options and sends each host its `BIDS`; a host awards the bids it got on its
    previous offers (`solver.federation.net.award_bids`: within each of its cells' shared capacity,
-   the bids that leave it the most first, times the round's step) and sends each origin its
-   `AWARDS`; every region solves with the tentative trades and sends the coordinator its `COST`
-   (with its cost before the round and how many bids it sent).
+   the bids that leave it the most first, times the round's step; then cut down until its own plan
+   with them leaves no more units short, `within_means`) and sends each origin its `AWARDS`; every
+   region solves with the tentative trades and sends the coordinator its `COST` (with its cost
+   before the round and how many bids it sent).
 3. The coordinator writes the outcome first (commit only if the summed cost fell), then sends `VOTE`
    and `COMMIT` or `ABORT` to everyone. On COMMIT each region writes its trades (`planner.fed_leases`).
 4. Once the round has ended here (whatever its outcome), every region sends its `OFFERS` of round r,
@@ -40,7 +41,14 @@ from planner.fed_leases import Leases, day_zero
 from planner.trade_book import TradeBook
 from protocol.peers import CostBody, PeerEnvelope, RoundStart
 from solver.federation.market import Bid, Offer, Trade
-from solver.federation.net import COMMIT_MARGIN, FIRST_STEP, NetParams, award_bids, region_bids
+from solver.federation.net import (
+    COMMIT_MARGIN,
+    FIRST_STEP,
+    NetParams,
+    award_bids,
+    region_bids,
+    within_means,
+)
 from solver.federation.region import RegionModel, Solution
 from solver.model.problem import Problem, SolveParams
 
@@ -255,9 +263,11 @@ class Rounds:
             for b in got[x].bids
             if b.offer_id in previous
         ]
-        hosted = [
+        awarded = [
             replace(t, trade_id=f"t.{_bid_of(t)}") for t in award_bids(incoming, previous, start.step, r, 0)
         ]
+        # Only what this region can make without leaving more units short than its plan now does.
+        hosted = await asyncio.to_thread(within_means, session.model, self._standing(session), *mine, awarded)
         for origin in others:
             awards = [
                 {"bid_id": _bid_of(t), "round": r, "units": t.units} for t in hosted if t.origin == origin

@@ -6,7 +6,8 @@ Each round (SPEC.md section 10.4):
    import options, and bids for the imports its plan took;
 2. each host awards its bids tentatively, within each of its cells' capacity (its offers of one cell
    share it), the bids that leave it the most first, scaled by the current step (a quarter at
-   first, doubled after each commit up to 1, halved after each abort);
+   first, doubled after each commit up to 1, halved after each abort), and cut down until its own
+   plan with them leaves no more units short than without (`within_means`);
 3. every region solves again with the committed and tentative trades and publishes one number, its
    cost; the round commits only if the summed cost fell;
 4. every region offers for the next round at the shadow prices of its plan with the trades committed
@@ -30,7 +31,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from solver.federation.cells import CELL_DEG, cell_centre
 from solver.federation.market import Bid, Message, Offer, Trade
@@ -38,6 +39,10 @@ from solver.federation.region import OFFER_SHARE, RegionModel, Solution
 from solver.model.geo import haversine_km
 from solver.model.problem import Problem, SolveParams
 
+#: Halvings a host tries before it awards nothing (`within_means`), and the units left short it
+#: lets pass (LP round-off).
+MEANS_TRIES = 4
+SHORT_TOLERANCE = 0.5
 #: A round commits only if the summed cost fell by more than this share of it.
 COMMIT_MARGIN = 1e-6
 #: Share of the awarded units the first round takes: the first prices are those of regions alone and
@@ -145,7 +150,18 @@ def run_net(
             exposed[r] |= models[r].exposed_orders(units)
         for bid in bids:
             messages.append(Message(bid.origin, bid.host, "BID", bid.body()))
-        tentative = award_bids(bids, offers_by_id, step, round_, len(committed))
+        awarded = award_bids(bids, offers_by_id, step, round_, len(committed))
+        tentative = [
+            t
+            for r in names
+            for t in within_means(
+                models[r],
+                standing[r],
+                [t for t in committed if t.origin == r],
+                [t for t in committed if t.host == r],
+                [t for t in awarded if t.host == r],
+            )
+        ]
         for trade in tentative:
             messages.append(
                 Message(
@@ -249,6 +265,37 @@ def region_bids(
     return bids, {gi: math.ceil(amount - 1e-6) for gi, amount in used.items()}
 
 
+def within_means(
+    model: RegionModel,
+    standing: Solution,
+    imports: list[Trade],
+    exports: list[Trade],
+    awards: list[Trade],
+    tries: int = MEANS_TRIES,
+) -> list[Trade]:
+    """A host's awards, cut down until its plan with them leaves no more units short than its plan
+    without them (`standing`, with the committed `imports` and `exports`); none if `tries` halvings
+    do not get there.
+
+    A host's offers are priced at the margin of its plan, and a round's awards at scale (thousands of
+    units) can go far past the point where that price holds: at 4 x 2,500 x 400 (surge seed 1), a
+    round awarded a full host 1,698 more units and its plan left 580 units of its trades short,
+    58 M of shortage that aborted the round, and the same offers did it again in later rounds. The
+    host sees this before it answers, from its own plan alone, and answers only what it can make
+    (late units of its own orders included: what they cost is for the round's vote to weigh).
+    """
+    if not awards:
+        return []
+    for _ in range(tries):
+        made = model.solve(imports=imports, exports=[*exports, *awards])
+        if made.short_units <= standing.short_units + SHORT_TOLERANCE:
+            return awards
+        awards = [replace(t, units=t.units // 2) for t in awards if t.units >= 2]
+        if not awards:
+            return []
+    return []
+
+
 def award_bids(
     bids: list[Bid], offers: dict[str, Offer], step: float, round_: int, first: int
 ) -> list[Trade]:
@@ -305,6 +352,7 @@ def award_bids(
                     price=offer.price,
                     round=round_,
                     priority=bid.priority,
+                    source=offer.cell,
                 )
             )
     return trades
