@@ -278,37 +278,28 @@ async def order_form_page(request: Request) -> HTMLResponse:
     )
 
 
+def _status_page(kind: str, key: str, known: bool, template: str, script: str) -> HTMLResponse:
+    """A live status page for an order or a rate, or a clear 404 when `key` names none here."""
+    escaped = html.escape(key)
+    if not known:
+        message = f"There is no {kind.lower()} {escaped} here. Check the address you were given."
+        return _page(render("not_found", "Not found", "", message=message), 404)
+    ids = {f"{kind.lower()}_id": escaped, f"{kind.lower()}_id_attr": escaped}
+    return _page(render(template, f"{kind} {key}", "", (script,), **ids))
+
+
 @router.get("/order/{order_id}", response_class=HTMLResponse, include_in_schema=False)
 async def order_status_page(order_id: str, request: Request) -> HTMLResponse:
     """An order's live status; its address is the capability to follow it."""
-    if order_id not in _planner(request).core.orders:
-        message = f"There is no order {html.escape(order_id)} here. Check the address you were given."
-        return _page(render("not_found", "Not found", "", message=message), 404)
-    escaped = html.escape(order_id)
-    return _page(
-        render(
-            "order_status",
-            f"Order {order_id}",
-            "",
-            ("order-status.js",),
-            order_id=escaped,
-            order_id_attr=escaped,
-        )
-    )
+    known = order_id in _planner(request).core.orders
+    return _status_page("Order", order_id, known, "order_status", "order-status.js")
 
 
 @router.get("/rate/{rate_id}", response_class=HTMLResponse, include_in_schema=False)
 async def rate_status_page(rate_id: str, request: Request) -> HTMLResponse:
     """A rate's live status: days until its need is met, its releases; the address is the key."""
-    if rate_id not in _planner(request).core.rates:
-        message = f"There is no rate {html.escape(rate_id)} here. Check the address you were given."
-        return _page(render("not_found", "Not found", "", message=message), 404)
-    escaped = html.escape(rate_id)
-    return _page(
-        render(
-            "rate_status", f"Rate {rate_id}", "", ("rate-status.js",), rate_id=escaped, rate_id_attr=escaped
-        )
-    )
+    known = rate_id in _planner(request).core.rates
+    return _status_page("Rate", rate_id, known, "rate_status", "rate-status.js")
 
 
 @router.get("/lab/{lab_id}", response_class=HTMLResponse, include_in_schema=False)
