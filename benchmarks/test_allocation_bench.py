@@ -216,9 +216,18 @@ def _solve_at_scale(
         seconds=seconds,
         short=sum(s.quantity for s in plan.shortages),
         max_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        child_max_rss_mb=resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
         load_average=os.getloadavg()[0],
     )
     return problem, plan, seconds
+
+
+def _peak_mb() -> float:
+    """Peak memory of this process plus the largest process it forked (a widened LP's first rounding
+    runs in one: solver.large.path), in MB: an upper bound, since the two share their inherited pages."""
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return (own + children) / 1024
 
 
 @pytest.mark.parametrize("seed", _seeds())
@@ -283,4 +292,4 @@ def test_a_continent_fifty_thousand_orders_five_thousand_labs(benchmark) -> None
     assert plan.bound >= 0
     assert plan.gap <= 0.03
     assert seconds <= 120.0
-    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 <= 4096
+    assert _peak_mb() <= 4096

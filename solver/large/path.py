@@ -23,9 +23,11 @@ Time: each step is measured against the caller's time limit; the LP gets what th
 from __future__ import annotations
 
 import math
+import multiprocessing
 import time
 from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 
 import numpy as np
 
@@ -131,23 +133,25 @@ def solve_large(
     gain = float(np.sum(margin[starved] * network.quantity[starved]))
     worth = not math.isnan(relaxation.value) and gain > WIDEN_GAIN * abs(relaxation.value)
     # Building the wider network takes about as long as the first one did: start it only with room
-    # for that and a few LP rounds before the deadline. In deterministic mode the work decides, not
-    # the clock (which would make a second run differ); the time limit still cuts it.
-    room = work is not None or deadline - time.perf_counter() > 2.0 * built
+    # for that and a few LP rounds before the deadline. In deterministic mode too: a wider LP that
+    # the clock would cut after a round or two gave a worse plan and a worse bound than the first LP
+    # (10,000 x 2,000, seed 8, 30 s: 31 %). Then the clock, not the work, decided, and the status says
+    # so (a second run may differ).
+    room = deadline - time.perf_counter() > 2.0 * built
+    if len(starved) and worth and not room:
+        stops.append("time")
     # The plan by the merge and the fill, whose deadlines are known now (see below).
     merge_by = limit - ROUND_RESERVE * params.time_limit_s
     fill_by = limit - ROUND_RESERVE * params.time_limit_s / 2
     first_rounded: Future[tuple[np.ndarray, bool]] | None = None
-    pool: ThreadPoolExecutor | None = None
+    pool: Executor | None = None
     if len(starved) and worth and room:
-        # The first LP's units are rounded too (the cheaper plan is kept, below): in a thread beside
-        # the wider network and its LP. GLOP releases the interpreter while it solves, so on two
-        # cores the rounding (Python) and the simplex (C++) overlap. Both are deterministic and share
-        # nothing, so the plan is the one a sequential run gives.
-        pool = ThreadPoolExecutor(1, thread_name_prefix="round-first-lp")
-        first_rounded = pool.submit(
-            round_units_by, network, relaxation.units, network.shortage, merge_by, fill_by
-        )
+        # The first LP's units are rounded too (the cheaper plan is kept, below), beside the wider
+        # network and its LP: in a forked process where the platform forks (the network is
+        # inherited, not copied; only the units come back), else in a thread, where only GLOP's
+        # solves (which release the interpreter) overlap it. Both roundings are deterministic and
+        # share nothing, so the plan is the one a sequential run gives.
+        pool, first_rounded = _round_aside(network, relaxation.units, merge_by, fill_by)
         # Some demands pay more at the margin than the nearest lab off their candidates would cost:
         # their candidates are too few (a crowded place). Widen theirs and solve again, from the rows
         # and options the first LP took in.
@@ -200,7 +204,10 @@ def solve_large(
     # (without which units go short at a high penalty) only at half that; the status says so.
     first_units: tuple[np.ndarray, bool] | None = None
     if first_rounded is not None and pool is not None:
-        first_units = first_rounded.result()
+        try:
+            first_units = first_rounded.result()
+        except BrokenProcessPool:  # the process died (out of memory?): round here instead
+            first_units = round_units_by(first[0], first[2].units, first[0].shortage, merge_by, fill_by)
         pool.shutdown()
     if relaxation is first[2] and first_units is not None:
         units, merged = first_units  # the wider LP found no solution: the first one's plan, rounded
@@ -229,6 +236,37 @@ def solve_large(
         status = UNCONVERGED
     seconds = time.perf_counter() - started
     return _plan(problem, params, network, candidates, units, bound, version, seconds, status, limit)
+
+
+#: What a forked process rounds (set just before the fork; the child inherits it, nothing is pickled).
+_ASIDE: tuple[Network, np.ndarray, float, float] | None = None
+
+
+def _round_inherited() -> tuple[np.ndarray, bool]:
+    """In the forked process: round the units it inherited (see `_round_aside`)."""
+    assert _ASIDE is not None
+    network, units, merge_by, fill_by = _ASIDE
+    return round_units_by(network, units, network.shortage, merge_by, fill_by)
+
+
+def _round_aside(
+    network: Network, units: np.ndarray, merge_by: float, fill_by: float
+) -> tuple[Executor, Future[tuple[np.ndarray, bool]]]:
+    """Round `units` on `network` beside the caller: a forked process, or a thread where none forks.
+
+    The rounding is Python, so a thread shares the interpreter with the caller's own Python (the
+    wider network, the LP's rounds); a forked process runs on the other core for all of it. The
+    deadlines are `time.perf_counter()` instants, the same clock in both processes."""
+    global _ASIDE
+    if "fork" in multiprocessing.get_all_start_methods():
+        _ASIDE = (network, units, merge_by, fill_by)
+        try:
+            pool: Executor = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork"))
+            return pool, pool.submit(_round_inherited)  # the process forks within submit
+        finally:
+            _ASIDE = None
+    pool = ThreadPoolExecutor(1, thread_name_prefix="round-first-lp")
+    return pool, pool.submit(round_units_by, network, units, network.shortage, merge_by, fill_by)
 
 
 def _same_options(network: Network, options: np.ndarray, wider: Network) -> np.ndarray:

@@ -62,11 +62,18 @@ class Rows:
         self.slack = self.capacity.copy()
         #: Stock less the material used, per stock row (a list: read and written one row at a time).
         self.stock_slack: list[float] = self.stock_capacity.tolist()
-        self._entries: dict[int, tuple[list[tuple[int, int, float]], list[tuple[int, float]]]] = {}
+        #: Per checkpoint, the least slack from it to its chain's end: what `room` reads. Kept per
+        #: chain and recomputed (one pass over the chain) when `room` reads a chain that `add`
+        #: changed: an option has some four entries, and a slice and a reduction per entry and call
+        #: took most of the rounding's time.
+        self.suffix = np.zeros(len(n.point_chain))
+        self.chain_of_point = np.repeat(np.arange(len(last)), np.diff(np.r_[-1, last]))
+        self.fresh: list[bool] = [False] * len(last)
+        self._entries: dict[int, tuple[list[tuple[int, int, float, int, int]], list[tuple[int, float]]]] = {}
 
-    def entries(self, option: int) -> tuple[list[tuple[int, int, float]], list[tuple[int, float]]]:
-        """The option's work entries as (checkpoint, its chain's end + 1, minutes per unit), and its
-        stock entries as (stock row, amount per unit)."""
+    def entries(self, option: int) -> tuple[list[tuple[int, int, float, int, int]], list[tuple[int, float]]]:
+        """The option's work entries as (checkpoint, its chain's end + 1, minutes per unit, its chain,
+        the chain's first checkpoint), and its stock entries as (stock row, amount per unit)."""
         found = self._entries.get(option)
         if found is None:
             n = self.network
@@ -77,6 +84,8 @@ class Rows:
                     points.tolist(),
                     (self.chain_last[points] + 1).tolist(),
                     n.work_amount[a:b].tolist(),
+                    self.chain_of_point[points].tolist(),
+                    self.chain_first[points].tolist(),
                     strict=True,
                 )
             )
@@ -97,6 +106,7 @@ class Rows:
         ):
             cumulative[first : last + 1] = np.cumsum(work[first : last + 1])
         self.slack = self.capacity - cumulative
+        self.fresh = [False] * len(self.fresh)
         used = np.bincount(
             n.stock_row, weights=n.stock_amount * units[n.stock_option], minlength=len(n.stock_capacity)
         )
@@ -105,25 +115,35 @@ class Rows:
     def room(self, option: int) -> int:
         """Whole units of `option` that still fit every row it counts in."""
         work, stock = self.entries(option)
-        fit = math.inf
-        least = np.minimum.reduce
-        for p, end, amount in work:
-            slack = float(least(self.slack[p:end]))
+        fit = math.inf  # the least quotient: its floor is the least of the floors
+        fresh, suffix = self.fresh, self.suffix
+        for p, end, amount, chain, first in work:
+            if not fresh[chain]:
+                suffix[first:end] = np.minimum.accumulate(self.slack[first:end][::-1])[::-1]
+                fresh[chain] = True
+            slack = suffix.item(p)
             if slack < amount:
                 return 0
-            fit = min(fit, math.floor(slack / amount))
+            quotient = slack / amount
+            if quotient < fit:
+                fit = quotient
+        stock_slack = self.stock_slack
         for s, amount in stock:
-            slack = self.stock_slack[s]
+            slack = stock_slack[s]
             if slack < amount:
                 return 0
-            fit = min(fit, math.floor(slack / amount))
-        return int(min(fit, 1 << 40))
+            quotient = slack / amount
+            if quotient < fit:
+                fit = quotient
+        return math.floor(fit) if fit < 1 << 40 else 1 << 40
 
     def add(self, option: int, units: int) -> None:
         """Count `units` more (or fewer, when negative) of `option`."""
         work, stock = self.entries(option)
-        for p, end, amount in work:
+        fresh = self.fresh
+        for p, end, amount, chain, _ in work:
             self.slack[p:end] -= amount * units
+            fresh[chain] = False
         for s, amount in stock:
             self.stock_slack[s] -= amount * units
 

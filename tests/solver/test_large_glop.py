@@ -1,0 +1,123 @@
+"""The LP kept in GLOP between solves (solver.large.glop) and the relaxation grown on it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from scenarios.scale import synthetic_problem
+from solver.large.glop import IncrementalLP
+from solver.large.network import build_network
+from solver.large.path import WIDE, _first_variant
+from solver.large.relaxation import GLOP_PARAMETERS, LinearRelaxation, relax
+from solver.model.candidates import find_candidates
+from solver.model.problem import SolveParams, horizon_days
+
+
+def transport(rng: np.random.Generator, sources: int, sinks: int) -> tuple[np.ndarray, ...]:
+    """A random transport problem: supply per source, demand per sink, cost per (source, sink)."""
+    supply = rng.integers(50, 70, sources).astype(float)  # more than the sinks ask: feasible
+    demand = rng.integers(5, 15, sinks).astype(float)
+    cost = rng.uniform(1.0, 10.0, (sources, sinks))
+    return supply, demand, cost
+
+
+def add_arcs(lp: IncrementalLP, arcs: list[tuple[int, int]], cost: np.ndarray, sources: int) -> None:
+    """Columns for these (source, sink) arcs, in the supply rows (first) and the demand rows."""
+    ids = lp.add_variables(np.zeros(len(arcs)), np.full(len(arcs), np.inf), np.array([cost[a] for a in arcs]))
+    src = np.array([a[0] for a in arcs])
+    dst = np.array([a[1] for a in arcs])
+    lp.set_coefficients(np.r_[src, sources + dst], np.r_[ids, ids], np.ones(2 * len(arcs)))
+
+
+def test_an_lp_grown_by_rows_and_columns_resumes_and_reaches_the_from_scratch_optimum() -> None:
+    rng = np.random.default_rng(7)
+    sources, sinks = 12, 40
+    supply, demand, cost = transport(rng, sources, sinks)
+    every = [(i, j) for i in range(sources) for j in range(sinks)]
+    # From scratch: every arc at once.
+    whole = IncrementalLP(GLOP_PARAMETERS)
+    whole.add_rows(np.full(sources, -np.inf), supply)
+    whole.add_rows(demand, np.full(sinks, np.inf))
+    add_arcs(whole, every, cost, sources)
+    best = whole.solve(60.0)
+    assert best.optimal
+    # Grown: a few arcs per sink and a dear slack per sink first, then the rest in two batches,
+    # with a row that binds nothing (a cap on the total) between them.
+    grown = IncrementalLP(GLOP_PARAMETERS)
+    grown.add_rows(np.full(sources, -np.inf), supply)
+    grown.add_rows(demand, np.full(sinks, np.inf))
+    slack = grown.add_variables(np.zeros(sinks), np.full(sinks, np.inf), np.full(sinks, 1000.0))
+    grown.set_coefficients(sources + np.arange(sinks), slack, np.ones(sinks))
+    first = [(i, j) for (i, j) in every if (i + j) % 4 == 0]
+    add_arcs(grown, first, cost, sources)
+    start = grown.solve(60.0)
+    assert start.optimal and start.value >= best.value - 1e-6
+    cap = grown.add_rows(np.array([-np.inf]), np.array([supply.sum()]))
+    grown.set_coefficients(
+        np.full(grown.variables, cap[0]), np.arange(grown.variables), np.ones(grown.variables)
+    )
+    again = grown.solve(60.0)
+    assert again.optimal and again.value == pytest.approx(start.value, rel=1e-9)
+    assert again.iterations <= 2  # the cap binds nothing: the basis of the last solve is optimal
+    # One arc that the prices say is worth it: a few pivots from the basis, not a solve afresh.
+    rest = [a for a in every if a not in set(first)]
+    reduced = [cost[a] - again.dual[a[0]] - again.dual[sources + a[1]] for a in rest]
+    arc = rest.pop(int(np.argmin(reduced)))
+    assert min(reduced) < -1e-6
+    add_arcs(grown, [arc], cost, sources)
+    one = grown.solve(60.0)
+    assert one.optimal and one.value < again.value - 1e-9
+    assert one.iterations <= 5
+    add_arcs(grown, rest, cost, sources)
+    last = grown.solve(60.0)
+    assert last.optimal
+    assert last.value == pytest.approx(best.value, rel=1e-9)
+
+
+def test_repeated_entries_of_a_pair_are_summed() -> None:
+    lp = IncrementalLP(GLOP_PARAMETERS)
+    x = lp.add_variables(np.zeros(1), np.array([10.0]), np.array([-1.0]))
+    row = lp.add_rows(np.array([-np.inf]), np.array([6.0]))
+    lp.set_coefficients(np.r_[row, row], np.r_[x, x], np.array([1.0, 2.0]))  # 3 x <= 6
+    solution = lp.solve(10.0)
+    assert solution.optimal and solution.primal[0] == pytest.approx(2.0)
+    assert solution.dual[0] == pytest.approx(-1.0 / 3.0)  # a <= row that binds: a value <= 0
+
+
+def network_of(orders: int, labs: int, seed: int):
+    p = synthetic_problem(orders, labs, seed)
+    params = SolveParams(time_limit_s=60.0, workers=1, decompose_above=0)
+    days = horizon_days(p, params)
+    wide = params.k_nearest * WIDE
+    candidates = find_candidates(p, wide, days, params.trail_candidates, params.room_candidates)
+    network = build_network(p, params, candidates, days)
+    active = ((network.rank < params.k_nearest) | (network.rank >= wide)) & _first_variant(network)
+    return network, active
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_the_generated_relaxation_is_the_lp_of_every_row_and_option(seed: int) -> None:
+    network, active = network_of(300, 60, seed)
+    grown = relax(network, active, deadline=np.inf, max_rounds=200)
+    assert grown.complete and grown.stopped == "converged"
+    # The LP written out whole: every option, every checkpoint's row (anchored), one solve.
+    whole = LinearRelaxation(network, np.ones(network.options, dtype=bool))
+    whole.add_cuts(np.setdiff1d(np.arange(len(network.point_chain)), whole.cut_points), anchored=True)
+    optimal, value, *_ = whole.solve(np.inf)
+    assert optimal
+    assert grown.value == pytest.approx(value, rel=1e-7)
+
+
+def test_plain_and_anchored_cuts_give_the_same_lp() -> None:
+    network, _ = network_of(300, 60, 3)
+    values = []
+    for anchored in (True, False):
+        lp = LinearRelaxation(network, np.ones(network.options, dtype=bool))
+        optimal, _, units, *_ = lp.solve(np.inf)
+        while optimal and len(cuts := lp.violated(units)):
+            lp.add_cuts(cuts, anchored=anchored)
+            optimal, value, units, *_ = lp.solve(np.inf)
+        assert optimal
+        values.append(value)
+    assert values[0] == pytest.approx(values[1], rel=1e-9)
