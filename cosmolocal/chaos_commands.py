@@ -36,6 +36,10 @@ def chaos(
     timeout: Annotated[
         float, typer.Option(min=10.0, help="Give up waiting for the orders after this.")
     ] = 150.0,
+    fault_gap: Annotated[
+        tuple[float, float],
+        typer.Option(help="Seconds between two faults: drawn between these two (low, high)."),
+    ] = (0.5, 2.0),
     workdir: Annotated[
         Path | None,
         typer.Option(help="Keep logs, journals and the ledger here [default: a temporary folder]."),
@@ -61,6 +65,8 @@ def chaos(
 
     if not 0.0 <= loss < 1 / 3:
         fail(f"--loss {loss}: must be at least 0 and below 0.33")
+    if not 0.0 <= fault_gap[0] <= fault_gap[1] <= 60.0:
+        fail(f"--fault-gap {fault_gap[0]:g} {fault_gap[1]:g}: must be two seconds, low then high, 0 to 60")
     options = ChaosOptions(
         labs=labs,
         orders=orders,
@@ -70,6 +76,7 @@ def chaos(
         loss=loss,
         speed=speed,
         timeout_s=timeout,
+        fault_gap_s=fault_gap,
         workdir=workdir,
     )
     try:

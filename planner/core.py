@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -64,9 +64,11 @@ class UnknownAssignment(LookupError):
 class LabView:
     """What the planner knows of a lab: its description and its last reported state.
 
-    `reports` counts the backlogs taken: every assignment of `backlog` is one (HELLO, or a CAPACITY
-    the mesh applies), so the planner can tell work a lab accepted after its last report, which that
-    report does not hold yet (`PlannerCore._lab_state`).
+    `report_seq` is the lab's own number (its envelope seq) of the message `backlog` came from, HELLO
+    or CAPACITY, and `heard_seq` the highest number of the lab's the planner has taken a backlog or an
+    ACCEPT from: with them the planner tells whether a report was sent before or after the lab took
+    a job, however the frames were delayed, batched, dropped or reordered on the way
+    (`PlannerCore._lab_state`).
     """
 
     lab: Lab
@@ -74,12 +76,8 @@ class LabView:
     backlog: dict[str, float]
     stock: dict[str, float]
     last_seen: datetime
-    reports: int = 0
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name == "backlog" and "reports" in self.__dict__:
-            object.__setattr__(self, "reports", self.reports + 1)
-        object.__setattr__(self, name, value)
+    report_seq: int = 0
+    heard_seq: int = 0
 
     def minutes_per_day(self) -> float:
         """Nominal machine-minutes the lab offers per day, all machines together."""
@@ -147,9 +145,12 @@ class PlannerCore:
     _in_doubt: dict[str, tuple[int, datetime]] = field(default_factory=dict)
     #: Per lab: when the planner first gave it work, the start of its hours account (`_lab_state`).
     _hours_from: dict[str, datetime] = field(default_factory=dict)
-    #: Per assignment accepted since this boot: its lab's `LabView.reports` when it was accepted. Until
-    #: the lab's next backlog report the work is not in the backlog the planner holds (`_lab_state`).
-    _accepted_at_report: dict[str, int] = field(default_factory=dict)
+    #: Per assignment accepted since this boot: the lab's seq of the message that accepted it. Until a
+    #: backlog report the lab sent after that message is taken, the report the planner holds may not
+    #: hold the work, and the planner counts it itself (`_lab_state`).
+    _accepted_seq: dict[str, int] = field(default_factory=dict)
+    #: Backlog reports not taken because the planner already held one the lab sent later.
+    backlog_reports_stale: int = 0
     #: Per lab: machines down and stock-outs heard of since this boot (planner.reality causes).
     _troubles: dict[str, list[Trouble]] = field(default_factory=dict)
     #: Per assignment made since this boot: when it was made (planner.reality causes).
@@ -481,17 +482,22 @@ class PlannerCore:
 
     # --- labs ---------------------------------------------------------------------------------
 
-    def lab_hello(self, lab: Lab, backlog: dict[str, float]) -> None:
-        """A lab joined (or re-joined): record its description and mark it live."""
+    def lab_hello(self, lab: Lab, backlog: dict[str, float], seq: int | None = None) -> None:
+        """A lab joined (or re-joined): record its description and mark it live.
+
+        `seq` is the HELLO's envelope seq (None: a caller without one). The backlog HELLO carries
+        holds every job the lab took, and a new conversation's numbers may start again from 1.
+        """
         now = self.clock()
         before = self.labs.get(lab.id)
         if before is not None:
             gone = sorted({m.id for m in before.lab.machines} - {m.id for m in lab.machines})
             if gone:
                 self._trouble(lab.id, "machine down", f"lab {lab.id} came back without {', '.join(gone)}")
-        view = LabView(lab, True, dict(backlog), dict(lab.stock), now)
+        number = seq or 0
+        view = LabView(lab, True, dict(backlog), dict(lab.stock), now, report_seq=number, heard_seq=number)
         for a in self._by_lab.get(lab.id, ()):  # the backlog HELLO carries holds what it accepted
-            self._accepted_at_report.pop(a.id, None)
+            self._accepted_seq.pop(a.id, None)
         known = lab.id in self.labs
         self.labs[lab.id] = view
         with self.ledger.transaction() as db:
@@ -515,12 +521,42 @@ class PlannerCore:
         if view is not None:
             view.last_seen = self.clock()
 
-    def lab_capacity(self, lab_id: str, backlog: dict[str, float]) -> None:
-        """The lab's machine backlog changed."""
-        view = self.labs[lab_id]
-        view.backlog = dict(backlog)
-        self._save_lab(view, durable=False)  # the lab repeats it after every WELCOME
+    def lab_capacity(self, lab_id: str, backlog: dict[str, float], seq: int | None = None) -> None:
+        """The lab's machine backlog changed (one CAPACITY; see `take_backlogs`)."""
+        self.take_backlogs({lab_id: (backlog, seq)})
+
+    def take_backlogs(self, reports: Mapping[str, tuple[dict[str, float], int | None]]) -> int:
+        """Take labs' backlog reports, each with the lab's seq of its CAPACITY: how many were taken.
+
+        The one place where a lab's report replaces the backlog the planner holds. A report the lab
+        sent before the one held (reordered or repeated on the way) is not taken. `seq` None (a
+        caller without the lab's numbers) counts the report as the lab's newest message. One ledger
+        transaction for them all, without an fsync (a lab repeats its backlog after every WELCOME),
+        then one re-plan request.
+        """
+        taken: list[LabView] = []
+        for lab_id, (backlog, seq) in reports.items():
+            view = self.labs.get(lab_id)
+            if view is None:
+                continue
+            number = view.heard_seq + 1 if seq is None else seq
+            if number <= view.report_seq:
+                self.backlog_reports_stale += 1
+                log.debug(
+                    "lab %s: backlog report %d older than the one held (%d)", lab_id, number, view.report_seq
+                )
+                continue
+            view.backlog = dict(backlog)
+            view.report_seq = number
+            view.heard_seq = max(view.heard_seq, number)
+            taken.append(view)
+        if not taken:
+            return 0
+        with self.ledger.transaction(durable=False) as db:
+            for view in taken:
+                Ledger.put_backlog(db, view.lab.id, view.backlog, view.last_seen)
         self.on_change("capacity")
+        return len(taken)
 
     def lab_stock(self, lab_id: str, stock: dict[str, float]) -> None:
         """The lab's free stock changed."""
@@ -609,8 +645,13 @@ class PlannerCore:
         units_done: int | None = None,
         reason: str | None = None,
         eta: datetime | None = None,
+        seq: int | None = None,
     ) -> None:
-        """A lab reports on a job: accepted, refused, running (progress), done or failed."""
+        """A lab reports on a job: accepted, refused, running (progress), done or failed.
+
+        `seq` is the lab's envelope seq of the message (None: a caller without one, taken as the
+        lab's newest); an acceptance's tells which backlog reports hold the job (`_lab_state`).
+        """
         a = self._job(lab_id, assignment_id)
         if units_done is not None and not 0 <= units_done <= a.quantity:
             raise UnknownAssignment(f"assignment {a.id}: units_done {units_done} outside 0..{a.quantity}")
@@ -635,7 +676,9 @@ class PlannerCore:
         if state == "running" and a.state == "running" and units_done == a.units_done:
             return
         if a.state == "assigned" and state in {"accepted", "running"} and (view := self.labs.get(lab_id)):
-            self._accepted_at_report[a.id] = view.reports
+            number = view.heard_seq + 1 if seq is None else seq
+            view.heard_seq = max(view.heard_seq, number)
+            self._accepted_seq[a.id] = number
         changes: dict[str, Any] = {}
         if units_done is not None:
             changes["units_done"] = max(a.units_done, units_done)
@@ -972,13 +1015,18 @@ class PlannerCore:
         Two accounts, and the solver gets the stricter per machine:
 
         - The lab's report: the backlog it last sent, plus the work assigned but not yet acknowledged,
-          plus the work it accepted after that report. A lab sends its new backlog just before ACCEPT,
-          but the mesh applies CAPACITY reports in batches (`planner.mesh.CAPACITY_APPLY_S`) and ACCEPT
-          at once: in between, the accepted work was in neither account, and the re-plan or emergency
-          placement that came then handed the lab's hours out again. On valve-lombardy live, three
-          plans 0.12 s apart gave fablab-trieste 5, 3 and 2 valves due the same day, and it accepted
-          the last "after its due date" (docs/live-vs-sim.md). If the report applied before the ACCEPT
-          already held the work, it is counted twice until the next report: the safe side.
+          plus the work it accepted in a message sent after that report (by the lab's own numbers,
+          `LabView.report_seq`). A lab sends its new backlog just before ACCEPT, but the mesh applies
+          CAPACITY reports in batches (`planner.mesh.CAPACITY_APPLY_S`) and ACCEPT at once: in
+          between, the accepted work was in neither account, and the re-plan or emergency placement
+          that came then handed the lab's hours out again. On valve-lombardy live, three plans 0.12 s
+          apart gave fablab-trieste 5, 3 and 2 valves due the same day, and it accepted the last
+          "after its due date" (docs/live-vs-sim.md). Counting reports taken after the ACCEPT was not
+          enough: when the CAPACITY sent with the ACCEPT is lost (a lossy link, the rate limit) an
+          older report waiting at the mesh was taken after it and the job dropped out of both. Only a
+          report the lab sent after the ACCEPT surely holds the job; the one it sent just before
+          usually does too, so the job is counted twice until the lab's next report (0.5 s later at
+          most, `nodes.agent`'s capacity interval): the safe side.
         - The lab's hours since the planner first gave it work (`_hours_from`): every unit it made or
           is still expected to make, less the hours that have passed. Work a lab finished leaves its
           backlog, but the hours it took are spent: a lab that works faster than the hours it
@@ -996,11 +1044,11 @@ class PlannerCore:
                 for material, amount in design.materials_per_unit().items():
                     stock[material] = max(0.0, stock.get(material, 0.0) - amount * a.quantity)
                 backlog = add(backlog, spread(view.lab, design, a.quantity, backlog))
-            elif a.id in self._accepted_at_report:
-                if a.state in {"accepted", "running"} and self._accepted_at_report[a.id] == view.reports:
+            elif a.id in self._accepted_seq:
+                if a.state in {"accepted", "running"} and view.report_seq <= self._accepted_seq[a.id]:
                     backlog = add(backlog, spread(view.lab, design, a.quantity - a.units_done, backlog))
-                else:  # a report since: it holds the work (or the job has ended)
-                    del self._accepted_at_report[a.id]
+                else:  # a report sent after the acceptance holds the work (or the job has ended)
+                    del self._accepted_seq[a.id]
             units = a.quantity if a.state in ACTIVE_STATES else a.units_done
             units += self._in_doubt.get(a.id, (0, None))[0]
             if units:

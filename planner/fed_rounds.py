@@ -5,12 +5,17 @@ A *session* is a run of rounds opened by the coordinator (the live region with t
 1. `ROUND` with `offers_only`: every region solves its LP alone (`solver.federation.region`, on the
    problem its planner holds now) and sends its `OFFERS` to every other.
 2. Each following `ROUND` r: every region waits for the others' OFFERS of round r - 1, solves with
-   them as import options, sends each host its `BIDS` and every region its new `OFFERS`; a host
-   awards the bids it got on its previous offers (best price first, times the round's step) and
-   sends each origin its `AWARDS`; every region solves with the tentative trades and sends the
-   coordinator its `COST` (with its cost before the round and how many bids it sent).
+   them as import options and sends each host its `BIDS`; a host awards the bids it got on its
+   previous offers (`solver.federation.net.award_bids`: within each of its cells' shared capacity,
+   the bids that leave it the most first, times the round's step; then cut down until its own plan
+   with them leaves no more units short, `within_means`) and sends each origin its `AWARDS`; every
+   region solves with the tentative trades and sends the coordinator its `COST` (with its cost
+   before the round and how many bids it sent).
 3. The coordinator writes the outcome first (commit only if the summed cost fell), then sends `VOTE`
    and `COMMIT` or `ABORT` to everyone. On COMMIT each region writes its trades (`planner.fed_leases`).
+4. Once the round has ended here (whatever its outcome), every region sends its `OFFERS` of round r,
+   priced from its plan with the trades committed now and no import option: the plan the commit
+   rule charges it (`solver.federation.net`, step 4, says why).
 
 A region that misses a peer's message because that peer is lost (silent for 3 heartbeats) or the
 round times out drops the round and sends the coordinator `ABORT` (a veto): the coordinator then
@@ -36,7 +41,14 @@ from planner.fed_leases import Leases, day_zero
 from planner.trade_book import TradeBook
 from protocol.peers import CostBody, PeerEnvelope, RoundStart
 from solver.federation.market import Bid, Offer, Trade
-from solver.federation.net import COMMIT_MARGIN, FIRST_STEP, NetParams, award_bids, region_bids
+from solver.federation.net import (
+    COMMIT_MARGIN,
+    FIRST_STEP,
+    NetParams,
+    award_bids,
+    region_bids,
+    within_means,
+)
 from solver.federation.region import RegionModel, Solution
 from solver.model.problem import Problem, SolveParams
 
@@ -77,6 +89,8 @@ class Session:
     cost: float = 0.0
     offers: dict[str, Offer] = field(default_factory=dict)
     trades: list[Trade] = field(default_factory=list)
+    #: The region's plan with the trades committed so far and no import option: its offers' prices.
+    standing: Solution | None = None
 
 
 class Rounds:
@@ -189,6 +203,11 @@ class Rounds:
             except Exception:  # a failed solve drops the round; the planner goes on
                 log.exception("round %d failed here; vetoed", start.round)
                 await self._veto(coordinator, start.round)
+            else:
+                if not start.offers_only and self.session is not None:
+                    # The next round's offers, whatever this round's outcome (module docstring, 4).
+                    others = [x for x in start.regions if x != self.region]
+                    await self._offer(self.session, self._standing(self.session), start.round, others)
             finally:
                 for key in [k for k in self._got if k[0] < start.round - 2]:
                     del self._got[key]
@@ -201,7 +220,13 @@ class Rounds:
         )
         alone = await asyncio.to_thread(model.solve)
         self.stats.sessions += 1
-        return Session(start.session, model, cost=alone.cost, offers={})
+        return Session(start.session, model, cost=alone.cost, offers={}, standing=alone)
+
+    def _standing(self, session: Session) -> Solution:
+        """The session's plan with its committed trades and no import option (see `Session`)."""
+        if session.standing is None:  # pragma: no cover - set when the session opens
+            raise RuntimeError("a session's standing plan is set when it opens")
+        return session.standing
 
     async def _take_part(self, coordinator: str, start: RoundStart) -> None:
         r = start.round
@@ -210,8 +235,7 @@ class Rounds:
             self.session = await self._new_session(start)
         session = self.session
         if start.offers_only:
-            solution = await asyncio.to_thread(session.model.solve)
-            await self._offer(session, solution, r, others)
+            await self._offer(session, self._standing(session), r, others)
             return
         got = await self._collect(r - 1, "OFFERS", others)
         if got is None:
@@ -229,7 +253,6 @@ class Rounds:
         for host in others:
             await self.send(host, "BIDS", {"round": r, "bids": [b.body() for b in bids if b.host == host]})
         previous = session.offers
-        await self._offer(session, solution, r, others)
         got = await self._collect(r, "BIDS", others)
         if got is None:
             await self._veto(coordinator, r)
@@ -240,9 +263,11 @@ class Rounds:
             for b in got[x].bids
             if b.offer_id in previous
         ]
-        hosted = [
+        awarded = [
             replace(t, trade_id=f"t.{_bid_of(t)}") for t in award_bids(incoming, previous, start.step, r, 0)
         ]
+        # Only what this region can make without leaving more units short than its plan now does.
+        hosted = await asyncio.to_thread(within_means, session.model, self._standing(session), *mine, awarded)
         for origin in others:
             awards = [
                 {"bid_id": _bid_of(t), "round": r, "units": t.units} for t in hosted if t.origin == origin
@@ -277,7 +302,8 @@ class Rounds:
                 )
         tentative = hosted + received
         trades = self._split(session.trades + tentative)
-        cost = (await asyncio.to_thread(session.model.solve, None, *trades)).cost
+        with_tentative = await asyncio.to_thread(session.model.solve, None, *trades)
+        cost = with_tentative.cost
         body = {"round": r, "cost": round(cost, 6), "before": round(session.cost, 6), "bids": len(bids)}
         if coordinator == self.region:
             self._deliver("COST", r, CostBody.model_validate(body))
@@ -287,6 +313,7 @@ class Rounds:
         if outcome == "commit":
             session.trades += tentative
             session.cost = cost
+            session.standing = with_tentative
             self.book.record_round(r, "commit", None, None, self.clock().isoformat())
             new = await self.leases.commit(tentative, self.clock())
             self.stats.trades_committed += len(new)

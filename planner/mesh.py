@@ -23,7 +23,7 @@ from zmq.utils.monitor import parse_monitor_message
 from planner.admission import KEY_PROPERTY, Admissions
 from planner.core import PlannerCore, UnknownAssignment
 from planner.shipping import TransferRow, UnknownTransfer
-from planner.store import AssignmentRow, Ledger
+from planner.store import AssignmentRow
 from protocol import transport
 from protocol.codec import decode, encode
 from protocol.errors import ProtocolError
@@ -180,8 +180,9 @@ class MeshServer:
         self._ends_to_acknowledge: dict[str, list[str]] = {}
         #: Assignments made but not yet in the ledger's file: not sent before they are.
         self._unwritten: set[str] = set()
-        #: Per lab: its newest CAPACITY backlog not yet applied (see CAPACITY_APPLY_S).
-        self._pending_capacity: dict[str, dict[str, float]] = {}
+        #: Per lab: its newest CAPACITY not yet applied, (backlog, the lab's seq of it); see
+        #: CAPACITY_APPLY_S. Which work a report holds is the core's to judge (`PlannerCore.take_backlogs`).
+        self._pending_capacity: dict[str, tuple[dict[str, float], int]] = {}
         self._capacity_waiting = asyncio.Event()
         #: Per unanswered SHIP or INCOMING (kind, transfer id): (when last sent, wait before the next).
         self._transfer_sends: dict[tuple[str, str], tuple[float, float]] = {}
@@ -478,7 +479,7 @@ class MeshServer:
         body = message.body
         self._last_heard[identity] = self.monotonic()
         if isinstance(body, Hello):
-            self._hello(identity, body)
+            self._hello(identity, body, message.seq)
             return
         if identity not in self._welcomed:
             raise NotWelcomed(f"{message.kind} before HELLO: say HELLO first")
@@ -491,19 +492,22 @@ class MeshServer:
                     self.core.lab_promised(identity, promise)
                 self._send_heartbeat(identity)
             case Capacity(backlog_minutes=backlog):
-                if self._pending_capacity.pop(identity, None) is not None:
+                waiting = self._pending_capacity.get(identity)
+                if waiting is not None:
                     self.stats.capacity_coalesced += 1
-                self._pending_capacity[identity] = backlog
+                    if waiting[1] > message.seq:  # the lab sent the one waiting later: it stays
+                        return
+                self._pending_capacity[identity] = (backlog, message.seq)
                 self._capacity_waiting.set()
             case Stock(stock=stock):
                 self.core.lab_stock(identity, stock)
             case Accept(assignment_id=aid, eta=eta):
-                self.core.job_update(identity, aid, "accepted", eta=eta)
+                self.core.job_update(identity, aid, "accepted", eta=eta, seq=message.seq)
             case Refuse(assignment_id=aid, reason=reason):
                 self.core.job_update(identity, aid, "refused", reason=reason)
                 self.field_changed()
             case Progress(assignment_id=aid, units_done=units, eta=eta):
-                self.core.job_update(identity, aid, "running", units_done=units, eta=eta)
+                self.core.job_update(identity, aid, "running", units_done=units, eta=eta, seq=message.seq)
             case Done(assignment_id=aid, units_done=units):
                 self._record_end(identity, aid, "done", units, None)
             case Failed(assignment_id=aid, units_done=units, reason=reason):
@@ -548,12 +552,12 @@ class MeshServer:
             how = "the key of lab" if self.secure else "the connection of lab"
             log.warning("refused: %s %r claims to be lab %r (counted from now on)", how, lab_id, claimed)
 
-    def _hello(self, identity: str, hello: Hello) -> None:
+    def _hello(self, identity: str, hello: Hello, seq: int) -> None:
         if hello.lab.id != identity:
             self._impersonation(identity, hello.lab.id)
             raise ProtocolError(f"HELLO for lab {hello.lab.id!r} on the connection of {identity!r}")
         self._pending_capacity.pop(identity, None)  # older than the backlog HELLO carries
-        self.core.lab_hello(hello.lab, hello.backlog_minutes)
+        self.core.lab_hello(hello.lab, hello.backlog_minutes, seq)
         self._heard_seq.pop(identity, None)  # a new conversation: its seqs may start again from 1
         self._welcomed.add(identity)
         self.send(
@@ -651,20 +655,17 @@ class MeshServer:
             await asyncio.sleep(CAPACITY_APPLY_S)
 
     def apply_capacity(self) -> int:
-        """Apply each lab's newest pending CAPACITY: one ledger transaction for all of them (one
-        fsync, not one per report), then one re-plan request and one field update. Returns how many."""
+        """Hand each lab's newest pending CAPACITY to the core, with the lab's seq of it: one ledger
+        transaction for all of them (`PlannerCore.take_backlogs`), then one field update. Returns how
+        many the core took."""
         pending, self._pending_capacity = self._pending_capacity, {}
-        views = [(self.core.labs[lab_id], b) for lab_id, b in pending.items() if lab_id in self.core.labs]
-        if not views:
+        if not pending:
             return 0
-        with self.core.ledger.transaction(durable=False) as db:  # labs repeat it after every WELCOME
-            for view, backlog in views:
-                view.backlog = dict(backlog)
-                Ledger.put_backlog(db, view.lab.id, view.backlog, view.last_seen)
-        self.stats.capacity_applied += len(views)
-        self.core.on_change("capacity")
-        self.field_changed()
-        return len(views)
+        taken = self.core.take_backlogs(pending)
+        self.stats.capacity_applied += taken
+        if taken:
+            self.field_changed()
+        return taken
 
     async def _publish_field(self) -> None:
         while True:

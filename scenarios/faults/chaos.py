@@ -82,6 +82,9 @@ class ChaosOptions:
     speed: float = 1_500.0
     heartbeat_ms: int = 300
     timeout_s: float = 150.0
+    #: Seconds between two faults, drawn from this range: the default spreads the schedule over the
+    #: work; a test may run it sooner (the faults are the same, the work meets them closer together).
+    fault_gap_s: tuple[float, float] = (0.5, 2.0)
     workdir: Path | None = None
 
 
@@ -270,7 +273,7 @@ def _run(options: ChaosOptions, workdir: Path, say: Callable[[str], None] = lamb
             accepted[key] = _post(http, mesh, key, body)
         say(f"placed {len(accepted)} orders; injecting {options.faults} faults")
         for kind in _schedule(options, rng):
-            time.sleep(rng.uniform(0.5, 2.0))
+            time.sleep(rng.uniform(*options.fault_gap_s))
             fault = _inject(kind, mesh, http, labs, rng, options, bodies, accepted, probe, proxy)
             faults.append(fault)
             say(f"  {fault['at_s']:6.1f} s  {kind}: {fault['detail']}")

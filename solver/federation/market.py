@@ -72,10 +72,15 @@ class Trade:
     price: float
     round: int
     priority: str = "routine"
+    #: The host's cell whose offer the trade answers ("" when unknown): the host may always make the
+    #: units there. The host's own record, not sent (its offer named the cell already).
+    source: str = ""
 
     def body(self) -> dict[str, Any]:
         """The TRADE record as SNAPSHOT lists it."""
-        return asdict(self)
+        body = asdict(self)
+        del body["source"]
+        return body
 
 
 @dataclass(frozen=True)

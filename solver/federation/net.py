@@ -3,13 +3,25 @@
 Each round (SPEC.md section 10.4):
 
 1. every region solves its plan with the trades committed so far and the offers of the last round as
-   import options, and from it publishes new offers (its shadow prices, so counting its own chance to
-   import) and bids (the imports its plan took);
+   import options, and bids for the imports its plan took;
 2. each host awards its bids tentatively, within each of its cells' capacity (its offers of one cell
    share it), the bids that leave it the most first, scaled by the current step (a quarter at
-   first, doubled after each commit up to 1, halved after each abort);
+   first, doubled after each commit up to 1, halved after each abort), and cut down until its own
+   plan with them leaves no more units short than without (`within_means`);
 3. every region solves again with the committed and tentative trades and publishes one number, its
-   cost; the round commits only if the summed cost fell.
+   cost; the round commits only if the summed cost fell;
+4. every region offers for the next round at the shadow prices of its plan with the trades committed
+   now and *no* import option: the plan the commit rule charges it.
+
+Why step 4 prices without imports (4 December 2026). Offers used to be priced from step 1's plan,
+which could still import: a host near the origin then sold capacity at the price of importing its
+replacement, but the commit rule, which solves without offers, charged it its own orders made late.
+So such rounds aborted (surge seed 2: three in a row, 1.0116 after 10 rounds), or committed and left
+the host buying for its own orders in the next rounds: a chain (Bavaria making Switzerland's units so
+that Switzerland can make Lombardy's) where the global plan trades directly (seeds 3, 4, 6). Priced at
+the plan the commit rule charges, a host's offers cost what the round will charge it, and the
+origin's plan buys from the host that is really cheapest. Surge seeds 1-16 went from worst 1.0116
+(seed 2) to worst 1.0055 (seed 4), in fewer rounds, at no extra solve (see docs/federation.md).
 
 Every message a region would send is kept (`NetResult.messages`), so what leaves a region can be
 counted and inspected. The transport (`planner.peers`) carries the same records between processes.
@@ -19,7 +31,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from solver.federation.cells import CELL_DEG, cell_centre
 from solver.federation.market import Bid, Message, Offer, Trade
@@ -27,6 +39,10 @@ from solver.federation.region import OFFER_SHARE, RegionModel, Solution
 from solver.model.geo import haversine_km
 from solver.model.problem import Problem, SolveParams
 
+#: Halvings a host tries before it awards nothing (`within_means`), and the units left short it
+#: lets pass (LP round-off).
+MEANS_TRIES = 4
+SHORT_TOLERANCE = 0.5
 #: A round commits only if the summed cost fell by more than this share of it.
 COMMIT_MARGIN = 1e-6
 #: Share of the awarded units the first round takes: the first prices are those of regions alone and
@@ -112,6 +128,9 @@ def run_net(
     for offer in book:
         messages += [Message(offer.host, r, "OFFER", offer.body()) for r in names if r != offer.host]
     step = FIRST_STEP
+    # Each region's plan with the trades committed so far and no import option: the plan the commit
+    # rule charges, and the one its offers are priced from.
+    standing = dict(alone)
     rounds: list[RoundRecord] = []
     exposed: dict[str, set[str]] = defaultdict(set)
     for round_ in range(1, net.max_rounds + 1):
@@ -131,7 +150,18 @@ def run_net(
             exposed[r] |= models[r].exposed_orders(units)
         for bid in bids:
             messages.append(Message(bid.origin, bid.host, "BID", bid.body()))
-        tentative = award_bids(bids, offers_by_id, step, round_, len(committed))
+        awarded = award_bids(bids, offers_by_id, step, round_, len(committed))
+        tentative = [
+            t
+            for r in names
+            for t in within_means(
+                models[r],
+                standing[r],
+                [t for t in committed if t.origin == r],
+                [t for t in committed if t.host == r],
+                [t for t in awarded if t.host == r],
+            )
+        ]
         for trade in tentative:
             messages.append(
                 Message(
@@ -141,20 +171,18 @@ def run_net(
                     {"bid_id": _bid_of(trade), "round": round_, "units": trade.units},
                 )
             )
-        book = [o for r in names for o in models[r].offers(solutions[r], round_, net.offer_share)]
-        for offer in book:
-            messages += [Message(offer.host, r, "OFFER", offer.body()) for r in names if r != offer.host]
         total = sum(costs.values())
         if not bids:
             rounds.append(RoundRecord(round_, 0, 0, total, total, False))
             break
         trades = committed + tentative
-        new_costs = {
-            r: models[r]
-            .solve(imports=[t for t in trades if t.origin == r], exports=[t for t in trades if t.host == r])
-            .cost
+        new_solutions = {
+            r: models[r].solve(
+                imports=[t for t in trades if t.origin == r], exports=[t for t in trades if t.host == r]
+            )
             for r in names
         }
+        new_costs = {r: new_solutions[r].cost for r in names}
         new_total = sum(new_costs.values())
         for r in names:
             if r != coordinator:
@@ -178,11 +206,18 @@ def run_net(
         if commit:
             committed = trades
             costs = new_costs
+            standing = new_solutions
             step = min(1.0, 2.0 * step)
         else:
             step /= 2.0
             if step < net.min_step:
                 break
+        if round_ == net.max_rounds:
+            break
+        # The next round's offers, at the prices of the plans this round left (module docstring, 4).
+        book = [o for r in names for o in models[r].offers(standing[r], round_, net.offer_share)]
+        for offer in book:
+            messages += [Message(offer.host, r, "OFFER", offer.body()) for r in names if r != offer.host]
     return NetResult(names, committed, rounds, messages, isolated, costs, dict(exposed))
 
 
@@ -228,6 +263,37 @@ def region_bids(
         for gi in groups[key]:
             used[gi] += solution.imports[offer_id, gi]
     return bids, {gi: math.ceil(amount - 1e-6) for gi, amount in used.items()}
+
+
+def within_means(
+    model: RegionModel,
+    standing: Solution,
+    imports: list[Trade],
+    exports: list[Trade],
+    awards: list[Trade],
+    tries: int = MEANS_TRIES,
+) -> list[Trade]:
+    """A host's awards, cut down until its plan with them leaves no more units short than its plan
+    without them (`standing`, with the committed `imports` and `exports`); none if `tries` halvings
+    do not get there.
+
+    A host's offers are priced at the margin of its plan, and a round's awards at scale (thousands of
+    units) can go far past the point where that price holds: at 4 x 2,500 x 400 (surge seed 1), a
+    round awarded a full host 1,698 more units and its plan left 580 units of its trades short,
+    58 M of shortage that aborted the round, and the same offers did it again in later rounds. The
+    host sees this before it answers, from its own plan alone, and answers only what it can make
+    (late units of its own orders included: what they cost is for the round's vote to weigh).
+    """
+    if not awards:
+        return []
+    for _ in range(tries):
+        made = model.solve(imports=imports, exports=[*exports, *awards])
+        if made.short_units <= standing.short_units + SHORT_TOLERANCE:
+            return awards
+        awards = [replace(t, units=t.units // 2) for t in awards if t.units >= 2]
+        if not awards:
+            return []
+    return []
 
 
 def award_bids(
@@ -286,6 +352,7 @@ def award_bids(
                     price=offer.price,
                     round=round_,
                     priority=bid.priority,
+                    source=offer.cell,
                 )
             )
     return trades

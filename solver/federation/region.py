@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ortools.linear_solver import pywraplp
 
@@ -106,6 +106,8 @@ class Solution:
     #: Stock a cell's plan leaves unused, per (cell, material); filled only when `solve` is asked for
     #: it (`stock_left=True`: the emergency fast path caps a host's spare units by it).
     stock_left: dict[tuple[str, str], float] = field(default_factory=dict)
+    #: Units the plan leaves short: of its own groups, and of the trades it hosts.
+    short_units: float = 0.0
 
 
 class RegionModel:
@@ -229,6 +231,7 @@ class RegionModel:
                 row.SetCoefficient(var, coefficient)
 
         demand_rows = []
+        shorts: list[pywraplp.Variable] = []
         by_offer: dict[str, list[tuple[int, pywraplp.Variable]]] = defaultdict(list)
         offer_rows = {o.offer_id: solver.Constraint(0.0, o.units) for o in offers}
         offers_by = _offers_by_design_window(offers)
@@ -238,6 +241,7 @@ class RegionModel:
             demand_rows.append(row)
             tw = p.time_weight[g.priority]
             short = solver.NumVar(0.0, inf, "")
+            shorts.append(short)
             row.SetCoefficient(short, 1.0)
             objective.SetCoefficient(short, p.shortage_penalty[g.priority])
             if units <= 0:
@@ -266,11 +270,11 @@ class RegionModel:
         for trade in exports or []:
             row = solver.Constraint(trade.units, trade.units)
             short = solver.NumVar(0.0, inf, "")
+            shorts.append(short)
             row.SetCoefficient(short, 1.0)
             objective.SetCoefficient(short, p.shortage_penalty[trade.priority])
-            target = cell_centre(trade.cell, self.cell_deg)
             tw = p.time_weight[trade.priority]
-            for cell, km in self.near_cells(trade.design, target):
+            for cell, km in self.export_cells(trade):
                 make = solver.NumVar(0.0, inf, "")
                 row.SetCoefficient(make, 1.0)
                 objective.SetCoefficient(make, p.km_weight * km + tw * (trade.window + _transit(p, km)))
@@ -290,7 +294,10 @@ class RegionModel:
         # What the plan would pay for imports (price and carriage) is left out: once a trade is made,
         # its host counts making and carrying it.
         cost = objective.Value() - sum(var.solution_value() * money for var, money in paid)
-        solution = self._solution(cost, rows, used, stock_rows, by_offer, demand_rows)
+        solution = replace(
+            self._solution(cost, rows, used, stock_rows, by_offer, demand_rows),
+            short_units=sum(var.solution_value() for var in shorts),
+        )
         for trade_id, cell, var in making:
             if var.solution_value() > 1e-6:
                 solution.made.setdefault(trade_id, {})[cell] = var.solution_value()
@@ -358,9 +365,8 @@ class RegionModel:
         """
         out = []
         for (cell, design, window), price in sorted(solution.prices.items(), key=lambda kv: kv[0]):
-            units = math.floor(
-                max(solution.spare[cell, design, window], share * solution.whole[cell, design, window])
-            )
+            beyond = share * solution.whole[cell, design, window]
+            units = math.floor(max(solution.spare[cell, design, window], beyond))
             if units < 1:
                 continue
             out.append(
@@ -376,6 +382,19 @@ class RegionModel:
                 )
             )
         return out
+
+    def export_cells(self, trade: Trade) -> list[tuple[str, float]]:
+        """The own cells a hosted trade may be made in, with their distance to the trade's cell: the
+        nearest that can make it, and the cell whose offer it answers (a region of 2,500 orders has
+        more cells than `own_cells`, and an origin may buy from any cell's offer: the units must be
+        makeable where they were offered)."""
+        target = cell_centre(trade.cell, self.cell_deg)
+        cells = self.near_cells(trade.design, target)
+        source = self.supply.get(trade.source)
+        known = {c for c, _ in cells}
+        if source is not None and trade.design in source.can_make and trade.source not in known:
+            cells.append((trade.source, haversine_km(source.centre, target)))
+        return cells
 
     def near_cells(self, design: str, place: Location) -> list[tuple[str, float]]:
         """The nearest own cells able to make `design`, with their distance to `place`."""

@@ -4,8 +4,8 @@ Above `SolveParams.decompose_above` demands, one CP-SAT model is too big to buil
 seconds, and splitting by region starves the regions whose demand exceeds their labs. Instead:
 
 1. *Candidates.* Every demand gets its `WIDE` × k nearest qualifying labs (plus trails, room, and
-   every lab within `NEAR_KM`), as numpy arrays (`solver.large.network`), with exact machine rows at
-   every due date.
+   every lab within `SolveParams.near_km`), as numpy arrays (`solver.large.network`), with exact
+   machine rows at every due date.
 2. *Relaxation.* The LP of the whole network is solved by row and column generation
    (`solver.large.relaxation`): it starts from the k nearest labs and the chains' horizons and takes in
    the rows it violates and the options it prices as worth it. This is where the demands of a
@@ -50,9 +50,8 @@ from solver.model.trails import DEFAULT_RULES, TrailRules
 
 #: Candidate labs per demand in the network, as a multiple of k_nearest (the LP starts on k of them).
 WIDE = 3
-#: Every qualifying lab this close is a candidate too (up to MOST in all): where labs are dense,
-#: a crowded city's demand can then spread over its whole neighbourhood.
-NEAR_KM = 50.0
+#: Every qualifying lab within `SolveParams.near_km` is a candidate too (up to MOST in all): where labs
+#: are dense, a crowded city's demand can then spread over its whole neighbourhood.
 MOST = 96
 #: Share of the time limit the LP may use; the rounding, the bound and the plan take the rest. The
 #: first LP stops by FIRST_LP_SHARE, leaving time to widen the candidates of crowded demands.
@@ -112,7 +111,7 @@ def solve_large(
     work = WORK_PER_DEMAND * max(1, len(problem.demands)) if params.deterministic else None
     days = horizon_days(problem, params)
     wide = params.k_nearest * WIDE
-    candidates = _candidates(problem, params, days, range(len(problem.demands)), wide, NEAR_KM, MOST)
+    candidates = _candidates(problem, params, days, range(len(problem.demands)), wide, params.near_km, MOST)
     if warm_start is not None:
         # The plan in hand may use labs that only a widened network held: take its edges in, or its
         # lines there are dropped and a rushed re-plan is worse than the plan it started from.
@@ -157,7 +156,7 @@ def solve_large(
         # their candidates are too few (a crowded place). Widen theirs and solve again, from the rows
         # and options the first LP took in.
         more = _candidates(
-            problem, params, days, starved, wide * FURTHER, NEAR_KM * FURTHER, MOST * FURTHER // 2
+            problem, params, days, starved, wide * FURTHER, params.near_km * FURTHER, MOST * FURTHER // 2
         )
         widened = merge_candidates(candidates, more, starved)
         wider = build_network(problem, params, widened, days, rules)

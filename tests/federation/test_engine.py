@@ -200,3 +200,67 @@ def test_the_final_check_keeps_trades_only_if_the_integer_plans_cost_no_more(sur
     assert not integer_check(alone, dearer)
     with pytest.raises(ValueError, match="same regions"):
         integer_check(alone, traded[:-1])
+
+
+def test_offers_after_the_first_round_are_priced_at_the_plan_the_commit_rule_charges() -> None:
+    """Every OFFER of round r >= 1 carries the host's shadow price in its plan with the trades
+    committed by the end of round r and no import option (the plan whose cost the round's vote
+    summed), not the price of its plan that could still import."""
+    from solver.federation.region import RegionModel
+
+    regions = federation(3, 60, 12, seed=3, case="surge")
+    problems = {r.id: r.problem for r in regions}
+    # One round: the offers sent after it are priced with the trades it committed, if any.
+    result = run_net(problems, PARAMS, NetParams(max_rounds=2))
+    assert result.rounds[0].committed
+    first = result.rounds[0].round
+    committed = [t for t in result.trades if t.round == first]
+    sent = {
+        (m.sender, m.body["cell"], m.body["design"], m.body["window"]): m.body["price"]
+        for m in result.messages
+        if m.kind == "OFFER" and m.body["round"] == first
+    }
+    assert sent
+    for region in regions:
+        model = RegionModel(region.id, region.problem, PARAMS)
+        plan = model.solve(
+            imports=[t for t in committed if t.origin == region.id],
+            exports=[t for t in committed if t.host == region.id],
+        )
+        for offer in model.offers(plan, first):
+            assert sent[region.id, offer.cell, offer.design, offer.window] == offer.price
+
+
+def test_a_host_cuts_awards_it_cannot_make_without_leaving_units_short(surge) -> None:
+    """`within_means` halves a host's awards until its plan with them leaves no more units short
+    than without; awards it can make pass whole."""
+    from solver.federation.net import within_means
+    from solver.federation.region import RegionModel
+
+    regions, result = surge
+    trade = next(t for t in result.trades)
+    host = next(r for r in regions if r.id == trade.host)
+    model = RegionModel(host.id, host.problem, PARAMS)
+    standing = model.solve()
+    small = [replace(trade, trade_id="t9.small", units=1)]
+    assert within_means(model, standing, [], [], small) == small
+    huge = [replace(trade, trade_id="t9.huge", units=1_000_000)]
+    cut = within_means(model, standing, [], [], huge)
+    assert cut == [] or cut[0].units < 1_000_000
+    for t in cut:
+        assert model.solve(exports=[t]).short_units <= standing.short_units + 0.5
+
+
+def test_a_hosted_trade_can_be_made_in_the_cell_whose_offer_it_answers(surge) -> None:
+    from solver.federation.region import RegionModel
+
+    regions, result = surge
+    trade = result.trades[0]
+    host = next(r for r in regions if r.id == trade.host)
+    model = RegionModel(host.id, host.problem, PARAMS, own_cells=1)
+    near = model.near_cells(trade.design, cell_centre(trade.cell))
+    others = [c for c in model.supply if trade.design in model.supply[c].can_make and c != near[0][0]]
+    assert others, "the test needs a host with two cells able to make the design"
+    far = replace(trade, source=others[0])
+    assert [c for c, _ in model.export_cells(far)] == [near[0][0], others[0]]
+    assert "source" not in far.body()  # the host's own record: not in what SNAPSHOT sends

@@ -145,7 +145,7 @@ def test_accepted_work_counts_until_the_labs_next_report_holds_it(tmp_path: Path
     [row] = core.commit_plan(_plan(first.id, 5))
     core.job_update("lab-a", row.id, "accepted")
     core.job_update("lab-a", row.id, "done", units_done=5)
-    core.labs["lab-a"].backlog = {"p1": 0.0}
+    core.lab_capacity("lab-a", {"p1": 0.0})
     now[0] = NOW + timedelta(days=3)  # days of hours since its first work: that account says nothing
     second = core.submit_order(_request(10, due_at=now[0] + timedelta(days=2)))
     [row] = core.commit_plan(_plan(second.id, 10))
@@ -154,9 +154,9 @@ def test_accepted_work_counts_until_the_labs_next_report_holds_it(tmp_path: Path
     assert core.problem().labs[0].backlog_minutes["p1"] == pytest.approx(10 * 28)
     core.job_update("lab-a", row.id, "running", units_done=4)
     assert core.problem().labs[0].backlog_minutes["p1"] == pytest.approx(6 * 28)
-    core.labs["lab-a"].backlog = {"p1": 6 * 28.0}  # the report the mesh applies: it holds the work
+    core.lab_capacity("lab-a", {"p1": 6 * 28.0})  # a report sent after the ACCEPT: it holds the work
     assert core.problem().labs[0].backlog_minutes["p1"] == pytest.approx(6 * 28)
-    core.labs["lab-a"].backlog = {"p1": 5 * 28.0}  # and the next one alone counts
+    core.lab_capacity("lab-a", {"p1": 5 * 28.0})  # and the next one alone counts
     assert core.problem().labs[0].backlog_minutes["p1"] == pytest.approx(5 * 28)
 
 
