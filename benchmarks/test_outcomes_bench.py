@@ -11,8 +11,8 @@ country's cities (`scenario run NAME --seed S --country XX`):
   half a point;
 - km per unit at most nearest-greedy's;
 - units planned on time that arrived late at most 2 % of the units delivered;
-- on visor-surge-fr and fab-city-barcelona, at least half of the gap to the pooled central factory
-  closed on fill and on on-time share (from the better baseline);
+- on visor-surge-fr and fab-city-barcelona, and on their variants, at least half of the gap to the
+  pooled central factory closed on fill and on on-time share (from the better baseline);
 - the replay within 60 s.
 
 Targets not met yet are marked xfail with the figure measured, so the suite says what is left
@@ -37,6 +37,11 @@ VARIANTS = [
     ("fab-city-barcelona", 9, None),
     ("shields-and-splints-be", 5, "NL"),
     ("prosthetics-uk", 3, "ES"),
+    # found a defect (docs/live-vs-sim.md, 2026-12-04 "Unseen scenarios"): labs run dry for days while
+    # thousands of units wait, and the pooled factory's fill gap stays more than half open
+    ("visor-surge-fr", 12, "ES"),
+    # found a defect: units planned on time arrive late, mostly made at a lab behind its plan
+    ("valve-lombardy", 23, None),
 ]
 SCENARIOS = sorted(builtin_scenarios()) + [
     f"{name}@{seed}" + (f"-{country}" if country else "") for name, seed, country in VARIANTS
@@ -44,7 +49,20 @@ SCENARIOS = sorted(builtin_scenarios()) + [
 TOLERANCE = 0.005
 POOLED = {"visor-surge-fr", "fab-city-barcelona"}
 #: (scenario, target) -> what was measured when it last failed, on a 2-core machine.
-NOT_YET: dict[tuple[str, str], str] = {}
+NOT_YET: dict[tuple[str, str], str] = {
+    ("valve-lombardy@23", "plan_slip"): (
+        "3.7 % of delivered valves planned on time and late (27 at a lab behind its plan, 9 after their "
+        "planned arrival), 2026-12-04 at load 8; 3.4 % at load 30"
+    ),
+    ("visor-surge-fr@21-DE", "pooled_fill"): (
+        "fill 96.5 % against 97.5 % needed (board 95.0 %, central factory 100.0 %), docs/benchmarks.md's run"
+    ),
+    ("visor-surge-fr@12-ES", "pooled_fill"): (
+        "fill 92.1 % against 93.2 % needed (board 90.8 %, central factory 95.6 %), 2026-12-04; "
+        "5 to 14 % of the labs' minutes unused with their queues empty on days 6 to 13 while 1,500 to "
+        "7,000 units waited"
+    ),
+}
 _results: dict[str, tuple[ScenarioResult, float]] = {}
 
 
@@ -113,7 +131,7 @@ def test_plan_slip(benchmark, name: str) -> None:
     assert mine["plan_slip_rate"] <= 0.02
 
 
-@pytest.mark.parametrize("name", sorted(POOLED))
+@pytest.mark.parametrize("name", [n for n in SCENARIOS if n.partition("@")[0] in POOLED])
 @pytest.mark.parametrize("key", ["fill", "on_time"])
 def test_half_the_gap_to_the_pooled_factory(benchmark, name: str, key: str) -> None:
     mine, best, by = _check(name, f"pooled_{key}", benchmark)
