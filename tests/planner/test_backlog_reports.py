@@ -19,9 +19,10 @@ from planner.core import PlannerCore
 from planner.mesh import MeshServer
 from planner.store import Ledger
 from protocol.messages import Accept, Body, Capacity, Envelope, Hello
-from protocol.model import Allocation, CostTerms, Lab, Location, Machine, OrderRequest, Plan
+from protocol.model import Lab, Location, Machine, OrderRequest
 from protocol.okh import catalogue
 from scenarios.demo import free_port_pair
+from tests.planner.plans import one_lab_plan
 
 NOW = datetime(2026, 5, 1, 8, tzinfo=UTC)
 #: One machine, so the solver's backlog for it is the whole account; a finger splint is 28 minutes.
@@ -46,7 +47,7 @@ def mesh(tmp_path: Path) -> Iterator[MeshServer]:
     server = MeshServer(core, ctx, f"tcp://127.0.0.1:{port}", f"tcp://127.0.0.1:{port + 1}", epoch=1)
     server.core.lab_hello(LAB, {})  # first work three days ago, all of it done since
     order = core.submit_order(_request(5, NOW + timedelta(days=2)))
-    [row] = core.commit_plan(_plan(order.id, 5))
+    [row] = core.commit_plan(one_lab_plan(order.id, 5))
     core.job_update("lab-a", row.id, "accepted")
     core.job_update("lab-a", row.id, "done", units_done=5)
     now[0] = NOW + timedelta(days=3)
@@ -69,25 +70,6 @@ def _request(quantity: int, due_at: datetime) -> OrderRequest:
     )
 
 
-def _plan(order_id: str, quantity: int) -> Plan:
-    return Plan(
-        version=0,
-        objective=1,
-        bound=1,
-        status="OPTIMAL",
-        solve_seconds=0.01,
-        allocations=[
-            Allocation(
-                order_id=order_id,
-                lab_id="lab-a",
-                quantity=quantity,
-                cost=CostTerms(km=60, transport=600 * quantity),
-                early_units=quantity,
-            )
-        ],
-    )
-
-
 def _say(mesh: MeshServer, seq: int, body: Body) -> None:
     mesh._handle("lab-a", Envelope(sender="lab-a", seq=seq, body=body))
 
@@ -100,7 +82,7 @@ def _booked(mesh: MeshServer) -> float:
 def _new_job(mesh: MeshServer, quantity: int) -> str:
     core = mesh.core
     order = core.submit_order(_request(quantity, core.clock() + timedelta(days=2)))
-    [row] = core.commit_plan(_plan(order.id, quantity))
+    [row] = core.commit_plan(one_lab_plan(order.id, quantity))
     return row.id
 
 

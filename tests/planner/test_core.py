@@ -11,10 +11,11 @@ import pytest
 from planner.core import OrderRejected, PlannerCore, UnknownAssignment
 from planner.replan import Replanner
 from planner.store import Ledger
-from protocol.model import Allocation, CostTerms, Lab, Location, Machine, OrderRequest, Plan
+from protocol.model import Lab, Location, Machine, OrderRequest
 from protocol.okh import catalogue
 from solver.check import check
 from solver.model.problem import SolveParams
+from tests.planner.plans import one_lab_plan
 
 NOW = datetime(2026, 5, 1, 8, tzinfo=UTC)
 LAB = Lab(
@@ -45,25 +46,6 @@ def _request(quantity: int = 10, **changes: object) -> OrderRequest:
     return OrderRequest.model_validate(fields)
 
 
-def _plan(order_id: str, quantity: int, lab_id: str = "lab-a") -> Plan:
-    return Plan(
-        version=0,
-        objective=1,
-        bound=1,
-        status="OPTIMAL",
-        solve_seconds=0.01,
-        allocations=[
-            Allocation(
-                order_id=order_id,
-                lab_id=lab_id,
-                quantity=quantity,
-                cost=CostTerms(km=60, transport=600 * quantity),
-                early_units=quantity,  # all of it to start now
-            )
-        ],
-    )
-
-
 def test_order_rules(core: PlannerCore) -> None:
     with pytest.raises(OrderRejected) as unknown:
         core.submit_order(_request(design="warp-drive"))
@@ -77,7 +59,7 @@ def test_order_rules(core: PlannerCore) -> None:
 def test_order_goes_from_open_to_done(core: PlannerCore) -> None:
     order = core.submit_order(_request(10))
     assert [d.quantity for d in core.problem().demands] == [10]
-    [row] = core.commit_plan(_plan(order.id, 10))
+    [row] = core.commit_plan(one_lab_plan(order.id, 10))
     assert core.orders[order.id].state == "planned" and core.problem().demands == []
     core.job_update("lab-a", row.id, "accepted")
     assert core.orders[order.id].state == "in_progress"
@@ -92,10 +74,10 @@ def test_order_goes_from_open_to_done(core: PlannerCore) -> None:
 
 def test_refusal_and_failure_return_units_to_demand(core: PlannerCore) -> None:
     order = core.submit_order(_request(10))
-    [first] = core.commit_plan(_plan(order.id, 10))
+    [first] = core.commit_plan(one_lab_plan(order.id, 10))
     core.job_update("lab-a", first.id, "refused", reason="not enough stock")
     assert [d.quantity for d in core.problem().demands] == [10]
-    [second] = core.commit_plan(_plan(order.id, 10))
+    [second] = core.commit_plan(one_lab_plan(order.id, 10))
     assert second.id != first.id
     core.job_update("lab-a", second.id, "accepted")
     core.job_update("lab-a", second.id, "failed", units_done=3, reason="nozzle clogged")
@@ -106,18 +88,18 @@ def test_refusal_and_failure_return_units_to_demand(core: PlannerCore) -> None:
 
 def test_lost_lab_returns_unfinished_units_and_gets_nothing_new(core: PlannerCore) -> None:
     order = core.submit_order(_request(10))
-    [row] = core.commit_plan(_plan(order.id, 10))
+    [row] = core.commit_plan(one_lab_plan(order.id, 10))
     core.job_update("lab-a", row.id, "running", units_done=6)
     core.lab_lost("lab-a", "silent for 3.1 s")
     assert row.state == "failed" and "lab lost" in (row.reason or "")
     assert [d.quantity for d in core.problem().demands] == [4]
     assert core.problem().labs[0].live is False
-    assert core.commit_plan(_plan(order.id, 4)) == []  # a plan for a lost lab is not sent
+    assert core.commit_plan(one_lab_plan(order.id, 4)) == []  # a plan for a lost lab is not sent
 
 
 def test_a_lab_cannot_speak_for_another_labs_job(core: PlannerCore) -> None:
     order = core.submit_order(_request(5))
-    [row] = core.commit_plan(_plan(order.id, 5))
+    [row] = core.commit_plan(one_lab_plan(order.id, 5))
     with pytest.raises(UnknownAssignment):
         core.job_update("lab-b", row.id, "done", units_done=5)
     with pytest.raises(UnknownAssignment):
@@ -126,7 +108,7 @@ def test_a_lab_cannot_speak_for_another_labs_job(core: PlannerCore) -> None:
 
 def test_assigned_but_unanswered_work_is_not_counted_as_free(core: PlannerCore) -> None:
     order = core.submit_order(_request(10))
-    core.commit_plan(_plan(order.id, 10))
+    core.commit_plan(one_lab_plan(order.id, 10))
     [state] = core.problem().labs
     assert state.stock["pla"] == pytest.approx(1.0 - 10 * 0.006)
     assert sum(state.backlog_minutes.values()) == pytest.approx(10 * 28)
@@ -142,13 +124,13 @@ def test_accepted_work_counts_until_the_labs_next_report_holds_it(tmp_path: Path
     core = PlannerCore(ledger=Ledger(tmp_path / "c.db"), designs=catalogue(), clock=lambda: now[0])
     core.lab_hello(LAB, {})
     first = core.submit_order(_request(5))
-    [row] = core.commit_plan(_plan(first.id, 5))
+    [row] = core.commit_plan(one_lab_plan(first.id, 5))
     core.job_update("lab-a", row.id, "accepted")
     core.job_update("lab-a", row.id, "done", units_done=5)
     core.lab_capacity("lab-a", {"p1": 0.0})
     now[0] = NOW + timedelta(days=3)  # days of hours since its first work: that account says nothing
     second = core.submit_order(_request(10, due_at=now[0] + timedelta(days=2)))
-    [row] = core.commit_plan(_plan(second.id, 10))
+    [row] = core.commit_plan(one_lab_plan(second.id, 10))
     assert core.problem().labs[0].backlog_minutes["p1"] == pytest.approx(10 * 28)  # assigned
     core.job_update("lab-a", row.id, "accepted")  # its CAPACITY is still waiting at the mesh
     assert core.problem().labs[0].backlog_minutes["p1"] == pytest.approx(10 * 28)
@@ -168,16 +150,16 @@ def test_hours_a_lab_spent_fast_are_not_handed_out_again(tmp_path: Path) -> None
     core = PlannerCore(ledger=Ledger(tmp_path / "c.db"), designs=catalogue(), clock=lambda: now[0])
     core.lab_hello(LAB, {})  # one machine, 8 h a day: 960 minutes by the due date in 2 days
     first = core.submit_order(_request(10))  # 10 finger splints: 280 minutes
-    [row] = core.commit_plan(_plan(first.id, 10))
+    [row] = core.commit_plan(one_lab_plan(first.id, 10))
     core.job_update("lab-a", row.id, "accepted")
     core.job_update("lab-a", row.id, "done", units_done=10)
     core.lab_capacity("lab-a", {"p1": 0.0})  # done, and nothing queued, a moment later
     [state] = core.problem().labs
     assert state.backlog_minutes["p1"] == pytest.approx(280)
     second = core.submit_order(_request(25))  # 700 minutes: 280 + 700 > 960
-    too_much = check(core.problem(), _plan(second.id, 25))
+    too_much = check(core.problem(), one_lab_plan(second.id, 25))
     assert any("machine capacity exceeded" in v for v in too_much), too_much
-    fits = check(core.problem(), _plan(second.id, 24))  # 280 + 672 fits (the 25th unit is short)
+    fits = check(core.problem(), one_lab_plan(second.id, 24))  # 280 + 672 fits (the 25th unit is short)
     assert not any("capacity" in v for v in fits), fits
     # The same account after a planner restart, from the ledger.
     again = PlannerCore(ledger=Ledger(tmp_path / "c.db"), designs=catalogue(), clock=lambda: now[0])
@@ -193,7 +175,7 @@ def test_hours_a_lab_spent_fast_are_not_handed_out_again(tmp_path: Path) -> None
 
 def test_state_comes_back_from_the_ledger(core: PlannerCore, tmp_path: Path) -> None:
     order = core.submit_order(_request(10))
-    [row] = core.commit_plan(_plan(order.id, 10))
+    [row] = core.commit_plan(one_lab_plan(order.id, 10))
     core.job_update("lab-a", row.id, "running", units_done=2)
     again = PlannerCore(ledger=Ledger(tmp_path / "c.db"), designs=catalogue(), clock=lambda: NOW)
     again.load()
@@ -276,7 +258,7 @@ def test_trails_grow_on_time_weaken_on_refusal_fade_and_come_back_from_the_ledge
 ) -> None:
     rules = core.trail_rules
     order = core.submit_order(_request(10))
-    [row] = core.commit_plan(_plan(order.id, 10))
+    [row] = core.commit_plan(one_lab_plan(order.id, 10))
     core.job_update("lab-a", row.id, "accepted")
     core.job_update("lab-a", row.id, "done", units_done=10)
     key = ("finger-splint", "lab-a")
@@ -284,7 +266,7 @@ def test_trails_grow_on_time_weaken_on_refusal_fade_and_come_back_from_the_ledge
     assert core.problem().trails[key] == core.trails[key]
 
     second = core.submit_order(_request(5))
-    [refused] = core.commit_plan(_plan(second.id, 5))  # a committed plan is one evaporation round
+    [refused] = core.commit_plan(one_lab_plan(second.id, 5))  # a committed plan is one evaporation round
     after_round = rules.evaporate(rules.neutral + rules.reinforce)
     assert core.trails[key] == pytest.approx(after_round)
     core.job_update("lab-a", refused.id, "refused", reason="printer broken")
@@ -311,7 +293,7 @@ def test_explanation_names_the_chosen_lab_and_why_another_was_not(core: PlannerC
     )
     core.lab_hello(far_lab, {})
     order = core.submit_order(_request(4))
-    core.commit_plan(_plan(order.id, 4))
+    core.commit_plan(one_lab_plan(order.id, 4))
     verdicts = {v["lab_id"]: v for v in core.explanation(order.id)}
     assert verdicts["lab-a"]["chosen"] and verdicts["lab-a"]["units"] == 4
     assert not verdicts["lab-b"]["chosen"]
@@ -346,7 +328,7 @@ def test_an_unrenewed_lease_returns_its_units_and_weakens_the_trail(tmp_path: Pa
     core = PlannerCore(ledger=Ledger(tmp_path / "l.db"), designs=catalogue(), clock=lambda: now[0])
     core.lab_hello(LAB, {})
     order = core.submit_order(_request(10))
-    [row] = core.commit_plan(_plan(order.id, 10))
+    [row] = core.commit_plan(one_lab_plan(order.id, 10))
     assert core.expire_leases() == []
     eta = NOW + timedelta(hours=2)
     core.job_update("lab-a", row.id, "running", units_done=4, eta=eta)  # renewed until the ETA + slack
@@ -368,10 +350,10 @@ def test_units_a_lost_lab_made_count_and_excess_work_is_withdrawn(core: PlannerC
     withdrawn_from: list[str] = []
     core.on_withdrawn = withdrawn_from.append
     order = core.submit_order(_request(10))
-    [first] = core.commit_plan(_plan(order.id, 10))
+    [first] = core.commit_plan(one_lab_plan(order.id, 10))
     core.job_update("lab-a", first.id, "running", units_done=6)
     core.lab_lost("lab-a", "silent for 3.1 s")
-    [replacement] = core.commit_plan(_plan(order.id, 4, lab_id="lab-b"))
+    [replacement] = core.commit_plan(one_lab_plan(order.id, 4, lab_id="lab-b"))
     assert core.active_assignments("lab-b") == [replacement.id] and core.active_assignments("lab-a") == []
     core.lab_hello(LAB, {})  # lab-a comes back: it had made 8, not 6
     core.job_update("lab-a", first.id, "failed", units_done=8, reason="withdrawn by the planner")
@@ -386,7 +368,7 @@ def test_units_a_lost_lab_made_count_and_excess_work_is_withdrawn(core: PlannerC
 
 def test_a_labs_own_failure_is_final(core: PlannerCore) -> None:
     order = core.submit_order(_request(10))
-    [row] = core.commit_plan(_plan(order.id, 10))
+    [row] = core.commit_plan(one_lab_plan(order.id, 10))
     core.job_update("lab-a", row.id, "failed", units_done=3, reason="nozzle clogged")
     core.job_update("lab-a", row.id, "running", units_done=5)
     assert core.units_made(order.id) == 3 and core.units_reported_late == 0
@@ -401,7 +383,7 @@ def test_units_a_lost_lab_may_have_made_are_held_until_it_says_or_time_is_up(tmp
     changes: list[str] = []
     core.on_change = changes.append
     order = core.submit_order(_request(10))
-    [first] = core.commit_plan(_plan(order.id, 10))
+    [first] = core.commit_plan(one_lab_plan(order.id, 10))
     core.job_update("lab-a", first.id, "running", units_done=6)
     core.lab_promised("lab-a", {first.id: 7})
     core.lab_promised("lab-a", {first.id: 8, "a-of-another-lab": 3})
@@ -414,7 +396,7 @@ def test_units_a_lost_lab_may_have_made_are_held_until_it_says_or_time_is_up(tmp
     assert [d.quantity for d in core.problem().demands] == [3] and "units in doubt settled" in changes
 
     second = core.submit_order(_request(4))
-    [row] = core.commit_plan(_plan(second.id, 4))
+    [row] = core.commit_plan(one_lab_plan(second.id, 4))
     core.lab_promised("lab-a", {row.id: 1})
     core.lab_lost("lab-a", "silent for 3.1 s")
     assert core.units_in_doubt() == 1 and core.release_doubts() == []
@@ -425,7 +407,7 @@ def test_units_a_lost_lab_may_have_made_are_held_until_it_says_or_time_is_up(tmp
 
     core.lab_hello(LAB, {})
     third = core.submit_order(_request(5))
-    [row] = core.commit_plan(_plan(third.id, 5))
+    [row] = core.commit_plan(one_lab_plan(third.id, 5))
     core.lab_promised("lab-a", {row.id: 2})
     core.lab_lost("lab-a", "left: lab agent stopped", said_bye=True)  # it reported all before BYE
     assert core.units_in_doubt() == 0
