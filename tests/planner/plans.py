@@ -1,8 +1,20 @@
-"""Hand-made plans for the planner's tests: one order's units on one lab, all to start now."""
+"""Hand-made worlds for the planner's tests: one lab with one machine, and plans that give it work."""
 
 from __future__ import annotations
 
-from protocol.model import Allocation, CostTerms, Plan
+from datetime import UTC, datetime
+
+from protocol.model import Allocation, CostTerms, Lab, Location, Machine, Plan
+
+NOW = datetime(2026, 5, 1, 8, tzinfo=UTC)
+#: One machine, so the solver's backlog for it is the whole account; a finger splint is 28 minutes.
+ONE_MACHINE_LAB = Lab(
+    id="lab-a",
+    name="Lab A",
+    location=Location(lat=45.0, lon=5.0),
+    machines=[Machine(id="p1", processes=["fdm", "assembly"], tags={"bed_mm": 250})],
+    stock={"pla": 1.0},
+)
 
 
 def one_lab_plan(order_id: str, quantity: int, lab_id: str = "lab-a") -> Plan:

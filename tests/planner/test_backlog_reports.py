@@ -9,7 +9,7 @@ lossy link or the rate limit produce, and check the backlog the solver is given.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -19,20 +19,12 @@ from planner.core import PlannerCore
 from planner.mesh import MeshServer
 from planner.store import Ledger
 from protocol.messages import Accept, Body, Capacity, Envelope, Hello
-from protocol.model import Lab, Location, Machine, OrderRequest
+from protocol.model import Location, OrderRequest
 from protocol.okh import catalogue
 from scenarios.demo import free_port_pair
-from tests.planner.plans import one_lab_plan
+from tests.planner.plans import NOW, ONE_MACHINE_LAB, one_lab_plan
 
-NOW = datetime(2026, 5, 1, 8, tzinfo=UTC)
-#: One machine, so the solver's backlog for it is the whole account; a finger splint is 28 minutes.
-LAB = Lab(
-    id="lab-a",
-    name="Lab A",
-    location=Location(lat=45.0, lon=5.0),
-    machines=[Machine(id="p1", processes=["fdm", "assembly"], tags={"bed_mm": 250})],
-    stock={"pla": 1.0},
-)
+LAB = ONE_MACHINE_LAB
 SPLINT_MINUTES = 28.0
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -11,20 +11,13 @@ import pytest
 from planner.core import OrderRejected, PlannerCore, UnknownAssignment
 from planner.replan import Replanner
 from planner.store import Ledger
-from protocol.model import Lab, Location, Machine, OrderRequest
+from protocol.model import Location, Machine, OrderRequest
 from protocol.okh import catalogue
 from solver.check import check
 from solver.model.problem import SolveParams
-from tests.planner.plans import one_lab_plan
+from tests.planner.plans import NOW, ONE_MACHINE_LAB, one_lab_plan
 
-NOW = datetime(2026, 5, 1, 8, tzinfo=UTC)
-LAB = Lab(
-    id="lab-a",
-    name="Lab A",
-    location=Location(lat=45.0, lon=5.0),
-    machines=[Machine(id="p1", processes=["fdm", "assembly"], tags={"bed_mm": 250})],
-    stock={"pla": 1.0},
-)
+LAB = ONE_MACHINE_LAB
 
 
 @pytest.fixture
