@@ -65,10 +65,11 @@ PROOF_TOLERANCE = 1e-6
 FURTHER = 4
 #: Candidates are widened only when that could lower the LP's value by more than this share of it.
 WIDEN_GAIN = 0.002
-#: Share of the time limit kept for the rounding and the plan: the search for a better bound, which
-#: only sharpens the reported gap, stops this far before the limit.
+#: Share of the time limit kept for the greedy fill, the bound and the plan: the rounding's merge
+#: (which only makes a full plan cheaper) stops this far before the limit.
 BOUND_RESERVE = 0.15
-#: Share of the time limit kept for writing the plan: the rounding's merge stops this far before it.
+#: Share of the time limit kept for the bound and writing the plan: the greedy fill stops this far
+#: before it, and the search for a better bound (which only sharpens the reported gap) at half that.
 ROUND_RESERVE = 0.08
 #: Deterministic budgets of the relaxation (`SolveParams.deterministic`), counted in LP solves and
 #: simplex iterations, never in seconds: the same problem stops at the same round on any machine.
@@ -141,8 +142,8 @@ def solve_large(
     if len(starved) and worth and not room:
         stops.append("time")
     # The plan by the merge and the fill, whose deadlines are known now (see below).
-    merge_by = limit - ROUND_RESERVE * params.time_limit_s
-    fill_by = limit - ROUND_RESERVE * params.time_limit_s / 2
+    merge_by = limit - BOUND_RESERVE * params.time_limit_s
+    fill_by = limit - ROUND_RESERVE * params.time_limit_s
     first_rounded: Future[tuple[np.ndarray, bool]] | None = None
     pool: Executor | None = None
     if len(starved) and worth and room:
@@ -174,34 +175,10 @@ def solve_large(
         if not math.isnan(again.value):  # else keep the first LP: the second found no solution in time
             candidates, network, relaxation = widened, wider, again
             beyond = _beyond_cost(problem, params, candidates, rules)
-    # Every bound computed is valid for every plan, on any lab: the best of them is kept. The first
-    # LP's prices are tried too when the widened LP did not converge, and time allows.
-    bound_by = limit - BOUND_RESERVE * params.time_limit_s
-    bound = best_bound(
-        network,
-        relaxation.point_multiplier,
-        relaxation.stock_multiplier,
-        beyond,
-        _priced_beyond(problem, params, candidates, network, rules),
-        search=relaxation.stopped not in ("converged", "stalled"),
-        deadline=bound_by,
-    )
-    if relaxation is not first[2] and not relaxation.complete and time.perf_counter() < bound_by:
-        net, cand, rel = first
-        bound = max(
-            bound,
-            best_bound(
-                net,
-                rel.point_multiplier,
-                rel.stock_multiplier,
-                _beyond_cost(problem, params, cand, rules),
-                _priced_beyond(problem, params, cand, net, rules),
-                search=rel.stopped not in ("converged", "stalled"),
-                deadline=bound_by,
-            ),
-        )
-    # The plan must be out by the limit: the merge stops ROUND_RESERVE before it, the greedy fill
-    # (without which units go short at a high penalty) only at half that; the status says so.
+    lp_network, lp_candidates = network, candidates
+    # The plan must be out by the limit: the merge stops BOUND_RESERVE before it, the greedy fill
+    # (without which units go short at a high penalty) ROUND_RESERVE before it, leaving the bound's
+    # evaluations the rest; the status says so.
     first_units: tuple[np.ndarray, bool] | None = None
     if first_rounded is not None and pool is not None:
         try:
@@ -226,6 +203,34 @@ def solve_large(
         other, other_merged = first_units
         if other_merged and _objective(net, other) < _objective(network, units):
             network, candidates, units = net, cand, other
+    # Every bound computed is valid for every plan, on any lab: the best of them is kept. The first
+    # LP's prices are tried too when the widened LP did not converge, and time allows. The bound
+    # comes after the plan: a sharper bound only narrows the reported gap, while a rounding cut
+    # short leaves units short (under load the search ran first and took the fill's time).
+    bound_by = limit - ROUND_RESERVE * params.time_limit_s / 2
+    bound = best_bound(
+        lp_network,
+        relaxation.point_multiplier,
+        relaxation.stock_multiplier,
+        beyond,
+        _priced_beyond(problem, params, lp_candidates, lp_network, rules),
+        search=relaxation.stopped not in ("converged", "stalled"),
+        deadline=bound_by,
+    )
+    if relaxation is not first[2] and not relaxation.complete and time.perf_counter() < bound_by:
+        net, cand, rel = first
+        bound = max(
+            bound,
+            best_bound(
+                net,
+                rel.point_multiplier,
+                rel.stock_multiplier,
+                _beyond_cost(problem, params, cand, rules),
+                _priced_beyond(problem, params, cand, net, rules),
+                search=rel.stopped not in ("converged", "stalled"),
+                deadline=bound_by,
+            ),
+        )
     if "time" in stops or not merged or time.perf_counter() > limit:
         status = TIMED_OUT
     elif relaxation.complete:
