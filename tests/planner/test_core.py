@@ -15,7 +15,7 @@ from protocol.model import Location, Machine, OrderRequest
 from protocol.okh import catalogue
 from solver.check import check
 from solver.model.problem import SolveParams
-from tests.planner.plans import NOW, ONE_MACHINE_LAB, one_lab_plan
+from tests.planner.plans import NOW, ONE_MACHINE_LAB, one_lab_plan, replan_after
 
 LAB = ONE_MACHINE_LAB
 
@@ -294,23 +294,14 @@ def test_explanation_names_the_chosen_lab_and_why_another_was_not(core: PlannerC
 
 
 def test_an_emergency_order_takes_the_fast_path_before_the_full_re_plan(core: PlannerCore) -> None:
-    sent: list[object] = []
-
-    async def scenario() -> Replanner:
-        replanner = Replanner(core, sent.extend, SolveParams(time_limit_s=1, workers=1), debounce_s=5.0)
-        core.on_change = replanner.request
-        stop = asyncio.Event()
-        task = asyncio.create_task(replanner.run(stop))
-        core.submit_order(_request(2, priority="emergency"))
-        for _ in range(100):  # far less than the 5 s debounce a routine order would wait
-            if sent:
-                break
-            await asyncio.sleep(0.02)
-        stop.set()
-        await task
-        return replanner
-
-    replanner = asyncio.run(scenario())
+    replanner, sent = replan_after(
+        core,
+        SolveParams(time_limit_s=1, workers=1),
+        lambda: core.submit_order(_request(2, priority="emergency")),
+        lambda _, sent: bool(sent),
+        polls=100,  # far less than the 5 s debounce a routine order would wait
+        debounce_s=5.0,
+    )
     assert replanner.emergency_inserts == 1
     [row] = sent
     assert row.quantity == 2 and row.lab_id == "lab-a"

@@ -14,11 +14,12 @@ from planner.app import PlannerSettings, create_app
 from planner.core import OrderRejected, PlannerCore
 from planner.rates import Rate, RateRequest, releases
 from planner.store import Ledger
-from protocol.model import Allocation, CostTerms, Lab, Location, Machine, Plan
+from protocol.model import Lab, Location, Machine
 from protocol.okh import catalogue
 from solver.allocation.allocate import solve
 from solver.check import check
 from solver.model.problem import SolveParams
+from tests.planner.plans import one_lab_plan
 
 NOW = datetime(2026, 5, 1, 8, tzinfo=UTC)
 LAB = Lab(
@@ -174,21 +175,6 @@ def test_the_api_takes_rates_and_the_ledger_keeps_them_across_a_restart(settings
 def test_a_forecast_line_in_a_plan_is_not_sent(core: PlannerCore) -> None:
     rate = core.submit_rate(_rate())
     ahead = f"{rate.id}-d2"
-    plan = Plan(
-        version=0,
-        objective=1,
-        bound=1,
-        status="OPTIMAL",
-        solve_seconds=0.01,
-        allocations=[
-            Allocation(
-                order_id=ahead,
-                lab_id="lab-a",
-                quantity=10,
-                cost=CostTerms(km=10, transport=100),
-                early_units=0,
-            )
-        ],
-    )
+    plan = one_lab_plan(ahead, 10, early_units=0)
     assert core.commit_plan(plan) == []
     assert [a.order_id for a in core.unsent] == [ahead]

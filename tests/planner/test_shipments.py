@@ -12,14 +12,14 @@ from typing import Any
 import pytest
 
 from planner.core import PlannerCore
-from planner.replan import Replanner
 from planner.shipping import TransferRow, UnknownTransfer
-from planner.store import AssignmentRow, Ledger
+from planner.store import Ledger
 from protocol.model import Allocation, CostTerms, Lab, Location, Machine, OrderRequest, Plan, Transfer
 from protocol.okh import catalogue
 from solver.allocation.allocate import solve
 from solver.check import check
 from solver.model.problem import InTransit, SolveParams
+from tests.planner.plans import replan_after
 
 NOW = datetime(2026, 5, 1, 8, tzinfo=UTC)
 ARRIVE = NOW + timedelta(hours=6)
@@ -412,31 +412,20 @@ def test_an_emergency_ships_no_material_the_full_re_plan_would_not(tmp_path: Pat
             ),
             {},
         )
-    sent: list[AssignmentRow] = []
-
-    async def scenario() -> Replanner:
-        replanner = Replanner(core, sent.extend, SolveParams(time_limit_s=1.0, workers=1))
-        core.on_change = replanner.request
-        stop = asyncio.Event()
-        task = asyncio.create_task(replanner.run(stop))
-        core.submit_order(
-            OrderRequest(
-                design="finger-splint",
-                quantity=20,
-                due_at=NOW + timedelta(days=1),
-                delivery=Location(lat=41.3874, lon=2.1686),
-                priority="emergency",
-            )
-        )
-        for _ in range(250):  # the fast path, then the full re-plan
-            if replanner.solves and not replanner.solving:
-                break
-            await asyncio.sleep(0.02)
-        stop.set()
-        await task
-        return replanner
-
-    replanner = asyncio.run(scenario())
+    order = OrderRequest(
+        design="finger-splint",
+        quantity=20,
+        due_at=NOW + timedelta(days=1),
+        delivery=Location(lat=41.3874, lon=2.1686),
+        priority="emergency",
+    )
+    replanner, sent = replan_after(
+        core,
+        SolveParams(time_limit_s=1.0, workers=1),
+        lambda: core.submit_order(order),
+        lambda replanner, _: bool(replanner.solves) and not replanner.solving,  # fast path, then full
+        polls=250,
+    )
     assert replanner.emergency_inserts == 1
     assert list(core.shipments.rows) == []
     placed: dict[str, int] = {}
