@@ -34,6 +34,12 @@ log = logging.getLogger(__name__)
 #: Changes that arrive all the time (labs reporting progress): rate-limited. Anything else (a new
 #: order, a refusal, a failure, a lost lab) is planned after the debounce alone.
 ROUTINE_REASONS = frozenset({"capacity", "stock"})
+#: Why a re-plan runs when nothing was heard for `Replanner.keep_planning_s`: a plan sends only the
+#: work to start now (`solver.model.lines.to_dispatch`), so the rest needs a later plan even when
+#: no lab reports anything (labs idle, or a clock that says they are booked).
+WAITING_WORK = "planned work waiting"
+#: Seconds without any change after which the planner plans again while demand waits unassigned.
+KEEP_PLANNING_S = 60.0
 
 
 def solve_and_check(problem: Problem, params: SolveParams) -> tuple[Plan, list[str]]:
@@ -78,6 +84,7 @@ class Replanner:
         emergency_budget_s: float = 0.15,
         executor: Executor | None = None,
         executor_ready: Future[bool] | None = None,
+        keep_planning_s: float = KEEP_PLANNING_S,
     ) -> None:
         self.core = core
         self.send_assignments = send_assignments
@@ -85,6 +92,8 @@ class Replanner:
         self.debounce_s = debounce_s
         self.min_interval_s = min_interval_s
         self.retry_after_s = retry_after_s
+        #: Longest quiet spell before demand still waiting for a lab is planned again (`WAITING_WORK`).
+        self.keep_planning_s = keep_planning_s
         self.emergency_budget_s = emergency_budget_s
         #: Where solves run: a worker process, or a thread of this process when None.
         self.executor = executor
@@ -110,13 +119,19 @@ class Replanner:
         while not stop.is_set():
             waiter = asyncio.create_task(self._wake.wait())
             stopper = asyncio.create_task(stop.wait())
-            await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(
+                {waiter, stopper}, timeout=self.keep_planning_s, return_when=asyncio.FIRST_COMPLETED
+            )
             for task in (waiter, stopper):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             if stop.is_set():
                 return
+            if not done:  # quiet for keep_planning_s: plan again if work still waits for a lab
+                if not self.core.has_unplanned_demand():
+                    continue
+                self._reasons.add(WAITING_WORK)
             pause = 0.0 if EMERGENCY_ORDER in self._reasons else self.debounce_s
             if self._reasons <= ROUTINE_REASONS:  # only reports: keep solves at least min_interval_s apart
                 pause = max(pause, last_start + self.min_interval_s - time.monotonic())

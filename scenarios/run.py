@@ -46,13 +46,26 @@ class ScenarioResult:
         return {m["policy"]: m for m in self.metrics}
 
 
+#: A replay's rounds spend a budget of work (`SolveParams.work_limit`, CP-SAT's deterministic time)
+#: per second of the scenario's `solve_seconds`, about what one core of a 2-core host does in that
+#: second, and the wall clock stops them only at `REPLAY_TIME_CAP` times `solve_seconds`: so the same
+#: scenario and seed give the same plans, and the same figures, on a quiet host and on a busy one
+#: (before, a host at load 15 to 37 cut rounds short and changed the outcome). HiGHS, whose root only
+#: the clock bounds, stays out (`SolveParams.mip`); visor-surge-fr in Spain at seed 12 and churn in
+#: Spain at seed 13 gave the same figures without it, and at 0.25 or 0.64 of work a second.
+REPLAY_WORK_PER_SECOND = 0.3
+REPLAY_TIME_CAP = 3.0
+
+
 def solve_params(loaded: LoadedScenario) -> SolveParams:
-    """Solver settings of a replay: the scenario's time limit, breadth, late window, objective,
-    road speed (the replay's own, so the plan's arrivals are the replay's), time checkpoints (its
-    rounds) and transfer radius, one worker, seeded."""
+    """Solver settings of a replay: the scenario's budget of work (`REPLAY_TIME_CAP`), breadth, late
+    window, objective, road speed (the replay's own, so the plan's arrivals are the replay's), time
+    checkpoints (its rounds) and transfer radius, one worker, seeded."""
     scenario = loaded.scenario
     return SolveParams(
-        time_limit_s=scenario.solve_seconds,
+        time_limit_s=scenario.solve_seconds * REPLAY_TIME_CAP,
+        work_limit=scenario.solve_seconds * REPLAY_WORK_PER_SECOND,
+        mip=False,
         workers=1,
         k_nearest=scenario.k_nearest,
         late_window_days=scenario.late_window_days,

@@ -154,6 +154,7 @@ def solve_small(
             seed=params.seed,
             warm_start=warm,
             work_limit=_scaled(_work_limit(params, certify), 1.0 - polish_share),
+            mip_share=1.0 if params.mip else 0.0,
         ),
     )
     plan = mapping.plan(result, version, time.perf_counter() - started)
@@ -236,6 +237,7 @@ def polish(
             seed=params.seed,
             warm_start=units,
             work_limit=_scaled(budget, share) if params.deterministic else None,
+            mip_share=1.0 if params.mip else 0.0,
         ),
     )
     if result.status not in ("OPTIMAL", "FEASIBLE") or result.units == list(units):
@@ -362,7 +364,12 @@ class AllocationMapping:
         # Material on its way counts for candidate search: a lab waiting for it is not left out.
         seen = with_incoming(problem)
         self.candidates: Candidates = find_candidates(
-            seen, params.k_nearest, self.days, params.trail_candidates, params.room_candidates
+            seen,
+            params.k_nearest,
+            self.days,
+            params.trail_candidates,
+            params.room_candidates,
+            feed_labs=True,
         )
         if self.near:
             focus = sorted(ship_for)

@@ -130,10 +130,13 @@ def find_candidates(
     reach: int = 4,
     within_km: float = 0.0,
     most: int = 0,
+    feed_labs: bool = False,
 ) -> Candidates:
     """The k nearest qualifying labs for every demand, plus the `by_trail` strongest-trail ones and
     the `by_room` labs with the most room for the design among the `reach` × k nearest, and then
-    every other qualifying lab within `within_km`, up to `most` candidates in all.
+    every other qualifying lab within `within_km`, up to `most` candidates in all. With `feed_labs`,
+    a lab that these edges leave short of work gets its nearest demands too (`_feed_starved_labs`):
+    pass it only when `problem` holds every open demand, or every lab would look short.
 
     The labs with room let a concentrated surge reach capacity beyond its nearest labs while the
     model stays small. Ties are broken by lab order, so the result is deterministic. A demand whose
@@ -205,6 +208,10 @@ def find_candidates(
                 )
             edges.append(chosen)
             beyond.append(rest[0] if rest else -1)
+    if feed_labs:
+        if not by_room:
+            room = _lab_table(problem, design_ids, days, True)[2]
+        _feed_starved_labs(problem, edges, row, useful, room, blocked, excluded, FEED_EDGES)
     edge_km, far = _edge_km(problem, edges, beyond)
     return Candidates(
         edge_lab=np.array([j for e in edges for j in e], dtype=np.int64),
@@ -216,6 +223,68 @@ def find_candidates(
         design_row=row,
         useful=useful,
     )
+
+
+#: Most edges a lab short of work gains per design (`_feed_starved_labs`): enough to fill a lab's
+#: horizon with a surge's orders of a day's size, few enough to keep the model small.
+FEED_EDGES = 12
+
+
+def _feed_starved_labs(
+    problem: Problem,
+    edges: list[list[int]],
+    row: np.ndarray,
+    useful: np.ndarray,
+    room: np.ndarray,
+    blocked: np.ndarray,
+    excluded: dict[int, list[int]],
+    most: int,
+) -> None:
+    """Link each lab that the demands' own nearest labs leave short of work to its nearest demands.
+
+    Candidates are chosen from each demand's side, so a lab that is no demand's near neighbour (an
+    island, a city at the edge of the network) is reached by few or none, and its machines idle
+    while far more work waits at labs already full: in a surge, capacity lost for good. A lab is
+    short when the units of the demands that reach it are fewer than it could make alone within the
+    horizon (`units_alone`); a demand is wanting when its labs' room, shared in proportion among the
+    demands that reach each, is less than it asks. Each short lab gains edges to its nearest wanting
+    demands of each design, nearest first, until it is short no more, at most `most` more. When
+    nothing is wanting (no surge) nothing is added, so the model stays as small as before. Whether
+    to use them stays the model's choice: they are priced like any edge (km, days, setup). Edges
+    are only added, so each demand's `beyond` (the km to its nearest non-candidate) still bounds
+    every lab left off.
+    """
+    reach = np.zeros(room.shape, dtype=np.int64)
+    quantity = np.array([d.quantity for d in problem.demands], dtype=np.int64)
+    for i, labs in enumerate(edges):
+        reach[row[i], labs] += quantity[i]
+    # A demand is wanting when its labs' room, shared among all the demands that reach each of
+    # them in proportion to size, falls short of it: only such demands are worth a longer trip.
+    share = np.where(reach > 0, room / np.maximum(reach, 1), 0.0)
+    wanting = np.array(
+        [share[row[i], labs].sum() * quantity[i] < quantity[i] for i, labs in enumerate(edges)], dtype=bool
+    )
+    short = np.argwhere(useful & (reach < room))
+    if not len(short) or not wanting.any():
+        return
+    lat = np.array([d.order.delivery.lat for d in problem.demands])
+    lon = np.array([d.order.delivery.lon for d in problem.demands])
+    refused = {(i, j) for i, labs in excluded.items() for j in labs}
+    for design_row, j in short.tolist():
+        mine = np.flatnonzero((row == design_row) & ~blocked & wanting)
+        if not len(mine):
+            continue
+        state = problem.labs[j].lab.location
+        km = _pairwise_km(lat[mine], lon[mine], np.full(len(mine), state.lat), np.full(len(mine), state.lon))
+        added = 0
+        for i in mine[np.lexsort((mine, km))].tolist():
+            if reach[design_row, j] >= room[design_row, j] or added >= most:
+                break
+            if j in edges[i] or (i, j) in refused:
+                continue
+            edges[i].append(j)
+            reach[design_row, j] += quantity[i]
+            added += 1
 
 
 def merge_candidates(base: Candidates, more: Candidates, demands: np.ndarray) -> Candidates:

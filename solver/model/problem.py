@@ -179,6 +179,10 @@ class SolveParams:
     #: limit's worth (`solver.allocation.allocate.WORK_PER_SECOND` per second). Set it with a
     #: generous time limit to make a solve depend on work alone, not on the machine's speed.
     work_limit: float | None = None
+    #: Run HiGHS's branch and bound beside CP-SAT in the one-model path (`solver.sparse.core`). A node
+    #: limit bounds its search but not its root (presolve, cuts), which only the clock stops: a run
+    #: that must give the same plan on a quiet and a busy machine (a scenario replay) leaves it out.
+    mip: bool = True
 
     def __post_init__(self) -> None:
         if self.time_limit_s <= 0:

@@ -246,6 +246,47 @@ def test_a_standing_shortage_is_reported_once_not_re_planned_forever(core: Plann
     asyncio.run(scenario())
 
 
+def test_work_planned_for_later_is_planned_again_when_nothing_else_happens(core: PlannerCore) -> None:
+    """A plan sends only the work to start now; the rest must not wait on a change that never comes."""
+    core.take_backlogs({"lab-a": ({"p1": 8 * 60.0}, None)})  # its machine's day (8 h) is booked
+    order = core.submit_order(_request(3))
+    sent: list[object] = []
+
+    async def scenario() -> Replanner:
+        replanner = Replanner(
+            core,
+            sent.extend,
+            SolveParams(time_limit_s=1, workers=1),
+            debounce_s=0.01,
+            min_interval_s=0.01,
+            keep_planning_s=0.3,
+        )
+        core.on_change = replanner.request
+        stop = asyncio.Event()
+        task = asyncio.create_task(replanner.run(stop))
+        replanner.request("order")
+        for _ in range(200):
+            if core.plan is not None:
+                break
+            await asyncio.sleep(0.02)
+        assert core.plan is not None and sent == []  # planned for tomorrow: nothing to start now
+        assert core.unsent and core.unsent[0].order_id == order.id
+        # The lab's day frees up, but no report wakes the planner (a lab that went quiet).
+        core.on_change = lambda reason: None
+        core.take_backlogs({"lab-a": ({"p1": 0.0}, None)})
+        for _ in range(200):
+            if sent:
+                break
+            await asyncio.sleep(0.02)
+        stop.set()
+        await task
+        return replanner
+
+    replanner = asyncio.run(scenario())
+    assert sum(row.quantity for row in sent) == 3  # type: ignore[attr-defined]
+    assert replanner.solves >= 2
+
+
 def test_trails_grow_on_time_weaken_on_refusal_fade_and_come_back_from_the_ledger(
     core: PlannerCore, tmp_path: Path
 ) -> None:

@@ -65,3 +65,28 @@ def test_merged_candidates_extend_only_the_listed_demands() -> None:
     assert [len(e) for e in merged.edges] == [1, 3]
     assert merged.edges[1][0] == base.edges[1][0]
     assert merged.beyond == (base.beyond[0], math.inf)
+
+
+def test_a_lab_no_demand_reaches_is_linked_to_demand_its_neighbours_cannot_make() -> None:
+    # A surge at the centre: 120 units where the nearest lab can make 40 within the horizon.
+    labs = [lab("far", FAR), lab("near", NEAR), lab("middle", MIDDLE)]
+    p = problem(labs, [order(f"o{i}", "face-shield", 30) for i in range(4)])
+    plain = find_candidates(p, 1, 10.0)
+    assert [[p.labs[c.lab].lab.id for c in e] for e in plain.edges] == [["near"]] * 4
+    fed = find_candidates(p, 1, 10.0, feed_labs=True)
+    # Each idle lab takes wanting demands until they would fill its room (40 units: two orders).
+    assert [[p.labs[c.lab].lab.id for c in e] for e in fed.edges] == [
+        ["near", "far", "middle"],
+        ["near", "far", "middle"],
+        ["near"],
+        ["near"],
+    ]
+    # Edges are only added: each demand's `beyond` still bounds every lab left off.
+    assert fed.beyond == plain.beyond
+
+
+def test_no_lab_is_fed_when_the_nearest_labs_have_room_for_everything() -> None:
+    labs = [lab("far", FAR), lab("near", NEAR), lab("middle", MIDDLE)]
+    p = problem(labs, [order("o1", "face-shield", 5), order("o2", "face-shield", 5)])
+    fed = find_candidates(p, 1, 10.0, feed_labs=True)
+    assert [[p.labs[c.lab].lab.id for c in e] for e in fed.edges] == [["near"], ["near"]]
