@@ -163,6 +163,15 @@ def solve_large(
         wider = build_network(problem, params, widened, days, rules)
         active = ((wider.rank < params.k_nearest) | (wider.rank >= wide)) & _first_variant(wider)
         active[_same_options(network, relaxation.columns_in, wider)] = True
+        # The wider LP starts from the first one's optimal basis, carried over element by element
+        # (new options at their bound, new rows' slacks basic): GLOP resumes from it in a few
+        # thousand pivots instead of solving the wider LP afresh.
+        carried = None
+        if relaxation.basis is not None:
+            option_of = _option_map(network, wider)
+            carried = relaxation.basis.carried(
+                option_of, _point_map(network, wider), _stock_map(network, wider, option_of)
+            )
         again = relax(
             wider,
             active,
@@ -170,6 +179,7 @@ def solve_large(
             LP_ROUNDS,
             None if work is None else max(1, int(work * WIDER_WORK)),
             cuts=_same_points(network, relaxation.cut_points, wider),
+            basis=carried,
         )
         stops.append(again.stopped)
         if not math.isnan(again.value):  # else keep the first LP: the second found no solution in time
@@ -283,6 +293,74 @@ def _same_options(network: Network, options: np.ndarray, wider: Network) -> np.n
 
     mine, theirs = key(network, options), key(wider, np.arange(wider.options))
     return np.flatnonzero(np.isin(theirs, mine))
+
+
+def _match(mine: np.ndarray, theirs: np.ndarray) -> np.ndarray:
+    """Per key of `theirs`, the index of the same key in `mine` (the first, if repeated), or -1."""
+    order = np.argsort(mine, kind="stable")
+    at = np.minimum(np.searchsorted(mine[order], theirs), max(0, len(mine) - 1))
+    if not len(mine):
+        return np.full(len(theirs), -1, dtype=np.int64)
+    found = mine[order[at]] == theirs
+    return np.where(found, order[at], -1).astype(np.int64)
+
+
+def _time_ranks(*times: np.ndarray) -> list[np.ndarray]:
+    """Each array of times as its ranks among all of them: exact integer keys for equal floats."""
+    every = np.unique(np.concatenate(times))
+    return [np.searchsorted(every, t).astype(np.int64) for t in times]
+
+
+def _option_map(network: Network, wider: Network) -> np.ndarray:
+    """Per option of `wider`, the option of `network` with its demand, lab, lateness and checkpoint, or -1."""
+    labs = int(max(network.lab.max(initial=0), wider.lab.max(initial=0))) + 1
+    mine_at, theirs_at = _time_ranks(network.finish, wider.finish)
+    times = int(max(mine_at.max(initial=0), theirs_at.max(initial=0))) + 1
+
+    def key(n: Network, at: np.ndarray) -> np.ndarray:
+        return ((n.demand.astype(np.int64) * labs + n.lab) * 2 + n.late) * times + at
+
+    return _match(key(network, mine_at), key(wider, theirs_at))
+
+
+def _chain_keys(n: Network) -> np.ndarray:
+    """Per checkpoint, its chain as (lab, place among the lab's machine sets), or -1 (see `_same_points`)."""
+    chains = int(n.point_chain.max(initial=-1)) + 1
+    chain_lab = np.full(chains, -1, dtype=np.int64)
+    chain_lab[n.point_chain[n.work_point]] = n.lab[n.work_option]
+    starts = np.r_[True, chain_lab[1:] != chain_lab[:-1]] if chains else np.zeros(0, dtype=bool)
+    first = np.maximum.accumulate(np.where(starts, np.arange(chains), 0))
+    chain_key = np.where(chain_lab >= 0, chain_lab * (1 << 20) + np.arange(chains) - first, -1)
+    return chain_key[n.point_chain]
+
+
+def _point_map(network: Network, wider: Network) -> np.ndarray:
+    """Per checkpoint of `wider`, the checkpoint of `network` at the same lab, place among its
+    machine sets and time, or -1. A mismatch (a lab whose sets differ) only costs the wider LP's
+    first solve some pivots: the basis it starts from is a guess GLOP repairs."""
+    mine_chain, theirs_chain = _chain_keys(network), _chain_keys(wider)
+    mine_at, theirs_at = _time_ranks(network.point_time, wider.point_time)
+    times = int(max(mine_at.max(initial=0), theirs_at.max(initial=0))) + 1
+    found = _match(mine_chain * times + mine_at, theirs_chain * times + theirs_at)
+    return np.where(theirs_chain >= 0, found, -1)
+
+
+def _stock_map(network: Network, wider: Network, option_of: np.ndarray) -> np.ndarray:
+    """Per stock row of `wider`, the stock row of `network` that the same options draw on, or -1."""
+    out = np.full(len(wider.stock_capacity), -1, dtype=np.int64)
+    theirs = np.flatnonzero(option_of >= 0)
+    mine = option_of[theirs]
+    theirs_start = np.searchsorted(wider.stock_option, theirs)
+    theirs_count = np.searchsorted(wider.stock_option, theirs, "right") - theirs_start
+    mine_start = np.searchsorted(network.stock_option, mine)
+    mine_count = np.searchsorted(network.stock_option, mine, "right") - mine_start
+    same = theirs_count == mine_count  # the same design at the same lab: the same entries in order
+    count = theirs_count[same]
+    step = np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)
+    out[wider.stock_row[np.repeat(theirs_start[same], count) + step]] = network.stock_row[
+        np.repeat(mine_start[same], count) + step
+    ]
+    return out
 
 
 def _same_points(network: Network, points: np.ndarray, wider: Network) -> np.ndarray:

@@ -34,7 +34,7 @@ import numpy as np
 from ortools.glop import parameters_pb2 as glop_parameters_pb2
 
 from solver.large.bound import suffix_sums
-from solver.large.glop import IncrementalLP
+from solver.large.glop import AT_UPPER, BASIC, FIXED, IncrementalLP
 from solver.large.network import Network
 
 #: GLOP: dual simplex (resumes after added rows), without presolve (which would drop the basis).
@@ -56,6 +56,44 @@ COLUMNS_PER_DEMAND = 4
 
 
 @dataclass(frozen=True)
+class ElementBasis:
+    """An optimal basis of a `LinearRelaxation`, keyed by the network's elements instead of the LP's
+    columns and rows, so that another LP of the same problem (a wider network) can start from it.
+
+    Statuses are MathOpt's (`solver.large.glop`), -1 where the element had none. A cut's status is
+    that of its chain's cumulative work by its checkpoint (`point_work`: basic when the row is slack,
+    at its upper bound when it binds) and of the equality row that defines that work (`point_row`),
+    whether the cut was anchored or plain: the carried LP takes every cut in anchored.
+    """
+
+    shortage: np.ndarray  # per demand: its units-short column
+    demand_row: np.ndarray  # per demand: its row
+    option: np.ndarray  # per option
+    stock_row: np.ndarray  # per stock row
+    point_work: np.ndarray  # per checkpoint
+    point_row: np.ndarray  # per checkpoint
+
+    def carried(self, option_of: np.ndarray, point_of: np.ndarray, stock_of: np.ndarray) -> ElementBasis:
+        """This basis on another network of the same demands: `option_of`, `point_of` and `stock_of`
+        give, per option, checkpoint and stock row of that network, the same one here, or -1."""
+
+        def pick(status: np.ndarray, index: np.ndarray) -> np.ndarray:
+            out = np.full(len(index), -1, dtype=np.int64)
+            known = index >= 0
+            out[known] = status[index[known]]
+            return out
+
+        return ElementBasis(
+            shortage=self.shortage,
+            demand_row=self.demand_row,
+            option=pick(self.option, option_of),
+            stock_row=pick(self.stock_row, stock_of),
+            point_work=pick(self.point_work, point_of),
+            point_row=pick(self.point_row, point_of),
+        )
+
+
+@dataclass(frozen=True)
 class Relaxation:
     """Units per option (fractional; 0 off the LP), multipliers per checkpoint and per stock row (≥ 0)."""
 
@@ -72,6 +110,7 @@ class Relaxation:
     work: int  # simplex iterations spent (a work unit counted the same on any machine)
     cut_points: np.ndarray  # the checkpoints whose rows it took in (to seed a wider network's LP)
     columns_in: np.ndarray  # the options it took in
+    basis: ElementBasis | None = None  # its last optimal basis (to start a wider network's LP from)
 
 
 class LinearRelaxation:
@@ -216,6 +255,66 @@ class LinearRelaxation:
         self.row_of_cut.append(row)
         self.cuts_of_chain.setdefault(chain, []).append((point, row, prev))
 
+    def element_basis(self) -> ElementBasis | None:
+        """The LP's last optimal basis keyed by the network's elements (see `ElementBasis`), or None."""
+        basis = self.lp.basis
+        if basis is None:
+            return None
+        variable_status, row_status = basis
+        n = self.network
+        n_dem = len(n.quantity)
+        option = np.full(n.options, -1, dtype=np.int64)
+        placed = self.variable >= 0
+        option[placed] = variable_status[self.variable[placed]]
+        points = np.array(self.cut_points, dtype=np.int64)
+        work = np.array(self.work_of_cut, dtype=np.int64)
+        row = row_status[np.array(self.row_of_cut, dtype=np.int64)]
+        anchored = work >= 0
+        # A plain row's slack basic is its work basic; binding, the work sits at the free minutes.
+        plain = np.where(row == AT_UPPER, AT_UPPER, BASIC)
+        point_work = np.full(len(n.point_chain), -1, dtype=np.int64)
+        point_row = np.full(len(n.point_chain), -1, dtype=np.int64)
+        point_work[points] = np.where(anchored, variable_status[np.maximum(work, 0)], plain)
+        point_row[points] = np.where(anchored, row, FIXED)
+        stock = row_status[self.stock_row_base : self.stock_row_base + len(n.stock_capacity)]
+        return ElementBasis(
+            shortage=variable_status[:n_dem].copy(),
+            demand_row=row_status[:n_dem].copy(),
+            option=option,
+            stock_row=stock.copy(),
+            point_work=point_work,
+            point_row=point_row,
+        )
+
+    def adopt(self, basis: ElementBasis) -> None:
+        """Start the next solve from `basis` where it knows an element; elsewhere the statuses stay
+        those of a column or row just added (at a bound, or the slack basic)."""
+        n = self.network
+        n_dem = len(n.quantity)
+        if len(basis.shortage) != n_dem or len(basis.option) != n.options:
+            raise ValueError("basis: not keyed by this network's demands and options")
+        variable_status, row_status = self.lp.statuses
+        known = basis.shortage >= 0
+        variable_status[:n_dem][known] = basis.shortage[known]
+        known = basis.demand_row >= 0
+        row_status[:n_dem][known] = basis.demand_row[known]
+        options = np.flatnonzero((self.variable >= 0) & (basis.option >= 0))
+        variable_status[self.variable[options]] = basis.option[options]
+        stock = np.flatnonzero(basis.stock_row >= 0)
+        row_status[self.stock_row_base + stock] = basis.stock_row[stock]
+        points = np.array(self.cut_points, dtype=np.int64)
+        work = np.array(self.work_of_cut, dtype=np.int64)
+        rows = np.array(self.row_of_cut, dtype=np.int64)
+        known = basis.point_work[points] >= 0
+        anchored = known & (work >= 0)
+        variable_status[work[anchored]] = basis.point_work[points[anchored]]
+        row_status[rows[anchored]] = np.where(
+            basis.point_row[points[anchored]] >= 0, basis.point_row[points[anchored]], FIXED
+        )
+        plain = known & (work < 0)
+        row_status[rows[plain]] = np.where(basis.point_work[points[plain]] == BASIC, BASIC, AT_UPPER)
+        self.lp.set_basis(variable_status, row_status)
+
     def add_columns(self, options: np.ndarray) -> None:
         """Take in these options, with their entries in the rows already there."""
         n = self.network
@@ -334,6 +433,7 @@ def relax(
     max_rounds: int = 40,
     work: int | None = None,
     cuts: np.ndarray | None = None,
+    basis: ElementBasis | None = None,
 ) -> Relaxation:
     """Solve the LP of `network` by row and column generation, starting from the `active` options.
 
@@ -341,7 +441,9 @@ def relax(
     simplex iterations reach `work` (when given: a budget counted the same on any machine, so the
     same problem stops at the same round everywhere), or at the `deadline` (wall clock, the safety
     net). `cuts` are checkpoints whose rows to take in from the start (those another LP of the same
-    problem found binding). The result holds the last round solved, and says why it stopped.
+    problem found binding), and `basis` the optimal basis of that LP carried over to this network
+    (`ElementBasis.carried`): the first solve then resumes from it instead of starting afresh. The
+    result holds the last round solved, and says why it stopped.
     """
     n = network
     units = np.zeros(n.options)
@@ -357,6 +459,8 @@ def relax(
     lp = LinearRelaxation(network, active)
     if cuts is not None and len(cuts):
         lp.add_cuts(np.setdiff1d(np.unique(cuts), np.array(lp.cut_points, dtype=np.int64)))
+    if basis is not None:
+        lp.adopt(basis)
     rounds, complete, value, spent, stopped = 0, False, float("nan"), 0, "rounds"
     demand_price = n.shortage.copy()
     stalls = 0
@@ -415,4 +519,5 @@ def relax(
         work=spent,
         cut_points=np.array(lp.cut_points, dtype=np.int64),
         columns_in=np.flatnonzero(lp.variable >= 0),
+        basis=lp.element_basis(),
     )
