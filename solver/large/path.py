@@ -23,11 +23,8 @@ Time: each step is measured against the caller's time limit; the LP gets what th
 from __future__ import annotations
 
 import math
-import multiprocessing
 import time
 from collections.abc import Sequence
-from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 
 import numpy as np
 
@@ -144,18 +141,10 @@ def solve_large(
     # The plan by the merge and the fill, whose deadlines are known now (see below).
     merge_by = limit - BOUND_RESERVE * params.time_limit_s
     fill_by = limit - ROUND_RESERVE * params.time_limit_s
-    first_rounded: Future[tuple[np.ndarray, bool]] | None = None
-    pool: Executor | None = None
     if len(starved) and worth and room:
-        # The first LP's units are rounded too (the cheaper plan is kept, below), beside the wider
-        # network and its LP: in a forked process where the platform forks (the network is
-        # inherited, not copied; only the units come back), else in a thread, where only GLOP's
-        # solves (which release the interpreter) overlap it. Both roundings are deterministic and
-        # share nothing, so the plan is the one a sequential run gives.
-        pool, first_rounded = _round_aside(network, relaxation.units, merge_by, fill_by)
         # Some demands pay more at the margin than the nearest lab off their candidates would cost:
         # their candidates are too few (a crowded place). Widen theirs and solve again, from the rows
-        # and options the first LP took in.
+        # and options the first LP took in, and from its optimal basis.
         more = _candidates(
             problem, params, days, starved, wide * FURTHER, params.near_km * FURTHER, MOST * FURTHER // 2
         )
@@ -189,30 +178,13 @@ def solve_large(
     # The plan must be out by the limit: the merge stops BOUND_RESERVE before it, the greedy fill
     # (without which units go short at a high penalty) ROUND_RESERVE before it, leaving the bound's
     # evaluations the rest; the status says so.
-    first_units: tuple[np.ndarray, bool] | None = None
-    if first_rounded is not None and pool is not None:
-        try:
-            first_units = first_rounded.result()
-        except BrokenProcessPool:  # the process died (out of memory?): round here instead
-            first_units = round_units_by(first[0], first[2].units, first[0].shortage, merge_by, fill_by)
-        pool.shutdown()
-    if relaxation is first[2] and first_units is not None:
-        units, merged = first_units  # the wider LP found no solution: the first one's plan, rounded
-    else:
-        units, merged = round_units_by(network, relaxation.units, network.shortage, merge_by, fill_by)
+    units, merged = round_units_by(network, relaxation.units, network.shortage, merge_by, fill_by)
     if warm_start is not None:
         kept, kept_merged = round_units_by(
             network, _units_of(problem, network, warm_start), network.shortage, merge_by, fill_by
         )
         if _objective(network, kept) < _objective(network, units):
             units, merged = kept, kept_merged
-    if relaxation is not first[2] and merged and first_units is not None:
-        # The widened LP's units are not always the better ones to round (its candidates are more,
-        # its budget smaller): the first LP's were rounded too, and the cheaper plan is kept.
-        net, cand, _ = first
-        other, other_merged = first_units
-        if other_merged and _objective(net, other) < _objective(network, units):
-            network, candidates, units = net, cand, other
     # Every bound computed is valid for every plan, on any lab: the best of them is kept. The first
     # LP's prices are tried too when the widened LP did not converge, and time allows. The bound
     # comes after the plan: a sharper bound only narrows the reported gap, while a rounding cut
@@ -251,37 +223,6 @@ def solve_large(
         status = UNCONVERGED
     seconds = time.perf_counter() - started
     return _plan(problem, params, network, candidates, units, bound, version, seconds, status, limit)
-
-
-#: What a forked process rounds (set just before the fork; the child inherits it, nothing is pickled).
-_ASIDE: tuple[Network, np.ndarray, float, float] | None = None
-
-
-def _round_inherited() -> tuple[np.ndarray, bool]:
-    """In the forked process: round the units it inherited (see `_round_aside`)."""
-    assert _ASIDE is not None
-    network, units, merge_by, fill_by = _ASIDE
-    return round_units_by(network, units, network.shortage, merge_by, fill_by)
-
-
-def _round_aside(
-    network: Network, units: np.ndarray, merge_by: float, fill_by: float
-) -> tuple[Executor, Future[tuple[np.ndarray, bool]]]:
-    """Round `units` on `network` beside the caller: a forked process, or a thread where none forks.
-
-    The rounding is Python, so a thread shares the interpreter with the caller's own Python (the
-    wider network, the LP's rounds); a forked process runs on the other core for all of it. The
-    deadlines are `time.perf_counter()` instants, the same clock in both processes."""
-    global _ASIDE
-    if "fork" in multiprocessing.get_all_start_methods():
-        _ASIDE = (network, units, merge_by, fill_by)
-        try:
-            pool: Executor = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork"))
-            return pool, pool.submit(_round_inherited)  # the process forks within submit
-        finally:
-            _ASIDE = None
-    pool = ThreadPoolExecutor(1, thread_name_prefix="round-first-lp")
-    return pool, pool.submit(round_units_by, network, units, network.shortage, merge_by, fill_by)
 
 
 def _same_options(network: Network, options: np.ndarray, wider: Network) -> np.ndarray:
