@@ -145,9 +145,11 @@ class IncrementalLP:
         keys = np.stack([unique // width, unique % width], axis=1)
         self._model.set_attrs(enums.DoubleAttr2.LINEAR_CONSTRAINT_COEFFICIENT, keys, summed)
 
-    def solve(self, seconds: float, iterations: int | None = None) -> Solution:
+    def solve(self, seconds: float, iterations: int | None = None, primal: bool = False) -> Solution:
         """Solve from the last optimal basis (extended by what was added since); the model is
-        updated in GLOP in place where MathOpt can, else GLOP is given the whole model again."""
+        updated in GLOP in place where MathOpt can, else GLOP is given the whole model again.
+        `primal` runs the primal simplex this once instead of the parameters' choice: the better
+        start where the basis is primal feasible and only columns were added (`set_basis`)."""
         if self._solver is None:
             self._solver = mathopt_solver.new(
                 parameters_pb2.SOLVER_TYPE_GLOP,
@@ -163,7 +165,12 @@ class IncrementalLP:
                     parameters_pb2.SolverInitializerProto(),
                 )
         self._model.advance_diff(self._diff)
-        params = parameters_pb2.SolveParametersProto(glop=self._glop)
+        glop = self._glop
+        if primal:
+            glop = glop_parameters_pb2.GlopParameters()
+            glop.CopyFrom(self._glop)
+            glop.use_dual_simplex = False
+        params = parameters_pb2.SolveParametersProto(glop=glop)
         params.time_limit.FromNanoseconds(int(min(max(seconds, 1e-3), 1e6) * 1e9))
         if iterations is not None:
             params.iteration_limit = max(1, int(iterations))

@@ -28,6 +28,7 @@ solver's optimum is exact only up to its tolerances, and the network's options a
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -51,6 +52,10 @@ STALL_ROUNDS = 2
 STALL_ADDED = 0.02
 #: Relative violation of a cumulative row that makes it a cut.
 CUT_TOLERANCE = 1e-6
+#: A round whose value moved less than this, relative, has prices settled enough for the caller's
+#: `widen` test (see `relax`): the first rounds, where units are still short, price them at the
+#: shortage penalty.
+SETTLED = 1e-2
 #: Most columns added per demand and round.
 COLUMNS_PER_DEMAND = 4
 
@@ -106,7 +111,8 @@ class Relaxation:
     rows: int  # cumulative rows taken in
     columns: int  # options taken in
     complete: bool  # no cut and no column was left: the LP of the whole network is solved
-    stopped: str  # why: "converged", "stalled" (see STALL), "rounds", "work", "time", "no solution"
+    stopped: str  # why: "converged", "stalled" (see STALL), "rounds", "work", "time", "no solution",
+    # or "widen" (the caller's `widen` asked for a wider network)
     work: int  # simplex iterations spent (a work unit counted the same on any machine)
     cut_points: np.ndarray  # the checkpoints whose rows it took in (to seed a wider network's LP)
     columns_in: np.ndarray  # the options it took in
@@ -352,7 +358,7 @@ class LinearRelaxation:
         )
 
     def solve(
-        self, deadline: float, work: int | None = None
+        self, deadline: float, work: int | None = None, primal: bool = False
     ) -> tuple[bool, float, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Solve within the deadline: (optimal, value, units per option, demand, cut and stock duals).
 
@@ -360,7 +366,7 @@ class LinearRelaxation:
         Duals: ≤ rows that bind have values ≤ 0; a cut's is the reduced cost of its cumulative work at
         its bound (anchored) or its row's dual (plain), which have the same sign.
         """
-        solution = self.lp.solve(max(0.001, deadline - time.perf_counter()), work)
+        solution = self.lp.solve(max(0.001, deadline - time.perf_counter()), work, primal)
         self.iterations = solution.iterations
         n = self.network
         n_dem = len(n.quantity)
@@ -434,6 +440,7 @@ def relax(
     work: int | None = None,
     cuts: np.ndarray | None = None,
     basis: ElementBasis | None = None,
+    widen: Callable[[np.ndarray, float], bool] | None = None,
 ) -> Relaxation:
     """Solve the LP of `network` by row and column generation, starting from the `active` options.
 
@@ -442,8 +449,11 @@ def relax(
     same problem stops at the same round everywhere), or at the `deadline` (wall clock, the safety
     net). `cuts` are checkpoints whose rows to take in from the start (those another LP of the same
     problem found binding), and `basis` the optimal basis of that LP carried over to this network
-    (`ElementBasis.carried`): the first solve then resumes from it instead of starting afresh. The
-    result holds the last round solved, and says why it stopped.
+    (`ElementBasis.carried`): the first solve then resumes from it instead of starting afresh.
+    `widen`, when given, is asked after every round whose value moved less than SETTLED, with the
+    demand rows' duals and the value: True ends the generation ("widen"), since the caller will
+    solve a wider network's LP from this one's basis rather than finish this one. The result holds
+    the last round solved, and says why it stopped.
     """
     n = network
     units = np.zeros(n.options)
@@ -475,7 +485,7 @@ def relax(
             stopped = "time"
             break
         optimal, value_now, units_now, demand_dual, cut_dual, stock_dual = lp.solve(
-            deadline, None if work is None else work - spent
+            deadline, None if work is None else work - spent, primal=basis is not None and rounds == 0
         )
         spent += lp.iterations
         rounds += 1
@@ -498,6 +508,9 @@ def relax(
             complete, stopped = True, "converged"
             break
         added = (len(cuts_now) + len(columns)) / max(1, len(lp.cut_points) + len(n.quantity))
+        if widen is not None and moved < SETTLED and widen(demand_dual, value):
+            stopped = "widen"
+            break
         stalls = stalls + 1 if moved < STALL and added < STALL_ADDED else 0
         if stalls >= STALL_ROUNDS:
             stopped = "stalled"
