@@ -10,8 +10,8 @@ seconds, and splitting by region starves the regions whose demand exceeds their 
    (`solver.large.relaxation`): it starts from the k nearest labs and the chains' horizons and takes in
    the rows it violates and the options it prices as worth it. This is where the demands of a
    crowded city reach labs further away; where the LP would still pay more for a unit than the
-   nearest lab off a demand's candidates costs, that demand's candidates are widened and the LP
-   solved again.
+   nearest lab off a demand's candidates costs (known once its prices settle, before it converges),
+   that demand's candidates are widened and the wider LP solved from the first one's basis.
 3. *Rounding.* The LP's units are rounded down, trimmed to the rows, and the rest placed greedily
    on the cheapest options with room (`solver.large.rounding`): a valid plan on the validator's rows.
 4. *Bound.* The Lagrangian bound at the LP's dual prices (`solver.large.bound`) covers every plan, on
