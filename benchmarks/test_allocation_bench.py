@@ -223,8 +223,8 @@ def _solve_at_scale(
 
 
 def _peak_mb() -> float:
-    """Peak memory of this process plus the largest process it forked (a widened LP's first rounding
-    runs in one: solver.large.path), in MB: an upper bound, since the two share their inherited pages."""
+    """Peak memory of this process plus the largest child process it waited for, in MB: an upper
+    bound that stays one if a solve ever forks again (the large path forks nothing today)."""
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     return (own + children) / 1024

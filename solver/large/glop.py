@@ -54,6 +54,7 @@ class IncrementalLP:
         self._solver: mathopt_solver.Solver | None = None
         self._variable_status = np.zeros(0, dtype=np.int64)
         self._row_status = np.zeros(0, dtype=np.int64)
+        self._lower = np.zeros(0, dtype=bool)  # per variable: its lower bound is finite
         self._basis = False  # whether the statuses are an optimal basis to start from
 
     @property
@@ -65,6 +66,39 @@ class IncrementalLP:
     def rows(self) -> int:
         """Rows in the model."""
         return int(self._model.get_num_elements(_ROW))
+
+    @property
+    def basis(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """The last optimal basis, extended by what was added since: (status per variable, status
+        per row), or None before any solve was optimal."""
+        if not self._basis:
+            return None
+        return self.statuses
+
+    @property
+    def statuses(self) -> tuple[np.ndarray, np.ndarray]:
+        """The statuses the next solve starts from (per variable, per row): the last optimal basis
+        where there is one, else those given to what was added (`add_variables`, `add_rows`)."""
+        return self._variable_status.copy(), self._row_status.copy()
+
+    def set_basis(self, variable_status: np.ndarray, row_status: np.ndarray) -> None:
+        """Start the next solve from this basis (one status per variable and per row, MathOpt's
+        `BasisStatusProto` values): another LP's optimal basis carried over to this one, say. GLOP
+        completes a singular set of basic columns with slacks; MathOpt refuses a basis whose count
+        of basic columns and slacks is not the number of rows, so the count is made right first
+        (`_balanced`). A status that is wrong costs pivots, never the optimum."""
+        variable_status = np.asarray(variable_status, dtype=np.int64)
+        row_status = np.asarray(row_status, dtype=np.int64)
+        if len(variable_status) != self.variables:
+            raise ValueError(
+                f"variable_status: {len(variable_status)} statuses for {self.variables} variables"
+            )
+        if len(row_status) != self.rows:
+            raise ValueError(f"row_status: {len(row_status)} statuses for {self.rows} rows")
+        self._variable_status, self._row_status = _balanced(
+            variable_status.copy(), row_status.copy(), self._lower
+        )
+        self._basis = True
 
     def add_variables(
         self, lower: np.ndarray, upper: np.ndarray, cost: np.ndarray, basic: bool = False
@@ -79,6 +113,7 @@ class IncrementalLP:
         self._model.set_attrs(_A.OBJECTIVE_LINEAR_COEFFICIENT, keys, np.asarray(cost, dtype=np.float64))
         status = np.full(len(ids), BASIC if basic else AT_LOWER, dtype=np.int64)
         self._variable_status = np.concatenate([self._variable_status, status])
+        self._lower = np.concatenate([self._lower, np.isfinite(np.asarray(lower, dtype=np.float64))])
         return ids
 
     def add_rows(self, lower: np.ndarray, upper: np.ndarray, basic: bool = True) -> np.ndarray:
@@ -110,9 +145,11 @@ class IncrementalLP:
         keys = np.stack([unique // width, unique % width], axis=1)
         self._model.set_attrs(enums.DoubleAttr2.LINEAR_CONSTRAINT_COEFFICIENT, keys, summed)
 
-    def solve(self, seconds: float, iterations: int | None = None) -> Solution:
+    def solve(self, seconds: float, iterations: int | None = None, primal: bool = False) -> Solution:
         """Solve from the last optimal basis (extended by what was added since); the model is
-        updated in GLOP in place where MathOpt can, else GLOP is given the whole model again."""
+        updated in GLOP in place where MathOpt can, else GLOP is given the whole model again.
+        `primal` runs the primal simplex this once instead of the parameters' choice: the better
+        start where the basis is primal feasible and only columns were added (`set_basis`)."""
         if self._solver is None:
             self._solver = mathopt_solver.new(
                 parameters_pb2.SOLVER_TYPE_GLOP,
@@ -128,7 +165,12 @@ class IncrementalLP:
                     parameters_pb2.SolverInitializerProto(),
                 )
         self._model.advance_diff(self._diff)
-        params = parameters_pb2.SolveParametersProto(glop=self._glop)
+        glop = self._glop
+        if primal:
+            glop = glop_parameters_pb2.GlopParameters()
+            glop.CopyFrom(self._glop)
+            glop.use_dual_simplex = False
+        params = parameters_pb2.SolveParametersProto(glop=glop)
         params.time_limit.FromNanoseconds(int(min(max(seconds, 1e-3), 1e6) * 1e9))
         if iterations is not None:
             params.iteration_limit = max(1, int(iterations))
@@ -162,10 +204,37 @@ class IncrementalLP:
         return Solution(True, value, primal, dual, reduced, done)
 
 
+def _balanced(
+    variable_status: np.ndarray, row_status: np.ndarray, lower: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The statuses with as many basic columns and slacks as there are rows, as MathOpt demands of a
+    starting basis: missing ones are made up by the slacks of the last rows not basic (the newest,
+    whose slacks a fresh row has basic anyway), extra ones put at their lower bound, the last
+    columns first (or, where no column has a finite lower bound, the last rows' slacks at theirs).
+    Which basic set results is GLOP's to repair; only the count is fixed here."""
+    rows = len(row_status)
+    basic = int(np.count_nonzero(variable_status == BASIC) + np.count_nonzero(row_status == BASIC))
+    if basic < rows:
+        free = np.flatnonzero(row_status != BASIC)
+        row_status[free[len(free) - (rows - basic) :]] = BASIC
+    elif basic > rows:
+        extra = basic - rows
+        movable = np.flatnonzero((variable_status == BASIC) & lower)
+        taken = movable[max(0, len(movable) - extra) :]
+        variable_status[taken] = AT_LOWER
+        extra -= len(taken)
+        if extra:  # no column left to move: a row slack basic goes to a bound of its row
+            row_status[np.flatnonzero(row_status == BASIC)[-extra:]] = AT_UPPER
+    return variable_status, row_status
+
+
 def _dense(vector: object, size: int) -> np.ndarray:
     """A MathOpt sparse vector (ids, values) as a dense array of `size`."""
+    values = vector.values  # type: ignore[attr-defined]
+    if len(values) == size:  # ids are distinct and ascending: all of them, in order (no copy of ids)
+        return np.asarray(values, dtype=np.float64)
     out = np.zeros(size)
     ids = np.asarray(vector.ids, dtype=np.int64)  # type: ignore[attr-defined]
     if len(ids):
-        out[ids] = np.asarray(vector.values, dtype=np.float64)  # type: ignore[attr-defined]
+        out[ids] = np.asarray(values, dtype=np.float64)
     return out

@@ -10,8 +10,8 @@ seconds, and splitting by region starves the regions whose demand exceeds their 
    (`solver.large.relaxation`): it starts from the k nearest labs and the chains' horizons and takes in
    the rows it violates and the options it prices as worth it. This is where the demands of a
    crowded city reach labs further away; where the LP would still pay more for a unit than the
-   nearest lab off a demand's candidates costs, that demand's candidates are widened and the LP
-   solved again.
+   nearest lab off a demand's candidates costs (known once its prices settle, before it converges),
+   that demand's candidates are widened and the wider LP solved from the first one's basis.
 3. *Rounding.* The LP's units are rounded down, trimmed to the rows, and the rest placed greedily
    on the cheapest options with room (`solver.large.rounding`): a valid plan on the validator's rows.
 4. *Bound.* The Lagrangian bound at the LP's dual prices (`solver.large.bound`) covers every plan, on
@@ -23,11 +23,8 @@ Time: each step is measured against the caller's time limit; the LP gets what th
 from __future__ import annotations
 
 import math
-import multiprocessing
 import time
 from collections.abc import Sequence
-from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 
 import numpy as np
 
@@ -65,6 +62,18 @@ PROOF_TOLERANCE = 1e-6
 FURTHER = 4
 #: Candidates are widened only when that could lower the LP's value by more than this share of it.
 WIDEN_GAIN = 0.002
+#: The first LP stops as soon as its prices, settled (solver.large.relaxation.SETTLED), show a gain of
+#: this share of its value from widening: the wider LP, started from its basis, finishes the
+#: generation instead (at 10,000 x 2,000 the rounds left were 4 to 5 of the first LP's 12 CPU s on
+#: the widened seeds, where the gain was already 3 % to 29 % at the first settled round; on seed 5,
+#: not widened, 0.02 % to 0.06 % through every round). Above WIDEN_GAIN, so that a first LP whose
+#: gain is near the line still decides on its last prices.
+WIDEN_EARLY = 0.005
+#: The wider LP's stopping rule: one round that moves its value by less than this (relative, with few
+#: rows and options added) ends it. It starts from the first LP's settled basis, and each round costs
+#: about a second of GLOP's fixed cost: on seeds 8 and 20 of 10,000 x 2,000, its fourth round was
+#: within 1e-4 of the value where the first LP's rule (2 rounds below 3e-5) stopped two rounds later.
+WIDER_STALL = 1e-4
 #: Share of the time limit kept for the greedy fill, the bound and the plan: the rounding's merge
 #: (which only makes a full plan cheaper) stops this far before the limit.
 BOUND_RESERVE = 0.15
@@ -122,9 +131,18 @@ def solve_large(
     # The LP starts on the k nearest labs and the extras (trails, room, near), on time where possible.
     active = ((network.rank < params.k_nearest) | (network.rank >= wide)) & _first_variant(network)
     deadline = started + params.time_limit_s * LP_SHARE
-    relaxation = relax(network, active, started + params.time_limit_s * FIRST_LP_SHARE, LP_ROUNDS, work)
-    stops = [relaxation.stopped]
     beyond = _beyond_cost(problem, params, candidates, rules)
+
+    def widen_early(demand_price: np.ndarray, value: float) -> bool:
+        """Whether the first LP's settled prices already say its candidates must be widened."""
+        margin = demand_price - (beyond + network.setup / network.quantity)
+        gain = float(np.sum(np.maximum(margin, 0.0) * network.quantity))
+        return gain > WIDEN_EARLY * abs(value)
+
+    relaxation = relax(
+        network, active, started + params.time_limit_s * FIRST_LP_SHARE, LP_ROUNDS, work, widen=widen_early
+    )
+    stops = [relaxation.stopped]
     first = (network, candidates, relaxation)
     margin = relaxation.demand_price - (beyond + network.setup / network.quantity)
     starved = np.flatnonzero(margin > 1e-6)
@@ -144,25 +162,26 @@ def solve_large(
     # The plan by the merge and the fill, whose deadlines are known now (see below).
     merge_by = limit - BOUND_RESERVE * params.time_limit_s
     fill_by = limit - ROUND_RESERVE * params.time_limit_s
-    first_rounded: Future[tuple[np.ndarray, bool]] | None = None
-    pool: Executor | None = None
     if len(starved) and worth and room:
-        # The first LP's units are rounded too (the cheaper plan is kept, below), beside the wider
-        # network and its LP: in a forked process where the platform forks (the network is
-        # inherited, not copied; only the units come back), else in a thread, where only GLOP's
-        # solves (which release the interpreter) overlap it. Both roundings are deterministic and
-        # share nothing, so the plan is the one a sequential run gives.
-        pool, first_rounded = _round_aside(network, relaxation.units, merge_by, fill_by)
         # Some demands pay more at the margin than the nearest lab off their candidates would cost:
         # their candidates are too few (a crowded place). Widen theirs and solve again, from the rows
-        # and options the first LP took in.
+        # and options the first LP took in, and from its optimal basis.
         more = _candidates(
             problem, params, days, starved, wide * FURTHER, params.near_km * FURTHER, MOST * FURTHER // 2
         )
         widened = merge_candidates(candidates, more, starved)
         wider = build_network(problem, params, widened, days, rules)
-        active = ((wider.rank < params.k_nearest) | (wider.rank >= wide)) & _first_variant(wider)
+        active = np.zeros(wider.options, dtype=bool)
         active[_same_options(network, relaxation.columns_in, wider)] = True
+        # The wider LP starts from the first one's optimal basis, carried over element by element
+        # (new options at their bound, new rows' slacks basic): GLOP resumes from it in a few
+        # thousand pivots instead of solving the wider LP afresh.
+        carried = None
+        if relaxation.basis is not None:
+            option_of = _option_map(network, wider)
+            carried = relaxation.basis.carried(
+                option_of, _point_map(network, wider), _stock_map(network, wider, option_of)
+            )
         again = relax(
             wider,
             active,
@@ -170,6 +189,9 @@ def solve_large(
             LP_ROUNDS,
             None if work is None else max(1, int(work * WIDER_WORK)),
             cuts=_same_points(network, relaxation.cut_points, wider),
+            basis=carried,
+            stall=WIDER_STALL,
+            stall_rounds=1,
         )
         stops.append(again.stopped)
         if not math.isnan(again.value):  # else keep the first LP: the second found no solution in time
@@ -179,30 +201,13 @@ def solve_large(
     # The plan must be out by the limit: the merge stops BOUND_RESERVE before it, the greedy fill
     # (without which units go short at a high penalty) ROUND_RESERVE before it, leaving the bound's
     # evaluations the rest; the status says so.
-    first_units: tuple[np.ndarray, bool] | None = None
-    if first_rounded is not None and pool is not None:
-        try:
-            first_units = first_rounded.result()
-        except BrokenProcessPool:  # the process died (out of memory?): round here instead
-            first_units = round_units_by(first[0], first[2].units, first[0].shortage, merge_by, fill_by)
-        pool.shutdown()
-    if relaxation is first[2] and first_units is not None:
-        units, merged = first_units  # the wider LP found no solution: the first one's plan, rounded
-    else:
-        units, merged = round_units_by(network, relaxation.units, network.shortage, merge_by, fill_by)
+    units, merged = round_units_by(network, relaxation.units, network.shortage, merge_by, fill_by)
     if warm_start is not None:
         kept, kept_merged = round_units_by(
             network, _units_of(problem, network, warm_start), network.shortage, merge_by, fill_by
         )
         if _objective(network, kept) < _objective(network, units):
             units, merged = kept, kept_merged
-    if relaxation is not first[2] and merged and first_units is not None:
-        # The widened LP's units are not always the better ones to round (its candidates are more,
-        # its budget smaller): the first LP's were rounded too, and the cheaper plan is kept.
-        net, cand, _ = first
-        other, other_merged = first_units
-        if other_merged and _objective(net, other) < _objective(network, units):
-            network, candidates, units = net, cand, other
     # Every bound computed is valid for every plan, on any lab: the best of them is kept. The first
     # LP's prices are tried too when the widened LP did not converge, and time allows. The bound
     # comes after the plan: a sharper bound only narrows the reported gap, while a rounding cut
@@ -217,7 +222,10 @@ def solve_large(
         search=relaxation.stopped not in ("converged", "stalled"),
         deadline=bound_by,
     )
-    if relaxation is not first[2] and not relaxation.complete and time.perf_counter() < bound_by:
+    # Not after a wider LP that converged or stalled: the first LP's prices, on its fewer candidates
+    # and unsettled where it stopped to widen, gave the lower bound on every widened seed measured.
+    widened_settled = relaxation.stopped in ("converged", "stalled")
+    if relaxation is not first[2] and not widened_settled and time.perf_counter() < bound_by:
         net, cand, rel = first
         bound = max(
             bound,
@@ -227,7 +235,7 @@ def solve_large(
                 rel.stock_multiplier,
                 _beyond_cost(problem, params, cand, rules),
                 _priced_beyond(problem, params, cand, net, rules),
-                search=rel.stopped not in ("converged", "stalled"),
+                search=rel.stopped not in ("converged", "stalled", "widen"),
                 deadline=bound_by,
             ),
         )
@@ -243,37 +251,6 @@ def solve_large(
     return _plan(problem, params, network, candidates, units, bound, version, seconds, status, limit)
 
 
-#: What a forked process rounds (set just before the fork; the child inherits it, nothing is pickled).
-_ASIDE: tuple[Network, np.ndarray, float, float] | None = None
-
-
-def _round_inherited() -> tuple[np.ndarray, bool]:
-    """In the forked process: round the units it inherited (see `_round_aside`)."""
-    assert _ASIDE is not None
-    network, units, merge_by, fill_by = _ASIDE
-    return round_units_by(network, units, network.shortage, merge_by, fill_by)
-
-
-def _round_aside(
-    network: Network, units: np.ndarray, merge_by: float, fill_by: float
-) -> tuple[Executor, Future[tuple[np.ndarray, bool]]]:
-    """Round `units` on `network` beside the caller: a forked process, or a thread where none forks.
-
-    The rounding is Python, so a thread shares the interpreter with the caller's own Python (the
-    wider network, the LP's rounds); a forked process runs on the other core for all of it. The
-    deadlines are `time.perf_counter()` instants, the same clock in both processes."""
-    global _ASIDE
-    if "fork" in multiprocessing.get_all_start_methods():
-        _ASIDE = (network, units, merge_by, fill_by)
-        try:
-            pool: Executor = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork"))
-            return pool, pool.submit(_round_inherited)  # the process forks within submit
-        finally:
-            _ASIDE = None
-    pool = ThreadPoolExecutor(1, thread_name_prefix="round-first-lp")
-    return pool, pool.submit(round_units_by, network, units, network.shortage, merge_by, fill_by)
-
-
 def _same_options(network: Network, options: np.ndarray, wider: Network) -> np.ndarray:
     """The options of `wider` that are the given options of `network` (same demand, lab and lateness)."""
     labs = int(max(network.lab.max(initial=0), wider.lab.max(initial=0))) + 1
@@ -283,6 +260,74 @@ def _same_options(network: Network, options: np.ndarray, wider: Network) -> np.n
 
     mine, theirs = key(network, options), key(wider, np.arange(wider.options))
     return np.flatnonzero(np.isin(theirs, mine))
+
+
+def _match(mine: np.ndarray, theirs: np.ndarray) -> np.ndarray:
+    """Per key of `theirs`, the index of the same key in `mine` (the first, if repeated), or -1."""
+    order = np.argsort(mine, kind="stable")
+    at = np.minimum(np.searchsorted(mine[order], theirs), max(0, len(mine) - 1))
+    if not len(mine):
+        return np.full(len(theirs), -1, dtype=np.int64)
+    found = mine[order[at]] == theirs
+    return np.where(found, order[at], -1).astype(np.int64)
+
+
+def _time_ranks(*times: np.ndarray) -> list[np.ndarray]:
+    """Each array of times as its ranks among all of them: exact integer keys for equal floats."""
+    every = np.unique(np.concatenate(times))
+    return [np.searchsorted(every, t).astype(np.int64) for t in times]
+
+
+def _option_map(network: Network, wider: Network) -> np.ndarray:
+    """Per option of `wider`, the option of `network` with its demand, lab, lateness and checkpoint, or -1."""
+    labs = int(max(network.lab.max(initial=0), wider.lab.max(initial=0))) + 1
+    mine_at, theirs_at = _time_ranks(network.finish, wider.finish)
+    times = int(max(mine_at.max(initial=0), theirs_at.max(initial=0))) + 1
+
+    def key(n: Network, at: np.ndarray) -> np.ndarray:
+        return ((n.demand.astype(np.int64) * labs + n.lab) * 2 + n.late) * times + at
+
+    return _match(key(network, mine_at), key(wider, theirs_at))
+
+
+def _chain_keys(n: Network) -> np.ndarray:
+    """Per checkpoint, its chain as (lab, place among the lab's machine sets), or -1 (see `_same_points`)."""
+    chains = int(n.point_chain.max(initial=-1)) + 1
+    chain_lab = np.full(chains, -1, dtype=np.int64)
+    chain_lab[n.point_chain[n.work_point]] = n.lab[n.work_option]
+    starts = np.r_[True, chain_lab[1:] != chain_lab[:-1]] if chains else np.zeros(0, dtype=bool)
+    first = np.maximum.accumulate(np.where(starts, np.arange(chains), 0))
+    chain_key = np.where(chain_lab >= 0, chain_lab * (1 << 20) + np.arange(chains) - first, -1)
+    return chain_key[n.point_chain]
+
+
+def _point_map(network: Network, wider: Network) -> np.ndarray:
+    """Per checkpoint of `wider`, the checkpoint of `network` at the same lab, place among its
+    machine sets and time, or -1. A mismatch (a lab whose sets differ) only costs the wider LP's
+    first solve some pivots: the basis it starts from is a guess GLOP repairs."""
+    mine_chain, theirs_chain = _chain_keys(network), _chain_keys(wider)
+    mine_at, theirs_at = _time_ranks(network.point_time, wider.point_time)
+    times = int(max(mine_at.max(initial=0), theirs_at.max(initial=0))) + 1
+    found = _match(mine_chain * times + mine_at, theirs_chain * times + theirs_at)
+    return np.where(theirs_chain >= 0, found, -1)
+
+
+def _stock_map(network: Network, wider: Network, option_of: np.ndarray) -> np.ndarray:
+    """Per stock row of `wider`, the stock row of `network` that the same options draw on, or -1."""
+    out = np.full(len(wider.stock_capacity), -1, dtype=np.int64)
+    theirs = np.flatnonzero(option_of >= 0)
+    mine = option_of[theirs]
+    theirs_start = np.searchsorted(wider.stock_option, theirs)
+    theirs_count = np.searchsorted(wider.stock_option, theirs, "right") - theirs_start
+    mine_start = np.searchsorted(network.stock_option, mine)
+    mine_count = np.searchsorted(network.stock_option, mine, "right") - mine_start
+    same = theirs_count == mine_count  # the same design at the same lab: the same entries in order
+    count = theirs_count[same]
+    step = np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)
+    out[wider.stock_row[np.repeat(theirs_start[same], count) + step]] = network.stock_row[
+        np.repeat(mine_start[same], count) + step
+    ]
+    return out
 
 
 def _same_points(network: Network, points: np.ndarray, wider: Network) -> np.ndarray:

@@ -28,13 +28,14 @@ solver's optimum is exact only up to its tolerances, and the network's options a
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 from ortools.glop import parameters_pb2 as glop_parameters_pb2
 
 from solver.large.bound import suffix_sums
-from solver.large.glop import IncrementalLP
+from solver.large.glop import AT_UPPER, BASIC, FIXED, IncrementalLP
 from solver.large.network import Network
 
 #: GLOP: dual simplex (resumes after added rows), without presolve (which would drop the basis).
@@ -51,8 +52,51 @@ STALL_ROUNDS = 2
 STALL_ADDED = 0.02
 #: Relative violation of a cumulative row that makes it a cut.
 CUT_TOLERANCE = 1e-6
+#: A round whose value moved less than this, relative, has prices settled enough for the caller's
+#: `widen` test (see `relax`): the first rounds, where units are still short, price them at the
+#: shortage penalty (at 10,000 x 2,000, seed 8, a first round with under 1 % of units short had
+#: 23 times the final value).
+SETTLED = 1e-2
 #: Most columns added per demand and round.
 COLUMNS_PER_DEMAND = 4
+
+
+@dataclass(frozen=True)
+class ElementBasis:
+    """An optimal basis of a `LinearRelaxation`, keyed by the network's elements instead of the LP's
+    columns and rows, so that another LP of the same problem (a wider network) can start from it.
+
+    Statuses are MathOpt's (`solver.large.glop`), -1 where the element had none. A cut's status is
+    that of its chain's cumulative work by its checkpoint (`point_work`: basic when the row is slack,
+    at its upper bound when it binds) and of the equality row that defines that work (`point_row`),
+    whether the cut was anchored or plain: the carried LP takes every cut in anchored.
+    """
+
+    shortage: np.ndarray  # per demand: its units-short column
+    demand_row: np.ndarray  # per demand: its row
+    option: np.ndarray  # per option
+    stock_row: np.ndarray  # per stock row
+    point_work: np.ndarray  # per checkpoint
+    point_row: np.ndarray  # per checkpoint
+
+    def carried(self, option_of: np.ndarray, point_of: np.ndarray, stock_of: np.ndarray) -> ElementBasis:
+        """This basis on another network of the same demands: `option_of`, `point_of` and `stock_of`
+        give, per option, checkpoint and stock row of that network, the same one here, or -1."""
+
+        def pick(status: np.ndarray, index: np.ndarray) -> np.ndarray:
+            out = np.full(len(index), -1, dtype=np.int64)
+            known = index >= 0
+            out[known] = status[index[known]]
+            return out
+
+        return ElementBasis(
+            shortage=self.shortage,
+            demand_row=self.demand_row,
+            option=pick(self.option, option_of),
+            stock_row=pick(self.stock_row, stock_of),
+            point_work=pick(self.point_work, point_of),
+            point_row=pick(self.point_row, point_of),
+        )
 
 
 @dataclass(frozen=True)
@@ -68,10 +112,12 @@ class Relaxation:
     rows: int  # cumulative rows taken in
     columns: int  # options taken in
     complete: bool  # no cut and no column was left: the LP of the whole network is solved
-    stopped: str  # why: "converged", "stalled" (see STALL), "rounds", "work", "time", "no solution"
+    stopped: str  # why: "converged", "stalled" (see STALL), "rounds", "work", "time", "no solution",
+    # or "widen" (the caller's `widen` asked for a wider network)
     work: int  # simplex iterations spent (a work unit counted the same on any machine)
     cut_points: np.ndarray  # the checkpoints whose rows it took in (to seed a wider network's LP)
     columns_in: np.ndarray  # the options it took in
+    basis: ElementBasis | None = None  # its last optimal basis (to start a wider network's LP from)
 
 
 class LinearRelaxation:
@@ -216,6 +262,66 @@ class LinearRelaxation:
         self.row_of_cut.append(row)
         self.cuts_of_chain.setdefault(chain, []).append((point, row, prev))
 
+    def element_basis(self) -> ElementBasis | None:
+        """The LP's last optimal basis keyed by the network's elements (see `ElementBasis`), or None."""
+        basis = self.lp.basis
+        if basis is None:
+            return None
+        variable_status, row_status = basis
+        n = self.network
+        n_dem = len(n.quantity)
+        option = np.full(n.options, -1, dtype=np.int64)
+        placed = self.variable >= 0
+        option[placed] = variable_status[self.variable[placed]]
+        points = np.array(self.cut_points, dtype=np.int64)
+        work = np.array(self.work_of_cut, dtype=np.int64)
+        row = row_status[np.array(self.row_of_cut, dtype=np.int64)]
+        anchored = work >= 0
+        # A plain row's slack basic is its work basic; binding, the work sits at the free minutes.
+        plain = np.where(row == AT_UPPER, AT_UPPER, BASIC)
+        point_work = np.full(len(n.point_chain), -1, dtype=np.int64)
+        point_row = np.full(len(n.point_chain), -1, dtype=np.int64)
+        point_work[points] = np.where(anchored, variable_status[np.maximum(work, 0)], plain)
+        point_row[points] = np.where(anchored, row, FIXED)
+        stock = row_status[self.stock_row_base : self.stock_row_base + len(n.stock_capacity)]
+        return ElementBasis(
+            shortage=variable_status[:n_dem].copy(),
+            demand_row=row_status[:n_dem].copy(),
+            option=option,
+            stock_row=stock.copy(),
+            point_work=point_work,
+            point_row=point_row,
+        )
+
+    def adopt(self, basis: ElementBasis) -> None:
+        """Start the next solve from `basis` where it knows an element; elsewhere the statuses stay
+        those of a column or row just added (at a bound, or the slack basic)."""
+        n = self.network
+        n_dem = len(n.quantity)
+        if len(basis.shortage) != n_dem or len(basis.option) != n.options:
+            raise ValueError("basis: not keyed by this network's demands and options")
+        variable_status, row_status = self.lp.statuses
+        known = basis.shortage >= 0
+        variable_status[:n_dem][known] = basis.shortage[known]
+        known = basis.demand_row >= 0
+        row_status[:n_dem][known] = basis.demand_row[known]
+        options = np.flatnonzero((self.variable >= 0) & (basis.option >= 0))
+        variable_status[self.variable[options]] = basis.option[options]
+        stock = np.flatnonzero(basis.stock_row >= 0)
+        row_status[self.stock_row_base + stock] = basis.stock_row[stock]
+        points = np.array(self.cut_points, dtype=np.int64)
+        work = np.array(self.work_of_cut, dtype=np.int64)
+        rows = np.array(self.row_of_cut, dtype=np.int64)
+        known = basis.point_work[points] >= 0
+        anchored = known & (work >= 0)
+        variable_status[work[anchored]] = basis.point_work[points[anchored]]
+        row_status[rows[anchored]] = np.where(
+            basis.point_row[points[anchored]] >= 0, basis.point_row[points[anchored]], FIXED
+        )
+        plain = known & (work < 0)
+        row_status[rows[plain]] = np.where(basis.point_work[points[plain]] == BASIC, BASIC, AT_UPPER)
+        self.lp.set_basis(variable_status, row_status)
+
     def add_columns(self, options: np.ndarray) -> None:
         """Take in these options, with their entries in the rows already there."""
         n = self.network
@@ -253,7 +359,7 @@ class LinearRelaxation:
         )
 
     def solve(
-        self, deadline: float, work: int | None = None
+        self, deadline: float, work: int | None = None, primal: bool = False
     ) -> tuple[bool, float, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Solve within the deadline: (optimal, value, units per option, demand, cut and stock duals).
 
@@ -261,7 +367,7 @@ class LinearRelaxation:
         Duals: ≤ rows that bind have values ≤ 0; a cut's is the reduced cost of its cumulative work at
         its bound (anchored) or its row's dual (plain), which have the same sign.
         """
-        solution = self.lp.solve(max(0.001, deadline - time.perf_counter()), work)
+        solution = self.lp.solve(max(0.001, deadline - time.perf_counter()), work, primal)
         self.iterations = solution.iterations
         n = self.network
         n_dem = len(n.quantity)
@@ -334,6 +440,10 @@ def relax(
     max_rounds: int = 40,
     work: int | None = None,
     cuts: np.ndarray | None = None,
+    basis: ElementBasis | None = None,
+    widen: Callable[[np.ndarray, float], bool] | None = None,
+    stall: float = STALL,
+    stall_rounds: int = STALL_ROUNDS,
 ) -> Relaxation:
     """Solve the LP of `network` by row and column generation, starting from the `active` options.
 
@@ -341,7 +451,14 @@ def relax(
     simplex iterations reach `work` (when given: a budget counted the same on any machine, so the
     same problem stops at the same round everywhere), or at the `deadline` (wall clock, the safety
     net). `cuts` are checkpoints whose rows to take in from the start (those another LP of the same
-    problem found binding). The result holds the last round solved, and says why it stopped.
+    problem found binding), and `basis` the optimal basis of that LP carried over to this network
+    (`ElementBasis.carried`): the first solve then resumes from it instead of starting afresh.
+    `widen`, when given, is asked after every round whose value moved less than SETTLED, with the
+    demand rows' duals and the value: True ends the generation ("widen"), since the caller will
+    solve a wider network's LP from this one's basis rather than finish this one. `stall_rounds`
+    rounds in a row that move the value by less than `stall` end it (see STALL; one is enough for
+    an LP that starts from another's settled basis, where a round costs mostly GLOP's fixed cost).
+    The result holds the last round solved, and says why it stopped.
     """
     n = network
     units = np.zeros(n.options)
@@ -357,6 +474,8 @@ def relax(
     lp = LinearRelaxation(network, active)
     if cuts is not None and len(cuts):
         lp.add_cuts(np.setdiff1d(np.unique(cuts), np.array(lp.cut_points, dtype=np.int64)))
+    if basis is not None:
+        lp.adopt(basis)
     rounds, complete, value, spent, stopped = 0, False, float("nan"), 0, "rounds"
     demand_price = n.shortage.copy()
     stalls = 0
@@ -371,7 +490,7 @@ def relax(
             stopped = "time"
             break
         optimal, value_now, units_now, demand_dual, cut_dual, stock_dual = lp.solve(
-            deadline, None if work is None else work - spent
+            deadline, None if work is None else work - spent, primal=basis is not None and rounds == 0
         )
         spent += lp.iterations
         rounds += 1
@@ -394,8 +513,11 @@ def relax(
             complete, stopped = True, "converged"
             break
         added = (len(cuts_now) + len(columns)) / max(1, len(lp.cut_points) + len(n.quantity))
-        stalls = stalls + 1 if moved < STALL and added < STALL_ADDED else 0
-        if stalls >= STALL_ROUNDS:
+        if widen is not None and moved < SETTLED and widen(demand_dual, value):
+            stopped = "widen"
+            break
+        stalls = stalls + 1 if moved < stall and added < STALL_ADDED else 0
+        if stalls >= stall_rounds:
             stopped = "stalled"
             break
         # A round of rows alone resumes from the basis when the rows bring no variable (see add_cuts).
@@ -415,4 +537,5 @@ def relax(
         work=spent,
         cut_points=np.array(lp.cut_points, dtype=np.int64),
         columns_in=np.flatnonzero(lp.variable >= 0),
+        basis=lp.element_basis(),
     )

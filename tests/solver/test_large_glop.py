@@ -6,9 +6,17 @@ import numpy as np
 import pytest
 
 from scenarios.scale import synthetic_problem
-from solver.large.glop import IncrementalLP
+from solver.large.glop import BASIC, IncrementalLP
 from solver.large.network import build_network
-from solver.large.path import WIDE, _first_variant
+from solver.large.path import (
+    WIDE,
+    _first_variant,
+    _option_map,
+    _point_map,
+    _same_options,
+    _same_points,
+    _stock_map,
+)
 from solver.large.relaxation import GLOP_PARAMETERS, LinearRelaxation, relax
 from solver.model.candidates import find_candidates
 from solver.model.problem import SolveParams, horizon_days
@@ -121,3 +129,70 @@ def test_plain_and_anchored_cuts_give_the_same_lp() -> None:
         assert optimal
         values.append(value)
     assert values[0] == pytest.approx(values[1], rel=1e-9)
+
+
+def widened_pair(orders: int, labs: int, seed: int):
+    """A network and the same problem's network on four times the candidates, as the large path widens."""
+    p = synthetic_problem(orders, labs, seed)
+    params = SolveParams(time_limit_s=60.0, workers=1, decompose_above=0)
+    days = horizon_days(p, params)
+    wide = params.k_nearest * WIDE
+    narrow = build_network(
+        p, params, find_candidates(p, wide, days, params.trail_candidates, params.room_candidates), days
+    )
+    wider = build_network(
+        p, params, find_candidates(p, 4 * wide, days, params.trail_candidates, params.room_candidates), days
+    )
+    return narrow, wider, wide, params.k_nearest
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_a_wider_lp_started_from_the_narrow_basis_resumes_and_reaches_the_same_optimum(seed: int) -> None:
+    narrow, wider, wide, k = widened_pair(300, 60, seed)
+    assert wider.options > narrow.options
+    first = relax(
+        narrow, ((narrow.rank < k) | (narrow.rank >= wide)) & _first_variant(narrow), np.inf, max_rounds=200
+    )
+    assert first.complete and first.basis is not None
+    active = ((wider.rank < k) | (wider.rank >= wide)) & _first_variant(wider)
+    active[_same_options(narrow, first.columns_in, wider)] = True
+    cuts = _same_points(narrow, first.cut_points, wider)
+    afresh = relax(wider, active, np.inf, max_rounds=200, cuts=cuts)
+    option_of = _option_map(narrow, wider)
+    carried = first.basis.carried(option_of, _point_map(narrow, wider), _stock_map(narrow, wider, option_of))
+    resumed = relax(wider, active, np.inf, max_rounds=200, cuts=cuts, basis=carried)
+    assert afresh.complete and resumed.complete
+    assert resumed.value == pytest.approx(afresh.value, rel=1e-7)
+    assert resumed.value <= first.value * (1 + 1e-9)  # more options can only help
+    # The carried basis is the narrow optimum, primal feasible in the wider LP: a few pivots.
+    assert resumed.work * 3 < afresh.work
+
+
+def test_maps_between_networks_pair_equal_elements() -> None:
+    narrow, wider, _, _ = widened_pair(200, 40, 2)
+    option_of = _option_map(narrow, wider)
+    o = np.flatnonzero(option_of >= 0)
+    assert len(o) == narrow.options  # every narrow option is in the wider network
+    m = option_of[o]
+    for field in ("demand", "lab", "late", "finish", "cost"):
+        assert np.array_equal(getattr(narrow, field)[m], getattr(wider, field)[o]), field
+    point_of = _point_map(narrow, wider)
+    q = np.flatnonzero(point_of >= 0)
+    assert len(q) and np.array_equal(narrow.point_time[point_of[q]], wider.point_time[q])
+    stock_of = _stock_map(narrow, wider, option_of)
+    assert np.all(stock_of < len(narrow.stock_capacity))
+
+
+def test_a_wrong_basis_costs_pivots_not_the_optimum() -> None:
+    network, active = network_of(200, 40, 5)
+    lp = LinearRelaxation(network, active)
+    optimal, value, *_ = lp.solve(np.inf)
+    assert optimal
+    again = LinearRelaxation(network, active)
+    variables, rows = again.lp.statuses
+    # Every column and every row's slack basic: far too many basic columns, no basis at all.
+    again.lp.set_basis(np.full(len(variables), BASIC), np.full(len(rows), BASIC))
+    optimal_again, value_again, *_ = again.solve(np.inf)
+    assert optimal_again and value_again == pytest.approx(value, rel=1e-9)
+    with pytest.raises(ValueError, match="row_status"):
+        again.lp.set_basis(variables, rows[:-1])
