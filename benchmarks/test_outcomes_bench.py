@@ -37,8 +37,8 @@ VARIANTS = [
     ("fab-city-barcelona", 9, None),
     ("shields-and-splints-be", 5, "NL"),
     ("prosthetics-uk", 3, "ES"),
-    # found a defect (docs/live-vs-sim.md, 2026-12-04 "Unseen scenarios"): labs run dry for days while
-    # thousands of units wait, and the pooled factory's fill gap stays more than half open
+    # found a defect (docs/live-vs-sim.md, 2026-12-04 "Unseen scenarios"): late work queued for a week
+    # at some labs while others ran dry; held since only work to start now is sent
     ("visor-surge-fr", 12, "ES"),
     # found a defect: units planned on time arrive late, mostly made at a lab behind its plan
     ("valve-lombardy", 23, None),
@@ -51,16 +51,21 @@ POOLED = {"visor-surge-fr", "fab-city-barcelona"}
 #: (scenario, target) -> what was measured when it last failed, on a 2-core machine.
 NOT_YET: dict[tuple[str, str], str] = {
     ("valve-lombardy@23", "plan_slip"): (
-        "3.7 % of delivered valves planned on time and late (27 at a lab behind its plan, 9 after their "
-        "planned arrival), 2026-12-04 at load 8; 3.4 % at load 30"
+        "3.1 % of delivered valves planned on time and late, all at Palermo and Messina (830-930 km "
+        "away), made 3 to 74 minutes after they had to leave, 2026-12-04 (replays counted in work)"
     ),
-    ("visor-surge-fr@21-DE", "pooled_fill"): (
-        "fill 96.5 % against 97.5 % needed (board 95.0 %, central factory 100.0 %), docs/benchmarks.md's run"
+    ("valve-lombardy@23", "km"): (
+        "889.03 km per unit against nearest-greedy's 887.88 (69.4 % on time against its 8.3 %); "
+        "884.15 before only work to start now was sent, at 58.8 % on time, 2026-12-04"
     ),
-    ("visor-surge-fr@12-ES", "pooled_fill"): (
-        "fill 92.1 % against 93.2 % needed (board 90.8 %, central factory 95.6 %), 2026-12-04; "
-        "5 to 14 % of the labs' minutes unused with their queues empty on days 6 to 13 while 1,500 to "
-        "7,000 units waited"
+    ("churn@13-ES", "fill"): (
+        "fill 81.2 % against 81.7 % needed (board 82.2 %), on time 80.2 % against 44.3 %; 82.4 % and "
+        "64.6 % on time before only work to start now was sent: the Canary Islands' labs idle in "
+        "rounds 0-14 with the mainland's demand 1,700 km away, 2026-12-04"
+    ),
+    ("fab-city-barcelona@9", "km"): (
+        "1.85 km per unit against nearest-greedy's 1.84 (on time 99.7 % against 87.9 %), 2026-12-04; "
+        "1.89-1.92 whatever the work budget or the dispatch rule"
     ),
 }
 _results: dict[str, tuple[ScenarioResult, float]] = {}

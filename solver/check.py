@@ -459,17 +459,24 @@ def _placeable(
 
 
 def _max_flow(designs: dict[str, Design], state: LabState, work: list[tuple[str, int]], days: float) -> float:
-    """Max-flow of work -> eligible machines -> free minutes (networkx), for labs with many machines."""
+    """Max-flow of work -> eligible machines -> free minutes (networkx), for labs with many machines.
+
+    Work that can run on the same set of machines is one node (its minutes added up): the flow's
+    value is the same, and the graph has a node per distinct set instead of per order and step.
+    """
     free = _free_minutes(state, days)
+    need: dict[tuple[str, ...], float] = defaultdict(float)
+    for order_id, quantity in work:
+        for step in designs[order_id].steps:
+            eligible = tuple(m.id for m in state.lab.machines if step.can_run_on(m))
+            need[eligible] += step.minutes * quantity
     graph = nx.DiGraph()
     graph.add_node("source")
-    for k, (order_id, quantity) in enumerate(work):
-        for i, step in enumerate(designs[order_id].steps):
-            node = ("work", k, i)
-            graph.add_edge("source", node, capacity=step.minutes * quantity)
-            for machine in state.lab.machines:
-                if step.can_run_on(machine):
-                    graph.add_edge(node, ("machine", machine.id))  # no capacity attribute: unbounded
+    for k, (eligible, minutes) in enumerate(sorted(need.items())):
+        node = ("work", k)
+        graph.add_edge("source", node, capacity=minutes)
+        for machine_id in eligible:
+            graph.add_edge(node, ("machine", machine_id))  # no capacity attribute: unbounded
     for machine in state.lab.machines:
         graph.add_edge(("machine", machine.id), "sink", capacity=free[machine.id])
     return float(nx.maximum_flow_value(graph, "source", "sink", flow_func=nx.algorithms.flow.edmonds_karp))
