@@ -336,16 +336,10 @@ def _same_points(network: Network, points: np.ndarray, wider: Network) -> np.nda
     of `wider` is one of its own, valid for its LP."""
 
     def keys(n: Network) -> np.ndarray:
-        chains = int(n.point_chain.max(initial=-1)) + 1
-        chain_lab = np.full(chains, -1, dtype=np.int64)
-        chain_lab[n.point_chain[n.work_point]] = n.lab[n.work_option]
-        # Chains of a lab are contiguous: a chain's place among them counts from the lab's first.
-        starts = np.r_[True, chain_lab[1:] != chain_lab[:-1]] if chains else np.zeros(0, dtype=bool)
-        first = np.maximum.accumulate(np.where(starts, np.arange(chains), 0))
-        chain_key = np.where(chain_lab >= 0, chain_lab * (1 << 20) + np.arange(chains) - first, -1)
+        chain_key = _chain_keys(n)
         time_bits = n.point_time.astype(np.float64).view(np.int64)
         # A hash of (lab, place, time): a collision only seeds a row that turns out slack.
-        return np.where(chain_key[n.point_chain] >= 0, chain_key[n.point_chain] * 1_000_003 ^ time_bits, -1)
+        return np.where(chain_key >= 0, chain_key * 1_000_003 ^ time_bits, -1)
 
     wanted = keys(network)[points]
     theirs = keys(wider)

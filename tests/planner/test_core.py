@@ -248,43 +248,21 @@ def test_a_standing_shortage_is_reported_once_not_re_planned_forever(core: Plann
 
 def test_work_planned_for_later_is_planned_again_when_nothing_else_happens(core: PlannerCore) -> None:
     """A plan sends only the work to start now; the rest must not wait on a change that never comes."""
+    params = SolveParams(time_limit_s=1, workers=1)
     core.take_backlogs({"lab-a": ({"p1": 8 * 60.0}, None)})  # its machine's day (8 h) is booked
-    order = core.submit_order(_request(3))
-    sent: list[object] = []
+    _, sent = replan_after(
+        core, params, lambda: core.submit_order(_request(3)), lambda r, s: core.plan is not None, 200
+    )
+    assert core.plan is not None and sent == []  # planned for tomorrow: nothing to start now
+    assert [a.order_id for a in core.unsent] == [core.plan.allocations[0].order_id]
 
-    async def scenario() -> Replanner:
-        replanner = Replanner(
-            core,
-            sent.extend,
-            SolveParams(time_limit_s=1, workers=1),
-            debounce_s=0.01,
-            min_interval_s=0.01,
-            keep_planning_s=0.3,
-        )
-        core.on_change = replanner.request
-        stop = asyncio.Event()
-        task = asyncio.create_task(replanner.run(stop))
-        replanner.request("order")
-        for _ in range(200):
-            if core.plan is not None:
-                break
-            await asyncio.sleep(0.02)
-        assert core.plan is not None and sent == []  # planned for tomorrow: nothing to start now
-        assert core.unsent and core.unsent[0].order_id == order.id
-        # The lab's day frees up, but no report wakes the planner (a lab that went quiet).
+    def frees_up_without_a_word() -> None:  # the lab's day frees up; no report wakes the planner
         core.on_change = lambda reason: None
         core.take_backlogs({"lab-a": ({"p1": 0.0}, None)})
-        for _ in range(200):
-            if sent:
-                break
-            await asyncio.sleep(0.02)
-        stop.set()
-        await task
-        return replanner
 
-    replanner = asyncio.run(scenario())
-    assert sum(row.quantity for row in sent) == 3  # type: ignore[attr-defined]
-    assert replanner.solves >= 2
+    quiet = dict(debounce_s=0.01, min_interval_s=0.01, keep_planning_s=0.3)
+    replanner, sent = replan_after(core, params, frees_up_without_a_word, lambda r, s: bool(s), 200, **quiet)
+    assert sum(row.quantity for row in sent) == 3 and replanner.solves == 1
 
 
 def test_trails_grow_on_time_weaken_on_refusal_fade_and_come_back_from_the_ledger(
