@@ -1099,10 +1099,15 @@ class PlannerCore:
         events = []
         with self.ledger.transaction() as db:
             Ledger.put_plan(db, plan, now)
+            under_way = {
+                order_id
+                for order_id, rows in self._by_order.items()
+                if any(a.state in ACTIVE_STATES for a in rows)
+            }
             # Planned for later: the next re-plan decides where it is made (solver.model.lines.to_dispatch).
             # A rate's forecast is not an order yet: planned, never sent.
             ordered = [a for a in plan.allocations if a.order_id in self.orders]
-            sent = to_dispatch(ordered) if self.rolling else ordered
+            sent = to_dispatch(ordered, under_way) if self.rolling else ordered
             # Units made from material not in the lab's stock yet wait for it (planner.shipping).
             designs = {a.order_id: self.designs[self.orders[a.order_id].design] for a in ordered}
             sent = held_back(ordered, sent, designs)

@@ -126,8 +126,9 @@ class Cosmolocal:
         self.stats.bound += plan.bound
         self.stats.optimal += plan.status == "OPTIMAL"
         self.stats.shortages += sum(s.quantity for s in plan.shortages if s.order_id not in forecast_ids)
+        under_way = {job.order.id for lab in labs for job in lab.queue}
         ordered = [a for a in plan.allocations if a.order_id not in forecast_ids]
-        sent = to_dispatch(ordered)
+        sent = to_dispatch(ordered, under_way)
         used = {(a.lab_id, material) for a in sent for material in a.received}
         self._to_send = [t for t in plan.transfers if (t.to_lab, t.material) in used]
         self.stats.transfers += len(self._to_send)

@@ -104,15 +104,26 @@ def work_to_start(allocation: Allocation) -> Allocation | None:
     )
 
 
-def to_dispatch(allocations: list[Allocation]) -> list[Allocation]:
-    """What of a plan's allocations to send to labs now: the work to start now of each
-    (`work_to_start`); the rest waits, planned, for the next re-plan.
+def to_dispatch(allocations: list[Allocation], orders_under_way: set[str]) -> list[Allocation]:
+    """What of a plan's allocations to send to labs now.
 
-    Work planned for later is never sent ahead, not even for an order none of whose units starts
-    now: once queued at a lab it could not move, and in a surge the queues of late work grew to a
-    week at some labs while others ran dry (visor-surge-fr in Spain, seed 12: 9,347 units queued
-    at the end with 20 labs idle). The planner re-plans at least once per commit window while
-    planned work waits (`planner.replan.Replanner`), so nothing waits on a re-plan that nothing
-    would trigger.
+    The work to start now (`work_to_start`) of every allocation; and, for an order none of whose
+    units is under way at a lab or planned to start now, its allocations planned on time, whole, so
+    that it is not left waiting on a re-plan that nothing would trigger (a lab with no work to
+    report, a planner whose clock says the labs are booked).
+
+    Work planned late is never sent ahead: once queued at a lab it could not move, and in a surge
+    the queues of late work grew to a week at some labs while others ran dry (visor-surge-fr in
+    Spain, seed 12: 9,347 units queued at the end with 20 labs idle). It waits, planned, for the
+    next re-plan; the planner plans again after a quiet spell while demand waits
+    (`planner.replan.Replanner.keep_planning_s`).
     """
-    return [now for allocation in allocations if (now := work_to_start(allocation)) is not None]
+    starting = {a.order_id for a in allocations if a.early_units > 0}
+    sent = []
+    for allocation in allocations:
+        waiting = allocation.order_id not in starting and allocation.order_id not in orders_under_way
+        if waiting and allocation.late_units == 0:
+            sent.append(allocation)
+        elif (now := work_to_start(allocation)) is not None:
+            sent.append(now)
+    return sent

@@ -249,11 +249,11 @@ def test_a_standing_shortage_is_reported_once_not_re_planned_forever(core: Plann
 def test_work_planned_for_later_is_planned_again_when_nothing_else_happens(core: PlannerCore) -> None:
     """A plan sends only the work to start now; the rest must not wait on a change that never comes."""
     params = SolveParams(time_limit_s=1, workers=1)
-    core.take_backlogs({"lab-a": ({"p1": 8 * 60.0}, None)})  # its machine's day (8 h) is booked
+    core.take_backlogs({"lab-a": ({"p1": 3 * 8 * 60.0}, None)})  # booked for three days (8 h a day)
     _, sent = replan_after(
         core, params, lambda: core.submit_order(_request(3)), lambda r, s: core.plan is not None, 200
     )
-    assert core.plan is not None and sent == []  # planned for tomorrow: nothing to start now
+    assert core.plan is not None and sent == []  # planned late, after its two days: it waits
     assert [a.order_id for a in core.unsent] == [core.plan.allocations[0].order_id]
 
     def frees_up_without_a_word() -> None:  # the lab's day frees up; no report wakes the planner

@@ -28,11 +28,13 @@ def test_late_units_are_early_only_when_every_on_time_unit_is() -> None:
     assert sent is not None and (sent.quantity, sent.late_units) == (5, 2)
 
 
-def test_only_work_to_start_now_is_sent_even_for_an_order_with_none() -> None:
+def test_an_order_with_nothing_under_way_and_nothing_to_start_is_sent_whole_unless_late() -> None:
     plan = [
-        line("waiting", "a", 6, early=0),  # nothing to start today: waits for the next re-plan
+        line("waiting", "a", 6, early=0),  # nothing to start today, nothing under way: sent whole
+        line("busy", "a", 6, early=0),  # under way elsewhere: waits for the next re-plan
         line("mixed", "a", 3, early=0),  # part of it starts today at another lab ...
         line("mixed", "b", 4, early=2),  # ... so only that part goes now
+        line("late", "a", 5, early=0, late=5),  # planned late: waits, so it can still move
     ]
-    sent = {(a.order_id, a.lab_id): a.quantity for a in to_dispatch(plan)}
-    assert sent == {("mixed", "b"): 2}
+    sent = {(a.order_id, a.lab_id): a.quantity for a in to_dispatch(plan, orders_under_way={"busy"})}
+    assert sent == {("waiting", "a"): 6, ("mixed", "b"): 2}
