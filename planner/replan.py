@@ -34,9 +34,9 @@ log = logging.getLogger(__name__)
 #: Changes that arrive all the time (labs reporting progress): rate-limited. Anything else (a new
 #: order, a refusal, a failure, a lost lab) is planned after the debounce alone.
 ROUTINE_REASONS = frozenset({"capacity", "stock"})
-#: Why a re-plan runs when nothing was heard for `Replanner.keep_planning_s`: a plan sends only the
-#: work to start now (`solver.model.lines.to_dispatch`), so the rest needs a later plan even when
-#: no lab reports anything (labs idle, or a clock that says they are booked).
+#: Why a re-plan runs when nothing was heard for `Replanner.keep_planning_s`: a plan does not send
+#: late work ahead (`solver.model.lines.to_dispatch`), so it needs a later plan even when no lab
+#: reports anything (labs idle, or a clock that says they are booked).
 WAITING_WORK = "planned work waiting"
 #: Seconds without any change after which the planner plans again while demand waits unassigned.
 KEEP_PLANNING_S = 60.0

@@ -261,9 +261,7 @@ def _feed_starved_labs(
     # A demand is wanting when its labs' room, shared among all the demands that reach each of
     # them in proportion to size, falls short of it: only such demands are worth a longer trip.
     share = np.where(reach > 0, room / np.maximum(reach, 1), 0.0)
-    wanting = np.array(
-        [share[row[i], labs].sum() * quantity[i] < quantity[i] for i, labs in enumerate(edges)], dtype=bool
-    )
+    wanting = np.array([share[row[i], labs].sum() < 1.0 for i, labs in enumerate(edges)], dtype=bool)
     short = np.argwhere(useful & (reach < room))
     if not len(short) or not wanting.any():
         return
@@ -274,8 +272,8 @@ def _feed_starved_labs(
         mine = np.flatnonzero((row == design_row) & ~blocked & wanting)
         if not len(mine):
             continue
-        state = problem.labs[j].lab.location
-        km = _pairwise_km(lat[mine], lon[mine], np.full(len(mine), state.lat), np.full(len(mine), state.lon))
+        at = problem.labs[j].lab.location
+        km = _pairwise_km(lat[mine], lon[mine], np.full(len(mine), at.lat), np.full(len(mine), at.lon))
         added = 0
         for i in mine[np.lexsort((mine, km))].tolist():
             if reach[design_row, j] >= room[design_row, j] or added >= most:
