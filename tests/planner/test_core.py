@@ -246,22 +246,17 @@ def test_a_standing_shortage_is_reported_once_not_re_planned_forever(core: Plann
     asyncio.run(scenario())
 
 
-def test_work_planned_for_later_is_planned_again_when_nothing_else_happens(core: PlannerCore) -> None:
-    """A plan sends only the work to start now; the rest must not wait on a change that never comes."""
-    params = SolveParams(time_limit_s=1, workers=1)
-    core.take_backlogs({"lab-a": ({"p1": 3 * 8 * 60.0}, None)})  # booked for three days (8 h a day)
-    _, sent = replan_after(
-        core, params, lambda: core.submit_order(_request(3)), lambda r, s: core.plan is not None, 200
-    )
-    assert core.plan is not None and sent == []  # planned late, after its two days: it waits
-    assert [a.order_id for a in core.unsent] == [core.plan.allocations[0].order_id]
+def test_demand_waiting_for_a_lab_is_planned_again_when_nothing_else_happens(core: PlannerCore) -> None:
+    """Work a plan holds back (late work waits for the next re-plan) must not wait on a change that
+    never comes: after a quiet spell the re-planner plans again while demand waits unassigned."""
 
-    def frees_up_without_a_word() -> None:  # the lab's day frees up; no report wakes the planner
+    def order_without_a_word() -> None:  # demand that no change notification announces
         core.on_change = lambda reason: None
-        core.take_backlogs({"lab-a": ({"p1": 0.0}, None)})
+        core.submit_order(_request(3))
 
     quiet = dict(debounce_s=0.01, min_interval_s=0.01, keep_planning_s=0.3)
-    replanner, sent = replan_after(core, params, frees_up_without_a_word, lambda r, s: bool(s), 200, **quiet)
+    params = SolveParams(time_limit_s=1, workers=1)
+    replanner, sent = replan_after(core, params, order_without_a_word, lambda r, s: bool(s), 200, **quiet)
     assert sum(row.quantity for row in sent) == 3 and replanner.solves == 1
 
 
