@@ -59,7 +59,7 @@ REPLAY_TIME_CAP = 3.0
 
 
 def solve_params(loaded: LoadedScenario) -> SolveParams:
-    """Solver settings of a replay: the scenario's budget of work (`REPLAY_TIME_CAP`), breadth, late
+    """Solver settings of a replay: the scenario's budget of work (`REPLAY_WORK_PER_SECOND`), breadth, late
     window, objective, road speed (the replay's own, so the plan's arrivals are the replay's), time
     checkpoints (its rounds) and transfer radius, one worker, seeded."""
     scenario = loaded.scenario
