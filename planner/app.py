@@ -41,7 +41,7 @@ from planner.mesh import MeshServer
 from planner.overload import Overload, OverloadMiddleware
 from planner.peers import PeerNode
 from planner.rates import FORECAST_DAYS, RateRequest
-from planner.replan import Replanner, exit_with_planner, warm_up
+from planner.replan import Replanner, exit_with_planner, keep_planning_after, warm_up
 from planner.size_limit import SizeLimitMiddleware
 from planner.store import Ledger
 from planner.streams import ChunkCache, EventStream, FrameCache, stream
@@ -261,7 +261,14 @@ def create_app(
                 initargs=(os.getpid(),),
             )
             ready = pool.submit(warm_up)
-        replanner = Replanner(core, mesh.send_assignments, params, executor=pool, executor_ready=ready)
+        replanner = Replanner(
+            core,
+            mesh.send_assignments,
+            params,
+            executor=pool,
+            executor_ready=ready,
+            keep_planning_s=keep_planning_after(settings.clock_speed),
+        )
 
         def on_change(reason: str) -> None:
             replanner.request(reason)
@@ -363,7 +370,9 @@ async def _federate(settings: PlannerSettings, core: PlannerCore, params: SolveP
         capture=make_capture(settings.peer_capture),
     )
     book = TradeBook(settings.db_path)
-    federation = Federation(core, node, book, params, every_s=settings.federate_every_s)
+    federation = Federation(
+        core, node, book, params, every_s=settings.federate_every_s, time_scale=settings.clock_speed
+    )
     await node.start()
     log.info(
         "federation: region %s, peers at %s, %d peers admitted",

@@ -1104,12 +1104,11 @@ class PlannerCore:
                 for order_id, rows in self._by_order.items()
                 if any(a.state in ACTIVE_STATES for a in rows)
             }
-            # Planned for later: the next re-plan decides where it is made (solver.model.lines.to_dispatch).
-            # Late work of an order with nothing else sent still goes ahead here: without it, the
-            # federation demo's host region left its own orders waiting past the demo's end.
+            # Planned for later, or late: the next re-plan decides where it is made
+            # (solver.model.lines.to_dispatch), the same rule as the simulated replay's.
             # A rate's forecast is not an order yet: planned, never sent.
             ordered = [a for a in plan.allocations if a.order_id in self.orders]
-            sent = to_dispatch(ordered, under_way, late_ahead=True) if self.rolling else ordered
+            sent = to_dispatch(ordered, under_way) if self.rolling else ordered
             # Units made from material not in the lab's stock yet wait for it (planner.shipping).
             designs = {a.order_id: self.designs[self.orders[a.order_id].design] for a in ordered}
             sent = held_back(ordered, sent, designs)

@@ -130,6 +130,7 @@ class Emergencies:
         cell_deg: float = CELL_DEG,
         answer_wait_s: float = ANSWER_WAIT_S,
         hold_s: float = HOLD_S,
+        time_scale: float = 1.0,
     ) -> None:
         self.region = region
         self.core = core
@@ -143,6 +144,9 @@ class Emergencies:
         self.cell_deg = cell_deg
         self.answer_wait_s = answer_wait_s
         self.hold_s = hold_s
+        #: Seconds of the planner's clock per wall second (a replay's compressed clock,
+        #: `protocol.timeframe`): waits are timed on the wall, dates stamped on the planner's clock.
+        self.time_scale = time_scale
         self.stats = EmergencyStats()
         self.history: list[dict[str, Any]] = []
         self.requests: dict[str, Request] = {}
@@ -226,7 +230,7 @@ class Emergencies:
             "window": window,
             "cell": cell,
             "max_price": max_price(self.params),
-            "expires_at": (now + timedelta(seconds=self.answer_wait_s)).isoformat(),
+            "expires_at": (now + timedelta(seconds=self.answer_wait_s * self.time_scale)).isoformat(),
         }
         moment = time.monotonic()
         deadline = moment + self.answer_wait_s
@@ -362,7 +366,7 @@ class Emergencies:
             self.holds.pop(body.request_id, None)
             problem, exports = self.core.problem(), self._exports(now)  # read on the loop, solved off it
             firm = await asyncio.to_thread(self._firm, body, problem, exports)
-            expires = now + timedelta(seconds=self.hold_s)
+            expires = now + timedelta(seconds=self.hold_s * self.time_scale)
             answer = {
                 "request_id": body.request_id,
                 "units": firm.units,

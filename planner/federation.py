@@ -64,13 +64,18 @@ class Federation:
         lease_wait_s: float | None = None,
         round_timeout_s: float | None = None,
         emergency_wait_s: float | None = None,
+        time_scale: float = 1.0,
     ) -> None:
+        """`time_scale`: seconds of the planner's clock per wall second (1 but in a replay or demo
+        whose planner reads a compressed clock, `protocol.timeframe`); the waits below are wall
+        seconds, stretched by it where they are compared with the planner's clock."""
         self.core = core
         self.node = node
         self.book = book
         self.every_s = every_s
         self.region = node.region
         wait = lease_wait_s if lease_wait_s is not None else LEASE_WAIT_BEATS * node.heartbeat_s
+        wait *= time_scale  # compared with the planner's clock (`Leases.tick`)
         self.leases = Leases(self.region, core, book, node.send, wait, net.cell_deg)
         extra = {} if round_timeout_s is None else {"round_timeout_s": round_timeout_s}
         self.rounds = Rounds(
@@ -96,6 +101,7 @@ class Federation:
             node.heartbeat_s,
             self.rounds.stats.orders_exposed,
             net.cell_deg,
+            time_scale=time_scale,
             **extra,
         )
         self.frames_unexpected = 0

@@ -40,6 +40,16 @@ ROUTINE_REASONS = frozenset({"capacity", "stock"})
 WAITING_WORK = "planned work waiting"
 #: Seconds without any change after which the planner plans again while demand waits unassigned.
 KEEP_PLANNING_S = 60.0
+#: The shortest such quiet spell in wall seconds, however fast the planner's clock runs.
+KEEP_PLANNING_MIN_S = 2.0
+
+
+def keep_planning_after(clock_speed: float) -> float:
+    """Wall seconds of quiet before demand still waiting is planned again: `KEEP_PLANNING_S` of the
+    planner's own clock, at least `KEEP_PLANNING_MIN_S`. On a replay's compressed clock
+    (`protocol.timeframe`) a minute of wall time is days: late work held for the next re-plan
+    (`solver.model.lines.to_dispatch`) would wait days while its labs stood idle."""
+    return max(KEEP_PLANNING_MIN_S, KEEP_PLANNING_S / clock_speed)
 
 
 def solve_and_check(problem: Problem, params: SolveParams) -> tuple[Plan, list[str]]:

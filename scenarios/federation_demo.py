@@ -27,6 +27,7 @@ from rich.table import Table
 
 from planner.peers import add_peer, peer_keys
 from protocol.model import Lab
+from protocol.timeframe import compressed
 from scenarios.demo import Mesh, start_mesh
 from scenarios.federation import FEDERATION_NOW, Region, federation
 
@@ -87,9 +88,12 @@ def start_federation(
     speed: float,
     heartbeat_ms: int = 500,
     planner_args: dict[str, list[str]] | None = None,
+    anchor: datetime | None = None,
 ) -> dict[str, RegionMesh]:
     """Start every region's planner (a peer of every other, admitted by key) and labs, in parallel;
-    return once every planner answers and every lab joined. On failure, stop what was started."""
+    return once every planner answers and every lab joined. On failure, stop what was started.
+
+    Their clocks run `speed` times faster than the wall from `anchor` (default: now)."""
     ports = distinct_ports(4 * len(regions))
     # Per region: its mesh and field (a consecutive pair), its HTTP API, its peer ROUTER.
     mesh_ports = {r.id: ports[4 * i] for i, r in enumerate(regions)}
@@ -104,6 +108,11 @@ def start_federation(
                 add_peer(keys[r.id], keys[other.id] / "peer.key", endpoints[other.id])
     started: dict[str, RegionMesh] = {}
     errors: list[BaseException] = []
+    # Every planner and lab reads one clock, compressed by `speed` (protocol.timeframe), and labs
+    # work the hours a day they declare. A planner on the wall clock, or labs working round the
+    # clock, and the planner counts hours its labs spent (`PlannerCore._lab_state`) as still owed
+    # for days of its own time: it plans its region's own orders late behind work long finished.
+    clock = ["--clock-anchor", (anchor or datetime.now(UTC)).isoformat()]
 
     def start(region: Region) -> None:
         labs = region_labs(region)
@@ -111,6 +120,8 @@ def start_federation(
             "--peer-region", region.id,
             "--peer-endpoint", endpoints[region.id],
             "--peer-capture", str(workdir / region.id / "peer.frames"),
+            "--clock-speed", f"{speed:g}",
+            *clock,
             *(planner_args or {}).get(region.id, []),
         ]  # fmt: skip
         try:
@@ -122,6 +133,7 @@ def start_federation(
                 planner_args=args,
                 planner_port=mesh_ports[region.id],
                 http_port=http_ports[region.id],
+                node_args={lab.id: ["--working-hours", *clock] for lab in labs},
             )
         except BaseException as error:  # reported below, after the other regions have started
             errors.append(error)
@@ -214,8 +226,13 @@ def federation_status(region: RegionMesh) -> dict[str, Any]:
 
 
 def settled(meshes: dict[str, RegionMesh]) -> bool:
-    """True when no trade is pending anywhere and every leased trade's units were made."""
+    """True when no trade is pending anywhere, every leased trade's units were made, and every
+    region's own orders are done: what each region delivered is only worth printing then."""
     for region in meshes.values():
+        with region.client() as client:
+            orders = client.get("/orders").json()
+        if any(o["state"] not in ("done", "cancelled") for o in orders):
+            return False
         for trade in federation_status(region).get("trades", []):
             if trade["state"] == "pending":
                 return False
@@ -266,14 +283,15 @@ def run_federation_demo(options: FederationDemoOptions, console: Console | None 
         f"{options.labs_per_region} labs each, as real processes. Logs: {workdir}"
     )
     meshes: dict[str, RegionMesh] = {}
+    anchor = datetime.now(UTC)
     try:
         with console.status("starting the planners and their labs..."):
-            meshes = start_federation(regions, workdir, options.speed, options.heartbeat_ms)
+            meshes = start_federation(regions, workdir, options.speed, options.heartbeat_ms, anchor=anchor)
         for r in regions:
             console.print(
                 f"  {r.id:<12} planner {meshes[r.id].mesh.api}, peers at {meshes[r.id].peer_endpoint}"
             )
-        now = datetime.now(UTC)
+        now = compressed(anchor, options.speed)  # the planners' clock
         for r in regions:
             placed = post_orders(meshes[r.id], region_orders(r, now))
             units = sum(o["quantity"] for o in placed)

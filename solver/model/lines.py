@@ -104,9 +104,7 @@ def work_to_start(allocation: Allocation) -> Allocation | None:
     )
 
 
-def to_dispatch(
-    allocations: list[Allocation], orders_under_way: set[str], late_ahead: bool = False
-) -> list[Allocation]:
+def to_dispatch(allocations: list[Allocation], orders_under_way: set[str]) -> list[Allocation]:
     """What of a plan's allocations to send to labs now.
 
     The work to start now (`work_to_start`) of every allocation; and, for an order none of whose
@@ -118,14 +116,13 @@ def to_dispatch(
     the queues of late work grew to a week at some labs while others ran dry (visor-surge-fr in
     Spain, seed 12: 9,347 units queued at the end with 20 labs idle). It waits, planned, for the
     next re-plan; the planner plans again after a quiet spell while demand waits
-    (`planner.replan.Replanner.keep_planning_s`). With `late_ahead`, late allocations of such an
-    order are sent whole too (the planner's rule until the federation demo finishes without it).
+    (`planner.replan.Replanner.keep_planning_s`).
     """
     starting = {a.order_id for a in allocations if a.early_units > 0}
     sent = []
     for allocation in allocations:
         waiting = allocation.order_id not in starting and allocation.order_id not in orders_under_way
-        if waiting and (late_ahead or allocation.late_units == 0):
+        if waiting and allocation.late_units == 0:
             sent.append(allocation)
         elif (now := work_to_start(allocation)) is not None:
             sent.append(now)

@@ -38,10 +38,3 @@ def test_an_order_with_nothing_under_way_and_nothing_to_start_is_sent_whole_unle
     ]
     sent = {(a.order_id, a.lab_id): a.quantity for a in to_dispatch(plan, orders_under_way={"busy"})}
     assert sent == {("waiting", "a"): 6, ("mixed", "b"): 2}
-
-
-def test_late_work_goes_ahead_only_when_asked() -> None:
-    plan = [line("late", "a", 5, early=0, late=5)]
-    assert to_dispatch(plan, orders_under_way=set()) == []
-    [sent] = to_dispatch(plan, orders_under_way=set(), late_ahead=True)
-    assert (sent.order_id, sent.quantity, sent.late_units) == ("late", 5, 5)
