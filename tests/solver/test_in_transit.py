@@ -11,7 +11,7 @@ import pytest
 from protocol.model import Allocation, CostTerms, Plan
 from solver.allocation.allocate import solve
 from solver.check import check
-from solver.model.problem import InTransit, Problem
+from solver.model.problem import InTransit, Problem, transit
 from tests.solver.factory import FAST, NEAR, NOW, lab, machine, order, printer, problem
 
 SPLINT_PLA = 0.006
@@ -51,6 +51,20 @@ def test_material_arriving_after_the_due_date_gives_no_unit_on_time() -> None:
     assert check(p, plan, params) == []
     on_time = sum(a.quantity - a.late_units for a in plan.allocations)
     assert on_time == 0
+
+
+def test_units_waiting_for_a_parcel_fit_the_hours_after_it_arrives() -> None:
+    """A printer of 8 h a day makes a 25-minute splint every 75 minutes of the day. The PLA comes at
+    half a day and the order must leave by about 0.96 days: 0.46 days after the parcel, 8 splints;
+    the hours before it came were idle for want of PLA and must not count."""
+    p = waiting_lab(arrives_in_days=0.5, due_days=1.0)
+    params = replace(NO_SHIPPING, late_window_days=5.0)
+    plan = solve(p, params)
+    assert check(p, plan, params) == []
+    on_time = sum(a.quantity - a.late_units for a in plan.allocations)
+    after_parcel_minutes = (1.0 - transit(params, 1.5) - 0.5) * 8 * 60
+    assert 1 <= on_time <= after_parcel_minutes // 25
+    assert sum(a.quantity for a in plan.allocations) == 20  # the rest is planned late, not dropped
 
 
 def _line(received: dict[str, float]) -> Allocation:
