@@ -154,7 +154,7 @@ def solve_small(
             seed=params.seed,
             warm_start=warm,
             work_limit=_scaled(_work_limit(params, certify), 1.0 - polish_share),
-            mip_share=1.0 if params.mip else 0.0,
+            mip_share=_mip_share(params),
         ),
     )
     plan = mapping.plan(result, version, time.perf_counter() - started)
@@ -237,7 +237,7 @@ def polish(
             seed=params.seed,
             warm_start=units,
             work_limit=_scaled(budget, share) if params.deterministic else None,
-            mip_share=1.0 if params.mip else 0.0,
+            mip_share=_mip_share(params),
         ),
     )
     if result.status not in ("OPTIMAL", "FEASIBLE") or result.units == list(units):
@@ -246,6 +246,11 @@ def polish(
         result, short=[d.quantity - q for d, q in zip(mapping.problem.demands, placed, strict=True)]
     )
     return mapping.plan(result, version, time.perf_counter() - started)
+
+
+def _mip_share(params: SolveParams) -> float:
+    """The core's share of HiGHS: all, or none where only the clock bounds its root (`SolveParams.mip`)."""
+    return 1.0 if params.mip else 0.0
 
 
 def _scaled(work: float | None, share: float) -> float | None:
