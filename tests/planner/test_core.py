@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from planner.core import OrderRejected, PlannerCore, UnknownAssignment
-from planner.replan import Replanner
+from planner.replan import KEEP_PLANNING_MIN_S, KEEP_PLANNING_S, Replanner, keep_planning_after
 from planner.store import Ledger
 from protocol.model import Location, Machine, OrderRequest
 from protocol.okh import catalogue
@@ -258,6 +258,14 @@ def test_demand_waiting_for_a_lab_is_planned_again_when_nothing_else_happens(cor
     params = SolveParams(time_limit_s=1, workers=1)
     replanner, sent = replan_after(core, params, order_without_a_word, lambda r, s: bool(s), 200, **quiet)
     assert sum(row.quantity for row in sent) == 3 and replanner.solves == 1
+
+
+def test_the_quiet_spell_before_planning_waiting_demand_again_is_counted_on_the_planners_clock() -> None:
+    """60 s of the planner's own time: a minute on the wall clock; on a replay's clock compressed
+    2,000 times, a floor of a few wall seconds (a minute of wall there is 33 hours of lab time)."""
+    assert keep_planning_after(1.0) == KEEP_PLANNING_S
+    assert keep_planning_after(2_000.0) == KEEP_PLANNING_MIN_S
+    assert KEEP_PLANNING_MIN_S < keep_planning_after(10.0) < KEEP_PLANNING_S
 
 
 def test_trails_grow_on_time_weaken_on_refusal_fade_and_come_back_from_the_ledger(
