@@ -439,7 +439,8 @@ class AllocationMapping:
                 per_unit = design.materials_per_unit()
                 coming = sorted(m for m, amount in per_unit.items() if amount > 0 and m in on_the_way)
                 making = making_days(state, design, groups)
-                coming_at = max((on_the_way[m][1] for m in coming), default=0.0) + making
+                arrives = max((on_the_way[m][1] for m in coming), default=0.0)
+                coming_at = arrives + making
                 finishes = finish_options(edges_days, due, params.time_checkpoints_days)
                 earliest = earliest_finish(problem, params, problem.demands[d])
                 for b, late, loosest in finishes:
@@ -463,7 +464,6 @@ class AllocationMapping:
                     )
                     self.edge_options.append(base)
                     if coming and _twin_checkpoint(finishes, edges_days, b, late, loosest, coming_at):
-                        arrives = coming_at - making
                         twin_uses = after_arrival(
                             uses, state, lab_index, design, groups, edges_days, b, arrives, capacity
                         )
@@ -649,6 +649,8 @@ def after_arrival(
     The machine pools count a lab's minutes from now: without the windows, units waiting for a parcel
     were planned into minutes that pass before it comes. Six valves whose resin arrived at 06:06 were
     planned to leave by 08:02; two resin printers made them by 10:31 (valve-lombardy, seed 23).
+    One window per arrival: units of two parcels arriving at different times are each held to their
+    own window, not both to the earlier one's (a lab rarely waits for two at once).
     """
     windowed = dict(uses)
     pace = {m.id: m.minutes_per_day() for m in state.lab.machines}
