@@ -88,7 +88,7 @@ LP_ROUNDS = 30
 WORK_PER_DEMAND = 20
 WIDER_WORK = 0.5
 #: Why units are short when the solve's time limit cut the greedy fill (see _plan).
-TIME_REASON = "not placed before the solve's time limit (the machine was too busy to finish the plan)"
+TIME_REASON = "not placed before the solve's time limit (a problem too large for it, or a busy machine)"
 #: Statuses of a plan of the large path that is not proven optimal: the relaxation converged (its
 #: LP is solved over every row and option of the network), it stalled (solver.large.relaxation.STALL:
 #: rows and options were left, but rounds no longer moved its value), it stopped at its budget of
