@@ -399,6 +399,7 @@ class AllocationMapping:
                 by_lab[c.lab].append((d, c.km))
         for lab_index, edges in sorted(by_lab.items()):
             state = problem.labs[lab_index]
+            pace = {m.id: m.minutes_per_day() for m in state.lab.machines}
             arrival = {d: (self.due[d] - transit(params, km), transit(params, km)) for d, km in edges}
             edges_days = lab_checkpoints(
                 [arrival[d][0] for d, _ in edges], self.days, params.due_buckets, params.time_checkpoints_days
@@ -438,7 +439,8 @@ class AllocationMapping:
                 )
                 per_unit = design.materials_per_unit()
                 coming = sorted(m for m, amount in per_unit.items() if amount > 0 and m in on_the_way)
-                making = making_days(state, design, groups)
+                # Only units made from material on its way wait for it (the rest skip the sum).
+                making = making_days(pace, design, groups) if coming or senders else 0.0
                 arrives = max((on_the_way[m][1] for m in coming), default=0.0)
                 coming_at = arrives + making
                 finishes = finish_options(edges_days, due, params.time_checkpoints_days)
@@ -465,7 +467,7 @@ class AllocationMapping:
                     self.edge_options.append(base)
                     if coming and _twin_checkpoint(finishes, edges_days, b, late, loosest, coming_at):
                         twin_uses = after_arrival(
-                            uses, state, lab_index, design, groups, edges_days, b, arrives, capacity
+                            uses, state, pace, lab_index, design, groups, edges_days, b, arrives, capacity
                         )
                         for material in coming:
                             twin_uses.pop(_stock(lab_index, material), None)
@@ -479,8 +481,9 @@ class AllocationMapping:
                         if not _twin_checkpoint(finishes, edges_days, b, late, loosest, ready):
                             continue
                         shipped_uses = after_arrival(
-                            uses, state, lab_index, design, groups, edges_days, b, sender.arrival, capacity
-                        )
+                            uses, state, pace, lab_index, design, groups, edges_days, b, sender.arrival,
+                            capacity,
+                        )  # fmt: skip
                         twin = self._shipped_option(base, cost, shipped_uses, setup, design, short_of, sender)
                         options.append(twin)
                         for material, _ in self.edge_options[-1].shipped:
@@ -613,7 +616,7 @@ class AllocationMapping:
         return shortage_reason(self.problem, self.candidates, d)
 
 
-def making_days(state: LabState, design: Design, groups: tuple[frozenset[str], ...]) -> float:
+def making_days(pace: dict[str, float], design: Design, groups: tuple[frozenset[str], ...]) -> float:
     """Days one unit of `design` takes at the lab from the moment its material is there: each step
     in turn on its fastest eligible machine, at the pace of the machine's hours spread over the day
     (`Machine.minutes_per_day`), as labs and the simulated replay work them.
@@ -622,17 +625,14 @@ def making_days(state: LabState, design: Design, groups: tuple[frozenset[str], .
     after: counted at the arrival, valves whose resin came by parcel at 05:28 were planned to leave
     by 07:20 and left at 07:22, 900 km from a hospital that needed them by midnight
     (valve-lombardy, seed 23)."""
-    pace = {m.id: m.minutes_per_day() for m in state.lab.machines}
-    return sum(
-        step.minutes / max(pace[m] for m in group)
-        for step, group in zip(design.steps, groups, strict=True)
-        if group and max(pace[m] for m in group) > 0
-    )
+    fastest = [max((pace[m] for m in group), default=0.0) for group in groups]
+    return sum(step.minutes / most for step, most in zip(design.steps, fastest, strict=True) if most > 0)
 
 
 def after_arrival(
     uses: dict[str, float],
     state: LabState,
+    pace: dict[str, float],
     lab_index: int,
     design: Design,
     groups: tuple[frozenset[str], ...],
@@ -653,7 +653,6 @@ def after_arrival(
     own window, not both to the earlier one's (a lab rarely waits for two at once).
     """
     windowed = dict(uses)
-    pace = {m.id: m.minutes_per_day() for m in state.lab.machines}
     for step, group in zip(design.steps, groups, strict=True):
         for bucket in range(b, len(edges_days)):
             name = _window(lab_index, group, bucket, arrival)
