@@ -142,6 +142,9 @@ class CoreParams:
     #: a cap. A node limit does not bound HiGHS's root (presolve, cuts): on a loaded machine its
     #: time is what the cap must leave room for. None: the wall clock alone.
     work_limit: float | None = None
+    #: CP-SAT's `linearization_level` for the whole model: 2 adds the LP of every constraint and its
+    #: cuts, which pays where fixed costs (setups) dominate the objective, as in `polish`.
+    linearization_level: int = 1
 
     def __post_init__(self) -> None:
         if self.work_limit is not None and not self.work_limit > 0:
@@ -493,10 +496,17 @@ class CoreModel:
         return values if self.lin.feasible(values) else None
 
     def repair(self, units: list[int]) -> list[int] | None:
-        """Place the units still missing, cheapest option with room first; None when it cannot."""
-        used_amount: dict[str, float] = defaultdict(float)
-        for o, option in enumerate(self.problem.options):
-            for name, amount in option.uses.items():
+        """Place the units still missing, cheapest option with room first; None when it cannot.
+
+        Room is counted as the model counts it, in whole scaled amounts (uses rounded up, capacities
+        down), so a resource is filled to the last unit that fits and never past it."""
+        use = [
+            {name: round_up(amount, self._scale_of(name)) for name, amount in option.uses.items()}
+            for option in self.problem.options
+        ]
+        used_amount: dict[str, int] = defaultdict(int)
+        for o, per_unit in enumerate(use):
+            for name, amount in per_unit.items():
                 used_amount[name] += amount * units[o]
         missing = [item.quantity for item in self.problem.items]
         for o, option in enumerate(self.problem.options):
@@ -508,35 +518,35 @@ class CoreModel:
             if missing[option.item] <= 0:
                 continue
             fit = min(
-                (
-                    math.floor(room(name) / amount + _EPS)
-                    for name, amount in option.uses.items()
-                    if amount > 0
-                ),
+                (room(name) // amount for name, amount in use[o].items() if amount > 0),
                 default=missing[option.item],
             )
             take = max(0, min(missing[option.item], fit, self.lin.ub[self.x[o]] - units[o]))
             if take:
                 units[o] += take
                 missing[option.item] -= take
-                for name, amount in option.uses.items():
+                for name, amount in use[o].items():
                     used_amount[name] += amount * take
         return self.complete(units)
 
-    def _room(self, used_amount: dict[str, float]) -> Callable[[str], float]:
-        """Remaining room of a resource or pool, pools counted against their resources jointly."""
+    def _room(self, used_amount: dict[str, int]) -> Callable[[str], int]:
+        """Remaining room of a resource or pool in scaled amounts, pools counted against their
+        resources jointly (every pool or direct use sharing one of its resources)."""
         pool_of: dict[str, list[str]] = defaultdict(list)
         for pool, resources in self.problem.pools.items():
             for r in resources:
                 pool_of[r].append(pool)
 
-        def room(name: str) -> float:
+        def capacity(r: str) -> int:
+            return round_down(self.problem.capacity.get(r, 0.0), self.problem.scale.get(r, 1))
+
+        def room(name: str) -> int:
             if name in self.problem.pools:
                 resources = self.problem.pools[name]
-                total = sum(self.problem.capacity.get(r, 0.0) for r in resources)
+                total = sum(capacity(r) for r in resources)
                 sharing = {p for r in resources for p in pool_of[r]} | {r for r in resources}
-                return max(0.0, total - sum(used_amount.get(p, 0.0) for p in sharing)) * 0.999
-            return max(0.0, self.problem.capacity.get(name, 0.0) - used_amount.get(name, 0.0)) * 0.999
+                return max(0, total - sum(used_amount.get(p, 0) for p in sharing))
+            return max(0, capacity(name) - used_amount.get(name, 0))
 
         return room
 
@@ -561,6 +571,10 @@ class CoreModel:
 
 def solve_core(problem: CoreProblem, params: CoreParams = CoreParams()) -> CoreResult:
     """Solve the core problem: relaxation, rounding and repair, MIP phase, then hinted CP-SAT.
+
+    The portfolio starts from the best of the warm start, the relaxation rounded and repaired, and a
+    greedy from nothing (cheapest option with room first): in a city's polish rounds, where a setup
+    per order and lab weighs more than its trip, the greedy was the better start in most rounds.
 
     Returns the best verified solution with the best proven bound. When some item that must be placed
     cannot be, the status is INFEASIBLE and units are all zero.
@@ -596,8 +610,7 @@ def solve_core(problem: CoreProblem, params: CoreParams = CoreParams()) -> CoreR
         for tolerance in (1e-6, 0.0):
             units = [max(0, math.floor(relaxed[x] + tolerance)) for x in model.x]
             keep(model.repair(units), "relaxation rounded")
-    if best is None:
-        keep(model.repair([0] * len(model.x)), "greedy")
+    keep(model.repair([0] * len(model.x)), "greedy")
 
     status = "FEASIBLE"
     proven = best is not None and math.isfinite(bound) and lin.value(best) <= math.ceil(bound - 1e-6)
@@ -622,6 +635,7 @@ def solve_core(problem: CoreProblem, params: CoreParams = CoreParams()) -> CoreR
         solver.parameters.max_time_in_seconds = budget
         solver.parameters.num_workers = max(1, params.workers - 1) if use_mip else params.workers
         solver.parameters.random_seed = params.seed
+        solver.parameters.linearization_level = params.linearization_level
         nodes = None
         if work is not None:
             solver.parameters.max_deterministic_time = work

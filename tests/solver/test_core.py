@@ -105,3 +105,39 @@ def test_a_warm_start_is_kept_when_nothing_beats_it() -> None:
     result = solve_core(problem, CoreParams(time_limit_s=1.0, workers=1, warm_start=[2, 0]))
     assert result.objective == 2.0
     assert result.phases["warm start"] == 2.0
+
+
+def test_setups_at_linearization_two_reach_the_enumerated_optimum_from_a_poor_warm_start() -> None:
+    """A city's polish in small: a setup per (item, lab) weighs more than the trip, and a lab's room
+    is exactly full at the optimum. The greedy start is priced, and the full linearization
+    (`CoreParams.linearization_level`) reaches the optimum."""
+    km = [[1.0, 3.0, 6.0], [2.0, 1.0, 5.0], [4.0, 2.0, 1.0], [1.0, 5.0, 2.0]]
+    quantity, cap, setup = 2, [4, 3, 2], 5.0
+    options = [
+        Option(j, km[j][lab], {f"lab{lab}": 1.0}, setup=f"{j}@{lab}") for j in range(4) for lab in range(3)
+    ]
+    problem = CoreProblem(
+        [Item(quantity) for _ in range(4)],
+        options,
+        {f"lab{lab}": cap[lab] for lab in range(3)},
+        setup_cost={o.setup: setup for o in options if o.setup},
+    )
+    splits = [s for s in itertools.product(range(quantity + 1), repeat=3) if sum(s) == quantity]
+    best = min(
+        sum(
+            u * km[j][lab] + (setup if u else 0)
+            for j, split in enumerate(plan)
+            for lab, u in enumerate(split)
+        )
+        for plan in itertools.product(splits, repeat=4)
+        if all(sum(split[lab] for split in plan) <= cap[lab] for lab in range(3))
+    )
+    poor = [0] * len(options)  # items 0 and 1 split over two labs, items 2 and 3 at their farthest
+    poor[0 * 3 + 1] = poor[0 * 3 + 2] = poor[1 * 3 + 1] = poor[1 * 3 + 2] = 1
+    poor[2 * 3 + 0] = poor[3 * 3 + 0] = 2
+    params = CoreParams(time_limit_s=5.0, workers=1, warm_start=poor, work_limit=0.5, linearization_level=2)
+    result = solve_core(problem, params)
+    assert result.phases["warm start"] > best
+    assert "greedy" in result.phases and result.objective <= result.phases["greedy"]
+    assert result.objective == pytest.approx(best)
+    assert result.status == "OPTIMAL"
