@@ -372,11 +372,16 @@ class CoreModel:
         cap = {r: round_down(v, self.problem.scale.get(r, 1)) for r, v in self.problem.capacity.items()}
         direct: dict[str, dict[int, int]] = defaultdict(dict)
         pooled: dict[str, dict[int, int]] = defaultdict(dict)
+        #: Per option, what one unit uses of each resource or pool, in whole scaled amounts (> 0).
+        self.unit_use: list[dict[str, int]] = []
         for o, option in enumerate(self.problem.options):
+            uses: dict[str, int] = {}
+            self.unit_use.append(uses)
             for name, amount in option.uses.items():
                 per_unit = round_up(amount, self._scale_of(name))
                 if per_unit <= 0:
                     continue
+                uses[name] = uses.get(name, 0) + per_unit
                 target = pooled if name in self.problem.pools else direct
                 target[name][self.x[o]] = target[name].get(self.x[o], 0) + per_unit
         # A pool whose resources no other pool and no direct use touch is one row over their sum.
@@ -500,10 +505,7 @@ class CoreModel:
 
         Room is counted as the model counts it, in whole scaled amounts (uses rounded up, capacities
         down), so a resource is filled to the last unit that fits and never past it."""
-        use = [
-            {name: round_up(amount, self._scale_of(name)) for name, amount in option.uses.items()}
-            for option in self.problem.options
-        ]
+        use = self.unit_use
         used_amount: dict[str, int] = defaultdict(int)
         for o, per_unit in enumerate(use):
             for name, amount in per_unit.items():
@@ -518,7 +520,7 @@ class CoreModel:
             if missing[option.item] <= 0:
                 continue
             fit = min(
-                (room(name) // amount for name, amount in use[o].items() if amount > 0),
+                (room(name) // amount for name, amount in use[o].items()),
                 default=missing[option.item],
             )
             take = max(0, min(missing[option.item], fit, self.lin.ub[self.x[o]] - units[o]))

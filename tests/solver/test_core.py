@@ -132,7 +132,7 @@ def test_setups_at_linearization_two_reach_the_enumerated_optimum_from_a_poor_wa
         for plan in itertools.product(splits, repeat=4)
         if all(sum(split[lab] for split in plan) <= cap[lab] for lab in range(3))
     )
-    poor = [0] * len(options)  # items 0 and 1 split over two labs, items 2 and 3 at their farthest
+    poor = [0] * len(options)  # items 0 and 1 split over labs 1 and 2, items 2 and 3 both at lab 0
     poor[0 * 3 + 1] = poor[0 * 3 + 2] = poor[1 * 3 + 1] = poor[1 * 3 + 2] = 1
     poor[2 * 3 + 0] = poor[3 * 3 + 0] = 2
     params = CoreParams(time_limit_s=5.0, workers=1, warm_start=poor, work_limit=0.5, linearization_level=2)
