@@ -9,11 +9,11 @@ the machine time and stock it uses; a used (order, lab) pair pays its setup once
 capacities the cheapest choice is all units short or all at the single cheapest lab, so each
 demand's minimum is found exactly, in closed form.
 
-The bound covers every plan, not only plans on the candidate edges: a lab that is not a candidate
-of a demand is at least `Candidates.beyond` km away and its price is counted as 0, which can only
-lower the bound. Machine time is counted on the checkpoints of `solver.large.network`, which are the
-validator's own, and capacities are taken a hair larger than they are, so that float rounding
-cannot lift the bound above the optimum.
+The bound covers every plan, not only plans on the candidate edges: a unit at a lab that is not a
+candidate of its demand is charged a lower bound of what it would cost there, its km, arrival and
+capacity priced together (`solver.large.beyond`). Machine time is counted on the checkpoints of
+`solver.large.network`, which are the validator's own, and capacities are taken a hair larger
+than they are, so that float rounding cannot lift the bound above the optimum.
 """
 
 from __future__ import annotations
@@ -26,9 +26,10 @@ import numpy as np
 
 from solver.large.network import Network
 
-#: Per listed demand, the least cost per unit at a lab off its candidates, given the price per unit
-#: of every option (a lower bound of the price at labs off the network will do).
-Beyond = Callable[[np.ndarray, np.ndarray], np.ndarray]
+#: Per listed demand, the least cost per unit at a lab off its candidates, given the price of a
+#: minute counted at each checkpoint (the multipliers summed along its chain) and of a unit of each
+#: stock row (`solver.large.beyond`).
+Beyond = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 
 
 def lagrangian_bound(
@@ -68,7 +69,7 @@ def lagrangian_bound(
     far = quantity * beyond_cost + network.setup
     if beyond is not None:
         decided = np.flatnonzero(far < best)
-        far[decided] = quantity[decided] * np.maximum(beyond_cost[decided], beyond(decided, option_price))
+        far[decided] = quantity[decided] * np.maximum(beyond_cost[decided], beyond(decided, price, stock))
         far[decided] += network.setup
     best = np.minimum(best, far)
     held = np.concatenate(

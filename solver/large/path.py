@@ -29,20 +29,20 @@ from collections.abc import Sequence
 import numpy as np
 
 from protocol.model import Plan, Shortage
-from solver.large.bound import Beyond, best_bound
-from solver.large.network import Network, build_network, trail_discount
+from solver.large.beyond import beyond_cost, priced_beyond
+from solver.large.bound import best_bound
+from solver.large.network import Network, build_network
 from solver.large.relaxation import relax
 from solver.large.rounding import round_units_by
 from solver.model.candidates import (
     Candidates,
-    cheapest_beyond,
     find_candidates,
     merge_candidates,
     shortage_reason,
     with_pairs,
 )
 from solver.model.lines import LineUnits, allocation_line, split_units
-from solver.model.problem import Problem, SolveParams, days_until, horizon_days
+from solver.model.problem import Problem, SolveParams, horizon_days
 from solver.model.trails import DEFAULT_RULES, TrailRules
 
 #: Candidate labs per demand in the network, as a multiple of k_nearest (the LP starts on k of them).
@@ -131,7 +131,7 @@ def solve_large(
     # The LP starts on the k nearest labs and the extras (trails, room, near), on time where possible.
     active = ((network.rank < params.k_nearest) | (network.rank >= wide)) & _first_variant(network)
     deadline = started + params.time_limit_s * LP_SHARE
-    beyond = _beyond_cost(problem, params, candidates, rules)
+    beyond = beyond_cost(problem, params, candidates, rules)
 
     def widen_early(demand_price: np.ndarray, value: float) -> bool:
         """Whether the first LP's settled prices already say its candidates must be widened."""
@@ -196,7 +196,7 @@ def solve_large(
         stops.append(again.stopped)
         if not math.isnan(again.value):  # else keep the first LP: the second found no solution in time
             candidates, network, relaxation = widened, wider, again
-            beyond = _beyond_cost(problem, params, candidates, rules)
+            beyond = beyond_cost(problem, params, candidates, rules)
     lp_network, lp_candidates = network, candidates
     # The plan must be out by the limit: the merge stops BOUND_RESERVE before it, the greedy fill
     # (without which units go short at a high penalty) ROUND_RESERVE before it, leaving the bound's
@@ -218,7 +218,7 @@ def solve_large(
         relaxation.point_multiplier,
         relaxation.stock_multiplier,
         beyond,
-        _priced_beyond(problem, params, lp_candidates, lp_network, rules),
+        priced_beyond(problem, params, lp_candidates, lp_network, rules),
         search=relaxation.stopped not in ("converged", "stalled"),
         deadline=bound_by,
     )
@@ -233,8 +233,8 @@ def solve_large(
                 net,
                 rel.point_multiplier,
                 rel.stock_multiplier,
-                _beyond_cost(problem, params, cand, rules),
-                _priced_beyond(problem, params, cand, net, rules),
+                beyond_cost(problem, params, cand, rules),
+                priced_beyond(problem, params, cand, net, rules),
                 search=rel.stopped not in ("converged", "stalled", "widen"),
                 deadline=bound_by,
             ),
@@ -443,72 +443,6 @@ def _first_variant(network: Network) -> np.ndarray:
     first = np.ones(network.options, dtype=bool)
     first[1:] = (network.demand[1:] != network.demand[:-1]) | (network.lab[1:] != network.lab[:-1])
     return first
-
-
-def _beyond_cost(
-    problem: Problem, params: SolveParams, candidates: Candidates, rules: TrailRules
-) -> np.ndarray:
-    """Per demand, a lower bound of the cost per unit at any lab off its candidates (inf if none).
-
-    Such a lab is at least `Candidates.beyond` km away: a unit made there pays that distance, less
-    the design's strongest trail discount, and the time term of its arrival. A unit arrives at its
-    due date when made by the last moment (an on-time option), else at a time checkpoint or the
-    horizon plus the road; the earliest of these is never before the road from that distance, nor,
-    unless on its due date, before the first checkpoint plus that road. Leaving the time term out
-    under weights that price a day at 25 km would make a far lab look cheaper than any near one
-    and the bound too weak to certify a plan.
-    """
-    days = horizon_days(problem, params)
-    first = min([g for g in params.time_checkpoints_days if g < days] + [days])
-    km = np.array(candidates.beyond, dtype=np.float64)
-    road = (params.handling_hours + km / params.transport_kmh) / 24.0
-    due = np.array([days_until(problem, d.order.due_at) for d in problem.demands])
-    arrival = np.minimum(first + road, np.maximum(due, road))
-    weight = np.array([params.time_weight[d.order.priority] for d in problem.demands])
-    with np.errstate(invalid="ignore"):  # 0 x inf where a demand has no lab beyond: 0 is kept
-        time_term = np.where(weight > 0, weight * arrival, 0.0)
-    strongest: dict[str, float] = {}
-    for (design_id, _), tau in problem.trails.items():
-        strongest[design_id] = max(strongest.get(design_id, 0.0), rules.strength(tau))
-    discount = np.array(
-        [
-            params.trail_discount_km * params.km_weight * strongest.get(d.order.design, 0.0)
-            for d in problem.demands
-        ]
-    )
-    return km * params.km_weight - discount + time_term
-
-
-def _priced_beyond(
-    problem: Problem, params: SolveParams, candidates: Candidates, network: Network, rules: TrailRules
-) -> Beyond:
-    """Per listed demand, the least cost per unit off its candidates with the labs' capacity priced.
-
-    A lab's price for a design is the least price of that design's options there (the late ones,
-    counted at the horizon, are the cheapest), or 0 where the network has none: never above what a
-    unit made there would pay, less the lab's trail discount.
-    """
-    design_row = candidates.design_row
-    assert design_row is not None
-
-    discount = np.zeros((int(design_row.max(initial=0)) + 1, len(problem.labs)))
-    if problem.trails:
-        design_ids = sorted({d.order.design for d in problem.demands})
-        lab_index = {s.lab.id: j for j, s in enumerate(problem.labs)}
-        for design_id, lab_id in problem.trails:
-            if design_id in design_ids and lab_id in lab_index:
-                j = lab_index[lab_id]
-                discount[design_ids.index(design_id), j] = trail_discount(
-                    problem, params, rules, design_id, j
-                )
-
-    def cost(demands: np.ndarray, option_price: np.ndarray) -> np.ndarray:
-        table = np.full(discount.shape, np.inf)
-        np.minimum.at(table, (design_row[network.demand], network.lab), option_price)
-        table[~np.isfinite(table)] = 0.0
-        return cheapest_beyond(problem, candidates, demands, table - discount, params.km_weight)
-
-    return cost
 
 
 def _plan(

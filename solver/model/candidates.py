@@ -361,34 +361,30 @@ def with_pairs(problem: Problem, base: Candidates, pairs: list[tuple[int, int]])
     return merge_candidates(base, more, demands)
 
 
-def cheapest_beyond(
-    problem: Problem, candidates: Candidates, demands: np.ndarray, lab_cost: np.ndarray, km_weight: float
-) -> np.ndarray:
-    """Per listed demand: the least km × km_weight + lab_cost[design, lab] over the labs that qualify
-    for it but are not its candidates (inf when there is none).
-
-    `lab_cost` is a cost per unit per (design row, lab), such as a price of the lab's capacity.
-    """
+def km_beyond(problem: Problem, candidates: Candidates, demands: np.ndarray) -> np.ndarray:
+    """Per listed demand (rows) and lab (columns): the km to each lab that qualifies for the demand
+    but is not its candidate, inf elsewhere (a lab that does not qualify, a candidate, a lab the
+    order excludes, or every lab when the licence gate closes the demand)."""
     if candidates.useful is None or candidates.design_row is None or not len(demands):
-        return np.full(len(demands), np.inf)
+        return np.full((len(demands), len(problem.labs)), np.inf)
     rows = candidates.design_row[demands]
     lat = [problem.demands[d].order.delivery.lat for d in demands.tolist()]
     lon = [problem.demands[d].order.delivery.lon for d in demands.tolist()]
     km = distances_km(
         lat, lon, [s.lab.location.lat for s in problem.labs], [s.lab.location.lon for s in problem.labs]
     )
-    cost = km * km_weight + lab_cost[rows]
-    cost[~candidates.useful[rows]] = np.inf
+    km[~candidates.useful[rows]] = np.inf
     index = {s.lab.id: j for j, s in enumerate(problem.labs)}
+    excluded: dict[str, list[int]] = {}
+    for o, lab_id in problem.excluded:
+        if lab_id in index:
+            excluded.setdefault(o, []).append(index[lab_id])
     for r, d in enumerate(demands.tolist()):
-        cost[r, candidates.edge_lab[candidates.edge_start[d] : candidates.edge_start[d + 1]]] = np.inf
-        order_id = problem.demands[d].order.id
+        km[r, candidates.edge_lab[candidates.edge_start[d] : candidates.edge_start[d + 1]]] = np.inf
         if candidates.licence_gate and candidates.licence_gate[d]:
-            cost[r, :] = np.inf
-        for o, lab_id in problem.excluded:
-            if o == order_id and lab_id in index:
-                cost[r, index[lab_id]] = np.inf
-    return cost.min(axis=1, initial=np.inf)
+            km[r, :] = np.inf
+        km[r, excluded.get(problem.demands[d].order.id, [])] = np.inf
+    return km
 
 
 #: Demands per block of the distance matrix (2,048 x 2,000 floats: 32 MB).

@@ -13,9 +13,10 @@ from protocol.model import Design, Step
 from scenarios.scale import synthetic_problem
 from solver.allocation.allocate import solve, solve_small
 from solver.check import check
-from solver.large.bound import best_bound, lagrangian_bound
+from solver.large.beyond import beyond_cost, priced_beyond
+from solver.large.bound import best_bound, lagrangian_bound, suffix_sums
 from solver.large.network import build_network, machine_sets
-from solver.large.path import CONVERGED, STALLED, TIMED_OUT, UNCONVERGED, _beyond_cost
+from solver.large.path import CONVERGED, STALLED, TIMED_OUT, UNCONVERGED
 from solver.model.candidates import find_candidates, with_pairs
 from solver.model.geo import distances_km
 from solver.model.objective import objective_weights
@@ -282,7 +283,7 @@ def test_a_lab_off_the_candidates_costs_at_least_what_the_bound_counts(weighting
     params = replace(LARGE, time_weight=objective_weights(weighting))
     days = horizon_days(p, params)
     few = find_candidates(p, 1, days)
-    beyond = _beyond_cost(p, params, few, DEFAULT_RULES)
+    beyond = beyond_cost(p, params, few, DEFAULT_RULES)
     every = find_candidates(p, len(p.labs), days)
     network = build_network(p, params, every, days)
     cheapest = np.full(len(p.demands), np.inf)
@@ -296,3 +297,62 @@ def test_a_lab_off_the_candidates_costs_at_least_what_the_bound_counts(weighting
     assert np.all(beyond[reached] <= cheapest[reached] + 1e-9)
     km_only = np.array(few.beyond)[reached] * params.km_weight
     assert np.all(beyond[reached] > km_only)  # the time term is counted
+
+
+@pytest.mark.parametrize("seed", [5, 11])
+def test_the_priced_charge_off_the_candidates_is_below_every_option_there(seed: int) -> None:
+    # Each lab off a demand's candidates is charged its km, the arrival of a unit finishing by each
+    # time a network option could, and the price of its capacity by then, together. Checked here
+    # against every option of the network that holds every lab, priced one by one from the fewer
+    # candidates' checkpoints (the first of the lab's machine set at or after the option's finish).
+    p = synthetic_problem(200, 40, seed)
+    params = LARGE  # the planner's balanced weights: a day sooner is worth 25 to 1,000 km
+    days = horizon_days(p, params)
+    few = find_candidates(p, 2, days)
+    network = build_network(p, params, few, days)
+    every = build_network(p, params, find_candidates(p, len(p.labs), days), days)
+    rng = np.random.default_rng(seed)
+    multiplier = rng.exponential(2.0, len(network.point_chain)) * (rng.random(len(network.point_chain)) < 0.5)
+    price = suffix_sums(network, multiplier)
+    stock = rng.exponential(50.0, len(network.stock_capacity))
+    charged = priced_beyond(p, params, few, network, DEFAULT_RULES)(np.arange(len(p.demands)), price, stock)
+
+    rows = few.design_row
+    assert rows is not None
+    entries: dict[tuple[int, int], tuple[list[tuple[int, float]], float]] = {}
+    for o in range(network.options):
+        key = (int(rows[network.demand[o]]), int(network.lab[o]))
+        if key not in entries:
+            work = np.flatnonzero(network.work_option == o)
+            own = np.flatnonzero(network.stock_option == o)
+            used = float(stock[network.stock_row[own]] @ network.stock_amount[own])
+            chains = [
+                (int(network.point_chain[network.work_point[w]]), float(network.work_amount[w])) for w in work
+            ]
+            entries[key] = (chains, used)
+
+    def price_by(design_row: int, lab: int, finish: float) -> float:
+        if (design_row, lab) not in entries:
+            return 0.0
+        chains, used = entries[(design_row, lab)]
+        total = used
+        for chain, minutes in chains:
+            points = np.flatnonzero((network.point_chain == chain) & (network.point_time >= finish))
+            total += minutes * price[points.min()]
+        return total
+
+    reference = np.full(len(p.demands), np.inf)
+    for o in range(every.options):
+        d, j = int(every.demand[o]), int(every.lab[o])
+        if j in few.edge_lab[few.edge_start[d] : few.edge_start[d + 1]]:
+            continue
+        at = every.cost[o] + price_by(int(rows[d]), j, float(every.finish[o]))
+        reference[d] = min(reference[d], at)
+    reached = np.isfinite(reference)
+    assert reached.sum() > 150
+    assert np.all(charged[reached] <= reference[reached] + 1e-6 * np.abs(reference[reached]))
+    assert np.all(np.isinf(charged[~reached]) | (charged[~reached] > 0))
+    # The prices count: above the charge without them, and near the exact one option by option.
+    unpriced = beyond_cost(p, params, few, DEFAULT_RULES)
+    assert np.sum(charged[reached] > unpriced[reached] + 1e-6) > reached.sum() / 2
+    assert charged[reached].sum() >= 0.9 * reference[reached].sum()
