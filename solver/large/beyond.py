@@ -16,6 +16,8 @@ choice: half the bound was missing at 2,000 × 400 under the planner's balanced 
 
 from __future__ import annotations
 
+import math
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -71,7 +73,12 @@ def beyond_cost(
 
 
 def priced_beyond(
-    problem: Problem, params: SolveParams, candidates: Candidates, network: Network, rules: TrailRules
+    problem: Problem,
+    params: SolveParams,
+    candidates: Candidates,
+    network: Network,
+    rules: TrailRules,
+    deadline: float = math.inf,
 ) -> Beyond:
     """Per listed demand, the least cost per unit off its candidates, each lab and finish time priced.
 
@@ -84,7 +91,9 @@ def priced_beyond(
     capacity is priced at 0. Finish times are looked up on a grid of cells that holds the time
     checkpoints and the horizon exactly; a time between two cells is priced at the later one, whose
     price is never higher (a chain's prices only fall along it). The result is a lower bound of
-    every option at every such lab in the network that holds every lab.
+    every option at every such lab in the network that holds every lab. Past `deadline` (a
+    `time.perf_counter()` instant) the demands left are charged nothing more (-inf), which leaves
+    them the unpriced charge (`beyond_cost`): one evaluation at a continent's size takes seconds.
     """
     design_row = candidates.design_row
     assert design_row is not None
@@ -137,6 +146,9 @@ def priced_beyond(
         table -= discount[:, :, None]
         out = np.full(len(listed), np.inf)
         for start in range(0, len(listed), BLOCK):
+            if time.perf_counter() > deadline:
+                out[start:] = -np.inf
+                break
             block = listed[start : start + BLOCK]
             out[start : start + len(block)] = _least(problem, params, candidates, block, table, times)
         return out

@@ -25,12 +25,14 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from protocol.model import Plan, Shortage
+from solver.large.aggregate import aggregate_prices
 from solver.large.beyond import beyond_cost, priced_beyond
-from solver.large.bound import best_bound
+from solver.large.bound import best_bound, lagrangian_bound
 from solver.large.network import Network, build_network
 from solver.large.relaxation import relax
 from solver.large.rounding import round_units_by
@@ -198,6 +200,18 @@ def solve_large(
             candidates, network, relaxation = widened, wider, again
             beyond = beyond_cost(problem, params, candidates, rules)
     lp_network, lp_candidates = network, candidates
+    bound_by = limit - ROUND_RESERVE * params.time_limit_s / 2
+    # Where the relaxation stopped short and leaves units short, the aggregated LP's prices
+    # (solver.large.aggregate) see what capacity is worth where its own do not. It runs beside the
+    # rounding: GLOP lets go of the interpreter, and the rounding holds it.
+    pricing = None
+    lp_placed = np.bincount(network.demand, weights=relaxation.units, minlength=len(network.quantity))
+    if not relaxation.complete and np.any(lp_placed < network.quantity - 1e-6):
+        assert candidates.design_row is not None
+        pricing = ThreadPoolExecutor(1, thread_name_prefix="aggregate")
+        aggregated = pricing.submit(
+            aggregate_prices, network, candidates.design_row, bound_by - time.perf_counter()
+        )
     # The plan must be out by the limit: the merge stops BOUND_RESERVE before it, the greedy fill
     # (without which units go short at a high penalty) ROUND_RESERVE before it, leaving the bound's
     # evaluations the rest; the status says so.
@@ -212,15 +226,24 @@ def solve_large(
     # LP's prices are tried too when the widened LP did not converge, and time allows. The bound
     # comes after the plan: a sharper bound only narrows the reported gap, while a rounding cut
     # short leaves units short (under load the search ran first and took the fill's time).
-    bound_by = limit - ROUND_RESERVE * params.time_limit_s / 2
-    bound = best_bound(
-        lp_network,
-        relaxation.point_multiplier,
-        relaxation.stock_multiplier,
-        beyond,
-        priced_beyond(problem, params, lp_candidates, lp_network, rules),
-        search=relaxation.stopped not in ("converged", "stalled"),
-        deadline=bound_by,
+    charge = priced_beyond(problem, params, lp_candidates, lp_network, rules, limit)
+    bound = -math.inf
+    if pricing is not None:
+        prices = aggregated.result()
+        pricing.shutdown()
+        if prices is not None and time.perf_counter() < bound_by:
+            bound = lagrangian_bound(lp_network, *prices, beyond, charge)
+    bound = max(
+        bound,
+        best_bound(
+            lp_network,
+            relaxation.point_multiplier,
+            relaxation.stock_multiplier,
+            beyond,
+            charge,
+            search=relaxation.stopped not in ("converged", "stalled"),
+            deadline=bound_by,
+        ),
     )
     # Not after a wider LP that converged or stalled: the first LP's prices, on its fewer candidates
     # and unsettled where it stopped to widen, gave the lower bound on every widened seed measured.
@@ -234,7 +257,7 @@ def solve_large(
                 rel.point_multiplier,
                 rel.stock_multiplier,
                 beyond_cost(problem, params, cand, rules),
-                priced_beyond(problem, params, cand, net, rules),
+                priced_beyond(problem, params, cand, net, rules, limit),
                 search=rel.stopped not in ("converged", "stalled", "widen"),
                 deadline=bound_by,
             ),

@@ -13,6 +13,7 @@ from protocol.model import Design, Step
 from scenarios.scale import synthetic_problem
 from solver.allocation.allocate import solve, solve_small
 from solver.check import check
+from solver.large.aggregate import aggregate_prices
 from solver.large.beyond import beyond_cost, priced_beyond
 from solver.large.bound import best_bound, lagrangian_bound, suffix_sums
 from solver.large.network import build_network, machine_sets
@@ -356,3 +357,29 @@ def test_the_priced_charge_off_the_candidates_is_below_every_option_there(seed: 
     unpriced = beyond_cost(p, params, few, DEFAULT_RULES)
     assert np.sum(charged[reached] > unpriced[reached] + 1e-6) > reached.sum() / 2
     assert charged[reached].sum() >= 0.9 * reference[reached].sum()
+
+
+def test_prices_of_the_aggregated_lp_bound_a_plan_that_leaves_units_short() -> None:
+    # Fifteen orders a lab: labs cannot make everything, and shortage penalties are most of any
+    # plan's cost. Prices from the LP gathered by design and priority (machine sets by the horizon
+    # and stock only) make the Lagrangian bound see it, where zero prices see the km alone.
+    p = synthetic_problem(300, 20, 4)
+    params = replace(LARGE, time_weight=objective_weights("km"))
+    days = horizon_days(p, params)
+    candidates = find_candidates(p, params.k_nearest, days)
+    network = build_network(p, params, candidates, days)
+    assert candidates.design_row is not None
+    prices = aggregate_prices(network, candidates.design_row, 30.0)
+    assert prices is not None
+    point, stock = prices
+    assert point.shape == network.point_chain.shape and stock.shape == network.stock_capacity.shape
+    assert point.min() >= 0 and stock.min() >= 0 and point.max() > 0
+    charge = priced_beyond(p, params, candidates, network, DEFAULT_RULES)
+    beyond = beyond_cost(p, params, candidates, DEFAULT_RULES)
+    bound = lagrangian_bound(network, point, stock, beyond, charge)
+    zero = lagrangian_bound(network, np.zeros_like(point), np.zeros_like(stock), beyond, charge)
+    plan = solved(p, params)
+    short = sum(s.quantity for s in plan.shortages)
+    assert short > 100
+    assert zero < 0.01 * plan.objective < bound <= plan.objective
+    assert bound >= 0.95 * plan.objective
