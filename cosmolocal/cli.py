@@ -58,6 +58,16 @@ def planner_serve(
     heartbeat_ms: Annotated[int, typer.Option(min=50, help="Heartbeat interval, both ways.")] = 1000,
     liveness: Annotated[int, typer.Option(min=2, help="Missed heartbeats before a lab is lost.")] = 3,
     solve_seconds: Annotated[float, typer.Option(min=0.1, help="Time limit of one solve.")] = 2.0,
+    solve_niceness: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            max=19,
+            help="How much lower the solve worker's CPU priority is than the planner's (Unix nice): "
+            "requests and lab frames are answered first and a re-plan waits a little; 0 for equal "
+            "priority, as replays with compressed time use.",
+        ),
+    ] = 5,
     objective: Annotated[
         Objective,
         typer.Option(
@@ -169,6 +179,7 @@ def planner_serve(
         heartbeat_ms=heartbeat_ms,
         liveness=liveness,
         solve_time_limit_s=solve_seconds,
+        solve_niceness=solve_niceness,
         objective=objective,
         forecast_days=forecast_days,
         keys_dir=None if insecure else (keys or _keys_beside(db)),

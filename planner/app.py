@@ -41,7 +41,7 @@ from planner.mesh import MeshServer
 from planner.overload import Overload, OverloadMiddleware
 from planner.peers import PeerNode
 from planner.rates import FORECAST_DAYS, RateRequest
-from planner.replan import Replanner, exit_with_planner, keep_planning_after, warm_up
+from planner.replan import Replanner, keep_planning_after, start_solve_worker, warm_up
 from planner.size_limit import SizeLimitMiddleware
 from planner.store import Ledger
 from planner.streams import ChunkCache, EventStream, FrameCache, stream
@@ -93,6 +93,9 @@ class PlannerSettings:
     orders_burst: int = 2000
     #: Solve in a worker process (off the event loop's interpreter lock), not a thread.
     solve_in_process: bool = True
+    #: How much lower the solve worker's CPU priority is than the planner's loop (planner.replan,
+    #: `start_solve_worker`); 0 keeps it equal.
+    solve_niceness: int = 5
     #: Days ahead in which a rate's releases still to come are planned as demand (planner.rates).
     forecast_days: float = FORECAST_DAYS
     #: Farthest lab that may ship material to another (protocol/SPEC.md section 11; 0 ships nothing).
@@ -257,8 +260,8 @@ def create_app(
             pool = ProcessPoolExecutor(
                 max_workers=1,
                 mp_context=multiprocessing.get_context("spawn"),
-                initializer=exit_with_planner,
-                initargs=(os.getpid(),),
+                initializer=start_solve_worker,
+                initargs=(os.getpid(), settings.solve_niceness),
             )
             ready = pool.submit(warm_up)
         replanner = Replanner(
@@ -435,12 +438,13 @@ async def _watch_leases(
 def _loop_blocks(watch: LoopWatch | None) -> dict[str, Any]:
     """/health's account of what blocked the event loop (planner.loopwatch)."""
     if watch is None:
-        return {"loop_blocks": 0, "loop_block_max_ms": 0.0, "loop_block_places": []}
+        return {"loop_blocks": 0, "loop_block_max_ms": 0.0, "loop_block_places": [], "gc_collections": {}}
     blocks = watch.blocks
     return {
         "loop_blocks": blocks.count,
         "loop_block_max_ms": round(blocks.longest_ms, 1),
         "loop_block_places": blocks.top(),
+        "gc_collections": watch.collections.summary(),
     }
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import sys
 import threading
@@ -52,6 +53,33 @@ class LoopBlocks:
         return [{"place": p, "blocks": c, "longest_ms": round(ms, 1)} for p, (c, ms) in ranked]
 
 
+@dataclass
+class Collections:
+    """The garbage collector's collections seen, per generation: how many, the longest, in all."""
+
+    count: dict[int, int] = field(default_factory=dict)
+    longest_ms: dict[int, float] = field(default_factory=dict)
+    total_ms: dict[int, float] = field(default_factory=dict)
+
+    def add(self, generation: int, seconds: float) -> None:
+        """Count one collection of `generation` that took `seconds`."""
+        ms = seconds * 1000.0
+        self.count[generation] = self.count.get(generation, 0) + 1
+        self.longest_ms[generation] = max(self.longest_ms.get(generation, 0.0), ms)
+        self.total_ms[generation] = self.total_ms.get(generation, 0.0) + ms
+
+    def summary(self) -> dict[str, dict[str, float]]:
+        """Per generation ("0", "1", "2"): collections, longest and total ms."""
+        return {
+            str(g): {
+                "collections": self.count[g],
+                "longest_ms": round(self.longest_ms[g], 1),
+                "total_ms": round(self.total_ms[g], 1),
+            }
+            for g in sorted(self.count)
+        }
+
+
 class LoopWatch:
     """Beats on the loop, watches from a thread (see module docstring). `start()` on the loop."""
 
@@ -73,9 +101,13 @@ class LoopWatch:
         self._halt = threading.Event()
         self._thread: threading.Thread | None = None
         self._task: asyncio.Task[None] | None = None
+        self.collections = Collections()
+        self._gc_started = 0.0
+        self._gc_last: tuple[float, float, int] = (0.0, 0.0, -1)
 
     def start(self) -> None:
         """Start beating on the running loop and watching from a daemon thread."""
+        gc.callbacks.append(self._on_gc)
         self._loop_thread = threading.get_ident()
         self._beat = self.monotonic()
         self._task = asyncio.get_running_loop().create_task(self._beating(), name="loop-watch")
@@ -84,6 +116,8 @@ class LoopWatch:
 
     async def stop(self) -> None:
         """Stop both (on the loop)."""
+        with contextlib.suppress(ValueError):
+            gc.callbacks.remove(self._on_gc)
         self._halt.set()
         if self._task is not None:
             self._task.cancel()
@@ -96,6 +130,18 @@ class LoopWatch:
         while True:
             self._beat = self.monotonic()
             await asyncio.sleep(self.beat_s)
+
+    def _on_gc(self, phase: str, info: dict[str, int]) -> None:
+        """Time each collection of the interpreter's garbage collector: it holds the interpreter
+        lock throughout, so a long one blocks the loop wherever it happened to start."""
+        now = self.monotonic()
+        if phase == "start":
+            self._gc_started = now
+            return
+        took = now - self._gc_started
+        generation = int(info.get("generation", -1))
+        self.collections.add(generation, took)
+        self._gc_last = (self._gc_started, now, generation)
 
     def _watch(self) -> None:
         while not self._halt.wait(self.beat_s):
@@ -112,6 +158,9 @@ class LoopWatch:
             while not self._halt.wait(self.beat_s) and self._beat == began:
                 pass
             ended = self._beat if self._beat != began else self.monotonic()
+            gc_from, gc_to, generation = self._gc_last
+            if min(ended, gc_to) - max(began, gc_from) > (ended - began) / 2:
+                place, stack = f"garbage collection (generation {generation})", []
             self._charge(place, stack, max(blocked, ended - began - self.beat_s))
 
     def _charge(self, place: str, stack: list[str], seconds: float) -> None:

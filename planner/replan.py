@@ -73,6 +73,20 @@ def exit_with_planner(planner_pid: int, every_s: float = 1.0) -> None:
     threading.Thread(target=watch, name="exit-with-planner", daemon=True).start()
 
 
+def start_solve_worker(planner_pid: int, niceness: int) -> None:
+    """Pool initializer: lower this solve worker's CPU priority by `niceness`, then end it with the
+    planner (`exit_with_planner`).
+
+    The planner's event loop answers every HTTP request and mesh frame; a solve is batch work that
+    can finish a little later. On a machine short of cores the two compete, and a request waited
+    behind a solve: orders at 200 a second with a 1,000-lab mesh had a p99 of 673 ms and /health of
+    179 ms while the worker took 42 CPU s in 65 s.
+    """
+    if niceness > 0:
+        os.nice(niceness)
+    exit_with_planner(planner_pid)
+
+
 def warm_up() -> bool:
     """Import the solver in a worker process before the first solve needs it."""
     import solver.allocation.allocate  # noqa: F401

@@ -121,6 +121,7 @@ def start_federation(
             "--peer-endpoint", endpoints[region.id],
             "--peer-capture", str(workdir / region.id / "peer.frames"),
             "--clock-speed", f"{speed:g}",
+            "--solve-niceness", "0",  # compressed time: a slowed solve costs simulated hours
             *clock,
             *(planner_args or {}).get(region.id, []),
         ]  # fmt: skip

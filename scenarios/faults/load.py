@@ -284,6 +284,9 @@ def _run(options: LoadOptions, workdir: Path) -> dict[str, Any]:
         result["refused_busy"] = final.get("refused_busy", 0)
         result["refused_rate"] = final.get("refused_rate", 0)
         result["loop_lag_max_ms"] = final.get("loop_lag_max_ms", 0.0)
+        # what held the loop, and the garbage collector's pauses (planner.loopwatch)
+        result["loop_block_places"] = final.get("loop_block_places", [])
+        result["gc_collections"] = final.get("gc_collections", {})
     finally:
         phase.value = STOP
         for worker in workers:

@@ -58,3 +58,33 @@ async def test_a_loop_that_awaits_is_never_charged() -> None:
     finally:
         await watch.stop()
     assert watch.blocks.count == 0
+
+
+@pytest.mark.anyio
+async def test_a_long_garbage_collection_is_named_as_such() -> None:
+    # A full collection holds the interpreter lock throughout: the loop stops wherever it was. The
+    # watch times every collection and charges a block that one mostly covers to the collector.
+    import gc
+    import time
+
+    watch = LoopWatch(threshold_s=0.05, beat_s=0.01)
+    watch.start()
+    heap = [[i] for i in range(2_000_000)]  # containers the collector must walk
+    try:
+        await asyncio.sleep(0.05)
+        for _ in range(5):
+            started = time.monotonic()
+            gc.collect()
+            if time.monotonic() - started > 0.1:
+                break
+            heap.extend([i] for i in range(2_000_000))
+        for _ in range(200):
+            if watch.blocks.count:
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        await watch.stop()
+        del heap
+    summary = watch.collections.summary()
+    assert summary["2"]["collections"] >= 1 and summary["2"]["longest_ms"] > 50.0
+    assert "garbage collection (generation 2)" in watch.blocks.places, watch.blocks.places

@@ -42,3 +42,20 @@ def test_a_solve_worker_exits_when_its_planner_is_killed() -> None:
     while _alive(worker) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not _alive(worker), f"solve worker {worker} outlived its planner"
+
+
+def test_a_solve_worker_runs_below_the_planners_priority() -> None:
+    # Requests and lab frames are answered on the planner's loop first; a solve is batch work.
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from planner.replan import start_solve_worker
+
+    with ProcessPoolExecutor(
+        max_workers=1,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=start_solve_worker,
+        initargs=(os.getpid(), 5),
+    ) as pool:
+        worker_nice = pool.submit(os.nice, 0).result(timeout=60)
+    assert worker_nice == min(19, os.nice(0) + 5)
