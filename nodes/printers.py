@@ -30,6 +30,7 @@ import contextlib
 import logging
 import math
 import secrets
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -47,9 +48,12 @@ log = logging.getLogger(__name__)
 
 PrinterState = Literal["ready", "printing", "paused", "error", "offline"]
 DRIVERS = ("octoprint", "moonraker")
-#: Polls after a print left the server's current job with no record of its end yet, before it
-#: counts as failed (the server writes its record as the print ends; this covers a slow write).
+#: Polls, and seconds, after a print left the server's current job with no record of its end yet,
+#: before it counts as failed: the server writes its record as the print ends, and the write can
+#: lag. Both must pass: at a poll of 0.1 s, five polls (0.5 s) judged a real OctoPrint's finished
+#: print failed about one run in four before its success was written.
 _OUTCOME_GRACE_POLLS = 5
+_OUTCOME_GRACE_S = 10.0
 
 
 def _rank(job: Job) -> tuple[object, ...]:
@@ -257,6 +261,8 @@ class PrinterExecutor(Executor):
         self._journaled = 0
         self._wake = asyncio.Event()
         self._closing = False
+        #: Per plate name, when its print was first seen gone with no record of its end (monotonic).
+        self._unresolved_since: dict[str, float] = {}
 
     # --- the interface -------------------------------------------------------------------------
 
@@ -448,6 +454,7 @@ class PrinterExecutor(Executor):
             plate.progress = status.progress if status.progress is not None else plate.progress
             plate.time_left_s = status.time_left_s
             plate.unresolved = 0
+            self._unresolved_since.pop(plate.name, None)
             return
         ended = await printer.server.outcome(plate.name)
         if ended is None and status.state in ("error", "offline"):
@@ -457,12 +464,14 @@ class PrinterExecutor(Executor):
             )
         if ended is None:
             plate.unresolved += 1
-            if plate.unresolved < _OUTCOME_GRACE_POLLS:
+            since = self._unresolved_since.setdefault(plate.name, time.monotonic())
+            if plate.unresolved < _OUTCOME_GRACE_POLLS or time.monotonic() - since < _OUTCOME_GRACE_S:
                 return
             ended = (
                 "failed",
                 "the print is no longer on the printer and the server has no record that it finished",
             )
+        self._unresolved_since.pop(plate.name, None)
         self._end_plate(printer, plate, *ended)
 
     async def _begin(self, printer: _Printer, plate: Plate, status: PrinterStatus) -> None:

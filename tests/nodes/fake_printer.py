@@ -26,9 +26,14 @@ class FakePrinterServer(PrinterServer):
     kind = "fake printer server"
 
     def __init__(
-        self, seconds_per_print: float = 0.05, monotonic: Callable[[], float] = time.monotonic
+        self,
+        seconds_per_print: float = 0.05,
+        monotonic: Callable[[], float] = time.monotonic,
+        record_lag_s: float = 0.0,
     ) -> None:
         self.seconds_per_print = seconds_per_print
+        #: Seconds after a print ends before its record is written (a real server's write can lag).
+        self.record_lag_s = record_lag_s
         self._monotonic = monotonic
         self.files: dict[str, bytes] = {}
         #: File name -> "success" or "failed" (the server's record of how its print ended).
@@ -91,7 +96,8 @@ class FakePrinterServer(PrinterServer):
     async def outcome(self, name: str) -> tuple[str, str] | None:
         self._check()
         record = self.records.get(name)
-        if record is None:
+        ended = self._started + self.seconds_per_print
+        if record is None or (name == self.current and self._monotonic() < ended + self.record_lag_s):
             return None
         return ("success", "") if record == "success" else ("failed", "the fake records the print as failed")
 

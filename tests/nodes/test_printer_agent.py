@@ -105,3 +105,48 @@ def test_a_restarted_agent_finds_its_print_through_its_journal(tmp_path: Path) -
         assert len(server.started) == 1  # found again, not printed twice
 
     run(scenario)
+
+
+def test_a_finished_print_whose_record_is_written_late_is_not_judged_failed(tmp_path: Path) -> None:
+    # The server writes how a print ended as it ends, and the write can lag (a real OctoPrint's did,
+    # about one run in four, by more than five polls of 0.1 s). A print gone from the current job
+    # with no record yet is waited for, in polls and in seconds, before it counts as failed.
+    from datetime import UTC, datetime, timedelta
+
+    from nodes.clock import SimClock
+    from protocol.okh import catalogue
+    from solver.jobshop.lab_schedule import Job
+
+    gcode = tmp_path / "part-x2.gcode"
+    gcode.write_bytes(b"G28\nG1 X10 Y10\n")
+    server = FakePrinterServer(seconds_per_print=0.1, record_lag_s=1.0)
+    start = datetime(2026, 5, 1, 8, 0, tzinfo=UTC)
+    executor = PrinterExecutor(
+        LAB.machines[:1],
+        SimClock(start, 1.0),
+        {"prusa-1": PrinterLink("prusa-1", "octoprint", "http://127.0.0.1:9", None)},
+        [PrintFile("face-shield", 0, gcode, 2)],
+        poll_seconds=0.05,
+        servers={"prusa-1": server},
+    )
+
+    async def scenario() -> None:
+        await executor.start()
+        try:
+            executor.add(
+                Job("a-1", catalogue()["face-shield"], 2, start + timedelta(days=2), "routine"), start
+            )
+            executor.limit({"a-1": 2})
+            deadline = asyncio.get_running_loop().time() + 10.0
+            while asyncio.get_running_loop().time() < deadline:
+                executor.journaled()
+                plates = executor.plates("a-1")
+                if plates and plates[0].state in ("done", "failed"):
+                    break
+                await asyncio.sleep(0.05)
+            assert [p.state for p in executor.plates("a-1")] == ["done"]
+            assert executor.failure("a-1") is None
+        finally:
+            await executor.close()
+
+    asyncio.run(scenario())
