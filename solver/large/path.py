@@ -233,18 +233,21 @@ def solve_large(
         pricing.shutdown()
         if prices is not None and time.perf_counter() < bound_by:
             bound = lagrangian_bound(lp_network, *prices, beyond, charge)
-    bound = max(
-        bound,
-        best_bound(
-            lp_network,
-            relaxation.point_multiplier,
-            relaxation.stock_multiplier,
-            beyond,
-            charge,
-            search=relaxation.stopped not in ("converged", "stalled"),
-            deadline=bound_by,
-        ),
-    )
+    # The relaxation's own prices, unless the clock is out and a bound is in hand: on a continent
+    # each evaluation takes seconds, and two more ran the solve 5 s past its limit.
+    if bound == -math.inf or time.perf_counter() < bound_by:
+        bound = max(
+            bound,
+            best_bound(
+                lp_network,
+                relaxation.point_multiplier,
+                relaxation.stock_multiplier,
+                beyond,
+                charge,
+                search=relaxation.stopped not in ("converged", "stalled"),
+                deadline=bound_by,
+            ),
+        )
     # Not after a wider LP that converged or stalled: the first LP's prices, on its fewer candidates
     # and unsettled where it stopped to widen, gave the lower bound on every widened seed measured.
     widened_settled = relaxation.stopped in ("converged", "stalled")
