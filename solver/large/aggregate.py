@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from solver.large.glop import IncrementalLP
-from solver.large.network import Network
+from solver.large.network import Network, design_lab_pairs
 from solver.large.relaxation import GLOP_PARAMETERS
 
 
@@ -44,10 +44,7 @@ def aggregate_prices(
     group_penalty = penalties[groups % len(penalties)]
     group_design = groups // len(penalties)
     labs = int(n.lab.max()) + 1
-    # Pairs (design, lab) and, per pair, one option: every option of a pair uses the same minutes
-    # on the same machine sets and the same stock per unit.
-    option_pair_key = rows[n.demand] * labs + n.lab
-    pair_key, first, option_pair = np.unique(option_pair_key, return_index=True, return_inverse=True)
+    pair_key, first, option_pair = design_lab_pairs(n, rows, labs)
     pair_design = pair_key // labs
     # Columns: (group, pair) of the same design, costed at the group's least option cost there, or
     # the pair's least option cost when the group has none there.

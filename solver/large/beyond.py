@@ -6,7 +6,7 @@ at any such lab: its km, less a trail discount, plus the time term of the unit's
 lateness when late, plus the price of the machine time and stock it would use.
 
 `beyond_cost` needs no prices and is cheap: it takes the nearest such lab and the earliest arrival
-any of them allows, apart. `priced_beyond` is exact per lab and per finish time: each lab off the
+any of them allows, apart. `priced_beyond` prices each lab and each finish time: each lab off the
 candidates is charged its km, the arrival of a unit finishing by each checkpoint there, and the
 price of its capacity by then, together. Taken apart, the least time term and the least price
 belong to different finish times (the earliest arrival pays the dearest capacity), and under
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from solver.large.bound import Beyond
-from solver.large.network import Network, trail_discount
+from solver.large.network import Network, design_lab_pairs, discount_table
 from solver.model.candidates import Candidates, km_beyond
 from solver.model.problem import Problem, SolveParams, days_until, horizon_days
 from solver.model.trails import TrailRules
@@ -106,8 +106,7 @@ def priced_beyond(
     grid = np.searchsorted(cells, [*checkpoints, network.days])
     # The (design, lab) pairs of the network, each with one option's work and stock entries: every
     # option of a pair uses the same machine minutes and materials per unit.
-    option_row = design_row[network.demand].astype(np.int64)
-    pair_key, first = np.unique(option_row * labs + network.lab, return_index=True)
+    pair_key, first, _ = design_lab_pairs(network, design_row, labs)
     pair_of = np.full(network.options, -1, dtype=np.int64)
     pair_of[first] = np.arange(len(first))
     work = np.flatnonzero(pair_of[network.work_option] >= 0)
@@ -121,15 +120,8 @@ def priced_beyond(
     keys = network.point_chain * span + network.point_time
     first_point = np.searchsorted(keys, chain[:, None] * span + cells[None, :], side="left").astype(np.int32)
     discount = np.zeros((rows, labs))
-    if problem.trails:
-        design_ids = sorted({d.order.design for d in demands})
-        lab_index = {s.lab.id: j for j, s in enumerate(problem.labs)}
-        for design_id, lab_id in problem.trails:
-            if design_id in design_ids and lab_id in lab_index:
-                j = lab_index[lab_id]
-                discount[design_ids.index(design_id), j] = trail_discount(
-                    problem, params, rules, design_id, j
-                )
+    design_ids = sorted({d.order.design for d in demands})
+    discount[: len(design_ids)] = discount_table(problem, params, rules, design_ids)
     due = np.array([days_until(problem, d.order.due_at) for d in demands])
     weight = np.array([params.time_weight[d.order.priority] for d in demands])
     lateness = np.array([params.lateness_penalty[d.order.priority] for d in demands])

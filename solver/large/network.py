@@ -276,6 +276,32 @@ def trail_discount(problem: Problem, params: SolveParams, rules: TrailRules, des
     return params.trail_discount_km * params.km_weight * rules.strength(tau)
 
 
+def discount_table(
+    problem: Problem, params: SolveParams, rules: TrailRules, design_ids: list[str]
+) -> np.ndarray:
+    """Trail discount per unit per (design of `design_ids`, lab index); zeros without trails."""
+    table = np.zeros((len(design_ids), len(problem.labs)))
+    if not problem.trails:
+        return table
+    index = {s.lab.id: j for j, s in enumerate(problem.labs)}
+    for design_id, lab_id in problem.trails:
+        if design_id in design_ids and lab_id in index:
+            i, j = design_ids.index(design_id), index[lab_id]
+            table[i, j] = trail_discount(problem, params, rules, design_id, j)
+    return table
+
+
+def design_lab_pairs(
+    network: Network, design_row: np.ndarray, labs: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The network's (design, lab) pairs as keys design × `labs` + lab (sorted), the first option of
+    each, and each option's pair. Every option of a pair uses the same machine minutes on the same
+    machine sets and the same stock per unit, so one option stands for its pair."""
+    key = design_row[network.demand].astype(np.int64) * labs + network.lab
+    pair_key, first, option_pair = np.unique(key, return_index=True, return_inverse=True)
+    return pair_key, first, option_pair
+
+
 def _discounts(
     problem: Problem,
     params: SolveParams,
@@ -287,13 +313,7 @@ def _discounts(
     """Trail discount per edge; zeros without trails (the common case at scale)."""
     if not problem.trails:
         return np.zeros(len(lab))
-    table = np.zeros((len(design_ids), len(problem.labs)))
-    index = {s.lab.id: j for j, s in enumerate(problem.labs)}
-    for design_id, lab_id in problem.trails:
-        if design_id in design_ids and lab_id in index:
-            i, j = design_ids.index(design_id), index[lab_id]
-            table[i, j] = trail_discount(problem, params, rules, design_id, j)
-    return table[design, lab]
+    return discount_table(problem, params, rules, design_ids)[design, lab]
 
 
 def _expand(combo_of: np.ndarray, per_combo: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
