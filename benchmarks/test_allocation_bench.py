@@ -173,7 +173,7 @@ REPEAT = int(os.environ.get("COSMOLOCAL_SCALE_REPEAT", "3"))
 NOT_YET = {
     ("continent", 1): (
         "50,000 x 5,000 not reached: measured on 5 December, quiet, 121.4-124.8 s, 159,910 units "
-        "short (a sixth of the units; 8 regions solved apart leave 160,688), gap 59-74 % with the "
+        "short (a sixth of the units; 8 regions solved apart leave 160,688), gap 59-88 % with the "
         "aggregated LP's prices (9.6 % where the clock does not cut the bound's pricing), peak "
         "5.4 GB; see docs/benchmarks.md, 'Prices that see shortage'"
     ),
