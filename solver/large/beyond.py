@@ -119,9 +119,8 @@ def priced_beyond(
     span = network.days + 2.0
     keys = network.point_chain * span + network.point_time
     first_point = np.searchsorted(keys, chain[:, None] * span + cells[None, :], side="left").astype(np.int32)
-    discount = np.zeros((rows, labs))
-    design_ids = sorted({d.order.design for d in demands})
-    discount[: len(design_ids)] = discount_table(problem, params, rules, design_ids)
+    # Rows of `design_row` are the demands' designs in sorted order (`find_candidates`).
+    discount = discount_table(problem, params, rules, sorted({d.order.design for d in demands}))
     due = np.array([days_until(problem, d.order.due_at) for d in demands])
     weight = np.array([params.time_weight[d.order.priority] for d in demands])
     lateness = np.array([params.lateness_penalty[d.order.priority] for d in demands])
