@@ -37,6 +37,11 @@ ROUND_TOLERANCE = 1e-6
 CAPACITY_SHARE = 1 + 1e-9
 #: Other orders tried per split part and lab by `_eject`.
 EJECT_TRIES = 6
+#: Options whose entries `Rows` keeps read at once; past this the kept ones are let go. An option's
+#: entries as Python tuples take about 800 bytes: a continent's fill (50,000 x 5,000) touched some
+#: three million options and held 2.4 GB of them, while the steps reread an option within one
+#: demand's turn, seldom after.
+KEPT_OPTIONS = 200_000
 
 
 class Rows:
@@ -44,7 +49,8 @@ class Rows:
 
     The rounding asks `room` and calls `add` a few hundred thousand times at 10,000 orders, so both
     work on the slack (free minutes less the cumulative work, stock less the material used) held
-    directly, and on each option's entries read once from the network's arrays and kept: a
+    directly, and on each option's entries read once from the network's arrays and kept (up to
+    KEPT_OPTIONS options at a time): a
     checkpoint's room is the least slack from it to its chain's end, one slice and one reduction.
     """
 
@@ -91,6 +97,8 @@ class Rows:
             )
             a, b = int(self.stock_start[option]), int(self.stock_start[option + 1])
             stock = list(zip(n.stock_row[a:b].tolist(), n.stock_amount[a:b].tolist(), strict=True))
+            if len(self._entries) >= KEPT_OPTIONS:
+                self._entries.clear()
             found = self._entries[option] = (work, stock)
         return found
 

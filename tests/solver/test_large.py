@@ -16,8 +16,10 @@ from solver.check import check
 from solver.large.aggregate import aggregate_prices
 from solver.large.beyond import beyond_cost, priced_beyond
 from solver.large.bound import best_bound, lagrangian_bound, suffix_sums
+from solver.large.far import place_far
 from solver.large.network import build_network, machine_sets
-from solver.large.path import CONVERGED, STALLED, TIMED_OUT, UNCONVERGED
+from solver.large.path import CONVERGED, STALLED, TIMED_OUT, UNCONVERGED, _plan
+from solver.large.rounding import Rows, round_units
 from solver.model.candidates import find_candidates, with_pairs
 from solver.model.geo import distances_km
 from solver.model.objective import objective_weights
@@ -383,3 +385,39 @@ def test_prices_of_the_aggregated_lp_bound_a_plan_that_leaves_units_short() -> N
     assert short > 100
     assert zero < 0.01 * plan.objective < bound <= plan.objective
     assert bound >= 0.95 * plan.objective
+
+
+def test_units_short_on_full_candidates_go_to_a_farther_lab_that_has_room() -> None:
+    # A city's order outgrows its one candidate; the lab 85 km off is only another order's
+    # candidate, and has room. Units short there go to it, late when they arrive after the due
+    # date, and the plan stays valid. A lab that is no demand's candidate for the design is not
+    # reached: the network has no rows of it.
+    shield = [printer(), machine("laser", "laser"), machine("bench", "assembly")]
+    labs = [lab("near", NEAR, shield), lab("far", FAR, shield), lab("unseen", MIDDLE, shield)]
+    orders = [
+        order("city", "face-shield", 400, CENTRE, days=3.0),
+        order("town", "face-shield", 1, FAR, days=3.0),
+    ]
+    p = problem(labs, orders)
+    params = replace(LARGE, k_nearest=1, near_km=0.0, room_candidates=0, trail_candidates=0)
+    days = horizon_days(p, params)
+    candidates = find_candidates(p, 1, days)
+    assert candidates.edge_lab.tolist() == [0, 1]  # each order's nearest lab only
+    network = build_network(p, params, candidates, days)
+    units = round_units(network, np.zeros(network.options), network.shortage)
+    on_candidates = int(units.sum())
+    assert on_candidates < 401  # the city's candidate cannot make its 400
+    far = place_far(p, params, network, candidates, units)
+    assert {(f.demand, f.lab) for f in far} == {(0, 1)}
+    assert all(f.late == (f.arrival > 3.0) for f in far)
+    plan = _plan(p, params, network, candidates, units, 0.0, 0, 0.0, far=far)
+    assert check(p, plan, params) == []
+    made = {a.lab_id: a.quantity for a in plan.allocations if a.order_id == "city"}
+    assert made["far"] == sum(f.units for f in far) > 0 and "unseen" not in made
+    # The far lab is full now: nothing more of the design fits there by the horizon.
+    rows = Rows(network)
+    rows.load(units)
+    proxy = int(np.flatnonzero((network.lab == 1) & (network.finish >= network.days - 1e-9))[0])
+    rows.add(proxy, sum(f.units for f in far))
+    short = sum(s.quantity for s in plan.shortages)
+    assert short == 0 or rows.room(proxy) == 0
