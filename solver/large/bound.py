@@ -24,7 +24,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from solver.large.network import Network
+from solver.large.network import Network, entry_sums
 
 #: Per listed demand, the least cost per unit at a lab off its candidates, given the price of a
 #: minute counted at each checkpoint (the multipliers summed along its chain) and of a unit of each
@@ -54,16 +54,9 @@ def lagrangian_bound(
         # checkpoint of its chain; prices are shaved by 1e-12 so that the rounding of their sums
         # cannot raise them.
         price = suffix_sums(network, multiplier) * (1 - 1e-12)
-        option_price = np.bincount(
-            network.work_option,
-            weights=network.work_amount * price[network.work_point],
-            minlength=network.options,
-        )
-        option_price += np.bincount(
-            network.stock_option,
-            weights=network.stock_amount * stock[network.stock_row],
-            minlength=network.options,
-        )
+        n = network
+        option_price = entry_sums(n.work_option, n.work_amount, price, n.work_point, n.options)
+        option_price += entry_sums(n.stock_option, n.stock_amount, stock, n.stock_row, n.options)
     else:  # the trivial bound: capacity free (on a continent, 2 s of sums of zeros saved)
         price, option_price = multiplier, np.zeros(network.options)
     quantity = network.quantity.astype(np.float64)

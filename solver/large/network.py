@@ -242,30 +242,56 @@ def build_network(
         quantity=quantity,
         shortage=shortage,
         setup=params.setup_cost,
-        demand=o_demand,
-        lab=o_lab,
+        demand=compact_indices(o_demand),
+        lab=compact_indices(o_lab),
         late=is_late,
-        rank=edge_rank[pick],
+        rank=compact_indices(edge_rank[pick]),
         km=o_km,
         discount=o_discount,
         cost=cost,
         arrival=arrival,
         finish=o_time,
         grid=tuple(params.time_checkpoints_days),
-        work_option=work_option,
-        work_point=work_point,
+        work_option=compact_indices(work_option),
+        work_point=compact_indices(work_point),
         work_amount=work_amount,
         point_chain=point_chain,
         point_time=point_time,
         point_capacity=point_capacity,
         point_bound_capacity=point_bound_capacity,
         point_next=point_next,
-        stock_option=stock_option,
-        stock_row=combo_stock[s_entry],
+        stock_option=compact_indices(stock_option),
+        stock_row=compact_indices(combo_stock[s_entry]),
         stock_amount=combo_amount[s_entry],
         stock_capacity=stock_capacity,
         exact=np.isin(o_lab, sorted(exact)),
     )
+
+
+#: Entries summed per chunk by `entry_sums`: a continent's 21.7 million work entries summed at once
+#: held two temporary arrays of 174 MB each, at the relaxation's peak of memory.
+ENTRY_CHUNK = 1 << 22
+
+
+def entry_sums(
+    bins: np.ndarray, amount: np.ndarray, values: np.ndarray, at: np.ndarray, length: int
+) -> np.ndarray:
+    """Per bin, the sum over the entries in it of amount × values[at]: what
+    `np.bincount(bins, weights=amount * values[at], minlength=length)` gives, a chunk of entries at
+    a time (see ENTRY_CHUNK). Used per option (bins: the entries' options) and per row."""
+    total = np.zeros(length)
+    for start in range(0, len(bins), ENTRY_CHUNK):
+        part = slice(start, start + ENTRY_CHUNK)
+        total += np.bincount(bins[part], weights=amount[part] * values[at[part]], minlength=length)
+    return total
+
+
+def compact_indices(values: np.ndarray) -> np.ndarray:
+    """Indices in 32 bits where they fit: the entries' arrays are the network's bulk (a continent's
+    work entries alone are 21.7 million), and 32-bit indices halve their memory."""
+    if not len(values) or int(values.max()) < np.iinfo(np.int32).max:
+        return values.astype(np.int32)
+    return values
 
 
 def trail_discount(problem: Problem, params: SolveParams, rules: TrailRules, design: str, lab: int) -> float:

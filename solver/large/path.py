@@ -92,9 +92,10 @@ FAR_RESERVE = 0.06
 #: orders over 5,000 labs) placing units off the candidates took 2.6 s, one evaluation of the bound
 #: 11.7 s and the plan's lines 1.7 s, against 15.5 s to build the candidates and the network. So
 #: besides the shares of the limit above, the merge stops at least AFTER_MERGE times the build's
-#: time before the limit, the greedy fill AFTER_FILL times, the placing off the candidates
-#: AFTER_FAR times, and no evaluation of the bound starts later than EVALUATE times before it.
-AFTER_MERGE = 1.3
+#: time before the limit (at 1.3 a continent's solve ended 0.5 s inside its 120), the greedy fill
+#: AFTER_FILL times, the placing off the candidates AFTER_FAR times, and no evaluation of the bound
+#: starts later than EVALUATE times before it.
+AFTER_MERGE = 1.5
 AFTER_FILL = 1.1
 AFTER_FAR = 0.9
 EVALUATE = 1.0
@@ -146,8 +147,13 @@ def solve_large(
         candidates = with_pairs(problem, candidates, _pairs_of(problem, warm_start))
     network = build_network(problem, params, candidates, days, rules)
     built = time.perf_counter() - started
-    # The LP starts on the k nearest labs and the extras (trails, room, near), on time where possible.
-    active = ((network.rank < params.k_nearest) | (network.rank >= wide)) & _first_variant(network)
+    # The LP starts on the k nearest labs and the trail and room extras, on time where possible. The
+    # labs within near_km come in by column generation where they pay: on a continent they were
+    # 448,000 of the first 848,000 columns, and GLOP's model is the solve's peak of memory.
+    extras = params.trail_candidates + params.room_candidates
+    active = (
+        (network.rank < params.k_nearest) | ((network.rank >= wide) & (network.rank < wide + extras))
+    ) & _first_variant(network)
     deadline = started + params.time_limit_s * LP_SHARE
     beyond = beyond_cost(problem, params, candidates, rules)
 

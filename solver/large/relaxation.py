@@ -36,7 +36,7 @@ from ortools.glop import parameters_pb2 as glop_parameters_pb2
 
 from solver.large.bound import suffix_sums
 from solver.large.glop import AT_UPPER, BASIC, FIXED, IncrementalLP
-from solver.large.network import Network
+from solver.large.network import Network, compact_indices, entry_sums
 
 #: GLOP: dual simplex (resumes after added rows), without presolve (which would drop the basis).
 GLOP_PARAMETERS = glop_parameters_pb2.GlopParameters(use_dual_simplex=True, use_preprocessing=False)
@@ -127,11 +127,13 @@ class LinearRelaxation:
         self.network = network
         n = network
         # Work entries in checkpoint order: a cumulative row takes a contiguous run of them.
-        self.by_point = np.argsort(n.work_point, kind="stable")
-        self.entry_end = np.searchsorted(n.work_point[self.by_point], np.arange(len(n.point_chain)), "right")
+        self.by_point = compact_indices(np.argsort(n.work_point, kind="stable"))
+        ordered = n.work_point[self.by_point]
+        self.entry_end = compact_indices(np.searchsorted(ordered, np.arange(len(n.point_chain)), "right"))
         first = np.r_[True, n.point_chain[1:] != n.point_chain[:-1]]
-        self.chain_first = np.maximum.accumulate(np.where(first, np.arange(len(first)), 0))
-        self.entry_start = np.searchsorted(n.work_point[self.by_point], self.chain_first, "left")
+        self.chain_first = compact_indices(np.maximum.accumulate(np.where(first, np.arange(len(first)), 0)))
+        self.entry_start = compact_indices(np.searchsorted(ordered, self.chain_first, "left"))
+        del ordered
         self.option_work = np.searchsorted(n.work_option, np.arange(n.options + 1))
         self.option_stock = np.searchsorted(n.stock_option, np.arange(n.options + 1))
         self.variable = np.full(n.options, -1, dtype=np.int64)
@@ -389,9 +391,7 @@ class LinearRelaxation:
     def violated(self, units: np.ndarray) -> np.ndarray:
         """Checkpoints whose row `units` violate: per chain, the first, the last and the worst of them."""
         n = self.network
-        work = np.bincount(
-            n.work_point, weights=n.work_amount * units[n.work_option], minlength=len(n.point_chain)
-        )
+        work = entry_sums(n.work_point, n.work_amount, units, n.work_option, len(n.point_chain))
         running = np.cumsum(work)
         cumulative = running - np.where(self.chain_first > 0, running[self.chain_first - 1], 0.0)
         excess = cumulative - n.point_capacity * (1 + CUT_TOLERANCE) - 1e-6
@@ -420,12 +420,8 @@ class LinearRelaxation:
             return out
         price = suffix_sums(n, point_multiplier)
         reduced = self._unit_cost(np.arange(n.options)) - demand_dual[n.demand]
-        reduced += np.bincount(
-            n.work_option, weights=n.work_amount * price[n.work_point], minlength=n.options
-        )
-        reduced += np.bincount(
-            n.stock_option, weights=n.stock_amount * stock_multiplier[n.stock_row], minlength=n.options
-        )
+        reduced += entry_sums(n.work_option, n.work_amount, price, n.work_point, n.options)
+        reduced += entry_sums(n.stock_option, n.stock_amount, stock_multiplier, n.stock_row, n.options)
         out = out[reduced[out] < -1e-6 * (1 + np.abs(demand_dual[n.demand[out]]))]
         order = np.lexsort((reduced[out], n.demand[out]))
         out = out[order]
