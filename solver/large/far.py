@@ -24,12 +24,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from protocol.model import Allocation
-from solver.large.network import Network, discount_table
+from solver.large.network import Network
 from solver.large.rounding import Rows
 from solver.model.candidates import Candidates, km_beyond
 from solver.model.lines import LineUnits, allocation_line
 from solver.model.problem import Problem, SolveParams, days_until, earliest_finish, transit
-from solver.model.trails import DEFAULT_RULES, TrailRules
 
 #: Short demands whose distances to every lab are measured at once (a block of the distance matrix).
 BLOCK = 256
@@ -61,12 +60,14 @@ def place_far(
     candidates: Candidates,
     units: np.ndarray,
     deadline: float = math.inf,
-    rules: TrailRules = DEFAULT_RULES,
+    rows: Rows | None = None,
 ) -> list[FarUnits]:
     """Units short under `units` (whole units per option of `network`) placed off their candidates,
     most urgent demand first, nearest lab first, where a unit there costs less than its shortage.
 
-    Stops at `deadline` (a `time.perf_counter()` instant): what is not placed by then stays short.
+    `rows`, when given, are the network's rows with `units` counted in (the rounding's own, see
+    `solver.large.rounding.round_units_by`); they are counted on. Stops at `deadline` (a
+    `time.perf_counter()` instant): what is not placed by then stays short.
     """
     n = network
     design_row = candidates.design_row
@@ -82,10 +83,9 @@ def place_far(
     reached = proxy >= 0
     if not reached.any():
         return []
-    designs = sorted({d.order.design for d in problem.demands})
-    discount = discount_table(problem, params, rules, designs)
-    rows = Rows(n)
-    rows.load(units)
+    if rows is None:
+        rows = Rows(n)
+        rows.load(units)
     short = short[np.lexsort((short, -n.shortage[short]))]
     found: list[FarUnits] = []
     for start in range(0, len(short), BLOCK):
@@ -109,21 +109,22 @@ def place_far(
                 distance = float(km[r, j])
                 arrival = n.days + transit(params, distance)
                 late = arrival > due + 1e-9
+                o = int(proxy[row, j])
+                discount = float(n.discount[o])  # a trail's discount is the design's at the lab
                 per_unit = (
                     distance * params.km_weight
-                    - discount[row, j]
+                    - discount
                     + params.time_weight[priority] * arrival
                     + (params.lateness_penalty[priority] if late else 0.0)
                 )
                 if per_unit + params.setup_cost / left >= n.shortage[d]:
                     break  # nearest first: no lab farther off is worth it either
-                o = int(proxy[row, j])
                 take = min(left, rows.room(o))
                 if take <= 0:
                     reached[row, j] = False  # room only shrinks as units are placed
                     continue
                 rows.add(o, take)
-                found.append(FarUnits(d, j, take, distance, float(discount[row, j]), late, arrival))
+                found.append(FarUnits(d, j, take, distance, discount, late, arrival))
                 left -= take
                 if left == 0:
                     break

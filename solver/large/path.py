@@ -238,16 +238,16 @@ def solve_large(
     # The plan must be out by the limit: the merge stops BOUND_RESERVE before it, the greedy fill
     # (without which units go short at a high penalty) ROUND_RESERVE before it, leaving the bound's
     # evaluations the rest; the status says so.
-    units, merged = round_units_by(network, relaxation.units, network.shortage, merge_by, fill_by)
+    units, merged, rows = round_units_by(network, relaxation.units, network.shortage, merge_by, fill_by)
     if warm_start is not None:
-        kept, kept_merged = round_units_by(
+        kept, kept_merged, kept_rows = round_units_by(
             network, _units_of(problem, network, warm_start), network.shortage, merge_by, fill_by
         )
         if _objective(network, kept) < _objective(network, units):
-            units, merged = kept, kept_merged
+            units, merged, rows = kept, kept_merged, kept_rows
     # Units still short go to labs off their candidates that have room (solver.large.far): where
     # the candidates are full, any trip costs less than a unit short.
-    far = place_far(problem, params, network, candidates, units, far_by, rules)
+    far = place_far(problem, params, network, candidates, units, far_by, rows)
     # Every bound computed is valid for every plan, on any lab: the best of them is kept. The first
     # LP's prices are tried too when the widened LP did not converge, and time allows. The bound
     # comes after the plan: a sharper bound only narrows the reported gap, while a rounding cut

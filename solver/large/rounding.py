@@ -174,14 +174,14 @@ def round_units_by(
     urgency: np.ndarray,
     deadline: float = math.inf,
     fill_deadline: float = math.inf,
-) -> tuple[np.ndarray, bool]:
+) -> tuple[np.ndarray, bool, Rows | None]:
     """`round_units`, whose merge stops at `deadline` and fill at `fill_deadline` (`time.perf_counter()`
-    instants; units not placed by then are short, a valid plan still): the units, and whether both
-    went through."""
+    instants; units not placed by then are short, a valid plan still): the units, whether both went
+    through, and the rows with the units counted in (None without options), for a step after."""
     n = network
     units = np.floor(np.maximum(0.0, fractional) + ROUND_TOLERANCE).astype(np.int64)
     if not n.options:
-        return units, True
+        return units, True, None
     units[~n.exact] = 0
     placed = np.bincount(n.demand, weights=units, minlength=len(n.quantity)).astype(np.int64)
     over = np.flatnonzero(placed > n.quantity)
@@ -194,13 +194,14 @@ def round_units_by(
     rows.load(units)
     _trim(rows, units, fill_deadline)
     if not _fill(rows, units, urgency, fill_deadline):
-        return units, False
-    return units, (
+        return units, False, rows
+    merged = (
         _merge(rows, units, deadline)
         and _consolidate(rows, units, deadline)
         and _eject(rows, units, deadline)
         and _consolidate(rows, units, deadline)
     )
+    return units, merged, rows
 
 
 def _trim(rows: Rows, units: np.ndarray, deadline: float = math.inf) -> None:
