@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import defaultdict
 
 import numpy as np
 
@@ -42,6 +43,8 @@ EJECT_TRIES = 6
 #: three million options and held 2.4 GB of them, while the steps reread an option within one
 #: demand's turn, seldom after.
 KEPT_OPTIONS = 200_000
+#: Up to this many options, asking `Rows.room` of each costs less than one `Rows.rooms` of them all.
+FEW_OPTIONS = 8
 
 
 class Rows:
@@ -74,6 +77,8 @@ class Rows:
         #: took most of the rounding's time.
         self.suffix = np.zeros(len(n.point_chain))
         self.chain_of_point = np.repeat(np.arange(len(last)), np.diff(np.r_[-1, last]))
+        self.chain_start = np.r_[0, last[:-1] + 1].tolist()
+        self.chain_end = (last + 1).tolist()
         self.fresh: list[bool] = [False] * len(last)
         self._entries: dict[int, tuple[list[tuple[int, int, float, int, int]], list[tuple[int, float]]]] = {}
 
@@ -141,6 +146,29 @@ class Rows:
                 fit = quotient
         return math.floor(fit) if fit < 1 << 40 else 1 << 40
 
+    def rooms(self, options: np.ndarray) -> np.ndarray:
+        """Whole units of each option that fit on its own (as `room`, at most one more where a float
+        quotient rounds up to a whole number): one pass over many options, to pass over those with no
+        room without asking `room` of each. Room only shrinks as units are added, so an option with no
+        room here has none after adding others either."""
+        n = self.network
+        fit = np.full(len(options), np.inf)
+        entry, has, first = _entries_of(self.work_start, options)
+        if len(entry):
+            points = n.work_point[entry]
+            fresh, suffix = self.fresh, self.suffix
+            for chain in np.unique(self.chain_of_point[points]).tolist():
+                if not fresh[chain]:
+                    start, end = self.chain_start[chain], self.chain_end[chain]
+                    suffix[start:end] = np.minimum.accumulate(self.slack[start:end][::-1])[::-1]
+                    fresh[chain] = True
+            fit[has] = np.minimum.reduceat(suffix[points] / n.work_amount[entry], first)
+        entry, has, first = _entries_of(self.stock_start, options)
+        if len(entry):
+            slack = np.array([self.stock_slack[s] for s in n.stock_row[entry].tolist()])
+            fit[has] = np.minimum(fit[has], np.minimum.reduceat(slack / n.stock_amount[entry], first))
+        return np.where(fit < 1 << 40, np.floor(np.maximum(fit, 0.0)), 1 << 40).astype(np.int64)
+
     def add(self, option: int, units: int) -> None:
         """Count `units` more (or fewer, when negative) of `option`."""
         work, stock = self.entries(option)
@@ -158,6 +186,17 @@ class Rows:
     def excess_stock(self) -> np.ndarray:
         """Stock rows used beyond the stock."""
         return np.flatnonzero(np.array(self.stock_slack) < 0)
+
+
+def _entries_of(start: np.ndarray, options: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The entries of the options (each option's entries run from `start[o]` to `start[o + 1]`), which
+    options have any, and where each of those options' entries begin in the list."""
+    counts = start[options + 1] - start[options]
+    ends = np.cumsum(counts)
+    begin = ends - counts
+    entry = np.repeat(start[options] - begin, counts) + np.arange(int(ends[-1]) if len(ends) else 0)
+    has = counts > 0
+    return entry, has, begin[has]
 
 
 def round_units(network: Network, fractional: np.ndarray, urgency: np.ndarray) -> np.ndarray:
@@ -286,7 +325,8 @@ def _fill(rows: Rows, units: np.ndarray, urgency: np.ndarray, deadline: float = 
         # Cheapest per unit first, a pair already used being spared its setup.
         new_pair = np.array([(d, int(n.lab[o])) not in used_lab for o in options.tolist()], dtype=bool)
         effective = n.cost[options] + np.where(new_pair, n.setup / max(1, left), 0.0)
-        for o in options[np.argsort(effective, kind="stable")].tolist():
+        options = options[np.argsort(effective, kind="stable")]
+        for o in options[rows.rooms(options) > 0].tolist():
             if left <= 0:
                 break
             take = min(left, rows.room(o))
@@ -322,16 +362,32 @@ def _merge(rows: Rows, units: np.ndarray, deadline: float = math.inf) -> bool:
             units[o] = 0
         best: tuple[float, dict[int, int]] = (before, held)
         # A lab cannot do better than all units at its cheapest option: try labs by that, and stop
-        # once it is no cheaper than the best so far.
+        # once it is no cheaper than the best so far. A lab whose options' rooms, each on its own,
+        # do not add up to the order cannot take it whole: it is passed over without placing.
+        exact = options[n.exact[options]]
         floor_of: dict[int, float] = {}
-        for o in options[n.exact[options]].tolist():
-            lab = int(n.lab[o])
-            floor_of[lab] = min(floor_of.get(lab, math.inf), total * n.cost[o] + n.setup)
+        fits_at: dict[int, int] = defaultdict(int)
+        options_at: dict[int, list[tuple[float, int, int]]] = defaultdict(list)
+        labs, costs, rooms = n.lab[exact].tolist(), n.cost[exact].tolist(), rows.rooms(exact).tolist()
+        for o, lab, cost, room in zip(exact.tolist(), labs, costs, rooms, strict=True):
+            floor_of[lab] = min(floor_of.get(lab, math.inf), total * cost + n.setup)
+            fits_at[lab] += room
+            options_at[lab].append((cost, o, room))
         for lab in sorted(floor_of, key=lambda j: (floor_of[j], j)):
             if floor_of[lab] >= best[0] - 1e-9:
                 break
-            at = [o for o in options.tolist() if n.lab[o] == lab]
-            at.sort(key=lambda o: n.cost[o])  # on time before late
+            if fits_at[lab] < total:
+                continue
+            by_cost = sorted(options_at[lab], key=lambda c: c[0])  # on time before late
+            # The least the lab could cost, each option filled to its own room, cheapest first: the
+            # units placed together never fit better.
+            least, left = 0.0, total
+            for cost, _, room in by_cost:
+                least += cost * min(left, room)
+                left -= min(left, room)
+            if least + n.setup >= best[0] - 1e-9:
+                continue
+            at = [o for _, o, _ in by_cost]
             placed: dict[int, int] = {}
             left = total
             for o in at:
@@ -387,7 +443,8 @@ def _consolidate(rows: Rows, units: np.ndarray, deadline: float = math.inf) -> b
                 spent = 0.0
                 placed: dict[int, int] = {}
                 targets = options[(n.lab[options] != lab) & np.isin(n.lab[options], labs)]
-                for o in targets[np.argsort(n.cost[targets], kind="stable")].tolist():
+                targets = targets[np.argsort(n.cost[targets], kind="stable")]
+                for o in targets[rows.rooms(targets) > 0].tolist():
                     if left <= 0 or spent >= saved:
                         break
                     take = min(left, rows.room(o))
@@ -430,15 +487,23 @@ def _eject(rows: Rows, units: np.ndarray, deadline: float = math.inf, tries: int
 
     def place(options: np.ndarray, left: int, rank: np.ndarray) -> dict[int, int]:
         placed: dict[int, int] = {}
-        for o in options[np.argsort(rank, kind="stable")].tolist():
+        options = options[np.argsort(rank, kind="stable")]
+        # The first few are asked one by one (the units mostly go there); the rest are passed over
+        # at once where they have no room.
+        for part in (options[:FEW_OPTIONS], options[FEW_OPTIONS:]):
             if left <= 0:
                 break
-            take = min(left, rows.room(o))
-            if take > 0:
-                rows.add(o, take)
-                units[o] += take
-                placed[o] = take
-                left -= take
+            if len(part) > FEW_OPTIONS:
+                part = part[rows.rooms(part) > 0]
+            for o in part.tolist():
+                if left <= 0:
+                    break
+                take = min(left, rows.room(o))
+                if take > 0:
+                    rows.add(o, take)
+                    units[o] += take
+                    placed[o] = take
+                    left -= take
         return placed
 
     def undo(placed: dict[int, int]) -> None:
@@ -468,12 +533,14 @@ def _eject(rows: Rows, units: np.ndarray, deadline: float = math.inf, tries: int
             victims = sorted({int(n.demand[o]) for o in others.tolist()})
             victims.sort(key=lambda e: (int(units[others[n.demand[others] == e]].sum()), e))
             for e in victims[:tries]:
-                undo(part)  # d's part off its lab
+                # e off the target lab; d's part stays on its own lab until d fits at the target
+                # (labs share no row, so it changes no room there).
                 moved = {int(o): int(units[o]) for o in others[n.demand[others] == e].tolist()}
-                undo(moved)  # e off the target lab
+                undo(moved)
                 mine = options[n.lab[options] == target]
                 got = place(mine, size, n.cost[mine])
                 if sum(got.values()) == size:
+                    undo(part)  # d's part off its lab, where e may go
                     e_options = np.arange(starts[e], starts[e + 1])
                     e_options = e_options[n.exact[e_options] & (n.lab[e_options] != target)]
                     e_labs = {int(n.lab[o]) for o in e_options[units[e_options] > 0].tolist()}
@@ -490,11 +557,11 @@ def _eject(rows: Rows, units: np.ndarray, deadline: float = math.inf, tries: int
                             done = True
                             break
                     undo(back)
+                    for o, u in part.items():
+                        rows.add(o, u)
+                        units[o] += u
                 undo(got)
                 for o, u in moved.items():
-                    rows.add(o, u)
-                    units[o] += u
-                for o, u in part.items():
                     rows.add(o, u)
                     units[o] += u
             if done:

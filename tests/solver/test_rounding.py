@@ -89,6 +89,37 @@ def test_room_is_the_most_units_that_keep_every_row() -> None:
     assert checked >= 30
 
 
+def test_the_rooms_of_many_options_at_once_are_each_options_room() -> None:
+    # Rows.rooms lets the rounding pass over options with no room without asking each: it must give
+    # each option's room as Rows.room does, however far the rows have been used (some chains freshly
+    # changed by `add`, some not), or the rounding would skip an option that fits or try one that does
+    # not.
+    p = synthetic_problem(200, 20, 7)
+    days = horizon_days(p, KM_ONLY)
+    network = build_network(p, KM_ONLY, find_candidates(p, 6, days), days)
+    rng = np.random.default_rng(7)
+    rows = Rows(network)
+    units = np.zeros(network.options, dtype=np.int64)
+    every = np.arange(network.options)
+
+    def one_by_one(options: np.ndarray) -> list[int]:  # each option's room on rows read afresh
+        fresh = Rows(network)
+        fresh.load(units)
+        return [fresh.room(int(o)) for o in options.tolist()]
+
+    for o in rng.permutation(network.options).tolist():
+        take = min(int(rng.integers(1, 8)), rows.room(o))
+        rows.add(o, take)
+        units[o] += take
+        if rng.uniform() < 0.02:
+            some = rng.choice(every, size=int(rng.integers(1, 40)))
+            assert rows.rooms(some).tolist() == one_by_one(some)
+    rooms = rows.rooms(every)
+    assert rooms.tolist() == one_by_one(every)
+    assert (rooms == 0).any() and (rooms > 0).any()  # some options full and some not: a real test
+    assert len(rows.rooms(every[:0])) == 0
+
+
 def test_the_trim_cut_by_its_deadline_still_leaves_every_row_kept() -> None:
     # LP units far over capacity (an LP cut after a round or two), and no time left: the trim empties
     # what counts in a row still in excess instead of running on; the units left fit every row.
