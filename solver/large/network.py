@@ -8,7 +8,7 @@ is the allocation model of `solver.allocation.allocate`, written without its app
   date they must be made by to arrive on time, a time checkpoint (`SolveParams.time_checkpoints_days`)
   or the horizon; it is late when its units would arrive after the due date. Its cost per unit is
   km × km_weight, less the trail discount, plus the time weight × days until arrival, plus the
-  lateness penalty when late (`solver.model.objective`);
+  lateness penalty when late (`solver.model.objective.unit_cost`);
 - machine time is judged per lab on *machine sets*: every union of the lab's step groups (the
   machines eligible for a step) whose groups overlap. A set's work is that of every step whose group
   lies inside it. By Hall's theorem, work fits the machines (the validator's max-flow) exactly when
@@ -39,6 +39,7 @@ import numpy as np
 
 from solver.model.candidates import Candidates
 from solver.model.capability import step_groups
+from solver.model.objective import unit_cost
 from solver.model.problem import Problem, SolveParams, days_until, earliest_finish
 from solver.model.trails import DEFAULT_RULES, TrailRules
 
@@ -181,12 +182,8 @@ def build_network(
     edge_rank = np.arange(len(edge_demand)) - np.repeat(np.cumsum(counts) - counts, counts)
     arrival = o_time + travel[pick]
     priority_weight = np.array([params.time_weight[d.order.priority] for d in demands])
-    cost = (
-        o_km * params.km_weight
-        - o_discount
-        + np.where(is_late, lateness[o_demand], 0.0)
-        + priority_weight[o_demand] * arrival
-    )
+    late_penalty = np.where(is_late, lateness[o_demand], 0.0)
+    cost = unit_cost(o_km, o_discount, priority_weight[o_demand], arrival, late_penalty, params.km_weight)
 
     combos, combo_of, chains, stock, exact = _combos(problem, design_ids, design_of[o_demand], o_lab)
     chain_lab, chain_machines = chains.lab, chains.machines

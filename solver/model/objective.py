@@ -63,7 +63,12 @@ weights, for a sweep of the trade.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, TypeVar
+
+import numpy as np
+
+#: A number or an array of numbers (`unit_cost` works element-wise on either).
+Number = TypeVar("Number", float, np.ndarray)
 
 Objective = Literal["on-time", "balanced", "km"]
 
@@ -120,3 +125,13 @@ def objective_weights(name: str) -> dict[str, float]:
 def transit_days(km: float, kmh: float = TRANSPORT_KMH, handling_hours: float = HANDLING_HOURS) -> float:
     """Days between a unit being made and its arrival: handling, then the road at `kmh`."""
     return (handling_hours + km / kmh) / 24.0
+
+
+def unit_cost(
+    km: Number, discount: Number, time_weight: Number, arrival: Number, lateness: Number, km_weight: float
+) -> Number:
+    """What one unit costs at a lab, in the terms above: its km × `km_weight` less the trail
+    discount, plus its lateness penalty (0 when on time), plus the time weight × days until it
+    arrives. The large path's options and the units it places off their candidates are priced by
+    this one formula, element-wise on arrays as on numbers."""
+    return km * km_weight - discount + lateness + time_weight * arrival
