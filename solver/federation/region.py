@@ -30,6 +30,7 @@ from ortools.linear_solver import pywraplp
 
 from protocol.model import PRIORITIES, Design, Location, Machine, Step
 from solver.federation.cells import CELL_DEG, cell_centre, cell_of, window_of
+from solver.federation.lp import ArrayLP, Constraint, Variable
 from solver.federation.market import Offer, Trade
 from solver.model.geo import haversine_km
 from solver.model.problem import Problem, SolveParams, horizon_days
@@ -197,18 +198,16 @@ class RegionModel:
         its plan leaves unused.
         """
         offers = offers or []
-        solver = pywraplp.Solver.CreateSolver("GLOP")
-        if solver is None:  # pragma: no cover - GLOP ships with ortools
-            raise RuntimeError("OR-Tools GLOP is not available")
+        solver = ArrayLP()
         p = self.params
         inf = solver.infinity()
         demand_left = _demand_after_imports(self.groups, imports or [])
-        rows: dict[tuple[str, Class, int], pywraplp.Constraint] = {}
-        stock_rows: dict[tuple[str, str], pywraplp.Constraint] = {}
+        rows: dict[tuple[str, Class, int], Constraint] = {}
+        stock_rows: dict[tuple[str, str], Constraint] = {}
         # Machine time as buckets: row (cell, class, w) balances the work of window w's bucket with
         # the minutes used by the end of it, `used[w] - used[w before] = work`, and `used[w]` is at
         # most the minutes free by w. One coefficient per unit and class, whatever the windows.
-        used: dict[tuple[str, Class, int], pywraplp.Variable] = {}
+        used: dict[tuple[str, Class, int], Variable] = {}
         for cell, supply in self.supply.items():
             for cls, by_window in supply.minutes.items():
                 before = None
@@ -223,17 +222,17 @@ class RegionModel:
             for material, amount in supply.stock.items():
                 stock_rows[cell, material] = solver.Constraint(-inf, amount)
         objective = solver.Objective()
-        paid: list[tuple[pywraplp.Variable, float]] = []
+        paid: list[tuple[Variable, float]] = []
 
-        def use(var: pywraplp.Variable, cell: str, design: str, window: int | None) -> None:
+        def use(var: Variable, cell: str, design: str, window: int | None) -> None:
             """Charge one unit of `design` in `cell` to its capacity and stock rows (on time by `window`)."""
             for key, coefficient in self._coefficients(cell, design, window):
                 row = rows[key] if len(key) == 3 else stock_rows[key]
                 row.SetCoefficient(var, coefficient)
 
         demand_rows = []
-        shorts: list[pywraplp.Variable] = []
-        by_offer: dict[str, list[tuple[int, pywraplp.Variable]]] = defaultdict(list)
+        shorts: list[Variable] = []
+        by_offer: dict[str, list[tuple[int, Variable]]] = defaultdict(list)
         offer_rows = {o.offer_id: solver.Constraint(0.0, o.units) for o in offers}
         offers_by = _offers_by_design_window(offers)
         for gi, g in enumerate(self.groups):
@@ -267,7 +266,7 @@ class RegionModel:
                 objective.SetCoefficient(z, price)
                 paid.append((z, offer.price + p.km_weight * km))
                 by_offer[offer.offer_id].append((gi, z))
-        making: list[tuple[str, str, pywraplp.Variable]] = []
+        making: list[tuple[str, str, Variable]] = []
         for trade in exports or []:
             row = solver.Constraint(trade.units, trade.units)
             short = solver.NumVar(0.0, inf, "")
@@ -311,11 +310,11 @@ class RegionModel:
     def _solution(
         self,
         cost: float,
-        rows: dict[tuple[str, Class, int], pywraplp.Constraint],
-        used: dict[tuple[str, Class, int], pywraplp.Variable],
-        stock_rows: dict[tuple[str, str], pywraplp.Constraint],
-        by_offer: dict[str, list[tuple[int, pywraplp.Variable]]],
-        demand_rows: list[pywraplp.Constraint],
+        rows: dict[tuple[str, Class, int], Constraint],
+        used: dict[tuple[str, Class, int], Variable],
+        stock_rows: dict[tuple[str, str], Constraint],
+        by_offer: dict[str, list[tuple[int, Variable]]],
+        demand_rows: list[Constraint],
     ) -> Solution:
         # One more minute of work in a bucket raises what it must balance: its marginal cost is the
         # bucket row's dual, negated (the row reads `work - used + used before = 0`).
