@@ -199,6 +199,32 @@ def _entries_of(start: np.ndarray, options: np.ndarray) -> tuple[np.ndarray, np.
     return entry, has, begin[has]
 
 
+def _place(
+    rows: Rows,
+    units: np.ndarray,
+    options: np.ndarray,
+    left: int,
+    cost: np.ndarray | None = None,
+    budget: float = math.inf,
+) -> dict[int, int]:
+    """Up to `left` units on the options in their order, as many on each as fit (units per option
+    placed); with `cost`, it stops once the units placed cost `budget` or more."""
+    placed: dict[int, int] = {}
+    spent = 0.0
+    for o in options.tolist():
+        if left <= 0 or spent >= budget:
+            break
+        take = min(left, rows.room(o))
+        if take > 0:
+            rows.add(o, take)
+            units[o] += take
+            placed[o] = take
+            left -= take
+            if cost is not None:
+                spent += cost[o] * take
+    return placed
+
+
 def round_units(network: Network, fractional: np.ndarray, urgency: np.ndarray) -> np.ndarray:
     """Whole units per option that fit every row (see the module docstring).
 
@@ -440,21 +466,11 @@ def _consolidate(rows: Rows, units: np.ndarray, deadline: float = math.inf) -> b
                     units[o] = 0
                 left = sum(taken.values())
                 saved = n.setup + sum(n.cost[o] * u for o, u in taken.items())
-                spent = 0.0
-                placed: dict[int, int] = {}
                 targets = options[(n.lab[options] != lab) & np.isin(n.lab[options], labs)]
                 targets = targets[np.argsort(n.cost[targets], kind="stable")]
-                for o in targets[rows.rooms(targets) > 0].tolist():
-                    if left <= 0 or spent >= saved:
-                        break
-                    take = min(left, rows.room(o))
-                    if take > 0:
-                        rows.add(o, take)
-                        units[o] += take
-                        placed[o] = take
-                        left -= take
-                        spent += n.cost[o] * take
-                if left == 0 and spent < saved - 1e-9:
+                placed = _place(rows, units, targets[rows.rooms(targets) > 0], left, n.cost, saved)
+                spent = sum(n.cost[o] * u for o, u in placed.items())
+                if sum(placed.values()) == left and spent < saved - 1e-9:
                     moved = True
                     break
                 for o, u in placed.items():
@@ -486,24 +502,16 @@ def _eject(rows: Rows, units: np.ndarray, deadline: float = math.inf, tries: int
         return float(sum(n.cost[o] * u for o, u in placed.items()))
 
     def place(options: np.ndarray, left: int, rank: np.ndarray) -> dict[int, int]:
-        placed: dict[int, int] = {}
         options = options[np.argsort(rank, kind="stable")]
         # The first few are asked one by one (the units mostly go there); the rest are passed over
         # at once where they have no room.
-        for part in (options[:FEW_OPTIONS], options[FEW_OPTIONS:]):
-            if left <= 0:
-                break
-            if len(part) > FEW_OPTIONS:
-                part = part[rows.rooms(part) > 0]
-            for o in part.tolist():
-                if left <= 0:
-                    break
-                take = min(left, rows.room(o))
-                if take > 0:
-                    rows.add(o, take)
-                    units[o] += take
-                    placed[o] = take
-                    left -= take
+        placed = _place(rows, units, options[:FEW_OPTIONS], left)
+        rest = options[FEW_OPTIONS:]
+        left -= sum(placed.values())
+        if left > 0 and len(rest) > FEW_OPTIONS:
+            rest = rest[rows.rooms(rest) > 0]
+        if left > 0:
+            placed |= _place(rows, units, rest, left)
         return placed
 
     def undo(placed: dict[int, int]) -> None:
