@@ -17,8 +17,8 @@ import numpy as np
 from ortools.linear_solver import linear_solver_pb2, pywraplp
 
 
-class Variable:
-    """A column of an `ArrayLP`: its bounds, and its value once solved."""
+class _Element:
+    """A column or a row of an `ArrayLP`, by its position."""
 
     __slots__ = ("_index", "_lp")
 
@@ -27,8 +27,14 @@ class Variable:
         self._index = index
 
     def index(self) -> int:
-        """Its position among the LP's columns."""
+        """Its position among the LP's columns, or among its rows."""
         return self._index
+
+
+class Variable(_Element):
+    """A column of an `ArrayLP`: its bounds, and its value once solved."""
+
+    __slots__ = ()
 
     def ub(self) -> float:
         """Its upper bound."""
@@ -39,14 +45,13 @@ class Variable:
         return float(self._lp._values[self._index])
 
 
-class Constraint:
+class Constraint(_Element):
     """A row of an `ArrayLP`: lower ≤ Σ coefficient × column ≤ upper, and its dual once solved."""
 
-    __slots__ = ("_coefficients", "_columns", "_index", "_lp")
+    __slots__ = ("_coefficients", "_columns")
 
     def __init__(self, lp: ArrayLP, index: int) -> None:
-        self._lp = lp
-        self._index = index
+        super().__init__(lp, index)
         self._columns: list[int] = []
         self._coefficients: list[float] = []
 
@@ -54,10 +59,6 @@ class Constraint:
         """Give `variable` this coefficient in the row (each column at most once a row)."""
         self._columns.append(variable._index)
         self._coefficients.append(coefficient)
-
-    def index(self) -> int:
-        """Its position among the LP's rows."""
-        return self._index
 
     def ub(self) -> float:
         """Its upper bound."""
