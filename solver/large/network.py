@@ -191,22 +191,29 @@ def build_network(
     per_combo = np.array([len(c.chains) for c in combos], dtype=np.int64)
     combo_chain = np.array([ch for c in combos for ch in c.chains], dtype=np.int64)
     combo_minutes = np.array([m for c in combos for m in c.minutes], dtype=np.float64)
+    # The entries' arrays are the network's bulk (a continent's 21.7 million work entries: 174 MB an
+    # array in 64 bits), so each temporary goes as soon as it is used and the indices that stay are
+    # made 32-bit at once: built all together, they made the build the solve's peak of memory.
     work_option, entry = _expand(combo_of, per_combo)
-    work_chain = combo_chain[entry]
+    work_option = compact_indices(work_option)
+    all_chain = np.concatenate([combo_chain[entry], np.arange(len(chain_lab), dtype=np.int64)])
     work_amount = combo_minutes[entry]
+    del entry
     # Checkpoints: distinct (chain, time) pairs, plus the horizon of every chain.
-    n_work = len(work_chain)
-    all_chain = np.concatenate([work_chain, np.arange(len(chain_lab), dtype=np.int64)])
+    n_work = len(work_amount)
     all_time = np.concatenate([o_time[work_option], np.full(len(chain_lab), days)])
     keys = np.lexsort((all_time, all_chain))
     sorted_chain, sorted_time = all_chain[keys], all_time[keys]
+    del all_chain, all_time
     new = np.ones(len(keys), dtype=bool)
     new[1:] = (sorted_chain[1:] != sorted_chain[:-1]) | (sorted_time[1:] != sorted_time[:-1])
-    point_of_sorted = np.cumsum(new) - 1
-    point_of = np.empty(len(keys), dtype=np.int64)
-    point_of[keys] = point_of_sorted
-    work_point = point_of[:n_work]
     point_chain, point_time = sorted_chain[new], sorted_time[new]
+    del sorted_chain, sorted_time
+    point_of = np.empty(len(keys), dtype=np.int64)
+    point_of[keys] = np.cumsum(new) - 1
+    del keys, new
+    work_point = compact_indices(point_of[:n_work])
+    del point_of
     point_next = np.arange(1, len(point_chain) + 1, dtype=np.int64)
     last = np.ones(len(point_chain), dtype=bool)
     last[:-1] = point_chain[1:] != point_chain[:-1]
@@ -227,6 +234,12 @@ def build_network(
     combo_stock = np.array([s for c in combos for s in c.stock_rows], dtype=np.int64)
     combo_amount = np.array([a for c in combos for a in c.amounts], dtype=np.float64)
     stock_option, s_entry = _expand(combo_of, per_combo_stock)
+    stock_option, stock_row, stock_amount = (
+        compact_indices(stock_option),
+        combo_stock[s_entry],
+        combo_amount[s_entry],
+    )
+    del s_entry
     have = np.array(
         [problem.labs[j].stock.get(m, 0.0) for j, m in zip(stock.lab, stock.material, strict=True)]
     )
@@ -249,17 +262,17 @@ def build_network(
         arrival=arrival,
         finish=o_time,
         grid=tuple(params.time_checkpoints_days),
-        work_option=compact_indices(work_option),
-        work_point=compact_indices(work_point),
+        work_option=work_option,
+        work_point=work_point,
         work_amount=work_amount,
         point_chain=point_chain,
         point_time=point_time,
         point_capacity=point_capacity,
         point_bound_capacity=point_bound_capacity,
         point_next=point_next,
-        stock_option=compact_indices(stock_option),
-        stock_row=compact_indices(combo_stock[s_entry]),
-        stock_amount=combo_amount[s_entry],
+        stock_option=stock_option,
+        stock_row=compact_indices(stock_row),
+        stock_amount=stock_amount,
         stock_capacity=stock_capacity,
         exact=np.isin(o_lab, sorted(exact)),
     )

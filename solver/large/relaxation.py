@@ -59,6 +59,8 @@ CUT_TOLERANCE = 1e-6
 SETTLED = 1e-2
 #: Most columns added per demand and round.
 COLUMNS_PER_DEMAND = 4
+#: Options priced at once when columns are sought (`Relaxation.negative_columns`).
+OPTION_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -413,17 +415,35 @@ class LinearRelaxation:
     def negative_columns(
         self, demand_dual: np.ndarray, point_multiplier: np.ndarray, stock_multiplier: np.ndarray
     ) -> np.ndarray:
-        """Options off the LP whose reduced cost is negative, at most COLUMNS_PER_DEMAND per demand."""
+        """Options off the LP whose reduced cost is negative, at most COLUMNS_PER_DEMAND per demand.
+
+        Priced OPTION_CHUNK options at a time: over all of a continent's options at once (8 million)
+        the reduced costs' temporaries were some 400 MB on top of the network and the LP, at the
+        relaxation's peak of memory."""
         n = self.network
-        out = np.flatnonzero(self.variable < 0)
-        if not len(out):
-            return out
         price = suffix_sums(n, point_multiplier)
-        reduced = self._unit_cost(np.arange(n.options)) - demand_dual[n.demand]
-        reduced += entry_sums(n.work_option, n.work_amount, price, n.work_point, n.options)
-        reduced += entry_sums(n.stock_option, n.stock_amount, stock_multiplier, n.stock_row, n.options)
-        out = out[reduced[out] < -1e-6 * (1 + np.abs(demand_dual[n.demand[out]]))]
-        order = np.lexsort((reduced[out], n.demand[out]))
+        found: list[np.ndarray] = []
+        costs: list[np.ndarray] = []
+        for a in range(0, n.options, OPTION_CHUNK):
+            b = min(a + OPTION_CHUNK, n.options)
+            off = np.flatnonzero(self.variable[a:b] < 0)
+            if not len(off):
+                continue
+            demand = n.demand[a:b]
+            reduced = n.cost[a:b] + n.setup / n.quantity[demand] - demand_dual[demand]
+            w = slice(int(self.option_work[a]), int(self.option_work[b]))
+            work = n.work_amount[w] * price[n.work_point[w]]
+            reduced += np.bincount(n.work_option[w] - a, weights=work, minlength=b - a)
+            s = slice(int(self.option_stock[a]), int(self.option_stock[b]))
+            stock = n.stock_amount[s] * stock_multiplier[n.stock_row[s]]
+            reduced += np.bincount(n.stock_option[s] - a, weights=stock, minlength=b - a)
+            keep = off[reduced[off] < -1e-6 * (1 + np.abs(demand_dual[demand[off]]))]
+            found.append(keep + a)
+            costs.append(reduced[keep])
+        if not found:
+            return np.zeros(0, dtype=np.int64)
+        out, reduced = np.concatenate(found), np.concatenate(costs)
+        order = np.lexsort((reduced, n.demand[out]))
         out = out[order]
         rank = np.arange(len(out)) - np.searchsorted(n.demand[out], n.demand[out], "left")
         return np.sort(out[rank < COLUMNS_PER_DEMAND])

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from scenarios.scale import synthetic_problem
+from solver.large import relaxation as relaxation_module
 from solver.large.glop import BASIC, IncrementalLP
 from solver.large.network import build_network
 from solver.large.path import (
@@ -115,6 +116,23 @@ def test_the_generated_relaxation_is_the_lp_of_every_row_and_option(seed: int) -
     optimal, value, *_ = whole.solve(np.inf)
     assert optimal
     assert grown.value == pytest.approx(value, rel=1e-7)
+
+
+def test_columns_are_priced_the_same_a_chunk_of_options_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    # negative_columns prices OPTION_CHUNK options at a time (a continent's 8 million at once held
+    # 400 MB of temporaries): chunks of 7 options, which cut many options' entries apart from their
+    # neighbours', must find the same columns as one chunk of every option.
+    network, active = network_of(300, 60, 4)
+    lp = LinearRelaxation(network, active)
+    optimal, _, _, demand_dual, _, stock_dual = lp.solve(np.inf)
+    assert optimal
+    point_dual = np.zeros(len(network.point_chain))
+    point_dual[np.arange(0, len(point_dual), 5)] = 0.01  # some checkpoints priced, as cuts would be
+    whole = lp.negative_columns(demand_dual, point_dual, stock_dual)
+    monkeypatch.setattr(relaxation_module, "OPTION_CHUNK", 7)
+    chunked = lp.negative_columns(demand_dual, point_dual, stock_dual)
+    assert len(whole) > 0
+    assert chunked.tolist() == whole.tolist()
 
 
 def test_plain_and_anchored_cuts_give_the_same_lp() -> None:
