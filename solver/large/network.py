@@ -234,11 +234,8 @@ def build_network(
     combo_stock = np.array([s for c in combos for s in c.stock_rows], dtype=np.int64)
     combo_amount = np.array([a for c in combos for a in c.amounts], dtype=np.float64)
     stock_option, s_entry = _expand(combo_of, per_combo_stock)
-    stock_option, stock_row, stock_amount = (
-        compact_indices(stock_option),
-        combo_stock[s_entry],
-        combo_amount[s_entry],
-    )
+    stock_option = compact_indices(stock_option)
+    stock_row, stock_amount = compact_indices(combo_stock[s_entry]), combo_amount[s_entry]
     del s_entry
     have = np.array(
         [problem.labs[j].stock.get(m, 0.0) for j, m in zip(stock.lab, stock.material, strict=True)]
@@ -271,7 +268,7 @@ def build_network(
         point_bound_capacity=point_bound_capacity,
         point_next=point_next,
         stock_option=stock_option,
-        stock_row=compact_indices(stock_row),
+        stock_row=stock_row,
         stock_amount=stock_amount,
         stock_capacity=stock_capacity,
         exact=np.isin(o_lab, sorted(exact)),

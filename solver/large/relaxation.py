@@ -430,7 +430,7 @@ class LinearRelaxation:
             if not len(off):
                 continue
             demand = n.demand[a:b]
-            reduced = n.cost[a:b] + n.setup / n.quantity[demand] - demand_dual[demand]
+            reduced = self._unit_cost(np.arange(a, b)) - demand_dual[demand]
             w = slice(int(self.option_work[a]), int(self.option_work[b]))
             work = n.work_amount[w] * price[n.work_point[w]]
             reduced += np.bincount(n.work_option[w] - a, weights=work, minlength=b - a)
