@@ -26,7 +26,8 @@ import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as dt_time
 from typing import Any
 
 from planner.core import PlannerCore
@@ -231,6 +232,7 @@ class Emergencies:
             "cell": cell,
             "max_price": max_price(self.params),
             "expires_at": (now + timedelta(seconds=self.answer_wait_s * self.time_scale)).isoformat(),
+            "day": day_zero(now).date().isoformat(),  # what `window` counts from, past midnight too
         }
         moment = time.monotonic()
         deadline = moment + self.answer_wait_s
@@ -274,12 +276,15 @@ class Emergencies:
         self._by_key.pop(request.key, None)
         now = self.core.clock()
         design, cell, window = request.key
+        day = date.fromisoformat(request.body["day"])
         valid = [
             Answer(host, a.units, a.price)
             for host, a in sorted(request.answers.items())
             if a.expires_at > now and a.units > 0
         ]
-        probe = Trade("probe", "", self.region, design, window, cell, request.units, 0.0, 0, EMERGENCY)
+        probe = Trade(
+            "probe", "", self.region, design, window, cell, request.units, 0.0, 0, EMERGENCY, day=day
+        )
         coverable = sum(self.leases.cover(probe, now).values())
         taken = choose(valid, min(request.units, coverable), float(request.body["max_price"]))
         trades = [
@@ -294,6 +299,7 @@ class Emergencies:
                 price=request.answers[host].price,
                 round=0,
                 priority=EMERGENCY,
+                day=day,
             )
             for host, units in sorted(taken.items())
         ]
@@ -407,13 +413,17 @@ class Emergencies:
                         hold.price,
                         0,
                         EMERGENCY,
+                        day=r.day,
                     )
                 )
         return exports
 
     def _firm(self, body: EmergencyBody, problem: Problem, exports: list[Trade]) -> Firm:
         """The host's own LP with what it hosts and holds, and its firm answer from it (in a thread)."""
-        windowed = replace(problem, now=day_zero(problem.now))
+        start = day_zero(problem.now)
+        if body.day is not None:  # the origin's day: its window means the same due date here
+            start = datetime.combine(body.day, dt_time(), tzinfo=UTC)
+        windowed = replace(problem, now=start)
         window = capacity_window(body.window)
         model = RegionModel(self.region, windowed, self.params, self.cell_deg, windows=(window,))
         solution = model.solve(exports=exports, stock_left=True)
@@ -461,6 +471,7 @@ class Emergencies:
             price=hold.price,
             round=0,
             priority=EMERGENCY,
+            day=request.day,
         )
         new = await self.leases.commit([trade], now)  # written, then LEASE sent
         self.holds.pop(body.request_id, None)

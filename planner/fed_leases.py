@@ -10,7 +10,10 @@ long, whatever is lost or killed:
 - The origin answers `CONFIRM` with the units it still takes: those it covers for a pending trade
   (which becomes `leased`), the same figure again for a leased one, 0 for a trade it does not hold,
   holds as void, or that expired. A pending trade whose LEASE has not come within `lease_wait_s`
+  (and still has not by the heartbeat after: a held-up loop reads its inbox before it judges)
   expires: void, its units back in the origin's demand (the next round bids elsewhere).
+- A trade's window counts days from the day its session or emergency request fixed (`trade_day`),
+  so a round that ends past midnight covers and places the same due dates it bid for.
 - Only on a CONFIRM with units does the host place the trade as an order of its own (`lease-...`)
   that its planner plans and its labs make as any order; a CONFIRM of 0 voids it. A host never
   voids a trade on its own: it asks until the origin answers.
@@ -27,7 +30,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 from planner.core import PlannerCore
@@ -72,6 +75,14 @@ def day_zero(now: datetime) -> datetime:
     return now.replace(hour=0, minute=0, second=0, microsecond=0)
 
 
+def trade_day(trade: Trade, now: datetime) -> datetime:
+    """The start of the day a trade's window counts from: the day its session or request fixed, so
+    that a window means the same due date after midnight as before (`now`'s day when none was)."""
+    if trade.day is None:
+        return day_zero(now)
+    return datetime.combine(trade.day, time(), tzinfo=UTC)
+
+
 class Leases:
     """One planner's side of its committed trades (see the module docstring)."""
 
@@ -93,6 +104,7 @@ class Leases:
         self.stats = LeaseStats()
         self._abroad: dict[str, tuple[int, int]] = {}
         self._ticks = 0
+        self._overdue: set[str] = set()
         self._reindex()
 
     # --- the origin's orders ------------------------------------------------------------------
@@ -129,12 +141,13 @@ class Leases:
         """Units of own orders a trade received takes: its design, cell, window and priority, earliest
         due first, only units no lab of this region is making and no other trade covers."""
         pool = []
+        start = trade_day(trade, now)
         for order in self.core.orders.values():
             if order.state in {"done", "cancelled"} or order.design != trade.design:
                 continue
             if order.priority != trade.priority or cell_of(order.delivery, self.cell_deg) != trade.cell:
                 continue
-            if window_of(day_zero(now), order.due_at) != trade.window:
+            if window_of(start, order.due_at) != trade.window:
                 continue
             free = order.quantity - self.core.units_committed(order.id)
             if free > 0:
@@ -243,7 +256,7 @@ class Leases:
     def _place(self, row: TradeRow, now: datetime) -> None:
         """The host plans a leased trade as an order of its own, once."""
         t = row.trade
-        due = max(now + timedelta(hours=LEASE_MIN_HOURS), day_zero(now) + timedelta(days=t.window))
+        due = max(now + timedelta(hours=LEASE_MIN_HOURS), trade_day(t, now) + timedelta(days=t.window))
         order = Order(
             id=lease_order_id(t.trade_id),
             design=t.design,
@@ -300,16 +313,23 @@ class Leases:
             t = row.trade
             if row.state == "pending" and t.origin == self.region:
                 committed = datetime.fromisoformat(row.committed_at)
-                if (now - committed).total_seconds() > self.lease_wait_s:
-                    self.book.update(t.trade_id, state="void", covers={})
-                    self.stats.leases_expired += 1
-                    expired = True
-                    log.warning(
-                        "trade %s: no lease from %s in %.0f s; its units return to demand",
-                        t.trade_id,
-                        t.host,
-                        self.lease_wait_s,
-                    )
+                if (now - committed).total_seconds() <= self.lease_wait_s:
+                    continue
+                if t.trade_id not in self._overdue:
+                    # Overdue now; expired only at the next tick, if no LEASE came in between: a
+                    # loop held up for a while reads what its peers sent before it judges them.
+                    self._overdue.add(t.trade_id)
+                    continue
+                self._overdue.discard(t.trade_id)
+                self.book.update(t.trade_id, state="void", covers={})
+                self.stats.leases_expired += 1
+                expired = True
+                log.warning(
+                    "trade %s: no lease from %s in %.0f s; its units return to demand",
+                    t.trade_id,
+                    t.host,
+                    self.lease_wait_s,
+                )
             elif row.state == "pending" and t.host == self.region and t.origin in live:
                 await self.send_lease(row, now)
             elif row.state == "leased" and t.host == self.region:

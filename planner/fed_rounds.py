@@ -34,7 +34,8 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, date, datetime
+from datetime import time as dt_time
 from typing import Any
 
 from planner.fed_leases import Leases, day_zero
@@ -86,6 +87,8 @@ class Session:
 
     id: int
     model: RegionModel
+    #: The UTC day every window of the session counts from (the coordinator's, `RoundStart.day`).
+    day: date
     cost: float = 0.0
     offers: dict[str, Offer] = field(default_factory=dict)
     trades: list[Trade] = field(default_factory=list)
@@ -214,13 +217,14 @@ class Rounds:
 
     async def _new_session(self, start: RoundStart) -> Session:
         problem = self.problem()
-        windowed = replace(problem, now=day_zero(problem.now))
+        day = start.day or day_zero(problem.now).date()
+        windowed = replace(problem, now=datetime.combine(day, dt_time(), tzinfo=UTC))
         model = await asyncio.to_thread(
             RegionModel, self.region, windowed, self.params, self.net.cell_deg, windows=OFFER_WINDOWS
         )
         alone = await asyncio.to_thread(model.solve)
         self.stats.sessions += 1
-        return Session(start.session, model, cost=alone.cost, offers={}, standing=alone)
+        return Session(start.session, model, day, cost=alone.cost, offers={}, standing=alone)
 
     def _standing(self, session: Session) -> Solution:
         """The session's plan with its committed trades and no import option (see `Session`)."""
@@ -264,7 +268,8 @@ class Rounds:
             if b.offer_id in previous
         ]
         awarded = [
-            replace(t, trade_id=f"t.{_bid_of(t)}") for t in award_bids(incoming, previous, start.step, r, 0)
+            replace(t, trade_id=f"t.{_bid_of(t)}", day=session.day)
+            for t in award_bids(incoming, previous, start.step, r, 0)
         ]
         # Only what this region can make without leaving more units short than its plan now does.
         hosted = await asyncio.to_thread(within_means, session.model, self._standing(session), *mine, awarded)
@@ -298,6 +303,7 @@ class Rounds:
                         price=offer.price,
                         round=r,
                         priority=bid.priority,
+                        day=session.day,
                     )
                 )
         tentative = hosted + received
@@ -383,15 +389,17 @@ class Rounds:
             summary["reason"] = "no live peer"
             return summary
         step = FIRST_STEP
+        # One day for the whole session: a window read after midnight still means the same due date.
+        day = day_zero(self.clock()).date()
         await self._open(
-            RoundStart(round=r, session=session_id, regions=regions, step=step, offers_only=True)
+            RoundStart(round=r, session=session_id, regions=regions, step=step, offers_only=True, day=day)
         )
         for _ in range(self.net.max_rounds):
             regions = [x for x in regions if x == self.region or x not in self.lost()]
             if len(regions) < 2:
                 break
             r += 1
-            start = RoundStart(round=r, session=session_id, regions=regions, step=step)
+            start = RoundStart(round=r, session=session_id, regions=regions, step=step, day=day)
             mine = asyncio.create_task(self._open(start))
             others = [x for x in regions if x != self.region]
             costs = await self._collect(r, "COST", regions, veto=True)

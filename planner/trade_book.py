@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,8 @@ CREATE TABLE IF NOT EXISTS fed_trades (
     units_done INTEGER NOT NULL DEFAULT 0,
     covers TEXT NOT NULL DEFAULT '{}',
     committed_at TEXT NOT NULL,
-    seq INTEGER NOT NULL
+    seq INTEGER NOT NULL,
+    day TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS fed_rounds (
     round INTEGER PRIMARY KEY,
@@ -82,13 +84,16 @@ class TradeBook:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(fed_trades)")}
+        if "day" not in columns:  # a ledger written before trades kept their windows' day
+            self._db.execute("ALTER TABLE fed_trades ADD COLUMN day TEXT NOT NULL DEFAULT ''")
         self.rows: dict[str, TradeRow] = {}
         self.seq = 0
         for row in self._db.execute(
             "SELECT trade_id, host, origin, design, window, cell, units, price, round, priority, state, "
-            "units_done, covers, committed_at, seq FROM fed_trades ORDER BY seq"
+            "units_done, covers, committed_at, seq, day FROM fed_trades ORDER BY seq"
         ):
-            trade = Trade(*row[:10])
+            trade = Trade(*row[:10], day=date.fromisoformat(row[15]) if row[15] else None)
             self.rows[trade.trade_id] = TradeRow(
                 trade, row[10], row[11], json.loads(row[12]), row[13], row[14]
             )
@@ -127,7 +132,7 @@ class TradeBook:
             raise ValueError(f"state: must be one of {', '.join(STATES)}, got {state!r}")
         row = self.rows[trade_id]
         if units is not None and units != row.trade.units:
-            row.trade = Trade(**(row.trade.body() | {"units": units}))
+            row.trade = replace(row.trade, units=units)
         row.state = state or row.state
         if units_done is not None:
             row.units_done = max(row.units_done, units_done)
@@ -183,8 +188,8 @@ class TradeBook:
         t = row.trade
         self._db.execute(
             "INSERT OR REPLACE INTO fed_trades (trade_id, host, origin, design, window, cell, units, "
-            "price, round, priority, state, units_done, covers, committed_at, seq) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "price, round, priority, state, units_done, covers, committed_at, seq, day) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 t.trade_id,
                 t.host,
@@ -201,6 +206,7 @@ class TradeBook:
                 json.dumps(row.covers, sort_keys=True),
                 row.committed_at,
                 row.seq,
+                t.day.isoformat() if t.day else "",
             ),
         )
 

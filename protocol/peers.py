@@ -9,6 +9,7 @@ coarse cell name, a due date a day window.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 from typing import Annotated, Any, Literal
 
 import msgpack
@@ -123,13 +124,17 @@ class RoundStart(Record):
     """The coordinator opens a round among `regions` (itself included).
 
     `offers_only` opens a session: every region solves alone and sends its OFFERS, and nothing else.
-    `step` is the share of the awarded units hosts grant this round (SPEC.md section 10.4)."""
+    `step` is the share of the awarded units hosts grant this round (SPEC.md section 10.4). `day` is
+    the UTC day the session's windows count from, fixed by the coordinator when it opens the session:
+    a session that runs past midnight keeps one meaning for every window (absent: each region's own
+    current day)."""
 
     round: Round
     session: int = Field(ge=1)
     regions: list[Region] = Field(min_length=2, max_length=64)
     step: float = Field(gt=0.0, le=1.0)
     offers_only: bool = False
+    day: date | None = None
 
 
 class OffersBody(Record):
@@ -203,7 +208,8 @@ class ProgressBody(Record):
 class EmergencyBody(Record):
     """An origin asks for `units` of `design` delivered to `cell` by day `window`, for an emergency its
     own labs cannot make in time, paying at most `max_price` a unit; it waits for answers until
-    `expires_at` (SPEC.md section 10.8)."""
+    `expires_at` (SPEC.md section 10.8). `day` is the UTC day `window` counts from (absent: the host's
+    current day)."""
 
     request_id: RequestId
     design: Name
@@ -212,6 +218,7 @@ class EmergencyBody(Record):
     cell: Cell
     max_price: Money
     expires_at: UtcDatetime
+    day: date | None = None
 
 
 class EmergencyOfferBody(Record):

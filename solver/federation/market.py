@@ -8,6 +8,7 @@ transport sends (`protocol.peers` validates it field by field).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from datetime import date
 from typing import Any
 
 
@@ -75,11 +76,15 @@ class Trade:
     #: The host's cell whose offer the trade answers ("" when unknown): the host may always make the
     #: units there. The host's own record, not sent (its offer named the cell already).
     source: str = ""
+    #: The UTC day `window` counts from: the session's, or the emergency request's (None: the day
+    #: it is read on). Host and origin both know it from the round or the request; not sent.
+    day: date | None = None
 
     def body(self) -> dict[str, Any]:
         """The TRADE record as SNAPSHOT lists it."""
         body = asdict(self)
         del body["source"]
+        del body["day"]
         return body
 
 

@@ -69,6 +69,7 @@ REQUEST = {
     "cell": "90:18",
     "max_price": 50_000.0,
     "expires_at": "2026-05-01T12:00:02Z",
+    "day": "2026-05-01",
 }
 ANSWER = {"request_id": "lombardy.e17", "units": 12, "price": 640.5, "expires_at": "2026-05-01T12:00:12Z"}
 TAKE = {"request_id": "lombardy.e17", "trade_id": "t1.lombardy.e17", "units": 12}
