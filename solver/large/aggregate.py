@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from solver.large.glop import IncrementalLP
-from solver.large.network import Network, design_lab_pairs
+from solver.large.network import DENSE_PAIRS, Network, design_lab_pairs
 from solver.large.relaxation import GLOP_PARAMETERS
 
 
@@ -59,13 +59,9 @@ def aggregate_prices(
         np.repeat(start, count) + np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count)
     ]
     group_pair = demand_group[n.demand] * len(pair_key) + option_pair
-    keys = np.unique(group_pair)
-    least = np.full(len(keys), np.inf)
-    np.minimum.at(least, np.searchsorted(keys, group_pair), n.cost)
     column_key = column_group * len(pair_key) + column_pair
-    found = np.searchsorted(keys, column_key)
-    found = np.minimum(found, len(keys) - 1)
-    column_cost = np.where(keys[found] == column_key, least[found], pair_cost[column_pair])
+    least = _least_by_key(group_pair, n.cost, column_key, len(groups) * len(pair_key))
+    column_cost = np.where(np.isfinite(least), least, pair_cost[column_pair])
 
     # Rows: one per group (placed + short = its units), one per machine set's horizon, one per stock row.
     chain_count = int(n.point_chain.max(initial=-1)) + 1
@@ -113,3 +109,18 @@ def aggregate_prices(
     point_price[points] = np.maximum(0.0, -solution.dual[point_rows])
     stock_price = np.maximum(0.0, -solution.dual[stock_rows])
     return point_price, stock_price
+
+
+def _least_by_key(key: np.ndarray, value: np.ndarray, wanted: np.ndarray, cells: int) -> np.ndarray:
+    """Per key of `wanted`, the least `value` of the entries with that `key` (inf where none has it);
+    keys lie in 0..cells-1. Tabulated when the cells are few (a continent's 25 million options in a
+    fraction of a second; sorting their keys took seconds and a gigabyte), else by sorted keys."""
+    if cells <= max(DENSE_PAIRS, 4 * len(key)):
+        table = np.full(cells, np.inf)
+        np.minimum.at(table, key, value)
+        return table[wanted]
+    keys = np.unique(key)
+    least = np.full(len(keys), np.inf)
+    np.minimum.at(least, np.searchsorted(keys, key), value)
+    found = np.minimum(np.searchsorted(keys, wanted), len(keys) - 1)
+    return np.where(keys[found] == wanted, least[found], np.inf)

@@ -37,6 +37,7 @@ from solver.large.aggregate import aggregate_prices
 from solver.large.beyond import beyond_cost, priced_beyond
 from solver.large.bound import best_bound, lagrangian_bound
 from solver.large.far import FarUnits, place_far
+from solver.large.heap import release_freed_memory
 from solver.large.network import Network, build_network
 from solver.large.relaxation import relax
 from solver.large.rounding import round_units_by
@@ -146,6 +147,7 @@ def solve_large(
         # lines there are dropped and a rushed re-plan is worse than the plan it started from.
         candidates = with_pairs(problem, candidates, _pairs_of(problem, warm_start))
     network = build_network(problem, params, candidates, days, rules)
+    release_freed_memory()  # the build's temporaries (see solver.large.heap)
     built = time.perf_counter() - started
     # The LP starts on the k nearest labs and the trail and room extras, on time where possible. The
     # labs within near_km come in by column generation where they pay: on a continent they were
@@ -166,6 +168,7 @@ def solve_large(
     relaxation = relax(
         network, active, started + params.time_limit_s * FIRST_LP_SHARE, LP_ROUNDS, work, widen=widen_early
     )
+    release_freed_memory()  # GLOP's model, gone with the LP: a gigabyte at a continent
     stops = [relaxation.stopped]
     first = (network, candidates, relaxation)
     margin = relaxation.demand_price - (beyond + network.setup / network.quantity)
@@ -219,6 +222,7 @@ def solve_large(
             stall_rounds=1,
         )
         stops.append(again.stopped)
+        release_freed_memory()
         if not math.isnan(again.value):  # else keep the first LP: the second found no solution in time
             candidates, network, relaxation = widened, wider, again
             beyond = beyond_cost(problem, params, candidates, rules)
@@ -239,6 +243,7 @@ def solve_large(
     # (without which units go short at a high penalty) ROUND_RESERVE before it, leaving the bound's
     # evaluations the rest; the status says so.
     units, merged, rows = round_units_by(network, relaxation.units, network.shortage, merge_by, fill_by)
+    release_freed_memory()
     if warm_start is not None:
         kept, kept_merged, kept_rows = round_units_by(
             network, _units_of(problem, network, warm_start), network.shortage, merge_by, fill_by

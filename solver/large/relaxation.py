@@ -36,6 +36,7 @@ from ortools.glop import parameters_pb2 as glop_parameters_pb2
 
 from solver.large.bound import suffix_sums
 from solver.large.glop import AT_UPPER, BASIC, FIXED, IncrementalLP
+from solver.large.heap import release_freed_memory
 from solver.large.network import Network, compact_indices, entry_sums
 
 #: GLOP: dual simplex (resumes after added rows), without presolve (which would drop the basis).
@@ -86,7 +87,7 @@ class ElementBasis:
         give, per option, checkpoint and stock row of that network, the same one here, or -1."""
 
         def pick(status: np.ndarray, index: np.ndarray) -> np.ndarray:
-            out = np.full(len(index), -1, dtype=np.int64)
+            out = np.full(len(index), -1, dtype=np.int8)
             known = index >= 0
             out[known] = status[index[known]]
             return out
@@ -274,8 +275,10 @@ class LinearRelaxation:
         variable_status, row_status = basis
         n = self.network
         n_dem = len(n.quantity)
-        option = np.full(n.options, -1, dtype=np.int64)
-        placed = self.variable >= 0
+        # Statuses in 8 bits: a continent's basis has 25 million options, and it is made when the
+        # LP is at its largest (at 64 bits, this array was the solve's peak of memory).
+        option = np.full(n.options, -1, dtype=np.int8)
+        placed = np.flatnonzero(self.variable >= 0)
         option[placed] = variable_status[self.variable[placed]]
         points = np.array(self.cut_points, dtype=np.int64)
         work = np.array(self.work_of_cut, dtype=np.int64)
@@ -283,8 +286,8 @@ class LinearRelaxation:
         anchored = work >= 0
         # A plain row's slack basic is its work basic; binding, the work sits at the free minutes.
         plain = np.where(row == AT_UPPER, AT_UPPER, BASIC)
-        point_work = np.full(len(n.point_chain), -1, dtype=np.int64)
-        point_row = np.full(len(n.point_chain), -1, dtype=np.int64)
+        point_work = np.full(len(n.point_chain), -1, dtype=np.int8)
+        point_row = np.full(len(n.point_chain), -1, dtype=np.int8)
         point_work[points] = np.where(anchored, variable_status[np.maximum(work, 0)], plain)
         point_row[points] = np.where(anchored, row, FIXED)
         stock = row_status[self.stock_row_base : self.stock_row_base + len(n.stock_capacity)]
@@ -449,6 +452,17 @@ class LinearRelaxation:
         return np.sort(out[rank < COLUMNS_PER_DEMAND])
 
 
+def _out_of_budget(rounds: int, max_rounds: int, spent: int, work: int | None, deadline: float) -> str | None:
+    """Why no further round may be solved ("rounds", "work" or "time"), or None."""
+    if rounds >= max_rounds:
+        return "rounds"
+    if work is not None and spent >= work:
+        return "work"
+    if time.perf_counter() >= deadline:
+        return "time"
+    return None
+
+
 def relax(
     network: Network,
     active: np.ndarray,
@@ -496,14 +510,9 @@ def relax(
     demand_price = n.shortage.copy()
     stalls = 0
     while True:
-        if rounds >= max_rounds:
-            stopped = "rounds"
-            break
-        if work is not None and spent >= work:
-            stopped = "work"
-            break
-        if time.perf_counter() >= deadline:
-            stopped = "time"
+        out = _out_of_budget(rounds, max_rounds, spent, work, deadline)
+        if out is not None:
+            stopped = out
             break
         optimal, value_now, units_now, demand_dual, cut_dual, stock_dual = lp.solve(
             deadline, None if work is None else work - spent, primal=basis is not None and rounds == 0
@@ -536,6 +545,13 @@ def relax(
         if stalls >= stall_rounds:
             stopped = "stalled"
             break
+        # Rows and columns that no solve would follow are only memory: at a continent the last
+        # round's columns, added past the deadline, were the solve's peak (+420 MB).
+        out = _out_of_budget(rounds, max_rounds, spent, work, deadline)
+        if out is not None:
+            stopped = out
+            break
+        release_freed_memory()  # the pricing's temporaries, before GLOP's model grows again
         # A round of rows alone resumes from the basis when the rows bring no variable (see add_cuts).
         lp.add_cuts(cuts_now, anchored=bool(len(columns)))
         lp.add_columns(columns)

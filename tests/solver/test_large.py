@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -13,11 +14,11 @@ from protocol.model import Design, Step
 from scenarios.scale import synthetic_problem
 from solver.allocation.allocate import solve, solve_small
 from solver.check import check
-from solver.large.aggregate import aggregate_prices
+from solver.large.aggregate import _least_by_key, aggregate_prices
 from solver.large.beyond import beyond_cost, priced_beyond
 from solver.large.bound import best_bound, lagrangian_bound, suffix_sums
 from solver.large.far import place_far
-from solver.large.network import build_network, machine_sets
+from solver.large.network import build_network, design_lab_pairs, machine_sets
 from solver.large.path import CONVERGED, STALLED, TIMED_OUT, UNCONVERGED, _plan
 from solver.large.rounding import Rows, round_units
 from solver.model.candidates import find_candidates, with_pairs
@@ -421,3 +422,34 @@ def test_units_short_on_full_candidates_go_to_a_farther_lab_that_has_room() -> N
     rows.add(proxy, sum(f.units for f in far))
     short = sum(s.quantity for s in plan.shortages)
     assert short == 0 or rows.room(proxy) == 0
+
+
+@pytest.mark.parametrize(("designs", "labs", "options"), [(3, 40, 5_000), (5_000, 2_000, 300)])
+def test_design_lab_pairs_are_the_sorted_pairs_whichever_way_they_are_counted(
+    designs: int, labs: int, options: int
+) -> None:
+    # (3, 40): few enough cells to tabulate; (5,000, 2,000): ten million cells, counted by sorting.
+    rng = np.random.default_rng(designs)
+    design_row = rng.integers(0, designs, size=options // 3 + 1)
+    network = SimpleNamespace(
+        demand=rng.integers(0, len(design_row), options), lab=rng.integers(0, labs, options)
+    )
+    pair_key, first, option_pair = design_lab_pairs(network, design_row, labs)  # type: ignore[arg-type]
+    key = design_row[network.demand] * labs + network.lab
+    want_key, want_first, want_pair = np.unique(key, return_index=True, return_inverse=True)
+    assert np.array_equal(pair_key, want_key)
+    assert np.array_equal(first, want_first)  # the first option of each pair
+    assert np.array_equal(option_pair, want_pair)
+
+
+@pytest.mark.parametrize("cells", [50, 1 << 23])
+def test_the_least_value_per_key_is_the_same_tabulated_or_sorted(cells: int) -> None:
+    # 50 cells: tabulated; 2^23 cells for 2,000 entries: by sorted keys.
+    rng = np.random.default_rng(cells)
+    key = rng.integers(0, cells, 2_000)
+    value = rng.random(2_000)
+    wanted = np.r_[
+        key[:300], rng.integers(0, cells, 300)
+    ]  # keys that have entries, and most likely some that do not
+    want = np.array([value[key == k].min() if np.any(key == k) else np.inf for k in wanted])
+    assert np.array_equal(_least_by_key(key, value, wanted, cells), want)
