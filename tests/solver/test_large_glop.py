@@ -94,6 +94,40 @@ def test_repeated_entries_of_a_pair_are_summed() -> None:
     assert solution.dual[0] == pytest.approx(-1.0 / 3.0)  # a <= row that binds: a value <= 0
 
 
+def test_a_pair_set_again_keeps_its_latest_value_in_glop_and_in_a_glop_built_afresh() -> None:
+    lp = IncrementalLP(GLOP_PARAMETERS)
+    x = lp.add_variables(np.zeros(1), np.array([10.0]), np.array([-1.0]))
+    row = lp.add_rows(np.array([-np.inf]), np.array([6.0]))
+    lp.set_coefficients(row, x, np.array([1.0]))  # x <= 6
+    assert lp.solve(10.0).primal[0] == pytest.approx(6.0)
+    lp.set_coefficients(row, x, np.array([3.0]))  # set again, after a solve: 3 x <= 6
+    lp.set_coefficients(row, x, np.array([2.0]))  # and again before the next: 2 x <= 6
+    assert lp.solve(10.0).primal[0] == pytest.approx(3.0)  # GLOP updated in place
+    lp._solver = None  # as if GLOP had refused the update: it is built afresh from the arrays
+    assert lp.solve(10.0).primal[0] == pytest.approx(3.0)
+
+
+def test_an_lp_grown_over_solves_is_the_lp_built_from_its_arrays_at_once() -> None:
+    rng = np.random.default_rng(11)
+    sources, sinks = 8, 30
+    supply, demand, cost = transport(rng, sources, sinks)
+    every = [(i, j) for i in range(sources) for j in range(sinks)]
+    lp = IncrementalLP(GLOP_PARAMETERS)
+    lp.add_rows(np.full(sources, -np.inf), supply)
+    lp.add_rows(demand, np.full(sinks, np.inf))
+    slack = lp.add_variables(np.zeros(sinks), np.full(sinks, np.inf), np.full(sinks, 1000.0))
+    lp.set_coefficients(sources + np.arange(sinks), slack, np.ones(sinks))
+    for part in range(3):  # a third of the arcs at a time, a solve after each
+        add_arcs(lp, every[part::3], cost, sources)
+        grown = lp.solve(60.0)
+    lp._solver = None
+    afresh = lp.solve(60.0)
+    assert grown.optimal and afresh.optimal
+    assert afresh.value == pytest.approx(grown.value, rel=1e-9)
+    costs = np.r_[np.full(sinks, 1000.0), [cost[a] for p in range(3) for a in every[p::3]]]
+    assert afresh.primal @ costs == pytest.approx(grown.value, rel=1e-9)  # the columns in their order
+
+
 def network_of(orders: int, labs: int, seed: int):
     p = synthetic_problem(orders, labs, seed)
     params = SolveParams(time_limit_s=60.0, workers=1, decompose_above=0)
