@@ -27,11 +27,10 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
-from datetime import time as dt_time
 from typing import Any
 
 from planner.core import PlannerCore
-from planner.fed_leases import Leases, day_zero
+from planner.fed_leases import Leases, day_start, day_zero
 from planner.trade_book import TradeBook
 from protocol.peers import EmergencyBody, EmergencyOfferBody, EmergencyTakeBody
 from solver.federation.cells import CELL_DEG, cell_of, window_of
@@ -422,7 +421,7 @@ class Emergencies:
         """The host's own LP with what it hosts and holds, and its firm answer from it (in a thread)."""
         start = day_zero(problem.now)
         if body.day is not None:  # the origin's day: its window means the same due date here
-            start = datetime.combine(body.day, dt_time(), tzinfo=UTC)
+            start = day_start(body.day)
         windowed = replace(problem, now=start)
         window = capacity_window(body.window)
         model = RegionModel(self.region, windowed, self.params, self.cell_deg, windows=(window,))

@@ -30,7 +30,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from planner.core import PlannerCore
@@ -75,12 +75,15 @@ def day_zero(now: datetime) -> datetime:
     return now.replace(hour=0, minute=0, second=0, microsecond=0)
 
 
+def day_start(day: date) -> datetime:
+    """The start of a UTC day, as `day_zero` gives it."""
+    return datetime.combine(day, time(), tzinfo=UTC)
+
+
 def trade_day(trade: Trade, now: datetime) -> datetime:
     """The start of the day a trade's window counts from: the day its session or request fixed, so
     that a window means the same due date after midnight as before (`now`'s day when none was)."""
-    if trade.day is None:
-        return day_zero(now)
-    return datetime.combine(trade.day, time(), tzinfo=UTC)
+    return day_zero(now) if trade.day is None else day_start(trade.day)
 
 
 class Leases:
@@ -309,6 +312,7 @@ class Leases:
         """Expire the leases that never came, ask again for unanswered ones, report progress."""
         self._ticks += 1
         expired = False
+        self._overdue &= {i for i, r in self.book.rows.items() if r.state == "pending"}
         for row in list(self.book.rows.values()):
             t = row.trade
             if row.state == "pending" and t.origin == self.region:

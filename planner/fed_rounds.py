@@ -34,11 +34,10 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime
-from datetime import time as dt_time
+from datetime import date, datetime
 from typing import Any
 
-from planner.fed_leases import Leases, day_zero
+from planner.fed_leases import Leases, day_start, day_zero
 from planner.trade_book import TradeBook
 from protocol.peers import CostBody, PeerEnvelope, RoundStart
 from solver.federation.market import Bid, Offer, Trade
@@ -218,7 +217,7 @@ class Rounds:
     async def _new_session(self, start: RoundStart) -> Session:
         problem = self.problem()
         day = start.day or day_zero(problem.now).date()
-        windowed = replace(problem, now=datetime.combine(day, dt_time(), tzinfo=UTC))
+        windowed = replace(problem, now=day_start(day))
         model = await asyncio.to_thread(
             RegionModel, self.region, windowed, self.params, self.net.cell_deg, windows=OFFER_WINDOWS
         )

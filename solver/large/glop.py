@@ -191,7 +191,7 @@ class IncrementalLP:
         _fill_variables(model.variables, 0, lower, upper)
         _fill_vector(model.objective.linear_coefficients, 0, cost)
         del lower, upper, cost
-        _fill_rows(model.linear_constraints, 0, *self._rows.all())
+        _fill_bounded(model.linear_constraints, 0, *self._rows.all())
         _fill_matrix(model.linear_constraint_matrix, *self._entries.all())
         return model
 
@@ -203,7 +203,7 @@ class IncrementalLP:
         _fill_variables(update.new_variables, first, lower, upper)
         _fill_vector(update.objective_updates.linear_coefficients, first, cost)
         del lower, upper, cost
-        _fill_rows(update.new_linear_constraints, self._rows.sent, *self._rows.unsent())
+        _fill_bounded(update.new_linear_constraints, self._rows.sent, *self._rows.unsent())
         _fill_matrix(update.linear_constraint_matrix_updates, *self._entries.unsent())
         return update
 
@@ -265,15 +265,17 @@ class _Chunks:
 def _fill_variables(
     proto: model_pb2.VariablesProto, first: int, lower: np.ndarray, upper: np.ndarray
 ) -> None:
-    proto.ids.extend(range(first, first + len(lower)))
-    proto.lower_bounds.extend(lower.tolist())
-    proto.upper_bounds.extend(upper.tolist())
+    _fill_bounded(proto, first, lower, upper)
     proto.integers.extend([False] * len(lower))
 
 
-def _fill_rows(
-    proto: model_pb2.LinearConstraintsProto, first: int, lower: np.ndarray, upper: np.ndarray
+def _fill_bounded(
+    proto: model_pb2.VariablesProto | model_pb2.LinearConstraintsProto,
+    first: int,
+    lower: np.ndarray,
+    upper: np.ndarray,
 ) -> None:
+    """Ids from `first` on, with their bounds (variables or rows)."""
     proto.ids.extend(range(first, first + len(lower)))
     proto.lower_bounds.extend(lower.tolist())
     proto.upper_bounds.extend(upper.tolist())

@@ -339,8 +339,8 @@ def design_lab_pairs(
     if cells > max(DENSE_PAIRS, 4 * len(key)):  # too many to tabulate: sort the keys
         pair_key, first, option_pair = np.unique(key, return_index=True, return_inverse=True)
         return pair_key, first, option_pair
-    # A table over every (design, lab): at a continent, 25 million options in 0.1 s where sorting
-    # their keys took 5 s and a gigabyte (beside the rounding, the solve's peak of memory).
+    # A table over every (design, lab): a continent's 8 million options in 0.03 s, where sorting
+    # their keys took 1.6 s and four temporaries of their size (beside the rounding, at the peak).
     first_of = np.full(cells, len(key), dtype=np.int64)
     np.minimum.at(first_of, key, np.arange(len(key), dtype=np.int64))
     pair_key = np.flatnonzero(first_of < len(key))

@@ -275,8 +275,8 @@ class LinearRelaxation:
         variable_status, row_status = basis
         n = self.network
         n_dem = len(n.quantity)
-        # Statuses in 8 bits: a continent's basis has 25 million options, and it is made when the
-        # LP is at its largest (at 64 bits, this array was the solve's peak of memory).
+        # Statuses in 8 bits: a continent's basis has 8 million options, and it is made when the
+        # LP is at its largest (seed 2's peak was here, at 64 bits).
         option = np.full(n.options, -1, dtype=np.int8)
         placed = np.flatnonzero(self.variable >= 0)
         option[placed] = variable_status[self.variable[placed]]

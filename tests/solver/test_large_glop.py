@@ -39,25 +39,32 @@ def add_arcs(lp: IncrementalLP, arcs: list[tuple[int, int]], cost: np.ndarray, s
     lp.set_coefficients(np.r_[src, sources + dst], np.r_[ids, ids], np.ones(2 * len(arcs)))
 
 
+def transport_rows(supply: np.ndarray, demand: np.ndarray, slack_cost: float | None = None) -> IncrementalLP:
+    """An LP with a transport problem's supply rows (first) and demand rows, and no arc yet; with
+    `slack_cost`, a dear column per sink that meets its demand alone (so that any arcs are feasible)."""
+    lp = IncrementalLP(GLOP_PARAMETERS)
+    sources, sinks = len(supply), len(demand)
+    lp.add_rows(np.full(sources, -np.inf), supply)
+    lp.add_rows(demand, np.full(sinks, np.inf))
+    if slack_cost is not None:
+        slack = lp.add_variables(np.zeros(sinks), np.full(sinks, np.inf), np.full(sinks, slack_cost))
+        lp.set_coefficients(sources + np.arange(sinks), slack, np.ones(sinks))
+    return lp
+
+
 def test_an_lp_grown_by_rows_and_columns_resumes_and_reaches_the_from_scratch_optimum() -> None:
     rng = np.random.default_rng(7)
     sources, sinks = 12, 40
     supply, demand, cost = transport(rng, sources, sinks)
     every = [(i, j) for i in range(sources) for j in range(sinks)]
     # From scratch: every arc at once.
-    whole = IncrementalLP(GLOP_PARAMETERS)
-    whole.add_rows(np.full(sources, -np.inf), supply)
-    whole.add_rows(demand, np.full(sinks, np.inf))
+    whole = transport_rows(supply, demand)
     add_arcs(whole, every, cost, sources)
     best = whole.solve(60.0)
     assert best.optimal
     # Grown: a few arcs per sink and a dear slack per sink first, then the rest in two batches,
     # with a row that binds nothing (a cap on the total) between them.
-    grown = IncrementalLP(GLOP_PARAMETERS)
-    grown.add_rows(np.full(sources, -np.inf), supply)
-    grown.add_rows(demand, np.full(sinks, np.inf))
-    slack = grown.add_variables(np.zeros(sinks), np.full(sinks, np.inf), np.full(sinks, 1000.0))
-    grown.set_coefficients(sources + np.arange(sinks), slack, np.ones(sinks))
+    grown = transport_rows(supply, demand, slack_cost=1000.0)
     first = [(i, j) for (i, j) in every if (i + j) % 4 == 0]
     add_arcs(grown, first, cost, sources)
     start = grown.solve(60.0)
@@ -112,11 +119,7 @@ def test_an_lp_grown_over_solves_is_the_lp_built_from_its_arrays_at_once() -> No
     sources, sinks = 8, 30
     supply, demand, cost = transport(rng, sources, sinks)
     every = [(i, j) for i in range(sources) for j in range(sinks)]
-    lp = IncrementalLP(GLOP_PARAMETERS)
-    lp.add_rows(np.full(sources, -np.inf), supply)
-    lp.add_rows(demand, np.full(sinks, np.inf))
-    slack = lp.add_variables(np.zeros(sinks), np.full(sinks, np.inf), np.full(sinks, 1000.0))
-    lp.set_coefficients(sources + np.arange(sinks), slack, np.ones(sinks))
+    lp = transport_rows(supply, demand, slack_cost=1000.0)
     for part in range(3):  # a third of the arcs at a time, a solve after each
         add_arcs(lp, every[part::3], cost, sources)
         grown = lp.solve(60.0)
