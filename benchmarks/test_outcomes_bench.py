@@ -45,6 +45,9 @@ VARIANTS = [
     # found a shortfall on km (2026-12-04): units sent farther to be on time (held since at 15)
     ("fab-city-barcelona", 15, None),
     ("valve-lombardy", 12, None),
+    # found a shortfall on fill (2026-12-05): late valves queued at the one busiest lab, 8 of 718 not
+    # made by the replay's end; held since a late emergency day counts three times
+    ("valve-lombardy", 11, "ES"),
 ]
 SCENARIOS = sorted(builtin_scenarios()) + [
     f"{name}@{seed}" + (f"-{country}" if country else "") for name, seed, country in VARIANTS

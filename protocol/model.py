@@ -203,7 +203,10 @@ class CostTerms(Record):
     lateness: float = Field(default=0.0, ge=0.0)
     trail: float = Field(default=0.0, description="discount from the design x lab trail (<= 0)")
     time: float = Field(
-        default=0.0, ge=0.0, description="days until the units are planned to arrive, weighted by priority"
+        default=0.0,
+        ge=0.0,
+        description="days until the units are planned to arrive, weighted by priority (a late "
+        "emergency unit's days past its due date weigh three times)",
     )
 
     @property

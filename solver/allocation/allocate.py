@@ -32,7 +32,7 @@ from solver.large.path import meets, solve_large
 from solver.model.candidates import Candidates, find_candidates, merge_candidates, shortage_reason
 from solver.model.capability import step_groups
 from solver.model.lines import LineUnits, allocation_line, split_units
-from solver.model.objective import objective_weights, polished_priorities
+from solver.model.objective import objective_weights, overdue_weight, polished_priorities
 from solver.model.problem import (
     LabState,
     Problem,
@@ -456,7 +456,10 @@ class AllocationMapping:
                     charged = time_charged(edges_days[b], late, due, params.time_checkpoints_days)
                     cost = unit_cost + params.time_weight[priority] * (charged + travel)
                     if late:
-                        cost += params.lateness_penalty[priority]
+                        past_due = max(0.0, charged + travel - self.due[d])
+                        cost += params.lateness_penalty[priority] + past_due * overdue_weight(
+                            params.time_weight, priority
+                        )
                     uses: dict[str, float] = defaultdict(float)
                     for step, group in zip(design.steps, groups, strict=True):
                         for bucket in range(b, len(edges_days)):

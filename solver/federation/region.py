@@ -33,6 +33,7 @@ from solver.federation.cells import CELL_DEG, cell_centre, cell_of, window_of
 from solver.federation.lp import ArrayLP, Constraint, Variable
 from solver.federation.market import Offer, Trade
 from solver.model.geo import haversine_km
+from solver.model.objective import overdue_weight
 from solver.model.problem import Problem, SolveParams, horizon_days
 
 #: Own cells each demand group (or hosted trade) may be made in: the nearest that can make it.
@@ -255,7 +256,10 @@ class RegionModel:
                 if rank < LATE_CELLS:
                     late = solver.NumVar(0.0, inf, "")
                     row.SetCoefficient(late, 1.0)
-                    objective.SetCoefficient(late, carry + p.lateness_penalty[g.priority] + tw * self.horizon)
+                    past_due = overdue_weight(p.time_weight, g.priority) * max(0.0, self.horizon - g.window)
+                    objective.SetCoefficient(
+                        late, carry + p.lateness_penalty[g.priority] + tw * self.horizon + past_due
+                    )
                     use(late, cell, g.design, None)
             usable = offers_by.get((g.design, g.window), [])
             for offer, km in _near_offers(usable, g.location, self.cell_deg):

@@ -28,7 +28,7 @@ from solver.large.network import Network
 from solver.large.rounding import Rows
 from solver.model.candidates import Candidates, km_beyond
 from solver.model.lines import LineUnits, allocation_line
-from solver.model.objective import unit_cost
+from solver.model.objective import overdue_weight, unit_cost
 from solver.model.problem import Problem, SolveParams, days_until, earliest_finish, transit
 
 #: Short demands whose distances to every lab are measured at once (a block of the distance matrix).
@@ -113,8 +113,11 @@ def place_far(
                 o = int(proxy[row, j])
                 discount = float(n.discount[o])  # a trail's discount is the design's at the lab
                 lateness = params.lateness_penalty[priority] if late else 0.0
+                overdue = overdue_weight(params.time_weight, priority) * max(0.0, arrival - due)
                 time_weight = params.time_weight[priority]
-                per_unit = unit_cost(distance, discount, time_weight, arrival, lateness, params.km_weight)
+                per_unit = unit_cost(
+                    distance, discount, time_weight, arrival, lateness, params.km_weight, overdue
+                )
                 if per_unit + params.setup_cost / left >= n.shortage[d]:
                     break  # nearest first: no lab farther off is worth it either
                 take = min(left, rows.room(o))

@@ -39,7 +39,7 @@ import numpy as np
 
 from solver.model.candidates import Candidates
 from solver.model.capability import step_groups
-from solver.model.objective import unit_cost
+from solver.model.objective import overdue_weight, unit_cost
 from solver.model.problem import Problem, SolveParams, days_until, earliest_finish
 from solver.model.trails import DEFAULT_RULES, TrailRules
 
@@ -183,7 +183,11 @@ def build_network(
     arrival = o_time + travel[pick]
     priority_weight = np.array([params.time_weight[d.order.priority] for d in demands])
     late_penalty = np.where(is_late, lateness[o_demand], 0.0)
-    cost = unit_cost(o_km, o_discount, priority_weight[o_demand], arrival, late_penalty, params.km_weight)
+    per_day_past = np.array([overdue_weight(params.time_weight, d.order.priority) for d in demands])
+    overdue = np.where(is_late, per_day_past[o_demand] * np.maximum(0.0, arrival - due[o_demand]), 0.0)
+    cost = unit_cost(
+        o_km, o_discount, priority_weight[o_demand], arrival, late_penalty, params.km_weight, overdue
+    )
 
     combos, combo_of, chains, stock, exact = _combos(problem, design_ids, design_of[o_demand], o_lab)
     chain_lab, chain_machines = chains.lab, chains.machines

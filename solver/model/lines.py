@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from protocol.model import Allocation, CostTerms
-from solver.model.problem import Problem, SolveParams
+from solver.model.objective import overdue_weight
+from solver.model.problem import Problem, SolveParams, days_until
 
 
 @dataclass
@@ -22,12 +23,14 @@ class LineUnits:
     late: int = 0
     early: int = 0  # made by the first time checkpoint: the work to start now
     unit_days: float = 0.0  # sum over units of the days until each is planned to arrive
+    late_unit_days: float = 0.0  # the same sum over the late units only
     arrival: float = 0.0  # the latest of them
 
     def add(self, units: int, late: bool, finish: float, arrival: float, params: SolveParams) -> None:
         """Count `units` finishing by `finish` and arriving by `arrival` (days from now)."""
         if late:
             self.late += units
+            self.late_unit_days += units * arrival
         else:
             self.on_time += units
         first = min(params.time_checkpoints_days, default=0.0)
@@ -43,13 +46,16 @@ def allocation_line(
     """One plan line: units of demand `d` at lab index `lab`, with its cost terms and planned arrival."""
     order = problem.demands[d].order
     quantity = units.on_time + units.late
+    days_past_due = max(0.0, units.late_unit_days - units.late * days_until(problem, order.due_at))
     cost = CostTerms(
         km=km,
         transport=km * params.km_weight * quantity,
         setup=params.setup_cost,
         lateness=params.lateness_penalty[order.priority] * units.late,
         trail=-discount * quantity,
-        time=params.time_weight[order.priority] * units.unit_days,
+        # the days of late units past their due date weigh more (`objective.LATE_DAY_FACTOR`)
+        time=params.time_weight[order.priority] * units.unit_days
+        + overdue_weight(params.time_weight, order.priority) * days_past_due,
     )
     return Allocation(
         order_id=order.id,

@@ -14,7 +14,13 @@ import pytest
 from protocol.model import Plan
 from solver.allocation.allocate import solve
 from solver.check import check
-from solver.model.objective import objective_weights, time_weights, transit_days
+from solver.model.objective import (
+    LATE_DAY_FACTOR,
+    objective_weights,
+    overdue_weight,
+    time_weights,
+    transit_days,
+)
 from solver.model.problem import Problem, SolveParams
 from tests.solver.factory import (
     CENTRE,
@@ -153,3 +159,30 @@ def test_the_second_stage_keeps_every_unit_on_time_and_placed() -> None:
     assert sum(a.late_units for a in plan.allocations) == 0
     assert sum(units_by_lab(plan, "o1").values()) == 12
     assert units_by_lab(plan, "o1").get("near", 0) <= 4
+
+
+@PATHS
+def test_late_emergency_work_goes_where_it_arrives_soonest(
+    params: SolveParams, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Four emergency shields due in an hour: late anywhere. "near" (1.5 km) is booked for a day;
+    # "far" (about 800 km, 13 hours of road) is free. Each day past the due date counts three times.
+    far_away = (NEAR[0] + 7.2, NEAR[1])
+    labs = [shield_lab("near", NEAR, backlog_minutes=480), shield_lab("far", far_away)]
+    p = problem(labs, [order("o1", "face-shield", 4, days=0.05, priority="emergency")])
+    daily = replace(params, time_checkpoints_days=(1.0, 2.0, 3.0))
+    plan = solved(p, daily)
+    assert units_by_lab(plan, "o1") == {"far": 4}
+    (line,) = plan.allocations
+    assert line.late_units == 4
+    weight = daily.time_weight["emergency"]
+    past_due = (line.arrive_by - p.demands[0].order.due_at) / timedelta(days=1)
+    # the explanation's time term holds the days past due at the extra weight
+    assert line.cost.time == pytest.approx(
+        4 * weight * ((line.arrive_by - NOW) / timedelta(days=1))
+        + 4 * overdue_weight(daily.time_weight, "emergency") * past_due,
+        rel=1e-6,
+    )
+    # A day counted once, late or not: the units would wait a day at the nearest lab.
+    monkeypatch.setitem(LATE_DAY_FACTOR, "emergency", 1.0)
+    assert units_by_lab(solved(p, daily), "o1") == {"near": 4}

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from protocol.model import PRIORITIES, Allocation, CostTerms, Machine, Plan
 from solver.allocation.allocate import solve
 from solver.check import check
+from solver.model.objective import overdue_weight
 from solver.model.problem import Problem, SolveParams
 from tests.solver.factory import lab, machine, order, problem
 
@@ -79,7 +80,12 @@ def test_every_plan_passes_check(p: Problem, k: int) -> None:
         assert a.cost.lateness == pytest.approx(params.lateness_penalty[priority] * a.late_units)
         assert a.arrive_by is not None and a.arrive_by > p.now and 0 <= a.early_units <= a.quantity
         days = (a.arrive_by - p.now).total_seconds() / 86_400
-        assert 0 < a.cost.time <= params.time_weight[priority] * a.quantity * days * (1 + 1e-9)
+        # each late unit's days past its due date weigh more (solver.model.objective.LATE_DAY_FACTOR)
+        due_at = next(d.order.due_at for d in p.demands if d.order.id == a.order_id)
+        past_due = max(0.0, (a.arrive_by - due_at).total_seconds() / 86_400)
+        most = params.time_weight[priority] * a.quantity * days
+        most += overdue_weight(params.time_weight, priority) * a.late_units * past_due
+        assert 0 < a.cost.time <= most * (1 + 1e-9)
 
 
 @SETTINGS
