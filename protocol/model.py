@@ -28,8 +28,11 @@ def _require_utc(value: datetime) -> datetime:
         raise ValueError("must carry a time zone (UTC, ISO 8601 such as 2026-05-01T12:00:00Z)")
     try:
         return value.astimezone(UTC)
-    except OverflowError:  # 0001-01-01T00:00+01:00 has no UTC date
-        raise ValueError("is out of range once in UTC (years 1 to 9999)") from None
+    except OverflowError:
+        # 0001-01-01T00:30+01:00 falls before the first instant a date holds in UTC, and
+        # 9999-12-31T23:30-01:00 after the last: both are valid ISO 8601, and within a day of the
+        # calendar's ends, so each is kept as that end rather than refused.
+        return datetime.min.replace(tzinfo=UTC) if value.year == 1 else datetime.max.replace(tzinfo=UTC)
 
 
 UtcDatetime = Annotated[datetime, AfterValidator(_require_utc)]

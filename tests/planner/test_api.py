@@ -61,6 +61,18 @@ def test_bad_order_is_422_naming_the_field_and_changes_nothing(
     assert [o["id"] for o in client.get("/orders").json()] == [kept]
 
 
+def test_dates_at_the_ends_of_the_calendar_are_answered_not_refused(client: TestClient) -> None:
+    # Valid ISO 8601, but their instants fall past what a date holds in UTC: kept as its ends.
+    late = client.post("/orders", json=_order(due_at="9999-12-31T23:30:00-01:00"))
+    assert late.status_code == 201
+    order_id = late.json()["id"]
+    assert late.json()["due_at"].startswith("9999-12-31T23:59:59")
+    assert client.get(f"/orders/{order_id}").status_code == 200
+    assert client.get(f"/orders/{order_id}/explanation").status_code == 200
+    early = client.post("/orders", json=_order(due_at="0001-01-01T01:00:00+01:02"))
+    assert early.status_code == 409 and early.json()["detail"].startswith("due_at:")
+
+
 def test_an_order_due_in_the_past_is_409_naming_the_field_and_changes_nothing(client: TestClient) -> None:
     kept = client.post("/orders", json=_order()).json()["id"]
     response = client.post(

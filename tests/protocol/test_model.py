@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 from pydantic import ValidationError
 
 from protocol.errors import ProtocolError, describe_validation_error
-from protocol.model import Lab, Location, Machine
+from protocol.model import Lab, Location, Machine, OrderRequest
 from protocol.okh import catalogue, load_design, materials
 
 
@@ -64,3 +66,27 @@ def test_bad_manifest_names_file_and_field(tmp_path) -> None:
     path.write_text("id = ")
     with pytest.raises(ProtocolError, match=r"bad\.toml: cannot read"):
         load_design(path)
+
+
+@pytest.mark.parametrize(
+    ("text", "kept"),
+    [
+        ("2026-05-01T14:00:00+02:00", datetime(2026, 5, 1, 12, 0, tzinfo=UTC)),
+        # valid ISO 8601 whose instant lies just past either end of what a date holds in UTC
+        ("0001-01-01T01:00:00+01:02", datetime.min.replace(tzinfo=UTC)),
+        ("9999-12-31T23:30:00-01:00", datetime.max.replace(tzinfo=UTC)),
+    ],
+)
+def test_order_dates_are_kept_in_utc(text: str, kept: datetime) -> None:
+    order = OrderRequest(design="face-shield", quantity=1, due_at=text, delivery=Location(lat=0, lon=0))
+    assert order.due_at == kept
+
+
+def test_an_order_date_needs_a_time_zone() -> None:
+    with pytest.raises(ValidationError, match="time zone"):
+        OrderRequest(
+            design="face-shield",
+            quantity=1,
+            due_at="2026-05-01T12:00:00",
+            delivery=Location(lat=0, lon=0),
+        )
