@@ -113,7 +113,7 @@ def place_far(
                 o = int(proxy[row, j])
                 discount = float(n.discount[o])  # a trail's discount is the design's at the lab
                 lateness = params.lateness_penalty[priority] if late else 0.0
-                overdue = overdue_weight(params.time_weight, priority) * max(0.0, arrival - due)
+                overdue = overdue_weight(params.time_weight, priority) * (arrival - due) if late else 0.0
                 time_weight = params.time_weight[priority]
                 per_unit = unit_cost(
                     distance, discount, time_weight, arrival, lateness, params.km_weight, overdue
