@@ -44,7 +44,10 @@ from solver.model.problem import (
     free_minutes,
     horizon_days,
     in_transit,
+    in_whole_units,
+    is_due_checkpoint,
     transit,
+    with_whole_units,
 )
 from solver.model.trails import DEFAULT_RULES, TrailRules
 from solver.model.transfers import (
@@ -131,6 +134,8 @@ def solve_small(
     if not problem.demands:
         return _empty_plan(version)
     started = time.perf_counter()
+    if params.whole_units:  # pooled machines' time in whole units (`with_whole_units`)
+        problem = with_whole_units(problem)
     relaxed = None
     if certify:
         share = replace(params, time_limit_s=CERTIFY_SHARE * params.time_limit_s)
@@ -410,7 +415,8 @@ class AllocationMapping:
                 [arrival[d][0] for d, _ in edges], self.days, params.due_buckets, params.time_checkpoints_days
             )
             for b, edge_day in enumerate(edges_days):
-                for machine_id, minutes in free_minutes(state, edge_day).items():
+                whole = is_due_checkpoint(edge_day, self.days, params.time_checkpoints_days)
+                for machine_id, minutes in free_minutes(state, edge_day, whole).items():
                     name = _machine(lab_index, machine_id, b)
                     capacity[name] = minutes
                     scale[name] = MINUTE_SCALE
@@ -475,8 +481,9 @@ class AllocationMapping:
                     self.edge_options.append(base)
                     if coming and _twin_checkpoint(finishes, edges_days, b, late, loosest, coming_at):
                         twin_uses = after_arrival(
-                            uses, state, pace, lab_index, design, groups, edges_days, b, arrives, capacity
-                        )
+                            uses, state, pace, lab_index, design, groups, edges_days, b, arrives, capacity,
+                            params.time_checkpoints_days,
+                        )  # fmt: skip
                         for material in coming:
                             twin_uses.pop(_stock(lab_index, material), None)
                             twin_uses[_arriving(lab_index, material)] = per_unit[material]
@@ -490,7 +497,7 @@ class AllocationMapping:
                             continue
                         shipped_uses = after_arrival(
                             uses, state, pace, lab_index, design, groups, edges_days, b, sender.arrival,
-                            capacity,
+                            capacity, params.time_checkpoints_days,
                         )  # fmt: skip
                         twin = self._shipped_option(base, cost, shipped_uses, setup, design, short_of, sender)
                         options.append(twin)
@@ -648,6 +655,7 @@ def after_arrival(
     b: int,
     arrival: float,
     capacity: dict[str, float],
+    grid: tuple[float, ...] = (),
 ) -> dict[str, float]:
     """`uses` of a unit finishing by checkpoint `b` from material arriving at `arrival` (days from
     now), plus its minutes on the lab's machines between the arrival and each checkpoint from `b` on;
@@ -666,8 +674,12 @@ def after_arrival(
             name = _window(lab_index, group, bucket, arrival)
             if name not in capacity:
                 edge = edges_days[bucket]
+                whole = is_due_checkpoint(edge, edges_days[-1], grid)
                 capacity[name] = sum(
-                    max(0.0, pace[m] * edge - max(state.backlog_minutes.get(m, 0.0), pace[m] * arrival))
+                    in_whole_units(
+                        max(0.0, pace[m] * edge - max(state.backlog_minutes.get(m, 0.0), pace[m] * arrival)),
+                        state.unit_minutes.get(m, 0.0) if whole else 0.0,
+                    )
                     for m in group
                 )
             windowed[name] = windowed.get(name, 0.0) + step.minutes

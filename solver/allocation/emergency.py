@@ -27,7 +27,7 @@ from protocol.model import Plan
 from solver.allocation.allocate import WORK_PER_SECOND, AllocationMapping
 from solver.model.candidates import find_candidates
 from solver.model.geo import distances_km
-from solver.model.problem import Demand, Problem, SolveParams, horizon_days
+from solver.model.problem import Demand, Problem, SolveParams, horizon_days, with_whole_units
 from solver.sparse.core import CoreParams, solve_core
 
 
@@ -43,6 +43,9 @@ def insert_urgent(problem: Problem, order_ids: set[str], params: SolveParams, bu
     if missing:
         raise ValueError(f"not among the demands: {', '.join(sorted(missing))}")
     focus = Problem(problem.now, problem.designs, problem.labs, demands, problem.trails)
+    if params.whole_units:  # machines' time in whole units of the urgent designs, as `solve` counts it
+        focus = with_whole_units(focus)
+        problem = replace(problem, labs=focus.labs)
     days = horizon_days(focus, params)
     candidates = find_candidates(focus, params.k_nearest, days, params.trail_candidates)
     nearby = {c.lab for cands in candidates.edges for c in cands}

@@ -222,7 +222,8 @@ def build_network(
     last = np.ones(len(point_chain), dtype=bool)
     last[:-1] = point_chain[1:] != point_chain[:-1]
     point_next[last] = -1
-    point_capacity = _capacities(problem, chain_lab, chain_machines, point_chain, point_time)
+    fluid = np.array([days, *(t for t in params.time_checkpoints_days if t < days)])
+    point_capacity = _capacities(problem, chain_lab, chain_machines, point_chain, point_time, fluid)
     # The bound's capacities are a hair larger: the validator accepts work within its tolerance.
     point_bound_capacity = (1 + 1e-6) * point_capacity + 1e-6
     # Work comes in whole units: capacity short of the next multiple of the granule is never used, by
@@ -508,8 +509,11 @@ def _capacities(
     chain_machines: list[list[int]],
     point_chain: np.ndarray,
     point_time: np.ndarray,
+    fluid: np.ndarray,
 ) -> np.ndarray:
-    """Free minutes of each checkpoint's machine set by its time (per machine: rate × days − backlog)."""
+    """Free minutes of each checkpoint's machine set by its time (per machine: rate × days − backlog;
+    at a due date's checkpoint, not one of the `fluid` times, in whole units where the lab counts
+    them: `solver.model.problem.is_due_checkpoint`)."""
     capacity = np.zeros(len(point_chain))
     if not len(point_chain):
         return capacity
@@ -520,6 +524,14 @@ def _capacities(
         machines = [state.lab.machines[m] for m in chain_machines[c]]
         rate = np.array([m.minutes_per_day() for m in machines])
         backlog = np.array([state.backlog_minutes.get(m.id, 0.0) for m in machines])
+        unit = np.array([state.unit_minutes.get(m.id, 0.0) for m in machines])
         times = point_time[start:end]
-        capacity[start:end] = np.maximum(0.0, rate[None, :] * times[:, None] - backlog[None, :]).sum(axis=1)
+        free = np.maximum(0.0, rate[None, :] * times[:, None] - backlog[None, :])
+        # At due dates, in whole units where the lab counts them (`is_due_checkpoint`).
+        due = ~(np.abs(times[:, None] - fluid[None, :]) <= 1e-9).any(axis=1)
+        counted = np.where(due[:, None] & (unit > 0), unit, 0.0)
+        whole = np.where(
+            counted > 0, counted * np.floor(free / np.where(counted > 0, counted, 1.0) + 1e-9), free
+        )
+        capacity[start:end] = whole.sum(axis=1)
     return capacity

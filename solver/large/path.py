@@ -49,7 +49,7 @@ from solver.model.candidates import (
     with_pairs,
 )
 from solver.model.lines import LineUnits, allocation_line, split_units
-from solver.model.problem import Problem, SolveParams, horizon_days
+from solver.model.problem import Problem, SolveParams, horizon_days, with_whole_units
 from solver.model.trails import DEFAULT_RULES, TrailRules
 
 #: Candidate labs per demand in the network, as a multiple of k_nearest (the LP starts on k of them).
@@ -137,6 +137,8 @@ def solve_large(
     the time limit still holds, and a plan it cut short says so in its status (TIMED_OUT).
     """
     started = time.perf_counter()
+    if params.whole_units:  # pooled machines' time in whole units (`with_whole_units`)
+        problem = with_whole_units(problem)
     limit = started + params.time_limit_s
     work = WORK_PER_DEMAND * max(1, len(problem.demands)) if params.deterministic else None
     days = horizon_days(problem, params)
