@@ -30,7 +30,9 @@ Metrics have the simulation's keys where they can (`scenarios.metrics`): units c
 the planner records them (the ledger's job events, shifted back to scenario time; a job's last units
 when its lab said it ended, if sooner: `_read_ledger`), delivered after
 the simulation's handling time and road time, and only units made by the scenario's end count, as
-in the simulation. On-time share and lead times (mean, p95) follow from that. The planner's own
+in the simulation. On-time share and lead times (mean, p95) follow from that, and the plan's slip
+(`plan_slip_rate`): units the plan counted on time that arrived after their due date, a job's
+first `on_time_units` being its on-time ones, as its lab makes them first. The planner's own
 solve time is reported in wall seconds and in simulated hours (`solve_sim_hours_max`), the measure
 of whether the live speed leaves the planner time to think.
 """
@@ -50,7 +52,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 import zmq
@@ -465,9 +467,19 @@ def _transfer_metrics(transfers: list[dict[str, Any]], metrics: dict[str, Any]) 
     }
 
 
-def _read_ledger(db_path: Path) -> tuple[list[tuple[datetime, str, str, int]], list[float]]:
-    """From the planner's ledger: units made as recorded (when, order, lab, units) and each plan's solve
-    seconds.
+class Made(NamedTuple):
+    """Units of a job made, as the planner's ledger records them."""
+
+    at: datetime
+    order_id: str
+    lab_id: str
+    units: int
+    #: How many of them the plan counted on time: a job's first units are its on-time ones.
+    planned_on_time: int = 0
+
+
+def _read_ledger(db_path: Path) -> tuple[list[Made], list[float]]:
+    """From the planner's ledger: units made as recorded (`Made`) and each plan's solve seconds.
 
     Units count as made when the planner records them, except the units a job's DONE brings: those
     count at the job's end as its lab last reported it (the ETA of its last PROGRESS or ACCEPT, in
@@ -477,7 +489,7 @@ def _read_ledger(db_path: Path) -> tuple[list[tuple[datetime, str, str, int]], l
     record alone made on-time valves late (14 of 34 late valves in one run). A lab's later PROGRESS
     always carries its new ETA, so the last one is when its last unit was made.
     """
-    made: list[tuple[datetime, str, str, int]] = []
+    made: list[Made] = []
     done: dict[str, int] = {}
     ends: dict[str, datetime] = {}  # job id -> its end as its lab last reported it
     with sqlite3.connect(f"file:{db_path}?mode=ro", uri=True) as db:
@@ -493,7 +505,8 @@ def _read_ledger(db_path: Path) -> tuple[list[tuple[datetime, str, str, int]], l
         before = done.get(job["id"], 0)
         if units > before:
             done[job["id"]] = units
-            made.append((when, job["order_id"], job["lab_id"], units - before))
+            promised = max(0, min(units, int(job.get("on_time_units") or 0)) - before)
+            made.append(Made(when, job["order_id"], job["lab_id"], units - before, promised))
     solves = [float(json.loads(record).get("solve_seconds", 0.0)) for (record,) in plans]
     return made, solves
 
@@ -504,7 +517,7 @@ def _metrics(
     shift: timedelta,
     placed: list[tuple[str, Order]],
     views: list[dict[str, Any]],
-    made: list[tuple[datetime, str, str, int]],
+    made: list[Made],
     solves: list[float],
     plan: dict[str, Any],
 ) -> dict[str, Any]:
@@ -519,7 +532,8 @@ def _metrics(
     unit_km = tonne_km = 0.0
     leads: list[tuple[float, int]] = []
     used: set[str] = set()
-    for at, order_id, lab_id, units in sorted(made):
+    promised = slipped = 0
+    for at, order_id, lab_id, units, planned_on_time in sorted(made):
         order = orders.get(order_id)
         if order is None or lab_id not in where:
             continue
@@ -535,6 +549,8 @@ def _metrics(
         delivered_at = made_at + timedelta(hours=HANDLING_HOURS + km / kmh)
         delivered += units
         on_time += units if delivered_at <= order.due_at else 0
+        promised += min(units, planned_on_time)
+        slipped += min(units, planned_on_time) if delivered_at > order.due_at else 0
         leads.append(((delivered_at - order.created_at) / timedelta(hours=1), units))
         unit_km += units * km
         tonne_km += units * unit_kg(world.loaded.designs[order.design]) / 1000.0 * km
@@ -553,6 +569,9 @@ def _metrics(
         "units_late": delivered - on_time,
         "units_missing": demanded - delivered,
         "on_time_rate": round(on_time / demanded, 4) if demanded else 0.0,
+        "units_planned_on_time": promised,
+        "units_planned_on_time_arrived_late": slipped,
+        "plan_slip_rate": round(slipped / delivered, 4) if delivered else 0.0,
         "lead_time_mean_h": _round(mean_lead),
         "lead_time_p95_h": _round(weighted_percentile(leads, 0.95)),
         "units_made_after_end": after_end,

@@ -7,7 +7,7 @@ import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from scenarios.live import _read_ledger
+from scenarios.live import Made, _read_ledger
 
 T = datetime(2026, 12, 5, 12, tzinfo=UTC)
 
@@ -49,8 +49,24 @@ def test_a_jobs_last_units_count_when_its_lab_said_it_ended(tmp_path: Path) -> N
     )
     made, solves = _read_ledger(db_path)
     assert made == [
-        (T + timedelta(hours=4), "o-1", "lab-a", 2),
-        (end, "o-1", "lab-a", 1),
-        (T + timedelta(hours=1), "o-1", "lab-a", 1),
+        (T + timedelta(hours=4), "o-1", "lab-a", 2, 0),
+        (end, "o-1", "lab-a", 1, 0),
+        (T + timedelta(hours=1), "o-1", "lab-a", 1, 0),
     ]
     assert solves == [0.5]
+
+
+def test_a_jobs_first_units_are_the_ones_its_plan_counted_on_time(tmp_path: Path) -> None:
+    # Of 5 units, the plan counted 3 on time: the first 3 the lab makes, over its reports.
+    job = {"id": "o-2-a1", "order_id": "o-2", "lab_id": "lab-b", "on_time_units": 3}
+    db_path = _ledger(
+        tmp_path,
+        [
+            (T + timedelta(hours=2), "job.running", job | {"units_done": 2}),
+            (T + timedelta(hours=4), "job.running", job | {"units_done": 4}),
+            (T + timedelta(hours=6), "job.done", job | {"units_done": 5}),
+        ],
+    )
+    made, _ = _read_ledger(db_path)
+    assert [(m.units, m.planned_on_time) for m in made] == [(2, 2), (2, 1), (1, 0)]
+    assert made[0] == Made(T + timedelta(hours=2), "o-2", "lab-b", 2, 2)
