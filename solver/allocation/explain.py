@@ -292,8 +292,9 @@ def _why_not(
 
 
 def _room(state: LabState, design: Design, days: float) -> tuple[int, tuple[str, float, float]]:
-    """Units the lab could make within `days` (steps sharing machines counted jointly, approximately),
-    and the tightest step: (process, minutes per unit, minutes free)."""
+    """Units the lab could make within `days` (steps sharing machines counted jointly, approximately;
+    a pool of machines in whole units per machine, as the plan counts them by a due date), and the
+    tightest step: (process, minutes per unit, minutes free)."""
     free = free_minutes(state, days)
     need: dict[frozenset[str], float] = {}
     process_of: dict[frozenset[str], str] = {}
@@ -304,7 +305,12 @@ def _room(state: LabState, design: Design, days: float) -> tuple[int, tuple[str,
     tightest = ("", 0.0, 0.0)
     for group, minutes in need.items():
         available = sum(free[m] for m in group)
-        units = math.floor(available / minutes + 1e-9) if minutes > 0 else math.inf
+        if minutes <= 0:
+            units = math.inf
+        elif len(group) > 1:  # each machine makes whole units (`solver.model.problem.with_whole_units`)
+            units = sum(math.floor(free[m] / minutes + 1e-9) for m in group)
+        else:
+            units = math.floor(available / minutes + 1e-9)
         if units < room:
             room, tightest = units, (process_of[group], minutes, available)
     for material, per_unit in design.materials_per_unit().items():
