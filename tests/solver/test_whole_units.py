@@ -77,6 +77,11 @@ def test_one_machine_is_already_whole_and_time_checkpoints_stay_fluid() -> None:
     assert alone.labs[0].unit_minutes == {}
     pooled = with_whole_units(three_printer_lab()).labs[0]
     assert pooled.unit_minutes == {"p1": 120.0, "p2": 120.0, "p3": 120.0}
+    # Designs of different lengths on the same printers: the shortest step is the unit.
+    both = problem(
+        list(three_printer_lab().labs), [order("s", "face-shield", 1), order("f", "finger-splint", 1)]
+    )
+    assert with_whole_units(both).labs[0].unit_minutes["p1"] == 25.0
     assert free_minutes(pooled, 0.6, whole=True)["p1"] == 240.0
     assert free_minutes(pooled, 0.6)["p1"] == pytest.approx(288.0)
     assert in_whole_units(359.9, 120.0) == 240.0 and in_whole_units(360.0, 120.0) == 360.0
