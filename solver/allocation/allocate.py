@@ -655,7 +655,7 @@ def after_arrival(
     b: int,
     arrival: float,
     capacity: dict[str, float],
-    grid: tuple[float, ...] = (),
+    grid: tuple[float, ...],
 ) -> dict[str, float]:
     """`uses` of a unit finishing by checkpoint `b` from material arriving at `arrival` (days from
     now), plus its minutes on the lab's machines between the arrival and each checkpoint from `b` on;
@@ -666,7 +666,9 @@ def after_arrival(
     were planned into minutes that pass before it comes. Six valves whose resin arrived at 06:06 were
     planned to leave by 08:02; two resin printers made them by 10:31 (valve-lombardy, seed 23).
     One window per arrival: units of two parcels arriving at different times are each held to their
-    own window, not both to the earlier one's (a lab rarely waits for two at once).
+    own window, not both to the earlier one's (a lab rarely waits for two at once). At a due date's
+    checkpoint (`grid`: the time checkpoints, which are not) the minutes are whole units where the
+    lab counts them (`solver.model.problem.is_due_checkpoint`), as the lab's own rows are.
     """
     windowed = dict(uses)
     for step, group in zip(design.steps, groups, strict=True):
