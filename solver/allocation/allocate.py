@@ -138,7 +138,8 @@ def solve_small(
         problem = with_whole_units(problem)
     relaxed = None
     if certify:
-        share = replace(params, time_limit_s=CERTIFY_SHARE * params.time_limit_s)
+        # The problem's units are set already: the large path need not set them again.
+        share = replace(params, time_limit_s=CERTIFY_SHARE * params.time_limit_s, whole_units=False)
         relaxed = solve_large(problem, share, version, rules, warm_start)
     # The demands the large path's plan leaves short or late may also be made from material shipped
     # between labs (`solver.model.transfers`): only they, so the model stays small.
