@@ -40,7 +40,7 @@ import numpy as np
 from solver.model.candidates import Candidates
 from solver.model.capability import step_groups
 from solver.model.objective import overdue_weight, unit_cost
-from solver.model.problem import Problem, SolveParams, days_until, earliest_finish
+from solver.model.problem import Problem, SolveParams, days_until, earliest_finish, is_due_checkpoint
 from solver.model.trails import DEFAULT_RULES, TrailRules
 
 #: Most machine sets per lab before the rows fall back to groups and their union (see `exact`).
@@ -222,8 +222,11 @@ def build_network(
     last = np.ones(len(point_chain), dtype=bool)
     last[:-1] = point_chain[1:] != point_chain[:-1]
     point_next[last] = -1
-    fluid = np.array([days, *(t for t in params.time_checkpoints_days if t < days)])
-    point_capacity = _capacities(problem, chain_lab, chain_machines, point_chain, point_time, fluid)
+    times, time_index = np.unique(point_time, return_inverse=True)
+    point_is_due = np.array(
+        [is_due_checkpoint(float(t), days, params.time_checkpoints_days) for t in times], dtype=bool
+    )[time_index]
+    point_capacity = _capacities(problem, chain_lab, chain_machines, point_chain, point_time, point_is_due)
     # The bound's capacities are a hair larger: the validator accepts work within its tolerance.
     point_bound_capacity = (1 + 1e-6) * point_capacity + 1e-6
     # Work comes in whole units: capacity short of the next multiple of the granule is never used, by
@@ -509,11 +512,11 @@ def _capacities(
     chain_machines: list[list[int]],
     point_chain: np.ndarray,
     point_time: np.ndarray,
-    fluid: np.ndarray,
+    point_is_due: np.ndarray,
 ) -> np.ndarray:
     """Free minutes of each checkpoint's machine set by its time (per machine: rate × days − backlog;
-    at a due date's checkpoint, not one of the `fluid` times, in whole units where the lab counts
-    them: `solver.model.problem.is_due_checkpoint`)."""
+    at a due date's checkpoint, `point_is_due` (`solver.model.problem.is_due_checkpoint`), in whole
+    units where the lab counts them)."""
     capacity = np.zeros(len(point_chain))
     if not len(point_chain):
         return capacity
@@ -527,8 +530,7 @@ def _capacities(
         unit = np.array([state.unit_minutes.get(m.id, 0.0) for m in machines])
         times = point_time[start:end]
         free = np.maximum(0.0, rate[None, :] * times[:, None] - backlog[None, :])
-        # At due dates, in whole units where the lab counts them (`is_due_checkpoint`).
-        due = ~(np.abs(times[:, None] - fluid[None, :]) <= 1e-9).any(axis=1)
+        due = point_is_due[start:end]
         counted = np.where(due[:, None] & (unit > 0), unit, 0.0)
         whole = np.where(
             counted > 0, counted * np.floor(free / np.where(counted > 0, counted, 1.0) + 1e-9), free
