@@ -222,9 +222,9 @@ def build_network(
     last = np.ones(len(point_chain), dtype=bool)
     last[:-1] = point_chain[1:] != point_chain[:-1]
     point_next[last] = -1
-    times, time_index = np.unique(point_time, return_inverse=True)
+    distinct_times, time_index = np.unique(point_time, return_inverse=True)
     point_is_due = np.array(
-        [is_due_checkpoint(float(t), days, params.time_checkpoints_days) for t in times], dtype=bool
+        [is_due_checkpoint(float(t), days, params.time_checkpoints_days) for t in distinct_times], dtype=bool
     )[time_index]
     point_capacity = _capacities(problem, chain_lab, chain_machines, point_chain, point_time, point_is_due)
     # The bound's capacities are a hair larger: the validator accepts work within its tolerance.
