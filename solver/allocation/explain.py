@@ -293,8 +293,10 @@ def _why_not(
 
 def _room(state: LabState, design: Design, days: float) -> tuple[int, tuple[str, float, float]]:
     """Units the lab could make within `days` (steps sharing machines counted jointly, approximately;
-    a pool of machines in whole units per machine, as the plan counts them by a due date), and the
-    tightest step: (process, minutes per unit, minutes free)."""
+    a pool of machines in whole units of this design per machine, as its machines make them), and
+    the tightest step: (process, minutes per unit, minutes free). The plan counts a pool by a due
+    date in whole units of the shortest step in demand (`with_whole_units`), the same where one
+    design runs on it and a little more room where longer designs share it."""
     free = free_minutes(state, days)
     need: dict[frozenset[str], float] = {}
     process_of: dict[frozenset[str], str] = {}
