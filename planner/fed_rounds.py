@@ -47,6 +47,7 @@ from solver.federation.net import (
     NetParams,
     award_bids,
     region_bids,
+    trimmed_shares,
     within_means,
 )
 from solver.federation.region import RegionModel, Solution
@@ -93,6 +94,8 @@ class Session:
     trades: list[Trade] = field(default_factory=list)
     #: The region's plan with the trades committed so far and no import option: its offers' prices.
     standing: Solution | None = None
+    #: The share of its busy capacity each cell still offers (`solver.federation.net.trimmed_shares`).
+    shares: dict[str, float] = field(default_factory=dict)
 
 
 class Rounds:
@@ -272,6 +275,7 @@ class Rounds:
         ]
         # Only what this region can make without leaving more units short than its plan now does.
         hosted = await asyncio.to_thread(within_means, session.model, self._standing(session), *mine, awarded)
+        session.shares = trimmed_shares(session.shares, awarded, hosted, self.net.offer_share)
         for origin in others:
             awards = [
                 {"bid_id": _bid_of(t), "round": r, "units": t.units} for t in hosted if t.origin == origin
@@ -337,7 +341,7 @@ class Rounds:
         )
 
     async def _offer(self, session: Session, solution: Solution, r: int, others: list[str]) -> None:
-        offers = session.model.offers(solution, r, self.net.offer_share)
+        offers = session.model.offers(solution, r, self.net.offer_share, session.shares)
         session.offers = {o.offer_id: o for o in offers}
         for region in others:
             await self.send(region, "OFFERS", {"round": r, "offers": [o.body() for o in offers]})

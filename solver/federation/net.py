@@ -11,7 +11,8 @@ Each round (SPEC.md section 10.4):
 3. every region solves again with the committed and tentative trades and publishes one number, its
    cost; the round commits only if the summed cost fell;
 4. every region offers for the next round at the shadow prices of its plan with the trades committed
-   now and *no* import option: the plan the commit rule charges it.
+   now and *no* import option: the plan the commit rule charges it; a host whose awards were cut in
+   step 2 offers less of its busy capacity from those cells (`trimmed_shares`).
 
 Why step 4 prices without imports (4 December 2026). Offers used to be priced from step 1's plan,
 which could still import: a host near the origin then sold capacity at the price of importing its
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 from solver.federation.cells import CELL_DEG, cell_centre
@@ -133,6 +135,8 @@ def run_net(
     standing = dict(alone)
     rounds: list[RoundRecord] = []
     exposed: dict[str, set[str]] = defaultdict(set)
+    # Per region, the share of its busy capacity each cell still offers (`trimmed_shares`).
+    shares: dict[str, dict[str, float]] = {r: {} for r in names}
     for round_ in range(1, net.max_rounds + 1):
         solutions = {
             r: models[r].solve(
@@ -151,17 +155,18 @@ def run_net(
         for bid in bids:
             messages.append(Message(bid.origin, bid.host, "BID", bid.body()))
         awarded = award_bids(bids, offers_by_id, step, round_, len(committed))
-        tentative = [
-            t
-            for r in names
-            for t in within_means(
+        tentative = []
+        for r in names:
+            asked = [t for t in awarded if t.host == r]
+            kept = within_means(
                 models[r],
                 standing[r],
                 [t for t in committed if t.origin == r],
                 [t for t in committed if t.host == r],
-                [t for t in awarded if t.host == r],
+                asked,
             )
-        ]
+            shares[r] = trimmed_shares(shares[r], asked, kept, net.offer_share)
+            tentative += kept
         for trade in tentative:
             messages.append(
                 Message(
@@ -215,7 +220,7 @@ def run_net(
         if round_ == net.max_rounds:
             break
         # The next round's offers, at the prices of the plans this round left (module docstring, 4).
-        book = [o for r in names for o in models[r].offers(standing[r], round_, net.offer_share)]
+        book = [o for r in names for o in models[r].offers(standing[r], round_, net.offer_share, shares[r])]
         for offer in book:
             messages += [Message(offer.host, r, "OFFER", offer.body()) for r in names if r != offer.host]
     return NetResult(names, committed, rounds, messages, isolated, costs, dict(exposed))
@@ -294,6 +299,31 @@ def within_means(
         if not awards:
             return []
     return []
+
+
+def trimmed_shares(
+    shares: Mapping[str, float], awarded: list[Trade], kept: list[Trade], share: float
+) -> dict[str, float]:
+    """A host's share of busy capacity offered per cell, lowered where it could not make its awards.
+
+    When `within_means` cuts a host's awards, the cells they were offered from were busier than their
+    offers said: the host gives up `share` of its busy capacity at its shadow price, but its own
+    orders had no other lab to go to. Offered again at the same share, the same bids come back and
+    are cut again, round after round, while the origin does not bid the peers that could make the
+    units (surge seed 6 at 4 x 2,500 x 400: three rounds of awards cut to 0-133 units of 1,400, then
+    1,954 units from other hosts once the offers had shrunk by themselves). So each of those cells'
+    busy share is scaled by the share of the awards the host kept: to zero where it kept none. What a
+    cell has spare is still offered whole (`RegionModel.offers`). The host learns this from its own
+    plan; nothing about it leaves the region but smaller offers.
+    """
+    trimmed = dict(shares)
+    asked = sum(t.units for t in awarded)
+    made = sum(t.units for t in kept)
+    if asked == 0 or made >= asked:
+        return trimmed
+    for cell in {t.source for t in awarded}:
+        trimmed[cell] = trimmed.get(cell, share) * made / asked
+    return trimmed
 
 
 def award_bids(

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
@@ -40,7 +41,8 @@ from solver.model.problem import Problem, SolveParams, horizon_days
 OWN_CELLS = 8
 #: Of those, the nearest where late units may be made (late units are a last resort before shortage).
 LATE_CELLS = 3
-#: Import options per demand group and host region: the nearest offers of its design and window. With
+#: Import options per demand group and host region: the offers of its design and window whose units
+#: cost least landed at the group (`_cheapest_offers`; the nearest until 5 December 2026). With
 #: 3, a region of 2,500 orders could import only what its peers' few cells nearest each group
 #: offered in a round, and 10 rounds ended at cost_ratio 1.029 (4 x 2,500 x 400, surge seed 1); with
 #: 8, at 1.004. At 4 x 120 x 24 (surge seeds 1-8) the worst seed was 1.0101 with 3 and 1.0116 with 8.
@@ -262,7 +264,7 @@ class RegionModel:
                     )
                     use(late, cell, g.design, None)
             usable = offers_by.get((g.design, g.window), [])
-            for offer, km in _near_offers(usable, g.location, self.cell_deg):
+            for offer, km in _cheapest_offers(usable, g.location, self.cell_deg, p, tw):
                 z = solver.NumVar(0.0, inf, "")
                 row.SetCoefficient(z, 1.0)
                 offer_rows[offer.offer_id].SetCoefficient(z, 1.0)
@@ -361,15 +363,24 @@ class RegionModel:
 
     # --- what the region tells its peers -----------------------------------------------------------
 
-    def offers(self, solution: Solution, round_: int, share: float = OFFER_SHARE) -> list[Offer]:
+    def offers(
+        self,
+        solution: Solution,
+        round_: int,
+        share: float = OFFER_SHARE,
+        cell_shares: Mapping[str, float] | None = None,
+    ) -> list[Offer]:
         """Offers for every (cell, design, window) the region's labs can make, at their shadow prices.
 
         The units are what is spare, or, where everything is in use, `share` of the capacity (the host
-        gives it up at its shadow price: what it would lose).
+        gives it up at its shadow price: what it would lose). `cell_shares` lowers that share in the
+        cells whose awards the host could not make in an earlier round (`solver.federation.net.
+        trimmed_shares`); what is spare is offered whole.
         """
         out = []
+        cell_shares = cell_shares or {}
         for (cell, design, window), price in sorted(solution.prices.items(), key=lambda kv: kv[0]):
-            beyond = share * solution.whole[cell, design, window]
+            beyond = min(share, cell_shares.get(cell, share)) * solution.whole[cell, design, window]
             units = math.floor(max(solution.spare[cell, design, window], beyond))
             if units < 1:
                 continue
@@ -518,15 +529,26 @@ def _offers_by_design_window(offers: list[Offer]) -> dict[tuple[str, int], list[
     return by
 
 
-def _near_offers(offers: list[Offer], place: Location, cell_deg: float) -> list[tuple[Offer, float]]:
-    """Per host, the IMPORT_CELLS nearest of these offers, with their distance to `place`."""
-    by_host: dict[str, list[tuple[float, Offer]]] = defaultdict(list)
+def _cheapest_offers(
+    offers: list[Offer], place: Location, cell_deg: float, params: SolveParams, time_weight: float
+) -> list[tuple[Offer, float]]:
+    """Per host, the IMPORT_CELLS of these offers whose units cost least landed at `place` (price,
+    carriage and days in transit, as the LP counts them), with their distance to `place`.
+
+    Nearest first, as it was until 5 December 2026, hid a host's far cells with spare machines
+    behind its near cells whose offers were only their busy share at a high shadow price: at surge
+    seed 10 (4 x 2,500 x 400) the net stopped bidding at 1.0120 of the global LP, where the global
+    plan used those far cells; see docs/federation.md.
+    """
+    by_host: dict[str, list[tuple[float, float, Offer]]] = defaultdict(list)
     for offer in offers:
-        by_host[offer.host].append((_cell_km(offer.cell, place.lat, place.lon, cell_deg), offer))
+        km = _cell_km(offer.cell, place.lat, place.lon, cell_deg)
+        landed = offer.price + params.km_weight * km + time_weight * _transit(params, km)
+        by_host[offer.host].append((landed, km, offer))
     out = []
     for host in sorted(by_host):
-        near = sorted(by_host[host], key=lambda pair: (pair[0], pair[1].offer_id))[:IMPORT_CELLS]
-        out += [(offer, km) for km, offer in near]
+        cheapest = sorted(by_host[host], key=lambda found: (found[0], found[2].offer_id))[:IMPORT_CELLS]
+        out += [(offer, km) for _, km, offer in cheapest]
     return out
 
 

@@ -264,3 +264,54 @@ def test_a_hosted_trade_can_be_made_in_the_cell_whose_offer_it_answers(surge) ->
     far = replace(trade, source=others[0])
     assert [c for c, _ in model.export_cells(far)] == [near[0][0], others[0]]
     assert "source" not in far.body()  # the host's own record: not in what SNAPSHOT sends
+
+
+def test_a_host_that_could_not_make_its_awards_offers_less_of_those_cells() -> None:
+    """`trimmed_shares` scales the busy share of the cells whose awards were cut by the share kept
+    (to zero when none was), leaves other cells alone, and changes nothing when every award holds."""
+    from solver.federation.market import Trade
+    from solver.federation.net import trimmed_shares
+
+    def trade(cell: str, units: int) -> Trade:
+        return Trade(
+            trade_id=f"t.{cell}.{units}",
+            host="h",
+            origin="o",
+            design="d",
+            window=2,
+            cell="c0",
+            units=units,
+            price=1.0,
+            round=1,
+            priority="routine",
+            source=cell,
+        )
+
+    asked = [trade("a", 30), trade("b", 10)]
+    assert trimmed_shares({}, asked, asked, 0.25) == {}
+    half = [trade("a", 15), trade("b", 5)]
+    assert trimmed_shares({"z": 0.1}, asked, half, 0.25) == {"z": 0.1, "a": 0.125, "b": 0.125}
+    assert trimmed_shares({"a": 0.125}, asked, [], 0.25) == {"a": 0.0, "b": 0.0}
+
+
+def test_offers_of_a_trimmed_cell_keep_only_what_is_spare(surge) -> None:
+    """A cell whose busy share is trimmed to zero still offers what its plan leaves spare, and no
+    unit of capacity its own orders use; other cells offer as before."""
+    import math
+
+    from solver.federation.region import OFFER_SHARE, RegionModel
+
+    regions, _ = surge
+    host = regions[0]
+    model = RegionModel(host.id, host.problem, PARAMS)
+    plan = model.solve()
+    before = {(o.cell, o.design, o.window): o.units for o in model.offers(plan, 1)}
+    cell = next(iter(before))[0]
+    after = {(o.cell, o.design, o.window): o.units for o in model.offers(plan, 1, OFFER_SHARE, {cell: 0.0})}
+    for key, units in before.items():
+        if key[0] != cell:
+            assert after[key] == units
+            continue
+        spare = math.floor(plan.spare[key])
+        assert after.get(key, 0) == (spare if spare >= 1 else 0)
+        assert after.get(key, 0) <= units
