@@ -99,16 +99,18 @@ def test_federation_meets_its_targets(benchmark, case: str, seed: int) -> None:
 
 
 @pytest.mark.timeout(900)
-@pytest.mark.parametrize("case", ["surge", "tight"])
-def test_four_regions_of_2500_orders_within_a_minute(benchmark, case: str) -> None:
+@pytest.mark.parametrize(("case", "seed"), [("surge", 1), ("tight", 1), ("surge", 10)])
+def test_four_regions_of_2500_orders_within_a_minute(benchmark, case: str, seed: int) -> None:
     # The scale target: 4 regions x 2,500 orders x 400 labs, the federated run (the net, the plans
     # with the trades, the validator and the final check) within 60 s on this 2-core machine, every
-    # plan valid. The isolated plans and the global LP come before and after it, untimed; the global
-    # integer plan is not made (--no-global-plan), as it would only lengthen the run.
+    # plan valid. Surge seed 10 stopped bidding at 1.0120 while a group could import only from each
+    # host's nearest cells (docs/federation.md). The isolated plans and the global LP come before and
+    # after it, untimed; the global integer plan is not made (--no-global-plan), as it would only
+    # lengthen the run.
     if benchmark.disabled:
         pytest.skip("two minutes of solves of 10,000 orders: enable with --benchmark-enable (make bench)")
     command = [sys.executable, "-m", "cosmolocal", "bench", "federation", "--regions", "4"]
-    command += ["--orders-per-region", "2500", "--labs-per-region", "400", "--seed", "1"]
+    command += ["--orders-per-region", "2500", "--labs-per-region", "400", "--seed", str(seed)]
     command += ["--case", case, "--no-global-plan", "--json"]
     run = {"capture_output": True, "text": True, "check": True, "cwd": ROOT}
     done = benchmark.pedantic(subprocess.run, args=(command,), kwargs=run, rounds=1, iterations=1)
