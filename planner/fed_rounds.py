@@ -15,7 +15,8 @@ A *session* is a run of rounds opened by the coordinator (the live region with t
    and `COMMIT` or `ABORT` to everyone. On COMMIT each region writes its trades (`planner.fed_leases`).
 4. Once the round has ended here (whatever its outcome), every region sends its `OFFERS` of round r,
    priced from its plan with the trades committed now and no import option: the plan the commit
-   rule charges it (`solver.federation.net`, step 4, says why).
+   rule charges it (`solver.federation.net`, step 4, says why); a host whose awards were cut offers
+   less of those cells' busy capacity for the rest of the session (`trimmed_shares`).
 
 A region that misses a peer's message because that peer is lost (silent for 3 heartbeats) or the
 round times out drops the round and sends the coordinator `ABORT` (a veto): the coordinator then

@@ -315,3 +315,20 @@ def test_offers_of_a_trimmed_cell_keep_only_what_is_spare(surge) -> None:
         spare = math.floor(plan.spare[key])
         assert after.get(key, 0) == (spare if spare >= 1 else 0)
         assert after.get(key, 0) <= units
+
+
+def test_a_group_sees_a_hosts_cheapest_offers_landed_not_only_its_nearest() -> None:
+    """Among one host's offers, a group's import options are the IMPORT_CELLS that cost least
+    landed (price, carriage and days in transit): a far cell with spare machines at a low price is
+    among them though nearer cells, busy and dear, are more than IMPORT_CELLS."""
+    from protocol.model import Location
+    from solver.federation.region import IMPORT_CELLS, _cheapest_offers
+
+    place = Location(lat=45.1, lon=9.1)
+    near = [Offer(f"h.r1.o{i}", "h", 1, "d", 2, f"90:{18 + i}", 5, 5_000.0) for i in range(IMPORT_CELLS + 2)]
+    far = Offer("h.r1.far", "h", 1, "d", 2, "94:28", 50, 1.0)  # about 250 km off, nearly free
+    chosen = _cheapest_offers([*near, far], place, 0.5, PARAMS, 1.0)
+    assert len(chosen) == IMPORT_CELLS
+    assert far in [offer for offer, _ in chosen]
+    km = dict((offer.offer_id, km) for offer, km in chosen)
+    assert all(km[far.offer_id] > km[o.offer_id] for o in near if o.offer_id in km)
