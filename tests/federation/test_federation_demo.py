@@ -65,7 +65,13 @@ def test_the_demo_moves_work_from_the_surging_region_and_prints_it(demo) -> None
     assert "What each region delivered" in result.stdout
     trades = _trades(workdir)
     assert trades["lombardy"], "the surging region received no trade"
-    assert all(origin == "lombardy" for _, origin, *_ in trades["lombardy"].values())
+    # Work moves out of the surging region. It may also make a unit for a peer where that lowers the
+    # summed cost (a unit due sooner than the ones it imports, from a lab with room by then: seen
+    # once, 1 face shield due on day 4 made for Switzerland while Lombardy imported 41 due on days
+    # 5-6), so the flow is asserted, not that every trade runs one way.
+    imported = sum(units for _, origin, units, *_ in trades["lombardy"].values() if origin == "lombardy")
+    hosted = sum(units for host, _, units, *_ in trades["lombardy"].values() if host == "lombardy")
+    assert imported > hosted, (imported, hosted)
 
 
 def test_host_and_origin_hold_every_trade_alike_and_none_twice(demo) -> None:
@@ -91,7 +97,7 @@ def test_host_and_origin_hold_every_trade_alike_and_none_twice(demo) -> None:
 def test_leased_units_were_made_by_the_hosts_labs_and_counted_for_the_origin(demo) -> None:
     _, workdir = demo
     trades = _trades(workdir)
-    leased = {t: v for t, v in trades["lombardy"].items() if v[3] == "leased"}
+    leased = {t: v for t, v in trades["lombardy"].items() if v[3] == "leased" and v[1] == "lombardy"}
     assert leased
     assert all(done == units for _, _, units, _, done in leased.values())
     for host in ("rhone-alpes", "switzerland"):
