@@ -253,7 +253,7 @@ class RegionModel:
                 on = solver.NumVar(0.0, inf, "")
                 row.SetCoefficient(on, 1.0)
                 carry = p.km_weight * km
-                objective.SetCoefficient(on, carry + tw * (g.window + _transit(p, km)))
+                objective.SetCoefficient(on, _landed(p, km, tw, g.window))
                 use(on, cell, g.design, g.window)
                 if rank < LATE_CELLS:
                     late = solver.NumVar(0.0, inf, "")
@@ -264,12 +264,11 @@ class RegionModel:
                     )
                     use(late, cell, g.design, None)
             usable = offers_by.get((g.design, g.window), [])
-            for offer, km in _cheapest_offers(usable, g.location, self.cell_deg, p, tw):
+            for offer, km in _cheapest_offers(usable, g.location, g.window, self.cell_deg, p, tw):
                 z = solver.NumVar(0.0, inf, "")
                 row.SetCoefficient(z, 1.0)
                 offer_rows[offer.offer_id].SetCoefficient(z, 1.0)
-                price = offer.price + p.km_weight * km + tw * (g.window + _transit(p, km))
-                objective.SetCoefficient(z, price)
+                objective.SetCoefficient(z, offer.price + _landed(p, km, tw, g.window))
                 paid.append((z, offer.price + p.km_weight * km))
                 by_offer[offer.offer_id].append((gi, z))
         making: list[tuple[str, str, Variable]] = []
@@ -283,7 +282,7 @@ class RegionModel:
             for cell, km in self.export_cells(trade):
                 make = solver.NumVar(0.0, inf, "")
                 row.SetCoefficient(make, 1.0)
-                objective.SetCoefficient(make, p.km_weight * km + tw * (trade.window + _transit(p, km)))
+                objective.SetCoefficient(make, _landed(p, km, tw, trade.window))
                 use(make, cell, trade.design, trade.window)
                 making.append((trade.trade_id, cell, make))
         objective.SetMinimization()
@@ -424,6 +423,13 @@ def _transit(params: SolveParams, km: float) -> float:
     return (params.handling_hours + km / params.transport_kmh) / 24.0
 
 
+def _landed(params: SolveParams, km: float, time_weight: float, window: float) -> float:
+    """What a unit made `km` from where it is wanted costs by the time it lands there: its carriage, and
+    the days until it arrives (the end of its due window, then the road). One formula for the units
+    a region makes, imports and makes for a peer, so offers are ranked as the LP prices them."""
+    return params.km_weight * km + time_weight * (window + _transit(params, km))
+
+
 def _groups(problem: Problem, cell_deg: float) -> list[Group]:
     """Demands grouped by (design, cell, window, priority), most urgent first within a cell."""
     found: dict[tuple[str, str, int, str], Group] = {}
@@ -530,7 +536,12 @@ def _offers_by_design_window(offers: list[Offer]) -> dict[tuple[str, int], list[
 
 
 def _cheapest_offers(
-    offers: list[Offer], place: Location, cell_deg: float, params: SolveParams, time_weight: float
+    offers: list[Offer],
+    place: Location,
+    window: float,
+    cell_deg: float,
+    params: SolveParams,
+    time_weight: float,
 ) -> list[tuple[Offer, float]]:
     """Per host, the IMPORT_CELLS of these offers whose units cost least landed at `place` (price,
     carriage and days in transit, as the LP counts them), with their distance to `place`.
@@ -543,7 +554,7 @@ def _cheapest_offers(
     by_host: dict[str, list[tuple[float, float, Offer]]] = defaultdict(list)
     for offer in offers:
         km = _cell_km(offer.cell, place.lat, place.lon, cell_deg)
-        landed = offer.price + params.km_weight * km + time_weight * _transit(params, km)
+        landed = offer.price + _landed(params, km, time_weight, window)
         by_host[offer.host].append((landed, km, offer))
     out = []
     for host in sorted(by_host):

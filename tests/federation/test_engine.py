@@ -327,7 +327,7 @@ def test_a_group_sees_a_hosts_cheapest_offers_landed_not_only_its_nearest() -> N
     place = Location(lat=45.1, lon=9.1)
     near = [Offer(f"h.r1.o{i}", "h", 1, "d", 2, f"90:{18 + i}", 5, 5_000.0) for i in range(IMPORT_CELLS + 2)]
     far = Offer("h.r1.far", "h", 1, "d", 2, "94:28", 50, 1.0)  # about 250 km off, nearly free
-    chosen = _cheapest_offers([*near, far], place, 0.5, PARAMS, 1.0)
+    chosen = _cheapest_offers([*near, far], place, 1.0, 0.5, PARAMS, 1.0)
     assert len(chosen) == IMPORT_CELLS
     assert far in [offer for offer, _ in chosen]
     km = dict((offer.offer_id, km) for offer, km in chosen)
