@@ -49,8 +49,8 @@ VARIANTS = [
     # made by the replay's end; held since a late emergency day counts three times
     ("valve-lombardy", 11, "ES"),
     # found a shortfall on fill (2026-12-05, seeds 31-44 never run before): with fewer printers than
-    # the city orders for, the second stage moves work from a far lab free today to nearer labs
-    # booked for days, and the far lab's idle days are lost (see NOT_YET)
+    # the city orders for, the second stage moved work from a far lab free today to nearer labs
+    # booked for days, and the far lab's idle days were lost; held since by bid prices
     ("fab-city-barcelona", 42, None),
     # found a shortfall on km (same sweep): units sent farther to stay on time, where greedy is late
     ("fab-city-barcelona", 41, None),
@@ -60,30 +60,17 @@ SCENARIOS = sorted(builtin_scenarios()) + [
 ]
 TOLERANCE = 0.005
 POOLED = {"visor-surge-fr", "fab-city-barcelona"}
-#: Why fab-city-barcelona falls short of the job board where the city orders more than its printers make.
-FAB_CITY_IDLE = (
-    "a far lab idles in the first days while the second stage queues the city's first orders at "
-    "nearer labs; where capacity is short those days are lost. Keeping each lab's work of the day "
-    "in the second stage (tried) filled as much as the board on every seed of 31-44, at a median "
-    "17 % (up to 26 %) more km than greedy (docs/benchmarks.md, 'Fab City short of printers')"
-)
 #: (scenario, target) -> what was measured when it last failed, on a 2-core machine.
 NOT_YET: dict[tuple[str, str], str] = {
-    ("valve-lombardy@23", "km"): (
-        "888.26 km per unit against nearest-greedy's 887.88 (0.04 % more; greedy delivers 89.5 % of "
-        "the valves, 8.3 % on time, against 100 % and 73.8 %), 2026-12-04; 886.6-890.2 across the "
-        "changes of the day: valves from Catania (984 km) to be on time"
-    ),
     ("valve-lombardy@12", "km"): (
         "404.3 km per unit against nearest-greedy's 386.8 (on time 100 % against 69.9 %), 2026-12-04: "
         "22 valves made in Sicily (985-1,047 km) to be on time, where greedy queues more at Naples; "
         "398.6-405.3 with an emergency day worth 100 to 1,000 km, or with a km polish of emergencies"
     ),
-    ("fab-city-barcelona@42", "fill"): (
-        "90.06 % filled against the job board's 92.87 % (2026-12-05): " + FAB_CITY_IDLE
-    ),
     ("fab-city-barcelona@42", "pooled_fill"): (
-        "90.06 % against the half-way mark 93.23 % (board 92.87, central factory 93.58): " + FAB_CITY_IDLE
+        "92.93 % against the half-way mark 93.23 % (board 92.87, central factory 93.58), 2026-12-05, "
+        "with bid prices (90.06 % before them). Even knowing every order in advance, the city's labs "
+        "could fill at most 93.6 % (an LP over the whole replay, docs/benchmarks.md)"
     ),
     ("fab-city-barcelona@41", "km"): (
         "2.18 km per unit against nearest-greedy's 2.11 (on time 99.8 % against 89.7 %), 2026-12-05: "
@@ -110,11 +97,16 @@ def _replay(name: str) -> tuple[ScenarioResult, float]:
     return _results[name]
 
 
-def _check(name: str, target: str, benchmark: Any) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+def _check(
+    name: str, target: str, benchmark: Any, request: pytest.FixtureRequest
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     if benchmark.disabled:
         pytest.skip("a full replay of a scenario: enable with --benchmark-enable (make bench)")
     if (name, target) in NOT_YET:
-        pytest.xfail(f"not met yet: {NOT_YET[name, target]}")
+        # Not strict: a target met since shows as XPASS, so its entry can go.
+        request.node.add_marker(
+            pytest.mark.xfail(reason=f"not met yet: {NOT_YET[name, target]}", strict=False)
+        )
     result, _ = _replay(name)
     by = result.by_policy()
     best = {key: max(by["nearest-greedy"][key], by["board"][key]) for key in ("fill_rate", "on_time_rate")}
@@ -135,33 +127,35 @@ def test_replay_within_a_minute(benchmark, name: str) -> None:
 
 
 @pytest.mark.parametrize("name", SCENARIOS)
-def test_fill(benchmark, name: str) -> None:
-    mine, best, _ = _check(name, "fill", benchmark)
+def test_fill(benchmark, request: pytest.FixtureRequest, name: str) -> None:
+    mine, best, _ = _check(name, "fill", benchmark, request)
     assert mine["fill_rate"] >= best["fill_rate"] - TOLERANCE
 
 
 @pytest.mark.parametrize("name", SCENARIOS)
-def test_on_time(benchmark, name: str) -> None:
-    mine, best, _ = _check(name, "on_time", benchmark)
+def test_on_time(benchmark, request: pytest.FixtureRequest, name: str) -> None:
+    mine, best, _ = _check(name, "on_time", benchmark, request)
     assert mine["on_time_rate"] >= best["on_time_rate"] - TOLERANCE
 
 
 @pytest.mark.parametrize("name", SCENARIOS)
-def test_km(benchmark, name: str) -> None:
-    mine, _, by = _check(name, "km", benchmark)
+def test_km(benchmark, request: pytest.FixtureRequest, name: str) -> None:
+    mine, _, by = _check(name, "km", benchmark, request)
     assert mine["km_per_unit"] <= by["nearest-greedy"]["km_per_unit"]
 
 
 @pytest.mark.parametrize("name", SCENARIOS)
-def test_plan_slip(benchmark, name: str) -> None:
-    mine, _, _ = _check(name, "plan_slip", benchmark)
+def test_plan_slip(benchmark, request: pytest.FixtureRequest, name: str) -> None:
+    mine, _, _ = _check(name, "plan_slip", benchmark, request)
     assert mine["plan_slip_rate"] <= 0.02
 
 
 @pytest.mark.parametrize("name", [n for n in SCENARIOS if n.partition("@")[0] in POOLED])
 @pytest.mark.parametrize("key", ["fill", "on_time"])
-def test_half_the_gap_to_the_pooled_factory(benchmark, name: str, key: str) -> None:
-    mine, best, by = _check(name, f"pooled_{key}", benchmark)
+def test_half_the_gap_to_the_pooled_factory(
+    benchmark, request: pytest.FixtureRequest, name: str, key: str
+) -> None:
+    mine, best, by = _check(name, f"pooled_{key}", benchmark, request)
     metric = f"{key}_rate"
     factory = by["central-factory"][metric]
     assert mine[metric] >= best[metric] + 0.5 * max(0.0, factory - best[metric]) - 1e-9

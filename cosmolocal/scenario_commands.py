@@ -119,6 +119,14 @@ def run(
             "bring (0: only the orders placed) [default: the file's].",
         ),
     ] = None,
+    bid_prices: Annotated[
+        bool | None,
+        typer.Option(
+            "--bid-prices/--no-bid-prices",
+            help="Price each lab's minutes against what the known rates will still bring, where that "
+            "is more than the labs can make (solver.model.bid_prices) [default: the file's, on].",
+        ),
+    ] = None,
 ) -> None:
     """Replay a scenario under Cosmolocal and the baselines, side by side; print the metrics.
 
@@ -143,6 +151,10 @@ def run(
     if forecast_days is not None:
         loaded = loaded.model_copy(
             update={"scenario": loaded.scenario.model_copy(update={"forecast_days": forecast_days})}
+        )
+    if bid_prices is not None:
+        loaded = loaded.model_copy(
+            update={"scenario": loaded.scenario.model_copy(update={"bid_prices": bid_prices})}
         )
     if live:
         from scenarios.live import run_live

@@ -31,7 +31,7 @@ from solver.allocation.explain import Parcel, explain_order
 from solver.model.geo import haversine_km
 from solver.model.lines import to_dispatch
 from solver.model.objective import transit_days
-from solver.model.problem import Demand, LabState, Problem, SolveParams
+from solver.model.problem import Demand, FutureDemand, LabState, Problem, SolveParams
 from solver.model.trails import DEFAULT_RULES, TrailRules
 
 log = logging.getLogger(__name__)
@@ -325,6 +325,19 @@ class PlannerCore:
             for day, at, units in rate_rules.releases(rate, ahead):
                 if at > now and rate_rules.release_id(rate, day) not in self.orders:
                     found.append(Demand(rate_rules.release_order(rate, day, at, units), units, release_at=at))
+        return found
+
+    def still_to_come(self, now: datetime) -> list[FutureDemand]:
+        """What each rate will release after the forecast window, in all, with its last due date: the
+        solver prices the labs' minutes against it (`solver.model.bid_prices`)."""
+        after = now + timedelta(days=self.forecast_days)
+        found = []
+        for rate in self.rates.values():
+            later = [(at, units) for _, at, units in rate_rules.releases(rate) if at > after]
+            if later:
+                last_due = later[-1][0] + timedelta(days=rate.due_days)
+                units = float(sum(units for _, units in later))
+                found.append(FutureDemand(rate.design, rate.delivery, units, last_due))
         return found
 
     def rate_view(self, rate_id: str) -> dict[str, Any] | None:
@@ -1007,6 +1020,7 @@ class PlannerCore:
             demands=demands,
             trails=dict(self.trails),
             excluded=refused,
+            future=tuple(self.still_to_come(now)),
         )
 
     def _lab_state(self, view: LabView, now: datetime) -> LabState:

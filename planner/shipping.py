@@ -118,7 +118,7 @@ def held_back(
                     "cost": line.cost.model_copy(
                         update={
                             n: getattr(line.cost, n) * share
-                            for n in ("transport", "lateness", "trail", "time")
+                            for n in ("transport", "lateness", "trail", "capacity", "time")
                         }
                     ),
                 }

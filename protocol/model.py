@@ -205,6 +205,12 @@ class CostTerms(Record):
     setup: float = Field(default=0.0, ge=0.0)
     lateness: float = Field(default=0.0, ge=0.0)
     trail: float = Field(default=0.0, description="discount from the design x lab trail (<= 0)")
+    capacity: float = Field(
+        default=0.0,
+        ge=0.0,
+        description="what the lab's minutes these units take are worth to the demand known to be "
+        "coming, beyond the capable lab where they are worth least (solver.model.bid_prices)",
+    )
     time: float = Field(
         default=0.0,
         ge=0.0,
@@ -215,7 +221,7 @@ class CostTerms(Record):
     @property
     def total(self) -> float:
         """The allocation's share of the plan's objective."""
-        return self.transport + self.setup + self.lateness + self.trail + self.time
+        return self.transport + self.setup + self.lateness + self.trail + self.capacity + self.time
 
 
 class Allocation(Record):

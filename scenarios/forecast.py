@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from protocol.model import Location, Order
+from solver.model.problem import FutureDemand
 
 
 @dataclass(frozen=True)
@@ -79,3 +80,22 @@ def forecast(stream: RateStream, now: datetime, days: float) -> list[tuple[Order
             )
             found.append((order, release))
     return found
+
+
+def still_to_come(stream: RateStream, after: datetime) -> list[FutureDemand]:
+    """What the stream is expected to bring to each of its points from the releases after `after`
+    on, in all (the expected quantities, as `forecast` counts them), with the due date of its last.
+
+    The solver prices the labs' minutes against it (`solver.model.bid_prices`)."""
+    later = [release for release in stream.releases() if release > after]
+    if not later:
+        return []
+    total_weight = sum(w for _, w in stream.points)
+    per_release = stream.units_per_day * (stream.every / timedelta(days=1))
+    units = per_release * sum(stream.ramp(release) for release in later)
+    last_due = later[-1] + stream.due
+    return [
+        FutureDemand(stream.design, location, units * weight / total_weight, last_due)
+        for location, weight in stream.points
+        if weight > 0
+    ]

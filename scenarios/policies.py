@@ -34,7 +34,7 @@ from solver.allocation.allocate import solve
 from solver.check import check
 from solver.model.geo import haversine_km
 from solver.model.lines import to_dispatch
-from solver.model.problem import Demand, Problem, SolveParams
+from solver.model.problem import Demand, FutureDemand, Problem, SolveParams
 
 POLICIES: tuple[str, ...] = ("cosmolocal", "central-factory", "nearest-greedy", "board")
 
@@ -76,6 +76,8 @@ class _Room:
 
 #: The orders known rates are expected to bring after a time (`scenarios.forecast`), each with its time.
 Forecast = Callable[[datetime], list[tuple[Order, datetime]]]
+#: What known rates will still bring after a time and after what `Forecast` gives, per point, in all.
+Coming = Callable[[datetime], list[FutureDemand]]
 
 
 class Cosmolocal:
@@ -88,10 +90,17 @@ class Cosmolocal:
 
     name = "cosmolocal"
 
-    def __init__(self, params: SolveParams, stats: PlanStats, forecast: Forecast | None = None) -> None:
+    def __init__(
+        self,
+        params: SolveParams,
+        stats: PlanStats,
+        forecast: Forecast | None = None,
+        coming: Coming | None = None,
+    ) -> None:
         self.params = params
         self.stats = stats
         self.forecast = forecast
+        self.coming = coming
         self._to_send: list[Transfer] = []
 
     def transfers_to_send(self) -> list[Transfer]:
@@ -111,6 +120,7 @@ class Cosmolocal:
             labs=[lab.state(designs) for lab in labs if lab.present],
             demands=[Demand(order, units) for order, units in demand]
             + [Demand(order, order.quantity, release_at=release) for order, release in ahead],
+            future=tuple(self.coming(now)) if self.coming is not None else (),
         )
         forecast_ids = {order.id for order, _ in ahead}
         started = time.perf_counter()
@@ -217,12 +227,17 @@ class Board:
 
 
 def make_policy(
-    name: str, params: SolveParams, seed: int, forecast: Forecast | None = None
+    name: str,
+    params: SolveParams,
+    seed: int,
+    forecast: Forecast | None = None,
+    coming: Coming | None = None,
 ) -> tuple[object, PlanStats]:
-    """A fresh policy by name, with its statistics record; only Cosmolocal takes a `forecast`."""
+    """A fresh policy by name, with its statistics record; only Cosmolocal knows the rates (`forecast`,
+    `coming`)."""
     stats = PlanStats()
     if name == "cosmolocal":
-        return Cosmolocal(params, stats, forecast), stats
+        return Cosmolocal(params, stats, forecast, coming), stats
     if name == "nearest-greedy":
         return NearestGreedy(params, stats), stats
     if name == "central-factory":

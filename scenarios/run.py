@@ -13,19 +13,19 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from protocol.model import Order
 from scenarios.fanout import fan_out
-from scenarios.forecast import forecast
+from scenarios.forecast import forecast, still_to_come
 from scenarios.metrics import policy_metrics
 from scenarios.policies import POLICIES, make_policy
 from scenarios.sim import PolicyRun, Simulation, replay_rounds
 from scenarios.spec import LoadedScenario, ScenarioError
 from scenarios.world import World, build_world, central_world
 from solver.model.objective import objective_weights
-from solver.model.problem import SolveParams
+from solver.model.problem import FutureDemand, SolveParams
 
 Progress = Callable[[str, int, int], None]
 
@@ -134,8 +134,18 @@ def run_scenario(
     def ahead(now: datetime) -> list[tuple[Order, datetime]]:
         return [found for stream in world.streams for found in forecast(stream, now, days)]
 
+    def coming(now: datetime) -> list[FutureDemand]:
+        after = now + timedelta(days=days)
+        return [found for stream in world.streams for found in still_to_come(stream, after)]
+
     for name in names:
-        policy, stats = make_policy(name, params, loaded.scenario.seed, ahead if days > 0 else None)
+        policy, stats = make_policy(
+            name,
+            params,
+            loaded.scenario.seed,
+            ahead if days > 0 else None,
+            coming if loaded.scenario.bid_prices else None,
+        )
         replayed = factory if name == "central-factory" and factory is not None else world
         simulation = Simulation(replayed, policy, stats)  # type: ignore[arg-type]
         runs[name] = simulation.run(None if progress is None else lambda r, n, p=name: progress(p, r, n))

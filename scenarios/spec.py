@@ -275,6 +275,12 @@ class Scenario(_Model):
         description="days ahead in which Cosmolocal plans the orders its known rates will bring "
         "(scenarios.forecast); 0 plans only the orders placed",
     )
+    bid_prices: bool = Field(
+        default=True,
+        description="Cosmolocal prices each lab's minutes against what the known rates will still "
+        "bring, where that is more than the labs can make (solver.model.bid_prices); false plans "
+        "each round against its open orders alone",
+    )
     transfer_radius_km: float = Field(
         default=SolveParams().transfer_radius_km,
         ge=0.0,

@@ -29,6 +29,7 @@ import numpy as np
 
 from protocol.model import Design, Plan, Shortage
 from solver.large.path import meets, solve_large
+from solver.model.bid_prices import bid_prices
 from solver.model.candidates import Candidates, find_candidates, merge_candidates, shortage_reason
 from solver.model.capability import step_groups
 from solver.model.lines import LineUnits, allocation_line, split_units
@@ -98,6 +99,8 @@ def solve(
     """
     if not problem.demands:
         return _empty_plan(version)
+    if problem.future and not problem.bid_prices:
+        problem = replace(problem, bid_prices=bid_prices(problem, params.km_weight))
     if len(problem.demands) > params.decompose_above:
         return solve_large(problem, params, version, rules, warm_start)
     return solve_small(problem, params, version, warm_start, rules)
@@ -233,7 +236,9 @@ def polish(
     options = []
     for e, option, u in zip(mapping.edge_options, mapping.core.options, units, strict=True):
         priority = mapping.problem.demands[e.demand].order.priority
-        cost = e.km * params.km_weight - e.discount + weights[priority] * e.arrival
+        design_id = mapping.problem.demands[e.demand].order.design
+        price = mapping.problem.bid_prices.get((design_id, mapping.problem.labs[e.lab].lab.id), 0.0)
+        cost = e.km * params.km_weight - e.discount + price + weights[priority] * e.arrival
         capped = e.late or e.sender is not None or bool(e.in_transit) or priority not in free
         options.append(replace(option, unit_cost=cost, max_units=u if capped else option.max_units))
     limit = params.time_limit_s
@@ -433,7 +438,7 @@ class AllocationMapping:
                 design = problem.designs[problem.demands[d].order.design]
                 groups = step_groups(state.lab, design)
                 discount = self._discount(design.id, state)
-                unit_cost = km * params.km_weight - discount
+                unit_cost = km * params.km_weight - discount + self._bid_price(design.id, state)
                 priority = problem.demands[d].order.priority
                 due, travel = arrival[d]
                 setup = f"{d}@{lab_index}"
@@ -548,6 +553,9 @@ class AllocationMapping:
             setup=setup,
             extra_setups=tuple(_transfer_key(sender.lab, base.lab, m) for m in materials),
         )
+
+    def _bid_price(self, design_id: str, state: LabState) -> float:
+        return self.problem.bid_prices.get((design_id, state.lab.id), 0.0)
 
     def _discount(self, design_id: str, state: LabState) -> float:
         tau = self.problem.trails.get((design_id, state.lab.id))

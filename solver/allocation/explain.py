@@ -1,13 +1,14 @@
 """Why this lab, and why not the others: the explanation of an order's allocation, in plain lines.
 
-For the labs an order was given to, the cost terms (distance, transport, setup, lateness, trail), and
-the material that reaches the lab by transfer for them: which lab ships what material, how much, how
-far and when it arrives ("material pla from lab B (Store), 84 km, arrives day 0.2 (...): 0.036 kg for
-these units, of a 0.036 kg parcel"), in the text and as data (`LabVerdict.transfers`). For
-the nearest labs it was not given to, the first reason that rules each out, in the order a person
-would check them (lost, licence, capability, stock, capacity before the due date, distance), and
-when something concrete would change it, what: "with 4.0 more fdm-hours before 2026-03-06, lab B
-could take 2 more units". Recomputed from the problem's records alone, like the validator.
+For the labs an order was given to, the cost terms (distance, transport, setup, lateness, trail,
+capacity), and the material that reaches the lab by transfer for them: which lab ships what
+material, how much, how far and when it arrives ("material pla from lab B (Store), 84 km, arrives
+day 0.2 (...): 0.036 kg for these units, of a 0.036 kg parcel"), in the text and as data
+(`LabVerdict.transfers`). For the nearest labs it was not given to, the first reason that rules each
+out, in the order a person would check them (lost, licence, capability, stock, capacity before the
+due date, distance), and when something concrete would change it, what: "with 4.0 more fdm-hours
+before 2026-03-06, lab B could take 2 more units". Recomputed from the problem's records alone, like
+the validator.
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ def _merged(lines: list[Allocation]) -> Allocation:
     cost = first.cost.model_copy(
         update={
             name: sum(getattr(line.cost, name) for line in lines)
-            for name in ("transport", "setup", "lateness", "trail", "time")
+            for name in ("transport", "setup", "lateness", "trail", "capacity", "time")
         }
     )
     return first.model_copy(
@@ -152,6 +153,8 @@ def _chosen(
         terms += f", lateness {c.lateness:.1f} ({allocation.late_units} units after the due date)"
     if c.trail:
         terms += f", trail discount {c.trail:.1f}"
+    if c.capacity:
+        terms += f", capacity {c.capacity:.1f} (what the lab's minutes are worth to the demand still to come)"
     text, supplies = _supplied(problem, allocation, incoming)
     waiting = _units_from_transfers(allocation, design)
     head = f"chosen for {allocation.quantity} units"

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from solver.model.bid_prices import price_table
 from solver.model.candidates import Candidates
 from solver.model.capability import step_groups
 from solver.model.objective import overdue_weight, unit_cost
@@ -188,6 +189,8 @@ def build_network(
     cost = unit_cost(
         o_km, o_discount, priority_weight[o_demand], arrival, late_penalty, params.km_weight, overdue
     )
+    if problem.bid_prices:
+        cost = cost + price_table(problem, design_ids)[design_of[o_demand], o_lab]
 
     combos, combo_of, chains, stock, exact = _combos(problem, design_ids, design_of[o_demand], o_lab)
     chain_lab, chain_machines = chains.lab, chains.machines

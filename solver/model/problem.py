@@ -13,7 +13,7 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from protocol.model import PRIORITIES, Design, Lab, Order
+from protocol.model import PRIORITIES, Design, Lab, Location, Order
 from solver.model.objective import (
     DEFAULT_OBJECTIVE,
     HANDLING_HOURS,
@@ -85,6 +85,23 @@ class Demand:
 
 
 @dataclass(frozen=True)
+class FutureDemand:
+    """Units of a design that known rates will still bring to a place, after the demands of the
+    problem, the last of them due by `last_due_at` (`solver.model.bid_prices`)."""
+
+    design: str
+    delivery: Location
+    units: float
+    last_due_at: datetime
+
+    def __post_init__(self) -> None:
+        if not self.units >= 0.0:
+            raise ValueError(f"future demand for {self.design!r}: units must be >= 0, got {self.units!r}")
+        if self.last_due_at.tzinfo is None:
+            raise ValueError(f"future demand for {self.design!r}: last_due_at must carry a time zone (UTC)")
+
+
+@dataclass(frozen=True)
 class Problem:
     """One allocation problem: labs, designs and demands at a given instant."""
 
@@ -96,6 +113,12 @@ class Problem:
     trails: dict[tuple[str, str], float] = field(default_factory=dict)
     #: (order id, lab id) pairs never to plan: the lab refused that order's work before.
     excluded: frozenset[tuple[str, str]] = frozenset()
+    #: What known rates will still bring after these demands: the allocation prices the labs' minutes
+    #: against it (`bid_prices`), so today's work goes where it costs the rest of the period least.
+    future: tuple[FutureDemand, ...] = ()
+    #: Per (design id, lab id), km-equivalents charged per unit for the minutes it takes there
+    #: (`solver.model.bid_prices`); set by `solver.allocation.allocate.solve` from `future`.
+    bid_prices: dict[tuple[str, str], float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.now.tzinfo is None:

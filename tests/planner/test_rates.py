@@ -178,3 +178,17 @@ def test_a_forecast_line_in_a_plan_is_not_sent(core: PlannerCore) -> None:
     plan = one_lab_plan(ahead, 10, early_units=0)
     assert core.commit_plan(plan) == []
     assert [a.order_id for a in core.unsent] == [ahead]
+
+
+def test_what_a_rate_still_brings_beyond_its_forecast_is_the_future_the_labs_are_priced_against(
+    core: PlannerCore,
+) -> None:
+    """5 days at 10 a day: released now (d0), forecast (d1-d3), and d4 still to come, due 2 days on."""
+    rate = core.submit_rate(_rate())
+    problem = core.problem()
+    (coming,) = problem.future
+    assert (coming.design, coming.delivery, coming.units) == ("finger-splint", rate.delivery, 10.0)
+    assert coming.last_due_at == NOW + timedelta(days=4 + 2)
+    plan = solve(problem, PARAMS)  # one lab: nothing to price it against, and a valid plan
+    assert check(problem, plan, PARAMS) == []
+    assert all(a.cost.capacity == 0.0 for a in plan.allocations)

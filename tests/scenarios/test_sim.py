@@ -11,6 +11,7 @@ import pytest
 import scenarios.policies as policies
 from protocol.model import Lab, Location, Machine, Order, Transfer
 from protocol.okh import catalogue
+from scenarios.forecast import RateStream, still_to_come
 from scenarios.metrics import SLIP_CAUSES, WALL_TIME_KEYS, gini, slip_cause, weighted_percentile
 from scenarios.report import write_report
 from scenarios.run import run_scenario, solve_params
@@ -381,3 +382,45 @@ def test_the_solver_sees_material_on_its_way_as_in_transit_less_what_queued_work
     ]
     state = lab.state(world.loaded.designs)
     assert state.stock["pla"] == 0.0 and state.incoming == on_its_way
+
+
+def test_cosmolocal_knows_what_the_rates_still_bring_unless_told_not_to(
+    tiny: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[tuple[float, ...]] = []
+    solve = policies.solve
+
+    def spy(problem, params, version):  # type: ignore[no-untyped-def]
+        seen.append(tuple(f.units for f in problem.future))
+        return solve(problem, params, version)
+
+    monkeypatch.setattr(policies, "solve", spy)
+    loaded = load_scenario(tiny)
+    run_scenario(loaded, policies=["cosmolocal"])
+    assert seen and sum(seen[0]) > 0  # the first round sees the stream's later releases
+    assert sum(seen[-1]) < sum(seen[0])  # and less of it as the releases come
+    seen.clear()
+    off = loaded.model_copy(update={"scenario": loaded.scenario.model_copy(update={"bid_prices": False})})
+    run_scenario(off, policies=["cosmolocal"])
+    assert seen and all(units == () for units in seen)
+
+
+def test_what_a_stream_still_brings_is_its_expected_releases_after_a_time_split_by_point() -> None:
+    start = datetime(2026, 3, 2, tzinfo=UTC)
+    a, b = Location(lat=41.0, lon=2.0), Location(lat=41.1, lon=2.1)
+    stream = RateStream(
+        id="rate-0",
+        design="face-shield",
+        priority="routine",
+        points=((a, 1.0), (b, 3.0)),
+        units_per_day=10.0,
+        start=start,
+        until=start + timedelta(days=5),
+        every=timedelta(days=1),
+        ramp_days=0.0,
+        due=timedelta(days=2),
+    )
+    first, second = still_to_come(stream, start + timedelta(days=1, hours=12))  # releases of days 2, 3, 4
+    assert (first.delivery, first.units, second.delivery, second.units) == (a, 7.5, b, 22.5)
+    assert first.last_due_at == start + timedelta(days=4 + 2)
+    assert still_to_come(stream, start + timedelta(days=4)) == []
