@@ -33,8 +33,9 @@ from solver.allocation.allocate import solve
 from solver.allocation.emergency import insert_urgent
 from solver.check import check
 from solver.gap.assignment import evaluate, read_gap_file, solve_with_core
+from solver.large.bid_prices import bid_prices
 from solver.model.objective import objective_weights
-from solver.model.problem import Demand, Problem, SolveParams
+from solver.model.problem import Demand, FutureDemand, Problem, SolveParams
 from tests.shared import SHARED
 
 #: The synthetic instances at scale are measured on the km objective (a day sooner breaks ties
@@ -119,6 +120,25 @@ def test_synthetic_thousand_orders_two_hundred_labs(benchmark) -> None:
         short=sum(s.quantity for s in plan.shortages),
         late=sum(a.late_units for a in plan.allocations),
     )
+
+
+def test_bid_prices_of_ten_thousand_orders_two_thousand_labs_short_of_capacity(benchmark) -> None:
+    """A planner told of rates thirty times its open orders prices its labs' minutes within 5 s
+    (`solver.large.bid_prices`), with a price at some labs and none above the longest trip."""
+    problem = synthetic_problem(10_000, 2_000, 1)
+    future = tuple(
+        FutureDemand(d.order.design, d.order.delivery, 30.0 * d.quantity, d.order.due_at + timedelta(days=3))
+        for d in problem.demands
+    )
+    problem = replace(problem, future=future)
+    started = time.perf_counter()
+    prices = benchmark.pedantic(bid_prices, args=(problem,), rounds=1, iterations=1)
+    seconds = time.perf_counter() - started
+    benchmark.extra_info.update(
+        seconds=seconds, priced=len(prices), highest=max(prices.values(), default=0.0)
+    )
+    assert prices and all(price > 0 for price in prices.values())
+    assert seconds <= 5.0
 
 
 def test_synthetic_two_thousand_orders_four_hundred_labs(benchmark) -> None:

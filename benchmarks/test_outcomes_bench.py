@@ -63,7 +63,9 @@ POOLED = {"visor-surge-fr", "fab-city-barcelona"}
 #: (scenario, target) -> what was measured when it last failed, on a 2-core machine.
 NOT_YET: dict[tuple[str, str], str] = {
     ("valve-lombardy@12", "km"): (
-        "404.3 km per unit against nearest-greedy's 386.8 (on time 100 % against 69.9 %), 2026-12-04: "
+        "406.5 km per unit against nearest-greedy's 386.8 (on time 100 %, the better baseline 86.0 %), "
+        "2026-12-05 "
+        "(404.3 on 2026-12-04): "
         "22 valves made in Sicily (985-1,047 km) to be on time, where greedy queues more at Naples; "
         "398.6-405.3 with an emergency day worth 100 to 1,000 km, or with a km polish of emergencies"
     ),
@@ -71,6 +73,11 @@ NOT_YET: dict[tuple[str, str], str] = {
         "92.93 % against the half-way mark 93.23 % (board 92.87, central factory 93.58), 2026-12-05, "
         "with bid prices (90.06 % before them). Even knowing every order in advance, the city's labs "
         "could fill at most 93.6 % (an LP over the whole replay, docs/benchmarks.md)"
+    ),
+    ("fab-city-barcelona@42", "km"): (
+        "2.48 km per unit against nearest-greedy's 2.38, 2026-12-05: the trade of bid prices, which "
+        "fill 92.93 % (the job board 92.87 %) where the plan before them filled 90.06 % at 2.29 km. "
+        "Knowing every order in advance, 92.4 % costs at least 2.00 km (docs/benchmarks.md)"
     ),
     ("fab-city-barcelona@41", "km"): (
         "2.18 km per unit against nearest-greedy's 2.11 (on time 99.8 % against 89.7 %), 2026-12-05: "

@@ -124,7 +124,7 @@ def run(
         typer.Option(
             "--bid-prices/--no-bid-prices",
             help="Price each lab's minutes against what the known rates will still bring, where that "
-            "is more than the labs can make (solver.model.bid_prices) [default: the file's, on].",
+            "is more than the labs can make (solver.large.bid_prices) [default: the file's, on].",
         ),
     ] = None,
 ) -> None:

@@ -329,7 +329,7 @@ class PlannerCore:
 
     def still_to_come(self, now: datetime) -> list[FutureDemand]:
         """What each rate will release after the forecast window, in all, with its last due date: the
-        solver prices the labs' minutes against it (`solver.model.bid_prices`)."""
+        solver prices the labs' minutes against it (`solver.large.bid_prices`)."""
         after = now + timedelta(days=self.forecast_days)
         found = []
         for rate in self.rates.values():

@@ -209,7 +209,7 @@ class CostTerms(Record):
         default=0.0,
         ge=0.0,
         description="what the lab's minutes these units take are worth to the demand known to be "
-        "coming, beyond the capable lab where they are worth least (solver.model.bid_prices)",
+        "coming, beyond the capable lab where they are worth least (solver.large.bid_prices)",
     )
     time: float = Field(
         default=0.0,

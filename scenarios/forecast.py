@@ -86,7 +86,7 @@ def still_to_come(stream: RateStream, after: datetime) -> list[FutureDemand]:
     """What the stream is expected to bring to each of its points from the releases after `after`
     on, in all (the expected quantities, as `forecast` counts them), with the due date of its last.
 
-    The solver prices the labs' minutes against it (`solver.model.bid_prices`)."""
+    The solver prices the labs' minutes against it (`solver.large.bid_prices`)."""
     later = [release for release in stream.releases() if release > after]
     if not later:
         return []

@@ -28,8 +28,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from protocol.model import Design, Plan, Shortage
+from solver.large.bid_prices import bid_prices
 from solver.large.path import meets, solve_large
-from solver.model.bid_prices import bid_prices
 from solver.model.candidates import Candidates, find_candidates, merge_candidates, shortage_reason
 from solver.model.capability import step_groups
 from solver.model.lines import LineUnits, allocation_line, split_units
@@ -82,6 +82,10 @@ POLISH_LINEARIZATION = 2
 AMOUNT_SCALE = 1_000_000
 
 
+#: The most of a solve's time limit that pricing the labs' minutes may take (`solver.large.bid_prices`).
+PRICE_SHARE = 0.2
+
+
 def solve(
     problem: Problem,
     params: SolveParams = SolveParams(),
@@ -100,7 +104,14 @@ def solve(
     if not problem.demands:
         return _empty_plan(version)
     if problem.future and not problem.bid_prices:
-        problem = replace(problem, bid_prices=bid_prices(problem, params.km_weight))
+        # Priced once per solve; the LP's time comes off the solve's own, except where a budget of
+        # work decides (deterministic mode), whose plans must not depend on the host's speed.
+        started = time.perf_counter()
+        seconds = max(1.0, PRICE_SHARE * params.time_limit_s)
+        problem = replace(problem, bid_prices=bid_prices(problem, params.km_weight, seconds))
+        if not params.deterministic:
+            left = params.time_limit_s - (time.perf_counter() - started)
+            params = replace(params, time_limit_s=max((1 - PRICE_SHARE) * params.time_limit_s, left))
     if len(problem.demands) > params.decompose_above:
         return solve_large(problem, params, version, rules, warm_start)
     return solve_small(problem, params, version, warm_start, rules)

@@ -37,7 +37,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from solver.model.bid_prices import price_table
 from solver.model.candidates import Candidates
 from solver.model.capability import step_groups
 from solver.model.objective import overdue_weight, unit_cost
@@ -540,3 +539,14 @@ def _capacities(
         )
         capacity[start:end] = whole.sum(axis=1)
     return capacity
+
+
+def price_table(problem: Problem, design_ids: list[str]) -> np.ndarray:
+    """`problem.bid_prices` as an array [design index, lab index]: zeros where none is set."""
+    table = np.zeros((len(design_ids), len(problem.labs)))
+    row = {design_id: i for i, design_id in enumerate(design_ids)}
+    column = {state.lab.id: j for j, state in enumerate(problem.labs)}
+    for (design_id, lab_id), price in problem.bid_prices.items():
+        if design_id in row and lab_id in column:
+            table[row[design_id], column[lab_id]] = price
+    return table

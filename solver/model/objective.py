@@ -15,7 +15,7 @@ kilometre costs `km_weight`, 1 by default):
 - **trail**: a discount of at most `trail_discount_km` km-equivalents per unit (see `solver.model.trails`);
 - **capacity**: where known rates will bring more than the labs can make, what the minutes a unit
   takes at its lab are worth to that demand, beyond the capable lab where they are worth least (at
-  most the longest trip the aggregate plan considers; `solver.model.bid_prices`). Zero otherwise;
+  most the longest trip the aggregate plan considers; `solver.large.bid_prices`). Zero otherwise;
 - **transfer**: material shipped from a lab with stock beyond its own planned work to a lab whose
   machines would otherwise idle (`protocol.model.Transfer`): `TRANSFER_KM_WEIGHT` per unit of
   material (kg, m², m) per km, plus `TRANSFER_HANDLING_COST` once per transfer (one material, one

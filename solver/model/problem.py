@@ -87,7 +87,7 @@ class Demand:
 @dataclass(frozen=True)
 class FutureDemand:
     """Units of a design that known rates will still bring to a place, after the demands of the
-    problem, the last of them due by `last_due_at` (`solver.model.bid_prices`)."""
+    problem, the last of them due by `last_due_at` (`solver.large.bid_prices`)."""
 
     design: str
     delivery: Location
@@ -117,7 +117,7 @@ class Problem:
     #: against it (`bid_prices`), so today's work goes where it costs the rest of the period least.
     future: tuple[FutureDemand, ...] = ()
     #: Per (design id, lab id), km-equivalents charged per unit for the minutes it takes there
-    #: (`solver.model.bid_prices`); set by `solver.allocation.allocate.solve` from `future`.
+    #: (`solver.large.bid_prices`); set by `solver.allocation.allocate.solve` from `future`.
     bid_prices: dict[tuple[str, str], float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -15,7 +15,7 @@ from protocol.model import Location
 from solver.allocation.allocate import solve, solve_small
 from solver.allocation.explain import explain_order
 from solver.check import check
-from solver.model.bid_prices import bid_prices
+from solver.large.bid_prices import bid_prices
 from solver.model.geo import haversine_km
 from solver.model.problem import FutureDemand, LabState, Problem
 from tests.solver.factory import CENTRE, FAST, MIDDLE, NEAR, NOW, lab, machine, order, printer, problem
