@@ -283,6 +283,7 @@ class PlannerCore:
             priority=request.priority,
             accepts_licences=request.accepts_licences,
             created_at=now,
+            release=request.release,
         )
         if rate_rules.last_release(rate) is None:
             raise OrderRejected("units_per_day", "the stream releases no whole unit before `until`")
@@ -307,6 +308,8 @@ class PlannerCore:
         now = self.clock()
         placed = []
         for rate in self.rates.values():
+            if not rate.release:
+                continue  # its requester places the orders
             for day, at, units in rate_rules.releases(rate, now):
                 if rate_rules.release_id(rate, day) in self.orders:
                     continue

@@ -51,6 +51,11 @@ class RateRequest(Record):
         max_length=50,
         description="licences the requester accepts (as for an order); empty accepts any",
     )
+    release: bool = Field(
+        default=True,
+        description="false: the requester places the stream's orders itself; the planner plans for "
+        "the rate (its forecast, and the labs' minutes priced against it) but releases no order",
+    )
 
 
 class Rate(Record):
@@ -66,6 +71,7 @@ class Rate(Record):
     priority: Priority = "routine"
     accepts_licences: list[str] = Field(default_factory=list, max_length=50)
     created_at: UtcDatetime
+    release: bool = True  # false: planned for, never released (`RateRequest.release`)
 
 
 def check_span(starts_at: datetime, until: datetime) -> str | None:

@@ -268,6 +268,8 @@ def run_live(
                     str(scenario.k_nearest),
                     "--transfer-radius-km",
                     f"{scenario.transfer_radius_km:g}",
+                    "--forecast-days",
+                    f"{scenario.forecast_days:g}",
                     "--clock-speed",
                     f"{speed:g}",
                     *clock,
@@ -324,6 +326,28 @@ def _timeline(world: World, speed: float) -> Iterator[tuple[float, int, str, Any
     yield ((world.end - world.start).total_seconds() / speed, 3, "end", None)
 
 
+def _tell_rates(client: httpx.Client, world: World, shift: timedelta, console: Console) -> None:
+    """Tell the planner the scenario's rates, one per stream and delivery point, as rates it plans for
+    and does not release (`RateRequest.release`): the replay places their orders, and the planner
+    prices its labs' minutes against what they will still bring, as the simulated policy does."""
+    for stream in world.streams:
+        weight = sum(w for _, w in stream.points)
+        for location, w in stream.points:
+            request = {
+                "design": stream.design,
+                "units_per_day": stream.units_per_day * w / weight,
+                "starts_at": (stream.start + shift).isoformat(),
+                "until": (stream.until + shift).isoformat(),
+                "due_days": stream.due / timedelta(days=1),
+                "delivery": location.model_dump(),
+                "priority": stream.priority,
+                "release": False,
+            }
+            response = client.post("/rates", json=request)
+            if response.status_code != 201:
+                console.print(f"[yellow]rate not taken[/]: {response.status_code} {response.text}")
+
+
 def _replay(
     mesh: Mesh,
     world: World,
@@ -350,6 +374,8 @@ def _replay(
     placed: list[tuple[str, Order]] = []
     supplied = False  # supply queued since the last order: the next order waits for its answers
     with httpx.Client(base_url=mesh.api, timeout=10.0, headers=mesh.headers) as client:
+        if scenario.bid_prices:
+            _tell_rates(client, world, shift, console)
         for at, _, kind, item in timeline:
             wait = started + at - time.monotonic()
             if wait > 0:

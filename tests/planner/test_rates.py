@@ -192,3 +192,16 @@ def test_what_a_rate_still_brings_beyond_its_forecast_is_the_future_the_labs_are
     plan = solve(problem, PARAMS)  # one lab: nothing to price it against, and a valid plan
     assert check(problem, plan, PARAMS) == []
     assert all(a.cost.capacity == 0.0 for a in plan.allocations)
+
+
+def test_a_rate_whose_requester_places_the_orders_is_planned_for_but_never_released(
+    core: PlannerCore, clock: Clock
+) -> None:
+    rate = core.submit_rate(_rate(release=False))
+    assert not rate.release and core.orders == {}  # day 0's release is not placed
+    problem = core.problem()
+    assert sorted(d.order.id for d in problem.demands) == [f"{rate.id}-d{k}" for k in (1, 2, 3)]  # forecast
+    (coming,) = problem.future  # day 4, beyond the 3 days of forecast
+    assert (coming.design, coming.units) == ("finger-splint", 10.0)
+    clock.now = NOW + timedelta(days=2, minutes=1)
+    assert core.release_rates() == [] and core.orders == {}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -10,6 +12,7 @@ from rich.console import Console
 
 from scenarios.live import run_live
 from scenarios.spec import load_scenario
+from scenarios.world import build_world
 from tests.scenarios.conftest import TINY, write_scenario
 
 pytestmark = pytest.mark.e2e
@@ -32,7 +35,8 @@ labs = ["south-lab"]
 
 
 def test_tiny_scenario_runs_live_with_supply_and_disruptions(tmp_path: Path) -> None:
-    (metrics,) = run_live(load_scenario(write_scenario(tmp_path, DISRUPTED)), speed=40_000.0, grace_s=10.0)
+    loaded = load_scenario(write_scenario(tmp_path, DISRUPTED))
+    (metrics,) = run_live(loaded, speed=40_000.0, grace_s=10.0, keep=tmp_path / "kept")
     assert metrics["policy"] == "cosmolocal-live"
     assert metrics["units_demanded"] > 0
     assert 0 < metrics["units_on_time"] <= metrics["units_delivered"] <= metrics["units_demanded"]
@@ -45,6 +49,12 @@ def test_tiny_scenario_runs_live_with_supply_and_disruptions(tmp_path: Path) -> 
     # down and back, a stock-out: every request answered
     assert metrics["control_requests"] == 8 * 3 - 2 + 3 and metrics["control_unanswered"] == 0
     assert {"lab_stalls", "lab_holds", "labs_lost", "labs_left"} <= set(metrics)
+    # the planner was told the scenario's rates, one per delivery point, to plan for and not release
+    with sqlite3.connect(tmp_path / "kept" / "planner.db") as db:
+        rates = [json.loads(record) for (record,) in db.execute("SELECT record FROM rates")]
+        released = db.execute("SELECT count(*) FROM orders WHERE id LIKE 'r-%'").fetchone()[0]
+    points = sum(len(stream.points) for stream in build_world(loaded).streams)
+    assert len(rates) == points > 0 and not any(rate["release"] for rate in rates) and released == 0
 
 
 #: The simulated transfer test's world (tests/scenarios/test_sim.py) made smaller: the lab by the

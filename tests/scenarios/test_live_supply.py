@@ -77,6 +77,9 @@ def test_orders_wait_for_the_supply_of_their_round(tmp_path: Path, monkeypatch: 
     real_client = httpx.Client
 
     def planner_api(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/rates":  # the scenario's rates, told once before the first order
+            assert not posted
+            return httpx.Response(201, json={"id": "r-1"})
         assert (request.method, request.url.path) == ("POST", "/orders")
         posted.append(sum(lab.answered for lab in labs.values()))
         return httpx.Response(201, json={"id": f"o{len(posted)}"})
