@@ -246,9 +246,9 @@ def polish(
     weights = objective_weights("km")
     options = []
     for e, option, u in zip(mapping.edge_options, mapping.core.options, units, strict=True):
-        priority = mapping.problem.demands[e.demand].order.priority
-        design_id = mapping.problem.demands[e.demand].order.design
-        price = mapping.problem.bid_prices.get((design_id, mapping.problem.labs[e.lab].lab.id), 0.0)
+        order = mapping.problem.demands[e.demand].order
+        priority = order.priority
+        price = mapping.problem.bid_price(order.design, e.lab)
         cost = e.km * params.km_weight - e.discount + price + weights[priority] * e.arrival
         capped = e.late or e.sender is not None or bool(e.in_transit) or priority not in free
         options.append(replace(option, unit_cost=cost, max_units=u if capped else option.max_units))
@@ -449,7 +449,7 @@ class AllocationMapping:
                 design = problem.designs[problem.demands[d].order.design]
                 groups = step_groups(state.lab, design)
                 discount = self._discount(design.id, state)
-                unit_cost = km * params.km_weight - discount + self._bid_price(design.id, state)
+                unit_cost = km * params.km_weight - discount + problem.bid_price(design.id, lab_index)
                 priority = problem.demands[d].order.priority
                 due, travel = arrival[d]
                 setup = f"{d}@{lab_index}"
@@ -564,9 +564,6 @@ class AllocationMapping:
             setup=setup,
             extra_setups=tuple(_transfer_key(sender.lab, base.lab, m) for m in materials),
         )
-
-    def _bid_price(self, design_id: str, state: LabState) -> float:
-        return self.problem.bid_prices.get((design_id, state.lab.id), 0.0)
 
     def _discount(self, design_id: str, state: LabState) -> float:
         tau = self.problem.trails.get((design_id, state.lab.id))

@@ -37,6 +37,8 @@ seconds, where one Python call per coefficient took 20.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from ortools.glop import parameters_pb2 as glop_parameters_pb2
 
@@ -73,38 +75,9 @@ def bid_prices(
         return {}
     places = _places(problem)
     designs = sorted({design_id for design_id, _, _, _ in places})
-    labs = problem.labs
-    lab_lat = np.array([s.lab.location.lat for s in labs])
-    lab_lon = np.array([s.lab.location.lon for s in labs])
-    units: list[float] = []  # per place
-    column_place, column_lab, column_km, column_design = [], [], [], []
-    for d, design_id in enumerate(designs):
-        design = problem.designs[design_id]
-        capable = np.flatnonzero([can_make(state, design) for state in labs])
-        mine = [(lat, lon, u) for name, lat, lon, u in places if name == design_id]
-        if not len(capable):
-            continue
-        take = min(LP_LABS, len(capable))
-        for start in range(0, len(mine), CHUNK_PLACES):
-            part = mine[start : start + CHUNK_PLACES]
-            first = len(units)
-            units += [u for _, _, u in part]
-            km = distances_km([p[0] for p in part], [p[1] for p in part], lab_lat[capable], lab_lon[capable])
-            near = np.argpartition(km, take - 1, axis=1)[:, :take] if take < len(capable) else None
-            if near is None:
-                near = np.broadcast_to(np.arange(len(capable)), (len(part), take))
-            rows = np.repeat(np.arange(len(part)), take)
-            column_place.append(first + rows)
-            column_lab.append(capable[near.ravel()])
-            column_km.append(km[rows, near.ravel()] * km_weight)
-            column_design.append(np.full(len(rows), d))
-    if not column_place:
+    columns = _Columns.near(problem, places, designs, km_weight)
+    if columns is None:
         return {}
-    place = np.concatenate(column_place)
-    lab = np.concatenate(column_lab)
-    km = np.concatenate(column_km)
-    design_of = np.concatenate(column_design)
-    wanted = np.array(units)
     # Minutes per unit of each design in each process, and each column's (lab, process) rows.
     processes = sorted({step.process for design_id in designs for step in problem.designs[design_id].steps})
     process_index = {process: i for i, process in enumerate(processes)}
@@ -114,9 +87,9 @@ def bid_prices(
             minutes[d, process_index[step.process]] += step.minutes
     keys, entry_column, entry_minutes = [], [], []
     for p in range(len(processes)):
-        per_unit = minutes[design_of, p]
+        per_unit = minutes[columns.design, p]
         used = np.flatnonzero(per_unit > 0)
-        keys.append(lab[used] * len(processes) + p)
+        keys.append(columns.lab[used] * len(processes) + p)
         entry_column.append(used)
         entry_minutes.append(per_unit[used])
     pairs, pair_of_entry = np.unique(np.concatenate(keys), return_inverse=True)
@@ -127,31 +100,93 @@ def bid_prices(
         ]
     )
     lp = IncrementalLP(GLOP)
-    demand_rows = lp.add_rows(np.full(len(wanted), -np.inf), wanted)
+    demand_rows = lp.add_rows(np.full(len(columns.units), -np.inf), columns.units)
     capacity_rows = lp.add_rows(np.full(len(pairs), -np.inf), np.maximum(0.0, free))
-    columns = lp.add_variables(np.zeros(len(place)), wanted[place], km - UNIT_VALUE)
-    lp.set_coefficients(demand_rows[place], columns, np.ones(len(columns)))
+    ids = lp.add_variables(
+        np.zeros(len(columns.place)), columns.units[columns.place], columns.km - UNIT_VALUE
+    )
+    lp.set_coefficients(demand_rows[columns.place], ids, np.ones(len(ids)))
     lp.set_coefficients(
-        capacity_rows[pair_of_entry], columns[np.concatenate(entry_column)], np.concatenate(entry_minutes)
+        capacity_rows[pair_of_entry], ids[np.concatenate(entry_column)], np.concatenate(entry_minutes)
     )
     solution = lp.solve(seconds)
-    if not solution.optimal or solution.primal.sum() >= wanted.sum() - SHORT_UNITS:
+    if not solution.optimal or solution.primal.sum() >= columns.units.sum() - SHORT_UNITS:
         return {}
     # What a minute is worth per (lab, process): minus the dual of its row (a minimisation's binding
     # <= rows have duals <= 0); NaN where the LP has no such row.
-    per_minute = np.full((len(labs), len(processes)), np.nan)
+    per_minute = np.full((len(problem.labs), len(processes)), np.nan)
     per_minute[pairs // len(processes), pairs % len(processes)] = -solution.dual[capacity_rows]
-    longest = float(km.max(initial=0.0))
+    return _relative(problem, designs, minutes, per_minute, float(columns.km.max(initial=0.0)))
+
+
+@dataclass(frozen=True)
+class _Columns:
+    """The LP's columns: units of a place's demand made at one of its nearest capable labs."""
+
+    units: np.ndarray  # per place: units wanted
+    place: np.ndarray  # per column: its place
+    lab: np.ndarray  # per column: its lab (index)
+    km: np.ndarray  # per column: its trip, times the km weight
+    design: np.ndarray  # per column: its design (index in the sorted designs)
+
+    @staticmethod
+    def near(
+        problem: Problem, places: list[tuple[str, float, float, float]], designs: list[str], km_weight: float
+    ) -> _Columns | None:
+        """Each place with its `LP_LABS` nearest capable labs; None when no place has one."""
+        labs = problem.labs
+        lab_lat = np.array([s.lab.location.lat for s in labs])
+        lab_lon = np.array([s.lab.location.lon for s in labs])
+        units: list[float] = []
+        place, lab, km, design = [], [], [], []
+        for d, design_id in enumerate(designs):
+            capable = np.flatnonzero([can_make(state, problem.designs[design_id]) for state in labs])
+            if not len(capable):
+                continue
+            mine = [(lat, lon, u) for name, lat, lon, u in places if name == design_id]
+            take = min(LP_LABS, len(capable))
+            for start in range(0, len(mine), CHUNK_PLACES):
+                part = mine[start : start + CHUNK_PLACES]
+                first = len(units)
+                units += [u for _, _, u in part]
+                trips = distances_km(
+                    [p[0] for p in part], [p[1] for p in part], lab_lat[capable], lab_lon[capable]
+                )
+                if take < len(capable):
+                    nearest = np.argpartition(trips, take - 1, axis=1)[:, :take]
+                else:
+                    nearest = np.broadcast_to(np.arange(len(capable)), (len(part), take))
+                rows = np.repeat(np.arange(len(part)), take)
+                place.append(first + rows)
+                lab.append(capable[nearest.ravel()])
+                km.append(trips[rows, nearest.ravel()] * km_weight)
+                design.append(np.full(len(rows), d))
+        if not place:
+            return None
+        return _Columns(
+            np.array(units),
+            np.concatenate(place),
+            np.concatenate(lab),
+            np.concatenate(km),
+            np.concatenate(design),
+        )
+
+
+def _relative(
+    problem: Problem, designs: list[str], minutes: np.ndarray, per_minute: np.ndarray, longest: float
+) -> dict[tuple[str, str], float]:
+    """Per (design, lab): what a unit's minutes are worth there beyond the lab where they are worth
+    least, at most `longest`; labs the LP never offered a design get no price, nor do the cheapest."""
     prices: dict[tuple[str, str], float] = {}
     for d, design_id in enumerate(designs):
         needed = minutes[d] > 0
         worth = (np.nan_to_num(per_minute[:, needed], nan=np.inf) * minutes[d, needed]).sum(axis=1)
-        considered = np.isfinite(worth)  # a lab the LP never offered this design gets no price
+        considered = np.isfinite(worth)
         if not considered.any():
             continue
         least = worth[considered].min()
         for j in np.flatnonzero(considered & (worth - least > 1e-9)).tolist():
-            prices[design_id, labs[j].lab.id] = min(longest, float(worth[j] - least))
+            prices[design_id, problem.labs[j].lab.id] = min(longest, float(worth[j] - least))
     return prices
 
 

@@ -117,7 +117,7 @@ def place_far(
                 time_weight = params.time_weight[priority]
                 per_unit = unit_cost(
                     distance, discount, time_weight, arrival, lateness, params.km_weight, overdue
-                ) + problem.bid_prices.get((demand.order.design, problem.labs[j].lab.id), 0.0)
+                ) + problem.bid_price(demand.order.design, j)
                 if per_unit + params.setup_cost / left >= n.shortage[d]:
                     break  # nearest first: no lab farther off is worth it either
                 take = min(left, rows.room(o))

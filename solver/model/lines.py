@@ -53,7 +53,7 @@ def allocation_line(
         setup=params.setup_cost,
         lateness=params.lateness_penalty[order.priority] * units.late,
         trail=-discount * quantity,
-        capacity=problem.bid_prices.get((order.design, problem.labs[lab].lab.id), 0.0) * quantity,
+        capacity=problem.bid_price(order.design, lab) * quantity,
         # the days of late units past their due date weigh more (`objective.LATE_DAY_FACTOR`)
         time=params.time_weight[order.priority] * units.unit_days
         + overdue_weight(params.time_weight, order.priority) * days_past_due,

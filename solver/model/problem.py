@@ -120,6 +120,10 @@ class Problem:
     #: (`solver.large.bid_prices`); set by `solver.allocation.allocate.solve` from `future`.
     bid_prices: dict[tuple[str, str], float] = field(default_factory=dict)
 
+    def bid_price(self, design_id: str, lab: int) -> float:
+        """What a unit of the design pays at the lab (by index) for its minutes there (`bid_prices`)."""
+        return self.bid_prices.get((design_id, self.labs[lab].lab.id), 0.0) if self.bid_prices else 0.0
+
     def __post_init__(self) -> None:
         if self.now.tzinfo is None:
             raise ValueError("problem.now must carry a time zone (UTC)")
