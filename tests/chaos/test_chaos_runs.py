@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from scenarios.faults.chaos import FAULT_KINDS, INSECURE_ONLY, ChaosOptions, run_chaos
+from scenarios.faults.chaos import FAULT_KINDS, GARBAGE_FRAMES, INSECURE_ONLY, ChaosOptions, run_chaos
 
 #: The faults come 0.2 to 0.6 s apart instead of 0.5 to 2 s, and the labs work at 3,000x: the same
 #: faults, met sooner by the same work, in less of the suite's time.
@@ -37,7 +37,11 @@ def test_chaos_over_a_lossy_link_keeps_every_invariant(tmp_path: Path) -> None:
     assert counts["orders_done"] == counts["orders"] == 6
     assert counts["units_made"] == counts["units_ordered"]
     assert counts["planner_epochs"] == 2 and counts["labs_lost"] >= 1
-    assert counts["frames_rejected"] >= 10_000 and counts["impersonations_refused"] >= 1
+    # The garbage fault queues GARBAGE_FRAMES; the ones its socket has not passed on when it closes
+    # (0.5 s of linger), or when the planner is killed (another fault, 0.2-0.6 s apart), are lost with
+    # the connection: a clean clone's run counted 8,402 of 10,000, four runs here every one. What
+    # must hold is that a flood reaches the planner and is refused and counted, not its exact size.
+    assert counts["frames_rejected"] >= GARBAGE_FRAMES // 2 and counts["impersonations_refused"] >= 1
     link = counts["link"]
     assert link["dropped"] > 0 and link["duplicated"] > 0 and link["reordered"] > 0 and link["cut"] > 0
 
