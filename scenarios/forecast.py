@@ -42,6 +42,10 @@ class RateStream:
         elapsed = (release - self.start + self.every) / timedelta(days=1)
         return min(1.0, elapsed / self.ramp_days)
 
+    def expected_units(self, release: datetime) -> float:
+        """The units a release is expected to bring over all its points (the rate, ramped, no jitter)."""
+        return self.units_per_day * (self.every / timedelta(days=1)) * self.ramp(release)
+
     def releases(self) -> list[datetime]:
         """Every time the stream places its orders, first to last."""
         count = max(0, math.ceil((self.until - self.start) / self.every - 1e-9))
@@ -64,7 +68,7 @@ def forecast(stream: RateStream, now: datetime, days: float) -> list[tuple[Order
             continue
         if release > horizon:
             break
-        total = stream.units_per_day * (stream.every / timedelta(days=1)) * stream.ramp(release)
+        total = stream.expected_units(release)
         for p, (location, weight) in enumerate(stream.points):
             quantity = round(total * weight / total_weight)
             if quantity <= 0:
@@ -91,8 +95,7 @@ def still_to_come(stream: RateStream, after: datetime) -> list[FutureDemand]:
     if not later:
         return []
     total_weight = sum(w for _, w in stream.points)
-    per_release = stream.units_per_day * (stream.every / timedelta(days=1))
-    units = per_release * sum(stream.ramp(release) for release in later)
+    units = sum(stream.expected_units(release) for release in later)
     last_due = later[-1] + stream.due
     return [
         FutureDemand(stream.design, location, units * weight / total_weight, last_due)
