@@ -534,20 +534,25 @@ class CoreModel:
     def _room(self, used_amount: dict[str, int]) -> Callable[[str], int]:
         """Remaining room of a resource or pool in scaled amounts, pools counted against their
         resources jointly (every pool or direct use sharing one of its resources)."""
+        pools = self.problem.pools
         pool_of: dict[str, list[str]] = defaultdict(list)
-        for pool, resources in self.problem.pools.items():
+        for pool, resources in pools.items():
             for r in resources:
                 pool_of[r].append(pool)
 
         def capacity(r: str) -> int:
             return round_down(self.problem.capacity.get(r, 0.0), self.problem.scale.get(r, 1))
 
+        # Per pool, counted once: its resources' capacity and the uses sharing them.
+        pool_capacity = {pool: sum(capacity(r) for r in resources) for pool, resources in pools.items()}
+        sharing = {
+            pool: tuple({p for r in resources for p in pool_of[r]} | set(resources))
+            for pool, resources in pools.items()
+        }
+
         def room(name: str) -> int:
-            if name in self.problem.pools:
-                resources = self.problem.pools[name]
-                total = sum(capacity(r) for r in resources)
-                sharing = {p for r in resources for p in pool_of[r]} | {r for r in resources}
-                return max(0, total - sum(used_amount.get(p, 0) for p in sharing))
+            if name in pools:
+                return max(0, pool_capacity[name] - sum(used_amount.get(p, 0) for p in sharing[name]))
             return max(0, capacity(name) - used_amount.get(name, 0))
 
         return room
