@@ -70,18 +70,27 @@ NOT_YET: dict[tuple[str, str], str] = {
         "398.6-405.3 with an emergency day worth 100 to 1,000 km, or with a km polish of emergencies"
     ),
     ("fab-city-barcelona@42", "pooled_fill"): (
-        "92.93 % against the half-way mark 93.23 % (board 92.87, central factory 93.58), 2026-12-05, "
+        "92.95 % against the half-way mark 93.23 % (board 92.87, central factory 93.58), 2026-12-06, "
         "with bid prices (90.06 % before them). Even knowing every order in advance, the city's labs "
         "could fill at most 93.6 % (an LP over the whole replay, docs/benchmarks.md)"
     ),
     ("fab-city-barcelona@42", "km"): (
-        "2.48 km per unit against nearest-greedy's 2.38, 2026-12-05: the trade of bid prices, which "
-        "fill 92.93 % (the job board 92.87 %) where the plan before them filled 90.06 % at 2.29 km. "
+        "2.45 km per unit against nearest-greedy's 2.38, 2026-12-06: the trade of bid prices, which "
+        "fill 92.95 % (the job board 92.87 %) where the plan before them filled 90.06 % at 2.29 km. "
         "Knowing every order in advance, 92.4 % costs at least 2.00 km (docs/benchmarks.md)"
     ),
-    ("fab-city-barcelona@41", "km"): (
-        "2.18 km per unit against nearest-greedy's 2.11 (on time 99.8 % against 89.7 %), 2026-12-05: "
-        "units sent to a farther lab to be on time"
+    ("fab-city-barcelona@9", "km"): (
+        "1.93 km per unit against nearest-greedy's 1.84 (1.74 with no price set), 2026-12-06: priced "
+        "against one lead time of the rates, the centre's minutes send 254 units to the farm at the "
+        "city's edge (5.6 km each) where 157 went (2.9 km); over 33 seeds the lead-time prices leave "
+        "12 above greedy's km where the prices of a city-wide shortage left 15 (docs/benchmarks.md)"
+    ),
+    ("fab-city-barcelona@15", "km"): (
+        "1.76 km per unit against nearest-greedy's 1.75 (on time 100 % against 96.4 %), 2026-12-06"
+    ),
+    ("valve-lombardy@23", "km"): (
+        "889.7 km per unit against nearest-greedy's 887.9 (on time 74.8 % against 12.3 %, all made "
+        "where greedy made 92.6 %), 2026-12-06 (887.6 before the lead-time prices)"
     ),
 }
 _results: dict[str, tuple[ScenarioResult, float]] = {}

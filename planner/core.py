@@ -331,12 +331,14 @@ class PlannerCore:
         return found
 
     def still_to_come(self, now: datetime) -> list[FutureDemand]:
-        """What each rate will release after the forecast window, in all, with its last due date: the
-        solver prices the labs' minutes against it (`solver.large.bid_prices`)."""
+        """What each rate will release in its lead time after the forecast window, with its last due
+        date: the units that will want the same machine minutes as the work open now. The solver
+        prices the labs' minutes against them (`solver.large.bid_prices`)."""
         after = now + timedelta(days=self.forecast_days)
         found = []
         for rate in self.rates.values():
-            later = [(at, units) for _, at, units in rate_rules.releases(rate) if at > after]
+            until = after + timedelta(days=rate.due_days)
+            later = [(at, units) for _, at, units in rate_rules.releases(rate) if after < at <= until]
             if later:
                 last_due = later[-1][0] + timedelta(days=rate.due_days)
                 units = float(sum(units for _, units in later))

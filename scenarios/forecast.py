@@ -87,11 +87,13 @@ def forecast(stream: RateStream, now: datetime, days: float) -> list[tuple[Order
 
 
 def still_to_come(stream: RateStream, after: datetime) -> list[FutureDemand]:
-    """What the stream is expected to bring to each of its points from the releases after `after`
-    on, in all (the expected quantities, as `forecast` counts them), with the due date of its last.
+    """What the stream is expected to bring to each of its points from its releases in the lead time
+    after `after` (the expected quantities, as `forecast` counts them), with the due date of its last.
 
-    The solver prices the labs' minutes against it (`solver.large.bid_prices`)."""
-    later = [release for release in stream.releases() if release > after]
+    These are the units that will want the same machine minutes as the work open now: released
+    before the open work falls due. The solver prices the labs' minutes against them
+    (`solver.large.bid_prices`)."""
+    later = [release for release in stream.releases() if after < release <= after + stream.due]
     if not later:
         return []
     total_weight = sum(w for _, w in stream.points)

@@ -278,7 +278,7 @@ class Scenario(_Model):
     bid_prices: bool = Field(
         default=True,
         description="Cosmolocal prices each lab's minutes against what the known rates will still "
-        "bring, where that is more than the labs can make (solver.large.bid_prices); false plans "
+        "release within a lead time, where the labs near it are short (solver.large.bid_prices); false plans "
         "each round against its open orders alone",
     )
     transfer_radius_km: float = Field(

@@ -1,31 +1,33 @@
 """Bid prices: what a lab's machine minutes are worth to the demand the network knows is coming.
 
-A round plans the orders open now. Where the known rates (`Problem.future`) will bring more than the
-labs can make before the last of it falls due, a lab's minutes spent today are minutes some later
-unit will not get, and which lab spends them on which design decides how far the units that are
-made travel. A network of small labs near the city centre and one big print farm at its edge shows
-it: a face shield takes five times the printer minutes of a finger splint, so the km-least way to
-make as many units as the labs can is to print the shields at the farm and the splints in the
-centre. A round that sees only today's orders cannot know it; it sends whatever is open to whichever
-lab is free, and the farm's splints cross the city.
+A round plans the orders open now. The known rates (`Problem.future`) will bring more units before
+that work falls due, and they will want the same machine minutes: where the labs near the demand
+cannot make all of it, a lab's minutes spent today are minutes some later unit will not get, and
+which lab spends them on which design decides how far the units travel. A network of small labs near
+the city centre and one big print farm at its edge shows it: a face shield takes five times the
+printer minutes of a finger splint, so the km-least way to make the centre's units is to print the
+shields at the farm and the splints in the centre. A round that sees only today's orders cannot know
+it; it sends whatever is open to whichever lab is free, and the farm's splints cross the city.
 
-`bid_prices` solves the rest of the period in aggregate (an LP: the open demand and the rates' units
-still to come, against each lab's process minutes until the last due date, most units first, then
-the fewest km) and reads the value of a minute of each (lab, process) from its duals. A unit of a
-design at a lab is then charged what its minutes are worth there, less what they are worth at the
-capable lab where they are worth least (zero there), and at most the longest trip in the LP, so the
-charge trades km against km and never outweighs a unit made. (Where two labs' last units are of
-different designs, their minutes' worth differs by a share of a unit's worth rather than by km; the
-cap keeps that charge to the longest trip.) The allocation adds it to each unit's cost
-(`CostTerms.capacity`), so the plan and its explanation both say why a shield went to the farm.
+`bid_prices` solves the next lead time in aggregate (an LP: the open demand and the units the rates
+will release before it falls due, against each lab's process minutes until the last of them is due,
+most units first, then the fewest km) and reads the value of a minute of each (lab, process) from
+its duals. A unit of a design at a lab is then charged what its minutes are worth there, less what
+they are worth at the capable lab where they are worth least (zero there), and at most the longest
+trip in the LP, so the charge trades km against km and never outweighs a unit made. (Where two labs'
+last units are of different designs, their minutes' worth differs by a share of a unit's worth rather
+than by km; the cap keeps that charge to the longest trip.) The allocation adds it to each unit's
+cost (`CostTerms.capacity`), so the plan and its explanation both say why a shield went to the farm.
+Where the labs near each place have room for all of it, no minute has a worth and no price is set.
 
-Prices are set only where the known demand exceeds what the labs can make (the LP leaves some of it
-unmet). Where everything fits, every minute's worth is a tie between labs that the day-to-day
-jitter of real orders breaks at random: in the Fab City replays, prices set whatever the demand
-(tried, computed once for the whole replay) made trips longer where every unit was made anyway
-(seed 9: 1.74 -> 1.88 km per unit). This is bid-price control, as airlines
-and hotels price their seats and rooms against the demand still to come (Talluri and van Ryzin, *The
-Theory and Practice of Revenue Management*, 2004, ch. 3).
+Which releases count is measured (fab-city-barcelona, 33 seeds, docs/benchmarks.md). Pricing
+against every release until the rates end, and only where the city as a whole could not make them,
+left the local shortages of a surge near the centre unpriced: the trips were longer than
+nearest-greedy's on 15 seeds. Pricing against one lead time of releases, whatever the city's total,
+does so on 12, with fill as good (no seed short of the job board's, where one was); the price halved
+left 6 seeds short. This is bid-price control, as airlines and hotels price their seats and rooms
+against the demand still to come (Talluri and van Ryzin, *The Theory and Practice of Revenue
+Management*, 2004, ch. 3).
 
 Material is left out: the solver does not know the labs' supply, and their stock alone, over weeks,
 would price every material as scarce.
@@ -54,8 +56,6 @@ UNIT_VALUE = 100_000.0
 LP_LABS = 30
 #: Demand within this many degrees of latitude and longitude (about a kilometre) is one place.
 PLACE_DEG = 0.01
-#: Below this many units, an LP's unmet demand is rounding, not a shortage.
-SHORT_UNITS = 0.5
 #: Places whose distances to the labs are computed at once (places x labs, 8 bytes each).
 CHUNK_PLACES = 2_000
 GLOP = glop_parameters_pb2.GlopParameters()
@@ -65,7 +65,7 @@ def bid_prices(
     problem: Problem, km_weight: float = 1.0, seconds: float = 10.0
 ) -> dict[tuple[str, str], float]:
     """Per (design id, lab id): the km-equivalents a unit's minutes are worth at that lab beyond the
-    capable lab where they are worth least, or {} when the known demand fits the labs (see above).
+    capable lab where they are worth least, or {} when no lab's minutes are short (see above).
     `seconds` bounds the LP; a solve cut short sets no price."""
     if not problem.future or not problem.labs:
         return {}
@@ -110,7 +110,7 @@ def bid_prices(
         capacity_rows[pair_of_entry], ids[np.concatenate(entry_column)], np.concatenate(entry_minutes)
     )
     solution = lp.solve(seconds)
-    if not solution.optimal or solution.primal.sum() >= columns.units.sum() - SHORT_UNITS:
+    if not solution.optimal:
         return {}
     # What a minute is worth per (lab, process): minus the dual of its row (a minimisation's binding
     # <= rows have duals <= 0); NaN where the LP has no such row.

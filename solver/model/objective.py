@@ -13,9 +13,10 @@ kilometre costs `km_weight`, 1 by default):
 - **setup**: `setup_cost` per (order, lab) pair used, so orders are not shattered;
 - **shortage**: `shortage_penalty[priority]` per unit no lab can make within the horizon;
 - **trail**: a discount of at most `trail_discount_km` km-equivalents per unit (see `solver.model.trails`);
-- **capacity**: where known rates will bring more than the labs can make, what the minutes a unit
-  takes at its lab are worth to that demand, beyond the capable lab where they are worth least (at
-  most the longest trip the aggregate plan considers; `solver.large.bid_prices`). Zero otherwise;
+- **capacity**: where the units known rates will release within a lead time want more minutes than
+  the labs near them have, what the minutes a unit takes at its lab are worth to that demand, beyond
+  the capable lab where they are worth least (at most the longest trip the aggregate plan considers;
+  `solver.large.bid_prices`). Zero otherwise;
 - **transfer**: material shipped from a lab with stock beyond its own planned work to a lab whose
   machines would otherwise idle (`protocol.model.Transfer`): `TRANSFER_KM_WEIGHT` per unit of
   material (kg, m², m) per km, plus `TRANSFER_HANDLING_COST` once per transfer (one material, one

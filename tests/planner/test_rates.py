@@ -194,6 +194,15 @@ def test_what_a_rate_still_brings_beyond_its_forecast_is_the_future_the_labs_are
     assert all(a.cost.capacity == 0.0 for a in plan.allocations)
 
 
+def test_the_future_priced_against_is_one_lead_time_of_releases_past_the_forecast(core: PlannerCore) -> None:
+    """Ten days at 10 a day, due 2 days on: past the 3 days of forecast, days 4 and 5 are released
+    before the work open now falls due and want the same minutes; days 6-9 want later ones."""
+    core.submit_rate(_rate(until=NOW + timedelta(days=10)))
+    (coming,) = core.problem().future
+    assert coming.units == 20.0
+    assert coming.last_due_at == NOW + timedelta(days=5 + 2)
+
+
 def test_a_rate_whose_requester_places_the_orders_is_planned_for_but_never_released(
     core: PlannerCore, clock: Clock
 ) -> None:

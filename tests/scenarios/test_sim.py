@@ -405,7 +405,7 @@ def test_cosmolocal_knows_what_the_rates_still_bring_unless_told_not_to(
     assert seen and all(units == () for units in seen)
 
 
-def test_what_a_stream_still_brings_is_its_expected_releases_after_a_time_split_by_point() -> None:
+def test_what_a_stream_still_brings_is_its_expected_releases_in_a_lead_time_split_by_point() -> None:
     start = datetime(2026, 3, 2, tzinfo=UTC)
     a, b = Location(lat=41.0, lon=2.0), Location(lat=41.1, lon=2.1)
     stream = RateStream(
@@ -420,7 +420,11 @@ def test_what_a_stream_still_brings_is_its_expected_releases_after_a_time_split_
         ramp_days=0.0,
         due=timedelta(days=2),
     )
-    first, second = still_to_come(stream, start + timedelta(days=1, hours=12))  # releases of days 2, 3, 4
-    assert (first.delivery, first.units, second.delivery, second.units) == (a, 7.5, b, 22.5)
-    assert first.last_due_at == start + timedelta(days=4 + 2)
+    # Releases within one lead time (2 days) after day 1.5: days 2 and 3; day 4 comes after the work
+    # open then falls due, and wants other minutes.
+    first, second = still_to_come(stream, start + timedelta(days=1, hours=12))
+    assert (first.delivery, first.units, second.delivery, second.units) == (a, 5.0, b, 15.0)
+    assert first.last_due_at == start + timedelta(days=3 + 2)
+    (last, _) = still_to_come(stream, start + timedelta(days=3))  # day 4 only
+    assert (last.units, last.last_due_at) == (2.5, start + timedelta(days=4 + 2))
     assert still_to_come(stream, start + timedelta(days=4)) == []

@@ -54,15 +54,30 @@ def test_no_prices_without_known_demand_to_come() -> None:
     assert bid_prices(replace(city(1.0), future=())) == {}
 
 
-def test_no_prices_where_what_is_coming_fits_the_labs() -> None:
-    """Every minute would then be a tie between labs that real orders break at random."""
-    p = city(0.2)
+def test_no_prices_where_the_lab_nearest_the_demand_has_room_for_it() -> None:
+    """The centre's one printer makes today's orders and the next days' (at a tenth of the rates):
+    no minute is short, and the plan is the one made without the rates."""
+    p = city(0.1)
     assert bid_prices(p) == {}
     plan, alone = solve_small(p, FAST), solve_small(replace(p, future=()), FAST)
     assert check(p, plan, FAST) == []
     assert [(a.order_id, a.lab_id, a.quantity) for a in plan.allocations] == [
         (a.order_id, a.lab_id, a.quantity) for a in alone.allocations
     ]
+
+
+def test_where_the_city_has_room_but_its_centre_does_not_the_centres_minutes_are_priced() -> None:
+    """At a fifth of the rates, both labs together have printers to spare, but the centre's one
+    printer cannot make all that is ordered near it: its minutes are worth the farm's trip to the
+    units that will have to go there, and the shields, five times a splint's minutes, go first."""
+    p = city(0.2)
+    prices = bid_prices(p)
+    assert set(prices) == {("face-shield", "centre-lab"), ("finger-splint", "centre-lab")}
+    assert prices["face-shield", "centre-lab"] > prices["finger-splint", "centre-lab"] > 0
+    plan = solve(p, FAST)
+    assert check(p, plan, FAST) == []
+    assert units_at(plan.allocations, "s1") == {"farm": 4}
+    assert units_at(plan.allocations, "f1") == {"centre-lab": 10}
 
 
 def test_where_the_rates_outrun_the_labs_the_centre_labs_minutes_cost_up_to_the_farms_trip() -> None:
