@@ -123,8 +123,8 @@ def run(
         bool | None,
         typer.Option(
             "--bid-prices/--no-bid-prices",
-            help="Price each lab's minutes against what the known rates will still bring, where that "
-            "is more than the labs can make (solver.large.bid_prices) [default: the file's, on].",
+            help="Price each lab's minutes against what the known rates will release within a lead "
+            "time, where the labs near it are short (solver.large.bid_prices) [default: the file's, on].",
         ),
     ] = None,
 ) -> None:

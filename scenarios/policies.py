@@ -76,7 +76,7 @@ class _Room:
 
 #: The orders known rates are expected to bring after a time (`scenarios.forecast`), each with its time.
 Forecast = Callable[[datetime], list[tuple[Order, datetime]]]
-#: What known rates will still bring after a time and after what `Forecast` gives, per point, in all.
+#: What known rates will bring in a lead time after what `Forecast` gives, per point, in all.
 Coming = Callable[[datetime], list[FutureDemand]]
 
 

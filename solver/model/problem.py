@@ -113,8 +113,8 @@ class Problem:
     trails: dict[tuple[str, str], float] = field(default_factory=dict)
     #: (order id, lab id) pairs never to plan: the lab refused that order's work before.
     excluded: frozenset[tuple[str, str]] = frozenset()
-    #: What known rates will still bring after these demands: the allocation prices the labs' minutes
-    #: against it (`bid_prices`), so today's work goes where it costs the rest of the period least.
+    #: What known rates will bring after these demands, within their lead time: the allocation prices
+    #: the labs' minutes against it (`bid_prices`), so today's work goes where it costs that demand least.
     future: tuple[FutureDemand, ...] = ()
     #: Per (design id, lab id), km-equivalents charged per unit for the minutes it takes there
     #: (`solver.large.bid_prices`); set by `solver.allocation.allocate.solve` from `future`.
