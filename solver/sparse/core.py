@@ -30,6 +30,7 @@ a true lower bound of the real objective.
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import math
 import threading
 import time
@@ -535,27 +536,34 @@ class CoreModel:
         """Remaining room of a resource or pool in scaled amounts, pools counted against their
         resources jointly (every pool or direct use sharing one of its resources)."""
         pools = self.problem.pools
-        pool_of: dict[str, list[str]] = defaultdict(list)
-        for pool, resources in pools.items():
-            for r in resources:
-                pool_of[r].append(pool)
-
-        def capacity(r: str) -> int:
-            return round_down(self.problem.capacity.get(r, 0.0), self.problem.scale.get(r, 1))
-
-        # Per pool, counted once: its resources' capacity and the uses sharing them.
-        pool_capacity = {pool: sum(capacity(r) for r in resources) for pool, resources in pools.items()}
-        sharing = {
-            pool: tuple({p for r in resources for p in pool_of[r]} | set(resources))
-            for pool, resources in pools.items()
-        }
+        pool_capacity, sharing = self._pool_terms
 
         def room(name: str) -> int:
             if name in pools:
                 return max(0, pool_capacity[name] - sum(used_amount.get(p, 0) for p in sharing[name]))
-            return max(0, capacity(name) - used_amount.get(name, 0))
+            return max(0, self._capacity(name) - used_amount.get(name, 0))
 
         return room
+
+    def _capacity(self, resource: str) -> int:
+        """A resource's capacity in whole scaled amounts, rounded down."""
+        return round_down(self.problem.capacity.get(resource, 0.0), self.problem.scale.get(resource, 1))
+
+    @functools.cached_property
+    def _pool_terms(self) -> tuple[dict[str, int], dict[str, tuple[str, ...]]]:
+        """Per pool, counted once per model: its resources' capacity, and the pools and resources
+        whose use shares one of them."""
+        pools = self.problem.pools
+        pool_of: dict[str, list[str]] = defaultdict(list)
+        for pool, resources in pools.items():
+            for r in resources:
+                pool_of[r].append(pool)
+        capacity = {pool: sum(self._capacity(r) for r in resources) for pool, resources in pools.items()}
+        sharing = {
+            pool: tuple({p for r in resources for p in pool_of[r]} | set(resources))
+            for pool, resources in pools.items()
+        }
+        return capacity, sharing
 
     def result(self, values: Sequence[int], bound_scaled: float, status: str, seconds: float) -> CoreResult:
         """Read units and shortage from a full solution and price it in real (unscaled) units."""
