@@ -264,7 +264,11 @@ def solve_large(
     if pricing is not None:
         prices = aggregated.result()
         pricing.shutdown()
-        if prices is not None and time.perf_counter() < bound_by:
+        # Evaluated even past `bound_by`: some bound is evaluated at some prices anyway (below), and
+        # where the relaxation stopped short these see the capacity its own prices do not. On a
+        # continent whose rounding ended 1.5 s past `bound_by`, the relaxation's prices were
+        # evaluated instead, in the same 19 s, and the gap reported was 99.9 % where these gave 0.8 %.
+        if prices is not None:
             bound = lagrangian_bound(lp_network, *prices, beyond, charge)
     # The relaxation's own prices, unless the clock is out and a bound is in hand: on a continent
     # each evaluation takes seconds, and two more ran the solve 5 s past its limit. Then the floor

@@ -136,3 +136,51 @@ def test_the_trim_cut_by_its_deadline_still_leaves_every_row_kept() -> None:
     fresh.load(units)
     assert not len(fresh.excess_points()) and not len(fresh.excess_stock())
     assert units.sum() > 0
+
+
+def _trim_one_unit_rule_at_a_time(rows: Rows, units: np.ndarray) -> None:
+    """The trim's rule read plainly: for each checkpoint in excess, in order, take units off the
+    dearest option counted in its row (the first in the entries' order among equals) until it holds;
+    then the same for stock rows."""
+    n = rows.network
+    for p in rows.excess_points().tolist():
+        counted = np.flatnonzero((n.work_point >= rows.chain_first[p]) & (n.work_point <= p))
+        while rows.slack[p] < 0:
+            live = counted[units[n.work_option[counted]] > 0]
+            entry = int(live[np.argmax(n.cost[n.work_option[live]])])
+            o = int(n.work_option[entry])
+            take = max(1, min(int(units[o]), int(np.ceil(-rows.slack[p] / n.work_amount[entry]))))
+            rows.add(o, -take)
+            units[o] -= take
+    for s in rows.excess_stock().tolist():
+        counted = np.flatnonzero(n.stock_row == s)
+        while rows.stock_slack[s] < 0:
+            live = counted[units[n.stock_option[counted]] > 0]
+            entry = int(live[np.argmax(n.cost[n.stock_option[live]])])
+            o = int(n.stock_option[entry])
+            take = max(1, min(int(units[o]), int(np.ceil(-rows.stock_slack[s] / n.stock_amount[entry]))))
+            rows.add(o, -take)
+            units[o] -= take
+
+
+def test_the_trim_takes_off_the_dearest_units_of_each_row_in_excess() -> None:
+    # The trim walks each chain of checkpoints once, its entries in a heap: it must take off exactly
+    # the units the plain rule does (dearest first, row by row), and leave every row kept.
+    for seed in (2, 3, 4):
+        p = synthetic_problem(300, 40, seed)
+        days = horizon_days(p, KM_ONLY)
+        network = build_network(p, KM_ONLY, find_candidates(p, 8, days), days)
+        rng = np.random.default_rng(seed)
+        start = rng.integers(0, 6, network.options) * (rng.uniform(size=network.options) < 0.4)
+        rows, units = Rows(network), start.copy()
+        rows.load(units)
+        assert len(rows.excess_points()) > 10  # many rows in excess: a real test
+        _trim(rows, units)
+        plain_rows, plain = Rows(network), start.copy()
+        plain_rows.load(plain)
+        _trim_one_unit_rule_at_a_time(plain_rows, plain)
+        assert units.tolist() == plain.tolist()
+        fresh = Rows(network)
+        fresh.load(units)
+        assert not len(fresh.excess_points()) and not len(fresh.excess_stock())
+        assert 0 < units.sum() < start.sum()
