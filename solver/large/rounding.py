@@ -274,15 +274,24 @@ def _trim(rows: Rows, units: np.ndarray, deadline: float = math.inf) -> None:
     """Take units off the dearest options of every row in excess until none is.
 
     Rows are taken in order, checkpoints before stock rows: taking units off only ever adds room, so
-    no row that holds can come to exceed. A checkpoint's row counts the work of every entry from its
-    chain's first checkpoint to it, so the entries of a chain are taken into one heap, dearest first
-    (ties in the entries' order), as the checkpoints still in excess are reached: each entry is
-    sorted once per chain, and a checkpoint that units taken off before it left with room costs
-    nothing. (A search and sort of a checkpoint's entries for each row in excess, then a scan of
-    them per unit taken, took 26 to 32 s of a continent's 120 when the clock cut its LP after two
-    rounds; 937,000 checkpoints were in excess, and units were taken off at 25,000 of them. Now 3.7 s.)
-    Past `deadline` every option counted in a row still in excess is emptied: a valid plan at once,
-    with those units left to the fill or short.
+    no row that holds can come to exceed. Past `deadline` every option counted in a row still in
+    excess is emptied: a valid plan at once, with those units left to the fill or short.
+    """
+    if not (_trim_checkpoints(rows, units, deadline) and _trim_stock(rows, units, deadline)):
+        _empty_exceeded(rows, units)
+
+
+def _trim_checkpoints(rows: Rows, units: np.ndarray, deadline: float) -> bool:
+    """The trim's checkpoint rows (see `_trim`); False when the deadline came first (or, never seen,
+    a row in excess with no unit left to take off).
+
+    A checkpoint's row counts the work of every entry from its chain's first checkpoint to it, so the
+    entries of a chain go into one heap, dearest first (ties in the entries' order), as the
+    checkpoints still in excess are reached: each entry is sorted once per chain, and a checkpoint
+    that units taken off before it left with room costs nothing. (A search and sort of a
+    checkpoint's entries for each row in excess, then a scan of them per unit taken, took 26 to 32 s
+    of a continent's 120 when the clock cut its LP after two rounds; 937,000 checkpoints were in
+    excess, and units were taken off at 25,000 of them. Now 3.7 s.)
     """
     n = rows.network
     by_point = np.argsort(n.work_point, kind="stable")
@@ -290,9 +299,8 @@ def _trim(rows: Rows, units: np.ndarray, deadline: float = math.inf) -> None:
     first_entry = np.searchsorted(n.work_point[by_point], np.arange(len(rows.slack) + 1)).tolist()
     dearest: list[tuple[float, int]] = []  # (minus the cost, entry) of the chain's entries reached
     chain, reached = -1, -1  # the chain in the heap, and its first checkpoint whose entries are not
-    slack = rows.slack
     for p in rows.excess_points().tolist():
-        if slack[p] >= 0:  # units taken off earlier in its chain gave it room
+        if rows.slack[p] >= 0:  # units taken off earlier in its chain gave it room
             continue
         if rows.chain_first[p] != chain:
             chain = reached = int(rows.chain_first[p])
@@ -304,37 +312,49 @@ def _trim(rows: Rows, units: np.ndarray, deadline: float = math.inf) -> None:
         reached = p + 1
         while rows.slack[p] < 0:
             if time.perf_counter() >= deadline:
-                _empty_exceeded(rows, units)
-                return
+                return False
             while dearest and units[n.work_option[dearest[0][1]]] <= 0:
                 heapq.heappop(dearest)
+            if not dearest:  # nothing left to take: only emptying the chain keeps its rows
+                return False
             entry = dearest[0][1]
             o = int(n.work_option[entry])
             take = max(1, min(int(units[o]), math.ceil(-rows.slack[p] / n.work_amount[entry])))
             rows.add(o, -take)
             units[o] -= take
+    return True
+
+
+def _trim_stock(rows: Rows, units: np.ndarray, deadline: float) -> bool:
+    """The trim's stock rows (see `_trim`), each on its own; False when the deadline came first (or,
+    never seen, a row in excess with no unit left to take off)."""
+    n = rows.network
     in_excess = rows.excess_stock().tolist()
     if not in_excess:
-        return
+        return True
     by_row = np.argsort(n.stock_row, kind="stable")
     row_sorted = n.stock_row[by_row]
+    # Searched by values of the array's own type: a value of another would have numpy convert the
+    # whole array at every search (2 ms a search with 32-bit indices at 20,000 orders).
     row_of = row_sorted.dtype.type
     for s in in_excess:
         a = int(np.searchsorted(row_sorted, row_of(s), "left"))
         b = int(np.searchsorted(row_sorted, row_of(s), "right"))
-        entries = np.sort(by_row[a:b])
+        entries = np.sort(by_row[a:b])  # in the order of the entries, as ties are broken by it
         while rows.stock_slack[s] < 0:
             if time.perf_counter() >= deadline:
-                _empty_exceeded(rows, units)
-                return
+                return False
             options, amounts = n.stock_option[entries], n.stock_amount[entries]
             keep = units[options] > 0
             options, amounts = options[keep], amounts[keep]
+            if not len(options):
+                return False
             k = int(np.argmax(n.cost[options]))
             o = int(options[k])
             take = max(1, min(int(units[o]), math.ceil(-rows.stock_slack[s] / amounts[k])))
             rows.add(o, -take)
             units[o] -= take
+    return True
 
 
 def _empty_exceeded(rows: Rows, units: np.ndarray) -> None:
