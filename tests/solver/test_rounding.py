@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from scenarios.scale import synthetic_problem
@@ -143,24 +145,24 @@ def _trim_one_unit_rule_at_a_time(rows: Rows, units: np.ndarray) -> None:
     dearest option counted in its row (the first in the entries' order among equals) until it holds;
     then the same for stock rows."""
     n = rows.network
+
+    def take_off(
+        counted: np.ndarray, option_of: np.ndarray, amount_of: np.ndarray, slack: Callable[[], float]
+    ):
+        while slack() < 0:
+            live = counted[units[option_of[counted]] > 0]
+            entry = int(live[np.argmax(n.cost[option_of[live]])])
+            o = int(option_of[entry])
+            take = max(1, min(int(units[o]), int(np.ceil(-slack() / amount_of[entry]))))
+            rows.add(o, -take)
+            units[o] -= take
+
     for p in rows.excess_points().tolist():
         counted = np.flatnonzero((n.work_point >= rows.chain_first[p]) & (n.work_point <= p))
-        while rows.slack[p] < 0:
-            live = counted[units[n.work_option[counted]] > 0]
-            entry = int(live[np.argmax(n.cost[n.work_option[live]])])
-            o = int(n.work_option[entry])
-            take = max(1, min(int(units[o]), int(np.ceil(-rows.slack[p] / n.work_amount[entry]))))
-            rows.add(o, -take)
-            units[o] -= take
+        take_off(counted, n.work_option, n.work_amount, lambda p=p: float(rows.slack[p]))
     for s in rows.excess_stock().tolist():
         counted = np.flatnonzero(n.stock_row == s)
-        while rows.stock_slack[s] < 0:
-            live = counted[units[n.stock_option[counted]] > 0]
-            entry = int(live[np.argmax(n.cost[n.stock_option[live]])])
-            o = int(n.stock_option[entry])
-            take = max(1, min(int(units[o]), int(np.ceil(-rows.stock_slack[s] / n.stock_amount[entry]))))
-            rows.add(o, -take)
-            units[o] -= take
+        take_off(counted, n.stock_option, n.stock_amount, lambda s=s: rows.stock_slack[s])
 
 
 def test_the_trim_takes_off_the_dearest_units_of_each_row_in_excess() -> None:
