@@ -417,6 +417,8 @@ class AllocationMapping:
         self.due = [days_until(problem, d.order.due_at) for d in problem.demands]
         self.edge_options: list[EdgeOption] = []
         options: list[Option] = []
+        # Each (lab, design)'s machines per step, found once: every order of the design there shares them.
+        groups_at: dict[tuple[int, str], tuple[frozenset[str], ...]] = {}
         capacity: dict[str, float] = {}
         pools: dict[str, frozenset[str]] = {}
         scale: dict[str, int] = {}
@@ -447,7 +449,9 @@ class AllocationMapping:
                 scale[_arriving(lab_index, material)] = AMOUNT_SCALE
             for d, km in edges:
                 design = problem.designs[problem.demands[d].order.design]
-                groups = step_groups(state.lab, design)
+                if (lab_index, design.id) not in groups_at:
+                    groups_at[lab_index, design.id] = step_groups(state.lab, design)
+                groups = groups_at[lab_index, design.id]
                 discount = self._discount(design.id, state)
                 unit_cost = km * params.km_weight - discount + problem.bid_price(design.id, lab_index)
                 priority = problem.demands[d].order.priority
@@ -487,7 +491,8 @@ class AllocationMapping:
                     for step, group in zip(design.steps, groups, strict=True):
                         for bucket in range(b, len(edges_days)):
                             pool = _pool(lab_index, group, bucket)
-                            pools[pool] = frozenset(_machine(lab_index, m, bucket) for m in group)
+                            if pool not in pools:
+                                pools[pool] = frozenset(_machine(lab_index, m, bucket) for m in group)
                             uses[pool] += step.minutes
                     for material, amount in design.materials_per_unit().items():
                         uses[_stock(lab_index, material)] += amount
