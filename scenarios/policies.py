@@ -50,10 +50,16 @@ class _Room:
     A lab has room for an order when the units fit in its free machine minutes until the order's
     due date (at least one day, as the solver's horizon) less the work already queued there, and in
     its free stock: baselines place work where it can be made in time, or within a day when late.
+
+    A lab's room only shrinks as units are placed, and a shorter time holds fewer minutes: so once
+    not one unit of a design fits within some days, none fits within as many days or fewer for the
+    rest of the round. Those answers are kept (`_none_within`), which spares the board and greedy
+    re-trying every full lab for every order: the same placements, in a fraction of the time.
     """
 
     def __init__(self, labs: list[LabSim], designs: dict[str, Design]) -> None:
         self.labs: dict[str, tuple[LabSim, dict[str, float], dict[str, float], dict[str, float]]] = {}
+        self._none_within: dict[tuple[str, str], float] = {}
         for lab in labs:
             state = lab.state(designs)
             if state.live:
@@ -63,14 +69,18 @@ class _Room:
 
     def take(self, lab_id: str, design: Design, most: int, days: float) -> int:
         """Place up to `most` units at a lab within `days`; returns how many fitted (and takes their room)."""
+        if most <= 0 or days <= self._none_within.get((lab_id, design.id), -1.0):
+            return 0
         lab, per_day, used, stock = self.labs[lab_id]
         free = {m: max(0.0, per_day[m] * days - used[m]) for m in per_day}
         units, left = fit_units(free, lab.groups(design), design, stock, most)
-        if units:
-            for m in per_day:
-                used[m] += free[m] - left[m]
-            for material, amount in design.materials_per_unit().items():
-                stock[material] = stock.get(material, 0.0) - amount * units
+        if not units:
+            self._none_within[lab_id, design.id] = days
+            return 0
+        for m in per_day:
+            used[m] += free[m] - left[m]
+        for material, amount in design.materials_per_unit().items():
+            stock[material] = stock.get(material, 0.0) - amount * units
         return units
 
 

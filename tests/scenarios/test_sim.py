@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import random
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -428,3 +429,24 @@ def test_what_a_stream_still_brings_is_its_expected_releases_in_a_lead_time_spli
     (last, _) = still_to_come(stream, start + timedelta(days=3))  # day 4 only
     assert (last.units, last.last_due_at) == (2.5, start + timedelta(days=4 + 2))
     assert still_to_come(stream, start + timedelta(days=4)) == []
+
+
+def test_a_baselines_room_answers_as_if_it_looked_afresh_every_time(tiny: Path) -> None:
+    # `_Room` remembers where not one unit of a design fitted within some days; the placements must
+    # be those of a room that looks at the minutes and stock afresh on every call.
+    world = build_world(load_scenario(tiny))
+    designs = catalogue()
+    labs = [LabSim(lab=lab, restock={}, stock=dict(lab.stock)) for lab in world.labs]
+    remembering, afresh = policies._Room(labs, designs), policies._Room(labs, designs)
+    rng = random.Random(7)
+    answers = []
+    for _ in range(600):
+        lab_id = rng.choice(sorted(remembering.labs))
+        design = designs[rng.choice(sorted(designs))]
+        most, days = rng.randint(1, 40), rng.choice([0.5, 1.0, 1.5, 2.0, 3.0, 5.0])
+        afresh._none_within.clear()
+        mine, theirs = remembering.take(lab_id, design, most, days), afresh.take(lab_id, design, most, days)
+        assert mine == theirs, (lab_id, design.id, most, days)
+        answers.append(mine)
+    # the sequence filled labs and also placed units, so both branches were exercised
+    assert remembering._none_within and sum(answers) > 0 and answers.count(0) > 100
