@@ -419,8 +419,10 @@ def _placeable(
 
     That is the max-flow of work -> eligible machines -> free minutes, computed through Hall's
     condition (König, Gale): the flow is the total work less the largest excess, over all sets S of
-    machines, of the work only S can run over the minutes free on S. With a handful of machines,
-    every set is enumerated at once in numpy; beyond HALL_MAX_MACHINES, max-flow proper is run.
+    machines, of the work only S can run over the minutes free on S. Machines that every step of
+    the work can run on alike (a lab's identical printers) are one node with their minutes added
+    up, which leaves the flow's value as it is; with a handful of such nodes every set is
+    enumerated at once in numpy, and beyond HALL_MAX_MACHINES max-flow proper is run.
     """
     lab = state.lab
     eligible: dict[tuple[str, int], int] = {}
@@ -432,28 +434,34 @@ def _placeable(
                 if step.can_run_on(machine):
                     bits |= 1 << b
             eligible[order_id, i] = bits
-    used = sorted({b for bits in eligible.values() for b in range(len(machines)) if bits >> b & 1})
-    if len(used) > HALL_MAX_MACHINES:
+    patterns = sorted(set(eligible.values()))
+    used = [b for b in range(len(machines)) if any(bits >> b & 1 for bits in patterns)]
+    # Machines in the same patterns are interchangeable to the work: one class each.
+    class_of_signature: dict[tuple[int, ...], int] = {}
+    class_of = {
+        b: class_of_signature.setdefault(tuple(bits >> b & 1 for bits in patterns), len(class_of_signature))
+        for b in used
+    }
+    classes = len(class_of_signature)
+    if classes > HALL_MAX_MACHINES:
         return [_max_flow(designs, state, work, days) for days, work in cases]
-    # Re-index the machines that matter (the others can only add free minutes to a set).
-    compact = {b: k for k, b in enumerate(used)}
-    masks = sorted({sum(1 << compact[b] for b in used if bits >> b & 1) for bits in eligible.values()})
+    mask_of = {bits: sum(1 << k for k in {class_of[b] for b in used if bits >> b & 1}) for bits in patterns}
+    masks = sorted(set(mask_of.values()))
     if not masks:
         return [0.0] * len(cases)
-    subsets = np.arange(1 << len(used))
+    subsets = np.arange(1 << classes)
     within = np.array([(subsets & mask) == mask for mask in masks], dtype=np.float64)  # masks x sets
-    member = np.array([(subsets >> k) & 1 for k in range(len(used))], dtype=np.float64)  # machines x sets
+    member = np.array([(subsets >> k) & 1 for k in range(classes)], dtype=np.float64)  # classes x sets
     column = {mask: c for c, mask in enumerate(masks)}
     need = np.zeros((len(cases), len(masks)))
-    free = np.zeros((len(cases), len(used)))
+    free = np.zeros((len(cases), classes))
     for row, (days, work) in enumerate(cases):
         minutes = _free_minutes(state, days)
-        free[row] = [minutes[machines[b]] for b in used]
+        for b in used:
+            free[row, class_of[b]] += minutes[machines[b]]
         for order_id, quantity in work:
             for i, step in enumerate(designs[order_id].steps):
-                bits = eligible[order_id, i]
-                mask = sum(1 << compact[b] for b in used if bits >> b & 1)
-                need[row, column[mask]] += step.minutes * quantity
+                need[row, column[mask_of[eligible[order_id, i]]]] += step.minutes * quantity
     excess = need @ within - free @ member
     return (need.sum(axis=1) - np.maximum(0.0, excess.max(axis=1))).tolist()
 

@@ -35,10 +35,11 @@ import math
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import networkx as nx
+import numpy as np
 from ortools.linear_solver import pywraplp
 from ortools.math_opt.python import mathopt
 from ortools.math_opt.solvers import highs_pb2
@@ -194,6 +195,53 @@ class Row:
     hi: int | None
 
 
+#: Below this, sums of int64 products cannot overflow (a row's largest |coefficient| x |value| x
+#: length): the vectorised row check is exact; above it `LinearModel.feasible` sums in Python.
+INT64_EXACT = 2**62
+
+
+def _row_holds(row: Row, values: Sequence[int]) -> bool:
+    """Whether one row holds, summed exactly in Python integers."""
+    total = sum(c * values[i] for i, c in row.coefs.items())
+    return not ((row.lo is not None and total < row.lo) or (row.hi is not None and total > row.hi))
+
+
+@dataclass(frozen=True)
+class _RowMatrix:
+    """Rows as parallel int64 arrays (row, variable, coefficient per entry; each row's bounds), so a
+    solution's rows are all summed in one vectorised pass."""
+
+    count: int
+    row: np.ndarray
+    var: np.ndarray
+    coef: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+    most: int  # the largest |coefficient| times the longest row: what a value may be multiplied by
+
+    @staticmethod
+    def of(rows: list[Row]) -> _RowMatrix:
+        """The arrays of these rows (a missing bound is the int64 extreme); one whose `most` sends
+        every check to Python's sums when a coefficient or bound lies beyond int64."""
+        low, high = int(np.iinfo(np.int64).min), int(np.iinfo(np.int64).max)
+        lengths = [len(r.coefs) for r in rows]
+        coefs = [c for r in rows for c in r.coefs.values()]
+        largest = max((abs(c) for c in coefs), default=0)
+        bounds = [b for r in rows for b in (r.lo, r.hi) if b is not None]
+        if largest >= INT64_EXACT or not all(low <= b <= high for b in bounds):
+            none = np.zeros(0, dtype=np.int64)
+            return _RowMatrix(len(rows), none, none, none, none, none, INT64_EXACT + 1)
+        return _RowMatrix(
+            count=len(rows),
+            row=np.repeat(np.arange(len(rows), dtype=np.int64), lengths),
+            var=np.fromiter((i for r in rows for i in r.coefs), dtype=np.int64, count=len(coefs)),
+            coef=np.array(coefs, dtype=np.int64),
+            lo=np.array([low if r.lo is None else r.lo for r in rows], dtype=np.int64),
+            hi=np.array([high if r.hi is None else r.hi for r in rows], dtype=np.int64),
+            most=largest * max(lengths, default=0),
+        )
+
+
 @dataclass
 class LinearModel:
     """Integer variables with bounds, linear rows and a linear objective, independent of any solver."""
@@ -202,6 +250,7 @@ class LinearModel:
     ub: list[int] = field(default_factory=list)
     rows: list[Row] = field(default_factory=list)
     cost: dict[int, int] = field(default_factory=dict)
+    _rows_matrix: _RowMatrix | None = field(default=None, repr=False, compare=False)
 
     def new_var(self, lb: int, ub: int) -> int:
         """A new integer variable in [lb, ub]; returns its index."""
@@ -221,11 +270,22 @@ class LinearModel:
         """Exact integer check of bounds and rows."""
         if any(not lo <= v <= hi for v, lo, hi in zip(values, self.lb, self.ub, strict=True)):
             return False
-        for row in self.rows:
-            total = sum(c * values[i] for i, c in row.coefs.items())
-            if (row.lo is not None and total < row.lo) or (row.hi is not None and total > row.hi):
-                return False
-        return True
+        matrix = self._matrix()
+        largest = max((abs(v) for v in values), default=0)
+        if matrix is None or matrix.most > INT64_EXACT or largest * matrix.most > INT64_EXACT:
+            return all(_row_holds(row, values) for row in self.rows)
+        terms = matrix.coef * np.asarray(values, dtype=np.int64)[matrix.var]
+        totals = np.zeros(len(self.rows), dtype=np.int64)
+        np.add.at(totals, matrix.row, terms)
+        return bool(((totals >= matrix.lo) & (totals <= matrix.hi)).all())
+
+    def _matrix(self) -> _RowMatrix | None:
+        """The rows as int64 arrays, built once for the rows there are (None when there are none)."""
+        if not self.rows:
+            return None
+        if self._rows_matrix is None or self._rows_matrix.count != len(self.rows):
+            self._rows_matrix = _RowMatrix.of(self.rows)
+        return self._rows_matrix
 
     def value(self, values: Sequence[int]) -> int:
         """The scaled objective of a solution."""
@@ -521,7 +581,7 @@ class CoreModel:
             if missing[option.item] <= 0:
                 continue
             fit = min(
-                (room(name) // amount for name, amount in use[o].items()),
+                (room.left(name) // amount for name, amount in use[o].items()),
                 default=missing[option.item],
             )
             take = max(0, min(missing[option.item], fit, self.lin.ub[self.x[o]] - units[o]))
@@ -529,21 +589,34 @@ class CoreModel:
                 units[o] += take
                 missing[option.item] -= take
                 for name, amount in use[o].items():
-                    used_amount[name] += amount * take
+                    room.use(name, amount * take)
         return self.complete(units)
 
-    def _room(self, used_amount: dict[str, int]) -> Callable[[str], int]:
-        """Remaining room of a resource or pool in scaled amounts, pools counted against their
-        resources jointly (every pool or direct use sharing one of its resources)."""
-        pools = self.problem.pools
+    def _room(self, used_amount: dict[str, int]) -> _Room:
+        """The room left in each resource and pool, given what is used of each already."""
         pool_capacity, sharing = self._pool_terms
+        return _Room(
+            self._capacities,
+            pool_capacity,
+            sharing,
+            self._pools_sharing,
+            used_amount,
+        )
 
-        def room(name: str) -> int:
-            if name in pools:
-                return max(0, pool_capacity[name] - sum(used_amount.get(p, 0) for p in sharing[name]))
-            return max(0, self._capacity(name) - used_amount.get(name, 0))
+    @functools.cached_property
+    def _capacities(self) -> dict[str, int]:
+        """Every resource's capacity in whole scaled amounts (`_capacity`), counted once per model."""
+        return {name: self._capacity(name) for name in self.problem.capacity}
 
-        return room
+    @functools.cached_property
+    def _pools_sharing(self) -> dict[str, tuple[str, ...]]:
+        """Per resource or pool: the pools whose room its use takes from (see `_pool_terms`)."""
+        _, sharing = self._pool_terms
+        shared_by: dict[str, list[str]] = defaultdict(list)
+        for pool, names in sharing.items():
+            for name in names:
+                shared_by[name].append(pool)
+        return {name: tuple(pools) for name, pools in shared_by.items()}
 
     def _capacity(self, resource: str) -> int:
         """A resource's capacity in whole scaled amounts, rounded down."""
@@ -582,6 +655,43 @@ class CoreModel:
             (item.shortage_cost or 0.0) * s for item, s in zip(self.problem.items, short, strict=True)
         )
         return total
+
+
+class _Room:
+    """Room left in each resource and pool in whole scaled amounts, kept as units are placed.
+
+    A pool's room is its resources' capacity less every use sharing one of them (`_pool_terms`);
+    each use is added to the pools it shares as it is made, so a pool's room is read in one step
+    rather than summed over its sharers for every option the repair looks at."""
+
+    def __init__(
+        self,
+        capacity: dict[str, int],
+        pool_capacity: dict[str, int],
+        sharing: dict[str, tuple[str, ...]],
+        pools_sharing: dict[str, tuple[str, ...]],
+        used: dict[str, int],
+    ) -> None:
+        self.capacity = capacity
+        self.pool_capacity = pool_capacity
+        self.pools_sharing = pools_sharing
+        self.used = used
+        self.pool_used = dict.fromkeys(sharing, 0)
+        for name, amount in used.items():
+            for pool in pools_sharing.get(name, ()):
+                self.pool_used[pool] += amount
+
+    def left(self, name: str) -> int:
+        """Room left in a resource or pool (0 at the least)."""
+        if name in self.pool_used:
+            return max(0, self.pool_capacity[name] - self.pool_used[name])
+        return max(0, self.capacity.get(name, 0) - self.used.get(name, 0))
+
+    def use(self, name: str, amount: int) -> None:
+        """Take `amount` of a resource or pool, and so of every pool it shares."""
+        self.used[name] = self.used.get(name, 0) + amount
+        for pool in self.pools_sharing.get(name, ()):
+            self.pool_used[pool] += amount
 
 
 def solve_core(problem: CoreProblem, params: CoreParams = CoreParams()) -> CoreResult:

@@ -159,3 +159,33 @@ def test_hall_condition_gives_the_max_flow(ms: list, work: list, days: float, ba
     [hall] = _placeable(orders, state, cases)
     flow = _max_flow(orders, state, cases[0][1], days)
     assert hall == pytest.approx(flow, rel=1e-9, abs=1e-6)
+
+
+@st.composite
+def lab_of_identical_machines(draw: st.DrawFn) -> list:
+    """A lab of 13-30 machines copied from 1-4 kinds (a print farm): more machines than Hall's
+    condition enumerates one by one, few kinds."""
+    kinds = draw(machines())
+    copies = draw(st.lists(st.sampled_from(range(len(kinds))), min_size=13, max_size=30))
+    return [kinds[k].model_copy(update={"id": f"m{i}"}) for i, k in enumerate(copies)]
+
+
+@SETTINGS
+@given(
+    ms=lab_of_identical_machines(),
+    work=st.lists(st.tuples(st.sampled_from(DESIGNS), st.integers(1, 400)), min_size=1, max_size=6),
+    days=st.floats(0.1, 20.0),
+    backlogs=st.lists(st.integers(0, 3000), min_size=30, max_size=30),
+)
+def test_identical_machines_counted_as_one_give_the_max_flow(
+    ms: list, work: list, days: float, backlogs: list[int]
+) -> None:
+    # Machines every step can run on alike are one node with their minutes added up; the figure must
+    # still be the max-flow over the machines one by one, whatever each has queued.
+    state = lab("l", NEAR, ms, backlog={m.id: float(b) for m, b in zip(ms, backlogs, strict=False)})
+    designs = dict(catalogue())
+    orders = {f"o{i}": designs[design] for i, (design, _) in enumerate(work)}
+    cases = [(days, [(f"o{i}", units) for i, (_, units) in enumerate(work)])]
+    [hall] = _placeable(orders, state, cases)
+    flow = _max_flow(orders, state, cases[0][1], days)
+    assert hall == pytest.approx(flow, rel=1e-9, abs=1e-6)

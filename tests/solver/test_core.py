@@ -5,8 +5,10 @@ from __future__ import annotations
 import itertools
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from solver.sparse.core import CoreParams, CoreProblem, Item, Option, solve_core
+from solver.sparse.core import CoreParams, CoreProblem, Item, LinearModel, Option, solve_core
 
 QUICK = CoreParams(time_limit_s=2.0, workers=1)
 
@@ -141,3 +143,40 @@ def test_setups_at_linearization_two_reach_the_enumerated_optimum_from_a_poor_wa
     assert "greedy" in result.phases and result.objective <= result.phases["greedy"]
     assert result.objective == pytest.approx(best)
     assert result.status == "OPTIMAL"
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.dictionaries(st.integers(0, 5), st.integers(-(10**6), 10**6), min_size=1, max_size=6),
+            st.one_of(st.none(), st.integers(-(10**7), 10**7)),
+            st.one_of(st.none(), st.integers(-(10**7), 10**7)),
+        ),
+        min_size=1,
+        max_size=8,
+    ),
+    values=st.lists(st.integers(0, 40), min_size=6, max_size=6),
+    huge=st.booleans(),
+)
+def test_the_row_check_is_the_exact_sum_of_every_row(rows: list, values: list[int], huge: bool) -> None:
+    # The vectorised check must say what summing each row in Python integers says, and fall back to
+    # those sums where int64 could overflow.
+    model = LinearModel()
+    for _ in range(6):
+        model.new_var(0, 40)
+    for coefs, lo, hi in rows:
+        model.add(coefs, lo, hi)
+    if huge:
+        model.add({0: 2**62}, None, 2**70)
+    tight = rows[0][0]
+    exact = sum(c * values[i] for i, c in tight.items())
+    model.add(tight, exact, exact)  # a row met with equality holds
+    expected = all(
+        (lo is None or total >= lo) and (hi is None or total <= hi)
+        for coefs, lo, hi in [(r.coefs, r.lo, r.hi) for r in model.rows]
+        for total in [sum(c * values[i] for i, c in coefs.items())]
+    )
+    assert model.feasible(values) == expected
+    model.add(tight, exact + 1, None)  # one unit short of its floor: a row added after a check
+    assert not model.feasible(values)
