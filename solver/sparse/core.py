@@ -292,22 +292,33 @@ class LinearModel:
         return sum(c * values[i] for i, c in self.cost.items())
 
     def cp_sat(self, hint: Sequence[int] | None) -> tuple[cp_model.CpModel, list[cp_model.IntVar]]:
-        """The CP-SAT model of these rows and objective, every variable hinted when a hint is given."""
+        """The CP-SAT model of these rows and objective, every variable hinted when a hint is given.
+
+        The rows, objective and hint are written into the model's proto directly, as CP-SAT's own
+        builders would write them (variables in increasing order, zero coefficients left out, the
+        objective unscaled): the same model, without building an expression object per row."""
         model = cp_model.CpModel()
         variables = [model.new_int_var(lo, hi, "") for lo, hi in zip(self.lb, self.ub, strict=True)]
+        proto = model.proto
+        constraints = proto.constraints
         for row in self.rows:
-            ids = list(row.coefs)
-            expr = cp_model.LinearExpr.weighted_sum([variables[i] for i in ids], [row.coefs[i] for i in ids])
+            ids = sorted(i for i, c in row.coefs.items() if c)
+            linear = constraints.add().linear
+            linear.vars.extend(ids)
+            linear.coeffs.extend(row.coefs[i] for i in ids)
             lo = cp_model.INT_MIN if row.lo is None else row.lo
             hi = cp_model.INT_MAX if row.hi is None else row.hi
-            model.add_linear_constraint(expr, lo, hi)
-        ids = list(self.cost)
-        model.minimize(
-            cp_model.LinearExpr.weighted_sum([variables[i] for i in ids], [self.cost[i] for i in ids])
-        )
+            if lo <= hi:  # an empty domain, as CP-SAT writes it: the row can never hold
+                linear.domain.extend((lo, hi))
+        ids = sorted(i for i, c in self.cost.items() if c)
+        proto.objective.vars.extend(ids)
+        proto.objective.coeffs.extend(self.cost[i] for i in ids)
+        proto.objective.scaling_factor = 1
         if hint is not None:
-            for var, value in zip(variables, hint, strict=True):
-                model.add_hint(var, value)
+            if len(hint) != len(variables):
+                raise ValueError(f"a hint of {len(hint)} values for {len(variables)} variables")
+            proto.solution_hint.vars.extend(range(len(variables)))
+            proto.solution_hint.values.extend(int(v) for v in hint)
         return model, variables
 
     def relaxation(self, time_limit_s: float) -> tuple[list[float] | None, float | None, float]:

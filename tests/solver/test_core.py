@@ -5,8 +5,9 @@ from __future__ import annotations
 import itertools
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
+from ortools.sat.python import cp_model
 
 from solver.sparse.core import CoreParams, CoreProblem, Item, LinearModel, Option, solve_core
 
@@ -180,3 +181,57 @@ def test_the_row_check_is_the_exact_sum_of_every_row(rows: list, values: list[in
     assert model.feasible(values) == expected
     model.add(tight, exact + 1, None)  # one unit short of its floor: a row added after a check
     assert not model.feasible(values)
+
+
+def _cp_sat_through_its_builders(model: LinearModel, hint: list[int] | None) -> cp_model.CpModel:
+    """The same model built through CP-SAT's own expression builders, row by row."""
+    built = cp_model.CpModel()
+    variables = [built.new_int_var(lo, hi, "") for lo, hi in zip(model.lb, model.ub, strict=True)]
+    for row in model.rows:
+        ids = list(row.coefs)
+        expr = cp_model.LinearExpr.weighted_sum([variables[i] for i in ids], [row.coefs[i] for i in ids])
+        lo = cp_model.INT_MIN if row.lo is None else row.lo
+        hi = cp_model.INT_MAX if row.hi is None else row.hi
+        built.add_linear_constraint(expr, lo, hi)
+    ids = list(model.cost)
+    built.minimize(
+        cp_model.LinearExpr.weighted_sum([variables[i] for i in ids], [model.cost[i] for i in ids])
+    )
+    if hint is not None:
+        for var, value in zip(variables, hint, strict=True):
+            built.add_hint(var, value)
+    return built
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.dictionaries(st.integers(0, 7), st.integers(-(10**6), 10**6), max_size=6),
+            st.one_of(st.none(), st.integers(-(10**7), 10**7)),
+            st.one_of(st.none(), st.integers(-(10**7), 10**7)),
+        ),
+        max_size=8,
+    ),
+    cost=st.dictionaries(st.integers(0, 7), st.integers(-(10**6), 10**6), max_size=8),
+    hint=st.one_of(st.none(), st.lists(st.integers(0, 9), min_size=8, max_size=8)),
+)
+def test_the_cp_sat_model_is_the_one_cp_sats_builders_make(rows: list, cost: dict, hint: list | None) -> None:
+    # Written into the proto directly, the model must be the one CP-SAT's own builders give, field
+    # for field, so that the search (and the plans) stay what they were. (One case apart: a row with
+    # no variable whose bounds cross can never hold, and CP-SAT's builders drop it; ours keeps it
+    # and the model says so. The allocation's rows always have variables.)
+    assume(
+        not any(
+            lo is not None and hi is not None and lo > hi and not any(coefs.values())
+            for coefs, lo, hi in rows
+        )
+    )
+    model = LinearModel()
+    for _ in range(8):
+        model.new_var(0, 9)
+    for coefs, lo, hi in rows:
+        model.add(coefs, lo, hi)
+    model.cost.update(cost)
+    built, _ = model.cp_sat(hint)
+    assert str(built.proto) == str(_cp_sat_through_its_builders(model, hint).proto)
