@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from solver.large.glop import IncrementalLP
 from solver.large.network import DENSE_PAIRS, Network, design_lab_pairs
 from solver.large.relaxation import GLOP_PARAMETERS
+from solver.lp.glop import IncrementalLP
 
 
 def aggregate_prices(

@@ -32,7 +32,7 @@ Management*, 2004, ch. 3).
 Material is left out: the solver does not know the labs' supply, and their stock alone, over weeks,
 would price every material as scarce.
 
-Built from arrays into GLOP (`solver.large.glop`), demand grouped by design and place to about a
+Built from arrays into GLOP (`solver.lp.glop`), demand grouped by design and place to about a
 kilometre: a planner of 10,000 orders and 2,000 labs short of capacity prices them in a few
 seconds, where one Python call per coefficient took 20.
 """
@@ -44,7 +44,7 @@ from dataclasses import dataclass
 import numpy as np
 from ortools.glop import parameters_pb2 as glop_parameters_pb2
 
-from solver.large.glop import IncrementalLP
+from solver.lp.glop import IncrementalLP
 from solver.model.capability import can_make
 from solver.model.geo import distances_km
 from solver.model.problem import Problem

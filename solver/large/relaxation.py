@@ -16,7 +16,7 @@ All the network's cumulative rows would be some 300,000 rows at 10,000 orders, m
 So the LP starts with one row per chain (its horizon) and the nearest options of each demand, and
 grows: rows that the solution violates are added (cuts), and options whose reduced cost is negative
 at the current prices are added (columns), then GLOP resumes from its previous basis (dual simplex,
-no presolve; the LP is kept in GLOP and given its last basis explicitly, `solver.large.glop`: at
+no presolve; the LP is kept in GLOP and given its last basis explicitly, `solver.lp.glop`: at
 10,000 x 2,000, seed 5, 43,100 simplex iterations instead of 170,865 for the same rounds). When
 neither is found, the solution is optimal for the LP of every row and option of the network.
 
@@ -35,9 +35,9 @@ import numpy as np
 from ortools.glop import parameters_pb2 as glop_parameters_pb2
 
 from solver.large.bound import suffix_sums
-from solver.large.glop import AT_UPPER, BASIC, FIXED, IncrementalLP
 from solver.large.heap import release_freed_memory
 from solver.large.network import Network, compact_indices, entry_sums
+from solver.lp.glop import AT_UPPER, BASIC, FIXED, IncrementalLP
 
 #: GLOP: dual simplex (resumes after added rows), without presolve (which would drop the basis).
 GLOP_PARAMETERS = glop_parameters_pb2.GlopParameters(use_dual_simplex=True, use_preprocessing=False)
@@ -69,7 +69,7 @@ class ElementBasis:
     """An optimal basis of a `LinearRelaxation`, keyed by the network's elements instead of the LP's
     columns and rows, so that another LP of the same problem (a wider network) can start from it.
 
-    Statuses are MathOpt's (`solver.large.glop`), -1 where the element had none. A cut's status is
+    Statuses are MathOpt's (`solver.lp.glop`), -1 where the element had none. A cut's status is
     that of its chain's cumulative work by its checkpoint (`point_work`: basic when the row is slack,
     at its upper bound when it binds) and of the equality row that defines that work (`point_row`),
     whether the cut was anchored or plain: the carried LP takes every cut in anchored.

@@ -40,11 +40,16 @@ from dataclasses import dataclass, field
 
 import networkx as nx
 import numpy as np
-from ortools.linear_solver import pywraplp
+from ortools.glop import parameters_pb2 as glop_parameters_pb2
 from ortools.math_opt.python import mathopt
 from ortools.math_opt.solvers import highs_pb2
 from ortools.sat.python import cp_model
 from ortools.util.python.solve_interrupter import SolveInterrupter
+
+from solver.lp.glop import IncrementalLP
+
+#: GLOP's default parameters, as the relaxation has always been solved with them.
+GLOP_DEFAULTS = glop_parameters_pb2.GlopParameters()
 
 #: Largest objective magnitude (scaled) we let CP-SAT handle; well inside int64.
 _OBJECTIVE_LIMIT = 2**53
@@ -326,28 +331,37 @@ class LinearModel:
         # Integer scaling leaves coefficients from 1 to 1e10; GLOP needs them near 1 or it gives up
         # (ABNORMAL). Each row is divided by its largest coefficient and the objective by its own:
         # the same polytope and optimum, well conditioned. The value is scaled back on return.
-        lp = pywraplp.Solver.CreateSolver("GLOP")
-        lp.SetTimeLimit(max(1, int(time_limit_s * 1000)))
-        variables = [lp.NumVar(lo, hi, "") for lo, hi in zip(self.lb, self.ub, strict=True)]
-        for row in self.rows:
-            norm = max((abs(c) for c in row.coefs.values()), default=1) or 1
-            lo = -lp.infinity() if row.lo is None else row.lo / norm
-            hi = lp.infinity() if row.hi is None else row.hi / norm
-            constraint = lp.Constraint(lo, hi)
-            for i, c in row.coefs.items():
-                constraint.SetCoefficient(variables[i], c / norm)
+        # Handed to GLOP as arrays (`solver.lp.glop`), not one call per coefficient.
+        started = time.perf_counter()
+        lengths = [len(row.coefs) for row in self.rows]
+        entries = sum(lengths)
+        norm = np.array(
+            [max((abs(c) for c in row.coefs.values()), default=1) or 1 for row in self.rows], float
+        )
+        lp = IncrementalLP(GLOP_DEFAULTS)
         cost_norm = max((abs(c) for c in self.cost.values()), default=1) or 1
-        objective = lp.Objective()
+        cost = np.zeros(len(self.lb))
         for i, c in self.cost.items():
-            objective.SetCoefficient(variables[i], c / cost_norm)
-        objective.SetMinimization()
-        status = lp.Solve()
-        seconds = lp.wall_time() / 1000.0
-        if status != pywraplp.Solver.OPTIMAL:
+            cost[i] = c / cost_norm
+        variables = lp.add_variables(np.array(self.lb, float), np.array(self.ub, float), cost)
+        rows = lp.add_rows(
+            np.array([-np.inf if row.lo is None else row.lo for row in self.rows], float) / norm,
+            np.array([np.inf if row.hi is None else row.hi for row in self.rows], float) / norm,
+        )
+        row_of = np.repeat(np.arange(len(self.rows)), lengths)
+        lp.set_coefficients(
+            rows[row_of],
+            variables[np.fromiter((i for row in self.rows for i in row.coefs), np.int64, count=entries)],
+            np.fromiter((c for row in self.rows for c in row.coefs.values()), float, count=entries)
+            / norm[row_of],
+        )
+        solution = lp.solve(time_limit_s)
+        seconds = time.perf_counter() - started
+        if not solution.optimal:
             return None, None, seconds
         # GLOP's optimum is exact up to its tolerances; shave a hair off so the bound stays a bound.
-        value = objective.Value() * cost_norm
-        return [v.solution_value() for v in variables], value - 1e-7 * abs(value) - 1e-6, seconds
+        value = solution.value * cost_norm
+        return solution.primal.tolist(), value - 1e-7 * abs(value) - 1e-6, seconds
 
     def mip(
         self,

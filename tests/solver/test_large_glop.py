@@ -1,4 +1,4 @@
-"""The LP kept in GLOP between solves (solver.large.glop) and the relaxation grown on it."""
+"""The LP kept in GLOP between solves (solver.lp.glop) and the relaxation grown on it."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import pytest
 
 from scenarios.scale import synthetic_problem
 from solver.large import relaxation as relaxation_module
-from solver.large.glop import BASIC, IncrementalLP
 from solver.large.network import build_network
 from solver.large.path import (
     WIDE,
@@ -19,6 +18,7 @@ from solver.large.path import (
     _stock_map,
 )
 from solver.large.relaxation import GLOP_PARAMETERS, LinearRelaxation, relax
+from solver.lp.glop import BASIC, IncrementalLP
 from solver.model.candidates import find_candidates
 from solver.model.problem import SolveParams, horizon_days
 
