@@ -21,6 +21,7 @@ over-promised. Large problems are solved through the linear relaxation of the wh
 
 from __future__ import annotations
 
+import functools
 import time
 from collections import defaultdict
 from dataclasses import dataclass, replace
@@ -728,10 +729,17 @@ def _twin_checkpoint(
     return loosest or b == first
 
 
+#: Names of the model's resources, kept between builds: a model names the same machine and pool at
+#: every option that uses it, and a planner re-plans the same labs round after round.
+NAMES_KEPT = 1 << 16
+
+
+@functools.lru_cache(maxsize=NAMES_KEPT)
 def _machine(lab: int, machine_id: str, bucket: int) -> str:
     return f"m|{lab}|{machine_id}|{bucket}"
 
 
+@functools.lru_cache(maxsize=NAMES_KEPT)
 def _pool(lab: int, group: frozenset[str], bucket: int) -> str:
     return f"p|{lab}|{'+'.join(sorted(group))}|{bucket}"
 

@@ -423,6 +423,7 @@ class CoreModel:
         self.problem = problem
         self.lin = LinearModel()
         self.flows: list[_FlowBlock] = []
+        self._scales: dict[str, int] = {}
         quantity = [item.quantity for item in problem.items]
         self.x = [
             self.lin.new_var(
@@ -440,8 +441,12 @@ class CoreModel:
         self._set_objective()
 
     def _scale_of(self, name: str) -> int:
-        pool = self.problem.pools.get(name)
-        return self.problem.scale.get(next(iter(pool)) if pool else name, 1)
+        """The scale of a resource, or of a pool's resources (one scale per pool), looked up once."""
+        scale = self._scales.get(name)
+        if scale is None:
+            pool = self.problem.pools.get(name)
+            scale = self._scales[name] = self.problem.scale.get(next(iter(pool)) if pool else name, 1)
+        return scale
 
     def _add_items(self) -> None:
         rows: list[dict[int, int]] = [{} for _ in self.problem.items]
