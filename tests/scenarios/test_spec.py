@@ -207,3 +207,10 @@ def test_a_scenario_moves_to_another_country_with_its_labs_and_delivery_points()
 def test_a_scenario_of_listed_places_only_cannot_move(tiny: Path) -> None:
     with pytest.raises(ScenarioError, match="country: the scenario draws neither labs nor delivery points"):
         load_scenario(tiny).variant(country="DE")
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[2] / "docs").glob("*.toml")))
+def test_the_scenarios_the_docs_give_load_and_draw_their_world(path: Path) -> None:
+    # A scenario file the docs point to (to reproduce their figures) must still be a valid file.
+    world = build_world(load_scenario(path))
+    assert world.labs and world.orders

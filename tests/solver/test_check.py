@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from protocol.model import Allocation, CostTerms, Plan, Shortage
 from protocol.okh import catalogue
 from solver.check import _max_flow, _placeable, check
+from solver.model.problem import LabState
 from tests.solver.factory import FAR, FAST, NEAR, lab, machine, order, printer, problem
 from tests.solver.test_property import DESIGNS, SETTINGS, machines
 
@@ -152,7 +153,11 @@ def test_shortage_of_unknown_order_is_caught() -> None:
 def test_hall_condition_gives_the_max_flow(ms: list, work: list, days: float, backlog: int) -> None:
     # The validator's capacity figure (Hall's condition over every set of machines) is the max-flow
     # of work -> eligible machines -> free minutes, machines sharing processes or not.
-    state = lab("l", NEAR, ms, backlog={ms[0].id: float(backlog)})
+    _hall_is_max_flow(lab("l", NEAR, ms, backlog={ms[0].id: float(backlog)}), work, days)
+
+
+def _hall_is_max_flow(state: LabState, work: list, days: float) -> None:
+    """The validator's figure for this work at this lab is the max-flow of work -> machines."""
     designs = dict(catalogue())
     orders = {f"o{i}": designs[design] for i, (design, _) in enumerate(work)}
     cases = [(days, [(f"o{i}", units) for i, (_, units) in enumerate(work)])]
@@ -182,10 +187,5 @@ def test_identical_machines_counted_as_one_give_the_max_flow(
 ) -> None:
     # Machines every step can run on alike are one node with their minutes added up; the figure must
     # still be the max-flow over the machines one by one, whatever each has queued.
-    state = lab("l", NEAR, ms, backlog={m.id: float(b) for m, b in zip(ms, backlogs, strict=False)})
-    designs = dict(catalogue())
-    orders = {f"o{i}": designs[design] for i, (design, _) in enumerate(work)}
-    cases = [(days, [(f"o{i}", units) for i, (_, units) in enumerate(work)])]
-    [hall] = _placeable(orders, state, cases)
-    flow = _max_flow(orders, state, cases[0][1], days)
-    assert hall == pytest.approx(flow, rel=1e-9, abs=1e-6)
+    backlog = {m.id: float(b) for m, b in zip(ms, backlogs, strict=False)}
+    _hall_is_max_flow(lab("l", NEAR, ms, backlog=backlog), work, days)
