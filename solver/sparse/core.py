@@ -277,7 +277,7 @@ class LinearModel:
             return False
         matrix = self._matrix()
         largest = max((abs(v) for v in values), default=0)
-        if matrix is None or matrix.most > INT64_EXACT or largest * matrix.most > INT64_EXACT:
+        if matrix is None or max(largest, matrix.most, largest * matrix.most) > INT64_EXACT:
             return all(_row_holds(row, values) for row in self.rows)
         terms = matrix.coef * np.asarray(values, dtype=np.int64)[matrix.var]
         totals = np.zeros(len(self.rows), dtype=np.int64)
@@ -622,10 +622,10 @@ class CoreModel:
                     room.use(name, amount * take)
         return self.complete(units)
 
-    def _room(self, used_amount: dict[str, int]) -> _Room:
+    def _room(self, used_amount: dict[str, int]) -> _Headroom:
         """The room left in each resource and pool, given what is used of each already."""
         pool_capacity, sharing = self._pool_terms
-        return _Room(
+        return _Headroom(
             self._capacities,
             pool_capacity,
             sharing,
@@ -687,7 +687,7 @@ class CoreModel:
         return total
 
 
-class _Room:
+class _Headroom:
     """Room left in each resource and pool in whole scaled amounts, kept as units are placed.
 
     A pool's room is its resources' capacity less every use sharing one of them (`_pool_terms`);
