@@ -206,19 +206,18 @@ def solve_large(
         # The wider LP starts from the first one's optimal basis, carried over element by element
         # (new options at their bound, new rows' slacks basic): GLOP resumes from it in a few
         # thousand pivots instead of solving the wider LP afresh.
+        point_of = _point_map(network, wider)
         carried = None
         if relaxation.basis is not None:
             option_of = _option_map(network, wider)
-            carried = relaxation.basis.carried(
-                option_of, _point_map(network, wider), _stock_map(network, wider, option_of)
-            )
+            carried = relaxation.basis.carried(option_of, point_of, _stock_map(network, wider, option_of))
         again = relax(
             wider,
             active,
             deadline,
             LP_ROUNDS,
             None if work is None else max(1, int(work * WIDER_WORK)),
-            cuts=_same_points(network, relaxation.cut_points, wider),
+            cuts=_same_points(relaxation.cut_points, point_of),
             basis=carried,
             stall=WIDER_STALL,
             stall_rounds=1,
@@ -359,7 +358,7 @@ def _option_map(network: Network, wider: Network) -> np.ndarray:
 
 
 def _chain_keys(n: Network) -> np.ndarray:
-    """Per checkpoint, its chain as (lab, place among the lab's machine sets), or -1 (see `_same_points`)."""
+    """Per checkpoint, its chain as (lab, place among the lab's machine sets), or -1 (see `_point_map`)."""
     chains = int(n.point_chain.max(initial=-1)) + 1
     chain_lab = np.full(chains, -1, dtype=np.int64)
     chain_lab[n.point_chain[n.work_point]] = n.lab[n.work_option]
@@ -398,20 +397,12 @@ def _stock_map(network: Network, wider: Network, option_of: np.ndarray) -> np.nd
     return out
 
 
-def _same_points(network: Network, points: np.ndarray, wider: Network) -> np.ndarray:
-    """The checkpoints of `wider` that are the given ones of `network`: same lab, same place among
-    that lab's machine sets, same time. A miss or a mismatch costs nothing but a round: every row
-    of `wider` is one of its own, valid for its LP."""
-
-    def keys(n: Network) -> np.ndarray:
-        chain_key = _chain_keys(n)
-        time_bits = n.point_time.astype(np.float64).view(np.int64)
-        # A hash of (lab, place, time): a collision only seeds a row that turns out slack.
-        return np.where(chain_key >= 0, chain_key * 1_000_003 ^ time_bits, -1)
-
-    wanted = keys(network)[points]
-    theirs = keys(wider)
-    return np.flatnonzero(np.isin(theirs, wanted[wanted != -1]) & (theirs != -1))
+def _same_points(points: np.ndarray, point_of: np.ndarray) -> np.ndarray:
+    """The checkpoints of a wider network that are the given checkpoints of the first one, by the
+    map between them (`_point_map`: same lab, same place among that lab's machine sets, same time).
+    A miss costs nothing but a round: every row of the wider network is one of its own, valid for its
+    LP."""
+    return np.flatnonzero((point_of >= 0) & np.isin(point_of, points))
 
 
 def meets(bound: float, objective: float) -> bool:

@@ -36,7 +36,7 @@ from ortools.glop import parameters_pb2 as glop_parameters_pb2
 
 from solver.large.bound import suffix_sums
 from solver.large.heap import release_freed_memory
-from solver.large.network import Network, compact_indices, entry_sums
+from solver.large.network import Network, compact_indices, entry_sums, key_starts
 from solver.lp.glop import AT_UPPER, BASIC, FIXED, IncrementalLP
 
 #: GLOP: dual simplex (resumes after added rows), without presolve (which would drop the basis).
@@ -131,14 +131,14 @@ class LinearRelaxation:
         n = network
         # Work entries in checkpoint order: a cumulative row takes a contiguous run of them.
         self.by_point = compact_indices(np.argsort(n.work_point, kind="stable"))
-        ordered = n.work_point[self.by_point]
-        self.entry_end = compact_indices(np.searchsorted(ordered, np.arange(len(n.point_chain)), "right"))
+        point_start = key_starts(n.work_point, len(n.point_chain))
+        self.entry_end = compact_indices(point_start[1:])
         first = np.r_[True, n.point_chain[1:] != n.point_chain[:-1]]
         self.chain_first = compact_indices(np.maximum.accumulate(np.where(first, np.arange(len(first)), 0)))
-        self.entry_start = compact_indices(np.searchsorted(ordered, self.chain_first, "left"))
-        del ordered
-        self.option_work = np.searchsorted(n.work_option, np.arange(n.options + 1))
-        self.option_stock = np.searchsorted(n.stock_option, np.arange(n.options + 1))
+        self.entry_start = compact_indices(point_start[self.chain_first])
+        del point_start
+        self.option_work = key_starts(n.work_option, n.options)
+        self.option_stock = key_starts(n.stock_option, n.options)
         self.variable = np.full(n.options, -1, dtype=np.int64)
         self.cut_points: list[int] = []
         #: Per chain, its cuts by checkpoint: (checkpoint, the cut's row, the checkpoint of the

@@ -30,7 +30,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from solver.large.network import Network, entry_sums
+from solver.large.network import Network, entry_sums, key_starts
 
 #: Units within this of a whole number count as that number when rounding down.
 ROUND_TOLERANCE = 1e-6
@@ -66,8 +66,8 @@ class Rows:
         last = np.flatnonzero(n.point_next < 0)
         self.chain_last = np.repeat(last, np.diff(np.r_[-1, last]))
         self.chain_first = np.repeat(np.r_[0, last[:-1] + 1], np.diff(np.r_[-1, last]))
-        self.work_start = np.searchsorted(n.work_option, np.arange(n.options + 1))
-        self.stock_start = np.searchsorted(n.stock_option, np.arange(n.options + 1))
+        self.work_start = key_starts(n.work_option, n.options)
+        self.stock_start = key_starts(n.stock_option, n.options)
         #: Free minutes by each checkpoint less the work counted by then (< 0: the row is exceeded).
         self.slack = self.capacity.copy()
         #: Stock less the material used, per stock row (a list: read and written one row at a time).
@@ -296,7 +296,7 @@ def _trim_checkpoints(rows: Rows, units: np.ndarray, deadline: float) -> bool:
     n = rows.network
     by_point = np.argsort(n.work_point, kind="stable")
     # Where each checkpoint's entries begin among the entries sorted by checkpoint (one search for all).
-    first_entry = np.searchsorted(n.work_point[by_point], np.arange(len(rows.slack) + 1)).tolist()
+    first_entry = key_starts(n.work_point, len(rows.slack)).tolist()
     dearest: list[tuple[float, int]] = []  # (minus the cost, entry) of the chain's entries reached
     chain, reached = -1, -1  # the chain in the heap, and its first checkpoint whose entries are not
     for p in rows.excess_points().tolist():
@@ -375,7 +375,7 @@ def _fill(rows: Rows, units: np.ndarray, urgency: np.ndarray, deadline: float = 
     n = rows.network
     placed = np.bincount(n.demand, weights=units, minlength=len(n.quantity)).astype(np.int64)
     missing = n.quantity - placed
-    starts = np.searchsorted(n.demand, np.arange(len(n.quantity) + 1))
+    starts = key_starts(n.demand, len(n.quantity))
     used_lab: dict[tuple[int, int], bool] = {}
     for o in np.flatnonzero(units > 0).tolist():
         used_lab[int(n.demand[o]), int(n.lab[o])] = True
@@ -404,7 +404,7 @@ def _fill(rows: Rows, units: np.ndarray, urgency: np.ndarray, deadline: float = 
 def _merge(rows: Rows, units: np.ndarray, deadline: float = math.inf) -> bool:
     """Move each order split over several labs to the one lab where it costs least, if cheaper."""
     n = rows.network
-    starts = np.searchsorted(n.demand, np.arange(len(n.quantity) + 1))
+    starts = key_starts(n.demand, len(n.quantity))
     used = units > 0
     pairs = np.bincount(n.demand[used], minlength=len(n.quantity))
     # Two options of one pair (on time, late) count once: count distinct labs.
@@ -480,7 +480,7 @@ def _consolidate(rows: Rows, units: np.ndarray, deadline: float = math.inf) -> b
     when the setup saved outweighs the dearer units, and is undone otherwise.
     """
     n = rows.network
-    starts = np.searchsorted(n.demand, np.arange(len(n.quantity) + 1))
+    starts = key_starts(n.demand, len(n.quantity))
     used = units > 0
     pairs = np.bincount(n.demand[used], minlength=len(n.quantity))
     for d in np.flatnonzero(pairs > 1).tolist():
@@ -531,7 +531,7 @@ def _eject(rows: Rows, units: np.ndarray, deadline: float = math.inf, tries: int
     and undone otherwise. At most `tries` other orders are tried per part and lab, smallest first.
     """
     n = rows.network
-    starts = np.searchsorted(n.demand, np.arange(len(n.quantity) + 1))
+    starts = key_starts(n.demand, len(n.quantity))
     by_lab = np.argsort(n.lab, kind="stable")
     lab_start = np.searchsorted(n.lab[by_lab], np.arange(int(n.lab.max(initial=-1)) + 2))
 
@@ -572,24 +572,37 @@ def _eject(rows: Rows, units: np.ndarray, deadline: float = math.inf, tries: int
         part = {int(o): int(units[o]) for o in held[n.lab[held] == small].tolist()}
         size = sum(part.values())
         done = False
+        # The two moves may save the split's setup and e's at the target, and no more.
+        gained = cost_of(part) + 2 * n.setup
         for target in sorted((j for j in labs if j != small), key=lambda j: (-per_lab[j], j)):
+            mine = options[n.lab[options] == target]
+            if not len(mine):
+                continue
+            # d's part costs at least this at the target, wherever e's units go.
+            got_floor = size * float(n.cost[mine].min())
             at_target = by_lab[lab_start[target] : lab_start[target + 1]]
             others = at_target[(units[at_target] > 0) & (n.demand[at_target] != d)]
             victims = sorted({int(n.demand[o]) for o in others.tolist()})
             victims.sort(key=lambda e: (int(units[others[n.demand[others] == e]].sum()), e))
             for e in victims[:tries]:
+                moved = {int(o): int(units[o]) for o in others[n.demand[others] == e].tolist()}
+                left = sum(moved.values())
+                e_options = np.arange(starts[e], starts[e + 1])
+                e_options = e_options[n.exact[e_options] & (n.lab[e_options] != target)]
+                if not len(e_options):
+                    continue
+                e_labs = {int(n.lab[o]) for o in e_options[units[e_options] > 0].tolist()}
+                # A pair that cannot pay off however the units fit is not tried: the least either
+                # move can cost, and a new lab's setup for e when it has no other lab already.
+                floor = got_floor + left * float(n.cost[e_options].min()) + (0 if e_labs else n.setup)
+                if _cannot_pay(floor, gained + cost_of(moved)):
+                    continue
                 # e off the target lab; d's part stays on its own lab until d fits at the target
                 # (labs share no row, so it changes no room there).
-                moved = {int(o): int(units[o]) for o in others[n.demand[others] == e].tolist()}
                 undo(moved)
-                mine = options[n.lab[options] == target]
                 got = place(mine, size, n.cost[mine])
                 if sum(got.values()) == size:
                     undo(part)  # d's part off its lab, where e may go
-                    e_options = np.arange(starts[e], starts[e + 1])
-                    e_options = e_options[n.exact[e_options] & (n.lab[e_options] != target)]
-                    e_labs = {int(n.lab[o]) for o in e_options[units[e_options] > 0].tolist()}
-                    left = sum(moved.values())
                     new_pair = [int(n.lab[o]) not in e_labs for o in e_options.tolist()]
                     rank = n.cost[e_options] + np.where(new_pair, n.setup / max(1, left), 0.0)
                     back = place(e_options, left, rank)
@@ -612,3 +625,9 @@ def _eject(rows: Rows, units: np.ndarray, deadline: float = math.inf, tries: int
             if done:
                 break
     return True
+
+
+def _cannot_pay(floor: float, before: float) -> bool:
+    """Whether a move whose cost cannot fall below `floor` cannot beat `before` either (`_eject`
+    keeps a move only when it costs less than before by more than 1e-9)."""
+    return floor >= before - 1e-9

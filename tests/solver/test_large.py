@@ -18,7 +18,7 @@ from solver.large.aggregate import _least_by_key, aggregate_prices
 from solver.large.beyond import beyond_cost, priced_beyond
 from solver.large.bound import best_bound, lagrangian_bound, suffix_sums
 from solver.large.far import place_far
-from solver.large.network import build_network, design_lab_pairs, machine_sets
+from solver.large.network import build_network, design_lab_pairs, key_starts, machine_sets
 from solver.large.path import CONVERGED, STALLED, TIMED_OUT, UNCONVERGED, _plan
 from solver.large.rounding import Rows, round_units
 from solver.model.candidates import find_candidates, with_pairs
@@ -453,3 +453,12 @@ def test_the_least_value_per_key_is_the_same_tabulated_or_sorted(cells: int) -> 
     ]  # keys that have entries, and most likely some that do not
     want = np.array([value[key == k].min() if np.any(key == k) else np.inf for k in wanted])
     assert np.array_equal(_least_by_key(key, value, wanted, cells), want)
+
+
+@given(st.lists(st.integers(0, 30), max_size=60), st.integers(0, 10))
+def test_key_starts_are_where_each_key_begins_in_the_sorted_keys(keys: list[int], beyond: int) -> None:
+    # key_starts counts instead of searching; it must give what the search gives, for keys with gaps,
+    # keys absent at either end, and no keys at all.
+    ordered = np.array(sorted(keys), dtype=np.int32)
+    count = (max(keys) + 1 if keys else 0) + beyond
+    assert np.array_equal(key_starts(ordered, count), np.searchsorted(ordered, np.arange(count + 1)))

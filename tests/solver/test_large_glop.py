@@ -211,10 +211,11 @@ def test_a_wider_lp_started_from_the_narrow_basis_resumes_and_reaches_the_same_o
     assert first.complete and first.basis is not None
     active = ((wider.rank < k) | (wider.rank >= wide)) & _first_variant(wider)
     active[_same_options(narrow, first.columns_in, wider)] = True
-    cuts = _same_points(narrow, first.cut_points, wider)
+    point_of = _point_map(narrow, wider)
+    cuts = _same_points(first.cut_points, point_of)
     afresh = relax(wider, active, np.inf, max_rounds=200, cuts=cuts)
     option_of = _option_map(narrow, wider)
-    carried = first.basis.carried(option_of, _point_map(narrow, wider), _stock_map(narrow, wider, option_of))
+    carried = first.basis.carried(option_of, point_of, _stock_map(narrow, wider, option_of))
     resumed = relax(wider, active, np.inf, max_rounds=200, cuts=cuts, basis=carried)
     assert afresh.complete and resumed.complete
     assert resumed.value == pytest.approx(afresh.value, rel=1e-7)

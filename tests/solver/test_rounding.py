@@ -5,12 +5,16 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+import pytest
 
 from scenarios.scale import synthetic_problem
+from solver.large import rounding
 from solver.large.network import build_network
+from solver.large.path import WIDE
+from solver.large.relaxation import relax
 from solver.large.rounding import Rows, _trim, round_units
 from solver.model.candidates import find_candidates
-from solver.model.problem import horizon_days
+from solver.model.problem import SolveParams, horizon_days
 from tests.solver.factory import FAR, KM_ONLY, MIDDLE, NEAR, PLENTY, lab, order, problem
 
 #: Three labs near the centre, each with elastic for six face shields and no more.
@@ -186,3 +190,29 @@ def test_the_trim_takes_off_the_dearest_units_of_each_row_in_excess() -> None:
         fresh.load(units)
         assert not len(fresh.excess_points()) and not len(fresh.excess_stock())
         assert 0 < units.sum() < start.sum()
+
+
+def test_the_ejection_passes_over_only_moves_that_cannot_pay(monkeypatch: pytest.MonkeyPatch) -> None:
+    # `_eject` skips a pair of moves whose least possible cost is no lower than the cost before; the
+    # moves it then tries and keeps are those it would have kept trying every pair.
+    skipped = 0
+    real = rounding._cannot_pay
+
+    def counted(floor: float, before: float) -> bool:
+        nonlocal skipped
+        skip = real(floor, before)
+        skipped += skip
+        return skip
+
+    for seed in (1, 2, 3):
+        p = synthetic_problem(600, 60, seed)
+        params = SolveParams(time_limit_s=60.0, workers=1, decompose_above=0)
+        days = horizon_days(p, params)
+        network = build_network(p, params, find_candidates(p, params.k_nearest * WIDE, days), days)
+        lp = relax(network, np.ones(network.options, dtype=bool), np.inf, max_rounds=200)
+        monkeypatch.setattr(rounding, "_cannot_pay", counted)
+        pruned = round_units(network, lp.units, network.shortage)
+        monkeypatch.setattr(rounding, "_cannot_pay", lambda floor, before: False)
+        every = round_units(network, lp.units, network.shortage)
+        assert np.array_equal(pruned, every), seed
+    assert skipped > 0
