@@ -31,8 +31,8 @@ from ortools.linear_solver import pywraplp
 
 from protocol.model import PRIORITIES, Design, Location, Machine, Step
 from solver.federation.cells import CELL_DEG, cell_centre, cell_of, window_of
-from solver.federation.lp import ArrayLP, Constraint, Variable
 from solver.federation.market import Offer, Trade
+from solver.lp.recorded import ArrayLP, Constraint, Variable
 from solver.model.geo import haversine_km
 from solver.model.objective import overdue_weight
 from solver.model.problem import Problem, SolveParams, horizon_days

@@ -7,7 +7,7 @@ import random
 import pytest
 from ortools.linear_solver import pywraplp
 
-from solver.federation.lp import ArrayLP
+from solver.lp.recorded import ArrayLP
 
 
 def build(solver, seed: int):  # type: ignore[no-untyped-def]
