@@ -45,7 +45,11 @@ TARGET = {"surge": 1.01, "tight": 1.05}
 
 
 RUNS = [(case, seed) for case in ("surge", "tight") for seed in SEEDS]
-NET_RUNS = [("surge", seed) for seed in range(1, 13)] + [("tight", seed) for seed in range(1, 9)]
+#: Surge seeds 22, 25 and 37 were found above 1.01 on 5 December 2026 (1.0147, 1.0102, 1.0168) and
+#: are met since a host answers only what it can make at its quoted cost (`within_means`).
+NET_RUNS = [("surge", seed) for seed in (*range(1, 13), 22, 25, 37)] + [
+    ("tight", seed) for seed in range(1, 9)
+]
 
 
 @pytest.mark.timeout(300)

@@ -8,7 +8,8 @@ A *session* is a run of rounds opened by the coordinator (the live region with t
    them as import options and sends each host its `BIDS`; a host awards the bids it got on its
    previous offers (`solver.federation.net.award_bids`: within each of its cells' shared capacity,
    the bids that leave it the most first, times the round's step; then cut down until its own plan
-   with them leaves no more units short, `within_means`) and sends each origin its `AWARDS`; every
+   with them leaves no more units short and costs it no more than its offers quoted,
+   `within_means`) and sends each origin its `AWARDS`; every
    region solves with the tentative trades and sends the coordinator its `COST` (with its cost
    before the round and how many bids it sent).
 3. The coordinator writes the outcome first (commit only if the summed cost fell), then sends `VOTE`

@@ -7,7 +7,8 @@ Each round (SPEC.md section 10.4):
 2. each host awards its bids tentatively, within each of its cells' capacity (its offers of one cell
    share it), the bids that leave it the most first, scaled by the current step (a quarter at
    first, doubled after each commit up to 1, halved after each abort), and cut down until its own
-   plan with them leaves no more units short than without (`within_means`);
+   plan with them leaves no more units short than without and costs it no more than its offers
+   quoted (`within_means`);
 3. every region solves again with the committed and tentative trades and publishes one number, its
    cost; the round commits only if the summed cost fell;
 4. every region offers for the next round at the shadow prices of its plan with the trades committed
@@ -279,21 +280,33 @@ def within_means(
     tries: int = MEANS_TRIES,
 ) -> list[Trade]:
     """A host's awards, cut down until its plan with them leaves no more units short than its plan
-    without them (`standing`, with the committed `imports` and `exports`); none if `tries` halvings
-    do not get there.
+    without them (`standing`, with the committed `imports` and `exports`) and costs it no more than
+    its quotes promised (`RegionModel.quoted_cost`); none if `tries` halvings do not get there.
 
     A host's offers are priced at the margin of its plan, and a round's awards at scale (thousands of
     units) can go far past the point where that price holds: at 4 x 2,500 x 400 (surge seed 1), a
     round awarded a full host 1,698 more units and its plan left 580 units of its trades short,
     58 M of shortage that aborted the round, and the same offers did it again in later rounds. The
-    host sees this before it answers, from its own plan alone, and answers only what it can make
-    (late units of its own orders included: what they cost is for the round's vote to weigh).
+    host sees this before it answers, from its own plan alone, and answers only what it can make.
+
+    Short of shortage, the same overshoot sold a host's room at the price of its spare minutes:
+    at 4 x 120 x 24 (surge seeds 22, 25, 37) Switzerland sold Lombardy 254, 290 and 217 units in the
+    first three rounds at 2 to 51 a unit, its own orders then went late, and from round 4 it bought
+    their units from Bavaria and Rhone-Alpes: a chain Bavaria -> Switzerland -> Lombardy that no
+    later round undoes, where the global plan ships Bavaria -> Lombardy (cost_ratio 1.0147, 1.0102,
+    1.0168). The vote let each sale through, since Lombardy's shortage saved more than Switzerland's
+    lateness cost, though Bavaria could have saved Lombardy the same for less. A host that answers
+    only what it can make at the cost it quoted leaves the rest of the bid to the next round's
+    offers, its own dearer ones among them (surge seeds 1-40: worst 1.0074, mean 1.0025, against
+    1.0168 and 1.0044; see docs/federation.md).
     """
     if not awards:
         return []
     for _ in range(tries):
         made = model.solve(imports=imports, exports=[*exports, *awards])
-        if made.short_units <= standing.short_units + SHORT_TOLERANCE:
+        kept_short = made.short_units <= standing.short_units + SHORT_TOLERANCE
+        rise = made.cost - standing.cost
+        if kept_short and rise <= model.quoted_cost(awards) + COMMIT_MARGIN * abs(standing.cost):
             return awards
         awards = [replace(t, units=t.units // 2) for t in awards if t.units >= 2]
         if not awards:

@@ -397,6 +397,23 @@ class RegionModel:
             )
         return out
 
+    def quoted_cost(self, trades: list[Trade]) -> float:
+        """What the region's offers promised these hosted trades would cost it: per unit, the offer's
+        price (its shadow price when offered) and the carriage and days from the offer's cell to the
+        trade's, as its LP counts a unit made there (from its nearest cell able to make it when the
+        offer's cell is not known)."""
+        total = 0.0
+        for trade in trades:
+            target = cell_centre(trade.cell, self.cell_deg)
+            source = self.supply.get(trade.source)
+            if source is not None:
+                km = haversine_km(source.centre, target)
+            else:
+                km = min((km for _, km in self.export_cells(trade)), default=0.0)
+            landed = _landed(self.params, km, self.params.time_weight[trade.priority], trade.window)
+            total += trade.units * (trade.price + landed)
+        return total
+
     def export_cells(self, trade: Trade) -> list[tuple[str, float]]:
         """The own cells a hosted trade may be made in, with their distance to the trade's cell: the
         nearest that can make it, and the cell whose offer it answers (a region of 2,500 orders has

@@ -233,7 +233,7 @@ def test_offers_after_the_first_round_are_priced_at_the_plan_the_commit_rule_cha
 
 def test_a_host_cuts_awards_it_cannot_make_without_leaving_units_short(surge) -> None:
     """`within_means` halves a host's awards until its plan with them leaves no more units short
-    than without; awards it can make pass whole."""
+    than without; awards it can make at the price it quotes pass whole."""
     from solver.federation.net import within_means
     from solver.federation.region import RegionModel
 
@@ -242,13 +242,43 @@ def test_a_host_cuts_awards_it_cannot_make_without_leaving_units_short(surge) ->
     host = next(r for r in regions if r.id == trade.host)
     model = RegionModel(host.id, host.problem, PARAMS)
     standing = model.solve()
-    small = [replace(trade, trade_id="t9.small", units=1)]
+    quoted = standing.prices[trade.source, trade.design, trade.window]
+    small = [replace(trade, trade_id="t9.small", units=1, price=quoted)]
     assert within_means(model, standing, [], [], small) == small
-    huge = [replace(trade, trade_id="t9.huge", units=1_000_000)]
+    huge = [replace(trade, trade_id="t9.huge", units=1_000_000, price=quoted)]
     cut = within_means(model, standing, [], [], huge)
     assert cut == [] or cut[0].units < 1_000_000
     for t in cut:
         assert model.solve(exports=[t]).short_units <= standing.short_units + 0.5
+
+
+def test_a_host_answers_only_what_it_can_make_at_the_cost_it_quoted(surge) -> None:
+    """An award the host can make, but only by giving up more than its quote (its own orders made
+    late or farther), is cut until what is left costs the host no more than the quote promised."""
+    from solver.federation.net import within_means
+    from solver.federation.region import RegionModel
+
+    regions, result = surge
+    trade = next(t for t in result.trades)
+    host = next(r for r in regions if r.id == trade.host)
+    model = RegionModel(host.id, host.problem, PARAMS)
+    standing = model.solve()
+    quoted = standing.prices[trade.source, trade.design, trade.window]
+    tolerance = 1e-6 * standing.cost
+    asked = []
+    for times in (4, 16, 64, 256):
+        award = replace(trade, trade_id="t9.asked", units=times * trade.units, price=quoted)
+        made = model.solve(exports=[award])
+        if made.short_units <= standing.short_units and (
+            made.cost - standing.cost > model.quoted_cost([award]) + tolerance
+        ):
+            asked = [award]
+            break
+    assert asked, "some award beyond the host's spare room costs it more than its quote"
+    kept = within_means(model, standing, [], [], asked)
+    assert sum(t.units for t in kept) < asked[0].units
+    for t in kept:
+        assert model.solve(exports=[t]).cost - standing.cost <= model.quoted_cost([t]) + tolerance
 
 
 def test_a_hosted_trade_can_be_made_in_the_cell_whose_offer_it_answers(surge) -> None:
