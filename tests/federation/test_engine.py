@@ -8,9 +8,10 @@ import pytest
 
 from scenarios.federation import federation
 from solver.federation.cells import cell_centre, cell_of
-from solver.federation.market import Bid, Offer
-from solver.federation.net import NetParams, award_bids, run_net
+from solver.federation.market import Bid, Offer, Trade
+from solver.federation.net import NetParams, award_bids, run_net, within_means
 from solver.federation.plans import LEASE_PREFIX, integer_check, plan_region, with_trades, without_covered
+from solver.federation.region import RegionModel, Solution
 from solver.model.problem import SolveParams
 from tests.federation.leaks import leaks, private_values
 
@@ -206,7 +207,6 @@ def test_offers_after_the_first_round_are_priced_at_the_plan_the_commit_rule_cha
     """Every OFFER of round r >= 1 carries the host's shadow price in its plan with the trades
     committed by the end of round r and no import option (the plan whose cost the round's vote
     summed), not the price of its plan that could still import."""
-    from solver.federation.region import RegionModel
 
     regions = federation(3, 60, 12, seed=3, case="surge")
     problems = {r.id: r.problem for r in regions}
@@ -231,18 +231,21 @@ def test_offers_after_the_first_round_are_priced_at_the_plan_the_commit_rule_cha
             assert sent[region.id, offer.cell, offer.design, offer.window] == offer.price
 
 
-def test_a_host_cuts_awards_it_cannot_make_without_leaving_units_short(surge) -> None:
-    """`within_means` halves a host's awards until its plan with them leaves no more units short
-    than without; awards it can make at the price it quotes pass whole."""
-    from solver.federation.net import within_means
-    from solver.federation.region import RegionModel
-
+def _host_of_a_trade(surge) -> tuple[RegionModel, Solution, Trade, float]:
+    """The host of the surge's first trade, with its plan alone, that trade, and the price the host
+    quotes for such units now."""
     regions, result = surge
-    trade = next(t for t in result.trades)
+    trade = result.trades[0]
     host = next(r for r in regions if r.id == trade.host)
     model = RegionModel(host.id, host.problem, PARAMS)
     standing = model.solve()
-    quoted = standing.prices[trade.source, trade.design, trade.window]
+    return model, standing, trade, standing.prices[trade.source, trade.design, trade.window]
+
+
+def test_a_host_cuts_awards_it_cannot_make_without_leaving_units_short(surge) -> None:
+    """`within_means` halves a host's awards until its plan with them leaves no more units short
+    than without; awards it can make at the price it quotes pass whole."""
+    model, standing, trade, quoted = _host_of_a_trade(surge)
     small = [replace(trade, trade_id="t9.small", units=1, price=quoted)]
     assert within_means(model, standing, [], [], small) == small
     huge = [replace(trade, trade_id="t9.huge", units=1_000_000, price=quoted)]
@@ -255,15 +258,7 @@ def test_a_host_cuts_awards_it_cannot_make_without_leaving_units_short(surge) ->
 def test_a_host_answers_only_what_it_can_make_at_the_cost_it_quoted(surge) -> None:
     """An award the host can make, but only by giving up more than its quote (its own orders made
     late or farther), is cut until what is left costs the host no more than the quote promised."""
-    from solver.federation.net import within_means
-    from solver.federation.region import RegionModel
-
-    regions, result = surge
-    trade = next(t for t in result.trades)
-    host = next(r for r in regions if r.id == trade.host)
-    model = RegionModel(host.id, host.problem, PARAMS)
-    standing = model.solve()
-    quoted = standing.prices[trade.source, trade.design, trade.window]
+    model, standing, trade, quoted = _host_of_a_trade(surge)
     tolerance = 1e-6 * standing.cost
     asked = []
     for times in (4, 16, 64, 256):
@@ -282,7 +277,6 @@ def test_a_host_answers_only_what_it_can_make_at_the_cost_it_quoted(surge) -> No
 
 
 def test_a_hosted_trade_can_be_made_in_the_cell_whose_offer_it_answers(surge) -> None:
-    from solver.federation.region import RegionModel
 
     regions, result = surge
     trade = result.trades[0]
@@ -299,7 +293,6 @@ def test_a_hosted_trade_can_be_made_in_the_cell_whose_offer_it_answers(surge) ->
 def test_a_host_that_could_not_make_its_awards_offers_less_of_those_cells() -> None:
     """`trimmed_shares` scales the busy share of the cells whose awards were cut by the share kept
     (to zero when none was), leaves other cells alone, and changes nothing when every award holds."""
-    from solver.federation.market import Trade
     from solver.federation.net import trimmed_shares
 
     def trade(cell: str, units: int) -> Trade:
@@ -329,7 +322,7 @@ def test_offers_of_a_trimmed_cell_keep_only_what_is_spare(surge) -> None:
     unit of capacity its own orders use; other cells offer as before."""
     import math
 
-    from solver.federation.region import OFFER_SHARE, RegionModel
+    from solver.federation.region import OFFER_SHARE
 
     regions, _ = surge
     host = regions[0]
