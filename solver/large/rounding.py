@@ -537,7 +537,7 @@ def _eject(rows: Rows, units: np.ndarray, deadline: float = math.inf, tries: int
     n = rows.network
     starts = key_starts(n.demand, len(n.quantity))
     by_lab = np.argsort(n.lab, kind="stable")
-    lab_start = np.searchsorted(n.lab[by_lab], np.arange(int(n.lab.max(initial=-1)) + 2))
+    lab_start = key_starts(n.lab[by_lab], int(n.lab.max(initial=-1)) + 1)
 
     def cost_of(placed: dict[int, int]) -> float:
         return float(sum(n.cost[o] * u for o, u in placed.items()))
@@ -576,7 +576,7 @@ def _eject(rows: Rows, units: np.ndarray, deadline: float = math.inf, tries: int
         part = {int(o): int(units[o]) for o in held[n.lab[held] == small].tolist()}
         size = sum(part.values())
         done = False
-        # The two moves may save the split's setup and e's at the target, and no more.
+        # What d's part and its pair cost, with e's pair at the target: what the two moves may save.
         gained = cost_of(part) + 2 * n.setup
         for target in sorted((j for j in labs if j != small), key=lambda j: (-per_lab[j], j)):
             mine = options[n.lab[options] == target]
@@ -613,9 +613,8 @@ def _eject(rows: Rows, units: np.ndarray, deadline: float = math.inf, tries: int
                     if sum(back.values()) == left:
                         new_labs = {int(n.lab[o]) for o in back} - e_labs
                         # d's pair at its small lab and e's at the target are both given up.
-                        before = cost_of(part) + cost_of(moved) + 2 * n.setup
                         after = cost_of(got) + cost_of(back) + n.setup * len(new_labs)
-                        if after < before - 1e-9:
+                        if after < gained + cost_of(moved) - 1e-9:
                             done = True
                             break
                     undo(back)
