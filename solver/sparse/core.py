@@ -348,13 +348,14 @@ class LinearModel:
             np.array([-np.inf if row.lo is None else row.lo for row in self.rows], float) / norm,
             np.array([np.inf if row.hi is None else row.hi for row in self.rows], float) / norm,
         )
-        row_of = np.repeat(np.arange(len(self.rows)), lengths)
-        lp.set_coefficients(
-            rows[row_of],
-            variables[np.fromiter((i for row in self.rows for i in row.coefs), np.int64, count=entries)],
-            np.fromiter((c for row in self.rows for c in row.coefs.values()), float, count=entries)
-            / norm[row_of],
-        )
+        matrix = self._matrix()
+        if matrix is not None and len(matrix.var) == entries:  # the row check's arrays, read once
+            row_of, var, coef = matrix.row, matrix.var, matrix.coef.astype(float)
+        else:  # no rows, or coefficients beyond int64 (the row check sums those in Python)
+            row_of = np.repeat(np.arange(len(self.rows)), lengths)
+            var = np.fromiter((i for row in self.rows for i in row.coefs), np.int64, count=entries)
+            coef = np.fromiter((c for row in self.rows for c in row.coefs.values()), float, count=entries)
+        lp.set_coefficients(rows[row_of], variables[var], coef / norm[row_of])
         solution = lp.solve(time_limit_s)
         seconds = time.perf_counter() - started
         if not solution.optimal:

@@ -235,3 +235,37 @@ def test_the_cp_sat_model_is_the_one_cp_sats_builders_make(rows: list, cost: dic
     model.cost.update(cost)
     built, _ = model.cp_sat(hint)
     assert str(built.proto) == str(_cp_sat_through_its_builders(model, hint).proto)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.dictionaries(st.integers(0, 5), st.integers(1, 10**6), min_size=1, max_size=6),
+            st.integers(0, 10**7),
+        ),
+        min_size=1,
+        max_size=8,
+    ),
+    cost=st.dictionaries(st.integers(0, 5), st.integers(-(10**4), 10**4), min_size=1, max_size=6),
+)
+def test_the_relaxation_reads_the_row_checks_arrays_as_it_would_read_the_rows(rows: list, cost: dict) -> None:
+    # The LP takes its coefficients from the row check's int64 arrays when they are built; read from
+    # the rows themselves (as where a coefficient lies beyond int64), it must be the same LP.
+    def model() -> LinearModel:
+        built = LinearModel()
+        for _ in range(6):
+            built.new_var(0, 40)
+        for coefs, hi in rows:
+            built.add(coefs, None, hi)
+        built.cost = dict(cost)
+        return built
+
+    from_arrays = model()
+    assert from_arrays._matrix() is not None
+    from_rows = model()
+    from_rows._matrix = lambda: None  # type: ignore[method-assign]
+    values, bound, _ = from_arrays.relaxation(10.0)
+    values_again, bound_again, _ = from_rows.relaxation(10.0)
+    assert bound == pytest.approx(bound_again, rel=1e-9, abs=1e-6)
+    assert values == pytest.approx(values_again, rel=1e-9, abs=1e-6)
