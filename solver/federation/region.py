@@ -27,12 +27,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
-from ortools.linear_solver import pywraplp
+import numpy as np
 
 from protocol.model import PRIORITIES, Design, Location, Machine, Step
 from solver.federation.cells import CELL_DEG, cell_centre, cell_of, window_of
 from solver.federation.market import Offer, Trade
-from solver.lp.recorded import ArrayLP, Constraint, Variable
+from solver.federation.region_lp import Export, Skeleton, activity, layout, skeleton, solve_layout
 from solver.model.geo import haversine_km
 from solver.model.objective import overdue_weight
 from solver.model.problem import Problem, SolveParams, horizon_days
@@ -50,7 +50,10 @@ IMPORT_CELLS = 8
 #: Share of a cell's capacity by a window that a host offers even when all of it is in use (priced at
 #: its shadow price: what the host loses by giving it up).
 OFFER_SHARE = 0.25
-#: GLOP parameters tried in turn when a solve does not end OPTIMAL.
+#: GLOP parameters tried in turn when a solve does not end OPTIMAL: with its defaults, GLOP ends
+#: IMPRECISE on about a third of these badly scaled LPs (shortage penalties of 1e7 beside minutes of
+#: 3; 46 of the 135 solves of the net at 4 x 2,500 x 400, surge seed 1), and without its presolve
+#: every one of those solved.
 RETRIES = ("use_preprocessing: false", "use_dual_simplex: true", "use_scaling: false use_dual_simplex: true")
 #: Horizon window index (a key of capacity rows beyond every day window).
 HORIZON = 10_000
@@ -142,6 +145,9 @@ class RegionModel:
         self.own_cells = own_cells
         self.near = [self.near_cells(g.design, g.location) for g in self.groups]
         self._coefficient_cache: dict[tuple[str, str, int | None], list[tuple[tuple, float]]] = {}
+        self._skeleton: Skeleton | None = None
+        self._export_cache: dict[tuple[str, str, str], list[tuple[str, float]]] = {}
+        self._short_cost = np.zeros(0)
 
     def _coefficients(self, cell: str, design: str, window: int | None) -> list[tuple[tuple, float]]:
         """The rows one unit of `design` made in `cell` draws on, with its minutes or amounts there.
@@ -199,133 +205,124 @@ class RegionModel:
         The cost reported leaves out what offers would be paid, so the regions' costs add up to the
         federation's cost. With `stock_left`, the solution also says how much of each cell's stock
         its plan leaves unused.
+
+        The LP (`solver.federation.region_lp`): machine time as buckets, row (cell, class, w)
+        balancing the work of window w's bucket with the minutes used by the end of it, `used[w] -
+        used[w before] = work`, `used[w]` at most the minutes free by w (one coefficient per unit
+        and class, whatever the windows); per group, its units short, made on time in its near
+        cells, late in the nearest LATE_CELLS, or bought from the cheapest offers
+        (`_cheapest_offers`); per hosted trade, its units short or made in its cells
+        (`export_cells`).
         """
         offers = offers or []
-        solver = ArrayLP()
+        exports = exports or []
         p = self.params
-        inf = solver.infinity()
-        demand_left = _demand_after_imports(self.groups, imports or [])
-        rows: dict[tuple[str, Class, int], Constraint] = {}
-        stock_rows: dict[tuple[str, str], Constraint] = {}
-        # Machine time as buckets: row (cell, class, w) balances the work of window w's bucket with
-        # the minutes used by the end of it, `used[w] - used[w before] = work`, and `used[w]` is at
-        # most the minutes free by w. One coefficient per unit and class, whatever the windows.
-        used: dict[tuple[str, Class, int], Variable] = {}
-        for cell, supply in self.supply.items():
-            for cls, by_window in supply.minutes.items():
-                before = None
-                for w in sorted(by_window):
-                    used[cell, cls, w] = solver.NumVar(0.0, by_window[w], "")
-                    row = solver.Constraint(0.0, 0.0)
-                    row.SetCoefficient(used[cell, cls, w], -1.0)
-                    if before is not None:
-                        row.SetCoefficient(before, 1.0)
-                    before = used[cell, cls, w]
-                    rows[cell, cls, w] = row
-            for material, amount in supply.stock.items():
-                stock_rows[cell, material] = solver.Constraint(-inf, amount)
-        objective = solver.Objective()
-        paid: list[tuple[Variable, float]] = []
-
-        def use(var: Variable, cell: str, design: str, window: int | None) -> None:
-            """Charge one unit of `design` in `cell` to its capacity and stock rows (on time by `window`)."""
-            for key, coefficient in self._coefficients(cell, design, window):
-                row = rows[key] if len(key) == 3 else stock_rows[key]
-                row.SetCoefficient(var, coefficient)
-
-        demand_rows = []
-        shorts: list[Variable] = []
-        by_offer: dict[str, list[tuple[int, Variable]]] = defaultdict(list)
-        offer_rows = {o.offer_id: solver.Constraint(0.0, o.units) for o in offers}
+        base = self._base()
+        demand_left = np.asarray(_demand_after_imports(self.groups, imports or []), dtype=np.float64)
+        offer_index = {o.offer_id: i for i, o in enumerate(offers)}
         offers_by = _offers_by_design_window(offers)
+        bought: list[list[tuple[int, float]]] = []
+        # Per import option, in the LP's order: its offer, group, and what buying a unit pays out.
+        paid: list[tuple[str, int, float]] = []
         for gi, g in enumerate(self.groups):
-            units = demand_left[gi]
-            row = solver.Constraint(units, units)
-            demand_rows.append(row)
-            tw = p.time_weight[g.priority]
-            short = solver.NumVar(0.0, inf, "")
-            shorts.append(short)
-            row.SetCoefficient(short, 1.0)
-            objective.SetCoefficient(short, p.shortage_penalty[g.priority])
-            if units <= 0:
-                continue
-            for rank, (cell, km) in enumerate(self.near[gi]):
-                on = solver.NumVar(0.0, inf, "")
-                row.SetCoefficient(on, 1.0)
-                carry = p.km_weight * km
-                objective.SetCoefficient(on, _landed(p, km, tw, g.window))
-                use(on, cell, g.design, g.window)
-                if rank < LATE_CELLS:
-                    late = solver.NumVar(0.0, inf, "")
-                    row.SetCoefficient(late, 1.0)
-                    past_due = overdue_weight(p.time_weight, g.priority) * max(0.0, self.horizon - g.window)
-                    objective.SetCoefficient(
-                        late, carry + p.lateness_penalty[g.priority] + tw * self.horizon + past_due
-                    )
-                    use(late, cell, g.design, None)
-            usable = offers_by.get((g.design, g.window), [])
-            for offer, km in _cheapest_offers(usable, g.location, g.window, self.cell_deg, p, tw):
-                z = solver.NumVar(0.0, inf, "")
-                row.SetCoefficient(z, 1.0)
-                offer_rows[offer.offer_id].SetCoefficient(z, 1.0)
-                objective.SetCoefficient(z, offer.price + _landed(p, km, tw, g.window))
-                paid.append((z, offer.price + p.km_weight * km))
-                by_offer[offer.offer_id].append((gi, z))
-        making: list[tuple[str, str, Variable]] = []
-        for trade in exports or []:
-            row = solver.Constraint(trade.units, trade.units)
-            short = solver.NumVar(0.0, inf, "")
-            shorts.append(short)
-            row.SetCoefficient(short, 1.0)
-            objective.SetCoefficient(short, p.shortage_penalty[trade.priority])
+            options: list[tuple[int, float]] = []
+            if demand_left[gi] > 0:
+                tw = p.time_weight[g.priority]
+                usable = offers_by.get((g.design, g.window), [])
+                for offer, km in _cheapest_offers(usable, g.location, g.window, self.cell_deg, p, tw):
+                    options.append((offer_index[offer.offer_id], offer.price + _landed(p, km, tw, g.window)))
+                    paid.append((offer.offer_id, gi, offer.price + p.km_weight * km))
+            bought.append(options)
+        made_in: list[list[str]] = []
+        hosted = []
+        for trade in exports:
             tw = p.time_weight[trade.priority]
-            for cell, km in self.export_cells(trade):
-                make = solver.NumVar(0.0, inf, "")
-                row.SetCoefficient(make, 1.0)
-                objective.SetCoefficient(make, _landed(p, km, tw, trade.window))
-                use(make, cell, trade.design, trade.window)
-                making.append((trade.trade_id, cell, make))
-        objective.SetMinimization()
-        status = solver.Solve()
-        for fallback in RETRIES:
-            if status == pywraplp.Solver.OPTIMAL:
-                break
-            # GLOP can end ABNORMAL on this badly scaled LP (penalties of 1e7 beside minutes of 3):
-            # solve it again another way rather than give up.
-            solver.SetSolverSpecificParametersAsString(fallback)
-            status = solver.Solve()
-        if status != pywraplp.Solver.OPTIMAL:
-            raise RuntimeError(f"region {self.region!r}: its LP did not solve (status {status})")
+            cells = self.export_cells(trade)
+            made_in.append([cell for cell, _ in cells])
+            rows_of = self._export_rows
+            hosted.append(
+                Export(
+                    units=float(trade.units),
+                    short_cost=p.shortage_penalty[trade.priority],
+                    options=[
+                        (
+                            _landed(p, km, tw, trade.window),
+                            rows_of(base, cell, trade.design, trade.window),
+                        )
+                        for cell, km in cells
+                    ],
+                )
+            )
+        offer_units = np.array([o.units for o in offers], dtype=np.float64)
+        lp = layout(base, demand_left, self._short_cost, offer_units, bought, hosted)
+        solved = solve_layout(lp, RETRIES)
+        if not solved.optimal:
+            raise RuntimeError(f"region {self.region!r}: its LP did not solve")
+        x = solved.primal
         # What the plan would pay for imports (price and carriage) is left out: once a trade is made,
         # its host counts making and carrying it.
-        cost = objective.Value() - sum(var.solution_value() * money for var, money in paid)
+        bought_units = x[lp.import_columns[lp.import_columns >= 0]].tolist()
+        cost = solved.value - sum(u * money for u, (_, _, money) in zip(bought_units, paid, strict=True))
+        taken: dict[str, dict[int, float]] = {}
+        for units, (offer_id, gi, _) in zip(bought_units, paid, strict=True):
+            taken.setdefault(offer_id, {})[gi] = units
         solution = replace(
-            self._solution(cost, rows, used, stock_rows, by_offer, demand_rows),
-            short_units=sum(var.solution_value() for var in shorts),
+            self._solution(cost, base, x, solved.dual, taken, lp.demand_rows),
+            short_units=sum(x[lp.short_columns].tolist()),
         )
-        for trade_id, cell, var in making:
-            if var.solution_value() > 1e-6:
-                solution.made.setdefault(trade_id, {})[cell] = var.solution_value()
+        for trade, cells, columns in zip(exports, made_in, lp.export_columns, strict=True):
+            for cell, units in zip(cells, x[columns].tolist(), strict=True):
+                if units > 1e-6:
+                    solution.made.setdefault(trade.trade_id, {})[cell] = units
         if stock_left:
-            activity = solver.ComputeConstraintActivities()
-            for key, row in stock_rows.items():
-                solution.stock_left[key] = max(0.0, row.ub() - activity[row.index()])
+            rows = np.array([base.row_of[key] for key in base.stock_keys], dtype=np.int64)
+            used = activity(lp, x, rows)
+            for key, row, units in zip(base.stock_keys, rows.tolist(), used.tolist(), strict=True):
+                solution.stock_left[key] = max(0.0, float(lp.row_upper[row]) - units)
         return solution
+
+    def _export_rows(self, base: Skeleton, cell: str, design: str, window: int) -> list[tuple[int, float]]:
+        """The base rows a unit of `design` made in `cell` by `window` draws on, with its coefficients."""
+        return [(base.row_of[key], c) for key, c in self._coefficients(cell, design, window)]
+
+    def _base(self) -> Skeleton:
+        """The part of the LP every solve shares (built at the first solve)."""
+        if self._skeleton is None:
+            p = self.params
+            option_lists = []
+            for gi, g in enumerate(self.groups):
+                tw = p.time_weight[g.priority]
+                past_due = overdue_weight(p.time_weight, g.priority) * max(0.0, self.horizon - g.window)
+                options: list[tuple[float, str, str, int | None]] = []
+                for rank, (cell, km) in enumerate(self.near[gi]):
+                    options.append((_landed(p, km, tw, g.window), cell, g.design, g.window))
+                    if rank < LATE_CELLS:
+                        late = p.km_weight * km + p.lateness_penalty[g.priority]
+                        late = late + tw * self.horizon + past_due
+                        options.append((late, cell, g.design, None))
+                option_lists.append(options)
+            self._skeleton = skeleton(self.supply, option_lists, self._coefficients)
+            self._short_cost = np.array(
+                [p.shortage_penalty[g.priority] for g in self.groups], dtype=np.float64
+            )
+        return self._skeleton
 
     def _solution(
         self,
         cost: float,
-        rows: dict[tuple[str, Class, int], Constraint],
-        used: dict[tuple[str, Class, int], Variable],
-        stock_rows: dict[tuple[str, str], Constraint],
-        by_offer: dict[str, list[tuple[int, Variable]]],
-        demand_rows: list[Constraint],
+        base: Skeleton,
+        x: np.ndarray,
+        dual: np.ndarray,
+        taken: dict[str, dict[int, float]],
+        demand_rows: np.ndarray,
     ) -> Solution:
         # One more minute of work in a bucket raises what it must balance: its marginal cost is the
         # bucket row's dual, negated (the row reads `work - used + used before = 0`).
-        duals = {key: max(0.0, -row.dual_value()) for key, row in rows.items()}
-        slack = {key: var.ub() - var.solution_value() for key, var in used.items()}
-        stock_duals = {key: max(0.0, -row.dual_value()) for key, row in stock_rows.items()}
+        bucket_rows = np.array([base.row_of[key] for key in base.bucket_keys], dtype=np.int64)
+        duals = dict(zip(base.bucket_keys, np.maximum(0.0, -dual[bucket_rows]).tolist(), strict=True))
+        slack = dict(zip(base.bucket_keys, (base.bucket_upper - x[: base.buckets]).tolist(), strict=True))
+        stock_rows = np.array([base.row_of[key] for key in base.stock_keys], dtype=np.int64)
+        stock_duals = dict(zip(base.stock_keys, np.maximum(0.0, -dual[stock_rows]).tolist(), strict=True))
         prices: dict[tuple[str, str, int], float] = {}
         spare: dict[tuple[str, str, int], float] = {}
         whole: dict[tuple[str, str, int], float] = {}
@@ -352,12 +349,12 @@ class RegionModel:
                     spare[cell, design, window] = max(0.0, free)
                     whole[cell, design, window] = max(0.0, full)
         imports = {
-            (offer_id, gi): var.solution_value()
-            for offer_id, pairs in by_offer.items()
-            for gi, var in pairs
-            if var.solution_value() > 1e-6
+            (offer_id, gi): units
+            for offer_id, by_group in taken.items()
+            for gi, units in by_group.items()
+            if units > 1e-6
         }
-        values = {gi: row.dual_value() for gi, row in enumerate(demand_rows)}
+        values = dict(enumerate(dual[demand_rows].tolist()))
         return Solution(cost=cost, prices=prices, spare=spare, whole=whole, imports=imports, values=values)
 
     # --- what the region tells its peers -----------------------------------------------------------
@@ -418,14 +415,18 @@ class RegionModel:
         """The own cells a hosted trade may be made in, with their distance to the trade's cell: the
         nearest that can make it, and the cell whose offer it answers (a region of 2,500 orders has
         more cells than `own_cells`, and an origin may buy from any cell's offer: the units must be
-        makeable where they were offered)."""
-        target = cell_centre(trade.cell, self.cell_deg)
-        cells = self.near_cells(trade.design, target)
-        source = self.supply.get(trade.source)
-        known = {c for c, _ in cells}
-        if source is not None and trade.design in source.can_make and trade.source not in known:
-            cells.append((trade.source, haversine_km(source.centre, target)))
-        return cells
+        makeable where they were offered). Kept per design, cell and source: the net asks for the
+        same trades' cells in every solve of a round."""
+        key = (trade.design, trade.cell, trade.source)
+        if key not in self._export_cache:
+            target = cell_centre(trade.cell, self.cell_deg)
+            cells = self.near_cells(trade.design, target)
+            source = self.supply.get(trade.source)
+            known = {c for c, _ in cells}
+            if source is not None and trade.design in source.can_make and trade.source not in known:
+                cells.append((trade.source, haversine_km(source.centre, target)))
+            self._export_cache[key] = cells
+        return list(self._export_cache[key])
 
     def near_cells(self, design: str, place: Location) -> list[tuple[str, float]]:
         """The nearest own cells able to make `design`, with their distance to `place`."""
