@@ -244,10 +244,12 @@ def round_units_by(
     urgency: np.ndarray,
     deadline: float = math.inf,
     fill_deadline: float = math.inf,
+    polish: bool = True,
 ) -> tuple[np.ndarray, bool, Rows | None]:
     """`round_units`, whose merge stops at `deadline` and fill at `fill_deadline` (`time.perf_counter()`
     instants; units not placed by then are short, a valid plan still): the units, whether both went
-    through, and the rows with the units counted in (None without options), for a step after."""
+    through, and the rows with the units counted in (None without options), for a step after.
+    Without `polish`, the plan stops after the fill (`polished` can finish it later)."""
     n = network
     units = np.floor(np.maximum(0.0, fractional) + ROUND_TOLERANCE).astype(np.int64)
     if not n.options:
@@ -265,13 +267,20 @@ def round_units_by(
     _trim(rows, units, fill_deadline)
     if not _fill(rows, units, urgency, fill_deadline):
         return units, False, rows
-    merged = (
+    if not polish:
+        return units, True, rows
+    return units, polished(rows, units, deadline), rows
+
+
+def polished(rows: Rows, units: np.ndarray, deadline: float = math.inf) -> bool:
+    """Make a full plan cheaper in place: its split orders merged, consolidated and joined by
+    ejection (`_merge`, `_consolidate`, `_eject`); whether every step ended before `deadline`."""
+    return (
         _merge(rows, units, deadline)
         and _consolidate(rows, units, deadline)
         and _eject(rows, units, deadline)
         and _consolidate(rows, units, deadline)
     )
-    return units, merged, rows
 
 
 def _trim(rows: Rows, units: np.ndarray, deadline: float = math.inf) -> None:

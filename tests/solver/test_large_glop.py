@@ -252,3 +252,35 @@ def test_a_wrong_basis_costs_pivots_not_the_optimum() -> None:
     assert optimal_again and value_again == pytest.approx(value, rel=1e-9)
     with pytest.raises(ValueError, match="row_status"):
         again.lp.set_basis(variables, rows[:-1])
+
+
+def test_a_demand_short_by_many_units_takes_in_more_columns_a_round(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A demand the LP leaves short by several times a typical demand's quantity (a lease of hundreds
+    # of units in a host's plan) needs labs its first options do not have: it gets up to
+    # COLUMNS_PER_SHORT columns a round, in proportion; one short by less than that, the usual four.
+    network, active = network_of(300, 60, 4)
+    lp = LinearRelaxation(network, active)
+    optimal, _, _, demand_dual, _, stock_dual = lp.solve(np.inf)
+    assert optimal
+    points = np.zeros(len(network.point_chain))
+
+    def per_demand(found: np.ndarray) -> np.ndarray:
+        return np.bincount(network.demand[found], minlength=len(network.quantity))
+
+    usual = per_demand(lp.negative_columns(demand_dual, points, stock_dual))
+    with monkeypatch.context() as m:
+        m.setattr(relaxation_module, "COLUMNS_PER_DEMAND", 10**6)
+        available = per_demand(lp.negative_columns(demand_dual, points, stock_dual))
+    wide = np.flatnonzero(available >= 8)
+    assert len(wide) >= 2, "no demand with eight priced columns: the counts below would test nothing"
+    typical = float(np.median(network.quantity))
+    short = np.zeros(len(network.quantity))
+    short[wide[0]] = 10 * typical  # wants 40 columns a round: capped
+    short[wide[1]] = 0.5 * typical  # wants the usual 4
+    counted = per_demand(lp.negative_columns(demand_dual, points, stock_dual, short))
+    cap = relaxation_module.COLUMNS_PER_SHORT
+    assert cap > relaxation_module.COLUMNS_PER_DEMAND
+    assert counted[wide[0]] == min(int(available[wide[0]]), cap)
+    assert counted[wide[1]] == relaxation_module.COLUMNS_PER_DEMAND
+    others = np.setdiff1d(np.arange(len(network.quantity)), wide[:2])
+    assert counted[others].tolist() == usual[others].tolist()

@@ -12,7 +12,7 @@ from solver.large import rounding
 from solver.large.network import build_network
 from solver.large.path import WIDE
 from solver.large.relaxation import relax
-from solver.large.rounding import Rows, _trim, round_units
+from solver.large.rounding import Rows, _trim, polished, round_units, round_units_by
 from solver.model.candidates import find_candidates
 from solver.model.problem import SolveParams, horizon_days
 from tests.solver.factory import FAR, KM_ONLY, MIDDLE, NEAR, PLENTY, lab, order, problem
@@ -216,3 +216,19 @@ def test_the_ejection_passes_over_only_moves_that_cannot_pay(monkeypatch: pytest
         every = round_units(network, lp.units, network.shortage)
         assert np.array_equal(pruned, every), seed
     assert skipped > 0
+
+
+def test_a_plan_polished_later_is_the_plan_polished_at_once() -> None:
+    # The large path rounds the plan in hand without polishing it, and polishes it only when it
+    # could beat the LP's plan: polishing later must give what the one-step rounding gives.
+    p = synthetic_problem(600, 60, 2)
+    params = SolveParams(time_limit_s=60.0, workers=1, decompose_above=0)
+    days = horizon_days(p, params)
+    network = build_network(p, params, find_candidates(p, params.k_nearest * WIDE, days), days)
+    lp = relax(network, np.ones(network.options, dtype=bool), np.inf, max_rounds=200)
+    at_once, merged, _ = round_units_by(network, lp.units, network.shortage)
+    rough, filled, rows = round_units_by(network, lp.units, network.shortage, polish=False)
+    assert merged and filled and rows is not None
+    assert not np.array_equal(rough, at_once), "polishing changed nothing: the test would prove nothing"
+    assert polished(rows, rough)
+    assert np.array_equal(rough, at_once)
