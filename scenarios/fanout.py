@@ -86,20 +86,29 @@ def open_executor(
     *,
     dask_processes: bool = True,
     connect_timeout_s: float = CONNECT_TIMEOUT_S,
+    initializer: Callable[..., object] | None = None,
+    initargs: tuple[Any, ...] = (),
 ) -> Iterator[Executor]:
     """An executor for `choice` with `workers` workers (default: one per core), shut down on exit.
 
     `dask_processes=False` runs a local Dask cluster's workers as threads of this process (light, for
     tests); with an existing scheduler its own workers run the tasks, so `workers` must be None.
+    `initializer(*initargs)` runs once in each worker of a process pool as it starts (state that
+    every task of the pool reads, such as the federation's region models); Dask has no such hook.
     On an error inside the block, tasks not yet started are cancelled rather than waited for.
     """
     if isinstance(choice, str):
         choice = parse_executor(choice)
     if workers is not None and workers < 1:
         raise FanoutError(f"workers must be at least 1, not {workers}")
+    if initializer is not None and choice.kind != "process":
+        raise FanoutError("a worker initializer needs the process executor")
     if choice.kind == "process":
         pool = ProcessPoolExecutor(
-            max_workers=workers or default_workers(), mp_context=multiprocessing.get_context("spawn")
+            max_workers=workers or default_workers(),
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=initializer,
+            initargs=initargs,
         )
         try:
             yield pool

@@ -33,6 +33,8 @@ from __future__ import annotations
 
 import resource
 import time
+from concurrent.futures import Executor
+from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -40,6 +42,7 @@ from protocol.model import Plan
 from protocol.peers import encode_peer
 from scenarios.fanout import fan_out, open_executor
 from scenarios.federation import Case, federation, merged
+from scenarios.federation_pool import PooledSolves, load, wait_ready
 from solver.allocation.allocate import solve
 from solver.federation.market import Trade
 from solver.federation.net import NetParams, run_net
@@ -115,7 +118,9 @@ def _plan_task(task: tuple[str, Problem, list[Trade], SolveParams, Plan | None])
 
 
 def _plan_all(
-    tasks: list[tuple[str, Problem, list[Trade], SolveParams, Plan | None]], workers: int
+    tasks: list[tuple[str, Problem, list[Trade], SolveParams, Plan | None]],
+    workers: int,
+    executor: Executor | None = None,
 ) -> list[RegionalPlan]:
     """The regions' plans, side by side on a pool of `workers` processes (in this process for 1), the
     longest first so that the workers end together; in the order of `tasks`. A plan started from a
@@ -140,8 +145,11 @@ def _plan_all(
         return (warm.solve_seconds * max(0, own - imported + hosted) / own, len(problem.demands))
 
     order = sorted(range(len(tasks)), key=lambda i: expected(i), reverse=True)
-    with open_executor("process", min(workers, len(tasks))) as executor:
+    if executor is not None:
         done = fan_out(executor, _plan_task, [tasks[i] for i in order])
+    else:
+        with open_executor("process", min(workers, len(tasks))) as pool:
+            done = fan_out(pool, _plan_task, [tasks[i] for i in order])
     plans: list[RegionalPlan | None] = [None] * len(tasks)
     for i, plan in zip(order, done, strict=True):
         plans[i] = plan
@@ -164,15 +172,28 @@ def bench_federation(bench: BenchParams) -> dict[str, Any]:
     alone = {p.region: p for p in isolated_plans}
     # The federated run: the net, every trading region's plan with its trades (started from its plan
     # in hand), the validator and the final check.
-    started = time.perf_counter()
+    problems = {r.id: r.problem for r in regions}
     cpu = _cpu_seconds()
-    net = run_net({r.id: r.problem for r in regions}, params, NetParams())
-    net_seconds = time.perf_counter() - started
-    trading = {t.host for t in net.trades} | {t.origin for t in net.trades}
-    with_trades = _plan_all(
-        [(r.id, r.problem, net.trades, params, alone[r.id].plan) for r in regions if r.id in trading],
-        bench.workers,
-    )
+    with ExitStack() as stack:
+        solves: PooledSolves | None = None
+        executor: Executor | None = None
+        if bench.workers > 1:
+            # Each region's planner is running when a session opens: its process, and its model
+            # of its own problem, are there before the net starts (`wait_ready`).
+            executor = stack.enter_context(
+                open_executor("process", bench.workers, initializer=load, initargs=(problems, params))
+            )
+            wait_ready(executor, bench.workers)
+            solves = PooledSolves(executor)
+        started = time.perf_counter()
+        net = run_net(problems, params, NetParams(), solves)
+        net_seconds = time.perf_counter() - started
+        trading = {t.host for t in net.trades} | {t.origin for t in net.trades}
+        with_trades = _plan_all(
+            [(r.id, r.problem, net.trades, params, alone[r.id].plan) for r in regions if r.id in trading],
+            bench.workers,
+            executor,
+        )
     traded = {p.region: p for p in with_trades}
     traded_plans = [traded.get(r.id, alone[r.id]) for r in regions]
     kept = integer_check(isolated_plans, traded_plans)

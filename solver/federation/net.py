@@ -35,6 +35,7 @@ import math
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from typing import Protocol
 
 from solver.federation.cells import CELL_DEG, cell_centre
 from solver.federation.market import Bid, Message, Offer, Trade
@@ -112,18 +113,82 @@ class NetResult:
         return sum(self.federated.values())
 
 
+@dataclass(frozen=True)
+class SolveAsk:
+    """One region's LP to solve: the offers it may buy from, the trades it receives and makes."""
+
+    offers: tuple[Offer, ...] = ()
+    imports: tuple[Trade, ...] = ()
+    exports: tuple[Trade, ...] = ()
+
+
+@dataclass(frozen=True)
+class MeansAsk:
+    """A host's awards to cut down to what it can make (`within_means`)."""
+
+    standing: Solution
+    imports: tuple[Trade, ...]
+    exports: tuple[Trade, ...]
+    awards: tuple[Trade, ...]
+
+
+class RegionSolves(Protocol):
+    """Where the regions' LPs of a step of the round are solved: each region's are independent of
+    the others', as they are between planner processes."""
+
+    def solve(self, asks: Mapping[str, SolveAsk]) -> dict[str, Solution]:
+        """Each region's solution to its ask."""
+        ...
+
+    def within_means(self, asks: Mapping[str, MeansAsk]) -> dict[str, list[Trade]]:
+        """Each host's awards, cut down to what it can make."""
+        ...
+
+
+class LocalSolves:
+    """The regions' LPs solved one after the other in this process."""
+
+    def __init__(self, models: Mapping[str, RegionModel]) -> None:
+        self.models = models
+
+    def solve(self, asks: Mapping[str, SolveAsk]) -> dict[str, Solution]:
+        """Each region's solution to its ask, in the asks' order."""
+        return {r: solve_ask(self.models[r], ask) for r, ask in asks.items()}
+
+    def within_means(self, asks: Mapping[str, MeansAsk]) -> dict[str, list[Trade]]:
+        """Each host's awards cut down to what it can make, in the asks' order."""
+        return {r: means_of(self.models[r], ask) for r, ask in asks.items()}
+
+
+def solve_ask(model: RegionModel, ask: SolveAsk) -> Solution:
+    """A region's LP for one ask."""
+    return model.solve(offers=list(ask.offers), imports=list(ask.imports), exports=list(ask.exports))
+
+
+def means_of(model: RegionModel, ask: MeansAsk) -> list[Trade]:
+    """A host's awards for one ask, cut down to what it can make."""
+    return within_means(model, ask.standing, list(ask.imports), list(ask.exports), list(ask.awards))
+
+
 def run_net(
-    regions: dict[str, Problem], params: SolveParams = SolveParams(), net: NetParams = NetParams()
+    regions: dict[str, Problem],
+    params: SolveParams = SolveParams(),
+    net: NetParams = NetParams(),
+    solves: RegionSolves | None = None,
 ) -> NetResult:
-    """Run the priced contract net over `regions` (region id -> its own problem); see the module docstring."""
+    """Run the priced contract net over `regions` (region id -> its own problem); see the module
+    docstring. `solves` says where the regions' LPs are solved (one after the other here, by
+    default; side by side in processes of their own, `scenarios.federation_pool`): the same
+    solutions either way."""
     if len(regions) < 2:
         raise ValueError(f"regions: the net needs at least 2 regions, got {len(regions)}")
     names = sorted(regions)
     models = {r: RegionModel(r, regions[r], params, net.cell_deg) for r in names}
+    lps = solves if solves is not None else LocalSolves(models)
     coordinator = names[0]
     messages: list[Message] = []
     committed: list[Trade] = []
-    alone = {r: models[r].solve() for r in names}
+    alone = lps.solve({r: SolveAsk() for r in names})
     costs = {r: alone[r].cost for r in names}
     isolated = dict(costs)
     # Round 0: every region offers at the prices of its plan alone, so the first round can bid.
@@ -139,14 +204,16 @@ def run_net(
     # Per region, the share of its busy capacity each cell still offers (`trimmed_shares`).
     shares: dict[str, dict[str, float]] = {r: {} for r in names}
     for round_ in range(1, net.max_rounds + 1):
-        solutions = {
-            r: models[r].solve(
-                offers=[o for o in book if o.host != r],
-                imports=[t for t in committed if t.origin == r],
-                exports=[t for t in committed if t.host == r],
-            )
-            for r in names
-        }
+        solutions = lps.solve(
+            {
+                r: SolveAsk(
+                    offers=tuple(o for o in book if o.host != r),
+                    imports=tuple(t for t in committed if t.origin == r),
+                    exports=tuple(t for t in committed if t.host == r),
+                )
+                for r in names
+            }
+        )
         offers_by_id = {o.offer_id: o for o in book}
         bids: list[Bid] = []
         for r in names:
@@ -157,16 +224,19 @@ def run_net(
             messages.append(Message(bid.origin, bid.host, "BID", bid.body()))
         awarded = award_bids(bids, offers_by_id, step, round_, len(committed))
         tentative = []
-        for r in names:
-            asked = [t for t in awarded if t.host == r]
-            kept = within_means(
-                models[r],
+        asks = {
+            r: MeansAsk(
                 standing[r],
-                [t for t in committed if t.origin == r],
-                [t for t in committed if t.host == r],
-                asked,
+                tuple(t for t in committed if t.origin == r),
+                tuple(t for t in committed if t.host == r),
+                tuple(t for t in awarded if t.host == r),
             )
-            shares[r] = trimmed_shares(shares[r], asked, kept, net.offer_share)
+            for r in names
+        }
+        means = lps.within_means({r: ask for r, ask in asks.items() if ask.awards})
+        for r in names:
+            kept = means.get(r, [])
+            shares[r] = trimmed_shares(shares[r], list(asks[r].awards), kept, net.offer_share)
             tentative += kept
         for trade in tentative:
             messages.append(
@@ -182,12 +252,15 @@ def run_net(
             rounds.append(RoundRecord(round_, 0, 0, total, total, False))
             break
         trades = committed + tentative
-        new_solutions = {
-            r: models[r].solve(
-                imports=[t for t in trades if t.origin == r], exports=[t for t in trades if t.host == r]
-            )
-            for r in names
-        }
+        new_solutions = lps.solve(
+            {
+                r: SolveAsk(
+                    imports=tuple(t for t in trades if t.origin == r),
+                    exports=tuple(t for t in trades if t.host == r),
+                )
+                for r in names
+            }
+        )
         new_costs = {r: new_solutions[r].cost for r in names}
         new_total = sum(new_costs.values())
         for r in names:
