@@ -25,8 +25,11 @@ What is timed (`seconds`, `cpu_seconds`): the federated run, from the net's firs
 check: the net, each trading region's plan with its trades, the validator and the check. The plans
 alone come first and are timed apart (`isolated_seconds`): they are the isolated reference, and a
 live planner holds its plan alone before any session opens (it plans its own orders first), so the
-federation starts from it rather than making it. The global LP and integer plan come after, untimed
-but for `global_seconds`.
+federation starts from it rather than making it. For the same reason the pool of `workers` processes
+that solves the net's regional LPs side by side (`scenarios.federation_pool`) and then the plans
+with trades is started, each worker holding every region's model, before the clock starts; its CPU,
+start included, counts in `cpu_seconds`. The global LP and integer plan come after, untimed but for
+`global_seconds`.
 """
 
 from __future__ import annotations
