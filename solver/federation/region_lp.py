@@ -125,18 +125,22 @@ def skeleton(
         stock_keys=stock_keys,
         base_lower=np.asarray(lower, dtype=np.float64),
         base_upper=np.asarray(upper, dtype=np.float64),
-        base_entries=(
-            np.asarray(e_row, dtype=np.int64),
-            np.asarray(e_col, dtype=np.int64),
-            np.asarray(e_val, dtype=np.float64),
-        ),
+        base_entries=_entries(e_row, e_col, e_val),
         group_start=np.asarray(starts, dtype=np.int64),
         option_cost=np.asarray(costs, dtype=np.float64),
-        option_entries=(
-            np.asarray(o_opt, dtype=np.int64),
-            np.asarray(o_row, dtype=np.int64),
-            np.asarray(o_val, dtype=np.float64),
-        ),
+        option_entries=_entries(o_opt, o_row, o_val),
+    )
+
+
+Entries = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+def _entries(first: list[int], second: list[int], value: list[float]) -> Entries:
+    """Matrix entries as arrays: two index lists and their coefficients."""
+    return (
+        np.asarray(first, dtype=np.int64),
+        np.asarray(second, dtype=np.int64),
+        np.asarray(value, dtype=np.float64),
     )
 
 
@@ -247,9 +251,10 @@ def layout(
             mine.append(column)
             column += 1
         export_columns.append(np.array(mine, dtype=np.int64))
-    rows.append(np.array(e_row, dtype=np.int64))
-    cols.append(np.array(e_col, dtype=np.int64))
-    vals.append(np.array(e_val, dtype=np.float64))
+    hosted_entries = _entries(e_row, e_col, e_val)
+    rows.append(hosted_entries[0])
+    cols.append(hosted_entries[1])
+    vals.append(hosted_entries[2])
     export_units = np.array([e.units for e in exports], dtype=np.float64)
     return Layout(
         lower=lower,

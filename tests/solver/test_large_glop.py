@@ -155,14 +155,20 @@ def test_the_generated_relaxation_is_the_lp_of_every_row_and_option(seed: int) -
     assert grown.value == pytest.approx(value, rel=1e-7)
 
 
-def test_columns_are_priced_the_same_a_chunk_of_options_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
-    # negative_columns prices OPTION_CHUNK options at a time (a continent's 8 million at once held
-    # 400 MB of temporaries): chunks of 7 options, which cut many options' entries apart from their
-    # neighbours', must find the same columns as one chunk of every option.
+def solved_first_lp():
+    """A 300 x 60 network's first LP, solved: the network, the LP, its demand and stock duals."""
     network, active = network_of(300, 60, 4)
     lp = LinearRelaxation(network, active)
     optimal, _, _, demand_dual, _, stock_dual = lp.solve(np.inf)
     assert optimal
+    return network, lp, demand_dual, stock_dual
+
+
+def test_columns_are_priced_the_same_a_chunk_of_options_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    # negative_columns prices OPTION_CHUNK options at a time (a continent's 8 million at once held
+    # 400 MB of temporaries): chunks of 7 options, which cut many options' entries apart from their
+    # neighbours', must find the same columns as one chunk of every option.
+    network, lp, demand_dual, stock_dual = solved_first_lp()
     point_dual = np.zeros(len(network.point_chain))
     point_dual[np.arange(0, len(point_dual), 5)] = 0.01  # some checkpoints priced, as cuts would be
     whole = lp.negative_columns(demand_dual, point_dual, stock_dual)
@@ -258,10 +264,7 @@ def test_a_demand_short_by_many_units_takes_in_more_columns_a_round(monkeypatch:
     # A demand the LP leaves short by several times a typical demand's quantity (a lease of hundreds
     # of units in a host's plan) needs labs its first options do not have: it gets up to
     # COLUMNS_PER_SHORT columns a round, in proportion; one short by less than that, the usual four.
-    network, active = network_of(300, 60, 4)
-    lp = LinearRelaxation(network, active)
-    optimal, _, _, demand_dual, _, stock_dual = lp.solve(np.inf)
-    assert optimal
+    network, lp, demand_dual, stock_dual = solved_first_lp()
     points = np.zeros(len(network.point_chain))
 
     def per_demand(found: np.ndarray) -> np.ndarray:
