@@ -11,14 +11,18 @@ first. The solutions are the ones the one-process net gets: each is a pure funct
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Executor
+from typing import TypeVar
 
 from solver.federation.cells import CELL_DEG
 from solver.federation.market import Trade
 from solver.federation.net import MeansAsk, SolveAsk, means_of, solve_ask
 from solver.federation.region import RegionModel, Solution
 from solver.model.problem import Problem, SolveParams
+
+A = TypeVar("A")
+R = TypeVar("R")
 
 #: The models of this worker process, by region (`load`).
 _MODELS: dict[str, RegionModel] = {}
@@ -63,7 +67,9 @@ class PooledSolves:
         """Each host's awards cut down to what it can make, side by side."""
         return self._run(_means, asks)
 
-    def _run(self, task, asks):  # type: ignore[no-untyped-def]
+    def _run(self, task: Callable[[str, A], tuple[R, float]], asks: Mapping[str, A]) -> dict[str, R]:
+        """Each ask sent at once, the region whose last task took longest first; results in the
+        asks' order."""
         order = sorted(asks, key=lambda r: -self.seconds.get(r, 0.0))
         futures = {r: self.executor.submit(task, r, asks[r]) for r in order}
         out = {}

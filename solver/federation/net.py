@@ -1,4 +1,5 @@
-"""The rounds of the priced contract net, run over every region's model in one process.
+"""The rounds of the priced contract net over every region's model, in one process (the regions'
+LPs solved in turn, or side by side through `RegionSolves`).
 
 Each round (SPEC.md section 10.4):
 
