@@ -187,7 +187,7 @@ def layout(
     own = np.diff(base.group_start)
     bought = np.array([len(options) for options in imports], dtype=np.int64)
     size = 1 + np.where(active, own + bought, 0)
-    start = base.buckets + np.concatenate([[0], np.cumsum(size)[:-1]]).astype(np.int64)
+    start = (base.buckets + np.cumsum(size) - size).astype(np.int64)
     group_columns = int(size.sum())
     offer_row0 = base.base_rows
     demand_row0 = offer_row0 + len(offer_units)

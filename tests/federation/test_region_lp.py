@@ -26,7 +26,7 @@ from solver.federation.region import (
     _offers_by_design_window,
 )
 from solver.model.objective import overdue_weight
-from solver.model.problem import SolveParams
+from solver.model.problem import Problem, SolveParams
 
 PARAMS = SolveParams(late_window_days=2.0, time_limit_s=5.0)
 
@@ -179,3 +179,30 @@ def test_a_region_with_no_demand_left_still_prices_its_capacity() -> None:
     assert covered.short_units == pytest.approx(0.0)
     assert covered.cost == pytest.approx(0.0, abs=1e-6)  # nothing left to make
     assert covered.prices and all(math.isfinite(v) and v >= 0 for v in covered.prices.values())
+
+
+def test_a_region_with_no_orders_of_its_own_makes_a_trade_as_the_calls_do() -> None:
+    # A host whose own region has no orders (no demand group at all) still lays out and solves its
+    # LP for the trades it makes.
+    regions = federation(2, 20, 6, seed=2, case="surge")
+    source = regions[1].problem
+    idle = Problem(now=source.now, designs=source.designs, labs=source.labs, demands=[])
+    model = RegionModel("idle", idle, PARAMS)
+    assert model.groups == []
+    cell, supply = next((c, s) for c, s in model.supply.items() if s.can_make)
+    trade = Trade(
+        trade_id="t1",
+        host="idle",
+        origin="busy",
+        design=sorted(supply.can_make)[0],
+        window=3,
+        cell=cell,
+        units=5,
+        price=0.0,
+        round=1,
+        source=cell,
+    )
+    assert _figures(model.solve()) == pytest.approx(reference(model, [], [], []))
+    made = _figures(model.solve(exports=[trade]))
+    assert made == pytest.approx(reference(model, [], [], [trade]), rel=1e-7, abs=1e-6)
+    assert made["made"] + made["short"] == pytest.approx(5.0)
