@@ -275,9 +275,8 @@ class RegionModel:
                 if units > 1e-6:
                     solution.made.setdefault(trade.trade_id, {})[cell] = units
         if stock_left:
-            rows = np.array([base.row_of[key] for key in base.stock_keys], dtype=np.int64)
-            used = activity(lp, x, rows)
-            for key, row, units in zip(base.stock_keys, rows.tolist(), used.tolist(), strict=True):
+            used = activity(lp, x, base.stock_rows)
+            for key, row, units in zip(base.stock_keys, base.stock_rows.tolist(), used.tolist(), strict=True):
                 solution.stock_left[key] = max(0.0, float(lp.row_upper[row]) - units)
         return solution
 
@@ -318,11 +317,10 @@ class RegionModel:
     ) -> Solution:
         # One more minute of work in a bucket raises what it must balance: its marginal cost is the
         # bucket row's dual, negated (the row reads `work - used + used before = 0`).
-        bucket_rows = np.array([base.row_of[key] for key in base.bucket_keys], dtype=np.int64)
-        duals = dict(zip(base.bucket_keys, np.maximum(0.0, -dual[bucket_rows]).tolist(), strict=True))
+        duals = dict(zip(base.bucket_keys, np.maximum(0.0, -dual[base.bucket_rows]).tolist(), strict=True))
         slack = dict(zip(base.bucket_keys, (base.bucket_upper - x[: base.buckets]).tolist(), strict=True))
-        stock_rows = np.array([base.row_of[key] for key in base.stock_keys], dtype=np.int64)
-        stock_duals = dict(zip(base.stock_keys, np.maximum(0.0, -dual[stock_rows]).tolist(), strict=True))
+        stock_price = np.maximum(0.0, -dual[base.stock_rows]).tolist()
+        stock_duals = dict(zip(base.stock_keys, stock_price, strict=True))
         prices: dict[tuple[str, str, int], float] = {}
         spare: dict[tuple[str, str, int], float] = {}
         whole: dict[tuple[str, str, int], float] = {}

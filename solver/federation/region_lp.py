@@ -51,6 +51,8 @@ class Skeleton:
     group_start: np.ndarray  # per group, its first option (and one past the last group's)
     option_cost: np.ndarray
     option_entries: tuple[np.ndarray, np.ndarray, np.ndarray]  # option, base row, coefficient
+    bucket_rows: np.ndarray  # per bucket (as bucket_keys), its balance row
+    stock_rows: np.ndarray  # per stock row key (as stock_keys), its row
 
     @property
     def buckets(self) -> int:
@@ -129,6 +131,8 @@ def skeleton(
         group_start=np.asarray(starts, dtype=np.int64),
         option_cost=np.asarray(costs, dtype=np.float64),
         option_entries=_entries(o_opt, o_row, o_val),
+        bucket_rows=np.array([row_of[key] for key in bucket_keys], dtype=np.int64),
+        stock_rows=np.array([row_of[key] for key in stock_keys], dtype=np.int64),
     )
 
 
