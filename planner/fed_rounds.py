@@ -41,7 +41,7 @@ from typing import Any
 
 from planner.fed_leases import Leases, day_start, day_zero
 from planner.trade_book import TradeBook
-from protocol.peers import CostBody, PeerEnvelope, RoundStart
+from protocol.peers import CostBody, PartsInbox, PeerEnvelope, RoundStart, in_parts
 from solver.federation.market import Bid, Offer, Trade
 from solver.federation.net import (
     COMMIT_MARGIN,
@@ -133,16 +133,27 @@ class Rounds:
         #: The cells each peer offered from in the latest session (where the network page draws it).
         self.peer_cells: dict[str, set[str]] = {}
         self._got: dict[tuple[int, str], dict[str, Any]] = {}
+        #: Parts of OFFERS, BIDS and AWARDS messages not yet whole.
+        self._parts = PartsInbox()
         self._changed = asyncio.Event()
         self._taking_part = asyncio.Lock()
         self._negotiating = asyncio.Lock()
 
     # --- the messages of a round ------------------------------------------------------------------
 
+    async def _send_parts(self, region: str, kind: str, body: dict[str, Any]) -> None:
+        """Send an OFFERS, BIDS or AWARDS body, in as many parts as its list takes (`in_parts`)."""
+        for part in in_parts(kind, body):
+            await self.send(region, kind, part)
+
     def take(self, message: PeerEnvelope) -> None:
-        """Keep a phase message (OFFERS, BIDS, AWARDS, COST, VOTE, COMMIT, ABORT) for whoever waits."""
+        """Keep a phase message (OFFERS, BIDS, AWARDS, COST, VOTE, COMMIT, ABORT) for whoever waits;
+        a message in parts is kept once every part is here (a part sent again replaces itself)."""
         body = message.body
         round_ = getattr(body, "round", 0)
+        body = self._parts.add(message.sender, message.kind, body)
+        if body is None:
+            return  # more parts to come
         if message.kind == "VOTE" and getattr(body, "commit", False):
             ended = self.book.round_outcome(round_)
             if ended in {"abort", "presumed abort"}:
@@ -218,6 +229,7 @@ class Rounds:
             finally:
                 for key in [k for k in self._got if k[0] < start.round - 2]:
                     del self._got[key]
+                self._parts.drop_before(start.round - 2)
 
     async def _new_session(self, start: RoundStart) -> Session:
         problem = self.problem()
@@ -259,7 +271,8 @@ class Rounds:
         self.stats.orders_exposed |= session.model.exposed_orders(units)
         self.stats.bids_sent += len(bids)
         for host in others:
-            await self.send(host, "BIDS", {"round": r, "bids": [b.body() for b in bids if b.host == host]})
+            to_host = [b.body() for b in bids if b.host == host]
+            await self._send_parts(host, "BIDS", {"round": r, "bids": to_host})
         previous = session.offers
         got = await self._collect(r, "BIDS", others)
         if got is None:
@@ -282,7 +295,7 @@ class Rounds:
             awards = [
                 {"bid_id": _bid_of(t), "round": r, "units": t.units} for t in hosted if t.origin == origin
             ]
-            await self.send(origin, "AWARDS", {"round": r, "awards": awards})
+            await self._send_parts(origin, "AWARDS", {"round": r, "awards": awards})
         got = await self._collect(r, "AWARDS", others)
         if got is None:
             await self._veto(coordinator, r)
@@ -346,7 +359,7 @@ class Rounds:
         offers = session.model.offers(solution, r, self.net.offer_share, session.shares)
         session.offers = {o.offer_id: o for o in offers}
         for region in others:
-            await self.send(region, "OFFERS", {"round": r, "offers": [o.body() for o in offers]})
+            await self._send_parts(region, "OFFERS", {"round": r, "offers": [o.body() for o in offers]})
 
     async def _veto(self, coordinator: str, r: int) -> None:
         self.stats.vetoes_sent += 1

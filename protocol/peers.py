@@ -13,7 +13,7 @@ from datetime import date
 from typing import Annotated, Any, Literal
 
 import msgpack
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, model_validator
 
 from protocol.codec import MAX_FRAME_BYTES, unpack_frame
 from protocol.errors import ProtocolError, describe_validation_error
@@ -137,25 +137,90 @@ class RoundStart(Record):
     day: date | None = None
 
 
-class OffersBody(Record):
-    """Every offer a host makes in a round, in one message (an empty list says it has none)."""
+#: The most items of one OFFERS, BIDS or AWARDS message; a longer list goes in parts (`Parts`). At
+#: about 170 bytes an offer, a full part stays near a third of the frame limit.
+PART_ITEMS = 500
+#: The most parts one list may take (500 x 200 = 100,000 offers of one region in one round).
+MOST_PARTS = 200
+
+
+class Parts(Record):
+    """A message whose list may come in several parts: `part` of `parts` (0-based), each whole and
+    valid on its own; the receiver takes the message once it holds every part (SPEC.md 10.2)."""
+
+    part: int = Field(default=0, ge=0, lt=MOST_PARTS)
+    parts: int = Field(default=1, ge=1, le=MOST_PARTS)
+
+    @model_validator(mode="after")
+    def _part_within_parts(self) -> Parts:
+        if self.part >= self.parts:
+            raise ValueError(f"part {self.part} of {self.parts}: a part counts from 0 to parts - 1")
+        return self
+
+
+class OffersBody(Parts):
+    """Every offer a host makes in a round (an empty list says it has none), in one or more parts."""
 
     round: int = Field(ge=0)
-    offers: list[OfferBody] = Field(default_factory=list, max_length=1000)
+    offers: list[OfferBody] = Field(default_factory=list, max_length=PART_ITEMS)
 
 
-class BidsBody(Record):
-    """Every bid an origin sends one host in a round (empty: none for that host)."""
-
-    round: Round
-    bids: list[BidBody] = Field(default_factory=list, max_length=1000)
-
-
-class AwardsBody(Record):
-    """Every award a host makes one origin in a round (empty: none for that origin)."""
+class BidsBody(Parts):
+    """Every bid an origin sends one host in a round (empty: none for that host), in parts."""
 
     round: Round
-    awards: list[AwardBody] = Field(default_factory=list, max_length=1000)
+    bids: list[BidBody] = Field(default_factory=list, max_length=PART_ITEMS)
+
+
+class AwardsBody(Parts):
+    """Every award a host makes one origin in a round (empty: none for that origin), in parts."""
+
+    round: Round
+    awards: list[AwardBody] = Field(default_factory=list, max_length=PART_ITEMS)
+
+
+#: The list each message kind sent in parts carries.
+PART_LISTS: dict[str, str] = {"OFFERS": "offers", "BIDS": "bids", "AWARDS": "awards"}
+
+
+def in_parts(kind: str, body: dict[str, Any]) -> list[dict[str, Any]]:
+    """The bodies to send for one message of `kind` (`PART_LISTS`): one, or its list cut into parts
+    of at most PART_ITEMS items, each body otherwise the same (an empty list is one part)."""
+    key = PART_LISTS[kind]
+    items = body[key]
+    count = max(1, -(-len(items) // PART_ITEMS))
+    if count > MOST_PARTS:
+        raise ProtocolError(f"{kind}: {len(items)} items need {count} parts, more than {MOST_PARTS}")
+    return [
+        body | {key: items[k * PART_ITEMS : (k + 1) * PART_ITEMS], "part": k, "parts": count}
+        for k in range(count)
+    ]
+
+
+class PartsInbox:
+    """Holds the parts of OFFERS, BIDS and AWARDS messages until each message is whole."""
+
+    def __init__(self) -> None:
+        #: (sender, kind, round, parts) -> part -> body
+        self._held: dict[tuple[str, str, int, int], dict[int, Any]] = {}
+
+    def add(self, sender: str, kind: str, body: Any) -> Any | None:
+        """The whole body once `body` completes its message (the lists joined in part order), else
+        None. A body not in parts is whole already; a part received again replaces itself."""
+        if kind not in PART_LISTS or body.parts == 1:
+            return body
+        key = (sender, kind, body.round, body.parts)
+        held = self._held.setdefault(key, {})
+        held[body.part] = body
+        if len(held) < body.parts:
+            return None
+        ordered = [held[k] for k in sorted(self._held.pop(key))]
+        items = [item for part in ordered for item in getattr(part, PART_LISTS[kind])]
+        return ordered[0].model_copy(update={PART_LISTS[kind]: items, "part": 0, "parts": 1})
+
+    def drop_before(self, round_: int) -> None:
+        """Forget the parts of rounds before `round_` (a message that never became whole)."""
+        self._held = {key: parts for key, parts in self._held.items() if key[2] >= round_}
 
 
 class ConfirmBody(Record):
