@@ -27,6 +27,7 @@ from protocol.model import Plan
 from solver.allocation.allocate import solve
 from solver.allocation.emergency import insert_urgent
 from solver.check import check
+from solver.large.path import TIME_REASON
 from solver.model.problem import Problem, SolveParams
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,14 @@ WAITING_WORK = "planned work waiting"
 KEEP_PLANNING_S = 60.0
 #: The shortest such quiet spell in wall seconds, however fast the planner's clock runs.
 KEEP_PLANNING_MIN_S = 2.0
+#: A plan the clock cut short (units left short for time, `solver.large.path.TIME_REASON`) doubles
+#: the solve's time limit, up to this many times the configured one; a plan made within a quarter of
+#: the raised limit halves it again, down to the configured one. At 2,500 orders and 400 labs, four
+#: planners on two cores, the default 2 s left the rounding no time: every other plan placed nothing
+#: and was committed, so every order read as short and its labs got nothing to start.
+MOST_LIMIT_FACTOR = 16.0
+#: What a plan's solve may take of a raised limit before the limit comes down again.
+LIMIT_DOWN_SHARE = 0.25
 
 
 def keep_planning_after(clock_speed: float) -> float:
@@ -113,6 +122,11 @@ class Replanner:
         self.core = core
         self.send_assignments = send_assignments
         self.params = params
+        #: The time limit the planner was configured with; `params` may hold a raised one.
+        self.base_time_limit_s = params.time_limit_s
+        #: Plans the clock cut short, and of them those not committed (they placed nothing).
+        self.cut_short = 0
+        self.cut_short_dropped = 0
         self.debounce_s = debounce_s
         self.min_interval_s = min_interval_s
         self.retry_after_s = retry_after_s
@@ -173,6 +187,28 @@ class Replanner:
                 self.failures += 1
                 log.exception("re-plan failed; trying again in %.1f s", self.retry_after_s)
                 asyncio.get_running_loop().call_later(self.retry_after_s, self.request, "retry after failure")
+
+    def _cut_short(self, plan: Plan) -> bool:
+        """Whether the clock, not the labs, left some of a plan's units short; the time limit is
+        raised then (see MOST_LIMIT_FACTOR), and lowered again after a plan made well within it."""
+        limit = self.params.time_limit_s
+        for_time = sum(s.quantity for s in plan.shortages if s.reason == TIME_REASON)
+        if for_time == 0:
+            if limit > self.base_time_limit_s and plan.solve_seconds < LIMIT_DOWN_SHARE * limit:
+                self.params = replace(self.params, time_limit_s=max(self.base_time_limit_s, limit / 2))
+            return False
+        self.cut_short += 1
+        raised = min(limit * 2, self.base_time_limit_s * MOST_LIMIT_FACTOR)
+        log.warning(
+            "plan cut short by its %.1f-s time limit: %d units not placed for want of time (%d "
+            "allocations)%s",
+            limit,
+            for_time,
+            len(plan.allocations),
+            f"; solving again with {raised:.1f} s" if raised > limit else "",
+        )
+        self.params = replace(self.params, time_limit_s=raised)
+        return True
 
     def _same_shortages(self, plan: Plan) -> bool:
         current = self.core.plan
@@ -250,6 +286,11 @@ class Replanner:
         if violations:
             self.core.reject_plan(plan, violations)
             return
+        if self._cut_short(plan):
+            self.request("the last plan was cut short by its time limit")
+            if not plan.allocations:
+                self.cut_short_dropped += 1
+                return  # nothing to send, and every order would read as short: not committed
         if not plan.allocations and self._same_shortages(plan):
             log.debug("re-plan changed nothing (same shortages); no new plan version")
             return

@@ -9,11 +9,18 @@ from pathlib import Path
 import pytest
 
 from planner.core import OrderRejected, PlannerCore, UnknownAssignment
-from planner.replan import KEEP_PLANNING_MIN_S, KEEP_PLANNING_S, Replanner, keep_planning_after
+from planner.replan import (
+    KEEP_PLANNING_MIN_S,
+    KEEP_PLANNING_S,
+    MOST_LIMIT_FACTOR,
+    Replanner,
+    keep_planning_after,
+)
 from planner.store import Ledger
-from protocol.model import Location, Machine, OrderRequest
+from protocol.model import Location, Machine, OrderRequest, Plan, Shortage
 from protocol.okh import catalogue
 from solver.check import check
+from solver.large.path import TIME_REASON, TIMED_OUT
 from solver.model.problem import SolveParams
 from tests.planner.plans import NOW, ONE_MACHINE_LAB, one_lab_plan, replan_after
 
@@ -417,3 +424,62 @@ def test_units_a_lost_lab_may_have_made_are_held_until_it_says_or_time_is_up(tmp
     core.lab_promised("lab-a", {row.id: 2})
     core.lab_lost("lab-a", "left: lab agent stopped", said_bye=True)  # it reported all before BYE
     assert core.units_in_doubt() == 0
+
+
+def test_a_plan_the_clock_cut_short_raises_the_limit_and_is_not_committed_when_it_placed_nothing(
+    core: PlannerCore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At 2,500 orders and 400 labs on a busy machine, the 2-s default left the rounding no time:
+    plans with every unit short for time were committed, and the labs got nothing to start."""
+    import planner.replan as replan
+
+    limits: list[float] = []
+    real = replan.solve_and_check
+
+    def clock_cut_first(problem, params):  # type: ignore[no-untyped-def]
+        limits.append(params.time_limit_s)
+        if len(limits) == 1:
+            short = [
+                Shortage(order_id=d.order.id, quantity=d.quantity, reason=TIME_REASON)
+                for d in problem.demands
+            ]
+            return Plan(
+                version=0, objective=1e9, bound=0.0, status=TIMED_OUT, solve_seconds=1.0, shortages=short
+            ), []
+        return real(problem, params)
+
+    monkeypatch.setattr(replan, "solve_and_check", clock_cut_first)
+    sent: list[object] = []
+
+    async def scenario() -> Replanner:
+        replanner = Replanner(core, sent.extend, SolveParams(time_limit_s=1, workers=1), debounce_s=0.01)
+        stop = asyncio.Event()
+        task = asyncio.create_task(replanner.run(stop))
+        core.submit_order(_request(3))
+        replanner.request("order")
+        for _ in range(300):
+            if sent:
+                break
+            await asyncio.sleep(0.02)
+        stop.set()
+        await task
+        return replanner
+
+    replanner = asyncio.run(scenario())
+    assert limits[:2] == [1, 2]  # the second solve got twice the time
+    assert replanner.cut_short == 1 and replanner.cut_short_dropped == 1
+    assert core.plan is not None and core.plan.version == 1  # the empty plan was never committed
+    assert sum(row.quantity for row in sent) == 3  # type: ignore[attr-defined]
+    # The second plan was made well within the raised limit: the limit comes back down.
+    assert replanner.params.time_limit_s == 1
+
+
+def test_the_raised_limit_stops_at_its_cap() -> None:
+    core_params = SolveParams(time_limit_s=2, workers=1)
+    replanner = Replanner.__new__(Replanner)
+    replanner.params, replanner.base_time_limit_s, replanner.cut_short = core_params, 2.0, 0
+    short = [Shortage(order_id="o-1", quantity=1, reason=TIME_REASON)]
+    plan = Plan(version=0, objective=1.0, bound=0.0, status=TIMED_OUT, solve_seconds=2.0, shortages=short)
+    for _ in range(10):
+        assert replanner._cut_short(plan)
+    assert replanner.params.time_limit_s == 2.0 * MOST_LIMIT_FACTOR
