@@ -16,6 +16,7 @@ import socket
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,6 +31,8 @@ from protocol.model import Lab
 from protocol.timeframe import compressed
 from scenarios.demo import Mesh, start_mesh
 from scenarios.federation import FEDERATION_NOW, Region, federation
+from scenarios.simulated_region import SimulatedLabs, admit, start_labs, wait_joined
+from solver.model.problem import Demand
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,15 @@ class FederationDemoOptions:
     timeout_s: float = 110.0
     seed: int = 3
     workdir: Path | None = None
+    #: Each region's labs in one worker process instead of one process each (`scenarios.simulated_region`).
+    simulated_labs: bool = False
+    #: Where the figures go besides the tables (`run_federation_demo`).
+    figures: dict[str, Any] | None = None
+
+
+#: How often the demo asks the planners whether everything is made (seconds), by its size.
+SETTLE_POLL_S = 0.25
+SETTLE_POLL_LARGE_S = 2.0
 
 
 @dataclass
@@ -54,6 +66,8 @@ class RegionMesh:
     mesh: Mesh
     labs: list[Lab]
     peer_endpoint: str
+    #: The region's labs when they are simulated many to a process (`scenarios.simulated_region`).
+    simulated: SimulatedLabs | None = None
 
     def client(self) -> httpx.Client:
         """An HTTP client of this region's planner, with its requester token."""
@@ -70,16 +84,18 @@ def region_labs(region: Region) -> list[Lab]:
 
 def region_orders(region: Region, now: datetime) -> list[dict[str, Any]]:
     """The region's orders as hospitals would post them, due as far from `now` as from the instance's."""
-    return [
-        {
-            "design": d.order.design,
-            "quantity": d.quantity,
-            "priority": d.order.priority,
-            "due_at": (now + (d.order.due_at - FEDERATION_NOW)).isoformat(),
-            "delivery": d.order.delivery.model_dump(),
-        }
-        for d in region.problem.demands
-    ]
+    return [order_request(d, now) for d in region.problem.demands]
+
+
+def order_request(demand: Demand, now: datetime) -> dict[str, Any]:
+    """One demand as a hospital would post it, due as far from `now` as from the instance's now."""
+    return {
+        "design": demand.order.design,
+        "quantity": demand.quantity,
+        "priority": demand.order.priority,
+        "due_at": (now + (demand.order.due_at - FEDERATION_NOW)).isoformat(),
+        "delivery": demand.order.delivery.model_dump(),
+    }
 
 
 def start_federation(
@@ -89,11 +105,14 @@ def start_federation(
     heartbeat_ms: int = 500,
     planner_args: dict[str, list[str]] | None = None,
     anchor: datetime | None = None,
+    simulated_labs: bool = False,
 ) -> dict[str, RegionMesh]:
     """Start every region's planner (a peer of every other, admitted by key) and labs, in parallel;
     return once every planner answers and every lab joined. On failure, stop what was started.
 
-    Their clocks run `speed` times faster than the wall from `anchor` (default: now)."""
+    Their clocks run `speed` times faster than the wall from `anchor` (default: now). With
+    `simulated_labs`, each region's labs run in one worker process (`scenarios.simulated_region`)
+    instead of one `node join` process each."""
     ports = distinct_ports(4 * len(regions))
     # Per region: its mesh and field (a consecutive pair), its HTTP API, its peer ROUTER.
     mesh_ports = {r.id: ports[4 * i] for i, r in enumerate(regions)}
@@ -125,9 +144,11 @@ def start_federation(
             *clock,
             *(planner_args or {}).get(region.id, []),
         ]  # fmt: skip
+        simulated = None
         try:
+            pairs = admit(labs, workdir / region.id / "keys") if simulated_labs else []
             mesh = start_mesh(
-                labs,
+                [] if simulated_labs else labs,
                 workdir / region.id,
                 speed,
                 heartbeat_ms,
@@ -136,10 +157,14 @@ def start_federation(
                 http_port=http_ports[region.id],
                 node_args={lab.id: ["--working-hours", *clock] for lab in labs},
             )
+            started[region.id] = RegionMesh(region.id, mesh, labs, endpoints[region.id])
+            if simulated_labs:
+                keys_dir = workdir / region.id / "keys"
+                simulated = start_labs(labs, pairs, keys_dir, mesh.mesh_endpoint, heartbeat_ms / 1000)
+                started[region.id].simulated = simulated
+                wait_joined(mesh.api, mesh.headers, simulated, region.id)
         except BaseException as error:  # reported below, after the other regions have started
             errors.append(error)
-            return
-        started[region.id] = RegionMesh(region.id, mesh, labs, endpoints[region.id])
 
     threads = [threading.Thread(target=start, args=(r,)) for r in regions]
     for thread in threads:
@@ -196,19 +221,45 @@ def _ephemeral_range() -> tuple[int, int]:
 def stop_federation(meshes: dict[str, RegionMesh]) -> None:
     """Stop every region's labs and planner."""
     for region in meshes.values():
+        if region.simulated is not None:
+            region.simulated.stop()
         region.mesh.stop()
 
 
-def post_orders(region: RegionMesh, orders: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Post a region's orders; return them as placed (a clear error on a refusal)."""
+def post_orders(
+    region: RegionMesh,
+    orders: list[dict[str, Any]] | list[Demand],
+    clock: Callable[[], datetime] | None = None,
+) -> list[dict[str, Any]]:
+    """Post a region's orders; return them as placed (a clear error on a refusal).
+
+    With `clock` (the planners' clock), `orders` are the instance's demands, each dated when it is
+    posted: thousands of posts take minutes of the planners' compressed time, and an order dated
+    before them could be due before it is placed."""
     placed = []
     with region.client() as client:
-        for request in orders:
-            response = client.post("/orders", json=request)
-            if response.status_code != 201:
-                raise RuntimeError(f"{region.region}: order refused: {response.status_code} {response.text}")
-            placed.append(response.json())
+        for k, entry in enumerate(orders):
+            request = order_request(entry, clock()) if clock is not None else entry
+            placed.append(_post_order(client, region.region, request, f"demo-{region.region}-{k}"))
     return placed
+
+
+#: How often one order is posted again after the planner answered 429 or 503 (past its capacity).
+POST_TRIES = 20
+
+
+def _post_order(client: httpx.Client, region: str, request: dict[str, Any], key: str) -> dict[str, Any]:
+    """Post one order; past the planner's capacity (429, 503) wait its Retry-After and post it again,
+    under the same Idempotency-Key (one order, however many tries); a clear error on a refusal."""
+    for _ in range(POST_TRIES):
+        response = client.post("/orders", json=request, headers={"Idempotency-Key": key})
+        if response.status_code in (429, 503):
+            time.sleep(float(response.headers.get("Retry-After", "1")))
+            continue
+        if response.status_code not in (200, 201):  # 200: an earlier try of this key was placed
+            raise RuntimeError(f"{region}: order refused: {response.status_code} {response.text}")
+        return response.json()
+    raise RuntimeError(f"{region}: the planner stayed past its capacity for {POST_TRIES} tries of one order")
 
 
 def wait_planned(meshes: dict[str, RegionMesh], deadline: float) -> None:
@@ -242,14 +293,21 @@ def settled(meshes: dict[str, RegionMesh]) -> bool:
     return True
 
 
-def delivered(region: RegionMesh) -> dict[str, int]:
-    """What a region ordered, and made: for its own orders (here and abroad), and for its peers."""
+def delivered(region: RegionMesh, per_order: bool = True) -> dict[str, int]:
+    """What a region ordered, and made: for its own orders (here and abroad), and for its peers.
+
+    The units made abroad are read from each own order's page, or with `per_order` False (thousands
+    of orders) from the region's flows: the units its peers made for it."""
     with region.client() as client:
         orders = client.get("/orders").json()
         own = [o for o in orders if not o["id"].startswith("lease-")]
         abroad = 0
-        for o in own:
-            abroad += client.get(f"/orders/{o['id']}").json().get("units_made_abroad", 0)
+        if per_order:
+            for o in own:
+                abroad += client.get(f"/orders/{o['id']}").json().get("units_made_abroad", 0)
+        else:
+            flows = federation_status(region).get("flows", [])
+            abroad = sum(f["units_done"] for f in flows if f["origin"] == region.region)
     leases = [o for o in orders if o["id"].startswith("lease-")]
     return {
         "orders": len(own),
@@ -270,7 +328,11 @@ def _get(region: RegionMesh, path: str) -> Any:
 
 
 def run_federation_demo(options: FederationDemoOptions, console: Console | None = None) -> bool:
-    """Run the demo end to end (see the module docstring); True when trades moved and were made."""
+    """Run the demo end to end (see the module docstring); True when trades moved and were made.
+
+    When `options.figures` is a dict, the run's figures are put in it: wall seconds by phase (start,
+    orders posted, the planners' own plans, the rounds, until everything was made), the rounds, what
+    moved and what each region delivered."""
     console = console or Console()
     started = time.monotonic()
     deadline = started + options.timeout_s
@@ -279,41 +341,130 @@ def run_federation_demo(options: FederationDemoOptions, console: Console | None 
     regions = federation(
         options.regions, options.orders_per_region, options.labs_per_region, options.seed, "surge"
     )
+    kind = "simulated many to a process" if options.simulated_labs else "as real processes"
     console.print(
         f"[bold]Cosmolocal federation demo[/]: {len(regions)} regional planners, "
-        f"{options.labs_per_region} labs each, as real processes. Logs: {workdir}"
+        f"{options.labs_per_region} labs each, {kind}. Logs: {workdir}"
     )
     meshes: dict[str, RegionMesh] = {}
     anchor = datetime.now(UTC)
+    phases: dict[str, float] = {}
+    mark = started
+
+    def lap(name: str) -> None:
+        nonlocal mark
+        now = time.monotonic()
+        phases[name] = round(now - mark, 1)
+        mark = now
+
     try:
         with console.status("starting the planners and their labs..."):
-            meshes = start_federation(regions, workdir, options.speed, options.heartbeat_ms, anchor=anchor)
+            meshes = start_federation(
+                regions,
+                workdir,
+                options.speed,
+                options.heartbeat_ms,
+                anchor=anchor,
+                simulated_labs=options.simulated_labs,
+            )
+        lap("start_s")
         for r in regions:
             console.print(
                 f"  {r.id:<12} planner {meshes[r.id].mesh.api}, peers at {meshes[r.id].peer_endpoint}"
             )
-        now = compressed(anchor, options.speed)  # the planners' clock
+        with console.status("posting every region's orders..."):
+            placed = _post_all(meshes, regions, lambda: compressed(anchor, options.speed))
         for r in regions:
-            placed = post_orders(meshes[r.id], region_orders(r, now))
-            units = sum(o["quantity"] for o in placed)
+            units = sum(o["quantity"] for o in placed[r.id])
             load = "a surge, about twice its capacity" if r is regions[0] else "about 60 % of its capacity"
-            console.print(f"  {r.id:<12} {len(placed)} orders, {units} units: {load}")
+            console.print(f"  {r.id:<12} {len(placed[r.id])} orders, {units} units: {load}")
+        lap("orders_s")
         with console.status("each planner plans its own orders..."):
             wait_planned(meshes, deadline)
+        lap("own_plans_s")
         coordinator = meshes[min(meshes)]
-        with console.status("rounds between the planners..."), coordinator.client() as client:
-            session = client.post("/federation/negotiate").json()
+        left = max(1.0, deadline - time.monotonic())
+        with console.status("rounds between the planners..."):
+            session = httpx.post(
+                coordinator.mesh.api + "/federation/negotiate", headers=coordinator.mesh.headers, timeout=left
+            ).json()
+        lap("rounds_s")
         _print_rounds(session, console)
+        poll = SETTLE_POLL_LARGE_S if options.simulated_labs else SETTLE_POLL_S
         with console.status("the hosts' labs make the leased units..."):
             while time.monotonic() < deadline and not settled(meshes):
-                time.sleep(0.25)
-        ok = _print_outcome(meshes, console, time.monotonic() - started)
-        return ok and settled(meshes)
+                time.sleep(poll)
+        lap("settle_s")
+        done = settled(meshes)
+        ok = _print_outcome(meshes, console, time.monotonic() - started, per_order=not options.simulated_labs)
+        if options.figures is not None:
+            options.figures.update(_figures(options, session, meshes, phases, time.monotonic() - started))
+            options.figures["settled"] = done
+        return ok and done
     finally:
         with console.status("stopping every process..."):
             stop_federation(meshes)
         if temp is not None:
             temp.cleanup()
+
+
+def _post_all(
+    meshes: dict[str, RegionMesh], regions: list[Region], clock: Callable[[], datetime]
+) -> dict[str, list[dict[str, Any]]]:
+    """Every region's orders posted to its planner, the regions side by side, each dated by `clock`."""
+    placed: dict[str, list[dict[str, Any]]] = {}
+    errors: list[BaseException] = []
+
+    def post(region: Region) -> None:
+        try:
+            placed[region.id] = post_orders(meshes[region.id], region.problem.demands, clock)
+        except BaseException as error:  # raised below, once every region's thread has ended
+            errors.append(error)
+
+    threads = [threading.Thread(target=post, args=(r,)) for r in regions]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+    return placed
+
+
+def _figures(
+    options: FederationDemoOptions,
+    session: dict[str, Any],
+    meshes: dict[str, RegionMesh],
+    phases: dict[str, float],
+    seconds: float,
+) -> dict[str, Any]:
+    """The run's figures (see `run_federation_demo`)."""
+    rounds = session.get("rounds", [])
+    flows = {}
+    for region in meshes.values():
+        for flow in federation_status(region).get("flows", []):
+            flows[flow["host"], flow["origin"]] = (flow["units"], flow["units_done"])
+    return {
+        "regions": options.regions,
+        "labs_per_region": options.labs_per_region,
+        "orders_per_region": options.orders_per_region,
+        "seed": options.seed,
+        "simulated_labs": options.simulated_labs,
+        "seconds": round(seconds, 1),
+        "phases": phases,
+        "rounds": len(rounds),
+        "rounds_committed": sum(1 for r in rounds if r.get("committed")),
+        "units_leased": sum(units for units, _ in flows.values()),
+        "units_made_for_peers": sum(done for _, done in flows.values()),
+        "flows": [
+            {"host": host, "origin": origin, "units": units, "units_done": done}
+            for (host, origin), (units, done) in sorted(flows.items())
+        ],
+        "delivered": {
+            region.region: delivered(region, per_order=not options.simulated_labs)
+            for region in meshes.values()
+        },
+    }
 
 
 def _print_rounds(session: dict[str, Any], console: Console) -> None:
@@ -331,7 +482,9 @@ def _print_rounds(session: dict[str, Any], console: Console) -> None:
     console.print(table)
 
 
-def _print_outcome(meshes: dict[str, RegionMesh], console: Console, seconds: float) -> bool:
+def _print_outcome(
+    meshes: dict[str, RegionMesh], console: Console, seconds: float, per_order: bool = True
+) -> bool:
     flows: dict[tuple[str, str], tuple[int, int]] = {}
     exposed = {}
     for region in meshes.values():
@@ -358,7 +511,7 @@ def _print_outcome(meshes: dict[str, RegionMesh], console: Console, seconds: flo
     ):
         table.add_column(column, justify="left" if column == "region" else "right")
     for region in meshes.values():
-        d = delivered(region)
+        d = delivered(region, per_order)
         table.add_row(
             region.region,
             str(d["orders"]),
