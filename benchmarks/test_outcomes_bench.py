@@ -75,15 +75,10 @@ NOT_YET: dict[tuple[str, str], str] = {
         "could fill at most 93.6 % (an LP over the whole replay, docs/benchmarks.md)"
     ),
     ("fab-city-barcelona@42", "km"): (
-        "2.45 km per unit against nearest-greedy's 2.38, 2026-12-06: the trade of bid prices, which "
-        "fill 92.95 % (the job board 92.87 %) where the plan before them filled 90.06 % at 2.29 km. "
-        "Knowing every order in advance, 92.4 % costs at least 2.00 km (docs/benchmarks.md)"
-    ),
-    ("fab-city-barcelona@9", "km"): (
-        "1.93 km per unit against nearest-greedy's 1.84 (1.74 with no price set), 2026-12-06: priced "
-        "against one lead time of the rates, the centre's minutes send 254 units to the farm at the "
-        "city's edge (5.6 km each) where 157 went (2.9 km); over 33 seeds the lead-time prices leave "
-        "12 above greedy's km where the prices of a city-wide shortage left 15 (docs/benchmarks.md)"
+        "2.69 km per unit against nearest-greedy's 2.38, 2026-12-06 (2.45 when first recorded): "
+        "the trade of bid prices, which fill 92.95 % (the job board 92.87 %) where the plan before "
+        "them filled 90.06 % at 2.29 km. Knowing every order in advance, 92.4 % costs at least 2.00 km "
+        "(docs/benchmarks.md)"
     ),
     ("fab-city-barcelona@15", "km"): (
         "1.76 km per unit against nearest-greedy's 1.75 (on time 100 % against 96.4 %), 2026-12-06"
