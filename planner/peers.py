@@ -26,7 +26,7 @@ import zmq.asyncio
 from planner.admission import Admissions, ZapHandler
 from protocol import security
 from protocol.errors import ProtocolError
-from protocol.peers import OfferBody, PeerEnvelope, decode_peer, encode_peer
+from protocol.peers import OfferBody, PeerEnvelope, decode_peer, encode_peer, snapshot_slices
 
 log = logging.getLogger(__name__)
 
@@ -261,8 +261,8 @@ class PeerNode:
             self.offers.setdefault(region, {})[message.body.offer_id] = message.body
         elif message.kind == "PEER_HELLO" and region in self._dealers:
             offers = [o.model_dump(mode="json") for o in self._own_offers]
-            snapshot = {"committed_seq": self.committed_seq(), "trades": self.trades_with(region)}
-            await self.send(region, "SNAPSHOT", snapshot | {"offers": offers})
+            for body in snapshot_slices(self.committed_seq(), self.trades_with(region), offers):
+                await self.send(region, "SNAPSHOT", body)
         if message.kind == "HEARTBEAT":
             self.peer_round[region] = max(self.peer_round.get(region, 0), getattr(message.body, "round", 0))
         else:

@@ -197,6 +197,24 @@ def in_parts(kind: str, body: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
+def snapshot_slices(
+    committed_seq: int, trades: list[dict[str, Any]], offers: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """A SNAPSHOT's bodies: its trades and offers in slices of at most PART_ITEMS each, every slice a
+    whole SNAPSHOT of its own (the receiver applies each listed trade by itself), so a planner with
+    thousands of trades with one peer still fits every frame (one SNAPSHOT of 1,000 trades would pass
+    256 KiB, and the frame was refused)."""
+    count = max(1, -(-len(trades) // PART_ITEMS), -(-len(offers) // PART_ITEMS))
+    return [
+        {
+            "committed_seq": committed_seq,
+            "trades": trades[k * PART_ITEMS : (k + 1) * PART_ITEMS],
+            "offers": offers[k * PART_ITEMS : (k + 1) * PART_ITEMS],
+        }
+        for k in range(count)
+    ]
+
+
 class PartsInbox:
     """Holds the parts of OFFERS, BIDS and AWARDS messages until each message is whole."""
 

@@ -13,7 +13,15 @@ import pytest
 
 from protocol.codec import MAX_FRAME_BYTES
 from protocol.errors import ProtocolError
-from protocol.peers import MOST_PARTS, PART_ITEMS, PartsInbox, decode_peer, encode_peer, in_parts
+from protocol.peers import (
+    MOST_PARTS,
+    PART_ITEMS,
+    PartsInbox,
+    decode_peer,
+    encode_peer,
+    in_parts,
+    snapshot_slices,
+)
 
 
 def _offers(count: int) -> list[dict[str, object]]:
@@ -93,3 +101,39 @@ def test_a_part_outside_its_count_is_refused_naming_it(part: int, parts: int) ->
 def test_one_part_more_than_a_list_may_take_is_refused() -> None:
     with pytest.raises(ProtocolError, match="parts"):
         in_parts("OFFERS", {"round": 1, "offers": [{}] * (PART_ITEMS * MOST_PARTS + 1)})
+
+
+def _trades(count: int) -> list[dict[str, object]]:
+    return [
+        {
+            "trade_id": f"t.lombardy.r{3 + k // 200}.b{k}",
+            "host": "switzerland",
+            "origin": "lombardy",
+            "design": "face-shield-frame",
+            "window": 13,
+            "cell": "91:18",
+            "units": 140,
+            "price": 12345.678901,
+            "round": 3 + k // 200,
+            "priority": "routine",
+            "state": "leased",
+            "units_done": 17,
+        }
+        for k in range(count)
+    ]
+
+
+@pytest.mark.parametrize(("trades", "offers"), [(0, 0), (3, 0), (1_200, 0), (40, 1_334), (2_000, 600)])
+def test_a_snapshot_of_thousands_of_trades_goes_in_slices_that_each_fit_a_frame(
+    trades: int, offers: int
+) -> None:
+    """The trades with one peer are never forgotten: after a few sessions of ~200 trades a returning
+    peer's SNAPSHOT would pass the frame limit, and the encoder would raise in the peer reader."""
+    listed, offered = _trades(trades), _offers(offers)
+    slices = snapshot_slices(7, listed, offered)
+    frames = [encode_peer("SNAPSHOT", "lombardy", 1 + k, 0, body) for k, body in enumerate(slices)]
+    assert all(len(frame) <= MAX_FRAME_BYTES for frame in frames)
+    bodies = [decode_peer(frame).body for frame in frames]
+    assert all(b.committed_seq == 7 for b in bodies)
+    assert [t.model_dump(mode="json") for b in bodies for t in b.trades] == listed
+    assert [o.model_dump(mode="json") for b in bodies for o in b.offers] == offered
