@@ -139,8 +139,14 @@ def run_labs(
                     except zmq.Again:
                         break
                     counts["received"] += 1
+                    was_welcomed = sim.welcomed
                     if _answer(sim, frame, send, counts):  # lost: HELLO again now
                         heapq.heappush(due, (time.monotonic(), sim.index, _BEAT))
+                    elif sim.welcomed and not was_welcomed:
+                        # Welcomed: heartbeat from now on, not at the HELLO's retry (2 s, then 4, ...),
+                        # which a planner beating every 0.5 s takes for silence and loses the lab.
+                        sim.next_heartbeat = time.monotonic() + heartbeat_s
+                        heapq.heappush(due, (sim.next_heartbeat, sim.index, _BEAT))
             now = time.monotonic()
             while due and due[0][0] <= now:
                 _, index, kind = heapq.heappop(due)
