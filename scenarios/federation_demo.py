@@ -126,7 +126,6 @@ def start_federation(
             if other.id != r.id:
                 add_peer(keys[r.id], keys[other.id] / "peer.key", endpoints[other.id])
     started: dict[str, RegionMesh] = {}
-    errors: list[BaseException] = []
     # Every planner and lab reads one clock, compressed by `speed` (protocol.timeframe), and labs
     # work the hours a day they declare. A planner on the wall clock, or labs working round the
     # clock, and the planner counts hours its labs spent (`PlannerCore._lab_state`) as still owed
@@ -144,33 +143,26 @@ def start_federation(
             *clock,
             *(planner_args or {}).get(region.id, []),
         ]  # fmt: skip
-        simulated = None
-        try:
-            pairs = admit(labs, workdir / region.id / "keys") if simulated_labs else []
-            mesh = start_mesh(
-                [] if simulated_labs else labs,
-                workdir / region.id,
-                speed,
-                heartbeat_ms,
-                planner_args=args,
-                planner_port=mesh_ports[region.id],
-                http_port=http_ports[region.id],
-                node_args={lab.id: ["--working-hours", *clock] for lab in labs},
-            )
-            started[region.id] = RegionMesh(region.id, mesh, labs, endpoints[region.id])
-            if simulated_labs:
-                keys_dir = workdir / region.id / "keys"
-                simulated = start_labs(labs, pairs, keys_dir, mesh.mesh_endpoint, heartbeat_ms / 1000)
-                started[region.id].simulated = simulated
-                wait_joined(mesh.api, mesh.headers, simulated, region.id)
-        except BaseException as error:  # reported below, after the other regions have started
-            errors.append(error)
+        pairs = admit(labs, workdir / region.id / "keys") if simulated_labs else []
+        mesh = start_mesh(
+            [] if simulated_labs else labs,
+            workdir / region.id,
+            speed,
+            heartbeat_ms,
+            planner_args=args,
+            planner_port=mesh_ports[region.id],
+            http_port=http_ports[region.id],
+            node_args={lab.id: ["--working-hours", *clock] for lab in labs},
+        )
+        started[region.id] = RegionMesh(region.id, mesh, labs, endpoints[region.id])
+        if simulated_labs:
+            keys_dir = workdir / region.id / "keys"
+            simulated = start_labs(labs, pairs, keys_dir, mesh.mesh_endpoint, heartbeat_ms / 1000)
+            started[region.id].simulated = simulated
+            wait_joined(mesh.api, mesh.headers, simulated, region.id)
 
-    threads = [threading.Thread(target=start, args=(r,)) for r in regions]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    # A region that fails is reported after the others have started, and every started one stopped.
+    errors = side_by_side(regions, start)
     if errors:
         stop_federation(started)
         raise errors[0]
@@ -413,22 +405,33 @@ def _post_all(
 ) -> dict[str, list[dict[str, Any]]]:
     """Every region's orders posted to its planner, the regions side by side, each dated by `clock`."""
     placed: dict[str, list[dict[str, Any]]] = {}
-    errors: list[BaseException] = []
 
     def post(region: Region) -> None:
+        placed[region.id] = post_orders(meshes[region.id], region.problem.demands, clock)
+
+    errors = side_by_side(regions, post)
+    if errors:
+        raise errors[0]
+    return placed
+
+
+def side_by_side(regions: list[Region], work: Callable[[Region], None]) -> list[BaseException]:
+    """Run `work` for every region, each in its own thread; what they raised, once all have ended
+    (so one region's failure never leaves another's half done and unseen)."""
+    errors: list[BaseException] = []
+
+    def run(region: Region) -> None:
         try:
-            placed[region.id] = post_orders(meshes[region.id], region.problem.demands, clock)
-        except BaseException as error:  # raised below, once every region's thread has ended
+            work(region)
+        except BaseException as error:  # returned to the caller, which raises it
             errors.append(error)
 
-    threads = [threading.Thread(target=post, args=(r,)) for r in regions]
+    threads = [threading.Thread(target=run, args=(r,)) for r in regions]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    if errors:
-        raise errors[0]
-    return placed
+    return errors
 
 
 def _figures(

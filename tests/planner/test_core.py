@@ -449,27 +449,14 @@ def test_a_plan_the_clock_cut_short_raises_the_limit_and_is_not_committed_when_i
         return real(problem, params)
 
     monkeypatch.setattr(replan, "solve_and_check", clock_cut_first)
-    sent: list[object] = []
-
-    async def scenario() -> Replanner:
-        replanner = Replanner(core, sent.extend, SolveParams(time_limit_s=1, workers=1), debounce_s=0.01)
-        stop = asyncio.Event()
-        task = asyncio.create_task(replanner.run(stop))
-        core.submit_order(_request(3))
-        replanner.request("order")
-        for _ in range(300):
-            if sent:
-                break
-            await asyncio.sleep(0.02)
-        stop.set()
-        await task
-        return replanner
-
-    replanner = asyncio.run(scenario())
+    params = SolveParams(time_limit_s=1, workers=1)
+    replanner, sent = replan_after(
+        core, params, lambda: core.submit_order(_request(3)), lambda r, s: bool(s), 300, debounce_s=0.01
+    )
     assert limits[:2] == [1, 2]  # the second solve got twice the time
     assert replanner.cut_short == 1 and replanner.cut_short_dropped == 1
     assert core.plan is not None and core.plan.version == 1  # the empty plan was never committed
-    assert sum(row.quantity for row in sent) == 3  # type: ignore[attr-defined]
+    assert sum(row.quantity for row in sent) == 3
     # The second plan was made well within the raised limit: the limit comes back down.
     assert replanner.params.time_limit_s == 1
 
