@@ -190,7 +190,9 @@ class Replanner:
 
     def _cut_short(self, plan: Plan) -> bool:
         """Whether the clock, not the labs, left some of a plan's units short; the time limit is
-        raised then (see MOST_LIMIT_FACTOR), and lowered again after a plan made well within it."""
+        raised then (see MOST_LIMIT_FACTOR) and a re-plan asked for, and the limit lowered again
+        after a plan made well within it. At the cap no re-plan is asked for: the same problem would
+        be cut short the same way, again and again; the next change plans again."""
         limit = self.params.time_limit_s
         for_time = sum(s.quantity for s in plan.shortages if s.reason == TIME_REASON)
         if for_time == 0:
@@ -208,6 +210,8 @@ class Replanner:
             f"; solving again with {raised:.1f} s" if raised > limit else "",
         )
         self.params = replace(self.params, time_limit_s=raised)
+        if raised > limit:
+            self.request("the last plan was cut short by its time limit")
         return True
 
     def _same_shortages(self, plan: Plan) -> bool:
@@ -286,11 +290,9 @@ class Replanner:
         if violations:
             self.core.reject_plan(plan, violations)
             return
-        if self._cut_short(plan):
-            self.request("the last plan was cut short by its time limit")
-            if not plan.allocations:
-                self.cut_short_dropped += 1
-                return  # nothing to send, and every order would read as short: not committed
+        if self._cut_short(plan) and not plan.allocations:
+            self.cut_short_dropped += 1
+            return  # nothing to send, and every order would read as short: not committed
         if not plan.allocations and self._same_shortages(plan):
             log.debug("re-plan changed nothing (same shortages); no new plan version")
             return

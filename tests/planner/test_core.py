@@ -461,12 +461,14 @@ def test_a_plan_the_clock_cut_short_raises_the_limit_and_is_not_committed_when_i
     assert replanner.params.time_limit_s == 1
 
 
-def test_the_raised_limit_stops_at_its_cap() -> None:
-    core_params = SolveParams(time_limit_s=2, workers=1)
-    replanner = Replanner.__new__(Replanner)
-    replanner.params, replanner.base_time_limit_s, replanner.cut_short = core_params, 2.0, 0
+def test_a_plan_cut_short_asks_for_another_until_the_limit_is_at_its_cap(core: PlannerCore) -> None:
+    """Solving the same problem again with the same limit would cut it short the same way, forever."""
+    replanner = Replanner(core, lambda rows: None, SolveParams(time_limit_s=2, workers=1))
+    asked: list[str] = []
+    replanner.request = asked.append  # type: ignore[method-assign]
     short = [Shortage(order_id="o-1", quantity=1, reason=TIME_REASON)]
-    plan = Plan(version=0, objective=1.0, bound=0.0, status=TIMED_OUT, solve_seconds=2.0, shortages=short)
+    plan = Plan(version=0, objective=1.0, bound=0.0, status=TIMED_OUT, solve_seconds=32.0, shortages=short)
     for _ in range(10):
         assert replanner._cut_short(plan)
+    assert len(asked) == 4  # 2 -> 4 -> 8 -> 16 -> 32 s, then no more
     assert replanner.params.time_limit_s == 2.0 * MOST_LIMIT_FACTOR
