@@ -104,7 +104,12 @@ def demo(
         simulated_labs=simulated_labs,
         figures=figures,
     )
-    ok = run_federation_demo(options, Console(stderr=True) if as_json else None)
+    console = Console(stderr=True) if as_json else Console()
+    try:
+        ok = run_federation_demo(options, console)
+    except (RuntimeError, TimeoutError) as error:  # a planner that failed, or did not answer in time
+        console.print(f"[red]federation demo failed:[/] {error}")
+        raise typer.Exit(1) from None
     if as_json:
         print(json.dumps(figures | {"ok": ok}))
     if not ok:

@@ -377,9 +377,15 @@ def run_federation_demo(options: FederationDemoOptions, console: Console | None 
         coordinator = meshes[min(meshes)]
         left = max(1.0, deadline - time.monotonic())
         with console.status("rounds between the planners..."):
-            session = httpx.post(
+            response = httpx.post(
                 coordinator.mesh.api + "/federation/negotiate", headers=coordinator.mesh.headers, timeout=left
-            ).json()
+            )
+        if response.status_code != 200:
+            raise RuntimeError(
+                f"the session between the planners failed at {coordinator.region}: "
+                f"{response.status_code} {response.text[:300]} (logs in {workdir})"
+            )
+        session = response.json()
         lap("rounds_s")
         _print_rounds(session, console)
         poll = SETTLE_POLL_LARGE_S if options.simulated_labs else SETTLE_POLL_S
@@ -434,6 +440,15 @@ def side_by_side(regions: list[Region], work: Callable[[Region], None]) -> list[
     return errors
 
 
+def _flows(meshes: dict[str, RegionMesh]) -> dict[tuple[str, str], tuple[int, int]]:
+    """(host, origin) -> (units leased, units made), as the regions' /federation pages say."""
+    flows: dict[tuple[str, str], tuple[int, int]] = {}
+    for region in meshes.values():
+        for flow in federation_status(region).get("flows", []):
+            flows[flow["host"], flow["origin"]] = (flow["units"], flow["units_done"])
+    return flows
+
+
 def _figures(
     options: FederationDemoOptions,
     session: dict[str, Any],
@@ -443,10 +458,7 @@ def _figures(
 ) -> dict[str, Any]:
     """The run's figures (see `run_federation_demo`)."""
     rounds = session.get("rounds", [])
-    flows = {}
-    for region in meshes.values():
-        for flow in federation_status(region).get("flows", []):
-            flows[flow["host"], flow["origin"]] = (flow["units"], flow["units_done"])
+    flows = _flows(meshes)
     return {
         "regions": options.regions,
         "labs_per_region": options.labs_per_region,
@@ -488,13 +500,8 @@ def _print_rounds(session: dict[str, Any], console: Console) -> None:
 def _print_outcome(
     meshes: dict[str, RegionMesh], console: Console, seconds: float, per_order: bool = True
 ) -> bool:
-    flows: dict[tuple[str, str], tuple[int, int]] = {}
-    exposed = {}
-    for region in meshes.values():
-        status = federation_status(region)
-        exposed[region.region] = status.get("orders_exposed_share", 0.0)
-        for flow in status.get("flows", []):
-            flows[flow["host"], flow["origin"]] = (flow["units"], flow["units_done"])
+    exposed = {r.region: federation_status(r).get("orders_exposed_share", 0.0) for r in meshes.values()}
+    flows = _flows(meshes)
     table = Table(title="What moved between regions")
     for column in ("made in", "for", "units leased", "units made"):
         table.add_column(column, justify="right" if column.startswith("units") else "left")
