@@ -188,13 +188,10 @@ def in_parts(kind: str, body: dict[str, Any]) -> list[dict[str, Any]]:
     of at most PART_ITEMS items, each body otherwise the same (an empty list is one part)."""
     key = PART_LISTS[kind]
     items = body[key]
-    count = max(1, -(-len(items) // PART_ITEMS))
+    count = _slices_needed(items)
     if count > MOST_PARTS:
         raise ProtocolError(f"{kind}: {len(items)} items need {count} parts, more than {MOST_PARTS}")
-    return [
-        body | {key: items[k * PART_ITEMS : (k + 1) * PART_ITEMS], "part": k, "parts": count}
-        for k in range(count)
-    ]
+    return [body | {key: _slice(items, k), "part": k, "parts": count} for k in range(count)]
 
 
 def snapshot_slices(
@@ -204,15 +201,20 @@ def snapshot_slices(
     whole SNAPSHOT of its own (the receiver applies each listed trade by itself), so a planner with
     thousands of trades with one peer still fits every frame (one SNAPSHOT of 1,000 trades would pass
     256 KiB, and the frame was refused)."""
-    count = max(1, -(-len(trades) // PART_ITEMS), -(-len(offers) // PART_ITEMS))
     return [
-        {
-            "committed_seq": committed_seq,
-            "trades": trades[k * PART_ITEMS : (k + 1) * PART_ITEMS],
-            "offers": offers[k * PART_ITEMS : (k + 1) * PART_ITEMS],
-        }
-        for k in range(count)
+        {"committed_seq": committed_seq, "trades": _slice(trades, k), "offers": _slice(offers, k)}
+        for k in range(_slices_needed(trades, offers))
     ]
+
+
+def _slices_needed(*lists: list[Any]) -> int:
+    """How many slices of PART_ITEMS the longest of `lists` takes (at least one)."""
+    return max(1, *(-(-len(items) // PART_ITEMS) for items in lists))
+
+
+def _slice(items: list[Any], k: int) -> list[Any]:
+    """The `k`-th slice of PART_ITEMS of `items` (empty past its end)."""
+    return items[k * PART_ITEMS : (k + 1) * PART_ITEMS]
 
 
 class PartsInbox:

@@ -12,6 +12,7 @@ lab's units are made the moment they are assigned.
 from __future__ import annotations
 
 import multiprocessing
+import queue
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,7 +51,7 @@ class SimulatedLabs:
             return {}
         try:
             return dict(self.results.get(timeout=1.0))
-        except Exception:  # the queue was empty: a worker that died says nothing
+        except queue.Empty:  # a worker that died says nothing
             return {}
 
 
