@@ -179,6 +179,8 @@ def run(
     except ScenarioError as exc:
         fail(str(exc))
     _print(result.metrics, as_json, loaded.scenario.title)
+    for note in result.world.notes:  # what the draw changed or passed over, on stderr either way
+        err.print(f"[yellow]note[/] {note}", highlight=False)
     if trade and as_json:
         for row in result.trade:
             line = {"scenario": loaded.scenario.name, "policy": "cosmolocal-trade", **row}

@@ -65,6 +65,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from protocol.errors import ProtocolError, describe_validation_error
 from protocol.model import Design, Identifier, Name, Priority, TagValue
 from protocol.okh import catalogue, load_okh
+from scenarios.geography import largest_cities
 from solver.model.objective import DEFAULT_OBJECTIVE, Objective
 from solver.model.problem import SolveParams
 
@@ -306,6 +307,8 @@ class LoadedScenario(BaseModel):
     scenario: Scenario
     path: Path
     designs: dict[str, Design]
+    #: What a variant changed beyond what was asked (a separation cut to fit a smaller country).
+    notes: tuple[str, ...] = ()
 
     def resolve(self, relative: str) -> Path:
         """A path named in the scenario: relative to the scenario file first, then to the working folder."""
@@ -326,29 +329,48 @@ class LoadedScenario(BaseModel):
         a scenario with nothing drawn from cities is refused, since it would not move.
         """
         update: dict[str, object] = {}
+        notes: list[str] = []
         if seed is not None:
             update["seed"] = seed
         if objective is not None:
             update["objective"] = objective
         if country is not None:
-            update.update(self._moved_to(country))
+            moved, notes = self._moved_to(country)
+            update.update(moved)
         if not update:
             return self
-        return self.model_copy(update={"scenario": self.scenario.model_copy(update=update)})
+        scenario = self.scenario.model_copy(update=update)
+        return self.model_copy(update={"scenario": scenario, "notes": (*self.notes, *notes)})
 
-    def _moved_to(self, country: str) -> dict[str, object]:
+    def _moved_to(self, country: str) -> tuple[dict[str, object], list[str]]:
+        """The fields that move the scenario to `country`, and notes on what had to give way."""
         if not re.fullmatch(r"[A-Z]{2}", country):
             raise ScenarioError(f"country: {country!r} is not an ISO 3166 alpha-2 code such as DE or ES")
         scenario = self.scenario
         moved: dict[str, object] = {}
+        notes: list[str] = []
         if scenario.labs.source == "cities":
-            moved["labs"] = scenario.labs.model_copy(update={"country": country})
-        demand = [
-            d.model_copy(update={"at": d.at.model_copy(update={"country": country})})
-            if d.at.source == "cities"
-            else d
-            for d in scenario.demand
-        ]
+            labs = scenario.labs
+            separation = _fitting_separation(country, labs.count, labs.skip, labs.min_separation_km)
+            if separation != labs.min_separation_km:
+                notes.append(
+                    f"labs: {labs.count} cities of {country} are at least {separation:g} km apart, not "
+                    f"the file's {labs.min_separation_km:g} km"
+                )
+            moved["labs"] = labs.model_copy(update={"country": country, "min_separation_km": separation})
+        demand = []
+        for index, d in enumerate(scenario.demand):
+            if d.at.source != "cities":
+                demand.append(d)
+                continue
+            separation = _fitting_separation(country, d.at.count, d.at.skip, d.at.min_separation_km)
+            if separation != d.at.min_separation_km:
+                notes.append(
+                    f"demand.{index}.at: {d.at.count} cities of {country} are at least {separation:g} km "
+                    f"apart, not the file's {d.at.min_separation_km:g} km"
+                )
+            at = d.at.model_copy(update={"country": country, "min_separation_km": separation})
+            demand.append(d.model_copy(update={"at": at}))
         if any(d.at.source == "cities" for d in scenario.demand):
             moved["demand"] = demand
         if not moved:
@@ -358,7 +380,30 @@ class LoadedScenario(BaseModel):
             )
         if "labs" in moved and scenario.central.lat is not None:
             moved["central"] = CentralSpec()  # the factory stands at the new country's largest city
-        return moved
+        return moved, notes
+
+
+#: A scenario moved to a smaller country keeps its number of labs and delivery points: the
+#: separation between their cities is cut by this factor at a time, down to the floor, until the
+#: country has that many cities.
+SEPARATION_STEP = 0.8
+SEPARATION_FLOOR_KM = 5.0
+
+
+def _fitting_separation(country: str, count: int, skip: int, separation: float) -> float:
+    """The largest separation, at most `separation`, at which `country` has `count` cities after `skip`.
+
+    `separation` itself when none down to the floor fits: drawing the world then names the shortfall.
+    """
+    trial = separation
+    while True:
+        try:
+            largest_cities(country, count, trial, skip)
+            return trial
+        except ValueError:
+            if trial <= SEPARATION_FLOOR_KM:
+                return separation
+            trial = max(SEPARATION_FLOOR_KM, round(trial * SEPARATION_STEP, 1))
 
 
 def load_scenario(path: Path, seed: int | None = None) -> LoadedScenario:

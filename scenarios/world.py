@@ -244,7 +244,9 @@ def _orders(loaded: LoadedScenario, rng: random.Random) -> tuple[list[Order], li
     return orders, streams
 
 
-def _events(loaded: LoadedScenario, labs: list[Lab], rng: random.Random) -> list[WorldEvent]:
+def _events(
+    loaded: LoadedScenario, labs: list[Lab], rng: random.Random, notes: list[str]
+) -> list[WorldEvent]:
     scenario = loaded.scenario
     ids = [lab.id for lab in labs]
     by_id = {lab.id: lab for lab in labs}
@@ -263,12 +265,18 @@ def _events(loaded: LoadedScenario, labs: list[Lab], rng: random.Random) -> list
             if disruption.kind != "machine_down"
             or any(disruption.process in m.processes for m in by_id[lab_id].machines)
         ]
-        if disruption.count > len(pool):
-            having = f" with a {disruption.process} machine" if disruption.kind == "machine_down" else ""
-            raise ScenarioError(
-                f"{where}.count: {disruption.count} labs asked for, the scenario has {len(pool)}{having}"
+        count = disruption.count
+        if not disruption.labs and count > len(pool):
+            if disruption.kind != "machine_down":
+                raise ScenarioError(f"{where}.count: {count} labs asked for, the scenario has {len(pool)}")
+            # Which labs have the process is drawn with the seed: another seed of the same file may
+            # draw fewer of them than the count, and it still runs, on every one there is.
+            notes.append(
+                f"disruptions.{index}: {count} labs asked for with a {disruption.process} machine down, "
+                f"the draw of seed {scenario.seed} has {len(pool)}: {len(pool)} taken"
             )
-        picked = list(disruption.labs) or sorted(rng.sample(pool, disruption.count))
+            count = len(pool)
+        picked = list(disruption.labs) or sorted(rng.sample(pool, count))
         start = scenario.start + timedelta(days=disruption.day)
         end = None if disruption.until_day is None else scenario.start + timedelta(days=disruption.until_day)
         for lab_id in picked:
@@ -286,13 +294,13 @@ def build_world(loaded: LoadedScenario) -> World:
     """The concrete world of a loaded scenario, drawn with its seed."""
     scenario = loaded.scenario
     rng = random.Random(scenario.seed)
-    notes: list[str] = []
+    notes: list[str] = list(loaded.notes)
     labs = _labs(loaded, rng, notes)
     restock = {lab.id: dict(scenario.labs.restock_per_day) for lab in labs}
     orders, streams = _orders(loaded, rng)
     if not orders:
         raise ScenarioError(f"{loaded.path}: demand: no order falls within the {scenario.days:g} days")
-    events = _events(loaded, labs, rng)
+    events = _events(loaded, labs, rng, notes)
     central = scenario.central
     if central.lat is not None and central.lon is not None:
         site = Location(lat=central.lat, lon=central.lon, place=central.place or "central factory")

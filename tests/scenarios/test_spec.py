@@ -126,6 +126,35 @@ def test_disruption_of_unknown_lab_is_named(tmp_path: Path) -> None:
         build_world(load_scenario(path))
 
 
+def test_a_scenario_moved_to_a_smaller_country_keeps_its_labs_closer_together_and_says_so() -> None:
+    loaded = load_scenario(find_scenario("visor-surge-fr"))
+    world = build_world(loaded.variant(country="BE"))
+    assert len(world.labs) == loaded.scenario.labs.count  # 30 km apart, Belgium has 18 cities
+    assert any(note.startswith("labs: 50 cities of BE are at least") for note in world.notes)
+    same = build_world(loaded.variant(country="DE"))  # room enough: the file's separation holds
+    assert not any("apart" in note for note in same.notes)
+    with pytest.raises(ScenarioError, match=r"labs\.count: only \d+ cities in LU"):
+        build_world(loaded.variant(country="LU"))  # not 50 cities at any separation
+
+
+def test_more_labs_lost_than_the_scenario_has_is_refused(tmp_path: Path) -> None:
+    path = write_scenario(tmp_path, '\n[[disruptions]]\nkind = "lab_lost"\nday = 1\ncount = 500\n')
+    with pytest.raises(ScenarioError, match=r"disruptions\.0\.count: 500 labs asked for, the scenario has"):
+        build_world(load_scenario(path))
+
+
+def test_a_seed_that_draws_fewer_labs_with_the_process_still_runs_on_all_it_has() -> None:
+    # Which labs have a resin printer is drawn: seed 72 of valve-lombardy draws one, where the file
+    # takes two down. The variant runs, with that one down, and says so.
+    loaded = load_scenario(find_scenario("valve-lombardy"), 72)
+    world = build_world(loaded)
+    resin = [lab.id for lab in world.labs if any("sla" in m.processes for m in lab.machines)]
+    down = [e for e in world.events if e.kind == "machine_down"]
+    assert len(resin) == 1 < loaded.scenario.disruptions[0].count
+    assert [e.lab_id for e in down] == resin
+    assert any("2 labs asked for with a sla machine down" in note for note in world.notes)
+
+
 def test_seed_changes_the_world_and_same_seed_repeats_it(tiny: Path) -> None:
     first = build_world(load_scenario(tiny, seed=1))
     again = build_world(load_scenario(tiny, seed=1))
