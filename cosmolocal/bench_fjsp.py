@@ -19,9 +19,21 @@ from rich.table import Table
 from cosmolocal.console import err, fail, out
 from solver.jobshop.brandimarte import parse_brandimarte
 from solver.jobshop.fjsp import check_schedule, solve
+from solver.jobshop.tabu import compile_ahead
 
-#: Best-known (proven optimal) makespans of Brandimarte's instances, by file stem.
-BEST_KNOWN: dict[str, float] = {"mk01": 40, "mk02": 26, "mk03": 204, "mk04": 60, "mk05": 172}
+#: Best-known makespans of Brandimarte's instances as published, by file stem.
+BEST_KNOWN: dict[str, float] = {
+    "mk01": 40,
+    "mk02": 26,
+    "mk03": 204,
+    "mk04": 60,
+    "mk05": 172,
+    "mk06": 57,
+    "mk07": 139,
+    "mk08": 523,
+    "mk09": 307,
+    "mk10": 197,
+}
 
 
 def fjsp(
@@ -29,12 +41,16 @@ def fjsp(
     best_known: Annotated[
         float | None,
         typer.Option(
-            "--best-known", help="Best-known makespan (default: known values of mk01-mk05 by name)."
+            "--best-known", help="Best-known makespan (default: known values of mk01-mk10 by name)."
         ),
     ] = None,
     time_limit: Annotated[float, typer.Option("--time-limit", help="Time limit in seconds.")] = 10.0,
     workers: Annotated[
-        int, typer.Option("--workers", help="Threads: one for the tabu search, the rest for CP-SAT.")
+        int,
+        typer.Option(
+            "--workers",
+            help="Threads: a tabu search and CP-SAT beside it up to 60 operations, tabu searches beyond.",
+        ),
     ] = 2,
     json: Annotated[
         bool, typer.Option("--json", help="One JSON object per instance on its own line.")
@@ -52,6 +68,7 @@ def fjsp(
     except ValueError as exc:
         fail(f"{file}: {exc}")
     known = best_known if best_known is not None else BEST_KNOWN.get(file.stem.lower())
+    compile_ahead()  # once per machine, then read from the cache: the clock times the search only
     began = time.perf_counter()
     result = solve(instance, "makespan", time_limit_s=time_limit, workers=workers)
     seconds = time.perf_counter() - began

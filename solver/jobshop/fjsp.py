@@ -49,6 +49,11 @@ Objective = Literal["makespan", "weighted_tardiness"]
 OBJECTIVES: tuple[str, ...] = ("makespan", "weighted_tardiness")
 #: The share of the time kept for the last CP-SAT run on the whole model (the bound, often a proof).
 FINAL_SHARE = 0.15
+#: Operations up to which CP-SAT runs beside the tabu search; beyond, every worker runs a tabu search.
+CP_SAT_BESIDE_MOST = 60
+#: FINAL_SHARE beyond CP_SAT_BESIDE_MOST operations, where CP-SAT rarely proves in seconds: the time
+#: goes to the tabu searches, CP-SAT keeps enough for its bound.
+FINAL_SHARE_BEYOND = 0.03
 
 
 @dataclass(frozen=True, slots=True)
@@ -483,32 +488,54 @@ def _tabu_beside_cp_sat(
     seed: int,
     bound: int,
 ) -> tuple[list[list[ScheduledOperation]], float, int]:
-    """The better of a tabu search and CP-SAT run side by side for `seconds`, from `current`.
+    """The best of tabu searches and CP-SAT run side by side for `seconds`, from `current`.
 
-    The tabu search holds one thread (Python); CP-SAT gets the other `workers - 1` (none when
-    `workers` is 1), and it releases the interpreter while it searches. Whichever proves the optimum
-    first stops the other. Returns (best schedule, wall seconds, CP-SAT's proven bound or `bound`).
+    Each tabu search holds one thread (its iterations are compiled and release the interpreter, as
+    CP-SAT does). Up to CP_SAT_BESIDE_MOST operations, one tabu search runs and CP-SAT gets the
+    other `workers - 1` (none when `workers` is 1): there CP-SAT can still prove the optimum. Beyond,
+    its one worker rarely improves the schedule or the bound within seconds, so every worker runs a
+    tabu search, each from its own seed, sharing their best schedule (`tabu.SharedBest`): a search
+    that restarts starts from the best any of them found. Whichever reaches the proven
+    bound first stops the others. Returns (best schedule, wall seconds, CP-SAT's proven bound or
+    `bound`).
     """
     started = time.perf_counter()
     proven = threading.Event()
     found: list[tuple[int, float, list[list[ScheduledOperation]] | None]] = []  # CP-SAT's outcome
     solver: cp_model.CpSolver | None = None
     helper: threading.Thread | None = None
-    if workers >= 2:
+    searches = workers if instance.num_operations > CP_SAT_BESIDE_MOST else 1
+    if workers - searches >= 1:
         horizon = max(job_ops[-1].end for job_ops in current)
         built = _build(instance, "makespan", horizon, blocks, current)
         solver = cp_model.CpSolver()
 
         def cp_sat() -> None:
             assert solver is not None
-            code, raw, _, ops = _run(built, instance, seconds, workers - 1, seed + 7, solver)
+            code, raw, _, ops = _run(built, instance, seconds, workers - searches, seed + 7, solver)
             found.append((code, raw, ops))
             if code == cp_model.OPTIMAL:
                 proven.set()
 
         helper = threading.Thread(target=cp_sat, name="cp-sat-beside-tabu", daemon=True)
         helper.start()
-    searched = tabu.search(instance, current, seconds=seconds, seed=seed, target=bound, stop=proven.is_set)
+
+    board = tabu.SharedBest() if searches > 1 else None
+
+    def one_search(tabu_seed: int) -> tabu.TabuResult:
+        result = tabu.search(
+            instance, current, seconds=seconds, seed=tabu_seed, target=bound, stop=proven.is_set, board=board
+        )
+        if result.makespan <= bound:
+            proven.set()  # at the bound: the other searches stop too
+        return result
+
+    if searches == 1:
+        results = [one_search(seed)]
+    else:
+        with ThreadPoolExecutor(searches, thread_name_prefix="tabu") as pool:
+            results = list(pool.map(one_search, [seed + i for i in range(searches)]))
+    searched = min(results, key=lambda result: result.makespan)
     while helper is not None and helper.is_alive():
         assert solver is not None
         solver.stop_search()  # the tabu search is done: out of time, or at the proven bound
@@ -551,13 +578,15 @@ def solve(
     proven optimal. (2a) For the makespan without calendars, until the last `FINAL_SHARE` of the
     time: the tabu search of solver.jobshop.tabu on one thread and CP-SAT on the whole model on the other
     `workers - 1`, side by side; on flexible instances of a few dozen operations CP-SAT stalls on the
-    makespan's plateaus where the tabu search goes on. (2b) Otherwise, large-neighbourhood search for
-    `lns_share` of the time: a time window, a few jobs or a few machines are freed, every other
-    operation keeps its machine and its order there, and CP-SAT (one worker per neighbourhood,
-    `workers` neighbourhoods at once) re-solves that smaller model from the current schedule, keeping
-    the result when no worse (ties broken by the sum of job ends, so the search moves along the
-    makespan's plateaus). (3) CP-SAT on the whole model again, from the best schedule, for the rest of
-    the time: it may still improve it and gives the bound, itself never below the machine-load bound.
+    makespan's plateaus where the tabu search goes on. Beyond CP_SAT_BESIDE_MOST operations a tabu
+    search runs on every worker instead, until the last FINAL_SHARE_BEYOND of the time. (2b)
+    Otherwise, large-neighbourhood search for `lns_share` of the time: a time window, a few jobs or a
+    few machines are freed, every other operation keeps its machine and its order there, and CP-SAT
+    (one worker per neighbourhood, `workers` neighbourhoods at once) re-solves that smaller model
+    from the current schedule, keeping the result when no worse (ties broken by the sum of job ends,
+    so the search moves along the makespan's plateaus). (3) CP-SAT on the whole model again, from
+    the best schedule, for the rest of the time: it may still improve it and gives the bound, itself
+    never below the machine-load bound.
     `lns_share` 0 skips phases 2 and 3.
 
     `start_from` replaces the dispatch schedule as the starting point (a complete, valid schedule of
@@ -602,7 +631,8 @@ def solve(
 
     if objective == "makespan" and not any(blocks) and lns_share > 0:
         # Phase 2, makespan without calendars: tabu search here, CP-SAT on the whole model beside it.
-        portfolio_end = time_limit_s * (1.0 - FINAL_SHARE)
+        final_share = FINAL_SHARE if instance.num_operations <= CP_SAT_BESIDE_MOST else FINAL_SHARE_BEYOND
+        portfolio_end = time_limit_s * (1.0 - final_share)
         if portfolio_end - seconds > 0.05:
             candidate, spent, cp_bound = _tabu_beside_cp_sat(
                 instance, blocks, current, portfolio_end - seconds, workers, seed, bound

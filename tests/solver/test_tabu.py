@@ -96,3 +96,20 @@ def test_solve_uses_it_and_stays_valid_with_one_or_two_workers() -> None:
         result = solve(instance, time_limit_s=1.0, workers=workers, seed=1)
         assert check_schedule(instance, result) == []
         assert result.bound <= result.objective <= start.objective
+
+
+def test_a_large_shop_stays_valid_through_restarts_and_a_crowded_tabu_table(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # 60 jobs, about 180 operations: hundreds of candidate moves a step (the candidate arrays grow),
+    # restarts from the best every 200 steps, and a table of forbidden moves of 7 slots, so that
+    # look-ups and writes run into full and lapsed slots.
+    from solver.jobshop import tabu_kernel
+
+    monkeypatch.setattr(tabu, "PATIENCE", 200)
+    monkeypatch.setattr(tabu_kernel, "TABU_SLOTS", 7)
+    instance = flexible_instance(random.Random(77), jobs=60, machines=6)
+    start = dispatch(instance)
+    found = tabu.search(instance, start.operations, seconds=60, seed=4, max_iterations=1500)
+    assert check_schedule(instance, as_result(instance, found)) == []
+    assert found.makespan < start.makespan and found.iterations == 1500
