@@ -248,7 +248,7 @@ def search(
 
     arrays = _Arrays(shop, machine, duration, sequences, kernel.TABU_SLOTS)
     kernel.seed_random(seed)
-    state = np.array([0, 0, timing.makespan, timing.makespan], dtype=np.int64)
+    state = np.array([0, 0, timing.makespan], dtype=np.int64)  # see tabu_kernel.ITERATION
     deadline = time.perf_counter() + seconds
     while state[kernel.BEST_MAKESPAN] > target:
         if time.perf_counter() >= deadline or (stop is not None and stop()):

@@ -28,7 +28,7 @@ TABU_PROBES = 32
 FIRST_CAPACITY = 4096
 
 #: Indices into the `state` array shared with the caller.
-ITERATION, SINCE_BEST, BEST_MAKESPAN, MAKESPAN = 0, 1, 2, 3
+ITERATION, SINCE_BEST, BEST_MAKESPAN = 0, 1, 2
 
 
 @njit(cache=True)
@@ -439,7 +439,6 @@ def iterate(
             makespan = longest_paths(
                 job_pred, job_succ, msucc, mpred, release, duration, head, order, indegree
             )
-    state[MAKESPAN] = makespan
     return True
 
 
