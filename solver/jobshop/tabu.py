@@ -100,105 +100,13 @@ class _Shop:
         self.index = {key: v for v, key in enumerate(self.key)}
 
 
-class _Timing:
-    """Heads (earliest starts), makespan and, computed when first read, tails of one schedule.
-
-    Tails (the longest path after each operation's end) are read for the schedule the search moves
-    to, and for the few trial moves whose makespan ties the best trial so far; most trials are
-    decided by their makespan alone, so the backward pass is left until asked for.
-    """
-
-    __slots__ = ("_duration", "_job_succ", "_machine_succ", "_order", "_tail", "head", "makespan")
-
-    def __init__(
-        self,
-        head: list[int],
-        makespan: int,
-        order: list[int],
-        job_succ: list[int],
-        machine_succ: list[int],
-        duration: Sequence[int],
-    ) -> None:
-        self.head = head
-        self.makespan = makespan
-        self._order = order
-        self._job_succ = job_succ
-        self._machine_succ = machine_succ
-        self._duration = duration
-        self._tail: list[int] | None = None
-
-    @property
-    def tail(self) -> list[int]:
-        """Per operation, the longest path from its end to the end of the schedule."""
-        if self._tail is None:
-            duration = self._duration
-            job_succ = self._job_succ
-            machine_succ = self._machine_succ
-            tail = [0] * len(self.head)
-            for v in reversed(self._order):
-                t = 0
-                s = job_succ[v]
-                if s >= 0:
-                    t = tail[s] + duration[s]
-                s = machine_succ[v]
-                if s >= 0 and tail[s] + duration[s] > t:
-                    t = tail[s] + duration[s]
-                tail[v] = t
-            self._tail = tail
-        return self._tail
-
-
-def _timing(shop: _Shop, sequences: Sequence[Sequence[int]], duration: Sequence[int]) -> _Timing | None:
-    """The timing of the schedule, or None when its machine orders close a cycle."""
-    n = shop.size
-    machine_succ = [-1] * n
-    indegree = [0] * n
-    job_pred = shop.job_pred
-    job_succ = shop.job_succ
-    for v in range(n):
-        if job_pred[v] >= 0:
-            indegree[v] = 1
-    for sequence in sequences:
-        for a, b in itertools.pairwise(sequence):
-            machine_succ[a] = b
-            indegree[b] += 1
-    head = list(shop.release)
-    order = [v for v in range(n) if indegree[v] == 0]
-    makespan = 0
-    i = 0
-    while i < len(order):
-        v = order[i]
-        i += 1
-        end = head[v] + duration[v]
-        if end > makespan:
-            makespan = end
-        # The two successors are written out, not looped over: this is the search's innermost loop.
-        s = job_succ[v]
-        if s >= 0:
-            if head[s] < end:
-                head[s] = end
-            indegree[s] -= 1
-            if indegree[s] == 0:
-                order.append(s)
-        s = machine_succ[v]
-        if s >= 0:
-            if head[s] < end:
-                head[s] = end
-            indegree[s] -= 1
-            if indegree[s] == 0:
-                order.append(s)
-    if len(order) < n:
-        return None
-    return _Timing(head, makespan, order, job_succ, machine_succ, duration)
-
-
 def _schedule(
-    shop: _Shop, machine: Sequence[int], duration: Sequence[int], timing: _Timing
+    shop: _Shop, machine: Sequence[int], duration: Sequence[int], head: np.ndarray
 ) -> tuple[tuple[tuple[int, int, int], ...], ...]:
     """Per job, per operation, (machine, start, end): every operation as early as its graph allows."""
     jobs: list[list[tuple[int, int, int]]] = [[] for _ in range(shop.num_jobs)]
     for v, (j, _) in enumerate(shop.key):
-        start = timing.head[v]
+        start = int(head[v])
         jobs[j].append((machine[v], start, start + duration[v]))
     return tuple(tuple(ops) for ops in jobs)
 
@@ -240,15 +148,14 @@ def search(
     sequences: list[list[int]] = [[] for _ in range(shop.num_machines)]
     for _, _, v in placed:
         sequences[machine[v]].append(v)
-    timing = _timing(shop, sequences, duration)
-    if timing is None:
-        raise ValueError("the start schedule's machine orders are cyclic")
-
     from solver.jobshop import tabu_kernel as kernel  # compiled on first use: labs never pay for it
 
     arrays = _Arrays(shop, machine, duration, sequences, kernel.TABU_SLOTS)
+    makespan, _ = arrays.longest_paths(best=False)
+    if makespan < 0:
+        raise ValueError("the start schedule's machine orders are cyclic")
     kernel.seed_random(seed)
-    state = np.array([0, 0, timing.makespan], dtype=np.int64)  # see tabu_kernel.ITERATION
+    state = np.array([0, 0, makespan], dtype=np.int64)  # see tabu_kernel.ITERATION
     deadline = time.perf_counter() + seconds
     while state[kernel.BEST_MAKESPAN] > target:
         if time.perf_counter() >= deadline or (stop is not None and stop()):
@@ -272,11 +179,10 @@ def search(
             board.exchange(arrays, state)
     best_machine = [int(k) for k in arrays.best_machine]
     best_duration = [shop.times[v][best_machine[v]] for v in range(n)]
-    best_sequences = arrays.best_sequences(shop.num_machines)
-    best_timing = _timing(shop, best_sequences, best_duration)
-    assert best_timing is not None and best_timing.makespan == state[kernel.BEST_MAKESPAN]
-    schedule = _schedule(shop, best_machine, best_duration, best_timing)
-    return TabuResult(schedule, best_timing.makespan, int(state[kernel.ITERATION]))
+    makespan, head = arrays.longest_paths(best=True)
+    assert makespan == state[kernel.BEST_MAKESPAN]
+    schedule = _schedule(shop, best_machine, best_duration, head)
+    return TabuResult(schedule, makespan, int(state[kernel.ITERATION]))
 
 
 def compile_ahead() -> None:
@@ -391,14 +297,17 @@ class _Arrays:
         """The best schedule's arrays: machine, machine predecessor and successor, first, length."""
         return (self.best_machine, self.best_mpred, self.best_msucc, self.best_mfirst, self.best_mlen)
 
-    def best_sequences(self, machines: int) -> list[list[int]]:
-        """Per machine, the best schedule's operations in order."""
-        sequences: list[list[int]] = []
-        for k in range(machines):
-            sequence = []
-            v = int(self.best_mfirst[k])
-            while v >= 0:
-                sequence.append(v)
-                v = int(self.best_msucc[v])
-            sequences.append(sequence)
-        return sequences
+    def longest_paths(self, best: bool) -> tuple[int, np.ndarray]:
+        """The makespan (-1 when the machine orders close a cycle) and heads, of the current or best."""
+        from solver.jobshop.tabu_kernel import longest_paths
+
+        n = self.machine.shape[0]
+        machine = self.best_machine if best else self.machine
+        duration = self.ptime[np.arange(n), machine]
+        mpred, msucc = (self.best_mpred, self.best_msucc) if best else (self.mpred, self.msucc)
+        head = np.zeros(n, dtype=np.int64)
+        scratch = np.zeros((2, n), dtype=np.int64)
+        makespan = longest_paths(
+            self.job_pred, self.job_succ, msucc, mpred, self.release, duration, head, scratch[0], scratch[1]
+        )
+        return int(makespan), head

@@ -73,6 +73,8 @@ def longest_paths(
         end = head[v] + duration[v]
         if end > makespan:
             makespan = end
+        # The two successors are written out: through a helper, even inlined, the search ran at half
+        # the speed (mk10, 15,000 moves a second against 33,000).
         s = job_succ[v]
         if s >= 0:
             if head[s] < end:
