@@ -479,7 +479,7 @@ def _neighbourhood(
     return chosen
 
 
-def _tabu_beside_cp_sat(
+def _tabu_portfolio(
     instance: Instance,
     blocks: list[list[tuple[int, int]]],
     current: list[list[ScheduledOperation]],
@@ -634,7 +634,7 @@ def solve(
         final_share = FINAL_SHARE if instance.num_operations <= CP_SAT_BESIDE_MOST else FINAL_SHARE_BEYOND
         portfolio_end = time_limit_s * (1.0 - final_share)
         if portfolio_end - seconds > 0.05:
-            candidate, spent, cp_bound = _tabu_beside_cp_sat(
+            candidate, spent, cp_bound = _tabu_portfolio(
                 instance, blocks, current, portfolio_end - seconds, workers, seed, bound
             )
             seconds += spent
