@@ -58,7 +58,7 @@ import tomllib
 from datetime import datetime
 from functools import cache
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -350,27 +350,13 @@ class LoadedScenario(BaseModel):
         moved: dict[str, object] = {}
         notes: list[str] = []
         if scenario.labs.source == "cities":
-            labs = scenario.labs
-            separation = _fitting_separation(country, labs.count, labs.skip, labs.min_separation_km)
-            if separation != labs.min_separation_km:
-                notes.append(
-                    f"labs: {labs.count} cities of {country} are at least {separation:g} km apart, not "
-                    f"the file's {labs.min_separation_km:g} km"
-                )
-            moved["labs"] = labs.model_copy(update={"country": country, "min_separation_km": separation})
-        demand = []
-        for index, d in enumerate(scenario.demand):
-            if d.at.source != "cities":
-                demand.append(d)
-                continue
-            separation = _fitting_separation(country, d.at.count, d.at.skip, d.at.min_separation_km)
-            if separation != d.at.min_separation_km:
-                notes.append(
-                    f"demand.{index}.at: {d.at.count} cities of {country} are at least {separation:g} km "
-                    f"apart, not the file's {d.at.min_separation_km:g} km"
-                )
-            at = d.at.model_copy(update={"country": country, "min_separation_km": separation})
-            demand.append(d.model_copy(update={"at": at}))
+            moved["labs"] = _moved_cities(scenario.labs, country, "labs", notes)
+        demand = [
+            d.model_copy(update={"at": _moved_cities(d.at, country, f"demand.{index}.at", notes)})
+            if d.at.source == "cities"
+            else d
+            for index, d in enumerate(scenario.demand)
+        ]
         if any(d.at.source == "cities" for d in scenario.demand):
             moved["demand"] = demand
         if not moved:
@@ -388,6 +374,22 @@ class LoadedScenario(BaseModel):
 #: country has that many cities.
 SEPARATION_STEP = 0.8
 SEPARATION_FLOOR_KM = 5.0
+_Cities = TypeVar("_Cities", "LabsSpec", "PointsSpec")
+
+
+def _moved_cities(spec: _Cities, country: str, where: str, notes: list[str]) -> _Cities:
+    """`spec` (labs or delivery points at a country's cities) moved to `country`, as many as before.
+
+    When `country` has too few cities at the file's separation, it is cut (see SEPARATION_STEP),
+    and a note in `notes` says so.
+    """
+    separation = _fitting_separation(country, spec.count, spec.skip, spec.min_separation_km)
+    if separation != spec.min_separation_km:
+        notes.append(
+            f"{where}: {spec.count} cities of {country} are at least {separation:g} km apart, not the "
+            f"file's {spec.min_separation_km:g} km"
+        )
+    return spec.model_copy(update={"country": country, "min_separation_km": separation})
 
 
 def _fitting_separation(country: str, count: int, skip: int, separation: float) -> float:
