@@ -915,6 +915,7 @@ class PlannerCore:
                 "tau": round(tau, 4),
                 "strength": round(rules.strength(tau), 4),
                 "discount_km_per_unit": round(params.trail_discount_km * rules.strength(tau), 3),
+                "discount_share_of_trip": round(params.trail_trip_share * rules.strength(tau), 4),
             }
             for (design, lab), tau in sorted(self.trails.items())
             if lab == lab_id

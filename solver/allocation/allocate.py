@@ -34,7 +34,7 @@ from solver.large.path import meets, solve_large
 from solver.model.candidates import Candidates, find_candidates, merge_candidates, shortage_reason
 from solver.model.capability import step_groups
 from solver.model.lines import LineUnits, allocation_line, split_units
-from solver.model.objective import objective_weights, overdue_weight, polished_priorities
+from solver.model.objective import objective_weights, overdue_weight, polished_priorities, trail_reach
 from solver.model.problem import (
     LabState,
     Problem,
@@ -453,7 +453,7 @@ class AllocationMapping:
                 if (lab_index, design.id) not in groups_at:
                     groups_at[lab_index, design.id] = step_groups(state.lab, design)
                 groups = groups_at[lab_index, design.id]
-                discount = self._discount(design.id, state)
+                discount = self._discount(design.id, state, km)
                 unit_cost = km * params.km_weight - discount + problem.bid_price(design.id, lab_index)
                 priority = problem.demands[d].order.priority
                 due, travel = arrival[d]
@@ -571,11 +571,13 @@ class AllocationMapping:
             extra_setups=tuple(_transfer_key(sender.lab, base.lab, m) for m in materials),
         )
 
-    def _discount(self, design_id: str, state: LabState) -> float:
+    def _discount(self, design_id: str, state: LabState, km: float) -> float:
         tau = self.problem.trails.get((design_id, state.lab.id))
         if tau is None:
             return 0.0
-        return self.params.trail_discount_km * self.params.km_weight * self.rules.strength(tau)
+        params = self.params
+        reach = trail_reach(km, params.trail_discount_km, params.trail_trip_share)
+        return float(params.trail_discount_km * params.km_weight * self.rules.strength(tau) * reach)
 
     def units_of(self, plan: Plan) -> list[int]:
         """Units per core option for a plan of the same demands (allocations off the candidates dropped)."""

@@ -25,6 +25,7 @@ import numpy as np
 from solver.large.bound import Beyond
 from solver.large.network import Network, design_lab_pairs, discount_table
 from solver.model.candidates import Candidates, km_beyond
+from solver.model.objective import trail_reach
 from solver.model.problem import Problem, SolveParams, days_until, horizon_days
 from solver.model.trails import TrailRules
 
@@ -69,7 +70,9 @@ def beyond_cost(
             for d in problem.demands
         ]
     )
-    return km * params.km_weight - discount + time_term
+    with np.errstate(invalid="ignore"):  # inf x 0 where a demand has no lab beyond, as above
+        reach = trail_reach(km, params.trail_discount_km, params.trail_trip_share)
+    return km * params.km_weight - np.where(discount > 0, discount * reach, 0.0) + time_term
 
 
 def priced_beyond(
@@ -134,14 +137,15 @@ def priced_beyond(
         )[:, None]
         table = np.zeros((rows, labs, len(cells)))
         table[pair_key // labs, pair_key % labs] = per_pair
-        table -= discount[:, :, None]
         out = np.full(len(listed), np.inf)
         for start in range(0, len(listed), BLOCK):
             if time.perf_counter() > deadline:
                 out[start:] = -np.inf
                 break
             block = listed[start : start + BLOCK]
-            out[start : start + len(block)] = _least(problem, params, candidates, block, table, times)
+            out[start : start + len(block)] = _least(
+                problem, params, candidates, block, table, discount, times
+            )
         return out
 
     return cost
@@ -165,10 +169,12 @@ def _least(
     candidates: Candidates,
     block: np.ndarray,
     table: np.ndarray,
+    discount: np.ndarray,
     times: _Times,
 ) -> np.ndarray:
     """Per demand of `block`, the least cost per unit over the labs off its candidates and the finish
-    times (see `priced_beyond`); `table` prices a unit per (design row, lab, finish cell)."""
+    times (see `priced_beyond`); `table` prices a unit per (design row, lab, finish cell), and
+    `discount` gives the trail discount per (design row, lab) on a trip long enough for all of it."""
     assert candidates.design_row is not None
     km = km_beyond(problem, candidates, block)
     reachable = np.isfinite(km)
@@ -176,9 +182,11 @@ def _least(
     road = (params.handling_hours + km / params.transport_kmh) / 24.0
     made_by = times.due[block, None] - road
     w = times.weight[block, None]
-    base = km * params.km_weight + w * road
     row = candidates.design_row[block][:, None]
     lab = np.arange(km.shape[1])[None, :]
+    base = km * params.km_weight + w * road
+    if discount.any():
+        base = base - discount[row, lab] * trail_reach(km, params.trail_discount_km, params.trail_trip_share)
     best = np.full(km.shape, np.inf)
     for cell in times.grid.tolist():
         finish = times.cells[cell]

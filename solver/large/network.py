@@ -39,7 +39,7 @@ import numpy as np
 
 from solver.model.candidates import Candidates
 from solver.model.capability import step_groups
-from solver.model.objective import overdue_weight, unit_cost
+from solver.model.objective import overdue_weight, trail_reach, unit_cost
 from solver.model.problem import Problem, SolveParams, days_until, earliest_finish, is_due_checkpoint
 from solver.model.trails import DEFAULT_RULES, TrailRules
 
@@ -152,6 +152,10 @@ def build_network(
     edge_lab = candidates.edge_lab
     edge_km = candidates.edge_km
     edge_discount = _discounts(problem, params, rules, design_ids, design_of[edge_demand], edge_lab)
+    if problem.trails:
+        edge_discount = edge_discount * trail_reach(
+            edge_km, params.trail_discount_km, params.trail_trip_share
+        )
 
     # Options per edge: units finishing by a checkpoint. On time (arriving by the due date): by the
     # date they must be made to arrive in time, and by each time checkpoint before it. Late: by each
@@ -322,7 +326,8 @@ def compact_indices(values: np.ndarray) -> np.ndarray:
 
 
 def trail_discount(problem: Problem, params: SolveParams, rules: TrailRules, design: str, lab: int) -> float:
-    """Discount per unit of `design` made at lab index `lab`, from its trail (0 without one)."""
+    """Discount per unit of `design` made at lab index `lab`, from its trail (0 without one), on a
+    trip long enough for all of it (`solver.model.objective.trail_reach` scales it to the trip)."""
     tau = problem.trails.get((design, problem.labs[lab].lab.id))
     if tau is None:
         return 0.0

@@ -19,6 +19,7 @@ from solver.model.objective import (
     HANDLING_HOURS,
     LATENESS_PENALTY,
     SHORTAGE_PENALTY,
+    TRAIL_TRIP_SHARE,
     TRANSFER_HANDLING_COST,
     TRANSFER_HANDLING_HOURS,
     TRANSFER_KM_WEIGHT,
@@ -176,6 +177,8 @@ class SolveParams:
     due_buckets: int = 6
     #: Largest trail discount per unit, in km-equivalents (a strong trail is worth this much distance).
     trail_discount_km: float = 25.0
+    #: ... and at most this share of the trip it shortens (`solver.model.objective.TRAIL_TRIP_SHARE`).
+    trail_trip_share: float = TRAIL_TRIP_SHARE
     #: Extra candidates per demand: the strongest-trail capable labs beyond the k nearest.
     trail_candidates: int = 2
     #: Extra candidates per demand: the labs with the most room for its design among the 4k nearest.
@@ -233,6 +236,8 @@ class SolveParams:
             raise ValueError(f"near_km cannot be negative, got {self.near_km}")
         if self.max_horizon_days <= 0:
             raise ValueError(f"max_horizon_days must be positive, got {self.max_horizon_days}")
+        if not 0 <= self.trail_trip_share <= 1:
+            raise ValueError(f"trail_trip_share must lie in [0, 1], got {self.trail_trip_share}")
         if self.due_buckets < 1 or self.trail_candidates < 0 or self.trail_discount_km < 0:
             raise ValueError("due_buckets must be at least 1; trail_candidates and trail_discount_km >= 0")
         if self.late_window_days < 0:

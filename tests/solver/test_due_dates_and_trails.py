@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from protocol.model import Plan
 from solver.allocation.allocate import solve
 from solver.check import check
 from solver.model.problem import Problem, SolveParams
-from tests.solver.factory import FAR, INSTANT, NEAR, lab, machine, order, printer, problem, units_by_lab
+from tests.solver.factory import (
+    FAR,
+    INSTANT,
+    NEAR,
+    lab,
+    machine,
+    order,
+    printer,
+    problem,
+    units_by_lab,
+)
 
 #: A late window of 5 days: units that miss their due date may still be planned, at a price.
 LATE_OK = SolveParams(time_limit_s=2.0, workers=1, late_window_days=5.0, **INSTANT)
@@ -78,26 +90,52 @@ def test_accepted_licence_passes_the_gate() -> None:
     assert units_by_lab(plan, "o1") == {"a": 3}
 
 
+def with_trails(p: Problem, trails: dict[tuple[str, str], float]) -> Problem:
+    return Problem(p.now, p.designs, p.labs, p.demands, trails=trails)
+
+
 def test_a_strong_trail_can_win_against_a_little_distance_and_shows_in_the_cost() -> None:
-    labs = [lab("near", NEAR), lab("middle", (41.42, 2.17))]  # about 1.5 and 3.7 km from the centre
+    labs = [lab("near", NEAR), lab("trusted", (41.4018, 2.17))]  # about 1.4 and 1.6 km from the centre
     base = problem(labs, [order("o1", "finger-splint", 5)])
     assert units_by_lab(solved(base, LATE_OK), "o1") == {"near": 5}
-    trailed = Problem(
-        base.now, base.designs, base.labs, base.demands, trails={("finger-splint", "middle"): 5.0}
-    )
-    plan = solved(trailed, LATE_OK)
-    assert units_by_lab(plan, "o1") == {"middle": 5}
+    plan = solved(with_trails(base, {("finger-splint", "trusted"): 5.0}), LATE_OK)
+    assert units_by_lab(plan, "o1") == {"trusted": 5}
     [a] = plan.allocations
+    # On a trip this short the discount is its share of the trip, not the 25 km of a long one.
+    assert a.cost.trail == pytest.approx(-LATE_OK.trail_trip_share * a.cost.km * 5)
+
+
+def test_a_strong_trail_never_wins_against_a_lab_at_half_the_distance() -> None:
+    # A city's trips are a few km: a discount of 25 km would send every unit to the first lab whose
+    # trail grew, and each on-time delivery would strengthen it again.
+    labs = [lab("near", NEAR), lab("middle", (41.42, 2.17))]  # about 1.4 and 3.6 km from the centre
+    trailed = with_trails(
+        problem(labs, [order("o1", "finger-splint", 5)]), {("finger-splint", "middle"): 5.0}
+    )
+    assert units_by_lab(solved(trailed, LATE_OK), "o1") == {"near": 5}
+    whole_trip = replace(LATE_OK, trail_trip_share=1.0)  # the discount may then take the whole trip
+    assert units_by_lab(solved(trailed, whole_trip), "o1") == {"middle": 5}
+
+
+def test_a_long_trip_takes_the_whole_discount() -> None:
+    only = problem([lab("trusted", FAR)], [order("o1", "finger-splint", 5)])  # about 85 km away
+    plan = solved(with_trails(only, {("finger-splint", "trusted"): 5.0}), LATE_OK)
+    [a] = plan.allocations
+    assert a.cost.km * LATE_OK.trail_trip_share > LATE_OK.trail_discount_km
     assert a.cost.trail == pytest.approx(-LATE_OK.trail_discount_km * 5)
 
 
 def test_strong_trails_add_candidates_beyond_the_nearest() -> None:
     labs = [lab("near", NEAR), lab("far", FAR)]
     trails = {("finger-splint", "far"): 5.0}
-    base = problem(labs, [order("o1", "finger-splint", 2)])
-    p = Problem(base.now, base.designs, base.labs, base.demands, trails=trails)
+    p = with_trails(problem(labs, [order("o1", "finger-splint", 2)]), trails)
     params = SolveParams(
-        time_limit_s=2.0, workers=1, k_nearest=1, trail_candidates=1, trail_discount_km=500.0
+        time_limit_s=2.0,
+        workers=1,
+        k_nearest=1,
+        trail_candidates=1,
+        trail_discount_km=500.0,
+        trail_trip_share=1.0,
     )
     assert units_by_lab(solved(p, params), "o1") == {"far": 2}
     no_trail_candidates = SolveParams(time_limit_s=2.0, workers=1, k_nearest=1, trail_candidates=0)

@@ -462,3 +462,19 @@ def test_key_starts_are_where_each_key_begins_in_the_sorted_keys(keys: list[int]
     ordered = np.array(sorted(keys), dtype=np.int32)
     count = (max(keys) + 1 if keys else 0) + beyond
     assert np.array_equal(key_starts(ordered, count), np.searchsorted(ordered, np.arange(count + 1)))
+
+
+@pytest.mark.parametrize("share, chosen", [(0.3, "near"), (1.0, "middle")])
+def test_the_large_path_scales_a_trail_to_the_trip_as_the_model_does(share: float, chosen: str) -> None:
+    # A strong trail at a lab 3.6 km away against one at 1.4 km: at most 30 % of a trip, it never
+    # wins against a lab at half the distance; allowed the whole trip, it does. Both paths agree,
+    # and the large path's bound, priced with the same discount, stays below both plans.
+    labs = [lab("near", NEAR), lab("middle", (41.42, 2.17))]
+    base = problem(labs, [order(f"o{i}", "finger-splint", 2) for i in range(6)])
+    p = Problem(base.now, base.designs, base.labs, base.demands, trails={("finger-splint", "middle"): 5.0})
+    large, small = replace(LARGE, trail_trip_share=share), replace(SMALL, trail_trip_share=share)
+    plan, other = solved(p, large), solve(p, small)
+    assert {a.lab_id for a in plan.allocations} == {a.lab_id for a in other.allocations} == {chosen}
+    assert plan.bound <= other.objective + 1e-6 and other.bound <= plan.objective + 1e-6
+    expected = sum(-share * a.cost.km * a.quantity if chosen == "middle" else 0.0 for a in plan.allocations)
+    assert sum(a.cost.trail for a in plan.allocations) == pytest.approx(expected)
