@@ -296,6 +296,14 @@ def test_trails_grow_on_time_weaken_on_refusal_fade_and_come_back_from_the_ledge
 
     view = core.trails_view("lab-a")
     assert [t["design"] for t in view["trails"]] == ["finger-splint"]
+    [shown] = view["trails"]
+    params = SolveParams()
+    assert shown["discount_km_per_unit"] == pytest.approx(
+        params.trail_discount_km * shown["strength"], abs=1e-3
+    )
+    assert shown["discount_share_of_trip"] == pytest.approx(
+        params.trail_trip_share * shown["strength"], abs=1e-4
+    )
     causes = [h["cause"] for h in view["history"]]
     assert causes == ["delivered on time", "refused: printer broken"]
 
