@@ -10,17 +10,7 @@ from protocol.model import Plan
 from solver.allocation.allocate import solve
 from solver.check import check
 from solver.model.problem import Problem, SolveParams
-from tests.solver.factory import (
-    FAR,
-    INSTANT,
-    NEAR,
-    lab,
-    machine,
-    order,
-    printer,
-    problem,
-    units_by_lab,
-)
+from tests.solver.factory import FAR, INSTANT, NEAR, lab, machine, order, printer, problem, units_by_lab
 
 #: A late window of 5 days: units that miss their due date may still be planned, at a price.
 LATE_OK = SolveParams(time_limit_s=2.0, workers=1, late_window_days=5.0, **INSTANT)
