@@ -9,8 +9,9 @@ locked in or locked out by its trail.
 What a trail does, and nothing more: it adds its lab to a demand's candidates (the strongest trails
 beyond the k nearest labs) and gives a bounded discount per unit, at most `trail_discount_km`
 km-equivalents at τmax and at most `trail_trip_share` of the trip it shortens (a city's trips are a
-few km: `solver.model.objective.TRAIL_TRIP_SHARE`), zero at or below neutral. Trails are data about labs and designs, shown to
-everyone through the planner's API with their history: not a hidden rating of people.
+few km: `solver.model.objective.TRAIL_TRIP_SHARE`), zero at or below neutral. Trails are data about
+labs and designs, shown to everyone through the planner's API with their history: not a hidden
+rating of people.
 
 Pure functions on floats; the planner keeps the values and their history in its ledger.
 """
