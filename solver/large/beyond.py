@@ -70,9 +70,10 @@ def beyond_cost(
             for d in problem.demands
         ]
     )
-    with np.errstate(invalid="ignore"):  # inf x 0 where a demand has no lab beyond, as above
-        reach = trail_reach(km, params.trail_discount_km, params.trail_trip_share)
-    return km * params.km_weight - np.where(discount > 0, discount * reach, 0.0) + time_term
+    # A unit's cost still grows with the distance under the share (by km_weight x (1 - strength x
+    # share) a km), so the nearest lab beyond the candidates still bounds every lab beyond them.
+    reach = trail_reach(km, params.trail_discount_km, params.trail_trip_share)
+    return km * params.km_weight - discount * reach + time_term
 
 
 def priced_beyond(
