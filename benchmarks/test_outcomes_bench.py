@@ -54,6 +54,9 @@ VARIANTS = [
     ("fab-city-barcelona", 42, None),
     # found a shortfall on km (same sweep): units sent farther to stay on time, where greedy is late
     ("fab-city-barcelona", 41, None),
+    # found shortfalls on the pooled fill and on km (2026-12-06, night, seeds 81-88 never run before)
+    ("fab-city-barcelona", 88, None),
+    ("valve-lombardy", 85, "DE"),
 ]
 SCENARIOS = sorted(builtin_scenarios()) + [
     f"{name}@{seed}" + (f"-{country}" if country else "") for name, seed, country in VARIANTS
@@ -82,6 +85,16 @@ NOT_YET: dict[tuple[str, str], str] = {
     ),
     ("fab-city-barcelona@15", "km"): (
         "1.76 km per unit against nearest-greedy's 1.75 (on time 100 % against 96.4 %), 2026-12-06"
+    ),
+    ("fab-city-barcelona@88", "pooled_fill"): (
+        "95.41 % against the half-way mark 96.01 % (board 95.67, central factory 96.34), 2026-12-06"
+    ),
+    ("fab-city-barcelona@88", "km"): (
+        "2.02 km per unit against nearest-greedy's 1.98 (on time 93.55 % against 86.59 %), 2026-12-06"
+    ),
+    ("valve-lombardy@85-DE", "km"): (
+        "704.1 km per unit against nearest-greedy's 697.0 (on time 85.2 % against 10.4 %, every valve made "
+        "where the better baseline made 89.3 %), 2026-12-06"
     ),
     ("valve-lombardy@23", "km"): (
         "889.7 km per unit against nearest-greedy's 887.9 (on time 74.8 % against 12.3 %, all made "
