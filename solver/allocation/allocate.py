@@ -34,7 +34,7 @@ from solver.large.path import meets, solve_large
 from solver.model.candidates import Candidates, find_candidates, merge_candidates, shortage_reason
 from solver.model.capability import step_groups
 from solver.model.lines import LineUnits, allocation_line, split_units
-from solver.model.objective import objective_weights, overdue_weight, polished_priorities, trail_reach
+from solver.model.objective import objective_weights, overdue_weight, polished_priorities
 from solver.model.problem import (
     LabState,
     Problem,
@@ -575,9 +575,7 @@ class AllocationMapping:
         tau = self.problem.trails.get((design_id, state.lab.id))
         if tau is None:
             return 0.0
-        params = self.params
-        reach = trail_reach(km, params.trail_discount_km, params.trail_trip_share)
-        return float(params.trail_discount_km * params.km_weight * self.rules.strength(tau) * reach)
+        return float(self.params.trail_discount(self.rules.strength(tau), km))
 
     def units_of(self, plan: Plan) -> list[int]:
         """Units per core option for a plan of the same demands (allocations off the candidates dropped)."""

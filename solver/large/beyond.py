@@ -64,16 +64,10 @@ def beyond_cost(
     strongest: dict[str, float] = {}
     for (design_id, _), tau in problem.trails.items():
         strongest[design_id] = max(strongest.get(design_id, 0.0), rules.strength(tau))
-    discount = np.array(
-        [
-            params.trail_discount_km * params.km_weight * strongest.get(d.order.design, 0.0)
-            for d in problem.demands
-        ]
-    )
+    strength = np.array([strongest.get(d.order.design, 0.0) for d in problem.demands])
     # A unit's cost still grows with the distance under the share (by km_weight x (1 - strength x
     # share) a km), so the nearest lab beyond the candidates still bounds every lab beyond them.
-    reach = trail_reach(km, params.trail_discount_km, params.trail_trip_share)
-    return km * params.km_weight - discount * reach + time_term
+    return km * params.km_weight - params.trail_discount(strength, km) + time_term
 
 
 def priced_beyond(

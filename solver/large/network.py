@@ -331,7 +331,7 @@ def trail_discount(problem: Problem, params: SolveParams, rules: TrailRules, des
     tau = problem.trails.get((design, problem.labs[lab].lab.id))
     if tau is None:
         return 0.0
-    return params.trail_discount_km * params.km_weight * rules.strength(tau)
+    return float(params.trail_discount(rules.strength(tau)))
 
 
 def discount_table(

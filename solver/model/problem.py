@@ -12,6 +12,7 @@ import math
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from protocol.model import PRIORITIES, Design, Lab, Location, Order
 from solver.model.objective import (
@@ -27,8 +28,12 @@ from solver.model.objective import (
     TRANSFER_SENDERS,
     TRANSPORT_KMH,
     objective_weights,
+    trail_reach,
     transit_days,
 )
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 @dataclass(frozen=True)
@@ -272,6 +277,15 @@ class SolveParams:
         negative = [p for p, v in self.shortage_penalty.items() if v < 0]
         if negative:
             raise ValueError(f"shortage_penalty cannot be negative; see: {', '.join(negative)}")
+
+    def trail_discount(
+        self, strength: float | np.ndarray, km: float | np.ndarray = math.inf
+    ) -> float | np.ndarray:
+        """A trail's discount per unit, in cost units, at `strength` (0 to 1, `TrailRules.strength`) on
+        a trip of `km`: the whole `trail_discount_km` at full strength on a trip long enough, else its
+        `trail_trip_share` of the trip (`solver.model.objective`). Element-wise on arrays as on numbers."""
+        reach = trail_reach(km, self.trail_discount_km, self.trail_trip_share)
+        return self.trail_discount_km * self.km_weight * strength * reach
 
 
 def with_whole_units(problem: Problem) -> Problem:
