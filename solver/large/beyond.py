@@ -23,9 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from solver.large.bound import Beyond
-from solver.large.network import Network, design_lab_pairs, discount_table
+from solver.large.network import Network, design_lab_pairs, strength_table
 from solver.model.candidates import Candidates, km_beyond
-from solver.model.objective import trail_reach
 from solver.model.problem import Problem, SolveParams, days_until, horizon_days
 from solver.model.trails import TrailRules
 
@@ -118,7 +117,7 @@ def priced_beyond(
     keys = network.point_chain * span + network.point_time
     first_point = np.searchsorted(keys, chain[:, None] * span + cells[None, :], side="left").astype(np.int32)
     # Rows of `design_row` are the demands' designs in sorted order (`find_candidates`).
-    discount = discount_table(problem, params, rules, sorted({d.order.design for d in demands}))
+    strength = strength_table(problem, rules, sorted({d.order.design for d in demands}))
     due = np.array([days_until(problem, d.order.due_at) for d in demands])
     weight = np.array([params.time_weight[d.order.priority] for d in demands])
     lateness = np.array([params.lateness_penalty[d.order.priority] for d in demands])
@@ -139,7 +138,7 @@ def priced_beyond(
                 break
             block = listed[start : start + BLOCK]
             out[start : start + len(block)] = _least(
-                problem, params, candidates, block, table, discount, times
+                problem, params, candidates, block, table, strength, times
             )
         return out
 
@@ -164,12 +163,12 @@ def _least(
     candidates: Candidates,
     block: np.ndarray,
     table: np.ndarray,
-    discount: np.ndarray,
+    strength: np.ndarray,
     times: _Times,
 ) -> np.ndarray:
     """Per demand of `block`, the least cost per unit over the labs off its candidates and the finish
     times (see `priced_beyond`); `table` prices a unit per (design row, lab, finish cell), and
-    `discount` gives the trail discount per (design row, lab) on a trip long enough for all of it."""
+    `strength` gives the trail's strength per (design row, lab)."""
     assert candidates.design_row is not None
     km = km_beyond(problem, candidates, block)
     reachable = np.isfinite(km)
@@ -180,8 +179,8 @@ def _least(
     row = candidates.design_row[block][:, None]
     lab = np.arange(km.shape[1])[None, :]
     base = km * params.km_weight + w * road
-    if discount.any():
-        base = base - discount[row, lab] * trail_reach(km, params.trail_discount_km, params.trail_trip_share)
+    if strength.any():
+        base = base - params.trail_discount(strength[row, lab], km)
     best = np.full(km.shape, np.inf)
     for cell in times.grid.tolist():
         finish = times.cells[cell]

@@ -39,7 +39,7 @@ import numpy as np
 
 from solver.model.candidates import Candidates
 from solver.model.capability import step_groups
-from solver.model.objective import overdue_weight, trail_reach, unit_cost
+from solver.model.objective import overdue_weight, unit_cost
 from solver.model.problem import Problem, SolveParams, days_until, earliest_finish, is_due_checkpoint
 from solver.model.trails import DEFAULT_RULES, TrailRules
 
@@ -151,11 +151,7 @@ def build_network(
     edge_demand = np.repeat(np.arange(len(demands), dtype=np.int64), counts)
     edge_lab = candidates.edge_lab
     edge_km = candidates.edge_km
-    edge_discount = _discounts(problem, params, rules, design_ids, design_of[edge_demand], edge_lab)
-    if problem.trails:
-        edge_discount = edge_discount * trail_reach(
-            edge_km, params.trail_discount_km, params.trail_trip_share
-        )
+    edge_discount = _discounts(problem, params, rules, design_ids, design_of[edge_demand], edge_lab, edge_km)
 
     # Options per edge: units finishing by a checkpoint. On time (arriving by the due date): by the
     # date they must be made to arrive in time, and by each time checkpoint before it. Late: by each
@@ -325,27 +321,16 @@ def compact_indices(values: np.ndarray) -> np.ndarray:
     return values
 
 
-def trail_discount(problem: Problem, params: SolveParams, rules: TrailRules, design: str, lab: int) -> float:
-    """Discount per unit of `design` made at lab index `lab`, from its trail (0 without one), on a
-    trip long enough for all of it (`solver.model.objective.trail_reach` scales it to the trip)."""
-    tau = problem.trails.get((design, problem.labs[lab].lab.id))
-    if tau is None:
-        return 0.0
-    return float(params.trail_discount(rules.strength(tau)))
-
-
-def discount_table(
-    problem: Problem, params: SolveParams, rules: TrailRules, design_ids: list[str]
-) -> np.ndarray:
-    """Trail discount per unit per (design of `design_ids`, lab index); zeros without trails."""
+def strength_table(problem: Problem, rules: TrailRules, design_ids: list[str]) -> np.ndarray:
+    """How strong each trail is (0 to 1, `TrailRules.strength`) per (design of `design_ids`, lab index);
+    zeros without trails. `SolveParams.trail_discount` turns a strength and a trip into a discount."""
     table = np.zeros((len(design_ids), len(problem.labs)))
     if not problem.trails:
         return table
     index = {s.lab.id: j for j, s in enumerate(problem.labs)}
-    for design_id, lab_id in problem.trails:
+    for (design_id, lab_id), tau in problem.trails.items():
         if design_id in design_ids and lab_id in index:
-            i, j = design_ids.index(design_id), index[lab_id]
-            table[i, j] = trail_discount(problem, params, rules, design_id, j)
+            table[design_ids.index(design_id), index[lab_id]] = rules.strength(tau)
     return table
 
 
@@ -381,11 +366,12 @@ def _discounts(
     design_ids: list[str],
     design: np.ndarray,
     lab: np.ndarray,
+    km: np.ndarray,
 ) -> np.ndarray:
-    """Trail discount per edge; zeros without trails (the common case at scale)."""
+    """Trail discount per edge, on its trip of `km`; zeros without trails (the common case at scale)."""
     if not problem.trails:
         return np.zeros(len(lab))
-    return discount_table(problem, params, rules, design_ids)[design, lab]
+    return params.trail_discount(strength_table(problem, rules, design_ids)[design, lab], km)
 
 
 def _expand(combo_of: np.ndarray, per_combo: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
