@@ -51,6 +51,13 @@ OBJECTIVES: tuple[str, ...] = ("makespan", "weighted_tardiness")
 FINAL_SHARE = 0.15
 #: Operations up to which CP-SAT runs beside the tabu search; beyond, every worker runs a tabu search.
 CP_SAT_BESIDE_MOST = 60
+#: Beyond CP_SAT_BESIDE_MOST operations, the tabu searches side by side evaluate this many insertions
+#: exactly at each move, one depth per worker in turn (`tabu.search`'s `exact_per_iteration`). No one
+#: depth suits every instance: on mk06 (10 s, 2 workers, seeds 16-31) both searches at 4 ended above
+#: 2 % of the best known once in 16 runs and both at 16 seven times; on mk10, 8 times at 4 and twice at
+#: 16. A shallow search makes more moves, a deep one better moves on the makespan's plateaus, and the
+#: two share their best schedule (docs/benchmarks.md, "Flexible job shop").
+TABU_DEPTHS = (4, 16)
 #: FINAL_SHARE beyond CP_SAT_BESIDE_MOST operations, where CP-SAT rarely proves in seconds: the time
 #: goes to the tabu searches, CP-SAT keeps enough for its bound.
 FINAL_SHARE_BEYOND = 0.03
@@ -494,10 +501,10 @@ def _tabu_portfolio(
     CP-SAT does). Up to CP_SAT_BESIDE_MOST operations, one tabu search runs and CP-SAT gets the
     other `workers - 1` (none when `workers` is 1): there CP-SAT can still prove the optimum. Beyond,
     its one worker rarely improves the schedule or the bound within seconds, so every worker runs a
-    tabu search, each from its own seed, sharing their best schedule (`tabu.SharedBest`): a search
-    that restarts starts from the best any of them found. Whichever reaches the proven
-    bound first stops the others. Returns (best schedule, wall seconds, CP-SAT's proven bound or
-    `bound`).
+    tabu search, each from its own seed and at its own depth (`TABU_DEPTHS`), sharing their best
+    schedule (`tabu.SharedBest`): a search that restarts starts from the best any of them found.
+    Whichever reaches the proven bound first stops the others. Returns (best schedule, wall seconds,
+    CP-SAT's proven bound or `bound`).
     """
     started = time.perf_counter()
     proven = threading.Event()
@@ -522,19 +529,28 @@ def _tabu_portfolio(
 
     board = tabu.SharedBest() if searches > 1 else None
 
-    def one_search(tabu_seed: int) -> tabu.TabuResult:
+    depths = TABU_DEPTHS if searches > 1 else (tabu.EXACT_PER_ITERATION,)
+
+    def one_search(worker: int) -> tabu.TabuResult:
         result = tabu.search(
-            instance, current, seconds=seconds, seed=tabu_seed, target=bound, stop=proven.is_set, board=board
+            instance,
+            current,
+            seconds=seconds,
+            seed=seed + worker,
+            target=bound,
+            stop=proven.is_set,
+            board=board,
+            exact_per_iteration=depths[worker % len(depths)],
         )
         if result.makespan <= bound:
             proven.set()  # at the bound: the other searches stop too
         return result
 
     if searches == 1:
-        results = [one_search(seed)]
+        results = [one_search(0)]
     else:
         with ThreadPoolExecutor(searches, thread_name_prefix="tabu") as pool:
-            results = list(pool.map(one_search, [seed + i for i in range(searches)]))
+            results = list(pool.map(one_search, range(searches)))
     searched = min(results, key=lambda result: result.makespan)
     while helper is not None and helper.is_alive():
         assert solver is not None

@@ -42,7 +42,8 @@ import numpy as np
 
 from solver.jobshop.instance import FjJob, FjOperation, Instance
 
-#: How many acyclic insertions, best-scored first, are evaluated exactly at each iteration.
+#: How many acyclic insertions, best-scored first, are evaluated exactly at each iteration (the
+#: default of `search`; `solver.jobshop.fjsp` runs searches of several depths side by side).
 EXACT_PER_ITERATION = 4
 #: Iterations run per call of the compiled code, between two looks at the clock and at `stop`.
 ITERATIONS_PER_CALL = 256
@@ -121,6 +122,7 @@ def search(
     max_iterations: int | None = None,
     stop: Callable[[], bool] | None = None,
     board: SharedBest | None = None,
+    exact_per_iteration: int = EXACT_PER_ITERATION,
 ) -> TabuResult:
     """The best schedule reachable from `start` by tabu search within `seconds` (or `max_iterations`).
 
@@ -128,7 +130,9 @@ def search(
     Stops early when the makespan reaches `target` (a proven lower bound) or when `stop()` turns true
     (checked every few iterations). Searches run side by side on the same instance and start may
     share a `board`: each posts its best schedule there and takes a better one posted by another,
-    which its next restart then starts from. Raises ValueError when the instance has machine
+    which its next restart then starts from. `exact_per_iteration` insertions, best-scored first, are
+    evaluated exactly at each move: more choose better moves on a plateau, fewer make more moves a
+    second. Raises ValueError when the instance has machine
     calendars, which the disjunctive graph here does not model.
     """
     if any(instance.calendars.values()):
@@ -170,7 +174,7 @@ def search(
             *arrays.kernel_arguments(),
             state,
             target,
-            EXACT_PER_ITERATION,
+            exact_per_iteration,
             PATIENCE,
             OPERATIONS_PER_SHAKE,
         ):

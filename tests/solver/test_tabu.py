@@ -9,6 +9,7 @@ import pytest
 
 from solver.jobshop import tabu
 from solver.jobshop.fjsp import (
+    TABU_DEPTHS,
     Result,
     ScheduledOperation,
     check_schedule,
@@ -46,11 +47,14 @@ def flexible_instance(rng: random.Random, jobs: int = 6, machines: int = 4) -> I
     return Instance(tuple(built), machines)
 
 
+@pytest.mark.parametrize("depth", [1, tabu.EXACT_PER_ITERATION, *TABU_DEPTHS])
 @pytest.mark.parametrize("seed", range(12))
-def test_every_schedule_it_returns_is_valid_and_no_worse_than_its_start(seed: int) -> None:
+def test_every_schedule_it_returns_is_valid_and_no_worse_than_its_start(seed: int, depth: int) -> None:
     instance = flexible_instance(random.Random(seed))
     start = dispatch(instance)
-    found = tabu.search(instance, start.operations, seconds=60, seed=seed, max_iterations=400)
+    found = tabu.search(
+        instance, start.operations, seconds=60, seed=seed, max_iterations=400, exact_per_iteration=depth
+    )
     result = as_result(instance, found)
     assert check_schedule(instance, result) == []
     assert found.makespan == result.makespan <= start.makespan
