@@ -132,8 +132,8 @@ def search(
     share a `board`: each posts its best schedule there and takes a better one posted by another,
     which its next restart then starts from. `exact_per_iteration` insertions, best-scored first, are
     evaluated exactly at each move: more choose better moves on a plateau, fewer make more moves a
-    second. Raises ValueError when the instance has machine
-    calendars, which the disjunctive graph here does not model.
+    second. Raises ValueError when the instance has machine calendars, which the disjunctive graph
+    here does not model.
     """
     if any(instance.calendars.values()):
         raise ValueError("tabu search does not model machine calendars")

@@ -47,7 +47,7 @@ def flexible_instance(rng: random.Random, jobs: int = 6, machines: int = 4) -> I
     return Instance(tuple(built), machines)
 
 
-@pytest.mark.parametrize("depth", [1, tabu.EXACT_PER_ITERATION, *TABU_DEPTHS])
+@pytest.mark.parametrize("depth", sorted({1, tabu.EXACT_PER_ITERATION, *TABU_DEPTHS}))
 @pytest.mark.parametrize("seed", range(12))
 def test_every_schedule_it_returns_is_valid_and_no_worse_than_its_start(seed: int, depth: int) -> None:
     instance = flexible_instance(random.Random(seed))
