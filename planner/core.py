@@ -32,7 +32,8 @@ from solver.model.geo import haversine_km
 from solver.model.lines import to_dispatch
 from solver.model.objective import transit_days
 from solver.model.problem import Demand, FutureDemand, LabState, Problem, SolveParams
-from solver.model.trails import DEFAULT_RULES, TrailRules
+from solver.model.trail_strength import design_references
+from solver.model.trails import TrailBook
 
 log = logging.getLogger(__name__)
 
@@ -102,9 +103,9 @@ class PlannerCore:
     labs: dict[str, LabView] = field(default_factory=dict)
     assignments: dict[str, AssignmentRow] = field(default_factory=dict)
     plan: Plan | None = None
-    #: Trail strength per (design, lab id); see solver.model.trails. Visible through the API with history.
-    trails: dict[tuple[str, str], float] = field(default_factory=dict)
-    trail_rules: TrailRules = DEFAULT_RULES
+    #: Trails per (design, lab id), fading with time; see solver.model.trails. Visible through the API
+    #: with their history.
+    trails: TrailBook = field(default_factory=TrailBook)
     #: Seconds a lab has to answer an ASSIGN before the lease lapses (an operator may decide by hand).
     answer_window_s: float = 900.0
     #: Slack after a job's reported ETA before its lease lapses: this share of the time left, at least
@@ -181,7 +182,7 @@ class PlannerCore:
         for row in self.ledger.load_assignments():
             self._index(row)
         self.plan = self.ledger.load_latest_plan()
-        self.trails = self.ledger.load_trails()
+        self.trails = TrailBook(self.trails.rules, self.ledger.load_trails())
         self._hours_from = self.ledger.first_work_at()
         self.shipments.load()
 
@@ -871,55 +872,47 @@ class PlannerCore:
     # --- trails -------------------------------------------------------------------------------
 
     def _mark_trail(self, db: Any, a: AssignmentRow, state: str, now: datetime) -> list[Event]:
-        """Reinforce the (design, lab) trail on an on-time delivery, weaken it on a refusal or failure."""
+        """Reinforce the (design, lab) trail by the machine hours delivered on time, weaken it on a
+        refusal or failure."""
         order = self.orders[a.order_id]
         key = (order.design, a.lab_id)
-        before = self.trails.get(key, self.trail_rules.neutral)
-        if state == "done":
-            on_time = now <= order.due_at
-            after = self.trail_rules.delivered_on_time(before) if on_time else before
-            cause = "delivered on time" if on_time else "delivered after the due date (no reinforcement)"
+        if state == "done" and now <= order.due_at:
+            design = self.designs.get(order.design)
+            hours = a.units_done * (design.minutes_per_unit() if design is not None else 0.0) / 60.0
+            before, after = self.trails.delivered_on_time(key, hours, now)
+            cause = f"delivered on time: {a.units_done} units, {hours:.1f} machine hours"
+        elif state == "done":
+            before, after = self.trails.held(key, now)
+            cause = "delivered after the due date (no reinforcement)"
         else:
-            after = self.trail_rules.let_down(before)
+            before, after = self.trails.let_down(key, now)
             cause = f"{state}: {a.reason or 'no reason given'}"
-        return [self._set_trail(db, key, before, after, cause, now)]
-
-    def _set_trail(
-        self, db: Any, key: tuple[str, str], before: float, after: float, cause: str, now: datetime
-    ) -> Event:
-        self.trails[key] = after
         Ledger.put_trail(db, key[0], key[1], after, now)
         data = {"design": key[0], "lab_id": key[1], "before": before, "tau": after, "cause": cause}
-        return self._emit(db, f"trail-{key[1]}", "trail.changed", data)
-
-    def evaporate_trails(self) -> None:
-        """One round of evaporation: every trail fades toward neutral (called once per committed plan)."""
-        now = self.clock()
-        changed = []
-        with self.ledger.transaction() as db:
-            for key, tau in sorted(self.trails.items()):
-                after = self.trail_rules.evaporate(tau)
-                if abs(after - tau) > 1e-9:
-                    self.trails[key] = after
-                    Ledger.put_trail(db, key[0], key[1], after, now)
-                    changed.append(key)
-        if changed:
-            log.debug("trails evaporated: %d", len(changed))
+        return [self._emit(db, f"trail-{key[1]}", "trail.changed", data)]
 
     def trails_view(self, lab_id: str, params: SolveParams = SolveParams()) -> dict[str, Any]:
-        """A lab's trails, what each is worth in the plan, and their recorded history."""
-        rules = self.trail_rules
-        trails = [
-            {
-                "design": design,
-                "tau": round(tau, 4),
-                "strength": round(rules.strength(tau), 4),
-                "discount_km_per_unit": round(params.trail_discount_km * rules.strength(tau), 3),
-                "discount_share_of_trip": round(params.trail_trip_share * rules.strength(tau), 4),
-            }
-            for (design, lab), tau in sorted(self.trails.items())
-            if lab == lab_id
-        ]
+        """A lab's trails as they stand now, what each is worth in the plan, and their recorded history
+        (each change with the trail's value just before it, faded to that moment)."""
+        rules = self.trails.rules
+        now_trails = self.trails.at(self.clock())
+        live = [view.lab for view in list(self.labs.values()) if view.live]
+        reference = design_references(now_trails, live, self.designs, rules)
+        trails = []
+        for (design, lab), tau in sorted(now_trails.items()):
+            if lab != lab_id:
+                continue
+            strength = rules.strength(tau, reference[design])
+            trails.append(
+                {
+                    "design": design,
+                    "tau": round(tau, 4),
+                    "design_mean": round(reference[design], 4),
+                    "strength": round(strength, 4),
+                    "discount_km_per_unit": round(params.trail_discount_km * strength, 3),
+                    "discount_share_of_trip": round(params.trail_trip_share * strength, 4),
+                }
+            )
         history = [
             {"seq": e.seq, "at": e.at, **e.data} for e in self.ledger.events_of(f"trail-{lab_id}", limit=200)
         ]
@@ -929,8 +922,8 @@ class PlannerCore:
                 "neutral": rules.neutral,
                 "minimum": rules.minimum,
                 "maximum": rules.maximum,
-                "evaporation_per_plan": rules.evaporation,
-                "reinforce_on_time": rules.reinforce,
+                "half_life_days": rules.half_life_days,
+                "reinforce_per_machine_hour_on_time": rules.reinforce_per_hour,
                 "weaken_factor": rules.weaken,
             },
             "trails": trails,
@@ -985,7 +978,7 @@ class PlannerCore:
             designs=self.designs,
             labs=labs,
             demands=[Demand(order=order, quantity=order.quantity)],
-            trails=dict(self.trails),
+            trails=self.trails.at(now),
         )
         current = self.plan
         plan = Plan(
@@ -1024,7 +1017,7 @@ class PlannerCore:
             designs=self.designs,
             labs=labs,
             demands=demands,
-            trails=dict(self.trails),
+            trails=self.trails.at(now),
             excluded=refused,
             future=tuple(self.still_to_come(now)),
         )
@@ -1175,7 +1168,6 @@ class PlannerCore:
         self._publish(*events)
         # SHIP goes once the plan's transaction is in the ledger's file, as ASSIGN does (SPEC.md 11).
         self.shipments.send_when_written(shipped)
-        self.evaporate_trails()
         log.info(
             "plan v%d: %d allocations, %d shortages, objective %.1f, bound %.1f, %s in %.2f s",
             version,

@@ -479,10 +479,10 @@ class Ledger:
             return pending
         return self._file_keys.get(key)
 
-    def load_trails(self) -> dict[tuple[str, str], float]:
-        """Every trail's strength by (design, lab id)."""
-        rows = self._read.execute("SELECT design, lab_id, tau FROM trails").fetchall()
-        return {(r[0], r[1]): float(r[2]) for r in rows}
+    def load_trails(self) -> dict[tuple[str, str], tuple[float, datetime]]:
+        """Every trail's strength by (design, lab id), as last set and when (it fades from then on)."""
+        rows = self._read.execute("SELECT design, lab_id, tau, updated_at FROM trails").fetchall()
+        return {(r[0], r[1]): (float(r[2]), datetime.fromisoformat(r[3])) for r in rows}
 
     def load_orders(self) -> list[Order]:
         """Every order, oldest first."""

@@ -35,6 +35,7 @@ from solver.check import check
 from solver.model.geo import haversine_km
 from solver.model.lines import to_dispatch
 from solver.model.problem import Demand, FutureDemand, Problem, SolveParams
+from solver.model.trails import TrailBook
 
 POLICIES: tuple[str, ...] = ("cosmolocal", "central-factory", "nearest-greedy", "board")
 
@@ -96,6 +97,10 @@ class Cosmolocal:
     With a `forecast`, the orders known rates will bring are demand too, released at their time
     (`solver.model.problem.Demand.release_at`): the plan leaves room for them, and none of their units is
     queued at a lab (they are not ordered yet).
+
+    It keeps trails as the planner does (`scenarios.sim.Learner`, `solver.model.trails`): the labs that
+    made a design on time earn their bounded discount in later rounds, and a lab lost with work queued
+    loses some.
     """
 
     name = "cosmolocal"
@@ -112,6 +117,15 @@ class Cosmolocal:
         self.forecast = forecast
         self.coming = coming
         self._to_send: list[Transfer] = []
+        self.trails = TrailBook()
+
+    def delivered_on_time(self, design: str, lab_id: str, machine_hours: float, at: datetime) -> None:
+        """Reinforce the lab's trail for the design, as the planner does (`scenarios.sim.Learner`)."""
+        self.trails.delivered_on_time((design, lab_id), machine_hours, at)
+
+    def let_down(self, design: str, lab_id: str, at: datetime) -> None:
+        """Weaken the lab's trail for the design, as the planner does on an expired lease."""
+        self.trails.let_down((design, lab_id), at)
 
     def transfers_to_send(self) -> list[Transfer]:
         """The last plan's transfers that the work sent now uses (see `scenarios.sim.Shipper`)."""
@@ -131,6 +145,7 @@ class Cosmolocal:
             demands=[Demand(order, units) for order, units in demand]
             + [Demand(order, order.quantity, release_at=release) for order, release in ahead],
             future=tuple(self.coming(now)) if self.coming is not None else (),
+            trails=self.trails.at(now),
         )
         forecast_ids = {order.id for order, _ in ahead}
         started = time.perf_counter()

@@ -12,6 +12,10 @@ working on them until then. Each round, in this order:
 4. every live lab works through its queue, earliest leave-by first (`leave_by`), for the round's machine
    minutes.
 
+A policy that keeps trails (`Learner`, the solver's policy) is told of every unit made by its due
+date and of every lab lost with work queued, as the planner is told by its labs: its trails grow
+and fade as the planner's do, by machine hours and by days, whatever the rounds.
+
 Material transfers a policy sends (`Shipper`, the solver's plan) leave the sender's stock when sent
 and join the receiver's stock when they arrive: a round is worked in parts split at each arrival, so
 a unit that needs the material is not made before it, and is made in the same round after it.
@@ -279,6 +283,21 @@ class Shipper(Protocol):
         ...
 
 
+@runtime_checkable
+class Learner(Protocol):
+    """A policy that learns from what labs deliver and let down, as the planner's trails do
+    (`solver.model.trails`): told of every unit made by its due date, and of every lab lost with work
+    queued."""
+
+    def delivered_on_time(self, design: str, lab_id: str, machine_hours: float, at: datetime) -> None:
+        """`machine_hours` of work on `design` made at `lab_id` by its due date, at `at`."""
+        ...
+
+    def let_down(self, design: str, lab_id: str, at: datetime) -> None:
+        """`lab_id` dropped its queued work on `design` at `at` (the planner's lease expiring)."""
+        ...
+
+
 class Policy(Protocol):
     """An allocation policy: given the open demand and the labs, which units go where this round."""
 
@@ -422,6 +441,9 @@ class Simulation:
         lab = self.by_id[event.lab_id]
         if event.kind == "lab_lost":
             lab.lost = True
+            if isinstance(self.policy, Learner):  # once per design, however many rounds queued it
+                for design in sorted({job.order.design for job in lab.queue}):
+                    self.policy.let_down(design, lab.lab.id, event.start)
             lab.queue.clear()  # unfinished units return to demand
         elif event.kind == "lab_joins":
             lab.present = True
@@ -586,6 +608,9 @@ class Simulation:
                         job.order.id, lab.lab.id, units, made_at, delivered_at, km, promised, job.arrive_by
                     )
                 )
+                if made_at <= job.order.due_at and isinstance(self.policy, Learner):
+                    machine_hours = units * design.minutes_per_unit() / 60.0
+                    self.policy.delivered_on_time(design.id, lab.lab.id, machine_hours, made_at)
                 self.made[job.order.id] = self.made.get(job.order.id, 0) + units
                 lab.units_made += units
                 job.units -= units

@@ -51,6 +51,7 @@ from solver.model.problem import (
     transit,
     with_whole_units,
 )
+from solver.model.trail_strength import problem_trail_strengths
 from solver.model.trails import DEFAULT_RULES, TrailRules
 from solver.model.transfers import (
     Sender,
@@ -392,6 +393,7 @@ class AllocationMapping:
         self.problem = problem
         self.params = params
         self.rules = rules
+        self.strengths = problem_trail_strengths(problem, rules)
         self.days = horizon_days(problem, params)
         self.near = neighbours(problem, params) if ship_for else {}
         # Material on its way counts for candidate search: a lab waiting for it is not left out.
@@ -572,10 +574,10 @@ class AllocationMapping:
         )
 
     def _discount(self, design_id: str, state: LabState, km: float) -> float:
-        tau = self.problem.trails.get((design_id, state.lab.id))
-        if tau is None:
+        strength = self.strengths.get((design_id, state.lab.id), 0.0)
+        if strength <= 0.0:
             return 0.0
-        return float(self.params.trail_discount(self.rules.strength(tau), km))
+        return float(self.params.trail_discount(strength, km))
 
     def units_of(self, plan: Plan) -> list[int]:
         """Units per core option for a plan of the same demands (allocations off the candidates dropped)."""

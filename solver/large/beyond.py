@@ -26,6 +26,7 @@ from solver.large.bound import Beyond
 from solver.large.network import Network, design_lab_pairs, strength_table
 from solver.model.candidates import Candidates, km_beyond
 from solver.model.problem import Problem, SolveParams, days_until, horizon_days
+from solver.model.trail_strength import problem_trail_strengths
 from solver.model.trails import TrailRules
 
 #: Demands per block of the (demand × lab) tables: 512 × 2,000 labs is 8 MB a table.
@@ -61,8 +62,8 @@ def beyond_cost(
     with np.errstate(invalid="ignore"):  # 0 x inf where a demand has no lab beyond: 0 is kept
         time_term = np.where(weight > 0, weight * arrival, 0.0)
     strongest: dict[str, float] = {}
-    for (design_id, _), tau in problem.trails.items():
-        strongest[design_id] = max(strongest.get(design_id, 0.0), rules.strength(tau))
+    for (design_id, _), trail_strength in problem_trail_strengths(problem, rules).items():
+        strongest[design_id] = max(strongest.get(design_id, 0.0), trail_strength)
     strength = np.array([strongest.get(d.order.design, 0.0) for d in problem.demands])
     # A unit's cost still grows with the distance under the share (by km_weight x (1 - strength x
     # share) a km), so the nearest lab beyond the candidates still bounds every lab beyond them.

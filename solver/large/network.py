@@ -41,6 +41,7 @@ from solver.model.candidates import Candidates
 from solver.model.capability import step_groups
 from solver.model.objective import overdue_weight, unit_cost
 from solver.model.problem import Problem, SolveParams, days_until, earliest_finish, is_due_checkpoint
+from solver.model.trail_strength import problem_trail_strengths
 from solver.model.trails import DEFAULT_RULES, TrailRules
 
 #: Most machine sets per lab before the rows fall back to groups and their union (see `exact`).
@@ -322,15 +323,17 @@ def compact_indices(values: np.ndarray) -> np.ndarray:
 
 
 def strength_table(problem: Problem, rules: TrailRules, design_ids: list[str]) -> np.ndarray:
-    """How strong each trail is (0 to 1, `TrailRules.strength`) per (design of `design_ids`, lab index);
-    zeros without trails. `SolveParams.trail_discount` turns a strength and a trip into a discount."""
+    """How strong each trail is (0 to 1, `solver.model.trail_strength`) per (design of `design_ids`,
+    lab index); zeros without trails. `SolveParams.trail_discount` turns a strength and a trip into a
+    discount."""
     table = np.zeros((len(design_ids), len(problem.labs)))
     if not problem.trails:
         return table
-    index = {s.lab.id: j for j, s in enumerate(problem.labs)}
-    for (design_id, lab_id), tau in problem.trails.items():
-        if design_id in design_ids and lab_id in index:
-            table[design_ids.index(design_id), index[lab_id]] = rules.strength(tau)
+    lab_column = {s.lab.id: j for j, s in enumerate(problem.labs)}
+    design_row = {design_id: i for i, design_id in enumerate(design_ids)}
+    for (design_id, lab_id), strength in problem_trail_strengths(problem, rules).items():
+        if design_id in design_row and lab_id in lab_column:
+            table[design_row[design_id], lab_column[lab_id]] = strength
     return table
 
 

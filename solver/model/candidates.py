@@ -23,6 +23,7 @@ from protocol.model import Design
 from solver.model.capability import step_groups
 from solver.model.geo import EARTH_RADIUS_KM, distances_km
 from solver.model.problem import LabState, Problem, free_minutes
+from solver.model.trail_strength import problem_trail_strengths
 
 
 class Candidate(NamedTuple):
@@ -447,12 +448,13 @@ def _edge_km(problem: Problem, edges: list[list[int]], beyond: list[int]) -> tup
 
 
 def _strong_trails(problem: Problem) -> dict[str, list[int]]:
-    """Per design: indices of labs whose trail is above neutral, strongest first."""
+    """Per design: indices of labs whose trail earns a strength (above the design's mean trail,
+    `solver.model.trail_strength`), strongest first."""
     index = {s.lab.id: j for j, s in enumerate(problem.labs)}
     strong: dict[str, list[tuple[float, int]]] = {}
-    for (design_id, lab_id), tau in problem.trails.items():
-        if tau > 1.0 and lab_id in index:
-            strong.setdefault(design_id, []).append((-tau, index[lab_id]))
+    for (design_id, lab_id), strength in problem_trail_strengths(problem).items():
+        if strength > 0.0 and lab_id in index:
+            strong.setdefault(design_id, []).append((-strength, index[lab_id]))
     return {design_id: [j for _, j in sorted(pairs)] for design_id, pairs in strong.items()}
 
 

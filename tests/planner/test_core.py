@@ -275,28 +275,42 @@ def test_the_quiet_spell_before_planning_waiting_demand_again_is_counted_on_the_
     assert KEEP_PLANNING_MIN_S < keep_planning_after(10.0) < KEEP_PLANNING_S
 
 
-def test_trails_grow_on_time_weaken_on_refusal_fade_and_come_back_from_the_ledger(
-    core: PlannerCore, tmp_path: Path
+def test_trails_grow_by_hours_on_time_weaken_on_refusal_fade_by_days_and_come_back_from_the_ledger(
+    tmp_path: Path,
 ) -> None:
-    rules = core.trail_rules
+    now = [NOW]
+    core = PlannerCore(ledger=Ledger(tmp_path / "c.db"), designs=catalogue(), clock=lambda: now[0])
+    core.lab_hello(LAB, {})
+    rules = core.trails.rules
+    key = ("finger-splint", "lab-a")
     order = core.submit_order(_request(10))
     [row] = core.commit_plan(one_lab_plan(order.id, 10))
     core.job_update("lab-a", row.id, "accepted")
     core.job_update("lab-a", row.id, "done", units_done=10)
-    key = ("finger-splint", "lab-a")
-    assert core.trails[key] == pytest.approx(rules.neutral + rules.reinforce)
-    assert core.problem().trails[key] == core.trails[key]
+    hours = 10 * catalogue()["finger-splint"].minutes_per_unit() / 60.0
+    grown = rules.neutral + rules.reinforce_per_hour * hours
+    assert core.trails.tau(key, NOW) == pytest.approx(grown)
+    assert core.problem().trails[key] == pytest.approx(grown)
 
-    second = core.submit_order(_request(5))
-    [refused] = core.commit_plan(one_lab_plan(second.id, 5))  # a committed plan is one evaporation round
-    after_round = rules.evaporate(rules.neutral + rules.reinforce)
-    assert core.trails[key] == pytest.approx(after_round)
+    # Plans committed change no trail (their cadence is the planner's, not the labs'); days do.
+    second = core.submit_order(_request(5, due_at=NOW + timedelta(days=9)))
+    empty = one_lab_plan(second.id, 5).model_copy(update={"allocations": []})
+    for _ in range(3):
+        assert core.commit_plan(empty) == []
+    assert core.trails.tau(key, NOW) == pytest.approx(grown)
+    now[0] = NOW + timedelta(days=rules.half_life_days)
+    half_way = rules.neutral + (grown - rules.neutral) / 2
+    assert core.problem().trails[key] == pytest.approx(half_way)
+    [refused] = core.commit_plan(one_lab_plan(second.id, 5))
     core.job_update("lab-a", refused.id, "refused", reason="printer broken")
-    assert core.trails[key] == pytest.approx(rules.let_down(after_round))
+    assert core.trails.tau(key, now[0]) == pytest.approx(rules.let_down(half_way))
 
     view = core.trails_view("lab-a")
-    assert [t["design"] for t in view["trails"]] == ["finger-splint"]
+    assert view["rules"]["half_life_days"] == rules.half_life_days
     [shown] = view["trails"]
+    assert shown["design"] == "finger-splint" and shown["tau"] == pytest.approx(
+        rules.let_down(half_way), abs=1e-4
+    )
     params = SolveParams()
     assert shown["discount_km_per_unit"] == pytest.approx(
         params.trail_discount_km * shown["strength"], abs=1e-3
@@ -305,11 +319,15 @@ def test_trails_grow_on_time_weaken_on_refusal_fade_and_come_back_from_the_ledge
         params.trail_trip_share * shown["strength"], abs=1e-4
     )
     causes = [h["cause"] for h in view["history"]]
-    assert causes == ["delivered on time", "refused: printer broken"]
+    assert causes == [f"delivered on time: 10 units, {hours:.1f} machine hours", "refused: printer broken"]
+    assert view["history"][1]["before"] == pytest.approx(half_way)
 
-    again = PlannerCore(ledger=Ledger(tmp_path / "c.db"), designs=catalogue(), clock=lambda: NOW)
+    later = NOW + timedelta(days=3 * rules.half_life_days)
+    again = PlannerCore(ledger=Ledger(tmp_path / "c.db"), designs=catalogue(), clock=lambda: later)
     again.load()
-    assert again.trails[key] == pytest.approx(core.trails[key])
+    assert again.trails.tau(key, later) == pytest.approx(core.trails.tau(key, later))
+    neutral = rules.neutral  # praise and blame alike fade toward neutral
+    assert abs(core.trails.tau(key, later) - neutral) < abs(core.trails.tau(key, now[0]) - neutral)
 
 
 def test_explanation_names_the_chosen_lab_and_why_another_was_not(core: PlannerCore) -> None:
@@ -360,7 +378,7 @@ def test_an_unrenewed_lease_returns_its_units_and_weakens_the_trail(tmp_path: Pa
     assert core.assignments[row.id].state == "failed"
     assert "lease expired" in core.assignments[row.id].reason
     assert [d.quantity for d in core.problem().demands] == [6]  # the 4 made stay made
-    assert core.trails[("finger-splint", "lab-a")] < core.trail_rules.neutral
+    assert core.trails.tau(("finger-splint", "lab-a"), now[0]) < core.trails.rules.neutral
     reloaded = Ledger(tmp_path / "l.db").load_assignments()
     assert reloaded[0].lease_until == core.assignments[row.id].lease_until
 

@@ -450,3 +450,68 @@ def test_a_baselines_room_answers_as_if_it_looked_afresh_every_time(tiny: Path) 
         answers.append(mine)
     # the sequence filled labs and also placed units, so both branches were exercised
     assert remembering._none_within and sum(answers) > 0 and answers.count(0) > 100
+
+
+class _Recording(policies.Cosmolocal):
+    """The solver's policy, noting what the replay tells its trails."""
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*args)  # type: ignore[arg-type]
+        self.told: list[tuple[str, str, float, datetime]] = []
+        self.lost: list[tuple[str, str, datetime]] = []
+
+    def delivered_on_time(self, design: str, lab_id: str, machine_hours: float, at: datetime) -> None:
+        self.told.append((design, lab_id, machine_hours, at))
+        super().delivered_on_time(design, lab_id, machine_hours, at)
+
+    def let_down(self, design: str, lab_id: str, at: datetime) -> None:
+        self.lost.append((design, lab_id, at))
+        super().let_down(design, lab_id, at)
+
+
+def test_the_solvers_policy_is_told_each_machine_hour_made_on_time(tiny: Path) -> None:
+    """The replay feeds the policy's trails as the planner's labs feed its own: by machine hours made
+    by the due date, whatever the rounds."""
+    loaded = load_scenario(tiny)
+    world = build_world(loaded)
+    policy = _Recording(solve_params(loaded), policies.PlanStats())
+    run = Simulation(world, policy, policy.stats).run()
+    orders = {o.id: o for o in world.orders}
+    designs = world.loaded.designs
+    on_time = [d for d in run.deliveries if d.made_at <= orders[d.order_id].due_at]
+    assert on_time and len(policy.told) == len(on_time)
+    expected = sum(d.units * designs[orders[d.order_id].design].minutes_per_unit() / 60 for d in on_time)
+    assert sum(hours for _, _, hours, _ in policy.told) == pytest.approx(expected)
+    for lab_id in {d.lab_id for d in on_time}:
+        assert policy.trails.tau(("finger-splint", lab_id), world.end) > policy.trails.rules.neutral
+
+
+def test_a_lab_lost_with_work_queued_lets_its_trail_down_once_per_design(tiny: Path) -> None:
+    loaded = load_scenario(tiny)
+    world = build_world(loaded)
+    first, second = [o for o in world.orders if o.design == "finger-splint"][:2]
+    policy = _Recording(solve_params(loaded), policies.PlanStats())
+    board = policies.make_policy("board", solve_params(loaded), 1)[0]
+    made = {}
+    for name, replayed in (("learning", policy), ("board", board)):
+        simulation = Simulation(world, replayed, policies.PlanStats())  # type: ignore[arg-type]
+        lab = simulation.by_id["north-lab"]
+        lab.queue = [Job(first, 5, 1, 5, None), Job(second, 5, 2, 5, None)]
+        lab.stock = {"pla": 10.0}
+        simulation._work(lab, lab.lab, world.start, 6.0)
+        made[name] = simulation.deliveries
+    # Telling a policy what was made changes nothing in what was made, or when.
+    assert made["learning"] == made["board"] and {d.order_id for d in made["learning"]} == {
+        first.id,
+        second.id,
+    }
+    assert policy.told  # made by the due date
+    lost_at = world.start + timedelta(hours=6)
+    learning = Simulation(world, policy, policy.stats)
+    learning.by_id["north-lab"].queue = [Job(first, 5, 1, 5, None), Job(second, 5, 2, 5, None)]
+    learning._start(WorldEvent(kind="lab_lost", start=lost_at, end=None, lab_id="north-lab"))
+    assert policy.lost == [("finger-splint", "north-lab", lost_at)]
+    assert learning.by_id["north-lab"].queue == []
+    assert policy.trails.tau(("finger-splint", "north-lab"), lost_at) < policy.trails.rules.delivered_on_time(
+        policy.trails.rules.neutral, sum(hours for _, _, hours, _ in policy.told)
+    )

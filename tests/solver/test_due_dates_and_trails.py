@@ -9,7 +9,9 @@ import pytest
 from protocol.model import Plan
 from solver.allocation.allocate import solve
 from solver.check import check
+from solver.model.candidates import find_candidates
 from solver.model.problem import Problem, SolveParams
+from solver.model.trail_strength import problem_trail_strengths
 from tests.solver.factory import FAR, INSTANT, NEAR, lab, machine, order, printer, problem, units_by_lab
 
 #: A late window of 5 days: units that miss their due date may still be planned, at a price.
@@ -84,52 +86,78 @@ def with_trails(p: Problem, trails: dict[tuple[str, str], float]) -> Problem:
     return Problem(p.now, p.designs, p.labs, p.demands, trails=trails)
 
 
+#: Labs able to make splints, far from Barcelona (Girona), with no trail: beside them, one strong trail
+#: leads the mean trail of the labs able to make splints by most of the span (`trail_strength`).
+BYSTANDERS = [lab(f"bystander-{i}", (FAR[0] + 0.01 * i, FAR[1])) for i in range(6)]
+
+
+def strength_of(p: Problem, key: tuple[str, str]) -> float:
+    return problem_trail_strengths(p)[key]
+
+
 def test_a_strong_trail_can_win_against_a_little_distance_and_shows_in_the_cost() -> None:
     labs = [lab("near", NEAR), lab("trusted", (41.4018, 2.17))]  # about 1.4 and 1.6 km from the centre
     base = problem(labs, [order("o1", "finger-splint", 5)])
     assert units_by_lab(solved(base, LATE_OK), "o1") == {"near": 5}
-    plan = solved(with_trails(base, {("finger-splint", "trusted"): 5.0}), LATE_OK)
+    trailed = with_trails(base, {("finger-splint", "trusted"): 5.0})
+    plan = solved(trailed, LATE_OK)
     assert units_by_lab(plan, "o1") == {"trusted": 5}
     [a] = plan.allocations
     # On a trip this short the discount is its share of the trip, not the 25 km of a long one.
-    assert a.cost.trail == pytest.approx(-LATE_OK.trail_trip_share * a.cost.km * 5)
+    strength = strength_of(trailed, ("finger-splint", "trusted"))
+    assert strength == pytest.approx(0.5)  # 5.0 against a mean of 3.0, over a span of 4
+    assert a.cost.trail == pytest.approx(-LATE_OK.trail_trip_share * strength * a.cost.km * 5)
 
 
 def test_a_strong_trail_never_wins_against_a_lab_at_half_the_distance() -> None:
     # A city's trips are a few km: a discount of 25 km would send every unit to the first lab whose
     # trail grew, and each on-time delivery would strengthen it again.
-    labs = [lab("near", NEAR), lab("middle", (41.42, 2.17))]  # about 1.4 and 3.6 km from the centre
+    labs = [lab("near", NEAR), lab("middle", (41.42, 2.17)), *BYSTANDERS]  # about 1.4 and 3.6 km away
     trailed = with_trails(
         problem(labs, [order("o1", "finger-splint", 5)]), {("finger-splint", "middle"): 5.0}
     )
+    assert strength_of(trailed, ("finger-splint", "middle")) > 0.85
     assert units_by_lab(solved(trailed, LATE_OK), "o1") == {"near": 5}
     whole_trip = replace(LATE_OK, trail_trip_share=1.0)  # the discount may then take the whole trip
     assert units_by_lab(solved(trailed, whole_trip), "o1") == {"middle": 5}
 
 
-def test_a_long_trip_takes_the_whole_discount() -> None:
-    only = problem([lab("trusted", FAR)], [order("o1", "finger-splint", 5)])  # about 85 km away
-    plan = solved(with_trails(only, {("finger-splint", "trusted"): 5.0}), LATE_OK)
+def test_a_long_trip_takes_the_whole_cap_in_km() -> None:
+    # The trusted lab about 85 km away, another lab able to make splints, unknown, farther still.
+    labs = [lab("trusted", FAR), lab("unknown", (FAR[0] + 1.0, FAR[1]))]
+    trailed = with_trails(
+        problem(labs, [order("o1", "finger-splint", 5)]), {("finger-splint", "trusted"): 5.0}
+    )
+    plan = solved(trailed, LATE_OK)
     [a] = plan.allocations
+    assert a.lab_id == "trusted"
     assert a.cost.km * LATE_OK.trail_trip_share > LATE_OK.trail_discount_km
-    assert a.cost.trail == pytest.approx(-LATE_OK.trail_discount_km * 5)
+    strength = strength_of(trailed, ("finger-splint", "trusted"))
+    assert a.cost.trail == pytest.approx(-LATE_OK.trail_discount_km * strength * 5)
+
+
+def test_a_trail_as_strong_as_every_able_labs_earns_nothing() -> None:
+    # Every lab able to make splints has delivered as well: none is better known, and a discount for
+    # all of them would only make distance cheaper.
+    labs = [lab("near", NEAR), lab("trusted", (41.4018, 2.17))]
+    everyone = {("finger-splint", "near"): 5.0, ("finger-splint", "trusted"): 5.0}
+    plan = solved(with_trails(problem(labs, [order("o1", "finger-splint", 5)]), everyone), LATE_OK)
+    assert units_by_lab(plan, "o1") == {"near": 5}
+    assert all(a.cost.trail == 0 for a in plan.allocations)
 
 
 def test_strong_trails_add_candidates_beyond_the_nearest() -> None:
-    labs = [lab("near", NEAR), lab("far", FAR)]
-    trails = {("finger-splint", "far"): 5.0}
-    p = with_trails(problem(labs, [order("o1", "finger-splint", 2)]), trails)
-    params = SolveParams(
-        time_limit_s=2.0,
-        workers=1,
-        k_nearest=1,
-        trail_candidates=1,
-        trail_discount_km=500.0,
-        trail_trip_share=1.0,
-    )
-    assert units_by_lab(solved(p, params), "o1") == {"far": 2}
-    no_trail_candidates = SolveParams(time_limit_s=2.0, workers=1, k_nearest=1, trail_candidates=0)
-    assert units_by_lab(solved(p, no_trail_candidates), "o1") == {"near": 2}
+    labs = [lab("near", NEAR), lab("far", FAR), *BYSTANDERS[:2]]
+    p = with_trails(problem(labs, [order("o1", "finger-splint", 2)]), {("finger-splint", "far"): 5.0})
+    far = next(j for j, s in enumerate(p.labs) if s.lab.id == "far")
+    days = 10.0
+    [with_trail] = find_candidates(p, 1, days, by_trail=1).edges
+    [without] = find_candidates(p, 1, days, by_trail=0).edges
+    assert [j for j, _ in without] == [0]  # the nearest only
+    assert [j for j, _ in with_trail] == [0, far]
+    no_lead = with_trails(p, {("finger-splint", s.lab.id): 5.0 for s in labs})  # everyone as strong
+    [same] = find_candidates(no_lead, 1, days, by_trail=1).edges
+    assert [j for j, _ in same] == [0]
 
 
 def test_warm_start_from_the_previous_plan_gives_the_same_plan() -> None:

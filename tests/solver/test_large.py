@@ -25,6 +25,7 @@ from solver.model.candidates import find_candidates, with_pairs
 from solver.model.geo import distances_km
 from solver.model.objective import objective_weights
 from solver.model.problem import Demand, Problem, SolveParams, horizon_days
+from solver.model.trail_strength import problem_trail_strengths
 from solver.model.trails import DEFAULT_RULES
 from tests.solver.factory import CENTRE, FAR, INSTANT, MIDDLE, NEAR, lab, machine, order, printer, problem
 from tests.solver.test_property import SETTINGS, problems
@@ -469,12 +470,18 @@ def test_the_large_path_scales_a_trail_to_the_trip_as_the_model_does(share: floa
     # A strong trail at a lab 3.6 km away against one at 1.4 km: at most 30 % of a trip, it never
     # wins against a lab at half the distance; allowed the whole trip, it does. Both paths agree,
     # and the large path's bound, priced with the same discount, stays below both plans.
-    labs = [lab("near", NEAR), lab("middle", (41.42, 2.17))]
+    # Untrailed labs able to make splints far away (Girona): beside them the trail leads the mean of
+    # the labs able to make splints by most of the span (`solver.model.trail_strength`).
+    bystanders = [lab(f"bystander-{i}", (FAR[0] + 0.01 * i, FAR[1])) for i in range(6)]
+    labs = [lab("near", NEAR), lab("middle", (41.42, 2.17)), *bystanders]
     base = problem(labs, [order(f"o{i}", "finger-splint", 2) for i in range(6)])
     p = Problem(base.now, base.designs, base.labs, base.demands, trails={("finger-splint", "middle"): 5.0})
+    strength = problem_trail_strengths(p)[("finger-splint", "middle")]
     large, small = replace(LARGE, trail_trip_share=share), replace(SMALL, trail_trip_share=share)
     plan, other = solved(p, large), solve(p, small)
     assert {a.lab_id for a in plan.allocations} == {a.lab_id for a in other.allocations} == {chosen}
     assert plan.bound <= other.objective + 1e-6 and other.bound <= plan.objective + 1e-6
-    expected = sum(-share * a.cost.km * a.quantity if chosen == "middle" else 0.0 for a in plan.allocations)
+    expected = sum(
+        -share * strength * a.cost.km * a.quantity if chosen == "middle" else 0.0 for a in plan.allocations
+    )
     assert sum(a.cost.trail for a in plan.allocations) == pytest.approx(expected)

@@ -255,11 +255,12 @@ def test_the_operator_refuses_a_job_and_it_moves_to_another_lab(page: Any, mesh:
         f"#jobs tr[data-assignment='{assignment}'][data-state='refused']", timeout=10_000
     )
     assert "laser under repair" in lab_page.inner_text("#jobs")
-    # The refusal weakened the lab's face-shield trail: shown with both caps of its discount.
+    # The refusal weakened the lab's face-shield trail: shown beside the mean of the labs able to
+    # make face shields, with both caps of its discount.
     lab_page.reload()
     row = lab_page.wait_for_selector("#trails tbody tr", timeout=10_000)
     cells = [cell.inner_text() for cell in row.query_selector_all("td")]
-    assert cells[0] == "face-shield" and len(cells) == 5
+    assert cells[0] == "face-shield" and len(cells) == 6
     _shot(lab_page, "07-lab-page-refused")
     lab_page.close()
 

@@ -1,0 +1,56 @@
+"""How strong each trail is against the other labs able to make its design.
+
+A trail's discount is meant to prefer a lab known to deliver over one not known to. When every lab
+that makes a design has delivered it as well (a surge that keeps them all busy), no lab is better
+known than another, and a discount for all of them would only lower the price of distance: plans
+would ship farther for nothing. So a trail earns its strength above the design's reference, the
+mean trail over the live labs able to make the design (neutral for those without one), never below
+neutral (`TrailRules.strength`). In the ant-colony systems trails come from, a trail biases a choice
+through its share among the alternatives, not through its size: the same idea.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from protocol.model import Design, Lab
+from solver.model.capability import step_groups
+from solver.model.problem import Problem
+from solver.model.trails import DEFAULT_RULES, TrailKey, TrailRules
+
+
+def design_references(
+    trails: Mapping[TrailKey, float],
+    labs: Iterable[Lab],
+    designs: Mapping[str, Design],
+    rules: TrailRules = DEFAULT_RULES,
+) -> dict[str, float]:
+    """Per design with a trail, the mean trail over `labs` able to make it (neutral for those without)."""
+    labs = list(labs)
+    reference: dict[str, float] = {}
+    for design_id in {design_id for design_id, _ in trails}:
+        design = designs.get(design_id)
+        able = [lab.id for lab in labs if design is not None and all(step_groups(lab, design))]
+        taus = [trails.get((design_id, lab_id), rules.neutral) for lab_id in able]
+        reference[design_id] = sum(taus) / len(taus) if taus else rules.neutral
+    return reference
+
+
+def trail_strengths(
+    trails: Mapping[TrailKey, float],
+    labs: Iterable[Lab],
+    designs: Mapping[str, Design],
+    rules: TrailRules = DEFAULT_RULES,
+) -> dict[TrailKey, float]:
+    """Each trail's strength (0 to 1) above its design's mean trail over `labs` able to make it."""
+    if not trails:
+        return {}
+    reference = design_references(trails, labs, designs, rules)
+    return {key: rules.strength(tau, reference[key[0]]) for key, tau in trails.items()}
+
+
+def problem_trail_strengths(problem: Problem, rules: TrailRules = DEFAULT_RULES) -> dict[TrailKey, float]:
+    """`trail_strengths` of a problem's trails over its live labs."""
+    if not problem.trails:
+        return {}
+    return trail_strengths(problem.trails, (s.lab for s in problem.labs if s.live), problem.designs, rules)
