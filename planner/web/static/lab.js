@@ -185,8 +185,8 @@
   function trails(view) {
     Cosmo.fillTable(document.getElementById("trails"), view.trails.map(function (t) {
       return el("tr", {}, el("td", {}, t.design), el("td", {}, Cosmo.num(t.tau, 3)),
-        el("td", {}, Cosmo.num(t.design_mean, 3)), el("td", {}, Cosmo.pct(t.strength)), el("td", {}, Cosmo.num(t.discount_km_per_unit, 2)),
-        el("td", {}, Cosmo.pct(t.discount_share_of_trip)));
+        el("td", {}, Cosmo.num(t.design_mean, 3)), el("td", {}, Cosmo.pct(t.strength)),
+        el("td", {}, Cosmo.num(t.discount_km_per_unit, 2)), el("td", {}, Cosmo.pct(t.discount_share_of_trip)));
     }));
     var list = document.getElementById("trail-history");
     var items = view.history.slice().reverse().slice(0, 50).map(function (h) {
