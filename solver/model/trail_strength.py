@@ -37,20 +37,18 @@ def design_references(
 
 
 def trail_strengths(
-    trails: Mapping[TrailKey, float],
-    labs: Iterable[Lab],
-    designs: Mapping[str, Design],
-    rules: TrailRules = DEFAULT_RULES,
+    trails: Mapping[TrailKey, float], reference: Mapping[str, float], rules: TrailRules = DEFAULT_RULES
 ) -> dict[TrailKey, float]:
-    """Each trail's strength (0 to 1) above its design's mean trail over `labs` able to make it."""
-    if not trails:
-        return {}
-    reference = design_references(trails, labs, designs, rules)
-    return {key: rules.strength(tau, reference[key[0]]) for key, tau in trails.items()}
+    """Each trail's strength (0 to 1) above its design's `reference` (`design_references`)."""
+    return {key: rules.strength(tau, reference.get(key[0])) for key, tau in trails.items()}
 
 
 def problem_trail_strengths(problem: Problem, rules: TrailRules = DEFAULT_RULES) -> dict[TrailKey, float]:
-    """`trail_strengths` of a problem's trails over its live labs."""
+    """The strengths of a problem's trails against the mean trail of its live labs able to make each
+    design."""
     if not problem.trails:
         return {}
-    return trail_strengths(problem.trails, (s.lab for s in problem.labs if s.live), problem.designs, rules)
+    live = [s.lab for s in problem.labs if s.live]
+    return trail_strengths(
+        problem.trails, design_references(problem.trails, live, problem.designs, rules), rules
+    )

@@ -74,14 +74,15 @@ def test_a_trail_earns_strength_only_above_the_mean_trail_of_the_labs_able_to_ma
     unable = _lab("laser-only", ["laser"])
     rules = TrailRules()
     everyone = {(splint, lab.id): rules.maximum for lab in able}
-    assert set(trail_strengths(everyone, able, designs, rules).values()) == {0.0}  # nobody better known
+    reference = design_references(everyone, able, designs, rules)
+    assert set(trail_strengths(everyone, reference, rules).values()) == {0.0}  # nobody better known
 
     one = {(splint, "lab-0"): 4.0}
     reference = design_references(one, [*able, unable], designs, rules)
     assert reference[splint] == pytest.approx((4.0 + 3 * rules.neutral) / 4)  # the laser lab not counted
-    [strength] = trail_strengths(one, [*able, unable], designs, rules).values()
+    [strength] = trail_strengths(one, reference, rules).values()
     assert strength == pytest.approx(rules.strength(4.0, reference[splint])) and 0 < strength < 1
 
     below = {(splint, "lab-0"): 0.5, (splint, "lab-1"): 3.0}
-    strengths = trail_strengths(below, able, designs, rules)
+    strengths = trail_strengths(below, design_references(below, able, designs, rules), rules)
     assert strengths[(splint, "lab-0")] == 0.0 < strengths[(splint, "lab-1")]
