@@ -12,11 +12,12 @@ trails for the same deliveries. (Reinforcing per delivered assignment and fading
 as before, made a trail's strength a matter of how often its planner happened to plan.)
 
 What a trail does, and nothing more: measured against the design's other labs (its strength is how
-far it stands above the mean trail of the labs able to make the design, `solver.model.trail_strength`,
-so trails as strong as everyone's earn nothing), it adds its lab to a demand's candidates (the
-strongest trails beyond the k nearest labs) and gives a bounded discount per unit, at most `trail_discount_km`
-km-equivalents at τmax and at most `trail_trip_share` of the trip it shortens (a city's trips are a
-few km: `solver.model.objective.TRAIL_TRIP_SHARE`), zero at or below neutral. Trails are data about
+far it stands above the mean trail of the labs able to make the design,
+`solver.model.trail_strength`, so trails as strong as everyone's earn nothing), it adds its lab to
+a demand's candidates (the strongest trails beyond the k nearest labs) and gives a bounded discount
+per unit, at most `trail_discount_km` km-equivalents at full strength and at most
+`trail_trip_share` of the trip it shortens (a city's trips are a few km:
+`solver.model.objective.TRAIL_TRIP_SHARE`), zero at or below that mean. Trails are data about
 labs and designs, shown to everyone through the planner's API with their history: not a hidden
 rating of people.
 
@@ -101,8 +102,7 @@ class TrailBook:
         """The trail's value at `now` (neutral if never set)."""
         if (entry := self.recorded.get(key)) is None:
             return self.rules.neutral
-        tau, at = entry
-        return self.rules.evaporate(tau, (now - at).total_seconds() / DAY_S)
+        return self._faded(entry, now)
 
     def at(self, now: datetime) -> dict[TrailKey, float]:
         """Every recorded trail's value at `now`, for a problem (`solver.model.problem.Problem.trails`).
@@ -110,10 +110,7 @@ class TrailBook:
         The book is copied in one step first, so a reader in another thread may call this while the
         planner's loop records a delivery."""
         recorded = dict(self.recorded)
-        return {
-            key: self.rules.evaporate(tau, (now - at).total_seconds() / DAY_S)
-            for key, (tau, at) in recorded.items()
-        }
+        return {key: self._faded(entry, now) for key, entry in recorded.items()}
 
     def delivered_on_time(self, key: TrailKey, hours: float, now: datetime) -> tuple[float, float]:
         """Reinforce the trail by `hours` of machine work delivered on time; (before, after)."""
@@ -129,6 +126,10 @@ class TrailBook:
         """The trail left as it is (work delivered late): (before, after), both its value at `now`."""
         before = self.tau(key, now)
         return before, self._set(key, before, now)
+
+    def _faded(self, entry: tuple[float, datetime], now: datetime) -> float:
+        tau, at = entry
+        return self.rules.evaporate(tau, (now - at).total_seconds() / DAY_S)
 
     def _set(self, key: TrailKey, tau: float, now: datetime) -> float:
         self.recorded[key] = (tau, now)
