@@ -405,6 +405,7 @@ class AllocationMapping:
             params.trail_candidates,
             params.room_candidates,
             feed_labs=True,
+            rules=rules,
         )
         if self.near:
             focus = sorted(ship_for)
@@ -415,6 +416,7 @@ class AllocationMapping:
                 self.days,
                 params.trail_candidates,
                 params.room_candidates,
+                rules=rules,
             )
             self.candidates = merge_candidates(self.candidates, more, np.array(focus, dtype=np.int64))
         self.due = [days_until(problem, d.order.due_at) for d in problem.demands]

@@ -148,7 +148,9 @@ def solve_large(
     work = WORK_PER_DEMAND * max(1, len(problem.demands)) if params.deterministic else None
     days = horizon_days(problem, params)
     wide = params.k_nearest * WIDE
-    candidates = _candidates(problem, params, days, range(len(problem.demands)), wide, params.near_km, MOST)
+    candidates = _candidates(
+        problem, params, days, range(len(problem.demands)), wide, params.near_km, MOST, rules
+    )
     if warm_start is not None:
         # The plan in hand may use labs that only a widened network held: take its edges in, or its
         # lines there are dropped and a rushed re-plan is worse than the plan it started from.
@@ -202,7 +204,14 @@ def solve_large(
         # their candidates are too few (a crowded place). Widen theirs and solve again, from the rows
         # and options the first LP took in, and from its optimal basis.
         more = _candidates(
-            problem, params, days, starved, wide * FURTHER, params.near_km * FURTHER, MOST * FURTHER // 2
+            problem,
+            params,
+            days,
+            starved,
+            wide * FURTHER,
+            params.near_km * FURTHER,
+            MOST * FURTHER // 2,
+            rules,
         )
         widened = merge_candidates(candidates, more, starved)
         wider = build_network(problem, params, widened, days, rules)
@@ -483,6 +492,7 @@ def _candidates(
     count: int,
     within_km: float,
     most: int,
+    rules: TrailRules,
 ) -> Candidates:
     """Candidates of the listed demands: `count` nearest, trails, room, and the labs within reach."""
     part = problem
@@ -504,6 +514,7 @@ def _candidates(
         reach=max(1, 4 // WIDE),
         within_km=within_km,
         most=most,
+        rules=rules,
     )
 
 

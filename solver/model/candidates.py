@@ -24,6 +24,7 @@ from solver.model.capability import step_groups
 from solver.model.geo import EARTH_RADIUS_KM, distances_km
 from solver.model.problem import LabState, Problem, free_minutes
 from solver.model.trail_strength import problem_trail_strengths
+from solver.model.trails import DEFAULT_RULES, TrailRules
 
 
 class Candidate(NamedTuple):
@@ -132,12 +133,14 @@ def find_candidates(
     within_km: float = 0.0,
     most: int = 0,
     feed_labs: bool = False,
+    rules: TrailRules = DEFAULT_RULES,
 ) -> Candidates:
     """The k nearest qualifying labs for every demand, plus the `by_trail` strongest-trail ones and
     the `by_room` labs with the most room for the design among the `reach` × k nearest, and then
     every other qualifying lab within `within_km`, up to `most` candidates in all. With `feed_labs`,
     a lab that these edges leave short of work gets its nearest demands too (`_feed_starved_labs`):
-    pass it only when `problem` holds every open demand, or every lab would look short.
+    pass it only when `problem` holds every open demand, or every lab would look short. A trail's
+    strength is read under the solve's trail `rules`, as its discount is.
 
     The labs with room let a concentrated surge reach capacity beyond its nearest labs while the
     model stays small. Ties are broken by lab order, so the result is deterministic. A demand whose
@@ -161,7 +164,7 @@ def find_candidates(
         for order_id, lab_id in problem.excluded:
             if order_id in demand_index and lab_id in lab_index:
                 excluded.setdefault(demand_index[order_id], []).append(lab_index[lab_id])
-    strong = _strong_trails(problem) if by_trail else {}
+    strong = _strong_trails(problem, rules) if by_trail else {}
     width = min(len(problem.labs), max(k * reach if by_room else k, k + by_room + by_trail, most) + 1)
     # Within `within_km` means a haversine term of at most sin²(within_km / 2R).
     near_term = math.sin(min(math.pi / 2, within_km / (2 * EARTH_RADIUS_KM))) ** 2
@@ -447,12 +450,12 @@ def _edge_km(problem: Problem, edges: list[list[int]], beyond: list[int]) -> tup
     return km[:n_edges], far.tolist()
 
 
-def _strong_trails(problem: Problem) -> dict[str, list[int]]:
+def _strong_trails(problem: Problem, rules: TrailRules) -> dict[str, list[int]]:
     """Per design: indices of labs whose trail earns a strength (above the design's mean trail,
     `solver.model.trail_strength`), strongest first."""
     index = {s.lab.id: j for j, s in enumerate(problem.labs)}
     strong: dict[str, list[tuple[float, int]]] = {}
-    for (design_id, lab_id), strength in problem_trail_strengths(problem).items():
+    for (design_id, lab_id), strength in problem_trail_strengths(problem, rules).items():
         if strength > 0.0 and lab_id in index:
             strong.setdefault(design_id, []).append((-strength, index[lab_id]))
     return {design_id: [j for _, j in sorted(pairs)] for design_id, pairs in strong.items()}

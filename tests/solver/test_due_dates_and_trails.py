@@ -12,6 +12,7 @@ from solver.check import check
 from solver.model.candidates import find_candidates
 from solver.model.problem import Problem, SolveParams
 from solver.model.trail_strength import problem_trail_strengths
+from solver.model.trails import TrailRules
 from tests.solver.factory import FAR, INSTANT, NEAR, lab, machine, order, printer, problem, units_by_lab
 
 #: A late window of 5 days: units that miss their due date may still be planned, at a price.
@@ -158,6 +159,10 @@ def test_strong_trails_add_candidates_beyond_the_nearest() -> None:
     no_lead = with_trails(p, {("finger-splint", s.lab.id): 5.0 for s in labs})  # everyone as strong
     [same] = find_candidates(no_lead, 1, days, by_trail=1).edges
     assert [j for j, _ in same] == [0]
+    # Strengths are read under the solve's rules: where neutral is above the trail, it earns nothing.
+    above = TrailRules(neutral=6.0, maximum=8.0)
+    [under_other_rules] = find_candidates(p, 1, days, by_trail=1, rules=above).edges
+    assert [j for j, _ in under_other_rules] == [0]
 
 
 def test_warm_start_from_the_previous_plan_gives_the_same_plan() -> None:
