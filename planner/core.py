@@ -606,6 +606,10 @@ class PlannerCore:
         Those stay out of re-plans until the lab comes back and says what it made, or `doubt_s`
         passes, so that a lab only cut off does not see its last units made again elsewhere. A lab
         that `said_bye` reported everything before its BYE: nothing of it is in doubt.
+
+        Its trail weakens once for each design it leaves work of unfinished, however many jobs held
+        that work: how many jobs a lab holds depends on how often the planner plans, and the scenario
+        replay weakens it the same way (`scenarios.sim.Learner`).
         """
         view = self.labs.get(lab_id)
         if view is None or not view.live:
@@ -614,11 +618,13 @@ class PlannerCore:
         self.labs_lost += 1
         now = self.clock()
         events = []
+        left_undone: dict[str, AssignmentRow] = {}  # design -> the first job of it failed here
         with self.ledger.transaction() as db:
             Ledger.put_lab(db, view.lab, False, view.backlog, view.stock, view.last_seen)
             events.append(self._emit(db, f"lab-{lab_id}", "lab.lost", {"lab_id": lab_id, "reason": reason}))
             for a in self._by_lab.get(lab_id, ()):
                 if a.state in ACTIVE_STATES:
+                    left_undone.setdefault(self.orders[a.order_id].design, a)
                     promised = self._promised.pop(a.id, a.units_done) if not said_bye else a.units_done
                     doubt = min(max(0, promised - a.units_done), a.quantity - a.units_done)
                     if doubt:
@@ -633,6 +639,8 @@ class PlannerCore:
                     events.append(self._change_job(db, a, "failed", now, reason=f"lab lost: {reason}"))
                     if (e := self._refresh_order(db, a.order_id)) is not None:
                         events.append(e)
+            for design in sorted(left_undone):
+                events += self._mark_trail(db, left_undone[design], "failed", now)
             events += self.shipments.sender_lost(db, lab_id)
         self._publish(*events)
         log.warning("lab %s lost (%s); its unfinished work returns to demand", lab_id, reason)

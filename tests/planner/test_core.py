@@ -97,6 +97,22 @@ def test_lost_lab_returns_unfinished_units_and_gets_nothing_new(core: PlannerCor
     assert core.commit_plan(one_lab_plan(order.id, 4)) == []  # a plan for a lost lab is not sent
 
 
+def test_a_lost_lab_with_work_undone_loses_trail_once_per_design(core: PlannerCore) -> None:
+    # Two jobs of one design, as a planner that plans often hands out: one let-down, as the replay
+    # counts it (scenarios.sim), not one per job.
+    first, second = core.submit_order(_request(4)), core.submit_order(_request(3))
+    core.commit_plan(one_lab_plan(first.id, 4))
+    core.commit_plan(one_lab_plan(second.id, 3))
+    rules, key = core.trails.rules, ("finger-splint", "lab-a")
+    core.lab_lost("lab-a", "left: lab agent stopped", said_bye=True)
+    assert core.trails.tau(key, NOW) == pytest.approx(rules.let_down(rules.neutral))
+    [change] = core.trails_view("lab-a")["history"]
+    assert "lab lost" in change["cause"]
+    core.lab_hello(LAB, {})  # back, with nothing left to fail: no further let-down
+    core.lab_lost("lab-a", "silent for 3.1 s")
+    assert core.trails.tau(key, NOW) == pytest.approx(rules.let_down(rules.neutral))
+
+
 def test_a_lab_cannot_speak_for_another_labs_job(core: PlannerCore) -> None:
     order = core.submit_order(_request(5))
     [row] = core.commit_plan(one_lab_plan(order.id, 5))
