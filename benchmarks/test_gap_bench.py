@@ -25,6 +25,7 @@ import pytest
 
 from cosmolocal.bench_gap import KNOWN_OPTIMA
 from solver.gap.assignment import GapInstance, generate, read_gap_file, solve_gap, solve_textbook
+from solver.gap.exchange import compile_ahead
 from tests.shared import SHARED
 from tests.solver.gap_check import gap_violations
 
@@ -40,6 +41,12 @@ GAPS: dict[str, float] = {}
 def pct(objective: float, reference: float) -> float:
     """How far a minimisation objective lies above `reference`, in percent."""
     return 100.0 * (objective - reference) / reference
+
+
+@pytest.fixture(scope="module", autouse=True)
+def compiled() -> None:
+    """The exchange kernels compiled before any clock starts (seconds once per machine)."""
+    compile_ahead()
 
 
 def checked(instance: GapInstance, agent_of: list[int] | None) -> float:

@@ -6,8 +6,9 @@ resource per agent and no shortage, and `solve_with_core` maps it exactly so, wh
 core is measured against published optima. `solve_textbook` is plain CP-SAT on the textbook model
 (one Boolean per pair), the baseline the core must not lose to with the same time and workers.
 `solve_gap` is the dedicated solver: the textbook model for a start and a bound, the LP for a
-second bound, an exact exchange descent over pairs and triples of agents, then a large
-neighbourhood search that re-solves a few related agents' jobs exactly, again and again (see there).
+second bound and capacity prices, an exact exchange descent over every pair and triple of agents (a
+compiled branch and bound), then a large neighbourhood search that re-solves a few related agents'
+jobs exactly, again and again (see there).
 
 Two file formats (see ../shared/benchmarks/README.md): OR-Library's multi-instance files (gap1..12,
 maximisation) and Yagiura's single-instance files (types A–E, minimisation). Both are read as
@@ -28,7 +29,7 @@ from typing import Literal
 import numpy as np
 from ortools.sat.python import cp_model
 
-from solver.gap.exchange import exchange_descent
+from solver.gap.exchange import cheapest_placement, exchange_descent
 from solver.gap.relaxation import relax
 from solver.sparse.core import CoreParams, CoreProblem, Item, Option, solve_core
 
@@ -234,6 +235,10 @@ NEIGHBOURHOOD = 4
 NEIGHBOURHOOD_MOST = 8
 #: Budget of one neighbourhood's solve, in CP-SAT's deterministic time.
 NEIGHBOURHOOD_WORK = 0.25
+#: Nodes of the branch and bound tried on a neighbourhood before CP-SAT (about 4 ms), and how many
+#: nodes count as one unit of CP-SAT's deterministic time (about as long on this machine).
+QUICK_NODES = 300_000
+NODES_PER_WORK = 50_000_000
 #: CP-SAT's deterministic time per second of the caller's time limit: a budget a machine of about
 #: this speed spends in that time; it is the same on any machine, and the time limit stays a cap.
 WORK_PER_SECOND = 0.8
@@ -252,19 +257,23 @@ def solve_gap(
     """The textbook model for START_SHARE of the time, then an exchange descent and a neighbourhood search.
 
     1. Plain CP-SAT on the textbook model gives a start and a bound.
-    2. The LP relaxation (solver.gap.relaxation) gives a second bound, and an affinity between agents
-       (how many jobs both find nearly best).
-    3. An exchange descent (solver.gap.exchange) places, exactly and by enumeration, the jobs of every
-       pair of agents and of sampled triples: milliseconds for what would cost CP-SAT a second.
-    4. A large neighbourhood search then re-solves the jobs of a few agents at a time exactly with
-       CP-SAT, the current assignment as a hint, keeping a cheaper assignment. The agents of one
-       neighbourhood are drawn by affinity (the first at random, each next one in proportion to its
+    2. The LP relaxation (solver.gap.relaxation) gives a second bound, an affinity between agents
+       (how many jobs both find nearly best), and each agent's capacity price, which the branch and
+       bound of steps 3 and 4 uses for its bound.
+    3. An exchange descent (solver.gap.exchange) places, exactly and by branch and bound, the jobs of
+       every pair and every triple of agents (triples sampled beyond MOST_TRIPLES): milliseconds for
+       what would cost CP-SAT seconds.
+    4. A large neighbourhood search then re-solves the jobs of a few agents at a time exactly: by the
+       same branch and bound when it completes within QUICK_NODES, else with CP-SAT, the best
+       placement found as a hint, keeping a cheaper assignment. The agents of one neighbourhood are
+       drawn by affinity (the first at random, each next one in proportion to its
        affinity with those drawn), so each solve works on agents that can trade jobs. With several
        workers, as many neighbourhoods of disjoint agents are solved at once, one thread each, and
        their gains add up; after a round that gained, the exchange descent runs again.
 
     The bound is the best of CP-SAT's and the LP's. `deterministic` (the default) counts every
-    CP-SAT budget in deterministic time, the descent in passes, and takes the neighbourhoods'
+    CP-SAT budget in deterministic time, the branch and bound in nodes (NODES_PER_WORK to a unit of
+    it), the descent in passes, and takes the neighbourhoods'
     answers in a fixed order, so the same instance and seed give the same assignment on any machine;
     the time limit still caps the whole. Without it the budgets are wall-clock. `work` sets the
     deterministic budget of the whole solve (by default time_limit_s × WORK_PER_SECOND), START_SHARE
@@ -293,7 +302,8 @@ def solve_gap(
         lp_bound = math.ceil(relaxation.bound - 1e-6)
         bound = sense * max(lp_bound, sense * start.bound) if start.bound is not None else sense * lp_bound
     affinity = relaxation.affinity if relaxation is not None else np.ones((instance.agents, instance.agents))
-    agent_of, _ = exchange_descent(cost, use, capacity, start.agent_of, seed, deadline=limit)
+    lp_price = relaxation.price if relaxation is not None else np.zeros(instance.agents)
+    agent_of, _ = exchange_descent(cost, use, capacity, start.agent_of, seed, deadline=limit, price=lp_price)
     rng = random.Random(seed)
     size = min(NEIGHBOURHOOD, instance.agents)
     left = (1 - START_SHARE) * budget if deterministic else None
@@ -303,7 +313,13 @@ def solve_gap(
         while time.perf_counter() < limit and (left is None or spent < left):
             groups = _related_groups(affinity, size, lanes, rng)
             solve_one = partial(
-                _resolve, instance, list(agent_of), seed=seed, limit=limit, deterministic=deterministic
+                _resolve,
+                instance,
+                (cost, use, capacity, lp_price),
+                list(agent_of),
+                seed=seed,
+                limit=limit,
+                deterministic=deterministic,
             )
             answers = list(pool.map(solve_one, groups))
             gained = False
@@ -317,7 +333,7 @@ def solve_gap(
                     fruitless += 1
             if gained:
                 agent_of, _ = exchange_descent(
-                    cost, use, capacity, agent_of, rng.randrange(1 << 30), EXCHANGE_PASSES, limit
+                    cost, use, capacity, agent_of, rng.randrange(1 << 30), EXCHANGE_PASSES, limit, lp_price
                 )
             if fruitless >= 4 * instance.agents and size < min(NEIGHBOURHOOD_MOST, instance.agents):
                 size, fruitless = size + 1, 0
@@ -354,33 +370,60 @@ def _related_groups(affinity: np.ndarray, size: int, lanes: int, rng: random.Ran
 
 def _resolve(
     instance: GapInstance,
+    arrays: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
     agent_of: list[int],
     agents: list[int],
     seed: int,
     limit: float,
     deterministic: bool,
 ) -> tuple[dict[int, int] | None, float, bool, float]:
-    """Re-solve the jobs of `agents` among them: (new agent per moved job, cost change, proven, work)."""
-    chosen = set(agents)
-    jobs = [j for j, i in enumerate(agent_of) if i in chosen]
+    """Re-solve the jobs of `agents` among them: (new agent per moved job, cost change, proven, work).
+
+    A branch and bound first (`arrays`: the minimised costs, uses, capacities and the LP's capacity
+    prices), which settles most neighbourhoods of 20 jobs or so in about a millisecond; CP-SAT, from
+    the best placement found, only when it stops unproven at QUICK_NODES.
+    """
+    cost, use, capacity, price = arrays
+    group = np.asarray(agents, dtype=np.int64)
+    held = np.asarray(agent_of, dtype=np.int64)
+    jobs = [int(j) for j in np.flatnonzero(np.isin(held, group))]
     if not jobs:
         return None, 0.0, True, 0.0
+    placement = np.empty(len(jobs), dtype=np.int64)
+    current = int(cost[held[jobs], jobs].sum())
+    value, nodes = cheapest_placement(
+        np.ascontiguousarray(cost[np.ix_(group, jobs)]),
+        np.ascontiguousarray(use[np.ix_(group, jobs)]),
+        capacity[group].copy(),
+        price[group].copy(),
+        current,
+        QUICK_NODES,
+        placement,
+    )
+    quick = nodes / NODES_PER_WORK
+    sense = -1 if instance.sense == "max" else 1
+    hint = dict(zip(jobs, (agent_of[j] for j in jobs), strict=True))
+    if value < current:
+        hint = {j: int(group[k]) for j, k in zip(jobs, placement, strict=True)}
+    if nodes < QUICK_NODES:  # the search was complete: its answer is the optimum
+        moves = {j: i for j, i in hint.items() if i != agent_of[j]}
+        return (moves or None), sense * float(value - current) if moves else 0.0, True, quick
     model, x = _textbook_model(instance, agents, jobs)
     for j in jobs:
         for i in agents:
             if (i, j) in x:
-                model.add_hint(x[i, j], agent_of[j] == i)
+                model.add_hint(x[i, j], hint[j] == i)
     solver = cp_model.CpSolver()
     solver.parameters.num_workers = 1
     solver.parameters.random_seed = seed
     left = limit - time.perf_counter()
     if left <= 0:
-        return None, 0.0, False, 0.0
+        return None, 0.0, False, quick
     solver.parameters.max_time_in_seconds = left if deterministic else min(left, NEIGHBOURHOOD_WORK)
     if deterministic:
         solver.parameters.max_deterministic_time = NEIGHBOURHOOD_WORK
     status = solver.solve(model)
-    used = solver.deterministic_time if deterministic else solver.wall_time
+    used = quick + (solver.deterministic_time if deterministic else solver.wall_time)
     if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         return None, 0.0, False, used
     moves = {}

@@ -24,6 +24,8 @@ class Relaxation:
 
     bound: float
     affinity: np.ndarray
+    #: Each agent's capacity price in the LP (≥ 0): what a unit of its capacity is worth.
+    price: np.ndarray
 
 
 def relax(cost: np.ndarray, use: np.ndarray, capacity: np.ndarray) -> Relaxation | None:
@@ -58,4 +60,4 @@ def relax(cost: np.ndarray, use: np.ndarray, capacity: np.ndarray) -> Relaxation
             for p, q in zip(a, b, strict=True):
                 if p != q:
                     affinity[p, q] += 1.0
-    return Relaxation(float(lp.Objective().Value()), affinity)
+    return Relaxation(float(lp.Objective().Value()), affinity, np.maximum(-v, 0.0))

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from solver.gap.assignment import GapInstance, generate, parse_gap, solve_gap, solve_textbook
-from solver.gap.exchange import best_placement, exchange_descent, jobs_that_fit
+from solver.gap.exchange import best_placement, cheapest_placement, exchange_descent
 from solver.gap.relaxation import relax
 from tests.solver.gap_check import gap_violations
 
@@ -52,9 +52,40 @@ def test_best_placement_is_the_enumerated_best_of_a_small_instance() -> None:
     assert before is not None and value - before == change
 
 
-def test_enumeration_stays_within_its_size() -> None:
-    assert 2 ** jobs_that_fit(2) <= 1 << 14 < 2 ** (jobs_that_fit(2) + 1)
-    assert 3 ** jobs_that_fit(3) <= 1 << 14 < 3 ** (jobs_that_fit(3) + 1)
+@pytest.mark.parametrize("seed", range(6))
+def test_branch_and_bound_finds_the_enumerated_best_whatever_the_prices(seed: int) -> None:
+    """The priced bound holds for any prices ≥ 0, so they change how fast, never what, it finds."""
+    rng = np.random.default_rng(seed)
+    agents, jobs = 3, 7
+    cost = rng.integers(1, 50, (agents, jobs))
+    use = rng.integers(1, 20, (agents, jobs))
+    room = rng.integers(15, 45, agents)
+    feasible = [
+        sum(int(cost[a, k]) for k, a in enumerate(p))
+        for p in itertools.product(range(agents), repeat=jobs)
+        if all(sum(int(use[a, k]) for k, a in enumerate(p) if a == i) <= room[i] for i in range(agents))
+    ]
+    for price in (np.zeros(agents), rng.random(agents) * 3, np.full(agents, 50.0)):
+        placement = np.empty(jobs, dtype=np.int64)
+        value, nodes = cheapest_placement(cost, use, room, price, 10**9, 10**7, placement)
+        assert nodes < 10**7  # complete
+        if not feasible:
+            assert value == 10**9
+            continue
+        assert value == min(feasible)
+        assert value == sum(int(cost[a, k]) for k, a in enumerate(placement))
+        assert all(use[i, placement == i].sum() <= room[i] for i in range(agents))
+
+
+def test_branch_and_bound_keeps_the_current_placement_when_nothing_is_cheaper_or_it_runs_out() -> None:
+    cost = np.array([[1, 1], [5, 5]])
+    use = np.array([[1, 1], [1, 1]])
+    room = np.array([2, 2])
+    placement = np.full(2, -1, dtype=np.int64)
+    value, _ = cheapest_placement(cost, use, room, np.zeros(2), 2, 10**6, placement)
+    assert value == 2 and list(placement) == [-1, -1]  # 2 is the optimum already held
+    value, nodes = cheapest_placement(cost, use, room, np.zeros(2), 10, 1, placement)
+    assert nodes == 1 and value == 10  # one node: no complete placement yet, the current one stands
 
 
 @pytest.mark.parametrize("kind", ["d", "e"])
