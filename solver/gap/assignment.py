@@ -235,8 +235,8 @@ NEIGHBOURHOOD = 4
 NEIGHBOURHOOD_MOST = 8
 #: Budget of one neighbourhood's solve, in CP-SAT's deterministic time.
 NEIGHBOURHOOD_WORK = 0.25
-#: Nodes of the branch and bound tried on a neighbourhood before CP-SAT (about 4 ms), and how many
-#: nodes count as one unit of CP-SAT's deterministic time (about as long on this machine).
+#: Nodes of the branch and bound tried on a neighbourhood before CP-SAT (about 10 ms), and how many
+#: nodes count as one unit of CP-SAT's deterministic time (both take one thread 1-2 s on this machine).
 QUICK_NODES = 300_000
 NODES_PER_WORK = 50_000_000
 #: CP-SAT's deterministic time per second of the caller's time limit: a budget a machine of about

@@ -12,14 +12,16 @@ among two or three agents; solve_gap's larger neighbourhoods use the same search
 (`cheapest_placement`), and CP-SAT where it stops unproven.
 
 Pure and deterministic: pairs and triples come in a fixed order, samples (only where a group holds
-more jobs than MOST_JOBS, or there are more triples than MOST_TRIPLES) from the compiled code's
-generator seeded by the caller, ties keep the current assignment, and every search is bounded in
+more jobs than MOST_JOBS, or there are more triples than MOST_TRIPLES) from generators seeded by
+the caller, ties keep the current assignment, and every search is bounded in
 nodes, not seconds. The kernels compile once per machine (seconds; `compile_ahead`), then load
 from numba's cache.
 """
 
 from __future__ import annotations
 
+import itertools
+import math
 import time
 
 import numpy as np
@@ -34,6 +36,8 @@ NODE_LIMIT = 50_000
 #: Every triple of agents is tried in a pass when there are at most this many (20 agents: 1,140),
 #: else this many drawn at random. All pairs are always tried.
 MOST_TRIPLES = 2_000
+#: Groups searched per call of the compiled code: the deadline is checked between two calls.
+GROUPS_PER_CALL = 64
 
 
 @njit(cache=True, nogil=True)
@@ -211,35 +215,32 @@ def _place_group(cost, use, capacity, price, agents, group, most, node_limit) ->
 
 
 @njit(cache=True)
-def _descent_pass(cost, use, capacity, price, agents, triples, most_pair, most_triple, node_limit) -> int:
-    """One pass: every pair of agents in order, then every triple in order (or, when there are more
-    than `triples`, that many sampled); the total change."""
-    m = cost.shape[0]
+def _place_groups(cost, use, capacity, price, agents, groups, most_pair, most_triple, node_limit) -> int:
+    """Each group in turn (a row of agents; -1 pads a pair) re-placed at its cheapest; the total change."""
     gained = 0
-    group = np.empty(2, dtype=np.int64)
-    for a in range(m):
-        for b in range(a + 1, m):
-            group[0], group[1] = a, b
-            gained += _place_group(cost, use, capacity, price, agents, group, most_pair, node_limit)
-    if m < 3:
-        return gained
-    group = np.empty(3, dtype=np.int64)
-    if m * (m - 1) * (m - 2) // 6 <= triples:
-        for a in range(m):
-            for b in range(a + 1, m):
-                for c in range(b + 1, m):
-                    group[0], group[1], group[2] = a, b, c
-                    gained += _place_group(cost, use, capacity, price, agents, group, most_triple, node_limit)
-    else:
-        for _ in range(triples):
-            group[:] = np.sort(np.random.permutation(m)[:3])
-            gained += _place_group(cost, use, capacity, price, agents, group, most_triple, node_limit)
+    for row in range(groups.shape[0]):
+        if groups[row, 2] < 0:
+            gained += _place_group(cost, use, capacity, price, agents, groups[row, :2], most_pair, node_limit)
+        else:
+            gained += _place_group(cost, use, capacity, price, agents, groups[row], most_triple, node_limit)
     return gained
 
 
 @njit(cache=True)
 def _seed(seed: int) -> None:
     np.random.seed(seed)
+
+
+def _groups(agents: int, rng: np.random.Generator) -> np.ndarray:
+    """One pass's groups: every pair, then every triple (or MOST_TRIPLES drawn when there are more)."""
+    pairs = [(a, b, -1) for a, b in itertools.combinations(range(agents), 2)]
+    if agents < 3:
+        return np.array(pairs, dtype=np.int64).reshape(-1, 3)
+    if math.comb(agents, 3) <= MOST_TRIPLES:
+        triples = list(itertools.combinations(range(agents), 3))
+    else:
+        triples = [tuple(sorted(rng.choice(agents, 3, replace=False))) for _ in range(MOST_TRIPLES)]
+    return np.array(pairs + triples, dtype=np.int64).reshape(-1, 3)
 
 
 def exchange_descent(
@@ -252,28 +253,34 @@ def exchange_descent(
     deadline: float | None = None,
     price: np.ndarray | None = None,
 ) -> tuple[list[int], int]:
-    """Best placements over every pair of agents and sampled triples, until a pass gains nothing.
+    """Best placements over every pair and every triple of agents, until a pass gains nothing.
 
-    When a pair or triple holds more jobs than MOST_JOBS, a sample of them (drawn from the compiled
-    code's generator, seeded with `seed`) is re-placed and the rest stay. `agent_of` must be feasible;
-    the result is feasible too, returned with the total cost change (≤ 0). `deadline` (a
-    `time.perf_counter` value) stops it early, between two passes.
+    When a group holds more jobs than MOST_JOBS, a sample of them is re-placed and the rest stay;
+    samples (of jobs, and of triples beyond MOST_TRIPLES) come from generators seeded with `seed`.
+    `price` (each agent's capacity price, ≥ 0; the LP's) sharpens the search's bound and never
+    changes what it finds. `agent_of` must be feasible; the result is feasible too, returned with the
+    total cost change (≤ 0). `deadline` (a `time.perf_counter` value) stops it early, between two
+    chunks of GROUPS_PER_CALL groups.
     """
     cost = np.ascontiguousarray(cost, dtype=np.int64)
     use = np.ascontiguousarray(use, dtype=np.int64)
     capacity = np.ascontiguousarray(capacity, dtype=np.int64)
     agents = np.asarray(agent_of, dtype=np.int64).copy()
     prices = np.zeros(cost.shape[0]) if price is None else np.ascontiguousarray(price, dtype=np.float64)
+    rng = np.random.default_rng(seed)
     _seed(seed % (1 << 32))
     total = 0
     for _ in range(passes):
-        if deadline is not None and time.perf_counter() > deadline:
-            break
-        gained = int(
-            _descent_pass(
-                cost, use, capacity, prices, agents, MOST_TRIPLES, MOST_JOBS[2], MOST_JOBS[3], NODE_LIMIT
+        gained = 0
+        groups = _groups(cost.shape[0], rng)
+        for lo in range(0, len(groups), GROUPS_PER_CALL):
+            if deadline is not None and time.perf_counter() > deadline:
+                return [int(i) for i in agents], total + gained
+            chunk = groups[lo : lo + GROUPS_PER_CALL]
+            most_pair, most_triple = MOST_JOBS[2], MOST_JOBS[3]
+            gained += int(
+                _place_groups(cost, use, capacity, prices, agents, chunk, most_pair, most_triple, NODE_LIMIT)
             )
-        )
         total += gained
         if gained == 0:
             break

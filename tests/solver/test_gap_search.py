@@ -101,6 +101,19 @@ def test_exchange_descent_keeps_capacities_never_costs_more_and_repeats(kind: st
     assert exchange_descent(cost, use, capacity, start, seed=3) == (after, change)
 
 
+def test_exchange_descent_samples_triples_beyond_its_most_and_stops_at_its_deadline() -> None:
+    instance = generate("e", 30, 90, seed=5)  # 4,060 triples: more than MOST_TRIPLES, so drawn
+    cost, use, capacity = arrays(instance)
+    start = solve_textbook(instance, 30.0, 1, deterministic=True, work=0.5).agent_of
+    assert start is not None
+    before = gap_violations(instance.cost, instance.use, instance.capacity, start)[0]
+    after, change = exchange_descent(cost, use, capacity, start, seed=2, passes=2)
+    value, problems = gap_violations(instance.cost, instance.use, instance.capacity, after)
+    assert problems == [] and before is not None and value == before + change and change <= 0
+    assert exchange_descent(cost, use, capacity, start, seed=2, passes=2) == (after, change)
+    assert exchange_descent(cost, use, capacity, start, seed=2, deadline=0.0) == (list(start), 0)
+
+
 def test_the_lp_bound_is_below_the_optimum_and_the_affinity_is_symmetric() -> None:
     instance = generate("d", 3, 7, seed=11)
     cost, use, capacity = arrays(instance)
