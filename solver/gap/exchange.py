@@ -28,7 +28,8 @@ import numpy as np
 from numba import njit
 
 #: Most jobs of a pair, and of a triple, of agents placed anew at once (a sample when they hold more).
-#: The branch and bound's work grows with them; at these sizes a pass over 20 agents takes about 50 ms.
+#: The branch and bound's work grows with them; at these sizes a whole descent over 20 agents' pairs
+#: and triples, from CP-SAT's first assignment, takes about 50 ms.
 MOST_JOBS = {2: 24, 3: 14}
 #: Most nodes of one neighbourhood's search: a bound on its work, counted, so the answer is the same on
 #: any machine (the best placement found within it when it runs out).
