@@ -125,44 +125,6 @@ def cheapest_placement(sub_cost, sub_use, room, price, current, node_limit, plac
     return best, nodes
 
 
-def best_placement(
-    cost: np.ndarray,
-    use: np.ndarray,
-    capacity: np.ndarray,
-    agent_of: np.ndarray,
-    group: list[int],
-    jobs: list[int],
-    price: np.ndarray | None = None,
-) -> tuple[int, dict[int, int]]:
-    """The cheapest placement of `jobs` (all held by agents of `group`) on `group`: (change ≤ 0, moves).
-
-    The other jobs stay where they are and use their share of each agent's capacity. `moves` maps
-    each job whose agent changes to its new agent; (0, {}) when the current placement is the best
-    (or no cheaper one is found within NODE_LIMIT nodes).
-    """
-    if not jobs:
-        return 0, {}
-    g = np.asarray(group, dtype=np.int64)
-    j = np.asarray(jobs, dtype=np.int64)
-    held = np.isin(agent_of, g)
-    held[j] = False
-    fixed = np.array([int(use[i, held & (agent_of == i)].sum()) for i in group], dtype=np.int64)
-    room = np.asarray(capacity, dtype=np.int64)[g] - fixed
-    sub_cost = np.ascontiguousarray(np.asarray(cost, dtype=np.int64)[np.ix_(g, j)])
-    sub_use = np.ascontiguousarray(np.asarray(use, dtype=np.int64)[np.ix_(g, j)])
-    current = int(sum(int(cost[agent_of[job], job]) for job in jobs))
-    placement = np.empty(len(jobs), dtype=np.int64)
-    prices = np.zeros(len(group)) if price is None else np.asarray(price, dtype=np.float64)[g]
-    value = int(cheapest_placement(sub_cost, sub_use, room, prices, current, NODE_LIMIT, placement)[0])
-    if value >= current:
-        return 0, {}
-    moves = {}
-    for job, k in zip(jobs, placement.tolist(), strict=True):
-        if int(agent_of[job]) != group[k]:
-            moves[job] = group[k]
-    return value - current, moves
-
-
 @njit(cache=True)
 def _place_group(cost, use, capacity, price, agents, group, most, node_limit) -> int:
     """Re-place (a sample of at most `most` of) the jobs `group` holds at their cheapest; the change."""
@@ -258,10 +220,10 @@ def exchange_descent(
 
     When a group holds more jobs than MOST_JOBS, a sample of them is re-placed and the rest stay;
     samples (of jobs, and of triples beyond MOST_TRIPLES) come from generators seeded with `seed`.
-    `price` (each agent's capacity price, ≥ 0; the LP's) sharpens the search's bound and never
-    changes what it finds. `agent_of` must be feasible; the result is feasible too, returned with the
-    total cost change (≤ 0). `deadline` (a `time.perf_counter` value) stops it early, between two
-    chunks of GROUPS_PER_CALL groups.
+    `price` (each agent's capacity price, ≥ 0; the LP's) sharpens the search's bound: it changes how
+    fast a group's search completes, never what a complete one finds. `agent_of` must be feasible;
+    the result is feasible too, returned with the total cost change (≤ 0). `deadline` (a
+    `time.perf_counter` value) stops it early, between two chunks of GROUPS_PER_CALL groups.
     """
     cost = np.ascontiguousarray(cost, dtype=np.int64)
     use = np.ascontiguousarray(use, dtype=np.int64)
@@ -270,6 +232,7 @@ def exchange_descent(
     prices = np.zeros(cost.shape[0]) if price is None else np.ascontiguousarray(price, dtype=np.float64)
     rng = np.random.default_rng(seed)
     _seed(seed % (1 << 32))
+    most_pair, most_triple = MOST_JOBS[2], MOST_JOBS[3]
     total = 0
     for _ in range(passes):
         gained = 0
@@ -278,7 +241,6 @@ def exchange_descent(
             if deadline is not None and time.perf_counter() > deadline:
                 return [int(i) for i in agents], total + gained
             chunk = groups[lo : lo + GROUPS_PER_CALL]
-            most_pair, most_triple = MOST_JOBS[2], MOST_JOBS[3]
             gained += int(
                 _place_groups(cost, use, capacity, prices, agents, chunk, most_pair, most_triple, NODE_LIMIT)
             )
