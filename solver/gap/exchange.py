@@ -55,6 +55,8 @@ def cheapest_placement(sub_cost, sub_use, room, price, current, node_limit, plac
     which holds for any prices and is far tighter where capacity binds (types D and E).
     """
     agents, jobs = sub_cost.shape
+    if jobs == 0:
+        return current, 0  # nothing to place: the current (empty) placement stands
     # Jobs whose cheapest and second cheapest agents differ most first: the costly choices branch early.
     regret = np.zeros(jobs, dtype=np.int64)
     for k in range(jobs):

@@ -84,6 +84,8 @@ def test_branch_and_bound_keeps_the_current_placement_when_nothing_is_cheaper_or
     assert value == 2 and list(placement) == [-1, -1]  # 2 is the optimum already held
     value, nodes = cheapest_placement(cost, use, room, np.zeros(2), 10, 1, placement)
     assert nodes == 1 and value == 10  # one node: no complete placement yet, the current one stands
+    none = np.empty((2, 0), dtype=np.int64)
+    assert cheapest_placement(none, none, room, np.zeros(2), 0, 10, np.empty(0, dtype=np.int64)) == (0, 0)
 
 
 @pytest.mark.parametrize("kind", ["d", "e"])
