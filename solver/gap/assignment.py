@@ -402,7 +402,7 @@ def _resolve(
     )
     quick = nodes / NODES_PER_WORK
     sense = -1 if instance.sense == "max" else 1
-    hint = dict(zip(jobs, (agent_of[j] for j in jobs), strict=True))
+    hint = {j: agent_of[j] for j in jobs}
     if value < current:
         hint = {j: int(group[k]) for j, k in zip(jobs, placement, strict=True)}
     if nodes < QUICK_NODES:  # the search was complete: its answer is the optimum
