@@ -106,14 +106,37 @@ def test_a_large_shop_stays_valid_through_restarts_and_a_crowded_tabu_table(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # 60 jobs, about 180 operations: hundreds of candidate moves a step (the candidate arrays grow),
-    # restarts from the best every 200 steps, and a table of forbidden moves of 7 slots, so that
-    # look-ups and writes run into full and lapsed slots.
-    from solver.jobshop import tabu_kernel
-
+    # and restarts from the best every 200 steps.
     monkeypatch.setattr(tabu, "PATIENCE", 200)
-    monkeypatch.setattr(tabu_kernel, "TABU_SLOTS", 7)
     instance = flexible_instance(random.Random(77), jobs=60, machines=6)
     start = dispatch(instance)
     found = tabu.search(instance, start.operations, seconds=60, seed=4, max_iterations=1500)
     assert check_schedule(instance, as_result(instance, found)) == []
     assert found.makespan < start.makespan and found.iterations == 1500
+
+
+#: Fisher and Thompson's 6 x 6 job shop (ft06): per job, (machine, time) in order. Its optimum is 55.
+FT06 = (
+    ((2, 1), (0, 3), (1, 6), (3, 7), (5, 3), (4, 6)),
+    ((1, 8), (2, 5), (4, 10), (5, 10), (0, 10), (3, 4)),
+    ((2, 5), (3, 4), (5, 8), (0, 9), (1, 1), (4, 7)),
+    ((1, 5), (0, 5), (2, 5), (3, 3), (4, 8), (5, 9)),
+    ((2, 9), (1, 3), (4, 5), (5, 4), (0, 3), (3, 1)),
+    ((1, 3), (3, 3), (5, 9), (0, 10), (4, 4), (2, 1)),
+)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_classic_job_shop_reaches_its_optimum_without_restarts(
+    monkeypatch: pytest.MonkeyPatch, seed: int
+) -> None:
+    # One machine per operation: every move reorders a machine, and the makespan's plateaus are wide.
+    # The tabu walk alone (no restart, no shake) must cross them: it stalled at 71 while moves inside
+    # a critical block were tried, estimates counted the moved operation twice, and only its way
+    # back to its old place was forbidden.
+    monkeypatch.setattr(tabu, "PATIENCE", 10**9)
+    instance = Instance(tuple(FjJob(tuple(FjOperation({m: p}) for m, p in job)) for job in FT06), 6)
+    start = dispatch(instance)
+    found = tabu.search(instance, start.operations, seconds=60, seed=seed, max_iterations=3000)
+    assert check_schedule(instance, as_result(instance, found)) == []
+    assert start.makespan > 55 and found.makespan == 55
