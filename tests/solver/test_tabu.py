@@ -102,9 +102,7 @@ def test_solve_uses_it_and_stays_valid_with_one_or_two_workers() -> None:
         assert result.bound <= result.objective <= start.objective
 
 
-def test_a_large_shop_stays_valid_through_restarts_and_a_crowded_tabu_table(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_a_large_shop_stays_valid_through_restarts(monkeypatch: pytest.MonkeyPatch) -> None:
     # 60 jobs, about 180 operations: hundreds of candidate moves a step (the candidate arrays grow),
     # and restarts from the best every 200 steps.
     monkeypatch.setattr(tabu, "PATIENCE", 200)
