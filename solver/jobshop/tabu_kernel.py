@@ -276,27 +276,20 @@ def iterate(
             # The heads after v on its machine and the tails before it, as if v were taken out: the
             # current ones count v, and would make every move of v near its place look worse than it is
             # (Mastrolilli and Gambardella estimate on the graph without v; this corrects its machine).
-            end = 0
-            for i in range(mlen[here]):
+            # The heads before v and the tails after it do not depend on v.
+            before_v = mpred[v]
+            end = head[before_v] + duration[before_v] if before_v >= 0 else 0
+            for i in range(at[v] + 1, mlen[here]):
                 u = sequence[here, i]
-                if i <= at[v]:
-                    near_head[u] = head[u]
-                    if i < at[v]:
-                        end = head[u] + duration[u]
-                    continue
                 b = release[u]
                 if job_pred[u] >= 0:
                     b = head[job_pred[u]] + duration[job_pred[u]]
                 near_head[u] = b if b > end else end
                 end = near_head[u] + duration[u]
-            rest_after = 0
-            for i in range(mlen[here] - 1, -1, -1):
+            after_v = msucc[v]
+            rest_after = tail[after_v] + duration[after_v] if after_v >= 0 else 0
+            for i in range(at[v] - 1, -1, -1):
                 u = sequence[here, i]
-                if i >= at[v]:
-                    near_tail[u] = tail[u]
-                    if i > at[v]:
-                        rest_after = tail[u] + duration[u]
-                    continue
                 r = 0
                 if job_succ[u] >= 0:
                     r = tail[job_succ[u]] + duration[job_succ[u]]
@@ -344,13 +337,16 @@ def iterate(
                         previous = sequence[
                             k, position - 1 + (1 if original >= 0 and position - 1 >= original else 0)
                         ]
-                        ends = (near_head[previous] if k == here else head[previous]) + duration[previous]
+                        # (on v's machine, `previous` comes after v exactly when position > original)
+                        ends = (
+                            near_head[previous] if position > original >= 0 else head[previous]
+                        ) + duration[previous]
                         if ends > begin:
                             begin = ends
                     rest = after
                     if position < length:
                         u = _nth(sequence, k, position, original)
-                        behind = (near_tail[u] if k == here else tail[u]) + duration[u]
+                        behind = (near_tail[u] if 0 <= position < original else tail[u]) + duration[u]
                         if behind > rest:
                             rest = behind
                     if count >= capacity:
