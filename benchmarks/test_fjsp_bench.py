@@ -52,12 +52,16 @@ def test_brandimarte(benchmark: BenchmarkFixture, name: str) -> None:
     result = benchmark.pedantic(run, rounds=1, iterations=1)
     best = BEST_KNOWN[name]
     gap = 100.0 * (result.objective - best) / best
-    benchmark.extra_info.update(makespan=result.objective, bound=result.bound, gap_pct=round(gap, 2))
+    benchmark.extra_info.update(
+        makespan=result.objective,
+        bound=result.bound,
+        gap_pct=round(gap, 2),
+        below_best_known=result.objective < best,
+    )
     assert check_schedule(instance, result) == []
     # A valid schedule below the published value is a better schedule, not an error (mk10 reached
     # 195 and 196 where 197 is published); the bound must stay below both.
     assert result.bound <= min(best, result.objective)
-    benchmark.extra_info.update(below_best_known=result.objective < best)
     benchmark.extra_info.update(meets_2pct_target=gap <= 2.0)
     # Under `make test` (benchmarks disabled) this runs beside nothing but may run on a slower,
     # shared machine: mk02 there is held to a regression guard (27 is 3.8 %); `make bench` asserts
