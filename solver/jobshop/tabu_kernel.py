@@ -115,6 +115,26 @@ def _nth(sequence: Array, k: int, i: int, skipped: int) -> int:
     return sequence[k, i + 1 if 0 <= skipped <= i else i]
 
 
+@njit(cache=True, inline="always")
+def _critical_block(sequence, k, position, length, head, tail, duration, makespan):
+    """The first and last places of the critical block around `position` on machine k: the run of
+    critical operations there, each starting as the one before it ends."""
+    first = position
+    while first > 0:
+        u = sequence[k, first - 1]
+        if head[u] + duration[u] != head[sequence[k, first]] or head[u] + duration[u] + tail[u] != makespan:
+            break
+        first -= 1
+    last = position
+    while last + 1 < length:
+        u = sequence[k, last + 1]
+        w = sequence[k, last]
+        if head[w] + duration[w] != head[u] or head[u] + duration[u] + tail[u] != makespan:
+            break
+        last += 1
+    return first, last
+
+
 @njit(cache=True)
 def _unlink(v, machine, mpred, msucc, mfirst, mlen):
     """Take v out of its machine's list."""
@@ -254,24 +274,11 @@ def iterate(
             js = job_succ[v]
             ready = head[jp] + duration[jp] if jp >= 0 else release[v]
             after = tail[js] + duration[js] if js >= 0 else 0
-            # v's critical block: the run of critical operations on its machine, each starting as the
-            # one before it ends. Moving an inner operation of a block to another inner place keeps the
+            # Moving an inner operation of v's critical block to another inner place keeps the
             # block's length, so it cannot shorten the makespan: those moves are left out.
-            block_first = at[v]
-            while block_first > 0:
-                u = sequence[here, block_first - 1]
-                if head[u] + duration[u] != head[sequence[here, block_first]] or (
-                    head[u] + duration[u] + tail[u] != makespan
-                ):
-                    break
-                block_first -= 1
-            block_last = at[v]
-            while block_last + 1 < mlen[here]:
-                u = sequence[here, block_last + 1]
-                w = sequence[here, block_last]
-                if head[w] + duration[w] != head[u] or head[u] + duration[u] + tail[u] != makespan:
-                    break
-                block_last += 1
+            block_first, block_last = _critical_block(
+                sequence, here, at[v], mlen[here], head, tail, duration, makespan
+            )
             inner = block_first < at[v] < block_last
             # The heads after v on its machine and the tails before it, as if v were taken out: the
             # current ones count v, and would make every move of v near its place look worse than it is
