@@ -54,6 +54,9 @@ DRIVERS = ("octoprint", "moonraker")
 #: print failed about one run in four before its success was written.
 _OUTCOME_GRACE_POLLS = 5
 _OUTCOME_GRACE_S = 10.0
+#: Most seconds `close` waits for the cancels of stopped jobs: two requests (status, then cancel) at
+#: the servers' 5-s timeout each.
+CANCEL_WAIT_S = 10.0
 
 
 def _rank(job: Job) -> tuple[object, ...]:
@@ -261,6 +264,8 @@ class PrinterExecutor(Executor):
         self._journaled = 0
         self._wake = asyncio.Event()
         self._closing = False
+        #: Cancels sent to printers for stopped jobs, still under way: `close` waits for them.
+        self._cancelling: set[asyncio.Task[None]] = set()
         #: Per plate name, when its print was first seen gone with no record of its end (monotonic).
         self._unresolved_since: dict[str, float] = {}
 
@@ -394,6 +399,11 @@ class PrinterExecutor(Executor):
         # The flag, not only the cancel: before 3.12, wait_for may swallow a cancel that meets a wake-up.
         self._closing = True
         self._wake.set()
+        if self._cancelling:  # a stopped job's print must not outlive the lab that stopped it
+            _, late = await asyncio.wait(set(self._cancelling), timeout=CANCEL_WAIT_S)
+            for task in late:
+                log.warning("closing before a printer confirmed a cancel: %s", task.get_name())
+                task.cancel()
         for printer in self.printers.values():
             if printer.task is not None:
                 printer.task.cancel()
@@ -668,8 +678,13 @@ class PrinterExecutor(Executor):
             except PrinterError as exc:
                 log.warning("could not cancel %s on %s: %s", plate.name, plate.machine_id, exc)
 
-        with contextlib.suppress(RuntimeError):  # no running loop (unit tests): nothing to cancel
-            asyncio.get_running_loop().create_task(cancel())
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no running loop (unit tests): nothing to cancel
+            return
+        task = loop.create_task(cancel(), name=f"cancel {plate.name} on {plate.machine_id}")
+        self._cancelling.add(task)
+        task.add_done_callback(self._cancelling.discard)
 
     def _record(self, job_id: str) -> _PrintJob:
         try:

@@ -288,3 +288,30 @@ def test_the_server_going_away_mid_print_counts_nothing(tmp_path: Path) -> None:
             server.stop()
 
     asyncio.run(scenario())
+
+
+def test_a_job_stopped_just_before_the_lab_closes_is_still_cancelled_on_the_printer(
+    octoprint: OctoPrint, tmp_path: Path
+) -> None:
+    """The cancel a stop sends is work the executor owes the printer: closing waits for it."""
+    gcode = tmp_path / "long.gcode"
+    gcode.write_bytes(plate_gcode(40, dwell_ms=1000))
+
+    async def scenario() -> str:
+        ex = executor(octoprint, gcode, units=4)
+        await ex.start()
+        try:
+            ex.add(job("a-9", 4), T0)
+            ex.limit({"a-9": 4})
+            await until(lambda: ex.plates("a-9") and ex.plates("a-9")[0].progress > 0, 30.0, "printing")
+            assert ex.stop("a-9", T0) == (0, 4)
+        finally:
+            await ex.close()  # at once: the lab shuts down right after the stop
+        return ex.plates("a-9")[0].name
+
+    name = asyncio.run(scenario())
+    deadline = time.monotonic() + 10.0
+    while octoprint.state() != "Operational" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert octoprint.state() == "Operational", "the stopped print is still running on the printer"
+    assert octoprint.prints(name).get("failure") == 1
