@@ -121,6 +121,7 @@ def scale(
 def write_dump(folder: Path, problem: object, plan: object, params: object) -> None:
     """Write problem.json and plan.json (schema DUMP_SCHEMA) so anyone can check the plan on their own."""
     from solver.model.problem import Problem, SolveParams
+    from solver.model.setup_cost import network_setup_cost
 
     assert isinstance(problem, Problem) and isinstance(params, SolveParams)
     folder.mkdir(parents=True, exist_ok=True)
@@ -146,7 +147,9 @@ def write_dump(folder: Path, problem: object, plan: object, params: object) -> N
         ],
         "weights": {
             "km_weight": params.km_weight,
-            "setup_cost": params.setup_cost,
+            "setup_cost": network_setup_cost(problem, params.setup_cost)
+            if params.scale_setup
+            else params.setup_cost,  # as the solve charged it
             "shortage_penalty": params.shortage_penalty,
             "lateness_penalty": params.lateness_penalty,
             "time_weight": params.time_weight,

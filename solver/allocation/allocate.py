@@ -51,6 +51,7 @@ from solver.model.problem import (
     transit,
     with_whole_units,
 )
+from solver.model.setup_cost import network_setup_cost
 from solver.model.trail_strength import problem_trail_strengths
 from solver.model.trails import DEFAULT_RULES, TrailRules
 from solver.model.transfers import (
@@ -101,10 +102,14 @@ def solve(
     `Plan` whose objective and bound are in cost units (those of `CostTerms`), with status OPTIMAL or
     FEASIBLE, or EMPTY when there is nothing to plan. Above `params.decompose_above` demands the
     whole problem goes through its linear relaxation (`solver.large.path`), and the warm start, fitted to
-    today's capacity, is kept when the relaxation's plan costs more.
+    today's capacity, is kept when the relaxation's plan costs more. Each (order, lab) pair costs
+    `params.setup_cost` at most, less where the network's trips are short (`solver.model.setup_cost`,
+    unless `params.scale_setup` is off).
     """
     if not problem.demands:
         return _empty_plan(version)
+    if params.scale_setup:  # a split is charged as this network's trips make it (`solver.model.setup_cost`)
+        params = replace(params, setup_cost=network_setup_cost(problem, params.setup_cost), scale_setup=False)
     if problem.future and not problem.bid_prices:
         # Priced once per solve; the LP's time comes off the solve's own, except where a budget of
         # work decides (deterministic mode), whose plans must not depend on the host's speed.

@@ -10,7 +10,10 @@ kilometre costs `km_weight`, 1 by default):
   that idles today is lost for good, and a hospital counts what arrives and when;
 - **lateness**: `lateness_penalty[priority]` per unit planned to arrive after its due date; and each
   of its days past that date adds `overdue_weight` to its time term (see `LATE_DAY_FACTOR`);
-- **setup**: `setup_cost` per (order, lab) pair used, so orders are not shattered;
+- **setup**: `setup_cost` per (order, lab) pair used, so orders are not shattered; at most two of
+  the network's split trips (a run to an order's second-nearest capable lab and back, the median
+  over the demands; `solver.model.setup_cost`), so that across a city a split is not priced as
+  carrying a few dozen units across town;
 - **shortage**: `shortage_penalty[priority]` per unit no lab can make within the horizon;
 - **trail**: a discount of at most `trail_discount_km` km-equivalents per unit, and at most
   `trail_trip_share` of the trip it shortens (see `TRAIL_TRIP_SHARE` and `solver.model.trails`);

@@ -160,7 +160,12 @@ class SolveParams:
     workers: int = 2
     k_nearest: int = 8  # candidate labs per order (nearest capable)
     km_weight: float = 1.0  # cost per unit-km
-    setup_cost: float = 50.0  # per used (order, lab) edge: avoids shattering orders
+    #: Per used (order, lab) edge, so orders are not shattered: a ceiling, lowered where trips are short
+    #: (`solver.model.setup_cost`) unless `scale_setup` is off.
+    setup_cost: float = 50.0
+    #: Whether a solve lowers `setup_cost` to the network's trips. Off where plans of different networks
+    #: are summed and compared in one currency (the federation's regions against one global plan).
+    scale_setup: bool = True
     shortage_penalty: dict[str, float] = field(default_factory=_default_shortage_penalty)  # per unit
     #: Per unit planned to finish after its due date (well below the shortage penalty: late beats never).
     lateness_penalty: dict[str, float] = field(default_factory=_default_lateness_penalty)
