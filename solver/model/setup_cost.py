@@ -9,8 +9,8 @@ rather than split them between two near ones, and shipped more km per unit than 
 six seeds of eight (docs/benchmarks.md, "Eighteen variants never run").
 
 So a solve charges a pair at most `SETUP_TRIPS` times the network's split trip: the median, over the
-demands, of the km to their second-nearest capable live lab. The configured cost stays the ceiling,
-so networks of long trips plan as before.
+demands, of the km to their second-nearest capable live lab, and never less than `SETUP_FLOOR`. The
+configured cost stays the ceiling, so networks of long trips plan as before.
 """
 
 from __future__ import annotations
@@ -23,6 +23,10 @@ from solver.model.problem import Problem
 
 #: A split adds a run to the second lab and back.
 SETUP_TRIPS = 2.0
+#: A split is never free: where capable labs share the delivery point's place (a city's labs given at
+#: the city's centre), an order is still not shared between them for nothing. One km-equivalent breaks
+#: ties toward fewer lines and sends no work farther.
+SETUP_FLOOR = 1.0
 #: Demands measured for the median, spread evenly over the problem (all of them when fewer).
 SPLIT_TRIP_SAMPLE = 256
 
@@ -59,6 +63,9 @@ def split_trip_km(problem: Problem) -> float | None:
 
 
 def network_setup_cost(problem: Problem, setup_cost: float) -> float:
-    """The setup cost a solve of `problem` charges per (order, lab) pair: `setup_cost` at most."""
+    """The setup cost a solve of `problem` charges per (order, lab) pair: `setup_cost` at most, and at
+    least `SETUP_FLOOR` (or `setup_cost`, if lower)."""
     trip = split_trip_km(problem)
-    return setup_cost if trip is None else min(setup_cost, SETUP_TRIPS * trip)
+    if trip is None:
+        return setup_cost
+    return min(setup_cost, max(SETUP_FLOOR, SETUP_TRIPS * trip))

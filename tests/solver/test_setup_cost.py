@@ -8,7 +8,7 @@ from protocol.model import Location
 from solver.allocation.allocate import solve
 from solver.check import check
 from solver.model.geo import haversine_km
-from solver.model.setup_cost import SETUP_TRIPS, network_setup_cost, split_trip_km
+from solver.model.setup_cost import SETUP_FLOOR, SETUP_TRIPS, network_setup_cost, split_trip_km
 from tests.solver.factory import (
     CENTRE,
     FAR,
@@ -56,6 +56,14 @@ def test_long_trips_keep_the_configured_cost_and_short_ones_lower_it() -> None:
     city = problem([lab("near", NEAR), lab("middle", MIDDLE)], [order("a", "face-shield", 5)])
     assert network_setup_cost(city, 50.0) == pytest.approx(SETUP_TRIPS * km(CENTRE, MIDDLE))
     assert network_setup_cost(city, 10.0) == 10.0  # the configured cost stays the ceiling
+
+
+def test_labs_at_the_delivery_point_still_pay_the_floor_for_a_split() -> None:
+    # Two capable labs given at the same point as the hospital: the split trip is 0 km.
+    p = problem([lab("one", CENTRE), lab("two", CENTRE)], [order("a", "face-shield", 5, CENTRE)])
+    assert split_trip_km(p) == pytest.approx(0.0)
+    assert network_setup_cost(p, 50.0) == SETUP_FLOOR
+    assert network_setup_cost(p, 0.0) == 0.0  # a configured cost below the floor is kept
 
 
 def test_a_city_order_splits_between_the_two_nearest_labs_rather_than_go_whole_to_a_farther_one() -> None:
