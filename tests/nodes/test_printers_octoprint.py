@@ -63,6 +63,15 @@ async def until(condition: Callable[[], Any], timeout_s: float, what: str) -> An
         await asyncio.sleep(0.05)
 
 
+async def first_plate_printing(ex: PrinterExecutor, job_id: str, quantity: int) -> None:
+    """Give the executor a job of `quantity` shields, allowed in full, and wait until its first plate
+    prints with progress from OctoPrint."""
+    ex.add(job(job_id, quantity), T0)
+    ex.limit({job_id: quantity})
+    await until(lambda: ex.plates(job_id) and ex.plates(job_id)[0].state == "printing", 30.0, "printing")
+    await until(lambda: ex.plates(job_id)[0].progress > 0, 30.0, "progress from OctoPrint")
+
+
 def test_a_job_prints_plate_by_plate_and_counts_only_finished_prints(
     octoprint: OctoPrint, tmp_path: Path
 ) -> None:
@@ -108,13 +117,7 @@ def test_a_print_that_fails_reports_the_reason_and_counts_nothing(
         ex = executor(octoprint, gcode, units=4)
         await ex.start()
         try:
-            ex.add(job("a-2", 4), T0)
-            ex.limit({"a-2": 4})
-            ex.journaled()
-            await until(
-                lambda: ex.plates("a-2") and ex.plates("a-2")[0].state == "printing", 30.0, "printing"
-            )
-            await until(lambda: ex.plates("a-2")[0].progress > 0, 30.0, "progress from OctoPrint")
+            await first_plate_printing(ex, "a-2", 4)
             eta = ex.eta("a-2")
             assert eta is not None
             octoprint.api(
@@ -301,9 +304,7 @@ def test_a_job_stopped_just_before_the_lab_closes_is_still_cancelled_on_the_prin
         ex = executor(octoprint, gcode, units=4)
         await ex.start()
         try:
-            ex.add(job("a-9", 4), T0)
-            ex.limit({"a-9": 4})
-            await until(lambda: ex.plates("a-9") and ex.plates("a-9")[0].progress > 0, 30.0, "printing")
+            await first_plate_printing(ex, "a-9", 4)
             assert ex.stop("a-9", T0) == (0, 4)
         finally:
             await ex.close()  # at once: the lab shuts down right after the stop
