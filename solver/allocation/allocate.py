@@ -109,7 +109,7 @@ def solve(
     if not problem.demands:
         return _empty_plan(version)
     if params.scale_setup:  # a split is charged as this network's trips make it (`solver.model.setup_cost`)
-        params = replace(params, setup_cost=network_setup_cost(problem, params.setup_cost), scale_setup=False)
+        params = replace(params, setup_cost=network_setup_cost(problem, params.setup_cost))
     if problem.future and not problem.bid_prices:
         # Priced once per solve; the LP's time comes off the solve's own, except where a budget of
         # work decides (deterministic mode), whose plans must not depend on the host's speed.
