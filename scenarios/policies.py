@@ -128,7 +128,8 @@ class Cosmolocal:
         self.trails.let_down((design, lab_id), at)
 
     def transfers_to_send(self) -> list[Transfer]:
-        """The last plan's transfers that the work sent now uses (see `scenarios.sim.Shipper`)."""
+        """Every transfer of the last plan, as the planner ships every transfer of a plan it commits
+        (`planner.shipments`; see `scenarios.sim.Shipper`)."""
         sent, self._to_send = self._to_send, []
         return sent
 
@@ -164,8 +165,10 @@ class Cosmolocal:
         under_way = {job.order.id for lab in labs for job in lab.queue}
         ordered = [a for a in plan.allocations if a.order_id not in forecast_ids]
         sent = to_dispatch(ordered, under_way)
-        used = {(a.lab_id, material) for a in sent for material in a.received}
-        self._to_send = [t for t in plan.transfers if (t.to_lab, t.material) in used]
+        # Material leaves now, even for units that start after this round: it takes hours of packing
+        # and the road, so units made from it seldom fall in the work sent now, and shipping only what
+        # that work used left labs waiting for material that never left (docs/transfers.md).
+        self._to_send = list(plan.transfers)
         self.stats.transfers += len(self._to_send)
         return [Line(a.order_id, a.lab_id, a.quantity, a.late_units, a.arrive_by) for a in sent]
 

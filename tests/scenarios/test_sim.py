@@ -4,21 +4,24 @@ from __future__ import annotations
 
 import math
 import random
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 import scenarios.policies as policies
-from protocol.model import Lab, Location, Machine, Order, Transfer
+from protocol.model import Lab, Location, Machine, Order, Plan, Transfer
 from protocol.okh import catalogue
 from scenarios.forecast import RateStream, still_to_come
 from scenarios.metrics import SLIP_CAUSES, WALL_TIME_KEYS, gini, slip_cause, weighted_percentile
 from scenarios.report import write_report
 from scenarios.run import run_scenario, solve_params
-from scenarios.sim import Job, LabSim, Simulation, SimulationError, fit_units, leave_by
+from scenarios.sim import Job, LabSim, PlanStats, Simulation, SimulationError, fit_units, leave_by
 from scenarios.spec import load_scenario
 from scenarios.world import WorldEvent, build_world, central_world
+from solver.model.lines import to_dispatch
+from solver.model.problem import Problem, SolveParams
 from tests.scenarios.conftest import TINY, write_scenario
 from tests.shared import SHARED
 
@@ -242,6 +245,47 @@ def test_material_moves_from_a_stocked_lab_to_idle_machines_with_its_lead_time(t
     alone = run_scenario(load_scenario(without), ["cosmolocal"]).by_policy()["cosmolocal"]
     assert alone["transfers"] == 0
     assert metrics["units_delivered"] > alone["units_delivered"]
+
+
+def test_material_leaves_now_even_when_the_units_it_makes_start_after_this_round(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # North lab has printers and no PLA; South lab (11 km off) a little, Far lab (89 km) plenty. With
+    # a commit window of 4 hours, PLA shipped now reaches North lab after it (4 hours of packing, then
+    # the road), so none of North lab's units is in the work sent now. The PLA must leave now all the
+    # same, as the planner ships every transfer of the plan it commits (planner.shipments): a replay
+    # that shipped only what the work sent now uses never shipped it, and a lab whose every unit
+    # waited for material stood idle round after round (valve-lombardy in FR, seed 133: 32.6 % of
+    # the valves made where the central factory made 43.0 %).
+    loaded = load_scenario(write_scenario(tmp_path, MORE_SPLINTS))
+    world = build_world(loaded)
+    params = replace(solve_params(loaded), time_checkpoints_days=(4 / 24, 1.0))
+    plans: list[Plan] = []
+    solve = policies.solve
+
+    def kept(problem: Problem, params: SolveParams, version: int) -> Plan:
+        plans.append(solve(problem, params, version))
+        return plans[-1]
+
+    monkeypatch.setattr(policies, "solve", kept)
+    labs = [LabSim(lab=lab, restock={}, stock=dict(lab.stock)) for lab in world.labs]
+    pla = {"north-lab": 0.0, "south-lab": 0.2, "far-lab": 1.0}
+    for lab in labs:
+        lab.stock["pla"] = pla[lab.lab.id]
+    # One order for North hospital, more than South lab's PLA makes.
+    north = next(
+        o for o in world.orders if o.design == "finger-splint" and o.delivery.place == "North hospital"
+    )
+    order = north.model_copy(update={"quantity": 150})
+    policy = policies.Cosmolocal(params, PlanStats())
+    sent = policy.allocate(world.start, labs, [(order, order.quantity)], world.loaded.designs)
+    (plan,) = plans
+    assert sent and not any(line.lab_id == "north-lab" for line in sent)  # North lab has nothing to start now
+    used_now = {(a.lab_id, m) for a in to_dispatch(plan.allocations, set()) for m in a.received}
+    waiting = [t for t in plan.transfers if (t.to_lab, t.material) not in used_now]
+    assert waiting and all(t.to_lab == "north-lab" for t in waiting)
+    assert policy.transfers_to_send() == plan.transfers
+    assert policy.transfers_to_send() == []  # each is handed over once
 
 
 def test_a_lab_works_by_when_each_job_must_leave_and_late_work_waits_for_promised_work() -> None:
