@@ -701,6 +701,12 @@ def after_arrival(
     own window, not both to the earlier one's (a lab rarely waits for two at once). At a due date's
     checkpoint (`grid`: the time checkpoints, which are not) the minutes are whole units where the
     lab counts them (`solver.model.problem.is_due_checkpoint`), as the lab's own rows are.
+
+    A machine that makes whole units one at a time (`LabState.unit_minutes`) is mostly in the middle
+    of one when a parcel comes, and finishes it first: its window opens a unit later. Opened at the
+    arrival, valves planned on time from resin that came at 05:28 were made at 07:34 and reached the
+    hospital 3 minutes late (valve-lombardy, seed 23: 16 of 733 valves planned on time arrived
+    late, 2.18 %).
     """
     windowed = dict(uses)
     for step, group in zip(design.steps, groups, strict=True):
@@ -711,13 +717,21 @@ def after_arrival(
                 whole = is_due_checkpoint(edge, edges_days[-1], grid)
                 capacity[name] = sum(
                     in_whole_units(
-                        max(0.0, pace[m] * edge - max(state.backlog_minutes.get(m, 0.0), pace[m] * arrival)),
+                        max(0.0, pace[m] * edge - _free_from(state, pace, m, arrival)),
                         state.unit_minutes.get(m, 0.0) if whole else 0.0,
                     )
                     for m in group
                 )
             windowed[name] = windowed.get(name, 0.0) + step.minutes
     return windowed
+
+
+def _free_from(state: LabState, pace: dict[str, float], machine: str, arrival: float) -> float:
+    """The machine minutes (counted from now, at its pace) before machine `machine` can start a unit
+    from material arriving at `arrival` (days from now): after its backlog, and after the arrival and
+    the unit it is then making (`after_arrival`)."""
+    in_hand = state.unit_minutes.get(machine, 0.0) if arrival > 0 else 0.0
+    return max(state.backlog_minutes.get(machine, 0.0), pace[machine] * arrival + in_hand)
 
 
 def _twin_checkpoint(

@@ -9,8 +9,8 @@ from datetime import timedelta
 
 import pytest
 
-from protocol.model import Plan, Transfer
-from solver.allocation.allocate import solve
+from protocol.model import Design, Plan, Step, Transfer
+from solver.allocation.allocate import _window, after_arrival, solve
 from solver.allocation.emergency import insert_urgent, senders_near
 from solver.allocation.explain import NO_TRANSFERS, explain_order
 from solver.check import check
@@ -297,3 +297,31 @@ def test_the_large_path_plans_no_transfer_and_its_plan_and_explanation_say_so() 
     near = next(v for v in explain_order(dry, short, "o1", FAST) if v.lab_id == "near")
     assert near.what_would_change is not None and NO_TRANSFERS not in near.what_would_change
     assert insert_urgent(_emergency_at_idle_machines(), {"e1"}, FAST, budget_s=1.0).transfers_considered
+
+
+def test_a_parcels_window_opens_after_the_unit_a_pooled_machine_is_making() -> None:
+    # Two resin printers of 8 hours a day, each making 60-minute units one at a time, and a lone one.
+    # Resin comes at 0.25 days (120 of each machine's minutes from now): a pooled printer finishes the
+    # unit it is then making first, so its window by 0.5 days holds 240 - 120 - 60 = 60 minutes, the
+    # lone printer's (no whole units counted) 240 - 120 = 120.
+    printers = [machine(f"sla-{n}", "sla", hours=8.0) for n in (1, 2)] + [machine("sla-3", "sla", hours=8.0)]
+    state = replace(lab("resin-lab", NEAR, printers), unit_minutes={"sla-1": 60.0, "sla-2": 60.0})
+    design = Design(
+        id="part",
+        name="part",
+        licence="CC0-1.0",
+        source="https://example.org/part",
+        steps=[Step(process="sla", minutes=60.0)],
+    )
+    pace = {m.id: m.minutes_per_day() for m in printers}
+    capacity: dict[str, float] = {}
+    pooled, lone = frozenset({"sla-1", "sla-2"}), frozenset({"sla-3"})
+    for group in (pooled, lone):
+        after_arrival({}, state, pace, 0, design, (group,), [0.5, 1.0], 0, 0.25, capacity, (0.5, 1.0))
+    by_group = {group: capacity[_window(0, group, 0, 0.25)] for group in (pooled, lone)}
+    assert by_group[pooled] == pytest.approx(2 * (240.0 - 120.0 - 60.0))
+    assert by_group[lone] == pytest.approx(240.0 - 120.0)
+    # Material in hand (arrival 0): nothing is waited for, the window is the machine's whole time.
+    capacity = {}
+    after_arrival({}, state, pace, 0, design, (pooled,), [0.5, 1.0], 0, 0.0, capacity, (0.5, 1.0))
+    assert capacity[_window(0, pooled, 0, 0.0)] == pytest.approx(2 * 240.0)
