@@ -77,6 +77,10 @@ SCENARIOS = sorted(builtin_scenarios()) + [
     f"{name}@{seed}" + (f"-{country}" if country else "") for name, seed, country in VARIANTS
 ]
 TOLERANCE = 0.005
+#: The target tests take the benchmark fixture only to learn whether benchmarks are on (a replay is
+#: run, and timed, once per scenario by `test_replay_within_a_minute`): its warning that they time
+#: nothing is expected.
+pytestmark = pytest.mark.filterwarnings("ignore:Benchmark fixture was not used at all in this test")
 POOLED = {"visor-surge-fr", "fab-city-barcelona"}
 #: (scenario, target) -> what was measured when it last failed, on a 2-core machine.
 NOT_YET: dict[tuple[str, str], str] = {
