@@ -85,6 +85,16 @@ def planner_serve(
             "(POST /rates); 0 plans only what is ordered.",
         ),
     ] = FORECAST_DAYS,
+    commit_hours: Annotated[
+        float,
+        typer.Option(
+            min=0.01,
+            max=168.0,
+            help="Hours of work each plan sends labs at once (the rest is planned again later), and "
+            "how finely plans tell sooner from later, as a simulated replay's rounds do. Shorter "
+            "windows send urgent and emergency work to whichever lab is free sooner, at more km.",
+        ),
+    ] = 24.0,
     keys: Annotated[
         Path | None,
         typer.Option(
@@ -182,6 +192,7 @@ def planner_serve(
         solve_niceness=solve_niceness,
         objective=objective,
         forecast_days=forecast_days,
+        commit_hours=commit_hours,
         keys_dir=None if insecure else (keys or _keys_beside(db)),
         require_tokens=not open_http,
         k_nearest=k_nearest,

@@ -54,7 +54,7 @@ from protocol.okh import catalogue
 from protocol.security import KeyPair
 from protocol.timeframe import compressed_clock
 from solver.model.objective import DEFAULT_OBJECTIVE, TRANSFER_RADIUS_KM, objective_weights
-from solver.model.problem import SolveParams
+from solver.model.problem import SolveParams, commit_checkpoints
 
 log = logging.getLogger(__name__)
 #: Liveness windows that the units a lost lab may have made wait for it to come back and report,
@@ -99,6 +99,11 @@ class PlannerSettings:
     solve_niceness: int = 5
     #: Days ahead in which a rate's releases still to come are planned as demand (planner.rates).
     forecast_days: float = FORECAST_DAYS
+    #: Hours of work a plan sends labs at once, and how finely it tells sooner from later: its first
+    #: time checkpoint (`solver.model.problem.commit_checkpoints`), as a simulated replay's rounds are.
+    #: A day by default: with shorter windows a planner that re-plans on every event spreads urgent
+    #: work over whichever labs are free sooner, at more km (docs/live-vs-sim.md, "The commit window").
+    commit_hours: float = 24.0
     #: Farthest lab that may ship material to another (protocol/SPEC.md section 11; 0 ships nothing).
     #: The default is the one measured in the replay (docs/transfers.md).
     transfer_radius_km: float = TRANSFER_RADIUS_KM
@@ -125,6 +130,7 @@ class PlannerSettings:
             k_nearest=self.k_nearest,
             time_weight=objective_weights(self.objective),
             transfer_radius_km=self.transfer_radius_km,
+            time_checkpoints_days=commit_checkpoints(self.commit_hours),
         )
 
 

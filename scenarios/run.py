@@ -25,7 +25,7 @@ from scenarios.sim import PolicyRun, Simulation, replay_rounds
 from scenarios.spec import LoadedScenario, ScenarioError
 from scenarios.world import World, build_world, central_world
 from solver.model.objective import objective_weights
-from solver.model.problem import FutureDemand, SolveParams
+from solver.model.problem import FutureDemand, SolveParams, commit_checkpoints
 
 Progress = Callable[[str, int, int], None]
 
@@ -61,7 +61,8 @@ REPLAY_TIME_CAP = 3.0
 def solve_params(loaded: LoadedScenario) -> SolveParams:
     """Solver settings of a replay: the scenario's budget of work (`REPLAY_WORK_PER_SECOND`), breadth, late
     window, objective, road speed (the replay's own, so the plan's arrivals are the replay's), time
-    checkpoints (its rounds) and transfer radius, one worker, seeded."""
+    checkpoints (its rounds, `solver.model.problem.commit_checkpoints`) and transfer radius, one
+    worker, seeded."""
     scenario = loaded.scenario
     return SolveParams(
         time_limit_s=scenario.solve_seconds * REPLAY_TIME_CAP,
@@ -74,7 +75,7 @@ def solve_params(loaded: LoadedScenario) -> SolveParams:
         transport_kmh=scenario.transport_kmh,
         transfer_radius_km=scenario.transfer_radius_km,
         seed=scenario.seed,
-        time_checkpoints_days=replan_checkpoints(scenario.round_hours),
+        time_checkpoints_days=commit_checkpoints(scenario.round_hours),
     )
 
 
@@ -91,18 +92,6 @@ class Replay:
 def replay(task: Replay) -> PolicyRun:
     """Run one `Replay` where it lands: builds the world and the policy from the task's data."""
     return run_scenario(task.loaded, [task.policy], params=task.params).runs[task.policy]
-
-
-def replan_checkpoints(round_hours: float) -> tuple[float, ...]:
-    """The time checkpoints of a replay's plans: the next re-plan (one round), then whole days.
-
-    The first checkpoint is the commit window: labs are sent the work planned before it, and the
-    rest is planned again at the next round. It is also how finely the plan tells sooner from later:
-    with 6-hour rounds and only a one-day checkpoint, a unit made in the next six hours and one made
-    tomorrow cost the same, so emergency work queued at the nearest lab while others stood idle.
-    """
-    first = round_hours / 24.0
-    return (first,) if first >= 1.0 else (first, 1.0)
 
 
 def run_scenario(

@@ -423,6 +423,20 @@ def free_minutes(state: LabState, days: float, whole: bool = False) -> dict[str,
     }
 
 
+def commit_checkpoints(hours: float) -> tuple[float, ...]:
+    """The time checkpoints of plans made every `hours`: the next re-plan, then whole days.
+
+    The first checkpoint is the commit window: labs are sent the work planned before it, and the
+    rest is planned again at the next plan. It is also how finely a plan tells sooner from later:
+    with 6-hour rounds and only a one-day checkpoint, a unit made in the next six hours and one made
+    tomorrow cost the same, so emergency work queued at the nearest lab while others stood idle.
+    """
+    if hours <= 0:
+        raise ValueError(f"the commit window must be above 0 hours, got {hours}")
+    first = hours / 24.0
+    return (first,) if first >= 1.0 else (first, 1.0)
+
+
 def is_due_checkpoint(days: float, horizon: float, grid: tuple[float, ...]) -> bool:
     """Whether a lab's checkpoint `days` from now is a due date's (units made by it are promised on
     time), not the horizon or a time checkpoint (`SolveParams.time_checkpoints_days`).
