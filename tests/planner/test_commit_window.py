@@ -1,23 +1,14 @@
-"""The planner's commit window: the hours of work a plan sends at once, and its first time checkpoint."""
+"""The planner's commit window: the hours of work a plan sends at once, and its first time checkpoint
+(the rule itself: tests/solver/test_problem.py)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 from typer.testing import CliRunner
 
 from cosmolocal.cli import app
 from planner.app import PlannerSettings
-from solver.model.problem import commit_checkpoints
-
-
-def test_the_commit_window_is_the_first_time_checkpoint_then_whole_days() -> None:
-    assert commit_checkpoints(6.0) == (0.25, 1.0)
-    assert commit_checkpoints(24.0) == (1.0,)
-    assert commit_checkpoints(48.0) == (2.0,)
-    with pytest.raises(ValueError, match="above 0 hours, got 0"):
-        commit_checkpoints(0.0)
 
 
 def test_a_planner_plans_on_its_commit_window_a_day_unless_told(tmp_path: Path) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from solver.model.problem import Demand, Problem, SolveParams, free_minutes, horizon_days
+from solver.model.problem import Demand, Problem, SolveParams, commit_checkpoints, free_minutes, horizon_days
 from tests.solver.factory import NEAR, NOW, lab, order, printer, problem
 
 
@@ -48,3 +48,11 @@ def test_demand_cannot_exceed_its_order() -> None:
 def test_params_need_a_penalty_for_every_priority() -> None:
     with pytest.raises(ValueError, match="emergency"):
         SolveParams(shortage_penalty={"routine": 1.0, "urgent": 2.0})
+
+
+def test_the_commit_window_is_the_first_time_checkpoint_then_whole_days() -> None:
+    assert commit_checkpoints(6.0) == (0.25, 1.0)
+    assert commit_checkpoints(24.0) == (1.0,)
+    assert commit_checkpoints(48.0) == (2.0,)
+    with pytest.raises(ValueError, match="above 0 hours, got 0"):
+        commit_checkpoints(0.0)
