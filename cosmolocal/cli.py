@@ -15,6 +15,7 @@ from cosmolocal.logs import setup_logging
 from cosmolocal.node_commands import node_app, parse_anchor
 from cosmolocal.scenario_commands import scenario_app
 from planner.rates import FORECAST_DAYS
+from solver.model.late_window import LATE_WORK_HOURS
 from solver.model.objective import DEFAULT_OBJECTIVE, TRANSFER_RADIUS_KM, Objective
 
 app = typer.Typer(
@@ -95,6 +96,16 @@ def planner_serve(
             "windows send urgent and emergency work to whichever lab is free sooner, at more km.",
         ),
     ] = 24.0,
+    late_work_hours: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=168.0,
+            help="Hours of a lab's machines the late work it is sent may fill; the rest waits for the "
+            "next plan, so that orders a lab can still make on time do not queue behind units already "
+            "late. 0 sends the late work of the whole commit window.",
+        ),
+    ] = LATE_WORK_HOURS,
     keys: Annotated[
         Path | None,
         typer.Option(
@@ -193,6 +204,7 @@ def planner_serve(
         objective=objective,
         forecast_days=forecast_days,
         commit_hours=commit_hours,
+        late_work_hours=late_work_hours,
         keys_dir=None if insecure else (keys or _keys_beside(db)),
         require_tokens=not open_http,
         k_nearest=k_nearest,

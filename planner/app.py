@@ -53,6 +53,7 @@ from protocol.model import ID_PATTERN, OrderRequest, utcnow
 from protocol.okh import catalogue
 from protocol.security import KeyPair
 from protocol.timeframe import compressed_clock
+from solver.model.late_window import LATE_WORK_HOURS
 from solver.model.objective import DEFAULT_OBJECTIVE, TRANSFER_RADIUS_KM, objective_weights
 from solver.model.problem import SolveParams, commit_checkpoints
 
@@ -104,6 +105,10 @@ class PlannerSettings:
     #: A day by default: with shorter windows a planner that re-plans on every event spreads urgent
     #: work over whichever labs are free sooner, at more km (docs/live-vs-sim.md, "The commit window").
     commit_hours: float = 24.0
+    #: Hours of a lab's machines the late work it is sent may fill (`solver.model.late_window`); the
+    #: rest stays planned, so orders a lab can still make on time do not queue behind it. 0: the
+    #: late work of the whole commit window is sent.
+    late_work_hours: float = LATE_WORK_HOURS
     #: Farthest lab that may ship material to another (protocol/SPEC.md section 11; 0 ships nothing).
     #: The default is the one measured in the replay (docs/transfers.md).
     transfer_radius_km: float = TRANSFER_RADIUS_KM
@@ -245,6 +250,7 @@ def create_app(
             clock=clock,
             bus=CommittedBus(ledger),
             forecast_days=settings.forecast_days,
+            late_work_hours=settings.late_work_hours or None,
         )
         core.load()
         # From here on the ledger is written by a thread of its own: no commit waits on the loop.

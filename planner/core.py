@@ -29,6 +29,7 @@ from protocol.messages import CapacityTrace, DemandTrace, Field_
 from protocol.model import Allocation, Design, Lab, Order, OrderRequest, Plan
 from solver.allocation.explain import Parcel, explain_order
 from solver.model.geo import haversine_km
+from solver.model.late_window import LATE_WORK_HOURS, late_work_within
 from solver.model.lines import to_dispatch
 from solver.model.objective import transit_days
 from solver.model.problem import Demand, FutureDemand, LabState, Problem, SolveParams
@@ -131,6 +132,10 @@ class PlannerCore:
     #: Send labs only the work to start now (`solver.model.lines.to_dispatch`) and plan the rest again at
     #: the next re-plan (a rolling horizon); False sends every planned unit at once.
     rolling: bool = True
+    #: Hours of a lab's machines its late work may fill when sent (`solver.model.late_window`): late
+    #: units beyond stay planned, so that an order a lab can still make on time does not queue
+    #: behind them. None sends the late work of the whole commit window.
+    late_work_hours: float | None = LATE_WORK_HOURS
     #: Rates (planner.rates): demand as units per day until a date, released as orders day by day.
     rates: dict[str, Rate] = field(default_factory=dict)
     #: Days ahead in which a rate's releases still to come are planned as demand (0: none).
@@ -1130,6 +1135,8 @@ class PlannerCore:
             # A rate's forecast is not an order yet: planned, never sent.
             ordered = [a for a in plan.allocations if a.order_id in self.orders]
             sent = to_dispatch(ordered, under_way) if self.rolling else ordered
+            if self.rolling and self.late_work_hours is not None:
+                sent = self._late_work_within(sent, now)
             # Units made from material not in the lab's stock yet wait for it (planner.shipping).
             designs = {a.order_id: self.designs[self.orders[a.order_id].design] for a in ordered}
             sent = held_back(ordered, sent, designs)
@@ -1187,6 +1194,15 @@ class PlannerCore:
             plan.solve_seconds,
         )
         return new
+
+    def _late_work_within(self, sent: list[Allocation], now: datetime) -> list[Allocation]:
+        """`sent` with each lab's late units cut to what its machines reach within `late_work_hours`."""
+        labs = {a.lab_id for a in sent if a.late_units > 0 and a.lab_id in self.labs}
+        if not labs or self.late_work_hours is None:
+            return sent
+        states = {lab_id: self._lab_state(self.labs[lab_id], now) for lab_id in sorted(labs)}
+        designs = {a.order_id: self.designs[self.orders[a.order_id].design] for a in sent if a.lab_id in labs}
+        return late_work_within(sent, states, designs, self.late_work_hours)
 
     def _keep_unsent(self, plan: Plan, assigned: dict[tuple[str, str], int]) -> None:
         """Remember the plan's lines (or the parts of them) that were not sent: planned for later."""

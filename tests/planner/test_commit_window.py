@@ -1,14 +1,21 @@
 """The planner's commit window: the hours of work a plan sends at once, and its first time checkpoint
-(the rule itself: tests/solver/test_problem.py)."""
+(the rule itself: tests/solver/test_problem.py); and the window of late work within it
+(the rule itself: tests/solver/test_late_window.py)."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 from typer.testing import CliRunner
 
 from cosmolocal.cli import app
 from planner.app import PlannerSettings
+from planner.core import PlannerCore
+from planner.store import Ledger
+from protocol.model import Location, OrderRequest
+from protocol.okh import catalogue
+from tests.planner.plans import NOW, ONE_MACHINE_LAB, one_lab_plan
 
 
 def test_a_planner_plans_on_its_commit_window_a_day_unless_told(tmp_path: Path) -> None:
@@ -23,3 +30,57 @@ def test_serve_refuses_a_commit_window_of_no_time(tmp_path: Path) -> None:
     )
     assert result.exit_code == 2
     assert "commit-hours" in result.output
+
+
+def test_a_lab_is_sent_its_late_work_for_the_window_and_the_rest_stays_planned(tmp_path: Path) -> None:
+    # One printer of 8 hours a day: 120 minutes in 6 hours, 4 finger splints of 28 minutes.
+    core = PlannerCore(ledger=Ledger(tmp_path / "c.db"), designs=catalogue(), clock=lambda: NOW)
+    core.lab_hello(ONE_MACHINE_LAB, {})
+    order = core.submit_order(splints(20))
+    late = one_lab_plan(order.id, 20)
+    late.allocations[0] = late.allocations[0].model_copy(update={"late_units": 20})
+    [row] = core.commit_plan(late)
+    assert (row.quantity, row.on_time_units) == (4, 0)
+    assert [(a.order_id, a.quantity, a.late_units) for a in core.unsent] == [(order.id, 16, 16)]
+
+
+def test_without_a_late_work_window_the_whole_commit_window_is_sent(tmp_path: Path) -> None:
+    core = PlannerCore(
+        ledger=Ledger(tmp_path / "c.db"), designs=catalogue(), clock=lambda: NOW, late_work_hours=None
+    )
+    core.lab_hello(ONE_MACHINE_LAB, {})
+    order = core.submit_order(splints(20))
+    late = one_lab_plan(order.id, 20)
+    late.allocations[0] = late.allocations[0].model_copy(update={"late_units": 20})
+    [row] = core.commit_plan(late)
+    assert row.quantity == 20 and core.unsent == []
+
+
+def test_work_planned_on_time_is_sent_as_planned(tmp_path: Path) -> None:
+    core = PlannerCore(ledger=Ledger(tmp_path / "c.db"), designs=catalogue(), clock=lambda: NOW)
+    core.lab_hello(ONE_MACHINE_LAB, {})
+    order = core.submit_order(splints(20))
+    [row] = core.commit_plan(one_lab_plan(order.id, 20))
+    assert row.quantity == 20
+
+
+def test_serve_takes_a_late_work_window_of_six_hours_unless_told(tmp_path: Path) -> None:
+    assert PlannerSettings(db_path=tmp_path / "a.db").late_work_hours == 6.0
+    result = CliRunner().invoke(app, ["planner", "serve", "--help"])
+    assert "--late-work-hours" in result.output
+    result = CliRunner().invoke(
+        app, ["planner", "serve", "--db", str(tmp_path / "p.db"), "--late-work-hours", "-1"]
+    )
+    assert result.exit_code == 2 and "late-work-hours" in result.output
+
+
+def splints(quantity: int) -> OrderRequest:
+    return OrderRequest.model_validate(
+        {
+            "design": "finger-splint",
+            "quantity": quantity,
+            "due_at": NOW + timedelta(days=2),
+            "delivery": Location(lat=45.2, lon=5.7),
+            "priority": "urgent",
+        }
+    )

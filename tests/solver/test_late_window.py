@@ -1,0 +1,103 @@
+"""How much late work a lab is sent at once: what its machines reach within the window, after its
+queue and the work planned on time (`solver.model.late_window`)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from protocol.model import Allocation, CostTerms, Design, Step
+from solver.model.late_window import late_work_within
+from tests.solver.factory import CENTRE, NOW, lab, machine
+
+#: One FDM step of 30 minutes: a printer working 8 hours a day offers 120 minutes in 6 wall hours.
+CLIP = Design(
+    id="clip",
+    name="Clip",
+    licence="CC0-1.0",
+    source="https://example.org/clip",
+    steps=[Step(process="fdm", minutes=30)],
+)
+#: Two steps on different machines: 30 minutes of printing, then 20 at the bench.
+KIT = Design(
+    id="kit",
+    name="Kit",
+    licence="CC0-1.0",
+    source="https://example.org/kit",
+    steps=[Step(process="fdm", minutes=30), Step(process="assembly", minutes=20)],
+)
+
+
+def line(order_id: str, quantity: int, late: int, lab_id: str = "a", arrive_in_h: float = 30) -> Allocation:
+    cost = CostTerms(
+        km=10.0, transport=10.0 * quantity, setup=50.0, lateness=100.0 * late, time=2.0 * quantity
+    )
+    return Allocation(
+        order_id=order_id,
+        lab_id=lab_id,
+        quantity=quantity,
+        cost=cost,
+        late_units=late,
+        early_units=quantity,
+        arrive_by=NOW + timedelta(hours=arrive_in_h),
+    )
+
+
+def sent(allocations: list[Allocation]) -> dict[str, tuple[int, int]]:
+    return {a.order_id: (a.quantity, a.late_units) for a in allocations}
+
+
+def test_late_units_fill_what_the_queue_and_the_on_time_work_leave_of_the_window() -> None:
+    state = lab("a", CENTRE, [machine("p1", "fdm")], backlog={"p1": 30.0})
+    plan = [line("fresh", 1, late=0), line("old", 5, late=5)]
+    # 120 minutes in 6 hours, less 30 queued and 30 planned on time: 2 late clips of 30 minutes.
+    out = late_work_within(plan, {"a": state}, {"fresh": CLIP, "old": CLIP}, hours=6.0)
+    assert sent(out) == {"fresh": (1, 0), "old": (2, 2)}
+    [old] = [a for a in out if a.order_id == "old"]
+    assert old.cost.lateness == pytest.approx(200.0) and old.cost.transport == pytest.approx(20.0)
+    assert old.cost.setup == 50.0  # one setup however many units
+
+
+def test_work_planned_on_time_is_sent_whole_even_past_the_window() -> None:
+    state = lab("a", CENTRE, [machine("p1", "fdm")])
+    plan = [line("due", 10, late=0), line("old", 3, late=3)]
+    out = late_work_within(plan, {"a": state}, {"due": CLIP, "old": CLIP}, hours=6.0)
+    assert sent(out) == {"due": (10, 0)}  # the late units wait for the next plan
+
+
+def test_late_units_go_in_the_order_the_plan_meant_them_to_arrive() -> None:
+    state = lab("a", CENTRE, [machine("p1", "fdm")])
+    plan = [line("later", 4, late=4, arrive_in_h=40), line("sooner", 3, late=3, arrive_in_h=20)]
+    out = late_work_within(plan, {"a": state}, {"later": CLIP, "sooner": CLIP}, hours=6.0)
+    assert sent(out) == {"sooner": (3, 3), "later": (1, 1)}
+
+
+def test_a_lines_on_time_units_stay_when_its_late_ones_are_cut() -> None:
+    state = lab("a", CENTRE, [machine("p1", "fdm")])
+    out = late_work_within([line("o", 6, late=4)], {"a": state}, {"o": CLIP}, hours=6.0)
+    assert sent(out) == {"o": (4, 2)}  # 2 on time, then 2 of the 4 late in the 120 minutes
+
+
+def test_pooled_machines_and_every_step_count() -> None:
+    # Two printers (240 minutes in 6 hours), one bench (120): the bench holds it to 6 kits.
+    machines = [machine("p1", "fdm"), machine("p2", "fdm"), machine("bench", "assembly")]
+    state = lab("a", CENTRE, machines)
+    out = late_work_within([line("o", 10, late=10)], {"a": state}, {"o": KIT}, hours=6.0)
+    assert sent(out) == {"o": (6, 6)}
+
+
+def test_each_lab_has_its_own_window_and_an_unknown_lab_is_left_as_sent() -> None:
+    states = {lab_id: lab(lab_id, CENTRE, [machine("p1", "fdm")]) for lab_id in ("a", "b")}
+    plan = [
+        line("o1", 5, late=5, lab_id="a"),
+        line("o2", 5, late=5, lab_id="b"),
+        line("o3", 5, late=5, lab_id="c"),
+    ]
+    out = late_work_within(plan, states, {"o1": CLIP, "o2": CLIP, "o3": CLIP}, hours=6.0)
+    assert sent(out) == {"o1": (4, 4), "o2": (4, 4), "o3": (5, 5)}
+
+
+def test_a_window_of_no_time_is_refused() -> None:
+    with pytest.raises(ValueError, match="late-work window"):
+        late_work_within([], {}, {}, hours=0.0)
