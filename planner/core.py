@@ -26,7 +26,7 @@ from planner.shipments import Shipments
 from planner.shipping import UNDER_WAY, held_back
 from planner.store import AssignmentRow, Ledger
 from protocol.messages import CapacityTrace, DemandTrace, Field_
-from protocol.model import Allocation, Design, Lab, Order, OrderRequest, Plan
+from protocol.model import Allocation, Design, Lab, Machine, Order, OrderRequest, Plan
 from solver.allocation.explain import Parcel, explain_order
 from solver.model.geo import haversine_km
 from solver.model.late_window import LATE_WORK_HOURS, late_work_within
@@ -151,6 +151,9 @@ class PlannerCore:
     _in_doubt: dict[str, tuple[int, datetime]] = field(default_factory=dict)
     #: Per lab: when the planner first gave it work, the start of its hours account (`_lab_state`).
     _hours_from: dict[str, datetime] = field(default_factory=dict)
+    #: Lab id -> every machine it has declared since this planner started (by machine id, the latest
+    #: description): the hours account shares a lab's past work over these, not only the machines up now.
+    _machines_seen: dict[str, dict[str, Machine]] = field(default_factory=dict)
     #: Per assignment accepted since this boot: the lab's seq of the message that accepted it. Until a
     #: backlog report the lab sent after that message is taken, the report the planner holds may not
     #: hold the work, and the planner counts it itself (`_lab_state`).
@@ -181,6 +184,7 @@ class PlannerCore:
             lab.id: LabView(lab, False, backlog, stock, now)
             for lab, _, backlog, stock in self.ledger.load_labs()
         }
+        self._machines_seen = {lab_id: {m.id: m for m in v.lab.machines} for lab_id, v in self.labs.items()}
         self.assignments = {}
         self._by_order.clear()
         self._by_lab.clear()
@@ -524,6 +528,7 @@ class PlannerCore:
             self._accepted_seq.pop(a.id, None)
         known = lab.id in self.labs
         self.labs[lab.id] = view
+        self._machines_seen.setdefault(lab.id, {}).update({m.id: m for m in lab.machines})
         with self.ledger.transaction() as db:
             Ledger.put_lab(db, lab, True, view.backlog, view.stock, now)
             event = self._emit(
@@ -1054,7 +1059,8 @@ class PlannerCore:
           usually does too, so the job is counted twice until the lab's next report (0.5 s later at
           most, `nodes.agent`'s capacity interval): the safe side.
         - The lab's hours since the planner first gave it work (`_hours_from`): every unit it made or
-          is still expected to make, less the hours that have passed. Work a lab finished leaves its
+          is still expected to make, shared over every machine it has had (`_machines_seen`), less
+          the hours that have passed. Work a lab finished leaves its
           backlog, but the hours it took are spent: a lab that works faster than the hours it
           declared (or whose clock runs ahead of the planner's, as simulated labs do) must not be
           handed those hours again, or it is asked for more than it offers by a due date.
@@ -1079,9 +1085,16 @@ class PlannerCore:
             units += self._in_doubt.get(a.id, (0, None))[0]
             if units:
                 units_held[design.id] = units_held.get(design.id, 0) + units
+        # Shared over every machine the lab has had: with one machine down, the work the others made
+        # with it is not charged to those left, which would book them for days (docs/live-vs-sim.md).
+        up = {m.id for m in view.lab.machines}
+        down = [
+            m for machine_id, m in self._machines_seen.get(view.lab.id, {}).items() if machine_id not in up
+        ]
+        ever = view.lab.model_copy(update={"machines": [*view.lab.machines, *down]}) if down else view.lab
         held: dict[str, float] = {}
         for design_id, units in sorted(units_held.items()):  # one levelling per design, not per job
-            held = add(held, spread(view.lab, self.designs[design_id], units, held))
+            held = add(held, spread(ever, self.designs[design_id], units, held))
         since = self._hours_from.get(view.lab.id)
         if since is not None:
             days = max(0.0, (now - since).total_seconds() / 86_400.0)

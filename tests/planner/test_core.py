@@ -189,6 +189,31 @@ def test_hours_a_lab_spent_fast_are_not_handed_out_again(tmp_path: Path) -> None
     assert core.problem().labs[0].backlog_minutes["p1"] == pytest.approx(0.0)
 
 
+def test_a_machine_down_does_not_book_the_others_with_the_work_it_made(tmp_path: Path) -> None:
+    """The hours account shares a lab's past work over every machine it has had. Charged to the
+    machines still up, one printer down left the other booked for days: on valve-lombardy in France
+    (seed 133) live, the one lab able to make valves made none for the two days its first SLA printer
+    was down, though the second worked (docs/live-vs-sim.md)."""
+    now = [NOW]
+    two = LAB.model_copy(
+        update={"machines": [LAB.machines[0], LAB.machines[0].model_copy(update={"id": "p2"})]}
+    )
+    core = PlannerCore(ledger=Ledger(tmp_path / "c.db"), designs=catalogue(), clock=lambda: now[0])
+    core.lab_hello(two, {})  # two machines of 8 hours a day
+    order = core.submit_order(_request(30))  # 30 finger splints: 840 minutes, 420 on each
+    [row] = core.commit_plan(one_lab_plan(order.id, 30))
+    core.job_update("lab-a", row.id, "accepted")
+    core.job_update("lab-a", row.id, "done", units_done=30)
+    now[0] = NOW + timedelta(hours=18)  # 360 minutes of each machine's hours have passed
+    core.lab_capacity("lab-a", {"p1": 0.0, "p2": 0.0})
+    assert core.problem().labs[0].backlog_minutes == pytest.approx({"p1": 60.0, "p2": 60.0})
+    one_up = two.model_copy(update={"machines": [two.machines[1]]})
+    core.lab_hello(one_up, {"p2": 0.0})  # p1 went down: p2 owes its own share, not p1's too
+    assert core.problem().labs[0].backlog_minutes == pytest.approx({"p2": 60.0})
+    core.lab_hello(two, {"p1": 0.0, "p2": 0.0})  # and p1 is back
+    assert core.problem().labs[0].backlog_minutes == pytest.approx({"p1": 60.0, "p2": 60.0})
+
+
 def test_state_comes_back_from_the_ledger(core: PlannerCore, tmp_path: Path) -> None:
     order = core.submit_order(_request(10))
     [row] = core.commit_plan(one_lab_plan(order.id, 10))
