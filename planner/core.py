@@ -1152,7 +1152,7 @@ class PlannerCore:
                 sent = self._late_work_within(sent, now)
             # Units made from material not in the lab's stock yet wait for it (planner.shipping).
             designs = {a.order_id: self.designs[self.orders[a.order_id].design] for a in ordered}
-            sent = held_back(ordered, sent, designs)
+            sent = [self._promised_by_due(a) for a in held_back(ordered, sent, designs)]
             assigned: dict[tuple[str, str], int] = {}
             for allocation in sent:
                 view = self.labs.get(allocation.lab_id)
@@ -1207,6 +1207,16 @@ class PlannerCore:
             plan.solve_seconds,
         )
         return new
+
+    def _promised_by_due(self, allocation: Allocation) -> Allocation:
+        """A line sent with no late unit promises arrival by its order's due date. Its `arrive_by` is
+        the latest of the plan line's units, which may be late units not sent now (the window, the
+        commit window): kept, the job's units planned on time showed a promise days past their due
+        date, and one that arrived late was put down to no known cause (`planner.reality`)."""
+        due = self.orders[allocation.order_id].due_at
+        if allocation.late_units == 0 and allocation.arrive_by is not None and allocation.arrive_by > due:
+            return allocation.model_copy(update={"arrive_by": due})
+        return allocation
 
     def _late_work_within(self, sent: list[Allocation], now: datetime) -> list[Allocation]:
         """`sent` with each lab's late units cut to what its machines reach within `late_work_hours`."""

@@ -119,7 +119,7 @@ def late_work_within(
         if quantity <= 0:
             continue
         share = quantity / a.quantity
-        scaled = {name: getattr(a.cost, name) * share for name in ("transport", "trail", "time")}
+        scaled = {name: getattr(a.cost, name) * share for name in ("transport", "trail", "capacity", "time")}
         lateness = a.cost.lateness * kept[i] / a.late_units
         cost = a.cost.model_copy(update={**scaled, "lateness": lateness})
         update = {"quantity": quantity, "late_units": kept[i], "cost": cost}

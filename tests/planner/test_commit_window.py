@@ -84,3 +84,19 @@ def splints(quantity: int) -> OrderRequest:
             "priority": "urgent",
         }
     )
+
+
+def test_a_job_whose_late_units_wait_promises_its_on_time_units_by_the_due_date(tmp_path: Path) -> None:
+    # The plan line: 2 splints on time, 20 late, arriving (the latest of them) a week on. The late
+    # units do not fit the window; the job sent holds the 2 on time and promises them by the due date.
+    core = PlannerCore(ledger=Ledger(tmp_path / "c.db"), designs=catalogue(), clock=lambda: NOW)
+    core.lab_hello(ONE_MACHINE_LAB, {"p1": 8 * 60.0})
+    order = core.submit_order(splints(22))
+    plan = one_lab_plan(order.id, 22)
+    week = NOW + timedelta(days=7)
+    plan.allocations[0] = plan.allocations[0].model_copy(update={"late_units": 20, "arrive_by": week})
+    [row] = core.commit_plan(plan)
+    assert (row.quantity, row.on_time_units) == (2, 2)
+    assert row.arrive_by == order.due_at.isoformat()
+    [later] = core.unsent
+    assert (later.quantity, later.late_units, later.arrive_by) == (20, 20, week)
