@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from protocol.model import Lab, Location, Machine, Order, Plan
+from protocol.model import Design, Lab, Location, Machine, Order, Plan, Step
 from protocol.okh import catalogue
 from solver.model.problem import Demand, LabState, Problem, SolveParams
 
@@ -37,6 +37,17 @@ def machine(id: str, *processes: str, speed: float = 1.0, hours: float = 8.0, **
 def printer(id: str = "printer", bed_mm: int = 250, **kw: object) -> Machine:
     """An FDM printer with a bed of `bed_mm`."""
     return machine(id, "fdm", bed_mm=bed_mm, **kw)
+
+
+def design(id: str, *steps: tuple[str, float]) -> Design:
+    """A design of `steps` (process, nominal minutes per unit), without materials."""
+    return Design(
+        id=id,
+        name=id.title(),
+        licence="CC0-1.0",
+        source=f"https://example.org/{id}",
+        steps=[Step(process=process, minutes=minutes) for process, minutes in steps],
+    )
 
 
 def full_machines() -> list[Machine]:

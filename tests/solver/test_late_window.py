@@ -7,26 +7,14 @@ from datetime import timedelta
 
 import pytest
 
-from protocol.model import Allocation, CostTerms, Design, Step
+from protocol.model import Allocation, CostTerms
 from solver.model.late_window import late_work_within
-from tests.solver.factory import CENTRE, NOW, lab, machine
+from tests.solver.factory import CENTRE, NOW, design, lab, machine
 
 #: One FDM step of 30 minutes: a printer working 8 hours a day offers 120 minutes in 6 wall hours.
-CLIP = Design(
-    id="clip",
-    name="Clip",
-    licence="CC0-1.0",
-    source="https://example.org/clip",
-    steps=[Step(process="fdm", minutes=30)],
-)
+CLIP = design("clip", ("fdm", 30))
 #: Two steps on different machines: 30 minutes of printing, then 20 at the bench.
-KIT = Design(
-    id="kit",
-    name="Kit",
-    licence="CC0-1.0",
-    source="https://example.org/kit",
-    steps=[Step(process="fdm", minutes=30), Step(process="assembly", minutes=20)],
-)
+KIT = design("kit", ("fdm", 30), ("assembly", 20))
 
 
 def line(order_id: str, quantity: int, late: int, lab_id: str = "a", arrive_in_h: float = 30) -> Allocation:

@@ -9,7 +9,7 @@ from datetime import timedelta
 
 import pytest
 
-from protocol.model import Design, Plan, Step, Transfer
+from protocol.model import Plan, Transfer
 from solver.allocation.allocate import _window, after_arrival, solve
 from solver.allocation.emergency import insert_urgent, senders_near
 from solver.allocation.explain import NO_TRANSFERS, explain_order
@@ -17,7 +17,7 @@ from solver.check import check
 from solver.model.geo import haversine_km
 from solver.model.objective import TRANSFER_HANDLING_COST, TRANSFER_HANDLING_HOURS, TRANSPORT_KMH
 from solver.model.problem import Demand, Problem
-from tests.solver.factory import FAR, FAST, MIDDLE, NEAR, NOW, lab, machine, order, printer, problem
+from tests.solver.factory import FAR, FAST, MIDDLE, NEAR, NOW, design, lab, machine, order, printer, problem
 
 #: Finger splints: 0.006 kg PLA each, printing and a little bench work.
 SPLINT_PLA = 0.006
@@ -306,22 +306,16 @@ def test_a_parcels_window_opens_after_the_unit_a_pooled_machine_is_making() -> N
     # lone printer's (no whole units counted) 240 - 120 = 120.
     printers = [machine(f"sla-{n}", "sla", hours=8.0) for n in (1, 2)] + [machine("sla-3", "sla", hours=8.0)]
     state = replace(lab("resin-lab", NEAR, printers), unit_minutes={"sla-1": 60.0, "sla-2": 60.0})
-    design = Design(
-        id="part",
-        name="part",
-        licence="CC0-1.0",
-        source="https://example.org/part",
-        steps=[Step(process="sla", minutes=60.0)],
-    )
+    part = design("part", ("sla", 60.0))
     pace = {m.id: m.minutes_per_day() for m in printers}
     capacity: dict[str, float] = {}
     pooled, lone = frozenset({"sla-1", "sla-2"}), frozenset({"sla-3"})
     for group in (pooled, lone):
-        after_arrival({}, state, pace, 0, design, (group,), [0.5, 1.0], 0, 0.25, capacity, (0.5, 1.0))
+        after_arrival({}, state, pace, 0, part, (group,), [0.5, 1.0], 0, 0.25, capacity, (0.5, 1.0))
     by_group = {group: capacity[_window(0, group, 0, 0.25)] for group in (pooled, lone)}
     assert by_group[pooled] == pytest.approx(2 * (240.0 - 120.0 - 60.0))
     assert by_group[lone] == pytest.approx(240.0 - 120.0)
     # Material in hand (arrival 0): nothing is waited for, the window is the machine's whole time.
     capacity = {}
-    after_arrival({}, state, pace, 0, design, (pooled,), [0.5, 1.0], 0, 0.0, capacity, (0.5, 1.0))
+    after_arrival({}, state, pace, 0, part, (pooled,), [0.5, 1.0], 0, 0.0, capacity, (0.5, 1.0))
     assert capacity[_window(0, pooled, 0, 0.0)] == pytest.approx(2 * 240.0)
