@@ -1148,7 +1148,7 @@ class PlannerCore:
             # A rate's forecast is not an order yet: planned, never sent.
             ordered = [a for a in plan.allocations if a.order_id in self.orders]
             sent = to_dispatch(ordered, under_way) if self.rolling else ordered
-            if self.rolling and self.late_work_hours is not None:
+            if self.rolling:
                 sent = self._late_work_within(sent, now)
             # Units made from material not in the lab's stock yet wait for it (planner.shipping).
             designs = {a.order_id: self.designs[self.orders[a.order_id].design] for a in ordered}
@@ -1219,7 +1219,8 @@ class PlannerCore:
         return allocation
 
     def _late_work_within(self, sent: list[Allocation], now: datetime) -> list[Allocation]:
-        """`sent` with each lab's late units cut to what its machines reach within `late_work_hours`."""
+        """`sent` with each lab's late units cut to what its machines reach within `late_work_hours`
+        (as sent when that is None)."""
         labs = {a.lab_id for a in sent if a.late_units > 0 and a.lab_id in self.labs}
         if not labs or self.late_work_hours is None:
             return sent

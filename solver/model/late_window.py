@@ -19,21 +19,13 @@ from collections.abc import Mapping
 
 from protocol.model import Allocation, Design
 from solver.model.capability import step_groups
-from solver.model.problem import LabState
+from solver.model.problem import LabState, free_minutes
 
 #: The window by default: the simulated replay's commit window in a shortage of emergency valves
 #: (valve-lombardy's six-hour rounds), where the planner's late work of a whole day cost on-time
 #: valves; in hourly replays on the live planner's one-day grid it took on-time valves from 7.1 % to
 #: 17.2 % (France, seed 133) and from 14.2 % to 38.5 % (seed 72), with the same valves made.
 LATE_WORK_HOURS = 6.0
-
-
-def _room_minutes(state: LabState, hours: float) -> dict[str, float]:
-    """Machine id -> nominal minutes it has free within `hours` of now, after its queue."""
-    return {
-        m.id: max(0.0, m.minutes_per_day() * hours / 24.0 - state.backlog_minutes.get(m.id, 0.0))
-        for m in state.lab.machines
-    }
 
 
 def _take(room: dict[str, float], groups: tuple[frozenset[str], ...], design: Design, units: int) -> float:
@@ -82,7 +74,7 @@ def late_work_within(
     """
     if hours <= 0:
         raise ValueError(f"the late-work window must be above 0 hours, got {hours}")
-    rooms = {lab_id: _room_minutes(state, hours) for lab_id, state in states.items()}
+    rooms = {lab_id: free_minutes(state, hours / 24.0) for lab_id, state in states.items()}
     groups: dict[tuple[str, str], tuple[frozenset[str], ...]] = {}
 
     def groups_of(lab_id: str, design: Design) -> tuple[frozenset[str], ...]:
