@@ -61,6 +61,17 @@ def keep_planning_after(clock_speed: float) -> float:
     return max(KEEP_PLANNING_MIN_S, KEEP_PLANNING_S / clock_speed)
 
 
+def late_work_window(hours: float, clock_speed: float) -> float | None:
+    """The hours of a lab's machines the late work it is sent may fill (`solver.model.late_window`):
+    `hours` (0: no window), but never less than two of the quiet spells after which the planner
+    plans again (`keep_planning_after`) on its own clock. A lab sent less late work than lasts until
+    the next plan stands idle meanwhile: at 40,000 times, 2 s of wall time is 22 hours.
+    """
+    if hours <= 0:
+        return None
+    return max(hours, 2 * keep_planning_after(clock_speed) * clock_speed / 3600.0)
+
+
 def solve_and_check(problem: Problem, params: SolveParams) -> tuple[Plan, list[str]]:
     """Solve, then validate independently: what a worker process runs (plain data in and out)."""
     plan = solve(problem, params)

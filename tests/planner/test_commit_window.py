@@ -7,11 +7,13 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from cosmolocal.cli import app
 from planner.app import PlannerSettings
 from planner.core import PlannerCore
+from planner.replan import late_work_window
 from planner.store import Ledger
 from protocol.model import Location, OrderRequest
 from protocol.okh import catalogue
@@ -100,3 +102,11 @@ def test_a_job_whose_late_units_wait_promises_its_on_time_units_by_the_due_date(
     assert row.arrive_by == order.due_at.isoformat()
     [later] = core.unsent
     assert (later.quantity, later.late_units, later.arrive_by) == (20, 20, week)
+
+
+def test_the_late_work_window_lasts_at_least_until_the_next_plan_on_a_fast_clock() -> None:
+    # The planner plans again after 60 s of quiet on its clock, and never sooner than 2 s of wall time.
+    assert late_work_window(6.0, 1.0) == 6.0
+    assert late_work_window(6.0, 2_000.0) == 6.0  # 2 s are 1.1 hours: two of them fit in 6
+    assert late_work_window(6.0, 40_000.0) == pytest.approx(2 * 2 * 40_000 / 3600)  # 44.4 hours
+    assert late_work_window(0.0, 40_000.0) is None  # no window at all
