@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from protocol.model import Allocation, Design, Transfer
+from solver.model.lines import part_of
 from solver.model.problem import InTransit
 
 #: States of a transfer whose material is on the road, or about to be.
@@ -109,19 +110,6 @@ def held_back(
             continue
         may[key] = may.get(key, quantity) - quantity
         if quantity < line.quantity:
-            share = quantity / line.quantity
-            line = line.model_copy(
-                update={
-                    "quantity": quantity,
-                    "late_units": min(line.late_units, quantity),
-                    "early_units": min(line.early_units, quantity),
-                    "cost": line.cost.model_copy(
-                        update={
-                            n: getattr(line.cost, n) * share
-                            for n in ("transport", "lateness", "trail", "capacity", "time")
-                        }
-                    ),
-                }
-            )
+            line = part_of(line, quantity, min(line.late_units, quantity))
         out.append(line)
     return out

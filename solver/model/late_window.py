@@ -19,6 +19,7 @@ from collections.abc import Mapping
 
 from protocol.model import Allocation, Design
 from solver.model.capability import step_groups
+from solver.model.lines import part_of
 from solver.model.problem import LabState, free_minutes
 
 #: The window by default: the simulated replay's commit window in a shortage of emergency valves
@@ -110,10 +111,5 @@ def late_work_within(
         quantity = a.quantity - a.late_units + kept[i]
         if quantity <= 0:
             continue
-        share = quantity / a.quantity
-        scaled = {name: getattr(a.cost, name) * share for name in ("transport", "trail", "capacity", "time")}
-        lateness = a.cost.lateness * kept[i] / a.late_units
-        cost = a.cost.model_copy(update={**scaled, "lateness": lateness})
-        update = {"quantity": quantity, "late_units": kept[i], "cost": cost}
-        out.append(a.model_copy(update={**update, "early_units": min(a.early_units, quantity)}))
+        out.append(part_of(a, quantity, kept[i]))
     return out

@@ -84,6 +84,33 @@ def split_units(allocation: Allocation) -> list[tuple[bool, int, int]]:
     ]
 
 
+def part_of(allocation: Allocation, quantity: int, late_units: int) -> Allocation:
+    """`quantity` units of an allocation, `late_units` of them late, with its cost terms cut to match.
+
+    Every way of sending less than a plan line (the work to start now, units held back for material,
+    late work past the window) cuts it through here, so a job's terms explain the units it carries:
+    the terms paid per unit scale with the units kept, lateness with the late units kept.
+    """
+    if not 0 < quantity <= allocation.quantity or not 0 <= late_units <= min(quantity, allocation.late_units):
+        raise ValueError(
+            f"cannot cut a line of {allocation.quantity} units ({allocation.late_units} late) "
+            f"to {quantity} ({late_units} late)"
+        )
+    share = quantity / allocation.quantity
+    late_share = late_units / allocation.late_units if allocation.late_units else 0.0
+    terms = {
+        name: getattr(allocation.cost, name) * share for name in ("transport", "trail", "capacity", "time")
+    }
+    cost = allocation.cost.model_copy(update={**terms, "lateness": allocation.cost.lateness * late_share})
+    update = {
+        "quantity": quantity,
+        "late_units": late_units,
+        "early_units": min(allocation.early_units, quantity),
+        "cost": cost,
+    }
+    return allocation.model_copy(update=update)
+
+
 def work_to_start(allocation: Allocation) -> Allocation | None:
     """The part of an allocation to send to its lab now: the units planned to be made by the first
     time checkpoint. None when there are none.
@@ -97,18 +124,7 @@ def work_to_start(allocation: Allocation) -> Allocation | None:
     if allocation.early_units <= 0:
         return None
     on_time = allocation.quantity - allocation.late_units
-    return allocation.model_copy(
-        update={
-            "quantity": allocation.early_units,
-            "late_units": max(0, allocation.early_units - on_time),
-            "cost": allocation.cost.model_copy(
-                update={
-                    name: getattr(allocation.cost, name) * allocation.early_units / allocation.quantity
-                    for name in ("transport", "lateness", "trail", "time")
-                }
-            ),
-        }
-    )
+    return part_of(allocation, allocation.early_units, max(0, allocation.early_units - on_time))
 
 
 def to_dispatch(allocations: list[Allocation], orders_under_way: set[str]) -> list[Allocation]:

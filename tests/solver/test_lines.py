@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import pytest
+
 from protocol.model import Allocation, CostTerms
-from solver.model.lines import split_units, to_dispatch, work_to_start
+from solver.model.lines import part_of, split_units, to_dispatch, work_to_start
 
 
 def line(order_id: str, lab_id: str, quantity: int, early: int, late: int = 0) -> Allocation:
-    cost = CostTerms(km=10.0, transport=10.0 * quantity, setup=50.0, time=2.0 * quantity)
+    cost = CostTerms(
+        km=10.0,
+        transport=10.0 * quantity,
+        setup=50.0,
+        time=2.0 * quantity,
+        capacity=3.0 * quantity,
+        lateness=100.0 * late,
+    )
     return Allocation(
         order_id=order_id, lab_id=lab_id, quantity=quantity, cost=cost, late_units=late, early_units=early
     )
@@ -38,3 +47,19 @@ def test_an_order_with_nothing_under_way_and_nothing_to_start_is_sent_whole_unle
     ]
     sent = {(a.order_id, a.lab_id): a.quantity for a in to_dispatch(plan, orders_under_way={"busy"})}
     assert sent == {("waiting", "a"): 6, ("mixed", "b"): 2}
+
+
+def test_a_part_of_a_line_carries_the_terms_of_its_own_units() -> None:
+    # 10 units, 4 of them late; keep 6 with 1 late: per-unit terms by 6/10, lateness by 1/4.
+    part = part_of(line("o1", "a", 10, early=8, late=4), 6, 1)
+    assert (part.quantity, part.late_units, part.early_units) == (6, 1, 6)
+    assert part.cost.transport == 60.0 and part.cost.time == 12.0 and part.cost.capacity == 18.0
+    assert part.cost.lateness == 100.0 and part.cost.setup == 50.0 and part.cost.km == 10.0
+    on_time = part_of(line("o1", "a", 10, early=0, late=4), 6, 0)
+    assert on_time.cost.lateness == 0.0 and on_time.early_units == 0
+
+
+@pytest.mark.parametrize(("quantity", "late"), [(0, 0), (11, 0), (5, 5), (6, -1)])
+def test_a_part_cannot_hold_more_than_its_line(quantity: int, late: int) -> None:
+    with pytest.raises(ValueError, match="cannot cut a line of 10 units"):
+        part_of(line("o1", "a", 10, early=10, late=4), quantity, late)
