@@ -42,7 +42,14 @@ from planner.mesh import MeshServer
 from planner.overload import Overload, OverloadMiddleware
 from planner.peers import PeerNode
 from planner.rates import FORECAST_DAYS, RateRequest
-from planner.replan import Replanner, keep_planning_after, late_work_window, start_solve_worker, warm_up
+from planner.replan import (
+    Replanner,
+    keep_planning_after,
+    late_work_refill,
+    late_work_window,
+    start_solve_worker,
+    warm_up,
+)
 from planner.size_limit import SizeLimitMiddleware
 from planner.store import Ledger
 from planner.streams import ChunkCache, EventStream, FrameCache, stream
@@ -251,6 +258,9 @@ def create_app(
             bus=CommittedBus(ledger),
             forecast_days=settings.forecast_days,
             late_work_hours=late_work_window(settings.late_work_hours, settings.clock_speed),
+            late_work_refill_hours=late_work_refill(
+                late_work_window(settings.late_work_hours, settings.clock_speed), settings.clock_speed
+            ),
         )
         core.load()
         # From here on the ledger is written by a thread of its own: no commit waits on the loop.

@@ -136,6 +136,9 @@ class PlannerCore:
     #: units beyond stay planned, so that an order a lab can still make on time does not queue
     #: behind them. None sends the late work of the whole commit window.
     late_work_hours: float | None = LATE_WORK_HOURS
+    #: Hours of queue on a design's machines under which a lab is topped up with late work
+    #: (`solver.model.late_window`); None: the window's own default share.
+    late_work_refill_hours: float | None = None
     #: Rates (planner.rates): demand as units per day until a date, released as orders day by day.
     rates: dict[str, Rate] = field(default_factory=dict)
     #: Days ahead in which a rate's releases still to come are planned as demand (0: none).
@@ -1226,7 +1229,7 @@ class PlannerCore:
             return sent
         states = {lab_id: self._lab_state(self.labs[lab_id], now) for lab_id in sorted(labs)}
         designs = {a.order_id: self.designs[self.orders[a.order_id].design] for a in sent if a.lab_id in labs}
-        return late_work_within(sent, states, designs, self.late_work_hours)
+        return late_work_within(sent, states, designs, self.late_work_hours, self.late_work_refill_hours)
 
     def _keep_unsent(self, plan: Plan, assigned: dict[tuple[str, str], int]) -> None:
         """Remember the plan's lines (or the parts of them) that were not sent: planned for later."""

@@ -28,6 +28,7 @@ from solver.allocation.allocate import solve
 from solver.allocation.emergency import insert_urgent
 from solver.check import check
 from solver.large.path import TIME_REASON
+from solver.model.late_window import REFILL_SHARE
 from solver.model.problem import Problem, SolveParams
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,18 @@ def late_work_window(hours: float, clock_speed: float) -> float | None:
     if hours <= 0:
         return None
     return max(hours, 2 * keep_planning_after(clock_speed) * clock_speed / 3600.0)
+
+
+def late_work_refill(window: float | None, clock_speed: float) -> float | None:
+    """The hours of queue under which a lab is topped up with late work (`solver.model.late_window`):
+    `REFILL_SHARE` of the `window`, but never less than one quiet spell on the planner's own clock
+    (the next plan may come only then, and the lab must not run dry before it), nor more than the
+    window. None when there is no window.
+    """
+    if window is None:
+        return None
+    spell = keep_planning_after(clock_speed) * clock_speed / 3600.0
+    return min(window, max(window * REFILL_SHARE, spell))
 
 
 def solve_and_check(problem: Problem, params: SolveParams) -> tuple[Plan, list[str]]:

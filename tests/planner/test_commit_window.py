@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from cosmolocal.cli import app
 from planner.app import PlannerSettings
 from planner.core import PlannerCore
-from planner.replan import late_work_window
+from planner.replan import late_work_refill, late_work_window
 from planner.store import Ledger
 from protocol.model import Location, OrderRequest
 from protocol.okh import catalogue
@@ -44,6 +44,26 @@ def test_a_lab_is_sent_its_late_work_for_the_window_and_the_rest_stays_planned(t
     [row] = core.commit_plan(late)
     assert (row.quantity, row.on_time_units) == (4, 0)
     assert [(a.order_id, a.quantity, a.late_units) for a in core.unsent] == [(order.id, 16, 16)]
+
+
+def test_a_lab_with_late_work_still_queued_is_sent_no_more_until_it_runs_low(tmp_path: Path) -> None:
+    # 2 late splints sent first are 56 minutes of a printer that works 20 minutes an hour: 2.8 hours
+    # queued, over the hour under which a lab is topped up. The 6-hour window would still hold 2
+    # more, but the next plan's late units wait, planned, so that an order the lab could still make
+    # on time does not queue behind them.
+    core = PlannerCore(ledger=Ledger(tmp_path / "c.db"), designs=catalogue(), clock=lambda: NOW)
+    core.lab_hello(ONE_MACHINE_LAB, {})
+    first, second = core.submit_order(splints(2)), core.submit_order(splints(6))
+    late = one_lab_plan(first.id, 2)
+    late.allocations[0] = late.allocations[0].model_copy(update={"late_units": 2})
+    assert [row.quantity for row in core.commit_plan(late)] == [2]
+    more = one_lab_plan(second.id, 6)
+    more.allocations[0] = more.allocations[0].model_copy(update={"late_units": 6})
+    assert core.commit_plan(more) == []
+    assert [(a.order_id, a.quantity) for a in core.unsent] == [(second.id, 6)]
+    # Topped up under 3 hours instead, the lab gets the 2 the window still holds.
+    core.late_work_refill_hours = 3.0
+    assert [row.quantity for row in core.commit_plan(more)] == [2]
 
 
 def test_without_a_late_work_window_the_whole_commit_window_is_sent(tmp_path: Path) -> None:
@@ -110,3 +130,12 @@ def test_the_late_work_window_lasts_at_least_until_the_next_plan_on_a_fast_clock
     assert late_work_window(6.0, 2_000.0) == 6.0  # 2 s are 1.1 hours: two of them fit in 6
     assert late_work_window(6.0, 40_000.0) == pytest.approx(2 * 2 * 40_000 / 3600)  # 44.4 hours
     assert late_work_window(0.0, 40_000.0) is None  # no window at all
+
+
+def test_a_lab_is_topped_up_before_it_can_run_dry_between_two_plans() -> None:
+    # A sixth of the window, but never under one quiet spell (2 s of wall time) on the planner's clock.
+    assert late_work_refill(6.0, 1.0) == pytest.approx(1.0)
+    assert late_work_refill(6.0, 2_000.0) == pytest.approx(2 * 2_000 / 3600)  # 1.1 hours
+    window = late_work_window(6.0, 40_000.0)
+    assert late_work_refill(window, 40_000.0) == pytest.approx(2 * 40_000 / 3600)  # 22.2 hours
+    assert late_work_refill(None, 40_000.0) is None

@@ -37,9 +37,9 @@ def sent(allocations: list[Allocation]) -> dict[str, tuple[int, int]]:
 
 
 def test_late_units_fill_what_the_queue_and_the_on_time_work_leave_of_the_window() -> None:
-    state = lab("a", CENTRE, [machine("p1", "fdm")], backlog={"p1": 30.0})
+    state = lab("a", CENTRE, [machine("p1", "fdm")], backlog={"p1": 10.0})
     plan = [line("fresh", 1, late=0), line("old", 5, late=5)]
-    # 120 minutes in 6 hours, less 30 queued and 30 planned on time: 2 late clips of 30 minutes.
+    # 120 minutes in 6 hours, less 10 queued and 30 planned on time: 2 late clips of 30 minutes.
     out = late_work_within(plan, {"a": state}, {"fresh": CLIP, "old": CLIP}, hours=6.0)
     assert sent(out) == {"fresh": (1, 0), "old": (2, 2)}
     [old] = [a for a in out if a.order_id == "old"]
@@ -89,3 +89,34 @@ def test_each_lab_has_its_own_window_and_an_unknown_lab_is_left_as_sent() -> Non
 def test_a_window_of_no_time_is_refused() -> None:
     with pytest.raises(ValueError, match="late-work window"):
         late_work_within([], {}, {}, hours=0.0)
+
+
+def test_a_lab_is_topped_up_with_late_work_only_once_its_queue_runs_low() -> None:
+    # The printer works 20 minutes an hour. By default a lab is topped up under an hour of queue
+    # (a sixth of the 6-hour window): 20 minutes queued is that hour, so no late work goes yet.
+    plan = [line("fresh", 1, late=0), line("old", 5, late=5)]
+    designs = {"fresh": CLIP, "old": CLIP}
+    full = lab("a", CENTRE, [machine("p1", "fdm")], backlog={"p1": 20.0})
+    assert sent(late_work_within(plan, {"a": full}, designs, hours=6.0)) == {"fresh": (1, 0)}
+    # Under it: topped up to the window (120 minutes less 15 queued and 30 planned on time).
+    low = lab("a", CENTRE, [machine("p1", "fdm")], backlog={"p1": 15.0})
+    assert sent(late_work_within(plan, {"a": low}, designs, hours=6.0)) == {"fresh": (1, 0), "old": (2, 2)}
+    # The caller may top up sooner: under 3 hours of queue.
+    assert sent(late_work_within(plan, {"a": full}, designs, hours=6.0, refill_hours=3.0))["old"] == (2, 2)
+
+
+@pytest.mark.parametrize("refill", [0.0, -1.0, 6.5])
+def test_a_top_up_point_outside_the_window_is_refused(refill: float) -> None:
+    state = lab("a", CENTRE, [machine("p1", "fdm")])
+    with pytest.raises(ValueError, match=r"topped up under 0 to 6\.0 hours"):
+        late_work_within(
+            [line("old", 5, late=5)], {"a": state}, {"old": CLIP}, hours=6.0, refill_hours=refill
+        )
+
+
+def test_only_the_machines_of_the_late_design_count_for_its_queue() -> None:
+    # The bench is full of work, the printer is free: late clips (printer only) still go.
+    machines = [machine("p1", "fdm"), machine("bench", "assembly")]
+    state = lab("a", CENTRE, machines, backlog={"bench": 100.0})
+    out = late_work_within([line("old", 5, late=5)], {"a": state}, {"old": CLIP}, hours=6.0)
+    assert sent(out) == {"old": (4, 4)}
