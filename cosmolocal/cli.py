@@ -103,7 +103,8 @@ def planner_serve(
             max=168.0,
             help="Hours of a lab's machines the late work it is sent may fill; the rest waits for the "
             "next plan, so that orders a lab can still make on time do not queue behind units already "
-            "late. 0 sends the late work of the whole commit window.",
+            "late. A lab gets more only once under a sixth of it is queued. 0 sends the late work of "
+            "the whole commit window.",
         ),
     ] = LATE_WORK_HOURS,
     keys: Annotated[

@@ -133,9 +133,10 @@ def test_the_late_work_window_lasts_at_least_until_the_next_plan_on_a_fast_clock
 
 
 def test_a_lab_is_topped_up_before_it_can_run_dry_between_two_plans() -> None:
-    # A sixth of the window, but never under one quiet spell (2 s of wall time) on the planner's clock.
+    # A sixth of the window, but never under two quiet spells (2 s of wall time each) on the
+    # planner's clock, nor over the window.
     assert late_work_refill(6.0, 1.0) == pytest.approx(1.0)
-    assert late_work_refill(6.0, 2_000.0) == pytest.approx(2 * 2_000 / 3600)  # 1.1 hours
+    assert late_work_refill(6.0, 2_000.0) == pytest.approx(2 * 2 * 2_000 / 3600)  # 2.2 hours
     window = late_work_window(6.0, 40_000.0)
-    assert late_work_refill(window, 40_000.0) == pytest.approx(2 * 40_000 / 3600)  # 22.2 hours
+    assert late_work_refill(window, 40_000.0) == pytest.approx(window)  # 44.4 hours: every plan
     assert late_work_refill(None, 40_000.0) is None
