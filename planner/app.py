@@ -251,16 +251,15 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         ledger = Ledger(settings.db_path)
         epoch = ledger.next_epoch()
+        late_window = late_work_window(settings.late_work_hours, settings.clock_speed)
         core = PlannerCore(
             ledger=ledger,
             designs=designs,
             clock=clock,
             bus=CommittedBus(ledger),
             forecast_days=settings.forecast_days,
-            late_work_hours=late_work_window(settings.late_work_hours, settings.clock_speed),
-            late_work_refill_hours=late_work_refill(
-                late_work_window(settings.late_work_hours, settings.clock_speed), settings.clock_speed
-            ),
+            late_work_hours=late_window,
+            late_work_refill_hours=late_work_refill(late_window, settings.clock_speed),
         )
         core.load()
         # From here on the ledger is written by a thread of its own: no commit waits on the loop.

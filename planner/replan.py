@@ -62,6 +62,11 @@ def keep_planning_after(clock_speed: float) -> float:
     return max(KEEP_PLANNING_MIN_S, KEEP_PLANNING_S / clock_speed)
 
 
+def quiet_spell_hours(clock_speed: float) -> float:
+    """A quiet spell (`keep_planning_after`) in hours of the planner's own clock."""
+    return keep_planning_after(clock_speed) * clock_speed / 3600.0
+
+
 def late_work_window(hours: float, clock_speed: float) -> float | None:
     """The hours of a lab's machines the late work it is sent may fill (`solver.model.late_window`):
     `hours` (0: no window), but never less than two of the quiet spells after which the planner
@@ -70,7 +75,7 @@ def late_work_window(hours: float, clock_speed: float) -> float | None:
     """
     if hours <= 0:
         return None
-    return max(hours, 2 * keep_planning_after(clock_speed) * clock_speed / 3600.0)
+    return max(hours, 2 * quiet_spell_hours(clock_speed))
 
 
 def late_work_refill(window: float | None, clock_speed: float) -> float | None:
@@ -86,8 +91,7 @@ def late_work_refill(window: float | None, clock_speed: float) -> float | None:
     """
     if window is None:
         return None
-    spell = keep_planning_after(clock_speed) * clock_speed / 3600.0
-    return min(window, max(window * REFILL_SHARE, 2 * spell))
+    return min(window, max(window * REFILL_SHARE, 2 * quiet_spell_hours(clock_speed)))
 
 
 def solve_and_check(problem: Problem, params: SolveParams) -> tuple[Plan, list[str]]:
