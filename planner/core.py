@@ -28,6 +28,7 @@ from planner.store import AssignmentRow, Ledger
 from protocol.messages import CapacityTrace, DemandTrace, Field_
 from protocol.model import Allocation, Design, Lab, Machine, Order, OrderRequest, Plan
 from solver.allocation.explain import Parcel, explain_order
+from solver.jobshop.ranking import DispatchKey, dispatch_key, leave_by
 from solver.model.geo import haversine_km
 from solver.model.late_window import LATE_WORK_HOURS, late_work_within
 from solver.model.lines import to_dispatch
@@ -1121,8 +1122,25 @@ class PlannerCore:
         )
 
     def awaiting_answer(self, lab_id: str) -> list[AssignmentRow]:
-        """Assignments sent to a lab that it has neither accepted nor refused yet."""
-        return [a for a in self._by_lab.get(lab_id, ()) if a.state == "assigned"]
+        """Assignments sent to a lab that it has neither accepted nor refused yet, in the order the
+        lab takes them up (`in_dispatch_order`)."""
+        return self.in_dispatch_order([a for a in self._by_lab.get(lab_id, ()) if a.state == "assigned"])
+
+    def in_dispatch_order(self, rows: list[AssignmentRow]) -> list[AssignmentRow]:
+        """`rows` in the order a lab takes work up: earliest leave-by first (solver.jobshop.ranking).
+
+        A lab starts a job on its idle machines as soon as it accepts it, and a unit started keeps
+        its machine; so the jobs of one plan are sent in this order, or the first one sent would
+        take the machines that a job which must leave sooner needs.
+        """
+        return sorted(rows, key=self._dispatch_key)
+
+    def _dispatch_key(self, a: AssignmentRow) -> DispatchKey:
+        """The rank of a job's first units at its lab, as `nodes` ranks them from the ASSIGN."""
+        order = self.orders[a.order_id]
+        arrive_by = None if a.arrive_by is None else datetime.fromisoformat(a.arrive_by)
+        leave = leave_by(order.due_at, self.road_hours(a), arrive_by, late=a.on_time_units <= 0)
+        return dispatch_key(leave, order.due_at, order.priority, a.order_id, 0)
 
     def _index(self, row: AssignmentRow) -> None:
         self.assignments[row.id] = row

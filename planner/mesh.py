@@ -240,7 +240,7 @@ class MeshServer:
 
         def send_written() -> None:
             self._unwritten -= ids
-            for row in rows:
+            for row in self.core.in_dispatch_order(rows):
                 if row.state == "assigned":  # not refused, lost or withdrawn meanwhile
                     self._send_assign(row)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -539,3 +540,19 @@ def test_a_plan_cut_short_asks_for_another_until_the_limit_is_at_its_cap(core: P
         assert replanner._cut_short(plan)
     assert len(asked) == 4  # 2 -> 4 -> 8 -> 16 -> 32 s, then no more
     assert replanner.params.time_limit_s == 2.0 * MOST_LIMIT_FACTOR
+
+
+def test_a_plans_jobs_go_to_a_lab_in_the_order_it_takes_them_up(core: PlannerCore) -> None:
+    """A lab starts the first job it accepts on its idle machines, so the jobs of one plan are sent
+    earliest leave-by first: a job due sooner before one due later, and units the plan placed late
+    by the plan's arrival for them, whatever the plan's own order."""
+    later = core.submit_order(_request(2, due_at=NOW + timedelta(days=3)))
+    placed_late = core.submit_order(_request(2, due_at=NOW + timedelta(hours=20)))
+    sooner = core.submit_order(_request(2, due_at=NOW + timedelta(days=1)))
+    lines = [one_lab_plan(order.id, 2).allocations[0] for order in (later, placed_late, sooner)]
+    rows = core.commit_plan(one_lab_plan(later.id, 2).model_copy(update={"allocations": lines}))
+    assert [r.order_id for r in rows] == [later.id, placed_late.id, sooner.id]
+    assert [r.order_id for r in core.awaiting_answer("lab-a")] == [placed_late.id, sooner.id, later.id]
+    late = replace(rows[1], on_time_units=0, arrive_by=(NOW + timedelta(days=4)).isoformat())
+    expected = [sooner.id, later.id, placed_late.id]
+    assert [r.order_id for r in core.in_dispatch_order([rows[0], late, rows[2]])] == expected
