@@ -32,7 +32,7 @@ from protocol.model import Design, Plan, Shortage
 from solver.large.bid_prices import bid_prices
 from solver.large.path import meets, solve_large
 from solver.model.candidates import Candidates, find_candidates, merge_candidates, shortage_reason
-from solver.model.capability import step_groups
+from solver.model.capability import flow_days, step_groups
 from solver.model.lines import LineUnits, allocation_line, split_units
 from solver.model.objective import objective_weights, overdue_weight, polished_priorities
 from solver.model.problem import (
@@ -439,7 +439,19 @@ class AllocationMapping:
         for lab_index, edges in sorted(by_lab.items()):
             state = problem.labs[lab_index]
             pace = {m.id: m.minutes_per_day() for m in state.lab.machines}
-            arrival = {d: (self.due[d] - transit(params, km), transit(params, km)) for d, km in edges}
+            # A unit leaves its lab its design's flow time after the lab's machine minutes are counted.
+            flow: dict[str, float] = {}
+            for d, _ in edges:
+                design = problem.designs[problem.demands[d].order.design]
+                if design.id not in flow:
+                    groups_at[lab_index, design.id] = step_groups(state.lab, design)
+                    flow[design.id] = flow_days(state.lab, design, groups_at[lab_index, design.id])
+            if not params.flow_time:
+                flow = dict.fromkeys(flow, 0.0)
+            arrival: dict[int, tuple[float, float]] = {}
+            for d, km in edges:
+                travel = transit(params, km) + flow[problem.demands[d].order.design]
+                arrival[d] = (self.due[d] - travel, travel)
             edges_days = lab_checkpoints(
                 [arrival[d][0] for d, _ in edges], self.days, params.due_buckets, params.time_checkpoints_days
             )
@@ -459,8 +471,6 @@ class AllocationMapping:
                 scale[_arriving(lab_index, material)] = AMOUNT_SCALE
             for d, km in edges:
                 design = problem.designs[problem.demands[d].order.design]
-                if (lab_index, design.id) not in groups_at:
-                    groups_at[lab_index, design.id] = step_groups(state.lab, design)
                 groups = groups_at[lab_index, design.id]
                 discount = self._discount(design.id, state, km)
                 unit_cost = km * params.km_weight - discount + problem.bid_price(design.id, lab_index)

@@ -6,7 +6,9 @@ is the allocation model of `solver.allocation.allocate`, written without its app
 
 - an *option* places units of one demand at one candidate lab, finishing by one checkpoint: the
   date they must be made by to arrive on time, a time checkpoint (`SolveParams.time_checkpoints_days`)
-  or the horizon; it is late when its units would arrive after the due date. Its cost per unit is
+  or the horizon; it is late when its units would arrive after the due date. Its units leave the
+  lab the lab's flow time for the design after the checkpoint (`solver.model.capability.flow_days`),
+  so the checkpoints of units on time are earlier than the validator's by that much. Its cost per unit is
   km × km_weight, less the trail discount, plus the time weight × days until arrival, plus the
   lateness penalty when late (`solver.model.objective.unit_cost`);
 - machine time is judged per lab on *machine sets*: every union of the lab's step groups (the
@@ -38,7 +40,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from solver.model.candidates import Candidates
-from solver.model.capability import step_groups
+from solver.model.capability import flow_days, step_groups
 from solver.model.objective import overdue_weight, unit_cost
 from solver.model.problem import Problem, SolveParams, days_until, earliest_finish, is_due_checkpoint
 from solver.model.trail_strength import problem_trail_strengths
@@ -159,6 +161,8 @@ def build_network(
     # time checkpoint after it, and by the horizon. Within an edge, on-time options come first and the
     # loosest of each kind first: that one is where a warm start's units go.
     travel = (params.handling_hours + edge_km / params.transport_kmh) / 24.0
+    if params.flow_time:
+        travel = travel + _flow(problem, design_ids, design_of[edge_demand], edge_lab)
     made_by = due[edge_demand] - travel
     kinds: list[tuple[np.ndarray, np.ndarray, bool]] = [
         (np.flatnonzero(made_by > 0), np.minimum(made_by, days), False),
@@ -384,6 +388,21 @@ def _expand(combo_of: np.ndarray, per_combo: np.ndarray) -> tuple[np.ndarray, np
     option = np.repeat(np.arange(len(combo_of), dtype=np.int64), reps)
     offsets = np.arange(reps.sum(), dtype=np.int64) - np.repeat(np.cumsum(reps) - reps, reps)
     return option, starts[combo_of][option] + offsets
+
+
+def _flow(
+    problem: Problem, design_ids: list[str], edge_design: np.ndarray, edge_lab: np.ndarray
+) -> np.ndarray:
+    """Per edge, its lab's flow time for its design in days (`solver.model.capability.flow_days`)."""
+    width = int(edge_lab.max(initial=0)) + 1
+    keys, pair_of = np.unique(edge_design.astype(np.int64) * width + edge_lab, return_inverse=True)
+    flow = np.zeros(len(keys))
+    for k, key in enumerate(keys.tolist()):
+        design = problem.designs.get(design_ids[key // width])
+        if design is not None:
+            lab = problem.labs[key % width].lab
+            flow[k] = flow_days(lab, design, step_groups(lab, design))
+    return flow[pair_of.reshape(-1)]
 
 
 def _combos(

@@ -230,6 +230,10 @@ class SolveParams:
     #: makes one unit at a time, so a unit it starts before a due date may end after it. False counts
     #: the machines' minutes as a fluid pool.
     whole_units: bool = True
+    #: Make a lab's units promised on time by their leave-by date less the lab's flow time for the
+    #: design (`solver.model.capability.flow_days`): the steps of a unit run in turn, so the last
+    #: one still needs its other steps after the busiest machines' work. False: leave-by alone.
+    flow_time: bool = True
 
     def __post_init__(self) -> None:
         if self.time_limit_s <= 0:

@@ -20,6 +20,10 @@ INSTANT = {"handling_hours": 0.0, "transport_kmh": 1e12}
 #: distance and capacity logic alone, where the time term would rightly split an order to finish sooner.
 KM_ONLY = replace(FAST, time_weight=dict.fromkeys(("routine", "urgent", "emergency"), 0.0), **INSTANT)
 #: Plenty of every material the catalogue's designs use.
+#: The flow time of a face shield at a lab of one 8-hour machine per step: its laser cut (3 minutes)
+#: and assembly (4) follow the print (`solver.model.capability.flow_days`). A shield due this long
+#: after a day of printing is on time.
+SHIELD_FLOW_DAYS = 7.0 / 480.0
 PLENTY = {"petg": 100.0, "pla": 100.0, "resin": 100.0, "pet_sheet_0_5": 1000.0, "elastic": 1000.0}
 
 # A few places around Barcelona (lat, lon).

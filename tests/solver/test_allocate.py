@@ -19,6 +19,7 @@ from tests.solver.factory import (
     KM_ONLY,
     MIDDLE,
     NEAR,
+    SHIELD_FLOW_DAYS,
     lab,
     machine,
     order,
@@ -89,7 +90,7 @@ def test_no_capable_lab_is_a_shortage_with_reason() -> None:
 
 def test_capacity_forces_a_split_across_labs_nearest_first() -> None:
     labs = [one_day_face_shield_lab(n, at) for n, at in (("far", FAR), ("near", NEAR), ("middle", MIDDLE))]
-    p = problem(labs, [order("o1", "face-shield", 10, days=1)])
+    p = problem(labs, [order("o1", "face-shield", 10, days=1 + SHIELD_FLOW_DAYS)])
     plan = solved(p, KM_ONLY)
     assert units_by_lab(plan, "o1") == {"near": 4, "middle": 4, "far": 2}
     assert plan.shortages == []

@@ -13,7 +13,18 @@ from solver.model.candidates import find_candidates
 from solver.model.problem import Problem, SolveParams
 from solver.model.trail_strength import problem_trail_strengths
 from solver.model.trails import TrailRules
-from tests.solver.factory import FAR, INSTANT, NEAR, lab, machine, order, printer, problem, units_by_lab
+from tests.solver.factory import (
+    FAR,
+    INSTANT,
+    NEAR,
+    SHIELD_FLOW_DAYS,
+    lab,
+    machine,
+    order,
+    printer,
+    problem,
+    units_by_lab,
+)
 
 #: A late window of 5 days: units that miss their due date may still be planned, at a price.
 LATE_OK = SolveParams(time_limit_s=2.0, workers=1, late_window_days=5.0, **INSTANT)
@@ -36,7 +47,8 @@ def late_units(plan: Plan, order_id: str) -> int:
 
 
 def test_units_beyond_the_due_date_are_planned_late_not_dropped() -> None:
-    plan = solved(problem([shield_lab("only", NEAR)], [order("o1", "face-shield", 6, days=1)]), LATE_OK)
+    p = problem([shield_lab("only", NEAR)], [order("o1", "face-shield", 6, days=1 + SHIELD_FLOW_DAYS)])
+    plan = solved(p, LATE_OK)
     assert units_by_lab(plan, "o1") == {"only": 6}
     assert late_units(plan, "o1") == 2
     [a] = plan.allocations
@@ -46,7 +58,7 @@ def test_units_beyond_the_due_date_are_planned_late_not_dropped() -> None:
 
 def test_a_farther_lab_on_time_beats_a_near_lab_late() -> None:
     labs = [shield_lab("near", NEAR), shield_lab("far", FAR)]
-    plan = solved(problem(labs, [order("o1", "face-shield", 8, days=1)]), LATE_OK)
+    plan = solved(problem(labs, [order("o1", "face-shield", 8, days=1 + SHIELD_FLOW_DAYS)]), LATE_OK)
     assert units_by_lab(plan, "o1") == {"near": 4, "far": 4}
     assert late_units(plan, "o1") == 0
 
@@ -54,7 +66,10 @@ def test_a_farther_lab_on_time_beats_a_near_lab_late() -> None:
 def test_an_early_order_gets_the_capacity_before_its_due_date() -> None:
     # One lab, 4 shields a day. The early order (due in 1 day) needs 4 by tomorrow; the later one
     # (due in 3 days) fits after it. Without buckets both would compete for the same 3 days.
-    orders = [order("late-due", "face-shield", 8, days=3), order("early-due", "face-shield", 4, days=1)]
+    orders = [
+        order("late-due", "face-shield", 8, days=3 + SHIELD_FLOW_DAYS),
+        order("early-due", "face-shield", 4, days=1 + SHIELD_FLOW_DAYS),
+    ]
     plan = solved(problem([shield_lab("only", NEAR)], orders), LATE_OK)
     assert units_by_lab(plan, "early-due") == {"only": 4}
     assert late_units(plan, "early-due") == 0

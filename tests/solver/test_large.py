@@ -249,10 +249,11 @@ def test_the_large_path_warm_started_from_the_small_paths_plan_is_no_worse(p: Pr
 
 
 def test_a_unit_that_exactly_fills_a_machine_by_its_due_date_is_planned_on_time() -> None:
-    # 30 nominal minutes a day for 2 days, and a 60-minute print: it fits, exactly, on both paths.
+    # 30 nominal minutes a day for 2 days, and a 60-minute print, then its 10-minute assembly (a third
+    # of a day at the bench's pace): it fits, exactly, on both paths.
     sla = machine("sla", "sla", speed=0.5, hours=1.0, medical_grade=True)
     bench = machine("bench", "assembly", speed=0.5, hours=1.0)
-    p = problem([lab("only", NEAR, [sla, bench])], [order("o1", "charlotte-valve", 1, days=2.0)])
+    p = problem([lab("only", NEAR, [sla, bench])], [order("o1", "charlotte-valve", 1, days=2.0 + 1 / 3)])
     for params in (replace(LARGE, **INSTANT), replace(SMALL, **INSTANT)):
         plan = solve(p, params)
         assert check(p, plan, params) == []

@@ -28,6 +28,7 @@ from tests.solver.factory import (
     INSTANT,
     NEAR,
     NOW,
+    SHIELD_FLOW_DAYS,
     lab,
     machine,
     order,
@@ -67,9 +68,10 @@ def test_a_lab_free_today_beats_a_nearer_one_booked_for_days(params: SolveParams
 
 @PATHS
 def test_on_time_means_arrived_by_the_due_date_not_made_by_it(params: SolveParams) -> None:
-    # One day of printing for 4 shields due in exactly 1 day, 85 km away: the 4th is made at the due
-    # date itself, and an hour of handling and 85 km of road (2.4 h in all) make it arrive late.
-    p = problem([shield_lab("far", FAR)], [order("o1", "face-shield", 4, days=1)])
+    # One day of printing for 4 shields due in exactly 1 day and their flow time, 85 km away: the 4th
+    # is made at the due date itself, and an hour of handling and 85 km of road (2.4 h in all) make
+    # it arrive late.
+    p = problem([shield_lab("far", FAR)], [order("o1", "face-shield", 4, days=1 + SHIELD_FLOW_DAYS)])
     plan = solved(p, params)
     [allocation] = plan.allocations
     assert allocation.quantity == 4 and allocation.late_units == 1  # the 4th would arrive 2.4 h late

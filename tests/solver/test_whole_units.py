@@ -9,7 +9,7 @@ replay) finishes every unit the plan counts on time by its due date.
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -18,6 +18,7 @@ from nodes.simulated import SimulatedExecutor
 from solver.allocation.allocate import solve
 from solver.check import check
 from solver.jobshop.lab_schedule import Job
+from solver.model.capability import flow_days, step_groups
 from solver.model.problem import (
     Problem,
     SolveParams,
@@ -99,3 +100,55 @@ def test_the_lab_is_not_sent_less_work_than_it_can_do_by_the_next_plan() -> None
     (line,) = solve(p, SMALL).allocations
     assert (line.quantity, line.late_units, line.early_units) == (30, 0, 13)
     assert line.arrive_by - NOW <= timedelta(days=3)
+
+
+def two_printers_and_a_bench() -> Problem:
+    # Valves (a 60-minute print, then a 10-minute assembly) due in 6 hours at a lab of two medical
+    # SLA printers of 16 hours a day and a bench of 10: by then each printer has made 4 valves, but
+    # the last two still need the bench, 24 minutes each at its pace.
+    machines = [
+        machine("sla1", "sla", hours=16.0, medical_grade=True),
+        machine("sla2", "sla", hours=16.0, medical_grade=True),
+        machine("bench", "assembly", hours=10.0),
+    ]
+    return problem([lab("only", NEAR, machines)], [order("o1", "charlotte-valve", 8, days=0.25)])
+
+
+def test_flow_time_is_the_steps_apart_from_the_busiest_machines() -> None:
+    valve_lab = two_printers_and_a_bench()
+    state, valve = valve_lab.labs[0], valve_lab.designs["charlotte-valve"]
+    assert flow_days(state.lab, valve, step_groups(state.lab, valve)) == pytest.approx(10.0 / 600.0)
+    # One machine doing every step queues them there: no flow time.
+    alone = lab("one", NEAR, [machine("all", "sla", "assembly", hours=16.0, medical_grade=True)])
+    assert flow_days(alone.lab, valve, step_groups(alone.lab, valve)) == 0.0
+    # A bench slower than the printers is the busiest: the print comes before its first assembly.
+    slow = lab(
+        "slow",
+        NEAR,
+        [machine("sla", "sla", hours=16.0, medical_grade=True), machine("b", "assembly", speed=0.1)],
+    )
+    assert flow_days(slow.lab, valve, step_groups(slow.lab, valve)) == pytest.approx(60.0 / 960.0)
+
+
+@pytest.mark.parametrize("params", PATHS)
+def test_units_promised_on_time_leave_on_time_when_the_steps_run_in_turn(params: SolveParams) -> None:
+    p = two_printers_and_a_bench()
+    due = p.demands[0].order.due_at
+    design = p.designs["charlotte-valve"]
+
+    def unit_ends(on_time: int) -> list[datetime]:
+        executor = SimulatedExecutor(
+            p.labs[0].lab.machines, SimClock(NOW), cp_time_limit_s=0, working_hours=True
+        )
+        executor.add(Job("o1-a1", design, 8, due, on_time_units=on_time), at=NOW)
+        return executor.unit_ends("o1-a1")
+
+    (line,) = solve(p, params).allocations
+    assert check(p, plan := solve(p, params), params) == [] and plan.allocations == [line]
+    on_time = line.quantity - line.late_units
+    assert (line.quantity, on_time) == (8, 6)
+    ends = unit_ends(on_time)
+    assert ends[on_time - 1] <= due < ends[on_time]
+    # Counting the machines' minutes alone, all 8 are promised, and the last two leave late.
+    (fluid,) = solve(p, replace(params, flow_time=False)).allocations
+    assert fluid.late_units == 0 and unit_ends(8)[-1] > due
