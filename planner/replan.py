@@ -177,12 +177,25 @@ class Replanner:
         self.solving = False
         self.last_solve_seconds = 0.0
         self._wake = asyncio.Event()
+        #: Set by a change that is not a lab's routine report: it cuts short the reports' spacing.
+        self._news = asyncio.Event()
         self._reasons: set[str] = set()
 
     def request(self, reason: str) -> None:
         """Something changed; a solve will follow soon if there is unplanned demand."""
         self._reasons.add(reason)
+        if reason not in ROUTINE_REASONS:
+            self._news.set()
         self._wake.set()
+
+    async def _news_within(self, seconds: float) -> bool:
+        """Wait up to `seconds` for a change that is not a lab's routine report (`ROUTINE_REASONS`):
+        True when one came."""
+        try:
+            await asyncio.wait_for(self._news.wait(), seconds)
+        except TimeoutError:
+            return False
+        return True
 
     async def run(self, stop: asyncio.Event) -> None:
         """Solve whenever woken, until `stop` is set."""
@@ -205,7 +218,14 @@ class Replanner:
                 self._reasons.add(WAITING_WORK)
             pause = 0.0 if EMERGENCY_ORDER in self._reasons else self.debounce_s
             if self._reasons <= ROUTINE_REASONS:  # only reports: keep solves at least min_interval_s apart
-                pause = max(pause, last_start + self.min_interval_s - time.monotonic())
+                spacing = last_start + self.min_interval_s - time.monotonic()
+                if spacing > pause:
+                    # An order (or a refusal, a lost lab) that comes meanwhile is not held back by
+                    # the reports' spacing: an emergency waited up to its 2 s, an hour of a
+                    # valve's window at 2,000x (docs/live-vs-sim.md).
+                    self._news.clear()
+                    news = await self._news_within(spacing)
+                    pause = (0.0 if EMERGENCY_ORDER in self._reasons else self.debounce_s) if news else 0.0
             await asyncio.sleep(pause)
             self._wake.clear()
             reasons, self._reasons = self._reasons, set()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -17,7 +18,7 @@ from planner.replan import (
     Replanner,
     keep_planning_after,
 )
-from planner.store import Ledger
+from planner.store import AssignmentRow, Ledger
 from protocol.model import Location, Machine, OrderRequest, Plan, Shortage
 from protocol.okh import catalogue
 from solver.check import check
@@ -556,3 +557,31 @@ def test_a_plans_jobs_go_to_a_lab_in_the_order_it_takes_them_up(core: PlannerCor
     late = replace(rows[1], on_time_units=0, arrive_by=(NOW + timedelta(days=4)).isoformat())
     expected = [sooner.id, later.id, placed_late.id]
     assert [r.order_id for r in core.in_dispatch_order([rows[0], late, rows[2]])] == expected
+
+
+def test_an_emergency_order_is_not_held_back_by_the_spacing_of_the_labs_reports(core: PlannerCore) -> None:
+    """Reports (capacity, stock) re-plan at most every `min_interval_s`; an emergency order that comes
+    while the planner waits out that spacing is placed at once."""
+    sent: list[AssignmentRow] = []
+
+    async def scenario() -> float:
+        replanner = Replanner(core, sent.extend, SolveParams(time_limit_s=1, workers=1), min_interval_s=60.0)
+        core.on_change = replanner.request
+        stop = asyncio.Event()
+        task = asyncio.create_task(replanner.run(stop))
+        core.submit_order(_request(2))
+        while not sent:
+            await asyncio.sleep(0.01)
+        replanner.request("capacity")  # a report: the next plan waits out the 60 s spacing
+        await asyncio.sleep(0.1)
+        emergency = core.submit_order(_request(2, priority="emergency"))
+        asked = time.monotonic()
+        while not any(row.order_id == emergency.id for row in sent):
+            await asyncio.sleep(0.01)
+            assert time.monotonic() - asked < 30, "the emergency waited out the reports' spacing"
+        waited = time.monotonic() - asked
+        stop.set()
+        await task
+        return waited
+
+    assert asyncio.run(scenario()) < 30
