@@ -62,7 +62,13 @@ def solve_params(loaded: LoadedScenario) -> SolveParams:
     """Solver settings of a replay: the scenario's budget of work (`REPLAY_WORK_PER_SECOND`), breadth, late
     window, objective, road speed (the replay's own, so the plan's arrivals are the replay's), time
     checkpoints (its rounds, `solver.model.problem.commit_checkpoints`) and transfer radius, one
-    worker, seeded."""
+    worker, seeded.
+
+    No flow time (`SolveParams.flow_time`): the replay's labs work a round's minutes as one pool
+    per machine group (`scenarios.sim`), so a unit's steps take no time in turn there, and a plan
+    that kept that time free would score units late or farther than its labs make them (three of
+    fab-city-barcelona's replays went above nearest-greedy's km with it). Live labs make a unit's
+    steps in turn (`nodes.simulated`, printers), and the live planner counts it."""
     scenario = loaded.scenario
     return SolveParams(
         time_limit_s=scenario.solve_seconds * REPLAY_TIME_CAP,
@@ -76,6 +82,7 @@ def solve_params(loaded: LoadedScenario) -> SolveParams:
         transfer_radius_km=scenario.transfer_radius_km,
         seed=scenario.seed,
         time_checkpoints_days=commit_checkpoints(scenario.round_hours),
+        flow_time=False,
     )
 
 
