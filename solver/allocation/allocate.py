@@ -444,10 +444,8 @@ class AllocationMapping:
             for d, _ in edges:
                 design = problem.designs[problem.demands[d].order.design]
                 if design.id not in flow:
-                    groups_at[lab_index, design.id] = step_groups(state.lab, design)
-                    flow[design.id] = flow_days(state.lab, design, groups_at[lab_index, design.id])
-            if not params.flow_time:
-                flow = dict.fromkeys(flow, 0.0)
+                    groups = groups_at[lab_index, design.id] = step_groups(state.lab, design)
+                    flow[design.id] = flow_days(state.lab, design, groups) if params.flow_time else 0.0
             arrival: dict[int, tuple[float, float]] = {}
             for d, km in edges:
                 travel = transit(params, km) + flow[problem.demands[d].order.design]
