@@ -17,7 +17,7 @@ from typing import Any
 
 from planner import rates as rate_rules
 from planner.events import Event, EventBus
-from planner.hours import add, spread
+from planner.hours import add, deferred_late_work, spread
 from planner.need_met import need_met
 from planner.rates import Rate, RateRequest
 from planner.reality import Trouble, cause_of, late_units
@@ -1112,7 +1112,22 @@ class PlannerCore:
             stock=stock,
             live=view.live,
             incoming=self.shipments.on_the_way(view.lab.id),
+            deferred_minutes=deferred_late_work(view.lab, self._late_work_held(view.lab.id, now), backlog),
         )
+
+    def _late_work_held(self, lab_id: str, now: datetime) -> list[tuple[Design, int, float]]:
+        """The late units a lab holds and has not made, per job: (design, units, days from `now` until
+        they must leave by the plan's arrival for them), for `planner.hours.deferred_late_work`. The
+        units a job makes first are the ones planned on time, as the lab counts them."""
+        jobs = []
+        for a in self._by_lab.get(lab_id, ()):
+            late_left = a.quantity - max(a.units_done, a.on_time_units)
+            if a.state not in ACTIVE_STATES or late_left <= 0 or a.arrive_by is None:
+                continue
+            order = self.orders[a.order_id]
+            leave = leave_by(order.due_at, self.road_hours(a), datetime.fromisoformat(a.arrive_by), late=True)
+            jobs.append((self.designs[order.design], late_left, (leave - now).total_seconds() / 86_400.0))
+        return jobs
 
     def has_unplanned_demand(self) -> bool:
         """True when some order still has units no lab is making."""

@@ -62,3 +62,45 @@ def add(totals: dict[str, float], extra: dict[str, float]) -> dict[str, float]:
     for key, value in extra.items():
         out[key] = out.get(key, 0.0) + value
     return out
+
+
+def deferred_late_work(
+    lab: Lab, jobs: list[tuple[Design, int, float]], backlog: dict[str, float]
+) -> dict[str, tuple[tuple[float, float], ...]]:
+    """Machine id -> the late work a lab holds that waits behind new work leaving sooner, as
+    (days from now until it must leave, minutes) (`solver.model.problem.LabState.deferred_minutes`).
+
+    `jobs` are (design, units planned late and not made yet, days until they must leave by the
+    plan's arrival for them). A lab takes its work earliest leave-by first, so an order that can
+    still be on time goes ahead of units already late; counted as the first thing the lab works,
+    late work queued at the nearest labs left no room for the next batch of emergencies in the
+    plans, and the lab made them late or another lab did. Left out: work that must leave now, and
+    one unit per machine (it may be running, and a unit started keeps its machine). No machine
+    defers more than its backlog (`backlog`), the earliest parts kept first.
+    """
+    parts: dict[str, list[tuple[float, float]]] = {}
+    running: dict[str, float] = {}  # machine id -> minutes of the longest unit step it may be running
+    for design, units, days in sorted(jobs, key=lambda job: job[2]):
+        if units <= 0:
+            continue
+        for step in design.steps:
+            for m in lab.machines:
+                if step.can_run_on(m):
+                    running[m.id] = max(running.get(m.id, 0.0), step.minutes)
+        if days <= 0:
+            continue
+        for machine_id, minutes in spread(lab, design, units).items():
+            parts.setdefault(machine_id, []).append((days, minutes))
+    deferred: dict[str, tuple[tuple[float, float], ...]] = {}
+    for machine_id, found in parts.items():
+        total = sum(minutes for _, minutes in found)
+        keep = running.get(machine_id, 0.0) + max(0.0, total - backlog.get(machine_id, 0.0))
+        left = []
+        for days, minutes in found:  # earliest first: what the lab works first is kept first
+            kept = min(keep, minutes)
+            keep -= kept
+            if minutes - kept > 1e-9:
+                left.append((days, minutes - kept))
+        if left:
+            deferred[machine_id] = tuple(left)
+    return deferred

@@ -491,11 +491,17 @@ def _max_flow(designs: dict[str, Design], state: LabState, work: list[tuple[str,
 
 
 def _free_minutes(state: LabState, days: float) -> dict[str, float]:
-    """Machine id -> minutes of nominal work it can still do in `days` (hours x speed, less backlog)."""
-    return {
-        m.id: max(0.0, m.hours_per_day * 60.0 * m.speed * days - state.backlog_minutes.get(m.id, 0.0))
-        for m in state.lab.machines
-    }
+    """Machine id -> minutes of nominal work it can still do in `days` (hours x speed, less the
+    backlog it works first: a part that must leave only after `days` waits behind new work that must
+    leave by then, as a lab takes its work earliest leave-by first)."""
+    free = {}
+    for m in state.lab.machines:
+        backlog = state.backlog_minutes.get(m.id, 0.0)
+        for leave, minutes in state.deferred_minutes.get(m.id, ()):
+            if leave > days + 1e-9:
+                backlog -= minutes
+        free[m.id] = max(0.0, m.hours_per_day * 60.0 * m.speed * days - max(0.0, backlog))
+    return free
 
 
 def _lab_capacity_problem(

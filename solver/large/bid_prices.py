@@ -47,7 +47,7 @@ from ortools.glop import parameters_pb2 as glop_parameters_pb2
 from solver.lp.glop import IncrementalLP
 from solver.model.capability import can_make
 from solver.model.geo import distances_km
-from solver.model.problem import Problem
+from solver.model.problem import Problem, backlog_by
 
 #: What the LP counts one unit made as worth, against its km: far above any trip, so it makes as many
 #: units as it can first and only then shortens their trips.
@@ -211,7 +211,7 @@ def _free_minutes(problem: Problem, lab: int, process: str, days: float) -> floa
     """A lab's machine minutes for a process from now over `days`, less the work it holds already."""
     state = problem.labs[lab]
     return sum(
-        m.minutes_per_day() * days - state.backlog_minutes.get(m.id, 0.0)
+        m.minutes_per_day() * days - backlog_by(state, m.id, days)
         for m in state.lab.machines
         if process in m.processes
     )

@@ -42,7 +42,14 @@ import numpy as np
 from solver.model.candidates import Candidates
 from solver.model.capability import flow_days, step_groups
 from solver.model.objective import overdue_weight, unit_cost
-from solver.model.problem import Problem, SolveParams, days_until, earliest_finish, is_due_checkpoint
+from solver.model.problem import (
+    Problem,
+    SolveParams,
+    backlog_by,
+    days_until,
+    earliest_finish,
+    is_due_checkpoint,
+)
 from solver.model.trail_strength import problem_trail_strengths
 from solver.model.trails import DEFAULT_RULES, TrailRules
 
@@ -539,9 +546,9 @@ def _capacities(
     point_time: np.ndarray,
     point_is_due: np.ndarray,
 ) -> np.ndarray:
-    """Free minutes of each checkpoint's machine set by its time (per machine: rate × days − backlog;
-    at a due date's checkpoint, `point_is_due` (`solver.model.problem.is_due_checkpoint`), in whole
-    units where the lab counts them)."""
+    """Free minutes of each checkpoint's machine set by its time (per machine: rate × days − the backlog
+    worked by then, `backlog_by`; at a due date's checkpoint, `point_is_due`
+    (`solver.model.problem.is_due_checkpoint`), in whole units where the lab counts them)."""
     capacity = np.zeros(len(point_chain))
     if not len(point_chain):
         return capacity
@@ -551,10 +558,13 @@ def _capacities(
         state = problem.labs[chain_lab[c]]
         machines = [state.lab.machines[m] for m in chain_machines[c]]
         rate = np.array([m.minutes_per_day() for m in machines])
-        backlog = np.array([state.backlog_minutes.get(m.id, 0.0) for m in machines])
         unit = np.array([state.unit_minutes.get(m.id, 0.0) for m in machines])
         times = point_time[start:end]
-        free = np.maximum(0.0, rate[None, :] * times[:, None] - backlog[None, :])
+        if state.deferred_minutes:  # the backlog worked by each time (`backlog_by`)
+            backlog = np.array([[backlog_by(state, m.id, float(t)) for m in machines] for t in times])
+        else:
+            backlog = np.array([state.backlog_minutes.get(m.id, 0.0) for m in machines])[None, :]
+        free = np.maximum(0.0, rate[None, :] * times[:, None] - backlog)
         due = point_is_due[start:end]
         counted = np.where(due[:, None] & (unit > 0), unit, 0.0)
         whole = np.where(

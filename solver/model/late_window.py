@@ -22,6 +22,7 @@ Pure: no clock; it imports only the shared model.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 
 from protocol.model import Allocation, Design
 from solver.model.capability import step_groups
@@ -108,7 +109,11 @@ def late_work_within(
     refill = hours * REFILL_SHARE if refill_hours is None else refill_hours
     if not 0 < refill <= hours:
         raise ValueError(f"a lab is topped up under 0 to {hours} hours of queue, not {refill}")
-    rooms = {lab_id: free_minutes(state, hours / 24.0) for lab_id, state in states.items()}
+    # The window holds the lab's whole queue, its late work included (not `deferred_minutes`).
+    rooms = {
+        lab_id: free_minutes(replace(state, deferred_minutes={}), hours / 24.0)
+        for lab_id, state in states.items()
+    }
     groups: dict[tuple[str, str], tuple[frozenset[str], ...]] = {}
 
     def groups_of(lab_id: str, design: Design) -> tuple[frozenset[str], ...]:

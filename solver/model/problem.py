@@ -66,6 +66,12 @@ class LabState:
     #: Machine id -> minutes of the unit step it is counted in: by a due date, its free time is
     #: counted in whole such units (`with_whole_units`). Empty: its minutes are a fluid pool.
     unit_minutes: dict[str, float] = field(default_factory=dict)
+    #: Machine id -> parts of `backlog_minutes` that must leave only later, as (days from now when
+    #: they must leave, minutes). A lab takes its work earliest leave-by first
+    #: (`solver.jobshop.ranking`), so new work that must leave before such a part goes ahead of it:
+    #: by an earlier checkpoint the part does not hold the machine (`backlog_by`). The planner
+    #: gives the late work a lab holds so (`planner.core`); empty, the whole backlog comes first.
+    deferred_minutes: dict[str, tuple[tuple[float, float], ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -415,12 +421,23 @@ def in_transit(state: LabState, now: datetime) -> dict[str, tuple[float, float]]
     return parcels
 
 
+def backlog_by(state: LabState, machine_id: str, days: float) -> float:
+    """Minutes of a machine's backlog that the lab works before new work that must leave within
+    `days` from now: the whole backlog less the parts that must leave only later
+    (`LabState.deferred_minutes`)."""
+    backlog = state.backlog_minutes.get(machine_id, 0.0)
+    parts = state.deferred_minutes.get(machine_id, ())
+    later = sum(minutes for leave, minutes in parts if leave > days + 1e-9)
+    return max(0.0, backlog - later)
+
+
 def free_minutes(state: LabState, days: float, whole: bool = False) -> dict[str, float]:
-    """Machine id -> nominal minutes still free within `days`: working time less the backlog; with
-    `whole`, in whole units where the state counts them (`LabState.unit_minutes`)."""
+    """Machine id -> nominal minutes still free within `days`: working time less the backlog the lab
+    works before then (`backlog_by`); with `whole`, in whole units where the state counts them
+    (`LabState.unit_minutes`)."""
     return {
         m.id: in_whole_units(
-            max(0.0, m.minutes_per_day() * days - state.backlog_minutes.get(m.id, 0.0)),
+            max(0.0, m.minutes_per_day() * days - backlog_by(state, m.id, days)),
             state.unit_minutes.get(m.id, 0.0) if whole else 0.0,
         )
         for m in state.lab.machines

@@ -585,3 +585,31 @@ def test_an_emergency_order_is_not_held_back_by_the_spacing_of_the_labs_reports(
         return waited
 
     assert asyncio.run(scenario()) < 30
+
+
+def test_late_work_a_lab_holds_waits_in_the_plan_behind_work_that_must_leave_sooner(tmp_path: Path) -> None:
+    """The late units of a job the lab holds yield, by the checkpoints before they must leave, to new
+    work that must leave sooner, as the lab takes its work (solver.jobshop.ranking); but for the unit
+    its machine may be making. Its units planned on time do not."""
+    # Late work sent whole (no late-work window), to see it counted.
+    core = PlannerCore(
+        ledger=Ledger(tmp_path / "c.db"), designs=catalogue(), clock=lambda: NOW, late_work_hours=None
+    )
+    core.lab_hello(LAB, {})
+    order = core.submit_order(_request(10))
+    arrive_by = NOW + timedelta(days=3)
+    (line,) = one_lab_plan(order.id, 10).allocations
+    late_line = line.model_copy(update={"late_units": 4, "arrive_by": arrive_by})
+    [row] = core.commit_plan(one_lab_plan(order.id, 10).model_copy(update={"allocations": [late_line]}))
+    assert row.on_time_units == 6
+    [state] = core.problem().labs
+    road = core.road_hours(row)
+    assert road is not None
+    leave_days = 3.0 - road / 24.0
+    assert state.backlog_minutes["p1"] == pytest.approx(10 * 28)
+    assert state.deferred_minutes == {"p1": ((pytest.approx(leave_days), pytest.approx(4 * 28 - 25)),)}
+    core.job_update("lab-a", row.id, "accepted")
+    core.job_update("lab-a", row.id, "running", units_done=8)  # on-time units first: 2 late ones left
+    [state] = core.problem().labs
+    assert state.deferred_minutes == {"p1": ((pytest.approx(leave_days), pytest.approx(2 * 28 - 25)),)}
+
