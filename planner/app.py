@@ -296,6 +296,7 @@ def create_app(
             executor=pool,
             executor_ready=ready,
             keep_planning_s=keep_planning_after(settings.clock_speed),
+            clock_speed=settings.clock_speed,
         )
 
         def on_change(reason: str) -> None:

@@ -1016,8 +1016,9 @@ class PlannerCore:
 
     # --- planning -----------------------------------------------------------------------------
 
-    def problem(self) -> Problem:
-        """The allocation problem for everything not yet committed, from the labs' latest reports."""
+    def problem(self, ahead: timedelta = timedelta(0)) -> Problem:
+        """The allocation problem for everything not yet committed, from the labs' latest reports,
+        as of `ahead` from now: when its plan reaches the labs (`planner.replan.Replanner.plan_lead`)."""
         demands = []
         for order in self.orders.values():
             if order.state in {"done", "cancelled"}:
@@ -1025,7 +1026,7 @@ class PlannerCore:
             remaining = order.quantity - self.units_committed(order.id)
             if remaining > 0:
                 demands.append(Demand(order=order, quantity=remaining))
-        now = self.clock()
+        now = self.clock() + ahead
         demands += self.forecast(now)
         labs = [self._lab_state(view, now) for view in self.labs.values()]
         refused = frozenset(

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from dataclasses import replace
+from datetime import timedelta
 
 from planner.core import EMERGENCY_ORDER, PlannerCore
 from planner.store import AssignmentRow
@@ -151,6 +152,7 @@ class Replanner:
         executor: Executor | None = None,
         executor_ready: Future[bool] | None = None,
         keep_planning_s: float = KEEP_PLANNING_S,
+        clock_speed: float = 1.0,
     ) -> None:
         self.core = core
         self.send_assignments = send_assignments
@@ -166,6 +168,9 @@ class Replanner:
         #: Longest quiet spell before demand still waiting for a lab is planned again (`WAITING_WORK`).
         self.keep_planning_s = keep_planning_s
         self.emergency_budget_s = emergency_budget_s
+        #: How many times faster the planner's clock runs than the wall (a replay's compressed time,
+        #: `protocol.timeframe`): the wall seconds a solve may take are that many on its clock.
+        self.clock_speed = clock_speed
         #: Where solves run: a worker process, or a thread of this process when None.
         self.executor = executor
         #: Done once the worker process has started and imported the solver; until then (a few
@@ -291,10 +296,23 @@ class Replanner:
         """
         return replace(self.params, transfer_radius_km=0.0)
 
+    def plan_lead(self, budget_s: float) -> timedelta:
+        """How far ahead of the clock a plan solved within `budget_s` wall seconds is made: its work
+        starts when it reaches the labs, not when the solve began.
+
+        Planned from the instant the solve began, a plan counted the lab hours that passed while it
+        was solved. In real time that is a second; in a replay's compressed time it is not: at
+        2,000x the one-second solve of each batch of emergency valves took 35 simulated minutes, and
+        a lab promised six valves for the 4.9 hours before they had to leave got them 35 minutes
+        into that window and sent the last an hour late (valve-lombardy in Great Britain, seed 8;
+        docs/live-vs-sim.md). So a plan counts from the end of its budget, the latest it reaches the
+        labs."""
+        return timedelta(seconds=budget_s * self.clock_speed)
+
     async def _insert_emergencies(self) -> None:
         """Place open emergency demands first, on their own neighbourhoods, within the latency budget,
         from the stock the labs hold (`emergency_params`)."""
-        problem = self.core.problem()
+        problem = self.core.problem(ahead=self.plan_lead(self.emergency_budget_s))
         # A rate's forecast is not an order yet: it waits for the full re-plan.
         urgent = {
             d.order.id for d in problem.demands if d.order.priority == "emergency" and d.release_at is None
@@ -319,7 +337,7 @@ class Replanner:
             self.send_assignments(self.core.commit_plan(plan))
 
     async def _solve_once(self, reasons: list[str]) -> None:
-        problem = self.core.problem()
+        problem = self.core.problem(ahead=self.plan_lead(self.params.time_limit_s))
         if not problem.demands:
             return
         log.info("re-planning %d open demands (%s)", len(problem.demands), ", ".join(reasons) or "start")

@@ -23,6 +23,8 @@ from protocol.model import Location, Machine, OrderRequest, Plan, Shortage
 from protocol.okh import catalogue
 from solver.check import check
 from solver.large.path import TIME_REASON, TIMED_OUT
+from solver.model.geo import haversine_km
+from solver.model.objective import transit_days
 from solver.model.problem import SolveParams
 from tests.planner.plans import NOW, ONE_MACHINE_LAB, one_lab_plan, replan_after
 
@@ -231,11 +233,11 @@ def test_failed_replan_is_retried(core: PlannerCore) -> None:
     calls: list[int] = []
     original = core.problem
 
-    def flaky_problem():
+    def flaky_problem(**kwargs: object):
         calls.append(1)
         if len(calls) == 1:
             raise RuntimeError("transient")
-        return original()
+        return original(**kwargs)  # type: ignore[arg-type]
 
     core.problem = flaky_problem  # type: ignore[method-assign]
     sent: list[object] = []
@@ -613,3 +615,37 @@ def test_late_work_a_lab_holds_waits_in_the_plan_behind_work_that_must_leave_soo
     [state] = core.problem().labs
     assert state.deferred_minutes == {"p1": ((pytest.approx(leave_days), pytest.approx(2 * 28 - 25)),)}
 
+
+@pytest.mark.parametrize("clock_speed", [1.0, 2000.0])
+def test_a_plan_counts_the_labs_hours_from_when_it_reaches_them(tmp_path: Path, clock_speed: float) -> None:
+    """A solve takes wall seconds, and a replay's clock runs thousands of times faster: at 2,000x a
+    solve of its whole 1-s budget is 33 minutes of the lab's hours that pass before the plan reaches
+    it. The plan counts from then: ten splints that fit with 20 minutes to spare from now are nine
+    on time from 33 minutes on."""
+    core = PlannerCore(ledger=Ledger(tmp_path / "c.db"), designs=catalogue(), clock=lambda: NOW)
+    core.lab_hello(LAB, {})
+    delivery = Location(lat=45.2, lon=5.7)
+    road = transit_days(haversine_km(LAB.location, delivery))
+    make = 10 * 28 / LAB.machines[0].minutes_per_day()
+    due = NOW + timedelta(days=road + make, minutes=20)
+    solved_at: list[object] = []
+    original = core.problem
+
+    def problem(**kwargs: object) -> object:
+        found = original(**kwargs)  # type: ignore[arg-type]
+        solved_at.append(found.now)
+        return found
+
+    core.problem = problem  # type: ignore[method-assign]
+    params = SolveParams(time_limit_s=1.0, workers=1)
+    _, sent = replan_after(
+        core,
+        params,
+        lambda: core.submit_order(_request(10, due_at=due, delivery=delivery)),
+        lambda _, rows: bool(rows),
+        polls=250,
+        clock_speed=clock_speed,
+    )
+    assert solved_at[0] == NOW + timedelta(seconds=clock_speed * params.time_limit_s)
+    # At 2,000x the tenth is late, and waits for a later plan (the late-work window).
+    assert sum(r.on_time_units for r in sent) == (10 if clock_speed == 1.0 else 9)
