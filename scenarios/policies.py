@@ -142,7 +142,7 @@ class Cosmolocal:
         problem = Problem(
             now=now,
             designs=designs,
-            labs=[lab.state(designs) for lab in labs if lab.present],
+            labs=[lab.state(designs, now, self.params.transport_kmh) for lab in labs if lab.present],
             demands=[Demand(order, units) for order, units in demand]
             + [Demand(order, order.quantity, release_at=release) for order, release in ahead],
             future=tuple(self.coming(now)) if self.coming is not None else (),

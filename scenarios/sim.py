@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import NamedTuple, Protocol, runtime_checkable
 
+from planner.hours import deferred_late_work
 from protocol.model import PRIORITIES, Design, Lab, Location, Order, Transfer
 from scenarios.world import World, WorldEvent
 from solver.jobshop import ranking
@@ -52,6 +53,8 @@ from solver.model.problem import InTransit, LabState
 #: Hours of handling before a finished unit leaves its lab: the solver's own figure, so that what
 #: the plan counts as on time and what the replay measures agree.
 HANDLING_HOURS = SOLVER_HANDLING_HOURS
+
+DAY = timedelta(days=1)
 
 
 class SimulationError(RuntimeError):
@@ -192,16 +195,28 @@ class LabSim:
                     backlog[m] = backlog.get(m, 0.0) + step.minutes * job.units * per_day[m] / total
         return backlog
 
-    def state(self, designs: dict[str, Design]) -> LabState:
-        """The lab as the solver sees it: working machines, backlog, free stock, live or not."""
+    def state(self, designs: dict[str, Design], now: datetime | None = None, kmh: float = 0.0) -> LabState:
+        """The lab as the solver sees it: working machines, backlog, free stock, live or not; from
+        `now` on, with its late work deferred behind work that must leave sooner, as the planner
+        counts a lab's (`planner.hours.deferred_late_work`), at the road speed `kmh`."""
         active = self.active_lab()
         in_hand, on_its_way = self.free_in_hand_and_on_its_way(designs)
+        backlog = self.backlog_minutes(designs)
+        deferred = {}
+        if now is not None and active is not None and kmh > 0:
+            late = [
+                (designs[job.order.design], job.units, (leave_by(job, self.lab.location, kmh) - now) / DAY)
+                for job in self.queue
+                if job.on_time_left <= 0 and job.arrive_by is not None
+            ]
+            deferred = deferred_late_work(active, late, backlog)
         return LabState(
             lab=active or self.lab,
-            backlog_minutes=self.backlog_minutes(designs),
+            backlog_minutes=backlog,
             stock=in_hand,
             live=self.live and active is not None,
             incoming=on_its_way,
+            deferred_minutes=deferred,
         )
 
 
